@@ -1,0 +1,536 @@
+//! `portcullis-bench`: measures what the gateway adds to an LLM call.
+//!
+//! `portcullis-bench run` starts mock upstreams in-process, starts the real `portcullis` binary
+//! (with its request log on, writing to SQLite) pinned to CPU 0 while this process (load
+//! generator and mocks) runs on CPU 1, and runs each scenario twice in the same run — straight
+//! to the mock, then through the gateway:
+//!
+//! 1. added latency at concurrency 1;
+//! 2. saturation throughput at concurrency 50;
+//! 3. a mock that takes 50 ms to answer, at concurrency 50;
+//! 4. streaming time to first token at concurrency 1 (the mock streams a frame every 5 ms).
+//!
+//! For the gateway it reports the CPU time it consumed per request during each measured window
+//! (from `/proc/<pid>/stat`) and its peak resident memory (`VmHWM`). It is a report, not a
+//! test: it exits 0 whether or not the targets are met.
+
+#![allow(clippy::print_stdout)]
+
+mod load;
+mod procfs;
+mod semantic;
+
+use std::fmt::Write as _;
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitCode, Stdio};
+use std::time::Duration;
+
+use bytes::Bytes;
+use portcullis_test_support::{MockOptions, MockUpstream};
+use serde_json::json;
+
+use crate::load::{Outcome, Target};
+
+const MASTER_KEY: &str = "bench-master-key-0123456789";
+
+struct Args {
+    gateway_bin: PathBuf,
+    duration: Duration,
+    warmup: Duration,
+    json: Option<PathBuf>,
+    pin: bool,
+}
+
+fn usage() -> ! {
+    eprintln!(
+        "usage: portcullis-bench run [--gateway-bin PATH] [--duration SECS] [--warmup SECS] [--json FILE] [--no-pin]\n\
+         \x20      portcullis-bench load ADDR PATH KEY MODEL [--concurrency N] [--duration SECS] [--stream]"
+    );
+    std::process::exit(2)
+}
+
+/// `load`: the load generator alone against any OpenAI-compatible endpoint on loopback.
+fn load_only(mut args: impl Iterator<Item = String>) -> ExitCode {
+    let (Some(addr), Some(path), Some(key), Some(model)) =
+        (args.next(), args.next(), args.next(), args.next())
+    else {
+        usage()
+    };
+    let Ok(addr) = addr.parse::<std::net::SocketAddr>() else {
+        usage()
+    };
+    if !addr.ip().is_loopback() {
+        eprintln!("only loopback addresses may be targeted");
+        return ExitCode::FAILURE;
+    }
+    let (mut concurrency, mut duration, mut stream) = (1usize, Duration::from_secs(5), false);
+    while let Some(flag) = args.next() {
+        match flag.as_str() {
+            "--concurrency" => {
+                concurrency = args
+                    .next()
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or_else(|| usage())
+            }
+            "--duration" => {
+                duration = Duration::from_secs_f64(
+                    args.next()
+                        .and_then(|v| v.parse().ok())
+                        .unwrap_or_else(|| usage()),
+                )
+            }
+            "--stream" => stream = true,
+            _ => usage(),
+        }
+    }
+    let target = Target {
+        addr,
+        path,
+        authorization: format!("Bearer {key}"),
+        body: Bytes::from(
+            json!({"model": model, "max_tokens": 32, "stream": stream,
+                   "messages": [{"role": "user", "content": "Say hello in one short sentence."}]})
+            .to_string(),
+        ),
+        first_token: stream,
+    };
+    let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    else {
+        return ExitCode::FAILURE;
+    };
+    let o = rt.block_on(load::run(
+        &target,
+        concurrency,
+        Duration::from_secs(1),
+        duration,
+    ));
+    println!(
+        "{:.0} req/s  p50 {:.3} ms  p99 {:.3} ms  errors {}",
+        o.rate(),
+        o.ms(0.5),
+        o.ms(0.99),
+        o.errors
+    );
+    ExitCode::SUCCESS
+}
+
+fn parse_args() -> Args {
+    let mut args = std::env::args().skip(1);
+    match args.next().as_deref() {
+        Some("run") => {}
+        Some("load") => std::process::exit(match load_only(args) {
+            c if c == ExitCode::SUCCESS => 0,
+            _ => 1,
+        }),
+        _ => usage(),
+    }
+    let mut a = Args {
+        gateway_bin: PathBuf::from(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../target/release/portcullis"
+        )),
+        duration: Duration::from_secs(10),
+        warmup: Duration::from_secs(2),
+        json: None,
+        pin: true,
+    };
+    while let Some(flag) = args.next() {
+        let mut value = || args.next().unwrap_or_else(|| usage());
+        match flag.as_str() {
+            "--gateway-bin" => a.gateway_bin = PathBuf::from(value()),
+            "--duration" => {
+                a.duration = Duration::from_secs_f64(value().parse().unwrap_or_else(|_| usage()))
+            }
+            "--warmup" => {
+                a.warmup = Duration::from_secs_f64(value().parse().unwrap_or_else(|_| usage()))
+            }
+            "--json" => a.json = Some(PathBuf::from(value())),
+            "--no-pin" => a.pin = false,
+            _ => usage(),
+        }
+    }
+    a
+}
+
+fn main() -> ExitCode {
+    let args = parse_args();
+    if args.pin {
+        // This process (load generator and mocks) on CPU 1; its threads inherit it.
+        let pinned = Command::new("taskset")
+            .args(["-a", "-cp", "1", &std::process::id().to_string()])
+            .stdout(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if !pinned {
+            eprintln!(
+                "warning: could not pin the load generator to CPU 1 (is `taskset` installed?)"
+            );
+        }
+    }
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(&args)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("benchmark failed: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+struct Row {
+    scenario: &'static str,
+    concurrency: usize,
+    direct: Outcome,
+    gateway: Outcome,
+    cpu_us_per_request: f64,
+}
+
+async fn run(args: &Args) -> Result<(), String> {
+    let quiet = |o: MockOptions| MockOptions {
+        record_requests: false,
+        ..o
+    };
+    let fast = MockUpstream::start_with(quiet(MockOptions::default())).await;
+    let slow = MockUpstream::start_with(quiet(MockOptions {
+        latency: Duration::from_millis(50),
+        ..MockOptions::default()
+    }))
+    .await;
+    let streaming = MockUpstream::start_with(quiet(MockOptions {
+        stream_frame_delay: Duration::from_millis(5),
+        ..MockOptions::default()
+    }))
+    .await;
+
+    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let listen = free_port()?;
+    let config = dir.path().join("bench.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "listen: 127.0.0.1:{listen}\nmaster_key: {MASTER_KEY}\ndatabase:\n  url: sqlite://{db}\n\
+             providers:\n  openai:\n    api_key: sk-mock-openai\n    base_url: {fast}\n\
+             \x20 slow:\n    kind: custom\n    api_key: sk-mock-openai\n    base_url: {slow}\n\
+             \x20 streaming:\n    kind: custom\n    api_key: sk-mock-openai\n    base_url: {stream}\n\
+             routes:\n  cached:\n    targets: [openai/gpt-4o-mini]\n    cache: {{enabled: true}}\n\
+             \x20 limited:\n    targets: [openai/gpt-4o-mini]\n\
+             limits:\n  - {{scope: route, match: limited, requests: 100000000, window: 1h}}\n\
+             \x20 - {{scope: route, match: limited, tokens: 1000000000, window: 1h}}\n",
+            db = dir.path().join("bench.db").display(),
+            fast = fast.openai_base_url(),
+            slow = slow.openai_base_url(),
+            stream = streaming.openai_base_url(),
+        ),
+    )
+    .map_err(|e| e.to_string())?;
+
+    let mut gateway = spawn_gateway(args, &config)?;
+    let pid = gateway.id();
+    let gw_addr: std::net::SocketAddr = format!("127.0.0.1:{listen}")
+        .parse()
+        .map_err(|_| "address")?;
+    wait_ready(gw_addr).await?;
+    println!(
+        "gateway pid {pid} {} ; load generator and mocks on CPU 1 ; {}s per window after {}s warm-up\n",
+        if args.pin {
+            "pinned to CPU 0"
+        } else {
+            "not pinned"
+        },
+        args.duration.as_secs_f64(),
+        args.warmup.as_secs_f64()
+    );
+
+    let chat = |model: &str, stream: bool| {
+        Bytes::from(
+            json!({"model": model, "max_tokens": 32, "stream": stream, "temperature": 0,
+                   "messages": [{"role": "user", "content": "Say hello in one short sentence."}]})
+            .to_string(),
+        )
+    };
+    let direct = |mock: &MockUpstream, stream: bool| Target {
+        addr: mock.addr(),
+        path: "/v1/chat/completions".to_owned(),
+        authorization: "Bearer sk-mock-openai".to_owned(),
+        body: chat("gpt-4o-mini", stream),
+        first_token: stream,
+    };
+    let via = |model: &str, stream: bool| Target {
+        addr: gw_addr,
+        path: "/v1/chat/completions".to_owned(),
+        authorization: format!("Bearer {MASTER_KEY}"),
+        body: chat(model, stream),
+        first_token: stream,
+    };
+
+    let scenarios: [(&'static str, usize, Target, Target); 7] = [
+        (
+            "added latency",
+            1,
+            direct(&fast, false),
+            via("openai/gpt-4o-mini", false),
+        ),
+        (
+            "saturation",
+            50,
+            direct(&fast, false),
+            via("openai/gpt-4o-mini", false),
+        ),
+        (
+            "50 ms upstream",
+            50,
+            direct(&slow, false),
+            via("slow/gpt-4o-mini", false),
+        ),
+        (
+            "stream TTFT",
+            1,
+            direct(&streaming, true),
+            via("streaming/gpt-4o-mini", true),
+        ),
+        // Every request after the first is answered from the exact cache.
+        ("cache hit", 1, direct(&fast, false), via("cached", false)),
+        ("cache hit", 50, direct(&fast, false), via("cached", false)),
+        // A request-rate and a token-rate rule checked (and settled) on every request.
+        (
+            "with limits",
+            50,
+            direct(&fast, false),
+            via("limited", false),
+        ),
+    ];
+    let mut rows = Vec::new();
+    // The core scenarios come first; the memory target is read once they are done, before
+    // the cache-hit runs push the request log to ~60k records/s.
+    let mut core_peak_rss = 0;
+    for (i, (scenario, concurrency, d, g)) in scenarios.into_iter().enumerate() {
+        if i == 4 {
+            core_peak_rss = procfs::peak_rss(pid).unwrap_or(0);
+        }
+        let direct = load::run(&d, concurrency, args.warmup, args.duration).await;
+        // CPU is read around the measured window only (warm-up excluded).
+        let (gateway, cpu) = measure_gateway(pid, &g, concurrency, args).await;
+        let cpu_us_per_request = cpu.as_secs_f64() * 1e6 / (gateway.ok.max(1) as f64);
+        rows.push(Row {
+            scenario,
+            concurrency,
+            direct,
+            gateway,
+            cpu_us_per_request,
+        });
+    }
+    let peak_rss = procfs::peak_rss(pid).unwrap_or(0);
+    let dropped = log_dropped(gw_addr).await;
+    // Let the load generator's connections and stream drains finish on this runtime before
+    // the blocking wait for the gateway's exit, so its graceful shutdown is not held up.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    stop(&mut gateway);
+
+    let report = render(&rows, core_peak_rss, peak_rss, dropped);
+    println!("{report}");
+    println!("{}", semantic::lookup_report());
+    if let Some(path) = &args.json {
+        let v = json!({
+            "rows": rows.iter().map(|r| json!({
+                "scenario": r.scenario, "concurrency": r.concurrency,
+                "direct": {"rps": r.direct.rate(), "p50_ms": r.direct.ms(0.5), "p99_ms": r.direct.ms(0.99), "errors": r.direct.errors},
+                "gateway": {"rps": r.gateway.rate(), "p50_ms": r.gateway.ms(0.5), "p99_ms": r.gateway.ms(0.99), "errors": r.gateway.errors},
+                "added_p50_ms": r.gateway.ms(0.5) - r.direct.ms(0.5),
+                "gateway_cpu_us_per_request": r.cpu_us_per_request,
+            })).collect::<Vec<_>>(),
+            "gateway_peak_rss_mib": peak_rss as f64 / 1048576.0,
+            "gateway_core_peak_rss_mib": core_peak_rss as f64 / 1048576.0,
+            "request_log_dropped": dropped,
+        });
+        std::fs::write(path, serde_json::to_vec_pretty(&v).unwrap_or_default())
+            .map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}
+
+/// Runs the gateway scenario, reading the gateway's CPU time exactly around the measured window.
+async fn measure_gateway(
+    pid: u32,
+    target: &Target,
+    concurrency: usize,
+    args: &Args,
+) -> (Outcome, Duration) {
+    let warmup = args.warmup;
+    let sampler = async {
+        tokio::time::sleep(warmup).await;
+        let before = procfs::cpu_time(pid).unwrap_or_default();
+        tokio::time::sleep(args.duration).await;
+        let after = procfs::cpu_time(pid).unwrap_or_default();
+        after.saturating_sub(before)
+    };
+    let (outcome, cpu) = tokio::join!(
+        load::run(target, concurrency, warmup, args.duration),
+        sampler
+    );
+    (outcome, cpu)
+}
+
+fn render(rows: &[Row], core_peak_rss: u64, peak_rss: u64, dropped: Option<u64>) -> String {
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "| scenario | conc. | direct req/s | direct p50 / p99 ms | gateway req/s | gateway p50 / p99 ms | added p50 ms | gateway CPU µs/req |"
+    );
+    let _ = writeln!(s, "|---|---|---|---|---|---|---|---|");
+    for r in rows {
+        let _ = writeln!(
+            s,
+            "| {} | {} | {:.0} | {:.3} / {:.3} | {:.0} | {:.3} / {:.3} | {:+.3} | {:.1} |",
+            r.scenario,
+            r.concurrency,
+            r.direct.rate(),
+            r.direct.ms(0.5),
+            r.direct.ms(0.99),
+            r.gateway.rate(),
+            r.gateway.ms(0.5),
+            r.gateway.ms(0.99),
+            r.gateway.ms(0.5) - r.direct.ms(0.5),
+            r.cpu_us_per_request,
+        );
+        if r.direct.errors + r.gateway.errors > 0 {
+            let _ = writeln!(
+                s,
+                "|  ↳ errors | | {} | | {} | | | |",
+                r.direct.errors, r.gateway.errors
+            );
+        }
+    }
+    let _ = writeln!(
+        s,
+        "\ngateway peak RSS: {:.1} MiB after the core scenarios, {:.1} MiB after all",
+        core_peak_rss as f64 / 1048576.0,
+        peak_rss as f64 / 1048576.0
+    );
+    match dropped {
+        Some(d) => {
+            let _ = writeln!(s, "request log records dropped: {d}");
+        }
+        None => {
+            let _ = writeln!(
+                s,
+                "request log records dropped: unknown (metrics unavailable)"
+            );
+        }
+    }
+    let sat = rows.iter().find(|r| r.scenario == "saturation");
+    let lat = rows.iter().find(|r| r.scenario == "added latency");
+    let _ = writeln!(s, "\ntargets (request log on, gateway on one core):");
+    if let Some(r) = sat {
+        let _ = writeln!(
+            s,
+            "  throughput at c=50   ≥ 15000 req/s : {:.0} {}",
+            r.gateway.rate(),
+            mark(r.gateway.rate() >= 15000.0)
+        );
+        let _ = writeln!(
+            s,
+            "  CPU per request      ≤ 60 µs       : {:.1} {}",
+            r.cpu_us_per_request,
+            mark(r.cpu_us_per_request <= 60.0)
+        );
+    }
+    if let Some(r) = lat {
+        let added = r.gateway.ms(0.5) - r.direct.ms(0.5);
+        let _ = writeln!(
+            s,
+            "  added p50 at c=1     ≤ 0.1 ms      : {added:.3} {}",
+            mark(added <= 0.1)
+        );
+    }
+    let mib = core_peak_rss as f64 / 1048576.0;
+    let _ = writeln!(
+        s,
+        "  peak RSS             ≤ 32 MiB      : {mib:.1} {}",
+        mark(mib <= 32.0)
+    );
+    s
+}
+
+fn mark(ok: bool) -> &'static str {
+    if ok { "✓" } else { "✗ (missed)" }
+}
+
+fn free_port() -> Result<u16, String> {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
+    l.local_addr().map(|a| a.port()).map_err(|e| e.to_string())
+}
+
+fn spawn_gateway(args: &Args, config: &std::path::Path) -> Result<Child, String> {
+    if !args.gateway_bin.exists() {
+        return Err(format!(
+            "{} does not exist: build it with `cargo build --release -p portcullis`",
+            args.gateway_bin.display()
+        ));
+    }
+    let mut cmd = if args.pin {
+        let mut c = Command::new("taskset");
+        c.args(["-c", "0"]).arg(&args.gateway_bin);
+        c
+    } else {
+        Command::new(&args.gateway_bin)
+    };
+    cmd.arg("serve")
+        .arg("--config")
+        .arg(config)
+        .env("PORTCULLIS_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit());
+    cmd.spawn()
+        .map_err(|e| format!("starting the gateway: {e}"))
+}
+
+async fn wait_ready(addr: std::net::SocketAddr) -> Result<(), String> {
+    for _ in 0..300 {
+        if let Ok(mut tcp) = tokio::net::TcpStream::connect(addr).await {
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            let _ = tcp
+                .write_all(b"GET /readyz HTTP/1.1\r\nhost: bench\r\nconnection: close\r\n\r\n")
+                .await;
+            let mut buf = Vec::new();
+            let _ = tcp.read_to_end(&mut buf).await;
+            if buf.starts_with(b"HTTP/1.1 200") {
+                return Ok(());
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Err("the gateway did not become ready".to_owned())
+}
+
+/// `portcullis_request_log_dropped_total` from the gateway's metrics.
+async fn log_dropped(addr: std::net::SocketAddr) -> Option<u64> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut tcp = tokio::net::TcpStream::connect(addr).await.ok()?;
+    tcp.write_all(b"GET /metrics HTTP/1.1\r\nhost: bench\r\nconnection: close\r\n\r\n")
+        .await
+        .ok()?;
+    let mut buf = Vec::new();
+    tcp.read_to_end(&mut buf).await.ok()?;
+    let text = String::from_utf8_lossy(&buf);
+    text.lines()
+        .find_map(|l| l.strip_prefix("portcullis_request_log_dropped_total "))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+fn stop(child: &mut Child) {
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let _ = child.wait();
+}

@@ -1,0 +1,976 @@
+//! Configuration of the gateway.
+//!
+//! Two sources, one result ([`Config`]):
+//! - **a YAML file** (`portcullis serve --config FILE`, or `PORTCULLIS_CONFIG`), where
+//!   `${VAR}`, `${VAR:-default}` and the other Compose forms are interpolated from the
+//!   environment in any scalar; an unset `${VAR}` standing alone is null (the setting is
+//!   absent). Unknown keys are errors.
+//! - **the environment alone** when there is no file: `PORTCULLIS_LISTEN`,
+//!   `PORTCULLIS_MASTER_KEY`, `PORTCULLIS_DATABASE_URL`, and every provider whose conventional
+//!   variables are set (`OPENAI_API_KEY`, `ANTHROPIC_API_KEY`, `GROQ_API_KEY`, …).
+//!
+//! With a file, settings the file leaves out fall back to the same environment variables, and
+//! the environment's providers are used only when the file has no `providers` section.
+//!
+//! The raw file ([`raw`]) is validated into [`Config`]; every problem found is reported with the
+//! key it concerns (`providers.openai.api_key: …`), all at once.
+
+pub mod raw;
+
+use std::collections::HashMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use portcullis_cache::{CacheBackend, CacheSettings};
+use portcullis_cost::PriceOverrides;
+use portcullis_failover::{BreakerSettings, RetryPolicy, Strategy, Timeouts};
+use portcullis_limits::LimitRules;
+use portcullis_providers::{
+    CloudflareSpec, Provider, ProviderKind, ProviderSpec, Registry, RouteSpec, Secret, TargetSpec,
+};
+use portcullis_semantic::SemanticCacheSettings;
+
+use crate::raw::{RawConfig, RawProvider};
+
+/// Default listen address.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8800";
+/// Default database: a SQLite file in the working directory.
+pub const DEFAULT_DATABASE_URL: &str = "sqlite://portcullis.db";
+
+/// Where environment variables come from (the process, or a map in tests).
+pub trait Environment {
+    /// The variable's value, if set and not empty.
+    fn var(&self, key: &str) -> Option<String>;
+    /// Every variable, for `${…}` interpolation.
+    fn all(&self) -> HashMap<String, String>;
+}
+
+/// The process environment.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ProcessEnv;
+
+impl Environment for ProcessEnv {
+    fn var(&self, key: &str) -> Option<String> {
+        std::env::var(key).ok().filter(|v| !v.is_empty())
+    }
+    fn all(&self) -> HashMap<String, String> {
+        std::env::vars().collect()
+    }
+}
+
+impl Environment for HashMap<String, String> {
+    fn var(&self, key: &str) -> Option<String> {
+        self.get(key).filter(|v| !v.is_empty()).cloned()
+    }
+    fn all(&self) -> HashMap<String, String> {
+        self.clone()
+    }
+}
+
+/// The validated runtime configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Where the configuration came from.
+    pub source: Source,
+    /// Address to listen on.
+    pub listen: SocketAddr,
+    /// The master key, when configured (otherwise one is generated on first start).
+    pub master_key: Option<Secret>,
+    /// Database settings.
+    pub database: DatabaseConfig,
+    /// Server settings.
+    pub server: ServerConfig,
+    /// Request log settings.
+    pub log: LogConfig,
+    /// Upstream HTTP client settings.
+    pub upstream: UpstreamConfig,
+    /// Providers, in resolution order.
+    pub providers: Vec<ProviderSpec>,
+    /// Routes.
+    pub routes: Vec<RouteSpec>,
+    /// Aliases.
+    pub aliases: Vec<(String, String)>,
+    /// Retries, timeouts, balancing and circuit breakers.
+    pub failover: FailoverConfig,
+    /// The shared Redis (`redis.url` or `PORTCULLIS_REDIS_URL`), when configured.
+    pub redis_url: Option<Secret>,
+    /// The exact response cache.
+    pub cache: CacheConfig,
+    /// Prices that replace or extend the built-in price table.
+    pub prices: PriceOverrides,
+    /// Rate, concurrency and budget rules (shared through Redis when `redis_url` is set).
+    pub limits: LimitRules,
+    /// The semantic cache.
+    pub semantic: SemanticConfig,
+}
+
+/// The semantic cache: settings of requests on no route, and each route's (`None`: off).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct SemanticConfig {
+    /// Settings for requests that name no route.
+    pub default: Option<SemanticCacheSettings>,
+    /// Each route's settings, by route name.
+    pub routes: HashMap<String, Option<SemanticCacheSettings>>,
+}
+
+impl SemanticConfig {
+    /// The settings for a request on `route` (or on no route), when the cache is on there.
+    pub fn settings(&self, route: Option<&str>) -> Option<&SemanticCacheSettings> {
+        match route.and_then(|r| self.routes.get(r)) {
+            Some(s) => s.as_ref(),
+            None => self.default.as_ref(),
+        }
+    }
+
+    /// Every enabled block.
+    pub fn all(&self) -> impl Iterator<Item = &SemanticCacheSettings> {
+        self.default
+            .iter()
+            .chain(self.routes.values().filter_map(Option::as_ref))
+    }
+}
+
+/// The exact cache: the settings of requests on no route, and each route's.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct CacheConfig {
+    /// Settings for requests that name no route (and the store's shape: backend, capacity).
+    pub default: CacheSettings,
+    /// Each route's settings, by route name.
+    pub routes: HashMap<String, CacheSettings>,
+}
+
+impl CacheConfig {
+    /// The settings for a request on `route` (or on no route).
+    pub fn settings(&self, route: Option<&str>) -> &CacheSettings {
+        route
+            .and_then(|r| self.routes.get(r))
+            .unwrap_or(&self.default)
+    }
+
+    /// Whether any request can use the cache.
+    pub fn any_enabled(&self) -> bool {
+        self.default.enabled || self.routes.values().any(|s| s.enabled)
+    }
+}
+
+/// How requests are retried, timed and spread across targets.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FailoverConfig {
+    /// The policy of requests that name no route, and the base of every route's policy.
+    pub default: RoutePolicy,
+    /// Each route's policy, by route name.
+    pub routes: HashMap<String, RoutePolicy>,
+    /// Per-target circuit breakers.
+    pub breaker: BreakerSettings,
+}
+
+impl FailoverConfig {
+    /// The policy for a request on `route` (or on no route).
+    pub fn policy(&self, route: Option<&str>) -> &RoutePolicy {
+        route
+            .and_then(|r| self.routes.get(r))
+            .unwrap_or(&self.default)
+    }
+}
+
+/// Retries, time limits and target order of one route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct RoutePolicy {
+    /// How targets are ordered.
+    pub strategy: Strategy,
+    /// Retries of one target.
+    pub retry: RetryPolicy,
+    /// Time limits.
+    pub timeouts: Timeouts,
+}
+
+/// Where a configuration came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    /// A YAML file.
+    File(PathBuf),
+    /// The environment alone.
+    Environment,
+}
+
+/// Database settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DatabaseConfig {
+    /// `sqlite://…` or `postgres://…`. May hold a password: never log it.
+    pub url: Secret,
+    /// Maximum pooled connections.
+    pub max_connections: u32,
+}
+
+/// Server settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerConfig {
+    /// Largest accepted request body.
+    pub max_request_body_bytes: usize,
+    /// How long graceful shutdown waits for in-flight requests.
+    pub shutdown_grace: Duration,
+}
+
+/// Request log settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogConfig {
+    /// Store request and response bodies.
+    pub bodies: bool,
+    /// Records buffered between the request path and the writer.
+    pub queue_capacity: usize,
+    /// Records per database batch.
+    pub batch_size: usize,
+    /// Longest a record waits before its batch is written.
+    pub flush_interval: Duration,
+}
+
+/// Upstream HTTP client settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpstreamConfig {
+    /// Connect timeout.
+    pub connect_timeout: Duration,
+    /// Time allowed until the upstream's response headers.
+    pub first_byte_timeout: Duration,
+    /// Idle pooled connections per host.
+    pub max_idle_per_host: usize,
+}
+
+/// One problem with a configuration, and the key it concerns.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Issue {
+    /// Dotted path of the offending key (`providers.openai.api_key`).
+    pub key: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl fmt::Display for Issue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.key, self.message)
+    }
+}
+
+/// Why a configuration could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The YAML is malformed or does not fit the schema.
+    #[error("{0}")]
+    Parse(String),
+    /// The values are invalid.
+    #[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))]
+    Invalid(Vec<Issue>),
+}
+
+impl ConfigError {
+    /// The problems found, one per line, each naming its key.
+    pub fn issues(&self) -> Vec<String> {
+        match self {
+            ConfigError::Invalid(issues) => issues.iter().map(ToString::to_string).collect(),
+            other => vec![other.to_string()],
+        }
+    }
+}
+
+/// Loads the configuration: from `path` when given, else from the environment alone.
+pub fn load(path: Option<&Path>, env: &dyn Environment) -> Result<Config, ConfigError> {
+    match path {
+        Some(p) => {
+            let text = std::fs::read_to_string(p).map_err(|source| ConfigError::Read {
+                path: p.to_owned(),
+                source,
+            })?;
+            from_yaml(&text, Source::File(p.to_owned()), env)
+        }
+        None => from_raw(RawConfig::default(), Source::Environment, env),
+    }
+}
+
+/// Parses and validates YAML text.
+pub fn from_yaml(text: &str, source: Source, env: &dyn Environment) -> Result<Config, ConfigError> {
+    let options = serde_saphyr::options! {
+        property_syntax: serde_saphyr::PropertySyntax::DockerComposeWithNulls,
+    }
+    .with_properties(env.all());
+    let raw: RawConfig =
+        serde_saphyr::with_deserializer_from_str_with_options(text, options, |de| {
+            serde_path_to_error::deserialize(de).map_err(|e| {
+                let path = e.path().to_string();
+                let inner = e.into_inner();
+                let message = if path == "." {
+                    inner.to_string()
+                } else {
+                    format!("{path}: {inner}")
+                };
+                <serde_saphyr::Error as serde::de::Error>::custom(message)
+            })
+        })
+        .map_err(|e| ConfigError::Parse(e.to_string()))?;
+    from_raw(raw, source, env)
+}
+
+fn issue(key: impl Into<String>, message: impl Into<String>) -> Issue {
+    Issue {
+        key: key.into(),
+        message: message.into(),
+    }
+}
+
+fn from_raw(raw: RawConfig, source: Source, env: &dyn Environment) -> Result<Config, ConfigError> {
+    let mut issues = Vec::new();
+
+    let listen_text = raw
+        .listen
+        .or_else(|| env.var("PORTCULLIS_LISTEN"))
+        .unwrap_or_else(|| DEFAULT_LISTEN.to_owned());
+    let listen = listen_text.parse::<SocketAddr>().unwrap_or_else(|_| {
+        issues.push(issue(
+            "listen",
+            format!("`{listen_text}` is not a host:port socket address (e.g. 127.0.0.1:8800)"),
+        ));
+        SocketAddr::from(([127, 0, 0, 1], 8800))
+    });
+
+    let master_key = raw
+        .master_key
+        .filter(|k| !k.is_empty())
+        .or_else(|| env.var("PORTCULLIS_MASTER_KEY"))
+        .map(Secret::new);
+    if let Some(k) = &master_key
+        && k.expose().len() < 16
+    {
+        issues.push(issue("master_key", "must be at least 16 characters long"));
+    }
+
+    let db = raw.database.unwrap_or_default();
+    let db_url = db
+        .url
+        .or_else(|| env.var("PORTCULLIS_DATABASE_URL"))
+        .unwrap_or_else(|| DEFAULT_DATABASE_URL.to_owned());
+    if !(db_url.starts_with("sqlite:")
+        || db_url.starts_with("postgres://")
+        || db_url.starts_with("postgresql://"))
+    {
+        issues.push(issue(
+            "database.url",
+            "must start with `sqlite:` or `postgres://`",
+        ));
+    }
+    let database = DatabaseConfig {
+        url: Secret::new(db_url),
+        max_connections: db.max_connections.unwrap_or(8).max(1),
+    };
+
+    let server = raw.server.unwrap_or_default();
+    let server = ServerConfig {
+        max_request_body_bytes: server.max_request_body_bytes.unwrap_or(16 * 1024 * 1024),
+        shutdown_grace: Duration::from_secs(server.shutdown_grace_seconds.unwrap_or(30)),
+    };
+    if server.max_request_body_bytes < 1024 {
+        issues.push(issue(
+            "server.max_request_body_bytes",
+            "must be at least 1024",
+        ));
+    }
+
+    let log = raw.log.unwrap_or_default();
+    let log = LogConfig {
+        bodies: log.bodies.unwrap_or(false),
+        queue_capacity: log.queue_capacity.unwrap_or(65_536),
+        batch_size: log.batch_size.unwrap_or(512),
+        flush_interval: Duration::from_millis(log.flush_interval_ms.unwrap_or(200)),
+    };
+    if log.queue_capacity == 0 || log.batch_size == 0 {
+        issues.push(issue(
+            "log",
+            "`queue_capacity` and `batch_size` must be positive",
+        ));
+    }
+
+    let up = raw.upstream.unwrap_or_default();
+    let upstream = UpstreamConfig {
+        connect_timeout: Duration::from_millis(up.connect_timeout_ms.unwrap_or(10_000)),
+        first_byte_timeout: Duration::from_millis(up.first_byte_timeout_ms.unwrap_or(600_000)),
+        max_idle_per_host: up.max_idle_per_host.unwrap_or(256),
+    };
+
+    let providers = match raw.providers {
+        Some(map) => map
+            .into_iter()
+            .filter_map(|(name, p)| match provider_spec(&name, p) {
+                Ok(spec) => Some(spec),
+                Err(i) => {
+                    issues.push(i);
+                    None
+                }
+            })
+            .collect(),
+        None => providers_from_env(env),
+    };
+    for spec in &providers {
+        if let Err(e) = Provider::new(spec.clone()) {
+            issues.push(issue(format!("providers.{}", spec.name), e.to_string()));
+        }
+    }
+
+    let mut failure_notes = Vec::new();
+    let default_policy = RoutePolicy {
+        strategy: Strategy::Ordered,
+        retry: raw.retry.as_ref().map_or(RetryPolicy::default(), |r| {
+            r.apply(RetryPolicy::default(), "retry", &mut failure_notes)
+        }),
+        timeouts: raw.timeouts.as_ref().map_or(
+            Timeouts {
+                first_byte: Some(upstream.first_byte_timeout),
+                total: None,
+            },
+            |t| {
+                t.apply(
+                    Timeouts {
+                        first_byte: Some(upstream.first_byte_timeout),
+                        total: None,
+                    },
+                    "timeouts",
+                    &mut failure_notes,
+                )
+            },
+        ),
+    };
+    let breaker = raw
+        .circuit_breaker
+        .as_ref()
+        .map_or(BreakerSettings::default(), |b| {
+            b.apply(
+                BreakerSettings::default(),
+                "circuit_breaker",
+                &mut failure_notes,
+            )
+        });
+    let redis_url = raw
+        .redis
+        .as_ref()
+        .and_then(|r| r.url.clone())
+        .filter(|u| !u.is_empty())
+        .or_else(|| env.var("PORTCULLIS_REDIS_URL"))
+        .map(Secret::new);
+    if let Some(u) = &redis_url
+        && !(u.expose().starts_with("redis://") || u.expose().starts_with("rediss://"))
+    {
+        issues.push(issue(
+            "redis.url",
+            "must start with `redis://` or `rediss://`",
+        ));
+    }
+    let global_cache = raw.cache.clone().unwrap_or_default();
+    let cache_default = match global_cache.validate("cache") {
+        Ok(s) => s,
+        Err(found) => {
+            issues.extend(found.into_iter().map(|i| issue(i.key, i.message)));
+            CacheSettings::default()
+        }
+    };
+    if cache_default.backend == CacheBackend::Redis && redis_url.is_none() {
+        issues.push(issue(
+            "cache.backend",
+            "`redis` needs `redis.url` or PORTCULLIS_REDIS_URL",
+        ));
+    }
+    let global_semantic = raw.semantic_cache.clone().unwrap_or_default();
+    let semantic_default = match raw
+        .semantic_cache
+        .as_ref()
+        .map(|s| s.validate("semantic_cache"))
+    {
+        Some(Ok(s)) => s,
+        Some(Err(found)) => {
+            issues.extend(found.into_iter().map(|i| issue(i.key, i.message)));
+            None
+        }
+        None => None,
+    };
+    let mut route_semantic = HashMap::new();
+    let mut route_caches = HashMap::new();
+    let mut route_policies = HashMap::new();
+    let mut routes = Vec::new();
+    for (name, route) in raw.routes.unwrap_or_default() {
+        let path = format!("routes.{name}");
+        let mut policy = default_policy;
+        if let Some(s) = &route.strategy {
+            match Strategy::parse(s) {
+                Some(s) => policy.strategy = s,
+                None => issues.push(issue(
+                    format!("{path}.strategy"),
+                    format!("expected ordered, weighted or latency, got `{s}`"),
+                )),
+            }
+        }
+        if let Some(r) = &route.retry {
+            policy.retry = r.apply(policy.retry, &format!("{path}.retry"), &mut failure_notes);
+        }
+        if let Some(t) = &route.timeouts {
+            policy.timeouts = t.apply(
+                policy.timeouts,
+                &format!("{path}.timeouts"),
+                &mut failure_notes,
+            );
+        }
+        route_policies.insert(name.clone(), policy);
+        if let Some(sc) = &route.semantic_cache {
+            let key = format!("{path}.semantic_cache");
+            match sc.over(&global_semantic).validate(&key) {
+                Ok(s) => {
+                    route_semantic.insert(name.clone(), s);
+                }
+                Err(found) => issues.extend(found.into_iter().map(|i| issue(i.key, i.message))),
+            }
+        }
+        if let Some(c) = &route.cache {
+            let found = c.route_issues(&format!("{path}.cache"));
+            issues.extend(found.into_iter().map(|i| issue(i.key, i.message)));
+            match global_cache.overlay(c).validate(&format!("{path}.cache")) {
+                Ok(s) => {
+                    route_caches.insert(name.clone(), s);
+                }
+                Err(found) => issues.extend(found.into_iter().map(|i| issue(i.key, i.message))),
+            }
+        }
+        let mut targets = Vec::new();
+        for (i, t) in route.targets.into_iter().enumerate() {
+            match t.model.split_once('/') {
+                Some((provider, model)) if !provider.is_empty() && !model.is_empty() => {
+                    targets.push(TargetSpec {
+                        provider: provider.to_owned(),
+                        model: model.to_owned(),
+                        weight: t.weight.unwrap_or(1),
+                    });
+                }
+                _ => issues.push(issue(
+                    format!("routes.{name}.targets[{i}]"),
+                    format!("`{}` is not of the form provider/model", t.model),
+                )),
+            }
+            if t.weight == Some(0) {
+                issues.push(issue(
+                    format!("routes.{name}.targets[{i}].weight"),
+                    "must be at least 1",
+                ));
+            }
+        }
+        routes.push(RouteSpec { name, targets });
+    }
+    let aliases: Vec<(String, String)> = raw.aliases.unwrap_or_default().into_iter().collect();
+    let prices = match &raw.prices {
+        Some(raw_prices) => {
+            match PriceOverrides::from_raw(raw_prices, providers.iter().map(|p| p.name.as_str())) {
+                Ok(p) => p,
+                Err(found) => {
+                    issues.extend(found.into_iter().map(|i| issue(i.key, i.message)));
+                    PriceOverrides::none()
+                }
+            }
+        }
+        None => PriceOverrides::none(),
+    };
+    let limits = match portcullis_limits::config::validate(
+        raw.limits.as_deref().unwrap_or_default(),
+        raw.budgets.as_deref().unwrap_or_default(),
+    ) {
+        Ok(rules) => rules,
+        Err(found) => {
+            issues.extend(found.into_iter().map(|i| issue(i.key, i.message)));
+            LimitRules::default()
+        }
+    };
+    for note in failure_notes {
+        // The failover crate reports `key: message`.
+        match note.split_once(": ") {
+            Some((key, message)) => issues.push(issue(key, message)),
+            None => issues.push(issue("failover", note)),
+        }
+    }
+
+    let config = Config {
+        source,
+        listen,
+        master_key,
+        database,
+        server,
+        log,
+        upstream,
+        providers,
+        routes,
+        aliases,
+        failover: FailoverConfig {
+            default: default_policy,
+            routes: route_policies,
+            breaker,
+        },
+        redis_url,
+        cache: CacheConfig {
+            default: cache_default,
+            routes: route_caches,
+        },
+        prices,
+        limits,
+        semantic: SemanticConfig {
+            default: semantic_default,
+            routes: route_semantic,
+        },
+    };
+    if issues.is_empty()
+        && let Err(e) = config.registry()
+    {
+        let key = match &e {
+            portcullis_providers::RegistryError::UnknownRouteProvider { route, .. }
+            | portcullis_providers::RegistryError::EmptyRoute(route) => format!("routes.{route}"),
+            portcullis_providers::RegistryError::UnresolvableAlias { alias, .. } => {
+                format!("aliases.{alias}")
+            }
+            portcullis_providers::RegistryError::DuplicateProvider(p) => format!("providers.{p}"),
+        };
+        issues.push(issue(key, e.to_string()));
+    }
+    if issues.is_empty() {
+        Ok(config)
+    } else {
+        Err(ConfigError::Invalid(issues))
+    }
+}
+
+impl Config {
+    /// Builds the provider registry this configuration describes.
+    pub fn registry(&self) -> Result<Registry, portcullis_providers::RegistryError> {
+        let providers = self
+            .providers
+            .iter()
+            .filter_map(|s| Provider::new(s.clone()).ok())
+            .collect();
+        Registry::new(providers, self.routes.clone(), self.aliases.clone())
+    }
+}
+
+fn provider_spec(name: &str, p: RawProvider) -> Result<ProviderSpec, Issue> {
+    let kind_id = p.kind.clone().unwrap_or_else(|| name.to_owned());
+    let kind = ProviderKind::from_id(&kind_id).ok_or_else(|| {
+        let known: Vec<&str> = ProviderKind::ALL.iter().map(|k| k.id()).collect();
+        issue(
+            format!("providers.{name}.kind"),
+            format!(
+                "unknown provider kind `{kind_id}`; known kinds: {}",
+                known.join(", ")
+            ),
+        )
+    })?;
+    if name.is_empty() || name.contains('/') {
+        return Err(issue(
+            format!("providers.{name}"),
+            "provider names must be non-empty and contain no `/`",
+        ));
+    }
+    let cloudflare_keys = p.account_id.is_some()
+        || p.gateway_id.is_some()
+        || p.upstream.is_some()
+        || p.gateway_token.is_some();
+    if cloudflare_keys && kind != ProviderKind::Cloudflare {
+        return Err(issue(
+            format!("providers.{name}"),
+            "`account_id`, `gateway_id`, `upstream` and `gateway_token` apply only to kind `cloudflare`",
+        ));
+    }
+    let cloudflare = if kind == ProviderKind::Cloudflare {
+        match (p.account_id, p.gateway_id) {
+            (Some(account_id), Some(gateway_id)) => Some(CloudflareSpec {
+                account_id,
+                gateway_id,
+                upstream: p.upstream.unwrap_or_else(|| "compat".to_owned()),
+                token: p.gateway_token.map(Secret::new),
+            }),
+            _ if p.base_url.is_some() => None,
+            _ => {
+                return Err(issue(
+                    format!("providers.{name}"),
+                    "kind `cloudflare` needs `account_id` and `gateway_id`",
+                ));
+            }
+        }
+    } else {
+        None
+    };
+    Ok(ProviderSpec {
+        name: name.to_owned(),
+        kind,
+        base_url: p.base_url,
+        api_key: p.api_key.filter(|k| !k.is_empty()).map(Secret::new),
+        headers: p
+            .headers
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(k, v)| (k, Secret::new(v)))
+            .collect(),
+        models: p.models.unwrap_or_default(),
+        cloudflare,
+        default_max_tokens: p.default_max_tokens,
+    })
+}
+
+/// Providers enabled by their conventional environment variables.
+pub fn providers_from_env(env: &dyn Environment) -> Vec<ProviderSpec> {
+    let mut out = Vec::new();
+    for kind in ProviderKind::ALL {
+        let preset = kind.preset();
+        let key = preset.key_env.iter().find_map(|k| env.var(k));
+        let base_url = preset.base_url_env.and_then(|k| env.var(k));
+        let mut spec = ProviderSpec::new(preset.id, kind);
+        spec.api_key = key.clone().map(Secret::new);
+        spec.base_url = base_url.clone();
+        let enabled = match kind {
+            ProviderKind::Custom => false,
+            ProviderKind::Cloudflare => {
+                match (
+                    env.var("CLOUDFLARE_ACCOUNT_ID"),
+                    env.var("CLOUDFLARE_GATEWAY_ID"),
+                ) {
+                    (Some(account_id), Some(gateway_id)) => {
+                        spec.cloudflare = Some(CloudflareSpec {
+                            account_id,
+                            gateway_id,
+                            upstream: env
+                                .var("CLOUDFLARE_AIG_UPSTREAM")
+                                .unwrap_or_else(|| "compat".to_owned()),
+                            token: env.var("CLOUDFLARE_AIG_TOKEN").map(Secret::new),
+                        });
+                        true
+                    }
+                    _ => false,
+                }
+            }
+            _ if preset.key_optional => base_url.is_some(),
+            _ => key.is_some(),
+        };
+        if enabled {
+            out.push(spec);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn zero_config_enables_providers_from_the_environment() {
+        let e = env(&[
+            ("OPENAI_API_KEY", "sk-1"),
+            ("OPENAI_BASE_URL", "http://127.0.0.1:9/v1"),
+            ("ANTHROPIC_API_KEY", "sk-ant"),
+            ("GROQ_API_KEY", "gsk"),
+            ("OLLAMA_BASE_URL", "http://127.0.0.1:11434/v1"),
+            ("PORTCULLIS_LISTEN", "127.0.0.1:9999"),
+        ]);
+        let c = load(None, &e).unwrap();
+        let names: Vec<&str> = c.providers.iter().map(|p| p.name.as_str()).collect();
+        assert_eq!(names, vec!["openai", "anthropic", "groq", "ollama"]);
+        assert_eq!(c.listen.port(), 9999);
+        assert_eq!(
+            c.providers[0].base_url.as_deref(),
+            Some("http://127.0.0.1:9/v1")
+        );
+        assert_eq!(c.database.url.expose(), DEFAULT_DATABASE_URL);
+        assert!(c.master_key.is_none());
+    }
+
+    #[test]
+    fn yaml_with_interpolation_routes_and_aliases() {
+        let yaml = r#"
+listen: 127.0.0.1:8811
+master_key: ${MASTER}
+database:
+  url: ${DB:-sqlite://x.db}
+providers:
+  openai:
+    api_key: ${OPENAI_API_KEY}
+    base_url: "http://127.0.0.1:${PORT}/v1"
+  claude:
+    kind: anthropic
+    api_key: ${ANTHROPIC_API_KEY}
+  edge:
+    kind: cloudflare
+    account_id: acct
+    gateway_id: gw
+    upstream: openai
+    gateway_token: ${CF_TOKEN}
+    api_key: ${OPENAI_API_KEY}
+routes:
+  smart:
+    targets:
+      - claude/claude-sonnet-4-5
+      - model: openai/gpt-4o
+        weight: 3
+aliases:
+  fast: openai/gpt-4o-mini
+"#;
+        let e = env(&[
+            ("MASTER", "a-very-long-master-key"),
+            ("OPENAI_API_KEY", "sk-1"),
+            ("ANTHROPIC_API_KEY", "sk-2"),
+            ("PORT", "4000"),
+            ("CF_TOKEN", "cft"),
+        ]);
+        let c = from_yaml(yaml, Source::Environment, &e).unwrap();
+        assert_eq!(
+            c.master_key.as_ref().unwrap().expose(),
+            "a-very-long-master-key"
+        );
+        assert_eq!(c.database.url.expose(), "sqlite://x.db");
+        assert_eq!(
+            c.providers[0].base_url.as_deref(),
+            Some("http://127.0.0.1:4000/v1")
+        );
+        assert_eq!(c.providers[1].kind, ProviderKind::Anthropic);
+        assert_eq!(c.routes[0].targets[1].weight, 3);
+        let reg = c.registry().unwrap();
+        assert_eq!(
+            reg.resolve("fast")
+                .unwrap()
+                .primary()
+                .unwrap()
+                .model
+                .as_ref(),
+            "gpt-4o-mini"
+        );
+    }
+
+    #[test]
+    fn errors_name_the_offending_key() {
+        let e = env(&[]);
+        let err = from_yaml(
+            "providers:\n  openai:\n    kindd: openai\n",
+            Source::Environment,
+            &e,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("providers.openai"), "{err}");
+        assert!(err.contains("kindd"), "{err}");
+
+        let err = from_yaml("listen: nowhere\nproviders:\n  openai: {}\n  x:\n    kind: martian\nroutes:\n  r:\n    targets: [gpt-4o]\n", Source::Environment, &e).unwrap_err();
+        let issues = err.issues();
+        assert!(
+            issues.iter().any(|i| i.starts_with("listen:")),
+            "{issues:?}"
+        );
+        assert!(
+            issues
+                .iter()
+                .any(|i| i.starts_with("providers.openai: an API key is required")),
+            "{issues:?}"
+        );
+        assert!(
+            issues
+                .iter()
+                .any(|i| i.starts_with("providers.x.kind: unknown provider kind `martian`")),
+            "{issues:?}"
+        );
+        assert!(
+            issues.iter().any(|i| i.starts_with("routes.r.targets[0]")),
+            "{issues:?}"
+        );
+
+        let err = from_yaml(
+            "providers:\n  openai:\n    api_key: k\nroutes:\n  r:\n    targets: [nope/m]\n",
+            Source::Environment,
+            &e,
+        )
+        .unwrap_err();
+        assert!(err.to_string().starts_with("routes.r:"), "{err}");
+
+        let err = from_yaml("listen: [1, 2\n", Source::Environment, &e).unwrap_err();
+        assert!(matches!(err, ConfigError::Parse(_)));
+    }
+
+    #[test]
+    fn failover_blocks_layer_global_then_route() {
+        let yaml = r#"
+providers:
+  openai: {api_key: k}
+  anthropic: {api_key: k}
+retry: {max_attempts: 3, delay: 100ms}
+timeouts: {first_byte: 20s}
+circuit_breaker: {failures: 2, open_for: 1m}
+routes:
+  smart:
+    strategy: latency
+    targets: [anthropic/claude-sonnet-4-5, openai/gpt-4o]
+    retry: {backoff: constant}
+    timeouts: {total: 2m}
+"#;
+        let c = from_yaml(yaml, Source::Environment, &env(&[])).unwrap();
+        let d = c.failover.policy(None);
+        assert_eq!(d.retry.max_attempts, 3);
+        assert_eq!(d.timeouts.first_byte, Some(Duration::from_secs(20)));
+        let r = c.failover.policy(Some("smart"));
+        assert_eq!(r.strategy, Strategy::Latency);
+        assert_eq!(r.retry.max_attempts, 3, "inherited from the global block");
+        assert_eq!(r.retry.backoff, portcullis_failover::Backoff::Constant);
+        assert_eq!(r.timeouts.first_byte, Some(Duration::from_secs(20)));
+        assert_eq!(r.timeouts.total, Some(Duration::from_secs(120)));
+        assert_eq!(c.failover.breaker.failure_threshold, 2);
+        assert_eq!(c.failover.policy(Some("other")), d);
+
+        let err = from_yaml(
+            "providers:\n  openai: {api_key: k}\nretry: {max_attempts: 99}\nroutes:\n  r:\n    strategy: random\n    targets: [openai/gpt-4o]\n    timeouts: {first_byte: soon}\n",
+            Source::Environment,
+            &env(&[]),
+        )
+        .unwrap_err();
+        let issues = err.issues();
+        for key in [
+            "retry.max_attempts:",
+            "routes.r.strategy:",
+            "routes.r.timeouts.first_byte:",
+        ] {
+            assert!(
+                issues.iter().any(|i| i.starts_with(key)),
+                "{key} in {issues:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn secrets_never_appear_in_errors() {
+        let e = env(&[("OPENAI_API_KEY", "sk-super-secret")]);
+        let err = from_yaml(
+            "providers:\n  openai:\n    api_key: ${OPENAI_API_KEY}\n    base_url: 5\n",
+            Source::Environment,
+            &e,
+        )
+        .map(|_| ())
+        .unwrap_err()
+        .to_string();
+        assert!(!err.contains("sk-super-secret"), "{err}");
+        let c = from_yaml(
+            "providers:\n  openai:\n    api_key: ${OPENAI_API_KEY}\n",
+            Source::Environment,
+            &e,
+        )
+        .unwrap();
+        assert!(!format!("{c:?}").contains("sk-super-secret"));
+    }
+}

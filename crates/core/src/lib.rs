@@ -1,0 +1,34 @@
+//! The canonical model of Portcullis.
+//!
+//! Every dialect the gateway speaks (OpenAI Chat Completions, Anthropic Messages, and the
+//! provider dialects added later) is decoded into these types at the edge and encoded back
+//! out of them; everything between the edges — routing, caching, limits, policies, logging —
+//! sees only this model. The crate owns:
+//!
+//! - [`chat`]: chat requests and responses (messages, content parts, tools, usage);
+//! - [`stream`]: the events a streamed chat response is made of;
+//! - [`accumulate`]: folding a stream's events back into a complete response;
+//! - [`embeddings`]: embedding requests and responses;
+//! - [`error`]: [`GatewayError`], which says what failed, who is to blame and whether a retry
+//!   may help;
+//! - [`identity`]: who is calling and how they authenticated;
+//! - [`dialect`]: the wire dialects and the dialect-specific fields carried through unchanged.
+
+pub mod accumulate;
+pub mod chat;
+pub mod dialect;
+pub mod embeddings;
+pub mod error;
+pub mod identity;
+pub mod stream;
+
+pub use accumulate::ResponseAccumulator;
+pub use chat::{
+    ChatRequest, ChatResponse, Choice, ImageSource, Message, NativeTool, Part, Reasoning, Role,
+    StopReason, ToolChoice, ToolDefinition, Usage,
+};
+pub use dialect::{Dialect, Extras};
+pub use embeddings::{EmbeddingInput, EmbeddingsRequest, EmbeddingsResponse};
+pub use error::{Blame, ErrorKind, GatewayError};
+pub use identity::{AuthMethod, Identity};
+pub use stream::{Delta, StreamEvent};

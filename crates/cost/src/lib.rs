@@ -1,0 +1,27 @@
+//! What requests cost: model prices and the cost of a request's token usage.
+//!
+//! - [`price`]: [`Price`] (US dollars per million tokens, with cached-read, cache-write and
+//!   reasoning rates) and [`cost`], which charges every token of a [`Usage`] exactly once;
+//! - [`table`]: the built-in list prices of current models, by vendor, as data;
+//! - [`names`]: how a model name finds its row (dated snapshots → family, longest match wins,
+//!   `vendor/model` aggregator names);
+//! - [`overrides`]: the `prices:` section of the configuration file, validated with key paths;
+//! - [`book`]: [`PriceBook`], which resolves a (provider, model) pair once and remembers it;
+//! - [`custom`]: the per-request `x-portcullis-custom-cost` header.
+//!
+//! Unknown prices are `None`, never zero: an unpriced request is logged without a cost rather
+//! than as free. Self-hosted kinds (`vllm`, `ollama`) cost nothing unless configured otherwise.
+//!
+//! [`Usage`]: portcullis_core::Usage
+
+pub mod book;
+pub mod custom;
+pub mod names;
+pub mod overrides;
+pub mod price;
+pub mod table;
+
+pub use book::PriceBook;
+pub use custom::{CUSTOM_COST_HEADER, CUSTOM_COST_HEADER_ALIAS, CustomCost, CustomCostError};
+pub use overrides::{PriceIssue, PriceOverrides, RawPrice, RawPrices};
+pub use price::{Price, cost};

@@ -1,0 +1,66 @@
+//! Wire dialects: the JSON shapes of the OpenAI and Anthropic APIs, translated to and from the
+//! canonical model of `portcullis-core`.
+//!
+//! Each dialect module decodes requests, responses, stream frames and error bodies into the
+//! canonical model, and encodes the canonical model back out. The gateway uses a dialect in
+//! two roles: as the *client* dialect (what the caller speaks) and as the *provider* dialect
+//! (what an upstream speaks). Nothing here touches the network.
+//!
+//! - [`sse`]: incremental server-sent-events parsing and writing.
+//! - [`openai`]: OpenAI Chat Completions and Embeddings.
+//! - [`anthropic`]: Anthropic Messages.
+//! - [`stream`]: the decoder/encoder traits that turn SSE frames into canonical stream events
+//!   and back.
+//! - [`errors`]: error bodies in each dialect, and upstream error bodies turned into
+//!   [`portcullis_core::GatewayError`]s.
+
+pub mod anthropic;
+pub mod errors;
+pub mod openai;
+pub mod sse;
+pub mod stream;
+
+mod json;
+
+pub use stream::{FrameOutcome, StreamDecoder, StreamEncoder, events_from_response};
+
+use portcullis_core::Dialect;
+
+/// A stream encoder for a client speaking `dialect`; `now` (Unix seconds) stands in for a
+/// creation time the upstream did not give.
+pub fn stream_encoder(dialect: Dialect, include_usage: bool, now: u64) -> Box<dyn StreamEncoder> {
+    match dialect {
+        Dialect::OpenAi => Box::new(openai::OpenAiStreamEncoder::new(include_usage, now)),
+        Dialect::Anthropic => Box::new(anthropic::AnthropicStreamEncoder::new()),
+    }
+}
+
+/// Encodes a complete response for a client speaking `dialect`.
+pub fn encode_response(dialect: Dialect, resp: &portcullis_core::ChatResponse) -> Vec<u8> {
+    match dialect {
+        Dialect::OpenAi => openai::encode_response(resp),
+        Dialect::Anthropic => anthropic::encode_response(resp),
+    }
+}
+
+/// Decodes a complete (non-streamed) chat response written in `dialect`.
+pub fn decode_response(
+    dialect: Dialect,
+    body: &[u8],
+) -> Result<portcullis_core::ChatResponse, portcullis_core::GatewayError> {
+    match dialect {
+        Dialect::OpenAi => openai::decode_response(body),
+        Dialect::Anthropic => anthropic::decode_response(body),
+    }
+}
+
+/// Decodes a client's chat request in `dialect`.
+pub fn decode_request(
+    dialect: Dialect,
+    body: &[u8],
+) -> Result<portcullis_core::ChatRequest, portcullis_core::GatewayError> {
+    match dialect {
+        Dialect::OpenAi => openai::decode_request(body),
+        Dialect::Anthropic => anthropic::decode_request(body),
+    }
+}

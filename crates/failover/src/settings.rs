@@ -1,0 +1,270 @@
+//! The failover blocks of the configuration file, as written and as validated.
+//!
+//! Each block may appear globally and on a route; a route's block overrides the global one
+//! key by key, and per-request headers override both. Every field is optional so that blocks
+//! layer; [`RawRetry::apply`] and friends fold one layer onto a base and report each problem
+//! with its key path.
+//!
+//! ```yaml
+//! retry: {max_attempts: 3, delay: 200ms, backoff: exponential, max_delay: 10s, jitter: true}
+//! timeouts: {first_byte: 30s, total: 5m}
+//! circuit_breaker: {failures: 5, open_for: 30s}
+//! ```
+//!
+//! Durations are written `250ms`, `30s`, `5m`, `1h`, `1d`, or as a number of seconds.
+
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::breaker::BreakerSettings;
+use crate::retry::{Backoff, MAX_ATTEMPTS_CEILING, RetryPolicy};
+
+/// A duration as written: `250ms`, `30s`, `5m`, `1h`, `1d`, or a number of seconds.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(untagged)]
+pub enum RawDuration {
+    /// With a unit.
+    Text(String),
+    /// Seconds.
+    Seconds(f64),
+}
+
+impl RawDuration {
+    /// The duration, or why it is not one.
+    pub fn to_duration(&self) -> Result<Duration, String> {
+        match self {
+            RawDuration::Text(s) => parse_duration(s),
+            RawDuration::Seconds(s) if s.is_finite() && *s >= 0.0 => {
+                Duration::try_from_secs_f64(*s).map_err(|_| "duration out of range".to_owned())
+            }
+            RawDuration::Seconds(_) => Err("expected a non-negative duration".to_owned()),
+        }
+    }
+}
+
+/// Parses `250ms`, `30s`, `5m`, `1h`, `1d` or a bare number of seconds (fractions allowed).
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let unit_at = s
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(s.len());
+    let (number, unit) = s.split_at(unit_at);
+    let value: f64 = number
+        .parse()
+        .map_err(|_| format!("`{s}` is not a duration like 250ms, 30s, 5m, 1h or 1d"))?;
+    let scale = match unit.trim() {
+        "ms" => 1e-3,
+        "" | "s" => 1.0,
+        "m" => 60.0,
+        "h" => 3600.0,
+        "d" => 86_400.0,
+        other => {
+            return Err(format!(
+                "unknown unit `{other}` in `{s}`: use ms, s, m, h or d"
+            ));
+        }
+    };
+    Duration::try_from_secs_f64(value * scale).map_err(|_| format!("`{s}` is out of range"))
+}
+
+fn duration(
+    raw: &Option<RawDuration>,
+    path: &str,
+    key: &str,
+    issues: &mut Vec<String>,
+) -> Option<Duration> {
+    let raw = raw.as_ref()?;
+    match raw.to_duration() {
+        Ok(d) => Some(d),
+        Err(e) => {
+            issues.push(format!("{path}.{key}: {e}"));
+            None
+        }
+    }
+}
+
+/// `retry:`.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRetry {
+    /// Attempts per target, the first included.
+    #[serde(default)]
+    pub max_attempts: Option<u32>,
+    /// Base delay between attempts.
+    #[serde(default)]
+    pub delay: Option<RawDuration>,
+    /// `constant`, `linear` or `exponential`.
+    #[serde(default)]
+    pub backoff: Option<String>,
+    /// Longest wait; an upstream asking for longer is failed over instead.
+    #[serde(default)]
+    pub max_delay: Option<RawDuration>,
+    /// Randomize waits.
+    #[serde(default)]
+    pub jitter: Option<bool>,
+}
+
+impl RawRetry {
+    /// `base` with this block's settings on top; problems are reported under `path`.
+    pub fn apply(&self, base: RetryPolicy, path: &str, issues: &mut Vec<String>) -> RetryPolicy {
+        let mut p = base;
+        if let Some(n) = self.max_attempts {
+            if (1..=MAX_ATTEMPTS_CEILING).contains(&n) {
+                p.max_attempts = n;
+            } else {
+                issues.push(format!(
+                    "{path}.max_attempts: expected 1 to {MAX_ATTEMPTS_CEILING}, got {n}"
+                ));
+            }
+        }
+        if let Some(d) = duration(&self.delay, path, "delay", issues) {
+            p.delay = d;
+        }
+        if let Some(b) = &self.backoff {
+            match Backoff::parse(b) {
+                Some(b) => p.backoff = b,
+                None => issues.push(format!(
+                    "{path}.backoff: expected constant, linear or exponential, got `{b}`"
+                )),
+            }
+        }
+        if let Some(d) = duration(&self.max_delay, path, "max_delay", issues) {
+            p.max_delay = d;
+        }
+        if let Some(j) = self.jitter {
+            p.jitter = j;
+        }
+        p
+    }
+}
+
+/// Time limits of a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Timeouts {
+    /// From sending an attempt to its response headers.
+    pub first_byte: Option<Duration>,
+    /// From the request's arrival to the last byte of its answer, retries included.
+    pub total: Option<Duration>,
+}
+
+/// `timeouts:`.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTimeouts {
+    /// Time to response headers, per attempt.
+    #[serde(default)]
+    pub first_byte: Option<RawDuration>,
+    /// Time to the end of the answer, retries included.
+    #[serde(default)]
+    pub total: Option<RawDuration>,
+}
+
+impl RawTimeouts {
+    /// `base` with this block's settings on top.
+    pub fn apply(&self, base: Timeouts, path: &str, issues: &mut Vec<String>) -> Timeouts {
+        let mut t = base;
+        for (raw, key, slot) in [
+            (&self.first_byte, "first_byte", &mut t.first_byte),
+            (&self.total, "total", &mut t.total),
+        ] {
+            match duration(raw, path, key, issues) {
+                Some(d) if d.is_zero() => issues.push(format!("{path}.{key}: must be above 0")),
+                Some(d) => *slot = Some(d),
+                None => {}
+            }
+        }
+        t
+    }
+}
+
+/// `circuit_breaker:`.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawBreaker {
+    /// Consecutive failures that open a target's breaker; 0 disables breakers.
+    #[serde(default)]
+    pub failures: Option<u32>,
+    /// How long an open breaker sheds traffic before a probe.
+    #[serde(default)]
+    pub open_for: Option<RawDuration>,
+}
+
+impl RawBreaker {
+    /// `base` with this block's settings on top.
+    pub fn apply(
+        &self,
+        base: BreakerSettings,
+        path: &str,
+        issues: &mut Vec<String>,
+    ) -> BreakerSettings {
+        let mut b = base;
+        if let Some(n) = self.failures {
+            b.failure_threshold = n;
+        }
+        if let Some(d) = duration(&self.open_for, path, "open_for", issues) {
+            b.open_for = d;
+        }
+        b
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse_with_units() {
+        let ms = |s| parse_duration(s).map(|d| d.as_millis());
+        assert_eq!(ms("250ms"), Ok(250));
+        assert_eq!(ms("30s"), Ok(30_000));
+        assert_eq!(ms("1.5s"), Ok(1_500));
+        assert_eq!(ms("5m"), Ok(300_000));
+        assert_eq!(ms("1h"), Ok(3_600_000));
+        assert_eq!(ms("1d"), Ok(86_400_000));
+        assert_eq!(ms("12"), Ok(12_000));
+        for bad in ["", "s", "5 minutes", "-1s", "1w", "1e999s"] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn blocks_layer_and_report_problems_by_key() {
+        let yaml = "max_attempts: 4\ndelay: 50ms\nbackoff: linear\n";
+        let raw: RawRetry = serde_saphyr::from_str(yaml).unwrap();
+        let mut issues = Vec::new();
+        let p = raw.apply(RetryPolicy::default(), "routes.smart.retry", &mut issues);
+        assert!(issues.is_empty(), "{issues:?}");
+        assert_eq!(p.max_attempts, 4);
+        assert_eq!(p.delay, Duration::from_millis(50));
+        assert_eq!(p.backoff, Backoff::Linear);
+        assert_eq!(
+            p.max_delay,
+            RetryPolicy::default().max_delay,
+            "kept from base"
+        );
+
+        let raw: RawRetry =
+            serde_saphyr::from_str("max_attempts: 0\ndelay: soon\nbackoff: random\n").unwrap();
+        let mut issues = Vec::new();
+        raw.apply(RetryPolicy::default(), "retry", &mut issues);
+        assert_eq!(issues.len(), 3, "{issues:?}");
+        assert!(issues[0].starts_with("retry.max_attempts:"));
+        assert!(issues[1].starts_with("retry.delay:"));
+        assert!(issues[2].starts_with("retry.backoff:"));
+
+        assert!(serde_saphyr::from_str::<RawRetry>("attempts: 3\n").is_err());
+
+        let raw: RawTimeouts = serde_saphyr::from_str("first_byte: 2s\ntotal: 0s\n").unwrap();
+        let mut issues = Vec::new();
+        let t = raw.apply(Timeouts::default(), "timeouts", &mut issues);
+        assert_eq!(t.first_byte, Some(Duration::from_secs(2)));
+        assert_eq!(issues, vec!["timeouts.total: must be above 0".to_owned()]);
+
+        let raw: RawBreaker = serde_saphyr::from_str("failures: 2\nopen_for: 5s\n").unwrap();
+        let mut issues = Vec::new();
+        let b = raw.apply(BreakerSettings::default(), "circuit_breaker", &mut issues);
+        assert_eq!(b.failure_threshold, 2);
+        assert_eq!(b.open_for, Duration::from_secs(5));
+    }
+}

@@ -1,0 +1,225 @@
+//! The attempt loop: sends a chat request to a route's targets until one answers.
+//!
+//! Targets are tried in the order the route's [`Strategy`](portcullis_failover::Strategy)
+//! gives; a target whose circuit breaker is open is skipped. Each target is tried up to the
+//! policy's `max_attempts` times while the failure may pass (connect errors, timeouts, 408,
+//! 409, 429 and 5xx — read from [`GatewayError::retryable`] and [`GatewayError::blame`], never
+//! from status codes), waiting the backoff delay or the upstream's `Retry-After` in between;
+//! then the next target is tried, translated into its own dialect. An error that is the
+//! caller's fault (400, 404, 413…) ends the loop at once.
+//!
+//! The loop ends when response headers arrive, so nothing is ever retried once the first byte
+//! of an answer has gone to the client. Each attempt is kept for the request's log record.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper::body::Incoming;
+use portcullis_config::RoutePolicy;
+use portcullis_core::{Blame, ChatRequest, ErrorKind, GatewayError};
+use portcullis_dialects::errors::decode_upstream_error;
+use portcullis_failover::{Passage, should_fail_over, should_retry};
+use portcullis_providers::Target;
+use portcullis_providers::provider::ForwardedHeaders;
+use serde::Serialize;
+use tokio::time::Instant;
+
+use crate::chat::{read_upstream, retry_after};
+use crate::request_log::RequestLog;
+use crate::state::AppState;
+
+/// One upstream attempt, as the log records it.
+#[derive(Debug, Serialize)]
+pub struct AttemptRecord {
+    /// `provider/model`.
+    pub target: Arc<str>,
+    /// The upstream's status, or the status the failure maps to (0: skipped).
+    pub status: u16,
+    /// Why it failed, when it did.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// Time to the response headers or the failure, in milliseconds.
+    pub latency_ms: f64,
+}
+
+/// What the loop ends with on success.
+pub struct Served<'t> {
+    /// The upstream's successful response (headers received, body unread).
+    pub response: http::Response<Incoming>,
+    /// The target that answered.
+    pub target: &'t Target,
+}
+
+/// Every attempt made for one request.
+#[derive(Debug, Default)]
+pub struct AttemptLog {
+    /// The attempts, in order.
+    pub attempts: Vec<AttemptRecord>,
+}
+
+impl AttemptLog {
+    /// Upstream requests actually sent.
+    pub fn sent(&self) -> u32 {
+        u32::try_from(self.attempts.iter().filter(|a| a.status != 0).count()).unwrap_or(u32::MAX)
+    }
+
+    /// The attempts as JSON, when there was more than one to tell.
+    pub fn to_json(&self) -> Option<String> {
+        (self.attempts.len() > 1)
+            .then(|| serde_json::to_string(&self.attempts).ok())
+            .flatten()
+    }
+
+    fn push(
+        &mut self,
+        target: &Arc<str>,
+        status: u16,
+        error: Option<&GatewayError>,
+        took: Duration,
+    ) {
+        self.attempts.push(AttemptRecord {
+            target: target.clone(),
+            status,
+            error: error.map(|e| e.message().to_owned()),
+            latency_ms: took.as_secs_f64() * 1e3,
+        });
+    }
+}
+
+/// Sends `request` to `targets` under `policy` until one answers with a success status.
+///
+/// `deadline` is the request's total time limit. On failure, the last target's error is
+/// returned (or 503 when every target's breaker was open).
+#[allow(clippy::too_many_arguments)]
+pub async fn send<'t>(
+    state: &AppState,
+    request: &ChatRequest,
+    targets: &'t [Target],
+    policy: &RoutePolicy,
+    forwarded: &ForwardedHeaders<'_>,
+    deadline: Option<Instant>,
+    log: &mut AttemptLog,
+    record: &mut RequestLog,
+) -> Result<Served<'t>, GatewayError> {
+    let keys: Vec<(&str, u32)> = targets.iter().map(|t| (&*t.key, t.weight)).collect();
+    let order = policy.strategy.order(&keys, &state.latency);
+    let mut last_error: Option<GatewayError> = None;
+    let mut shortest_wait: Option<Duration> = None;
+
+    'targets: for index in order {
+        let Some(target) = targets.get(index) else {
+            continue;
+        };
+        if let Passage::Open { retry_in } = state.breakers.pass(&target.key) {
+            log.push(&target.key, 0, None, Duration::ZERO);
+            shortest_wait = Some(shortest_wait.map_or(retry_in, |w| w.min(retry_in)));
+            continue;
+        }
+        let provider = &target.provider;
+        let mut upstream = Some(provider.chat_request(
+            request,
+            &target.model,
+            provider.default_credential(),
+            *forwarded,
+        )?);
+        let max_attempts = policy.retry.max_attempts.max(1);
+        for attempt in 1..=max_attempts {
+            let first_byte = remaining(deadline, policy.timeouts.first_byte)?;
+            // Only a request that may be retried is copied.
+            let this = if attempt == max_attempts {
+                upstream.take()
+            } else {
+                upstream.clone()
+            };
+            let Some(this) = this else {
+                continue 'targets;
+            };
+            // Recorded before sending, so a request the client abandons mid-attempt is
+            // logged against the target it was waiting on.
+            if let Some(r) = record.record() {
+                r.provider = Some(Arc::from(provider.name()));
+                r.model = Some(target.model.clone());
+                r.provider_key_id = provider.default_credential().map(|c| c.id.clone());
+                r.attempts += 1;
+            }
+            let sent = Instant::now();
+            let outcome = match state.client.send(this, provider.name(), first_byte).await {
+                Ok(resp) if resp.status().is_success() => Ok(resp),
+                Ok(resp) => {
+                    let status = resp.status().as_u16();
+                    let after = retry_after(resp.headers());
+                    let body = read_upstream(resp.into_body(), provider.name()).await?;
+                    Err(decode_upstream_error(status, after, &body, provider.name()))
+                }
+                Err(e) => Err(e),
+            };
+            let took = sent.elapsed();
+            let error = match outcome {
+                Ok(response) => {
+                    state.breakers.record_success(&target.key);
+                    state.latency.record(&target.key, took);
+                    log.push(&target.key, response.status().as_u16(), None, took);
+                    return Ok(Served { response, target });
+                }
+                Err(e) => e,
+            };
+            log.push(&target.key, error.status().as_u16(), Some(&error), took);
+            let opened =
+                error.blame() == Blame::Upstream && state.breakers.record_failure(&target.key);
+            if opened {
+                tracing::warn!(target = %target.key, "circuit breaker opened");
+            }
+            if !should_fail_over(&error) {
+                return Err(error);
+            }
+            let wait = (should_retry(&error) && !opened)
+                .then(|| policy.retry.delay_before(attempt, error.retry_after()))
+                .flatten();
+            last_error = Some(error);
+            match wait {
+                Some(wait) if fits(deadline, wait) => tokio::time::sleep(wait).await,
+                _ => continue 'targets,
+            }
+        }
+    }
+    Err(last_error.unwrap_or_else(|| {
+        let e = GatewayError::new(
+            ErrorKind::Unavailable,
+            "Every target of this model is failing and temporarily out of rotation; try again shortly",
+        )
+        .with_code("no_healthy_target");
+        match shortest_wait {
+            Some(w) => e.with_retry_after(w.max(Duration::from_secs(1))),
+            None => e,
+        }
+    }))
+}
+
+/// The first-byte timeout of the next attempt: the policy's, shortened to what is left of the
+/// total time limit. A deadline already passed is a timeout.
+fn remaining(
+    deadline: Option<Instant>,
+    first_byte: Option<Duration>,
+) -> Result<Option<Duration>, GatewayError> {
+    let Some(deadline) = deadline else {
+        return Ok(first_byte);
+    };
+    let left = deadline.saturating_duration_since(Instant::now());
+    if left.is_zero() {
+        return Err(total_timeout());
+    }
+    Ok(Some(first_byte.map_or(left, |f| f.min(left))))
+}
+
+fn fits(deadline: Option<Instant>, wait: Duration) -> bool {
+    deadline.is_none_or(|d| Instant::now() + wait < d)
+}
+
+/// 504: the request's total time limit passed.
+pub fn total_timeout() -> GatewayError {
+    GatewayError::new(
+        ErrorKind::Timeout,
+        "The request did not complete within its total time limit",
+    )
+    .with_code("request_timeout")
+}

@@ -1,0 +1,306 @@
+//! The Portcullis gateway server.
+//!
+//! [`Gateway::build`] turns a validated [`Config`] into a running gateway's parts (database,
+//! master key, provider registry, upstream client, request-log writer); [`Gateway::serve`]
+//! serves it on an injected listener until an injected shutdown signal, then drains: stops
+//! accepting, lets in-flight requests finish (bounded by the grace period) and flushes the
+//! request log. [`router`] is the HTTP surface:
+//!
+//! | route | module |
+//! |---|---|
+//! | `POST /v1/chat/completions`, `POST /v1/messages` | [`chat`] (streaming in [`relay`]) |
+//! | `POST /v1/embeddings`, `GET /v1/models` | [`models`] |
+//! | `GET /admin/logs` | [`admin`] |
+//! | `GET /healthz`, `GET /readyz`, `GET /metrics` | [`health`] |
+//!
+//! Supporting modules: [`auth`] (who is calling), [`headers`] (per-request options and
+//! response headers), [`request_log`] (one log record per request), [`respond`] (responses and
+//! dialect errors), [`upstream`] (the HTTP client), [`metrics`], [`state`].
+
+pub mod admin;
+pub mod attempts;
+pub mod auth;
+pub mod breakers;
+pub mod chat;
+pub mod headers;
+pub mod health;
+pub mod limits;
+pub mod metrics;
+pub mod models;
+pub mod relay;
+pub mod request_log;
+pub mod respond;
+pub mod response_cache;
+pub mod semantic;
+pub mod settle;
+pub mod state;
+pub mod upstream;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::{HeaderMap, Method, Uri};
+use axum::response::Response;
+use axum::routing::{get, post};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
+use portcullis_config::Config;
+use portcullis_core::{ErrorKind, GatewayError};
+use portcullis_store::{LogWriter, StoreError, WriterConfig};
+use tokio::net::TcpListener;
+use tokio::task::JoinSet;
+use uuid::Uuid;
+
+pub use auth::{Authenticator, MasterKeyOrigin};
+pub use state::AppState;
+
+use crate::metrics::Metrics;
+use crate::response_cache::ResponseCache;
+use crate::upstream::{ClientConfig, UpstreamClient};
+
+/// Why the gateway could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The database could not be opened or migrated.
+    #[error("database: {0}")]
+    Store(#[from] StoreError),
+    /// Providers, routes or aliases are inconsistent.
+    #[error("providers: {0}")]
+    Registry(#[from] portcullis_providers::RegistryError),
+    /// The TLS client could not be set up.
+    #[error("TLS: {0}")]
+    Tls(#[from] rustls::Error),
+    /// Redis could not be reached.
+    #[error("redis: {0}")]
+    Redis(#[from] redis::RedisError),
+    /// The limits store could not be reached.
+    #[error("limits: {0}")]
+    Limits(#[from] portcullis_limits::BackendError),
+    /// The response cache could not be set up.
+    #[error("{0}")]
+    Cache(#[from] response_cache::CacheSetupError),
+    /// The semantic cache could not be set up.
+    #[error("{0}")]
+    Semantic(#[from] semantic::SemanticSetupError),
+}
+
+/// Connects to the shared Redis; the connection manager reconnects on its own afterwards.
+async fn connect_redis(url: &str) -> Result<redis::aio::ConnectionManager, redis::RedisError> {
+    let client = redis::Client::open(url)?;
+    redis::aio::ConnectionManager::new(client).await
+}
+
+/// A gateway ready to serve.
+#[derive(Debug)]
+pub struct Gateway {
+    state: Arc<AppState>,
+    writer: LogWriter,
+    shutdown_grace: Duration,
+    master_key: MasterKeyOrigin,
+}
+
+impl Gateway {
+    /// Opens the database, sets up the master key and builds every part of the gateway.
+    pub async fn build(config: &Config) -> Result<Self, StartError> {
+        let stores = portcullis_store::connect(
+            config.database.url.expose(),
+            config.database.max_connections,
+        )
+        .await?;
+        let (auth, master_key) =
+            Authenticator::bootstrap(config.master_key.as_ref(), stores.settings.as_ref()).await?;
+        let registry = Arc::new(config.registry()?);
+        let redis = match &config.redis_url {
+            Some(url) => Some(connect_redis(url.expose()).await?),
+            None => None,
+        };
+        let cache = ResponseCache::build(&config.cache, redis.as_ref()).await?;
+        let limiter = if config.limits.is_empty() {
+            None
+        } else {
+            let backend: Arc<dyn portcullis_limits::LimitBackend> = match &config.redis_url {
+                Some(url) => Arc::new(
+                    portcullis_limits::RedisBackend::connect(
+                        url.expose(),
+                        portcullis_limits::RedisOptions::default(),
+                    )
+                    .await?,
+                ),
+                None => Arc::new(portcullis_limits::MemoryBackend::new()),
+            };
+            let seed: Arc<dyn portcullis_limits::SpendSeed> =
+                Arc::new(limits::LogSpendSeed(stores.usage.clone()));
+            Some(portcullis_limits::Limiter::new(
+                config.limits.clone(),
+                backend,
+                Some(seed),
+            ))
+        };
+        let client = UpstreamClient::new(ClientConfig {
+            connect_timeout: config.upstream.connect_timeout,
+            first_byte_timeout: config.upstream.first_byte_timeout,
+            max_idle_per_host: config.upstream.max_idle_per_host,
+        })?;
+        let semantic = semantic::SemanticLayer::build(
+            &config.semantic,
+            stores.semantic.clone(),
+            registry.clone(),
+            client.clone(),
+        )
+        .await?;
+        let (sink, writer) = LogWriter::spawn(
+            stores.logs.clone(),
+            WriterConfig {
+                queue_capacity: config.log.queue_capacity,
+                batch_size: config.log.batch_size,
+                flush_interval: config.log.flush_interval,
+                ..WriterConfig::default()
+            },
+        );
+        let metrics = Arc::new(Metrics::new(
+            sink.stats().clone(),
+            cache.as_ref().map(|c| c.store().clone()),
+            limiter.clone(),
+        ));
+        let state = Arc::new(AppState::new(
+            registry,
+            auth,
+            client,
+            sink,
+            stores,
+            metrics,
+            config.server.max_request_body_bytes,
+            config.log.bodies,
+            config.failover.clone(),
+            cache,
+            portcullis_cost::PriceBook::new(config.prices.clone()),
+            limiter,
+            semantic,
+        ));
+        Ok(Self {
+            state,
+            writer,
+            shutdown_grace: config.server.shutdown_grace,
+            master_key,
+        })
+    }
+
+    /// The shared state.
+    pub fn state(&self) -> &Arc<AppState> {
+        &self.state
+    }
+
+    /// How the master key was obtained (a generated one is shown once by the caller).
+    pub fn master_key(&self) -> &MasterKeyOrigin {
+        &self.master_key
+    }
+
+    /// Serves on `listener` until `shutdown` resolves, then drains: stops accepting, lets
+    /// in-flight requests finish within the grace period, aborts the connections still open
+    /// after it (their requests are logged as 499), and flushes the request log.
+    pub async fn serve<F>(self, listener: TcpListener, shutdown: F) -> std::io::Result<()>
+    where
+        F: Future<Output = ()> + Send + 'static,
+    {
+        let state = self.state.clone();
+        let app = router(state.clone());
+        let graceful = GracefulShutdown::new();
+        let mut connections = JoinSet::new();
+        let http = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+        let mut shutdown = std::pin::pin!(shutdown);
+        loop {
+            tokio::select! {
+                biased;
+                () = &mut shutdown => break,
+                accepted = listener.accept() => {
+                    let (tcp, _) = match accepted {
+                        Ok(a) => a,
+                        Err(e) => {
+                            // Out of file descriptors and the like: back off, keep serving.
+                            tracing::warn!("accepting a connection failed: {e}");
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                            continue;
+                        }
+                    };
+                    let _ = tcp.set_nodelay(true);
+                    let service = TowerToHyperService::new(app.clone());
+                    let conn = http.serve_connection_with_upgrades(TokioIo::new(tcp), service);
+                    let conn = graceful.watch(conn.into_owned());
+                    connections.spawn(async move {
+                        let _ = conn.await;
+                    });
+                }
+                // Reap finished connections so the set does not grow.
+                Some(_) = connections.join_next(), if !connections.is_empty() => {}
+            }
+        }
+        drop(listener);
+        state.start_draining();
+        tokio::select! {
+            () = graceful.shutdown() => {}
+            () = tokio::time::sleep(self.shutdown_grace) => {
+                tracing::warn!(
+                    open = connections.len(),
+                    "shutdown grace period elapsed; closing the remaining connections"
+                );
+            }
+        }
+        // Aborting a connection drops its requests, which submit their records (499).
+        connections.abort_all();
+        while connections.join_next().await.is_some() {}
+        self.writer.shutdown().await;
+        let stats = state.log.stats();
+        tracing::info!(
+            written = stats.written.load(std::sync::atomic::Ordering::Relaxed),
+            lost = stats.lost(),
+            "request log flushed"
+        );
+        Ok(())
+    }
+}
+
+/// The gateway's HTTP routes over `state`.
+pub fn router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/v1/chat/completions", post(chat::chat_completions))
+        .route("/v1/messages", post(chat::messages))
+        .route("/v1/embeddings", post(models::embeddings))
+        .route("/v1/models", get(models::list_models))
+        .route("/admin/logs", get(admin::logs))
+        .route("/admin/usage", get(admin::usage))
+        .route("/admin/circuit-breakers", get(breakers::list))
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .route("/metrics", get(health::metrics))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::disable())
+        .with_state(state)
+}
+
+async fn not_found(method: Method, uri: Uri, headers: HeaderMap) -> Response {
+    let e = GatewayError::new(
+        ErrorKind::NotFound,
+        format!("Unknown endpoint: {method} {}", uri.path()),
+    )
+    .with_code("unknown_endpoint");
+    respond::error(models::dialect_of(&headers), &e, &Uuid::now_v7())
+}
+
+async fn method_not_allowed(method: Method, uri: Uri, headers: HeaderMap) -> Response {
+    let e =
+        GatewayError::invalid_request(format!("Method {method} is not allowed on {}", uri.path()))
+            .with_status(http::StatusCode::METHOD_NOT_ALLOWED)
+            .with_code("method_not_allowed");
+    respond::error(models::dialect_of(&headers), &e, &Uuid::now_v7())
+}
+
+/// The address a listener is bound to, for logs.
+pub fn local_addr(listener: &TcpListener) -> Option<SocketAddr> {
+    listener.local_addr().ok()
+}

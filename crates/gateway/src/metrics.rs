@@ -1,0 +1,256 @@
+//! Prometheus metrics served at `GET /metrics`: requests, latency and tokens by endpoint and
+//! provider, the request-log writer's counters, the exact cache's counters and the limiter's
+//! backend failures.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use portcullis_cache::CacheStore;
+use portcullis_limits::Limiter;
+use portcullis_store::LogStats;
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
+use prometheus_client::metrics::counter::{ConstCounter, Counter};
+use prometheus_client::metrics::family::{Family, MetricConstructor};
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    endpoint: &'static str,
+    provider: Option<Arc<str>>,
+    status: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct LatencyLabels {
+    endpoint: &'static str,
+    provider: Option<Arc<str>>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TokenLabels {
+    provider: Option<Arc<str>>,
+    kind: &'static str,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct LatencyBuckets;
+
+impl MetricConstructor<Histogram> for LatencyBuckets {
+    fn new_metric(&self) -> Histogram {
+        // 0.5 ms … ~16 s
+        Histogram::new(exponential_buckets(0.0005, 2.0, 16))
+    }
+}
+
+/// The gateway's metrics.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    requests: Family<RequestLabels, Counter>,
+    latency: Family<LatencyLabels, Histogram, LatencyBuckets>,
+    tokens: Family<TokenLabels, Counter>,
+}
+
+/// What one finished request contributes.
+#[derive(Debug)]
+pub struct RequestSample<'a> {
+    /// `chat_completions`, `messages`, `embeddings`.
+    pub endpoint: &'static str,
+    /// Serving provider.
+    pub provider: Option<&'a Arc<str>>,
+    /// Status returned.
+    pub status: u16,
+    /// Seconds from arrival to the last byte.
+    pub seconds: f64,
+    /// Prompt tokens.
+    pub input_tokens: u64,
+    /// Generated tokens.
+    pub output_tokens: u64,
+}
+
+impl Metrics {
+    /// Registers every metric, including the log writer's, the cache's and the limiter's
+    /// counters.
+    pub fn new(
+        log_stats: Arc<LogStats>,
+        cache: Option<Arc<dyn CacheStore>>,
+        limiter: Option<Limiter>,
+    ) -> Self {
+        let mut registry = Registry::default();
+        let requests = Family::<RequestLabels, Counter>::default();
+        let latency = Family::new_with_constructor(LatencyBuckets);
+        let tokens = Family::<TokenLabels, Counter>::default();
+        registry.register(
+            "portcullis_requests",
+            "Requests answered, by endpoint, provider and status",
+            requests.clone(),
+        );
+        registry.register(
+            "portcullis_request_duration_seconds",
+            "Time from request arrival to the last response byte",
+            latency.clone(),
+        );
+        registry.register(
+            "portcullis_tokens",
+            "Tokens processed, by provider and kind (input, output)",
+            tokens.clone(),
+        );
+        registry.register_collector(Box::new(LogStatsCollector(log_stats)));
+        registry.register_collector(Box::new(ControlsCollector { cache, limiter }));
+        Self {
+            registry,
+            requests,
+            latency,
+            tokens,
+        }
+    }
+
+    /// Records a finished request.
+    pub fn observe(&self, s: &RequestSample<'_>) {
+        let provider = s.provider.cloned();
+        self.requests
+            .get_or_create(&RequestLabels {
+                endpoint: s.endpoint,
+                provider: provider.clone(),
+                status: s.status,
+            })
+            .inc();
+        self.latency
+            .get_or_create(&LatencyLabels {
+                endpoint: s.endpoint,
+                provider: provider.clone(),
+            })
+            .observe(s.seconds);
+        if s.input_tokens > 0 {
+            self.tokens
+                .get_or_create(&TokenLabels {
+                    provider: provider.clone(),
+                    kind: "input",
+                })
+                .inc_by(s.input_tokens);
+        }
+        if s.output_tokens > 0 {
+            self.tokens
+                .get_or_create(&TokenLabels {
+                    provider,
+                    kind: "output",
+                })
+                .inc_by(s.output_tokens);
+        }
+    }
+
+    /// The metrics in the Prometheus text format.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
+            out.clear();
+        }
+        out
+    }
+}
+
+#[derive(Debug)]
+struct LogStatsCollector(Arc<LogStats>);
+
+impl Collector for LogStatsCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let s = &self.0;
+        for (name, help, value) in [
+            (
+                "portcullis_request_log_written",
+                "Request log records written to the database",
+                s.written.load(Ordering::Relaxed),
+            ),
+            (
+                "portcullis_request_log_dropped",
+                "Request log records refused because the queue was full",
+                s.dropped.load(Ordering::Relaxed),
+            ),
+            (
+                "portcullis_request_log_failed",
+                "Request log records lost after every write attempt failed",
+                s.failed.load(Ordering::Relaxed),
+            ),
+        ] {
+            let counter = ConstCounter::new(value);
+            let metric = encoder.encode_descriptor(name, help, None, counter.metric_type())?;
+            counter.encode(metric)?;
+        }
+        Ok(())
+    }
+}
+
+struct ControlsCollector {
+    cache: Option<Arc<dyn CacheStore>>,
+    limiter: Option<Limiter>,
+}
+
+impl std::fmt::Debug for ControlsCollector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ControlsCollector")
+    }
+}
+
+impl Collector for ControlsCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let mut counters: Vec<(&str, &str, u64)> = Vec::new();
+        if let Some(cache) = &self.cache {
+            let c = cache.counters().snapshot();
+            counters.extend([
+                (
+                    "portcullis_cache_hits",
+                    "Exact cache lookups that found an entry",
+                    c.hits,
+                ),
+                (
+                    "portcullis_cache_misses",
+                    "Exact cache lookups that found none",
+                    c.misses,
+                ),
+                (
+                    "portcullis_cache_stores",
+                    "Exact cache entries written",
+                    c.stores,
+                ),
+                (
+                    "portcullis_cache_oversized",
+                    "Answers not cached because they exceeded the entry size bound",
+                    c.oversized,
+                ),
+                (
+                    "portcullis_cache_errors",
+                    "Exact cache operations that failed",
+                    c.errors,
+                ),
+            ]);
+        }
+        if let Some(limiter) = &self.limiter {
+            let l = limiter.stats();
+            counters.extend([
+                (
+                    "portcullis_limits_backend_errors",
+                    "Admissions that could not reach the limits store",
+                    l.backend_errors,
+                ),
+                (
+                    "portcullis_limits_fail_open_admissions",
+                    "Requests admitted unchecked because the limits store was unreachable",
+                    l.fail_open_admissions,
+                ),
+                (
+                    "portcullis_limits_fail_closed_refusals",
+                    "Requests refused because the limits store was unreachable",
+                    l.fail_closed_refusals,
+                ),
+            ]);
+        }
+        for (name, help, value) in counters {
+            let counter = ConstCounter::new(value);
+            let metric = encoder.encode_descriptor(name, help, None, counter.metric_type())?;
+            counter.encode(metric)?;
+        }
+        Ok(())
+    }
+}

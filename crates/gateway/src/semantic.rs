@@ -1,0 +1,316 @@
+//! The semantic cache on the request path, over `portcullis-semantic`.
+//!
+//! For a route with `semantic_cache` on, the conversation text of a request is embedded and
+//! compared with the answers stored for the same scope (tenant, target, instructions, tools
+//! and settings must match exactly); the nearest at or above the threshold answers, with its
+//! similarity in `x-portcullis-semantic-score`. On a miss the embedding travels with the
+//! request and the complete answer is stored under it. One [`SemanticCache`] serves every
+//! route that uses the same embedder; entries persist in the database and replicas pick up
+//! each other's entries every few seconds.
+//!
+//! Embedders: a local sentence-embedding model ([`LocalEmbedder`], run off the executor), or
+//! [`RemoteEmbedder`], any embeddings model reachable through the gateway's own providers.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use portcullis_config::SemanticConfig;
+use portcullis_core::{ChatRequest, EmbeddingInput, EmbeddingsRequest, Extras};
+use portcullis_providers::Registry;
+use portcullis_semantic::{
+    CacheOptions, EmbedError, Embedder, EmbedderSpec, Embedding, LocalEmbedder, ScopeHash,
+    SemanticCache, scope, semantic_text,
+};
+use portcullis_store::SemanticStore;
+
+use crate::upstream::UpstreamClient;
+
+/// How often a replica reads the entries other replicas stored.
+const SYNC_EVERY: Duration = Duration::from_secs(5);
+/// How often expired entries are purged and the table trimmed.
+const MAINTAIN_EVERY: Duration = Duration::from_secs(60);
+
+/// Every semantic cache of the gateway, one per embedder.
+#[derive(Debug)]
+pub struct SemanticLayer {
+    config: SemanticConfig,
+    caches: Vec<(EmbedderSpec, Arc<SemanticCache>)>,
+}
+
+/// A semantic hit.
+#[derive(Debug)]
+pub struct SemanticHit {
+    /// The stored answer (an encoded cache entry).
+    pub answer: Bytes,
+    /// Cosine similarity with the request.
+    pub score: f32,
+}
+
+/// The right to store the answer of a request that missed.
+#[derive(Debug)]
+pub struct SemanticFill {
+    cache: Arc<SemanticCache>,
+    scope: ScopeHash,
+    embedding: Embedding,
+    ttl: Duration,
+}
+
+impl SemanticFill {
+    /// Stores `answer` (an encoded cache entry) under the request's embedding.
+    pub fn fill(self, answer: Bytes) {
+        self.cache
+            .store(self.scope, self.embedding, answer, self.ttl);
+    }
+}
+
+/// What a semantic lookup found.
+#[derive(Debug)]
+pub enum SemanticLookup {
+    /// A stored answer close enough.
+    Hit(SemanticHit),
+    /// None: store the answer afterwards.
+    Miss(SemanticFill),
+    /// The semantic cache does not apply.
+    Bypass,
+}
+
+/// Why the semantic cache could not start.
+#[derive(Debug, thiserror::Error)]
+#[error("semantic cache: {0}")]
+pub struct SemanticSetupError(String);
+
+impl SemanticLayer {
+    /// The caches `config` asks for, loaded from the store, with their sync and maintenance
+    /// tasks running; `None` when no route uses the semantic cache.
+    pub async fn build(
+        config: &SemanticConfig,
+        store: Arc<dyn SemanticStore>,
+        registry: Arc<Registry>,
+        client: UpstreamClient,
+    ) -> Result<Option<Self>, SemanticSetupError> {
+        // One cache per embedder, sized for the largest bound any route sets.
+        let mut wanted: Vec<(EmbedderSpec, usize)> = Vec::new();
+        for settings in config.all() {
+            match wanted
+                .iter_mut()
+                .find(|(spec, _)| *spec == settings.embedder)
+            {
+                Some((_, max)) => *max = (*max).max(settings.max_entries),
+                None => wanted.push((settings.embedder.clone(), settings.max_entries)),
+            }
+        }
+        let mut caches = Vec::with_capacity(wanted.len());
+        for (spec, max_entries) in wanted {
+            let embedder: Arc<dyn Embedder> = match &spec {
+                EmbedderSpec::Local(dir) => {
+                    let dir = dir.clone();
+                    let loaded = tokio::task::spawn_blocking(move || LocalEmbedder::load(dir))
+                        .await
+                        .map_err(|e| SemanticSetupError(e.to_string()))?
+                        .map_err(|e| SemanticSetupError(e.to_string()))?;
+                    Arc::new(loaded)
+                }
+                EmbedderSpec::Model(model) => Arc::new(RemoteEmbedder::new(
+                    model.clone(),
+                    registry.clone(),
+                    client.clone(),
+                )),
+            };
+            let cache = Arc::new(SemanticCache::new(
+                embedder,
+                Some(store.clone()),
+                CacheOptions {
+                    max_entries,
+                    ..CacheOptions::default()
+                },
+            ));
+            match cache.load().await {
+                Ok(n) => tracing::info!(entries = n, "semantic cache loaded"),
+                Err(e) => tracing::warn!("loading the semantic cache failed: {e}"),
+            }
+            spawn_upkeep(&cache);
+            caches.push((spec, cache));
+        }
+        if caches.is_empty() {
+            return Ok(None);
+        }
+        Ok(Some(Self {
+            config: config.clone(),
+            caches,
+        }))
+    }
+
+    /// Every cache, for metrics.
+    pub fn caches(&self) -> impl Iterator<Item = &Arc<SemanticCache>> {
+        self.caches.iter().map(|(_, c)| c)
+    }
+
+    /// Looks `request` up for `tenant` on `target` (route or `provider/model`).
+    pub async fn lookup(
+        &self,
+        route: Option<&str>,
+        tenant: &str,
+        target: &str,
+        request: &ChatRequest,
+    ) -> SemanticLookup {
+        let Some(settings) = self.config.settings(route) else {
+            return SemanticLookup::Bypass;
+        };
+        let Some(cache) = self
+            .caches
+            .iter()
+            .find(|(spec, _)| *spec == settings.embedder)
+            .map(|(_, c)| c)
+        else {
+            return SemanticLookup::Bypass;
+        };
+        let text = semantic_text(request);
+        if text.is_empty() {
+            return SemanticLookup::Bypass;
+        }
+        let scope = scope(request, tenant, target);
+        match cache.lookup(&scope, &text, settings.threshold).await {
+            Ok(found) => match found.hit {
+                Some(hit) => SemanticLookup::Hit(SemanticHit {
+                    answer: hit.answer,
+                    score: hit.score,
+                }),
+                None => SemanticLookup::Miss(SemanticFill {
+                    cache: cache.clone(),
+                    scope,
+                    embedding: found.embedding,
+                    ttl: settings.ttl,
+                }),
+            },
+            Err(e) => {
+                // An embedder that fails or is saturated costs a cache miss, not the request.
+                tracing::warn!("semantic cache lookup skipped: {e}");
+                SemanticLookup::Bypass
+            }
+        }
+    }
+}
+
+fn spawn_upkeep(cache: &Arc<SemanticCache>) {
+    let weak = Arc::downgrade(cache);
+    tokio::spawn(async move {
+        let mut sync = tokio::time::interval(SYNC_EVERY);
+        let mut maintain = tokio::time::interval(MAINTAIN_EVERY);
+        sync.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        maintain.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = sync.tick() => {
+                    let Some(cache) = weak.upgrade() else { return };
+                    if let Err(e) = cache.sync().await {
+                        tracing::warn!("semantic cache sync failed: {e}");
+                    }
+                }
+                _ = maintain.tick() => {
+                    let Some(cache) = weak.upgrade() else { return };
+                    if let Err(e) = cache.maintain().await {
+                        tracing::warn!("semantic cache maintenance failed: {e}");
+                    }
+                }
+            }
+        }
+    });
+}
+
+/// An embeddings model reached through the gateway's own providers.
+#[derive(Debug)]
+pub struct RemoteEmbedder {
+    model: String,
+    id: String,
+    registry: Arc<Registry>,
+    client: UpstreamClient,
+    dimensions: AtomicUsize,
+}
+
+impl RemoteEmbedder {
+    /// An embedder calling `model` (`provider/model`, a route or an alias).
+    pub fn new(model: String, registry: Arc<Registry>, client: UpstreamClient) -> Self {
+        Self {
+            id: format!("remote:{model}"),
+            model,
+            registry,
+            client,
+            dimensions: AtomicUsize::new(0),
+        }
+    }
+}
+
+#[async_trait]
+impl Embedder for RemoteEmbedder {
+    fn id(&self) -> &str {
+        &self.id
+    }
+
+    fn dimensions(&self) -> usize {
+        self.dimensions.load(Ordering::Relaxed)
+    }
+
+    async fn embed(&self, text: &str) -> Result<Vec<f32>, EmbedError> {
+        let upstream = |e: &dyn std::fmt::Display| EmbedError::Upstream(e.to_string());
+        let resolution = self
+            .registry
+            .resolve(&self.model)
+            .map_err(|e| upstream(&e))?;
+        let target = resolution
+            .primary()
+            .ok_or_else(|| EmbedError::Upstream(format!("`{}` has no target", self.model)))?;
+        let provider = &target.provider;
+        let request = EmbeddingsRequest {
+            model: self.model.clone(),
+            input: EmbeddingInput::Text(text.to_owned()),
+            dimensions: None,
+            encoding_format: None,
+            user: None,
+            extras: Extras::default(),
+        };
+        let req = provider
+            .embeddings_request(&request, &target.model, provider.default_credential())
+            .map_err(|e| upstream(&e))?;
+        let resp = self
+            .client
+            .send(req, provider.name(), None)
+            .await
+            .map_err(|e| upstream(&e))?;
+        let status = resp.status();
+        let body = crate::chat::read_upstream(resp.into_body(), provider.name())
+            .await
+            .map_err(|e| upstream(&e))?;
+        if !status.is_success() {
+            return Err(EmbedError::Upstream(format!(
+                "`{}` answered {status}",
+                self.model
+            )));
+        }
+        let vector = first_embedding(&body)?;
+        self.dimensions.store(vector.len(), Ordering::Relaxed);
+        Ok(vector)
+    }
+}
+
+/// The first vector of an OpenAI-style embeddings answer.
+fn first_embedding(body: &[u8]) -> Result<Vec<f32>, EmbedError> {
+    #[derive(serde::Deserialize)]
+    struct Answer {
+        data: Vec<Item>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Item {
+        embedding: Vec<f32>,
+    }
+    let answer: Answer = serde_json::from_slice(body)
+        .map_err(|e| EmbedError::InvalidVector(format!("unreadable embeddings answer: {e}")))?;
+    answer
+        .data
+        .into_iter()
+        .next()
+        .map(|i| i.embedding)
+        .ok_or_else(|| EmbedError::InvalidVector("the embeddings answer had no vector".into()))
+}

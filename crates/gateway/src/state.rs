@@ -1,0 +1,125 @@
+//! [`AppState`]: what every handler shares — the provider registry, the authenticator, the
+//! upstream client, the request-log sink, the stores and the metrics.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use portcullis_config::FailoverConfig;
+use portcullis_core::Dialect;
+use portcullis_cost::PriceBook;
+use portcullis_failover::{CircuitBreakers, LatencyTracker};
+use portcullis_limits::Limiter;
+use portcullis_providers::Registry;
+use portcullis_store::{LogRecord, LogSink, Stores};
+use uuid::Uuid;
+
+use crate::auth::Authenticator;
+use crate::metrics::Metrics;
+use crate::request_log::RequestLog;
+use crate::response_cache::ResponseCache;
+use crate::semantic::SemanticLayer;
+use crate::upstream::UpstreamClient;
+
+/// Shared state of a running gateway.
+#[derive(Debug)]
+pub struct AppState {
+    /// Providers, routes and aliases.
+    pub registry: Arc<Registry>,
+    /// Caller authentication.
+    pub auth: Authenticator,
+    /// The upstream HTTP client.
+    pub client: UpstreamClient,
+    /// Where request-log records go.
+    pub log: LogSink,
+    /// Durable stores.
+    pub stores: Stores,
+    /// Prometheus metrics.
+    pub metrics: Arc<Metrics>,
+    /// Largest accepted request body.
+    pub max_request_body_bytes: usize,
+    /// Whether request and response bodies are logged by default.
+    pub log_bodies: bool,
+    /// Retry, timeout and balancing policies per route.
+    pub failover: FailoverConfig,
+    /// Per-target circuit breakers.
+    pub breakers: CircuitBreakers,
+    /// Per-target latency averages, for latency-aware routes.
+    pub latency: LatencyTracker,
+    /// The exact response cache, when any route uses it.
+    pub cache: Option<ResponseCache>,
+    /// Model prices.
+    pub prices: PriceBook,
+    /// Rate, concurrency and budget rules, when any are configured.
+    pub limiter: Option<Limiter>,
+    /// The semantic cache, when any route uses it.
+    pub semantic: Option<SemanticLayer>,
+    draining: AtomicBool,
+}
+
+impl AppState {
+    /// Assembles the state.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        registry: Arc<Registry>,
+        auth: Authenticator,
+        client: UpstreamClient,
+        log: LogSink,
+        stores: Stores,
+        metrics: Arc<Metrics>,
+        max_request_body_bytes: usize,
+        log_bodies: bool,
+        failover: FailoverConfig,
+        cache: Option<ResponseCache>,
+        prices: PriceBook,
+        limiter: Option<Limiter>,
+        semantic: Option<SemanticLayer>,
+    ) -> Self {
+        let breakers = CircuitBreakers::new(failover.breaker);
+        Self {
+            failover,
+            breakers,
+            latency: LatencyTracker::default(),
+            cache,
+            registry,
+            auth,
+            client,
+            log,
+            stores,
+            metrics,
+            max_request_body_bytes,
+            log_bodies,
+            prices,
+            limiter,
+            semantic,
+            draining: AtomicBool::new(false),
+        }
+    }
+
+    /// Starts the log record of a request.
+    pub fn request_log(
+        &self,
+        id: Uuid,
+        endpoint: &'static str,
+        dialect: Dialect,
+        started: Instant,
+    ) -> RequestLog {
+        let ts_ms = jiff::Timestamp::now().as_millisecond();
+        RequestLog::new(
+            LogRecord::new(id, ts_ms, endpoint, dialect.as_str()),
+            started,
+            self.log.clone(),
+            self.metrics.clone(),
+        )
+    }
+
+    /// Marks the gateway as shutting down: `/readyz` answers 503 from now on.
+    pub fn start_draining(&self) {
+        self.draining.store(true, Ordering::SeqCst);
+    }
+
+    /// Whether the gateway is shutting down.
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::SeqCst)
+    }
+}

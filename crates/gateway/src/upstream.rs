@@ -1,0 +1,129 @@
+//! The upstream HTTP client: a pooled hyper client (HTTP/1.1 and HTTP/2 over TLS, with the
+//! Mozilla and system roots) that sends what providers build and maps transport failures to
+//! [`GatewayError`]s carrying blame and retryability.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::Request;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+use portcullis_core::{ErrorKind, GatewayError};
+use portcullis_providers::UpstreamRequest;
+
+/// Client settings.
+#[derive(Debug, Clone, Copy)]
+pub struct ClientConfig {
+    /// TCP (and TLS) connect timeout.
+    pub connect_timeout: Duration,
+    /// Time allowed until the response headers arrive.
+    pub first_byte_timeout: Duration,
+    /// Idle connections kept per host.
+    pub max_idle_per_host: usize,
+}
+
+/// The pooled upstream client.
+#[derive(Clone, Debug)]
+pub struct UpstreamClient {
+    client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
+    first_byte_timeout: Duration,
+}
+
+impl UpstreamClient {
+    /// Builds the client.
+    pub fn new(config: ClientConfig) -> Result<Self, rustls::Error> {
+        let mut roots = rustls::RootCertStore::empty();
+        roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+        // Corporate CAs installed on the host are trusted too; unreadable ones are skipped.
+        for cert in rustls_native_certs::load_native_certs().certs {
+            let _ = roots.add(cert);
+        }
+        let tls = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+
+        let mut http = HttpConnector::new();
+        http.enforce_http(false);
+        http.set_nodelay(true);
+        http.set_connect_timeout(Some(config.connect_timeout));
+        http.set_keepalive(Some(Duration::from_secs(60)));
+
+        let https = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_or_http()
+            .enable_http1()
+            .enable_http2()
+            .wrap_connector(http);
+
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(90))
+            .pool_max_idle_per_host(config.max_idle_per_host)
+            .pool_timer(TokioTimer::new())
+            .timer(TokioTimer::new())
+            .build(https);
+        Ok(Self {
+            client,
+            first_byte_timeout: config.first_byte_timeout,
+        })
+    }
+
+    /// Sends `req` and waits for the response headers.
+    ///
+    /// Dropping the returned future cancels the upstream call.
+    pub async fn send(
+        &self,
+        req: UpstreamRequest,
+        provider: &str,
+        first_byte_timeout: Option<Duration>,
+    ) -> Result<http::Response<Incoming>, GatewayError> {
+        let mut builder = Request::builder().method(req.method).uri(req.uri);
+        if let Some(h) = builder.headers_mut() {
+            *h = req.headers;
+        }
+        let request = builder
+            .body(Full::new(req.body))
+            .map_err(|e| GatewayError::internal(format!("building the upstream request: {e}")))?;
+        let timeout = first_byte_timeout.unwrap_or(self.first_byte_timeout);
+        match tokio::time::timeout(timeout, self.client.request(request)).await {
+            Ok(Ok(resp)) => Ok(resp),
+            Ok(Err(e)) => Err(transport_error(&e, provider)),
+            Err(_) => Err(GatewayError::new(
+                ErrorKind::Timeout,
+                format!(
+                    "The upstream provider `{provider}` did not answer within {} ms",
+                    timeout.as_millis()
+                ),
+            )),
+        }
+    }
+}
+
+fn transport_error(e: &hyper_util::client::legacy::Error, provider: &str) -> GatewayError {
+    let what = if e.is_connect() {
+        "could not be reached"
+    } else {
+        "closed the connection unexpectedly"
+    };
+    // The source chain says why (refused, DNS, TLS) without revealing anything secret.
+    let mut detail = String::new();
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        detail = s.to_string();
+        source = s.source();
+    }
+    GatewayError::new(
+        ErrorKind::Upstream,
+        if detail.is_empty() {
+            format!("The upstream provider `{provider}` {what}")
+        } else {
+            format!("The upstream provider `{provider}` {what}: {detail}")
+        },
+    )
+}

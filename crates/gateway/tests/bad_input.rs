@@ -1,0 +1,270 @@
+//! Bad input over real HTTP: every malformed request gets a precise status and an error body in
+//! the caller's dialect, is logged, and never takes the gateway down.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use common::*;
+use portcullis_test_support::MockUpstream;
+use serde_json::{Value, json};
+
+async fn setup() -> (MockUpstream, TestGateway) {
+    let mock = MockUpstream::start().await;
+    let extra = format!(
+        "{}server:\n  max_request_body_bytes: 65536\n",
+        providers_yaml(&mock)
+    );
+    let gw = TestGateway::start(&extra).await;
+    (mock, gw)
+}
+
+async fn raw(gw: &TestGateway, path: &str, body: Vec<u8>) -> (u16, Value) {
+    let r = client()
+        .post(gw.at(path))
+        .bearer_auth(MASTER_KEY)
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    let text = r.text().await.unwrap();
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or_else(|_| panic!("JSON error body: {text}")),
+    )
+}
+
+fn assert_openai_error(v: &Value) {
+    assert!(v["error"]["message"].is_string(), "{v}");
+    assert!(v["error"]["type"].is_string(), "{v}");
+}
+
+fn assert_anthropic_error(v: &Value) {
+    assert_eq!(v["type"], "error", "{v}");
+    assert!(v["error"]["type"].is_string(), "{v}");
+    assert!(v["error"]["message"].is_string(), "{v}");
+}
+
+#[tokio::test]
+async fn malformed_bodies_are_400_with_a_precise_message() {
+    let (mock, gw) = setup().await;
+    let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+        ("truncated", br#"{"model":"gpt-4o","messages":[{"role":"user","content":"hi"}"#.to_vec(), "not valid JSON"),
+        ("not an object", b"[1,2,3]".to_vec(), "Invalid"),
+        ("empty", b"".to_vec(), "not valid JSON"),
+        ("wrong type", br#"{"model":"gpt-4o","messages":[{"role":"user","content":42}]}"#.to_vec(), "messages[0].content"),
+        ("wrong role", br#"{"model":"gpt-4o","messages":[{"role":"wizard","content":"x"}]}"#.to_vec(), "messages[0].role"),
+        ("empty messages", br#"{"model":"gpt-4o","messages":[]}"#.to_vec(), "at least one message"),
+        ("no model", br#"{"messages":[{"role":"user","content":"x"}]}"#.to_vec(), "model"),
+        ("bad temperature", br#"{"model":"gpt-4o","messages":[{"role":"user","content":"x"}],"temperature":"warm"}"#.to_vec(), "temperature"),
+        ("invalid utf-8", b"{\"model\":\"gpt-4o\",\"messages\":[{\"role\":\"user\",\"content\":\"\xff\xfe\"}]}".to_vec(), "not valid JSON"),
+        ("tool message without id", br#"{"model":"gpt-4o","messages":[{"role":"tool","content":"x"}]}"#.to_vec(), "tool_call_id"),
+    ];
+    for (name, body, needle) in cases {
+        let (status, v) = raw(&gw, "/v1/chat/completions", body).await;
+        assert_eq!(status, 400, "{name}: {v}");
+        assert_openai_error(&v);
+        assert!(
+            v["error"]["message"].as_str().unwrap().contains(needle),
+            "{name}: {v}"
+        );
+    }
+    let anthropic_cases: Vec<(&str, Vec<u8>)> = vec![
+        ("truncated", br#"{"model":"claude-sonnet-4-5","max_tokens":10,"messages":["#.to_vec()),
+        ("no max_tokens", br#"{"model":"claude-sonnet-4-5","messages":[{"role":"user","content":"x"}]}"#.to_vec()),
+        ("system role", br#"{"model":"claude-sonnet-4-5","max_tokens":10,"messages":[{"role":"system","content":"x"}]}"#.to_vec()),
+        ("bad block", br#"{"model":"claude-sonnet-4-5","max_tokens":10,"messages":[{"role":"user","content":[{"text":"no type"}]}]}"#.to_vec()),
+    ];
+    for (name, body) in anthropic_cases {
+        let (status, v) = raw(&gw, "/v1/messages", body).await;
+        assert_eq!(status, 400, "{name}: {v}");
+        assert_anthropic_error(&v);
+    }
+    assert_eq!(mock.hits(), 0, "nothing malformed reached an upstream");
+    let logged = gw.logs("status=400", 14).await;
+    assert_eq!(logged.len(), 14, "every refused request is logged");
+}
+
+#[tokio::test]
+async fn oversized_bodies_are_413_whether_or_not_the_length_is_declared() {
+    let (mock, gw) = setup().await;
+    let big =
+        json!({"model": "gpt-4o", "messages": [{"role": "user", "content": "x".repeat(200_000)}]});
+    let (status, v) = raw(
+        &gw,
+        "/v1/chat/completions",
+        serde_json::to_vec(&big).unwrap(),
+    )
+    .await;
+    assert_eq!(status, 413);
+    assert_openai_error(&v);
+    assert!(v["error"]["message"].as_str().unwrap().contains("65536"));
+
+    // Chunked, without Content-Length.
+    let chunks: Vec<Result<Vec<u8>, std::io::Error>> =
+        (0..100).map(|_| Ok(vec![b' '; 4096])).collect();
+    let r = client()
+        .post(gw.at("/v1/messages"))
+        .bearer_auth(MASTER_KEY)
+        .body(reqwest::Body::wrap_stream(futures_util::stream::iter(
+            chunks,
+        )))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 413);
+    assert_anthropic_error(&r.json().await.unwrap());
+    assert_eq!(mock.hits(), 0);
+}
+
+#[tokio::test]
+async fn credentials_are_checked_before_anything_else() {
+    let (mock, gw) = setup().await;
+    for (path, body) in [
+        (
+            "/v1/chat/completions",
+            json!({"model": "gpt-4o", "messages": [{"role": "user", "content": "x"}]}),
+        ),
+        (
+            "/v1/messages",
+            json!({"model": "claude-sonnet-4-5", "max_tokens": 5, "messages": [{"role": "user", "content": "x"}]}),
+        ),
+        (
+            "/v1/embeddings",
+            json!({"model": "text-embedding-3-small", "input": "x"}),
+        ),
+    ] {
+        for auth in [None, Some("Bearer wrong"), Some("Basic abc")] {
+            let mut req = client().post(gw.at(path)).json(&body);
+            if let Some(a) = auth {
+                req = req.header("authorization", a);
+            }
+            let r = req.send().await.unwrap();
+            assert_eq!(r.status(), 401, "{path} {auth:?}");
+            let v: Value = r.json().await.unwrap();
+            if path == "/v1/messages" {
+                assert_anthropic_error(&v);
+                assert_eq!(v["error"]["type"], "authentication_error");
+            } else {
+                assert_openai_error(&v);
+            }
+        }
+    }
+    let r = client()
+        .get(gw.at("/v1/models"))
+        .bearer_auth("nope")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    let r = client().get(gw.at("/admin/logs")).send().await.unwrap();
+    assert_eq!(r.status(), 401);
+    assert_eq!(mock.hits(), 0);
+}
+
+#[tokio::test]
+async fn unknown_models_are_404_naming_the_model() {
+    let (_mock, gw) = setup().await;
+    for model in ["gemini-9-ultra", "nowhere/model", "smartish"] {
+        let (status, _, text) = post(
+            &gw,
+            "/v1/chat/completions",
+            &json!({"model": model, "messages": [{"role": "user", "content": "x"}]}),
+        )
+        .await;
+        assert_eq!(status, 404);
+        let v: Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(v["error"]["code"], "model_not_found");
+        assert!(v["error"]["message"].as_str().unwrap().contains(model));
+    }
+    let (status, _, text) = post(
+        &gw,
+        "/v1/messages",
+        &json!({"model": "nowhere/model", "max_tokens": 5, "messages": [{"role": "user", "content": "x"}]}),
+    )
+    .await;
+    assert_eq!(status, 404);
+    let v: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(v["error"]["type"], "not_found_error");
+}
+
+#[tokio::test]
+async fn unknown_endpoints_and_methods_answer_json() {
+    let (_mock, gw) = setup().await;
+    let r = client().get(gw.at("/v1/nothing")).send().await.unwrap();
+    assert_eq!(r.status(), 404);
+    assert_openai_error(&r.json().await.unwrap());
+    let r = client()
+        .get(gw.at("/v1/chat/completions"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 405);
+    let r = client()
+        .get(gw.at("/v1/messages"))
+        .header("anthropic-version", "2023-06-01")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 405);
+    assert_anthropic_error(&r.json().await.unwrap());
+}
+
+#[tokio::test]
+async fn random_bodies_never_hurt_the_gateway() {
+    let (_mock, gw) = setup().await;
+    // A deterministic stream of awkward bodies: random bytes, deep nesting, huge numbers.
+    let mut seed: u64 = 0x9E37_79B9_7F4A_7C15;
+    let mut bodies: Vec<Vec<u8>> = (0..40)
+        .map(|i| {
+            (0..(i * 13 % 300))
+                .map(|_| {
+                    seed ^= seed << 13;
+                    seed ^= seed >> 7;
+                    seed ^= seed << 17;
+                    (seed & 0xff) as u8
+                })
+                .collect()
+        })
+        .collect();
+    bodies.push(format!("{}{}", "[".repeat(10_000), "]".repeat(10_000)).into_bytes());
+    bodies.push(
+        br#"{"model":"gpt-4o","messages":[{"role":"user","content":"x"}],"max_tokens":1e400}"#
+            .to_vec(),
+    );
+    bodies
+        .push(br#"{"model":"gpt-4o","messages":[{"role":"user","content":"x"}],"n":-1}"#.to_vec());
+    bodies.push(br#"{"model":"gpt-4o","messages":[{"role":"assistant","content":null}]}"#.to_vec());
+    bodies.push(br#"{"model":"claude-sonnet-4-5","max_tokens":10,"messages":[{"role":"user","content":[{"type":"image","source":{"type":"base64"}}]}]}"#.to_vec());
+    for body in bodies {
+        for path in ["/v1/chat/completions", "/v1/messages", "/v1/embeddings"] {
+            let (status, _) = raw(&gw, path, body.clone()).await;
+            assert!((400..500).contains(&status), "{path}: {status}");
+        }
+    }
+    let r = client().get(gw.at("/healthz")).send().await.unwrap();
+    assert_eq!(r.status(), 200, "still alive");
+}
+
+#[tokio::test]
+async fn bad_option_headers_are_refused() {
+    let (_mock, gw) = setup().await;
+    let r = client()
+        .post(gw.at("/v1/chat/completions"))
+        .bearer_auth(MASTER_KEY)
+        .header("x-portcullis-metadata", "not-json")
+        .json(&json!({"model": "gpt-4o", "messages": [{"role": "user", "content": "x"}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let v: Value = r.json().await.unwrap();
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("x-portcullis-metadata")
+    );
+}

@@ -1,0 +1,343 @@
+//! The request log over real HTTP: one record per request with every field, on SQLite and on
+//! PostgreSQL; client disconnects logged as 499 with the upstream call cancelled; the log
+//! flushed on graceful shutdown; the admin API's filters and access control.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+use portcullis_test_support::{MockOptions, MockUpstream};
+use serde_json::{Value, json};
+
+fn chat(model: &str, text: &str, stream: bool) -> Value {
+    json!({"model": model, "messages": [{"role": "user", "content": text}], "stream": stream})
+}
+
+async fn exercise_log(gw: &TestGateway) {
+    let r = client()
+        .post(gw.at("/v1/chat/completions"))
+        .bearer_auth(MASTER_KEY)
+        .header("x-portcullis-metadata", r#"{"team":"search","ticket":42}"#)
+        .header("x-portcullis-session-id", "conv-9")
+        .header(
+            "cf-aig-metadata",
+            r#"{"ignored":"because x-portcullis wins"}"#,
+        )
+        .header("x-portcullis-agent", "triage-bot")
+        .json(&chat("openai/gpt-4o-mini", "log me", false))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let id = r.headers()["x-portcullis-request-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let usage: Value = r.json::<Value>().await.unwrap()["usage"].clone();
+
+    let rec = gw.log_of(&id).await;
+    assert_eq!(rec["id"], id.as_str());
+    assert_eq!(rec["endpoint"], "chat_completions");
+    assert_eq!(rec["dialect"], "openai");
+    assert_eq!(rec["requested_model"], "openai/gpt-4o-mini");
+    assert_eq!(rec["provider"], "openai");
+    assert_eq!(rec["model"], "gpt-4o-mini");
+    assert_eq!(rec["provider_key_id"], "openai:default");
+    assert_eq!(rec["attempts"], 1);
+    assert_eq!(rec["status"], 200);
+    assert_eq!(rec["stream"], false);
+    assert_eq!(rec["input_tokens"], usage["prompt_tokens"]);
+    assert_eq!(rec["output_tokens"], usage["completion_tokens"]);
+    assert_eq!(rec["session_id"], "conv-9");
+    assert_eq!(rec["agent"], "triage-bot");
+    let meta: Value = serde_json::from_str(rec["metadata"].as_str().unwrap()).unwrap();
+    assert_eq!(meta, json!({"team": "search", "ticket": 42}));
+    assert!(rec["latency_ms"].as_f64().unwrap() > 0.0);
+    assert!(rec["time"].as_str().unwrap().ends_with('Z'));
+    assert!(rec["request_body"].is_null(), "bodies are off by default");
+
+    // Streams are logged with usage and time to first token.
+    let (_, headers, _) = post(
+        gw,
+        "/v1/messages",
+        &json!({"model": "claude-sonnet-4-5", "max_tokens": 50,
+        "messages": [{"role": "user", "content": "stream"}], "stream": true}),
+    )
+    .await;
+    let rec = gw
+        .log_of(headers["x-portcullis-request-id"].to_str().unwrap())
+        .await;
+    assert_eq!(rec["stream"], true);
+    assert_eq!(rec["dialect"], "anthropic");
+    assert!(rec["input_tokens"].as_u64().unwrap() > 0, "{rec}");
+    assert!(rec["output_tokens"].as_u64().unwrap() > 0, "{rec}");
+    assert!(rec["ttft_ms"].as_f64().unwrap() > 0.0);
+
+    // Filters.
+    for i in 0..3 {
+        post(
+            gw,
+            "/v1/chat/completions",
+            &chat("openai/mock-error-500", &format!("e{i}"), false),
+        )
+        .await;
+    }
+    let errors = gw.logs("status=5xx", 3).await;
+    assert_eq!(errors.len(), 3);
+    assert!(
+        errors
+            .iter()
+            .all(|r| r["status"] == 502 && r["error_message"].is_string())
+    );
+    let anthropic = gw.logs("provider=anthropic", 1).await;
+    assert_eq!(anthropic.len(), 1);
+    let page1 = gw.logs("limit=2", 2).await;
+    assert_eq!(page1.len(), 2);
+    let cursor = page1[1]["id"].as_str().unwrap();
+    let page2 = gw.logs(&format!("limit=2&cursor={cursor}"), 2).await;
+    assert_eq!(page2.len(), 2);
+    assert!(
+        page2
+            .iter()
+            .all(|r| r["id"] != page1[0]["id"] && r["id"] != page1[1]["id"])
+    );
+    let future = gw.logs("since=2999-01-01T00:00:00Z", 0).await;
+    assert!(future.is_empty());
+}
+
+#[tokio::test]
+async fn every_request_is_logged_on_sqlite() {
+    let mock = MockUpstream::start().await;
+    let gw = TestGateway::start(&providers_yaml(&mock)).await;
+    exercise_log(&gw).await;
+}
+
+#[tokio::test]
+async fn every_request_is_logged_on_postgres() {
+    let mock = MockUpstream::start().await;
+    let db = fresh_postgres_url().await;
+    let gw = TestGateway::start_with_db(&db, &providers_yaml(&mock)).await;
+    exercise_log(&gw).await;
+}
+
+#[tokio::test]
+async fn bodies_are_logged_when_asked() {
+    let mock = MockUpstream::start().await;
+    let gw = TestGateway::start(&format!(
+        "{}log:\n  bodies: true\n  flush_interval_ms: 5\n",
+        providers_yaml(&mock)
+    ))
+    .await;
+    let (_, headers, text) = post(
+        &gw,
+        "/v1/chat/completions",
+        &chat("gpt-4o-mini", "secret plans", false),
+    )
+    .await;
+    let rec = gw
+        .log_of(headers["x-portcullis-request-id"].to_str().unwrap())
+        .await;
+    assert!(
+        rec["request_body"]
+            .as_str()
+            .unwrap()
+            .contains("secret plans")
+    );
+    assert_eq!(rec["response_body"].as_str().unwrap(), text);
+
+    // A caller may opt out per request.
+    let r = client()
+        .post(gw.at("/v1/chat/completions"))
+        .bearer_auth(MASTER_KEY)
+        .header("cf-aig-collect-log", "false")
+        .header("x-portcullis-metadata", r#"{"a":1}"#)
+        .json(&chat("gpt-4o-mini", "private", false))
+        .send()
+        .await
+        .unwrap();
+    let id = r.headers()["x-portcullis-request-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let rec = gw.log_of(&id).await;
+    assert!(rec["request_body"].is_null());
+    assert!(rec["metadata"].is_null());
+    assert!(
+        rec["output_tokens"].as_u64().unwrap() > 0,
+        "accounting is always kept"
+    );
+}
+
+#[tokio::test]
+async fn a_client_that_disconnects_is_logged_as_499_and_the_upstream_call_is_cancelled() {
+    let mock = MockUpstream::start().await;
+    let gw = TestGateway::start(&providers_yaml(&mock)).await;
+    let started = Instant::now();
+    let err = reqwest::Client::builder()
+        .timeout(Duration::from_millis(300))
+        .build()
+        .unwrap()
+        .post(gw.at("/v1/chat/completions"))
+        .bearer_auth(MASTER_KEY)
+        .json(&chat("openai/mock-slow-5000", "slow", false))
+        .send()
+        .await
+        .unwrap_err();
+    assert!(err.is_timeout());
+    let records = gw.logs("status=499", 1).await;
+    assert_eq!(records.len(), 1, "logged once, as 499");
+    assert!(
+        records[0]["latency_ms"].as_f64().unwrap() < 2000.0,
+        "the request ended when the client left, not when the upstream answered: {}",
+        records[0]
+    );
+    assert!(started.elapsed() < Duration::from_secs(4));
+    assert_eq!(records[0]["provider"], "openai");
+}
+
+#[tokio::test]
+async fn a_stream_abandoned_midway_is_logged_as_499_with_partial_usage() {
+    let mock = MockUpstream::start_with(MockOptions {
+        stream_frame_delay: Duration::from_millis(150),
+        ..MockOptions::default()
+    })
+    .await;
+    let gw = TestGateway::start(&providers_yaml(&mock)).await;
+    let mut r = client()
+        .post(gw.at("/v1/messages"))
+        .bearer_auth(MASTER_KEY)
+        .json(&json!({"model": "claude-sonnet-4-5", "max_tokens": 100, "stream": true,
+            "messages": [{"role": "user", "content": "a long answer with many words to stream slowly"}]}))
+        .send()
+        .await
+        .unwrap();
+    let id = r.headers()["x-portcullis-request-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let first = r.chunk().await.unwrap().unwrap();
+    assert!(!first.is_empty());
+    drop(r);
+    let rec = gw.log_of(&id).await;
+    assert_eq!(rec["status"], 499, "{rec}");
+    assert!(
+        rec["input_tokens"].as_u64().unwrap() > 0,
+        "usage seen before the disconnect is kept: {rec}"
+    );
+}
+
+#[tokio::test]
+async fn a_stream_still_open_when_the_grace_period_ends_is_logged_not_lost() {
+    let mock = MockUpstream::start_with(MockOptions {
+        stream_frame_delay: Duration::from_millis(400),
+        ..MockOptions::default()
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}", dir.path().join("grace.db").display());
+    let extra = format!(
+        "\nserver:\n  shutdown_grace_seconds: 1\n{}",
+        providers_yaml(&mock)
+    );
+    let gw = TestGateway::start_with_db(&db, &extra).await;
+    let mut r = client()
+        .post(gw.at("/v1/chat/completions"))
+        .bearer_auth(MASTER_KEY)
+        .json(&chat(
+            "gpt-4o-mini",
+            "a long answer with many many words that streams slowly",
+            true,
+        ))
+        .send()
+        .await
+        .unwrap();
+    let id = r.headers()["x-portcullis-request-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(!r.chunk().await.unwrap().unwrap().is_empty());
+    // The client holds the stream open; shutdown must not wait forever nor lose the record.
+    let started = Instant::now();
+    gw.stop().await;
+    assert!(started.elapsed() < Duration::from_secs(10));
+    drop(r);
+
+    let gw = TestGateway::start_with_db(&db, &providers_yaml(&mock)).await;
+    let rec = gw.log_of(&id).await;
+    assert_eq!(rec["status"], 499, "{rec}");
+    assert_eq!(
+        gw.state
+            .log
+            .stats()
+            .dropped
+            .load(std::sync::atomic::Ordering::Relaxed),
+        0
+    );
+}
+
+#[tokio::test]
+async fn the_log_is_flushed_on_graceful_shutdown() {
+    let mock = MockUpstream::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}", dir.path().join("flush.db").display());
+    // A long linger: nothing would be written before shutdown without the flush.
+    let extra = providers_yaml(&mock);
+    let yaml = format!(
+        "master_key: {MASTER_KEY}\ndatabase:\n  url: \"{db}\"\nlog:\n  flush_interval_ms: 60000\n  batch_size: 100000\n{extra}"
+    );
+    let config = portcullis_config::from_yaml(
+        &yaml,
+        portcullis_config::Source::Environment,
+        &std::collections::HashMap::<String, String>::new(),
+    )
+    .unwrap();
+    let gw = TestGateway::start_config(config).await;
+    for i in 0..25 {
+        let (status, _, _) = post(
+            &gw,
+            "/v1/chat/completions",
+            &chat("gpt-4o-mini", &format!("m{i}"), false),
+        )
+        .await;
+        assert_eq!(status, 200);
+    }
+    gw.stop().await;
+
+    let gw = TestGateway::start_with_db(&db, &providers_yaml(&mock)).await;
+    let records = gw.logs("limit=1000", 25).await;
+    assert_eq!(records.len(), 25);
+}
+
+#[tokio::test]
+async fn the_admin_api_requires_the_master_key_and_validates_filters() {
+    let mock = MockUpstream::start().await;
+    let gw = TestGateway::start(&providers_yaml(&mock)).await;
+    let r = client()
+        .get(gw.at("/admin/logs"))
+        .bearer_auth("wrong")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    for bad in [
+        "status=weird",
+        "limit=0",
+        "limit=5000",
+        "since=yesterday",
+        "cursor=nope",
+        "colour=blue",
+    ] {
+        let r = client()
+            .get(gw.at(&format!("/admin/logs?{bad}")))
+            .bearer_auth(MASTER_KEY)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 400, "{bad}");
+        let v: Value = r.json().await.unwrap();
+        assert!(v["error"]["message"].is_string());
+    }
+}

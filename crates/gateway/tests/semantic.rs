@@ -1,0 +1,165 @@
+//! The semantic cache over real HTTP with the local sentence-embedding model: paraphrases are
+//! answered from the cache (with their similarity), different questions and different scopes
+//! are not, streams replay, and entries survive a restart.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use portcullis_test_support::MockUpstream;
+use serde_json::{Value, json};
+
+fn yaml(mock: &MockUpstream) -> String {
+    format!(
+        r#"
+providers:
+  openai: {{api_key: sk-mock-openai, base_url: {url}}}
+routes:
+  support:
+    targets: [openai/gpt-4o-mini]
+    semantic_cache:
+      embedder: {{local: "{model}"}}
+      threshold: 0.82
+      ttl: 1h
+"#,
+        url = mock.openai_base_url(),
+        model = embedding_model_dir().display()
+    )
+}
+
+fn ask(text: &str, system: &str, stream: bool) -> Value {
+    json!({"model": "support", "stream": stream, "max_tokens": 256, "messages": [
+        {"role": "system", "content": system},
+        {"role": "user", "content": text}]})
+}
+
+fn header<'a>(h: &'a reqwest::header::HeaderMap, name: &str) -> &'a str {
+    h.get(name).and_then(|v| v.to_str().ok()).unwrap_or("")
+}
+
+fn answer(body: &str) -> String {
+    let v: Value = serde_json::from_str(body).unwrap();
+    v["choices"][0]["message"]["content"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+#[tokio::test]
+async fn paraphrases_hit_and_different_questions_or_scopes_miss() {
+    let mock = MockUpstream::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}", dir.path().join("semantic.db").display());
+    let gw = TestGateway::start_with_db(&db, &yaml(&mock)).await;
+    let system = format!("You are the help desk of tenant {}.", uuid::Uuid::now_v7());
+
+    let (status, h, first) = post(
+        &gw,
+        "/v1/chat/completions",
+        &ask("How do I reset my password?", &system, false),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(header(&h, "x-portcullis-cache"), "MISS");
+
+    let (status, h, second) = post(
+        &gw,
+        "/v1/chat/completions",
+        &ask("I forgot my password, how can I change it?", &system, false),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(header(&h, "x-portcullis-cache"), "HIT");
+    let score: f32 = header(&h, "x-portcullis-semantic-score").parse().unwrap();
+    assert!(score >= 0.82, "{score}");
+    assert_eq!(
+        answer(&second),
+        answer(&first),
+        "the stored answer to the first wording"
+    );
+    assert_eq!(mock.hits(), 1);
+
+    // A different question misses; so does the same question under other instructions.
+    let (_, h, _) = post(
+        &gw,
+        "/v1/chat/completions",
+        &ask("What is the capital of France?", &system, false),
+    )
+    .await;
+    assert_eq!(header(&h, "x-portcullis-cache"), "MISS");
+    let (_, h, _) = post(
+        &gw,
+        "/v1/chat/completions",
+        &ask("How do I reset my password?", "You are a pirate.", false),
+    )
+    .await;
+    assert_eq!(header(&h, "x-portcullis-cache"), "MISS");
+    assert_eq!(mock.hits(), 3);
+
+    // Streamed, in Anthropic's dialect.
+    let anthropic = json!({"model": "support", "stream": true, "max_tokens": 256, "system": system,
+        "messages": [{"role": "user", "content": "how can i reset my password"}]});
+    let (_, h, body) = post(&gw, "/v1/messages", &anthropic).await;
+    assert_eq!(header(&h, "x-portcullis-cache"), "HIT", "{body}");
+    let s = parse_anthropic_stream(&body);
+    assert_eq!(s.text, answer(&first));
+    assert_eq!(mock.hits(), 3);
+
+    // Entries are persisted: a restarted gateway still answers the paraphrase.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    gw.stop().await;
+    let gw = TestGateway::start_with_db(&db, &yaml(&mock)).await;
+    let (_, h, again) = post(
+        &gw,
+        "/v1/chat/completions",
+        &ask("I forgot my password, how can I change it?", &system, false),
+    )
+    .await;
+    assert_eq!(header(&h, "x-portcullis-cache"), "HIT");
+    assert_eq!(answer(&again), answer(&first));
+    assert_eq!(mock.hits(), 3);
+}
+
+#[tokio::test]
+async fn a_remote_embeddings_model_can_embed_for_the_cache() {
+    let mock = MockUpstream::start().await;
+    let yaml = format!(
+        r#"
+providers:
+  openai: {{api_key: sk-mock-openai, base_url: {url}}}
+routes:
+  faq:
+    targets: [openai/gpt-4o-mini]
+    semantic_cache:
+      embedder: {{model: openai/text-embedding-3-small}}
+      threshold: 0.99
+"#,
+        url = mock.openai_base_url(),
+    );
+    let gw = TestGateway::start(&yaml).await;
+    let q = format!("What are your opening hours? [{}]", uuid::Uuid::now_v7());
+    let body = json!({"model": "faq", "temperature": 0.7,
+                      "messages": [{"role": "user", "content": q}]});
+    let (status, h, first) = post(&gw, "/v1/chat/completions", &body).await;
+    assert_eq!(status, 200);
+    assert_eq!(header(&h, "x-portcullis-cache"), "MISS");
+    let (status, h, second) = post(&gw, "/v1/chat/completions", &body).await;
+    assert_eq!(status, 200);
+    assert_eq!(header(&h, "x-portcullis-cache"), "HIT");
+    assert_eq!(answer(&first), answer(&second));
+    let embeddings_calls = mock
+        .requests()
+        .iter()
+        .filter(|r| r.path == "/v1/embeddings")
+        .count();
+    assert_eq!(embeddings_calls, 2, "one embedding per lookup");
+    let chats = mock
+        .requests()
+        .iter()
+        .filter(|r| r.path == "/v1/chat/completions")
+        .count();
+    assert_eq!(chats, 1);
+}

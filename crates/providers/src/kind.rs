@@ -1,0 +1,350 @@
+//! Provider kinds and their presets: dialect, default base URL, how credentials are sent, the
+//! environment variables that enable a provider with no config file, and the well-known model
+//! names each kind serves.
+
+use portcullis_core::Dialect;
+
+/// A kind of provider.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ProviderKind {
+    /// OpenAI.
+    OpenAi,
+    /// Anthropic.
+    Anthropic,
+    /// Groq (OpenAI-compatible).
+    Groq,
+    /// Mistral (OpenAI-compatible).
+    Mistral,
+    /// Cerebras (OpenAI-compatible).
+    Cerebras,
+    /// OpenRouter (OpenAI-compatible).
+    OpenRouter,
+    /// DeepSeek (OpenAI-compatible).
+    DeepSeek,
+    /// xAI (OpenAI-compatible).
+    XAi,
+    /// Together AI (OpenAI-compatible).
+    Together,
+    /// Fireworks AI (OpenAI-compatible).
+    Fireworks,
+    /// Perplexity (OpenAI-compatible).
+    Perplexity,
+    /// A vLLM server (OpenAI-compatible).
+    Vllm,
+    /// An Ollama server (OpenAI-compatible).
+    Ollama,
+    /// A Cloudflare AI Gateway in front of another provider.
+    Cloudflare,
+    /// Any OpenAI-compatible server at a configured base URL.
+    Custom,
+}
+
+/// How a provider expects its API key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthScheme {
+    /// `Authorization: Bearer <key>`.
+    Bearer,
+    /// `x-api-key: <key>` (Anthropic).
+    XApiKey,
+}
+
+/// Everything fixed about a kind.
+#[derive(Debug, Clone, Copy)]
+pub struct Preset {
+    /// Identifier used in config files and `provider/model` names.
+    pub id: &'static str,
+    /// Default base URL (`None`: must be configured).
+    pub base_url: Option<&'static str>,
+    /// Environment variables holding the API key, first match wins.
+    pub key_env: &'static [&'static str],
+    /// Environment variable overriding the base URL.
+    pub base_url_env: Option<&'static str>,
+    /// Whether the provider works without an API key (local servers).
+    pub key_optional: bool,
+    /// Prefixes of well-known model names this kind serves when addressed without a provider.
+    pub model_prefixes: &'static [&'static str],
+}
+
+impl ProviderKind {
+    /// Every kind, in the order providers are enabled from the environment.
+    pub const ALL: [ProviderKind; 15] = [
+        ProviderKind::OpenAi,
+        ProviderKind::Anthropic,
+        ProviderKind::Groq,
+        ProviderKind::Mistral,
+        ProviderKind::Cerebras,
+        ProviderKind::OpenRouter,
+        ProviderKind::DeepSeek,
+        ProviderKind::XAi,
+        ProviderKind::Together,
+        ProviderKind::Fireworks,
+        ProviderKind::Perplexity,
+        ProviderKind::Vllm,
+        ProviderKind::Ollama,
+        ProviderKind::Cloudflare,
+        ProviderKind::Custom,
+    ];
+
+    /// The kind's preset.
+    pub fn preset(self) -> Preset {
+        const NONE: &[&str] = &[];
+        match self {
+            ProviderKind::OpenAi => Preset {
+                id: "openai",
+                base_url: Some("https://api.openai.com/v1"),
+                key_env: &["OPENAI_API_KEY"],
+                base_url_env: Some("OPENAI_BASE_URL"),
+                key_optional: false,
+                model_prefixes: &[
+                    "gpt-",
+                    "chatgpt-",
+                    "o1",
+                    "o3",
+                    "o4",
+                    "text-embedding-",
+                    "omni-moderation",
+                    "codex-",
+                    "computer-use-",
+                    "davinci-",
+                    "babbage-",
+                ],
+            },
+            ProviderKind::Anthropic => Preset {
+                id: "anthropic",
+                base_url: Some("https://api.anthropic.com"),
+                key_env: &["ANTHROPIC_API_KEY"],
+                base_url_env: Some("ANTHROPIC_BASE_URL"),
+                key_optional: false,
+                model_prefixes: &["claude-"],
+            },
+            ProviderKind::Groq => Preset {
+                id: "groq",
+                base_url: Some("https://api.groq.com/openai/v1"),
+                key_env: &["GROQ_API_KEY"],
+                base_url_env: Some("GROQ_BASE_URL"),
+                key_optional: false,
+                model_prefixes: NONE,
+            },
+            ProviderKind::Mistral => Preset {
+                id: "mistral",
+                base_url: Some("https://api.mistral.ai/v1"),
+                key_env: &["MISTRAL_API_KEY"],
+                base_url_env: Some("MISTRAL_BASE_URL"),
+                key_optional: false,
+                model_prefixes: &[
+                    "mistral-",
+                    "codestral-",
+                    "ministral-",
+                    "magistral-",
+                    "pixtral-",
+                    "devstral-",
+                    "open-mistral-",
+                    "open-mixtral-",
+                ],
+            },
+            ProviderKind::Cerebras => Preset {
+                id: "cerebras",
+                base_url: Some("https://api.cerebras.ai/v1"),
+                key_env: &["CEREBRAS_API_KEY"],
+                base_url_env: Some("CEREBRAS_BASE_URL"),
+                key_optional: false,
+                model_prefixes: NONE,
+            },
+            ProviderKind::OpenRouter => Preset {
+                id: "openrouter",
+                base_url: Some("https://openrouter.ai/api/v1"),
+                key_env: &["OPENROUTER_API_KEY"],
+                base_url_env: Some("OPENROUTER_BASE_URL"),
+                key_optional: false,
+                model_prefixes: NONE,
+            },
+            ProviderKind::DeepSeek => Preset {
+                id: "deepseek",
+                base_url: Some("https://api.deepseek.com/v1"),
+                key_env: &["DEEPSEEK_API_KEY"],
+                base_url_env: Some("DEEPSEEK_BASE_URL"),
+                key_optional: false,
+                model_prefixes: &["deepseek-"],
+            },
+            ProviderKind::XAi => Preset {
+                id: "xai",
+                base_url: Some("https://api.x.ai/v1"),
+                key_env: &["XAI_API_KEY"],
+                base_url_env: Some("XAI_BASE_URL"),
+                key_optional: false,
+                model_prefixes: &["grok-"],
+            },
+            ProviderKind::Together => Preset {
+                id: "together",
+                base_url: Some("https://api.together.xyz/v1"),
+                key_env: &["TOGETHER_API_KEY"],
+                base_url_env: Some("TOGETHER_BASE_URL"),
+                key_optional: false,
+                model_prefixes: NONE,
+            },
+            ProviderKind::Fireworks => Preset {
+                id: "fireworks",
+                base_url: Some("https://api.fireworks.ai/inference/v1"),
+                key_env: &["FIREWORKS_API_KEY"],
+                base_url_env: Some("FIREWORKS_BASE_URL"),
+                key_optional: false,
+                model_prefixes: NONE,
+            },
+            ProviderKind::Perplexity => Preset {
+                id: "perplexity",
+                base_url: Some("https://api.perplexity.ai"),
+                key_env: &["PERPLEXITY_API_KEY", "PPLX_API_KEY"],
+                base_url_env: Some("PERPLEXITY_BASE_URL"),
+                key_optional: false,
+                model_prefixes: &["sonar"],
+            },
+            ProviderKind::Vllm => Preset {
+                id: "vllm",
+                base_url: Some("http://localhost:8000/v1"),
+                key_env: &["VLLM_API_KEY"],
+                base_url_env: Some("VLLM_BASE_URL"),
+                key_optional: true,
+                model_prefixes: NONE,
+            },
+            ProviderKind::Ollama => Preset {
+                id: "ollama",
+                base_url: Some("http://localhost:11434/v1"),
+                key_env: &["OLLAMA_API_KEY"],
+                base_url_env: Some("OLLAMA_BASE_URL"),
+                key_optional: true,
+                model_prefixes: NONE,
+            },
+            ProviderKind::Cloudflare => Preset {
+                id: "cloudflare",
+                base_url: None,
+                key_env: &["CLOUDFLARE_AIG_API_KEY"],
+                base_url_env: Some("CLOUDFLARE_AIG_BASE_URL"),
+                key_optional: true,
+                model_prefixes: NONE,
+            },
+            ProviderKind::Custom => Preset {
+                id: "custom",
+                base_url: None,
+                key_env: NONE,
+                base_url_env: None,
+                key_optional: true,
+                model_prefixes: NONE,
+            },
+        }
+    }
+
+    /// The kind with this identifier.
+    pub fn from_id(id: &str) -> Option<ProviderKind> {
+        Self::ALL.into_iter().find(|k| k.preset().id == id)
+    }
+
+    /// The kind's identifier.
+    pub fn id(self) -> &'static str {
+        self.preset().id
+    }
+
+    /// The dialect the kind speaks (for Cloudflare, see [`CloudflareUpstream::dialect`]).
+    pub fn dialect(self) -> Dialect {
+        match self {
+            ProviderKind::Anthropic => Dialect::Anthropic,
+            _ => Dialect::OpenAi,
+        }
+    }
+
+    /// How the kind expects its API key.
+    pub fn auth_scheme(self) -> AuthScheme {
+        match self {
+            ProviderKind::Anthropic => AuthScheme::XApiKey,
+            _ => AuthScheme::Bearer,
+        }
+    }
+
+    /// Whether a bare model name belongs to this kind's well-known models.
+    pub fn serves_well_known(self, model: &str) -> bool {
+        self.preset().model_prefixes.iter().any(|p| {
+            // `o1`, `o3`, `o4` are whole names or `o1-…` families, not any word starting with `o1`.
+            if p.len() == 2 && p.starts_with('o') {
+                model
+                    .strip_prefix(p)
+                    .is_some_and(|rest| rest.is_empty() || rest.starts_with('-'))
+            } else {
+                model.starts_with(p)
+            }
+        })
+    }
+}
+
+/// Which provider a Cloudflare AI Gateway forwards to, as the last segment of its URL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CloudflareUpstream {
+    /// The OpenAI-compatible unified endpoint (`/compat`); models are `provider/model`.
+    Compat,
+    /// Anthropic's Messages API (`/anthropic`).
+    Anthropic,
+    /// Workers AI's OpenAI-compatible endpoint (`/workers-ai/v1`).
+    WorkersAi,
+    /// Any other provider path Cloudflare proxies with the OpenAI dialect (`/openai`, `/groq`, …).
+    OpenAiCompatible(String),
+}
+
+impl CloudflareUpstream {
+    /// Parses the configured upstream name.
+    pub fn parse(s: &str) -> Self {
+        match s {
+            "compat" => CloudflareUpstream::Compat,
+            "anthropic" => CloudflareUpstream::Anthropic,
+            "workers-ai" | "workers_ai" => CloudflareUpstream::WorkersAi,
+            other => CloudflareUpstream::OpenAiCompatible(other.to_owned()),
+        }
+    }
+
+    /// The dialect spoken through the gateway.
+    pub fn dialect(&self) -> Dialect {
+        match self {
+            CloudflareUpstream::Anthropic => Dialect::Anthropic,
+            _ => Dialect::OpenAi,
+        }
+    }
+
+    /// The path segment appended to `https://gateway.ai.cloudflare.com/v1/{account}/{gateway}`.
+    pub fn path(&self) -> String {
+        match self {
+            CloudflareUpstream::Compat => "compat".to_owned(),
+            CloudflareUpstream::Anthropic => "anthropic".to_owned(),
+            CloudflareUpstream::WorkersAi => "workers-ai/v1".to_owned(),
+            CloudflareUpstream::OpenAiCompatible(p) => p.clone(),
+        }
+    }
+
+    /// How the upstream provider behind Cloudflare expects its key.
+    pub fn auth_scheme(&self) -> AuthScheme {
+        match self {
+            CloudflareUpstream::Anthropic => AuthScheme::XApiKey,
+            _ => AuthScheme::Bearer,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_round_trip_and_are_unique() {
+        for k in ProviderKind::ALL {
+            assert_eq!(ProviderKind::from_id(k.id()), Some(k));
+        }
+    }
+
+    #[test]
+    fn well_known_names() {
+        assert!(ProviderKind::OpenAi.serves_well_known("gpt-4o-mini"));
+        assert!(ProviderKind::OpenAi.serves_well_known("o3"));
+        assert!(ProviderKind::OpenAi.serves_well_known("o4-mini"));
+        assert!(!ProviderKind::OpenAi.serves_well_known("o3x"));
+        assert!(ProviderKind::OpenAi.serves_well_known("text-embedding-3-small"));
+        assert!(ProviderKind::Anthropic.serves_well_known("claude-sonnet-4-5"));
+        assert!(ProviderKind::Mistral.serves_well_known("mistral-large-latest"));
+        assert!(!ProviderKind::Groq.serves_well_known("llama-3.1-8b-instant"));
+    }
+}

@@ -1,0 +1,26 @@
+//! Providers: who the gateway can call and how.
+//!
+//! - [`kind`]: the provider kinds the gateway knows (OpenAI, Anthropic and the
+//!   OpenAI-compatible presets), with their default base URLs, dialects, credentials and the
+//!   environment variables that enable them.
+//! - [`provider`]: a configured [`Provider`], which turns a canonical request into an
+//!   [`UpstreamRequest`] (URL, headers, body) and knows how to read the answer. Providers never
+//!   touch the network; the gateway's upstream client sends what they build.
+//! - [`registry`]: every configured provider, route and alias, and the resolution of a
+//!   client's model name into an ordered list of targets.
+//! - [`secret`]: [`Secret`], a credential that never prints.
+
+pub mod kind;
+pub mod provider;
+pub mod registry;
+pub mod secret;
+
+pub use kind::{CloudflareUpstream, ProviderKind};
+pub use provider::{
+    CloudflareSpec, Credential, ForwardedHeaders, Provider, ProviderError, ProviderSpec,
+    UpstreamRequest,
+};
+pub use registry::{
+    ModelEntry, Registry, RegistryError, Resolution, RouteSpec, Target, TargetSpec,
+};
+pub use secret::Secret;

@@ -1,0 +1,523 @@
+//! A configured provider: turns canonical requests into upstream HTTP requests and reads the
+//! answers back, in the provider's dialect.
+
+use bytes::Bytes;
+use http::header::{AUTHORIZATION, CONTENT_TYPE, HeaderName, HeaderValue};
+use http::{HeaderMap, Method, Uri};
+use portcullis_core::{ChatRequest, ChatResponse, Dialect, EmbeddingsRequest, GatewayError};
+use portcullis_dialects::openai::MaxTokensField;
+use portcullis_dialects::{StreamDecoder, anthropic, openai};
+
+use crate::kind::{AuthScheme, CloudflareUpstream, ProviderKind};
+use crate::secret::Secret;
+
+/// A provider as configured, before validation.
+#[derive(Debug, Clone)]
+pub struct ProviderSpec {
+    /// Name used in `provider/model` and in logs.
+    pub name: String,
+    /// Kind.
+    pub kind: ProviderKind,
+    /// Base URL, overriding the kind's default.
+    pub base_url: Option<String>,
+    /// The default API key.
+    pub api_key: Option<Secret>,
+    /// Extra headers sent on every upstream request.
+    pub headers: Vec<(String, Secret)>,
+    /// Models this provider advertises in `/v1/models` and serves by bare name.
+    pub models: Vec<String>,
+    /// Cloudflare AI Gateway settings (kind `cloudflare` only).
+    pub cloudflare: Option<CloudflareSpec>,
+    /// `max_tokens` sent to Anthropic-dialect upstreams when the client gave none.
+    pub default_max_tokens: Option<u32>,
+}
+
+impl ProviderSpec {
+    /// A spec with only a name and kind set.
+    pub fn new(name: impl Into<String>, kind: ProviderKind) -> Self {
+        Self {
+            name: name.into(),
+            kind,
+            base_url: None,
+            api_key: None,
+            headers: Vec::new(),
+            models: Vec::new(),
+            cloudflare: None,
+            default_max_tokens: None,
+        }
+    }
+}
+
+/// Where a Cloudflare AI Gateway is and what it forwards to.
+#[derive(Debug, Clone)]
+pub struct CloudflareSpec {
+    /// Cloudflare account id.
+    pub account_id: String,
+    /// AI Gateway id.
+    pub gateway_id: String,
+    /// Provider path behind the gateway: `compat`, `openai`, `anthropic`, `workers-ai`, `groq`, ….
+    pub upstream: String,
+    /// Token for authenticated gateways, sent as `cf-aig-authorization: Bearer …`.
+    pub token: Option<Secret>,
+}
+
+/// Why a provider could not be built from its spec.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ProviderError {
+    /// No base URL was configured and the kind has no default.
+    #[error("`base_url` is required for providers of kind `{0}`")]
+    MissingBaseUrl(&'static str),
+    /// The base URL is not an absolute http(s) URL.
+    #[error("`base_url` `{0}` is not an absolute http:// or https:// URL")]
+    InvalidBaseUrl(String),
+    /// A key is required and none was given.
+    #[error("an API key is required for providers of kind `{0}`")]
+    MissingApiKey(&'static str),
+    /// Cloudflare settings are missing.
+    #[error("providers of kind `cloudflare` need `account_id` and `gateway_id` (or a `base_url`)")]
+    MissingCloudflare,
+    /// A header name or value cannot be sent.
+    #[error("header `{0}` has an invalid name or value")]
+    InvalidHeader(String),
+    /// A credential holds characters that cannot go in a header.
+    #[error("the API key contains characters that cannot be sent in an HTTP header")]
+    InvalidApiKey,
+}
+
+/// A provider credential ready to send: its id (recorded in logs) and its header.
+#[derive(Debug, Clone)]
+pub struct Credential {
+    /// The credential's id, never the secret.
+    pub id: String,
+    header: (HeaderName, HeaderValue),
+}
+
+impl Credential {
+    fn new(
+        id: impl Into<String>,
+        secret: &Secret,
+        scheme: AuthScheme,
+    ) -> Result<Self, ProviderError> {
+        let header = match scheme {
+            AuthScheme::Bearer => (
+                AUTHORIZATION,
+                HeaderValue::try_from(format!("Bearer {}", secret.expose())),
+            ),
+            AuthScheme::XApiKey => (
+                HeaderName::from_static("x-api-key"),
+                HeaderValue::try_from(secret.expose()),
+            ),
+        };
+        let mut value = header.1.map_err(|_| ProviderError::InvalidApiKey)?;
+        value.set_sensitive(true);
+        Ok(Self {
+            id: id.into(),
+            header: (header.0, value),
+        })
+    }
+}
+
+/// An HTTP request for an upstream, built by a provider and sent by the gateway.
+#[derive(Debug, Clone)]
+pub struct UpstreamRequest {
+    /// Method.
+    pub method: Method,
+    /// Full URL.
+    pub uri: Uri,
+    /// Headers, credentials included (marked sensitive).
+    pub headers: HeaderMap,
+    /// JSON body.
+    pub body: Bytes,
+}
+
+/// Client headers a provider may forward upstream.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct ForwardedHeaders<'a> {
+    /// `anthropic-beta`, forwarded to Anthropic-dialect upstreams.
+    pub anthropic_beta: Option<&'a HeaderValue>,
+}
+
+/// A configured, validated provider.
+#[derive(Debug)]
+pub struct Provider {
+    name: String,
+    kind: ProviderKind,
+    dialect: Dialect,
+    chat_uri: Uri,
+    embeddings_uri: Option<Uri>,
+    base_headers: Vec<(HeaderName, HeaderValue)>,
+    credential: Option<Credential>,
+    auth_scheme: AuthScheme,
+    models: Vec<String>,
+    max_tokens_field: MaxTokensField,
+    default_max_tokens: u32,
+}
+
+const CLOUDFLARE_BASE: &str = "https://gateway.ai.cloudflare.com/v1";
+const DEFAULT_MAX_TOKENS: u32 = 4096;
+
+impl Provider {
+    /// Validates a spec into a provider.
+    pub fn new(spec: ProviderSpec) -> Result<Self, ProviderError> {
+        let preset = spec.kind.preset();
+        let cloudflare_upstream = spec
+            .cloudflare
+            .as_ref()
+            .map(|c| CloudflareUpstream::parse(&c.upstream));
+        let (dialect, auth_scheme) = match &cloudflare_upstream {
+            Some(up) => (up.dialect(), up.auth_scheme()),
+            None => (spec.kind.dialect(), spec.kind.auth_scheme()),
+        };
+
+        let base = match (&spec.base_url, &spec.cloudflare) {
+            (Some(b), _) => b.clone(),
+            (None, Some(cf)) => format!(
+                "{CLOUDFLARE_BASE}/{}/{}/{}",
+                cf.account_id,
+                cf.gateway_id,
+                CloudflareUpstream::parse(&cf.upstream).path()
+            ),
+            (None, None) if spec.kind == ProviderKind::Cloudflare => {
+                return Err(ProviderError::MissingCloudflare);
+            }
+            (None, None) => preset
+                .base_url
+                .ok_or(ProviderError::MissingBaseUrl(preset.id))?
+                .to_owned(),
+        };
+        let mut base = base.trim_end_matches('/').to_owned();
+        if !(base.starts_with("http://") || base.starts_with("https://")) {
+            return Err(ProviderError::InvalidBaseUrl(base));
+        }
+        // Accept an Anthropic base URL given with `/v1`, as some SDK docs show it.
+        if dialect == Dialect::Anthropic
+            && let Some(stripped) = base.strip_suffix("/v1")
+        {
+            base = stripped.to_owned();
+        }
+        let uri = |path: &str| -> Result<Uri, ProviderError> {
+            format!("{base}{path}")
+                .parse::<Uri>()
+                .map_err(|_| ProviderError::InvalidBaseUrl(base.clone()))
+        };
+        let (chat_uri, embeddings_uri) = match dialect {
+            Dialect::OpenAi => (uri("/chat/completions")?, Some(uri("/embeddings")?)),
+            Dialect::Anthropic => (uri("/v1/messages")?, None),
+        };
+
+        let credential = match &spec.api_key {
+            Some(key) if !key.is_empty() => Some(Credential::new(
+                format!("{}:default", spec.name),
+                key,
+                auth_scheme,
+            )?),
+            _ if preset.key_optional => None,
+            _ => return Err(ProviderError::MissingApiKey(preset.id)),
+        };
+
+        let mut base_headers = vec![(CONTENT_TYPE, HeaderValue::from_static("application/json"))];
+        if dialect == Dialect::Anthropic {
+            base_headers.push((
+                HeaderName::from_static("anthropic-version"),
+                HeaderValue::from_static(anthropic::API_VERSION),
+            ));
+        }
+        if let Some(token) = spec.cloudflare.as_ref().and_then(|c| c.token.as_ref()) {
+            let mut v = HeaderValue::try_from(format!("Bearer {}", token.expose()))
+                .map_err(|_| ProviderError::InvalidHeader("cf-aig-authorization".into()))?;
+            v.set_sensitive(true);
+            base_headers.push((HeaderName::from_static("cf-aig-authorization"), v));
+        }
+        for (name, value) in &spec.headers {
+            let n = HeaderName::try_from(name.as_str())
+                .map_err(|_| ProviderError::InvalidHeader(name.clone()))?;
+            let mut v = HeaderValue::try_from(value.expose())
+                .map_err(|_| ProviderError::InvalidHeader(name.clone()))?;
+            v.set_sensitive(true);
+            base_headers.push((n, v));
+        }
+
+        Ok(Self {
+            name: spec.name,
+            kind: spec.kind,
+            dialect,
+            chat_uri,
+            embeddings_uri,
+            base_headers,
+            credential,
+            auth_scheme,
+            models: spec.models,
+            max_tokens_field: if spec.kind == ProviderKind::OpenAi {
+                MaxTokensField::MaxCompletionTokens
+            } else {
+                MaxTokensField::MaxTokens
+            },
+            default_max_tokens: spec.default_max_tokens.unwrap_or(DEFAULT_MAX_TOKENS),
+        })
+    }
+
+    /// The provider's configured name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The provider's kind.
+    pub fn kind(&self) -> ProviderKind {
+        self.kind
+    }
+
+    /// The dialect the provider speaks.
+    pub fn dialect(&self) -> Dialect {
+        self.dialect
+    }
+
+    /// The models the provider advertises.
+    pub fn models(&self) -> &[String] {
+        &self.models
+    }
+
+    /// The credential configured for this provider, if any.
+    pub fn default_credential(&self) -> Option<&Credential> {
+        self.credential.as_ref()
+    }
+
+    /// Builds a credential for this provider from a secret (for keys resolved per identity).
+    pub fn credential(
+        &self,
+        id: impl Into<String>,
+        secret: &Secret,
+    ) -> Result<Credential, ProviderError> {
+        Credential::new(id, secret, self.auth_scheme)
+    }
+
+    /// Whether the provider serves `model` when it is named without a provider.
+    pub fn serves_bare(&self, model: &str) -> bool {
+        self.kind.serves_well_known(model) || self.models.iter().any(|m| m == model)
+    }
+
+    fn headers(&self, credential: Option<&Credential>, extra: usize) -> HeaderMap {
+        let mut h = HeaderMap::with_capacity(self.base_headers.len() + 1 + extra);
+        for (n, v) in &self.base_headers {
+            h.append(n.clone(), v.clone());
+        }
+        if let Some(c) = credential {
+            h.insert(c.header.0.clone(), c.header.1.clone());
+        }
+        h
+    }
+
+    /// Builds the upstream request for a chat completion served by `model`.
+    pub fn chat_request(
+        &self,
+        req: &ChatRequest,
+        model: &str,
+        credential: Option<&Credential>,
+        forwarded: ForwardedHeaders<'_>,
+    ) -> Result<UpstreamRequest, GatewayError> {
+        let body = match self.dialect {
+            Dialect::OpenAi => openai::encode_request(
+                req,
+                &openai::EncodeOptions {
+                    model,
+                    max_tokens_field: self.max_tokens_field,
+                    derive_reasoning_effort: self.kind == ProviderKind::OpenAi
+                        && is_openai_reasoning_model(model),
+                },
+            )?,
+            Dialect::Anthropic => anthropic::encode_request(
+                req,
+                &anthropic::EncodeOptions {
+                    model,
+                    default_max_tokens: self.default_max_tokens,
+                },
+            )?,
+        };
+        let mut headers = self.headers(credential, 1);
+        if self.dialect == Dialect::Anthropic
+            && let Some(beta) = forwarded.anthropic_beta
+        {
+            headers.insert(HeaderName::from_static("anthropic-beta"), beta.clone());
+        }
+        if req.stream {
+            headers.insert(
+                http::header::ACCEPT,
+                HeaderValue::from_static("text/event-stream"),
+            );
+        }
+        Ok(UpstreamRequest {
+            method: Method::POST,
+            uri: self.chat_uri.clone(),
+            headers,
+            body: Bytes::from(body),
+        })
+    }
+
+    /// Builds the upstream request for embeddings served by `model`.
+    pub fn embeddings_request(
+        &self,
+        req: &EmbeddingsRequest,
+        model: &str,
+        credential: Option<&Credential>,
+    ) -> Result<UpstreamRequest, GatewayError> {
+        let uri = self.embeddings_uri.clone().ok_or_else(|| {
+            GatewayError::invalid_request(format!(
+                "The provider `{}` does not serve embeddings",
+                self.name
+            ))
+            .with_param("model")
+        })?;
+        Ok(UpstreamRequest {
+            method: Method::POST,
+            uri,
+            headers: self.headers(credential, 0),
+            body: Bytes::from(openai::encode_embeddings_request(req, model)?),
+        })
+    }
+
+    /// Decodes a successful non-streamed chat answer.
+    pub fn decode_chat_response(&self, body: &[u8]) -> Result<ChatResponse, GatewayError> {
+        portcullis_dialects::decode_response(self.dialect, body)
+    }
+
+    /// A decoder for this provider's streams.
+    pub fn stream_decoder(&self) -> Box<dyn StreamDecoder> {
+        match self.dialect {
+            Dialect::OpenAi => Box::new(openai::OpenAiStreamDecoder::new()),
+            Dialect::Anthropic => Box::new(anthropic::AnthropicStreamDecoder::new()),
+        }
+    }
+}
+
+/// OpenAI models that accept `reasoning_effort`.
+fn is_openai_reasoning_model(model: &str) -> bool {
+    ["o1", "o3", "o4", "gpt-5", "codex"]
+        .iter()
+        .any(|p| model.starts_with(p))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use portcullis_core::{Message, Role};
+
+    fn chat() -> ChatRequest {
+        ChatRequest {
+            model: "x".into(),
+            messages: vec![Message::text(Role::User, "hi")],
+            ..ChatRequest::default()
+        }
+    }
+
+    #[test]
+    fn openai_compatible_presets_use_bearer_and_their_base_url() {
+        let mut spec = ProviderSpec::new("groq", ProviderKind::Groq);
+        spec.api_key = Some(Secret::new("gsk_1"));
+        let p = Provider::new(spec).unwrap();
+        let r = p
+            .chat_request(
+                &chat(),
+                "llama",
+                p.default_credential(),
+                ForwardedHeaders::default(),
+            )
+            .unwrap();
+        assert_eq!(r.uri, "https://api.groq.com/openai/v1/chat/completions");
+        assert_eq!(r.headers["authorization"], "Bearer gsk_1");
+        assert!(r.headers["authorization"].is_sensitive());
+        let body: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+        assert_eq!(body["model"], "llama");
+    }
+
+    #[test]
+    fn anthropic_uses_x_api_key_version_and_forwards_beta() {
+        let mut spec = ProviderSpec::new("anthropic", ProviderKind::Anthropic);
+        spec.api_key = Some(Secret::new("sk-ant"));
+        spec.base_url = Some("http://127.0.0.1:9/v1/".into());
+        let p = Provider::new(spec).unwrap();
+        let beta = HeaderValue::from_static("prompt-caching-2024-07-31");
+        let r = p
+            .chat_request(
+                &chat(),
+                "claude-x",
+                p.default_credential(),
+                ForwardedHeaders {
+                    anthropic_beta: Some(&beta),
+                },
+            )
+            .unwrap();
+        assert_eq!(r.uri, "http://127.0.0.1:9/v1/messages");
+        assert_eq!(r.headers["x-api-key"], "sk-ant");
+        assert_eq!(r.headers["anthropic-version"], "2023-06-01");
+        assert_eq!(r.headers["anthropic-beta"], "prompt-caching-2024-07-31");
+        assert!(r.headers.get("authorization").is_none());
+    }
+
+    #[test]
+    fn cloudflare_builds_the_gateway_url_and_sends_its_token() {
+        let mut spec = ProviderSpec::new("cf", ProviderKind::Cloudflare);
+        spec.api_key = Some(Secret::new("sk-ant"));
+        spec.cloudflare = Some(CloudflareSpec {
+            account_id: "acct".into(),
+            gateway_id: "gw".into(),
+            upstream: "anthropic".into(),
+            token: Some(Secret::new("cf-token")),
+        });
+        let p = Provider::new(spec).unwrap();
+        assert_eq!(p.dialect(), Dialect::Anthropic);
+        let r = p
+            .chat_request(
+                &chat(),
+                "claude-x",
+                p.default_credential(),
+                ForwardedHeaders::default(),
+            )
+            .unwrap();
+        assert_eq!(
+            r.uri,
+            "https://gateway.ai.cloudflare.com/v1/acct/gw/anthropic/v1/messages"
+        );
+        assert_eq!(r.headers["cf-aig-authorization"], "Bearer cf-token");
+        assert_eq!(r.headers["x-api-key"], "sk-ant");
+    }
+
+    #[test]
+    fn missing_keys_and_urls_are_configuration_errors() {
+        assert_eq!(
+            Provider::new(ProviderSpec::new("openai", ProviderKind::OpenAi)).unwrap_err(),
+            ProviderError::MissingApiKey("openai")
+        );
+        assert_eq!(
+            Provider::new(ProviderSpec::new("c", ProviderKind::Custom)).unwrap_err(),
+            ProviderError::MissingBaseUrl("custom")
+        );
+        assert!(Provider::new(ProviderSpec::new("o", ProviderKind::Ollama)).is_ok());
+        let mut bad = ProviderSpec::new("c", ProviderKind::Custom);
+        bad.base_url = Some("localhost:8000".into());
+        assert!(matches!(
+            Provider::new(bad),
+            Err(ProviderError::InvalidBaseUrl(_))
+        ));
+    }
+
+    #[test]
+    fn anthropic_has_no_embeddings() {
+        let mut spec = ProviderSpec::new("anthropic", ProviderKind::Anthropic);
+        spec.api_key = Some(Secret::new("k"));
+        let p = Provider::new(spec).unwrap();
+        let req = EmbeddingsRequest {
+            model: "m".into(),
+            input: portcullis_core::EmbeddingInput::Text("x".into()),
+            dimensions: None,
+            encoding_format: None,
+            user: None,
+            extras: Default::default(),
+        };
+        assert_eq!(
+            p.embeddings_request(&req, "m", None)
+                .unwrap_err()
+                .status()
+                .as_u16(),
+            400
+        );
+    }
+}

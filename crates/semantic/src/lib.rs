@@ -1,0 +1,36 @@
+//! The semantic response cache: answers a chat request from a stored answer to an earlier
+//! request that *means* the same thing, within a scope where everything else matches exactly.
+//!
+//! - [`text`]: what is compared ([`semantic_text`]: the role-labelled conversation) and what
+//!   must match exactly ([`scope`]: tenant, target, instructions, tools, settings);
+//! - [`embedder`]: the [`Embedder`] trait every embedder implements, and its errors;
+//! - [`local`]: [`LocalEmbedder`], a BERT-family sentence-embedding model run on the CPU from
+//!   a directory of files, off the async executor;
+//! - [`vector`]: [`Embedding`] (a unit-length vector with its quantized copy) and the dot
+//!   product kernels;
+//! - [`index`]: [`SemanticIndex`], the bounded in-memory brute-force index, per scope;
+//! - [`cache`]: [`SemanticCache`], which ties an embedder, the index and a
+//!   [`portcullis_store::SemanticStore`] together (load at startup, sync from other replicas,
+//!   lookup, store);
+//! - [`config`]: the `semantic_cache:` configuration block and its validation.
+
+pub mod cache;
+pub mod config;
+pub mod embedder;
+pub mod index;
+pub mod local;
+pub mod text;
+pub mod vector;
+
+pub use cache::{
+    CacheOptions, Clock, Hit, Lookup, SemanticCache, SemanticError, SemanticStats, SystemClock,
+};
+pub use config::{
+    DEFAULT_MAX_ENTRIES, DEFAULT_THRESHOLD, DEFAULT_TTL, EmbedderSpec, RawDuration, RawEmbedder,
+    RawSemanticCache, SemanticCacheSettings, SettingsIssue, parse_duration,
+};
+pub use embedder::{EmbedError, Embedder};
+pub use index::{EntryId, IndexEntry, IndexError, IndexMatch, SemanticIndex};
+pub use local::LocalEmbedder;
+pub use text::{ScopeHash, scope, semantic_text};
+pub use vector::{Embedding, EmbeddingError};

@@ -1,0 +1,105 @@
+//! Durable state of the gateway behind small traits, with an embedded implementation
+//! (SQLite, the default) and a shared one (PostgreSQL, for several replicas).
+//!
+//! - [`record`]: the request-log record and query filters;
+//! - [`LogStore`] / [`SettingsStore`]: the traits the gateway uses;
+//! - [`sql`]: both SQL backends, with embedded migrations;
+//! - [`writer`]: the bounded, batching, asynchronous request-log writer;
+//! - [`usage`]: usage analytics and spend totals over the request log ([`UsageStore`]);
+//! - [`semantic`]: the semantic response cache table ([`SemanticStore`]).
+
+pub mod record;
+pub mod semantic;
+pub mod sql;
+pub mod usage;
+pub mod writer;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+
+pub use record::{LogQuery, LogRecord, StatusFilter};
+pub use semantic::{SemanticEntry, SemanticStore};
+pub use sql::{PostgresStore, SqliteStore};
+pub use usage::{
+    Dimension, Interval, LatencyPercentiles, SpendScope, UsageQuery, UsageRow, UsageStats,
+    UsageStore,
+};
+pub use writer::{LogSink, LogStats, LogWriter, WriterConfig};
+
+/// A storage failure.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database URL is malformed.
+    #[error("invalid database URL: {0}")]
+    InvalidUrl(String),
+    /// A migration failed.
+    #[error("database migration failed: {0}")]
+    Migration(String),
+    /// The database refused or failed a statement.
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+}
+
+/// The request log.
+#[async_trait]
+pub trait LogStore: Send + Sync + std::fmt::Debug {
+    /// Stores a batch atomically. Idempotent: a record already stored is skipped.
+    async fn append(&self, batch: &[LogRecord]) -> Result<(), StoreError>;
+    /// Reads records matching `q`, newest first.
+    async fn query(&self, q: &LogQuery) -> Result<Vec<LogRecord>, StoreError>;
+    /// Checks the database answers.
+    async fn ping(&self) -> Result<(), StoreError>;
+}
+
+/// Gateway-wide settings.
+#[async_trait]
+pub trait SettingsStore: Send + Sync + std::fmt::Debug {
+    /// The value of `key`.
+    async fn get(&self, key: &str) -> Result<Option<String>, StoreError>;
+    /// Stores `value` under `key` unless a value is there already; returns the stored value.
+    /// Replicas racing to initialize a setting all end up with the same value.
+    async fn put_if_absent(&self, key: &str, value: &str) -> Result<String, StoreError>;
+}
+
+/// The stores of one database.
+#[derive(Debug, Clone)]
+pub struct Stores {
+    /// The request log.
+    pub logs: Arc<dyn LogStore>,
+    /// Settings.
+    pub settings: Arc<dyn SettingsStore>,
+    /// Usage analytics over the request log.
+    pub usage: Arc<dyn UsageStore>,
+    /// The semantic response cache table.
+    pub semantic: Arc<dyn SemanticStore>,
+    /// `sqlite` or `postgres`.
+    pub backend: &'static str,
+}
+
+/// Connects to the database `url` names (`sqlite:…` or `postgres://…`) and migrates it.
+pub async fn connect(url: &str, max_connections: u32) -> Result<Stores, StoreError> {
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        let s = PostgresStore::connect(url, max_connections).await?;
+        Ok(Stores {
+            logs: s.clone(),
+            usage: s.clone(),
+            semantic: s.clone(),
+            settings: s,
+            backend: "postgres",
+        })
+    } else if url.starts_with("sqlite:") {
+        let s = SqliteStore::connect(url, max_connections).await?;
+        Ok(Stores {
+            logs: s.clone(),
+            usage: s.clone(),
+            semantic: s.clone(),
+            settings: s,
+            backend: "sqlite",
+        })
+    } else {
+        Err(StoreError::InvalidUrl(
+            "expected a sqlite: or postgres:// URL".to_owned(),
+        ))
+    }
+}

@@ -1,0 +1,217 @@
+//! The request-log writer: a bounded queue between the request path and the database.
+//!
+//! The request path hands a record to [`LogSink::submit`], which never waits: it is a
+//! non-blocking push onto a bounded channel. A background task drains the channel in batches
+//! (whatever has accumulated, lingering up to `flush_interval` to fill a batch), writes each
+//! batch in one transaction, and retries a failed write with backoff. Nothing is dropped
+//! silently: a record refused because the queue is full, or lost after every retry failed, is
+//! counted in [`LogStats`] (exported as metrics) and reported in the server log.
+//! [`LogWriter::shutdown`] stops intake and flushes everything queued.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+
+use crate::LogStore;
+use crate::record::LogRecord;
+
+/// Counters describing the writer's work.
+#[derive(Debug, Default)]
+pub struct LogStats {
+    /// Records accepted onto the queue.
+    pub accepted: AtomicU64,
+    /// Records written to the database.
+    pub written: AtomicU64,
+    /// Records refused because the queue was full.
+    pub dropped: AtomicU64,
+    /// Records lost because every write attempt failed.
+    pub failed: AtomicU64,
+}
+
+impl LogStats {
+    /// Records that were not stored, for any reason.
+    pub fn lost(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed) + self.failed.load(Ordering::Relaxed)
+    }
+}
+
+/// Writer tuning.
+#[derive(Debug, Clone, Copy)]
+pub struct WriterConfig {
+    /// Records the queue holds.
+    pub queue_capacity: usize,
+    /// Records per database write.
+    pub batch_size: usize,
+    /// Longest a record lingers waiting for its batch to fill.
+    pub flush_interval: Duration,
+    /// Delay before the first retry of a failed write; later retries wait 5× and 20× longer.
+    pub retry_base_delay: Duration,
+}
+
+impl Default for WriterConfig {
+    fn default() -> Self {
+        Self {
+            queue_capacity: 65_536,
+            batch_size: 512,
+            flush_interval: Duration::from_millis(100),
+            retry_base_delay: Duration::from_millis(100),
+        }
+    }
+}
+
+/// The request path's handle: cheap to clone, never blocks.
+#[derive(Debug, Clone)]
+pub struct LogSink {
+    tx: mpsc::Sender<LogRecord>,
+    stats: Arc<LogStats>,
+}
+
+impl LogSink {
+    /// Queues a record for writing. Never waits; a full queue counts the record as dropped.
+    pub fn submit(&self, record: LogRecord) {
+        match self.tx.try_send(record) {
+            Ok(()) => {
+                self.stats.accepted.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(e) => {
+                let n = self.stats.dropped.fetch_add(1, Ordering::Relaxed) + 1;
+                // One line per power of two keeps a flood from flooding the log too.
+                if n.is_power_of_two() {
+                    let reason = match e {
+                        mpsc::error::TrySendError::Full(_) => "the log queue is full",
+                        mpsc::error::TrySendError::Closed(_) => "the log writer has stopped",
+                    };
+                    tracing::error!(dropped_total = n, "request log record dropped: {reason}");
+                }
+            }
+        }
+    }
+
+    /// The writer's counters.
+    pub fn stats(&self) -> &Arc<LogStats> {
+        &self.stats
+    }
+}
+
+/// The background writer task.
+#[derive(Debug)]
+pub struct LogWriter {
+    handle: JoinHandle<()>,
+    stop: oneshot::Sender<()>,
+}
+
+impl LogWriter {
+    /// Starts the writer over `store`.
+    pub fn spawn(store: Arc<dyn LogStore>, config: WriterConfig) -> (LogSink, LogWriter) {
+        let (tx, rx) = mpsc::channel(config.queue_capacity.max(1));
+        let stats = Arc::new(LogStats::default());
+        let (stop, stop_rx) = oneshot::channel();
+        let task = WriterTask {
+            store,
+            rx,
+            stats: stats.clone(),
+            batch_size: config.batch_size.max(1),
+            flush_interval: config.flush_interval,
+            retry_base_delay: config.retry_base_delay,
+        };
+        let handle = tokio::spawn(task.run(stop_rx));
+        (LogSink { tx, stats }, LogWriter { handle, stop })
+    }
+
+    /// Stops intake, writes everything queued, and waits for the task to finish.
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(());
+        if let Err(e) = self.handle.await {
+            tracing::error!("request log writer ended abnormally: {e}");
+        }
+    }
+}
+
+struct WriterTask {
+    store: Arc<dyn LogStore>,
+    rx: mpsc::Receiver<LogRecord>,
+    stats: Arc<LogStats>,
+    batch_size: usize,
+    flush_interval: Duration,
+    retry_base_delay: Duration,
+}
+
+impl WriterTask {
+    async fn run(mut self, mut stop: oneshot::Receiver<()>) {
+        let mut batch = Vec::with_capacity(self.batch_size);
+        let mut stopping = false;
+        while !stopping {
+            tokio::select! {
+                biased;
+                _ = &mut stop => stopping = true,
+                n = self.rx.recv_many(&mut batch, self.batch_size) => stopping = n == 0,
+            }
+            // Linger so that a batch collects more than one record, without waking for each
+            // record that arrives meanwhile; a stop signal ends the linger at once.
+            if !stopping && batch.len() < self.batch_size && !self.flush_interval.is_zero() {
+                tokio::select! {
+                    biased;
+                    _ = &mut stop => stopping = true,
+                    _ = tokio::time::sleep(self.flush_interval) => {}
+                }
+                while batch.len() < self.batch_size {
+                    match self.rx.try_recv() {
+                        Ok(r) => batch.push(r),
+                        Err(_) => break,
+                    }
+                }
+            }
+            self.write(&mut batch).await;
+        }
+        // Shutdown: refuse new records, then drain what is queued.
+        self.rx.close();
+        while self.rx.recv_many(&mut batch, self.batch_size).await > 0 {
+            self.write(&mut batch).await;
+        }
+    }
+
+    async fn write(&self, batch: &mut Vec<LogRecord>) {
+        if batch.is_empty() {
+            return;
+        }
+        let backoff = [
+            self.retry_base_delay,
+            self.retry_base_delay * 5,
+            self.retry_base_delay * 20,
+        ];
+        let mut attempt = 0;
+        loop {
+            match self.store.append(batch).await {
+                Ok(()) => {
+                    self.stats
+                        .written
+                        .fetch_add(batch.len() as u64, Ordering::Relaxed);
+                    break;
+                }
+                Err(e) if attempt < backoff.len() => {
+                    tracing::warn!(
+                        records = batch.len(),
+                        attempt,
+                        "request log write failed, retrying: {e}"
+                    );
+                    tokio::time::sleep(backoff[attempt]).await;
+                    attempt += 1;
+                }
+                Err(e) => {
+                    let n = batch.len() as u64;
+                    let total = self.stats.failed.fetch_add(n, Ordering::Relaxed) + n;
+                    tracing::error!(
+                        records = n,
+                        failed_total = total,
+                        "request log records lost after retries: {e}"
+                    );
+                    break;
+                }
+            }
+        }
+        batch.clear();
+    }
+}

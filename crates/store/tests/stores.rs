@@ -1,0 +1,311 @@
+//! The request log and settings on a real SQLite file and a real PostgreSQL server, and the
+//! batching writer over them.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::str::FromStr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use portcullis_store::{
+    LogQuery, LogRecord, LogStore, LogWriter, PostgresStore, SettingsStore, SqliteStore,
+    StatusFilter, StoreError, WriterConfig,
+};
+use sqlx::postgres::PgConnectOptions;
+use uuid::Uuid;
+
+fn postgres_url() -> String {
+    std::env::var("PORTCULLIS_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned())
+}
+
+/// A PostgreSQL store in a fresh schema of its own, so tests never see each other's rows.
+async fn postgres() -> Arc<PostgresStore> {
+    let schema = format!("t_{}", Uuid::now_v7().simple());
+    let admin = sqlx::PgPool::connect(&postgres_url())
+        .await
+        .expect("PostgreSQL is running");
+    sqlx::query(&format!("CREATE SCHEMA {schema}"))
+        .execute(&admin)
+        .await
+        .unwrap();
+    let opts = PgConnectOptions::from_str(&postgres_url())
+        .unwrap()
+        .options([("search_path", schema.as_str())]);
+    PostgresStore::connect_with(opts, 4).await.unwrap()
+}
+
+async fn sqlite() -> (Arc<SqliteStore>, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("logs.db").display());
+    (SqliteStore::connect(&url, 4).await.unwrap(), dir)
+}
+
+fn record(ts_ms: i64, model: &str, provider: &str, status: u16) -> LogRecord {
+    let mut r = LogRecord::new(Uuid::now_v7(), ts_ms, "chat_completions", "openai");
+    r.model = Some(Arc::from(model));
+    r.requested_model = Some(format!("{provider}/{model}"));
+    r.provider = Some(Arc::from(provider));
+    r.status = status;
+    r.attempts = 1;
+    r.input_tokens = 12;
+    r.output_tokens = 34;
+    r.cached_tokens = 5;
+    r.reasoning_tokens = 2;
+    r.latency_us = 1234;
+    r.ttft_us = Some(456);
+    r.metadata = Some(r#"{"team":"search"}"#.to_owned());
+    r.subject = Some("master".to_owned());
+    r.auth_method = Some("master_key");
+    r
+}
+
+async fn exercise_log_store(store: Arc<dyn LogStore>) {
+    let mut records = Vec::new();
+    for i in 0..150 {
+        let (model, provider, status) = match i % 3 {
+            0 => ("gpt-4o-mini", "openai", 200),
+            1 => ("claude-haiku-4-5", "anthropic", 200),
+            _ => ("gpt-4o-mini", "openai", 502),
+        };
+        records.push(record(1_700_000_000_000 + i, model, provider, status));
+    }
+    store.append(&records).await.unwrap();
+    // Appending the same batch again (a retried write) is harmless.
+    store.append(&records[..10]).await.unwrap();
+
+    let all = store
+        .query(&LogQuery {
+            limit: 1000,
+            ..LogQuery::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(all.len(), 150);
+    assert_eq!(
+        all[0], records[149],
+        "newest first, every field round-trips"
+    );
+
+    let errors = store
+        .query(&LogQuery {
+            status: StatusFilter::parse("5xx"),
+            limit: 1000,
+            ..LogQuery::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(errors.len(), 50);
+    assert!(errors.iter().all(|r| r.status == 502));
+
+    let anthropic = store
+        .query(&LogQuery {
+            provider: Some("anthropic".into()),
+            since_ms: Some(1_700_000_000_100),
+            limit: 1000,
+            ..LogQuery::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(anthropic.len(), 17);
+    assert!(anthropic.iter().all(|r| r.ts_ms >= 1_700_000_000_100));
+
+    let by_requested = store
+        .query(&LogQuery {
+            model: Some("openai/gpt-4o-mini".into()),
+            limit: 1000,
+            ..LogQuery::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(by_requested.len(), 100);
+
+    // Keyset pagination visits every record exactly once.
+    let mut seen = Vec::new();
+    let mut cursor = None;
+    loop {
+        let page = store
+            .query(&LogQuery {
+                before_id: cursor,
+                limit: 40,
+                ..LogQuery::default()
+            })
+            .await
+            .unwrap();
+        if page.is_empty() {
+            break;
+        }
+        cursor = page.last().map(|r| r.id);
+        seen.extend(page.into_iter().map(|r| r.id));
+    }
+    seen.sort();
+    let mut want: Vec<Uuid> = records.iter().map(|r| r.id).collect();
+    want.sort();
+    assert_eq!(seen, want);
+}
+
+async fn exercise_settings(store: Arc<dyn SettingsStore>) {
+    assert_eq!(store.get("master_key_hash").await.unwrap(), None);
+    assert_eq!(
+        store.put_if_absent("master_key_hash", "a").await.unwrap(),
+        "a"
+    );
+    assert_eq!(
+        store.put_if_absent("master_key_hash", "b").await.unwrap(),
+        "a",
+        "the first value wins"
+    );
+}
+
+#[tokio::test]
+async fn sqlite_log_and_settings() {
+    let (s, _dir) = sqlite().await;
+    exercise_log_store(s.clone()).await;
+    exercise_settings(s).await;
+}
+
+#[tokio::test]
+async fn postgres_log_and_settings() {
+    let s = postgres().await;
+    exercise_log_store(s.clone()).await;
+    exercise_settings(s).await;
+}
+
+#[tokio::test]
+async fn sqlite_data_survives_reopening() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("p.db").display());
+    let r = record(1, "m", "p", 200);
+    {
+        let s = SqliteStore::connect(&url, 1).await.unwrap();
+        s.append(std::slice::from_ref(&r)).await.unwrap();
+        s.pool().close().await;
+    }
+    let s = SqliteStore::connect(&url, 1).await.unwrap();
+    let got = s
+        .query(&LogQuery {
+            limit: 10,
+            ..LogQuery::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(got, vec![r]);
+}
+
+#[tokio::test]
+async fn writer_flushes_everything_on_shutdown() {
+    for store in [sqlite().await.0 as Arc<dyn LogStore>, postgres().await] {
+        let (sink, writer) = LogWriter::spawn(
+            store.clone(),
+            WriterConfig {
+                queue_capacity: 10_000,
+                batch_size: 100,
+                flush_interval: Duration::from_secs(60),
+                ..WriterConfig::default()
+            },
+        );
+        for i in 0..1234 {
+            sink.submit(record(i, "m", "p", 200));
+        }
+        writer.shutdown().await;
+        let stats = sink.stats();
+        assert_eq!(stats.written.load(Ordering::Relaxed), 1234);
+        assert_eq!(stats.lost(), 0);
+        let stored = store
+            .query(&LogQuery {
+                limit: 1000,
+                ..LogQuery::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!(stored.len(), 1000);
+        // Records submitted after shutdown are counted, never silently lost.
+        sink.submit(record(0, "m", "p", 200));
+        assert_eq!(stats.dropped.load(Ordering::Relaxed), 1);
+    }
+}
+
+#[tokio::test]
+async fn a_full_queue_counts_what_it_refuses() {
+    let (store, _dir) = sqlite().await;
+    let (sink, writer) = LogWriter::spawn(
+        store,
+        WriterConfig {
+            queue_capacity: 8,
+            batch_size: 8,
+            flush_interval: Duration::from_millis(1),
+            ..WriterConfig::default()
+        },
+    );
+    // Submitting synchronously, without yielding, outruns the writer task.
+    for i in 0..100 {
+        sink.submit(record(i, "m", "p", 200));
+    }
+    writer.shutdown().await;
+    let stats = sink.stats();
+    assert_eq!(
+        stats.written.load(Ordering::Relaxed) + stats.dropped.load(Ordering::Relaxed),
+        100
+    );
+    assert!(stats.dropped.load(Ordering::Relaxed) > 0);
+}
+
+/// A real SQLite store whose first writes fail, as a database restarting would.
+#[derive(Debug)]
+struct Flaky {
+    inner: Arc<SqliteStore>,
+    failures_left: AtomicU32,
+}
+
+#[async_trait]
+impl LogStore for Flaky {
+    async fn append(&self, batch: &[LogRecord]) -> Result<(), StoreError> {
+        if self
+            .failures_left
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok()
+        {
+            return Err(StoreError::Migration("database restarting".into()));
+        }
+        self.inner.append(batch).await
+    }
+    async fn query(&self, q: &LogQuery) -> Result<Vec<LogRecord>, StoreError> {
+        self.inner.query(q).await
+    }
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.inner.ping().await
+    }
+}
+
+#[tokio::test]
+async fn failed_writes_are_retried_then_counted() {
+    let (inner, _dir) = sqlite().await;
+    let flaky = Arc::new(Flaky {
+        inner: inner.clone(),
+        failures_left: AtomicU32::new(2),
+    });
+    let config = WriterConfig {
+        retry_base_delay: Duration::from_millis(1),
+        ..WriterConfig::default()
+    };
+    let (sink, writer) = LogWriter::spawn(flaky.clone(), config);
+    sink.submit(record(1, "m", "p", 200));
+    writer.shutdown().await;
+    assert_eq!(
+        sink.stats().written.load(Ordering::Relaxed),
+        1,
+        "two failures, then success"
+    );
+
+    flaky.failures_left.store(100, Ordering::SeqCst);
+    let (sink, writer) = LogWriter::spawn(flaky, config);
+    sink.submit(record(2, "m", "p", 200));
+    writer.shutdown().await;
+    assert_eq!(
+        sink.stats().failed.load(Ordering::Relaxed),
+        1,
+        "lost records are counted"
+    );
+}

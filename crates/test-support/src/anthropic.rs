@@ -1,0 +1,332 @@
+//! Anthropic's Messages API as the mock speaks it: `POST /v1/messages` (complete and streamed)
+//! with `x-api-key` (or Bearer) authentication, the required `anthropic-version` header, error
+//! bodies (`{"type":"error","error":{"type","message"},"request_id"}`), the `request-id` header,
+//! and the event sequence `message_start`, `content_block_start`, `ping`,
+//! `content_block_delta`, `content_block_stop`, `message_delta`, `message_stop`.
+
+use std::time::Duration;
+
+use http::{HeaderMap, Response};
+use serde_json::{Value, json};
+
+use crate::reply::{MockBody, SseFrame, StreamEnd, json_response, sse_response};
+use crate::scenario::{self, Outcome, tokens};
+
+fn headers(n: u64) -> Vec<(String, String)> {
+    vec![
+        ("request-id".into(), scenario::id("req_", n)),
+        (
+            "anthropic-organization-id".into(),
+            "00000000-0000-0000-0000-000000000000".into(),
+        ),
+        ("anthropic-ratelimit-requests-limit".into(), "4000".into()),
+        (
+            "anthropic-ratelimit-requests-remaining".into(),
+            "3999".into(),
+        ),
+    ]
+}
+
+/// An Anthropic error response.
+pub fn error(status: u16, kind: &str, message: &str, n: u64) -> Response<MockBody> {
+    let mut h = headers(n);
+    if status == 429 || status == 529 {
+        h.push(("retry-after".into(), "1".into()));
+    }
+    json_response(
+        status,
+        &json!({"type": "error", "error": {"type": kind, "message": message}, "request_id": scenario::id("req_", n)}),
+        &h,
+    )
+}
+
+/// The error Anthropic answers with for a status.
+pub fn status_error(status: u16, model: &str, n: u64) -> Response<MockBody> {
+    match status {
+        400 => error(
+            400,
+            "invalid_request_error",
+            "messages: roles must alternate between \"user\" and \"assistant\"",
+            n,
+        ),
+        401 => error(401, "authentication_error", "invalid x-api-key", n),
+        403 => error(
+            403,
+            "permission_error",
+            "Your API key does not have permission to use the specified resource.",
+            n,
+        ),
+        404 => error(404, "not_found_error", &format!("model: {model}"), n),
+        413 => error(
+            413,
+            "request_too_large",
+            "Request exceeds the maximum allowed number of bytes.",
+            n,
+        ),
+        429 => error(
+            429,
+            "rate_limit_error",
+            "Number of request tokens has exceeded your per-minute rate limit",
+            n,
+        ),
+        529 => error(529, "overloaded_error", "Overloaded", n),
+        s => error(s, "api_error", "Internal server error", n),
+    }
+}
+
+fn check_auth(h: &HeaderMap, key: &str, n: u64) -> Option<Response<MockBody>> {
+    let x_api_key = h.get("x-api-key").and_then(|v| v.to_str().ok());
+    let bearer = h
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    if x_api_key.or(bearer) != Some(key) {
+        return Some(status_error(401, "", n));
+    }
+    if h.get("anthropic-version").is_none() {
+        return Some(error(
+            400,
+            "invalid_request_error",
+            "anthropic-version: header is required",
+            n,
+        ));
+    }
+    None
+}
+
+/// The text blocks of a message's `content` (a string, or the text blocks of an array).
+fn content_text(content: &Value) -> String {
+    match content {
+        Value::String(s) => s.clone(),
+        Value::Array(blocks) => blocks
+            .iter()
+            .filter(|b| b.get("type").and_then(Value::as_str) == Some("text"))
+            .filter_map(|b| b.get("text").and_then(Value::as_str))
+            .collect::<Vec<_>>()
+            .join(""),
+        _ => String::new(),
+    }
+}
+
+/// `POST /v1/messages`.
+pub async fn messages(
+    key: &str,
+    frame_delay: Duration,
+    h: &HeaderMap,
+    body: &Value,
+    n: u64,
+) -> Response<MockBody> {
+    if let Some(r) = check_auth(h, key, n) {
+        return r;
+    }
+    let Some(model) = body.get("model").and_then(Value::as_str) else {
+        return error(400, "invalid_request_error", "model: Field required", n);
+    };
+    if body.get("max_tokens").and_then(Value::as_u64).is_none() {
+        return error(
+            400,
+            "invalid_request_error",
+            "max_tokens: Field required",
+            n,
+        );
+    }
+    let Some(messages) = body.get("messages").and_then(Value::as_array) else {
+        return error(400, "invalid_request_error", "messages: Field required", n);
+    };
+    if messages.is_empty() {
+        return error(
+            400,
+            "invalid_request_error",
+            "messages: at least one message is required",
+            n,
+        );
+    }
+    if let Some(bad) = messages.iter().find(|m| {
+        !matches!(
+            m.get("role").and_then(Value::as_str),
+            Some("user" | "assistant")
+        )
+    }) {
+        return error(
+            400,
+            "invalid_request_error",
+            &format!(
+                "messages: unexpected role {}",
+                bad.get("role").unwrap_or(&Value::Null)
+            ),
+            n,
+        );
+    }
+    let text = messages
+        .iter()
+        .rev()
+        .find(|m| m.get("role").and_then(Value::as_str) == Some("user"))
+        .map(|m| content_text(m.get("content").unwrap_or(&Value::Null)))
+        .unwrap_or_default();
+    let tools: Vec<String> = body
+        .get("tools")
+        .and_then(Value::as_array)
+        .map(|t| {
+            t.iter()
+                .filter_map(|t| t.get("name").and_then(Value::as_str))
+                .map(str::to_owned)
+                .collect()
+        })
+        .unwrap_or_default();
+    let forced = match body.pointer("/tool_choice/type").and_then(Value::as_str) {
+        Some("any") => Some(String::new()),
+        Some("tool") => body
+            .pointer("/tool_choice/name")
+            .and_then(Value::as_str)
+            .map(str::to_owned),
+        _ => None,
+    };
+    let plan = scenario::plan(model, &text, &tools, forced.as_deref());
+    if !plan.delay.is_zero() {
+        tokio::time::sleep(plan.delay).await;
+    }
+    let stream = body.get("stream").and_then(Value::as_bool).unwrap_or(false);
+    let mut prompt_source = Value::Array(messages.clone()).to_string();
+    if let Some(system) = body.get("system") {
+        prompt_source.push_str(&system.to_string());
+    }
+    let input_tokens = tokens(&prompt_source);
+    let id = scenario::id("msg_", n);
+
+    let (blocks, stop_reason, output_tokens) = match plan.outcome {
+        Outcome::Error(status) => return status_error(status, model, n),
+        Outcome::Text(answer) => {
+            let out = tokens(&answer);
+            (vec![Block::Text(answer)], "end_turn", out)
+        }
+        Outcome::ToolCalls(calls) => {
+            let out = calls
+                .iter()
+                .map(|c| tokens(&c.name) + tokens(&c.arguments))
+                .sum();
+            let blocks = calls
+                .into_iter()
+                .enumerate()
+                .map(|(i, c)| Block::ToolUse {
+                    id: scenario::id("toolu_", n * 10 + i as u64),
+                    name: c.name,
+                    input: c.arguments,
+                })
+                .collect();
+            (blocks, "tool_use", out)
+        }
+        Outcome::DropMidstream | Outcome::ErrorMidstream => {
+            let mut frames = vec![
+                message_start(&id, model, input_tokens),
+                SseFrame::event("content_block_start", json!({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}).to_string()),
+                SseFrame::event("content_block_delta", json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "Partial "}}).to_string()),
+            ];
+            let end = if plan.outcome == Outcome::DropMidstream {
+                StreamEnd::Abort
+            } else {
+                frames.push(SseFrame::event(
+                    "error",
+                    json!({"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}).to_string(),
+                ));
+                StreamEnd::Complete
+            };
+            return sse_response(frames, frame_delay, end, &headers(n));
+        }
+    };
+
+    if !stream {
+        let content: Vec<Value> = blocks.iter().map(Block::to_json).collect();
+        return json_response(
+            200,
+            &json!({
+                "id": id, "type": "message", "role": "assistant", "model": model,
+                "content": content, "stop_reason": stop_reason, "stop_sequence": null,
+                "usage": {"input_tokens": input_tokens, "cache_creation_input_tokens": 0,
+                          "cache_read_input_tokens": 0, "output_tokens": output_tokens,
+                          "service_tier": "standard"},
+            }),
+            &headers(n),
+        );
+    }
+
+    let mut frames = vec![message_start(&id, model, input_tokens)];
+    for (i, block) in blocks.iter().enumerate() {
+        let start = match block {
+            Block::Text(_) => json!({"type": "text", "text": ""}),
+            Block::ToolUse { id, name, .. } => {
+                json!({"type": "tool_use", "id": id, "name": name, "input": {}})
+            }
+        };
+        frames.push(SseFrame::event(
+            "content_block_start",
+            json!({"type": "content_block_start", "index": i, "content_block": start}).to_string(),
+        ));
+        if i == 0 {
+            frames.push(SseFrame::event("ping", json!({"type": "ping"}).to_string()));
+        }
+        let deltas: Vec<Value> = match block {
+            Block::Text(t) => scenario::pieces(t)
+                .into_iter()
+                .map(|p| json!({"type": "text_delta", "text": p}))
+                .collect(),
+            Block::ToolUse { input, .. } => scenario::fragments(input)
+                .into_iter()
+                .map(|f| json!({"type": "input_json_delta", "partial_json": f}))
+                .collect(),
+        };
+        for d in deltas {
+            frames.push(SseFrame::event(
+                "content_block_delta",
+                json!({"type": "content_block_delta", "index": i, "delta": d}).to_string(),
+            ));
+        }
+        frames.push(SseFrame::event(
+            "content_block_stop",
+            json!({"type": "content_block_stop", "index": i}).to_string(),
+        ));
+    }
+    frames.push(SseFrame::event(
+        "message_delta",
+        json!({"type": "message_delta", "delta": {"stop_reason": stop_reason, "stop_sequence": null},
+               "usage": {"output_tokens": output_tokens}})
+        .to_string(),
+    ));
+    frames.push(SseFrame::event(
+        "message_stop",
+        json!({"type": "message_stop"}).to_string(),
+    ));
+    sse_response(frames, frame_delay, StreamEnd::Complete, &headers(n))
+}
+
+fn message_start(id: &str, model: &str, input_tokens: u64) -> SseFrame {
+    SseFrame::event(
+        "message_start",
+        json!({"type": "message_start", "message": {
+            "id": id, "type": "message", "role": "assistant", "model": model, "content": [],
+            "stop_reason": null, "stop_sequence": null,
+            "usage": {"input_tokens": input_tokens, "cache_creation_input_tokens": 0,
+                      "cache_read_input_tokens": 0, "output_tokens": 1, "service_tier": "standard"}}})
+        .to_string(),
+    )
+}
+
+enum Block {
+    Text(String),
+    ToolUse {
+        id: String,
+        name: String,
+        input: String,
+    },
+}
+
+impl Block {
+    fn to_json(&self) -> Value {
+        match self {
+            Block::Text(t) => json!({"type": "text", "text": t}),
+            Block::ToolUse { id, name, input } => json!({
+                "type": "tool_use", "id": id, "name": name,
+                "input": serde_json::from_str::<Value>(input).unwrap_or_else(|_| json!({})),
+            }),
+        }
+    }
+}

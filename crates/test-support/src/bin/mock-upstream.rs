@@ -1,0 +1,62 @@
+//! `mock-upstream`: the mock OpenAI + Anthropic server as a process, for tests written in other
+//! languages (the Python SDK suite) and for benchmarks.
+//!
+//! Prints `listening on http://IP:PORT` once bound, then serves until SIGTERM or SIGINT.
+
+use std::io::Write;
+use std::time::Duration;
+
+use portcullis_test_support::{MockOptions, MockUpstream};
+
+fn usage() -> ! {
+    eprintln!(
+        "usage: mock-upstream [--listen ADDR] [--latency-ms N] [--frame-delay-ms N] \
+         [--openai-key K] [--anthropic-key K] [--no-record]"
+    );
+    std::process::exit(2)
+}
+
+#[tokio::main]
+async fn main() {
+    let mut listen = "127.0.0.1:0".to_owned();
+    let mut options = MockOptions::default();
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        let mut value = || args.next().unwrap_or_else(|| usage());
+        match a.as_str() {
+            "--listen" => listen = value(),
+            "--latency-ms" => {
+                options.latency = Duration::from_millis(value().parse().unwrap_or_else(|_| usage()))
+            }
+            "--frame-delay-ms" => {
+                options.stream_frame_delay =
+                    Duration::from_millis(value().parse().unwrap_or_else(|_| usage()))
+            }
+            "--openai-key" => options.openai_api_key = value(),
+            "--anthropic-key" => options.anthropic_api_key = value(),
+            "--no-record" => options.record_requests = false,
+            _ => usage(),
+        }
+    }
+    let listener = match tokio::net::TcpListener::bind(&listen).await {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("mock-upstream: cannot bind {listen}: {e}");
+            std::process::exit(1);
+        }
+    };
+    let mock = MockUpstream::serve(listener, options);
+    let mut out = std::io::stdout();
+    let _ = writeln!(out, "listening on http://{}", mock.addr());
+    let _ = out.flush();
+
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(_) => std::process::exit(1),
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {},
+        _ = term.recv() => {},
+    }
+    drop(mock);
+}

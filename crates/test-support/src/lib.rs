@@ -1,0 +1,170 @@
+//! Mock upstream LLM providers for tests and benchmarks.
+//!
+//! [`MockUpstream`] is one HTTP server on `127.0.0.1:0` that speaks both OpenAI's API
+//! (`/v1/chat/completions`, `/v1/embeddings`, `/v1/models`) and Anthropic's (`/v1/messages`),
+//! written from the providers' public API references: their authentication, status codes,
+//! headers, error bodies, usage fields and SSE framing. It is deliberately independent of the
+//! gateway's own codecs so that it can serve as the oracle they are tested against.
+//!
+//! Without scripted replies the mock answers deterministically from the request, so tests in
+//! any language can trigger each case:
+//! - a text reply, `Hello from the mock! You said: <last user text>` (streamed word by word);
+//! - with tools offered and `[tool]` in the last user text (or a forced tool choice): one tool
+//!   call with arguments `{"query": "<last user text>"}`, streamed in small fragments; `[tools2]`
+//!   gives two calls;
+//! - models named `mock-error-<status>` fail with that provider's real error body,
+//!   `mock-slow-<ms>` answer late, `mock-drop-midstream` cut the connection mid-stream and
+//!   `mock-error-midstream` report an error inside the stream.
+//!
+//! Scripted [`Reply`]s queued with [`MockUpstream::push_reply`] take precedence, for tests that
+//! need an exact upstream answer. Module map: [`server`] (listener and connections),
+//! [`openai`] and [`anthropic`] (each provider's protocol), [`scenario`] (what to answer),
+//! [`reply`] (scripted replies and response bodies).
+
+pub mod anthropic;
+pub mod openai;
+pub mod reply;
+pub mod scenario;
+pub mod server;
+
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+pub use reply::{Reply, SseFrame, StreamEnd};
+
+/// Settings of a mock server.
+#[derive(Debug, Clone)]
+pub struct MockOptions {
+    /// Added before every answer (the benchmark's slow-upstream scenario uses 50 ms).
+    pub latency: Duration,
+    /// Pause between SSE frames.
+    pub stream_frame_delay: Duration,
+    /// The API key OpenAI requests must carry.
+    pub openai_api_key: String,
+    /// The API key Anthropic requests must carry.
+    pub anthropic_api_key: String,
+    /// Keep every request for [`MockUpstream::requests`]; the benchmark turns this off.
+    pub record_requests: bool,
+}
+
+impl Default for MockOptions {
+    fn default() -> Self {
+        Self {
+            latency: Duration::ZERO,
+            stream_frame_delay: Duration::ZERO,
+            openai_api_key: "sk-mock-openai".to_owned(),
+            anthropic_api_key: "sk-ant-mock".to_owned(),
+            record_requests: true,
+        }
+    }
+}
+
+/// A request the mock received.
+#[derive(Debug, Clone)]
+pub struct RecordedRequest {
+    /// HTTP method.
+    pub method: String,
+    /// Path.
+    pub path: String,
+    /// Headers, names lower-cased (repeated headers joined with `, `).
+    pub headers: HashMap<String, String>,
+    /// The body as JSON (`Null` when it was not JSON).
+    pub body: serde_json::Value,
+    /// The raw body.
+    pub raw: bytes::Bytes,
+}
+
+/// State shared by the server's connections.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub(crate) options: MockOptions,
+    pub(crate) requests: Mutex<Vec<RecordedRequest>>,
+    pub(crate) replies: Mutex<VecDeque<Reply>>,
+    pub(crate) hits: AtomicU64,
+}
+
+/// A running mock server. Dropping it stops the server.
+#[derive(Debug)]
+pub struct MockUpstream {
+    addr: SocketAddr,
+    shared: Arc<Shared>,
+    _stop: tokio::sync::oneshot::Sender<()>,
+}
+
+impl MockUpstream {
+    /// Starts a mock with default options on `127.0.0.1:0`.
+    pub async fn start() -> MockUpstream {
+        Self::start_with(MockOptions::default()).await
+    }
+
+    /// Starts a mock with `options` on `127.0.0.1:0`.
+    ///
+    /// # Panics
+    /// When no loopback port can be bound (a broken test environment).
+    pub async fn start_with(options: MockOptions) -> MockUpstream {
+        #[allow(clippy::expect_used)]
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("binding a loopback port for the mock upstream");
+        Self::serve(listener, options)
+    }
+
+    /// Serves on an already bound listener.
+    pub fn serve(listener: tokio::net::TcpListener, options: MockOptions) -> MockUpstream {
+        let addr = listener
+            .local_addr()
+            .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 0)));
+        let shared = Arc::new(Shared {
+            options,
+            requests: Mutex::new(Vec::new()),
+            replies: Mutex::new(VecDeque::new()),
+            hits: AtomicU64::new(0),
+        });
+        let (stop, stopped) = tokio::sync::oneshot::channel();
+        tokio::spawn(server::run(listener, shared.clone(), stopped));
+        MockUpstream {
+            addr,
+            shared,
+            _stop: stop,
+        }
+    }
+
+    /// The bound address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Base URL for OpenAI clients: `http://127.0.0.1:PORT/v1`.
+    pub fn openai_base_url(&self) -> String {
+        format!("http://{}/v1", self.addr)
+    }
+
+    /// Base URL for Anthropic clients: `http://127.0.0.1:PORT` (no `/v1`).
+    pub fn anthropic_base_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Every request received so far (when recording is on).
+    pub fn requests(&self) -> Vec<RecordedRequest> {
+        self.shared
+            .requests
+            .lock()
+            .map(|r| r.clone())
+            .unwrap_or_default()
+    }
+
+    /// Queues a scripted reply, used (first in, first out) before the default behaviour.
+    pub fn push_reply(&self, reply: Reply) {
+        if let Ok(mut q) = self.shared.replies.lock() {
+            q.push_back(reply);
+        }
+    }
+
+    /// Requests served so far.
+    pub fn hits(&self) -> u64 {
+        self.shared.hits.load(Ordering::Relaxed)
+    }
+}

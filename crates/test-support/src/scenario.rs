@@ -1,0 +1,160 @@
+//! What the mock answers when no reply is scripted: decided from the model name, the tools
+//! offered and the last user text, identically for both providers.
+
+use std::time::Duration;
+
+/// A planned tool call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ToolCallPlan {
+    /// Tool name.
+    pub name: String,
+    /// Arguments, as JSON text.
+    pub arguments: String,
+}
+
+/// What to answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// A text answer.
+    Text(String),
+    /// Tool calls.
+    ToolCalls(Vec<ToolCallPlan>),
+    /// An HTTP error with this status.
+    Error(u16),
+    /// Start streaming, then drop the connection.
+    DropMidstream,
+    /// Start streaming, then report an error inside the stream.
+    ErrorMidstream,
+}
+
+/// The answer and when to give it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Plan {
+    /// What to answer.
+    pub outcome: Outcome,
+    /// How long to wait first.
+    pub delay: Duration,
+}
+
+/// Plans the answer to a request for `model` whose last user text is `text`, offering `tools`
+/// (names), with `forced` naming a tool the client required (or `Some("")` for "any tool").
+pub fn plan(model: &str, text: &str, tools: &[String], forced: Option<&str>) -> Plan {
+    let mut delay = Duration::ZERO;
+    if let Some(code) = model.strip_prefix("mock-error-") {
+        if code == "midstream" {
+            return Plan {
+                outcome: Outcome::ErrorMidstream,
+                delay,
+            };
+        }
+        if let Ok(status) = code.parse::<u16>() {
+            return Plan {
+                outcome: Outcome::Error(status),
+                delay,
+            };
+        }
+    }
+    if model == "mock-drop-midstream" {
+        return Plan {
+            outcome: Outcome::DropMidstream,
+            delay,
+        };
+    }
+    if let Some(ms) = model
+        .strip_prefix("mock-slow-")
+        .and_then(|m| m.parse::<u64>().ok())
+    {
+        delay = Duration::from_millis(ms);
+    }
+    let wants_tools = text.contains("[tool]") || text.contains("[tools2]") || forced.is_some();
+    if !tools.is_empty() && wants_tools {
+        let first = match forced {
+            Some(name) if !name.is_empty() && tools.iter().any(|t| t == name) => name.to_owned(),
+            _ => tools[0].clone(),
+        };
+        let arguments = serde_json::json!({ "query": text }).to_string();
+        let mut calls = vec![ToolCallPlan {
+            name: first,
+            arguments: arguments.clone(),
+        }];
+        if text.contains("[tools2]") {
+            calls.push(ToolCallPlan {
+                name: tools.get(1).unwrap_or(&tools[0]).clone(),
+                arguments: serde_json::json!({ "query": text, "second": true }).to_string(),
+            });
+        }
+        return Plan {
+            outcome: Outcome::ToolCalls(calls),
+            delay,
+        };
+    }
+    Plan {
+        outcome: Outcome::Text(format!("Hello from the mock! You said: {text}")),
+        delay,
+    }
+}
+
+/// A stable token estimate for a text: about four characters per token.
+pub fn tokens(text: &str) -> u64 {
+    (text.chars().count() as u64).div_ceil(4).max(1)
+}
+
+/// The text split into word-sized pieces for streaming (spaces kept with the word before).
+pub fn pieces(text: &str) -> Vec<String> {
+    text.split_inclusive(' ').map(str::to_owned).collect()
+}
+
+/// JSON text split into small fragments, as models stream tool arguments.
+pub fn fragments(json: &str) -> Vec<String> {
+    let chars: Vec<char> = json.chars().collect();
+    chars.chunks(5).map(|c| c.iter().collect()).collect()
+}
+
+/// A pseudo-random hex id derived from a counter.
+pub fn id(prefix: &str, n: u64) -> String {
+    format!(
+        "{prefix}{:016x}{:08x}",
+        n.wrapping_mul(0x9E37_79B9_7F4A_7C15),
+        n
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plans_follow_the_documented_triggers() {
+        assert_eq!(
+            plan("mock-error-429", "x", &[], None).outcome,
+            Outcome::Error(429)
+        );
+        assert_eq!(
+            plan("mock-error-midstream", "x", &[], None).outcome,
+            Outcome::ErrorMidstream
+        );
+        assert_eq!(
+            plan("mock-drop-midstream", "x", &[], None).outcome,
+            Outcome::DropMidstream
+        );
+        assert_eq!(
+            plan("mock-slow-250", "x", &[], None).delay,
+            Duration::from_millis(250)
+        );
+        let tools = vec!["a".to_owned(), "b".to_owned()];
+        assert!(
+            matches!(plan("m", "[tool] hi", &tools, None).outcome, Outcome::ToolCalls(c) if c.len() == 1 && c[0].name == "a")
+        );
+        assert!(
+            matches!(plan("m", "[tools2] hi", &tools, None).outcome, Outcome::ToolCalls(c) if c.len() == 2 && c[1].name == "b")
+        );
+        assert!(
+            matches!(plan("m", "hi", &tools, Some("b")).outcome, Outcome::ToolCalls(c) if c[0].name == "b")
+        );
+        assert_eq!(
+            plan("m", "hi", &tools, None).outcome,
+            Outcome::Text("Hello from the mock! You said: hi".into())
+        );
+        assert_eq!(fragments("{\"query\":\"x\"}").concat(), "{\"query\":\"x\"}");
+    }
+}

@@ -1,0 +1,138 @@
+//! The mock's HTTP server: accepts connections until stopped, records requests, consults the
+//! scripted replies, and dispatches by path to the provider modules.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use bytes::Bytes;
+use http::{Request, Response};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use serde_json::Value;
+
+use crate::reply::{MockBody, json_response, render};
+use crate::{RecordedRequest, Shared, anthropic, openai};
+
+pub(crate) async fn run(
+    listener: tokio::net::TcpListener,
+    shared: Arc<Shared>,
+    mut stop: tokio::sync::oneshot::Receiver<()>,
+) {
+    loop {
+        let accepted = tokio::select! {
+            _ = &mut stop => return,
+            a = listener.accept() => a,
+        };
+        let Ok((tcp, _)) = accepted else {
+            continue;
+        };
+        let _ = tcp.set_nodelay(true);
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            let service = service_fn(move |req| {
+                let shared = shared.clone();
+                async move { Ok::<_, std::convert::Infallible>(handle(&shared, req).await) }
+            });
+            let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                .serve_connection(TokioIo::new(tcp), service)
+                .await;
+        });
+    }
+}
+
+async fn handle(shared: &Shared, req: Request<Incoming>) -> Response<MockBody> {
+    let n = shared.hits.fetch_add(1, Ordering::Relaxed) + 1;
+    let (parts, body) = req.into_parts();
+    let raw: Bytes = match body.collect().await {
+        Ok(c) => c.to_bytes(),
+        Err(_) => Bytes::new(),
+    };
+    let json: Value = serde_json::from_slice(&raw).unwrap_or(Value::Null);
+    if shared.options.record_requests
+        && let Ok(mut r) = shared.requests.lock()
+    {
+        let mut headers = std::collections::HashMap::new();
+        for (k, v) in &parts.headers {
+            let v = String::from_utf8_lossy(v.as_bytes()).into_owned();
+            headers
+                .entry(k.as_str().to_owned())
+                .and_modify(|e: &mut String| {
+                    e.push_str(", ");
+                    e.push_str(&v);
+                })
+                .or_insert(v);
+        }
+        r.push(RecordedRequest {
+            method: parts.method.to_string(),
+            path: parts.uri.path().to_owned(),
+            headers,
+            body: json.clone(),
+            raw: raw.clone(),
+        });
+    }
+    if !shared.options.latency.is_zero() {
+        tokio::time::sleep(shared.options.latency).await;
+    }
+    let scripted = shared.replies.lock().ok().and_then(|mut q| q.pop_front());
+    if let Some(reply) = scripted {
+        return render(reply).await;
+    }
+
+    let opts = &shared.options;
+    let path = parts.uri.path();
+    let post = parts.method == http::Method::POST;
+    if post
+        && (path == "/v1/chat/completions" || path == "/v1/embeddings" || path == "/v1/messages")
+        && json.is_null()
+    {
+        return if path == "/v1/messages" {
+            anthropic::error(
+                400,
+                "invalid_request_error",
+                "There was an issue with the JSON body of your request.",
+                n,
+            )
+        } else {
+            openai::error(
+                400,
+                "We could not parse the JSON body of your request.",
+                "invalid_request_error",
+                None,
+                n,
+            )
+        };
+    }
+    match (post, path) {
+        (true, "/v1/chat/completions") => {
+            openai::chat(
+                &opts.openai_api_key,
+                opts.stream_frame_delay,
+                &parts.headers,
+                &json,
+                n,
+            )
+            .await
+        }
+        (true, "/v1/embeddings") => {
+            openai::embeddings(&opts.openai_api_key, &parts.headers, &json, n)
+        }
+        (false, "/v1/models") => openai::models(&opts.openai_api_key, &parts.headers, n),
+        (true, "/v1/messages") => {
+            anthropic::messages(
+                &opts.anthropic_api_key,
+                opts.stream_frame_delay,
+                &parts.headers,
+                &json,
+                n,
+            )
+            .await
+        }
+        _ => json_response(
+            404,
+            &serde_json::json!({"error": {"message": format!("Invalid URL ({} {path})", parts.method), "type": "invalid_request_error", "param": null, "code": null}}),
+            &[],
+        ),
+    }
+}
