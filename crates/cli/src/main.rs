@@ -1,4 +1,5 @@
-//! The `portcullis` binary: `serve` runs the gateway, `check` validates a configuration.
+//! The `portcullis` binary: `serve` runs the gateway, `check` validates a configuration,
+//! `keys` manages virtual keys ([`keys`]).
 //!
 //! This is the only place that uses `anyhow`, prints to the terminal and reads the process
 //! environment; everything else lives in the library crates.
@@ -11,6 +12,8 @@ use clap::{Parser, Subcommand};
 use portcullis_config::{Config, ProcessEnv, Source};
 use portcullis_gateway::{Gateway, MasterKeyOrigin};
 use tracing_subscriber::EnvFilter;
+
+mod keys;
 
 /// Portcullis: a self-hosted AI gateway.
 #[derive(Parser)]
@@ -34,12 +37,39 @@ enum Command {
         #[arg(long, short, env = "PORTCULLIS_CONFIG")]
         config: PathBuf,
     },
+    /// Manage virtual keys in the configured database.
+    Keys {
+        /// Configuration file (YAML). Without one, the environment names the database.
+        #[arg(long, short, env = "PORTCULLIS_CONFIG")]
+        config: Option<PathBuf>,
+        #[command(subcommand)]
+        command: Box<keys::KeysCommand>,
+    },
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Check { config } => check(&config),
+        Command::Keys { config, command } => {
+            let runtime = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => {
+                    eprintln!("error: cannot start the async runtime: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            match runtime.block_on(keys::run(config, *command)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::Serve { config } => {
             init_tracing();
             let runtime = match tokio::runtime::Builder::new_multi_thread()

@@ -104,6 +104,25 @@ pub struct Config {
     pub limits: LimitRules,
     /// The semantic cache.
     pub semantic: SemanticConfig,
+    /// The vault's key-encryption key (`secret_key` or `PORTCULLIS_SECRET_KEY`).
+    pub secret_key: Option<Secret>,
+    /// Identity settings.
+    pub identity: IdentityConfig,
+}
+
+/// `identity:` validated.
+#[derive(Debug, Clone, PartialEq)]
+pub struct IdentityConfig {
+    /// How often each replica polls for tenancy changes.
+    pub poll_interval: std::time::Duration,
+}
+
+impl Default for IdentityConfig {
+    fn default() -> Self {
+        Self {
+            poll_interval: std::time::Duration::from_secs(1),
+        }
+    }
 }
 
 /// The semantic cache: settings of requests on no route, and each route's (`None`: off).
@@ -349,6 +368,29 @@ fn from_raw(raw: RawConfig, source: Source, env: &dyn Environment) -> Result<Con
         && k.expose().len() < 16
     {
         issues.push(issue("master_key", "must be at least 16 characters long"));
+    }
+
+    let secret_key = raw
+        .secret_key
+        .filter(|k| !k.is_empty())
+        .or_else(|| env.var("PORTCULLIS_SECRET_KEY"))
+        .map(Secret::new);
+    if let Some(k) = &secret_key
+        && let Err(e) = portcullis_identity::Vault::from_key_text(k.expose())
+    {
+        issues.push(issue("secret_key", e.to_string()));
+    }
+    let mut identity = IdentityConfig::default();
+    if let Some(raw_identity) = &raw.identity
+        && let Some(p) = &raw_identity.poll_interval
+    {
+        match portcullis_failover::parse_duration(p) {
+            Ok(d) if !d.is_zero() => identity.poll_interval = d,
+            _ => issues.push(issue(
+                "identity.poll_interval",
+                format!("`{p}` is not a positive duration such as 500ms or 2s"),
+            )),
+        }
     }
 
     let db = raw.database.unwrap_or_default();
@@ -625,6 +667,8 @@ fn from_raw(raw: RawConfig, source: Source, env: &dyn Environment) -> Result<Con
             default: semantic_default,
             routes: route_semantic,
         },
+        secret_key,
+        identity,
     };
     if issues.is_empty()
         && let Err(e) = config.registry()

@@ -24,6 +24,12 @@ pub struct RawConfig {
     /// The master key (use `${PORTCULLIS_MASTER_KEY}`).
     #[serde(default)]
     pub master_key: Option<String>,
+    /// The key-encryption key of the provider-key vault (use `${PORTCULLIS_SECRET_KEY}`).
+    #[serde(default)]
+    pub secret_key: Option<String>,
+    /// Who may call: enterprise token issuers and how identity changes propagate.
+    #[serde(default)]
+    pub identity: Option<RawIdentity>,
     /// Where state and logs live.
     #[serde(default)]
     pub database: Option<RawDatabase>,
@@ -72,6 +78,15 @@ pub struct RawConfig {
     /// The semantic cache, for every route (a route's block overrides it key by key).
     #[serde(default)]
     pub semantic_cache: Option<RawSemanticCache>,
+}
+
+/// `identity:`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawIdentity {
+    /// How often each replica checks for changed keys, users and teams (default `1s`).
+    #[serde(default)]
+    pub poll_interval: Option<String>,
 }
 
 /// `redis:`.

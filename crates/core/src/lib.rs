@@ -30,5 +30,5 @@ pub use chat::{
 pub use dialect::{Dialect, Extras};
 pub use embeddings::{EmbeddingInput, EmbeddingsRequest, EmbeddingsResponse};
 pub use error::{Blame, ErrorKind, GatewayError};
-pub use identity::{AuthMethod, Identity};
+pub use identity::{AccessRole, AuthMethod, Identity, model_matches};
 pub use stream::{Delta, StreamEvent};

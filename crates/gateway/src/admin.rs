@@ -2,12 +2,15 @@
 //!
 //! - `GET /admin/logs` — the request log, newest first, with filters `since`, `until` (RFC 3339
 //!   or Unix milliseconds), `model`, `provider`, `route`, `status` (`429` or `5xx`), `subject`,
+//!   `user`, `team`, `key`,
 //!   `limit` (default 100, at most 1000) and `cursor` (the previous page's `next_cursor`).
 //! - `GET /admin/usage` — usage analytics computed in the database: requests, errors, tokens,
 //!   cost, cache hits and latency percentiles over `since`..`until` (default: the last 24
 //!   hours), optionally per `group_by` (`provider`, `model`, `route`, `key`, `user`, `team`) and
 //!   per `interval` (`minute`, `hour`, `day`), filtered by `provider`, `model`, `route`, `key`,
 //!   `user` and `team`, with totals.
+//!
+//! Logs and usage are also open to `viewer` identities, limited to their own teams.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -15,7 +18,8 @@ use std::sync::Arc;
 use axum::extract::{Query, State};
 use axum::response::Response;
 use http::{HeaderMap, StatusCode};
-use portcullis_core::{Dialect, ErrorKind, GatewayError};
+use portcullis_core::{AccessRole, Dialect, ErrorKind, GatewayError};
+use portcullis_identity::Principal;
 use portcullis_store::{
     Dimension, Interval, LogQuery, LogRecord, StatusFilter, UsageQuery, UsageRow, UsageStats,
 };
@@ -25,15 +29,62 @@ use uuid::Uuid;
 use crate::respond;
 use crate::state::AppState;
 
-pub(crate) fn require_admin(state: &AppState, headers: &HeaderMap) -> Result<(), GatewayError> {
-    let who = state.auth.authenticate(headers)?;
-    if who.admin {
-        Ok(())
+pub(crate) async fn require_admin(
+    state: &AppState,
+    headers: &HeaderMap,
+) -> Result<Arc<Principal>, GatewayError> {
+    let who = state.auth.authenticate(headers).await?;
+    if who.identity.is_admin() {
+        Ok(who)
+    } else {
+        Err(forbidden_admin())
+    }
+}
+
+fn forbidden_admin() -> GatewayError {
+    GatewayError::new(
+        ErrorKind::PermissionDenied,
+        "The admin API requires the master key or an admin identity",
+    )
+    .with_code("admin_required")
+}
+
+/// Who may read logs and usage: admins read everything; a viewer reads only its own teams'
+/// records — the `team` it names, or its only team — and anything else is refused.
+async fn require_reader(
+    state: &AppState,
+    headers: &HeaderMap,
+    requested_team: Option<&str>,
+) -> Result<Option<String>, GatewayError> {
+    let who = state.auth.authenticate(headers).await?;
+    let identity = &who.identity;
+    if identity.is_admin() {
+        return Ok(None);
+    }
+    if identity.role != AccessRole::Viewer {
+        return Err(forbidden_admin());
+    }
+    let team = match requested_team {
+        Some(t) => t.to_owned(),
+        None => match identity.teams.as_slice() {
+            [only] => only.clone(),
+            _ => {
+                return Err(GatewayError::new(
+                    ErrorKind::PermissionDenied,
+                    "A viewer of several teams must name one with `team=`",
+                )
+                .with_code("team_required"));
+            }
+        },
+    };
+    if identity.teams.contains(&team) {
+        Ok(Some(team))
     } else {
         Err(GatewayError::new(
             ErrorKind::PermissionDenied,
-            "The admin API requires the master key or an admin identity",
-        ))
+            format!("A viewer reads only its own teams' records; it is not in team `{team}`"),
+        )
+        .with_code("team_not_allowed"))
     }
 }
 
@@ -64,6 +115,9 @@ fn log_query(params: &HashMap<String, String>) -> Result<LogQuery, GatewayError>
             "provider" => q.provider = Some(v.clone()),
             "route" => q.route = Some(v.clone()),
             "subject" => q.subject = Some(v.clone()),
+            "user" => q.user = Some(v.clone()),
+            "team" => q.team = Some(v.clone()),
+            "key" => q.key = Some(v.clone()),
             "status" => {
                 q.status = Some(
                     StatusFilter::parse(v)
@@ -106,8 +160,12 @@ pub async fn logs(
 ) -> Response {
     let id = Uuid::now_v7();
     let result = async {
-        require_admin(&state, &headers)?;
-        let q = log_query(&params)?;
+        let viewer_team =
+            require_reader(&state, &headers, params.get("team").map(String::as_str)).await?;
+        let mut q = log_query(&params)?;
+        if viewer_team.is_some() {
+            q.team = viewer_team;
+        }
         let records =
             state.stores.logs.query(&q).await.map_err(|e| {
                 GatewayError::internal(format!("reading the request log failed: {e}"))
@@ -282,8 +340,16 @@ pub async fn usage(
 ) -> Response {
     let id = Uuid::now_v7();
     let result = async {
-        require_admin(&state, &headers)?;
-        let q = usage_query(&params, jiff::Timestamp::now().as_millisecond())?;
+        let requested_team = params
+            .iter()
+            .find(|(k, _)| k == "team")
+            .map(|(_, v)| v.as_str());
+        let viewer_team = require_reader(&state, &headers, requested_team).await?;
+        let mut q = usage_query(&params, jiff::Timestamp::now().as_millisecond())?;
+        if let Some(team) = viewer_team {
+            q.filters.retain(|(d, _)| *d != Dimension::Team);
+            q.filters.push((Dimension::Team, team));
+        }
         let failed = |e| GatewayError::internal(format!("reading usage failed: {e}"));
         let rows = state.stores.usage.usage(&q).await.map_err(failed)?;
         let totals = if q.group_by.is_none() && q.interval.is_none() {

@@ -11,16 +11,19 @@
 //! The loop ends when response headers arrive, so nothing is ever retried once the first byte
 //! of an answer has gone to the client. Each attempt is kept for the request's log record.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::Duration;
 
 use hyper::body::Incoming;
 use portcullis_config::RoutePolicy;
-use portcullis_core::{Blame, ChatRequest, ErrorKind, GatewayError};
+use portcullis_core::{Blame, ChatRequest, ErrorKind, GatewayError, Identity};
 use portcullis_dialects::errors::decode_upstream_error;
 use portcullis_failover::{Passage, should_fail_over, should_retry};
-use portcullis_providers::Target;
+use portcullis_identity::AliasError;
+use portcullis_providers::provider::Credential;
 use portcullis_providers::provider::ForwardedHeaders;
+use portcullis_providers::{Provider, Target};
 use serde::Serialize;
 use tokio::time::Instant;
 
@@ -48,6 +51,52 @@ pub struct Served<'t> {
     pub response: http::Response<Incoming>,
     /// The target that answered.
     pub target: &'t Target,
+    /// The id of the provider key used.
+    pub credential_id: Option<String>,
+}
+
+/// Whose provider keys a request uses: the caller's identity and the alias it asked for.
+#[derive(Debug, Clone, Copy)]
+pub struct KeyChoice<'a> {
+    /// The caller.
+    pub identity: &'a Identity,
+    /// `x-portcullis-provider-key`, when sent.
+    pub alias: Option<&'a str>,
+}
+
+/// The credential a target is called with: the caller's own (user, then team, then stored
+/// default, or the alias asked for) when the vault holds keys for the provider, else the
+/// provider's configured key.
+pub fn credential_for<'p>(
+    state: &AppState,
+    provider: &'p Provider,
+    keys: &KeyChoice<'_>,
+) -> Result<Option<Cow<'p, Credential>>, GatewayError> {
+    let Some(directory) = state.auth.directory() else {
+        return Ok(default_credential(provider));
+    };
+    if keys.alias.is_none() && !directory.has_credentials(provider.name()) {
+        return Ok(default_credential(provider));
+    }
+    match directory.provider_credential(keys.identity, provider.name(), keys.alias) {
+        Ok(Some(found)) => provider
+            .credential(found.id.to_string(), &found.secret)
+            .map(|c| Some(Cow::Owned(c)))
+            .map_err(|e| GatewayError::internal(format!("provider key `{}`: {e}", found.id))),
+        Ok(None) => Ok(default_credential(provider)),
+        Err(e @ AliasError::Unknown { .. }) => Err(GatewayError::invalid_request(e.to_string())
+            .with_param("x-portcullis-provider-key")
+            .with_code("unknown_provider_key")),
+        Err(e @ AliasError::NotAllowed { .. }) => Err(GatewayError::new(
+            ErrorKind::PermissionDenied,
+            e.to_string(),
+        )
+        .with_code("provider_key_not_allowed")),
+    }
+}
+
+fn default_credential(provider: &Provider) -> Option<Cow<'_, Credential>> {
+    provider.default_credential().map(Cow::Borrowed)
 }
 
 /// Every attempt made for one request.
@@ -97,12 +146,13 @@ pub async fn send<'t>(
     targets: &'t [Target],
     policy: &RoutePolicy,
     forwarded: &ForwardedHeaders<'_>,
+    keys: &KeyChoice<'_>,
     deadline: Option<Instant>,
     log: &mut AttemptLog,
     record: &mut RequestLog,
 ) -> Result<Served<'t>, GatewayError> {
-    let keys: Vec<(&str, u32)> = targets.iter().map(|t| (&*t.key, t.weight)).collect();
-    let order = policy.strategy.order(&keys, &state.latency);
+    let weights: Vec<(&str, u32)> = targets.iter().map(|t| (&*t.key, t.weight)).collect();
+    let order = policy.strategy.order(&weights, &state.latency);
     let mut last_error: Option<GatewayError> = None;
     let mut shortest_wait: Option<Duration> = None;
 
@@ -116,10 +166,11 @@ pub async fn send<'t>(
             continue;
         }
         let provider = &target.provider;
+        let credential = credential_for(state, provider, keys)?;
         let mut upstream = Some(provider.chat_request(
             request,
             &target.model,
-            provider.default_credential(),
+            credential.as_deref(),
             *forwarded,
         )?);
         let max_attempts = policy.retry.max_attempts.max(1);
@@ -139,7 +190,7 @@ pub async fn send<'t>(
             if let Some(r) = record.record() {
                 r.provider = Some(Arc::from(provider.name()));
                 r.model = Some(target.model.clone());
-                r.provider_key_id = provider.default_credential().map(|c| c.id.clone());
+                r.provider_key_id = credential.as_ref().map(|c| c.id.clone());
                 r.attempts += 1;
             }
             let sent = Instant::now();
@@ -159,7 +210,11 @@ pub async fn send<'t>(
                     state.breakers.record_success(&target.key);
                     state.latency.record(&target.key, took);
                     log.push(&target.key, response.status().as_u16(), None, took);
-                    return Ok(Served { response, target });
+                    return Ok(Served {
+                        response,
+                        target,
+                        credential_id: credential.map(|c| c.id.clone()),
+                    });
                 }
                 Err(e) => e,
             };

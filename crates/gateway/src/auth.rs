@@ -6,9 +6,12 @@
 //! the key printed once. The caller's credential is never forwarded upstream: providers build
 //! upstream requests from their own credentials only.
 
+use std::sync::Arc;
+
 use base64::Engine;
 use http::HeaderMap;
-use portcullis_core::{GatewayError, Identity};
+use portcullis_core::{ErrorKind, GatewayError, Identity};
+use portcullis_identity::{AuthError, Directory, Principal};
 use portcullis_providers::Secret;
 use portcullis_store::{SettingsStore, StoreError};
 use rand::RngCore;
@@ -17,10 +20,15 @@ use subtle::ConstantTimeEq;
 
 const MASTER_KEY_SETTING: &str = "master_key_sha256";
 
-/// Verifies callers' credentials.
+/// `x-portcullis-team`: which of the caller's teams a request is accounted to.
+pub const TEAM_HEADER: &str = "x-portcullis-team";
+
+/// Verifies callers' credentials and resolves them to principals.
 #[derive(Debug, Clone)]
 pub struct Authenticator {
     master_digest: [u8; 32],
+    master: Arc<Principal>,
+    directory: Option<Directory>,
 }
 
 /// How the master key was obtained at startup.
@@ -38,12 +46,33 @@ fn digest(key: &str) -> [u8; 32] {
     Sha256::digest(key.as_bytes()).into()
 }
 
+fn master_principal() -> Arc<Principal> {
+    Arc::new(Principal {
+        identity: Arc::new(Identity::master()),
+        expires_ms: None,
+        rules: None,
+    })
+}
+
 impl Authenticator {
-    /// An authenticator for a known master key.
+    /// An authenticator for a known master key only.
     pub fn with_master_key(key: &Secret) -> Self {
         Self {
             master_digest: digest(key.expose()),
+            master: master_principal(),
+            directory: None,
         }
+    }
+
+    /// Also resolves virtual keys and enterprise identities through `directory`.
+    pub fn with_directory(mut self, directory: Directory) -> Self {
+        self.directory = Some(directory);
+        self
+    }
+
+    /// The tenancy directory.
+    pub fn directory(&self) -> Option<&Directory> {
+        self.directory.as_ref()
     }
 
     /// Sets up the master key: the configured one, else the stored digest, else a new key
@@ -80,21 +109,85 @@ impl Authenticator {
             })?;
         Ok(Self {
             master_digest: bytes,
+            master: master_principal(),
+            directory: None,
         })
     }
 
-    /// Resolves the caller of a request, or refuses it with 401.
-    pub fn authenticate(&self, headers: &HeaderMap) -> Result<Identity, GatewayError> {
+    /// Resolves the caller of a request, or refuses it: 401 for a missing, unknown, expired
+    /// or revoked credential, 403 for a disabled identity or a team it does not belong to.
+    pub async fn authenticate(&self, headers: &HeaderMap) -> Result<Arc<Principal>, GatewayError> {
         let presented = credential(headers).ok_or_else(|| {
             GatewayError::unauthorized(
                 "Missing API key: send `Authorization: Bearer <key>` or `x-api-key: <key>`",
             )
         })?;
         if bool::from(digest(presented).ct_eq(&self.master_digest)) {
-            Ok(Identity::master())
-        } else {
-            Err(GatewayError::unauthorized("Invalid API key"))
+            return Ok(self.master.clone());
         }
+        let Some(directory) = &self.directory else {
+            return Err(GatewayError::unauthorized("Invalid API key"));
+        };
+        let principal = if portcullis_identity::keys::looks_like_key(presented) {
+            directory
+                .authenticate_key(presented)
+                .await
+                .map_err(auth_error)?
+        } else {
+            return Err(GatewayError::unauthorized("Invalid API key"));
+        };
+        if directory.is_disabled(&principal.identity) {
+            return Err(auth_error(AuthError::Disabled));
+        }
+        select_team(principal, headers)
+    }
+}
+
+/// Applies `x-portcullis-team`: the caller picks which of its teams the request is accounted
+/// to.
+fn select_team(
+    principal: Arc<Principal>,
+    headers: &HeaderMap,
+) -> Result<Arc<Principal>, GatewayError> {
+    let Some(wanted) = headers.get(TEAM_HEADER) else {
+        return Ok(principal);
+    };
+    let wanted = wanted.to_str().unwrap_or_default().trim();
+    let who = &principal.identity;
+    if who.team.as_deref() == Some(wanted) {
+        return Ok(principal);
+    }
+    if !who.teams.iter().any(|t| t == wanted) {
+        return Err(GatewayError::new(
+            ErrorKind::PermissionDenied,
+            format!("The caller is not a member of team `{wanted}` (x-portcullis-team)"),
+        )
+        .with_code("team_not_allowed"));
+    }
+    let mut identity = (**who).clone();
+    identity.team = Some(wanted.to_owned());
+    Ok(Arc::new(Principal {
+        identity: Arc::new(identity),
+        expires_ms: principal.expires_ms,
+        rules: principal.rules.clone(),
+    }))
+}
+
+/// A refused credential as the caller sees it.
+pub fn auth_error(e: AuthError) -> GatewayError {
+    match e {
+        AuthError::Store(e) => {
+            tracing::error!(error = %e, "identity store unavailable");
+            GatewayError::new(
+                ErrorKind::Unavailable,
+                "The identity store is unavailable; try again shortly",
+            )
+        }
+        AuthError::Disabled => GatewayError::new(ErrorKind::PermissionDenied, e.to_string())
+            .with_code("identity_disabled"),
+        AuthError::Revoked => GatewayError::unauthorized(e.to_string()).with_code("key_revoked"),
+        AuthError::Expired => GatewayError::unauthorized(e.to_string()).with_code("key_expired"),
+        AuthError::UnknownKey => GatewayError::unauthorized(e.to_string()),
     }
 }
 
@@ -144,18 +237,20 @@ mod tests {
         h
     }
 
-    #[test]
-    fn accepts_bearer_or_x_api_key_and_refuses_the_rest() {
+    #[tokio::test]
+    async fn accepts_bearer_or_x_api_key_and_refuses_the_rest() {
         let auth = Authenticator::with_master_key(&Secret::new("sk-master-1234567890"));
         assert!(
             auth.authenticate(&headers(&[(
                 "authorization",
                 "Bearer sk-master-1234567890"
             )]))
+            .await
             .is_ok()
         );
         assert!(
             auth.authenticate(&headers(&[("x-api-key", "sk-master-1234567890")]))
+                .await
                 .is_ok()
         );
         for bad in [
@@ -164,7 +259,7 @@ mod tests {
             headers(&[("authorization", "Basic sk-master-1234567890")]),
             headers(&[("x-api-key", "")]),
         ] {
-            let e = auth.authenticate(&bad).unwrap_err();
+            let e = auth.authenticate(&bad).await.unwrap_err();
             assert_eq!(e.status().as_u16(), 401);
         }
     }

@@ -19,7 +19,7 @@ use crate::state::AppState;
 /// `GET /admin/circuit-breakers`.
 pub async fn list(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
     let id = Uuid::now_v7();
-    let result = require_admin(&state, &headers).and_then(|()| {
+    let result = require_admin(&state, &headers).await.and_then(|_| {
         let settings = state.breakers.settings();
         let data: Vec<_> = state
             .breakers

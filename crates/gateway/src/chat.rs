@@ -29,13 +29,15 @@ use portcullis_config::RoutePolicy;
 use portcullis_core::{ChatRequest, Identity};
 use portcullis_core::{Dialect, ErrorKind, GatewayError};
 use portcullis_dialects::{decode_request, decode_response, encode_response, events_from_response};
+use portcullis_identity::Principal;
 use portcullis_limits::Subjects;
 use portcullis_providers::provider::ForwardedHeaders;
 use uuid::Uuid;
 
-use crate::attempts::{self, AttemptLog};
+use crate::attempts::{self, AttemptLog, KeyChoice};
 use crate::headers::{
-    self, ATTEMPTS, CACHE, MODEL, PROVIDER, REQUEST_ID, RequestOptions, SEMANTIC_SCORE,
+    self, ATTEMPTS, CACHE, MODEL, PROVIDER, PROVIDER_KEY, REQUEST_ID, RequestOptions,
+    SEMANTIC_SCORE,
 };
 use crate::limits::{self, RateHeaders};
 use crate::relay::{RelaySettings, Source, SseRelay};
@@ -78,16 +80,18 @@ async fn chat(state: Arc<AppState>, dialect: Dialect, req: Request) -> Response 
                     r.model.clone()?,
                     r.attempts,
                     r.cache_status.unwrap_or("BYPASS"),
+                    r.provider_key_id.clone(),
                 ))
             });
             log.finish(e.status().as_u16());
             let mut resp = respond::error(dialect, &e, &id);
             match served_by {
-                Some((provider, model, attempts, cache)) => ServedBy {
+                Some((provider, model, attempts, cache, provider_key)) => ServedBy {
                     provider: &provider,
                     model: &model,
                     attempts,
                     cache,
+                    provider_key: provider_key.as_deref(),
                 }
                 .write(resp.headers_mut(), &id),
                 None => {
@@ -158,8 +162,15 @@ pub struct Accepted {
     pub log_bodies: bool,
     /// The per-request options the caller sent.
     pub options: RequestOptions,
+    /// Who is calling, with its own limits.
+    pub principal: Arc<Principal>,
+}
+
+impl Accepted {
     /// Who is calling.
-    pub identity: Identity,
+    pub fn identity(&self) -> &Identity {
+        &self.principal.identity
+    }
 }
 
 /// The steps every model endpoint starts with: authenticate, read per-request options, read
@@ -170,8 +181,8 @@ pub async fn accept(
     body: Body,
     log: &mut RequestLog,
 ) -> Result<Accepted, GatewayError> {
-    let identity = state.auth.authenticate(headers)?;
-    log.identity(&identity);
+    let principal = state.auth.authenticate(headers).await?;
+    log.identity(&principal.identity);
 
     let options = headers::request_options(headers)?;
     let log_bodies = options.collect_log.unwrap_or(state.log_bodies);
@@ -191,7 +202,7 @@ pub async fn accept(
         body,
         log_bodies,
         options,
-        identity,
+        principal,
     })
 }
 
@@ -207,7 +218,7 @@ async fn run(
     let (parts, body) = req.into_parts();
     let accepted = accept(state, &parts.headers, body, log).await?;
     let log_bodies = accepted.log_bodies;
-    let bytes = accepted.body;
+    let bytes = accepted.body.clone();
     let request = decode_request(dialect, &bytes)?;
     if let Some(r) = log.record() {
         r.requested_model = Some(request.model.clone());
@@ -218,6 +229,7 @@ async fn run(
     if let Some(r) = log.record() {
         r.route.clone_from(&resolution.route);
     }
+    check_model_allowed(accepted.identity(), &request.model, &resolution)?;
     let policy = request_policy(
         state.failover.policy(resolution.route.as_deref()),
         &accepted.options,
@@ -226,8 +238,9 @@ async fn run(
         .timeouts
         .total
         .map(|t| tokio::time::Instant::from_std(started) + t);
+    let key_rules = accepted.principal.rules.as_ref();
     let admission = match &state.limiter {
-        Some(limiter) => {
+        Some(limiter) if !limiter.is_empty() || key_rules.is_some() => {
             let primary = resolution.primary();
             let price = primary.and_then(|t| {
                 let model_price =
@@ -239,7 +252,7 @@ async fn run(
                     None => model_price,
                 }
             });
-            let who = &accepted.identity;
+            let who = accepted.identity();
             let subjects = Subjects {
                 key: who.key_id.as_deref(),
                 user: who.user.as_deref(),
@@ -250,7 +263,11 @@ async fn run(
                 tool: None,
             };
             match limiter
-                .admit(&subjects, limits::estimate(&request, price.as_ref()))
+                .admit_with(
+                    &subjects,
+                    limits::estimate(&request, price.as_ref()),
+                    key_rules,
+                )
                 .await
             {
                 Ok(admission) => {
@@ -263,10 +280,10 @@ async fn run(
                 }
             }
         }
-        None => None,
+        _ => None,
     };
 
-    let tenant = tenant_scope(&accepted.identity);
+    let tenant = tenant_scope(accepted.identity());
     let cache_target = resolution
         .route
         .as_deref()
@@ -354,12 +371,17 @@ async fn run(
         anthropic_beta: parts.headers.get("anthropic-beta"),
     };
     let mut tried = AttemptLog::default();
+    let keys = KeyChoice {
+        identity: accepted.identity(),
+        alias: accepted.options.provider_key.as_deref(),
+    };
     let outcome = attempts::send(
         state,
         &request,
         &resolution.targets,
         &policy,
         &forwarded,
+        &keys,
         deadline,
         &mut tried,
         log,
@@ -372,6 +394,7 @@ async fn run(
     let served = outcome?;
     let resp = served.response;
     let target = served.target;
+    let provider_key = served.credential_id;
     let provider = &target.provider;
 
     let is_sse = resp
@@ -384,6 +407,7 @@ async fn run(
         model: &target.model,
         attempts: attempt_count,
         cache: cache_status,
+        provider_key: provider_key.as_deref(),
     };
     let model_price = state
         .prices
@@ -458,6 +482,31 @@ async fn run(
     Ok(r)
 }
 
+/// Refuses a model the caller's key does not allow: checked against the name asked for, the
+/// route and every `provider/model` target, so `openai/*` admits a route served by OpenAI.
+fn check_model_allowed(
+    who: &Identity,
+    requested: &str,
+    resolution: &portcullis_providers::Resolution,
+) -> Result<(), GatewayError> {
+    if who.allowed_models.is_none()
+        || who.may_use_model(requested)
+        || resolution
+            .route
+            .as_deref()
+            .is_some_and(|r| who.may_use_model(r))
+        || (!resolution.targets.is_empty()
+            && resolution.targets.iter().all(|t| who.may_use_model(&t.key)))
+    {
+        return Ok(());
+    }
+    Err(GatewayError::new(
+        portcullis_core::ErrorKind::PermissionDenied,
+        format!("This API key is not allowed to use model `{requested}`"),
+    )
+    .with_code("model_not_allowed"))
+}
+
 /// Longest a request waits for an identical one in flight when no timeout bounds it.
 const COALESCE_WAIT: Duration = Duration::from_secs(120);
 
@@ -496,6 +545,7 @@ fn answer_from_cache(
         model: &entry.model,
         attempts: 0,
         cache: "HIT",
+        provider_key: None,
     };
     if request.stream {
         let parsed = decode_response(entry.dialect, &entry.body)?;
@@ -573,6 +623,8 @@ pub struct ServedBy<'a> {
     pub attempts: u32,
     /// `HIT`, `MISS` or `BYPASS`.
     pub cache: &'static str,
+    /// The id of the provider key used (never the secret).
+    pub provider_key: Option<&'a str>,
 }
 
 impl ServedBy<'_> {
@@ -587,5 +639,10 @@ impl ServedBy<'_> {
         }
         h.insert(ATTEMPTS, HeaderValue::from(self.attempts));
         h.insert(CACHE, HeaderValue::from_static(self.cache));
+        if let Some(key) = self.provider_key
+            && let Ok(v) = HeaderValue::from_str(key)
+        {
+            h.insert(PROVIDER_KEY, v);
+        }
     }
 }

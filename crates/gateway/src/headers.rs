@@ -20,6 +20,9 @@ pub const MODEL: HeaderName = HeaderName::from_static("x-portcullis-model");
 pub const ATTEMPTS: HeaderName = HeaderName::from_static("x-portcullis-attempts");
 /// `x-portcullis-cache`: `HIT`, `MISS` or `BYPASS`.
 pub const CACHE: HeaderName = HeaderName::from_static("x-portcullis-cache");
+/// `x-portcullis-provider-key`: on a request, the alias of the provider key to use (one the
+/// caller may use); on a response, the id of the provider key that was used.
+pub const PROVIDER_KEY: HeaderName = HeaderName::from_static("x-portcullis-provider-key");
 /// `x-portcullis-semantic-score`: the similarity of a semantic cache hit.
 pub const SEMANTIC_SCORE: HeaderName = HeaderName::from_static("x-portcullis-semantic-score");
 
@@ -50,6 +53,8 @@ pub struct RequestOptions {
     pub backoff: Option<Backoff>,
     /// Per-request prices (`x-portcullis-custom-cost`).
     pub custom_cost: Option<CustomCost>,
+    /// The alias of the provider key to use.
+    pub provider_key: Option<String>,
 }
 
 /// Most attempts a request may ask for.
@@ -174,6 +179,7 @@ pub fn request_options(headers: &HeaderMap) -> Result<RequestOptions, GatewayErr
     for (name, slot) in [
         ("x-portcullis-session-id", &mut opts.session_id),
         ("x-portcullis-agent", &mut opts.agent),
+        ("x-portcullis-provider-key", &mut opts.provider_key),
     ] {
         if let Some(v) = header(headers, name, None) {
             if v.len() > MAX_LABEL_BYTES {

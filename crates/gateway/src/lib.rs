@@ -10,7 +10,8 @@
 //! |---|---|
 //! | `POST /v1/chat/completions`, `POST /v1/messages` | [`chat`] (streaming in [`relay`]) |
 //! | `POST /v1/embeddings`, `GET /v1/models` | [`models`] |
-//! | `GET /admin/logs` | [`admin`] |
+//! | `GET /admin/logs`, `GET /admin/usage` | [`admin`] |
+//! | `/admin/teams`, `/admin/users`, `/admin/service-accounts`, `/admin/keys`, `/admin/provider-keys`, `GET /admin/openapi.json` | [`tenancy`] |
 //! | `GET /healthz`, `GET /readyz`, `GET /metrics` | [`health`] |
 //!
 //! Supporting modules: [`auth`] (who is calling), [`headers`] (per-request options and
@@ -34,6 +35,7 @@ pub mod response_cache;
 pub mod semantic;
 pub mod settle;
 pub mod state;
+pub mod tenancy;
 pub mod upstream;
 
 use std::future::Future;
@@ -45,7 +47,7 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderMap, Method, Uri};
 use axum::response::Response;
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
@@ -87,6 +89,9 @@ pub enum StartError {
     /// The semantic cache could not be set up.
     #[error("{0}")]
     Semantic(#[from] semantic::SemanticSetupError),
+    /// The vault's key is unusable.
+    #[error("secret key: {0}")]
+    Vault(#[from] portcullis_identity::VaultError),
 }
 
 /// Connects to the shared Redis; the connection manager reconnects on its own afterwards.
@@ -114,15 +119,29 @@ impl Gateway {
         .await?;
         let (auth, master_key) =
             Authenticator::bootstrap(config.master_key.as_ref(), stores.settings.as_ref()).await?;
+        let vault = match &config.secret_key {
+            Some(k) => Some(portcullis_identity::Vault::from_key_text(k.expose())?),
+            None => None,
+        };
+        let directory = portcullis_identity::Directory::new(
+            stores.tenancy.clone(),
+            vault,
+            portcullis_identity::DirectoryOptions {
+                poll_interval: config.identity.poll_interval,
+                ..Default::default()
+            },
+        )
+        .await?;
+        directory.spawn_watcher();
+        let auth = auth.with_directory(directory);
         let registry = Arc::new(config.registry()?);
         let redis = match &config.redis_url {
             Some(url) => Some(connect_redis(url.expose()).await?),
             None => None,
         };
         let cache = ResponseCache::build(&config.cache, redis.as_ref()).await?;
-        let limiter = if config.limits.is_empty() {
-            None
-        } else {
+        // Always present: virtual keys may carry their own limits even when the file sets none.
+        let limiter = {
             let backend: Arc<dyn portcullis_limits::LimitBackend> = match &config.redis_url {
                 Some(url) => Arc::new(
                     portcullis_limits::RedisBackend::connect(
@@ -274,6 +293,55 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/admin/logs", get(admin::logs))
         .route("/admin/usage", get(admin::usage))
         .route("/admin/circuit-breakers", get(breakers::list))
+        .route("/admin/openapi.json", get(tenancy::openapi))
+        .route(
+            "/admin/teams",
+            post(tenancy::create_team).get(tenancy::list_teams),
+        )
+        .route(
+            "/admin/teams/{id}",
+            get(tenancy::get_team).delete(tenancy::delete_team),
+        )
+        .route("/admin/teams/{id}/members", post(tenancy::add_member))
+        .route(
+            "/admin/teams/{id}/members/{user}",
+            delete(tenancy::remove_member),
+        )
+        .route(
+            "/admin/users",
+            post(tenancy::create_user).get(tenancy::list_users),
+        )
+        .route(
+            "/admin/users/{id}",
+            get(tenancy::get_user)
+                .patch(tenancy::patch_user)
+                .delete(tenancy::disable_user),
+        )
+        .route(
+            "/admin/service-accounts",
+            post(tenancy::create_service_account).get(tenancy::list_service_accounts),
+        )
+        .route(
+            "/admin/service-accounts/{id}",
+            delete(tenancy::disable_service_account),
+        )
+        .route(
+            "/admin/keys",
+            post(tenancy::create_key).get(tenancy::list_keys),
+        )
+        .route(
+            "/admin/keys/{id}",
+            get(tenancy::get_key).delete(tenancy::revoke_key),
+        )
+        .route("/admin/keys/{id}/rotate", post(tenancy::rotate_key))
+        .route(
+            "/admin/provider-keys",
+            post(tenancy::create_provider_key).get(tenancy::list_provider_keys),
+        )
+        .route(
+            "/admin/provider-keys/{id}",
+            delete(tenancy::delete_provider_key),
+        )
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(health::metrics))

@@ -12,6 +12,7 @@ use portcullis_dialects::openai::{decode_embeddings_request, decode_embeddings_u
 use serde_json::json;
 use uuid::Uuid;
 
+use crate::attempts::{KeyChoice, credential_for};
 use crate::chat::{ServedBy, accept, read_upstream, retry_after};
 use crate::request_log::{RequestLog, body_text};
 use crate::respond;
@@ -49,7 +50,12 @@ async fn run_embeddings(
         .primary()
         .ok_or_else(|| GatewayError::model_not_found(&request.model))?;
     let provider = &target.provider;
-    let credential = provider.default_credential();
+    let keys = KeyChoice {
+        identity: accepted.identity(),
+        alias: accepted.options.provider_key.as_deref(),
+    };
+    let credential = credential_for(state, provider, &keys)?;
+    let credential = credential.as_deref();
     if let Some(r) = log.record() {
         r.route.clone_from(&resolution.route);
         r.provider = Some(Arc::from(provider.name()));
@@ -88,6 +94,7 @@ async fn run_embeddings(
         model: &target.model,
         attempts: 1,
         cache: "BYPASS",
+        provider_key: credential.map(|c| c.id.as_str()),
     }
     .write(r.headers_mut(), &id);
     Ok(r)
@@ -107,7 +114,7 @@ pub fn dialect_of(headers: &HeaderMap) -> Dialect {
 pub async fn list_models(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
     let id = Uuid::now_v7();
     let dialect = dialect_of(&headers);
-    if let Err(e) = state.auth.authenticate(&headers) {
+    if let Err(e) = state.auth.authenticate(&headers).await {
         return respond::error(dialect, &e, &id);
     }
     let models = state.registry.models();

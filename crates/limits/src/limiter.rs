@@ -77,6 +77,38 @@ impl fmt::Debug for Limiter {
     }
 }
 
+/// The rules of one admission: the limiter's own, then the request's extra rules (e.g. a
+/// virtual key's own limits). Indexes run through both.
+#[derive(Clone, Copy)]
+struct RuleSet<'a> {
+    base: &'a [Rule],
+    extra: &'a [Rule],
+}
+
+impl<'a> RuleSet<'a> {
+    fn new(base: &'a [Rule], extra: Option<&'a Arc<[Rule]>>) -> Self {
+        Self {
+            base,
+            extra: extra.map_or(&[], |e| &e[..]),
+        }
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &'a Rule> + use<'a> {
+        self.base.iter().chain(self.extra.iter())
+    }
+}
+
+impl std::ops::Index<usize> for RuleSet<'_> {
+    type Output = Rule;
+
+    fn index(&self, i: usize) -> &Rule {
+        match self.base.get(i) {
+            Some(rule) => rule,
+            None => &self.extra[i - self.base.len()],
+        }
+    }
+}
+
 /// One rule as it applies to the request being admitted.
 struct Planned<'a> {
     rule: usize,
@@ -198,20 +230,33 @@ impl Limiter {
         who: &Subjects<'_>,
         estimate: Estimate,
     ) -> Result<Admission, Refusal> {
+        self.admit_with(who, estimate, None).await
+    }
+
+    /// [`Limiter::admit`] with `extra` rules checked in the same atomic step as the limiter's
+    /// own (a virtual key's own limits and budget, say).
+    pub async fn admit_with(
+        &self,
+        who: &Subjects<'_>,
+        estimate: Estimate,
+        extra: Option<&Arc<[Rule]>>,
+    ) -> Result<Admission, Refusal> {
         let inner = &self.inner;
         let mut admission = Admission {
             inner: Arc::clone(inner),
+            extra: extra.cloned(),
             lease: 0,
             admitted_at_us: 0,
             held: SmallVec::new(),
         };
-        if inner.rules.is_empty() {
+        if inner.rules.is_empty() && extra.is_none_or(|e| e.is_empty()) {
             return Ok(admission);
         }
+        let rules = RuleSet::new(inner.rules.rules(), extra);
         let now = inner.backend.clock().now_micros();
         let mut planned: SmallVec<[Planned<'_>; 8]> = SmallVec::new();
         let mut charges: SmallVec<[Charge; 8]> = SmallVec::new();
-        for (index, rule) in inner.rules.rules().iter().enumerate() {
+        for (index, rule) in rules.iter().enumerate() {
             let Some(value) = who.value(rule.scope) else {
                 continue;
             };
@@ -247,7 +292,7 @@ impl Limiter {
             let outcome = match inner.backend.acquire(request).await {
                 Ok(outcome) => outcome,
                 Err(error) => {
-                    self.fail(&planned, &Failure::Backend(error), now)?;
+                    self.fail(rules, &planned, &Failure::Backend(error), now)?;
                     return Ok(admission);
                 }
             };
@@ -270,15 +315,18 @@ impl Limiter {
                 .iter()
                 .any(|v| !v.conforms && v.state != CounterState::Unseeded);
             if refused {
-                return Err(self.refusal(&planned, &charges, &outcome, now));
+                return Err(self.refusal(rules, &planned, &charges, &outcome, now));
             }
             if attempt == SEED_ATTEMPTS {
-                self.fail(&planned, &Failure::Unseeded, now)?;
+                self.fail(rules, &planned, &Failure::Unseeded, now)?;
                 return Ok(admission);
             }
             attempt += 1;
-            if let Err(failure) = self.seed_budgets(&planned, &charges, &outcome, now).await {
-                self.fail(&planned, &failure, now)?;
+            if let Err(failure) = self
+                .seed_budgets(rules, &planned, &charges, &outcome, now)
+                .await
+            {
+                self.fail(rules, &planned, &failure, now)?;
                 return Ok(admission);
             }
         }
@@ -287,6 +335,7 @@ impl Limiter {
     /// Creates the budget counters the backend reported missing, from the spend seed.
     async fn seed_budgets(
         &self,
+        rules: RuleSet<'_>,
         planned: &[Planned<'_>],
         charges: &[Charge],
         outcome: &AcquireOutcome,
@@ -310,7 +359,7 @@ impl Limiter {
             if inner.backend.budget_exists(&charge.key).await? {
                 continue;
             }
-            let rule = &inner.rules.rules()[planned.rule];
+            let rule = &rules[planned.rule];
             let spent_usd = match &inner.seed {
                 Some(seed) => seed
                     .spent_since(rule.scope, planned.value, window_start_us.div_euclid(1_000))
@@ -328,12 +377,16 @@ impl Limiter {
     }
 
     /// The backend failed: admit unchecked if every rule involved fails open, else refuse.
-    fn fail(&self, planned: &[Planned<'_>], failure: &Failure, now: i64) -> Result<(), Refusal> {
+    fn fail(
+        &self,
+        rules: RuleSet<'_>,
+        planned: &[Planned<'_>],
+        failure: &Failure,
+        now: i64,
+    ) -> Result<(), Refusal> {
         let inner = &self.inner;
         inner.backend_errors.fetch_add(1, Ordering::Relaxed);
-        let closed = planned
-            .iter()
-            .find(|p| !inner.rules.rules()[p.rule].fail_open);
+        let closed = planned.iter().find(|p| !rules[p.rule].fail_open);
         let last = inner.last_warning_us.load(Ordering::Relaxed);
         let warn = now.saturating_sub(last) >= 1_000_000
             && inner
@@ -343,7 +396,7 @@ impl Limiter {
         match closed {
             Some(planned) => {
                 inner.fail_closed_refusals.fetch_add(1, Ordering::Relaxed);
-                let rule = &inner.rules.rules()[planned.rule];
+                let rule = &rules[planned.rule];
                 if warn {
                     tracing::warn!(error = %failure, rule = %rule.id, "limits backend failed; refusing (fail closed)");
                 }
@@ -361,12 +414,12 @@ impl Limiter {
 
     fn refusal(
         &self,
+        rules: RuleSet<'_>,
         planned: &[Planned<'_>],
         charges: &[Charge],
         outcome: &AcquireOutcome,
         now: i64,
     ) -> Refusal {
-        let rules = self.inner.rules.rules();
         let mut worst: Option<(usize, Assessment)> = None;
         for (index, ((planned, charge), verdict)) in planned
             .iter()
@@ -776,6 +829,7 @@ pub struct RateLimitStatus {
 #[must_use = "dropping an admission immediately releases its leases and refunds its estimates"]
 pub struct Admission {
     inner: Arc<Inner>,
+    extra: Option<Arc<[Rule]>>,
     lease: u64,
     admitted_at_us: i64,
     held: SmallVec<[Held; 4]>,
@@ -794,7 +848,7 @@ impl Admission {
     /// The most restrictive rate rule this request passed (the lowest share of its limit
     /// remaining; on a tie, the longest reset), or `None` when no rate rule applied.
     pub fn rate_limit(&self) -> Option<RateLimitStatus> {
-        let rules = self.inner.rules.rules();
+        let rules = RuleSet::new(self.inner.rules.rules(), self.extra.as_ref());
         let now = self.admitted_at_us;
         let mut best: Option<RateLimitStatus> = None;
         for held in &self.held {
@@ -850,7 +904,7 @@ impl Admission {
         }
         let held = std::mem::take(&mut self.held);
         let backend = &self.inner.backend;
-        let rules = self.inner.rules.rules();
+        let rules = RuleSet::new(self.inner.rules.rules(), self.extra.as_ref());
         let now = backend.clock().now_micros();
         let actual_micros = usd_to_micros(actual_cost_usd).max(0);
         let mut settlements = SmallVec::new();

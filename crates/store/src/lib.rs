@@ -6,11 +6,16 @@
 //! - [`sql`]: both SQL backends, with embedded migrations;
 //! - [`writer`]: the bounded, batching, asynchronous request-log writer;
 //! - [`usage`]: usage analytics and spend totals over the request log ([`UsageStore`]);
-//! - [`semantic`]: the semantic response cache table ([`SemanticStore`]).
+//! - [`semantic`]: the semantic response cache table ([`SemanticStore`]);
+//! - [`tenancy`]: teams, users, service accounts, virtual keys, provider credentials
+//!   ([`TenancyStore`]);
+//! - [`oauth`]: the OAuth server's clients, codes and tokens ([`OAuthStore`]).
 
+pub mod oauth;
 pub mod record;
 pub mod semantic;
 pub mod sql;
+pub mod tenancy;
 pub mod usage;
 pub mod writer;
 
@@ -18,9 +23,11 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
+pub use oauth::OAuthStore;
 pub use record::{LogQuery, LogRecord, StatusFilter};
 pub use semantic::{SemanticEntry, SemanticStore};
 pub use sql::{PostgresStore, SqliteStore};
+pub use tenancy::TenancyStore;
 pub use usage::{
     Dimension, Interval, LatencyPercentiles, SpendScope, UsageQuery, UsageRow, UsageStats,
     UsageStore,
@@ -73,6 +80,10 @@ pub struct Stores {
     pub usage: Arc<dyn UsageStore>,
     /// The semantic response cache table.
     pub semantic: Arc<dyn SemanticStore>,
+    /// The OAuth server's tables.
+    pub oauth: Arc<dyn OAuthStore>,
+    /// Teams, users, keys and provider credentials.
+    pub tenancy: Arc<dyn TenancyStore>,
     /// `sqlite` or `postgres`.
     pub backend: &'static str,
 }
@@ -85,6 +96,8 @@ pub async fn connect(url: &str, max_connections: u32) -> Result<Stores, StoreErr
             logs: s.clone(),
             usage: s.clone(),
             semantic: s.clone(),
+            oauth: s.clone(),
+            tenancy: s.clone(),
             settings: s,
             backend: "postgres",
         })
@@ -94,6 +107,8 @@ pub async fn connect(url: &str, max_connections: u32) -> Result<Stores, StoreErr
             logs: s.clone(),
             usage: s.clone(),
             semantic: s.clone(),
+            oauth: s.clone(),
+            tenancy: s.clone(),
             settings: s,
             backend: "sqlite",
         })

@@ -167,6 +167,12 @@ pub struct LogQuery {
     pub status: Option<StatusFilter>,
     /// Only this subject.
     pub subject: Option<String>,
+    /// Only this user.
+    pub user: Option<String>,
+    /// Only this team.
+    pub team: Option<String>,
+    /// Only this virtual key.
+    pub key: Option<String>,
     /// Only records older than this id (the previous page's `next_cursor`).
     pub before_id: Option<Uuid>,
     /// At most this many records.

@@ -222,6 +222,15 @@ macro_rules! sql_store {
                 if let Some(r) = &q.route {
                     qb.push(" AND route = ").push_bind(r.clone());
                 }
+                if let Some(s) = &q.user {
+                    qb.push(" AND user_id = ").push_bind(s.clone());
+                }
+                if let Some(s) = &q.team {
+                    qb.push(" AND team_id = ").push_bind(s.clone());
+                }
+                if let Some(s) = &q.key {
+                    qb.push(" AND key_id = ").push_bind(s.clone());
+                }
                 if let Some(s) = &q.subject {
                     qb.push(" AND subject = ").push_bind(s.clone());
                 }

@@ -16,12 +16,16 @@
 //!   `mock-slow-<ms>` answer late, `mock-drop-midstream` cut the connection mid-stream and
 //!   `mock-error-midstream` report an error inside the stream.
 //!
+//! [`MockIssuer`] ([`oidc`]) is a mock OpenID Connect issuer (discovery document, JWKS,
+//! token minting and key rotation) for the tests of bearer-JWT validation.
+//!
 //! Scripted [`Reply`]s queued with [`MockUpstream::push_reply`] take precedence, for tests that
 //! need an exact upstream answer. Module map: [`server`] (listener and connections),
 //! [`openai`] and [`anthropic`] (each provider's protocol), [`scenario`] (what to answer),
 //! [`reply`] (scripted replies and response bodies).
 
 pub mod anthropic;
+pub mod oidc;
 pub mod openai;
 pub mod reply;
 pub mod scenario;
@@ -33,6 +37,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+pub use oidc::{MockAlg, MockIssuer, MockIssuerOptions};
 pub use reply::{Reply, SseFrame, StreamEnd};
 
 /// Settings of a mock server.
@@ -48,6 +53,8 @@ pub struct MockOptions {
     pub anthropic_api_key: String,
     /// Keep every request for [`MockUpstream::requests`]; the benchmark turns this off.
     pub record_requests: bool,
+    /// Further API keys accepted by both APIs (several accounts on one upstream).
+    pub extra_api_keys: Vec<String>,
 }
 
 impl Default for MockOptions {
@@ -58,6 +65,7 @@ impl Default for MockOptions {
             openai_api_key: "sk-mock-openai".to_owned(),
             anthropic_api_key: "sk-ant-mock".to_owned(),
             record_requests: true,
+            extra_api_keys: Vec::new(),
         }
     }
 }

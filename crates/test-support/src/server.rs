@@ -104,10 +104,21 @@ async fn handle(shared: &Shared, req: Request<Incoming>) -> Response<MockBody> {
             )
         };
     }
+    // A key from `extra_api_keys` is as good as the provider's own (several accounts on one
+    // upstream, e.g. per-user or per-team keys).
+    let presented = parts
+        .headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .or_else(|| parts.headers.get("x-api-key").and_then(|v| v.to_str().ok()));
+    let extra = presented.filter(|p| opts.extra_api_keys.iter().any(|k| k == p));
+    let openai_key = extra.unwrap_or(&opts.openai_api_key);
+    let anthropic_key = extra.unwrap_or(&opts.anthropic_api_key);
     match (post, path) {
         (true, "/v1/chat/completions") => {
             openai::chat(
-                &opts.openai_api_key,
+                openai_key,
                 opts.stream_frame_delay,
                 &parts.headers,
                 &json,
@@ -115,13 +126,11 @@ async fn handle(shared: &Shared, req: Request<Incoming>) -> Response<MockBody> {
             )
             .await
         }
-        (true, "/v1/embeddings") => {
-            openai::embeddings(&opts.openai_api_key, &parts.headers, &json, n)
-        }
-        (false, "/v1/models") => openai::models(&opts.openai_api_key, &parts.headers, n),
+        (true, "/v1/embeddings") => openai::embeddings(openai_key, &parts.headers, &json, n),
+        (false, "/v1/models") => openai::models(openai_key, &parts.headers, n),
         (true, "/v1/messages") => {
             anthropic::messages(
-                &opts.anthropic_api_key,
+                anthropic_key,
                 opts.stream_frame_delay,
                 &parts.headers,
                 &json,

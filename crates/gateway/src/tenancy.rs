@@ -1,0 +1,891 @@
+//! The tenancy admin API: teams, users, service accounts, virtual keys and provider keys.
+//! JSON in and out, for the master key or an `admin` identity; documented in the OpenAPI file
+//! served at `GET /admin/openapi.json`.
+//!
+//! | route | does |
+//! |---|---|
+//! | `POST/GET /admin/teams`, `GET/DELETE /admin/teams/{id}` | teams (deleting revokes the team's keys) |
+//! | `POST /admin/teams/{id}/members`, `DELETE /admin/teams/{id}/members/{user}` | memberships |
+//! | `POST/GET /admin/users`, `GET/PATCH/DELETE /admin/users/{id}` | users (`DELETE` disables) |
+//! | `POST/GET /admin/service-accounts`, `DELETE /admin/service-accounts/{id}` | machine identities |
+//! | `POST/GET /admin/keys`, `GET/DELETE /admin/keys/{id}`, `POST /admin/keys/{id}/rotate` | virtual keys |
+//! | `POST/GET /admin/provider-keys`, `DELETE /admin/provider-keys/{id}` | the provider-key vault |
+//!
+//! Secrets appear exactly once: in the answer that creates (or rotates) a virtual key. Password
+//! digests, key digests and sealed provider secrets are never returned.
+
+use std::sync::Arc;
+
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, Query, State};
+use axum::response::Response;
+use http::{HeaderMap, HeaderValue, StatusCode};
+use portcullis_core::{AccessRole, Dialect, ErrorKind, GatewayError};
+use portcullis_identity::{
+    Directory, KeyBudget, KeyLimits, ManageError, NewCredential, NewKey, NewUser,
+};
+use portcullis_providers::Secret;
+use portcullis_store::tenancy::{
+    CredentialOwner, CredentialRecord, KeyFilter, KeyRecord, ServiceAccountRecord, TeamRecord,
+    UserRecord, UserUpdate,
+};
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use crate::admin::require_admin;
+use crate::chat::read_body;
+use crate::respond;
+use crate::state::AppState;
+
+/// Largest admin request body.
+const MAX_ADMIN_BODY: usize = 64 * 1024;
+
+/// The OpenAPI description of the admin API.
+pub const OPENAPI: &str = include_str!("../openapi.json");
+
+/// `GET /admin/openapi.json` (public: it describes, it does not reveal).
+pub async fn openapi() -> Response {
+    let mut r = Response::new(Body::from(OPENAPI));
+    r.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    r
+}
+
+fn rfc3339(ms: i64) -> Option<String> {
+    jiff::Timestamp::from_millisecond(ms)
+        .ok()
+        .map(|t| t.to_string())
+}
+
+fn now_ms() -> i64 {
+    jiff::Timestamp::now().as_millisecond()
+}
+
+fn manage_error(e: ManageError) -> GatewayError {
+    match e {
+        ManageError::Invalid(m) => GatewayError::invalid_request(m),
+        ManageError::NotFound(m) => {
+            GatewayError::new(ErrorKind::NotFound, m).with_code("not_found")
+        }
+        ManageError::Conflict(m) => GatewayError::invalid_request(m)
+            .with_status(StatusCode::CONFLICT)
+            .with_code("conflict"),
+        ManageError::NoVault => GatewayError::invalid_request(e.to_string())
+            .with_status(StatusCode::CONFLICT)
+            .with_code("vault_not_configured"),
+        ManageError::Store(e) => {
+            tracing::error!(error = %e, "identity store failed");
+            GatewayError::new(ErrorKind::Unavailable, "The identity store is unavailable")
+        }
+    }
+}
+
+fn directory(state: &AppState) -> Result<&Directory, GatewayError> {
+    state.auth.directory().ok_or_else(|| {
+        GatewayError::new(
+            ErrorKind::Unavailable,
+            "Tenancy is not available on this gateway",
+        )
+    })
+}
+
+/// Reads a JSON body into `T`, naming the offending field on error.
+async fn parse<T: DeserializeOwned>(headers: &HeaderMap, body: Body) -> Result<T, GatewayError> {
+    let bytes: Bytes = read_body(body, headers, MAX_ADMIN_BODY).await?;
+    let de = &mut serde_json::Deserializer::from_slice(&bytes);
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        if path == "." || path.is_empty() {
+            GatewayError::invalid_request(format!("Invalid JSON body: {inner}"))
+        } else {
+            GatewayError::invalid_request(format!("Invalid `{path}`: {inner}")).with_param(path)
+        }
+    })
+}
+
+/// Runs an admin handler: authenticates as admin, answers JSON or an OpenAI-style error.
+async fn admin<F, Fut>(
+    state: &Arc<AppState>,
+    headers: &HeaderMap,
+    status: StatusCode,
+    f: F,
+) -> Response
+where
+    F: FnOnce() -> Fut,
+    Fut: std::future::Future<Output = Result<Value, GatewayError>>,
+{
+    let id = Uuid::now_v7();
+    let result = match require_admin(state, headers).await {
+        Ok(_) => f().await,
+        Err(e) => Err(e),
+    };
+    match result {
+        Ok(v) => respond::json(status, v.to_string(), &id),
+        Err(e) => respond::error(Dialect::OpenAi, &e, &id),
+    }
+}
+
+// ---- views ---------------------------------------------------------------------------------
+
+fn team_view(t: &TeamRecord, members: Option<&[String]>) -> Value {
+    let mut v = json!({
+        "id": t.id,
+        "name": t.name,
+        "metadata": t.metadata.as_deref().and_then(|m| serde_json::from_str::<Value>(m).ok()),
+        "created_at": rfc3339(t.created_ms),
+    });
+    if let Some(m) = members {
+        v["members"] = json!(m);
+    }
+    v
+}
+
+fn user_view(u: &UserRecord, teams: &[String]) -> Value {
+    json!({
+        "id": u.id,
+        "email": u.email,
+        "name": u.name,
+        "role": u.role,
+        "teams": teams,
+        "issuer": u.issuer,
+        "local_login": u.password_hash.is_some(),
+        "disabled": u.disabled_ms.is_some(),
+        "disabled_at": u.disabled_ms.and_then(rfc3339),
+        "created_at": rfc3339(u.created_ms),
+    })
+}
+
+fn service_account_view(a: &ServiceAccountRecord) -> Value {
+    json!({
+        "id": a.id,
+        "name": a.name,
+        "team": a.team_id,
+        "role": a.role,
+        "disabled": a.disabled_ms.is_some(),
+        "created_at": rfc3339(a.created_ms),
+    })
+}
+
+fn key_view(k: &KeyRecord) -> Value {
+    let now = now_ms();
+    let status = if k.revoked_ms.is_some() {
+        "revoked"
+    } else if k.expires_ms.is_some_and(|t| t <= now) {
+        "expired"
+    } else {
+        "active"
+    };
+    let limits: Option<KeyLimits> = k
+        .limits
+        .as_deref()
+        .and_then(|l| serde_json::from_str(l).ok());
+    json!({
+        "id": k.id,
+        "name": k.name,
+        "prefix": k.prefix,
+        "status": status,
+        "user": k.user_id,
+        "team": k.team_id,
+        "service_account": k.service_account_id,
+        "models": k.models.as_deref().and_then(|m| serde_json::from_str::<Value>(m).ok()),
+        "limits": limits.as_ref().map(|l| json!({
+            "requests_per_minute": l.requests_per_minute,
+            "tokens_per_minute": l.tokens_per_minute,
+            "max_in_flight": l.max_in_flight,
+        })),
+        "budget": limits.as_ref().and_then(|l| l.budget.as_ref()).map(|b| json!({"usd": b.usd, "period": b.period})),
+        "metadata": k.metadata.as_deref().and_then(|m| serde_json::from_str::<Value>(m).ok()),
+        "expires_at": k.expires_ms.and_then(rfc3339),
+        "revoked_at": k.revoked_ms.and_then(rfc3339),
+        "created_at": rfc3339(k.created_ms),
+    })
+}
+
+fn credential_view(c: &CredentialRecord) -> Value {
+    let owner = match CredentialOwner::parse(&c.owner_kind) {
+        Some(CredentialOwner::User) => json!({"user": c.owner_id}),
+        Some(CredentialOwner::Team) => json!({"team": c.owner_id}),
+        _ => json!("default"),
+    };
+    json!({
+        "id": c.id,
+        "provider": c.provider,
+        "alias": c.alias,
+        "owner": owner,
+        "hint": (!c.hint.is_empty()).then(|| format!("…{}", c.hint)),
+        "created_at": rfc3339(c.created_ms),
+    })
+}
+
+fn parse_role(role: Option<&str>) -> Result<Option<AccessRole>, GatewayError> {
+    match role {
+        None => Ok(None),
+        Some(r) => AccessRole::parse(r).map(Some).ok_or_else(|| {
+            GatewayError::invalid_request("`role` must be admin, member or viewer")
+                .with_param("role")
+        }),
+    }
+}
+
+fn parse_time(param: &str, v: &str) -> Result<i64, GatewayError> {
+    v.parse::<jiff::Timestamp>()
+        .map(|t| t.as_millisecond())
+        .map_err(|_| {
+            GatewayError::invalid_request(format!("`{param}` must be an RFC 3339 time"))
+                .with_param(param)
+        })
+}
+
+// ---- teams ---------------------------------------------------------------------------------
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateTeam {
+    #[serde(default)]
+    id: Option<String>,
+    name: String,
+    #[serde(default)]
+    metadata: Option<Value>,
+}
+
+/// `POST /admin/teams`.
+pub async fn create_team(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    admin(&state, &headers, StatusCode::CREATED, || async {
+        let req: CreateTeam = parse(&headers, body).await?;
+        let t = directory(&state)?
+            .create_team(req.id.as_deref(), &req.name, req.metadata.as_ref())
+            .await
+            .map_err(manage_error)?;
+        Ok(team_view(&t, Some(&[])))
+    })
+    .await
+}
+
+/// `GET /admin/teams`.
+pub async fn list_teams(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
+    admin(&state, &headers, StatusCode::OK, || async {
+        let store = directory(&state)?.store();
+        let teams = store.teams().await.map_err(|e| manage_error(e.into()))?;
+        Ok(json!({"data": teams.iter().map(|t| team_view(t, None)).collect::<Vec<_>>()}))
+    })
+    .await
+}
+
+/// `GET /admin/teams/{id}`.
+pub async fn get_team(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    admin(&state, &headers, StatusCode::OK, || async {
+        let store = directory(&state)?.store();
+        let team = store
+            .team(&id)
+            .await
+            .map_err(|e| manage_error(e.into()))?
+            .ok_or_else(|| manage_error(ManageError::NotFound(format!("no team `{id}`"))))?;
+        let members = store
+            .members_of(&id)
+            .await
+            .map_err(|e| manage_error(e.into()))?;
+        Ok(team_view(&team, Some(&members)))
+    })
+    .await
+}
+
+/// `DELETE /admin/teams/{id}`.
+pub async fn delete_team(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    admin(&state, &headers, StatusCode::OK, || async {
+        directory(&state)?
+            .delete_team(&id)
+            .await
+            .map_err(manage_error)?;
+        Ok(json!({"id": id, "deleted": true}))
+    })
+    .await
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AddMember {
+    user: String,
+}
+
+/// `POST /admin/teams/{id}/members`.
+pub async fn add_member(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Path(team): Path<String>,
+    body: Body,
+) -> Response {
+    admin(&state, &headers, StatusCode::OK, || async {
+        let req: AddMember = parse(&headers, body).await?;
+        let dir = directory(&state)?;
+        let user = dir.find_user(&req.user).await.map_err(manage_error)?;
+        let mut teams = dir
+            .store()
+            .teams_of(&user.id)
+            .await
+            .map_err(|e| manage_error(e.into()))?;
+        if !teams.contains(&team) {
+            teams.push(team.clone());
+        }
+        let user = dir
+            .update_user(&user.id, UserUpdate::default(), Some(teams.clone()))
+            .await
+            .map_err(manage_error)?;
+        Ok(user_view(&user, &teams))
+    })
+    .await
+}
+
+/// `DELETE /admin/teams/{id}/members/{user}`.
+pub async fn remove_member(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Path((team, user)): Path<(String, String)>,
+) -> Response {
+    admin(&state, &headers, StatusCode::OK, || async {
+        let dir = directory(&state)?;
+        let user = dir.find_user(&user).await.map_err(manage_error)?;
+        let mut teams = dir
+            .store()
+            .teams_of(&user.id)
+            .await
+            .map_err(|e| manage_error(e.into()))?;
+        if !teams.contains(&team) {
+            return Err(manage_error(ManageError::NotFound(format!(
+                "user `{}` is not a member of team `{team}`",
+                user.id
+            ))));
+        }
+        teams.retain(|t| *t != team);
+        let user = dir
+            .update_user(&user.id, UserUpdate::default(), Some(teams.clone()))
+            .await
+            .map_err(manage_error)?;
+        Ok(user_view(&user, &teams))
+    })
+    .await
+}
+
+// ---- users ---------------------------------------------------------------------------------
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateUser {
+    #[serde(default)]
+    id: Option<String>,
+    #[serde(default)]
+    email: Option<String>,
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    role: Option<String>,
+    #[serde(default)]
+    teams: Vec<String>,
+    #[serde(default)]
+    password: Option<String>,
+}
+
+/// `POST /admin/users`.
+pub async fn create_user(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    admin(&state, &headers, StatusCode::CREATED, || async {
+        let req: CreateUser = parse(&headers, body).await?;
+        let role = parse_role(req.role.as_deref())?;
+        let teams = req.teams.clone();
+        let user = directory(&state)?
+            .create_user(NewUser {
+                id: req.id,
+                email: req.email,
+                name: req.name,
+                role,
+                teams: req.teams,
+                password: req.password.map(Secret::new),
+            })
+            .await
+            .map_err(manage_error)?;
+        Ok(user_view(&user, &teams))
+    })
+    .await
+}
+
+/// `GET /admin/users`.
+pub async fn list_users(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
+    admin(&state, &headers, StatusCode::OK, || async {
+        let store = directory(&state)?.store();
+        let users = store.users().await.map_err(|e| manage_error(e.into()))?;
+        let mut data = Vec::with_capacity(users.len());
+        for u in &users {
+            let teams = store
+                .teams_of(&u.id)
+                .await
+                .map_err(|e| manage_error(e.into()))?;
+            data.push(user_view(u, &teams));
+        }
+        Ok(json!({ "data": data }))
+    })
+    .await
+}
+
+/// `GET /admin/users/{id}` (id or email).
+pub async fn get_user(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    admin(&state, &headers, StatusCode::OK, || async {
+        let dir = directory(&state)?;
+        let user = dir.find_user(&id).await.map_err(manage_error)?;
+        let teams = dir
+            .store()
+            .teams_of(&user.id)
+            .await
+            .map_err(|e| manage_error(e.into()))?;
+        Ok(user_view(&user, &teams))
+    })
+    .await
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PatchUser {
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    role: Option<String>,
+    #[serde(default)]
+    teams: Option<Vec<String>>,
+    #[serde(default)]
+    password: Option<String>,
+    #[serde(default)]
+    disabled: Option<bool>,
+}
+
+/// `PATCH /admin/users/{id}`.
+pub async fn patch_user(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Body,
+) -> Response {
+    admin(&state, &headers, StatusCode::OK, || async {
+        let req: PatchUser = parse(&headers, body).await?;
+        parse_role(req.role.as_deref())?;
+        let password_hash = match &req.password {
+            Some(p) => {
+                Some(Directory::hash_password(&Secret::new(p.clone())).map_err(manage_error)?)
+            }
+            None => None,
+        };
+        let update = UserUpdate {
+            name: req.name,
+            role: req.role,
+            password_hash,
+            disabled_ms: req.disabled.map(|d| d.then(now_ms)),
+        };
+        let dir = directory(&state)?;
+        let user = dir
+            .update_user(&id, update, req.teams)
+            .await
+            .map_err(manage_error)?;
+        let teams = dir
+            .store()
+            .teams_of(&user.id)
+            .await
+            .map_err(|e| manage_error(e.into()))?;
+        Ok(user_view(&user, &teams))
+    })
+    .await
+}
+
+/// `DELETE /admin/users/{id}`: disables the user (their keys and tokens stop working).
+pub async fn disable_user(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    admin(&state, &headers, StatusCode::OK, || async {
+        let dir = directory(&state)?;
+        let user = dir.disable_user(&id).await.map_err(manage_error)?;
+        let teams = dir
+            .store()
+            .teams_of(&user.id)
+            .await
+            .map_err(|e| manage_error(e.into()))?;
+        Ok(user_view(&user, &teams))
+    })
+    .await
+}
+
+// ---- service accounts ----------------------------------------------------------------------
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateServiceAccount {
+    #[serde(default)]
+    id: Option<String>,
+    name: String,
+    #[serde(default)]
+    team: Option<String>,
+    #[serde(default)]
+    role: Option<String>,
+}
+
+/// `POST /admin/service-accounts`.
+pub async fn create_service_account(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    admin(&state, &headers, StatusCode::CREATED, || async {
+        let req: CreateServiceAccount = parse(&headers, body).await?;
+        let role = parse_role(req.role.as_deref())?;
+        let a = directory(&state)?
+            .create_service_account(req.id.as_deref(), &req.name, req.team.as_deref(), role)
+            .await
+            .map_err(manage_error)?;
+        Ok(service_account_view(&a))
+    })
+    .await
+}
+
+/// `GET /admin/service-accounts`.
+pub async fn list_service_accounts(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+) -> Response {
+    admin(&state, &headers, StatusCode::OK, || async {
+        let list = directory(&state)?
+            .store()
+            .service_accounts()
+            .await
+            .map_err(|e| manage_error(e.into()))?;
+        Ok(json!({"data": list.iter().map(service_account_view).collect::<Vec<_>>()}))
+    })
+    .await
+}
+
+/// `DELETE /admin/service-accounts/{id}`: disables it.
+pub async fn disable_service_account(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    admin(&state, &headers, StatusCode::OK, || async {
+        directory(&state)?
+            .disable_service_account(&id)
+            .await
+            .map_err(manage_error)?;
+        Ok(json!({"id": id, "disabled": true}))
+    })
+    .await
+}
+
+// ---- virtual keys --------------------------------------------------------------------------
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RateLimitsBody {
+    #[serde(default)]
+    requests_per_minute: Option<u64>,
+    #[serde(default)]
+    tokens_per_minute: Option<u64>,
+    #[serde(default)]
+    max_in_flight: Option<u32>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateKey {
+    name: String,
+    #[serde(default)]
+    user: Option<String>,
+    #[serde(default)]
+    team: Option<String>,
+    #[serde(default)]
+    service_account: Option<String>,
+    #[serde(default)]
+    models: Option<Vec<String>>,
+    #[serde(default)]
+    expires_at: Option<String>,
+    #[serde(default)]
+    limits: Option<RateLimitsBody>,
+    #[serde(default)]
+    budget: Option<KeyBudget>,
+    #[serde(default)]
+    metadata: Option<Value>,
+}
+
+/// `POST /admin/keys`: `201` with the key's view and `key`, the only time it is shown.
+pub async fn create_key(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    admin(&state, &headers, StatusCode::CREATED, || async {
+        let req: CreateKey = parse(&headers, body).await?;
+        let expires_ms = match &req.expires_at {
+            Some(t) => Some(parse_time("expires_at", t)?),
+            None => None,
+        };
+        let limits = if req.limits.is_some() || req.budget.is_some() {
+            let l = req.limits.unwrap_or(RateLimitsBody {
+                requests_per_minute: None,
+                tokens_per_minute: None,
+                max_in_flight: None,
+            });
+            Some(KeyLimits {
+                requests_per_minute: l.requests_per_minute,
+                tokens_per_minute: l.tokens_per_minute,
+                max_in_flight: l.max_in_flight,
+                budget: req.budget,
+            })
+        } else {
+            None
+        };
+        let issued = directory(&state)?
+            .create_key(NewKey {
+                name: req.name,
+                user: req.user,
+                team: req.team,
+                service_account: req.service_account,
+                models: req.models,
+                limits,
+                metadata: req.metadata,
+                expires_ms,
+            })
+            .await
+            .map_err(manage_error)?;
+        let mut v = key_view(&issued.record);
+        v["key"] = json!(issued.secret.expose());
+        Ok(v)
+    })
+    .await
+}
+
+/// Filters of `GET /admin/keys`.
+#[derive(Debug, Deserialize)]
+pub struct KeyListParams {
+    /// Only keys bound to this user.
+    #[serde(default)]
+    pub user: Option<String>,
+    /// Only keys bound to this team.
+    #[serde(default)]
+    pub team: Option<String>,
+    /// Only keys bound to this service account.
+    #[serde(default)]
+    pub service_account: Option<String>,
+    /// Include revoked keys.
+    #[serde(default)]
+    pub include_revoked: Option<bool>,
+}
+
+/// `GET /admin/keys`.
+pub async fn list_keys(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Query(p): Query<KeyListParams>,
+) -> Response {
+    admin(&state, &headers, StatusCode::OK, || async {
+        let keys = directory(&state)?
+            .store()
+            .keys(&KeyFilter {
+                user_id: p.user,
+                team_id: p.team,
+                service_account_id: p.service_account,
+                include_revoked: p.include_revoked.unwrap_or(false),
+            })
+            .await
+            .map_err(|e| manage_error(e.into()))?;
+        Ok(json!({"data": keys.iter().map(key_view).collect::<Vec<_>>()}))
+    })
+    .await
+}
+
+/// `GET /admin/keys/{id}`.
+pub async fn get_key(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    admin(&state, &headers, StatusCode::OK, || async {
+        let key = directory(&state)?
+            .store()
+            .key(&id)
+            .await
+            .map_err(|e| manage_error(e.into()))?
+            .ok_or_else(|| manage_error(ManageError::NotFound(format!("no key `{id}`"))))?;
+        Ok(key_view(&key))
+    })
+    .await
+}
+
+/// `DELETE /admin/keys/{id}`: revokes the key on every replica (at once here, within the
+/// poll interval elsewhere).
+pub async fn revoke_key(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    admin(&state, &headers, StatusCode::OK, || async {
+        let dir = directory(&state)?;
+        dir.revoke_key(&id).await.map_err(manage_error)?;
+        let key = dir
+            .store()
+            .key(&id)
+            .await
+            .map_err(|e| manage_error(e.into()))?
+            .ok_or_else(|| manage_error(ManageError::NotFound(format!("no key `{id}`"))))?;
+        Ok(key_view(&key))
+    })
+    .await
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RotateKey {
+    #[serde(default)]
+    grace_seconds: Option<i64>,
+}
+
+/// Default time the old secret keeps working after a rotation.
+const DEFAULT_GRACE_SECONDS: i64 = 3600;
+
+/// `POST /admin/keys/{id}/rotate`: a new secret; the old one works for `grace_seconds`.
+pub async fn rotate_key(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Body,
+) -> Response {
+    admin(&state, &headers, StatusCode::OK, || async {
+        let empty = headers
+            .get(http::header::CONTENT_LENGTH)
+            .is_some_and(|v| v.as_bytes() == b"0");
+        let req: RotateKey = if empty {
+            RotateKey::default()
+        } else {
+            parse(&headers, body).await?
+        };
+        let grace = req.grace_seconds.unwrap_or(DEFAULT_GRACE_SECONDS);
+        let issued = directory(&state)?
+            .rotate_key(&id, grace.saturating_mul(1000))
+            .await
+            .map_err(manage_error)?;
+        let mut v = key_view(&issued.record);
+        v["key"] = json!(issued.secret.expose());
+        v["previous_key_expires_at"] = json!(rfc3339(now_ms() + grace.saturating_mul(1000)));
+        Ok(v)
+    })
+    .await
+}
+
+// ---- provider keys -------------------------------------------------------------------------
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateProviderKey {
+    provider: String,
+    alias: String,
+    secret: String,
+    #[serde(default)]
+    user: Option<String>,
+    #[serde(default)]
+    team: Option<String>,
+}
+
+/// `POST /admin/provider-keys`: stores a provider credential sealed under the vault key.
+pub async fn create_provider_key(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    admin(&state, &headers, StatusCode::CREATED, || async {
+        let req: CreateProviderKey = parse(&headers, body).await?;
+        if state.registry.provider(&req.provider).is_none() {
+            return Err(GatewayError::invalid_request(format!(
+                "Unknown provider `{}`: name one configured on this gateway",
+                req.provider
+            ))
+            .with_param("provider"));
+        }
+        let (owner, owner_id) = match (req.user, req.team) {
+            (Some(_), Some(_)) => {
+                return Err(GatewayError::invalid_request(
+                    "A provider key belongs to a user or a team, not both",
+                ));
+            }
+            (Some(u), None) => {
+                let user = directory(&state)?
+                    .find_user(&u)
+                    .await
+                    .map_err(manage_error)?;
+                (CredentialOwner::User, user.id)
+            }
+            (None, Some(t)) => (CredentialOwner::Team, t),
+            (None, None) => (CredentialOwner::Default, String::new()),
+        };
+        let record = directory(&state)?
+            .create_credential(NewCredential {
+                provider: req.provider,
+                alias: req.alias,
+                owner,
+                owner_id,
+                secret: Secret::new(req.secret),
+            })
+            .await
+            .map_err(manage_error)?;
+        Ok(credential_view(&record))
+    })
+    .await
+}
+
+/// `GET /admin/provider-keys`.
+pub async fn list_provider_keys(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+) -> Response {
+    admin(&state, &headers, StatusCode::OK, || async {
+        let list = directory(&state)?
+            .store()
+            .credentials()
+            .await
+            .map_err(|e| manage_error(e.into()))?;
+        Ok(json!({"data": list.iter().map(credential_view).collect::<Vec<_>>()}))
+    })
+    .await
+}
+
+/// `DELETE /admin/provider-keys/{id}`.
+pub async fn delete_provider_key(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    admin(&state, &headers, StatusCode::OK, || async {
+        directory(&state)?
+            .delete_credential(&id)
+            .await
+            .map_err(manage_error)?;
+        Ok(json!({"id": id, "deleted": true}))
+    })
+    .await
+}

@@ -1,0 +1,620 @@
+//! Identity end to end, as a platform team would use it over HTTP: teams, users and virtual
+//! keys through the admin API; keys that are hashed, listed without secrets, rotated with a
+//! grace period, expired and revoked (at once, and on a second replica within the poll
+//! interval); allowed models; per-key limits; roles on the admin API; and provider keys from
+//! the vault resolved per user, then team, then default — never shown anywhere.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::time::Duration;
+
+use common::{MASTER_KEY, TestGateway, client, fresh_postgres_url, providers_yaml};
+use portcullis_test_support::{MockOptions, MockUpstream};
+use serde_json::{Value, json};
+
+const SECRET_KEY: &str = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=";
+
+async fn admin(gw: &TestGateway, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+    admin_as(gw, MASTER_KEY, method, path, body).await
+}
+
+async fn admin_as(
+    gw: &TestGateway,
+    key: &str,
+    method: &str,
+    path: &str,
+    body: Option<Value>,
+) -> (u16, Value) {
+    let c = client();
+    let req = match method {
+        "POST" => c.post(gw.at(path)),
+        "GET" => c.get(gw.at(path)),
+        "DELETE" => c.delete(gw.at(path)),
+        "PATCH" => c.patch(gw.at(path)),
+        _ => unreachable!(),
+    };
+    let req = req.bearer_auth(key);
+    let req = match body {
+        Some(b) => req.json(&b),
+        None => req,
+    };
+    let r = req.send().await.unwrap();
+    let status = r.status().as_u16();
+    let text = r.text().await.unwrap();
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
+}
+
+/// A chat completion with `key`; returns status, headers and body.
+async fn chat(
+    gw: &TestGateway,
+    key: &str,
+    model: &str,
+    extra: &[(&str, &str)],
+) -> (u16, reqwest::header::HeaderMap, Value) {
+    let mut req = client()
+        .post(gw.at("/v1/chat/completions"))
+        .bearer_auth(key)
+        .json(&json!({"model": model, "messages": [{"role": "user", "content": "hi"}]}));
+    for (k, v) in extra {
+        req = req.header(*k, *v);
+    }
+    let r = req.send().await.unwrap();
+    let status = r.status().as_u16();
+    let headers = r.headers().clone();
+    (status, headers, r.json().await.unwrap_or(Value::Null))
+}
+
+async fn setup_team_and_users(gw: &TestGateway) {
+    let (s, _) = admin(
+        gw,
+        "POST",
+        "/admin/teams",
+        Some(json!({"name": "ML Platform"})),
+    )
+    .await;
+    assert_eq!(s, 201);
+    let (s, _) = admin(
+        gw,
+        "POST",
+        "/admin/teams",
+        Some(json!({"id": "research", "name": "Research"})),
+    )
+    .await;
+    assert_eq!(s, 201);
+    for (id, teams, role) in [
+        ("alice", json!(["ml-platform"]), "member"),
+        ("bob", json!(["ml-platform", "research"]), "member"),
+        ("carol", json!([]), "member"),
+        ("vera", json!(["research"]), "viewer"),
+        ("ada", json!([]), "admin"),
+    ] {
+        let (s, body) = admin(
+            gw,
+            "POST",
+            "/admin/users",
+            Some(
+                json!({"id": id, "email": format!("{id}@corp.test"), "teams": teams, "role": role}),
+            ),
+        )
+        .await;
+        assert_eq!(s, 201, "{body}");
+    }
+}
+
+async fn new_key(gw: &TestGateway, body: Value) -> (String, String) {
+    let (s, v) = admin(gw, "POST", "/admin/keys", Some(body)).await;
+    assert_eq!(s, 201, "{v}");
+    (
+        v["id"].as_str().unwrap().to_owned(),
+        v["key"].as_str().unwrap().to_owned(),
+    )
+}
+
+#[tokio::test]
+async fn virtual_keys_are_shown_once_stored_hashed_and_identify_the_caller() {
+    let mock = MockUpstream::start().await;
+    let gw = TestGateway::start(&providers_yaml(&mock)).await;
+    setup_team_and_users(&gw).await;
+
+    let (s, created) = admin(
+        &gw,
+        "POST",
+        "/admin/keys",
+        Some(
+            json!({"name": "alice laptop", "user": "alice@corp.test", "metadata": {"env": "dev"}}),
+        ),
+    )
+    .await;
+    assert_eq!(s, 201, "{created}");
+    let secret = created["key"].as_str().unwrap().to_owned();
+    let id = created["id"].as_str().unwrap().to_owned();
+    assert!(secret.starts_with("pk-") && secret.len() > 40);
+    assert!(secret.starts_with(created["prefix"].as_str().unwrap()));
+    assert_eq!(created["user"], "alice");
+    assert_eq!(created["status"], "active");
+
+    // Listing and reading never show the secret.
+    let (s, list) = admin(&gw, "GET", "/admin/keys", None).await;
+    assert_eq!(s, 200);
+    assert!(!list.to_string().contains(&secret));
+    assert_eq!(list["data"][0]["id"], id.as_str());
+    assert!(list["data"][0].get("key").is_none());
+    let (_, one) = admin(&gw, "GET", &format!("/admin/keys/{id}"), None).await;
+    assert!(!one.to_string().contains(&secret));
+    // Nor does the database: only the digest is stored.
+    let stored = gw
+        .state
+        .stores
+        .tenancy
+        .key_by_secret(&secret)
+        .await
+        .unwrap();
+    assert!(stored.is_none(), "the secret itself is not a lookup key");
+
+    // The key works, over the OpenAI and the Anthropic SDK's header, and the log knows who.
+    let (s, h, _) = chat(&gw, &secret, "gpt-4o", &[]).await;
+    assert_eq!(s, 200);
+    let rid = h["x-portcullis-request-id"].to_str().unwrap().to_owned();
+    let r = client()
+        .post(gw.at("/v1/messages"))
+        .header("x-api-key", &secret)
+        .header("anthropic-version", "2023-06-01")
+        .json(&json!({"model": "claude-sonnet-4-5", "max_tokens": 10, "messages": [{"role": "user", "content": "hi"}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let rec = gw.log_of(&rid).await;
+    assert_eq!(rec["subject"], id.as_str());
+    assert_eq!(rec["auth_method"], "virtual_key");
+    assert_eq!(rec["user"], "alice");
+    assert_eq!(rec["team"], "ml-platform");
+    assert_eq!(rec["key_id"], id.as_str());
+
+    // A team header picks one of the caller's teams, and only those.
+    let (s, _, body) = chat(&gw, &secret, "gpt-4o", &[("x-portcullis-team", "research")]).await;
+    assert_eq!(s, 403, "{body}");
+    assert_eq!(body["error"]["code"], "team_not_allowed");
+
+    // Revocation takes effect at once.
+    let (s, revoked) = admin(&gw, "DELETE", &format!("/admin/keys/{id}"), None).await;
+    assert_eq!(s, 200);
+    assert_eq!(revoked["status"], "revoked");
+    let (s, _, body) = chat(&gw, &secret, "gpt-4o", &[]).await;
+    assert_eq!(s, 401);
+    assert_eq!(body["error"]["code"], "key_revoked");
+    let (s, _) = admin(&gw, "DELETE", &format!("/admin/keys/{id}"), None).await;
+    assert_eq!(s, 404, "revoking twice names nothing to revoke");
+
+    // A made-up key of the right shape is refused like any other.
+    let (s, _, body) = chat(
+        &gw,
+        "pk-AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+        "gpt-4o",
+        &[],
+    )
+    .await;
+    assert_eq!(s, 401);
+    assert_eq!(body["error"]["type"], "authentication_error");
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn bad_admin_input_gets_precise_errors() {
+    let mock = MockUpstream::start().await;
+    let gw = TestGateway::start(&providers_yaml(&mock)).await;
+    setup_team_and_users(&gw).await;
+    for (body, status, needle) in [
+        (json!({"user": "alice"}), 400, "name"),
+        (json!({"name": "k", "user": "nobody"}), 404, "nobody"),
+        (json!({"name": "k", "team": "nope"}), 404, "nope"),
+        (
+            json!({"name": "k", "user": "alice", "team": "research"}),
+            400,
+            "not a member",
+        ),
+        (
+            json!({"name": "k", "expires_at": "yesterday"}),
+            400,
+            "expires_at",
+        ),
+        (
+            json!({"name": "k", "expires_at": "2001-01-01T00:00:00Z"}),
+            400,
+            "past",
+        ),
+        (
+            json!({"name": "k", "limits": {"requests_per_minute": 0}}),
+            400,
+            "positive",
+        ),
+        (
+            json!({"name": "k", "budget": {"usd": 5, "period": "hourly"}}),
+            400,
+            "daily",
+        ),
+        (json!({"name": "k", "surprise": true}), 400, "surprise"),
+    ] {
+        let (s, v) = admin(&gw, "POST", "/admin/keys", Some(body.clone())).await;
+        assert_eq!(s, status, "{body} → {v}");
+        assert!(
+            v["error"]["message"].as_str().unwrap().contains(needle),
+            "{v}"
+        );
+    }
+    let (s, v) = admin(
+        &gw,
+        "POST",
+        "/admin/teams",
+        Some(json!({"name": "ML Platform"})),
+    )
+    .await;
+    assert_eq!(s, 409, "{v}");
+    let r = client()
+        .post(gw.at("/admin/users"))
+        .bearer_auth(MASTER_KEY)
+        .header("content-type", "application/json")
+        .body("{\"id\": ")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn rotation_keeps_the_old_secret_for_the_grace_period_and_expiry_ends_keys() {
+    let mock = MockUpstream::start().await;
+    let gw = TestGateway::start(&providers_yaml(&mock)).await;
+    let (id, old) = new_key(&gw, json!({"name": "svc"})).await;
+    let (s, rotated) = admin(
+        &gw,
+        "POST",
+        &format!("/admin/keys/{id}/rotate"),
+        Some(json!({"grace_seconds": 1})),
+    )
+    .await;
+    assert_eq!(s, 200, "{rotated}");
+    let new = rotated["key"].as_str().unwrap().to_owned();
+    assert_ne!(new, old);
+    assert_eq!(rotated["id"], id.as_str());
+    assert_eq!(
+        chat(&gw, &old, "gpt-4o", &[]).await.0,
+        200,
+        "old key in its grace period"
+    );
+    assert_eq!(chat(&gw, &new, "gpt-4o", &[]).await.0, 200);
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let (s, _, body) = chat(&gw, &old, "gpt-4o", &[]).await;
+    assert_eq!(s, 401, "grace period over");
+    assert_eq!(body["error"]["code"], "key_expired");
+    assert_eq!(chat(&gw, &new, "gpt-4o", &[]).await.0, 200);
+
+    // A key with an expiry stops at that time.
+    let soon = jiff::Timestamp::now() + jiff::SignedDuration::from_millis(1000);
+    let (_, short) = new_key(
+        &gw,
+        json!({"name": "short", "expires_at": soon.to_string()}),
+    )
+    .await;
+    assert_eq!(chat(&gw, &short, "gpt-4o", &[]).await.0, 200);
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert_eq!(chat(&gw, &short, "gpt-4o", &[]).await.0, 401);
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn keys_limit_models_and_carry_their_own_rate_limits() {
+    let mock = MockUpstream::start().await;
+    let gw = TestGateway::start(&providers_yaml(&mock)).await;
+    let (_, key) = new_key(
+        &gw,
+        json!({"name": "openai only", "models": ["openai/*", "fast"], "limits": {"requests_per_minute": 3}}),
+    )
+    .await;
+    assert_eq!(chat(&gw, &key, "gpt-4o", &[]).await.0, 200);
+    assert_eq!(chat(&gw, &key, "fast", &[]).await.0, 200);
+    // Not allowed: refused in the caller's dialect, before any upstream call.
+    let hits = mock.hits();
+    let r = client()
+        .post(gw.at("/v1/messages"))
+        .header("x-api-key", &key)
+        .header("anthropic-version", "2023-06-01")
+        .json(&json!({"model": "claude-sonnet-4-5", "max_tokens": 10, "messages": [{"role": "user", "content": "hi"}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["type"], "error");
+    assert_eq!(body["error"]["type"], "permission_error");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("claude-sonnet-4-5")
+    );
+    assert_eq!(mock.hits(), hits);
+    // The third allowed request uses up the key's minute; the fourth is refused.
+    let (s, h, _) = chat(&gw, &key, "gpt-4o", &[]).await;
+    assert_eq!(s, 200);
+    assert_eq!(h["ratelimit-remaining"], "0");
+    let (s, h, body) = chat(&gw, &key, "gpt-4o", &[]).await;
+    assert_eq!(s, 429, "{body}");
+    assert_eq!(h["ratelimit-limit"], "3");
+    assert!(h.contains_key("retry-after"));
+    // Another key is not affected.
+    let (_, other) = new_key(&gw, json!({"name": "other"})).await;
+    assert_eq!(chat(&gw, &other, "gpt-4o", &[]).await.0, 200);
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn roles_gate_the_admin_api_and_viewers_see_only_their_teams() {
+    let mock = MockUpstream::start().await;
+    let gw = TestGateway::start(&providers_yaml(&mock)).await;
+    setup_team_and_users(&gw).await;
+    let (_, alice) = new_key(&gw, json!({"name": "a", "user": "alice"})).await;
+    let (_, bob) = new_key(&gw, json!({"name": "b", "user": "bob", "team": "research"})).await;
+    let (_, vera) = new_key(&gw, json!({"name": "v", "user": "vera"})).await;
+    let (_, ada) = new_key(&gw, json!({"name": "ad", "user": "ada"})).await;
+    assert_eq!(chat(&gw, &alice, "gpt-4o", &[]).await.0, 200);
+    assert_eq!(chat(&gw, &bob, "gpt-4o", &[]).await.0, 200);
+    gw.logs("", 2).await;
+
+    // Members may not use the admin API; admins may.
+    let (s, v) = admin_as(&gw, &alice, "GET", "/admin/keys", None).await;
+    assert_eq!(s, 403, "{v}");
+    assert_eq!(v["error"]["code"], "admin_required");
+    let (s, _) = admin_as(&gw, &alice, "GET", "/admin/logs", None).await;
+    assert_eq!(s, 403);
+    let (s, v) = admin_as(&gw, &ada, "GET", "/admin/keys", None).await;
+    assert_eq!(s, 200, "{v}");
+    let (s, _) = admin_as(
+        &gw,
+        &ada,
+        "POST",
+        "/admin/teams",
+        Some(json!({"name": "New"})),
+    )
+    .await;
+    assert_eq!(s, 201);
+
+    // A viewer reads logs and usage of its own team only.
+    let (s, v) = admin_as(&gw, &vera, "GET", "/admin/logs", None).await;
+    assert_eq!(s, 200, "{v}");
+    let data = v["data"].as_array().unwrap();
+    assert_eq!(data.len(), 1);
+    assert_eq!(data[0]["user"], "bob");
+    let (s, v) = admin_as(&gw, &vera, "GET", "/admin/logs?team=ml-platform", None).await;
+    assert_eq!(s, 403, "{v}");
+    let (s, v) = admin_as(&gw, &vera, "GET", "/admin/usage?group_by=user", None).await;
+    assert_eq!(s, 200, "{v}");
+    let groups: Vec<&str> = v["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["group"].as_str().unwrap())
+        .collect();
+    assert_eq!(groups, ["bob"]);
+    let (s, _) = admin_as(&gw, &vera, "GET", "/admin/keys", None).await;
+    assert_eq!(s, 403);
+
+    // The admin sees per-user and per-team usage.
+    let (_, v) = admin(&gw, "GET", "/admin/usage?group_by=team", None).await;
+    let mut teams: Vec<&str> = v["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|r| r["group"].as_str())
+        .collect();
+    teams.sort_unstable();
+    assert_eq!(teams, ["ml-platform", "research"]);
+
+    // Disabling a user stops their keys at once.
+    let (s, v) = admin(&gw, "DELETE", "/admin/users/alice", None).await;
+    assert_eq!(s, 200);
+    assert_eq!(v["disabled"], true);
+    let (s, _, body) = chat(&gw, &alice, "gpt-4o", &[]).await;
+    assert_eq!(s, 403, "{body}");
+    assert_eq!(body["error"]["code"], "identity_disabled");
+    let (s, _) = admin(
+        &gw,
+        "PATCH",
+        "/admin/users/alice",
+        Some(json!({"disabled": false})),
+    )
+    .await;
+    assert_eq!(s, 200);
+    assert_eq!(chat(&gw, &alice, "gpt-4o", &[]).await.0, 200);
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn provider_keys_resolve_per_user_then_team_then_default_and_never_show() {
+    let mock = MockUpstream::start_with(MockOptions {
+        extra_api_keys: vec![
+            "sk-alice-own-0001".into(),
+            "sk-team-ml-0002".into(),
+            "sk-default-0003".into(),
+        ],
+        ..MockOptions::default()
+    })
+    .await;
+    let gw = TestGateway::start(&format!(
+        "secret_key: {SECRET_KEY}\n{}",
+        providers_yaml(&mock)
+    ))
+    .await;
+    setup_team_and_users(&gw).await;
+    let mut ids = std::collections::HashMap::new();
+    for (alias, secret, owner) in [
+        ("alice", "sk-alice-own-0001", json!({"user": "alice"})),
+        ("ml", "sk-team-ml-0002", json!({"team": "ml-platform"})),
+    ] {
+        let mut body = json!({"provider": "openai", "alias": alias, "secret": secret});
+        body.as_object_mut()
+            .unwrap()
+            .extend(owner.as_object().unwrap().clone());
+        let (s, v) = admin(&gw, "POST", "/admin/provider-keys", Some(body)).await;
+        assert_eq!(s, 201, "{v}");
+        assert!(!v.to_string().contains(secret));
+        ids.insert(alias, v["id"].as_str().unwrap().to_owned());
+    }
+    let (_, alice) = new_key(&gw, json!({"name": "a", "user": "alice"})).await;
+    let (_, bob) = new_key(&gw, json!({"name": "b", "user": "bob"})).await;
+    let (_, carol) = new_key(&gw, json!({"name": "c", "user": "carol"})).await;
+
+    let upstream_key =
+        |mock: &MockUpstream| mock.requests().last().unwrap().headers["authorization"].clone();
+    // Alice: her own key.
+    let (s, h, _) = chat(&gw, &alice, "gpt-4o", &[]).await;
+    assert_eq!(s, 200);
+    assert_eq!(upstream_key(&mock), "Bearer sk-alice-own-0001");
+    assert_eq!(h["x-portcullis-provider-key"], ids["alice"].as_str());
+    let rec = gw
+        .log_of(h["x-portcullis-request-id"].to_str().unwrap())
+        .await;
+    assert_eq!(rec["provider_key_id"], ids["alice"].as_str());
+    // Bob: his team's.
+    let (_, h, _) = chat(&gw, &bob, "gpt-4o", &[]).await;
+    assert_eq!(upstream_key(&mock), "Bearer sk-team-ml-0002");
+    assert_eq!(h["x-portcullis-provider-key"], ids["ml"].as_str());
+    // Carol: the provider's configured key, until a stored default exists.
+    let (_, h, _) = chat(&gw, &carol, "gpt-4o", &[]).await;
+    assert_eq!(upstream_key(&mock), "Bearer sk-mock-openai");
+    assert_eq!(h["x-portcullis-provider-key"], "openai:default");
+    let (s, v) = admin(
+        &gw,
+        "POST",
+        "/admin/provider-keys",
+        Some(json!({"provider": "openai", "alias": "shared", "secret": "sk-default-0003"})),
+    )
+    .await;
+    assert_eq!(s, 201, "{v}");
+    let (_, h, _) = chat(&gw, &carol, "gpt-4o", &[]).await;
+    assert_eq!(upstream_key(&mock), "Bearer sk-default-0003");
+    assert_eq!(h["x-portcullis-provider-key"], v["id"].as_str().unwrap());
+
+    // Aliases by header: allowed ones work, others' are refused, unknown ones named.
+    let (s, _, _) = chat(
+        &gw,
+        &alice,
+        "gpt-4o",
+        &[("x-portcullis-provider-key", "ml")],
+    )
+    .await;
+    assert_eq!(s, 200);
+    assert_eq!(upstream_key(&mock), "Bearer sk-team-ml-0002");
+    let (s, _, body) = chat(
+        &gw,
+        &carol,
+        "gpt-4o",
+        &[("x-portcullis-provider-key", "alice")],
+    )
+    .await;
+    assert_eq!(s, 403, "{body}");
+    let (s, _, body) = chat(
+        &gw,
+        &carol,
+        "gpt-4o",
+        &[("x-portcullis-provider-key", "nope")],
+    )
+    .await;
+    assert_eq!(s, 400, "{body}");
+    assert!(body["error"]["message"].as_str().unwrap().contains("nope"));
+
+    // Secrets appear nowhere: admin listings, the request log (bodies included), debug output.
+    let (_, listed) = admin(&gw, "GET", "/admin/provider-keys", None).await;
+    let logs = gw.logs("limit=1000", 1).await;
+    let debug = format!("{:?}", gw.state);
+    for secret in [
+        "sk-alice-own-0001",
+        "sk-team-ml-0002",
+        "sk-default-0003",
+        "sk-mock-openai",
+    ] {
+        assert!(
+            !listed.to_string().contains(secret),
+            "admin listing shows {secret}"
+        );
+        assert!(
+            !serde_json::to_string(&logs).unwrap().contains(secret),
+            "log shows {secret}"
+        );
+        assert!(!debug.contains(secret), "debug output shows {secret}");
+    }
+    assert_eq!(listed["data"].as_array().unwrap().len(), 3);
+    assert_eq!(listed["data"][0]["hint"], "…0001");
+    // Sealed at rest: the stored value is not the secret.
+    let stored = gw.state.stores.tenancy.credentials().await.unwrap();
+    assert!(stored.iter().all(|c| !c.sealed.contains("sk-")));
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn provider_keys_are_refused_without_a_vault_key() {
+    let mock = MockUpstream::start().await;
+    let gw = TestGateway::start(&providers_yaml(&mock)).await;
+    let (s, v) = admin(
+        &gw,
+        "POST",
+        "/admin/provider-keys",
+        Some(json!({"provider": "openai", "alias": "x", "secret": "sk-never-stored"})),
+    )
+    .await;
+    assert_eq!(s, 409, "{v}");
+    assert_eq!(v["error"]["code"], "vault_not_configured");
+    assert!(!v.to_string().contains("sk-never-stored"));
+    let (s, v) = admin(
+        &gw,
+        "POST",
+        "/admin/provider-keys",
+        Some(json!({"provider": "nope", "alias": "x", "secret": "s"})),
+    )
+    .await;
+    assert_eq!(s, 400, "{v}");
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn a_revoked_key_stops_working_on_every_replica_within_the_poll_interval() {
+    let mock = MockUpstream::start().await;
+    let db = fresh_postgres_url().await;
+    let yaml = format!(
+        "identity:\n  poll_interval: 100ms\n{}",
+        providers_yaml(&mock)
+    );
+    let a = TestGateway::start_with_db(&db, &yaml).await;
+    let b = TestGateway::start_with_db(&db, &yaml).await;
+    let (id, key) = new_key(&a, json!({"name": "shared"})).await;
+    // Both replicas accept it (B caches it).
+    assert_eq!(chat(&a, &key, "gpt-4o", &[]).await.0, 200);
+    assert_eq!(chat(&b, &key, "gpt-4o", &[]).await.0, 200);
+    let (s, _) = admin(&a, "DELETE", &format!("/admin/keys/{id}"), None).await;
+    assert_eq!(s, 200);
+    assert_eq!(
+        chat(&a, &key, "gpt-4o", &[]).await.0,
+        401,
+        "at once on the replica that revoked"
+    );
+    let started = std::time::Instant::now();
+    loop {
+        let (s, _, _) = chat(&b, &key, "gpt-4o", &[]).await;
+        if s == 401 {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(3),
+            "replica B still accepts a revoked key"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    a.stop().await;
+    b.stop().await;
+}

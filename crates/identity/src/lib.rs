@@ -1,0 +1,22 @@
+//! Who is calling, and with which provider key.
+//!
+//! - [`keys`]: virtual-key secrets — generation, visible prefix, stored digest;
+//! - [`vault`]: AES-256-GCM sealing of provider credentials under `PORTCULLIS_SECRET_KEY`;
+//! - [`passwords`]: Argon2id digests for local users' passwords;
+//! - [`directory`]: the hot-path [`Directory`] — keys and enterprise claims resolved to
+//!   [`Principal`]s through caches that every replica keeps current by polling the tenancy
+//!   version — and per-identity provider-key resolution;
+//! - [`manage`]: the validated management operations behind the admin API and the CLI.
+
+pub mod directory;
+pub mod keys;
+pub mod manage;
+pub mod passwords;
+pub mod vault;
+
+pub use directory::{
+    AliasError, AuthError, Directory, DirectoryOptions, ExternalClaims, Principal,
+    ResolvedCredential, role_from_claims,
+};
+pub use manage::{IssuedKey, KeyBudget, KeyLimits, ManageError, NewCredential, NewKey, NewUser};
+pub use vault::{Vault, VaultError};

@@ -1,0 +1,607 @@
+//! Managing tenancy: the validated operations behind the admin API and the CLI — teams,
+//! users, service accounts, virtual keys (create, rotate with a grace period, revoke) and
+//! provider credentials (sealed in the vault). Every change drops this replica's cached views
+//! at once; other replicas follow at their next version poll.
+
+use portcullis_core::AccessRole;
+use portcullis_limits::Period;
+use portcullis_providers::Secret;
+use portcullis_store::StoreError;
+use portcullis_store::tenancy::{
+    CredentialOwner, CredentialRecord, KeyRecord, ServiceAccountRecord, TeamRecord, UserRecord,
+    UserUpdate,
+};
+use serde::{Deserialize, Serialize};
+
+use crate::directory::Directory;
+use crate::{keys, passwords};
+
+/// A key's own limits and budget (stored as JSON on the key).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyLimits {
+    /// Requests per minute.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requests_per_minute: Option<u64>,
+    /// Tokens per minute.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tokens_per_minute: Option<u64>,
+    /// Requests in flight at once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_in_flight: Option<u32>,
+    /// Spend limit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub budget: Option<KeyBudget>,
+}
+
+/// A spend limit in US dollars per calendar window.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyBudget {
+    /// Dollars.
+    pub usd: f64,
+    /// `daily`, `weekly` or `monthly`.
+    pub period: String,
+}
+
+/// A key to create.
+#[derive(Debug, Clone, Default)]
+pub struct NewKey {
+    /// Display name.
+    pub name: String,
+    /// Bound user (id or email).
+    pub user: Option<String>,
+    /// Bound team.
+    pub team: Option<String>,
+    /// Bound service account.
+    pub service_account: Option<String>,
+    /// Allowed models and routes (`*` suffix for prefixes); `None` allows all.
+    pub models: Option<Vec<String>>,
+    /// Own limits.
+    pub limits: Option<KeyLimits>,
+    /// Free-form JSON object.
+    pub metadata: Option<serde_json::Value>,
+    /// Expiry, Unix ms.
+    pub expires_ms: Option<i64>,
+}
+
+/// A key just created or rotated: the only time its secret is available.
+#[derive(Debug)]
+pub struct IssuedKey {
+    /// The key.
+    pub record: KeyRecord,
+    /// The full secret.
+    pub secret: Secret,
+}
+
+/// A user to create.
+#[derive(Debug, Clone, Default)]
+pub struct NewUser {
+    /// Id; defaults to the email, else a generated id.
+    pub id: Option<String>,
+    /// Email.
+    pub email: Option<String>,
+    /// Display name.
+    pub name: Option<String>,
+    /// AccessRole; default member.
+    pub role: Option<AccessRole>,
+    /// Teams (ids) the user belongs to.
+    pub teams: Vec<String>,
+    /// Password for the local login.
+    pub password: Option<Secret>,
+}
+
+/// A provider credential to store.
+#[derive(Debug)]
+pub struct NewCredential {
+    /// Provider name as configured.
+    pub provider: String,
+    /// Alias, unique per provider.
+    pub alias: String,
+    /// Owner kind.
+    pub owner: CredentialOwner,
+    /// User or team id (empty for a default).
+    pub owner_id: String,
+    /// The secret.
+    pub secret: Secret,
+}
+
+/// Why a management operation was refused. Messages never contain secrets.
+#[derive(Debug, thiserror::Error)]
+pub enum ManageError {
+    /// The input is invalid (400).
+    #[error("{0}")]
+    Invalid(String),
+    /// Something named does not exist (404).
+    #[error("{0}")]
+    NotFound(String),
+    /// The id or name is taken (409).
+    #[error("{0}")]
+    Conflict(String),
+    /// Storing a secret was asked without a vault key.
+    #[error(
+        "PORTCULLIS_SECRET_KEY is not set: provider keys cannot be stored without a key-encryption key"
+    )]
+    NoVault,
+    /// The database failed.
+    #[error("identity store unavailable: {0}")]
+    Store(#[from] StoreError),
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+fn new_id(prefix: &str) -> String {
+    format!("{prefix}_{}", uuid::Uuid::now_v7().simple())
+}
+
+/// Ids are short, printable and safe in URLs and limiter keys.
+fn check_id(what: &str, id: &str) -> Result<(), ManageError> {
+    let ok = !id.is_empty()
+        && id.len() <= 128
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.@+:".contains(c));
+    if ok {
+        Ok(())
+    } else {
+        Err(ManageError::Invalid(format!(
+            "invalid {what} id `{}`: use 1 to 128 letters, digits or - _ . @ + :",
+            id.chars().take(64).collect::<String>()
+        )))
+    }
+}
+
+impl KeyLimits {
+    fn validate(&self) -> Result<(), ManageError> {
+        if self.requests_per_minute == Some(0)
+            || self.tokens_per_minute == Some(0)
+            || self.max_in_flight == Some(0)
+        {
+            return Err(ManageError::Invalid(
+                "key limits must be positive numbers".into(),
+            ));
+        }
+        if let Some(b) = &self.budget {
+            if !(b.usd.is_finite() && b.usd > 0.0) {
+                return Err(ManageError::Invalid(
+                    "`budget.usd` must be a positive number of dollars".into(),
+                ));
+            }
+            if b.period.parse::<Period>().is_err() {
+                return Err(ManageError::Invalid(
+                    "`budget.period` must be daily, weekly or monthly".into(),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Directory {
+    /// Creates a team.
+    pub async fn create_team(
+        &self,
+        id: Option<&str>,
+        name: &str,
+        metadata: Option<&serde_json::Value>,
+    ) -> Result<TeamRecord, ManageError> {
+        let name = name.trim();
+        if name.is_empty() {
+            return Err(ManageError::Invalid("`name` must not be empty".into()));
+        }
+        let id = match id {
+            Some(id) => id.to_owned(),
+            None => slug(name),
+        };
+        check_id("team", &id)?;
+        let record = TeamRecord {
+            id,
+            name: name.to_owned(),
+            metadata: metadata.map(serde_json::Value::to_string),
+            created_ms: now_ms(),
+        };
+        if !self.store().create_team(&record).await? {
+            return Err(ManageError::Conflict(format!(
+                "team `{}` already exists",
+                record.id
+            )));
+        }
+        self.invalidate().await?;
+        Ok(record)
+    }
+
+    /// Deletes a team: its memberships and credentials go, and keys bound to it are revoked.
+    pub async fn delete_team(&self, id: &str) -> Result<(), ManageError> {
+        if !self.store().delete_team(id, now_ms()).await? {
+            return Err(ManageError::NotFound(format!("no team `{id}`")));
+        }
+        self.invalidate().await?;
+        Ok(())
+    }
+
+    async fn require_team(&self, id: &str) -> Result<(), ManageError> {
+        match self.store().team(id).await? {
+            Some(_) => Ok(()),
+            None => Err(ManageError::NotFound(format!("no team `{id}`"))),
+        }
+    }
+
+    /// Finds a user by id or email.
+    pub async fn find_user(&self, id_or_email: &str) -> Result<UserRecord, ManageError> {
+        if let Some(u) = self.store().user(id_or_email).await? {
+            return Ok(u);
+        }
+        if let Some(u) = self.store().user_by_email(id_or_email).await? {
+            return Ok(u);
+        }
+        Err(ManageError::NotFound(format!("no user `{id_or_email}`")))
+    }
+
+    /// Creates a user.
+    pub async fn create_user(&self, new: NewUser) -> Result<UserRecord, ManageError> {
+        let email = new
+            .email
+            .map(|e| e.trim().to_owned())
+            .filter(|e| !e.is_empty());
+        if let Some(e) = &email
+            && !(e.contains('@') && e.len() <= 254)
+        {
+            return Err(ManageError::Invalid(format!(
+                "`email` is not an email address: {e}"
+            )));
+        }
+        let id = new
+            .id
+            .or_else(|| email.clone())
+            .unwrap_or_else(|| new_id("usr"));
+        check_id("user", &id)?;
+        for team in &new.teams {
+            self.require_team(team).await?;
+        }
+        let password_hash = match &new.password {
+            Some(p) => {
+                Some(passwords::hash(p.expose()).map_err(|e| ManageError::Invalid(e.to_string()))?)
+            }
+            None => None,
+        };
+        let record = UserRecord {
+            id,
+            email,
+            name: new.name,
+            role: new.role.unwrap_or_default().as_str().to_owned(),
+            password_hash,
+            issuer: None,
+            external_subject: None,
+            disabled_ms: None,
+            created_ms: now_ms(),
+        };
+        if !self.store().create_user(&record).await? {
+            return Err(ManageError::Conflict(format!(
+                "a user with id `{}` or that email already exists",
+                record.id
+            )));
+        }
+        if !new.teams.is_empty() {
+            self.store().set_memberships(&record.id, &new.teams).await?;
+        }
+        self.invalidate().await?;
+        Ok(record)
+    }
+
+    /// Changes a user's name, role, password, teams or disabled state.
+    pub async fn update_user(
+        &self,
+        id: &str,
+        update: UserUpdate,
+        teams: Option<Vec<String>>,
+    ) -> Result<UserRecord, ManageError> {
+        let user = self.find_user(id).await?;
+        if let Some(role) = &update.role
+            && AccessRole::parse(role).is_none()
+        {
+            return Err(ManageError::Invalid(
+                "`role` must be admin, member or viewer".into(),
+            ));
+        }
+        if let Some(teams) = &teams {
+            for team in teams {
+                self.require_team(team).await?;
+            }
+        }
+        self.store().update_user(&user.id, &update).await?;
+        if let Some(teams) = teams {
+            self.store().set_memberships(&user.id, &teams).await?;
+        }
+        self.invalidate().await?;
+        self.find_user(&user.id).await
+    }
+
+    /// Disables a user: their keys and tokens stop working.
+    pub async fn disable_user(&self, id: &str) -> Result<UserRecord, ManageError> {
+        self.update_user(
+            id,
+            UserUpdate {
+                disabled_ms: Some(Some(now_ms())),
+                ..Default::default()
+            },
+            None,
+        )
+        .await
+    }
+
+    /// Hashes a password for a local user.
+    pub fn hash_password(password: &Secret) -> Result<String, ManageError> {
+        passwords::hash(password.expose()).map_err(|e| ManageError::Invalid(e.to_string()))
+    }
+
+    /// Creates a service account.
+    pub async fn create_service_account(
+        &self,
+        id: Option<&str>,
+        name: &str,
+        team: Option<&str>,
+        role: Option<AccessRole>,
+    ) -> Result<ServiceAccountRecord, ManageError> {
+        let name = name.trim();
+        if name.is_empty() {
+            return Err(ManageError::Invalid("`name` must not be empty".into()));
+        }
+        let id = id.map_or_else(|| new_id("sa"), str::to_owned);
+        check_id("service account", &id)?;
+        if let Some(team) = team {
+            self.require_team(team).await?;
+        }
+        let record = ServiceAccountRecord {
+            id,
+            name: name.to_owned(),
+            team_id: team.map(str::to_owned),
+            role: role.unwrap_or_default().as_str().to_owned(),
+            disabled_ms: None,
+            created_ms: now_ms(),
+        };
+        if !self.store().create_service_account(&record).await? {
+            return Err(ManageError::Conflict(format!(
+                "service account `{}` already exists",
+                record.id
+            )));
+        }
+        self.invalidate().await?;
+        Ok(record)
+    }
+
+    /// Disables a service account: its keys and tokens stop working.
+    pub async fn disable_service_account(&self, id: &str) -> Result<(), ManageError> {
+        if !self
+            .store()
+            .set_service_account_disabled(id, Some(now_ms()))
+            .await?
+        {
+            return Err(ManageError::NotFound(format!("no service account `{id}`")));
+        }
+        self.invalidate().await?;
+        Ok(())
+    }
+
+    /// Creates a virtual key; the secret is returned once.
+    pub async fn create_key(&self, new: NewKey) -> Result<IssuedKey, ManageError> {
+        let name = new.name.trim();
+        if name.is_empty() || name.len() > 200 {
+            return Err(ManageError::Invalid(
+                "`name` must have 1 to 200 characters".into(),
+            ));
+        }
+        let user = match &new.user {
+            Some(u) => Some(self.find_user(u).await?),
+            None => None,
+        };
+        if let Some(team) = &new.team {
+            self.require_team(team).await?;
+            if let Some(user) = &user
+                && !self.store().teams_of(&user.id).await?.contains(team)
+            {
+                return Err(ManageError::Invalid(format!(
+                    "user `{}` is not a member of team `{team}`",
+                    user.id
+                )));
+            }
+        }
+        if let Some(sa) = &new.service_account {
+            if user.is_some() {
+                return Err(ManageError::Invalid(
+                    "a key is bound to a user or to a service account, not both".into(),
+                ));
+            }
+            if self.store().service_account(sa).await?.is_none() {
+                return Err(ManageError::NotFound(format!("no service account `{sa}`")));
+            }
+        }
+        if let Some(models) = &new.models
+            && models.iter().any(|m| m.trim().is_empty())
+        {
+            return Err(ManageError::Invalid(
+                "`models` entries must not be empty".into(),
+            ));
+        }
+        if let Some(limits) = &new.limits {
+            limits.validate()?;
+        }
+        if let Some(meta) = &new.metadata
+            && !meta.is_object()
+        {
+            return Err(ManageError::Invalid(
+                "`metadata` must be a JSON object".into(),
+            ));
+        }
+        let now = now_ms();
+        if new.expires_ms.is_some_and(|t| t <= now) {
+            return Err(ManageError::Invalid("`expires_at` is in the past".into()));
+        }
+        let issued = keys::generate();
+        let record = KeyRecord {
+            id: new_id("key"),
+            name: name.to_owned(),
+            prefix: issued.prefix,
+            user_id: user.map(|u| u.id),
+            team_id: new.team,
+            service_account_id: new.service_account,
+            models: new.models.map(|m| serde_json::Value::from(m).to_string()),
+            limits: new
+                .limits
+                .as_ref()
+                .and_then(|l| serde_json::to_string(l).ok()),
+            metadata: new.metadata.map(|m| m.to_string()),
+            expires_ms: new.expires_ms,
+            revoked_ms: None,
+            created_ms: now,
+        };
+        self.store().create_key(&record, &issued.hash).await?;
+        self.invalidate().await?;
+        Ok(IssuedKey {
+            record,
+            secret: issued.secret,
+        })
+    }
+
+    /// Issues a new secret for a key; the old secret keeps working for `grace_ms`.
+    pub async fn rotate_key(&self, id: &str, grace_ms: i64) -> Result<IssuedKey, ManageError> {
+        if !(0..=30 * 86_400_000).contains(&grace_ms) {
+            return Err(ManageError::Invalid(
+                "the grace period must be between 0 and 30 days".into(),
+            ));
+        }
+        let issued = keys::generate();
+        let now = now_ms();
+        if !self
+            .store()
+            .rotate_key(id, &issued.hash, &issued.prefix, now, now + grace_ms)
+            .await?
+        {
+            return Err(ManageError::NotFound(format!("no live key `{id}`")));
+        }
+        self.invalidate().await?;
+        let record = self
+            .store()
+            .key(id)
+            .await?
+            .ok_or_else(|| ManageError::NotFound(format!("no key `{id}`")))?;
+        Ok(IssuedKey {
+            record,
+            secret: issued.secret,
+        })
+    }
+
+    /// Revokes a key at once.
+    pub async fn revoke_key(&self, id: &str) -> Result<(), ManageError> {
+        if !self.store().revoke_key(id, now_ms()).await? {
+            return Err(ManageError::NotFound(format!("no live key `{id}`")));
+        }
+        self.invalidate().await?;
+        Ok(())
+    }
+
+    /// Stores a provider credential, sealed.
+    pub async fn create_credential(
+        &self,
+        new: NewCredential,
+    ) -> Result<CredentialRecord, ManageError> {
+        let vault = self.vault().ok_or(ManageError::NoVault)?;
+        let alias = new.alias.trim();
+        check_id("alias", alias)?;
+        if new.provider.trim().is_empty() {
+            return Err(ManageError::Invalid("`provider` must not be empty".into()));
+        }
+        if new.secret.expose().trim().is_empty() {
+            return Err(ManageError::Invalid("`secret` must not be empty".into()));
+        }
+        match new.owner {
+            CredentialOwner::Default if !new.owner_id.is_empty() => {
+                return Err(ManageError::Invalid(
+                    "a default credential has no owner".into(),
+                ));
+            }
+            CredentialOwner::User => {
+                let user = self.find_user(&new.owner_id).await?;
+                if user.id != new.owner_id {
+                    return Err(ManageError::Invalid(format!(
+                        "name the user by id (`{}`)",
+                        user.id
+                    )));
+                }
+            }
+            CredentialOwner::Team => self.require_team(&new.owner_id).await?,
+            CredentialOwner::Default => {}
+        }
+        let id = new_id("cred");
+        let secret_text = new.secret.expose();
+        let hint: String = {
+            let chars: Vec<char> = secret_text.chars().collect();
+            if chars.len() >= 12 {
+                chars[chars.len() - 4..].iter().collect()
+            } else {
+                String::new()
+            }
+        };
+        let record = CredentialRecord {
+            sealed: vault
+                .seal(&id, &new.secret)
+                .map_err(|e| ManageError::Invalid(e.to_string()))?,
+            id,
+            provider: new.provider,
+            alias: alias.to_owned(),
+            owner_kind: new.owner.as_str().to_owned(),
+            owner_id: new.owner_id,
+            hint,
+            created_ms: now_ms(),
+        };
+        if !self.store().create_credential(&record).await? {
+            return Err(ManageError::Conflict(format!(
+                "provider `{}` already has a key with alias `{}`",
+                record.provider, record.alias
+            )));
+        }
+        self.invalidate().await?;
+        Ok(record)
+    }
+
+    /// Deletes a provider credential.
+    pub async fn delete_credential(&self, id: &str) -> Result<(), ManageError> {
+        if !self.store().delete_credential(id).await? {
+            return Err(ManageError::NotFound(format!("no provider key `{id}`")));
+        }
+        self.invalidate().await?;
+        Ok(())
+    }
+}
+
+/// A team id from a name: lowercase letters and digits, other runs become `-`.
+pub fn slug(name: &str) -> String {
+    let mut out = String::with_capacity(name.len());
+    for c in name.chars() {
+        if c.is_ascii_alphanumeric() {
+            out.push(c.to_ascii_lowercase());
+        } else if !out.ends_with('-') && !out.is_empty() {
+            out.push('-');
+        }
+    }
+    while out.ends_with('-') {
+        out.pop();
+    }
+    if out.is_empty() { new_id("team") } else { out }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slugs() {
+        assert_eq!(slug("ML Platform!"), "ml-platform");
+        assert_eq!(slug("  a  b "), "a-b");
+        assert!(slug("!!!").starts_with("team_"));
+    }
+}

@@ -1,0 +1,269 @@
+//! The `oauth:` block of the gateway's configuration file: issuer, audience, token lifetimes
+//! and the scopes the server offers.
+//!
+//! ```yaml
+//! oauth:
+//!   issuer: https://gateway.example.com   # default: derived from the listen address
+//!   access_token_ttl: 15m
+//!   refresh_token_ttl: 30d
+//!   code_ttl: 60s
+//!   scopes: [models, tools, admin]
+//! ```
+//!
+//! Durations are written `500ms`, `30s`, `15m`, `12h`, `30d`, a sequence such as `1h30m`, or
+//! a bare number of seconds.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// The OAuth server's settings.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OAuthConfig {
+    /// The public base URL of the gateway (`iss` of every token, base of every endpoint).
+    /// `None`: the gateway derives it from its listen address.
+    pub issuer: Option<String>,
+    /// The `aud` of access tokens: the resource they are for. `None`: the issuer.
+    pub audience: Option<String>,
+    /// Lifetime of access tokens.
+    #[serde(with = "duration_text")]
+    pub access_token_ttl: Duration,
+    /// Lifetime of refresh tokens (each rotation starts a new one).
+    #[serde(with = "duration_text")]
+    pub refresh_token_ttl: Duration,
+    /// Lifetime of authorization codes.
+    #[serde(with = "duration_text")]
+    pub code_ttl: Duration,
+    /// Scopes the server offers.
+    pub scopes: Vec<String>,
+    /// Scopes granted when a request names none (and the client registered none). `None`:
+    /// every offered scope but `admin`.
+    pub default_scopes: Option<Vec<String>>,
+    /// Whether anyone may register a client (RFC 7591); administrators always can.
+    pub dynamic_registration: bool,
+}
+
+impl Default for OAuthConfig {
+    fn default() -> Self {
+        Self {
+            issuer: None,
+            audience: None,
+            access_token_ttl: Duration::from_secs(15 * 60),
+            refresh_token_ttl: Duration::from_secs(30 * 86_400),
+            code_ttl: Duration::from_secs(60),
+            scopes: vec!["models".to_owned(), "tools".to_owned(), "admin".to_owned()],
+            default_scopes: None,
+            dynamic_registration: true,
+        }
+    }
+}
+
+impl OAuthConfig {
+    /// Every problem with the settings, each naming its key; empty when they are valid.
+    pub fn validate(&self) -> Vec<String> {
+        let mut issues = Vec::new();
+        for (key, url) in [("issuer", &self.issuer), ("audience", &self.audience)] {
+            if let Some(url) = url
+                && let Err(e) = check_base_url(url)
+            {
+                issues.push(format!("{key}: {e}"));
+            }
+        }
+        for (key, ttl) in [
+            ("access_token_ttl", self.access_token_ttl),
+            ("refresh_token_ttl", self.refresh_token_ttl),
+            ("code_ttl", self.code_ttl),
+        ] {
+            if ttl < Duration::from_secs(1) {
+                issues.push(format!("{key}: must be at least one second"));
+            }
+        }
+        if self.code_ttl > Duration::from_secs(600) {
+            issues.push("code_ttl: must be at most 10m".to_owned());
+        }
+        if self.scopes.is_empty() {
+            issues.push("scopes: at least one scope is required".to_owned());
+        }
+        for scope in &self.scopes {
+            if !is_scope_token(scope) {
+                issues.push(format!(
+                    "scopes: `{scope}` is not a scope (printable ASCII, no spaces, quotes or backslashes)"
+                ));
+            }
+        }
+        for scope in self.default_scopes.iter().flatten() {
+            if !self.scopes.contains(scope) {
+                issues.push(format!("default_scopes: `{scope}` is not one of `scopes`"));
+            }
+        }
+        issues
+    }
+
+    /// The scopes granted when a request names none.
+    pub(crate) fn effective_default_scopes(&self) -> Vec<String> {
+        match &self.default_scopes {
+            Some(list) => list.clone(),
+            None => self
+                .scopes
+                .iter()
+                .filter(|s| s.as_str() != "admin")
+                .cloned()
+                .collect(),
+        }
+    }
+}
+
+/// Whether `s` is a scope token (RFC 6749 §3.3).
+pub(crate) fn is_scope_token(s: &str) -> bool {
+    !s.is_empty()
+        && s.bytes()
+            .all(|b| b == 0x21 || (0x23..=0x5B).contains(&b) || (0x5D..=0x7E).contains(&b))
+}
+
+/// An issuer or audience must be an absolute http(s) URL without query or fragment.
+pub(crate) fn check_base_url(s: &str) -> Result<(), String> {
+    let url = url::Url::parse(s).map_err(|e| format!("`{s}` is not a URL: {e}"))?;
+    if !matches!(url.scheme(), "https" | "http") || url.host().is_none() {
+        return Err(format!("`{s}` must be an http(s) URL with a host"));
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err(format!("`{s}` must not have a query or a fragment"));
+    }
+    Ok(())
+}
+
+/// Parses `90` (seconds), `500ms`, `30s`, `15m`, `12h`, `1d`, `2w`, or a sequence such as
+/// `1h30m`.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let invalid = || format!("`{text}` is not a duration (e.g. 90, 30s, 15m, 12h, 1d, 1h30m)");
+    if let Ok(seconds) = text.parse::<u64>() {
+        return Ok(Duration::from_secs(seconds));
+    }
+    if text.is_empty() {
+        return Err(invalid());
+    }
+    let mut total = Duration::ZERO;
+    let mut rest = text;
+    while !rest.is_empty() {
+        let digits = rest
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(rest.len());
+        if digits == 0 {
+            return Err(invalid());
+        }
+        let amount: u64 = rest[..digits].parse().map_err(|_| invalid())?;
+        rest = &rest[digits..];
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit())
+            .unwrap_or(rest.len());
+        let unit_ms: u64 = match &rest[..unit_len] {
+            "ms" => 1,
+            "s" => 1_000,
+            "m" => 60_000,
+            "h" => 3_600_000,
+            "d" => 86_400_000,
+            "w" => 604_800_000,
+            _ => return Err(invalid()),
+        };
+        rest = &rest[unit_len..];
+        let ms = amount.checked_mul(unit_ms).ok_or_else(invalid)?;
+        total = total
+            .checked_add(Duration::from_millis(ms))
+            .ok_or_else(invalid)?;
+    }
+    Ok(total)
+}
+
+/// Writes a duration in the largest unit that divides it exactly.
+pub fn format_duration(d: Duration) -> String {
+    let ms = d.as_millis();
+    for (unit, size) in [
+        ("d", 86_400_000),
+        ("h", 3_600_000),
+        ("m", 60_000),
+        ("s", 1_000),
+    ] {
+        if ms != 0 && ms.is_multiple_of(size) {
+            return format!("{}{unit}", ms / size);
+        }
+    }
+    format!("{ms}ms")
+}
+
+mod duration_text {
+    use super::*;
+
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        Seconds(u64),
+        Text(String),
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        match Raw::deserialize(d)? {
+            Raw::Seconds(s) => Ok(Duration::from_secs(s)),
+            Raw::Text(t) => parse_duration(&t).map_err(serde::de::Error::custom),
+        }
+    }
+
+    pub(super) fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&format_duration(*d))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+    use super::*;
+
+    #[test]
+    fn durations_parse_and_print() {
+        assert_eq!(parse_duration("15m").unwrap(), Duration::from_secs(900));
+        assert_eq!(parse_duration("90").unwrap(), Duration::from_secs(90));
+        assert_eq!(parse_duration("1h30m").unwrap(), Duration::from_secs(5400));
+        assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
+        assert!(parse_duration("").is_err());
+        assert!(parse_duration("5 parsecs").is_err());
+        assert!(parse_duration("m").is_err());
+        assert_eq!(format_duration(Duration::from_secs(900)), "15m");
+        assert_eq!(format_duration(Duration::from_secs(30 * 86_400)), "30d");
+        assert_eq!(format_duration(Duration::from_millis(1500)), "1500ms");
+    }
+
+    #[test]
+    fn config_round_trips_through_json_and_rejects_unknown_keys() {
+        let c: OAuthConfig = serde_json::from_str(
+            r#"{"issuer":"https://gw.example","access_token_ttl":"5m","code_ttl":30,
+                "scopes":["models","admin"]}"#,
+        )
+        .unwrap();
+        assert_eq!(c.access_token_ttl, Duration::from_secs(300));
+        assert_eq!(c.code_ttl, Duration::from_secs(30));
+        assert_eq!(c.refresh_token_ttl, Duration::from_secs(30 * 86_400));
+        assert!(c.validate().is_empty());
+        assert_eq!(c.effective_default_scopes(), vec!["models".to_owned()]);
+        let back: OAuthConfig = serde_json::from_value(serde_json::to_value(&c).unwrap()).unwrap();
+        assert_eq!(back, c);
+        assert!(serde_json::from_str::<OAuthConfig>(r#"{"isuer":"x"}"#).is_err());
+        assert!(serde_json::from_str::<OAuthConfig>(r#"{"code_ttl":"soon"}"#).is_err());
+    }
+
+    #[test]
+    fn validation_names_each_problem() {
+        let c = OAuthConfig {
+            issuer: Some("ftp://x".to_owned()),
+            code_ttl: Duration::ZERO,
+            scopes: vec!["ok".to_owned(), "has space".to_owned()],
+            default_scopes: Some(vec!["missing".to_owned()]),
+            ..OAuthConfig::default()
+        };
+        let issues = c.validate();
+        assert_eq!(issues.len(), 4, "{issues:?}");
+        assert!(issues[0].starts_with("issuer:"));
+        assert!(OAuthConfig::default().validate().is_empty());
+    }
+}

@@ -1,0 +1,441 @@
+//! The `identity.issuers[]` configuration: [`IssuerConfig`] and [`ClaimMapping`] as written in
+//! YAML, and their validation (with key paths) into the settings the verifier runs on.
+
+use std::collections::HashSet;
+use std::fmt;
+use std::str::FromStr;
+use std::time::Duration;
+
+use jsonwebtoken::{Algorithm, AlgorithmFamily};
+use serde::de::{self, Deserializer, SeqAccess, Visitor};
+use serde::{Deserialize, Serialize};
+
+/// The signature algorithms accepted when an issuer does not restrict them: RSA (PKCS#1 v1.5
+/// and PSS), ECDSA on P-256 and P-384, and Ed25519. Never `none`, never HMAC.
+pub const DEFAULT_ALGORITHMS: [&str; 9] = [
+    "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "EdDSA",
+];
+
+/// The clock-skew allowance when an issuer does not set `leeway`.
+pub const DEFAULT_LEEWAY: Duration = Duration::from_secs(60);
+
+/// The largest `leeway` accepted: more would keep expired tokens alive for too long.
+pub const MAX_LEEWAY: Duration = Duration::from_secs(600);
+
+/// One trusted token issuer, as written under `identity.issuers[]`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IssuerConfig {
+    /// The issuer identifier, compared exactly with the token's `iss` (mind a trailing slash:
+    /// Auth0's ends with one, Okta's and Keycloak's do not).
+    pub issuer: String,
+    /// The accepted audiences (`audience: "x"` or a list); the token's `aud` (a string or an
+    /// array) must contain one of them.
+    #[serde(deserialize_with = "one_or_many")]
+    pub audience: Vec<String>,
+    /// Where the signing keys are; when absent they are found through OIDC discovery at
+    /// `{issuer}/.well-known/openid-configuration`.
+    #[serde(default)]
+    pub jwks_uri: Option<String>,
+    /// Which claims name the user, their e-mail address, teams and roles.
+    #[serde(default)]
+    pub claims: ClaimMapping,
+    /// Restricts the accepted algorithms further (default: [`DEFAULT_ALGORITHMS`]).
+    #[serde(default)]
+    pub algorithms: Option<Vec<String>>,
+    /// Clock-skew allowance for `exp`, `nbf` and `iat`, like `60s` or `2m` (default 60 s).
+    #[serde(default)]
+    pub leeway: Option<String>,
+    /// The role of a caller whose token maps to no role.
+    #[serde(default)]
+    pub default_role: Option<String>,
+}
+
+impl IssuerConfig {
+    /// An issuer with one audience and every other setting at its default.
+    pub fn new(issuer: impl Into<String>, audience: impl Into<String>) -> Self {
+        Self {
+            issuer: issuer.into(),
+            audience: vec![audience.into()],
+            jwks_uri: None,
+            claims: ClaimMapping::default(),
+            algorithms: None,
+            leeway: None,
+            default_role: None,
+        }
+    }
+}
+
+/// Which claims carry the caller's attributes: dotted paths into the token's claims
+/// (`realm_access.roles`), where a key may itself contain dots (`https://example.com/roles`:
+/// the longest literal key is tried first).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClaimMapping {
+    /// The user's name (default `sub`); a string or a number.
+    pub user: String,
+    /// The user's e-mail address (default `email`); absent when the claim is.
+    pub email: Option<String>,
+    /// The user's teams (none by default): a string array, or a space- or comma-separated
+    /// string.
+    pub teams: Option<String>,
+    /// The user's roles (none by default), in the same forms as `teams`.
+    pub roles: Option<String>,
+}
+
+impl Default for ClaimMapping {
+    fn default() -> Self {
+        Self {
+            user: "sub".to_owned(),
+            email: Some("email".to_owned()),
+            teams: None,
+            roles: None,
+        }
+    }
+}
+
+/// One problem in the issuers' configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigIssue {
+    /// The key, like `identity.issuers[0].leeway`.
+    pub path: String,
+    /// What is wrong with it.
+    pub message: String,
+}
+
+impl fmt::Display for ConfigIssue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.path, self.message)
+    }
+}
+
+/// Why a [`crate::Verifier`] could not be built.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    /// The issuers' configuration has problems, each named by its key.
+    #[error("invalid identity issuers: {}", join(.0))]
+    Invalid(Vec<ConfigIssue>),
+    /// The HTTP client for discovery and JWKS downloads could not be built.
+    #[error("cannot build the HTTP client for OIDC discovery: {0}")]
+    HttpClient(String),
+}
+
+impl ConfigError {
+    /// The individual problems (empty for [`ConfigError::HttpClient`]).
+    pub fn issues(&self) -> &[ConfigIssue] {
+        match self {
+            ConfigError::Invalid(issues) => issues,
+            ConfigError::HttpClient(_) => &[],
+        }
+    }
+}
+
+fn join(issues: &[ConfigIssue]) -> String {
+    issues
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// An issuer's validated settings.
+#[derive(Debug, Clone)]
+pub(crate) struct IssuerSettings {
+    pub(crate) issuer: String,
+    pub(crate) audience: Vec<String>,
+    pub(crate) jwks_uri: Option<String>,
+    pub(crate) claims: ClaimMapping,
+    pub(crate) algorithms: Vec<Algorithm>,
+    pub(crate) leeway: u64,
+    pub(crate) default_role: Option<String>,
+}
+
+/// Checks `issuers` (as configured under `identity.issuers`) and reports every problem, for
+/// `portcullis check` and for [`crate::Verifier::new`].
+pub fn validate_issuers(issuers: &[IssuerConfig]) -> Result<(), ConfigError> {
+    settings(issuers).map(|_| ())
+}
+
+pub(crate) fn settings(issuers: &[IssuerConfig]) -> Result<Vec<IssuerSettings>, ConfigError> {
+    let mut issues = Vec::new();
+    let mut seen = HashSet::new();
+    let mut out = Vec::with_capacity(issuers.len());
+    for (index, config) in issuers.iter().enumerate() {
+        let path = format!("identity.issuers[{index}]");
+        let mut issue = |key: &str, message: String| {
+            issues.push(ConfigIssue {
+                path: format!("{path}.{key}"),
+                message,
+            });
+        };
+        if let Err(message) = check_url(&config.issuer) {
+            issue("issuer", message);
+        } else if !seen.insert(config.issuer.as_str()) {
+            issue("issuer", format!("`{}` is configured twice", config.issuer));
+        }
+        if config.audience.is_empty() {
+            issue(
+                "audience",
+                "at least one audience is required: tokens meant for other applications must \
+                 be refused"
+                    .to_owned(),
+            );
+        }
+        for (i, aud) in config.audience.iter().enumerate() {
+            if aud.trim().is_empty() {
+                issue(&format!("audience[{i}]"), "must not be empty".to_owned());
+            }
+        }
+        if let Some(uri) = &config.jwks_uri
+            && let Err(message) = check_url(uri)
+        {
+            issue("jwks_uri", message);
+        }
+        let algorithms = match &config.algorithms {
+            None => DEFAULT_ALGORITHMS
+                .iter()
+                .filter_map(|name| Algorithm::from_str(name).ok())
+                .collect(),
+            Some(names) if names.is_empty() => {
+                issue(
+                    "algorithms",
+                    "must list at least one algorithm (or be left out)".to_owned(),
+                );
+                Vec::new()
+            }
+            Some(names) => {
+                let mut algorithms = Vec::new();
+                for (i, name) in names.iter().enumerate() {
+                    match parse_algorithm(name) {
+                        Ok(alg) => algorithms.push(alg),
+                        Err(message) => issue(&format!("algorithms[{i}]"), message),
+                    }
+                }
+                algorithms
+            }
+        };
+        let leeway = match &config.leeway {
+            None => DEFAULT_LEEWAY,
+            Some(text) => match parse_duration(text) {
+                Ok(d) if d > MAX_LEEWAY => {
+                    issue("leeway", format!("`{text}` is longer than the 10m allowed"));
+                    DEFAULT_LEEWAY
+                }
+                Ok(d) => d,
+                Err(message) => {
+                    issue("leeway", message);
+                    DEFAULT_LEEWAY
+                }
+            },
+        };
+        let mapping = &config.claims;
+        for (key, value) in [
+            ("claims.user", Some(&mapping.user)),
+            ("claims.email", mapping.email.as_ref()),
+            ("claims.teams", mapping.teams.as_ref()),
+            ("claims.roles", mapping.roles.as_ref()),
+        ] {
+            if value.is_some_and(|v| v.trim().is_empty()) {
+                issue(key, "must name a claim".to_owned());
+            }
+        }
+        if config
+            .default_role
+            .as_ref()
+            .is_some_and(|r| r.trim().is_empty())
+        {
+            issue("default_role", "must not be empty".to_owned());
+        }
+        out.push(IssuerSettings {
+            issuer: config.issuer.clone(),
+            audience: config.audience.clone(),
+            jwks_uri: config.jwks_uri.clone(),
+            claims: config.claims.clone(),
+            algorithms,
+            leeway: leeway.as_secs(),
+            default_role: config.default_role.clone(),
+        });
+    }
+    if issues.is_empty() {
+        Ok(out)
+    } else {
+        Err(ConfigError::Invalid(issues))
+    }
+}
+
+fn check_url(text: &str) -> Result<(), String> {
+    let url = reqwest::Url::parse(text).map_err(|e| format!("`{text}` is not a URL: {e}"))?;
+    if !matches!(url.scheme(), "https" | "http") {
+        return Err(format!("`{text}` must be an https URL"));
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err(format!("`{text}` must not have a query or a fragment"));
+    }
+    Ok(())
+}
+
+/// Parses an algorithm name from the configuration, refusing those never accepted.
+fn parse_algorithm(name: &str) -> Result<Algorithm, String> {
+    if name.eq_ignore_ascii_case("none") {
+        return Err("algorithm none is never accepted: it means an unsigned token".to_owned());
+    }
+    match Algorithm::from_str(name) {
+        Ok(alg) if alg.family() == AlgorithmFamily::Hmac => Err(format!(
+            "symmetric algorithm {name} is never accepted: its secret cannot be published in \
+             a JWKS, and allowing it opens the RS/HS confusion attack"
+        )),
+        Ok(alg) => Ok(alg),
+        Err(_) => Err(format!(
+            "unknown algorithm `{name}`: use one of {}",
+            DEFAULT_ALGORITHMS.join(", ")
+        )),
+    }
+}
+
+/// Parses `500ms`, `60s`, `2m`, `1h` or a bare number of seconds.
+pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
+    let trimmed = text.trim();
+    let split = trimmed
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(trimmed.len());
+    let (number, unit) = trimmed.split_at(split);
+    let hint = || format!("`{text}` is not a duration like 30s, 2m or 500ms");
+    let amount: u64 = number.parse().map_err(|_| hint())?;
+    let millis_per_unit: u64 = match unit.trim() {
+        "ms" => 1,
+        "" | "s" => 1_000,
+        "m" => 60_000,
+        "h" => 3_600_000,
+        _ => return Err(hint()),
+    };
+    amount
+        .checked_mul(millis_per_unit)
+        .map(Duration::from_millis)
+        .ok_or_else(hint)
+}
+
+/// Deserializes a string or a sequence of strings into a list.
+fn one_or_many<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<String>, D::Error> {
+    struct OneOrMany;
+
+    impl<'de> Visitor<'de> for OneOrMany {
+        type Value = Vec<String>;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a string or a list of strings")
+        }
+
+        fn visit_str<E: de::Error>(self, value: &str) -> Result<Self::Value, E> {
+            Ok(vec![value.to_owned()])
+        }
+
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+            let mut out = Vec::new();
+            while let Some(item) = seq.next_element::<String>()? {
+                out.push(item);
+            }
+            Ok(out)
+        }
+    }
+
+    deserializer.deserialize_any(OneOrMany)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+    use super::*;
+
+    fn parse(yaml: &str) -> Result<Vec<IssuerConfig>, String> {
+        serde_saphyr::from_str(yaml).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn yaml_accepts_one_audience_or_a_list_and_fills_defaults() {
+        let issuers = parse(
+            "- issuer: https://example.okta.com/oauth2/default\n  audience: api://portcullis\n\
+             - issuer: https://keycloak.example.com/realms/ai\n  audience: [portcullis, account]\n  \
+             claims:\n    user: preferred_username\n    roles: realm_access.roles\n  \
+             leeway: 30s\n  default_role: member\n",
+        )
+        .unwrap();
+        assert_eq!(issuers[0].audience, vec!["api://portcullis"]);
+        assert_eq!(issuers[0].claims, ClaimMapping::default());
+        assert_eq!(issuers[1].audience, vec!["portcullis", "account"]);
+        assert_eq!(issuers[1].claims.user, "preferred_username");
+        assert_eq!(issuers[1].claims.email.as_deref(), Some("email"));
+        assert_eq!(
+            issuers[1].claims.roles.as_deref(),
+            Some("realm_access.roles")
+        );
+        let settings = settings(&issuers).unwrap();
+        assert_eq!(settings[0].leeway, 60);
+        assert_eq!(settings[0].algorithms.len(), DEFAULT_ALGORITHMS.len());
+        assert_eq!(settings[1].leeway, 30);
+        assert_eq!(settings[1].default_role.as_deref(), Some("member"));
+    }
+
+    #[test]
+    fn yaml_refuses_unknown_keys_and_a_missing_audience() {
+        let typo = parse("- issuer: https://a.example\n  audiences: x\n").unwrap_err();
+        assert!(typo.contains("audiences"), "{typo}");
+        let missing = parse("- issuer: https://a.example\n").unwrap_err();
+        assert!(missing.contains("audience"), "{missing}");
+        let claim_typo =
+            parse("- issuer: https://a.example\n  audience: x\n  claims:\n    role: r\n")
+                .unwrap_err();
+        assert!(claim_typo.contains("role"), "{claim_typo}");
+    }
+
+    #[test]
+    fn every_problem_is_reported_with_its_key() {
+        let mut bad = IssuerConfig::new("not a url", "x");
+        bad.audience = Vec::new();
+        bad.algorithms = Some(vec![
+            "RS256".into(),
+            "none".into(),
+            "HS256".into(),
+            "XY1".into(),
+        ]);
+        bad.leeway = Some("1 fortnight".into());
+        bad.jwks_uri = Some("ftp://keys.example".into());
+        bad.claims.user = " ".into();
+        let mut long = IssuerConfig::new("https://b.example", "x");
+        long.leeway = Some("1h".into());
+        let dup = IssuerConfig::new("https://b.example", "y");
+        let err = validate_issuers(&[bad, long, dup]).unwrap_err();
+        let paths: Vec<&str> = err.issues().iter().map(|i| i.path.as_str()).collect();
+        assert_eq!(
+            paths,
+            [
+                "identity.issuers[0].issuer",
+                "identity.issuers[0].audience",
+                "identity.issuers[0].jwks_uri",
+                "identity.issuers[0].algorithms[1]",
+                "identity.issuers[0].algorithms[2]",
+                "identity.issuers[0].algorithms[3]",
+                "identity.issuers[0].leeway",
+                "identity.issuers[0].claims.user",
+                "identity.issuers[1].leeway",
+                "identity.issuers[2].issuer",
+            ]
+        );
+        let text = err.to_string();
+        assert!(text.contains("algorithm none is never accepted"), "{text}");
+        assert!(text.contains("symmetric algorithm HS256"), "{text}");
+        assert!(text.contains("configured twice"), "{text}");
+    }
+
+    #[test]
+    fn durations_parse_with_and_without_units() {
+        assert_eq!(parse_duration("60s"), Ok(Duration::from_secs(60)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("1500ms"), Ok(Duration::from_millis(1500)));
+        assert_eq!(parse_duration("45"), Ok(Duration::from_secs(45)));
+        assert!(parse_duration("s").is_err());
+        assert!(parse_duration("-5s").is_err());
+        assert!(parse_duration("5 parsecs").is_err());
+        assert!(parse_duration("99999999999999999999h").is_err());
+    }
+}
