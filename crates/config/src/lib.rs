@@ -110,17 +110,23 @@ pub struct Config {
     pub identity: IdentityConfig,
 }
 
-/// `identity:` validated.
-#[derive(Debug, Clone, PartialEq)]
+/// `identity:` and `oauth:` validated.
+#[derive(Debug, Clone)]
 pub struct IdentityConfig {
     /// How often each replica polls for tenancy changes.
     pub poll_interval: std::time::Duration,
+    /// Enterprise token issuers.
+    pub issuers: Vec<portcullis_oidc::IssuerConfig>,
+    /// The OAuth server, when configured (it needs the vault's secret key).
+    pub oauth: Option<portcullis_oauth::OAuthConfig>,
 }
 
 impl Default for IdentityConfig {
     fn default() -> Self {
         Self {
             poll_interval: std::time::Duration::from_secs(1),
+            issuers: Vec::new(),
+            oauth: None,
         }
     }
 }
@@ -381,6 +387,27 @@ fn from_raw(raw: RawConfig, source: Source, env: &dyn Environment) -> Result<Con
         issues.push(issue("secret_key", e.to_string()));
     }
     let mut identity = IdentityConfig::default();
+    if let Some(raw_identity) = &raw.identity {
+        if let Err(e) = portcullis_oidc::validate_issuers(&raw_identity.issuers) {
+            match e {
+                portcullis_oidc::ConfigError::Invalid(found) => {
+                    issues.extend(found.into_iter().map(|i| issue(i.path, i.message)));
+                }
+                other => issues.push(issue("identity.issuers", other.to_string())),
+            }
+        }
+        identity.issuers.clone_from(&raw_identity.issuers);
+    }
+    if let Some(oauth) = &raw.oauth {
+        issues.extend(oauth.validate().into_iter().map(|m| issue("oauth", m)));
+        if secret_key.is_none() {
+            issues.push(issue(
+                "oauth",
+                "the OAuth server signs tokens with a key derived from `secret_key` (PORTCULLIS_SECRET_KEY); set it",
+            ));
+        }
+        identity.oauth = Some(oauth.clone());
+    }
     if let Some(raw_identity) = &raw.identity
         && let Some(p) = &raw_identity.poll_interval
     {

@@ -30,6 +30,9 @@ pub struct RawConfig {
     /// Who may call: enterprise token issuers and how identity changes propagate.
     #[serde(default)]
     pub identity: Option<RawIdentity>,
+    /// The OAuth 2.1 authorization server (needs `secret_key`).
+    #[serde(default)]
+    pub oauth: Option<portcullis_oauth::OAuthConfig>,
     /// Where state and logs live.
     #[serde(default)]
     pub database: Option<RawDatabase>,
@@ -87,6 +90,9 @@ pub struct RawIdentity {
     /// How often each replica checks for changed keys, users and teams (default `1s`).
     #[serde(default)]
     pub poll_interval: Option<String>,
+    /// Enterprise token issuers whose bearer JWTs the gateway accepts.
+    #[serde(default)]
+    pub issuers: Vec<portcullis_oidc::IssuerConfig>,
 }
 
 /// `redis:`.

@@ -107,6 +107,14 @@ impl Identity {
         self.role == AccessRole::Admin
     }
 
+    /// Whether the caller's credential carries OAuth scope `scope`; credentials without
+    /// scopes (keys, enterprise tokens) are limited by role and key settings instead.
+    pub fn has_scope(&self, scope: &str) -> bool {
+        self.scopes
+            .as_ref()
+            .is_none_or(|list| list.iter().any(|s| s == scope))
+    }
+
     /// Whether the caller may use `model` (a route name, an alias or `provider/model`).
     pub fn may_use_model(&self, model: &str) -> bool {
         match &self.allowed_models {

@@ -34,7 +34,7 @@ pub(crate) async fn require_admin(
     headers: &HeaderMap,
 ) -> Result<Arc<Principal>, GatewayError> {
     let who = state.auth.authenticate(headers).await?;
-    if who.identity.is_admin() {
+    if who.identity.is_admin() && who.identity.has_scope("admin") {
         Ok(who)
     } else {
         Err(forbidden_admin())
@@ -58,7 +58,7 @@ async fn require_reader(
 ) -> Result<Option<String>, GatewayError> {
     let who = state.auth.authenticate(headers).await?;
     let identity = &who.identity;
-    if identity.is_admin() {
+    if identity.is_admin() && identity.has_scope("admin") {
         return Ok(None);
     }
     if identity.role != AccessRole::Viewer {

@@ -6,12 +6,13 @@
 //! the key printed once. The caller's credential is never forwarded upstream: providers build
 //! upstream requests from their own credentials only.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use base64::Engine;
 use http::HeaderMap;
-use portcullis_core::{ErrorKind, GatewayError, Identity};
-use portcullis_identity::{AuthError, Directory, Principal};
+use portcullis_core::{AccessRole, AuthMethod, ErrorKind, GatewayError, Identity};
+use portcullis_identity::{AuthError, Directory, ExternalClaims, Principal};
 use portcullis_providers::Secret;
 use portcullis_store::{SettingsStore, StoreError};
 use rand::RngCore;
@@ -29,6 +30,10 @@ pub struct Authenticator {
     master_digest: [u8; 32],
     master: Arc<Principal>,
     directory: Option<Directory>,
+    verifier: Option<portcullis_oidc::Verifier>,
+    /// The role of users of each issuer whose token names none.
+    default_roles: Arc<HashMap<String, AccessRole>>,
+    oauth: Option<portcullis_oauth::OAuthServer>,
 }
 
 /// How the master key was obtained at startup.
@@ -61,7 +66,39 @@ impl Authenticator {
             master_digest: digest(key.expose()),
             master: master_principal(),
             directory: None,
+            verifier: None,
+            default_roles: Arc::default(),
+            oauth: None,
         }
+    }
+
+    /// Also accepts bearer JWTs from the configured enterprise issuers.
+    pub fn with_issuers(
+        mut self,
+        verifier: portcullis_oidc::Verifier,
+        issuers: &[portcullis_oidc::IssuerConfig],
+    ) -> Self {
+        let roles = issuers
+            .iter()
+            .filter_map(|i| {
+                let role = AccessRole::parse(i.default_role.as_deref()?)?;
+                Some((i.issuer.clone(), role))
+            })
+            .collect();
+        self.verifier = Some(verifier);
+        self.default_roles = Arc::new(roles);
+        self
+    }
+
+    /// Also accepts access tokens issued by the gateway's own OAuth server.
+    pub fn with_oauth(mut self, oauth: portcullis_oauth::OAuthServer) -> Self {
+        self.oauth = Some(oauth);
+        self
+    }
+
+    /// The gateway's OAuth server, when configured.
+    pub fn oauth(&self) -> Option<&portcullis_oauth::OAuthServer> {
+        self.oauth.as_ref()
     }
 
     /// Also resolves virtual keys and enterprise identities through `directory`.
@@ -111,6 +148,9 @@ impl Authenticator {
             master_digest: bytes,
             master: master_principal(),
             directory: None,
+            verifier: None,
+            default_roles: Arc::default(),
+            oauth: None,
         })
     }
 
@@ -133,6 +173,8 @@ impl Authenticator {
                 .authenticate_key(presented)
                 .await
                 .map_err(auth_error)?
+        } else if portcullis_oidc::looks_like_jwt(presented) {
+            self.bearer_jwt(directory, presented).await?
         } else {
             return Err(GatewayError::unauthorized("Invalid API key"));
         };
@@ -141,6 +183,82 @@ impl Authenticator {
         }
         select_team(principal, headers)
     }
+}
+
+impl Authenticator {
+    /// A bearer JWT: an access token of the gateway's own OAuth server (by its `iss`), else a
+    /// token of a configured enterprise issuer, mapped to a user provisioned on first sight.
+    async fn bearer_jwt(
+        &self,
+        directory: &Directory,
+        token: &str,
+    ) -> Result<Arc<Principal>, GatewayError> {
+        if let Some(oauth) = &self.oauth
+            && unverified_issuer(token).as_deref() == Some(oauth.issuer())
+        {
+            let claims = oauth.verify_access_token(token).map_err(|e| {
+                tracing::info!(reason = %e, "refused a gateway access token");
+                invalid_token(&e.to_string())
+            })?;
+            return Ok(Arc::new(Principal {
+                identity: Arc::new(claims.identity()),
+                expires_ms: Some(claims.exp.saturating_mul(1000)),
+                rules: None,
+            }));
+        }
+        let Some(verifier) = &self.verifier else {
+            return Err(invalid_token("no enterprise issuer is configured"));
+        };
+        let verified = verifier.verify(token).await.map_err(|e| {
+            tracing::info!(reason = e.reason(), error = %e, "refused a bearer token");
+            if e.is_temporary() {
+                GatewayError::new(
+                    ErrorKind::Unavailable,
+                    format!("The token issuer's keys are unavailable: {e}"),
+                )
+                .with_code("issuer_unavailable")
+            } else {
+                invalid_token(&format!("{} ({e})", e.reason()))
+            }
+        })?;
+        let default_role = self
+            .default_roles
+            .get(&verified.issuer)
+            .copied()
+            .unwrap_or_default();
+        let claims = ExternalClaims {
+            issuer: verified.issuer,
+            subject: verified.subject,
+            user: verified.user,
+            email: verified.email,
+            teams: verified.teams,
+            roles: verified.roles,
+            default_role,
+            method: AuthMethod::Jwt,
+        };
+        directory
+            .resolve_external(&claims)
+            .await
+            .map_err(auth_error)
+    }
+}
+
+/// A refused bearer token, with the reason (never the token).
+fn invalid_token(reason: &str) -> GatewayError {
+    GatewayError::unauthorized(format!("Invalid bearer token: {reason}")).with_code("invalid_token")
+}
+
+/// The `iss` claim of a JWT, read without verifying it (only to pick the verifier).
+fn unverified_issuer(token: &str) -> Option<String> {
+    let payload = token.split('.').nth(1)?;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload.trim_end_matches('='))
+        .ok()?;
+    #[derive(serde::Deserialize)]
+    struct Iss {
+        iss: Option<String>,
+    }
+    serde_json::from_slice::<Iss>(&bytes).ok()?.iss
 }
 
 /// Applies `x-portcullis-team`: the caller picks which of its teams the request is accounted

@@ -183,6 +183,13 @@ pub async fn accept(
 ) -> Result<Accepted, GatewayError> {
     let principal = state.auth.authenticate(headers).await?;
     log.identity(&principal.identity);
+    if !principal.identity.has_scope("models") {
+        return Err(GatewayError::new(
+            portcullis_core::ErrorKind::PermissionDenied,
+            "This access token lacks the `models` scope",
+        )
+        .with_code("insufficient_scope"));
+    }
 
     let options = headers::request_options(headers)?;
     let log_bodies = options.collect_log.unwrap_or(state.log_bodies);

@@ -28,6 +28,7 @@ pub mod health;
 pub mod limits;
 pub mod metrics;
 pub mod models;
+pub mod oauth;
 pub mod relay;
 pub mod request_log;
 pub mod respond;
@@ -89,6 +90,9 @@ pub enum StartError {
     /// The semantic cache could not be set up.
     #[error("{0}")]
     Semantic(#[from] semantic::SemanticSetupError),
+    /// Enterprise issuers or the OAuth server could not be set up.
+    #[error("identity: {0}")]
+    Identity(String),
     /// The vault's key is unusable.
     #[error("secret key: {0}")]
     Vault(#[from] portcullis_identity::VaultError),
@@ -133,7 +137,24 @@ impl Gateway {
         )
         .await?;
         directory.spawn_watcher();
-        let auth = auth.with_directory(directory);
+        let mut auth = auth.with_directory(directory.clone());
+        if !config.identity.issuers.is_empty() {
+            let verifier = portcullis_oidc::Verifier::new(config.identity.issuers.clone())
+                .map_err(|e| StartError::Identity(e.to_string()))?;
+            auth = auth.with_issuers(verifier, &config.identity.issuers);
+        }
+        if let (Some(oauth), Some(vault)) = (&config.identity.oauth, directory.vault()) {
+            let server = portcullis_oauth::OAuthServer::new(
+                oauth,
+                &format!("http://{}", config.listen),
+                &vault.derive("oauth-signing-key"),
+                stores.oauth.clone(),
+                Arc::new(oauth::OAuthDirectory(directory.clone())),
+            )
+            .await
+            .map_err(|e| StartError::Identity(e.to_string()))?;
+            auth = auth.with_oauth(server);
+        }
         let registry = Arc::new(config.registry()?);
         let redis = match &config.redis_url {
             Some(url) => Some(connect_redis(url.expose()).await?),
@@ -326,6 +347,10 @@ pub fn router(state: Arc<AppState>) -> Router {
             delete(tenancy::disable_service_account),
         )
         .route(
+            "/admin/service-accounts/{id}/clients",
+            post(tenancy::create_client),
+        )
+        .route(
             "/admin/keys",
             post(tenancy::create_key).get(tenancy::list_keys),
         )
@@ -345,6 +370,14 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(health::metrics))
+        .merge(
+            state
+                .auth
+                .oauth()
+                .map(|o| o.router())
+                .unwrap_or_default()
+                .with_state(()),
+        )
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::disable())

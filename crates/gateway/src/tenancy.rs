@@ -8,6 +8,7 @@
 //! | `POST /admin/teams/{id}/members`, `DELETE /admin/teams/{id}/members/{user}` | memberships |
 //! | `POST/GET /admin/users`, `GET/PATCH/DELETE /admin/users/{id}` | users (`DELETE` disables) |
 //! | `POST/GET /admin/service-accounts`, `DELETE /admin/service-accounts/{id}` | machine identities |
+//! | `POST /admin/service-accounts/{id}/clients` | OAuth client credentials for one |
 //! | `POST/GET /admin/keys`, `GET/DELETE /admin/keys/{id}`, `POST /admin/keys/{id}/rotate` | virtual keys |
 //! | `POST/GET /admin/provider-keys`, `DELETE /admin/provider-keys/{id}` | the provider-key vault |
 //!
@@ -595,6 +596,55 @@ pub async fn disable_service_account(
             .await
             .map_err(manage_error)?;
         Ok(json!({"id": id, "disabled": true}))
+    })
+    .await
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct CreateClient {
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    scopes: Option<Vec<String>>,
+}
+
+/// `POST /admin/service-accounts/{id}/clients`: OAuth client credentials for a service account
+/// (the client-credentials grant); the secret is shown once.
+pub async fn create_client(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Body,
+) -> Response {
+    admin(&state, &headers, StatusCode::CREATED, || async {
+        let req: CreateClient = parse(&headers, body).await?;
+        let oauth = state.auth.oauth().ok_or_else(|| {
+            GatewayError::invalid_request(
+                "The OAuth server is not configured (set `oauth:` and `secret_key`)",
+            )
+            .with_status(StatusCode::CONFLICT)
+            .with_code("oauth_not_configured")
+        })?;
+        let sa = directory(&state)?
+            .store()
+            .service_account(&id)
+            .await
+            .map_err(|e| manage_error(e.into()))?
+            .ok_or_else(|| {
+                manage_error(ManageError::NotFound(format!("no service account `{id}`")))
+            })?;
+        let name = req.name.unwrap_or_else(|| sa.name.clone());
+        let creds = oauth
+            .create_client(&name, &sa.id, req.scopes)
+            .await
+            .map_err(|e| GatewayError::invalid_request(e.to_string()))?;
+        Ok(json!({
+            "client_id": creds.client_id,
+            "client_secret": creds.client_secret,
+            "service_account": sa.id,
+            "token_endpoint": format!("{}/oauth/token", oauth.issuer().trim_end_matches('/')),
+        }))
     })
     .await
 }

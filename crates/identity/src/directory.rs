@@ -664,18 +664,16 @@ fn key_rules(key: &KeyRecord) -> Option<Arc<[Rule]>> {
     (!rules.is_empty()).then(|| Arc::from(rules))
 }
 
-/// The role claims name: the highest of `admin`, `member`, `viewer` found (also with a
-/// `portcullis-` or `portcullis:` prefix, any case), else `default`.
+/// The role claims name: the highest of `admin`, `member`, `viewer` found, in any case, alone
+/// or as the last part of a namespaced name (`portcullis-admin`, `Gateway.Admin`,
+/// `portcullis:viewer`, `/gateway/admin`), else `default`.
 pub fn role_from_claims(roles: &[String], default: AccessRole) -> AccessRole {
     roles
         .iter()
         .filter_map(|r| {
             let r = r.to_ascii_lowercase();
-            let bare = r
-                .strip_prefix("portcullis-")
-                .or_else(|| r.strip_prefix("portcullis:"))
-                .unwrap_or(&r);
-            AccessRole::parse(bare)
+            let last = r.rsplit(['.', ':', '/', '-']).next().unwrap_or(&r);
+            AccessRole::parse(last)
         })
         .max()
         .unwrap_or(default)
@@ -727,6 +725,17 @@ mod tests {
         assert_eq!(
             role_from_claims(&s(&["viewer", "portcullis:admin"]), AccessRole::Member),
             AccessRole::Admin
+        );
+        assert_eq!(
+            role_from_claims(&s(&["Gateway.User", "Gateway.Admin"]), AccessRole::Member),
+            AccessRole::Admin
+        );
+        assert_eq!(
+            role_from_claims(
+                &s(&["gateway-user", "uma_authorization"]),
+                AccessRole::Viewer
+            ),
+            AccessRole::Viewer
         );
     }
 }

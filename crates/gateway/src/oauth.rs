@@ -1,0 +1,100 @@
+//! The OAuth server's view of the gateway's users and service accounts: local sign-in checks
+//! the user's Argon2id password digest (off the async executor), and every principal is read
+//! from the tenancy store, so disabled users and service accounts cannot sign in or get
+//! tokens.
+
+use async_trait::async_trait;
+use portcullis_core::AccessRole;
+use portcullis_identity::Directory;
+use portcullis_oauth::{DirectoryError, Principal};
+
+/// The tenancy directory as the OAuth server sees it.
+#[derive(Debug, Clone)]
+pub struct OAuthDirectory(pub Directory);
+
+fn store_error(e: impl std::fmt::Display) -> DirectoryError {
+    DirectoryError(format!("identity store unavailable: {e}"))
+}
+
+impl OAuthDirectory {
+    async fn user_principal(&self, id: &str) -> Result<Option<Principal>, DirectoryError> {
+        let store = self.0.store();
+        let Some(user) = store.user(id).await.map_err(store_error)? else {
+            return Ok(None);
+        };
+        if user.disabled_ms.is_some() {
+            return Ok(None);
+        }
+        let teams = store.teams_of(&user.id).await.map_err(store_error)?;
+        Ok(Some(Principal {
+            subject: user.id.clone(),
+            user: Some(user.id),
+            team: teams.first().cloned(),
+            teams,
+            role: AccessRole::parse(&user.role).unwrap_or_default(),
+            service_account: None,
+        }))
+    }
+}
+
+#[async_trait]
+impl portcullis_oauth::Directory for OAuthDirectory {
+    async fn authenticate_user(
+        &self,
+        username: &str,
+        password: &str,
+    ) -> Result<Option<Principal>, DirectoryError> {
+        let store = self.0.store();
+        let user = match store.user(username).await.map_err(store_error)? {
+            Some(u) => Some(u),
+            None => store.user_by_email(username).await.map_err(store_error)?,
+        };
+        let Some(user) = user else {
+            return Ok(None);
+        };
+        let Some(digest) = user.password_hash.clone() else {
+            return Ok(None);
+        };
+        let password = password.to_owned();
+        let matches = tokio::task::spawn_blocking(move || {
+            portcullis_identity::passwords::verify(&password, &digest)
+        })
+        .await
+        .unwrap_or(false);
+        if !matches {
+            return Ok(None);
+        }
+        self.user_principal(&user.id).await
+    }
+
+    async fn service_account(&self, id: &str) -> Result<Option<Principal>, DirectoryError> {
+        let Some(sa) = self
+            .0
+            .store()
+            .service_account(id)
+            .await
+            .map_err(store_error)?
+        else {
+            return Ok(None);
+        };
+        if sa.disabled_ms.is_some() {
+            return Ok(None);
+        }
+        Ok(Some(Principal {
+            subject: sa.id.clone(),
+            user: None,
+            team: sa.team_id.clone(),
+            teams: sa.team_id.into_iter().collect(),
+            role: AccessRole::parse(&sa.role).unwrap_or_default(),
+            service_account: Some(sa.id),
+        }))
+    }
+
+    async fn refresh_principal(&self, p: &Principal) -> Result<Option<Principal>, DirectoryError> {
+        match (&p.service_account, &p.user) {
+            (Some(sa), _) => self.service_account(sa).await,
+            (None, Some(user)) => self.user_principal(user).await,
+            (None, None) => Ok(None),
+        }
+    }
+}

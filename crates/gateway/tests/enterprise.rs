@@ -1,0 +1,412 @@
+//! Enterprise identity through the gateway: bearer JWTs from an OIDC issuer started by the
+//! test (Keycloak-, Okta- and Entra-shaped), users and teams provisioned on first sight, the
+//! team's provider key used for them, usage per user; hostile tokens refused with 401 and a
+//! reason in the log; and the gateway's own OAuth server — client credentials for a service
+//! account, its access token accepted by the model endpoints, revocation.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::time::Duration;
+
+use common::{MASTER_KEY, TestGateway, client, providers_yaml};
+use portcullis_test_support::oidc::{encode_segment, mint_hs256, mint_unsigned, unix_now};
+use portcullis_test_support::{MockAlg, MockIssuer, MockOptions, MockUpstream};
+use serde_json::{Value, json};
+
+const SECRET_KEY: &str = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=";
+const AUDIENCE: &str = "portcullis";
+
+fn issuers_yaml(kc: &MockIssuer, okta: &MockIssuer) -> String {
+    format!(
+        r#"identity:
+  issuers:
+    - issuer: {kc}
+      audience: {AUDIENCE}
+      claims:
+        user: preferred_username
+        email: email
+        teams: groups
+        roles: realm_access.roles
+    - issuer: {okta}
+      audience: api://portcullis
+      default_role: viewer
+      claims:
+        user: sub
+        teams: groups
+"#,
+        kc = kc.issuer(),
+        okta = okta.issuer(),
+    )
+}
+
+async fn chat(gw: &TestGateway, token: &str) -> (u16, reqwest::header::HeaderMap, Value) {
+    let r = client()
+        .post(gw.at("/v1/chat/completions"))
+        .bearer_auth(token)
+        .json(&json!({"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}]}))
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    let headers = r.headers().clone();
+    (status, headers, r.json().await.unwrap_or(Value::Null))
+}
+
+async fn get(gw: &TestGateway, token: &str, path: &str) -> (u16, Value) {
+    let r = client()
+        .get(gw.at(path))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test]
+async fn enterprise_tokens_provision_users_and_use_their_teams_provider_key() {
+    let kc = MockIssuer::start().await;
+    let okta = MockIssuer::start().await;
+    let mock = MockUpstream::start_with(MockOptions {
+        extra_api_keys: vec!["sk-ml-team-key-42".into()],
+        ..MockOptions::default()
+    })
+    .await;
+    let gw = TestGateway::start(&format!(
+        "secret_key: {SECRET_KEY}\n{}{}",
+        issuers_yaml(&kc, &okta),
+        providers_yaml(&mock)
+    ))
+    .await;
+
+    // A Keycloak user in /engineering/ml: provisioned on first sight.
+    let token = kc.mint(MockAlg::RS256, &kc.keycloak_claims(AUDIENCE));
+    let (s, h, body) = chat(&gw, &token).await;
+    assert_eq!(s, 200, "{body}");
+    let rec = gw
+        .log_of(h["x-portcullis-request-id"].to_str().unwrap())
+        .await;
+    assert_eq!(rec["auth_method"], "jwt");
+    assert_eq!(rec["user"], "ada");
+    assert_eq!(rec["team"], "/engineering/ml");
+    let (s, users) = get(&gw, MASTER_KEY, "/admin/users").await;
+    assert_eq!(s, 200);
+    let ada = users["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|u| u["id"] == "ada")
+        .unwrap()
+        .clone();
+    assert_eq!(ada["issuer"], kc.issuer());
+    assert_eq!(ada["email"], "ada@example.org");
+    assert_eq!(ada["teams"], json!(["/engineering/ml", "/finance"]));
+    assert_eq!(ada["role"], "member");
+
+    // The team's provider key is used for its members.
+    let r = client()
+        .post(gw.at("/admin/provider-keys"))
+        .bearer_auth(MASTER_KEY)
+        .json(&json!({"provider": "openai", "alias": "ml", "secret": "sk-ml-team-key-42", "team": "/engineering/ml"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let (s, h, _) = chat(&gw, &token).await;
+    assert_eq!(s, 200);
+    assert_eq!(
+        mock.requests().last().unwrap().headers["authorization"],
+        "Bearer sk-ml-team-key-42"
+    );
+    assert!(
+        h["x-portcullis-provider-key"]
+            .to_str()
+            .unwrap()
+            .starts_with("cred_")
+    );
+
+    // An Okta user with no role claim gets the issuer's default role (viewer here); viewers
+    // read their team's usage but not the admin API.
+    let okta_token = okta.mint(MockAlg::ES256, &okta.okta_claims("api://portcullis"));
+    // Its request is accounted to the team it names in `x-portcullis-team`.
+    let r = client()
+        .post(gw.at("/v1/chat/completions"))
+        .bearer_auth(&okta_token)
+        .header("x-portcullis-team", "ml-platform")
+        .json(&json!({"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let (s, _) = get(&gw, &okta_token, "/admin/keys").await;
+    assert_eq!(s, 403);
+    gw.logs("team=ml-platform", 1).await;
+    let (s, usage) = get(
+        &gw,
+        &okta_token,
+        "/admin/usage?team=ml-platform&group_by=user",
+    )
+    .await;
+    assert_eq!(s, 200, "{usage}");
+    assert_eq!(usage["data"][0]["group"], "ada.lovelace@example.com");
+
+    // Per-user usage for the admin.
+    gw.logs("", 3).await;
+    let (_, usage) = get(&gw, MASTER_KEY, "/admin/usage?group_by=user").await;
+    let users: Vec<&str> = usage["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|r| r["group"].as_str())
+        .collect();
+    assert!(
+        users.contains(&"ada") && users.contains(&"ada.lovelace@example.com"),
+        "{users:?}"
+    );
+
+    // A Keycloak admin (role claim) may use the admin API with the same kind of token.
+    let mut admin_claims = kc.keycloak_claims(AUDIENCE);
+    admin_claims["sub"] = json!("admin-sub");
+    admin_claims["preferred_username"] = json!("root");
+    admin_claims["email"] = json!("root@example.org");
+    admin_claims["realm_access"]["roles"] = json!(["portcullis-admin"]);
+    let admin_token = kc.mint(MockAlg::EdDSA, &admin_claims);
+    let (s, v) = get(&gw, &admin_token, "/admin/keys").await;
+    assert_eq!(s, 200, "{v}");
+
+    // Disabling the user refuses their tokens at once.
+    let r = client()
+        .delete(gw.at("/admin/users/ada"))
+        .bearer_auth(MASTER_KEY)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let (s, _, body) = chat(&gw, &token).await;
+    assert_eq!(s, 403, "{body}");
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn hostile_tokens_are_refused_with_a_reason_and_never_crash() {
+    let kc = MockIssuer::start().await;
+    let okta = MockIssuer::start().await;
+    let mock = MockUpstream::start().await;
+    let gw = TestGateway::start(&format!(
+        "{}{}",
+        issuers_yaml(&kc, &okta),
+        providers_yaml(&mock)
+    ))
+    .await;
+    let good = kc.keycloak_claims(AUDIENCE);
+    let now = unix_now();
+    let with = |patch: Value| {
+        let mut c = good.clone();
+        for (k, v) in patch.as_object().unwrap() {
+            c[k] = v.clone();
+        }
+        c
+    };
+    let valid = kc.mint(MockAlg::RS256, &good);
+    let mut parts: Vec<String> = valid.split('.').map(str::to_owned).collect();
+    parts[1] = encode_segment(&with(json!({"preferred_username": "mallory"})));
+    let tampered = parts.join(".");
+    let other = MockIssuer::start().await;
+    let cases: Vec<(&str, String, &str)> = vec![
+        (
+            "alg none",
+            mint_unsigned(&json!({"alg": "none", "typ": "JWT"}), &good),
+            "alg_none",
+        ),
+        (
+            "RS/HS confusion",
+            mint_hs256(
+                kc.rsa_public_key_pem().as_bytes(),
+                &json!({"alg": "HS256", "kid": kc.kid(MockAlg::RS256)}),
+                &good,
+            ),
+            "alg_symmetric",
+        ),
+        (
+            "expired",
+            kc.mint(
+                MockAlg::RS256,
+                &with(json!({"exp": now - 3600, "iat": now - 7200})),
+            ),
+            "expired",
+        ),
+        (
+            "not yet valid",
+            kc.mint(MockAlg::RS256, &with(json!({"nbf": now + 3600}))),
+            "not_yet_valid",
+        ),
+        (
+            "wrong audience",
+            kc.mint(MockAlg::RS256, &with(json!({"aud": "someone-else"}))),
+            "aud_mismatch",
+        ),
+        (
+            "unknown issuer",
+            other.mint(MockAlg::RS256, &other.keycloak_claims(AUDIENCE)),
+            "unknown_issuer",
+        ),
+        ("tampered", tampered, "bad_signature"),
+        (
+            "wrong kid",
+            kc.mint_with_header(MockAlg::RS256, &json!({"kid": "not-a-kid"}), &good),
+            "unknown_kid",
+        ),
+        (
+            "oversized",
+            format!("eyJ{}.eyJ{}.sig", "A".repeat(10_000), "B".repeat(10_000)),
+            "too_large",
+        ),
+    ];
+    for (name, token, reason) in &cases {
+        let (s, h, body) = chat(&gw, token).await;
+        assert_eq!(s, 401, "{name}: {body}");
+        assert_eq!(body["error"]["type"], "authentication_error", "{name}");
+        assert_eq!(body["error"]["code"], "invalid_token", "{name}");
+        let rec = gw
+            .log_of(h["x-portcullis-request-id"].to_str().unwrap())
+            .await;
+        assert_eq!(rec["status"], 401);
+        let message = rec["error_message"].as_str().unwrap().to_lowercase();
+        assert!(message.contains(reason), "{name}: log says `{message}`");
+        assert!(
+            !message.contains(&token[..20.min(token.len())]),
+            "{name}: the token is not logged"
+        );
+    }
+    // Still serving.
+    assert_eq!(chat(&gw, &valid).await.0, 200);
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn oauth_client_credentials_tokens_are_accepted_and_revocable() {
+    let mock = MockUpstream::start().await;
+    let gw = TestGateway::start(&format!(
+        "secret_key: {SECRET_KEY}\noauth:\n  issuer: http://gateway.test\n{}",
+        providers_yaml(&mock)
+    ))
+    .await;
+    let c = client();
+    // Metadata and JWKS are published.
+    let meta: Value = c
+        .get(gw.at("/.well-known/oauth-authorization-server"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(meta["issuer"], "http://gateway.test");
+    assert_eq!(meta["code_challenge_methods_supported"], json!(["S256"]));
+    let jwks: Value = c
+        .get(gw.at("/oauth/jwks"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(jwks["keys"].as_array().unwrap().len(), 1);
+
+    // A service account with client credentials, created by the admin.
+    let r = c
+        .post(gw.at("/admin/teams"))
+        .bearer_auth(MASTER_KEY)
+        .json(&json!({"name": "Batch"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let r = c
+        .post(gw.at("/admin/service-accounts"))
+        .bearer_auth(MASTER_KEY)
+        .json(&json!({"id": "nightly-evals", "name": "Nightly evals", "team": "batch"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let r = c
+        .post(gw.at("/admin/service-accounts/nightly-evals/clients"))
+        .bearer_auth(MASTER_KEY)
+        .json(&json!({"scopes": ["models"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let creds: Value = r.json().await.unwrap();
+    let (id, secret) = (
+        creds["client_id"].as_str().unwrap(),
+        creds["client_secret"].as_str().unwrap(),
+    );
+
+    let token_response = |secret: String| {
+        let c = c.clone();
+        let url = gw.at("/oauth/token");
+        let id = id.to_owned();
+        async move {
+            c.post(url)
+                .basic_auth(id, Some(secret))
+                .form(&[("grant_type", "client_credentials"), ("scope", "models")])
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    let bad = token_response("wrong".into()).await;
+    assert_eq!(bad.status(), 401);
+    let tokens: Value = token_response(secret.to_owned())
+        .await
+        .json()
+        .await
+        .unwrap();
+    let access = tokens["access_token"].as_str().unwrap().to_owned();
+
+    let (s, h, body) = chat(&gw, &access).await;
+    assert_eq!(s, 200, "{body}");
+    let rec = gw
+        .log_of(h["x-portcullis-request-id"].to_str().unwrap())
+        .await;
+    assert_eq!(rec["auth_method"], "oauth");
+    assert_eq!(rec["subject"], "nightly-evals");
+    assert_eq!(rec["team"], "batch");
+    // The token's scopes do not include the admin API.
+    let (s, _) = get(&gw, &access, "/admin/logs").await;
+    assert_eq!(s, 403);
+
+    // Revoked: refused within moments.
+    let r = c
+        .post(gw.at("/oauth/revoke"))
+        .basic_auth(id, Some(secret))
+        .form(&[("token", access.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let started = std::time::Instant::now();
+    loop {
+        if chat(&gw, &access).await.0 == 401 {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(3),
+            "a revoked token still works"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // A forged token claiming the gateway as issuer is refused.
+    let forged = format!(
+        "{}.{}.c2ln",
+        encode_segment(&json!({"alg": "EdDSA", "typ": "at+jwt"})),
+        encode_segment(
+            &json!({"iss": "http://gateway.test", "sub": "root", "exp": unix_now() + 60})
+        )
+    );
+    assert_eq!(chat(&gw, &forged).await.0, 401);
+    gw.stop().await;
+}
