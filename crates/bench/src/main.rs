@@ -235,6 +235,9 @@ async fn run(args: &Args) -> Result<(), String> {
     )
     .map_err(|e| e.to_string())?;
 
+    // A virtual key (with its own rate limit), created through the CLI on the bench database,
+    // so the "virtual key" scenarios measure key lookup and per-key limits on every request.
+    let virtual_key = create_virtual_key(args, &config)?;
     let mut gateway = spawn_gateway(args, &config)?;
     let pid = gateway.id();
     let gw_addr: std::net::SocketAddr = format!("127.0.0.1:{listen}")
@@ -274,7 +277,14 @@ async fn run(args: &Args) -> Result<(), String> {
         first_token: stream,
     };
 
-    let scenarios: [(&'static str, usize, Target, Target); 7] = [
+    let with_key = |model: &str| Target {
+        addr: gw_addr,
+        path: "/v1/chat/completions".to_owned(),
+        authorization: format!("Bearer {virtual_key}"),
+        body: chat(model, false),
+        first_token: false,
+    };
+    let scenarios: [(&'static str, usize, Target, Target); 9] = [
         (
             "added latency",
             1,
@@ -308,6 +318,19 @@ async fn run(args: &Args) -> Result<(), String> {
             50,
             direct(&fast, false),
             via("limited", false),
+        ),
+        // A virtual key instead of the master key: digest, cached lookup, its own rate rule.
+        (
+            "virtual key",
+            1,
+            direct(&fast, false),
+            with_key("openai/gpt-4o-mini"),
+        ),
+        (
+            "virtual key",
+            50,
+            direct(&fast, false),
+            with_key("openai/gpt-4o-mini"),
         ),
     ];
     let mut rows = Vec::new();
@@ -493,6 +516,28 @@ fn spawn_gateway(args: &Args, config: &std::path::Path) -> Result<Child, String>
         .stderr(Stdio::inherit());
     cmd.spawn()
         .map_err(|e| format!("starting the gateway: {e}"))
+}
+
+/// Creates a virtual key with `portcullis keys create` on the bench configuration's database.
+fn create_virtual_key(args: &Args, config: &std::path::Path) -> Result<String, String> {
+    let out = Command::new(&args.gateway_bin)
+        .args(["keys", "--config"])
+        .arg(config)
+        .args(["create", "--name", "bench", "--rpm", "100000000"])
+        .output()
+        .map_err(|e| format!("creating a virtual key: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "creating a virtual key failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    let v: serde_json::Value =
+        serde_json::from_slice(&out.stdout).map_err(|e| format!("keys create output: {e}"))?;
+    v["key"]
+        .as_str()
+        .map(str::to_owned)
+        .ok_or_else(|| "keys create printed no key".to_owned())
 }
 
 async fn wait_ready(addr: std::net::SocketAddr) -> Result<(), String> {

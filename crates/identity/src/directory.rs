@@ -132,6 +132,15 @@ pub enum AliasError {
 enum KeyLookup {
     Found(Arc<Principal>, Option<i64>),
     Missing,
+    /// Revoked, or bound to a disabled identity: remembered so that a client retrying a dead
+    /// key does not reach the database on every request.
+    Refused(RefusedKind),
+}
+
+#[derive(Debug, Clone, Copy)]
+enum RefusedKind {
+    Revoked,
+    Disabled,
 }
 
 #[derive(Debug)]
@@ -323,6 +332,8 @@ impl Directory {
                 Ok(principal)
             }
             KeyLookup::Missing => Err(AuthError::UnknownKey),
+            KeyLookup::Refused(RefusedKind::Revoked) => Err(AuthError::Revoked),
+            KeyLookup::Refused(RefusedKind::Disabled) => Err(AuthError::Disabled),
         }
     }
 
@@ -333,7 +344,7 @@ impl Directory {
         };
         let key = found.key;
         if key.revoked_ms.is_some_and(|t| t <= now) {
-            return Err(AuthError::Revoked);
+            return Ok(KeyLookup::Refused(RefusedKind::Revoked));
         }
         let mut identity = Identity {
             subject: key.id.clone(),
@@ -348,21 +359,24 @@ impl Directory {
             scopes: None,
         };
         if let Some(user_id) = &key.user_id {
-            let user = store.user(user_id).await?.ok_or(AuthError::Disabled)?;
-            if user.disabled_ms.is_some() {
-                return Err(AuthError::Disabled);
-            }
+            let Some(user) = store
+                .user(user_id)
+                .await?
+                .filter(|u| u.disabled_ms.is_none())
+            else {
+                return Ok(KeyLookup::Refused(RefusedKind::Disabled));
+            };
             identity.role = AccessRole::parse(&user.role).unwrap_or_default();
             identity.teams = store.teams_of(user_id).await?;
         }
         if let Some(sa_id) = &key.service_account_id {
-            let sa = store
+            let Some(sa) = store
                 .service_account(sa_id)
                 .await?
-                .ok_or(AuthError::Disabled)?;
-            if sa.disabled_ms.is_some() {
-                return Err(AuthError::Disabled);
-            }
+                .filter(|a| a.disabled_ms.is_none())
+            else {
+                return Ok(KeyLookup::Refused(RefusedKind::Disabled));
+            };
             identity.role = AccessRole::parse(&sa.role).unwrap_or_default();
             if let Some(team) = sa.team_id {
                 identity.teams.push(team);
@@ -602,7 +616,7 @@ impl moka::Expiry<[u8; 32], KeyLookup> for NegativeExpiry {
         _created_at: std::time::Instant,
     ) -> Option<Duration> {
         match value {
-            KeyLookup::Missing => Some(self.0),
+            KeyLookup::Missing | KeyLookup::Refused(_) => Some(self.0),
             KeyLookup::Found(..) => Some(Duration::from_secs(600)),
         }
     }

@@ -1,0 +1,125 @@
+//! `portcullis keys` as an operator uses it: a key created from the command line works against
+//! a running `portcullis serve` on the same database, `keys list` never shows secrets, and
+//! `keys revoke` stops the key on the running gateway within its poll interval.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use portcullis_test_support::MockUpstream;
+use serde_json::{Value, json};
+
+const BIN: &str = env!("CARGO_BIN_EXE_portcullis");
+
+fn keys(db: &str, args: &[&str]) -> Value {
+    let out = Command::new(BIN)
+        .arg("keys")
+        .args(args)
+        .env_clear()
+        .env("PORTCULLIS_DATABASE_URL", db)
+        .env("PORTCULLIS_MASTER_KEY", "cli-test-master-key-0123456789")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "keys {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+struct Server(Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+async fn chat(url: &str, key: &str) -> u16 {
+    reqwest::Client::new()
+        .post(format!("{url}/v1/chat/completions"))
+        .bearer_auth(key)
+        .json(&json!({"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}]}))
+        .send()
+        .await
+        .map(|r| r.status().as_u16())
+        .unwrap_or(0)
+}
+
+#[tokio::test]
+async fn keys_created_and_revoked_from_the_cli_govern_a_running_gateway() {
+    let mock = MockUpstream::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}?mode=rwc", dir.path().join("gw.db").display());
+
+    let created = keys(
+        &db,
+        &[
+            "create",
+            "--name",
+            "ci",
+            "--models",
+            "gpt-4o,openai/*",
+            "--rpm",
+            "100",
+        ],
+    );
+    let id = created["id"].as_str().unwrap().to_owned();
+    let secret = created["key"].as_str().unwrap().to_owned();
+    assert!(secret.starts_with("pk-"));
+
+    let listed = keys(&db, &["list"]);
+    assert_eq!(listed["data"][0]["id"], id.as_str());
+    assert!(!listed.to_string().contains(&secret));
+
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("http://127.0.0.1:{port}");
+    let _server = Server(
+        Command::new(BIN)
+            .arg("serve")
+            .env_clear()
+            .env("PORTCULLIS_DATABASE_URL", &db)
+            .env("PORTCULLIS_MASTER_KEY", "cli-test-master-key-0123456789")
+            .env("PORTCULLIS_LISTEN", format!("127.0.0.1:{port}"))
+            .env("OPENAI_API_KEY", "sk-mock-openai")
+            .env("OPENAI_BASE_URL", mock.openai_base_url())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let started = Instant::now();
+    loop {
+        let status = chat(&url, &secret).await;
+        if status == 200 {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "gateway did not come up ({status})"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    let revoked = keys(&db, &["revoke", &id]);
+    assert_eq!(revoked["revoked"], true);
+    let started = Instant::now();
+    loop {
+        if chat(&url, &secret).await == 401 {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "revoked key still accepted"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(keys(&db, &["list", "--all"])["data"][0]["revoked"], true);
+}
