@@ -268,12 +268,18 @@ async fn served_requests_are_counted_within_the_default_window() {
         .await;
         assert_eq!(status, 200, "{body}");
     }
-    // The request log is written asynchronously; wait until both records are in.
+    // The request log is written asynchronously; wait until both records are in. The grouped
+    // rows and the totals are two queries, so both must show them.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     let v = loop {
         let (status, v) = get_usage(&gw, "group_by=model").await;
         assert_eq!(status, 200, "{v}");
-        if v["totals"]["requests"] == 2 || tokio::time::Instant::now() > deadline {
+        let grouped: u64 = v["data"]
+            .as_array()
+            .map(|rows| rows.iter().filter_map(|r| r["requests"].as_u64()).sum())
+            .unwrap_or(0);
+        if (v["totals"]["requests"] == 2 && grouped == 2) || tokio::time::Instant::now() > deadline
+        {
             break v;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
