@@ -21,9 +21,9 @@ use portcullis_store::tenancy::{CredentialOwner, KeyRecord};
 use portcullis_store::{StoreError, TenancyStore};
 use sha2::{Digest, Sha256};
 
-use crate::keys;
 use crate::manage::KeyLimits;
 use crate::vault::Vault;
+use crate::{keys, now_ms};
 
 /// Tuning of the directory.
 #[derive(Debug, Clone, Copy)]
@@ -169,7 +169,7 @@ struct Inner {
     externals: moka::sync::Cache<[u8; 32], Arc<Principal>>,
     credentials: RwLock<Arc<CredentialIndex>>,
     /// Disabled users and service accounts, checked on every request whatever the credential.
-    disabled: RwLock<Arc<HashSet<String>>>,
+    disabled: RwLock<Arc<DisabledSet>>,
     /// Bumped locally on every invalidation; a lookup that started under another epoch does
     /// not fill the cache.
     epoch: AtomicI64,
@@ -178,15 +178,11 @@ struct Inner {
     options: DirectoryOptions,
 }
 
-fn now_ms() -> i64 {
-    jiff_now_ms()
-}
-
-fn jiff_now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
+/// Disabled users and service accounts, by id.
+#[derive(Debug, Default)]
+struct DisabledSet {
+    users: HashSet<String>,
+    service_accounts: HashSet<String>,
 }
 
 impl Directory {
@@ -211,7 +207,7 @@ impl Directory {
                     .time_to_live(Duration::from_secs(300))
                     .build(),
                 credentials: RwLock::new(Arc::new(CredentialIndex::default())),
-                disabled: RwLock::new(Arc::new(HashSet::new())),
+                disabled: RwLock::new(Arc::new(DisabledSet::default())),
                 epoch: AtomicI64::new(0),
                 version: AtomicI64::new(version),
                 options,
@@ -269,15 +265,15 @@ impl Directory {
 
     async fn reload_credentials(&self) -> Result<(), StoreError> {
         let store = &self.inner.store;
-        let mut disabled = HashSet::new();
+        let mut disabled = DisabledSet::default();
         for u in store.users().await? {
             if u.disabled_ms.is_some() {
-                disabled.insert(format!("user:{}", u.id));
+                disabled.users.insert(u.id);
             }
         }
         for a in store.service_accounts().await? {
             if a.disabled_ms.is_some() {
-                disabled.insert(format!("sa:{}", a.id));
+                disabled.service_accounts.insert(a.id);
             }
         }
         *self.inner.disabled.write() = Arc::new(disabled);
@@ -526,16 +522,13 @@ impl Directory {
     /// before the change, whatever their issuer).
     pub fn is_disabled(&self, who: &Identity) -> bool {
         let disabled = self.inner.disabled.read();
-        if disabled.is_empty() {
-            return false;
-        }
         who.user
             .as_ref()
-            .is_some_and(|u| disabled.contains(&format!("user:{u}")))
+            .is_some_and(|u| disabled.users.contains(u))
             || who
                 .service_account
                 .as_ref()
-                .is_some_and(|a| disabled.contains(&format!("sa:{a}")))
+                .is_some_and(|a| disabled.service_accounts.contains(a))
     }
 
     /// Whether any stored credential exists for `provider` (when none, the provider's

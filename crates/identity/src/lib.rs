@@ -20,3 +20,11 @@ pub use directory::{
 };
 pub use manage::{IssuedKey, KeyBudget, KeyLimits, ManageError, NewCredential, NewKey, NewUser};
 pub use vault::{Vault, VaultError};
+
+/// The wall clock in Unix milliseconds, the unit every stored time uses.
+pub(crate) fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}

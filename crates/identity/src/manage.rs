@@ -14,7 +14,7 @@ use portcullis_store::tenancy::{
 use serde::{Deserialize, Serialize};
 
 use crate::directory::Directory;
-use crate::{keys, passwords};
+use crate::{keys, now_ms, passwords};
 
 /// A key's own limits and budget (stored as JSON on the key).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -126,13 +126,6 @@ pub enum ManageError {
     /// The database failed.
     #[error("identity store unavailable: {0}")]
     Store(#[from] StoreError),
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
 }
 
 fn new_id(prefix: &str) -> String {
