@@ -406,6 +406,17 @@ fn from_raw(raw: RawConfig, source: Source, env: &dyn Environment) -> Result<Con
                 "the OAuth server signs tokens with a key derived from `secret_key` (PORTCULLIS_SECRET_KEY); set it",
             ));
         }
+        if let Some(oidc) = &oauth.sign_in.oidc
+            && !identity.issuers.iter().any(|i| i.issuer == oidc.issuer)
+        {
+            issues.push(issue(
+                "oauth.sign_in.oidc.issuer",
+                format!(
+                    "`{}` must also be listed under identity.issuers (its keys and claim mapping are used for the ID tokens)",
+                    oidc.issuer
+                ),
+            ));
+        }
         identity.oauth = Some(oauth.clone());
     }
     if let Some(raw_identity) = &raw.identity
@@ -926,6 +937,47 @@ aliases:
                 .as_ref(),
             "gpt-4o-mini"
         );
+    }
+
+    #[test]
+    fn delegated_sign_in_needs_a_configured_issuer_and_a_secret_key() {
+        let e = env(&[("OIDC_SECRET", "from-the-environment")]);
+        let yaml = |issuers: &str| {
+            format!(
+                concat!(
+                    "secret_key: MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=\n{}",
+                    "oauth:\n  sign_in:\n    local: false\n    oidc:\n",
+                    "      issuer: https://idp.example\n      client_id: gw\n",
+                    "      client_secret: ${{OIDC_SECRET}}\n",
+                    "providers:\n  openai:\n    api_key: k\n"
+                ),
+                issuers
+            )
+        };
+        let config = from_yaml(
+            &yaml("identity:\n  issuers:\n    - issuer: https://idp.example\n      audience: gw\n"),
+            Source::Environment,
+            &e,
+        )
+        .unwrap();
+        let oidc = config.identity.oauth.unwrap().sign_in.oidc.unwrap();
+        assert_eq!(oidc.client_secret.as_deref(), Some("from-the-environment"));
+        assert!(!format!("{oidc:?}").contains("from-the-environment"));
+
+        let err = from_yaml(&yaml(""), Source::Environment, &e).unwrap_err();
+        assert!(
+            err.issues()
+                .iter()
+                .any(|i| i.starts_with("oauth.sign_in.oidc.issuer:")),
+            "{err}"
+        );
+        let err = from_yaml(
+            "oauth:\n  sign_in:\n    local: false\nproviders:\n  openai:\n    api_key: k\n",
+            Source::Environment,
+            &e,
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("`oidc` must be set"), "{err}");
     }
 
     #[test]

@@ -78,15 +78,8 @@ impl Authenticator {
         verifier: portcullis_oidc::Verifier,
         issuers: &[portcullis_oidc::IssuerConfig],
     ) -> Self {
-        let roles = issuers
-            .iter()
-            .filter_map(|i| {
-                let role = AccessRole::parse(i.default_role.as_deref()?)?;
-                Some((i.issuer.clone(), role))
-            })
-            .collect();
         self.verifier = Some(verifier);
-        self.default_roles = Arc::new(roles);
+        self.default_roles = Arc::new(default_roles(issuers));
         self
     }
 
@@ -241,6 +234,19 @@ impl Authenticator {
             .await
             .map_err(auth_error)
     }
+}
+
+/// Each issuer's `default_role`, for users whose tokens carry no role claim.
+pub(crate) fn default_roles(
+    issuers: &[portcullis_oidc::IssuerConfig],
+) -> HashMap<String, AccessRole> {
+    issuers
+        .iter()
+        .filter_map(|i| {
+            let role = AccessRole::parse(i.default_role.as_deref()?)?;
+            Some((i.issuer.clone(), role))
+        })
+        .collect()
 }
 
 /// A refused bearer token, with the reason (never the token).

@@ -138,18 +138,25 @@ impl Gateway {
         .await?;
         directory.spawn_watcher();
         let mut auth = auth.with_directory(directory.clone());
-        if !config.identity.issuers.is_empty() {
+        let verifier = if config.identity.issuers.is_empty() {
+            None
+        } else {
             let verifier = portcullis_oidc::Verifier::new(config.identity.issuers.clone())
                 .map_err(|e| StartError::Identity(e.to_string()))?;
-            auth = auth.with_issuers(verifier, &config.identity.issuers);
-        }
+            auth = auth.with_issuers(verifier.clone(), &config.identity.issuers);
+            Some(verifier)
+        };
         if let (Some(oauth), Some(vault)) = (&config.identity.oauth, directory.vault()) {
             let server = portcullis_oauth::OAuthServer::new(
                 oauth,
                 &format!("http://{}", config.listen),
                 &vault.derive("oauth-signing-key"),
                 stores.oauth.clone(),
-                Arc::new(oauth::OAuthDirectory(directory.clone())),
+                Arc::new(oauth::OAuthDirectory::new(
+                    directory.clone(),
+                    &config.identity.issuers,
+                )),
+                verifier,
             )
             .await
             .map_err(|e| StartError::Identity(e.to_string()))?;

@@ -1,16 +1,34 @@
 //! The OAuth server's view of the gateway's users and service accounts: local sign-in checks
-//! the user's Argon2id password digest (off the async executor), and every principal is read
-//! from the tenancy store, so disabled users and service accounts cannot sign in or get
-//! tokens.
+//! the user's Argon2id password digest (off the async executor), users an identity provider
+//! signed in are provisioned just in time exactly as for its bearer tokens (same claim
+//! mapping, same teams and role), and every principal is read from the tenancy store, so
+//! disabled users and service accounts cannot sign in or get tokens.
+
+use std::collections::HashMap;
+use std::sync::Arc;
 
 use async_trait::async_trait;
-use portcullis_core::AccessRole;
-use portcullis_identity::Directory;
+use portcullis_core::{AccessRole, AuthMethod};
+use portcullis_identity::{AuthError, Directory, ExternalClaims};
 use portcullis_oauth::{DirectoryError, Principal};
 
 /// The tenancy directory as the OAuth server sees it.
 #[derive(Debug, Clone)]
-pub struct OAuthDirectory(pub Directory);
+pub struct OAuthDirectory {
+    directory: Directory,
+    /// Each identity issuer's `default_role`.
+    default_roles: Arc<HashMap<String, AccessRole>>,
+}
+
+impl OAuthDirectory {
+    /// The OAuth view of `directory`; `issuers` give the default roles of provisioned users.
+    pub fn new(directory: Directory, issuers: &[portcullis_oidc::IssuerConfig]) -> Self {
+        Self {
+            directory,
+            default_roles: Arc::new(crate::auth::default_roles(issuers)),
+        }
+    }
+}
 
 fn store_error(e: impl std::fmt::Display) -> DirectoryError {
     DirectoryError(format!("identity store unavailable: {e}"))
@@ -18,7 +36,7 @@ fn store_error(e: impl std::fmt::Display) -> DirectoryError {
 
 impl OAuthDirectory {
     async fn user_principal(&self, id: &str) -> Result<Option<Principal>, DirectoryError> {
-        let store = self.0.store();
+        let store = self.directory.store();
         let Some(user) = store.user(id).await.map_err(store_error)? else {
             return Ok(None);
         };
@@ -44,7 +62,7 @@ impl portcullis_oauth::Directory for OAuthDirectory {
         username: &str,
         password: &str,
     ) -> Result<Option<Principal>, DirectoryError> {
-        let store = self.0.store();
+        let store = self.directory.store();
         let user = match store.user(username).await.map_err(store_error)? {
             Some(u) => Some(u),
             None => store.user_by_email(username).await.map_err(store_error)?,
@@ -69,7 +87,7 @@ impl portcullis_oauth::Directory for OAuthDirectory {
 
     async fn service_account(&self, id: &str) -> Result<Option<Principal>, DirectoryError> {
         let Some(sa) = self
-            .0
+            .directory
             .store()
             .service_account(id)
             .await
@@ -88,6 +106,44 @@ impl portcullis_oauth::Directory for OAuthDirectory {
             role: AccessRole::parse(&sa.role).unwrap_or_default(),
             service_account: Some(sa.id),
         }))
+    }
+
+    async fn external_user(
+        &self,
+        token: &portcullis_oidc::VerifiedToken,
+    ) -> Result<Option<Principal>, DirectoryError> {
+        let claims = ExternalClaims {
+            issuer: token.issuer.clone(),
+            subject: token.subject.clone(),
+            user: token.user.clone(),
+            email: token.email.clone(),
+            teams: token.teams.clone(),
+            roles: token.roles.clone(),
+            default_role: self
+                .default_roles
+                .get(&token.issuer)
+                .copied()
+                .unwrap_or_default(),
+            method: AuthMethod::OAuth,
+        };
+        match self.directory.resolve_external(&claims).await {
+            Ok(principal) => {
+                let who = &principal.identity;
+                let Some(user) = who.user.clone() else {
+                    return Ok(None);
+                };
+                Ok(Some(Principal {
+                    subject: user.clone(),
+                    user: Some(user),
+                    team: who.team.clone(),
+                    teams: who.teams.clone(),
+                    role: who.role,
+                    service_account: None,
+                }))
+            }
+            Err(AuthError::Disabled) => Ok(None),
+            Err(e) => Err(store_error(e)),
+        }
     }
 
     async fn refresh_principal(&self, p: &Principal) -> Result<Option<Principal>, DirectoryError> {

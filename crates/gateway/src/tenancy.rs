@@ -97,7 +97,12 @@ fn directory(state: &AppState) -> Result<&Directory, GatewayError> {
 /// Reads a JSON body into `T`, naming the offending field on error.
 async fn parse<T: DeserializeOwned>(headers: &HeaderMap, body: Body) -> Result<T, GatewayError> {
     let bytes: Bytes = read_body(body, headers, MAX_ADMIN_BODY).await?;
-    let de = &mut serde_json::Deserializer::from_slice(&bytes);
+    parse_bytes(&bytes)
+}
+
+/// Deserializes a JSON body, naming the offending field in the error.
+fn parse_bytes<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, GatewayError> {
+    let de = &mut serde_json::Deserializer::from_slice(bytes);
     serde_path_to_error::deserialize(de).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner();
@@ -827,13 +832,12 @@ pub async fn rotate_key(
     body: Body,
 ) -> Response {
     admin(&state, &headers, StatusCode::OK, || async {
-        let empty = headers
-            .get(http::header::CONTENT_LENGTH)
-            .is_some_and(|v| v.as_bytes() == b"0");
-        let req: RotateKey = if empty {
+        // No body at all (however it is framed) means the defaults.
+        let bytes: Bytes = read_body(body, &headers, MAX_ADMIN_BODY).await?;
+        let req: RotateKey = if bytes.iter().all(u8::is_ascii_whitespace) {
             RotateKey::default()
         } else {
-            parse(&headers, body).await?
+            parse_bytes(&bytes)?
         };
         let grace = req.grace_seconds.unwrap_or(DEFAULT_GRACE_SECONDS);
         let issued = directory(&state)?

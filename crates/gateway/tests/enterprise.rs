@@ -410,3 +410,216 @@ async fn oauth_client_credentials_tokens_are_accepted_and_revocable() {
     assert_eq!(chat(&gw, &forged).await.0, 401);
     gw.stop().await;
 }
+
+/// Follows one redirect as a browser would, mapping the gateway's public issuer URL
+/// (`http://gateway.test`) to the test's listener and sending the gateway's cookie back.
+async fn follow(gw: &TestGateway, cookie: &mut Option<String>, url: &str) -> reqwest::Response {
+    let (url, to_gateway) = match url.strip_prefix("http://gateway.test") {
+        Some(path) => (gw.at(path), true),
+        None => (url.to_owned(), false),
+    };
+    let c = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let mut req = c.get(url);
+    if to_gateway && let Some(v) = cookie.as_deref() {
+        req = req.header("cookie", v);
+    }
+    let r = req.send().await.unwrap();
+    if let Some(set) = r.headers().get("set-cookie") {
+        *cookie = Some(set.to_str().unwrap().split(';').next().unwrap().to_owned());
+    }
+    r
+}
+
+fn location_of(r: &reqwest::Response) -> String {
+    r.headers()["location"].to_str().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn a_team_signs_in_through_its_idp_and_its_agent_calls_models_with_the_team_key() {
+    let kc = MockIssuer::start().await;
+    let mock = MockUpstream::start_with(MockOptions {
+        extra_api_keys: vec!["sk-ml-team-key-7".into()],
+        ..MockOptions::default()
+    })
+    .await;
+    let gw = TestGateway::start(&format!(
+        r#"secret_key: {SECRET_KEY}
+identity:
+  issuers:
+    - issuer: {kc}
+      audience: {AUDIENCE}
+      claims:
+        user: preferred_username
+        email: email
+        teams: groups
+        roles: realm_access.roles
+oauth:
+  issuer: http://gateway.test
+  sign_in:
+    local: false
+    oidc:
+      issuer: {kc}
+      client_id: portcullis
+      client_secret: provider-side-secret
+      name: Keycloak
+{providers}"#,
+        kc = kc.issuer(),
+        providers = providers_yaml(&mock),
+    ))
+    .await;
+    kc.register_client(
+        "portcullis",
+        Some("provider-side-secret"),
+        "http://gateway.test/oauth/authorize/callback",
+    );
+    kc.sign_in_as(Some(json!({
+        "sub": "f81d4fae-7dec-11d0-a765-00a0c91e6bf6",
+        "preferred_username": "grace",
+        "email": "grace@example.org",
+        "groups": ["/engineering/ml"],
+        "realm_access": {"roles": ["offline_access"]},
+    })));
+    let c = client();
+
+    // The agent registers itself (as MCP clients do) and sends its user to sign in.
+    let app_redirect = "http://127.0.0.1:33418/callback";
+    let r = c
+        .post(gw.at("/oauth/register"))
+        .json(&json!({
+            "client_name": "Research agent",
+            "redirect_uris": [app_redirect],
+            "token_endpoint_auth_method": "none",
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let client_id = r.json::<Value>().await.unwrap()["client_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let verifier = "a-verifier-of-the-agent-that-is-long-enough-0123456789";
+    let challenge = base64::Engine::encode(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+        <sha2::Sha256 as sha2::Digest>::digest(verifier.as_bytes()),
+    );
+    let mut authorize = url::Url::parse("http://gateway.test/oauth/authorize").unwrap();
+    authorize
+        .query_pairs_mut()
+        .append_pair("response_type", "code")
+        .append_pair("client_id", &client_id)
+        .append_pair("redirect_uri", app_redirect)
+        .append_pair("code_challenge", &challenge)
+        .append_pair("code_challenge_method", "S256")
+        .append_pair("scope", "models")
+        .append_pair("state", "s1");
+
+    // Browser: gateway → Keycloak → gateway callback → consent → back to the agent.
+    let mut cookie = None;
+    let r = follow(&gw, &mut cookie, authorize.as_str()).await;
+    assert_eq!(r.status(), 302);
+    assert!(location_of(&r).starts_with(&kc.issuer()));
+    let r = follow(&gw, &mut cookie, &location_of(&r)).await;
+    assert_eq!(r.status(), 302);
+    let r = follow(&gw, &mut cookie, &location_of(&r)).await;
+    assert_eq!(r.status(), 200);
+    let html = r.text().await.unwrap();
+    assert!(html.contains("grace@example.org"), "{html}");
+    let marker = "name=\"request\" value=\"";
+    let start = html.find(marker).unwrap() + marker.len();
+    let request = &html[start..start + html[start..].find('"').unwrap()];
+    let no_redirects = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let r = no_redirects
+        .post(gw.at("/oauth/authorize/consent"))
+        .header("cookie", cookie.clone().unwrap())
+        .form(&[("request", request), ("decision", "approve")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303);
+    let back = url::Url::parse(&location_of(&r)).unwrap();
+    let code = back
+        .query_pairs()
+        .find(|(k, _)| k == "code")
+        .unwrap()
+        .1
+        .into_owned();
+
+    // The agent exchanges the code and calls a model with the user's token.
+    let tokens: Value = c
+        .post(gw.at("/oauth/token"))
+        .form(&[
+            ("grant_type", "authorization_code"),
+            ("code", &code),
+            ("redirect_uri", app_redirect),
+            ("client_id", &client_id),
+            ("code_verifier", verifier),
+        ])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let access = tokens["access_token"].as_str().unwrap().to_owned();
+    // Signing in provisioned the user and their team; the admin gives the team its key.
+    let r = c
+        .post(gw.at("/admin/provider-keys"))
+        .bearer_auth(MASTER_KEY)
+        .json(&json!({"provider": "openai", "alias": "ml", "secret": "sk-ml-team-key-7", "team": "/engineering/ml"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let (s, h, body) = chat(&gw, &access).await;
+    assert_eq!(s, 200, "{body}");
+    assert_eq!(
+        mock.requests().last().unwrap().headers["authorization"],
+        "Bearer sk-ml-team-key-7"
+    );
+    let rec = gw
+        .log_of(h["x-portcullis-request-id"].to_str().unwrap())
+        .await;
+    assert_eq!(rec["auth_method"], "oauth");
+    assert_eq!(rec["user"], "grace");
+    assert_eq!(rec["team"], "/engineering/ml");
+
+    // The user was provisioned from the ID token, bound to the IdP.
+    let (_, users) = get(&gw, MASTER_KEY, "/admin/users").await;
+    let grace = users["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|u| u["id"] == "grace")
+        .unwrap()
+        .clone();
+    assert_eq!(grace["issuer"], kc.issuer());
+    assert_eq!(grace["teams"], json!(["/engineering/ml"]));
+
+    // Per-user usage, and disabling the user ends their grant at the next refresh.
+    gw.logs("user=grace", 1).await;
+    let (_, usage) = get(&gw, MASTER_KEY, "/admin/usage?group_by=user").await;
+    assert!(
+        usage["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["group"] == "grace")
+    );
+    let r = c
+        .delete(gw.at("/admin/users/grace"))
+        .bearer_auth(MASTER_KEY)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let (s, _, _) = chat(&gw, &access).await;
+    assert_eq!(s, 403, "a disabled user's access token stops at once");
+    gw.stop().await;
+}

@@ -305,6 +305,18 @@ async fn rotation_keeps_the_old_secret_for_the_grace_period_and_expiry_ends_keys
     assert_eq!(chat(&gw, &short, "gpt-4o", &[]).await.0, 200);
     tokio::time::sleep(Duration::from_millis(1100)).await;
     assert_eq!(chat(&gw, &short, "gpt-4o", &[]).await.0, 401);
+
+    // No body at all, even framed as chunked with no chunk: the defaults.
+    let empty = futures_util::stream::empty::<Result<bytes::Bytes, std::io::Error>>();
+    let r = client()
+        .post(gw.at(&format!("/admin/keys/{id}/rotate")))
+        .bearer_auth(MASTER_KEY)
+        .body(reqwest::Body::wrap_stream(empty))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(r.json::<Value>().await.unwrap()["key"].is_string());
     gw.stop().await;
 }
 

@@ -25,10 +25,11 @@ use url::Url;
 use uuid::Uuid;
 
 use crate::directory::{Principal, StoredPrincipal};
-use crate::pages;
 use crate::register::match_redirect_uri;
 use crate::secrets::{ct_eq, is_s256_challenge, random_token, sha256};
 use crate::server::{Inner, now_ms};
+use crate::{pages, upstream};
+use portcullis_core::AccessRole;
 
 /// How long a sign-in or consent form stays valid.
 const PENDING_TTL_MS: i64 = 10 * 60 * 1000;
@@ -36,7 +37,7 @@ const PENDING_TTL_MS: i64 = 10 * 60 * 1000;
 /// The cookie binding the flow to one browser.
 const BROWSER_COOKIE: &str = "portcullis_oauth_browser";
 
-const SEAL_LOGIN: &str = "authorize/login";
+pub(crate) const SEAL_LOGIN: &str = "authorize/login";
 const SEAL_CONSENT: &str = "authorize/consent";
 
 const MAX_USERNAME: usize = 256;
@@ -57,8 +58,8 @@ struct AuthorizeParams {
 
 /// An authorization request between its steps.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-struct Pending {
-    client_id: String,
+pub(crate) struct Pending {
+    pub(crate) client_id: String,
     /// The `redirect_uri` parameter, if given (the token request must repeat it).
     redirect_uri: Option<String>,
     /// Where the answer goes.
@@ -67,7 +68,7 @@ struct Pending {
     scope: String,
     challenge: String,
     /// Unix milliseconds.
-    exp: i64,
+    pub(crate) exp: i64,
     /// Hex SHA-256 of the browser cookie.
     browser: String,
     /// Who signed in (consent step only).
@@ -75,6 +76,16 @@ struct Pending {
     principal: Option<StoredPrincipal>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     username: Option<String>,
+}
+
+impl Pending {
+    /// The same request with a fresh expiry.
+    pub(crate) fn renewed(self) -> Self {
+        Self {
+            exp: now_ms() + PENDING_TTL_MS,
+            ..self
+        }
+    }
 }
 
 /// The browser cookie of this request, if it has a well-formed one.
@@ -251,14 +262,12 @@ pub(crate) async fn start(
         principal: None,
         username: None,
     };
-    let sealed = inner.sealer.seal(SEAL_LOGIN, &pending);
-    let mut response = pages::login(
-        &inner.endpoint("/oauth/authorize/login"),
-        client_name(&client),
-        &sealed,
-        None,
-        "",
-    );
+    let mut response = if inner.upstream.is_some() && !inner.config.sign_in.local {
+        upstream::redirect_to_provider(&inner, pending).await
+    } else {
+        let sealed = inner.sealer.seal(SEAL_LOGIN, &pending);
+        login_page(&inner, client_name(&client), &sealed, None, "")
+    };
     if new_cookie {
         let secure = if inner.secure_cookies { "; Secure" } else { "" };
         let value = format!(
@@ -271,9 +280,60 @@ pub(crate) async fn start(
     response
 }
 
+/// The sign-in page: the local form and/or the provider's button, as configured.
+fn login_page(
+    inner: &Inner,
+    client_name: &str,
+    sealed: &str,
+    error: Option<&str>,
+    username: &str,
+) -> Response {
+    let local = inner
+        .config
+        .sign_in
+        .local
+        .then(|| inner.endpoint("/oauth/authorize/login"));
+    let provider = inner.upstream.as_ref().and_then(|u| {
+        let mut url = Url::parse(&inner.endpoint("/oauth/authorize/upstream")).ok()?;
+        url.query_pairs_mut().append_pair("request", sealed);
+        Some((url.to_string(), u.display_name().to_owned()))
+    });
+    pages::login(
+        local.as_deref(),
+        provider.as_ref().map(|(u, n)| (u.as_str(), n.as_str())),
+        client_name,
+        sealed,
+        error,
+        username,
+    )
+}
+
+/// The client of a pending request, or the page saying it was removed meanwhile.
+async fn pending_client(inner: &Inner, pending: &Pending) -> Result<ClientRecord, Response> {
+    match inner.store.client(&pending.client_id).await {
+        Ok(Some(c)) => Ok(c),
+        Ok(None) => Err(pages::error(
+            StatusCode::BAD_REQUEST,
+            "Unknown application",
+            "The application was removed.",
+        )),
+        Err(e) => Err(pages::server_error(&e)),
+    }
+}
+
+/// Whether `pending` was started by the browser that sent `headers`.
+pub(crate) fn bound_to_browser(pending: &Pending, headers: &HeaderMap) -> bool {
+    browser_cookie(headers).is_some_and(|cookie| {
+        ct_eq(
+            browser_digest(&cookie).as_bytes(),
+            pending.browser.as_bytes(),
+        )
+    })
+}
+
 /// The pending request a form carries, if it is intact, current, of step `purpose`, and
 /// bound to this browser.
-fn open_pending(
+pub(crate) fn open_pending(
     inner: &Inner,
     purpose: &str,
     sealed: &str,
@@ -283,15 +343,10 @@ fn open_pending(
     if pending.exp <= now_ms() {
         return None;
     }
-    let cookie = browser_cookie(headers)?;
-    ct_eq(
-        browser_digest(&cookie).as_bytes(),
-        pending.browser.as_bytes(),
-    )
-    .then_some(pending)
+    bound_to_browser(&pending, headers).then_some(pending)
 }
 
-fn expired_form() -> Response {
+pub(crate) fn expired_form() -> Response {
     pages::error(
         StatusCode::BAD_REQUEST,
         "This page has expired",
@@ -300,7 +355,7 @@ fn expired_form() -> Response {
     )
 }
 
-fn unreadable_form() -> Response {
+pub(crate) fn unreadable_form() -> Response {
     pages::error(
         StatusCode::BAD_REQUEST,
         "Invalid form",
@@ -327,22 +382,21 @@ pub(crate) async fn login(
     let Some(pending) = open_pending(&inner, SEAL_LOGIN, &form.request, &headers) else {
         return expired_form();
     };
-    let client = match inner.store.client(&pending.client_id).await {
-        Ok(Some(c)) => c,
-        Ok(None) => {
-            return pages::error(
-                StatusCode::BAD_REQUEST,
-                "Unknown application",
-                "The application was removed.",
-            );
-        }
-        Err(e) => return pages::server_error(&e),
+    let client = match pending_client(&inner, &pending).await {
+        Ok(c) => c,
+        Err(page) => return page,
     };
+    if !inner.config.sign_in.local {
+        return pages::error(
+            StatusCode::NOT_FOUND,
+            "Password sign-in is disabled",
+            "This gateway signs users in through their identity provider.",
+        );
+    }
     let username = form.username.trim();
-    let action = inner.endpoint("/oauth/authorize/login");
     let retry = |message: &str| {
-        pages::login(
-            &action,
+        login_page(
+            &inner,
             client_name(&client),
             &form.request,
             Some(message),
@@ -356,6 +410,14 @@ pub(crate) async fn login(
     {
         return retry("Enter your username and password.");
     }
+    let throttle_key = username.to_lowercase();
+    if inner.sign_in_throttle.is_locked(&throttle_key).await {
+        tracing::warn!(client_id = %client.client_id, "OAuth sign-in refused: too many failures for this username");
+        let mut response =
+            retry("Too many failed sign-ins for this username. Try again in 15 minutes.");
+        *response.status_mut() = StatusCode::TOO_MANY_REQUESTS;
+        return response;
+    }
     let principal = match inner
         .directory
         .authenticate_user(username, &form.password)
@@ -363,25 +425,95 @@ pub(crate) async fn login(
     {
         Ok(Some(p)) => p,
         Ok(None) => {
+            inner.sign_in_throttle.record_failure(throttle_key).await;
             tracing::info!(client_id = %client.client_id, "OAuth sign-in refused");
             return retry("Invalid username or password.");
         }
         Err(e) => return pages::server_error(&e),
     };
+    inner.sign_in_throttle.clear(&throttle_key).await;
+    consent_page(&inner, &client, pending, principal, username)
+}
+
+/// Continues a request whose user has signed in (elsewhere than the local form) to the
+/// consent page.
+pub(crate) async fn consent_step(
+    inner: &Inner,
+    pending: Pending,
+    principal: Principal,
+    shown_name: &str,
+) -> Response {
+    let client = match pending_client(inner, &pending).await {
+        Ok(c) => c,
+        Err(page) => return page,
+    };
+    consent_page(inner, &client, pending, principal, shown_name)
+}
+
+/// The consent page for `principal`. The scope is narrowed to what the principal's role
+/// allows (`admin` only for administrators); when nothing is left the client gets
+/// `invalid_scope`.
+fn consent_page(
+    inner: &Inner,
+    client: &ClientRecord,
+    pending: Pending,
+    principal: Principal,
+    shown_name: &str,
+) -> Response {
+    let scope = scope_for_role(&pending.scope, principal.role);
+    if scope.is_empty() {
+        return redirect_to_client(
+            inner,
+            StatusCode::SEE_OTHER,
+            &pending.target,
+            &[
+                ("error", "invalid_scope"),
+                (
+                    "error_description",
+                    "the signed-in user may not be granted the requested scope",
+                ),
+            ],
+            pending.state.as_deref(),
+        );
+    }
     let consent = Pending {
         exp: now_ms() + PENDING_TTL_MS,
         principal: Some(StoredPrincipal::from(&principal)),
-        username: Some(username.to_owned()),
+        username: Some(shown_name.to_owned()),
+        scope,
         ..pending
     };
     let sealed = inner.sealer.seal(SEAL_CONSENT, &consent);
     pages::consent(
         &inner.endpoint("/oauth/authorize/consent"),
-        client_name(&client),
+        client_name(client),
         &consent.target,
-        username,
+        shown_name,
         &consent.scope,
         &sealed,
+    )
+}
+
+/// The scopes of `scope` a principal with `role` may hold: `admin` is for administrators.
+fn scope_for_role(scope: &str, role: AccessRole) -> String {
+    scope
+        .split_ascii_whitespace()
+        .filter(|s| *s != "admin" || role == AccessRole::Admin)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Sends the browser back to the client with `access_denied`.
+pub(crate) fn deny_to_client(inner: &Inner, pending: &Pending, description: &str) -> Response {
+    redirect_to_client(
+        inner,
+        StatusCode::SEE_OTHER,
+        &pending.target,
+        &[
+            ("error", "access_denied"),
+            ("error_description", description),
+        ],
+        pending.state.as_deref(),
     )
 }
 
@@ -406,16 +538,8 @@ pub(crate) async fn consent(
     let Some(principal) = pending.principal.clone().map(Principal::from) else {
         return expired_form();
     };
-    match inner.store.client(&pending.client_id).await {
-        Ok(Some(_)) => {}
-        Ok(None) => {
-            return pages::error(
-                StatusCode::BAD_REQUEST,
-                "Unknown application",
-                "The application was removed.",
-            );
-        }
-        Err(e) => return pages::server_error(&e),
+    if let Err(page) = pending_client(&inner, &pending).await {
+        return page;
     }
     let state = pending.state.as_deref();
     match form.decision.as_str() {

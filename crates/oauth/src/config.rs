@@ -8,6 +8,15 @@
 //!   refresh_token_ttl: 30d
 //!   code_ttl: 60s
 //!   scopes: [models, tools, admin]
+//!   sign_in:
+//!     local: true                      # the username/password form over local users
+//!     oidc:                            # "Sign in with …": delegate to an identity provider
+//!       issuer: https://example.okta.com   # one of identity.issuers (its claim mapping applies)
+//!       client_id: portcullis-gateway
+//!       client_secret: ${OIDC_CLIENT_SECRET}
+//!       name: Okta
+//!   max_failed_sign_ins: 10            # per username, per 15 minutes
+//!   registrations_per_minute: 30       # unauthenticated dynamic client registrations
 //! ```
 //!
 //! Durations are written `500ms`, `30s`, `15m`, `12h`, `30d`, a sequence such as `1h30m`, or
@@ -42,6 +51,133 @@ pub struct OAuthConfig {
     pub default_scopes: Option<Vec<String>>,
     /// Whether anyone may register a client (RFC 7591); administrators always can.
     pub dynamic_registration: bool,
+    /// How users sign in on the authorization page.
+    pub sign_in: SignInConfig,
+    /// Failed local sign-ins allowed per username within [`FAILED_SIGN_IN_WINDOW`]; further
+    /// attempts are refused (without checking the password) until the window ends.
+    pub max_failed_sign_ins: u32,
+    /// Dynamic client registrations accepted per minute on each replica.
+    pub registrations_per_minute: u32,
+}
+
+/// The window [`OAuthConfig::max_failed_sign_ins`] counts over.
+pub const FAILED_SIGN_IN_WINDOW: Duration = Duration::from_secs(15 * 60);
+
+/// How users sign in on the authorization page: the local form, an identity provider, or
+/// both (the page then offers both).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SignInConfig {
+    /// Whether local users may sign in with their username (or e-mail) and password.
+    pub local: bool,
+    /// Sign-in delegated to an OpenID Connect provider.
+    pub oidc: Option<OidcSignInConfig>,
+}
+
+impl Default for SignInConfig {
+    fn default() -> Self {
+        Self {
+            local: true,
+            oidc: None,
+        }
+    }
+}
+
+/// The gateway as an OpenID Connect client (relying party) of an identity provider: the
+/// authorization code flow with PKCE, its ID token verified against the issuer's keys.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OidcSignInConfig {
+    /// The provider's issuer; it must also be configured under `identity.issuers`, whose
+    /// claim mapping (user, e-mail, teams, roles) applies to its ID tokens.
+    pub issuer: String,
+    /// The gateway's client id at the provider.
+    pub client_id: String,
+    /// The gateway's client secret at the provider (`None`: a public client, PKCE only).
+    /// Never serialized or printed.
+    #[serde(default, skip_serializing)]
+    pub client_secret: Option<String>,
+    /// How the secret is sent: `client_secret_basic` (default) or `client_secret_post`.
+    #[serde(default = "default_token_auth")]
+    pub token_endpoint_auth: String,
+    /// Scopes asked of the provider; must include `openid`.
+    #[serde(default = "default_oidc_scopes")]
+    pub scopes: Vec<String>,
+    /// The provider's name on the sign-in button ("Sign in with …"); default "single sign-on".
+    #[serde(default)]
+    pub name: Option<String>,
+}
+
+impl std::fmt::Debug for OidcSignInConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OidcSignInConfig")
+            .field("issuer", &self.issuer)
+            .field("client_id", &self.client_id)
+            .field(
+                "client_secret",
+                &self.client_secret.as_ref().map(|_| "[redacted]"),
+            )
+            .field("token_endpoint_auth", &self.token_endpoint_auth)
+            .field("scopes", &self.scopes)
+            .field("name", &self.name)
+            .finish()
+    }
+}
+
+fn default_token_auth() -> String {
+    "client_secret_basic".to_owned()
+}
+
+fn default_oidc_scopes() -> Vec<String> {
+    ["openid", "profile", "email"]
+        .into_iter()
+        .map(str::to_owned)
+        .collect()
+}
+
+impl OidcSignInConfig {
+    /// A client of `issuer` with the default scopes and `client_secret_basic`.
+    pub fn new(issuer: impl Into<String>, client_id: impl Into<String>) -> Self {
+        Self {
+            issuer: issuer.into(),
+            client_id: client_id.into(),
+            client_secret: None,
+            token_endpoint_auth: default_token_auth(),
+            scopes: default_oidc_scopes(),
+            name: None,
+        }
+    }
+
+    fn validate(&self, issues: &mut Vec<String>) {
+        if let Err(e) = check_base_url(&self.issuer) {
+            issues.push(format!("sign_in.oidc.issuer: {e}"));
+        }
+        if self.client_id.trim().is_empty() {
+            issues.push("sign_in.oidc.client_id: must not be empty".to_owned());
+        }
+        if self.client_secret.as_deref().is_some_and(str::is_empty) {
+            issues.push(
+                "sign_in.oidc.client_secret: is empty (an unset environment variable?)".to_owned(),
+            );
+        }
+        if !matches!(
+            self.token_endpoint_auth.as_str(),
+            "client_secret_basic" | "client_secret_post"
+        ) {
+            issues.push(format!(
+                "sign_in.oidc.token_endpoint_auth: `{}` is not client_secret_basic or client_secret_post",
+                self.token_endpoint_auth
+            ));
+        }
+        if !self.scopes.iter().any(|s| s == "openid") {
+            issues.push("sign_in.oidc.scopes: must include `openid`".to_owned());
+        }
+        for scope in &self.scopes {
+            if !is_scope_token(scope) {
+                issues.push(format!("sign_in.oidc.scopes: `{scope}` is not a scope"));
+            }
+        }
+    }
 }
 
 impl Default for OAuthConfig {
@@ -55,6 +191,9 @@ impl Default for OAuthConfig {
             scopes: vec!["models".to_owned(), "tools".to_owned(), "admin".to_owned()],
             default_scopes: None,
             dynamic_registration: true,
+            sign_in: SignInConfig::default(),
+            max_failed_sign_ins: 10,
+            registrations_per_minute: 30,
         }
     }
 }
@@ -96,6 +235,23 @@ impl OAuthConfig {
             if !self.scopes.contains(scope) {
                 issues.push(format!("default_scopes: `{scope}` is not one of `scopes`"));
             }
+        }
+        if let Some(oidc) = &self.sign_in.oidc {
+            oidc.validate(&mut issues);
+        } else if !self.sign_in.local {
+            issues.push(
+                "sign_in: with `local: false`, `oidc` must be set (users need a way to sign in)"
+                    .to_owned(),
+            );
+        }
+        if self.max_failed_sign_ins == 0 {
+            issues.push("max_failed_sign_ins: must be at least 1".to_owned());
+        }
+        if self.registrations_per_minute == 0 {
+            issues.push(
+                "registrations_per_minute: must be at least 1 (set `dynamic_registration: false` to turn registration off)"
+                    .to_owned(),
+            );
         }
         issues
     }

@@ -48,6 +48,17 @@ pub trait Directory: Send + Sync {
     /// The service account `id`; `None` when there is none.
     async fn service_account(&self, id: &str) -> Result<Option<Principal>, DirectoryError>;
 
+    /// The user an identity provider vouched for in a verified ID token (sign-in delegated to
+    /// an OpenID Connect provider), provisioned on first sight if the directory does that;
+    /// `None` refuses the sign-in (unknown or disabled user). The default refuses everyone.
+    async fn external_user(
+        &self,
+        token: &portcullis_oidc::VerifiedToken,
+    ) -> Result<Option<Principal>, DirectoryError> {
+        let _ = token;
+        Ok(None)
+    }
+
     /// The principal as it is now, when a refresh token stored as `principal` is used;
     /// `None` ends the grant (the user was removed or disabled). The default keeps the
     /// stored principal.
@@ -134,6 +145,8 @@ fn password_digest(salt: &[u8; 16], password: &str) -> [u8; 32] {
 pub struct MemoryDirectory {
     users: Arc<RwLock<HashMap<String, MemoryUser>>>,
     service_accounts: Arc<RwLock<HashMap<String, Principal>>>,
+    /// Users known to identity providers, by (issuer, subject).
+    external: Arc<RwLock<HashMap<(String, String), Principal>>>,
 }
 
 impl std::fmt::Debug for MemoryDirectory {
@@ -170,6 +183,13 @@ impl MemoryDirectory {
         self.users.write().remove(username);
     }
 
+    /// Lets the user `subject` of the identity provider `issuer` sign in as `principal`.
+    pub fn add_external_user(&self, issuer: &str, subject: &str, principal: Principal) {
+        self.external
+            .write()
+            .insert((issuer.to_owned(), subject.to_owned()), principal);
+    }
+
     /// Adds (or replaces) a service account, keyed by `principal.service_account` (or its
     /// subject when that is `None`).
     pub fn add_service_account(&self, principal: Principal) {
@@ -200,6 +220,17 @@ impl Directory for MemoryDirectory {
         Ok(self.service_accounts.read().get(id).cloned())
     }
 
+    async fn external_user(
+        &self,
+        token: &portcullis_oidc::VerifiedToken,
+    ) -> Result<Option<Principal>, DirectoryError> {
+        Ok(self
+            .external
+            .read()
+            .get(&(token.issuer.clone(), token.subject.clone()))
+            .cloned())
+    }
+
     async fn refresh_principal(
         &self,
         principal: &Principal,
@@ -207,12 +238,20 @@ impl Directory for MemoryDirectory {
         if let Some(sa) = &principal.service_account {
             return self.service_account(sa).await;
         }
-        Ok(self
+        if let Some(user) = self
             .users
             .read()
             .values()
             .find(|u| u.principal.subject == principal.subject)
-            .map(|u| u.principal.clone()))
+        {
+            return Ok(Some(user.principal.clone()));
+        }
+        Ok(self
+            .external
+            .read()
+            .values()
+            .find(|p| p.subject == principal.subject)
+            .cloned())
     }
 }
 

@@ -8,7 +8,8 @@
 //! derived from the gateway's secret, so every replica issues and verifies alike;
 //! [`OAuthServer::verify_access_token`] checks one without touching the database.
 //!
-//! Users are the gateway's: the server asks a [`Directory`]. State lives in the store's
+//! Users are the gateway's: the server asks a [`Directory`], for local users (password) and for
+//! users an identity provider signed in (the gateway is then the provider's OIDC client). State lives in the store's
 //! [`OAuthStore`](portcullis_store::oauth::OAuthStore) (SQLite or PostgreSQL); codes, refresh
 //! tokens and client secrets are kept only as SHA-256 digests.
 //!
@@ -17,7 +18,8 @@
 //! - [`error`]: [`OAuthError`] and the wire errors;
 //! - [`keys`]: the signing key, JWKS and [`AccessClaims`];
 //! - `server`: [`OAuthServer`], its router and admin API; `metadata`, `register`,
-//!   `authorize` (with `pages`), `token`, `revoke`: the endpoints; `revocation`: the
+//!   `authorize` (with `pages`), `upstream` (sign-in delegated to an OpenID Connect
+//!   provider), `token`, `revoke`: the endpoints; `revocation`: the
 //!   in-memory revocation set; `secrets`: random tokens, digests, PKCE, sealing.
 
 mod authorize;
@@ -33,8 +35,9 @@ mod revoke;
 mod secrets;
 mod server;
 mod token;
+mod upstream;
 
-pub use config::OAuthConfig;
+pub use config::{OAuthConfig, OidcSignInConfig, SignInConfig};
 pub use directory::{Directory, DirectoryError, MemoryDirectory, Principal};
 pub use error::OAuthError;
 pub use keys::AccessClaims;

@@ -28,8 +28,9 @@ const STYLE: &str = "body{font-family:system-ui,sans-serif;background:#f4f5f7;ma
     label{display:block;margin:.8rem 0 .3rem}input[type=text],input[type=password]{\
     width:100%;box-sizing:border-box;padding:.5rem;font-size:1rem}\
     button{margin-top:1.2rem;padding:.55rem 1.2rem;font-size:1rem;border-radius:4px;\
-    border:1px solid #888;cursor:pointer}button.primary{background:#1f5fbf;color:#fff;\
-    border-color:#1f5fbf}.error{color:#a00}.muted{color:#666;font-size:.9rem}\
+    border:1px solid #888;cursor:pointer}button.primary,a.button{background:#1f5fbf;color:#fff;\
+    border-color:#1f5fbf}a.button{display:inline-block;padding:.55rem 1.2rem;\
+    border-radius:4px;text-decoration:none}.error{color:#a00}.muted{color:#666;font-size:.9rem}\
     ul{padding-left:1.2rem}li{margin:.3rem 0}";
 
 fn page(status: StatusCode, title: &str, body: &str) -> Response {
@@ -109,9 +110,20 @@ fn scope_list(scope: &str) -> String {
     format!("<ul>{items}</ul>")
 }
 
-/// The sign-in form.
+/// Text from outside (a provider's error code) made fit for a log line: printable ASCII,
+/// at most 100 characters.
+pub(crate) fn sanitize(s: &str) -> String {
+    s.chars()
+        .filter(|c| c.is_ascii_graphic() || *c == ' ')
+        .take(100)
+        .collect()
+}
+
+/// The sign-in page: the username/password form posting to `local` (when local users may
+/// sign in) and a "Sign in with …" link to `provider` (URL, name) when sign-in is delegated.
 pub(crate) fn login(
-    action: &str,
+    local: Option<&str>,
+    provider: Option<(&str, &str)>,
     client_name: &str,
     request: &str,
     error: Option<&str>,
@@ -120,25 +132,46 @@ pub(crate) fn login(
     let error = error
         .map(|e| format!("<p class=\"error\" role=\"alert\">{}</p>", escape(e)))
         .unwrap_or_default();
+    let provider = provider
+        .map(|(url, name)| {
+            format!(
+                "<p><a class=\"button primary\" id=\"sso\" href=\"{url}\">Sign in with {name}</a></p>",
+                url = escape(url),
+                name = escape(name),
+            )
+        })
+        .unwrap_or_default();
+    let separator = if local.is_some() && !provider.is_empty() {
+        "<p class=\"muted\">or with a gateway account:</p>"
+    } else {
+        ""
+    };
+    let form = local
+        .map(|action| {
+            format!(
+                "<form method=\"post\" action=\"{action}\">\
+                 <input type=\"hidden\" name=\"request\" value=\"{request}\">\
+                 <label for=\"username\">Username</label>\
+                 <input type=\"text\" id=\"username\" name=\"username\" value=\"{username}\" \
+                 autocomplete=\"username\" required autofocus>\
+                 <label for=\"password\">Password</label>\
+                 <input type=\"password\" id=\"password\" name=\"password\" \
+                 autocomplete=\"current-password\" required>\
+                 <button class=\"primary\" type=\"submit\">Sign in</button></form>",
+                action = escape(action),
+                request = escape(request),
+                username = escape(username),
+            )
+        })
+        .unwrap_or_default();
     page(
         StatusCode::OK,
         "Sign in",
         &format!(
             "<h1>Sign in to Portcullis</h1>\
-             <p><strong>{client}</strong> wants to access the gateway on your behalf.</p>{error}\
-             <form method=\"post\" action=\"{action}\">\
-             <input type=\"hidden\" name=\"request\" value=\"{request}\">\
-             <label for=\"username\">Username</label>\
-             <input type=\"text\" id=\"username\" name=\"username\" value=\"{username}\" \
-             autocomplete=\"username\" required autofocus>\
-             <label for=\"password\">Password</label>\
-             <input type=\"password\" id=\"password\" name=\"password\" \
-             autocomplete=\"current-password\" required>\
-             <button class=\"primary\" type=\"submit\">Sign in</button></form>",
-            action = escape(action),
+             <p><strong>{client}</strong> wants to access the gateway on your behalf.</p>\
+             {error}{provider}{separator}{form}",
             client = escape(client_name),
-            request = escape(request),
-            username = escape(username),
         ),
     )
 }

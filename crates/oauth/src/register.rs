@@ -126,6 +126,13 @@ async fn register_client(inner: &Inner, body: &[u8]) -> Result<Response, Protoco
             "dynamic client registration is disabled; ask an administrator for a client",
         ));
     }
+    if inner.registrations.check().is_err() {
+        return Err(ProtocolError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "temporarily_unavailable",
+            "too many client registrations; try again in a minute",
+        ));
+    }
     let meta: Metadata = serde_json::from_slice(body)
         .map_err(|e| invalid_metadata(format!("the body is not client metadata JSON: {e}")))?;
 

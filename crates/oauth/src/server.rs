@@ -15,13 +15,14 @@ use portcullis_store::oauth::{AccessRecord, ClientRecord, OAuthStore, RefreshRec
 use tokio::task::AbortHandle;
 use uuid::Uuid;
 
-use crate::config::{OAuthConfig, check_base_url};
+use crate::config::{FAILED_SIGN_IN_WINDOW, OAuthConfig, check_base_url};
 use crate::directory::{Directory, Principal};
 use crate::error::{OAuthError, ProtocolError};
 use crate::keys::{AccessClaims, Signer};
 use crate::revocation::Revocations;
 use crate::secrets::{Sealer, derive_key, random_id, random_token, sha256};
-use crate::{authorize, metadata, register, revoke, token};
+use crate::upstream::{Upstream, UpstreamError};
+use crate::{authorize, metadata, register, revoke, token, upstream};
 
 /// How often revocations are reloaded from the store.
 pub(crate) const REVOCATION_RELOAD: Duration = Duration::from_secs(1);
@@ -76,7 +77,50 @@ pub(crate) struct Inner {
     pub(crate) store: Arc<dyn OAuthStore>,
     pub(crate) directory: Arc<dyn Directory>,
     pub(crate) revocations: Revocations,
+    /// Sign-in delegated to an identity provider, when configured.
+    pub(crate) upstream: Option<Upstream>,
+    pub(crate) sign_in_throttle: SignInThrottle,
+    /// Unauthenticated dynamic client registrations, per replica.
+    pub(crate) registrations: governor::DefaultDirectRateLimiter,
     maintenance: OnceLock<AbortHandle>,
+}
+
+/// Counts failed local sign-ins per username; a username with
+/// [`OAuthConfig::max_failed_sign_ins`] failures is locked until its window (which starts at
+/// the first failure) ends. Bounded: at most 100 000 usernames are tracked.
+pub(crate) struct SignInThrottle {
+    failures: moka::future::Cache<String, Arc<std::sync::atomic::AtomicU32>>,
+    max: u32,
+}
+
+impl SignInThrottle {
+    fn new(max: u32) -> Self {
+        Self {
+            failures: moka::future::Cache::builder()
+                .max_capacity(100_000)
+                .time_to_live(FAILED_SIGN_IN_WINDOW)
+                .build(),
+            max,
+        }
+    }
+
+    pub(crate) async fn is_locked(&self, username: &str) -> bool {
+        self.failures
+            .get(username)
+            .await
+            .is_some_and(|n| n.load(std::sync::atomic::Ordering::Relaxed) >= self.max)
+    }
+
+    pub(crate) async fn record_failure(&self, username: String) {
+        self.failures
+            .get_with(username, async { Arc::default() })
+            .await
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    pub(crate) async fn clear(&self, username: &str) {
+        self.failures.invalidate(username).await;
+    }
 }
 
 impl Drop for Inner {
@@ -247,13 +291,15 @@ impl OAuthServer {
     ///
     /// `default_issuer` is used when `config.issuer` is unset (the gateway derives it from its
     /// listen address); `signing_secret` is the 32-byte secret every replica shares, from
-    /// which the token signing key and the form-sealing key are derived.
+    /// which the token signing key and the form-sealing key are derived. `issuers` verifies
+    /// the ID tokens of `config.sign_in.oidc`'s provider; it is required when that is set.
     pub async fn new(
         config: &OAuthConfig,
         default_issuer: &str,
         signing_secret: &[u8; 32],
         store: Arc<dyn OAuthStore>,
         directory: Arc<dyn Directory>,
+        issuers: Option<portcullis_oidc::Verifier>,
     ) -> Result<Self, OAuthError> {
         let issues = config.validate();
         if !issues.is_empty() {
@@ -274,7 +320,29 @@ impl OAuthServer {
         let signer = Signer::new(signing_secret, &issuer, &audience)?;
         let sealer = Sealer::new(derive_key(signing_secret, "authorization-form-seal"))
             .ok_or_else(|| OAuthError::Signing("cannot key the form seal".to_owned()))?;
+        let upstream = match (&config.sign_in.oidc, issuers) {
+            (None, _) => None,
+            (Some(_), None) => {
+                return Err(OAuthError::Config(
+                    "sign_in.oidc: the identity provider must also be configured under identity.issuers"
+                        .to_owned(),
+                ));
+            }
+            (Some(oidc), Some(verifier)) => Some(
+                Upstream::new(
+                    oidc.clone(),
+                    verifier,
+                    derive_key(signing_secret, "upstream-sign-in"),
+                )
+                .map_err(|e: UpstreamError| OAuthError::Config(e.to_string()))?,
+            ),
+        };
+        let per_minute = std::num::NonZeroU32::new(config.registrations_per_minute)
+            .unwrap_or(std::num::NonZeroU32::MIN);
         let inner = Arc::new(Inner {
+            upstream,
+            sign_in_throttle: SignInThrottle::new(config.max_failed_sign_ins),
+            registrations: governor::RateLimiter::direct(governor::Quota::per_minute(per_minute)),
             config: config.clone(),
             secure_cookies: issuer.starts_with("https://"),
             default_scopes: config.effective_default_scopes(),
@@ -315,7 +383,9 @@ impl OAuthServer {
     /// - `GET /oauth/jwks`,
     /// - `POST /oauth/register` (RFC 7591),
     /// - `GET /oauth/authorize`, `POST /oauth/authorize/login`,
-    ///   `POST /oauth/authorize/consent` (the browser steps),
+    ///   `POST /oauth/authorize/consent` (the browser steps), and `GET
+    ///   /oauth/authorize/upstream`, `GET /oauth/authorize/callback` (sign-in delegated to an
+    ///   identity provider),
     /// - `POST /oauth/token`,
     /// - `POST /oauth/revoke` (RFC 7009).
     ///
@@ -341,7 +411,9 @@ impl OAuthServer {
         let pages = Router::new()
             .route("/oauth/authorize", get(authorize::start))
             .route("/oauth/authorize/login", post(authorize::login))
-            .route("/oauth/authorize/consent", post(authorize::consent));
+            .route("/oauth/authorize/consent", post(authorize::consent))
+            .route("/oauth/authorize/upstream", get(upstream::begin))
+            .route("/oauth/authorize/callback", get(upstream::callback));
         api.merge(pages)
             .layer(DefaultBodyLimit::max(BODY_LIMIT))
             .with_state(self.inner.clone())

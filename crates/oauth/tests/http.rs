@@ -103,6 +103,7 @@ async fn serve(
         &SECRET,
         store.clone(),
         Arc::new(directory.clone()),
+        None,
     )
     .await
     .unwrap();
@@ -932,6 +933,7 @@ async fn revoking_an_access_token_stops_it_on_every_replica() {
         &SECRET,
         h.store.clone(),
         Arc::new(h.directory.clone()),
+        None,
     )
     .await
     .unwrap();

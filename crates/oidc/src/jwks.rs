@@ -268,6 +268,26 @@ fn strip_leading_zeros(bytes: &[u8]) -> &[u8] {
     &bytes[start..]
 }
 
+/// The members of an OpenID Provider's discovery document (OpenID Connect Discovery 1.0 §3)
+/// the gateway uses.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct ProviderMetadata {
+    /// The issuer, exactly as its tokens' `iss`.
+    pub issuer: String,
+    /// Where its signing keys are published.
+    pub jwks_uri: String,
+    /// Where a browser is sent to sign in (absent for issuers that only mint API tokens).
+    #[serde(default)]
+    pub authorization_endpoint: Option<String>,
+    /// Where authorization codes are exchanged for tokens.
+    #[serde(default)]
+    pub token_endpoint: Option<String>,
+    /// How a client may authenticate at the token endpoint (`client_secret_basic` when
+    /// absent, per the specification).
+    #[serde(default)]
+    pub token_endpoint_auth_methods_supported: Option<Vec<String>>,
+}
+
 /// Downloads discovery documents and key sets.
 #[derive(Clone)]
 pub(crate) struct Fetcher {
@@ -315,20 +335,14 @@ impl Fetcher {
         Ok(body)
     }
 
-    /// Finds the JWKS URL of `issuer` through its discovery document, which must name
-    /// `issuer` itself.
-    async fn discover(&self, issuer: &str) -> Result<String, JwksError> {
-        #[derive(Deserialize)]
-        struct Discovery {
-            issuer: String,
-            jwks_uri: String,
-        }
+    /// The discovery document of `issuer`, which must name `issuer` itself.
+    pub(crate) async fn metadata(&self, issuer: &str) -> Result<ProviderMetadata, JwksError> {
         let url = format!(
             "{}/.well-known/openid-configuration",
             issuer.trim_end_matches('/')
         );
         let body = self.get(&url).await?;
-        let document: Discovery =
+        let document: ProviderMetadata =
             serde_json::from_slice(&body).map_err(|e| JwksError::Invalid {
                 url: url.clone(),
                 what: "discovery document",
@@ -340,14 +354,32 @@ impl Fetcher {
                 found: sanitize(&document.issuer, 200),
             });
         }
-        match reqwest::Url::parse(&document.jwks_uri) {
-            Ok(u) if matches!(u.scheme(), "https" | "http") => Ok(document.jwks_uri),
-            _ => Err(JwksError::Invalid {
-                url,
-                what: "discovery document",
-                reason: "jwks_uri is not an http(s) URL".to_owned(),
-            }),
+        let endpoints = [
+            ("jwks_uri", Some(&document.jwks_uri)),
+            (
+                "authorization_endpoint",
+                document.authorization_endpoint.as_ref(),
+            ),
+            ("token_endpoint", document.token_endpoint.as_ref()),
+        ];
+        for (name, endpoint) in endpoints {
+            if let Some(endpoint) = endpoint
+                && !reqwest::Url::parse(endpoint)
+                    .is_ok_and(|u| matches!(u.scheme(), "https" | "http"))
+            {
+                return Err(JwksError::Invalid {
+                    url,
+                    what: "discovery document",
+                    reason: format!("{name} is not an http(s) URL"),
+                });
+            }
         }
+        Ok(document)
+    }
+
+    /// Finds the JWKS URL of `issuer` through its discovery document.
+    async fn discover(&self, issuer: &str) -> Result<String, JwksError> {
+        Ok(self.metadata(issuer).await?.jwks_uri)
     }
 
     async fn jwks(&self, url: &str) -> Result<KeySet, JwksError> {

@@ -40,6 +40,7 @@ pub mod verifier;
 
 pub use config::{ClaimMapping, ConfigError, ConfigIssue, IssuerConfig, validate_issuers};
 pub use error::{JwksError, TokenError};
+pub use jwks::ProviderMetadata;
 pub use verifier::{VerifiedToken, Verifier, VerifierBuilder};
 
 /// The longest token accepted, in bytes; longer ones are refused before parsing.

@@ -22,7 +22,7 @@ use sha2::{Digest, Sha256};
 
 use crate::config::{ConfigError, IssuerConfig, IssuerSettings, settings};
 use crate::error::{JwksError, TokenError, sanitize};
-use crate::jwks::{Fetcher, IssuerKeys, KeyPolicy};
+use crate::jwks::{Fetcher, IssuerKeys, KeyPolicy, ProviderMetadata};
 use crate::{MAX_TOKEN_BYTES, claims};
 
 /// How long a discovery or JWKS download may take, by default.
@@ -73,6 +73,17 @@ struct Inner {
 struct Issuer {
     settings: IssuerSettings,
     keys: IssuerKeys,
+    /// The discovery document, once read for a browser sign-in, and when.
+    metadata: parking_lot::Mutex<Option<(std::time::Instant, Arc<ProviderMetadata>)>>,
+}
+
+/// Whose audience a token must name.
+#[derive(Clone, Copy)]
+enum Audience<'a> {
+    /// The issuer's configured `audience` (API access tokens).
+    Configured,
+    /// An OAuth client's id (ID tokens issued to that client).
+    Client(&'a str),
 }
 
 struct CachedToken {
@@ -188,6 +199,7 @@ impl VerifierBuilder {
             .map(|settings| Issuer {
                 keys: IssuerKeys::new(settings.issuer.clone(), settings.jwks_uri.clone()),
                 settings,
+                metadata: parking_lot::Mutex::new(None),
             })
             .collect();
         let cache = moka::future::Cache::builder()
@@ -301,7 +313,7 @@ impl Verifier {
             }
             return Ok(hit.token.clone());
         }
-        let (verified, leeway) = self.verify_uncached(token).await?;
+        let (verified, leeway, _) = self.verify_uncached(token, Audience::Configured).await?;
         if !self.inner.cache_ttl.is_zero() {
             let entry = CachedToken {
                 token: verified.clone(),
@@ -313,7 +325,84 @@ impl Verifier {
         Ok(verified)
     }
 
-    async fn verify_uncached(&self, token: &str) -> Result<(VerifiedToken, i64), TokenError> {
+    /// Validates an OpenID Connect ID token (Core 1.0 §3.1.3.7) that `issuer` issued to the
+    /// OAuth client `client_id` in answer to a sign-in request carrying `nonce`: the same
+    /// checks as [`Verifier::verify`], but the audience must be `client_id` (and, when the
+    /// token names several audiences, `azp` too), `iss` must be `issuer`, and `nonce` must
+    /// match. Never cached: an ID token is used once.
+    pub async fn verify_id_token(
+        &self,
+        token: &str,
+        issuer: &str,
+        client_id: &str,
+        nonce: &str,
+    ) -> Result<VerifiedToken, TokenError> {
+        if token.len() > MAX_TOKEN_BYTES {
+            return Err(TokenError::TooLarge {
+                len: token.len(),
+                max: MAX_TOKEN_BYTES,
+            });
+        }
+        let (verified, _, claims) = self
+            .verify_uncached(token, Audience::Client(client_id))
+            .await?;
+        if verified.issuer != issuer {
+            return Err(TokenError::IssuerMismatch);
+        }
+        if let Some(Value::Array(audiences)) = claims.get("aud")
+            && audiences.len() > 1
+            && claims.get("azp").and_then(Value::as_str) != Some(client_id)
+        {
+            return Err(TokenError::InvalidClaim {
+                claim: "azp".to_owned(),
+                reason: "does not name this client",
+            });
+        }
+        let nonce_matches = claims
+            .get("nonce")
+            .and_then(Value::as_str)
+            .is_some_and(|n| bool::from(subtle_eq(n.as_bytes(), nonce.as_bytes())));
+        if !nonce_matches {
+            return Err(TokenError::InvalidClaim {
+                claim: "nonce".to_owned(),
+                reason: "does not match the sign-in request",
+            });
+        }
+        Ok(verified)
+    }
+
+    /// The discovery document of the configured issuer `issuer` (its authorization and token
+    /// endpoints, for a browser sign-in), read once and again after the key age.
+    pub async fn provider_metadata(
+        &self,
+        issuer: &str,
+    ) -> Result<Arc<ProviderMetadata>, JwksError> {
+        let Some(configured) = self
+            .inner
+            .issuers
+            .iter()
+            .find(|i| i.settings.issuer == issuer)
+        else {
+            return Err(JwksError::IssuerMismatch {
+                expected: "a configured issuer".to_owned(),
+                found: sanitize(issuer, 200),
+            });
+        };
+        if let Some((read, metadata)) = configured.metadata.lock().as_ref()
+            && read.elapsed() < self.inner.policy.max_key_age
+        {
+            return Ok(metadata.clone());
+        }
+        let metadata = Arc::new(self.inner.fetcher.metadata(issuer).await?);
+        *configured.metadata.lock() = Some((std::time::Instant::now(), metadata.clone()));
+        Ok(metadata)
+    }
+
+    async fn verify_uncached(
+        &self,
+        token: &str,
+        audience: Audience<'_>,
+    ) -> Result<(VerifiedToken, i64, Map<String, Value>), TokenError> {
         let mut segments = token.split('.');
         let (Some(header), Some(payload), Some(signature), None) = (
             segments.next(),
@@ -377,7 +466,10 @@ impl Verifier {
         validation.validate_exp = true;
         validation.validate_nbf = true;
         validation.set_issuer(&[&settings.issuer]);
-        validation.set_audience(&settings.audience);
+        match audience {
+            Audience::Configured => validation.set_audience(&settings.audience),
+            Audience::Client(client_id) => validation.set_audience(&[client_id]),
+        }
         let verified = jsonwebtoken::decode::<Map<String, Value>>(token, &key.key, &validation)
             .map_err(|e| match e.into_kind() {
                 ErrorKind::InvalidSignature => TokenError::InvalidSignature,
@@ -490,8 +582,15 @@ impl Verifier {
                 expires_at,
             },
             leeway,
+            claims,
         ))
     }
+}
+
+/// Constant-time equality of two byte strings.
+fn subtle_eq(a: &[u8], b: &[u8]) -> subtle::Choice {
+    use subtle::ConstantTimeEq;
+    a.ct_eq(b)
 }
 
 /// Checks the header's `alg` against the allow-list, naming the reason for a refusal.

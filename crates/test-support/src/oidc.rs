@@ -12,6 +12,15 @@
 //! like the tokens of real identity providers (Okta, Entra ID, Auth0, Keycloak). The free
 //! functions [`mint_unsigned`] and [`mint_hs256`] build the hostile tokens no honest issuer
 //! signs.
+//!
+//! It is also an OpenID Provider for browser sign-in (OpenID Connect Core 1.0, authorization
+//! code flow): clients are registered with [`MockIssuer::register_client`], the user "signed
+//! in at the provider" is chosen with [`MockIssuer::sign_in_as`] (so `GET {issuer}/authorize`
+//! answers at once with a redirect carrying a code, as a provider with a live session does),
+//! and `POST {issuer}/token` exchanges the code, checking client authentication
+//! (`client_secret_basic` or `client_secret_post`), `redirect_uri` and the PKCE verifier, and
+//! returns an RS256 ID token carrying the request's `nonce`. Errors follow RFC 6749 §4.1.2.1
+//! and §5.2.
 
 use std::convert::Infallible;
 use std::fmt;
@@ -186,14 +195,46 @@ struct KeyRing {
     retired: Vec<Arc<MockKey>>,
 }
 
+/// A client registered at the provider.
+struct ProviderClient {
+    secret: Option<String>,
+    redirect_uri: String,
+}
+
+/// An authorization code the provider issued and has not yet exchanged.
+struct IssuedCode {
+    client_id: String,
+    redirect_uri: String,
+    challenge: Option<String>,
+    nonce: Option<String>,
+    claims: Value,
+}
+
+/// The browser sign-in side of the provider.
+#[derive(Default)]
+struct SignInState {
+    clients: std::collections::HashMap<String, ProviderClient>,
+    /// Who is signed in at the provider; `None` answers `login_required`.
+    user: Option<Value>,
+    /// An `error` to answer every authorization request with (`access_denied`, …).
+    refuse_with: Option<String>,
+    /// Members merged over every ID token's claims (for hostile-token tests).
+    id_token_override: Option<Value>,
+    codes: std::collections::HashMap<String, IssuedCode>,
+    /// The last authorization request's query parameters.
+    last_authorize: Vec<(String, String)>,
+}
+
 struct IssuerShared {
     issuer: String,
     base: String,
     keys: Mutex<KeyRing>,
     jwks_fetches: AtomicU64,
     discovery_fetches: AtomicU64,
+    token_requests: AtomicU64,
     discovery_issuer: Mutex<Option<String>>,
     jwks_status: AtomicU16,
+    sign_in: Mutex<SignInState>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -247,8 +288,10 @@ impl MockIssuer {
             }),
             jwks_fetches: AtomicU64::new(0),
             discovery_fetches: AtomicU64::new(0),
+            token_requests: AtomicU64::new(0),
             discovery_issuer: Mutex::new(None),
             jwks_status: AtomicU16::new(200),
+            sign_in: Mutex::new(SignInState::default()),
         });
         let (stop, stopped) = tokio::sync::oneshot::channel();
         tokio::spawn(serve(listener, shared.clone(), stopped));
@@ -367,6 +410,48 @@ impl MockIssuer {
     /// Makes the JWKS endpoint answer with `status` (and an error body) when it is not 200.
     pub fn set_jwks_status(&self, status: u16) {
         self.shared.jwks_status.store(status, Ordering::SeqCst);
+    }
+
+    /// Registers an OAuth client for browser sign-in: a confidential one when `secret` is
+    /// given, a public one (PKCE only) otherwise; `redirect_uri` must match exactly.
+    pub fn register_client(&self, client_id: &str, secret: Option<&str>, redirect_uri: &str) {
+        lock(&self.shared.sign_in).clients.insert(
+            client_id.to_owned(),
+            ProviderClient {
+                secret: secret.map(str::to_owned),
+                redirect_uri: redirect_uri.to_owned(),
+            },
+        );
+    }
+
+    /// Signs a user in at the provider: the claims (`sub`, `email`, `groups`, …) the next ID
+    /// tokens carry, besides `iss`, `aud`, `iat`, `exp` and `nonce`. `None` signs them out, so
+    /// authorization requests are answered with `login_required`.
+    pub fn sign_in_as(&self, claims: Option<Value>) {
+        lock(&self.shared.sign_in).user = claims;
+    }
+
+    /// Makes every authorization request fail with `error` (such as `access_denied`, as when
+    /// the user declines at the provider); `None` restores normal answers.
+    pub fn refuse_sign_in(&self, error: Option<&str>) {
+        lock(&self.shared.sign_in).refuse_with = error.map(str::to_owned);
+    }
+
+    /// Merges `claims` over every ID token the provider issues from now on (`{"nonce":
+    /// "other"}`, `{"aud": "someone-else"}`, …); a member set to `null` is removed. `None`
+    /// restores honest tokens.
+    pub fn override_id_token_claims(&self, claims: Option<Value>) {
+        lock(&self.shared.sign_in).id_token_override = claims;
+    }
+
+    /// The query parameters of the last authorization request the provider received.
+    pub fn last_authorization_request(&self) -> Vec<(String, String)> {
+        lock(&self.shared.sign_in).last_authorize.clone()
+    }
+
+    /// How many token requests the provider received.
+    pub fn token_requests(&self) -> u64 {
+        self.shared.token_requests.load(Ordering::SeqCst)
     }
 
     fn key(&self, alg: MockAlg) -> Arc<MockKey> {
@@ -559,6 +644,9 @@ fn discovery_document(shared: &IssuerShared) -> Value {
         "response_types_supported": ["code"],
         "subject_types_supported": ["public"],
         "id_token_signing_alg_values_supported": ["RS256", "PS256", "ES256", "EdDSA"],
+        "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
+        "code_challenge_methods_supported": ["S256"],
+        "scopes_supported": ["openid", "profile", "email"],
     })
 }
 
@@ -580,7 +668,7 @@ async fn serve(
         tokio::spawn(async move {
             let service = service_fn(move |req| {
                 let shared = shared.clone();
-                async move { Ok::<_, Infallible>(handle(&shared, &req)) }
+                async move { Ok::<_, Infallible>(handle(&shared, req).await) }
             });
             let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
                 .serve_connection(TokioIo::new(tcp), service)
@@ -589,23 +677,20 @@ async fn serve(
     }
 }
 
-fn handle(shared: &IssuerShared, req: &Request<Incoming>) -> Response<MockBody> {
-    let path = req.uri().path();
+async fn handle(shared: &IssuerShared, req: Request<Incoming>) -> Response<MockBody> {
+    let path = req.uri().path().to_owned();
     let prefix = shared
         .base
         .split_once("://")
         .and_then(|(_, rest)| rest.find('/').map(|i| &rest[i..]))
         .unwrap_or("");
     let local = path.strip_prefix(prefix).unwrap_or("");
-    if req.method() != http::Method::GET {
-        return json_response(405, &json!({"error": "method_not_allowed"}), &[]);
-    }
-    match local {
-        "/.well-known/openid-configuration" => {
+    match (req.method().clone(), local) {
+        (http::Method::GET, "/.well-known/openid-configuration") => {
             shared.discovery_fetches.fetch_add(1, Ordering::SeqCst);
             json_response(200, &discovery_document(shared), &[])
         }
-        "/keys" => {
+        (http::Method::GET, "/keys") => {
             shared.jwks_fetches.fetch_add(1, Ordering::SeqCst);
             let status = shared.jwks_status.load(Ordering::SeqCst);
             if status == 200 {
@@ -614,6 +699,251 @@ fn handle(shared: &IssuerShared, req: &Request<Incoming>) -> Response<MockBody> 
                 json_response(status, &json!({"error": "temporarily_unavailable"}), &[])
             }
         }
+        (http::Method::GET, "/authorize") => {
+            let query = req.uri().query().unwrap_or("").to_owned();
+            authorize(shared, &query)
+        }
+        (http::Method::POST, "/token") => {
+            shared.token_requests.fetch_add(1, Ordering::SeqCst);
+            let authorization = req
+                .headers()
+                .get(http::header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned);
+            let body = http_body_util::BodyExt::collect(req.into_body())
+                .await
+                .map(|b| b.to_bytes())
+                .unwrap_or_default();
+            token(shared, authorization.as_deref(), &body)
+        }
+        (_, "/.well-known/openid-configuration" | "/keys" | "/authorize" | "/token") => {
+            json_response(405, &json!({"error": "method_not_allowed"}), &[])
+        }
         _ => json_response(404, &json!({"error": "not_found"}), &[]),
     }
+}
+
+fn form_pairs(text: &[u8]) -> Vec<(String, String)> {
+    url::form_urlencoded::parse(text)
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect()
+}
+
+fn param<'a>(pairs: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    pairs
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
+}
+
+fn redirect(location: &str) -> Response<MockBody> {
+    let mut response = json_response(302, &json!({}), &[]);
+    if let Ok(value) = http::HeaderValue::from_str(location) {
+        response.headers_mut().insert(http::header::LOCATION, value);
+    }
+    response
+}
+
+/// `GET /authorize`: the user is already signed in at the provider, so the answer is a
+/// redirect to the client at once.
+fn authorize(shared: &IssuerShared, query: &str) -> Response<MockBody> {
+    let pairs = form_pairs(query.as_bytes());
+    let mut state = lock(&shared.sign_in);
+    state.last_authorize = pairs.clone();
+    let client_id = param(&pairs, "client_id").unwrap_or_default();
+    let Some(client) = state.clients.get(client_id) else {
+        return json_response(400, &json!({"error": "invalid_client"}), &[]);
+    };
+    let redirect_uri = param(&pairs, "redirect_uri").unwrap_or_default();
+    if redirect_uri != client.redirect_uri {
+        return json_response(400, &json!({"error": "invalid_redirect_uri"}), &[]);
+    }
+    let Ok(mut target) = url::Url::parse(redirect_uri) else {
+        return json_response(400, &json!({"error": "invalid_redirect_uri"}), &[]);
+    };
+    let back = |target: &mut url::Url, pairs_out: &[(&str, &str)]| {
+        let mut query = target.query_pairs_mut();
+        for (k, v) in pairs_out {
+            query.append_pair(k, v);
+        }
+        if let Some(s) = param(&pairs, "state") {
+            query.append_pair("state", s);
+        }
+        drop(query);
+        redirect(target.as_str())
+    };
+    let scopes = param(&pairs, "scope").unwrap_or_default();
+    if param(&pairs, "response_type") != Some("code") {
+        return back(&mut target, &[("error", "unsupported_response_type")]);
+    }
+    if !scopes.split(' ').any(|s| s == "openid") {
+        return back(
+            &mut target,
+            &[
+                ("error", "invalid_scope"),
+                ("error_description", "openid is required"),
+            ],
+        );
+    }
+    let challenge = param(&pairs, "code_challenge").map(str::to_owned);
+    if challenge.is_some() && param(&pairs, "code_challenge_method") != Some("S256") {
+        return back(
+            &mut target,
+            &[
+                ("error", "invalid_request"),
+                ("error_description", "only S256"),
+            ],
+        );
+    }
+    if let Some(error) = state.refuse_with.clone() {
+        return back(&mut target, &[("error", &error)]);
+    }
+    let Some(claims) = state.user.clone() else {
+        return back(&mut target, &[("error", "login_required")]);
+    };
+    let mut raw = [0u8; 32];
+    OsRng.fill_bytes(&mut raw);
+    let code = b64(&raw);
+    state.codes.insert(
+        code.clone(),
+        IssuedCode {
+            client_id: client_id.to_owned(),
+            redirect_uri: redirect_uri.to_owned(),
+            challenge,
+            nonce: param(&pairs, "nonce").map(str::to_owned),
+            claims,
+        },
+    );
+    back(&mut target, &[("code", &code)])
+}
+
+/// A token-endpoint error (RFC 6749 §5.2).
+fn token_error(status: u16, error: &str, description: &str) -> Response<MockBody> {
+    let mut headers = vec![("cache-control".to_owned(), "no-store".to_owned())];
+    if status == 401 {
+        headers.push((
+            "www-authenticate".to_owned(),
+            "Basic realm=\"mock-issuer\"".to_owned(),
+        ));
+    }
+    json_response(
+        status,
+        &json!({"error": error, "error_description": description}),
+        &headers,
+    )
+}
+
+/// The client's credentials: HTTP Basic (each part form-urlencoded, RFC 6749 §2.3.1) or
+/// form members.
+fn client_credentials(
+    authorization: Option<&str>,
+    pairs: &[(String, String)],
+) -> Option<(String, Option<String>)> {
+    if let Some(basic) = authorization.and_then(|a| a.strip_prefix("Basic ")) {
+        let decoded = base64::engine::general_purpose::STANDARD
+            .decode(basic.trim())
+            .ok()?;
+        let text = String::from_utf8(decoded).ok()?;
+        let (id, secret) = text.split_once(':')?;
+        let unescape = |s: &str| {
+            url::form_urlencoded::parse(format!("x={s}").as_bytes())
+                .next()
+                .map(|(_, v)| v.into_owned())
+        };
+        return Some((unescape(id)?, Some(unescape(secret)?)));
+    }
+    let id = param(pairs, "client_id")?.to_owned();
+    Some((id, param(pairs, "client_secret").map(str::to_owned)))
+}
+
+/// `POST /token`: the authorization-code grant.
+fn token(shared: &IssuerShared, authorization: Option<&str>, body: &[u8]) -> Response<MockBody> {
+    let pairs = form_pairs(body);
+    let Some((client_id, secret)) = client_credentials(authorization, &pairs) else {
+        return token_error(401, "invalid_client", "client authentication is required");
+    };
+    let mut state = lock(&shared.sign_in);
+    let Some(client) = state.clients.get(&client_id) else {
+        return token_error(401, "invalid_client", "unknown client");
+    };
+    if client.secret.is_some() && client.secret != secret {
+        return token_error(401, "invalid_client", "wrong client secret");
+    }
+    if param(&pairs, "grant_type") != Some("authorization_code") {
+        return token_error(400, "unsupported_grant_type", "authorization_code only");
+    }
+    let override_claims = state.id_token_override.clone();
+    let Some(issued) = param(&pairs, "code").and_then(|c| state.codes.remove(c)) else {
+        return token_error(400, "invalid_grant", "unknown or used code");
+    };
+    if issued.client_id != client_id {
+        return token_error(400, "invalid_grant", "code issued to another client");
+    }
+    if param(&pairs, "redirect_uri") != Some(issued.redirect_uri.as_str()) {
+        return token_error(400, "invalid_grant", "redirect_uri does not match");
+    }
+    if let Some(challenge) = &issued.challenge {
+        let verifier = param(&pairs, "code_verifier").unwrap_or_default();
+        let digest = <sha2::Sha256 as sha2::Digest>::digest(verifier.as_bytes());
+        if b64(&digest) != *challenge {
+            return token_error(400, "invalid_grant", "PKCE verification failed");
+        }
+    }
+    drop(state);
+    let now = unix_now();
+    let mut claims = json!({
+        "iss": shared.issuer,
+        "aud": client_id,
+        "iat": now,
+        "exp": now + 300,
+        "auth_time": now - 5,
+    });
+    if let (Some(all), Some(user)) = (claims.as_object_mut(), issued.claims.as_object()) {
+        for (k, v) in user {
+            all.insert(k.clone(), v.clone());
+        }
+        if let Some(nonce) = issued.nonce {
+            all.insert("nonce".to_owned(), Value::String(nonce));
+        }
+        for (k, v) in override_claims
+            .iter()
+            .filter_map(Value::as_object)
+            .flatten()
+        {
+            if v.is_null() {
+                all.remove(k);
+            } else {
+                all.insert(k.clone(), v.clone());
+            }
+        }
+    }
+    let key = {
+        let ring = lock(&shared.keys);
+        ring.current
+            .iter()
+            .find(|k| k.alg == MockAlg::RS256)
+            .cloned()
+    };
+    let Some(key) = key else {
+        return token_error(500, "server_error", "no signing key");
+    };
+    let header = json!({"alg": "RS256", "typ": "JWT", "kid": key.kid});
+    let message = format!("{}.{}", encode_segment(&header), encode_segment(&claims));
+    let id_token = format!("{message}.{}", b64(&key.sign(message.as_bytes())));
+    let mut raw = [0u8; 32];
+    OsRng.fill_bytes(&mut raw);
+    json_response(
+        200,
+        &json!({
+            "access_token": b64(&raw),
+            "token_type": "Bearer",
+            "expires_in": 300,
+            "scope": "openid profile email",
+            "id_token": id_token,
+        }),
+        &[
+            ("cache-control".to_owned(), "no-store".to_owned()),
+            ("pragma".to_owned(), "no-cache".to_owned()),
+        ],
+    )
 }
