@@ -133,6 +133,7 @@ pub async fn run(config: Option<PathBuf>, command: KeysCommand) -> anyhow::Resul
                     service_account,
                     models,
                     limits,
+                    controls: None,
                     metadata: None,
                     expires_ms,
                 })

@@ -56,6 +56,7 @@ fn master_principal() -> Arc<Principal> {
         identity: Arc::new(Identity::master()),
         expires_ms: None,
         rules: None,
+        controls: None,
     })
 }
 
@@ -197,6 +198,7 @@ impl Authenticator {
                 identity: Arc::new(claims.identity()),
                 expires_ms: Some(claims.exp.saturating_mul(1000)),
                 rules: None,
+                controls: None,
             }));
         }
         let Some(verifier) = &self.verifier else {
@@ -294,6 +296,7 @@ fn select_team(
         identity: Arc::new(identity),
         expires_ms: principal.expires_ms,
         rules: principal.rules.clone(),
+        controls: principal.controls,
     }))
 }
 

@@ -29,7 +29,7 @@ use portcullis_config::RoutePolicy;
 use portcullis_core::{ChatRequest, Identity};
 use portcullis_core::{Dialect, ErrorKind, GatewayError};
 use portcullis_dialects::{decode_request, decode_response, encode_response, events_from_response};
-use portcullis_identity::Principal;
+use portcullis_identity::{ControlOverrides, Principal};
 use portcullis_limits::Subjects;
 use portcullis_providers::provider::ForwardedHeaders;
 use uuid::Uuid;
@@ -43,7 +43,7 @@ use crate::limits::{self, RateHeaders};
 use crate::relay::{RelaySettings, Source, SseRelay};
 use crate::request_log::{RequestLog, body_text};
 use crate::respond;
-use crate::response_cache::Lookup;
+use crate::response_cache::{CacheTarget, Lookup};
 use crate::semantic::SemanticLookup;
 use crate::settle::Settlement;
 use crate::state::AppState;
@@ -237,8 +237,10 @@ async fn run(
         r.route.clone_from(&resolution.route);
     }
     check_model_allowed(accepted.identity(), &request.model, &resolution)?;
+    let key_controls = accepted.principal.controls.as_ref();
     let policy = request_policy(
         state.failover.policy(resolution.route.as_deref()),
+        key_controls,
         &accepted.options,
     );
     let deadline = policy
@@ -305,11 +307,14 @@ async fn run(
                 .unwrap_or(COALESCE_WAIT);
             cache
                 .lookup(
-                    resolution.route.as_deref(),
-                    &tenant,
-                    cache_target,
+                    CacheTarget {
+                        route: resolution.route.as_deref(),
+                        scope: &tenant,
+                        target: cache_target,
+                    },
                     &request,
                     &accepted.options,
+                    key_controls,
                     wait,
                 )
                 .await
@@ -602,9 +607,17 @@ fn write_score(h: &mut HeaderMap, score: Option<f32>) {
     }
 }
 
-/// The route's policy with the caller's per-request overrides on top.
-fn request_policy(route: &RoutePolicy, options: &RequestOptions) -> RoutePolicy {
+/// The route's policy with the calling key's settings, then the request's headers, on top.
+fn request_policy(
+    route: &RoutePolicy,
+    key: Option<&ControlOverrides>,
+    options: &RequestOptions,
+) -> RoutePolicy {
     let mut p = *route;
+    if let Some(key) = key {
+        key.apply_retry(&mut p.retry);
+        key.apply_timeouts(&mut p.timeouts);
+    }
     if let Some(n) = options.max_attempts {
         p.retry.max_attempts = n;
     }

@@ -9,6 +9,7 @@
 //! of calling the upstream. A store that fails is treated as a miss and counted, never as an
 //! error for the caller.
 
+use portcullis_identity::ControlOverrides;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -31,6 +32,17 @@ pub struct ResponseCache {
     store: Arc<dyn CacheStore>,
     coalescer: Coalescer,
     config: CacheConfig,
+}
+
+/// Whose entry a lookup is for.
+#[derive(Debug, Clone, Copy)]
+pub struct CacheTarget<'a> {
+    /// The route the request named, if any (its cache settings apply).
+    pub route: Option<&'a str>,
+    /// The caller's tenant: two tenants never share an entry.
+    pub scope: &'a str,
+    /// The route or `provider/model` the request resolved to.
+    pub target: &'a str,
 }
 
 /// What a lookup found.
@@ -93,9 +105,8 @@ impl ResponseCache {
         config: &CacheConfig,
         redis: Option<&redis::aio::ConnectionManager>,
     ) -> Result<Option<Self>, CacheSetupError> {
-        if !config.any_enabled() {
-            return Ok(None);
-        }
+        // Built even when the file turns caching off everywhere: a virtual key may turn it
+        // on for its own requests. An unused store holds nothing.
         let shape = &config.default;
         let store: Arc<dyn CacheStore> = match shape.backend {
             CacheBackend::Memory => {
@@ -124,19 +135,39 @@ impl ResponseCache {
         &self.store
     }
 
-    /// Looks `request` up. `scope` is the caller's tenant, `target` the route or
-    /// `provider/model` it resolved to; `wait` bounds how long a coalesced request waits for
+    /// Looks `request` up for `to`; `key` is the calling key's own cache settings (between
+    /// the route's and the request's headers); `wait` bounds how long a coalesced request waits for
     /// its leader.
     pub async fn lookup(
         &self,
-        route: Option<&str>,
-        scope: &str,
-        target: &str,
+        to: CacheTarget<'_>,
         request: &ChatRequest,
         options: &RequestOptions,
+        key: Option<&ControlOverrides>,
         wait: Duration,
     ) -> Lookup {
+        let CacheTarget {
+            route,
+            scope,
+            target,
+        } = to;
         let settings = self.config.settings(route);
+        let keyed;
+        let settings = match key {
+            Some(k)
+                if k.cache_enabled.is_some()
+                    || k.cache_ttl.is_some()
+                    || k.cache_nondeterministic.is_some() =>
+            {
+                let mut s = settings.clone();
+                s.enabled = k.cache_enabled.unwrap_or(s.enabled);
+                s.ttl = k.cache_ttl.unwrap_or(s.ttl);
+                s.nondeterministic = k.cache_nondeterministic.unwrap_or(s.nondeterministic);
+                keyed = s;
+                &keyed
+            }
+            _ => settings,
+        };
         let asked = options.cache_ttl.is_some() || options.cache_key.is_some();
         if !settings.enabled || options.skip_cache || !(settings.should_cache(request) || asked) {
             return Lookup::Bypass;

@@ -23,7 +23,7 @@ use axum::response::Response;
 use http::{HeaderMap, HeaderValue, StatusCode};
 use portcullis_core::{AccessRole, Dialect, ErrorKind, GatewayError};
 use portcullis_identity::{
-    Directory, KeyBudget, KeyLimits, ManageError, NewCredential, NewKey, NewUser,
+    Directory, KeyBudget, KeyControls, KeyLimits, ManageError, NewCredential, NewKey, NewUser,
 };
 use portcullis_providers::Secret;
 use portcullis_store::tenancy::{
@@ -205,6 +205,7 @@ fn key_view(k: &KeyRecord) -> Value {
             "max_in_flight": l.max_in_flight,
         })),
         "budget": limits.as_ref().and_then(|l| l.budget.as_ref()).map(|b| json!({"usd": b.usd, "period": b.period})),
+        "controls": k.controls.as_deref().and_then(|c| serde_json::from_str::<Value>(c).ok()),
         "metadata": k.metadata.as_deref().and_then(|m| serde_json::from_str::<Value>(m).ok()),
         "expires_at": k.expires_ms.and_then(rfc3339),
         "revoked_at": k.revoked_ms.and_then(rfc3339),
@@ -686,6 +687,8 @@ struct CreateKey {
     #[serde(default)]
     budget: Option<KeyBudget>,
     #[serde(default)]
+    controls: Option<KeyControls>,
+    #[serde(default)]
     metadata: Option<Value>,
 }
 
@@ -724,6 +727,7 @@ pub async fn create_key(
                 service_account: req.service_account,
                 models: req.models,
                 limits,
+                controls: req.controls,
                 metadata: req.metadata,
                 expires_ms,
             })

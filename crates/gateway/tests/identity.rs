@@ -630,3 +630,94 @@ async fn a_revoked_key_stops_working_on_every_replica_within_the_poll_interval()
     a.stop().await;
     b.stop().await;
 }
+
+#[tokio::test]
+async fn a_keys_own_cache_retry_and_timeout_settings_sit_between_route_and_request() {
+    let mock = MockUpstream::start().await;
+    // The file: no cache, no retries.
+    let gw = TestGateway::start(&format!(
+        "{}cache: {{enabled: false}}\n",
+        providers_yaml(&mock)
+    ))
+    .await;
+    let (id, tuned) = new_key(
+        &gw,
+        json!({"name": "batch jobs", "controls": {
+            "cache": {"enabled": true, "ttl": "1h", "nondeterministic": true},
+            "retry": {"max_attempts": 3, "delay": "1ms", "backoff": "constant"},
+            "timeouts": {"first_byte": "150ms"},
+        }}),
+    )
+    .await;
+    let (_, plain) = new_key(&gw, json!({"name": "interactive"})).await;
+
+    // Retries: the key's three attempts; the file's one for the other key; a request header
+    // still has the last word.
+    let before = mock.hits();
+    let (s, h, _) = chat(&gw, &tuned, "openai/mock-error-503", &[]).await;
+    assert_eq!(s, 503);
+    assert_eq!(h["x-portcullis-attempts"], "3");
+    assert_eq!(mock.hits() - before, 3);
+    // (Other failing models from here on: five failures in a row open a target's breaker.)
+    let (s, h, _) = chat(&gw, &plain, "openai/mock-error-502", &[]).await;
+    assert_eq!(s, 502);
+    assert_eq!(h["x-portcullis-attempts"], "1");
+    let (_, h, _) = chat(
+        &gw,
+        &tuned,
+        "openai/mock-error-500",
+        &[("x-portcullis-max-attempts", "2")],
+    )
+    .await;
+    assert_eq!(h["x-portcullis-attempts"], "2");
+
+    // Cache: on for the key (the file has it off), off for the other.
+    let (_, h1, _) = chat(&gw, &tuned, "gpt-4o", &[]).await;
+    let (_, h2, b2) = chat(&gw, &tuned, "gpt-4o", &[]).await;
+    assert_eq!(h1["x-portcullis-cache"], "MISS");
+    assert_eq!(h2["x-portcullis-cache"], "HIT", "{b2}");
+    let (_, h3, _) = chat(&gw, &plain, "gpt-4o", &[]).await;
+    assert_eq!(h3["x-portcullis-cache"], "BYPASS");
+    let (_, h4, _) = chat(&gw, &tuned, "gpt-4o", &[("cf-aig-skip-cache", "true")]).await;
+    assert_eq!(h4["x-portcullis-cache"], "BYPASS");
+
+    // Timeouts: the key's first-byte limit cuts a slow upstream (each of its 3 attempts).
+    let started = std::time::Instant::now();
+    let (s, _, body) = chat(&gw, &tuned, "openai/mock-slow-2000", &[]).await;
+    assert_eq!(s, 504, "{body}");
+    assert!(started.elapsed() < Duration::from_millis(1500));
+    let (s, _, _) = chat(&gw, &plain, "openai/mock-slow-300", &[]).await;
+    assert_eq!(s, 200, "no key timeout for the other key");
+
+    // The controls are shown on the key, and bad ones are refused with their path.
+    let (_, list) = admin(&gw, "GET", "/admin/keys", None).await;
+    let shown = list["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["id"] == id.as_str())
+        .unwrap()
+        .clone();
+    assert_eq!(shown["controls"]["retry"]["max_attempts"], 3);
+    assert_eq!(shown["controls"]["cache"]["ttl"], "1h");
+    let (s, v) = admin(
+        &gw,
+        "POST",
+        "/admin/keys",
+        Some(json!({"name": "bad", "controls": {"retry": {"backoff": "fibonacci", "max_attempts": 50}}})),
+    )
+    .await;
+    assert_eq!(s, 400, "{v}");
+    let message = v["error"]["message"].as_str().unwrap();
+    assert!(message.contains("controls.retry.backoff"), "{message}");
+    assert!(message.contains("controls.retry.max_attempts"), "{message}");
+    let (s, _) = admin(
+        &gw,
+        "POST",
+        "/admin/keys",
+        Some(json!({"name": "bad", "controls": {"cache": {"backend": "redis"}}})),
+    )
+    .await;
+    assert_eq!(s, 400);
+    gw.stop().await;
+}

@@ -139,9 +139,8 @@ impl KeyControls {
             o.cache_nondeterministic = cache.nondeterministic;
             if let Some(ttl) = &cache.ttl {
                 match ttl.parse("controls.cache.ttl", &mut issues) {
-                    Some(d) if d.is_zero() || d > MAX_KEY_CACHE_TTL => issues.push(
-                        "controls.cache.ttl: expected from 1 second to 30 days".to_owned(),
-                    ),
+                    Some(d) if d.is_zero() || d > MAX_KEY_CACHE_TTL => issues
+                        .push("controls.cache.ttl: expected from 1 second to 30 days".to_owned()),
                     Some(d) => o.cache_ttl = Some(d),
                     None => {}
                 }

@@ -21,6 +21,7 @@ use portcullis_store::tenancy::{CredentialOwner, KeyRecord};
 use portcullis_store::{StoreError, TenancyStore};
 use sha2::{Digest, Sha256};
 
+use crate::controls::{ControlOverrides, KeyControls};
 use crate::manage::KeyLimits;
 use crate::vault::Vault;
 use crate::{keys, now_ms};
@@ -55,6 +56,8 @@ pub struct Principal {
     pub expires_ms: Option<i64>,
     /// The key's own limits and budget, as limiter rules.
     pub rules: Option<Arc<[Rule]>>,
+    /// The key's own cache, retry and timeout settings.
+    pub controls: Option<ControlOverrides>,
 }
 
 /// Why a credential was refused. The message is safe to show to the caller.
@@ -387,11 +390,13 @@ impl Directory {
             identity.team = identity.teams.first().cloned();
         }
         let rules = key_rules(&key);
+        let controls = key_controls(&key);
         Ok(KeyLookup::Found(
             Arc::new(Principal {
                 identity: Arc::new(identity),
                 expires_ms: key.expires_ms,
                 rules,
+                controls,
             }),
             found.secret_expires_ms,
         ))
@@ -515,6 +520,7 @@ impl Directory {
             }),
             expires_ms: None,
             rules: None,
+            controls: None,
         })
     }
 
@@ -633,6 +639,19 @@ fn parse_models(key: &KeyRecord) -> Option<Arc<[String]>> {
 }
 
 /// The limiter rules of a key's own limits and budget.
+/// The key's own controls, resolved; `None` when it has none (or they no longer parse, which
+/// is logged: they were validated when the key was created).
+fn key_controls(key: &KeyRecord) -> Option<ControlOverrides> {
+    let text = key.controls.as_deref()?;
+    match serde_json::from_str::<KeyControls>(text).map(|c| c.resolve()) {
+        Ok(Ok(o)) => (!o.is_empty()).then_some(o),
+        _ => {
+            tracing::error!(key = %key.id, "malformed key controls; ignoring them");
+            None
+        }
+    }
+}
+
 fn key_rules(key: &KeyRecord) -> Option<Arc<[Rule]>> {
     let text = key.limits.as_deref()?;
     let limits: KeyLimits = match serde_json::from_str(text) {

@@ -6,14 +6,17 @@
 //! - [`directory`]: the hot-path [`Directory`] — keys and enterprise claims resolved to
 //!   [`Principal`]s through caches that every replica keeps current by polling the tenancy
 //!   version — and per-identity provider-key resolution;
+//! - [`controls`]: a key's own cache, retry and timeout settings, and their resolved form;
 //! - [`manage`]: the validated management operations behind the admin API and the CLI.
 
+pub mod controls;
 pub mod directory;
 pub mod keys;
 pub mod manage;
 pub mod passwords;
 pub mod vault;
 
+pub use controls::{ControlOverrides, KeyControls};
 pub use directory::{
     AliasError, AuthError, Directory, DirectoryOptions, ExternalClaims, Principal,
     ResolvedCredential, role_from_claims,

@@ -59,6 +59,8 @@ pub struct NewKey {
     pub models: Option<Vec<String>>,
     /// Own limits.
     pub limits: Option<KeyLimits>,
+    /// Own cache, retry and timeout settings.
+    pub controls: Option<crate::KeyControls>,
     /// Free-form JSON object.
     pub metadata: Option<serde_json::Value>,
     /// Expiry, Unix ms.
@@ -423,6 +425,11 @@ impl Directory {
         if let Some(limits) = &new.limits {
             limits.validate()?;
         }
+        if let Some(controls) = &new.controls {
+            controls
+                .resolve()
+                .map_err(|issues| ManageError::Invalid(issues.join("; ")))?;
+        }
         if let Some(meta) = &new.metadata
             && !meta.is_object()
         {
@@ -451,6 +458,11 @@ impl Directory {
             expires_ms: new.expires_ms,
             revoked_ms: None,
             created_ms: now,
+            controls: new
+                .controls
+                .as_ref()
+                .filter(|c| **c != crate::KeyControls::default())
+                .and_then(|c| serde_json::to_string(c).ok()),
         };
         self.store().create_key(&record, &issued.hash).await?;
         self.invalidate().await?;

@@ -4,7 +4,7 @@
 //!
 //! The store holds only digests of key secrets and only sealed (encrypted) provider secrets;
 //! hashing, sealing and every policy decision live in `portcullis-identity`. JSON-valued
-//! columns (`models`, `limits`, `metadata`) are opaque text here. Both SQL backends run the
+//! columns (`models`, `limits`, `metadata`, `controls`) are opaque text here. Both SQL backends run the
 //! same statements, implemented once by a macro. Every mutation bumps the tenancy version.
 
 use async_trait::async_trait;
@@ -91,6 +91,8 @@ pub struct KeyRecord {
     pub revoked_ms: Option<i64>,
     /// Unix milliseconds.
     pub created_ms: i64,
+    /// JSON object of the key's own cache, retry and timeout settings.
+    pub controls: Option<String>,
 }
 
 /// A key found by the digest of a presented secret.
@@ -273,10 +275,10 @@ pub struct KeyFilter {
 const USER_COLUMNS: &str =
     "id, email, name, role, password_hash, issuer, external_subject, disabled_ms, created_ms";
 const KEY_COLUMNS: &str = "id, name, prefix, user_id, team_id, service_account_id, models, \
-     limits, metadata, expires_ms, revoked_ms, created_ms";
+     limits, metadata, expires_ms, revoked_ms, created_ms, controls";
 const KEY_COLUMNS_K: &str = "k.id, k.name, k.prefix, k.user_id, k.team_id, \
      k.service_account_id, k.models, k.limits, k.metadata, k.expires_ms, k.revoked_ms, \
-     k.created_ms";
+     k.created_ms, k.controls";
 
 /// Whether a database error is a unique-constraint violation.
 fn is_conflict(e: &sqlx::Error) -> bool {
@@ -579,7 +581,7 @@ macro_rules! tenancy_store {
                 let mut tx = self.pool().begin().await?;
                 sqlx::query(&format!(
                     "INSERT INTO virtual_keys ({KEY_COLUMNS}) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
                 ))
                 .bind(&key.id)
                 .bind(&key.name)
@@ -593,6 +595,7 @@ macro_rules! tenancy_store {
                 .bind(key.expires_ms)
                 .bind(key.revoked_ms)
                 .bind(key.created_ms)
+                .bind(&key.controls)
                 .execute(&mut *tx)
                 .await?;
                 sqlx::query(
