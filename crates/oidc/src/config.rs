@@ -81,6 +81,11 @@ pub struct ClaimMapping {
     pub teams: Option<String>,
     /// The user's roles (none by default), in the same forms as `teams`.
     pub roles: Option<String>,
+    /// Values of the roles or teams claim that grant a gateway role (`admin`, `member` or
+    /// `viewer`), for identity providers whose group names say nothing of the gateway:
+    /// `{"AI-Platform-Admins": admin, "Contractors": viewer}`. Compared exactly.
+    #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub role_values: std::collections::BTreeMap<String, String>,
 }
 
 impl Default for ClaimMapping {
@@ -90,6 +95,7 @@ impl Default for ClaimMapping {
             email: Some("email".to_owned()),
             teams: None,
             roles: None,
+            role_values: std::collections::BTreeMap::new(),
         }
     }
 }
@@ -238,6 +244,17 @@ pub(crate) fn settings(issuers: &[IssuerConfig]) -> Result<Vec<IssuerSettings>, 
             if value.is_some_and(|v| v.trim().is_empty()) {
                 issue(key, "must name a claim".to_owned());
             }
+        }
+        for (value, role) in &mapping.role_values {
+            if !matches!(role.as_str(), "admin" | "member" | "viewer") {
+                issue(
+                    "claims.role_values",
+                    format!("`{value}` maps to `{role}`, which is not admin, member or viewer"),
+                );
+            }
+        }
+        if mapping.role_values.keys().any(|v| v.is_empty()) {
+            issue("claims.role_values", "a claim value is empty".to_owned());
         }
         if config
             .default_role

@@ -566,6 +566,14 @@ impl Verifier {
         };
         let teams = list(&mapping.teams);
         let mut roles = list(&mapping.roles);
+        if !mapping.role_values.is_empty() {
+            let granted: Vec<String> = roles
+                .iter()
+                .chain(&teams)
+                .filter_map(|v| mapping.role_values.get(v).cloned())
+                .collect();
+            roles.extend(granted);
+        }
         if roles.is_empty()
             && let Some(role) = &settings.default_role
         {

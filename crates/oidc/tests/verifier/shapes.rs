@@ -21,6 +21,7 @@ fn mapping(
         email: email.map(str::to_owned),
         teams: teams.map(str::to_owned),
         roles: roles.map(str::to_owned),
+        ..ClaimMapping::default()
     }
 }
 
@@ -45,6 +46,33 @@ async fn okta_groups_become_teams_and_the_default_role_applies() {
     assert_eq!(identity.teams, ["Everyone", "ml-platform", "finance"]);
     assert_eq!(identity.roles, ["member"]);
     assert_eq!(identity.expires_at, claims["exp"].as_i64().unwrap());
+}
+
+#[tokio::test]
+async fn group_names_can_grant_gateway_roles() {
+    let okta = MockIssuer::start().await;
+    let mut issuer = config(&okta);
+    issuer.claims = mapping("sub", Some("email"), Some("groups"), Some("roles"));
+    issuer
+        .claims
+        .role_values
+        .insert("ml-platform".to_owned(), "admin".to_owned());
+    issuer
+        .claims
+        .role_values
+        .insert("Contractors".to_owned(), "viewer".to_owned());
+    let verifier = verifier(vec![issuer.clone()]);
+    let token = okta.mint(MockAlg::RS256, &okta.okta_claims(AUD));
+    let identity = verifier.verify(&token).await.unwrap();
+    assert_eq!(identity.roles, ["admin"]);
+
+    issuer
+        .claims
+        .role_values
+        .insert("Everyone".to_owned(), "superuser".to_owned());
+    let err = Verifier::new(vec![issuer]).unwrap_err().to_string();
+    assert!(err.contains("claims.role_values"), "{err}");
+    assert!(err.contains("superuser"), "{err}");
 }
 
 #[tokio::test]
