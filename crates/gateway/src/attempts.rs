@@ -18,9 +18,11 @@ use std::time::Duration;
 use hyper::body::Incoming;
 use portcullis_config::RoutePolicy;
 use portcullis_core::{Blame, ChatRequest, ErrorKind, GatewayError, Identity};
+use portcullis_cost::CustomCost;
 use portcullis_dialects::errors::decode_upstream_error;
 use portcullis_failover::{Passage, should_fail_over, should_retry};
 use portcullis_identity::AliasError;
+use portcullis_limits::{Admission, Limiter, Refusal};
 use portcullis_providers::provider::Credential;
 use portcullis_providers::provider::ForwardedHeaders;
 use portcullis_providers::{Provider, Target};
@@ -53,6 +55,18 @@ pub struct Served<'t> {
     pub target: &'t Target,
     /// The id of the provider key used.
     pub credential_id: Option<String>,
+    /// The target's admission under the model- and provider-scoped limits.
+    pub admission: Option<Admission>,
+}
+
+/// Admits a request to each target it is sent to under the model- and provider-scoped
+/// limits; a target whose limits refuse is passed over like one whose breaker is open.
+#[derive(Debug, Clone, Copy)]
+pub struct TargetGate<'a> {
+    /// The limiter.
+    pub limiter: &'a Limiter,
+    /// The caller's own prices, if it sent them.
+    pub custom_cost: Option<&'a CustomCost>,
 }
 
 /// Whose provider keys a request uses: the caller's identity and the alias it asked for.
@@ -104,6 +118,8 @@ fn default_credential(provider: &Provider) -> Option<Cow<'_, Credential>> {
 pub struct AttemptLog {
     /// The attempts, in order.
     pub attempts: Vec<AttemptRecord>,
+    /// The last refusal by a target's limits, if any.
+    pub refusal: Option<Refusal>,
 }
 
 impl AttemptLog {
@@ -147,6 +163,7 @@ pub async fn send<'t>(
     policy: &RoutePolicy,
     forwarded: &ForwardedHeaders<'_>,
     keys: &KeyChoice<'_>,
+    gate: Option<TargetGate<'_>>,
     deadline: Option<Instant>,
     log: &mut AttemptLog,
     record: &mut RequestLog,
@@ -166,6 +183,27 @@ pub async fn send<'t>(
             continue;
         }
         let provider = &target.provider;
+        let admission = match gate {
+            Some(gate) => {
+                let price = crate::chat::price_for(state, target, gate.custom_cost);
+                let estimate = crate::limits::estimate(request, price.as_ref());
+                match gate
+                    .limiter
+                    .admit_target(&target.model, provider.name(), estimate)
+                    .await
+                {
+                    Ok(admission) => Some(admission),
+                    Err(refusal) => {
+                        let error = crate::limits::refusal_error(&refusal);
+                        log.push(&target.key, 0, Some(&error), Duration::ZERO);
+                        log.refusal = Some(refusal);
+                        last_error = Some(error);
+                        continue;
+                    }
+                }
+            }
+            None => None,
+        };
         let credential = credential_for(state, provider, keys)?;
         let mut upstream = Some(provider.chat_request(
             request,
@@ -214,6 +252,7 @@ pub async fn send<'t>(
                         response,
                         target,
                         credential_id: credential.map(|c| c.id.clone()),
+                        admission,
                     });
                 }
                 Err(e) => e,

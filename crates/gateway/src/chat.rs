@@ -28,13 +28,15 @@ use portcullis_cache::CachedResponse;
 use portcullis_config::RoutePolicy;
 use portcullis_core::{ChatRequest, Identity};
 use portcullis_core::{Dialect, ErrorKind, GatewayError};
+use portcullis_cost::{CustomCost, Price};
 use portcullis_dialects::{decode_request, decode_response, encode_response, events_from_response};
 use portcullis_identity::{ControlOverrides, Principal};
 use portcullis_limits::Subjects;
+use portcullis_providers::Target;
 use portcullis_providers::provider::ForwardedHeaders;
 use uuid::Uuid;
 
-use crate::attempts::{self, AttemptLog, KeyChoice};
+use crate::attempts::{self, AttemptLog, KeyChoice, TargetGate};
 use crate::headers::{
     self, ATTEMPTS, CACHE, MODEL, PROVIDER, PROVIDER_KEY, REQUEST_ID, RequestOptions,
     SEMANTIC_SCORE,
@@ -250,24 +252,17 @@ async fn run(
     let key_rules = accepted.principal.rules.as_ref();
     let admission = match &state.limiter {
         Some(limiter) if !limiter.is_empty() || key_rules.is_some() => {
-            let primary = resolution.primary();
-            let price = primary.and_then(|t| {
-                let model_price =
-                    state
-                        .prices
-                        .price(t.provider.name(), t.provider.kind(), &t.model);
-                match &accepted.options.custom_cost {
-                    Some(custom) => Some(custom.apply_to(model_price)),
-                    None => model_price,
-                }
-            });
+            let price = resolution
+                .primary()
+                .and_then(|t| price_for(state, t, accepted.options.custom_cost.as_ref()));
             let who = accepted.identity();
             let subjects = Subjects {
                 key: who.key_id.as_deref(),
                 user: who.user.as_deref(),
                 team: who.team.as_deref(),
-                model: primary.map(|t| &*t.model),
-                provider: primary.map(|t| t.provider.name()),
+                // Model- and provider-scoped rules are checked per target, as it is tried.
+                model: None,
+                provider: None,
                 route: resolution.route.as_deref(),
                 tool: None,
             };
@@ -387,6 +382,14 @@ async fn run(
         identity: accepted.identity(),
         alias: accepted.options.provider_key.as_deref(),
     };
+    let gate = state
+        .limiter
+        .as_ref()
+        .filter(|l| l.has_target_rules())
+        .map(|limiter| TargetGate {
+            limiter,
+            custom_cost: accepted.options.custom_cost.as_ref(),
+        });
     let outcome = attempts::send(
         state,
         &request,
@@ -394,11 +397,17 @@ async fn run(
         &policy,
         &forwarded,
         &keys,
+        gate,
         deadline,
         &mut tried,
         log,
     )
     .await;
+    if outcome.is_err()
+        && let Some(refusal) = &tried.refusal
+    {
+        *rate = RateHeaders::refused(refusal);
+    }
     let attempt_count = tried.sent();
     if let Some(r) = log.record() {
         r.attempt_log = tried.to_json();
@@ -421,13 +430,7 @@ async fn run(
         cache: cache_status,
         provider_key: provider_key.as_deref(),
     };
-    let model_price = state
-        .prices
-        .price(provider.name(), provider.kind(), &target.model);
-    let price = match &accepted.options.custom_cost {
-        Some(custom) => Some(custom.apply_to(model_price)),
-        None => model_price,
-    };
+    let price = price_for(state, target, accepted.options.custom_cost.as_ref());
     let settlement = Settlement::new(
         fill,
         semantic_fill,
@@ -436,7 +439,7 @@ async fn run(
         provider.name(),
         &target.model,
         price,
-        admission,
+        [admission, served.admission],
     );
 
     if request.stream {
@@ -604,6 +607,23 @@ fn write_score(h: &mut HeaderMap, score: Option<f32>) {
         && let Ok(v) = HeaderValue::from_str(&format!("{score:.4}"))
     {
         h.insert(SEMANTIC_SCORE, v);
+    }
+}
+
+/// The price of `target`'s model, or the caller's own prices applied to it.
+pub(crate) fn price_for(
+    state: &AppState,
+    target: &Target,
+    custom: Option<&CustomCost>,
+) -> Option<Price> {
+    let model_price = state.prices.price(
+        target.provider.name(),
+        target.provider.kind(),
+        &target.model,
+    );
+    match custom {
+        Some(custom) => Some(custom.apply_to(model_price)),
+        None => model_price,
     }
 }
 

@@ -29,7 +29,8 @@ pub struct Settlement {
     provider: String,
     model: String,
     price: Option<Price>,
-    admission: Option<Admission>,
+    /// The request's admission and its target's.
+    admissions: [Option<Admission>; 2],
 }
 
 impl Settlement {
@@ -45,7 +46,7 @@ impl Settlement {
         provider: &str,
         model: &str,
         price: Option<Price>,
-        admission: Option<Admission>,
+        admissions: [Option<Admission>; 2],
     ) -> Self {
         let accumulator =
             (stream && (cache.is_some() || semantic.is_some())).then(ResponseAccumulator::new);
@@ -57,7 +58,7 @@ impl Settlement {
             provider: provider.to_owned(),
             model: model.to_owned(),
             price,
-            admission,
+            admissions,
         }
     }
 
@@ -74,7 +75,7 @@ impl Settlement {
         if let (Some(cost), Some(r)) = (cost, log.record()) {
             r.cost_usd = Some(cost);
         }
-        if let Some(admission) = self.admission.take() {
+        for admission in self.admissions.iter_mut().filter_map(Option::take) {
             admission.settle(usage.total_tokens(), cost.unwrap_or(0.0));
         }
     }

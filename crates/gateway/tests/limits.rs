@@ -223,3 +223,58 @@ async fn two_replicas_on_one_redis_share_a_limit() {
     );
     assert_eq!(mock.hits(), 5);
 }
+
+#[tokio::test]
+async fn provider_and_model_limits_follow_the_target_that_serves() {
+    let mock = MockUpstream::start().await;
+    // `smart` tries anthropic/claude-sonnet-4-5, then openai/gpt-4o.
+    let yaml = format!(
+        "{}limits:\n  - {{scope: provider, match: anthropic, requests: 2, window: 1m}}\n  - {{scope: model, match: gpt-4o, requests: 1, window: 1m}}\n  - {{scope: global, requests: 100, window: 1m}}\n",
+        providers_yaml(&mock)
+    );
+    let gw = TestGateway::start(&yaml).await;
+    for expected in ["99", "98"] {
+        let (status, h, _) = post(&gw, "/v1/chat/completions", &chat("smart", 16)).await;
+        assert_eq!(status, 200);
+        assert_eq!(h["x-portcullis-provider"], "anthropic");
+        // The global rule is charged once per request, not again per target.
+        assert_eq!(h["ratelimit-remaining"], expected);
+    }
+    // Anthropic's limit is spent: the route fails over to the next target, whose own limit
+    // is charged.
+    let (status, h, body) = post(&gw, "/v1/chat/completions", &chat("smart", 16)).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(h["x-portcullis-provider"], "openai");
+    assert_eq!(h["x-portcullis-model"], "gpt-4o");
+    assert_eq!(
+        h["x-portcullis-attempts"], "1",
+        "the refused target was not sent to"
+    );
+    let rec = gw
+        .log_of(h["x-portcullis-request-id"].to_str().unwrap())
+        .await;
+    let attempts: Value = serde_json::from_str(rec["attempt_log"].as_str().unwrap()).unwrap();
+    assert_eq!(attempts[0]["target"], "anthropic/claude-sonnet-4-5");
+    assert_eq!(attempts[0]["status"], 0);
+    assert!(
+        attempts[0]["error"]
+            .as_str()
+            .unwrap()
+            .contains("2 requests"),
+        "{attempts}"
+    );
+
+    // Both spent: 429 in the caller's dialect, with the limit's headers.
+    let (status, h, body) = post(&gw, "/v1/messages", &chat("smart", 16)).await;
+    assert_eq!(status, 429, "{body}");
+    assert!(h.contains_key("retry-after"));
+    assert_eq!(h["ratelimit-remaining"], "0");
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["type"], "error");
+    assert_eq!(v["error"]["type"], "rate_limit_error");
+
+    // Other providers and models are not touched by either rule.
+    let (status, _, _) = post(&gw, "/v1/chat/completions", &chat("gpt-4o-mini", 16)).await;
+    assert_eq!(status, 200);
+    assert_eq!(mock.hits(), 4);
+}

@@ -57,6 +57,8 @@ pub struct Limiter {
 
 struct Inner {
     rules: LimitRules,
+    /// Whether any rule is scoped to a model or a provider (checked per upstream target).
+    target_rules: bool,
     backend: Arc<dyn LimitBackend>,
     seed: Option<Arc<dyn SpendSeed>>,
     next_lease: AtomicU64,
@@ -161,6 +163,11 @@ impl From<BackendError> for Failure {
     }
 }
 
+/// Scopes that name the upstream target rather than the caller.
+fn is_target_scope(scope: ScopeKind) -> bool {
+    matches!(scope, ScopeKind::Model | ScopeKind::Provider)
+}
+
 fn micros(duration: Duration) -> i64 {
     i64::try_from(duration.as_micros()).unwrap_or(i64::MAX)
 }
@@ -177,9 +184,11 @@ impl Limiter {
         backend: Arc<dyn LimitBackend>,
         seed: Option<Arc<dyn SpendSeed>>,
     ) -> Limiter {
+        let target_rules = rules.rules().iter().any(|r| is_target_scope(r.scope));
         Limiter {
             inner: Arc::new(Inner {
                 rules,
+                target_rules,
                 backend,
                 seed,
                 next_lease: AtomicU64::new(1),
@@ -241,6 +250,40 @@ impl Limiter {
         estimate: Estimate,
         extra: Option<&Arc<[Rule]>>,
     ) -> Result<Admission, Refusal> {
+        self.admit_scoped(who, estimate, extra, false).await
+    }
+
+    /// Whether any rule is scoped to a model or a provider: such rules are checked for each
+    /// upstream target a request is sent to ([`Limiter::admit_target`]), not for the request.
+    pub fn has_target_rules(&self) -> bool {
+        self.inner.target_rules
+    }
+
+    /// Checks only the model- and provider-scoped rules, for the target (`model` at
+    /// `provider`) a request is about to be sent to, and takes from them at once or not at
+    /// all. A request that fails over to another target is admitted again for that target;
+    /// the admission of the one it left is dropped (refunded) unsettled.
+    pub async fn admit_target(
+        &self,
+        model: &str,
+        provider: &str,
+        estimate: Estimate,
+    ) -> Result<Admission, Refusal> {
+        let who = Subjects {
+            model: Some(model),
+            provider: Some(provider),
+            ..Subjects::default()
+        };
+        self.admit_scoped(&who, estimate, None, true).await
+    }
+
+    async fn admit_scoped(
+        &self,
+        who: &Subjects<'_>,
+        estimate: Estimate,
+        extra: Option<&Arc<[Rule]>>,
+        target_only: bool,
+    ) -> Result<Admission, Refusal> {
         let inner = &self.inner;
         let mut admission = Admission {
             inner: Arc::clone(inner),
@@ -257,6 +300,9 @@ impl Limiter {
         let mut planned: SmallVec<[Planned<'_>; 8]> = SmallVec::new();
         let mut charges: SmallVec<[Charge; 8]> = SmallVec::new();
         for (index, rule) in rules.iter().enumerate() {
+            if target_only && !is_target_scope(rule.scope) {
+                continue;
+            }
             let Some(value) = who.value(rule.scope) else {
                 continue;
             };
