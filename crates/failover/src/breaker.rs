@@ -217,6 +217,38 @@ impl CircuitBreakers {
         })
     }
 
+    /// Opens `target`'s breaker because another replica opened its own, for the `remaining`
+    /// part of that replica's open period. A breaker already open for at least as long is
+    /// left alone. Returns whether this breaker changed.
+    pub fn open_elsewhere(&self, target: &str, remaining: Duration) -> bool {
+        if self.settings.failure_threshold == 0 || remaining.is_zero() {
+            return false;
+        }
+        self.with(|map| {
+            let now = Instant::now();
+            let until = now + remaining;
+            let b = match map.get_mut(target) {
+                Some(b) => b,
+                None => map.entry(Arc::from(target)).or_insert(Breaker {
+                    state: State::Closed { failures: 0 },
+                    times_opened: 0,
+                }),
+            };
+            match b.state {
+                State::Open { until: current } if current >= until => false,
+                State::Open { .. } => {
+                    b.state = State::Open { until };
+                    true
+                }
+                State::Closed { .. } | State::HalfOpen { .. } => {
+                    b.state = State::Open { until };
+                    b.times_opened += 1;
+                    true
+                }
+            }
+        })
+    }
+
     /// Every tracked breaker, sorted by target.
     pub fn snapshot(&self) -> Vec<BreakerView> {
         let now = Instant::now();
@@ -265,6 +297,24 @@ mod tests {
             failure_threshold: 3,
             open_for: Duration::from_secs(10),
         })
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_breaker_opened_elsewhere_sheds_here_for_the_rest_of_its_period() {
+        let b = breakers();
+        assert!(b.open_elsewhere("anthropic/claude", Duration::from_secs(4)));
+        assert!(
+            matches!(b.pass("anthropic/claude"), Passage::Open { retry_in } if retry_in == Duration::from_secs(4))
+        );
+        assert!(
+            !b.open_elsewhere("anthropic/claude", Duration::from_secs(2)),
+            "already open longer"
+        );
+        tokio::time::advance(Duration::from_secs(4)).await;
+        assert_eq!(b.pass("anthropic/claude"), Passage::Probe);
+        b.record_success("anthropic/claude");
+        assert_eq!(b.pass("anthropic/claude"), Passage::Closed);
+        assert_eq!(b.snapshot()[0].times_opened, 1);
     }
 
     #[tokio::test(start_paused = true)]

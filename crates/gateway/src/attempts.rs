@@ -262,6 +262,9 @@ pub async fn send<'t>(
                 error.blame() == Blame::Upstream && state.breakers.record_failure(&target.key);
             if opened {
                 tracing::warn!(target = %target.key, "circuit breaker opened");
+                if let Some(sync) = state.breaker_sync.get() {
+                    sync.publish(&target.key, state.breakers.settings().open_for);
+                }
             }
             if !should_fail_over(&error) {
                 return Err(error);

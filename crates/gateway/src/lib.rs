@@ -21,6 +21,7 @@
 pub mod admin;
 pub mod attempts;
 pub mod auth;
+pub mod breaker_sync;
 pub mod breakers;
 pub mod chat;
 pub mod headers;
@@ -229,6 +230,11 @@ impl Gateway {
             limiter,
             semantic,
         ));
+        if let Some(redis) = redis {
+            let sync = breaker_sync::BreakerSync::new(redis);
+            sync.spawn_poller(Arc::downgrade(&state));
+            let _ = state.breaker_sync.set(sync);
+        }
         Ok(Self {
             state,
             writer,

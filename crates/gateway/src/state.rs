@@ -44,6 +44,8 @@ pub struct AppState {
     pub failover: FailoverConfig,
     /// Per-target circuit breakers.
     pub breakers: CircuitBreakers,
+    /// Shares breaker openings with the other replicas, when Redis is configured.
+    pub breaker_sync: std::sync::OnceLock<crate::breaker_sync::BreakerSync>,
     /// Per-target latency averages, for latency-aware routes.
     pub latency: LatencyTracker,
     /// The exact response cache, when any route uses it.
@@ -79,6 +81,7 @@ impl AppState {
         Self {
             failover,
             breakers,
+            breaker_sync: std::sync::OnceLock::new(),
             latency: LatencyTracker::default(),
             cache,
             registry,

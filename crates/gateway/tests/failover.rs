@@ -402,3 +402,79 @@ routes:
     assert_eq!(a.hits() + b.hits(), 200);
     assert!((0.6..0.9).contains(&share), "backup served {share}");
 }
+
+async fn breaker_state(gw: &TestGateway, target: &str) -> Option<String> {
+    let v: Value = client()
+        .get(gw.at("/admin/circuit-breakers"))
+        .bearer_auth(MASTER_KEY)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    v["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|b| b["target"] == target)
+        .map(|b| b["state"].as_str().unwrap().to_owned())
+}
+
+#[tokio::test]
+async fn a_breaker_opened_on_one_replica_sheds_on_every_replica_sharing_redis() {
+    let bad = MockUpstream::start().await;
+    let good = MockUpstream::start().await;
+    // A provider name of this test's own: replicas of other tests share the Redis.
+    let flaky = format!("flaky{}", &uuid::Uuid::now_v7().simple().to_string()[20..]);
+    let target = format!("{flaky}/mock-error-500");
+    let redis = std::env::var("PORTCULLIS_TEST_REDIS_URL")
+        .unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned());
+    let yaml = format!(
+        r#"
+redis: {{url: "{redis}"}}
+circuit_breaker: {{failures: 2, open_for: 30s}}
+providers:
+  {flaky}:
+    kind: openai
+    api_key: sk-mock-openai
+    base_url: {bad}
+  anthropic:
+    api_key: sk-ant-mock
+    base_url: {good}
+routes:
+  smart:
+    targets:
+      - {target}
+      - anthropic/claude-sonnet-4-5
+"#,
+        bad = bad.openai_base_url(),
+        good = good.anthropic_base_url(),
+    );
+    let a = TestGateway::start(&yaml).await;
+    let b = TestGateway::start(&yaml).await;
+
+    for _ in 0..2 {
+        let (status, headers, body) =
+            post(&a, "/v1/chat/completions", &chat("smart", "hi", false)).await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(headers["x-portcullis-provider"], "anthropic");
+    }
+    assert_eq!(bad.hits(), 2);
+    assert_eq!(breaker_state(&a, &target).await.as_deref(), Some("open"));
+
+    // Replica B never saw the target fail; it learns of the open breaker within moments.
+    let started = Instant::now();
+    while breaker_state(&b, &target).await.as_deref() != Some("open") {
+        assert!(
+            started.elapsed() < Duration::from_secs(3),
+            "replica B did not open its breaker"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (status, headers, _) = post(&b, "/v1/chat/completions", &chat("smart", "hi", false)).await;
+    assert_eq!(status, 200);
+    assert_eq!(headers["x-portcullis-provider"], "anthropic");
+    assert_eq!(headers["x-portcullis-attempts"], "1");
+    assert_eq!(bad.hits(), 2, "replica B shed the failing target at once");
+}
