@@ -278,3 +278,82 @@ async fn provider_and_model_limits_follow_the_target_that_serves() {
     assert_eq!(status, 200);
     assert_eq!(mock.hits(), 4);
 }
+
+#[tokio::test]
+async fn two_replicas_on_one_redis_share_a_budget_and_a_concurrency_limit() {
+    let mock = MockUpstream::start().await;
+    let budget = rule_id();
+    let yaml = format!(
+        "{}redis: {{url: \"{}\"}}\nbudgets:\n  - {{id: {budget}, scope: global, usd: 0.0003, period: daily}}\n",
+        providers_yaml(&mock),
+        redis_url(),
+    );
+    let a = TestGateway::start(&yaml).await;
+    let b = TestGateway::start(&yaml).await;
+    // Alternate between the replicas until the shared budget runs out; then both refuse.
+    let mut served: usize = 0;
+    for i in 0..60 {
+        let gw = if i % 2 == 0 { &a } else { &b };
+        let (status, _, body) = post(gw, "/v1/chat/completions", &chat("gpt-4o", 16)).await;
+        if status == 429 {
+            let v: Value = serde_json::from_str(&body).unwrap();
+            assert_eq!(v["error"]["code"], "budget_exceeded", "{v}");
+            break;
+        }
+        assert_eq!(status, 200, "{body}");
+        served += 1;
+    }
+    assert!(served >= 2, "both replicas spent from it ({served} served)");
+    for gw in [&a, &b] {
+        let (status, _, _) = post(gw, "/v1/chat/completions", &chat("gpt-4o", 16)).await;
+        assert_eq!(status, 429);
+    }
+    let mut spent = 0.0;
+    for (gw, count) in [(&a, served.div_ceil(2)), (&b, served / 2)] {
+        let records = gw.logs("status=200&limit=1000", count).await;
+        assert_eq!(records.len(), count);
+        spent += records
+            .iter()
+            .map(|r| r["cost_usd"].as_f64().unwrap())
+            .sum::<f64>();
+    }
+    assert!(spent > 0.0 && spent <= 0.0003, "spent {spent} of $0.0003");
+
+    // Requests in flight: two at a time across both replicas.
+    let inflight = rule_id();
+    let yaml = format!(
+        "{}redis: {{url: \"{}\"}}\nlimits:\n  - {{id: {inflight}, scope: global, concurrent: 2}}\n",
+        providers_yaml(&mock),
+        redis_url(),
+    );
+    let a = Arc::new(TestGateway::start(&yaml).await);
+    let b = Arc::new(TestGateway::start(&yaml).await);
+    let mut tasks = Vec::new();
+    for i in 0..6 {
+        let gw = if i % 2 == 0 { a.clone() } else { b.clone() };
+        tasks.push(tokio::spawn(async move {
+            post(
+                &gw,
+                "/v1/chat/completions",
+                &chat("openai/mock-slow-800", 8),
+            )
+            .await
+            .0
+        }));
+    }
+    let statuses: Vec<u16> = futures_util::future::join_all(tasks)
+        .await
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 200).count(),
+        2,
+        "{statuses:?}"
+    );
+    // Released when they finish: the next ones pass.
+    let (status, _, _) = post(&a, "/v1/chat/completions", &chat("gpt-4o-mini", 8)).await;
+    assert_eq!(status, 200);
+    let (status, _, _) = post(&b, "/v1/chat/completions", &chat("gpt-4o-mini", 8)).await;
+    assert_eq!(status, 200);
+}
