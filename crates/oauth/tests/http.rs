@@ -3,7 +3,6 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::str::FromStr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -66,25 +65,10 @@ async fn sqlite_store() -> (Arc<dyn OAuthStore>, tempfile::TempDir) {
     (stores.oauth, dir)
 }
 
-fn postgres_url() -> String {
-    std::env::var("PORTCULLIS_TEST_POSTGRES_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned())
-}
-
 /// A PostgreSQL store in a fresh schema of its own.
 async fn postgres_store() -> Arc<dyn OAuthStore> {
-    let schema = format!("t_{}", uuid::Uuid::now_v7().simple());
-    let admin = sqlx::PgPool::connect(&postgres_url())
-        .await
-        .expect("PostgreSQL is running");
-    sqlx::query(&format!("CREATE SCHEMA {schema}"))
-        .execute(&admin)
-        .await
-        .unwrap();
-    let opts = sqlx::postgres::PgConnectOptions::from_str(&postgres_url())
-        .unwrap()
-        .options([("search_path", schema.as_str())]);
-    portcullis_store::PostgresStore::connect_with(opts, 4)
+    let url = portcullis_test_support::postgres::fresh_schema_url().await;
+    portcullis_store::PostgresStore::connect(&url, 4)
         .await
         .unwrap()
 }

@@ -413,10 +413,8 @@ usage_store!(PostgresStore, sqlx::Postgres);
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-    use std::str::FromStr;
     use std::sync::Arc;
 
-    use sqlx::postgres::PgConnectOptions;
     use uuid::Uuid;
 
     use super::*;
@@ -428,26 +426,10 @@ mod tests {
     const HOUR: i64 = 3_600_000;
     const DAY: i64 = 86_400_000;
 
-    fn postgres_url() -> String {
-        std::env::var("PORTCULLIS_TEST_POSTGRES_URL")
-            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned())
-    }
-
     /// A PostgreSQL store in a fresh schema of its own.
     async fn postgres() -> Arc<PostgresStore> {
-        let schema = format!("t_{}", Uuid::now_v7().simple());
-        let admin = sqlx::PgPool::connect(&postgres_url())
-            .await
-            .expect("PostgreSQL is running");
-        sqlx::query(&format!("CREATE SCHEMA {schema}"))
-            .execute(&admin)
-            .await
-            .unwrap();
-        admin.close().await;
-        let opts = PgConnectOptions::from_str(&postgres_url())
-            .unwrap()
-            .options([("search_path", schema.as_str())]);
-        PostgresStore::connect_with(opts, 2).await.unwrap()
+        let url = portcullis_test_support::postgres::fresh_schema_url().await;
+        PostgresStore::connect(&url, 2).await.unwrap()
     }
 
     async fn sqlite() -> (Arc<SqliteStore>, tempfile::TempDir) {

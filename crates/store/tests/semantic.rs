@@ -2,32 +2,17 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::str::FromStr;
 use std::sync::Arc;
 
 use portcullis_store::{PostgresStore, SemanticEntry, SemanticStore, SqliteStore};
-use sqlx::postgres::PgConnectOptions;
+use portcullis_test_support::postgres::fresh_schema_url;
 use uuid::Uuid;
-
-fn postgres_url() -> String {
-    std::env::var("PORTCULLIS_TEST_POSTGRES_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned())
-}
 
 /// A PostgreSQL store in a fresh schema of its own, so tests never see each other's rows.
 async fn postgres() -> Arc<PostgresStore> {
-    let schema = format!("t_{}", Uuid::now_v7().simple());
-    let admin = sqlx::PgPool::connect(&postgres_url())
+    PostgresStore::connect(&fresh_schema_url().await, 4)
         .await
-        .expect("PostgreSQL is running");
-    sqlx::query(&format!("CREATE SCHEMA {schema}"))
-        .execute(&admin)
-        .await
-        .unwrap();
-    let opts = PgConnectOptions::from_str(&postgres_url())
         .unwrap()
-        .options([("search_path", schema.as_str())]);
-    PostgresStore::connect_with(opts, 4).await.unwrap()
 }
 
 async fn sqlite() -> (Arc<SqliteStore>, tempfile::TempDir) {

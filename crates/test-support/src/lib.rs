@@ -22,11 +22,13 @@
 //! Scripted [`Reply`]s queued with [`MockUpstream::push_reply`] take precedence, for tests that
 //! need an exact upstream answer. Module map: [`server`] (listener and connections),
 //! [`openai`] and [`anthropic`] (each provider's protocol), [`scenario`] (what to answer),
-//! [`reply`] (scripted replies and response bodies).
+//! [`reply`] (scripted replies and response bodies), [`oidc`] (an OpenID Connect issuer and
+//! provider), [`postgres`] (a fresh PostgreSQL schema per test).
 
 pub mod anthropic;
 pub mod oidc;
 pub mod openai;
+pub mod postgres;
 pub mod reply;
 pub mod scenario;
 pub mod server;

@@ -53,25 +53,9 @@ aliases:
     )
 }
 
-pub fn postgres_url() -> String {
-    std::env::var("PORTCULLIS_TEST_POSTGRES_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned())
-}
-
 /// A PostgreSQL URL whose connections use a fresh schema of their own.
 pub async fn fresh_postgres_url() -> String {
-    let schema = format!("t_{}", uuid::Uuid::now_v7().simple());
-    let base = postgres_url();
-    let pool = sqlx::PgPool::connect(&base)
-        .await
-        .expect("PostgreSQL is running");
-    sqlx::query(&format!("CREATE SCHEMA {schema}"))
-        .execute(&pool)
-        .await
-        .unwrap();
-    pool.close().await;
-    let sep = if base.contains('?') { '&' } else { '?' };
-    format!("{base}{sep}options[search_path]={schema}")
+    portcullis_test_support::postgres::fresh_schema_url().await
 }
 
 impl TestGateway {

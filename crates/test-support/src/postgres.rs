@@ -1,0 +1,39 @@
+//! PostgreSQL for tests: the server's URL (`PORTCULLIS_TEST_POSTGRES_URL`, default the local
+//! `test` database) and a fresh schema per test, so tests running at once never see each
+//! other's rows. Schemas are named `t_<hex>`; `scripts/test` drops them before a run.
+
+use rand_core::{OsRng, RngCore};
+
+/// The PostgreSQL server tests use.
+pub fn postgres_url() -> String {
+    std::env::var("PORTCULLIS_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned())
+}
+
+/// Creates a schema of its own and returns a URL whose connections use it (as their
+/// `search_path`); every store or gateway connected with it shares the schema, like replicas.
+///
+/// # Panics
+/// When PostgreSQL is not running or refuses to create the schema (a broken test
+/// environment).
+pub async fn fresh_schema_url() -> String {
+    let mut raw = [0u8; 16];
+    OsRng.fill_bytes(&mut raw);
+    let schema = format!(
+        "t_{}",
+        raw.iter().map(|b| format!("{b:02x}")).collect::<String>()
+    );
+    let base = postgres_url();
+    #[allow(clippy::expect_used)]
+    let pool = sqlx::PgPool::connect(&base)
+        .await
+        .expect("PostgreSQL is running");
+    #[allow(clippy::expect_used)]
+    sqlx::query(&format!("CREATE SCHEMA {schema}"))
+        .execute(&pool)
+        .await
+        .expect("creating a test schema");
+    pool.close().await;
+    let sep = if base.contains('?') { '&' } else { '?' };
+    format!("{base}{sep}options[search_path]={schema}")
+}
