@@ -299,23 +299,7 @@ fn parse_ttl(ttl: &RawTtl) -> Result<Duration, String> {
 
 /// Parses `30s`, `5m`, `1h`, `1d` or a bare number of seconds.
 fn parse_duration(text: &str) -> Option<Duration> {
-    let text = text.trim();
-    let split = text
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    if number.is_empty() {
-        return None;
-    }
-    let number: u64 = number.parse().ok()?;
-    let unit_seconds = match unit.trim_start() {
-        "" | "s" => 1,
-        "m" => 60,
-        "h" => 60 * 60,
-        "d" => 24 * 60 * 60,
-        _ => return None,
-    };
-    number.checked_mul(unit_seconds).map(Duration::from_secs)
+    portcullis_core::parse_duration(text).ok()
 }
 
 /// The cache options a caller set with request headers.

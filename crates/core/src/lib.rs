@@ -17,6 +17,7 @@
 pub mod accumulate;
 pub mod chat;
 pub mod dialect;
+pub mod duration;
 pub mod embeddings;
 pub mod error;
 pub mod identity;
@@ -28,6 +29,7 @@ pub use chat::{
     StopReason, ToolChoice, ToolDefinition, Usage,
 };
 pub use dialect::{Dialect, Extras};
+pub use duration::{DurationError, parse_duration};
 pub use embeddings::{EmbeddingInput, EmbeddingsRequest, EmbeddingsResponse};
 pub use error::{Blame, ErrorKind, GatewayError};
 pub use identity::{AccessRole, AuthMethod, Identity, model_matches};

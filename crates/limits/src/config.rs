@@ -161,25 +161,13 @@ const DURATION_HINT: &str = "expected a duration like 60s, 1m, 1h";
 /// Parses `500ms`, `30s`, `1m`, `1h`, `1d` (a whole number and a unit).
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
-    let split = text
-        .find(|c: char| !c.is_ascii_digit())
-        .ok_or_else(|| format!("`{text}`: {DURATION_HINT} (a unit is required)"))?;
-    let (number, unit) = text.split_at(split);
-    let amount: u64 = number
-        .parse()
-        .map_err(|_| format!("`{text}`: {DURATION_HINT}"))?;
-    let unit_ms: u64 = match unit.trim() {
-        "ms" => 1,
-        "s" => 1_000,
-        "m" => 60_000,
-        "h" => 3_600_000,
-        "d" => 86_400_000,
-        _ => return Err(format!("`{text}`: {DURATION_HINT}")),
-    };
-    amount
-        .checked_mul(unit_ms)
-        .map(Duration::from_millis)
-        .ok_or_else(|| format!("`{text}` is too long"))
+    if text.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
+        return Err(format!("`{text}`: {DURATION_HINT} (a unit is required)"));
+    }
+    portcullis_core::parse_duration(text).map_err(|e| match e {
+        portcullis_core::DurationError::Invalid(_) => format!("`{text}`: {DURATION_HINT}"),
+        portcullis_core::DurationError::OutOfRange(_) => format!("`{text}` is too long"),
+    })
 }
 
 /// Validates `limits:` and `budgets:` into rules, reporting every problem with its key path.
@@ -470,9 +458,10 @@ mod tests {
         assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3_600)));
         assert_eq!(parse_duration("1d"), Ok(Duration::from_secs(86_400)));
         assert!(parse_duration("60").is_err());
-        assert!(parse_duration("1.5m").is_err());
+        assert_eq!(parse_duration("1.5m"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("1w"), Ok(Duration::from_secs(604_800)));
         assert!(parse_duration("m").is_err());
-        assert!(parse_duration("1w").is_err());
+        assert!(parse_duration("1y").is_err());
         assert!(parse_duration("99999999999999999999d").is_err());
     }
 }

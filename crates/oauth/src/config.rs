@@ -292,44 +292,7 @@ pub(crate) fn check_base_url(s: &str) -> Result<(), String> {
 /// Parses `90` (seconds), `500ms`, `30s`, `15m`, `12h`, `1d`, `2w`, or a sequence such as
 /// `1h30m`.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let text = text.trim();
-    let invalid = || format!("`{text}` is not a duration (e.g. 90, 30s, 15m, 12h, 1d, 1h30m)");
-    if let Ok(seconds) = text.parse::<u64>() {
-        return Ok(Duration::from_secs(seconds));
-    }
-    if text.is_empty() {
-        return Err(invalid());
-    }
-    let mut total = Duration::ZERO;
-    let mut rest = text;
-    while !rest.is_empty() {
-        let digits = rest
-            .find(|c: char| !c.is_ascii_digit())
-            .unwrap_or(rest.len());
-        if digits == 0 {
-            return Err(invalid());
-        }
-        let amount: u64 = rest[..digits].parse().map_err(|_| invalid())?;
-        rest = &rest[digits..];
-        let unit_len = rest
-            .find(|c: char| c.is_ascii_digit())
-            .unwrap_or(rest.len());
-        let unit_ms: u64 = match &rest[..unit_len] {
-            "ms" => 1,
-            "s" => 1_000,
-            "m" => 60_000,
-            "h" => 3_600_000,
-            "d" => 86_400_000,
-            "w" => 604_800_000,
-            _ => return Err(invalid()),
-        };
-        rest = &rest[unit_len..];
-        let ms = amount.checked_mul(unit_ms).ok_or_else(invalid)?;
-        total = total
-            .checked_add(Duration::from_millis(ms))
-            .ok_or_else(invalid)?;
-    }
-    Ok(total)
+    portcullis_core::parse_duration(text).map_err(|e| e.to_string())
 }
 
 /// Writes a duration in the largest unit that divides it exactly.

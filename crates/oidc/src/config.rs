@@ -311,24 +311,7 @@ fn parse_algorithm(name: &str) -> Result<Algorithm, String> {
 
 /// Parses `500ms`, `60s`, `2m`, `1h` or a bare number of seconds.
 pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
-    let trimmed = text.trim();
-    let split = trimmed
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(trimmed.len());
-    let (number, unit) = trimmed.split_at(split);
-    let hint = || format!("`{text}` is not a duration like 30s, 2m or 500ms");
-    let amount: u64 = number.parse().map_err(|_| hint())?;
-    let millis_per_unit: u64 = match unit.trim() {
-        "ms" => 1,
-        "" | "s" => 1_000,
-        "m" => 60_000,
-        "h" => 3_600_000,
-        _ => return Err(hint()),
-    };
-    amount
-        .checked_mul(millis_per_unit)
-        .map(Duration::from_millis)
-        .ok_or_else(hint)
+    portcullis_core::parse_duration(text).map_err(|e| e.to_string())
 }
 
 /// Deserializes a string or a sequence of strings into a list.
