@@ -219,8 +219,10 @@ async fn run(args: &Args) -> Result<(), String> {
     std::fs::write(
         &config,
         format!(
-            "listen: 127.0.0.1:{listen}\nmaster_key: {MASTER_KEY}\ndatabase:\n  url: sqlite://{db}\n\
+            "listen: 127.0.0.1:{listen}\nmaster_key: {MASTER_KEY}\nsecret_key: {BENCH_SECRET_KEY}\n\
+             database:\n  url: sqlite://{db}\n\
              providers:\n  openai:\n    api_key: sk-mock-openai\n    base_url: {fast}\n\
+             \x20 vaulted:\n    kind: custom\n    api_key: sk-not-used\n    base_url: {fast}\n\
              \x20 slow:\n    kind: custom\n    api_key: sk-mock-openai\n    base_url: {slow}\n\
              \x20 streaming:\n    kind: custom\n    api_key: sk-mock-openai\n    base_url: {stream}\n\
              routes:\n  cached:\n    targets: [openai/gpt-4o-mini]\n    cache: {{enabled: true}}\n\
@@ -244,6 +246,9 @@ async fn run(args: &Args) -> Result<(), String> {
         .parse()
         .map_err(|_| "address")?;
     wait_ready(gw_addr).await?;
+    // The `vaulted` provider's key lives in the vault (sealed in the database): the "vault
+    // key" scenarios measure resolving and using a stored provider key on every request.
+    store_provider_key(gw_addr).await?;
     println!(
         "gateway pid {pid} {} ; load generator and mocks on CPU 1 ; {}s per window after {}s warm-up\n",
         if args.pin {
@@ -284,7 +289,7 @@ async fn run(args: &Args) -> Result<(), String> {
         body: chat(model, false),
         first_token: false,
     };
-    let scenarios: [(&'static str, usize, Target, Target); 9] = [
+    let scenarios: [(&'static str, usize, Target, Target); 11] = [
         (
             "added latency",
             1,
@@ -331,6 +336,19 @@ async fn run(args: &Args) -> Result<(), String> {
             50,
             direct(&fast, false),
             with_key("openai/gpt-4o-mini"),
+        ),
+        // The provider key resolved from the vault (a stored default) instead of the file.
+        (
+            "vault key",
+            1,
+            direct(&fast, false),
+            via("vaulted/gpt-4o-mini", false),
+        ),
+        (
+            "vault key",
+            50,
+            direct(&fast, false),
+            via("vaulted/gpt-4o-mini", false),
         ),
     ];
     let mut rows = Vec::new();
@@ -538,6 +556,37 @@ fn create_virtual_key(args: &Args, config: &std::path::Path) -> Result<String, S
         .as_str()
         .map(str::to_owned)
         .ok_or_else(|| "keys create printed no key".to_owned())
+}
+
+/// The vault's key-encryption key for the bench (32 bytes, base64).
+const BENCH_SECRET_KEY: &str = "YmVuY2gtc2VjcmV0LWtleS0wMTIzNDU2Nzg5YWJjZGU=";
+
+/// Stores the `vaulted` provider's key through the admin API.
+async fn store_provider_key(addr: std::net::SocketAddr) -> Result<(), String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let body =
+        json!({"provider": "vaulted", "alias": "bench", "secret": "sk-mock-openai"}).to_string();
+    let request = format!(
+        "POST /admin/provider-keys HTTP/1.1\r\nhost: bench\r\nauthorization: Bearer {MASTER_KEY}\r\n\
+         content-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let mut tcp = tokio::net::TcpStream::connect(addr)
+        .await
+        .map_err(|e| format!("storing the provider key: {e}"))?;
+    tcp.write_all(request.as_bytes())
+        .await
+        .map_err(|e| format!("storing the provider key: {e}"))?;
+    let mut answer = Vec::new();
+    let _ = tcp.read_to_end(&mut answer).await;
+    if answer.starts_with(b"HTTP/1.1 201") {
+        Ok(())
+    } else {
+        Err(format!(
+            "storing the provider key failed: {}",
+            String::from_utf8_lossy(&answer)
+        ))
+    }
 }
 
 async fn wait_ready(addr: std::net::SocketAddr) -> Result<(), String> {

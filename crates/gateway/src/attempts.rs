@@ -11,7 +11,6 @@
 //! The loop ends when response headers arrive, so nothing is ever retried once the first byte
 //! of an answer has gone to the client. Each attempt is kept for the request's log record.
 
-use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -78,6 +77,27 @@ pub struct KeyChoice<'a> {
     pub alias: Option<&'a str>,
 }
 
+/// The credential an attempt sends: the provider's configured one, or one from the vault
+/// (built into its header once and shared by every request that resolves to it).
+#[derive(Debug, Clone)]
+pub enum CredentialRef<'p> {
+    /// The provider's configured key.
+    Configured(&'p Credential),
+    /// A stored (vault) key.
+    Stored(Arc<Credential>),
+}
+
+impl std::ops::Deref for CredentialRef<'_> {
+    type Target = Credential;
+
+    fn deref(&self) -> &Credential {
+        match self {
+            CredentialRef::Configured(c) => c,
+            CredentialRef::Stored(c) => c,
+        }
+    }
+}
+
 /// The credential a target is called with: the caller's own (user, then team, then stored
 /// default, or the alias asked for) when the vault holds keys for the provider, else the
 /// provider's configured key.
@@ -85,7 +105,7 @@ pub fn credential_for<'p>(
     state: &AppState,
     provider: &'p Provider,
     keys: &KeyChoice<'_>,
-) -> Result<Option<Cow<'p, Credential>>, GatewayError> {
+) -> Result<Option<CredentialRef<'p>>, GatewayError> {
     let Some(directory) = state.auth.directory() else {
         return Ok(default_credential(provider));
     };
@@ -93,10 +113,17 @@ pub fn credential_for<'p>(
         return Ok(default_credential(provider));
     }
     match directory.provider_credential(keys.identity, provider.name(), keys.alias) {
-        Ok(Some(found)) => provider
-            .credential(found.id.to_string(), &found.secret)
-            .map(|c| Some(Cow::Owned(c)))
-            .map_err(|e| GatewayError::internal(format!("provider key `{}`: {e}", found.id))),
+        Ok(Some(found)) => {
+            if let Some(ready) = found.prepared.get() {
+                return Ok(Some(CredentialRef::Stored(ready.clone())));
+            }
+            let built = provider
+                .credential(found.id.to_string(), &found.secret)
+                .map_err(|e| GatewayError::internal(format!("provider key `{}`: {e}", found.id)))?;
+            // Whoever sets it first wins; both built the same header.
+            let ready = found.prepared.get_or_init(|| Arc::new(built)).clone();
+            Ok(Some(CredentialRef::Stored(ready)))
+        }
         Ok(None) => Ok(default_credential(provider)),
         Err(e @ AliasError::Unknown { .. }) => Err(GatewayError::invalid_request(e.to_string())
             .with_param("x-portcullis-provider-key")
@@ -109,8 +136,8 @@ pub fn credential_for<'p>(
     }
 }
 
-fn default_credential(provider: &Provider) -> Option<Cow<'_, Credential>> {
-    provider.default_credential().map(Cow::Borrowed)
+fn default_credential(provider: &Provider) -> Option<CredentialRef<'_>> {
+    provider.default_credential().map(CredentialRef::Configured)
 }
 
 /// Every attempt made for one request.

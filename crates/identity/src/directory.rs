@@ -110,6 +110,8 @@ pub struct ResolvedCredential {
     pub alias: String,
     /// The secret.
     pub secret: Secret,
+    /// The credential as its provider sends it (header built once, on first use).
+    pub prepared: std::sync::OnceLock<Arc<portcullis_providers::provider::Credential>>,
 }
 
 /// Why no credential could be picked for an explicitly requested alias.
@@ -298,6 +300,7 @@ impl Directory {
                         id: Arc::from(c.id),
                         alias: c.alias,
                         secret,
+                        prepared: std::sync::OnceLock::new(),
                     }),
                 ));
             }
