@@ -66,6 +66,16 @@ fn now_ms() -> i64 {
     jiff::Timestamp::now().as_millisecond()
 }
 
+/// A failed store call as the admin API reports it.
+fn store_failed(e: portcullis_store::StoreError) -> GatewayError {
+    manage_error(e.into())
+}
+
+/// The 404 for a `what` (team, user, key, …) that does not exist.
+fn no_such(what: &str, id: &str) -> GatewayError {
+    manage_error(ManageError::NotFound(format!("no {what} `{id}`")))
+}
+
 fn manage_error(e: ManageError) -> GatewayError {
     match e {
         ManageError::Invalid(m) => GatewayError::invalid_request(m),
@@ -281,7 +291,7 @@ pub async fn create_team(
 pub async fn list_teams(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
     admin(&state, &headers, StatusCode::OK, || async {
         let store = directory(&state)?.store();
-        let teams = store.teams().await.map_err(|e| manage_error(e.into()))?;
+        let teams = store.teams().await.map_err(store_failed)?;
         Ok(json!({"data": teams.iter().map(|t| team_view(t, None)).collect::<Vec<_>>()}))
     })
     .await
@@ -298,12 +308,9 @@ pub async fn get_team(
         let team = store
             .team(&id)
             .await
-            .map_err(|e| manage_error(e.into()))?
-            .ok_or_else(|| manage_error(ManageError::NotFound(format!("no team `{id}`"))))?;
-        let members = store
-            .members_of(&id)
-            .await
-            .map_err(|e| manage_error(e.into()))?;
+            .map_err(store_failed)?
+            .ok_or_else(|| no_such("team", &id))?;
+        let members = store.members_of(&id).await.map_err(store_failed)?;
         Ok(team_view(&team, Some(&members)))
     })
     .await
@@ -342,11 +349,7 @@ pub async fn add_member(
         let req: AddMember = parse(&headers, body).await?;
         let dir = directory(&state)?;
         let user = dir.find_user(&req.user).await.map_err(manage_error)?;
-        let mut teams = dir
-            .store()
-            .teams_of(&user.id)
-            .await
-            .map_err(|e| manage_error(e.into()))?;
+        let mut teams = dir.store().teams_of(&user.id).await.map_err(store_failed)?;
         if !teams.contains(&team) {
             teams.push(team.clone());
         }
@@ -368,11 +371,7 @@ pub async fn remove_member(
     admin(&state, &headers, StatusCode::OK, || async {
         let dir = directory(&state)?;
         let user = dir.find_user(&user).await.map_err(manage_error)?;
-        let mut teams = dir
-            .store()
-            .teams_of(&user.id)
-            .await
-            .map_err(|e| manage_error(e.into()))?;
+        let mut teams = dir.store().teams_of(&user.id).await.map_err(store_failed)?;
         if !teams.contains(&team) {
             return Err(manage_error(ManageError::NotFound(format!(
                 "user `{}` is not a member of team `{team}`",
@@ -438,13 +437,10 @@ pub async fn create_user(
 pub async fn list_users(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
     admin(&state, &headers, StatusCode::OK, || async {
         let store = directory(&state)?.store();
-        let users = store.users().await.map_err(|e| manage_error(e.into()))?;
+        let users = store.users().await.map_err(store_failed)?;
         let mut data = Vec::with_capacity(users.len());
         for u in &users {
-            let teams = store
-                .teams_of(&u.id)
-                .await
-                .map_err(|e| manage_error(e.into()))?;
+            let teams = store.teams_of(&u.id).await.map_err(store_failed)?;
             data.push(user_view(u, &teams));
         }
         Ok(json!({ "data": data }))
@@ -461,11 +457,7 @@ pub async fn get_user(
     admin(&state, &headers, StatusCode::OK, || async {
         let dir = directory(&state)?;
         let user = dir.find_user(&id).await.map_err(manage_error)?;
-        let teams = dir
-            .store()
-            .teams_of(&user.id)
-            .await
-            .map_err(|e| manage_error(e.into()))?;
+        let teams = dir.store().teams_of(&user.id).await.map_err(store_failed)?;
         Ok(user_view(&user, &teams))
     })
     .await
@@ -513,11 +505,7 @@ pub async fn patch_user(
             .update_user(&id, update, req.teams)
             .await
             .map_err(manage_error)?;
-        let teams = dir
-            .store()
-            .teams_of(&user.id)
-            .await
-            .map_err(|e| manage_error(e.into()))?;
+        let teams = dir.store().teams_of(&user.id).await.map_err(store_failed)?;
         Ok(user_view(&user, &teams))
     })
     .await
@@ -532,11 +520,7 @@ pub async fn disable_user(
     admin(&state, &headers, StatusCode::OK, || async {
         let dir = directory(&state)?;
         let user = dir.disable_user(&id).await.map_err(manage_error)?;
-        let teams = dir
-            .store()
-            .teams_of(&user.id)
-            .await
-            .map_err(|e| manage_error(e.into()))?;
+        let teams = dir.store().teams_of(&user.id).await.map_err(store_failed)?;
         Ok(user_view(&user, &teams))
     })
     .await
@@ -584,7 +568,7 @@ pub async fn list_service_accounts(
             .store()
             .service_accounts()
             .await
-            .map_err(|e| manage_error(e.into()))?;
+            .map_err(store_failed)?;
         Ok(json!({"data": list.iter().map(service_account_view).collect::<Vec<_>>()}))
     })
     .await
@@ -636,10 +620,8 @@ pub async fn create_client(
             .store()
             .service_account(&id)
             .await
-            .map_err(|e| manage_error(e.into()))?
-            .ok_or_else(|| {
-                manage_error(ManageError::NotFound(format!("no service account `{id}`")))
-            })?;
+            .map_err(store_failed)?
+            .ok_or_else(|| no_such("service account", &id))?;
         let name = req.name.unwrap_or_else(|| sa.name.clone());
         let creds = oauth
             .create_client(&name, &sa.id, req.scopes)
@@ -773,7 +755,7 @@ pub async fn list_keys(
                 include_revoked: p.include_revoked.unwrap_or(false),
             })
             .await
-            .map_err(|e| manage_error(e.into()))?;
+            .map_err(store_failed)?;
         Ok(json!({"data": keys.iter().map(key_view).collect::<Vec<_>>()}))
     })
     .await
@@ -790,8 +772,8 @@ pub async fn get_key(
             .store()
             .key(&id)
             .await
-            .map_err(|e| manage_error(e.into()))?
-            .ok_or_else(|| manage_error(ManageError::NotFound(format!("no key `{id}`"))))?;
+            .map_err(store_failed)?
+            .ok_or_else(|| no_such("key", &id))?;
         Ok(key_view(&key))
     })
     .await
@@ -811,8 +793,8 @@ pub async fn revoke_key(
             .store()
             .key(&id)
             .await
-            .map_err(|e| manage_error(e.into()))?
-            .ok_or_else(|| manage_error(ManageError::NotFound(format!("no key `{id}`"))))?;
+            .map_err(store_failed)?
+            .ok_or_else(|| no_such("key", &id))?;
         Ok(key_view(&key))
     })
     .await
@@ -926,7 +908,7 @@ pub async fn list_provider_keys(
             .store()
             .credentials()
             .await
-            .map_err(|e| manage_error(e.into()))?;
+            .map_err(store_failed)?;
         Ok(json!({"data": list.iter().map(credential_view).collect::<Vec<_>>()}))
     })
     .await
