@@ -15,13 +15,13 @@
 
 use std::time::Duration;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::breaker::BreakerSettings;
 use crate::retry::{Backoff, MAX_ATTEMPTS_CEILING, RetryPolicy};
 
 /// A duration as written: `250ms`, `30s`, `5m`, `1h`, `1d`, or a number of seconds.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(untagged)]
 pub enum RawDuration {
     /// With a unit.
@@ -65,23 +65,23 @@ fn duration(
 }
 
 /// `retry:`.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawRetry {
     /// Attempts per target, the first included.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_attempts: Option<u32>,
     /// Base delay between attempts.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub delay: Option<RawDuration>,
     /// `constant`, `linear` or `exponential`.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backoff: Option<String>,
     /// Longest wait; an upstream asking for longer is failed over instead.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_delay: Option<RawDuration>,
     /// Randomize waits.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub jitter: Option<bool>,
 }
 
@@ -129,14 +129,14 @@ pub struct Timeouts {
 }
 
 /// `timeouts:`.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawTimeouts {
     /// Time to response headers, per attempt.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub first_byte: Option<RawDuration>,
     /// Time to the end of the answer, retries included.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub total: Option<RawDuration>,
 }
 

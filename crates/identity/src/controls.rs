@@ -6,32 +6,30 @@
 
 use std::time::Duration;
 
-use portcullis_failover::{Backoff, RetryPolicy, Timeouts, parse_duration};
+use portcullis_failover::{Backoff, RawDuration, RawRetry, RawTimeouts, RetryPolicy, Timeouts};
 use serde::{Deserialize, Serialize};
-
-/// The most attempts a key may ask for (the configuration file's ceiling).
-pub const MAX_KEY_ATTEMPTS: u32 = 10;
 
 /// The longest cache TTL a key may set.
 pub const MAX_KEY_CACHE_TTL: Duration = Duration::from_secs(30 * 86_400);
 
-/// A key's controls as written (`"controls": {...}` on `POST /admin/keys`).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+/// A key's controls as written (`"controls": {...}` on `POST /admin/keys`). `retry` and
+/// `timeouts` are the configuration file's own blocks, validated by the same code.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct KeyControls {
     /// Exact-cache settings.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cache: Option<KeyCache>,
-    /// Retry settings.
+    /// Retry settings, as the file's `retry:` block.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub retry: Option<KeyRetry>,
-    /// Timeouts.
+    pub retry: Option<RawRetry>,
+    /// Timeouts, as the file's `timeouts:` block.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub timeouts: Option<KeyTimeouts>,
+    pub timeouts: Option<RawTimeouts>,
 }
 
-/// `controls.cache`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+/// `controls.cache`: the per-request part of the file's `cache:` block.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct KeyCache {
     /// Whether this key's requests use the exact cache.
@@ -39,68 +37,10 @@ pub struct KeyCache {
     pub enabled: Option<bool>,
     /// How long its answers are kept (`300`, `5m`, `1h`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub ttl: Option<DurationText>,
+    pub ttl: Option<RawDuration>,
     /// Whether its non-deterministic requests (temperature above 0) are cached.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub nondeterministic: Option<bool>,
-}
-
-/// `controls.retry`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct KeyRetry {
-    /// Attempts per target, the first included.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub max_attempts: Option<u32>,
-    /// Base delay between attempts.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub delay: Option<DurationText>,
-    /// `constant`, `linear` or `exponential`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub backoff: Option<String>,
-    /// Longest wait.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub max_delay: Option<DurationText>,
-    /// Randomize waits.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub jitter: Option<bool>,
-}
-
-/// `controls.timeouts`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct KeyTimeouts {
-    /// Time to response headers, per attempt.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub first_byte: Option<DurationText>,
-    /// Time to the end of the answer, retries included.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub total: Option<DurationText>,
-}
-
-/// A duration as written: whole seconds, or text such as `250ms`, `30s`, `5m`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(untagged)]
-pub enum DurationText {
-    /// Whole seconds.
-    Seconds(u64),
-    /// With a unit.
-    Text(String),
-}
-
-impl DurationText {
-    fn parse(&self, path: &str, issues: &mut Vec<String>) -> Option<Duration> {
-        match self {
-            DurationText::Seconds(s) => Some(Duration::from_secs(*s)),
-            DurationText::Text(t) => match parse_duration(t) {
-                Ok(d) => Some(d),
-                Err(e) => {
-                    issues.push(format!("{path}: {e}"));
-                    None
-                }
-            },
-        }
-    }
 }
 
 /// A key's controls, resolved: each `Some` replaces the route's value.
@@ -137,56 +77,29 @@ impl KeyControls {
         if let Some(cache) = &self.cache {
             o.cache_enabled = cache.enabled;
             o.cache_nondeterministic = cache.nondeterministic;
-            if let Some(ttl) = &cache.ttl {
-                match ttl.parse("controls.cache.ttl", &mut issues) {
-                    Some(d) if d.is_zero() || d > MAX_KEY_CACHE_TTL => issues
-                        .push("controls.cache.ttl: expected from 1 second to 30 days".to_owned()),
-                    Some(d) => o.cache_ttl = Some(d),
-                    None => {}
+            match cache.ttl.as_ref().map(RawDuration::to_duration) {
+                Some(Ok(d)) if d.is_zero() || d > MAX_KEY_CACHE_TTL => {
+                    issues.push("controls.cache.ttl: expected from 1 second to 30 days".to_owned())
                 }
+                Some(Ok(d)) => o.cache_ttl = Some(d),
+                Some(Err(e)) => issues.push(format!("controls.cache.ttl: {e}")),
+                None => {}
             }
         }
-        if let Some(retry) = &self.retry {
-            if let Some(n) = retry.max_attempts {
-                if (1..=MAX_KEY_ATTEMPTS).contains(&n) {
-                    o.max_attempts = Some(n);
-                } else {
-                    issues.push(format!(
-                        "controls.retry.max_attempts: expected 1 to {MAX_KEY_ATTEMPTS}, got {n}"
-                    ));
-                }
-            }
-            if let Some(d) = &retry.delay {
-                o.retry_delay = d.parse("controls.retry.delay", &mut issues);
-            }
-            if let Some(d) = &retry.max_delay {
-                o.max_retry_delay = d.parse("controls.retry.max_delay", &mut issues);
-            }
-            if let Some(b) = &retry.backoff {
-                match Backoff::parse(b) {
-                    Some(b) => o.backoff = Some(b),
-                    None => issues.push(format!(
-                        "controls.retry.backoff: expected constant, linear or exponential, got `{b}`"
-                    )),
-                }
-            }
-            o.jitter = retry.jitter;
+        if let Some(raw) = &self.retry {
+            // Applied to the defaults only to validate and parse; a key overrides just the
+            // settings it names.
+            let p = raw.apply(RetryPolicy::default(), "controls.retry", &mut issues);
+            o.max_attempts = raw.max_attempts.map(|_| p.max_attempts);
+            o.retry_delay = raw.delay.as_ref().map(|_| p.delay);
+            o.backoff = raw.backoff.as_ref().map(|_| p.backoff);
+            o.max_retry_delay = raw.max_delay.as_ref().map(|_| p.max_delay);
+            o.jitter = raw.jitter;
         }
-        if let Some(t) = &self.timeouts {
-            for (raw, path, slot) in [
-                (
-                    &t.first_byte,
-                    "controls.timeouts.first_byte",
-                    &mut o.first_byte_timeout,
-                ),
-                (&t.total, "controls.timeouts.total", &mut o.total_timeout),
-            ] {
-                match raw.as_ref().and_then(|d| d.parse(path, &mut issues)) {
-                    Some(d) if d.is_zero() => issues.push(format!("{path}: must be above 0")),
-                    Some(d) => *slot = Some(d),
-                    None => {}
-                }
-            }
+        if let Some(raw) = &self.timeouts {
+            let t = raw.apply(Timeouts::default(), "controls.timeouts", &mut issues);
+            o.first_byte_timeout = t.first_byte;
+            o.total_timeout = t.total;
         }
         if issues.is_empty() {
             Ok(o)

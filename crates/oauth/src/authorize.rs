@@ -544,18 +544,7 @@ pub(crate) async fn consent(
     let state = pending.state.as_deref();
     match form.decision.as_str() {
         "approve" => {}
-        "deny" => {
-            return redirect_to_client(
-                &inner,
-                StatusCode::SEE_OTHER,
-                &pending.target,
-                &[
-                    ("error", "access_denied"),
-                    ("error_description", "the user denied the request"),
-                ],
-                state,
-            );
-        }
+        "deny" => return deny_to_client(&inner, &pending, "the user denied the request"),
         _ => return unreadable_form(),
     }
     let code = random_token();

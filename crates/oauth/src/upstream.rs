@@ -146,14 +146,19 @@ fn provider_unavailable(detail: &dyn std::fmt::Display) -> Response {
     )
 }
 
+/// The page for a sign-in step reached on a gateway without an identity provider.
+fn not_configured() -> Response {
+    pages::error(
+        StatusCode::NOT_FOUND,
+        "Single sign-on is not configured",
+        "This gateway has no identity provider to sign in with.",
+    )
+}
+
 /// Sends the browser to the provider for the sign-in request `pending`.
 pub(crate) async fn redirect_to_provider(inner: &Inner, pending: Pending) -> Response {
     let Some(upstream) = inner.upstream.as_ref() else {
-        return pages::error(
-            StatusCode::NOT_FOUND,
-            "Single sign-on is not configured",
-            "This gateway has no identity provider to sign in with.",
-        );
+        return not_configured();
     };
     let metadata = match upstream
         .verifier
@@ -247,11 +252,7 @@ pub(crate) async fn callback(
     RawQuery(query): RawQuery,
 ) -> Response {
     let Some(upstream) = inner.upstream.as_ref() else {
-        return pages::error(
-            StatusCode::NOT_FOUND,
-            "Single sign-on is not configured",
-            "This gateway has no identity provider to sign in with.",
-        );
+        return not_configured();
     };
     let Ok(params) = serde_urlencoded::from_str::<CallbackParams>(query.as_deref().unwrap_or(""))
     else {
