@@ -623,3 +623,36 @@ oauth:
     assert_eq!(s, 403, "a disabled user's access token stops at once");
     gw.stop().await;
 }
+
+#[tokio::test]
+async fn an_idp_group_mapped_to_admin_opens_the_admin_api() {
+    let okta = MockIssuer::start().await;
+    let mock = MockUpstream::start().await;
+    let gw = TestGateway::start(&format!(
+        r#"identity:
+  issuers:
+    - issuer: {okta}
+      audience: api://portcullis
+      default_role: member
+      claims:
+        user: sub
+        teams: groups
+        role_values: {{ml-platform: admin}}
+{providers}"#,
+        okta = okta.issuer(),
+        providers = providers_yaml(&mock),
+    ))
+    .await;
+    // Okta-shaped claims: groups Everyone, ml-platform, finance.
+    let admin = okta.mint(MockAlg::RS256, &okta.okta_claims("api://portcullis"));
+    let (s, body) = get(&gw, &admin, "/admin/keys").await;
+    assert_eq!(s, 200, "{body}");
+
+    let mut claims = okta.okta_claims("api://portcullis");
+    claims["sub"] = json!("grace@example.com");
+    claims["groups"] = json!(["Everyone"]);
+    let member = okta.mint(MockAlg::RS256, &claims);
+    let (s, _) = get(&gw, &member, "/admin/keys").await;
+    assert_eq!(s, 403);
+    gw.stop().await;
+}
