@@ -51,7 +51,9 @@ def _host_quirks() -> list:
 
 
 def _run(*args, check=True) -> str:
-    return subprocess.run(args, check=check, capture_output=True, text=True, timeout=180).stdout.strip()
+    done = subprocess.run(args, capture_output=True, text=True, timeout=180)
+    assert done.returncode == 0 or not check, f"{' '.join(args)}: {done.stderr.strip()}"
+    return done.stdout.strip()
 
 
 @pytest.fixture(scope="module")
