@@ -136,6 +136,7 @@ pub async fn run(config: Option<PathBuf>, command: KeysCommand) -> anyhow::Resul
                     controls: None,
                     metadata: None,
                     expires_ms,
+                    allow_custom_cost: false,
                 })
                 .await?;
             let mut v = view(&issued.record);

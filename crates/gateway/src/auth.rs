@@ -57,6 +57,8 @@ fn master_principal() -> Arc<Principal> {
         expires_ms: None,
         rules: None,
         controls: None,
+        // The operator's own key may price its requests as it likes.
+        allow_custom_cost: true,
     })
 }
 
@@ -199,6 +201,7 @@ impl Authenticator {
                 expires_ms: Some(claims.exp.saturating_mul(1000)),
                 rules: None,
                 controls: None,
+                allow_custom_cost: false,
             }));
         }
         let Some(verifier) = &self.verifier else {
@@ -297,6 +300,7 @@ fn select_team(
         expires_ms: principal.expires_ms,
         rules: principal.rules.clone(),
         controls: principal.controls,
+        allow_custom_cost: principal.allow_custom_cost,
     }))
 }
 

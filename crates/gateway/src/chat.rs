@@ -47,7 +47,7 @@ use crate::request_log::{RequestLog, body_text};
 use crate::respond;
 use crate::response_cache::{CacheTarget, Lookup};
 use crate::semantic::SemanticLookup;
-use crate::settle::Settlement;
+use crate::settle::{Pricing, Settlement};
 use crate::state::AppState;
 
 /// Largest upstream (non-streamed) response body accepted.
@@ -254,7 +254,7 @@ async fn run(
         Some(limiter) if !limiter.is_empty() || key_rules.is_some() => {
             let price = resolution
                 .primary()
-                .and_then(|t| price_for(state, t, accepted.options.custom_cost.as_ref()));
+                .and_then(|t| price_for(state, t, charged_custom_cost(&accepted)));
             let who = accepted.identity();
             let subjects = Subjects {
                 key: who.key_id.as_deref(),
@@ -388,7 +388,7 @@ async fn run(
         .filter(|l| l.has_target_rules())
         .map(|limiter| TargetGate {
             limiter,
-            custom_cost: accepted.options.custom_cost.as_ref(),
+            custom_cost: charged_custom_cost(&accepted),
         });
     let outcome = attempts::send(
         state,
@@ -430,7 +430,7 @@ async fn run(
         cache: cache_status,
         provider_key: provider_key.as_deref(),
     };
-    let price = price_for(state, target, accepted.options.custom_cost.as_ref());
+    let pricing = pricing_for(state, target, &accepted);
     let settlement = Settlement::new(
         fill,
         semantic_fill,
@@ -438,7 +438,7 @@ async fn run(
         dialect,
         provider.name(),
         &target.model,
-        price,
+        pricing,
         [admission, served.admission],
     );
 
@@ -624,6 +624,29 @@ pub(crate) fn price_for(
     match custom {
         Some(custom) => Some(custom.apply_to(model_price)),
         None => model_price,
+    }
+}
+
+/// The caller's own prices when they are what its budgets count (the key may set them).
+fn charged_custom_cost(accepted: &Accepted) -> Option<&CustomCost> {
+    accepted
+        .options
+        .custom_cost
+        .as_ref()
+        .filter(|_| accepted.principal.allow_custom_cost)
+}
+
+/// The list price of `target`'s model and, when the caller sent its own, the custom price.
+fn pricing_for(state: &AppState, target: &Target, accepted: &Accepted) -> Pricing {
+    let list = price_for(state, target, None);
+    Pricing {
+        list,
+        custom: accepted
+            .options
+            .custom_cost
+            .as_ref()
+            .map(|c| c.apply_to(list)),
+        custom_charged: accepted.principal.allow_custom_cost,
     }
 }
 

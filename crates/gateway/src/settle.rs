@@ -7,6 +7,10 @@
 //! were waiting on the same cache key when there is nothing to fill, and prices the usage into
 //! the log record and settles the request's limits and budgets with the real tokens and cost
 //! (tokens an abandoned stream consumed are charged too).
+//!
+//! A caller's own prices (`x-portcullis-custom-cost`) are what budgets count only when the
+//! caller may set them ([`Pricing::custom_charged`]); otherwise budgets count the list price.
+//! Whenever a custom price was sent, the log keeps both figures.
 
 use bytes::Bytes;
 use portcullis_cache::CachedResponse;
@@ -19,6 +23,28 @@ use crate::request_log::RequestLog;
 use crate::response_cache::CacheFill;
 use crate::semantic::SemanticFill;
 
+/// How one request is priced: the model's list (or configured) price, and the caller's own
+/// prices applied to it when it sent some.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Pricing {
+    /// The model's price; `None` when unknown.
+    pub list: Option<Price>,
+    /// The caller's prices applied to the model's, when `x-portcullis-custom-cost` was sent.
+    pub custom: Option<Price>,
+    /// Whether budgets count `custom` (the key may set its own prices) rather than `list`.
+    pub custom_charged: bool,
+}
+
+impl Pricing {
+    /// The price budgets count.
+    pub fn charged(&self) -> Option<Price> {
+        match self.custom {
+            Some(custom) if self.custom_charged => Some(custom),
+            _ => self.list,
+        }
+    }
+}
+
 /// The after-answer work of one request.
 #[derive(Debug)]
 pub struct Settlement {
@@ -28,7 +54,7 @@ pub struct Settlement {
     client_dialect: Dialect,
     provider: String,
     model: String,
-    price: Option<Price>,
+    pricing: Pricing,
     /// The request's admission and its target's.
     admissions: [Option<Admission>; 2],
 }
@@ -45,7 +71,7 @@ impl Settlement {
         client_dialect: Dialect,
         provider: &str,
         model: &str,
-        price: Option<Price>,
+        pricing: Pricing,
         admissions: [Option<Admission>; 2],
     ) -> Self {
         let accumulator =
@@ -57,7 +83,7 @@ impl Settlement {
             client_dialect,
             provider: provider.to_owned(),
             model: model.to_owned(),
-            price,
+            pricing,
             admissions,
         }
     }
@@ -71,9 +97,15 @@ impl Settlement {
 
     /// Prices `usage` into the log and settles the limits with it.
     fn charge(&mut self, usage: &Usage, log: &mut RequestLog) {
-        let cost = self.price.as_ref().map(|p| p.cost(usage));
-        if let (Some(cost), Some(r)) = (cost, log.record()) {
-            r.cost_usd = Some(cost);
+        let cost = self.pricing.charged().map(|p| p.cost(usage));
+        if let Some(r) = log.record() {
+            if cost.is_some() {
+                r.cost_usd = cost;
+            }
+            if let Some(custom) = &self.pricing.custom {
+                r.custom_cost_usd = Some(custom.cost(usage));
+                r.list_cost_usd = self.pricing.list.as_ref().map(|p| p.cost(usage));
+            }
         }
         for admission in self.admissions.iter_mut().filter_map(Option::take) {
             admission.settle(usage.total_tokens(), cost.unwrap_or(0.0));

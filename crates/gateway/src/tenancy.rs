@@ -216,6 +216,7 @@ fn key_view(k: &KeyRecord) -> Value {
         })),
         "budget": limits.as_ref().and_then(|l| l.budget.as_ref()).map(|b| json!({"usd": b.usd, "period": b.period})),
         "controls": k.controls.as_deref().and_then(|c| serde_json::from_str::<Value>(c).ok()),
+        "allow_custom_cost": k.allow_custom_cost,
         "metadata": k.metadata.as_deref().and_then(|m| serde_json::from_str::<Value>(m).ok()),
         "expires_at": k.expires_ms.and_then(rfc3339),
         "revoked_at": k.revoked_ms.and_then(rfc3339),
@@ -672,6 +673,9 @@ struct CreateKey {
     controls: Option<KeyControls>,
     #[serde(default)]
     metadata: Option<Value>,
+    /// Whether the key's own prices (`x-portcullis-custom-cost`) are what its budgets count.
+    #[serde(default)]
+    allow_custom_cost: bool,
 }
 
 /// `POST /admin/keys`: `201` with the key's view and `key`, the only time it is shown.
@@ -712,6 +716,7 @@ pub async fn create_key(
                 controls: req.controls,
                 metadata: req.metadata,
                 expires_ms,
+                allow_custom_cost: req.allow_custom_cost,
             })
             .await
             .map_err(manage_error)?;

@@ -58,6 +58,10 @@ pub struct Principal {
     pub rules: Option<Arc<[Rule]>>,
     /// The key's own cache, retry and timeout settings.
     pub controls: Option<ControlOverrides>,
+    /// Whether the caller's own prices (`x-portcullis-custom-cost`) are what its budgets
+    /// count: the operator allowed it for the key (or the caller holds the master key).
+    /// Otherwise budgets count the list price and the custom price is only recorded.
+    pub allow_custom_cost: bool,
 }
 
 /// Why a credential was refused. The message is safe to show to the caller.
@@ -400,6 +404,7 @@ impl Directory {
                 expires_ms: key.expires_ms,
                 rules,
                 controls,
+                allow_custom_cost: key.allow_custom_cost,
             }),
             found.secret_expires_ms,
         ))
@@ -524,6 +529,7 @@ impl Directory {
             expires_ms: None,
             rules: None,
             controls: None,
+            allow_custom_cost: false,
         })
     }
 

@@ -65,6 +65,8 @@ pub struct NewKey {
     pub metadata: Option<serde_json::Value>,
     /// Expiry, Unix ms.
     pub expires_ms: Option<i64>,
+    /// Whether the key's own prices (`x-portcullis-custom-cost`) are what its budgets count.
+    pub allow_custom_cost: bool,
 }
 
 /// A key just created or rotated: the only time its secret is available.
@@ -463,6 +465,7 @@ impl Directory {
                 .as_ref()
                 .filter(|c| **c != crate::KeyControls::default())
                 .and_then(|c| serde_json::to_string(c).ok()),
+            allow_custom_cost: new.allow_custom_cost,
         };
         self.store().create_key(&record, &issued.hash).await?;
         self.invalidate().await?;

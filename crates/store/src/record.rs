@@ -62,8 +62,14 @@ pub struct LogRecord {
     pub cached_tokens: u64,
     /// Generated tokens spent reasoning.
     pub reasoning_tokens: u64,
-    /// Cost in US dollars, when known.
+    /// Cost in US dollars, when known: what the request's budgets counted.
     pub cost_usd: Option<f64>,
+    /// When the caller sent its own prices (`x-portcullis-custom-cost`): the cost at the
+    /// model's list (or configured) rates.
+    pub list_cost_usd: Option<f64>,
+    /// When the caller sent its own prices: the cost at those rates (what budgets counted only
+    /// if the key may set its own prices).
+    pub custom_cost_usd: Option<f64>,
     /// `HIT`, `MISS` or `BYPASS`, when a cache was consulted.
     pub cache_status: Option<&'static str>,
     /// Caller-supplied metadata (a flat JSON object).
@@ -109,6 +115,8 @@ impl LogRecord {
             cached_tokens: 0,
             reasoning_tokens: 0,
             cost_usd: None,
+            list_cost_usd: None,
+            custom_cost_usd: None,
             cache_status: None,
             metadata: None,
             session_id: None,

@@ -22,7 +22,7 @@ const COLUMNS: &str = "id, ts_ms, subject, auth_method, user_id, team_id, key_id
     dialect, route, requested_model, provider, model, provider_key_id, attempts, status, \
     error_type, error_message, stream, latency_us, ttft_us, input_tokens, output_tokens, \
     cached_tokens, reasoning_tokens, cost_usd, cache_status, metadata, session_id, agent, \
-    request_body, response_body, attempt_log";
+    request_body, response_body, attempt_log, list_cost_usd, custom_cost_usd";
 
 /// A row as read back; the owned mirror of [`LogRecord`].
 #[derive(sqlx::FromRow)]
@@ -60,6 +60,8 @@ struct LogRow {
     request_body: Option<String>,
     response_body: Option<String>,
     attempt_log: Option<String>,
+    list_cost_usd: Option<f64>,
+    custom_cost_usd: Option<f64>,
 }
 
 /// Maps a stored label back to the static strings records use.
@@ -115,6 +117,8 @@ impl LogRow {
             request_body: self.request_body,
             response_body: self.response_body,
             attempt_log: self.attempt_log,
+            list_cost_usd: self.list_cost_usd,
+            custom_cost_usd: self.custom_cost_usd,
         }
     }
 }
@@ -188,7 +192,9 @@ macro_rules! sql_store {
                             .push_bind(r.agent.as_deref())
                             .push_bind(r.request_body.as_deref())
                             .push_bind(r.response_body.as_deref())
-                            .push_bind(r.attempt_log.as_deref());
+                            .push_bind(r.attempt_log.as_deref())
+                            .push_bind(r.list_cost_usd)
+                            .push_bind(r.custom_cost_usd);
                     });
                     // Re-delivered batches (a retry after a commit whose answer was lost)
                     // must not fail on the primary key.

@@ -93,6 +93,9 @@ pub struct KeyRecord {
     pub created_ms: i64,
     /// JSON object of the key's own cache, retry and timeout settings.
     pub controls: Option<String>,
+    /// Whether the caller's own prices (`x-portcullis-custom-cost`) are what its budgets
+    /// count; otherwise they are only recorded next to the list price.
+    pub allow_custom_cost: bool,
 }
 
 /// A key found by the digest of a presented secret.
@@ -275,10 +278,10 @@ pub struct KeyFilter {
 const USER_COLUMNS: &str =
     "id, email, name, role, password_hash, issuer, external_subject, disabled_ms, created_ms";
 const KEY_COLUMNS: &str = "id, name, prefix, user_id, team_id, service_account_id, models, \
-     limits, metadata, expires_ms, revoked_ms, created_ms, controls";
+     limits, metadata, expires_ms, revoked_ms, created_ms, controls, allow_custom_cost";
 const KEY_COLUMNS_K: &str = "k.id, k.name, k.prefix, k.user_id, k.team_id, \
      k.service_account_id, k.models, k.limits, k.metadata, k.expires_ms, k.revoked_ms, \
-     k.created_ms, k.controls";
+     k.created_ms, k.controls, k.allow_custom_cost";
 
 /// Whether a database error is a unique-constraint violation.
 fn is_conflict(e: &sqlx::Error) -> bool {
@@ -581,7 +584,7 @@ macro_rules! tenancy_store {
                 let mut tx = self.pool().begin().await?;
                 sqlx::query(&format!(
                     "INSERT INTO virtual_keys ({KEY_COLUMNS}) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"
                 ))
                 .bind(&key.id)
                 .bind(&key.name)
@@ -596,6 +599,7 @@ macro_rules! tenancy_store {
                 .bind(key.revoked_ms)
                 .bind(key.created_ms)
                 .bind(&key.controls)
+                .bind(key.allow_custom_cost)
                 .execute(&mut *tx)
                 .await?;
                 sqlx::query(
