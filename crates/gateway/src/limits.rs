@@ -85,10 +85,12 @@ pub fn refusal_error(r: &Refusal) -> GatewayError {
         RefusalKind::Unavailable => (ErrorKind::Unavailable, "limits_unavailable"),
         _ => (ErrorKind::RateLimited, "rate_limit_exceeded"),
     };
+    // Whole seconds, rounded up: a client that waits exactly `Retry-After` must find the
+    // limit open again (rounding down would have it refused once more).
     GatewayError::new(kind, r.message.clone())
         .with_code(code)
         .with_retryable(false)
-        .with_retry_after(r.retry_after)
+        .with_retry_after(Duration::from_secs(ceil_secs(r.retry_after)))
 }
 
 /// What a request is expected to consume: its prompt (about four bytes per token) plus its

@@ -357,3 +357,31 @@ async fn two_replicas_on_one_redis_share_a_budget_and_a_concurrency_limit() {
     let (status, _, _) = post(&b, "/v1/chat/completions", &chat("gpt-4o-mini", 8)).await;
     assert_eq!(status, 200);
 }
+
+#[tokio::test]
+async fn retry_after_is_rounded_up_so_waiting_that_long_is_enough() {
+    let mock = MockUpstream::start().await;
+    // One request per 1.5 s: the second, sent at once, must wait about 1.5 s.
+    let yaml = format!(
+        "{}limits:\n  - {{scope: global, requests: 1, window: 1500ms}}\n",
+        providers_yaml(&mock)
+    );
+    let gw = TestGateway::start(&yaml).await;
+    let (status, _, _) = post(&gw, "/v1/chat/completions", &chat("gpt-4o-mini", 8)).await;
+    assert_eq!(status, 200);
+    let (status, h, body) = post(&gw, "/v1/chat/completions", &chat("gpt-4o-mini", 8)).await;
+    assert_eq!(status, 429, "{body}");
+    let retry: u64 = h["retry-after"].to_str().unwrap().parse().unwrap();
+    // 1.4something seconds: rounding down would say 1, and a client waiting 1 s is refused.
+    assert_eq!(retry, 2, "Retry-After rounds up");
+    assert_eq!(h["ratelimit-reset"], "2");
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert!(
+        v["error"]["message"].as_str().unwrap().contains("retry in 2s"),
+        "{v}"
+    );
+    // A client that waits exactly as long as it was told is admitted.
+    tokio::time::sleep(std::time::Duration::from_secs(retry)).await;
+    let (status, _, body) = post(&gw, "/v1/chat/completions", &chat("gpt-4o-mini", 8)).await;
+    assert_eq!(status, 200, "{body}");
+}
