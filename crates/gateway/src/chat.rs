@@ -31,7 +31,7 @@ use portcullis_core::{Dialect, ErrorKind, GatewayError};
 use portcullis_cost::{CustomCost, Price};
 use portcullis_dialects::{decode_request, decode_response, encode_response, events_from_response};
 use portcullis_identity::{ControlOverrides, Principal};
-use portcullis_limits::Subjects;
+use portcullis_limits::{RateLimitStatus, Subjects};
 use portcullis_providers::Target;
 use portcullis_providers::provider::ForwardedHeaders;
 use uuid::Uuid;
@@ -250,6 +250,8 @@ async fn run(
         .total
         .map(|t| tokio::time::Instant::from_std(started) + t);
     let key_rules = accepted.principal.rules.as_ref();
+    // The most restrictive rate rule passed so far (the request's own, then the target's).
+    let mut rate_status: Option<RateLimitStatus> = None;
     let admission = match &state.limiter {
         Some(limiter) if !limiter.is_empty() || key_rules.is_some() => {
             let price = resolution
@@ -275,7 +277,8 @@ async fn run(
                 .await
             {
                 Ok(admission) => {
-                    *rate = admission.rate_limit().map(|s| RateHeaders::admitted(&s));
+                    rate_status = admission.rate_limit();
+                    *rate = rate_status.as_ref().map(RateHeaders::admitted);
                     Some(admission)
                 }
                 Err(refusal) => {
@@ -413,6 +416,10 @@ async fn run(
         r.attempt_log = tried.to_json();
     }
     let served = outcome?;
+    if let Some(target_status) = served.admission.as_ref().and_then(|a| a.rate_limit()) {
+        rate_status = RateLimitStatus::tighter(rate_status, Some(target_status));
+        *rate = rate_status.as_ref().map(RateHeaders::admitted);
+    }
     let resp = served.response;
     let target = served.target;
     let provider_key = served.credential_id;

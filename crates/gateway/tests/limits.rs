@@ -233,11 +233,12 @@ async fn provider_and_model_limits_follow_the_target_that_serves() {
         providers_yaml(&mock)
     );
     let gw = TestGateway::start(&yaml).await;
-    for expected in ["99", "98"] {
+    for expected in ["1", "0"] {
         let (status, h, _) = post(&gw, "/v1/chat/completions", &chat("smart", 16)).await;
         assert_eq!(status, 200);
         assert_eq!(h["x-portcullis-provider"], "anthropic");
-        // The global rule is charged once per request, not again per target.
+        // The headers are the tightest rule's: Anthropic's 2 per minute.
+        assert_eq!(h["ratelimit-limit"], "2");
         assert_eq!(h["ratelimit-remaining"], expected);
     }
     // Anthropic's limit is spent: the route fails over to the next target, whose own limit
@@ -273,9 +274,12 @@ async fn provider_and_model_limits_follow_the_target_that_serves() {
     assert_eq!(v["type"], "error");
     assert_eq!(v["error"]["type"], "rate_limit_error");
 
-    // Other providers and models are not touched by either rule.
-    let (status, _, _) = post(&gw, "/v1/chat/completions", &chat("gpt-4o-mini", 16)).await;
+    // Other providers and models are not touched by either rule; the global rule was
+    // charged once per request, not again per target tried.
+    let (status, h, _) = post(&gw, "/v1/chat/completions", &chat("gpt-4o-mini", 16)).await;
     assert_eq!(status, 200);
+    assert_eq!(h["ratelimit-limit"], "100");
+    assert_eq!(h["ratelimit-remaining"], "95");
     assert_eq!(mock.hits(), 4);
 }
 
@@ -384,4 +388,94 @@ async fn retry_after_is_rounded_up_so_waiting_that_long_is_enough() {
     tokio::time::sleep(std::time::Duration::from_secs(retry)).await;
     let (status, _, body) = post(&gw, "/v1/chat/completions", &chat("gpt-4o-mini", 8)).await;
     assert_eq!(status, 200, "{body}");
+}
+
+#[tokio::test]
+async fn rate_limit_headers_report_the_tightest_rule_including_model_and_provider_rules() {
+    let mock = MockUpstream::start().await;
+    let yaml = format!(
+        "{}limits:\n  - {{scope: global, requests: 100, window: 1m}}\n  - {{scope: model, match: gpt-4o-mini, requests: 3, window: 1m}}\n  - {{scope: provider, match: anthropic, requests: 50, window: 1m}}\n",
+        providers_yaml(&mock)
+    );
+    let gw = TestGateway::start(&yaml).await;
+    // The model rule (3 per minute) is tighter than the global one (100 per minute).
+    for expected in ["2", "1", "0"] {
+        let (status, h, body) = post(&gw, "/v1/chat/completions", &chat("gpt-4o-mini", 8)).await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(h["ratelimit-limit"], "3");
+        assert_eq!(h["ratelimit-remaining"], expected);
+        assert!(h.contains_key("ratelimit-reset"));
+    }
+    // Streamed answers carry them too.
+    let mut streamed = chat("claude-haiku-4-5", 8);
+    streamed["stream"] = json!(true);
+    let (status, h, _) = post(&gw, "/v1/messages", &streamed).await;
+    assert_eq!(status, 200);
+    // Provider rule: 49 of 50 left (98%) is looser than the global rule's 96 of 100 left.
+    assert_eq!(h["ratelimit-limit"], "100");
+    assert_eq!(h["ratelimit-remaining"], "96");
+
+    // Only a model rule applies: its headers are still sent.
+    let yaml = format!(
+        "{}limits:\n  - {{scope: model, match: gpt-4o, requests: 5, window: 1m}}\n",
+        providers_yaml(&mock)
+    );
+    let gw = TestGateway::start(&yaml).await;
+    let (status, h, _) = post(&gw, "/v1/chat/completions", &chat("gpt-4o", 8)).await;
+    assert_eq!(status, 200);
+    assert_eq!(h["ratelimit-limit"], "5");
+    assert_eq!(h["ratelimit-remaining"], "4");
+    let (status, h, _) = post(&gw, "/v1/chat/completions", &chat("gpt-4o-mini", 8)).await;
+    assert_eq!(status, 200);
+    assert!(!h.contains_key("ratelimit-limit"), "no rule applied");
+}
+
+#[tokio::test]
+async fn a_virtual_keys_limit_and_a_tighter_model_limit_report_the_tighter() {
+    let mock = MockUpstream::start().await;
+    let yaml = format!(
+        "{}limits:\n  - {{scope: model, match: gpt-4o-mini, requests: 2, window: 1m}}\n  - {{scope: model, match: gpt-4o, requests: 1000, window: 1m}}\n",
+        providers_yaml(&mock)
+    );
+    let gw = TestGateway::start(&yaml).await;
+    let r = client()
+        .post(gw.at("/admin/keys"))
+        .bearer_auth(MASTER_KEY)
+        .json(&json!({"name": "limited", "limits": {"requests_per_minute": 10}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let key: Value = r.json().await.unwrap();
+    let key = key["key"].as_str().unwrap().to_owned();
+    let send = |model: &'static str| {
+        let key = key.clone();
+        let url = gw.at("/v1/chat/completions");
+        async move {
+            let r = client()
+                .post(url)
+                .bearer_auth(key)
+                .json(&chat(model, 8))
+                .send()
+                .await
+                .unwrap();
+            (r.status().as_u16(), r.headers().clone())
+        }
+    };
+    // Key: 9 of 10 left; model: 1 of 2 left — the model rule is tighter.
+    let (status, h) = send("gpt-4o-mini").await;
+    assert_eq!(status, 200);
+    assert_eq!(h["ratelimit-limit"], "2");
+    assert_eq!(h["ratelimit-remaining"], "1");
+    // Key: 8 of 10 left; model: 999 of 1000 left — the key's rule is tighter.
+    let (status, h) = send("gpt-4o").await;
+    assert_eq!(status, 200);
+    assert_eq!(h["ratelimit-limit"], "10");
+    assert_eq!(h["ratelimit-remaining"], "8");
+    // The model rule spent: 429 with its headers.
+    send("gpt-4o-mini").await;
+    let (status, h) = send("gpt-4o-mini").await;
+    assert_eq!(status, 429);
+    assert_eq!(h["ratelimit-limit"], "2");
+    assert_eq!(h["ratelimit-remaining"], "0");
 }

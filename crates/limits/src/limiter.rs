@@ -867,6 +867,24 @@ pub struct RateLimitStatus {
     pub window: Duration,
 }
 
+impl RateLimitStatus {
+    /// Whether `self` is more restrictive than `other`: a lower share of its limit remaining
+    /// or, on a tie, a longer wait until it is fully available again.
+    pub fn is_tighter_than(&self, other: &RateLimitStatus) -> bool {
+        let mine = u128::from(self.remaining) * u128::from(other.limit);
+        let theirs = u128::from(other.remaining) * u128::from(self.limit);
+        mine < theirs || (mine == theirs && self.reset > other.reset)
+    }
+
+    /// The more restrictive of two statuses (either may be absent).
+    pub fn tighter(a: Option<Self>, b: Option<Self>) -> Option<Self> {
+        match (a, b) {
+            (Some(a), Some(b)) => Some(if b.is_tighter_than(&a) { b } else { a }),
+            (a, b) => a.or(b),
+        }
+    }
+}
+
 /// An admitted request's hold on its counters.
 ///
 /// Settle it with the real usage once the answer is complete ([`Admission::settle`]). Dropping
@@ -924,12 +942,7 @@ impl Admission {
                 reset: duration_from_micros(reset_us),
                 window: rate.window,
             };
-            let tighter = best.as_ref().is_none_or(|b| {
-                let mine = u128::from(status.remaining) * u128::from(b.limit);
-                let theirs = u128::from(b.remaining) * u128::from(status.limit);
-                mine < theirs || (mine == theirs && status.reset > b.reset)
-            });
-            if tighter {
+            if best.as_ref().is_none_or(|b| status.is_tighter_than(b)) {
                 best = Some(status);
             }
         }
