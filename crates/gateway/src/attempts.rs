@@ -125,14 +125,15 @@ pub fn credential_for<'p>(
             Ok(Some(CredentialRef::Stored(ready)))
         }
         Ok(None) => Ok(default_credential(provider)),
-        Err(e @ AliasError::Unknown { .. }) => Err(GatewayError::invalid_request(e.to_string())
+        // One answer whether the alias does not exist or belongs to someone else, so that
+        // aliases cannot be enumerated.
+        Err(AliasError::Unknown { alias, .. } | AliasError::NotAllowed { alias }) => {
+            Err(GatewayError::invalid_request(format!(
+                "No provider key with alias `{alias}` is available to this caller"
+            ))
             .with_param("x-portcullis-provider-key")
-            .with_code("unknown_provider_key")),
-        Err(e @ AliasError::NotAllowed { .. }) => Err(GatewayError::new(
-            ErrorKind::PermissionDenied,
-            e.to_string(),
-        )
-        .with_code("provider_key_not_allowed")),
+            .with_code("unknown_provider_key"))
+        }
     }
 }
 

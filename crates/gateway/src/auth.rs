@@ -19,6 +19,8 @@ use rand::RngCore;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
+use crate::request_log::RequestLog;
+
 const MASTER_KEY_SETTING: &str = "master_key_sha256";
 
 /// `x-portcullis-team`: which of the caller's teams a request is accounted to.
@@ -153,31 +155,65 @@ impl Authenticator {
     /// Resolves the caller of a request, or refuses it: 401 for a missing, unknown, expired
     /// or revoked credential, 403 for a disabled identity or a team it does not belong to.
     pub async fn authenticate(&self, headers: &HeaderMap) -> Result<Arc<Principal>, GatewayError> {
+        self.resolve(headers).await.map_err(|(e, _)| e)
+    }
+
+    /// [`Authenticator::authenticate`] for a request that is logged: a known key that is
+    /// refused (revoked, expired, no longer in its team) is named in the record, by id.
+    pub async fn authenticate_logged(
+        &self,
+        headers: &HeaderMap,
+        log: &mut RequestLog,
+    ) -> Result<Arc<Principal>, GatewayError> {
+        self.resolve(headers).await.map_err(|(e, key_id)| {
+            if let (Some(key_id), Some(r)) = (key_id, log.record()) {
+                r.subject = Some(key_id.clone());
+                r.auth_method = Some(AuthMethod::VirtualKey.as_str());
+                r.key_id = Some(key_id);
+            }
+            e
+        })
+    }
+
+    /// Resolves the caller; a refusal comes with the id of the key refused, when known.
+    async fn resolve(
+        &self,
+        headers: &HeaderMap,
+    ) -> Result<Arc<Principal>, (GatewayError, Option<String>)> {
         let presented = credential(headers).ok_or_else(|| {
-            GatewayError::unauthorized(
-                "Missing API key: send `Authorization: Bearer <key>` or `x-api-key: <key>`",
+            (
+                GatewayError::unauthorized(
+                    "Missing API key: send `Authorization: Bearer <key>` or `x-api-key: <key>`",
+                ),
+                None,
             )
         })?;
         if bool::from(digest(presented).ct_eq(&self.master_digest)) {
             return Ok(self.master.clone());
         }
         let Some(directory) = &self.directory else {
-            return Err(GatewayError::unauthorized("Invalid API key"));
+            return Err((GatewayError::unauthorized("Invalid API key"), None));
         };
         let principal = if portcullis_identity::keys::looks_like_key(presented) {
-            directory
-                .authenticate_key(presented)
-                .await
-                .map_err(auth_error)?
+            directory.authenticate_key(presented).await.map_err(|e| {
+                let key_id = e.key_id().map(str::to_owned);
+                (auth_error(e), key_id)
+            })?
         } else if portcullis_oidc::looks_like_jwt(presented) {
-            self.bearer_jwt(directory, presented).await?
+            self.bearer_jwt(directory, presented)
+                .await
+                .map_err(|e| (e, None))?
         } else {
-            return Err(GatewayError::unauthorized("Invalid API key"));
+            return Err((GatewayError::unauthorized("Invalid API key"), None));
         };
         if directory.is_disabled(&principal.identity) {
-            return Err(auth_error(AuthError::Disabled));
+            return Err((
+                auth_error(AuthError::Disabled),
+                principal.identity.key_id.clone(),
+            ));
         }
-        select_team(principal, headers)
+        let key_id = principal.identity.key_id.clone();
+        select_team(principal, headers).map_err(|e| (e, key_id))
     }
 }
 
@@ -316,8 +352,16 @@ pub fn auth_error(e: AuthError) -> GatewayError {
         }
         AuthError::Disabled => GatewayError::new(ErrorKind::PermissionDenied, e.to_string())
             .with_code("identity_disabled"),
-        AuthError::Revoked => GatewayError::unauthorized(e.to_string()).with_code("key_revoked"),
-        AuthError::Expired => GatewayError::unauthorized(e.to_string()).with_code("key_expired"),
+        AuthError::TeamMembershipEnded { .. } => {
+            GatewayError::new(ErrorKind::PermissionDenied, e.to_string())
+                .with_code("team_membership_ended")
+        }
+        AuthError::Revoked { .. } => {
+            GatewayError::unauthorized(e.to_string()).with_code("key_revoked")
+        }
+        AuthError::Expired { .. } => {
+            GatewayError::unauthorized(e.to_string()).with_code("key_expired")
+        }
         AuthError::UnknownKey => GatewayError::unauthorized(e.to_string()),
     }
 }
@@ -327,10 +371,10 @@ fn credential(headers: &HeaderMap) -> Option<&str> {
     if let Some(v) = headers.get(http::header::AUTHORIZATION)
         && let Ok(s) = v.to_str()
     {
+        // The scheme is case-insensitive (RFC 9110 §11.1): `Bearer`, `bearer`, `BEARER`.
         let s = s.trim();
-        if let Some(token) = s
-            .strip_prefix("Bearer ")
-            .or_else(|| s.strip_prefix("bearer "))
+        if let Some((scheme, token)) = s.split_once([' ', '\t'])
+            && scheme.eq_ignore_ascii_case("bearer")
         {
             let token = token.trim();
             if !token.is_empty() {
@@ -384,7 +428,17 @@ mod tests {
                 .await
                 .is_ok()
         );
+        for scheme in ["bearer", "BEARER", "BeArEr"] {
+            let value = format!("{scheme}  sk-master-1234567890");
+            assert!(
+                auth.authenticate(&headers(&[("authorization", &value)]))
+                    .await
+                    .is_ok(),
+                "{value}"
+            );
+        }
         for bad in [
+            headers(&[("authorization", "Bearersk-master-1234567890")]),
             headers(&[]),
             headers(&[("authorization", "Bearer nope")]),
             headers(&[("authorization", "Basic sk-master-1234567890")]),

@@ -183,7 +183,7 @@ pub async fn accept(
     body: Body,
     log: &mut RequestLog,
 ) -> Result<Accepted, GatewayError> {
-    let principal = state.auth.authenticate(headers).await?;
+    let principal = state.auth.authenticate_logged(headers, log).await?;
     log.identity(&principal.identity);
     if !principal.identity.has_scope("models") {
         return Err(GatewayError::new(

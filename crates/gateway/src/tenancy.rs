@@ -112,6 +112,7 @@ async fn parse<T: DeserializeOwned>(headers: &HeaderMap, body: Body) -> Result<T
 
 /// Deserializes a JSON body, naming the offending field in the error.
 fn parse_bytes<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, GatewayError> {
+    check_objects(bytes)?;
     let de = &mut serde_json::Deserializer::from_slice(bytes);
     serde_path_to_error::deserialize(de).map_err(|e| {
         let path = e.path().to_string();
@@ -122,6 +123,58 @@ fn parse_bytes<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, GatewayError> {
             GatewayError::invalid_request(format!("Invalid `{path}`: {inner}")).with_param(path)
         }
     })
+}
+
+/// Fields of admin bodies that hold JSON objects, wherever they appear.
+const OBJECT_FIELDS: [&str; 7] = [
+    "limits", "budget", "controls", "cache", "retry", "timeouts", "metadata",
+];
+
+/// Refuses a body that is not a JSON object, or whose object-valued fields are not objects:
+/// serde reads a struct from an array too, so `[]` would otherwise create a user with every
+/// field left out. Syntax errors are left to the typed parse, which names them.
+fn check_objects(bytes: &[u8]) -> Result<(), GatewayError> {
+    fn kind(v: &Value) -> &'static str {
+        match v {
+            Value::Null => "null",
+            Value::Bool(_) => "a boolean",
+            Value::Number(_) => "a number",
+            Value::String(_) => "a string",
+            Value::Array(_) => "an array",
+            Value::Object(_) => "an object",
+        }
+    }
+    fn walk(v: &Value, path: &str) -> Result<(), GatewayError> {
+        let Value::Object(map) = v else {
+            return Ok(());
+        };
+        for (k, child) in map {
+            let here = if path.is_empty() {
+                k.clone()
+            } else {
+                format!("{path}.{k}")
+            };
+            if OBJECT_FIELDS.contains(&k.as_str()) && !(child.is_object() || child.is_null()) {
+                return Err(GatewayError::invalid_request(format!(
+                    "Invalid `{here}`: expected a JSON object, got {}",
+                    kind(child)
+                ))
+                .with_param(here));
+            }
+            walk(child, &here)?;
+        }
+        Ok(())
+    }
+    let Ok(v) = serde_json::from_slice::<Value>(bytes) else {
+        return Ok(());
+    };
+    if !v.is_object() {
+        return Err(GatewayError::invalid_request(format!(
+            "Invalid JSON body: expected a JSON object of fields, got {}",
+            kind(&v)
+        )));
+    }
+    walk(&v, "")
 }
 
 /// Runs an admin handler: authenticates as admin, answers JSON or an OpenAI-style error.

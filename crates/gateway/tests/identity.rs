@@ -239,6 +239,23 @@ async fn bad_admin_input_gets_precise_errors() {
             "daily",
         ),
         (json!({"name": "k", "surprise": true}), 400, "surprise"),
+        (
+            json!([]),
+            400,
+            "expected a JSON object of fields, got an array",
+        ),
+        (json!("k"), 400, "got a string"),
+        (
+            json!({"name": "k", "budget": [5, "daily"]}),
+            400,
+            "Invalid `budget`: expected a JSON object, got an array",
+        ),
+        (
+            json!({"name": "k", "controls": {"retry": [3]}}),
+            400,
+            "`controls.retry`",
+        ),
+        (json!({"name": "k", "limits": []}), 400, "`limits`"),
     ] {
         let (s, v) = admin(&gw, "POST", "/admin/keys", Some(body.clone())).await;
         assert_eq!(s, status, "{body} → {v}");
@@ -264,6 +281,37 @@ async fn bad_admin_input_gets_precise_errors() {
         .await
         .unwrap();
     assert_eq!(r.status(), 400);
+
+    // `[]` (or any non-object) creates no user; e-mail addresses must be addresses.
+    for (path, body, needle) in [
+        ("/admin/users", json!([]), "expected a JSON object"),
+        ("/admin/users", json!(null), "got null"),
+        ("/admin/teams", json!(["x", "X"]), "got an array"),
+        ("/admin/users", json!({"email": "not an address"}), "email"),
+        ("/admin/users", json!({"email": "eve@corp..test"}), "email"),
+        (
+            "/admin/users",
+            json!({"id": "eve", "email": "eve@"}),
+            "email",
+        ),
+    ] {
+        let (s, v) = admin(&gw, "POST", path, Some(body.clone())).await;
+        assert_eq!(s, 400, "{body} → {v}");
+        assert!(
+            v["error"]["message"].as_str().unwrap().contains(needle),
+            "{body} → {v}"
+        );
+    }
+    let (_, users) = admin(&gw, "GET", "/admin/users", None).await;
+    assert_eq!(users["data"].as_array().unwrap().len(), 5, "{users}");
+    let (s, v) = admin(
+        &gw,
+        "POST",
+        "/admin/users",
+        Some(json!({"id": "eve", "email": "eve.o'neil+ml@corp.test"})),
+    )
+    .await;
+    assert_eq!(s, 201, "{v}");
     gw.stop().await;
 }
 
@@ -513,7 +561,8 @@ async fn provider_keys_resolve_per_user_then_team_then_default_and_never_show() 
     assert_eq!(upstream_key(&mock), "Bearer sk-default-0003");
     assert_eq!(h["x-portcullis-provider-key"], v["id"].as_str().unwrap());
 
-    // Aliases by header: allowed ones work, others' are refused, unknown ones named.
+    // Aliases by header: allowed ones work; someone else's and unknown ones get the same
+    // answer (aliases cannot be enumerated).
     let (s, _, _) = chat(
         &gw,
         &alice,
@@ -530,7 +579,8 @@ async fn provider_keys_resolve_per_user_then_team_then_default_and_never_show() 
         &[("x-portcullis-provider-key", "alice")],
     )
     .await;
-    assert_eq!(s, 403, "{body}");
+    assert_eq!(s, 400, "{body}");
+    let someone_elses = body["error"].clone();
     let (s, _, body) = chat(
         &gw,
         &carol,
@@ -540,6 +590,15 @@ async fn provider_keys_resolve_per_user_then_team_then_default_and_never_show() 
     .await;
     assert_eq!(s, 400, "{body}");
     assert!(body["error"]["message"].as_str().unwrap().contains("nope"));
+    assert_eq!(
+        someone_elses["message"]
+            .as_str()
+            .unwrap()
+            .replace("alice", "nope"),
+        body["error"]["message"].as_str().unwrap()
+    );
+    assert_eq!(someone_elses["code"], body["error"]["code"]);
+    assert_eq!(someone_elses["code"], "unknown_provider_key");
 
     // Secrets appear nowhere: admin listings, the request log (bodies included), debug output.
     let (_, listed) = admin(&gw, "GET", "/admin/provider-keys", None).await;
@@ -719,5 +778,241 @@ async fn a_keys_own_cache_retry_and_timeout_settings_sit_between_route_and_reque
     )
     .await;
     assert_eq!(s, 400);
+    gw.stop().await;
+}
+
+/// Teams `red` and `blue`; `vic` (viewer) in red, `max` (member) in red, `mia` (member) in
+/// blue.
+async fn setup_red_and_blue(gw: &TestGateway) {
+    for (id, name) in [("red", "Red"), ("blue", "Blue")] {
+        let (s, v) = admin(
+            gw,
+            "POST",
+            "/admin/teams",
+            Some(json!({"id": id, "name": name})),
+        )
+        .await;
+        assert_eq!(s, 201, "{v}");
+    }
+    for (id, team, role) in [
+        ("vic", "red", "viewer"),
+        ("max", "red", "member"),
+        ("mia", "blue", "member"),
+    ] {
+        let (s, v) = admin(
+            gw,
+            "POST",
+            "/admin/users",
+            Some(json!({"id": id, "teams": [team], "role": role})),
+        )
+        .await;
+        assert_eq!(s, 201, "{v}");
+    }
+}
+
+#[tokio::test]
+async fn a_team_bound_key_loses_the_teams_logs_when_its_user_leaves_the_team() {
+    let mock = MockUpstream::start().await;
+    let gw = TestGateway::start(&providers_yaml(&mock)).await;
+    setup_red_and_blue(&gw).await;
+    let (_, max) = new_key(&gw, json!({"name": "m", "user": "max", "team": "red"})).await;
+    let (vic_id, vic) = new_key(&gw, json!({"name": "v", "user": "vic", "team": "red"})).await;
+    assert_eq!(chat(&gw, &max, "gpt-4o", &[]).await.0, 200);
+    gw.logs("", 1).await;
+    let (s, v) = admin_as(&gw, &vic, "GET", "/admin/logs", None).await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["data"].as_array().unwrap().len(), 1);
+    assert_eq!(v["data"][0]["team"], "red");
+
+    // Vic leaves red: the key bound to red stops working everywhere, with a clear error.
+    let (s, v) = admin(&gw, "DELETE", "/admin/teams/red/members/vic", None).await;
+    assert_eq!(s, 200, "{v}");
+    for path in ["/admin/logs", "/admin/logs?team=red", "/admin/usage"] {
+        let (s, v) = admin_as(&gw, &vic, "GET", path, None).await;
+        assert_eq!(s, 403, "{path}: {v}");
+        assert_eq!(v["error"]["code"], "team_membership_ended", "{path}: {v}");
+        assert!(
+            v["error"]["message"].as_str().unwrap().contains("`red`"),
+            "{v}"
+        );
+    }
+    let (s, _, body) = chat(&gw, &vic, "gpt-4o", &[]).await;
+    assert_eq!(s, 403, "{body}");
+    assert_eq!(body["error"]["code"], "team_membership_ended");
+    // The refusal is logged against the key, never against red.
+    let refused = gw.logs("status=403", 1).await;
+    assert_eq!(refused[0]["key_id"], vic_id.as_str());
+    assert!(refused[0]["team"].is_null(), "{}", refused[0]);
+
+    // Back in the team, the key works again.
+    let (s, _) = admin(
+        &gw,
+        "POST",
+        "/admin/teams/red/members",
+        Some(json!({"user": "vic"})),
+    )
+    .await;
+    assert_eq!(s, 200);
+    let (s, v) = admin_as(&gw, &vic, "GET", "/admin/logs", None).await;
+    assert_eq!(s, 200, "{v}");
+
+    // A key bound to a team its user never joined cannot be created; deleting the team
+    // revokes the keys bound to it.
+    let (s, v) = admin(
+        &gw,
+        "POST",
+        "/admin/keys",
+        Some(json!({"name": "x", "user": "vic", "team": "blue"})),
+    )
+    .await;
+    assert_eq!(s, 400, "{v}");
+    let (s, _) = admin(&gw, "DELETE", "/admin/teams/red", None).await;
+    assert_eq!(s, 200);
+    let (s, v) = admin_as(&gw, &vic, "GET", "/admin/logs", None).await;
+    assert_eq!(s, 401, "{v}");
+    assert_eq!(v["error"]["code"], "key_revoked");
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn a_member_who_left_a_team_can_no_longer_use_its_provider_key_or_bill_it() {
+    let mock = MockUpstream::start_with(MockOptions {
+        extra_api_keys: vec!["sk-team-blue-0004".into()],
+        ..MockOptions::default()
+    })
+    .await;
+    let gw = TestGateway::start(&format!(
+        "secret_key: {SECRET_KEY}\n{}",
+        providers_yaml(&mock)
+    ))
+    .await;
+    setup_red_and_blue(&gw).await;
+    let (s, v) = admin(
+        &gw,
+        "POST",
+        "/admin/provider-keys",
+        Some(
+            json!({"provider": "openai", "alias": "blue", "secret": "sk-team-blue-0004",
+                    "team": "blue"}),
+        ),
+    )
+    .await;
+    assert_eq!(s, 201, "{v}");
+    let (mia_id, mia) = new_key(
+        &gw,
+        json!({"name": "m", "user": "mia", "team": "blue",
+               "budget": {"usd": 10, "period": "daily"}}),
+    )
+    .await;
+    let (s, h, _) = chat(&gw, &mia, "gpt-4o", &[]).await;
+    assert_eq!(s, 200);
+    assert_eq!(
+        mock.requests().last().unwrap().headers["authorization"],
+        "Bearer sk-team-blue-0004"
+    );
+    let rec = gw
+        .log_of(h["x-portcullis-request-id"].to_str().unwrap())
+        .await;
+    assert_eq!(rec["team"], "blue");
+    let sent = mock.requests().len();
+
+    let (s, v) = admin(&gw, "DELETE", "/admin/teams/blue/members/mia", None).await;
+    assert_eq!(s, 200, "{v}");
+    for alias in [None, Some("blue")] {
+        let extra: Vec<(&str, &str)> = alias
+            .map(|a| ("x-portcullis-provider-key", a))
+            .into_iter()
+            .collect();
+        let (s, _, body) = chat(&gw, &mia, "gpt-4o", &extra).await;
+        assert_eq!(s, 403, "{body}");
+        assert_eq!(body["error"]["code"], "team_membership_ended");
+    }
+    assert_eq!(mock.requests().len(), sent, "blue's provider key was used");
+    // Nothing more is billed to blue: its only record is the one before mia left.
+    let (_, v) = admin(&gw, "GET", "/admin/usage?team=blue", None).await;
+    assert_eq!(v["totals"]["requests"], 1, "{v}");
+    let refused = gw.logs("status=403", 2).await;
+    for r in &refused {
+        assert_eq!(r["key_id"], mia_id.as_str());
+        assert!(r["team"].is_null(), "{r}");
+    }
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn leaving_a_team_ends_a_team_bound_key_on_every_replica_within_the_poll_interval() {
+    let mock = MockUpstream::start().await;
+    let db = fresh_postgres_url().await;
+    let yaml = format!(
+        "identity:\n  poll_interval: 100ms\n{}",
+        providers_yaml(&mock)
+    );
+    let a = TestGateway::start_with_db(&db, &yaml).await;
+    let b = TestGateway::start_with_db(&db, &yaml).await;
+    setup_red_and_blue(&a).await;
+    let (_, vic) = new_key(&a, json!({"name": "v", "user": "vic", "team": "red"})).await;
+    // Both replicas accept it (B caches it).
+    assert_eq!(admin_as(&a, &vic, "GET", "/admin/logs", None).await.0, 200);
+    assert_eq!(admin_as(&b, &vic, "GET", "/admin/logs", None).await.0, 200);
+    let (s, _) = admin(&a, "DELETE", "/admin/teams/red/members/vic", None).await;
+    assert_eq!(s, 200);
+    assert_eq!(admin_as(&a, &vic, "GET", "/admin/logs", None).await.0, 403);
+    let started = std::time::Instant::now();
+    loop {
+        let (s, v) = admin_as(&b, &vic, "GET", "/admin/logs", None).await;
+        if s == 403 {
+            assert_eq!(v["error"]["code"], "team_membership_ended");
+            break;
+        }
+        assert_eq!(s, 200, "{v}");
+        assert!(
+            started.elapsed() < Duration::from_secs(3),
+            "replica B still honours a key whose user left its team"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    a.stop().await;
+    b.stop().await;
+}
+
+#[tokio::test]
+async fn the_bearer_scheme_is_case_insensitive_and_a_refused_key_is_named_in_the_log() {
+    let mock = MockUpstream::start().await;
+    let gw = TestGateway::start(&providers_yaml(&mock)).await;
+    let (id, key) = new_key(&gw, json!({"name": "k"})).await;
+    for scheme in ["Bearer", "bearer", "BEARER", "bEaReR"] {
+        let r = client()
+            .post(gw.at("/v1/chat/completions"))
+            .header("authorization", format!("{scheme} {key}"))
+            .json(&json!({"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}]}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{scheme}");
+    }
+    let (s, _) = admin(&gw, "DELETE", &format!("/admin/keys/{id}"), None).await;
+    assert_eq!(s, 200);
+    let (s, h, body) = chat(&gw, &key, "gpt-4o", &[]).await;
+    assert_eq!(s, 401, "{body}");
+    assert_eq!(body["error"]["code"], "key_revoked");
+    let rec = gw
+        .log_of(h["x-portcullis-request-id"].to_str().unwrap())
+        .await;
+    assert_eq!(rec["status"], 401);
+    assert_eq!(rec["key_id"], id.as_str(), "{rec}");
+    assert_eq!(rec["auth_method"], "virtual_key");
+    // An unknown key names nothing.
+    let (s, h, _) = chat(
+        &gw,
+        "pk-unknown-0000000000000000000000000000000000",
+        "gpt-4o",
+        &[],
+    )
+    .await;
+    assert_eq!(s, 401);
+    let rec = gw
+        .log_of(h["x-portcullis-request-id"].to_str().unwrap())
+        .await;
+    assert!(rec["key_id"].is_null(), "{rec}");
     gw.stop().await;
 }

@@ -72,16 +72,44 @@ pub enum AuthError {
     UnknownKey,
     /// The key was revoked.
     #[error("This API key has been revoked")]
-    Revoked,
+    Revoked {
+        /// The key's id (for the log; never its secret).
+        key_id: String,
+    },
     /// The key or the secret expired.
     #[error("This API key has expired")]
-    Expired,
+    Expired {
+        /// The key's id.
+        key_id: String,
+    },
     /// The user or service account is disabled.
     #[error("This identity is disabled")]
     Disabled,
+    /// The key is bound to a team its user (or service account) no longer belongs to.
+    #[error("This API key is bound to team `{team}`, which its owner is no longer a member of")]
+    TeamMembershipEnded {
+        /// The key's id.
+        key_id: String,
+        /// The team the key is bound to.
+        team: String,
+    },
     /// The database failed.
     #[error("identity store unavailable: {0}")]
     Store(#[from] StoreError),
+}
+
+impl AuthError {
+    /// The id of the virtual key refused, when the credential was one the gateway knows.
+    pub fn key_id(&self) -> Option<&str> {
+        match self {
+            AuthError::Revoked { key_id }
+            | AuthError::Expired { key_id }
+            | AuthError::TeamMembershipEnded { key_id, .. } => {
+                (!key_id.is_empty()).then_some(key_id.as_str())
+            }
+            _ => None,
+        }
+    }
 }
 
 /// Claims of a verified enterprise token, mapped to names.
@@ -146,10 +174,13 @@ enum KeyLookup {
     Refused(RefusedKind),
 }
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 enum RefusedKind {
-    Revoked,
+    /// Revoked: the key's id.
+    Revoked(Arc<str>),
     Disabled,
+    /// The key's team no longer counts its owner as a member: the key's id and the team.
+    LeftTeam(Arc<str>, Arc<str>),
 }
 
 #[derive(Debug)]
@@ -333,13 +364,23 @@ impl Directory {
                 if principal.expires_ms.is_some_and(|t| t <= now)
                     || secret_expires.is_some_and(|t| t <= now)
                 {
-                    return Err(AuthError::Expired);
+                    return Err(AuthError::Expired {
+                        key_id: principal.identity.key_id.clone().unwrap_or_default(),
+                    });
                 }
                 Ok(principal)
             }
             KeyLookup::Missing => Err(AuthError::UnknownKey),
-            KeyLookup::Refused(RefusedKind::Revoked) => Err(AuthError::Revoked),
+            KeyLookup::Refused(RefusedKind::Revoked(key_id)) => Err(AuthError::Revoked {
+                key_id: key_id.to_string(),
+            }),
             KeyLookup::Refused(RefusedKind::Disabled) => Err(AuthError::Disabled),
+            KeyLookup::Refused(RefusedKind::LeftTeam(key_id, team)) => {
+                Err(AuthError::TeamMembershipEnded {
+                    key_id: key_id.to_string(),
+                    team: team.to_string(),
+                })
+            }
         }
     }
 
@@ -350,7 +391,9 @@ impl Directory {
         };
         let key = found.key;
         if key.revoked_ms.is_some_and(|t| t <= now) {
-            return Ok(KeyLookup::Refused(RefusedKind::Revoked));
+            return Ok(KeyLookup::Refused(RefusedKind::Revoked(Arc::from(
+                key.id.as_str(),
+            ))));
         }
         let mut identity = Identity {
             subject: key.id.clone(),
@@ -389,6 +432,17 @@ impl Directory {
             }
         }
         if let Some(team) = &key.team_id {
+            // A key bound to a team and to a user (or service account) speaks for that team
+            // only while its owner belongs to it: leaving the team takes the key's access to
+            // the team's logs, provider keys and budget away. A key bound to a team alone is
+            // the team's own (deleting the team revokes it).
+            let owned = key.user_id.is_some() || key.service_account_id.is_some();
+            if owned && !identity.teams.contains(team) {
+                return Ok(KeyLookup::Refused(RefusedKind::LeftTeam(
+                    Arc::from(key.id.as_str()),
+                    Arc::from(team.as_str()),
+                )));
+            }
             if !identity.teams.contains(team) {
                 identity.teams.insert(0, team.clone());
             }

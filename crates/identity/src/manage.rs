@@ -246,10 +246,11 @@ impl Directory {
             .map(|e| e.trim().to_owned())
             .filter(|e| !e.is_empty());
         if let Some(e) = &email
-            && !(e.contains('@') && e.len() <= 254)
+            && !is_email(e)
         {
             return Err(ManageError::Invalid(format!(
-                "`email` is not an email address: {e}"
+                "`email` is not an email address: `{}`",
+                e.chars().take(64).collect::<String>()
             )));
         }
         let id = new
@@ -413,8 +414,15 @@ impl Directory {
                     "a key is bound to a user or to a service account, not both".into(),
                 ));
             }
-            if self.store().service_account(sa).await?.is_none() {
+            let Some(account) = self.store().service_account(sa).await? else {
                 return Err(ManageError::NotFound(format!("no service account `{sa}`")));
+            };
+            if let Some(team) = &new.team
+                && account.team_id.as_ref() != Some(team)
+            {
+                return Err(ManageError::Invalid(format!(
+                    "service account `{sa}` does not belong to team `{team}`"
+                )));
             }
         }
         if let Some(models) = &new.models
@@ -586,6 +594,29 @@ impl Directory {
     }
 }
 
+/// Whether `e` is an e-mail address as HTML's `<input type=email>` defines one (WHATWG):
+/// `local@domain`, the local part of letters, digits and ``.!#$%&'*+/=?^_`{|}~-``, the domain
+/// dot-separated labels of letters, digits and inner hyphens (at most 63 each); at most 254
+/// characters in all.
+pub fn is_email(e: &str) -> bool {
+    let Some((local, domain)) = e.split_once('@') else {
+        return false;
+    };
+    let local_ok = !local.is_empty()
+        && local.len() <= 64
+        && local
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || ".!#$%&'*+/=?^_`{|}~-".contains(c));
+    let label_ok = |l: &str| {
+        !l.is_empty()
+            && l.len() <= 63
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+            && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+    };
+    e.len() <= 254 && local_ok && domain.split('.').all(label_ok)
+}
+
 /// A team id from a name: lowercase letters and digits, other runs become `-`.
 pub fn slug(name: &str) -> String {
     let mut out = String::with_capacity(name.len());
@@ -605,6 +636,35 @@ pub fn slug(name: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn email_addresses() {
+        for ok in [
+            "a@b",
+            "alice@corp.test",
+            "a.b+tag@x-y.example.com",
+            "o'neil@corp.io",
+        ] {
+            assert!(is_email(ok), "{ok}");
+        }
+        for bad in [
+            "",
+            "alice",
+            "@corp.test",
+            "alice@",
+            "a@b@c",
+            "alice smith@corp.test",
+            "alice@corp..test",
+            "alice@-corp.test",
+            "alice@corp.test.",
+            "<alice@corp.test>",
+            "alice@corp_test",
+            "al\u{0}ice@corp.test",
+        ] {
+            assert!(!is_email(bad), "{bad}");
+        }
+        assert!(!is_email(&format!("{}@corp.test", "a".repeat(65))));
+    }
 
     #[test]
     fn slugs() {
