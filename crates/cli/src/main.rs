@@ -4,7 +4,8 @@
 //! This is the only place that uses `anyhow`, prints to the terminal and reads the process
 //! environment; everything else lives in the library crates.
 
-use std::path::PathBuf;
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context;
@@ -15,9 +16,28 @@ use tracing_subscriber::EnvFilter;
 
 mod keys;
 
+/// The environment variables `--help` lists.
+const ENVIRONMENT_HELP: &str = "\
+Environment:
+  PORTCULLIS_CONFIG         configuration file (as --config)
+  PORTCULLIS_LISTEN         host:port to listen on (as serve --listen; default 127.0.0.1:8800)
+  PORTCULLIS_MASTER_KEY     the master key (at least 16 characters); when unset, one is
+                            generated on first start and only its hash is stored
+  PORTCULLIS_DATABASE_URL   sqlite://FILE or postgres://… (default sqlite://portcullis.db)
+  PORTCULLIS_REDIS_URL      redis://… shared by replicas for limits, caches and breakers
+  PORTCULLIS_SECRET_KEY     32-byte base64 key sealing stored provider keys (and OAuth)
+  PORTCULLIS_MASTER_KEY_FILE where a generated master key is written when not on a terminal
+  PORTCULLIS_LOG            log filter (e.g. info, portcullis=debug; default info)
+  PORTCULLIS_LOG_FORMAT     `json` for JSON log lines (default: human-readable)
+  Providers, without a file: OPENAI_API_KEY, ANTHROPIC_API_KEY, GROQ_API_KEY,
+  MISTRAL_API_KEY, DEEPSEEK_API_KEY, GEMINI_API_KEY, …, OPENAI_BASE_URL and the other
+  *_BASE_URL variables, OLLAMA_BASE_URL, CLOUDFLARE_ACCOUNT_ID with CLOUDFLARE_GATEWAY_ID
+  (and CLOUDFLARE_AIG_TOKEN, CLOUDFLARE_AIG_UPSTREAM). With a file, `${VAR}` anywhere
+  in it is taken from the environment.";
+
 /// Portcullis: a self-hosted AI gateway.
 #[derive(Parser)]
-#[command(name = "portcullis", version, about)]
+#[command(name = "portcullis", version, about, after_help = ENVIRONMENT_HELP)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -30,6 +50,10 @@ enum Command {
         /// Configuration file (YAML). Without one, the environment configures the gateway.
         #[arg(long, short, env = "PORTCULLIS_CONFIG")]
         config: Option<PathBuf>,
+        /// Address to listen on (`host:port`); overrides the file's `listen` and
+        /// PORTCULLIS_LISTEN.
+        #[arg(long, short)]
+        listen: Option<String>,
     },
     /// Validate a configuration file and report every problem with the key it concerns.
     Check {
@@ -47,30 +71,34 @@ enum Command {
     },
 }
 
+/// Runs a management command on a single-threaded runtime.
+#[allow(clippy::print_stderr)]
+fn manage(work: impl std::future::Future<Output = anyhow::Result<()>>) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(work) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Check { config } => check(&config),
-        Command::Keys { config, command } => {
-            let runtime = match tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            {
-                Ok(rt) => rt,
-                Err(e) => {
-                    eprintln!("error: cannot start the async runtime: {e}");
-                    return ExitCode::FAILURE;
-                }
-            };
-            match runtime.block_on(keys::run(config, *command)) {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => {
-                    eprintln!("error: {e:#}");
-                    ExitCode::FAILURE
-                }
-            }
-        }
-        Command::Serve { config } => {
+        Command::Keys { config, command } => manage(keys::run(config, *command)),
+        Command::Serve { config, listen } => {
             init_tracing();
             let runtime = match tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
@@ -82,7 +110,7 @@ fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
-            match runtime.block_on(serve(config)) {
+            match runtime.block_on(serve(config, listen)) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("error: {e:#}");
@@ -98,8 +126,10 @@ fn init_tracing() {
         .or_else(|_| EnvFilter::try_from_default_env())
         .unwrap_or_else(|_| EnvFilter::new("info"));
     let json = std::env::var("PORTCULLIS_LOG_FORMAT").is_ok_and(|f| f == "json");
+    // Colour codes only for a person at a terminal, never into a file or a log collector.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     if json {
         builder.json().init();
@@ -108,32 +138,51 @@ fn init_tracing() {
     }
 }
 
-#[allow(clippy::print_stdout)]
+#[allow(clippy::print_stdout, clippy::print_stderr)]
 fn check(path: &std::path::Path) -> ExitCode {
-    match portcullis_config::load(Some(path), &ProcessEnv) {
+    let issues = match portcullis_config::load(Some(path), &ProcessEnv) {
         Ok(c) => {
-            println!(
-                "{}: OK ({} providers, {} routes, {} aliases)",
-                path.display(),
-                c.providers.len(),
-                c.routes.len(),
-                c.aliases.len()
-            );
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
-            eprintln!("{}: invalid configuration", path.display());
-            for issue in e.issues() {
-                eprintln!("  {issue}");
+            let problems = c.preflight();
+            if problems.is_empty() {
+                println!(
+                    "{}: OK ({} providers, {} routes, {} aliases)",
+                    path.display(),
+                    c.providers.len(),
+                    c.routes.len(),
+                    c.aliases.len()
+                );
+                return ExitCode::SUCCESS;
             }
-            ExitCode::FAILURE
+            problems.iter().map(ToString::to_string).collect()
         }
+        Err(e) => e.issues(),
+    };
+    eprintln!(
+        "{}: invalid configuration ({} problem{})",
+        path.display(),
+        issues.len(),
+        if issues.len() == 1 { "" } else { "s" }
+    );
+    for issue in issues {
+        eprintln!("  {issue}");
     }
+    ExitCode::FAILURE
 }
 
-async fn serve(path: Option<PathBuf>) -> anyhow::Result<()> {
-    let config: Config = portcullis_config::load(path.as_deref(), &ProcessEnv)
+async fn serve(path: Option<PathBuf>, listen: Option<String>) -> anyhow::Result<()> {
+    ignore_hangup();
+    let mut config: Config = portcullis_config::load(path.as_deref(), &ProcessEnv)
         .map_err(|e| anyhow::anyhow!("invalid configuration:\n  {}", e.issues().join("\n  ")))?;
+    if let Some(listen) = listen {
+        config.listen = listen.parse().map_err(|_| {
+            anyhow::anyhow!("--listen `{listen}` is not a host:port address (e.g. 127.0.0.1:8800)")
+        })?;
+    }
+    let problems = config.preflight();
+    if !problems.is_empty() {
+        let lines: Vec<String> = problems.iter().map(ToString::to_string).collect();
+        anyhow::bail!("invalid configuration:\n  {}", lines.join("\n  "));
+    }
     if config.providers.is_empty() {
         tracing::warn!(
             "no provider is configured: set OPENAI_API_KEY, ANTHROPIC_API_KEY, GROQ_API_KEY, … or write a config file"
@@ -142,7 +191,7 @@ async fn serve(path: Option<PathBuf>) -> anyhow::Result<()> {
     let gateway = Gateway::build(&config)
         .await
         .context("starting the gateway")?;
-    announce_master_key(gateway.master_key());
+    announce_master_key(gateway.master_key(), &config);
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("binding {}", config.listen))?;
@@ -162,22 +211,94 @@ async fn serve(path: Option<PathBuf>) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Prints a freshly generated master key, the only time it is ever shown.
-#[allow(clippy::print_stdout)]
-fn announce_master_key(origin: &MasterKeyOrigin) {
+/// Shows a freshly generated master key once — on the terminal when there is one; otherwise
+/// (a service whose output a log collector keeps) in a file only its owner can read, whose path
+/// is logged.
+#[allow(clippy::print_stdout, clippy::print_stderr)]
+fn announce_master_key(origin: &MasterKeyOrigin, config: &Config) {
     match origin {
         MasterKeyOrigin::Generated(key) => {
-            println!(
+            let notice = format!(
                 "\nNo master key was configured, so one was generated. Only its hash is stored;\n\
                  this is the only time it is shown:\n\n    {}\n\n\
                  Use it as `Authorization: Bearer <key>`, or set PORTCULLIS_MASTER_KEY to choose your own.\n",
                 key.expose()
             );
+            if std::io::stdout().is_terminal() {
+                println!("{notice}");
+                return;
+            }
+            if std::io::stderr().is_terminal() {
+                eprintln!("{notice}");
+                return;
+            }
+            let path = master_key_file(config);
+            match write_private(&path, &format!("{}\n", key.expose())) {
+                Ok(()) => tracing::warn!(
+                    path = %path.display(),
+                    "no master key was configured, so one was generated and written to {} \
+                     (readable only by its owner): keep it somewhere safe and delete the file",
+                    path.display()
+                ),
+                Err(e) => tracing::error!(
+                    path = %path.display(),
+                    "no master key was configured and the generated one could not be written \
+                     to {} ({e}); set PORTCULLIS_MASTER_KEY to a key of your choosing and restart",
+                    path.display()
+                ),
+            }
         }
         MasterKeyOrigin::Stored => {
             tracing::info!("using the master key generated on first start (its hash is stored)");
         }
         MasterKeyOrigin::Configured => {}
+    }
+}
+
+/// Where a generated master key is written when no terminal is attached:
+/// `PORTCULLIS_MASTER_KEY_FILE`, else next to the SQLite database, else the working directory.
+fn master_key_file(config: &Config) -> PathBuf {
+    if let Some(p) = std::env::var_os("PORTCULLIS_MASTER_KEY_FILE").filter(|p| !p.is_empty()) {
+        return PathBuf::from(p);
+    }
+    let dir = config
+        .database
+        .sqlite_file()
+        .and_then(|f| f.parent().map(Path::to_path_buf))
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or_else(|| PathBuf::from("."));
+    dir.join("portcullis-master-key")
+}
+
+/// Writes `text` to a new file only its owner can read (replacing an older one).
+fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let _ = std::fs::remove_file(path);
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut file = options.open(path)?;
+    file.write_all(text.as_bytes())?;
+    file.sync_all()
+}
+
+/// Keeps `SIGHUP` (sent by log rotation and terminal hang-ups) from terminating the gateway:
+/// reloading the configuration is not supported yet, so the signal is logged and ignored.
+fn ignore_hangup() {
+    #[cfg(unix)]
+    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+        Ok(mut hangups) => {
+            tokio::spawn(async move {
+                while hangups.recv().await.is_some() {
+                    tracing::warn!("received SIGHUP: reload is not supported yet; ignoring it");
+                }
+            });
+        }
+        Err(e) => tracing::warn!("cannot handle SIGHUP ({e}); it will stop the gateway"),
     }
 }
 

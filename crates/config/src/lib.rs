@@ -16,6 +16,7 @@
 //! key it concerns (`providers.openai.api_key: …`), all at once.
 
 pub mod raw;
+mod tree;
 
 use std::collections::HashMap;
 use std::fmt;
@@ -316,31 +317,39 @@ pub fn load(path: Option<&Path>, env: &dyn Environment) -> Result<Config, Config
             })?;
             from_yaml(&text, Source::File(p.to_owned()), env)
         }
-        None => from_raw(RawConfig::default(), Source::Environment, env),
+        None => from_raw(RawConfig::default(), Source::Environment, env, false),
     }
 }
 
 /// Parses and validates YAML text.
+///
+/// Every problem is reported, each with its key: a value of the wrong type is reported and left
+/// out, and the rest of the file is still read and validated. No message shows a value taken
+/// from the environment: it shows the `${VAR}` reference the file wrote instead.
 pub fn from_yaml(text: &str, source: Source, env: &dyn Environment) -> Result<Config, ConfigError> {
-    let options = serde_saphyr::options! {
-        property_syntax: serde_saphyr::PropertySyntax::DockerComposeWithNulls,
-    }
-    .with_properties(env.all());
-    let raw: RawConfig =
-        serde_saphyr::with_deserializer_from_str_with_options(text, options, |de| {
-            serde_path_to_error::deserialize(de).map_err(|e| {
-                let path = e.path().to_string();
-                let inner = e.into_inner();
-                let message = if path == "." {
-                    inner.to_string()
-                } else {
-                    format!("{path}: {inner}")
-                };
-                <serde_saphyr::Error as serde::de::Error>::custom(message)
-            })
-        })
-        .map_err(|e| ConfigError::Parse(e.to_string()))?;
-    from_raw(raw, source, env)
+    let mut tree = tree::read(text, &env.all()).map_err(ConfigError::Parse)?;
+    let mut issues: Vec<Issue> = std::mem::take(&mut tree.issues)
+        .into_iter()
+        .map(|(k, m)| issue(k, m))
+        .collect();
+    let (raw, found) = tree.deserialize_all::<RawConfig>();
+    issues.extend(found.into_iter().map(|(k, m)| issue(k, m)));
+    let unreadable = !issues.is_empty();
+    let validated = from_raw(raw.unwrap_or_default(), source, env, unreadable);
+    let more = match validated {
+        Ok(config) if issues.is_empty() => return Ok(config),
+        Ok(_) => Vec::new(),
+        Err(ConfigError::Invalid(more)) => more,
+        Err(other) => vec![issue("(top level)", other.to_string())],
+    };
+    issues.extend(more.into_iter().map(|i| {
+        let message = tree.redact(&i.key, &i.message);
+        Issue {
+            key: i.key,
+            message,
+        }
+    }));
+    Err(ConfigError::Invalid(issues))
 }
 
 fn issue(key: impl Into<String>, message: impl Into<String>) -> Issue {
@@ -350,7 +359,14 @@ fn issue(key: impl Into<String>, message: impl Into<String>) -> Issue {
     }
 }
 
-fn from_raw(raw: RawConfig, source: Source, env: &dyn Environment) -> Result<Config, ConfigError> {
+/// Validates a raw configuration. `incomplete` says that parts of the file could not be read
+/// (and were reported), so checks across blocks, which would report their absence, are skipped.
+fn from_raw(
+    raw: RawConfig,
+    source: Source,
+    env: &dyn Environment,
+    incomplete: bool,
+) -> Result<Config, ConfigError> {
     let mut issues = Vec::new();
 
     let listen_text = raw
@@ -709,6 +725,7 @@ fn from_raw(raw: RawConfig, source: Source, env: &dyn Environment) -> Result<Con
         identity,
     };
     if issues.is_empty()
+        && !incomplete
         && let Err(e) = config.registry()
     {
         let key = match &e {
@@ -725,6 +742,78 @@ fn from_raw(raw: RawConfig, source: Source, env: &dyn Environment) -> Result<Con
         Ok(config)
     } else {
         Err(ConfigError::Invalid(issues))
+    }
+}
+
+impl DatabaseConfig {
+    /// The file of a SQLite database (`sqlite://data/gw.db?mode=rwc` → `data/gw.db`); `None`
+    /// for PostgreSQL and in-memory SQLite.
+    pub fn sqlite_file(&self) -> Option<PathBuf> {
+        let url = self.url.expose();
+        let rest = url.strip_prefix("sqlite:")?;
+        let rest = rest.strip_prefix("//").unwrap_or(rest);
+        let path = rest.split('?').next().unwrap_or_default();
+        (!path.is_empty() && path != ":memory:").then(|| PathBuf::from(path))
+    }
+}
+
+impl Config {
+    /// What `serve` would trip over that the file's values alone do not show: a local
+    /// embedding model directory that is missing or lacks its files, a SQLite database in a
+    /// directory that does not exist. Checked by `portcullis check` and before serving.
+    pub fn preflight(&self) -> Vec<Issue> {
+        let mut issues = Vec::new();
+        if let Some(file) = self.database.sqlite_file()
+            && let Some(dir) = file.parent().filter(|d| !d.as_os_str().is_empty())
+            && !dir.is_dir()
+        {
+            issues.push(issue(
+                "database.url",
+                format!(
+                    "the directory `{}` of the SQLite database does not exist",
+                    dir.display()
+                ),
+            ));
+        }
+        let mut blocks: Vec<(String, &SemanticCacheSettings)> = Vec::new();
+        if let Some(s) = &self.semantic.default {
+            blocks.push(("semantic_cache".to_owned(), s));
+        }
+        let mut routes: Vec<_> = self.semantic.routes.iter().collect();
+        routes.sort_by(|a, b| a.0.cmp(b.0));
+        for (route, s) in routes {
+            if let Some(s) = s {
+                blocks.push((format!("routes.{route}.semantic_cache"), s));
+            }
+        }
+        let mut seen = Vec::new();
+        for (key, settings) in blocks {
+            let portcullis_semantic::EmbedderSpec::Local(dir) = &settings.embedder else {
+                continue;
+            };
+            if seen.contains(&dir) {
+                continue;
+            }
+            seen.push(dir);
+            let key = format!("{key}.embedder.local");
+            if !dir.is_dir() {
+                issues.push(issue(
+                    key,
+                    format!("the model directory `{}` does not exist", dir.display()),
+                ));
+                continue;
+            }
+            for file in ["config.json", "tokenizer.json", "model.safetensors"] {
+                let path = dir.join(file);
+                if let Err(e) = std::fs::File::open(&path) {
+                    issues.push(issue(
+                        key.clone(),
+                        format!("cannot read `{}`: {e}", path.display()),
+                    ));
+                }
+            }
+        }
+        issues
     }
 }
 
@@ -1074,6 +1163,159 @@ routes:
                 "{key} in {issues:?}"
             );
         }
+    }
+
+    #[test]
+    fn interpolated_values_never_appear_in_any_message() {
+        let secret = "corp-s3cr3t-9f8e7d";
+        let e = env(&[
+            ("CORP_KEY", secret),
+            ("SHORT", "x1"),
+            ("PORTCULLIS_MASTER_KEY_IN_FILE", "abc"),
+        ]);
+        // A URL the provider refuses, a type error, an unknown key and a short master key,
+        // all in a file that interpolates.
+        let yaml = concat!(
+            "master_key: ${PORTCULLIS_MASTER_KEY_IN_FILE}\n",
+            "providers:\n",
+            "  corp:\n",
+            "    kind: openai\n",
+            "    api_key: ${CORP_KEY}\n",
+            "    base_url: svc:${CORP_KEY}@corp.example/v1\n",
+            "  other:\n",
+            "    kind: openai\n",
+            "    api_key: ${CORP_KEY}\n",
+            "    default_max_tokens: ${CORP_KEY}\n",
+            "    modles: [a]\n",
+            "log:\n",
+            "  bodies: ${SHORT}\n",
+            "database:\n",
+            "  url: mysql://u:${CORP_KEY}@db/x\n",
+        );
+        let err = from_yaml(yaml, Source::Environment, &e).unwrap_err();
+        let issues = err.issues();
+        let all = issues.join("\n");
+        assert!(!all.contains(secret), "{all}");
+        assert!(!all.contains("x1"), "{all}");
+        assert!(!all.contains("abc"), "{all}");
+        assert!(!all.contains("invalid interpolated"), "{all}");
+        for key in [
+            "master_key:",
+            "providers.corp:",
+            "providers.other.default_max_tokens:",
+            "providers.other:",
+            "log.bodies:",
+            "database.url:",
+        ] {
+            assert!(
+                issues.iter().any(|i| i.starts_with(key)),
+                "{key} in {issues:#?}"
+            );
+        }
+        assert!(all.contains("${CORP_KEY}"), "{all}");
+        assert!(all.contains("modles"), "{all}");
+    }
+
+    #[test]
+    fn every_problem_is_reported_in_one_run() {
+        let yaml = concat!(
+            "listen: nowhere\n",
+            "server:\n  max_request_body_bytes: lots\n",
+            "log:\n  batch_size: -1\n  bodies: maybe\n",
+            "providers:\n  openai:\n    api_key: k\n    kindd: x\n",
+            "routes:\n  r:\n    targets: [gpt-4o]\n  s:\n    strategy: 5\n",
+            "retry: {max_attempts: 99}\n",
+            "typo_block: {}\n",
+        );
+        let err = from_yaml(yaml, Source::Environment, &env(&[])).unwrap_err();
+        let issues = err.issues();
+        for key in [
+            "listen:",
+            "server.max_request_body_bytes:",
+            "log.batch_size:",
+            "log.bodies:",
+            "providers.openai: unknown field `kindd`",
+            "routes.r.targets[0]:",
+            "routes.s: missing field `targets`",
+            "retry.max_attempts:",
+            "(top level): unknown field `typo_block`",
+        ] {
+            assert!(
+                issues.iter().any(|i| i.starts_with(key)),
+                "{key} in {issues:#?}"
+            );
+        }
+    }
+
+    #[test]
+    fn unset_variables_are_named() {
+        let yaml = concat!(
+            "providers:\n",
+            "  openai:\n",
+            "    api_key: ${OPENAI_API_KEY}\n",
+            "  corp:\n",
+            "    kind: openai\n",
+            "    api_key: k\n",
+            "    base_url: https://svc:${CORP_KEY}@corp.example/v1\n",
+            "  required:\n",
+            "    kind: openai\n",
+            "    api_key: ${REQUIRED_KEY:?set it to the vendor key}\n",
+        );
+        let err = from_yaml(yaml, Source::Environment, &env(&[])).unwrap_err();
+        let issues = err.issues();
+        let all = issues.join("\n");
+        assert!(
+            issues
+                .iter()
+                .any(|i| i.starts_with("providers.corp.base_url: `${CORP_KEY}` is not set")),
+            "{all}"
+        );
+        assert!(
+            issues
+                .iter()
+                .any(|i| i.starts_with("providers.openai: an API key")
+                    && i.contains("`${OPENAI_API_KEY}` is not set")),
+            "{all}"
+        );
+        assert!(
+            all.contains("`${REQUIRED_KEY}` is not set: set it to the vendor key"),
+            "{all}"
+        );
+
+        // A sole unset reference leaves the setting out, which is fine where it is optional.
+        let c = from_yaml(
+            "master_key: ${PORTCULLIS_MASTER_KEY}\nproviders:\n  openai:\n    api_key: k\n",
+            Source::Environment,
+            &env(&[]),
+        )
+        .unwrap();
+        assert!(c.master_key.is_none());
+    }
+
+    #[test]
+    fn yaml_typing_follows_the_target() {
+        let yaml = concat!(
+            "master_key: ${NUMERIC_KEY}\n",
+            "database:\n  max_connections: ${CONNS}\n",
+            "providers:\n  openai:\n    api_key: 12345\n    models: [\"1.0\", 2]\n",
+            "base: &base {max_attempts: 2}\n",
+        );
+        let e = env(&[("NUMERIC_KEY", "12345678901234567890"), ("CONNS", "3")]);
+        let err = from_yaml(yaml, Source::Environment, &e).unwrap_err();
+        assert!(err.to_string().contains("unknown field `base`"), "{err}");
+        let c = from_yaml(
+            &yaml.replace(
+                "base: &base {max_attempts: 2}\n",
+                "retry: {max_attempts: 0x2}\n",
+            ),
+            Source::Environment,
+            &e,
+        )
+        .unwrap();
+        assert_eq!(c.master_key.unwrap().expose(), "12345678901234567890");
+        assert_eq!(c.database.max_connections, 3);
+        assert_eq!(c.providers[0].models, vec!["1.0", "2"]);
+        assert_eq!(c.failover.default.retry.max_attempts, 2);
     }
 
     #[test]
