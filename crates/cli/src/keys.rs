@@ -4,12 +4,12 @@
 
 use std::path::PathBuf;
 
-use anyhow::Context;
 use clap::Subcommand;
-use portcullis_config::ProcessEnv;
-use portcullis_identity::{Directory, DirectoryOptions, KeyBudget, KeyLimits, NewKey};
-use portcullis_store::tenancy::{KeyFilter, KeyRecord};
-use serde_json::{Value, json};
+use portcullis_identity::{KeyBudget, KeyLimits, NewKey};
+use portcullis_store::tenancy::KeyFilter;
+use serde_json::json;
+
+use crate::tenancy::{key_view as view, open};
 
 /// `keys` subcommands.
 #[derive(Subcommand)]
@@ -46,6 +46,9 @@ pub enum KeysCommand {
         /// `daily`, `weekly` or `monthly`.
         #[arg(long, default_value = "monthly")]
         budget_period: String,
+        /// Let budgets count the prices the caller sends in `x-portcullis-custom-cost`.
+        #[arg(long)]
+        allow_custom_cost: bool,
     },
     /// List keys (never their secrets).
     List {
@@ -74,26 +77,11 @@ pub enum KeysCommand {
     },
 }
 
-fn view(k: &KeyRecord) -> Value {
-    json!({
-        "id": k.id, "name": k.name, "prefix": k.prefix, "user": k.user_id, "team": k.team_id,
-        "service_account": k.service_account_id,
-        "models": k.models.as_deref().and_then(|m| serde_json::from_str::<Value>(m).ok()),
-        "expires_at": k.expires_ms, "revoked": k.revoked_ms.is_some(), "created_at": k.created_ms,
-    })
-}
-
 /// Runs a `keys` subcommand.
 #[allow(clippy::print_stdout)]
 pub async fn run(config: Option<PathBuf>, command: KeysCommand) -> anyhow::Result<()> {
-    let config = portcullis_config::load(config.as_deref(), &ProcessEnv)
-        .map_err(|e| anyhow::anyhow!("invalid configuration:\n  {}", e.issues().join("\n  ")))?;
-    let stores = portcullis_store::connect(config.database.url.expose(), 2)
-        .await
-        .context("opening the database")?;
-    let directory = Directory::new(stores.tenancy.clone(), None, DirectoryOptions::default())
-        .await
-        .context("reading tenancy")?;
+    let reads_only = matches!(command, KeysCommand::List { .. });
+    let directory = open(config, !reads_only).await?;
     let out = match command {
         KeysCommand::Create {
             name,
@@ -106,6 +94,7 @@ pub async fn run(config: Option<PathBuf>, command: KeysCommand) -> anyhow::Resul
             tpm,
             budget_usd,
             budget_period,
+            allow_custom_cost,
         } => {
             let expires_ms = match expires_at {
                 Some(t) => Some(
@@ -136,7 +125,7 @@ pub async fn run(config: Option<PathBuf>, command: KeysCommand) -> anyhow::Resul
                     controls: None,
                     metadata: None,
                     expires_ms,
-                    allow_custom_cost: false,
+                    allow_custom_cost,
                 })
                 .await?;
             let mut v = view(&issued.record);
@@ -157,7 +146,10 @@ pub async fn run(config: Option<PathBuf>, command: KeysCommand) -> anyhow::Resul
         }
         KeysCommand::Revoke { id } => {
             directory.revoke_key(&id).await?;
-            json!({"id": id, "revoked": true})
+            match directory.store().key(&id).await? {
+                Some(k) => view(&k),
+                None => json!({"id": id, "status": "revoked"}),
+            }
         }
         KeysCommand::Rotate { id, grace_seconds } => {
             let issued = directory

@@ -1,5 +1,6 @@
 //! The `portcullis` binary: `serve` runs the gateway, `check` validates a configuration,
-//! `keys` manages virtual keys ([`keys`]).
+//! `keys` manages virtual keys ([`keys`]), `users`, `teams` and `provider-keys` the rest of
+//! tenancy ([`tenancy`]).
 //!
 //! This is the only place that uses `anyhow`, prints to the terminal and reads the process
 //! environment; everything else lives in the library crates.
@@ -15,6 +16,7 @@ use portcullis_gateway::{Gateway, MasterKeyOrigin};
 use tracing_subscriber::EnvFilter;
 
 mod keys;
+mod tenancy;
 
 /// The environment variables `--help` lists.
 const ENVIRONMENT_HELP: &str = "\
@@ -69,6 +71,30 @@ enum Command {
         #[command(subcommand)]
         command: Box<keys::KeysCommand>,
     },
+    /// Manage users in the configured database.
+    Users {
+        /// Configuration file (YAML). Without one, the environment names the database.
+        #[arg(long, short, env = "PORTCULLIS_CONFIG")]
+        config: Option<PathBuf>,
+        #[command(subcommand)]
+        command: tenancy::UsersCommand,
+    },
+    /// Manage teams and their members in the configured database.
+    Teams {
+        /// Configuration file (YAML). Without one, the environment names the database.
+        #[arg(long, short, env = "PORTCULLIS_CONFIG")]
+        config: Option<PathBuf>,
+        #[command(subcommand)]
+        command: tenancy::TeamsCommand,
+    },
+    /// Manage stored provider keys (sealed with PORTCULLIS_SECRET_KEY).
+    ProviderKeys {
+        /// Configuration file (YAML). Without one, the environment names the database.
+        #[arg(long, short, env = "PORTCULLIS_CONFIG")]
+        config: Option<PathBuf>,
+        #[command(subcommand)]
+        command: tenancy::ProviderKeysCommand,
+    },
 }
 
 /// Runs a management command on a single-threaded runtime.
@@ -98,6 +124,11 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Check { config } => check(&config),
         Command::Keys { config, command } => manage(keys::run(config, *command)),
+        Command::Users { config, command } => manage(tenancy::users(config, command)),
+        Command::Teams { config, command } => manage(tenancy::teams(config, command)),
+        Command::ProviderKeys { config, command } => {
+            manage(tenancy::provider_keys(config, command))
+        }
         Command::Serve { config, listen } => {
             init_tracing();
             let runtime = match tokio::runtime::Builder::new_multi_thread()

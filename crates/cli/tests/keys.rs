@@ -74,6 +74,7 @@ async fn keys_created_and_revoked_from_the_cli_govern_a_running_gateway() {
     let listed = keys(&db, &["list"]);
     assert_eq!(listed["data"][0]["id"], id.as_str());
     assert!(!listed.to_string().contains(&secret));
+    let cli_view = listed["data"][0].clone();
 
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -108,8 +109,37 @@ async fn keys_created_and_revoked_from_the_cli_govern_a_running_gateway() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 
+    // The CLI shows a key exactly as the admin API does.
+    let api: Value = reqwest::Client::new()
+        .get(format!("{url}/admin/keys"))
+        .bearer_auth("cli-test-master-key-0123456789")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let api_view = api["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["id"] == id.as_str())
+        .unwrap();
+    for (field, value) in cli_view.as_object().unwrap() {
+        assert_eq!(&api_view[field], value, "`{field}` differs from the API's");
+    }
+    assert_eq!(cli_view["status"], "active");
+    assert!(
+        cli_view["created_at"]
+            .as_str()
+            .unwrap()
+            .parse::<jiff::Timestamp>()
+            .is_ok(),
+        "{cli_view}"
+    );
+
     let revoked = keys(&db, &["revoke", &id]);
-    assert_eq!(revoked["revoked"], true);
+    assert_eq!(revoked["status"], "revoked");
     let started = Instant::now();
     loop {
         if chat(&url, &secret).await == 401 {
@@ -121,5 +151,8 @@ async fn keys_created_and_revoked_from_the_cli_govern_a_running_gateway() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert_eq!(keys(&db, &["list", "--all"])["data"][0]["revoked"], true);
+    assert_eq!(
+        keys(&db, &["list", "--all"])["data"][0]["status"],
+        "revoked"
+    );
 }
