@@ -254,3 +254,109 @@ fn help_lists_the_environment_variables() {
         assert!(help.contains(var), "{var} missing in\n{help}");
     }
 }
+
+async fn chat(url: &str, model: &str) -> u16 {
+    reqwest::Client::new()
+        .post(format!("{url}/v1/chat/completions"))
+        .bearer_auth("serve-test-master-key-0123456789")
+        .json(&serde_json::json!({"model": model, "messages": [{"role": "user", "content": "hi"}]}))
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+#[tokio::test]
+async fn access_lines_and_upstream_warnings_in_json_logs() {
+    use portcullis_test_support::{MockUpstream, Reply};
+    let mock = MockUpstream::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("portcullis.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            concat!(
+                "log:\n  access: on\n",
+                "circuit_breaker: {{failures: 1, open_for: 1m}}\n",
+                "providers:\n",
+                "  openai:\n    api_key: ${{OPENAI_API_KEY}}\n    base_url: {base}\n",
+                "  wrongkey:\n    kind: openai\n    api_key: sk-not-the-mock-key\n    base_url: {base}\n",
+            ),
+            base = mock.openai_base_url()
+        ),
+    )
+    .unwrap();
+    let db = sqlite_url(dir.path());
+    let config = config.display().to_string();
+    let mut server = spawn(
+        &["--config", &config],
+        &[
+            ("PORTCULLIS_DATABASE_URL", &db),
+            ("PORTCULLIS_MASTER_KEY", "serve-test-master-key-0123456789"),
+            ("PORTCULLIS_LOG_FORMAT", "json"),
+            ("OPENAI_API_KEY", "sk-mock-openai"),
+        ],
+    );
+    wait_healthy(&mut server).await;
+    assert_eq!(chat(&server.url, "openai/gpt-4o").await, 200);
+    assert_eq!(chat(&server.url, "wrongkey/gpt-4o").await, 502);
+    mock.push_reply(Reply::json(
+        503,
+        serde_json::json!({"error": {"message": "overloaded", "type": "server_error"}}),
+    ));
+    assert_eq!(chat(&server.url, "openai/gpt-4o").await, 503);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let (_, err) = stop(server);
+
+    let lines: Vec<serde_json::Value> = err
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    let access: Vec<&serde_json::Value> = lines
+        .iter()
+        .filter(|l| l["target"] == "portcullis::access")
+        .collect();
+    assert_eq!(access.len(), 3, "{err}");
+    let first = &access[0]["fields"];
+    assert_eq!(first["method"], "POST");
+    assert_eq!(first["path"], "/v1/chat/completions");
+    assert_eq!(first["status"], 200);
+    assert_eq!(first["model"], "gpt-4o");
+    assert_eq!(first["provider"], "openai");
+    assert_eq!(first["subject"], "master");
+    assert!(first["latency_ms"].as_f64().unwrap() > 0.0);
+    assert_eq!(first["request_id"].as_str().unwrap().len(), 36);
+    assert_eq!(access[1]["fields"]["status"], 502);
+    assert_eq!(access[2]["fields"]["status"], 503);
+
+    let warnings: Vec<String> = lines
+        .iter()
+        .filter(|l| l["level"] == "WARN")
+        .map(|l| {
+            l["fields"]["message"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned()
+        })
+        .collect();
+    let all = warnings.join("\n");
+    assert!(
+        warnings
+            .iter()
+            .any(|w| w.contains("`wrongkey` refused the gateway's credentials (401")),
+        "{all}"
+    );
+    assert!(
+        warnings.iter().any(|w| w.contains("`openai` failed (503")),
+        "{all}"
+    );
+    assert!(
+        warnings
+            .iter()
+            .any(|w| w.contains("circuit breaker opened")),
+        "{all}"
+    );
+    assert!(!err.contains("sk-not-the-mock-key"), "{err}");
+    assert!(!err.contains("sk-mock-openai"), "{err}");
+}

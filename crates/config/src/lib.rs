@@ -250,6 +250,46 @@ pub struct LogConfig {
     pub batch_size: usize,
     /// Longest a record waits before its batch is written.
     pub flush_interval: Duration,
+    /// Which requests get an access-log line on the process log.
+    pub access: AccessLog,
+}
+
+/// Which requests get a line on the process log (`log.access`), decided per request from
+/// random bits of its id, so a sample needs no shared state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct AccessLog {
+    per_million: u32,
+}
+
+impl AccessLog {
+    /// No access log.
+    pub const OFF: Self = Self { per_million: 0 };
+    /// A line for every request.
+    pub const ON: Self = Self {
+        per_million: 1_000_000,
+    };
+
+    /// A line for this share of requests (clamped to `0..=1`).
+    pub fn ratio(share: f64) -> Self {
+        let share = if share.is_finite() {
+            share.clamp(0.0, 1.0)
+        } else {
+            0.0
+        };
+        Self {
+            per_million: (share * 1_000_000.0).round() as u32,
+        }
+    }
+
+    /// Whether no request is logged.
+    pub fn is_off(self) -> bool {
+        self.per_million == 0
+    }
+
+    /// Whether the request whose id carries the random bits `random` gets a line.
+    pub fn samples(self, random: u64) -> bool {
+        self.per_million >= 1_000_000 || random % 1_000_000 < u64::from(self.per_million)
+    }
 }
 
 /// Upstream HTTP client settings.
@@ -484,6 +524,25 @@ fn from_raw(
         queue_capacity: log.queue_capacity.unwrap_or(65_536),
         batch_size: log.batch_size.unwrap_or(512),
         flush_interval: Duration::from_millis(log.flush_interval_ms.unwrap_or(200)),
+        access: match &log.access {
+            None | Some(raw::RawAccessLog::Switch(false)) => AccessLog::OFF,
+            Some(raw::RawAccessLog::Switch(true)) => AccessLog::ON,
+            Some(raw::RawAccessLog::Word(w)) if w == "off" => AccessLog::OFF,
+            Some(raw::RawAccessLog::Word(w)) if w == "on" => AccessLog::ON,
+            Some(raw::RawAccessLog::Ratio(r)) if (0.0..=1.0).contains(r) => AccessLog::ratio(*r),
+            Some(other) => {
+                let shown = match other {
+                    raw::RawAccessLog::Word(w) => w.clone(),
+                    raw::RawAccessLog::Ratio(r) => r.to_string(),
+                    raw::RawAccessLog::Switch(b) => b.to_string(),
+                };
+                issues.push(issue(
+                    "log.access",
+                    format!("expected off, on or a share of requests from 0 to 1, got `{shown}`"),
+                ));
+                AccessLog::OFF
+            }
+        },
     };
     if log.queue_capacity == 0 || log.batch_size == 0 {
         issues.push(issue(

@@ -143,6 +143,22 @@ pub struct RawLog {
     /// Longest a record waits before its batch is written, in milliseconds.
     #[serde(default)]
     pub flush_interval_ms: Option<u64>,
+    /// A line per request on the process log: `off` (default), `on`, or the share of
+    /// requests to log (`0.1`).
+    #[serde(default)]
+    pub access: Option<RawAccessLog>,
+}
+
+/// `log.access` as written.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(untagged)]
+pub enum RawAccessLog {
+    /// `true` / `false`.
+    Switch(bool),
+    /// A share of requests, from 0 to 1.
+    Ratio(f64),
+    /// `on` / `off`.
+    Word(String),
 }
 
 /// `upstream:`.

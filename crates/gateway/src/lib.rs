@@ -215,7 +215,7 @@ impl Gateway {
             cache.as_ref().map(|c| c.store().clone()),
             limiter.clone(),
         ));
-        let state = Arc::new(AppState::new(
+        let mut state = AppState::new(
             registry,
             auth,
             client,
@@ -229,7 +229,9 @@ impl Gateway {
             portcullis_cost::PriceBook::new(config.prices.clone()),
             limiter,
             semantic,
-        ));
+        );
+        state.access_log = config.log.access;
+        let state = Arc::new(state);
         if let Some(redis) = redis {
             let sync = breaker_sync::BreakerSync::new(redis);
             sync.spawn_poller(Arc::downgrade(&state));

@@ -1,10 +1,12 @@
 //! [`RequestLog`]: the log record of one request, filled in along the request path and
 //! submitted exactly once — when the request finishes, or, if the client goes away first, when
-//! the request is dropped (recorded as 499 with whatever usage was seen).
+//! the request is dropped (recorded as 499 with whatever usage was seen). When `log.access`
+//! samples the request, the same moment writes its access-log line to the process log.
 
 use std::sync::Arc;
 use std::time::Instant;
 
+use portcullis_config::AccessLog;
 use portcullis_core::{GatewayError, Identity, Usage};
 use portcullis_store::{LogRecord, LogSink};
 
@@ -20,6 +22,7 @@ pub struct RequestLog {
     started: Instant,
     sink: LogSink,
     metrics: Arc<Metrics>,
+    access: AccessLog,
 }
 
 impl RequestLog {
@@ -30,7 +33,14 @@ impl RequestLog {
             started,
             sink,
             metrics,
+            access: AccessLog::OFF,
         }
+    }
+
+    /// Writes an access-log line for this request when `access` samples it.
+    pub fn with_access(mut self, access: AccessLog) -> Self {
+        self.access = access;
+        self
     }
 
     /// The record, while the request is in flight.
@@ -76,6 +86,7 @@ impl RequestLog {
             started: self.started,
             sink: self.sink.clone(),
             metrics: self.metrics.clone(),
+            access: self.access,
         }
     }
 
@@ -100,6 +111,10 @@ impl RequestLog {
             input_tokens: r.input_tokens,
             output_tokens: r.output_tokens,
         });
+        // The id's low bits are random (UUID v7): a sample without shared state.
+        if !self.access.is_off() && self.access.samples(r.id.as_u128() as u64) {
+            access_line(&r);
+        }
         self.sink.submit(*r);
     }
 }
@@ -116,6 +131,37 @@ impl Drop for RequestLog {
             self.submit(r);
         }
     }
+}
+
+/// The access-log line of a finished request: one `INFO` event on the `portcullis::access`
+/// target, with structured fields (a JSON object per line when the log format is JSON). It
+/// names who called and what was served, never a credential or a body.
+fn access_line(r: &LogRecord) {
+    let path = match r.endpoint {
+        "chat_completions" => "/v1/chat/completions",
+        "messages" => "/v1/messages",
+        "embeddings" => "/v1/embeddings",
+        other => other,
+    };
+    let model = r.model.as_deref().or(r.requested_model.as_deref());
+    tracing::info!(
+        target: "portcullis::access",
+        request_id = %r.id,
+        method = "POST",
+        path,
+        status = r.status,
+        latency_ms = r.latency_us as f64 / 1000.0,
+        model,
+        provider = r.provider.as_deref(),
+        subject = r.subject.as_deref(),
+        key_id = r.key_id.as_deref(),
+        stream = r.stream,
+        input_tokens = r.input_tokens,
+        output_tokens = r.output_tokens,
+        "{} {path} {}",
+        "POST",
+        r.status
+    );
 }
 
 /// Text of a body for the log, cut at [`MAX_LOGGED_BODY`].

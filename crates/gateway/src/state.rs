@@ -56,6 +56,8 @@ pub struct AppState {
     pub limiter: Option<Limiter>,
     /// The semantic cache, when any route uses it.
     pub semantic: Option<SemanticLayer>,
+    /// Which requests get an access-log line (`log.access`).
+    pub access_log: portcullis_config::AccessLog,
     draining: AtomicBool,
 }
 
@@ -95,6 +97,7 @@ impl AppState {
             prices,
             limiter,
             semantic,
+            access_log: portcullis_config::AccessLog::OFF,
             draining: AtomicBool::new(false),
         }
     }
@@ -114,6 +117,7 @@ impl AppState {
             self.log.clone(),
             self.metrics.clone(),
         )
+        .with_access(self.access_log)
     }
 
     /// Marks the gateway as shutting down: `/readyz` answers 503 from now on.

@@ -92,7 +92,10 @@ impl UpstreamClient {
             .map_err(|e| GatewayError::internal(format!("building the upstream request: {e}")))?;
         let timeout = first_byte_timeout.unwrap_or(self.first_byte_timeout);
         match tokio::time::timeout(timeout, self.client.request(request)).await {
-            Ok(Ok(resp)) => Ok(resp),
+            Ok(Ok(resp)) => {
+                warn_on_failure(provider, resp.status());
+                Ok(resp)
+            }
             Ok(Err(e)) => Err(transport_error(&e, provider)),
             Err(_) => Err(GatewayError::new(
                 ErrorKind::Timeout,
@@ -102,6 +105,26 @@ impl UpstreamClient {
                 ),
             )),
         }
+    }
+}
+
+/// Logs, as a warning an operator acts on, an upstream refusing the gateway's own credentials
+/// (401/403: its configured or stored key is wrong or revoked) or failing (5xx). Only the
+/// provider's name and the status are logged — never the URL, which may carry credentials.
+fn warn_on_failure(provider: &str, status: http::StatusCode) {
+    match status.as_u16() {
+        401 | 403 => tracing::warn!(
+            provider,
+            status = status.as_u16(),
+            "the upstream provider `{provider}` refused the gateway's credentials ({status}): \
+             check its API key"
+        ),
+        s if s >= 500 => tracing::warn!(
+            provider,
+            status = s,
+            "the upstream provider `{provider}` failed ({status})"
+        ),
+        _ => {}
     }
 }
 
