@@ -237,6 +237,25 @@ pub struct ServerConfig {
     pub max_request_body_bytes: usize,
     /// How long graceful shutdown waits for in-flight requests.
     pub shutdown_grace: Duration,
+    /// Time allowed to receive a request's headers; on HTTP/1.1 it also bounds the wait for
+    /// the next request on a kept-alive connection.
+    pub header_read_timeout: Duration,
+    /// Time any request body may take, extended by one second per `min_body_rate` bytes.
+    pub body_read_timeout: Duration,
+    /// Slowest accepted body arrival after `body_read_timeout`, in bytes per second.
+    pub min_body_rate: u64,
+    /// How long a connection with no request in progress stays open.
+    pub idle_timeout: Duration,
+    /// Most client connections open at once.
+    pub max_connections: usize,
+    /// Most request-body bytes held in memory across all requests at once.
+    pub max_body_bytes_in_flight: usize,
+    /// Most concurrent HTTP/2 streams per connection.
+    pub http2_max_concurrent_streams: u32,
+    /// Largest HTTP/2 header list, in bytes.
+    pub http2_max_header_list_size: u32,
+    /// HTTP/2 PING and SETTINGS frames a client may send per second.
+    pub http2_max_control_frames_per_second: u32,
 }
 
 /// Request log settings.
@@ -506,14 +525,85 @@ fn from_raw(
         max_connections: db.max_connections.unwrap_or(8).max(1),
     };
 
-    let server = raw.server.unwrap_or_default();
+    let raw_server = raw.server.unwrap_or_default();
+    let mut server_duration = |key: &str, value: &Option<String>, default: Duration| match value {
+        None => default,
+        Some(v) => match portcullis_failover::parse_duration(v) {
+            Ok(d) if !d.is_zero() => d,
+            _ => {
+                issues.push(issue(
+                    &format!("server.{key}"),
+                    format!("`{v}` is not a positive duration such as 500ms or 15s"),
+                ));
+                default
+            }
+        },
+    };
+    let header_read_timeout = server_duration(
+        "header_read_timeout",
+        &raw_server.header_read_timeout,
+        Duration::from_secs(15),
+    );
+    let body_read_timeout = server_duration(
+        "body_read_timeout",
+        &raw_server.body_read_timeout,
+        Duration::from_secs(15),
+    );
+    let idle_timeout = server_duration(
+        "idle_timeout",
+        &raw_server.idle_timeout,
+        Duration::from_secs(60),
+    );
     let server = ServerConfig {
-        max_request_body_bytes: server.max_request_body_bytes.unwrap_or(16 * 1024 * 1024),
-        shutdown_grace: Duration::from_secs(server.shutdown_grace_seconds.unwrap_or(30)),
+        max_request_body_bytes: raw_server
+            .max_request_body_bytes
+            .unwrap_or(16 * 1024 * 1024),
+        shutdown_grace: Duration::from_secs(raw_server.shutdown_grace_seconds.unwrap_or(30)),
+        header_read_timeout,
+        body_read_timeout,
+        min_body_rate: raw_server.min_body_rate.unwrap_or(64 * 1024),
+        idle_timeout,
+        max_connections: raw_server.max_connections.unwrap_or(4096),
+        max_body_bytes_in_flight: raw_server
+            .max_body_bytes_in_flight
+            .unwrap_or(256 * 1024 * 1024),
+        http2_max_concurrent_streams: raw_server.http2_max_concurrent_streams.unwrap_or(128),
+        http2_max_header_list_size: raw_server.http2_max_header_list_size.unwrap_or(64 * 1024),
+        http2_max_control_frames_per_second: raw_server
+            .http2_max_control_frames_per_second
+            .unwrap_or(50),
     };
     if server.max_request_body_bytes < 1024 {
         issues.push(issue(
             "server.max_request_body_bytes",
+            "must be at least 1024",
+        ));
+    }
+    if server.max_body_bytes_in_flight < server.max_request_body_bytes {
+        issues.push(issue(
+            "server.max_body_bytes_in_flight",
+            "must be at least server.max_request_body_bytes",
+        ));
+    }
+    for (key, value) in [
+        ("min_body_rate", server.min_body_rate),
+        ("max_connections", server.max_connections as u64),
+        (
+            "http2_max_concurrent_streams",
+            u64::from(server.http2_max_concurrent_streams),
+        ),
+        (
+            "http2_max_control_frames_per_second",
+            u64::from(server.http2_max_control_frames_per_second),
+        ),
+    ] {
+        if value == 0 {
+            issues.push(issue(&format!("server.{key}"), "must be at least 1"));
+        }
+    }
+    if server.http2_max_header_list_size < 1024 {
+        issues.push(issue(
+            "server.http2_max_header_list_size",
             "must be at least 1024",
         ));
     }

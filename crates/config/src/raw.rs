@@ -125,6 +125,34 @@ pub struct RawServer {
     /// How long graceful shutdown waits for in-flight requests, in seconds.
     #[serde(default)]
     pub shutdown_grace_seconds: Option<u64>,
+    /// Time allowed to receive a request's headers (a duration such as `15s`).
+    #[serde(default)]
+    pub header_read_timeout: Option<String>,
+    /// Time any request body may take (a duration), extended by one second per
+    /// `min_body_rate` bytes received.
+    #[serde(default)]
+    pub body_read_timeout: Option<String>,
+    /// The slowest accepted body arrival, in bytes per second, once `body_read_timeout` is spent.
+    #[serde(default)]
+    pub min_body_rate: Option<u64>,
+    /// How long a connection with no request in progress stays open (a duration).
+    #[serde(default)]
+    pub idle_timeout: Option<String>,
+    /// Most client connections open at once; more are refused with 503.
+    #[serde(default)]
+    pub max_connections: Option<usize>,
+    /// Most request-body bytes held in memory across all requests at once.
+    #[serde(default)]
+    pub max_body_bytes_in_flight: Option<usize>,
+    /// Most concurrent HTTP/2 streams per connection.
+    #[serde(default)]
+    pub http2_max_concurrent_streams: Option<u32>,
+    /// Largest HTTP/2 header list, in bytes.
+    #[serde(default)]
+    pub http2_max_header_list_size: Option<u32>,
+    /// HTTP/2 PING and SETTINGS frames a client may send per second (bursts of ten seconds' worth).
+    #[serde(default)]
+    pub http2_max_control_frames_per_second: Option<u32>,
 }
 
 /// `log:`.

@@ -20,7 +20,7 @@ use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::response::Response;
 use bytes::Bytes;
-use http::header::{CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE, RETRY_AFTER};
+use http::header::{CACHE_CONTROL, CONTENT_TYPE, RETRY_AFTER};
 use http::{HeaderMap, HeaderValue, StatusCode};
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
@@ -110,29 +110,26 @@ async fn chat(state: Arc<AppState>, dialect: Dialect, req: Request) -> Response 
     resp
 }
 
-/// Reads a request body, refusing one over `limit` with 413.
+/// Reads a request body, refusing one over `limit` with 413 and one arriving too slowly with
+/// 408 (`server.body_read_timeout`, `server.min_body_rate`).
 pub async fn read_body(
     body: Body,
     headers: &HeaderMap,
     limit: usize,
 ) -> Result<Bytes, GatewayError> {
-    if let Some(len) = headers
-        .get(CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok())
-        && len > limit as u64
-    {
-        return Err(GatewayError::payload_too_large(limit));
-    }
-    match Limited::new(body, limit).collect().await {
-        Ok(c) => Ok(c.to_bytes()),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => {
-            Err(GatewayError::payload_too_large(limit))
-        }
-        Err(e) => Err(GatewayError::invalid_request(format!(
-            "Could not read the request body: {e}"
-        ))),
-    }
+    crate::body::read(None, body, headers, limit).await
+}
+
+/// [`read_body`], holding the body's bytes in the gateway's budget of request bodies in flight
+/// until the returned bytes are dropped: over the budget, a fast 503 with `Retry-After`
+/// (before reading anything when the length is declared).
+pub async fn read_budgeted_body(
+    state: &AppState,
+    body: Body,
+    headers: &HeaderMap,
+    limit: usize,
+) -> Result<Bytes, GatewayError> {
+    crate::body::read(Some(&state.body_budget), body, headers, limit).await
 }
 
 /// Reads an upstream body (size-limited).
@@ -203,7 +200,7 @@ pub async fn accept(
         r.agent.clone_from(&options.agent);
     }
 
-    let body = read_body(body, headers, state.max_request_body_bytes).await?;
+    let body = read_budgeted_body(state, body, headers, state.max_request_body_bytes).await?;
     if log_bodies && let Some(r) = log.record() {
         r.request_body = Some(body_text(&body));
     }

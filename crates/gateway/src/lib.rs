@@ -21,6 +21,7 @@
 pub mod admin;
 pub mod attempts;
 pub mod auth;
+pub mod body;
 pub mod breaker_sync;
 pub mod breakers;
 pub mod chat;
@@ -35,6 +36,7 @@ pub mod request_log;
 pub mod respond;
 pub mod response_cache;
 pub mod semantic;
+pub mod server;
 pub mod settle;
 pub mod state;
 pub mod tenancy;
@@ -43,21 +45,16 @@ pub mod upstream;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderMap, Method, Uri};
 use axum::response::Response;
 use axum::routing::{delete, get, post};
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::graceful::GracefulShutdown;
-use hyper_util::service::TowerToHyperService;
 use portcullis_config::Config;
 use portcullis_core::{ErrorKind, GatewayError};
 use portcullis_store::{LogWriter, StoreError, WriterConfig};
 use tokio::net::TcpListener;
-use tokio::task::JoinSet;
 use uuid::Uuid;
 
 pub use auth::{Authenticator, MasterKeyOrigin};
@@ -110,7 +107,7 @@ async fn connect_redis(url: &str) -> Result<redis::aio::ConnectionManager, redis
 pub struct Gateway {
     state: Arc<AppState>,
     writer: LogWriter,
-    shutdown_grace: Duration,
+    limits: server::ConnectionLimits,
     master_key: MasterKeyOrigin,
 }
 
@@ -230,6 +227,7 @@ impl Gateway {
             limiter,
             semantic,
         );
+        state.body_budget = body::BodyBudget::new(config.server.max_body_bytes_in_flight);
         state.access_log = config.log.access;
         let state = Arc::new(state);
         if let Some(redis) = redis {
@@ -240,7 +238,7 @@ impl Gateway {
         Ok(Self {
             state,
             writer,
-            shutdown_grace: config.server.shutdown_grace,
+            limits: server::ConnectionLimits::from(&config.server),
             master_key,
         })
     }
@@ -264,50 +262,7 @@ impl Gateway {
     {
         let state = self.state.clone();
         let app = router(state.clone());
-        let graceful = GracefulShutdown::new();
-        let mut connections = JoinSet::new();
-        let http = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-        let mut shutdown = std::pin::pin!(shutdown);
-        loop {
-            tokio::select! {
-                biased;
-                () = &mut shutdown => break,
-                accepted = listener.accept() => {
-                    let (tcp, _) = match accepted {
-                        Ok(a) => a,
-                        Err(e) => {
-                            // Out of file descriptors and the like: back off, keep serving.
-                            tracing::warn!("accepting a connection failed: {e}");
-                            tokio::time::sleep(Duration::from_millis(50)).await;
-                            continue;
-                        }
-                    };
-                    let _ = tcp.set_nodelay(true);
-                    let service = TowerToHyperService::new(app.clone());
-                    let conn = http.serve_connection_with_upgrades(TokioIo::new(tcp), service);
-                    let conn = graceful.watch(conn.into_owned());
-                    connections.spawn(async move {
-                        let _ = conn.await;
-                    });
-                }
-                // Reap finished connections so the set does not grow.
-                Some(_) = connections.join_next(), if !connections.is_empty() => {}
-            }
-        }
-        drop(listener);
-        state.start_draining();
-        tokio::select! {
-            () = graceful.shutdown() => {}
-            () = tokio::time::sleep(self.shutdown_grace) => {
-                tracing::warn!(
-                    open = connections.len(),
-                    "shutdown grace period elapsed; closing the remaining connections"
-                );
-            }
-        }
-        // Aborting a connection drops its requests, which submit their records (499).
-        connections.abort_all();
-        while connections.join_next().await.is_some() {}
+        server::serve(listener, app, state.clone(), self.limits, shutdown).await;
         self.writer.shutdown().await;
         let stats = state.log.stats();
         tracing::info!(

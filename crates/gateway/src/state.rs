@@ -56,6 +56,8 @@ pub struct AppState {
     pub limiter: Option<Limiter>,
     /// The semantic cache, when any route uses it.
     pub semantic: Option<SemanticLayer>,
+    /// The budget of request-body bytes held at once (`server.max_body_bytes_in_flight`).
+    pub body_budget: Arc<crate::body::BodyBudget>,
     /// Which requests get an access-log line (`log.access`).
     pub access_log: portcullis_config::AccessLog,
     draining: AtomicBool,
@@ -97,6 +99,7 @@ impl AppState {
             prices,
             limiter,
             semantic,
+            body_budget: crate::body::BodyBudget::new(usize::MAX),
             access_log: portcullis_config::AccessLog::OFF,
             draining: AtomicBool::new(false),
         }
