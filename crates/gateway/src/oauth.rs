@@ -67,22 +67,20 @@ impl portcullis_oauth::Directory for OAuthDirectory {
             Some(u) => Some(u),
             None => store.user_by_email(username).await.map_err(store_error)?,
         };
-        let Some(user) = user else {
-            return Ok(None);
-        };
-        let Some(digest) = user.password_hash.clone() else {
-            return Ok(None);
-        };
+        // Unknown users and users without a password cost one Argon2 check too (against a
+        // dummy digest), so the answer's timing does not tell which usernames exist.
+        let digest = user.as_ref().and_then(|u| u.password_hash.clone());
         let password = password.to_owned();
-        let matches = tokio::task::spawn_blocking(move || {
-            portcullis_identity::passwords::verify(&password, &digest)
+        let matches = tokio::task::spawn_blocking(move || match digest {
+            Some(digest) => portcullis_identity::passwords::verify(&password, &digest),
+            None => portcullis_identity::passwords::verify_unknown(&password),
         })
         .await
         .unwrap_or(false);
-        if !matches {
-            return Ok(None);
+        match user {
+            Some(user) if matches => self.user_principal(&user.id).await,
+            _ => Ok(None),
         }
-        self.user_principal(&user.id).await
     }
 
     async fn service_account(&self, id: &str) -> Result<Option<Principal>, DirectoryError> {

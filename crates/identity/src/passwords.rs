@@ -43,6 +43,18 @@ pub fn verify(password: &str, stored: &str) -> bool {
         .unwrap_or(false)
 }
 
+/// An Argon2id digest (the crate's default parameters, the ones [`hash`] uses) of a random
+/// password nobody knows: checked when a sign-in names an unknown user, or one without a
+/// password, so that such a sign-in takes as long as a wrong password for a real user.
+const DUMMY_DIGEST: &str = "$argon2id$v=19$m=19456,t=2,p=1$8EsDMBXF8Qh2xlUMrs0mJw$ZS6pzkeDmlNnd3XKS+Hz/nvW+lPPnVLjcZlKYybWYRE";
+
+/// Spends the time of checking `password` against a real digest, and answers false: the
+/// sign-in path for unknown usernames, so that their answer takes as long as a known one's.
+pub fn verify_unknown(password: &str) -> bool {
+    let _ = verify(password, DUMMY_DIGEST);
+    false
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -56,5 +68,16 @@ mod tests {
         assert!(!verify("a long enough passworD", &h));
         assert!(!verify("x", "garbage"));
         assert_eq!(hash("short"), Err(PasswordError::TooShort));
+    }
+
+    #[test]
+    fn the_dummy_digest_costs_what_a_real_one_does() {
+        let dummy = PasswordHash::new(DUMMY_DIGEST).unwrap();
+        let real_text = hash("a long enough password").unwrap();
+        let real = PasswordHash::new(&real_text).unwrap();
+        assert_eq!(dummy.algorithm, real.algorithm);
+        assert_eq!(dummy.version, real.version);
+        assert_eq!(dummy.params, real.params);
+        assert!(!verify_unknown("a long enough password"));
     }
 }

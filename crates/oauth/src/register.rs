@@ -59,7 +59,26 @@ fn is_loopback(url: &Url) -> bool {
     }
 }
 
-/// Checks a redirect URI: absolute, https (or http to a loopback address), no fragment.
+/// Schemes that are never a native app's redirect: script and data carriers, local files and
+/// other web protocols.
+const REFUSED_SCHEMES: [&str; 12] = [
+    "javascript",
+    "data",
+    "vbscript",
+    "file",
+    "about",
+    "blob",
+    "filesystem",
+    "ftp",
+    "ws",
+    "wss",
+    "mailto",
+    "view-source",
+];
+
+/// Checks a redirect URI: absolute, no fragment, no credentials, and https, http to a
+/// loopback address (any port: RFC 8252 §7.3), or a native app's private-use scheme such as
+/// `cursor://callback` or `com.example.app:/cb` (RFC 8252 §7.1).
 pub(crate) fn check_redirect_uri(uri: &str) -> Result<(), String> {
     if uri.len() > MAX_URI_LEN {
         return Err("redirect URI too long".to_owned());
@@ -74,9 +93,13 @@ pub(crate) fn check_redirect_uri(uri: &str) -> Result<(), String> {
     match url.scheme() {
         "https" if url.host().is_some() => Ok(()),
         "http" if is_loopback(&url) => Ok(()),
-        _ => Err(format!(
-            "`{uri}` must use https, or http to localhost, 127.0.0.1 or [::1]"
+        "https" | "http" => Err(format!(
+            "`{uri}` must use https, http to localhost, 127.0.0.1 or [::1], or an app's own scheme"
         )),
+        scheme if REFUSED_SCHEMES.contains(&scheme) => Err(format!(
+            "`{uri}`: the `{scheme}` scheme cannot receive an authorization response"
+        )),
+        _ => Ok(()),
     }
 }
 
@@ -287,6 +310,10 @@ mod tests {
             "http://localhost:8080/cb",
             "http://127.0.0.1/cb",
             "http://[::1]:9000/cb",
+            "http://[::1]/",
+            "cursor://anysphere.cursor-retrieval/oauth/callback",
+            "com.example.app:/oauth2redirect",
+            "custom-scheme:/cb",
         ] {
             assert!(check_redirect_uri(ok).is_ok(), "{ok}");
         }
@@ -295,7 +322,9 @@ mod tests {
             "https://app.example/cb#frag",
             "/relative",
             "javascript:alert(1)",
-            "custom-scheme:/cb",
+            "data:text/html,x",
+            "file:///etc/passwd",
+            "com.example.app:/cb#frag",
             "https://user:pw@app.example/cb",
             "http://localhost.evil.example/cb",
         ] {
@@ -332,6 +361,22 @@ mod tests {
         assert_eq!(
             match_redirect_uri(&reg, Some("http://localhost:1234/cb")),
             None
+        );
+        let native = vec![
+            "cursor://anysphere/callback".to_owned(),
+            "http://[::1]:7000/".to_owned(),
+        ];
+        assert_eq!(
+            match_redirect_uri(&native, Some("cursor://anysphere/callback")).as_deref(),
+            Some("cursor://anysphere/callback")
+        );
+        assert_eq!(
+            match_redirect_uri(&native, Some("cursor://anysphere/other")),
+            None
+        );
+        assert_eq!(
+            match_redirect_uri(&native, Some("http://[::1]:55123/")).as_deref(),
+            Some("http://[::1]:55123/")
         );
         assert_eq!(match_redirect_uri(&reg, None), None);
         assert_eq!(

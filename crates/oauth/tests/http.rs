@@ -1124,3 +1124,75 @@ async fn racing_code_redemptions_never_both_succeed() {
         }
     }
 }
+
+#[tokio::test]
+async fn native_apps_register_private_use_schemes_and_loopback_redirects_on_any_port() {
+    let h = start().await;
+    let r = h
+        .http
+        .post(h.url("/oauth/register"))
+        .json(&json!({
+            "client_name": "Editor",
+            "redirect_uris": [
+                "cursor://anysphere.cursor-retrieval/oauth/callback",
+                "com.example.app:/oauth2redirect",
+                "http://127.0.0.1/callback",
+                "http://[::1]:8123/",
+            ],
+            "token_endpoint_auth_method": "none",
+        }))
+        .send()
+        .await
+        .unwrap();
+    let client: Value = r.json().await.unwrap();
+    assert_eq!(
+        client["redirect_uris"].as_array().unwrap().len(),
+        4,
+        "{client}"
+    );
+    let client_id = client["client_id"].as_str().unwrap();
+    let (_, challenge) = pkce();
+    for (redirect, accepted) in [
+        ("cursor://anysphere.cursor-retrieval/oauth/callback", true),
+        ("com.example.app:/oauth2redirect", true),
+        ("http://127.0.0.1:49152/callback", true),
+        ("http://[::1]:60001/", true),
+        ("cursor://anysphere.cursor-retrieval/elsewhere", false),
+        ("http://127.0.0.1:49152/other", false),
+    ] {
+        let mut browser = Browser::default();
+        let r = h
+            .authorize(
+                &mut browser,
+                &[
+                    ("response_type", "code"),
+                    ("client_id", client_id),
+                    ("redirect_uri", redirect),
+                    ("code_challenge", &challenge),
+                    ("code_challenge_method", "S256"),
+                    ("state", "s"),
+                ],
+            )
+            .await;
+        let status = r.status();
+        let page = r.text().await.unwrap();
+        if accepted {
+            assert_eq!(status, StatusCode::OK, "{redirect}: {page}");
+            assert!(page.contains("password"), "{redirect}: the sign-in page");
+        } else {
+            assert_eq!(status, StatusCode::BAD_REQUEST, "{redirect}");
+        }
+    }
+    for bad in ["javascript:alert(1)", "data:text/html,x", "file:///tmp/x"] {
+        let r = h
+            .http
+            .post(h.url("/oauth/register"))
+            .json(&json!({"redirect_uris": [bad], "token_endpoint_auth_method": "none"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::BAD_REQUEST, "{bad}");
+        let v: Value = r.json().await.unwrap();
+        assert_eq!(v["error"], "invalid_redirect_uri", "{bad}");
+    }
+}
