@@ -4,6 +4,7 @@
 //! - [`record`]: the request-log record and query filters;
 //! - [`LogStore`] / [`SettingsStore`]: the traits the gateway uses;
 //! - [`sql`]: both SQL backends, with embedded migrations;
+//! - [`escape`]: text PostgreSQL cannot hold (NUL), stored reversibly;
 //! - [`writer`]: the bounded, batching, asynchronous request-log writer;
 //! - [`usage`]: usage analytics and spend totals over the request log ([`UsageStore`]);
 //! - [`semantic`]: the semantic response cache table ([`SemanticStore`]);
@@ -11,6 +12,7 @@
 //!   ([`TenancyStore`]);
 //! - [`oauth`]: the OAuth server's clients, codes and tokens ([`OAuthStore`]).
 
+pub mod escape;
 pub mod oauth;
 pub mod record;
 pub mod semantic;
@@ -46,6 +48,38 @@ pub enum StoreError {
     /// The database refused or failed a statement.
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
+}
+
+impl StoreError {
+    /// Whether the database refused the statement because of the values it carried (a data or
+    /// constraint error): writing the same values again cannot succeed, unlike after a lost
+    /// connection, a timeout, a deadlock or a full disk.
+    pub fn is_refusal(&self) -> bool {
+        let StoreError::Database(sqlx::Error::Database(e)) = self else {
+            return false;
+        };
+        let Some(code) = e.code() else {
+            return false;
+        };
+        if e.try_downcast_ref::<sqlx::postgres::PgDatabaseError>()
+            .is_some()
+        {
+            // A PostgreSQL SQLSTATE: its class (first two characters) says what went wrong.
+            // Connection (08), transaction rollback (40: serialization, deadlock), resources
+            // (53), lock/object state (55), operator intervention (57) and system (58, XX)
+            // errors pass; the rest is about the statement itself.
+            return !matches!(
+                code.get(..2),
+                Some("08" | "40" | "53" | "55" | "57" | "58" | "XX")
+            );
+        }
+        // A SQLite result code, possibly extended: the primary code is its low byte. Busy (5),
+        // locked (6), I/O (10), full (13) and can't-open (14) pass.
+        match code.parse::<u32>() {
+            Ok(n) => !matches!(n & 0xff, 5 | 6 | 10 | 13 | 14),
+            Err(_) => false,
+        }
+    }
 }
 
 /// The request log.

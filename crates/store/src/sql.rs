@@ -1,7 +1,9 @@
 //! The SQL backends: [`SqliteStore`] (embedded default) and [`PostgresStore`] (shared by
-//! replicas). Both run the same statements; only the pool type and migrations differ, so one
-//! macro implements the traits for both.
+//! replicas). Both run the same statements; only the pool type, the migrations and how text
+//! is stored differ (PostgreSQL's `text` cannot hold NUL, so its values go through
+//! [`crate::escape`]), so one macro implements the traits for both.
 
+use std::borrow::Cow;
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,6 +14,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{PgPool, QueryBuilder, SqlitePool};
 use uuid::Uuid;
 
+use crate::escape;
 use crate::record::{LogQuery, LogRecord};
 use crate::{LogStore, SettingsStore, StoreError};
 
@@ -75,33 +78,36 @@ fn u(v: i64) -> u64 {
 }
 
 impl LogRow {
-    fn into_record(self) -> LogRecord {
+    /// The record, with each text value passed through `loaded` (the backend's reading of
+    /// what it stored).
+    fn into_record(self, loaded: fn(String) -> String) -> LogRecord {
+        let text = |v: Option<String>| v.map(loaded);
         LogRecord {
             id: Uuid::parse_str(&self.id).unwrap_or_default(),
             ts_ms: self.ts_ms,
-            subject: self.subject,
+            subject: text(self.subject),
             auth_method: intern(
                 self.auth_method,
                 &["master_key", "virtual_key", "jwt", "oauth"],
             ),
-            user: self.user_id,
-            team: self.team_id,
-            key_id: self.key_id,
+            user: text(self.user_id),
+            team: text(self.team_id),
+            key_id: text(self.key_id),
             endpoint: intern(
                 Some(self.endpoint),
                 &["chat_completions", "messages", "embeddings"],
             )
             .unwrap_or("unknown"),
             dialect: intern(Some(self.dialect), &["openai", "anthropic"]).unwrap_or("unknown"),
-            route: self.route.map(Arc::from),
-            requested_model: self.requested_model,
-            provider: self.provider.map(Arc::from),
-            model: self.model.map(Arc::from),
-            provider_key_id: self.provider_key_id,
+            route: text(self.route).map(Arc::from),
+            requested_model: text(self.requested_model),
+            provider: text(self.provider).map(Arc::from),
+            model: text(self.model).map(Arc::from),
+            provider_key_id: text(self.provider_key_id),
             attempts: u32::try_from(self.attempts).unwrap_or(0),
             status: u16::try_from(self.status).unwrap_or(0),
-            error_type: self.error_type,
-            error_message: self.error_message,
+            error_type: text(self.error_type),
+            error_message: text(self.error_message),
             stream: self.stream,
             latency_us: u(self.latency_us),
             ttft_us: self.ttft_us.map(u),
@@ -111,12 +117,12 @@ impl LogRow {
             reasoning_tokens: u(self.reasoning_tokens),
             cost_usd: self.cost_usd,
             cache_status: intern(self.cache_status, &["HIT", "MISS", "BYPASS"]),
-            metadata: self.metadata,
-            session_id: self.session_id,
-            agent: self.agent,
-            request_body: self.request_body,
-            response_body: self.response_body,
-            attempt_log: self.attempt_log,
+            metadata: text(self.metadata),
+            session_id: text(self.session_id),
+            agent: text(self.agent),
+            request_body: text(self.request_body),
+            response_body: text(self.response_body),
+            attempt_log: text(self.attempt_log),
             list_cost_usd: self.list_cost_usd,
             custom_cost_usd: self.custom_cost_usd,
         }
@@ -162,22 +168,22 @@ macro_rules! sql_store {
                     qb.push_values(chunk, |mut b, r| {
                         b.push_bind(r.id.to_string())
                             .push_bind(r.ts_ms)
-                            .push_bind(r.subject.as_deref())
+                            .push_bind(r.subject.as_deref().map($store::stored))
                             .push_bind(r.auth_method)
-                            .push_bind(r.user.as_deref())
-                            .push_bind(r.team.as_deref())
-                            .push_bind(r.key_id.as_deref())
+                            .push_bind(r.user.as_deref().map($store::stored))
+                            .push_bind(r.team.as_deref().map($store::stored))
+                            .push_bind(r.key_id.as_deref().map($store::stored))
                             .push_bind(r.endpoint)
                             .push_bind(r.dialect)
-                            .push_bind(r.route.as_deref())
-                            .push_bind(r.requested_model.as_deref())
-                            .push_bind(r.provider.as_deref())
-                            .push_bind(r.model.as_deref())
-                            .push_bind(r.provider_key_id.as_deref())
+                            .push_bind(r.route.as_deref().map($store::stored))
+                            .push_bind(r.requested_model.as_deref().map($store::stored))
+                            .push_bind(r.provider.as_deref().map($store::stored))
+                            .push_bind(r.model.as_deref().map($store::stored))
+                            .push_bind(r.provider_key_id.as_deref().map($store::stored))
                             .push_bind(i64::from(r.attempts))
                             .push_bind(i64::from(r.status))
-                            .push_bind(r.error_type.as_deref())
-                            .push_bind(r.error_message.as_deref())
+                            .push_bind(r.error_type.as_deref().map($store::stored))
+                            .push_bind(r.error_message.as_deref().map($store::stored))
                             .push_bind(r.stream)
                             .push_bind(i(r.latency_us))
                             .push_bind(r.ttft_us.map(i))
@@ -187,12 +193,12 @@ macro_rules! sql_store {
                             .push_bind(i(r.reasoning_tokens))
                             .push_bind(r.cost_usd)
                             .push_bind(r.cache_status)
-                            .push_bind(r.metadata.as_deref())
-                            .push_bind(r.session_id.as_deref())
-                            .push_bind(r.agent.as_deref())
-                            .push_bind(r.request_body.as_deref())
-                            .push_bind(r.response_body.as_deref())
-                            .push_bind(r.attempt_log.as_deref())
+                            .push_bind(r.metadata.as_deref().map($store::stored))
+                            .push_bind(r.session_id.as_deref().map($store::stored))
+                            .push_bind(r.agent.as_deref().map($store::stored))
+                            .push_bind(r.request_body.as_deref().map($store::stored))
+                            .push_bind(r.response_body.as_deref().map($store::stored))
+                            .push_bind(r.attempt_log.as_deref().map($store::stored))
                             .push_bind(r.list_cost_usd)
                             .push_bind(r.custom_cost_usd);
                     });
@@ -217,28 +223,34 @@ macro_rules! sql_store {
                 }
                 if let Some(m) = &q.model {
                     qb.push(" AND (model = ")
-                        .push_bind(m.clone())
+                        .push_bind($store::stored(m).into_owned())
                         .push(" OR requested_model = ")
-                        .push_bind(m.clone())
+                        .push_bind($store::stored(m).into_owned())
                         .push(")");
                 }
                 if let Some(p) = &q.provider {
-                    qb.push(" AND provider = ").push_bind(p.clone());
+                    qb.push(" AND provider = ")
+                        .push_bind($store::stored(p).into_owned());
                 }
                 if let Some(r) = &q.route {
-                    qb.push(" AND route = ").push_bind(r.clone());
+                    qb.push(" AND route = ")
+                        .push_bind($store::stored(r).into_owned());
                 }
                 if let Some(s) = &q.user {
-                    qb.push(" AND user_id = ").push_bind(s.clone());
+                    qb.push(" AND user_id = ")
+                        .push_bind($store::stored(s).into_owned());
                 }
                 if let Some(s) = &q.team {
-                    qb.push(" AND team_id = ").push_bind(s.clone());
+                    qb.push(" AND team_id = ")
+                        .push_bind($store::stored(s).into_owned());
                 }
                 if let Some(s) = &q.key {
-                    qb.push(" AND key_id = ").push_bind(s.clone());
+                    qb.push(" AND key_id = ")
+                        .push_bind($store::stored(s).into_owned());
                 }
                 if let Some(s) = &q.subject {
-                    qb.push(" AND subject = ").push_bind(s.clone());
+                    qb.push(" AND subject = ")
+                        .push_bind($store::stored(s).into_owned());
                 }
                 if let Some(s) = q.status {
                     let (lo, hi) = s.range();
@@ -253,7 +265,10 @@ macro_rules! sql_store {
                 qb.push(" ORDER BY id DESC LIMIT ")
                     .push_bind(i64::from(q.limit.clamp(1, 1000)));
                 let rows: Vec<LogRow> = qb.build_query_as().fetch_all(&self.pool).await?;
-                Ok(rows.into_iter().map(LogRow::into_record).collect())
+                Ok(rows
+                    .into_iter()
+                    .map(|r| r.into_record($store::loaded))
+                    .collect())
             }
 
             async fn ping(&self) -> Result<(), StoreError> {
@@ -291,6 +306,30 @@ macro_rules! sql_store {
 
 sql_store!(SqliteStore, SqlitePool, sqlx::Sqlite, "migrations/sqlite");
 sql_store!(PostgresStore, PgPool, sqlx::Postgres, "migrations/postgres");
+
+impl SqliteStore {
+    /// A text value as stored: SQLite holds any string as it is.
+    pub(crate) fn stored(s: &str) -> Cow<'_, str> {
+        Cow::Borrowed(s)
+    }
+
+    /// A stored text value as read back.
+    pub(crate) fn loaded(s: String) -> String {
+        s
+    }
+}
+
+impl PostgresStore {
+    /// A text value as stored: NUL, which PostgreSQL's `text` refuses, escaped reversibly.
+    pub(crate) fn stored(s: &str) -> Cow<'_, str> {
+        escape::escape(s)
+    }
+
+    /// A stored text value as read back: exactly what [`Self::stored`] was given.
+    pub(crate) fn loaded(s: String) -> String {
+        escape::unescape(s)
+    }
+}
 
 impl SqliteStore {
     /// Opens (creating if needed) the SQLite database at `url` and migrates it.

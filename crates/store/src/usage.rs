@@ -270,9 +270,9 @@ fn millis(us: Option<i64>) -> Option<f64> {
 }
 
 impl UsageSqlRow {
-    fn into_row(self) -> UsageRow {
+    fn into_row(self, loaded: fn(String) -> String) -> UsageRow {
         UsageRow {
-            group: self.grp,
+            group: self.grp.map(loaded),
             bucket_start_ms: self.bucket,
             stats: UsageStats {
                 requests: count(self.requests),
@@ -341,7 +341,7 @@ macro_rules! usage_store {
                     qb.push(" AND ")
                         .push(dimension.column())
                         .push(" = ")
-                        .push_bind(value.as_str());
+                        .push_bind(<$store>::stored(value));
                 }
             }
         }
@@ -378,7 +378,10 @@ macro_rules! usage_store {
                     .push(AGGREGATES)
                     .push(" FROM ranked GROUP BY grp, bucket");
                 let rows: Vec<UsageSqlRow> = qb.build_query_as().fetch_all(self.pool()).await?;
-                let mut rows: Vec<UsageRow> = rows.into_iter().map(UsageSqlRow::into_row).collect();
+                let mut rows: Vec<UsageRow> = rows
+                    .into_iter()
+                    .map(|r| r.into_row(<$store>::loaded))
+                    .collect();
                 sort_rows(&mut rows);
                 Ok(rows)
             }
@@ -397,7 +400,7 @@ macro_rules! usage_store {
                     qb.push(" AND ")
                         .push(dimension.column())
                         .push(" = ")
-                        .push_bind(value.as_str());
+                        .push_bind(<$store>::stored(value));
                 }
                 let (spent,): (Option<f64>,) = qb.build_query_as().fetch_one(self.pool()).await?;
                 Ok(spent.unwrap_or(0.0))

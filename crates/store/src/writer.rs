@@ -2,10 +2,13 @@
 //!
 //! The request path hands a record to [`LogSink::submit`], which never waits: it is a
 //! non-blocking push onto a bounded channel. A background task drains the channel in batches
-//! (whatever has accumulated, lingering up to `flush_interval` to fill a batch), writes each
-//! batch in one transaction, and retries a failed write with backoff. Nothing is dropped
-//! silently: a record refused because the queue is full, or lost after every retry failed, is
-//! counted in [`LogStats`] (exported as metrics) and reported in the server log.
+//! (whatever has accumulated, lingering up to `flush_interval` to fill a batch) and writes each
+//! batch in one transaction. When a batch fails, its records are written one by one, so a
+//! record the database refuses never takes other records with it; a record whose write fails
+//! for any other reason (a lost connection, a restarting database) is retried with backoff.
+//! Nothing is dropped silently: a record refused because the queue is full, refused by the
+//! database, or lost after every retry failed, is counted in [`LogStats`] (exported as
+//! metrics) and reported in the server log.
 //! [`LogWriter::shutdown`] stops intake and flushes everything queued.
 
 use std::sync::Arc;
@@ -15,8 +18,8 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
-use crate::LogStore;
 use crate::record::LogRecord;
+use crate::{LogStore, StoreError};
 
 /// Counters describing the writer's work.
 #[derive(Debug, Default)]
@@ -27,7 +30,7 @@ pub struct LogStats {
     pub written: AtomicU64,
     /// Records refused because the queue was full.
     pub dropped: AtomicU64,
-    /// Records lost because every write attempt failed.
+    /// Records lost because the database refused them or every write attempt failed.
     pub failed: AtomicU64,
 }
 
@@ -177,41 +180,99 @@ impl WriterTask {
         if batch.is_empty() {
             return;
         }
-        let backoff = [
-            self.retry_base_delay,
-            self.retry_base_delay * 5,
-            self.retry_base_delay * 20,
-        ];
-        let mut attempt = 0;
-        loop {
-            match self.store.append(batch).await {
-                Ok(()) => {
-                    self.stats
-                        .written
-                        .fetch_add(batch.len() as u64, Ordering::Relaxed);
-                    break;
-                }
-                Err(e) if attempt < backoff.len() => {
-                    tracing::warn!(
-                        records = batch.len(),
-                        attempt,
-                        "request log write failed, retrying: {e}"
-                    );
-                    tokio::time::sleep(backoff[attempt]).await;
-                    attempt += 1;
-                }
-                Err(e) => {
-                    let n = batch.len() as u64;
-                    let total = self.stats.failed.fetch_add(n, Ordering::Relaxed) + n;
-                    tracing::error!(
-                        records = n,
-                        failed_total = total,
-                        "request log records lost after retries: {e}"
-                    );
-                    break;
+        match self.store.append(batch).await {
+            Ok(()) => {
+                self.stats
+                    .written
+                    .fetch_add(batch.len() as u64, Ordering::Relaxed);
+            }
+            Err(e) if batch.len() == 1 => {
+                self.write_alone(&batch[0], e).await;
+            }
+            Err(e) => {
+                // One record the database refuses must not take the others with it: write
+                // them one by one, so that only a record that cannot be written is lost.
+                tracing::warn!(
+                    records = batch.len(),
+                    "request log batch write failed, writing its records one by one: {e}"
+                );
+                for (i, record) in batch.iter().enumerate() {
+                    let outcome = match self.store.append(std::slice::from_ref(record)).await {
+                        Ok(()) => {
+                            self.stats.written.fetch_add(1, Ordering::Relaxed);
+                            Outcome::Written
+                        }
+                        Err(e) => self.write_alone(record, e).await,
+                    };
+                    if outcome == Outcome::Unreachable {
+                        // The records left would only wait out the same retries one by one.
+                        self.lose(batch.len() - i - 1);
+                        break;
+                    }
                 }
             }
         }
         batch.clear();
     }
+
+    /// Writes one record whose first write failed with `first`: retried with backoff unless
+    /// the database refused its values; counted and reported when lost.
+    async fn write_alone(&self, record: &LogRecord, first: StoreError) -> Outcome {
+        let backoff = [
+            self.retry_base_delay,
+            self.retry_base_delay * 5,
+            self.retry_base_delay * 20,
+        ];
+        let mut error = first;
+        for delay in backoff {
+            if error.is_refusal() {
+                break;
+            }
+            tracing::warn!(id = %record.id, "request log write failed, retrying: {error}");
+            tokio::time::sleep(delay).await;
+            match self.store.append(std::slice::from_ref(record)).await {
+                Ok(()) => {
+                    self.stats.written.fetch_add(1, Ordering::Relaxed);
+                    return Outcome::Written;
+                }
+                Err(e) => error = e,
+            }
+        }
+        let total = self.stats.failed.fetch_add(1, Ordering::Relaxed) + 1;
+        tracing::error!(
+            id = %record.id,
+            failed_total = total,
+            "request log record lost: {error}"
+        );
+        if error.is_refusal() {
+            Outcome::Refused
+        } else {
+            Outcome::Unreachable
+        }
+    }
+
+    /// Counts `n` records given up on, untried, because the database stayed unreachable.
+    fn lose(&self, n: usize) {
+        if n == 0 {
+            return;
+        }
+        let n = n as u64;
+        let total = self.stats.failed.fetch_add(n, Ordering::Relaxed) + n;
+        tracing::error!(
+            records = n,
+            failed_total = total,
+            "request log records lost: the database stayed unreachable"
+        );
+    }
+}
+
+/// What became of one record's write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Outcome {
+    /// Stored.
+    Written,
+    /// Lost: the database refused its values.
+    Refused,
+    /// Lost: the database stayed unreachable through every retry.
+    Unreachable,
 }

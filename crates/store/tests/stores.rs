@@ -294,3 +294,203 @@ async fn failed_writes_are_retried_then_counted() {
         "lost records are counted"
     );
 }
+
+/// A record with NUL (which PostgreSQL's `text` refuses), `%` and the escape mark in every
+/// text field a caller can reach.
+fn record_with_nul(ts_ms: i64) -> LogRecord {
+    let mut r = record(ts_ms, "gpt\0-4o", "open\0ai", 200);
+    r.requested_model = Some("a\0b%00\u{FDD0}c".to_owned());
+    r.metadata = Some("{\"k\":\"v\0\"}".to_owned());
+    r.request_body = Some("{\"messages\":[\"\0\"]}".to_owned());
+    r.response_body = Some("\u{FDD0}starts with the mark".to_owned());
+    r.error_message = Some("model `a\0b` not found".to_owned());
+    r.session_id = Some("\0".to_owned());
+    r.agent = Some("100%\0".to_owned());
+    r.user = Some("u\0".to_owned());
+    r.team = Some("t\0".to_owned());
+    r.key_id = Some("k\0".to_owned());
+    r.subject = Some("s\0".to_owned());
+    r.route = Some(Arc::from("r\0"));
+    r
+}
+
+async fn exercise_nul_round_trip(store: Arc<dyn LogStore>) {
+    let plain = record(1, "gpt-4o", "openai", 200);
+    let nul = record_with_nul(2);
+    store.append(&[plain.clone(), nul.clone()]).await.unwrap();
+    let all = store
+        .query(&LogQuery {
+            limit: 10,
+            ..LogQuery::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        all,
+        vec![nul.clone(), plain],
+        "every value reads back unchanged"
+    );
+    // Filters match the values as the caller wrote them.
+    let by_model = store
+        .query(&LogQuery {
+            model: Some("a\0b%00\u{FDD0}c".to_owned()),
+            team: Some("t\0".to_owned()),
+            limit: 10,
+            ..LogQuery::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(by_model, vec![nul]);
+}
+
+#[tokio::test]
+async fn nul_in_text_round_trips_on_sqlite() {
+    let (s, _dir) = sqlite().await;
+    exercise_nul_round_trip(s).await;
+}
+
+#[tokio::test]
+async fn nul_in_text_round_trips_on_postgres() {
+    exercise_nul_round_trip(postgres().await).await;
+}
+
+#[tokio::test]
+async fn postgres_refusing_a_value_is_a_refusal_and_a_lost_connection_is_not() {
+    let pool = sqlx::PgPool::connect(&fresh_schema_url().await)
+        .await
+        .unwrap();
+    let e: StoreError = sqlx::query("SELECT CAST($1 AS TEXT)")
+        .bind("a\0b")
+        .execute(&pool)
+        .await
+        .unwrap_err()
+        .into();
+    assert!(e.is_refusal(), "{e}");
+    pool.close().await;
+    let e: StoreError = sqlx::query("SELECT 1")
+        .execute(&pool)
+        .await
+        .unwrap_err()
+        .into();
+    assert!(!e.is_refusal(), "{e}");
+    assert!(!StoreError::Migration("x".into()).is_refusal());
+}
+
+/// A real SQLite store that refuses, with PostgreSQL's own error, every batch holding a
+/// record whose agent is `poison` — as PostgreSQL refused NUL before it was escaped.
+#[derive(Debug)]
+struct Picky {
+    inner: Arc<SqliteStore>,
+    postgres: sqlx::PgPool,
+    appends: AtomicU32,
+}
+
+#[async_trait]
+impl LogStore for Picky {
+    async fn append(&self, batch: &[LogRecord]) -> Result<(), StoreError> {
+        self.appends.fetch_add(1, Ordering::SeqCst);
+        if batch.iter().any(|r| r.agent.as_deref() == Some("poison")) {
+            let e = sqlx::query("SELECT CAST($1 AS TEXT)")
+                .bind("\0")
+                .execute(&self.postgres)
+                .await
+                .unwrap_err();
+            return Err(e.into());
+        }
+        self.inner.append(batch).await
+    }
+    async fn query(&self, q: &LogQuery) -> Result<Vec<LogRecord>, StoreError> {
+        self.inner.query(q).await
+    }
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.inner.ping().await
+    }
+}
+
+#[tokio::test]
+async fn a_refused_record_does_not_take_its_batch_with_it() {
+    let (inner, _dir) = sqlite().await;
+    let picky = Arc::new(Picky {
+        inner: inner.clone(),
+        postgres: sqlx::PgPool::connect(&fresh_schema_url().await)
+            .await
+            .unwrap(),
+        appends: AtomicU32::new(0),
+    });
+    let (sink, writer) = LogWriter::spawn(
+        picky.clone(),
+        WriterConfig {
+            queue_capacity: 1000,
+            batch_size: 100,
+            flush_interval: Duration::from_secs(60),
+            // Long enough that a refused record retried with backoff would time the test out.
+            retry_base_delay: Duration::from_secs(600),
+        },
+    );
+    let mut ids = Vec::new();
+    for i in 0..100 {
+        let mut r = record(i, "m", "p", 200);
+        if i % 25 == 7 {
+            r.agent = Some("poison".into());
+        } else {
+            ids.push(r.id);
+        }
+        sink.submit(r);
+    }
+    tokio::time::timeout(Duration::from_secs(30), writer.shutdown())
+        .await
+        .expect("refused records are not retried");
+    let stats = sink.stats();
+    assert_eq!(stats.written.load(Ordering::Relaxed), 96);
+    assert_eq!(
+        stats.failed.load(Ordering::Relaxed),
+        4,
+        "refused records are counted"
+    );
+    assert_eq!(
+        picky.appends.load(Ordering::SeqCst),
+        101,
+        "the batch, then each record once"
+    );
+    let mut stored: Vec<Uuid> = inner
+        .query(&LogQuery {
+            limit: 1000,
+            ..LogQuery::default()
+        })
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.id)
+        .collect();
+    stored.sort();
+    ids.sort();
+    assert_eq!(stored, ids, "every other record is stored");
+}
+
+#[tokio::test]
+async fn an_unreachable_database_fails_a_split_batch_without_retrying_each_record() {
+    let (inner, _dir) = sqlite().await;
+    let flaky = Arc::new(Flaky {
+        inner,
+        failures_left: AtomicU32::new(1000),
+    });
+    let (sink, writer) = LogWriter::spawn(
+        flaky.clone(),
+        WriterConfig {
+            queue_capacity: 1000,
+            batch_size: 50,
+            flush_interval: Duration::from_secs(60),
+            retry_base_delay: Duration::from_millis(1),
+        },
+    );
+    for i in 0..50 {
+        sink.submit(record(i, "m", "p", 200));
+    }
+    writer.shutdown().await;
+    assert_eq!(sink.stats().failed.load(Ordering::Relaxed), 50);
+    assert_eq!(
+        1000 - flaky.failures_left.load(Ordering::SeqCst),
+        5,
+        "the batch, the first record and its three retries"
+    );
+}
