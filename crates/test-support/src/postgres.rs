@@ -1,6 +1,8 @@
 //! PostgreSQL for tests: the server's URL (`PORTCULLIS_TEST_POSTGRES_URL`, default the local
 //! `test` database) and a fresh schema per test, so tests running at once never see each
-//! other's rows. Schemas are named `t_<hex>`; `scripts/test` drops them before a run.
+//! other's rows. Schemas are named `<prefix><hex>`, the prefix `PORTCULLIS_TEST_SCHEMA_PREFIX`
+//! (default `t_`); `scripts/test` gives each run a prefix of its own and drops the schemas with
+//! it when the run ends.
 
 use rand_core::{OsRng, RngCore};
 
@@ -8,6 +10,20 @@ use rand_core::{OsRng, RngCore};
 pub fn postgres_url() -> String {
     std::env::var("PORTCULLIS_TEST_POSTGRES_URL")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned())
+}
+
+/// What every test schema's name starts with: `PORTCULLIS_TEST_SCHEMA_PREFIX` when it is a
+/// plain identifier (lowercase letters, digits, `_`, starting with a letter), else `t_`.
+pub fn schema_prefix() -> String {
+    std::env::var("PORTCULLIS_TEST_SCHEMA_PREFIX")
+        .ok()
+        .filter(|p| {
+            p.starts_with(|c: char| c.is_ascii_lowercase())
+                && p.len() <= 40
+                && p.bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+        })
+        .unwrap_or_else(|| "t_".to_owned())
 }
 
 /// Creates a schema of its own and returns a URL whose connections use it (as their
@@ -20,7 +36,8 @@ pub async fn fresh_schema_url() -> String {
     let mut raw = [0u8; 16];
     OsRng.fill_bytes(&mut raw);
     let schema = format!(
-        "t_{}",
+        "{}{}",
+        schema_prefix(),
         raw.iter().map(|b| format!("{b:02x}")).collect::<String>()
     );
     let base = postgres_url();
