@@ -1468,6 +1468,39 @@ routes:
     }
 
     #[test]
+    fn access_log_is_off_on_or_a_share() {
+        let access = |v: &str| {
+            from_yaml(
+                &format!("log:\n  access: {v}\nproviders:\n  openai:\n    api_key: k\n"),
+                Source::Environment,
+                &env(&[]),
+            )
+            .map(|c| c.log.access)
+        };
+        assert_eq!(access("off").unwrap(), AccessLog::OFF);
+        assert_eq!(access("false").unwrap(), AccessLog::OFF);
+        assert_eq!(access("on").unwrap(), AccessLog::ON);
+        assert_eq!(access("true").unwrap(), AccessLog::ON);
+        assert_eq!(access("1").unwrap(), AccessLog::ON);
+        let tenth = access("0.1").unwrap();
+        let sampled = (0..100_000u64)
+            .filter(|i| tenth.samples(i.wrapping_mul(0x9E37_79B9_7F4A_7C15)))
+            .count();
+        assert!((9_000..11_000).contains(&sampled), "{sampled}");
+        for bad in ["sometimes", "1.5", "-0.1"] {
+            let err = access(bad).unwrap_err().to_string();
+            assert!(err.starts_with("log.access:"), "{bad}: {err}");
+        }
+        let c = from_yaml(
+            "providers:\n  openai:\n    api_key: k\n",
+            Source::Environment,
+            &env(&[]),
+        )
+        .unwrap();
+        assert!(c.log.access.is_off(), "off by default");
+    }
+
+    #[test]
     fn secrets_never_appear_in_errors() {
         let e = env(&[("OPENAI_API_KEY", "sk-super-secret")]);
         let err = from_yaml(
