@@ -341,3 +341,111 @@ async fn the_admin_api_requires_the_master_key_and_validates_filters() {
         assert!(v["error"]["message"].is_string());
     }
 }
+
+/// Ordinary requests racing requests that carry NUL characters (in metadata, a message, a
+/// body that is not JSON, a model name): every record is stored — none is lost because
+/// another record in its batch could not be — and the NUL values read back unchanged.
+async fn exercise_nul_does_not_cost_other_records(db: Option<String>) {
+    let mock = MockUpstream::start().await;
+    let extra = format!(
+        "{}log:\n  bodies: true\n  flush_interval_ms: 50\n",
+        providers_yaml(&mock)
+    );
+    let gw = match db {
+        Some(db) => TestGateway::start_with_db(&db, &extra).await,
+        None => TestGateway::start(&extra).await,
+    };
+    let send = |headers: Vec<(&'static str, String)>, body: Vec<u8>| {
+        let mut req = client()
+            .post(gw.at("/v1/chat/completions"))
+            .bearer_auth(MASTER_KEY)
+            .header("content-type", "application/json")
+            .body(body);
+        for (k, v) in headers {
+            req = req.header(k, v);
+        }
+        async move {
+            let r = req.send().await.unwrap();
+            let id = r.headers()["x-portcullis-request-id"]
+                .to_str()
+                .unwrap()
+                .to_owned();
+            (r.status().as_u16(), id)
+        }
+    };
+    let ordinary: Vec<_> = (0..40)
+        .map(|i| {
+            send(
+                vec![],
+                chat("gpt-4o-mini", &format!("ordinary {i}"), false)
+                    .to_string()
+                    .into_bytes(),
+            )
+        })
+        .collect();
+    let nul_metadata = r#"{"note":"a\u0000b","n":1}"#;
+    let nul_message =
+        r#"{"model":"gpt-4o-mini","messages":[{"role":"user","content":"x\u0000y"}]}"#;
+    let raw_nul =
+        b"{\"model\":\"gpt-4o-mini\",\"messages\":[{\"role\":\"user\",\"content\":\"raw\0nul\"}]}";
+    let hostile = vec![
+        send(
+            vec![("x-portcullis-metadata", nul_metadata.to_owned())],
+            chat("gpt-4o-mini", "metadata", false)
+                .to_string()
+                .into_bytes(),
+        ),
+        send(vec![], nul_message.as_bytes().to_vec()),
+        send(vec![], raw_nul.to_vec()),
+        send(
+            vec![],
+            chat("gpt\u{0}4o", "model", false).to_string().into_bytes(),
+        ),
+    ];
+    let (ordinary, hostile) = tokio::join!(
+        futures_util::future::join_all(ordinary),
+        futures_util::future::join_all(hostile)
+    );
+    assert!(ordinary.iter().all(|(s, _)| *s == 200), "{ordinary:?}");
+    for (status, _) in &hostile {
+        assert!(*status < 500, "{hostile:?}");
+    }
+
+    let all = gw.logs("limit=1000", 44).await;
+    for (_, id) in ordinary.iter().chain(&hostile) {
+        assert!(
+            all.iter().any(|r| r["id"] == id.as_str()),
+            "the record of {id} is missing"
+        );
+    }
+    assert_eq!(all.len(), 44);
+    let find = |id: &str| all.iter().find(|r| r["id"] == id).unwrap().clone();
+
+    let rec = find(&hostile[0].1);
+    let meta: Value = serde_json::from_str(rec["metadata"].as_str().unwrap()).unwrap();
+    assert_eq!(meta, json!({"note": "a\u{0}b", "n": 1}));
+    assert_eq!(find(&hostile[1].1)["request_body"], nul_message);
+    assert_eq!(
+        find(&hostile[2].1)["request_body"]
+            .as_str()
+            .unwrap()
+            .as_bytes(),
+        raw_nul
+    );
+    let model = find(&hostile[3].1);
+    if !model["requested_model"].is_null() {
+        assert_eq!(model["requested_model"], "gpt\u{0}4o");
+    }
+    let stats = gw.state.log.stats();
+    assert_eq!(stats.lost(), 0);
+}
+
+#[tokio::test]
+async fn nul_characters_cost_no_record_on_sqlite() {
+    exercise_nul_does_not_cost_other_records(None).await;
+}
+
+#[tokio::test]
+async fn nul_characters_cost_no_record_on_postgres() {
+    exercise_nul_does_not_cost_other_records(Some(fresh_postgres_url().await)).await;
+}
