@@ -532,7 +532,7 @@ fn from_raw(
             Ok(d) if !d.is_zero() => d,
             _ => {
                 issues.push(issue(
-                    &format!("server.{key}"),
+                    format!("server.{key}"),
                     format!("`{v}` is not a positive duration such as 500ms or 15s"),
                 ));
                 default
@@ -598,7 +598,7 @@ fn from_raw(
         ),
     ] {
         if value == 0 {
-            issues.push(issue(&format!("server.{key}"), "must be at least 1"));
+            issues.push(issue(format!("server.{key}"), "must be at least 1"));
         }
     }
     if server.http2_max_header_list_size < 1024 {

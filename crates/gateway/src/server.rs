@@ -381,7 +381,11 @@ async fn refuse(mut tcp: TcpStream, state: Arc<AppState>, _slot: OwnedSemaphoreP
                 return Ok::<bool, io::Error>(false);
             }
             head.extend_from_slice(&buf[..n]);
-            if head.starts_with(H2_PREFACE) || memchr_head_end(&head) {
+            if head.len() < H2_PREFACE.len() && H2_PREFACE.starts_with(&head) {
+                // Maybe HTTP/2: its preface holds a blank line too.
+                continue;
+            }
+            if head.starts_with(H2_PREFACE) || head_ends(&head) {
                 return Ok(true);
             }
             if head.len() >= REFUSAL_HEAD_BYTES {
@@ -416,7 +420,8 @@ async fn refuse(mut tcp: TcpStream, state: Arc<AppState>, _slot: OwnedSemaphoreP
     let _ = tokio::time::timeout(REFUSAL_WAIT, drain).await;
 }
 
-fn memchr_head_end(head: &[u8]) -> bool {
+/// Whether an HTTP/1 request head is complete.
+fn head_ends(head: &[u8]) -> bool {
     head.windows(4).any(|w| w == b"\r\n\r\n")
 }
 

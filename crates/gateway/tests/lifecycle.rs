@@ -404,6 +404,11 @@ async fn an_idle_keep_alive_connection_is_closed_after_the_idle_timeout() {
     // ...and idleness closes it.
     let took = wait_closed(&mut s, Duration::from_secs(3)).await;
     assert!(took < Duration::from_millis(1000), "{took:?}");
+
+    // An idle HTTP/2 connection is told GOAWAY, then closed.
+    let (kinds, took) = h2_frames_until_closed(&gw, Duration::from_secs(5)).await;
+    assert!(kinds.contains(&7), "{kinds:?}");
+    assert!(took < Duration::from_millis(2500), "{took:?}");
 }
 
 #[tokio::test]
@@ -452,6 +457,11 @@ async fn connections_over_the_cap_are_refused_fast_while_open_ones_keep_working(
         let record = log_over(&mut open[0], &id).await;
         assert_eq!(record["status"], 503, "{record}");
     }
+    // An HTTP/2 client over the cap is told GOAWAY.
+    let (kinds, took) = h2_frames_until_closed(&gw, Duration::from_secs(5)).await;
+    assert_eq!(kinds, [4, 7]);
+    assert!(took < Duration::from_millis(1500), "{took:?}");
+
     // The connections already open keep working.
     for s in &mut open {
         s.write_all(b"GET /healthz HTTP/1.1\r\nhost: gw\r\n\r\n")
@@ -473,6 +483,29 @@ fn h2_frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
     f.extend_from_slice(&stream.to_be_bytes());
     f.extend_from_slice(payload);
     f
+}
+
+/// Opens an HTTP/2 connection (preface and empty SETTINGS) and returns the kinds of the
+/// frames the gateway sends until it closes, and how long that took.
+async fn h2_frames_until_closed(gw: &TestGateway, within: Duration) -> (Vec<u8>, Duration) {
+    let mut s = connect(gw).await;
+    let mut hello = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+    hello.extend(h2_frame(4, 0, 0, &[]));
+    s.write_all(&hello).await.unwrap();
+    let started = Instant::now();
+    let mut buf = Vec::new();
+    tokio::time::timeout(within, s.read_to_end(&mut buf))
+        .await
+        .expect("the gateway closes the connection")
+        .ok();
+    let mut kinds = Vec::new();
+    let mut at = 0;
+    while buf.len() >= at + 9 {
+        let len = u32::from_be_bytes([0, buf[at], buf[at + 1], buf[at + 2]]) as usize;
+        kinds.push(buf[at + 3]);
+        at += 9 + len;
+    }
+    (kinds, started.elapsed())
 }
 
 #[tokio::test]
