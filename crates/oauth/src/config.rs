@@ -15,8 +15,9 @@
 //!       client_id: portcullis-gateway
 //!       client_secret: ${OIDC_CLIENT_SECRET}
 //!       name: Okta
-//!   max_failed_sign_ins: 10            # per username, per 15 minutes
+//!   max_failed_sign_ins: 10            # per username and client address, per 15 minutes
 //!   registrations_per_minute: 30       # unauthenticated dynamic client registrations
+//!   trusted_proxies: [10.0.0.5]        # read X-Forwarded-For only from these peers
 //! ```
 //!
 //! Durations are written `500ms`, `30s`, `15m`, `12h`, `30d`, a sequence such as `1h30m`, or
@@ -53,11 +54,18 @@ pub struct OAuthConfig {
     pub dynamic_registration: bool,
     /// How users sign in on the authorization page.
     pub sign_in: SignInConfig,
-    /// Failed local sign-ins allowed per username within [`FAILED_SIGN_IN_WINDOW`]; further
-    /// attempts are refused (without checking the password) until the window ends.
+    /// Failed local sign-ins allowed per username and client address within
+    /// [`FAILED_SIGN_IN_WINDOW`]; further attempts from that address are refused (without
+    /// checking the password) until the window ends. Attempts after the first failures also
+    /// wait a delay that doubles with each failure.
     pub max_failed_sign_ins: u32,
     /// Dynamic client registrations accepted per minute on each replica.
     pub registrations_per_minute: u32,
+    /// Reverse proxies in front of the gateway: when a sign-in's connection comes from one of
+    /// these addresses, its client address is read from `X-Forwarded-For` (the right-most
+    /// address that is not a trusted proxy). Empty (the default): the header is ignored and
+    /// the connection's own address is used.
+    pub trusted_proxies: Vec<std::net::IpAddr>,
 }
 
 /// The window [`OAuthConfig::max_failed_sign_ins`] counts over.
@@ -194,6 +202,7 @@ impl Default for OAuthConfig {
             sign_in: SignInConfig::default(),
             max_failed_sign_ins: 10,
             registrations_per_minute: 30,
+            trusted_proxies: Vec::new(),
         }
     }
 }

@@ -2,6 +2,7 @@
 //! (clients bound to service accounts), access-token verification for the request path, and
 //! the background task that reloads revocations and prunes the tables.
 
+use std::net::IpAddr;
 use std::sync::{Arc, OnceLock, Weak};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -85,12 +86,29 @@ pub(crate) struct Inner {
     maintenance: OnceLock<AbortHandle>,
 }
 
-/// Counts failed local sign-ins per username; a username with
-/// [`OAuthConfig::max_failed_sign_ins`] failures is locked until its window (which starts at
-/// the first failure) ends. Bounded: at most 100 000 usernames are tracked.
+/// Counts failed local sign-ins per username **and client address**, so that a stranger
+/// guessing a user's password locks out only themselves, never the user signing in from
+/// elsewhere. After [`FREE_FAILURES`] failures each further attempt from the same address waits
+/// a delay that doubles with every failure ([`FIRST_DELAY`], at most [`MAX_DELAY`]); after
+/// [`OAuthConfig::max_failed_sign_ins`] failures the pair is locked until the window (which
+/// starts at the first failure) ends. A sign-in whose address is unknown counts under the
+/// username alone. Bounded: at most 100 000 pairs are tracked.
 pub(crate) struct SignInThrottle {
-    failures: moka::future::Cache<String, Arc<std::sync::atomic::AtomicU32>>,
+    failures: moka::future::Cache<(String, Option<IpAddr>), Arc<parking_lot::Mutex<Failures>>>,
     max: u32,
+}
+
+/// Failures before any delay.
+pub(crate) const FREE_FAILURES: u32 = 2;
+/// The delay after the first failure beyond [`FREE_FAILURES`].
+pub(crate) const FIRST_DELAY: Duration = Duration::from_millis(500);
+/// The longest delay between attempts short of the lock.
+pub(crate) const MAX_DELAY: Duration = Duration::from_secs(60);
+
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Failures {
+    count: u32,
+    last: std::time::Instant,
 }
 
 impl SignInThrottle {
@@ -104,23 +122,58 @@ impl SignInThrottle {
         }
     }
 
-    pub(crate) async fn is_locked(&self, username: &str) -> bool {
-        self.failures
-            .get(username)
-            .await
-            .is_some_and(|n| n.load(std::sync::atomic::Ordering::Relaxed) >= self.max)
+    /// `Err(wait)` when `username` may not try again from `address` yet: locked for the window
+    /// (`wait` is then the window), or within the delay after its last failure.
+    pub(crate) async fn check(
+        &self,
+        username: &str,
+        address: Option<IpAddr>,
+    ) -> Result<(), Duration> {
+        let Some(entry) = self.failures.get(&(username.to_owned(), address)).await else {
+            return Ok(());
+        };
+        let f = *entry.lock();
+        if f.count >= self.max {
+            return Err(FAILED_SIGN_IN_WINDOW);
+        }
+        let delay = delay_after(f.count);
+        let waited = f.last.elapsed();
+        if waited < delay {
+            return Err(delay - waited);
+        }
+        Ok(())
     }
 
-    pub(crate) async fn record_failure(&self, username: String) {
-        self.failures
-            .get_with(username, async { Arc::default() })
-            .await
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    pub(crate) async fn record_failure(&self, username: String, address: Option<IpAddr>) {
+        let entry = self
+            .failures
+            .get_with((username, address), async {
+                Arc::new(parking_lot::Mutex::new(Failures {
+                    count: 0,
+                    last: std::time::Instant::now(),
+                }))
+            })
+            .await;
+        let mut f = entry.lock();
+        f.count = f.count.saturating_add(1);
+        f.last = std::time::Instant::now();
     }
 
-    pub(crate) async fn clear(&self, username: &str) {
-        self.failures.invalidate(username).await;
+    pub(crate) async fn clear(&self, username: &str, address: Option<IpAddr>) {
+        self.failures
+            .invalidate(&(username.to_owned(), address))
+            .await;
     }
+}
+
+/// The wait imposed after `failures` failures: none for the first [`FREE_FAILURES`], then
+/// [`FIRST_DELAY`] doubling with each failure, at most [`MAX_DELAY`].
+pub(crate) fn delay_after(failures: u32) -> Duration {
+    if failures <= FREE_FAILURES {
+        return Duration::ZERO;
+    }
+    let doublings = (failures - FREE_FAILURES - 1).min(16);
+    FIRST_DELAY.saturating_mul(1 << doublings).min(MAX_DELAY)
 }
 
 impl Drop for Inner {

@@ -80,7 +80,9 @@ async fn start(local: bool, role: AccessRole, tune: impl FnOnce(&mut OAuthConfig
     .await
     .unwrap();
     let router = server.router();
-    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+    // As the gateway's server does, requests carry the connection's peer address.
+    let service = router.into_make_service_with_connect_info::<std::net::SocketAddr>();
+    tokio::spawn(async move { axum::serve(listener, service).await.unwrap() });
 
     idp.register_client(
         GATEWAY_CLIENT,
@@ -593,4 +595,101 @@ async fn unauthenticated_client_registration_is_rate_limited() {
     assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
     let body: Value = r.json().await.unwrap();
     assert_eq!(body["error"], "temporarily_unavailable");
+}
+
+/// Posts the local sign-in form as a browser behind a proxy would (`X-Forwarded-For`).
+async fn sign_in_from(
+    h: &Harness,
+    browser: &Browser,
+    request: &str,
+    forwarded_for: Option<&str>,
+    password: &str,
+) -> reqwest::Response {
+    let mut req = h
+        .http
+        .post(format!("{}/oauth/authorize/login", h.base))
+        .form(&[
+            ("request", request),
+            ("username", "alice"),
+            ("password", password),
+        ]);
+    if let Some(c) = &browser.cookie {
+        req = req.header("cookie", c);
+    }
+    if let Some(ip) = forwarded_for {
+        req = req.header("x-forwarded-for", format!("{ip}, 127.0.0.1"));
+    }
+    req.send().await.unwrap()
+}
+
+#[tokio::test]
+async fn a_stranger_guessing_passwords_locks_out_only_their_own_address() {
+    let h = start(true, AccessRole::Member, |c| {
+        c.max_failed_sign_ins = 5;
+        c.trusted_proxies = vec!["127.0.0.1".parse().unwrap()];
+    })
+    .await;
+    let client_id = h.register_app().await;
+    let (_, challenge) = pkce();
+    let mut browser = Browser::default();
+    let r = browser
+        .get(&h, &h.authorize_url(&client_id, &challenge, "models"))
+        .await;
+    let request = hidden_request(&r.text().await.unwrap());
+    let stranger = Some("203.0.113.9");
+    for _ in 0..3 {
+        let r = sign_in_from(&h, &browser, &request, stranger, "wrong password!").await;
+        assert_eq!(r.status(), StatusCode::OK);
+    }
+    // The stranger now waits between attempts, even with the right password…
+    let r = sign_in_from(&h, &browser, &request, stranger, "correct horse battery").await;
+    assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert!(r.headers().contains_key("retry-after"));
+    assert!(r.text().await.unwrap().contains("Too many failed sign-ins"));
+    // …while the user, elsewhere, signs in at once.
+    let r = sign_in_from(
+        &h,
+        &browser,
+        &request,
+        Some("198.51.100.7"),
+        "correct horse battery",
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    assert!(
+        r.text().await.unwrap().contains("consent"),
+        "the consent page"
+    );
+    // The delay grows with each failure and then passes.
+    tokio::time::sleep(std::time::Duration::from_millis(600)).await;
+    let r = sign_in_from(&h, &browser, &request, stranger, "still wrong!!").await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let r = sign_in_from(&h, &browser, &request, stranger, "correct horse battery").await;
+    assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+}
+
+#[tokio::test]
+async fn forwarded_for_is_ignored_unless_the_peer_is_a_trusted_proxy() {
+    let h = start(true, AccessRole::Member, |c| c.max_failed_sign_ins = 3).await;
+    let client_id = h.register_app().await;
+    let (_, challenge) = pkce();
+    let mut browser = Browser::default();
+    let r = browser
+        .get(&h, &h.authorize_url(&client_id, &challenge, "models"))
+        .await;
+    let request = hidden_request(&r.text().await.unwrap());
+    for spoofed in ["203.0.113.1", "203.0.113.2", "203.0.113.3"] {
+        let r = sign_in_from(&h, &browser, &request, Some(spoofed), "wrong password!").await;
+        assert_eq!(r.status(), StatusCode::OK);
+    }
+    // Every attempt counted against the connection's address: a new spoofed one is locked too.
+    let r = sign_in_from(
+        &h,
+        &browser,
+        &request,
+        Some("203.0.113.4"),
+        "correct horse battery",
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
 }
