@@ -13,10 +13,14 @@
 //! For the gateway it reports the CPU time it consumed per request during each measured window
 //! (from `/proc/<pid>/stat`) and its peak resident memory (`VmHWM`). It is a report, not a
 //! test: it exits 0 whether or not the targets are met.
+//!
+//! `portcullis-bench memory` ([`memory`]) measures the gateway's resident memory under a burst
+//! of concurrent maximum-size request bodies, and how much of it is given back afterwards.
 
 #![allow(clippy::print_stdout)]
 
 mod load;
+mod memory;
 mod procfs;
 mod semantic;
 
@@ -44,7 +48,8 @@ struct Args {
 fn usage() -> ! {
     eprintln!(
         "usage: portcullis-bench run [--gateway-bin PATH] [--duration SECS] [--warmup SECS] [--json FILE] [--no-pin]\n\
-         \x20      portcullis-bench load ADDR PATH KEY MODEL [--concurrency N] [--duration SECS] [--stream]"
+         \x20      portcullis-bench load ADDR PATH KEY MODEL [--concurrency N] [--duration SECS] [--stream]\n\
+         \x20      portcullis-bench memory [--help for its options]"
     );
     std::process::exit(2)
 }
@@ -116,6 +121,24 @@ fn load_only(mut args: impl Iterator<Item = String>) -> ExitCode {
     ExitCode::SUCCESS
 }
 
+/// `memory`: peak and settled resident memory of the gateway under a burst of large bodies.
+fn memory_only(args: impl Iterator<Item = String>) -> i32 {
+    let args = memory::parse_args(args);
+    let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    else {
+        return 1;
+    };
+    match rt.block_on(memory::run(&args)) {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("memory benchmark failed: {e}");
+            1
+        }
+    }
+}
+
 fn parse_args() -> Args {
     let mut args = std::env::args().skip(1);
     match args.next().as_deref() {
@@ -124,6 +147,7 @@ fn parse_args() -> Args {
             c if c == ExitCode::SUCCESS => 0,
             _ => 1,
         }),
+        Some("memory") => std::process::exit(memory_only(args)),
         _ => usage(),
     }
     let mut a = Args {
