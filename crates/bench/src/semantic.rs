@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use portcullis_semantic::{
-    DEFAULT_THRESHOLD, Embedding, EntryId, IndexEntry, ScopeHash, SemanticIndex,
+    DEFAULT_THRESHOLD, Embedding, EntryId, IndexEntry, ScopeHash, SemanticIndex, Signature,
 };
 
 const DIMENSIONS: usize = 384;
@@ -74,6 +74,7 @@ pub fn lookup_report() -> String {
                 embedding: rng.embedding(),
                 answer: Bytes::new(),
                 expires_ms: NOW_MS + TTL_MS,
+                signature: Signature::default(),
             };
             if index.insert(scope, entry, NOW_MS).is_err() {
                 let _ = writeln!(out, "{size:>8}  insert failed");

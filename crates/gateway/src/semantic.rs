@@ -22,7 +22,7 @@ use portcullis_core::{ChatRequest, EmbeddingInput, EmbeddingsRequest, Extras};
 use portcullis_providers::Registry;
 use portcullis_semantic::{
     CacheOptions, EmbedError, Embedder, EmbedderSpec, Embedding, LocalEmbedder, ScopeHash,
-    SemanticCache, scope, semantic_text,
+    SemanticCache, Signature, scope, semantic_text,
 };
 use portcullis_store::SemanticStore;
 
@@ -55,6 +55,7 @@ pub struct SemanticFill {
     cache: Arc<SemanticCache>,
     scope: ScopeHash,
     embedding: Embedding,
+    signature: Signature,
     ttl: Duration,
 }
 
@@ -62,7 +63,7 @@ impl SemanticFill {
     /// Stores `answer` (an encoded cache entry) under the request's embedding.
     pub fn fill(self, answer: Bytes) {
         self.cache
-            .store(self.scope, self.embedding, answer, self.ttl);
+            .store(self.scope, self.embedding, self.signature, answer, self.ttl);
     }
 }
 
@@ -182,6 +183,7 @@ impl SemanticLayer {
                     cache: cache.clone(),
                     scope,
                     embedding: found.embedding,
+                    signature: found.signature,
                     ttl: settings.ttl,
                 }),
             },

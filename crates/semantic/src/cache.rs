@@ -6,13 +6,18 @@
 //! - [`SemanticCache::sync`] pulls entries other replicas wrote since the last sync (call it
 //!   every few seconds);
 //! - [`SemanticCache::lookup`] embeds the conversation text and finds the best entry of the
-//!   scope at or above the threshold; it hands back the embedding so that a miss can be
-//!   stored without embedding twice;
+//!   scope at or above the threshold that does not say the opposite (the
+//!   [near-opposite guard](crate::guard): the text's [`Signature`] must not conflict with the
+//!   entry's); it hands back the embedding and the signature so that a miss can be stored
+//!   without computing them twice;
 //! - [`SemanticCache::store`] indexes an answer at once and writes it to the store in the
 //!   background: a failed or refused write is counted and logged, never returned;
 //! - [`SemanticCache::maintain`] deletes expired rows and trims the table (call it every
 //!   minute or so).
 //!
+//! Each row's answer column holds the entry's signature in front of the answer
+//! ([`guard::frame`]); rows without one, or with one computed by another revision of the
+//! guard, are never loaded — an entry that cannot be checked for opposites is not served.
 //! Rows written by another embedder (another [`Embedder::id`]) are never loaded. Rows are
 //! stamped with their write time, and each sync re-reads `sync_overlap` before the previous
 //! one, so a write still in flight at the previous sync, or a replica whose clock lags by
@@ -29,6 +34,7 @@ use tokio::sync::{Mutex, Semaphore};
 use uuid::Uuid;
 
 use crate::embedder::{EmbedError, Embedder};
+use crate::guard::{self, Signature};
 use crate::index::{EntryId, IndexEntry, SemanticIndex};
 use crate::text::ScopeHash;
 use crate::vector::Embedding;
@@ -93,6 +99,8 @@ pub struct Lookup {
     pub hit: Option<Hit>,
     /// The request's embedding: pass it to [`SemanticCache::store`] after a miss.
     pub embedding: Embedding,
+    /// The request's signature: pass it to [`SemanticCache::store`] with the embedding.
+    pub signature: Signature,
 }
 
 /// A failure of [`SemanticCache::load`], [`SemanticCache::sync`] or
@@ -114,6 +122,10 @@ pub struct SemanticStats {
     pub hits: AtomicU64,
     /// Lookups that found none.
     pub misses: AtomicU64,
+    /// Lookups whose best match at or above the threshold was passed over by the
+    /// near-opposite guard (it says the opposite of the request). Such a lookup may still
+    /// hit a lower, compatible entry.
+    pub refused: AtomicU64,
     /// Lookups or stores that could not embed their text.
     pub embed_failures: AtomicU64,
     /// Answers indexed by [`SemanticCache::store`].
@@ -251,25 +263,45 @@ impl SemanticCache {
         threshold: f32,
     ) -> Result<Lookup, EmbedError> {
         let embedding = self.embed(text).await?;
-        let hit = self.lookup_embedding(scope, &embedding, threshold);
-        Ok(Lookup { hit, embedding })
+        let signature = Signature::of(text);
+        let hit = self.lookup_embedding(scope, &embedding, &signature, threshold);
+        Ok(Lookup {
+            hit,
+            embedding,
+            signature,
+        })
     }
 
-    /// Looks for the best entry of `scope` for an embedding computed already.
+    /// Looks for the best entry of `scope` for an embedding and a signature computed
+    /// already.
     pub fn lookup_embedding(
         &self,
         scope: &ScopeHash,
         embedding: &Embedding,
+        signature: &Signature,
         threshold: f32,
     ) -> Option<Hit> {
-        let found = self
-            .index
-            .lookup(scope, embedding, threshold, self.clock.now_ms())
-            .map(|m| Hit {
-                id: m.id,
-                answer: m.answer,
-                score: m.score,
-            });
+        let guarded = self.index.lookup_compatible(
+            scope,
+            embedding,
+            signature,
+            threshold,
+            self.clock.now_ms(),
+        );
+        if let Some((score, conflict)) = guarded.refused {
+            self.stats.refused.fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(
+                %scope,
+                score,
+                %conflict,
+                "semantic cache match refused: the request says the opposite"
+            );
+        }
+        let found = guarded.found.map(|m| Hit {
+            id: m.id,
+            answer: m.answer,
+            score: m.score,
+        });
         let counter = if found.is_some() {
             &self.stats.hits
         } else {
@@ -279,10 +311,10 @@ impl SemanticCache {
         found
     }
 
-    /// Indexes `answer` under `embedding` in `scope` for `ttl`, and writes it to the store
-    /// in the background. Returns the new entry's id, or `None` when nothing was stored (a
-    /// zero TTL, a cache of zero entries, or an embedding whose dimensions the scope does
-    /// not hold).
+    /// Indexes `answer` under `embedding` and `signature` (both from the request's
+    /// [`Lookup`]) in `scope` for `ttl`, and writes it to the store in the background.
+    /// Returns the new entry's id, or `None` when nothing was stored (a zero TTL, a cache of
+    /// zero entries, or an embedding whose dimensions the scope does not hold).
     ///
     /// Never waits and never fails: a store write that fails, or that finds too many writes
     /// in flight already, is counted in [`SemanticStats`] and logged.
@@ -290,6 +322,7 @@ impl SemanticCache {
         &self,
         scope: ScopeHash,
         embedding: Embedding,
+        signature: Signature,
         answer: Bytes,
         ttl: Duration,
     ) -> Option<EntryId> {
@@ -297,12 +330,18 @@ impl SemanticCache {
         let ttl_ms = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX);
         let expires_ms = now.saturating_add(ttl_ms);
         let id = Uuid::now_v7();
-        let values = self.store.as_ref().map(|_| embedding.values().to_vec());
+        let row = self.store.as_ref().map(|_| {
+            (
+                embedding.values().to_vec(),
+                guard::frame(&signature, &answer),
+            )
+        });
         let entry = IndexEntry {
             id,
             embedding,
-            answer: answer.clone(),
+            answer,
             expires_ms,
+            signature,
         };
         match self.index.insert(scope, entry, now) {
             Ok(true) => {}
@@ -313,13 +352,13 @@ impl SemanticCache {
             }
         }
         self.stats.stored.fetch_add(1, Ordering::Relaxed);
-        if let (Some(store), Some(values)) = (&self.store, values) {
+        if let (Some(store), Some((values, answer))) = (&self.store, row) {
             let row = SemanticEntry {
                 id,
                 scope: scope.0,
                 embedder_id: self.embedder.id().to_owned(),
                 embedding: values,
-                answer: answer.to_vec(),
+                answer,
                 created_ms: now,
                 expires_ms,
             };
@@ -337,7 +376,7 @@ impl SemanticCache {
         ttl: Duration,
     ) -> Result<Option<EntryId>, EmbedError> {
         let embedding = self.embed(text).await?;
-        Ok(self.store(scope, embedding, answer, ttl))
+        Ok(self.store(scope, embedding, Signature::of(text), answer, ttl))
     }
 
     /// Waits until every background store write started so far has finished.
@@ -376,8 +415,9 @@ impl SemanticCache {
         result
     }
 
-    /// Indexes a stored row; `false` when it belongs to another embedder, is unusable, is
-    /// known already or expired.
+    /// Indexes a stored row; `false` when it belongs to another embedder, is unusable (its
+    /// vector, or its signature: missing or of another revision of the guard), is known
+    /// already or expired.
     fn index_row(&self, row: SemanticEntry, now: i64) -> bool {
         if row.embedder_id != self.embedder.id() {
             return false;
@@ -386,11 +426,18 @@ impl SemanticCache {
             tracing::debug!(id = %row.id, "skipping a semantic cache row with an unusable vector");
             return false;
         };
+        let Some((signature, start)) =
+            guard::unframe(&row.answer).map(|(s, answer)| (s, row.answer.len() - answer.len()))
+        else {
+            tracing::debug!(id = %row.id, "skipping a semantic cache row without its signature");
+            return false;
+        };
         let entry = IndexEntry {
             id: row.id,
             embedding,
-            answer: Bytes::from(row.answer),
+            answer: Bytes::from(row.answer).slice(start..),
             expires_ms: row.expires_ms,
+            signature,
         };
         match self.index.insert(ScopeHash(row.scope), entry, now) {
             Ok(added) => added,

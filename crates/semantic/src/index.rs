@@ -13,6 +13,11 @@
 //! and is purged lazily (by inserts, at most once a second while something has expired, or
 //! by [`SemanticIndex::purge_expired`]).
 //!
+//! [`SemanticIndex::lookup_compatible`] is the lookup the cache makes: the best entry at or
+//! above the threshold whose [`Signature`] does not [conflict](crate::guard) with the
+//! request's. An entry that scores higher but says the opposite is passed over (and reported),
+//! so a compatible entry below it can still answer.
+//!
 //! The lock is a `parking_lot::RwLock` held only for the scan or the update, never across an
 //! `.await`.
 
@@ -23,6 +28,7 @@ use bytes::Bytes;
 use parking_lot::RwLock;
 use uuid::Uuid;
 
+use crate::guard::{Conflict, Signature};
 use crate::text::ScopeHash;
 use crate::vector::{Embedding, dot_f32, dot_i8, upper_bound};
 
@@ -43,6 +49,8 @@ pub struct IndexEntry {
     pub answer: Bytes,
     /// When it stops matching, Unix milliseconds.
     pub expires_ms: i64,
+    /// What the entry's text asserts, for the near-opposite guard.
+    pub signature: Signature,
 }
 
 /// The best match of a lookup.
@@ -54,6 +62,16 @@ pub struct IndexMatch {
     pub score: f32,
     /// The cached answer.
     pub answer: Bytes,
+}
+
+/// The outcome of [`SemanticIndex::lookup_compatible`].
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct GuardedMatch {
+    /// The best compatible entry at or above the threshold.
+    pub found: Option<IndexMatch>,
+    /// The best-scoring entry at or above the threshold that was passed over because it
+    /// conflicts with the request, and why — when it scored higher than `found`.
+    pub refused: Option<(f32, Conflict)>,
 }
 
 /// Why an entry cannot be indexed.
@@ -80,6 +98,7 @@ struct ScopeRows {
     ids: Vec<EntryId>,
     expires_ms: Vec<i64>,
     answers: Vec<Bytes>,
+    signatures: Vec<Signature>,
     row_of: HashMap<EntryId, usize>,
 }
 
@@ -94,6 +113,7 @@ impl ScopeRows {
             embedding,
             answer,
             expires_ms,
+            signature,
         } = entry;
         self.row_of.insert(id, self.ids.len());
         self.quantized.extend_from_slice(embedding.quantized());
@@ -103,6 +123,7 @@ impl ScopeRows {
         self.ids.push(id);
         self.expires_ms.push(expires_ms);
         self.answers.push(answer);
+        self.signatures.push(signature);
     }
 
     /// Removes a row by moving the last row into its place.
@@ -120,6 +141,7 @@ impl ScopeRows {
         self.quantized_l1.swap_remove(row);
         self.expires_ms.swap_remove(row);
         self.answers.swap_remove(row);
+        self.signatures.swap_remove(row);
         let removed = self.ids.swap_remove(row);
         self.row_of.remove(&removed);
         if row != last {
@@ -144,6 +166,7 @@ impl ScopeRows {
                 self.expires_ms[kept] = self.expires_ms[row];
                 self.ids[kept] = self.ids[row];
                 self.answers.swap(kept, row);
+                self.signatures.swap(kept, row);
             }
             kept += 1;
         }
@@ -157,6 +180,7 @@ impl ScopeRows {
         self.expires_ms.truncate(kept);
         self.ids.truncate(kept);
         self.answers.truncate(kept);
+        self.signatures.truncate(kept);
         self.row_of.clear();
         for (row, id) in self.ids.iter().enumerate() {
             self.row_of.insert(*id, row);
@@ -165,6 +189,18 @@ impl ScopeRows {
 
     /// The best row at or above `threshold` that is unexpired at `now_ms`.
     fn best(&self, query: &Embedding, threshold: f32, now_ms: i64) -> Option<(usize, f32)> {
+        self.best_where(query, threshold, now_ms, |_, _| true)
+    }
+
+    /// The best row at or above `threshold`, unexpired at `now_ms`, that `accept`s; `accept`
+    /// is asked only about rows that would be the best so far.
+    fn best_where(
+        &self,
+        query: &Embedding,
+        threshold: f32,
+        now_ms: i64,
+        mut accept: impl FnMut(usize, f32) -> bool,
+    ) -> Option<(usize, f32)> {
         let d = self.dimensions;
         let mut best: Option<(usize, f32)> = None;
         let rows = self
@@ -183,7 +219,7 @@ impl ScopeRows {
                 continue;
             }
             let exact = dot_f32(&self.values[row * d..(row + 1) * d], query.values());
-            if exact >= floor && best.is_none_or(|(_, score)| exact > score) {
+            if exact >= floor && best.is_none_or(|(_, score)| exact > score) && accept(row, exact) {
                 best = Some((row, exact));
             }
         }
@@ -340,7 +376,8 @@ impl SemanticIndex {
     }
 
     /// The best entry of `scope` whose cosine similarity with `query` is at least
-    /// `threshold` and that is unexpired at `now_ms`.
+    /// `threshold` and that is unexpired at `now_ms`, whatever its signature says (see
+    /// [`SemanticIndex::lookup_compatible`]).
     pub fn lookup(
         &self,
         scope: &ScopeHash,
@@ -355,6 +392,42 @@ impl SemanticIndex {
         }
         rows.best(query, threshold, now_ms)
             .map(|best| rows.matched(best))
+    }
+
+    /// The best entry of `scope` at or above `threshold`, unexpired at `now_ms`, whose
+    /// signature does not conflict with `signature`; reports the best entry passed over for
+    /// conflicting, when it scored higher.
+    pub fn lookup_compatible(
+        &self,
+        scope: &ScopeHash,
+        query: &Embedding,
+        signature: &Signature,
+        threshold: f32,
+        now_ms: i64,
+    ) -> GuardedMatch {
+        let state = self.state.read();
+        let Some(rows) = state.scopes.get(scope) else {
+            return GuardedMatch::default();
+        };
+        if rows.dimensions != query.dimensions() {
+            return GuardedMatch::default();
+        }
+        let mut refused: Option<(f32, Conflict)> = None;
+        let found = rows
+            .best_where(query, threshold, now_ms, |row, score| {
+                match signature.conflict(&rows.signatures[row]) {
+                    None => true,
+                    Some(conflict) => {
+                        if refused.is_none_or(|(best, _)| score > best) {
+                            refused = Some((score, conflict));
+                        }
+                        false
+                    }
+                }
+            })
+            .map(|best| rows.matched(best));
+        let refused = refused.filter(|(score, _)| found.as_ref().is_none_or(|f| *score > f.score));
+        GuardedMatch { found, refused }
     }
 
     /// The same answer as [`SemanticIndex::lookup`] by an exhaustive exact `f32` scan: the

@@ -4,6 +4,9 @@
 //! - [`text`]: what is compared ([`semantic_text`]: the role-labelled conversation) and what
 //!   must match exactly ([`scope`]: tenant, target, instructions, tools, settings);
 //! - [`embedder`]: the [`Embedder`] trait every embedder implements, and its errors;
+//! - [`guard`]: the near-opposite guard — a [`Signature`] of each text (negation, antonyms,
+//!   numbers, classes, entities) that a match must not [conflict](Conflict) with, over the
+//!   word lists of [`lexicon`];
 //! - [`local`]: [`LocalEmbedder`], a BERT-family sentence-embedding model run on the CPU from
 //!   a directory of files, off the async executor;
 //! - [`vector`]: [`Embedding`] (a unit-length vector with its quantized copy) and the dot
@@ -17,7 +20,9 @@
 pub mod cache;
 pub mod config;
 pub mod embedder;
+pub mod guard;
 pub mod index;
+pub mod lexicon;
 pub mod local;
 pub mod text;
 pub mod vector;
@@ -30,7 +35,8 @@ pub use config::{
     RawSemanticCache, SemanticCacheSettings, SettingsIssue, parse_duration,
 };
 pub use embedder::{EmbedError, Embedder};
-pub use index::{EntryId, IndexEntry, IndexError, IndexMatch, SemanticIndex};
+pub use guard::{Conflict, Signature};
+pub use index::{EntryId, GuardedMatch, IndexEntry, IndexError, IndexMatch, SemanticIndex};
 pub use local::LocalEmbedder;
 pub use text::{ScopeHash, scope, semantic_text};
 pub use vector::{Embedding, EmbeddingError};

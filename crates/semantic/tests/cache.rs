@@ -70,7 +70,13 @@ async fn answer(
         Some(hit) => Some((hit.answer, hit.score)),
         None => {
             cache
-                .store(scope, lookup.embedding, Bytes::from(answer.to_owned()), DAY)
+                .store(
+                    scope,
+                    lookup.embedding,
+                    lookup.signature,
+                    Bytes::from(answer.to_owned()),
+                    DAY,
+                )
                 .unwrap();
             None
         }
@@ -216,6 +222,43 @@ async fn postgres_replicas_pick_up_each_others_entries() {
 }
 
 #[tokio::test]
+async fn rows_without_a_signature_are_never_loaded() {
+    // A row as written before entries carried their signature, or by another revision of
+    // the near-opposite guard: it cannot be checked for opposites, so it is not served.
+    let file = SqliteFile::new();
+    let store = file.connect().await;
+    let request = chat("sys", "How do I enable two-factor authentication?");
+    let writer = cache(store.clone(), CacheOptions::default());
+    let lookup = writer
+        .lookup(
+            &scope(&request, "acme", "openai/gpt-4o-mini"),
+            &semantic_text(&request),
+            DEFAULT_THRESHOLD,
+        )
+        .await
+        .unwrap();
+    let row = portcullis_store::SemanticEntry {
+        id: uuid::Uuid::now_v7(),
+        scope: scope(&request, "acme", "openai/gpt-4o-mini").0,
+        embedder_id: writer.embedder().id().to_owned(),
+        embedding: lookup.embedding.values().to_vec(),
+        answer: b"Open Settings, then Security.".to_vec(),
+        created_ms: 1,
+        expires_ms: i64::MAX,
+    };
+    store.insert(&row).await.unwrap();
+    let mut framed = row.clone();
+    framed.id = uuid::Uuid::now_v7();
+    framed.answer = portcullis_semantic::guard::frame(&lookup.signature, b"framed");
+    store.insert(&framed).await.unwrap();
+
+    let reader = cache(store, CacheOptions::default());
+    assert_eq!(reader.load().await.unwrap(), 1, "only the framed row");
+    let (hit, _) = answer(&reader, "acme", &request, "fresh").await.unwrap();
+    assert_eq!(hit, "framed");
+}
+
+#[tokio::test]
 async fn entries_of_another_embedder_are_ignored() {
     let file = SqliteFile::new();
     let store = file.connect().await;
@@ -313,7 +356,11 @@ async fn expired_entries_are_never_served_nor_loaded_and_maintenance_bounds_the_
     assert_eq!(a.index().len(), 2);
     a.maintain().await.unwrap();
     let rows = store.load_recent(a.embedder().id(), 0, 100).await.unwrap();
-    let answers: Vec<&[u8]> = rows.iter().map(|r| r.answer.as_slice()).collect();
+    // Each row carries its signature in front of the answer.
+    let answers: Vec<&[u8]> = rows
+        .iter()
+        .map(|r| portcullis_semantic::guard::unframe(&r.answer).unwrap().1)
+        .collect();
     assert_eq!(answers, vec![b"3".as_slice(), b"2".as_slice()]);
     assert_eq!(
         store.delete_expired(i64::MAX - 1).await.unwrap(),

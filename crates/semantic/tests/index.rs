@@ -6,7 +6,9 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use portcullis_semantic::{Embedding, IndexEntry, IndexError, ScopeHash, SemanticIndex};
+use portcullis_semantic::{
+    Conflict, Embedding, IndexEntry, IndexError, ScopeHash, SemanticIndex, Signature,
+};
 use uuid::Uuid;
 
 const NOW: i64 = 1_700_000_000_000;
@@ -37,6 +39,7 @@ fn entry(v: &[f32], answer: &str, expires_ms: i64) -> IndexEntry {
         embedding: emb(v),
         answer: Bytes::from(answer.to_owned()),
         expires_ms,
+        signature: Signature::default(),
     }
 }
 
@@ -160,6 +163,7 @@ fn a_full_index_evicts_the_oldest_entries_across_scopes() {
         embedding: emb(&vs[4]),
         answer: Bytes::from_static(b"dup"),
         expires_ms: NOW + HOUR,
+        signature: Signature::default(),
     };
     assert!(!index.insert(scope(0), again, NOW).unwrap());
     assert_eq!(index.len(), 3);
@@ -322,4 +326,69 @@ fn readers_and_writers_share_the_index_across_threads() {
     }
     assert_eq!(index.len(), 500);
     assert_eq!(index.evicted(), 1_100);
+}
+
+#[test]
+fn a_guarded_lookup_passes_over_an_entry_that_says_the_opposite() {
+    let mut rng = Rng(42);
+    let base = rng.vector(64);
+    let index = SemanticIndex::new(10);
+    let signed = |v: &[f32], answer: &str, text: &str| IndexEntry {
+        signature: Signature::of(text),
+        ..entry(v, answer, NOW + HOUR)
+    };
+    let opposite = near(&mut rng, &base, 0.95);
+    let agreeing = near(&mut rng, &base, 0.90);
+    let below = near(&mut rng, &base, 0.70);
+    index
+        .insert(
+            scope(0),
+            signed(&opposite, "enable", "How do I enable 2FA?"),
+            NOW,
+        )
+        .unwrap();
+    let query = emb(&base);
+    let asking = Signature::of("How do I disable 2FA?");
+
+    // Only the opposite is above the threshold: nothing, and the refusal is reported.
+    let guarded = index.lookup_compatible(&scope(0), &query, &asking, 0.8, NOW);
+    assert_eq!(guarded.found, None);
+    let (score, why) = guarded.refused.unwrap();
+    assert!(score > 0.9, "{score}");
+    assert_eq!(why, Conflict::Antonym);
+    assert!(
+        index.lookup(&scope(0), &query, 0.8, NOW).is_some(),
+        "unguarded, it would hit"
+    );
+
+    // A lower entry that agrees answers; one below the threshold never does.
+    index
+        .insert(
+            scope(0),
+            signed(&below, "below", "How do I turn off 2FA?"),
+            NOW,
+        )
+        .unwrap();
+    assert_eq!(
+        index
+            .lookup_compatible(&scope(0), &query, &asking, 0.8, NOW)
+            .found,
+        None
+    );
+    index
+        .insert(
+            scope(0),
+            signed(&agreeing, "disable", "How can I turn off 2FA?"),
+            NOW,
+        )
+        .unwrap();
+    let guarded = index.lookup_compatible(&scope(0), &query, &asking, 0.8, NOW);
+    assert_eq!(guarded.found.unwrap().answer, "disable");
+    assert!(guarded.refused.is_some(), "the opposite scored higher");
+
+    // A question on the same side takes the best entry, with nothing refused.
+    let same_side = Signature::of("How can I turn on 2FA?");
+    let guarded = index.lookup_compatible(&scope(0), &query, &same_side, 0.8, NOW);
+    assert_eq!(guarded.found.unwrap().answer, "enable");
+    assert_eq!(guarded.refused, None);
 }
