@@ -15,8 +15,9 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use axum::extract::{Query, State};
+use axum::extract::{FromRequestParts, Path, Query, RawPathParams, State};
 use axum::response::Response;
+use http::request::Parts;
 use http::{HeaderMap, StatusCode};
 use portcullis_core::{AccessRole, Dialect, ErrorKind, GatewayError};
 use portcullis_identity::Principal;
@@ -24,6 +25,7 @@ use portcullis_store::{
     Dimension, Interval, LogQuery, LogRecord, StatusFilter, UsageQuery, UsageRow, UsageStats,
 };
 use serde::Serialize;
+use serde::de::DeserializeOwned;
 use uuid::Uuid;
 
 use crate::respond;
@@ -92,6 +94,123 @@ fn bad(param: &str, why: &str) -> GatewayError {
     GatewayError::invalid_request(format!("Invalid `{param}`: {why}")).with_param(param)
 }
 
+/// Refuses a value no identifier, name or log field can hold: one with a NUL character, which
+/// PostgreSQL cannot store (it is escaped in the request log, but a filter or an identifier
+/// with it names nothing).
+pub(crate) fn check_text(param: &str, v: &str) -> Result<(), GatewayError> {
+    if v.as_bytes().contains(&0) {
+        return Err(bad(param, "must not contain NUL characters"));
+    }
+    Ok(())
+}
+
+/// A text filter's value, checked by [`check_text`].
+fn text(param: &str, v: &str) -> Result<String, GatewayError> {
+    check_text(param, v)?;
+    Ok(v.to_owned())
+}
+
+/// Refuses a JSON body with a NUL character in any string (a value or a key), naming where
+/// (`metadata.note`, `teams[1]`). Bodies without the escape `\u0000` — the only way JSON
+/// spells NUL — are passed at the cost of one scan; a body that is not JSON is left for the
+/// parser to report.
+pub(crate) fn check_json_text(body: &[u8]) -> Result<(), GatewayError> {
+    const NUL: &[u8] = b"\\u0000";
+    if !body.windows(NUL.len()).any(|w| w == NUL) {
+        return Ok(());
+    }
+    let Ok(v) = serde_json::from_slice::<serde_json::Value>(body) else {
+        return Ok(());
+    };
+    fn walk(v: &serde_json::Value, path: &mut String) -> Result<(), GatewayError> {
+        let at = |path: &str| {
+            if path.is_empty() {
+                "body".to_owned()
+            } else {
+                path.to_owned()
+            }
+        };
+        match v {
+            serde_json::Value::String(s) => check_text(&at(path), s),
+            serde_json::Value::Array(items) => {
+                for (i, item) in items.iter().enumerate() {
+                    let len = path.len();
+                    path.push_str(&format!("[{i}]"));
+                    walk(item, path)?;
+                    path.truncate(len);
+                }
+                Ok(())
+            }
+            serde_json::Value::Object(map) => {
+                for (k, item) in map {
+                    let len = path.len();
+                    if !path.is_empty() {
+                        path.push('.');
+                    }
+                    path.push_str(&k.replace('\0', "\\u0000"));
+                    if k.contains('\0') {
+                        return check_text(&at(path), k);
+                    }
+                    walk(item, path)?;
+                    path.truncate(len);
+                }
+                Ok(())
+            }
+            _ => Ok(()),
+        }
+    }
+    walk(&v, &mut String::new())
+}
+
+/// The admin API's path extractor: axum's `Path`, except that a segment with a NUL character
+/// or one that is not UTF-8 is a 400 in the API's own words, naming the segment — and only
+/// for an admin: anyone else gets the 401 or 403 the handler would have given.
+pub struct AdminPath<T>(pub T);
+
+impl<T> FromRequestParts<Arc<AppState>> for AdminPath<T>
+where
+    T: DeserializeOwned + Send,
+{
+    type Rejection = Response;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &Arc<AppState>,
+    ) -> Result<Self, Self::Rejection> {
+        let problem = match RawPathParams::from_request_parts(parts, state).await {
+            Ok(raw) => raw.iter().find_map(|(name, v)| check_text(name, v).err()),
+            Err(_) => Some(GatewayError::invalid_request(
+                "Invalid path: a segment is not UTF-8 once percent-decoded",
+            )),
+        };
+        let problem = match problem {
+            Some(p) => p,
+            None => match Path::<T>::from_request_parts(parts, state).await {
+                Ok(Path(t)) => return Ok(AdminPath(t)),
+                Err(e) => GatewayError::invalid_request(format!("Invalid path: {}", e.body_text())),
+            },
+        };
+        let err = match require_admin(state, &parts.headers).await {
+            Ok(_) => problem,
+            Err(e) => e,
+        };
+        Err(respond::error(Dialect::OpenAi, &err, &Uuid::now_v7()))
+    }
+}
+
+/// A failed store call as the admin API answers it: the database's own message goes to the
+/// operator's log, never to the caller.
+pub(crate) fn store_unavailable(
+    what: &'static str,
+    e: &portcullis_store::StoreError,
+) -> GatewayError {
+    tracing::error!(error = %e, "{what} failed");
+    GatewayError::new(
+        ErrorKind::Unavailable,
+        "The gateway's database is unavailable; try again later",
+    )
+}
+
 /// Parses a time given as RFC 3339 or Unix milliseconds.
 fn parse_time(param: &str, v: &str) -> Result<i64, GatewayError> {
     if let Ok(ms) = v.parse::<i64>() {
@@ -111,13 +230,13 @@ fn log_query(params: &HashMap<String, String>) -> Result<LogQuery, GatewayError>
         match k.as_str() {
             "since" => q.since_ms = Some(parse_time(k, v)?),
             "until" => q.until_ms = Some(parse_time(k, v)?),
-            "model" => q.model = Some(v.clone()),
-            "provider" => q.provider = Some(v.clone()),
-            "route" => q.route = Some(v.clone()),
-            "subject" => q.subject = Some(v.clone()),
-            "user" => q.user = Some(v.clone()),
-            "team" => q.team = Some(v.clone()),
-            "key" => q.key = Some(v.clone()),
+            "model" => q.model = Some(text(k, v)?),
+            "provider" => q.provider = Some(text(k, v)?),
+            "route" => q.route = Some(text(k, v)?),
+            "subject" => q.subject = Some(text(k, v)?),
+            "user" => q.user = Some(text(k, v)?),
+            "team" => q.team = Some(text(k, v)?),
+            "key" => q.key = Some(text(k, v)?),
             "status" => {
                 q.status = Some(
                     StatusFilter::parse(v)
@@ -152,6 +271,96 @@ struct LogView<'a> {
     ttft_ms: Option<f64>,
 }
 
+impl<'a> LogView<'a> {
+    fn of(r: &'a LogRecord) -> Self {
+        LogView {
+            time: jiff::Timestamp::from_millisecond(r.ts_ms)
+                .map(|t| t.to_string())
+                .unwrap_or_default(),
+            record: r,
+            latency_ms: r.latency_us as f64 / 1000.0,
+            ttft_ms: r.ttft_us.map(|t| t as f64 / 1000.0),
+        }
+    }
+}
+
+/// A page of `GET /admin/logs` ends early once its records pass this many bytes of JSON (logged
+/// bodies make records large); its `next_cursor` continues after the last record it holds.
+pub const MAX_LOG_PAGE_BYTES: usize = 8 * 1024 * 1024;
+
+/// Rows read from the database at a time while filling a page: the first read is small, later
+/// ones are sized from the bytes per record seen so far, so a page of large records never holds
+/// many more rows in memory than it returns.
+const FIRST_LOG_READ: u32 = 8;
+const MAX_LOG_READ: u32 = 250;
+
+/// Fills one page of the log: `{"data": [...], "next_cursor": ...}`, at most `q.limit` records
+/// and, past [`MAX_LOG_PAGE_BYTES`], no more records.
+async fn log_page(state: &AppState, mut q: LogQuery) -> Result<Vec<u8>, GatewayError> {
+    let limit = q.limit.clamp(1, 1000);
+    let mut out = Vec::with_capacity(4096);
+    out.extend_from_slice(b"{\"data\":[");
+    let (mut count, mut data_bytes) = (0u32, 0usize);
+    let mut last: Option<Uuid> = None;
+    let mut more = false;
+    let mut read = FIRST_LOG_READ.min(limit);
+    loop {
+        q.limit = read;
+        q.before_id = last.or(q.before_id);
+        let records = state
+            .stores
+            .logs
+            .query(&q)
+            .await
+            .map_err(|e| store_unavailable("reading the request log", &e))?;
+        let exhausted = records.len() < read as usize;
+        for r in &records {
+            if count > 0 {
+                out.push(b',');
+            }
+            let before = out.len();
+            serde_json::to_writer(&mut out, &LogView::of(r))
+                .map_err(|e| GatewayError::internal(format!("encoding the log failed: {e}")))?;
+            data_bytes += out.len() - before;
+            count += 1;
+            last = Some(r.id);
+            if count == limit || data_bytes >= MAX_LOG_PAGE_BYTES {
+                break;
+            }
+        }
+        if count == limit {
+            // A full page always points on, as it always has (the next may be empty).
+            more = true;
+            break;
+        }
+        if data_bytes >= MAX_LOG_PAGE_BYTES {
+            // Cut by size: more follow unless this was the very last record.
+            more = !exhausted || last != records.last().map(|r| r.id);
+            break;
+        }
+        if exhausted {
+            break;
+        }
+        let per_record = data_bytes / count.max(1) as usize + 1;
+        let fits = (MAX_LOG_PAGE_BYTES - data_bytes) / per_record + 1;
+        read = u32::try_from(fits)
+            .unwrap_or(MAX_LOG_READ)
+            .clamp(1, MAX_LOG_READ)
+            .min(limit - count);
+    }
+    out.extend_from_slice(b"],\"next_cursor\":");
+    match last.filter(|_| more) {
+        Some(id) => {
+            out.push(b'"');
+            out.extend_from_slice(id.hyphenated().to_string().as_bytes());
+            out.push(b'"');
+        }
+        None => out.extend_from_slice(b"null"),
+    }
+    out.push(b'}');
+    Ok(out)
+}
+
 /// `GET /admin/logs`.
 pub async fn logs(
     State(state): State<Arc<AppState>>,
@@ -166,26 +375,7 @@ pub async fn logs(
         if viewer_team.is_some() {
             q.team = viewer_team;
         }
-        let records =
-            state.stores.logs.query(&q).await.map_err(|e| {
-                GatewayError::internal(format!("reading the request log failed: {e}"))
-            })?;
-        let next_cursor = (records.len() == q.limit as usize)
-            .then(|| records.last().map(|r| r.id.to_string()))
-            .flatten();
-        let data: Vec<LogView<'_>> = records
-            .iter()
-            .map(|r| LogView {
-                time: jiff::Timestamp::from_millisecond(r.ts_ms)
-                    .map(|t| t.to_string())
-                    .unwrap_or_default(),
-                record: r,
-                latency_ms: r.latency_us as f64 / 1000.0,
-                ttft_ms: r.ttft_us.map(|t| t as f64 / 1000.0),
-            })
-            .collect();
-        serde_json::to_vec(&serde_json::json!({ "data": data, "next_cursor": next_cursor }))
-            .map_err(|e| GatewayError::internal(format!("encoding the log failed: {e}")))
+        log_page(&state, q).await
     }
     .await;
     match result {
@@ -224,7 +414,7 @@ fn usage_query(params: &[(String, String)], now_ms: i64) -> Result<UsageQuery, G
             }
             other => match Dimension::parse(other) {
                 Some(_) if v.is_empty() => return Err(bad(k, "must not be empty")),
-                Some(dimension) => filters.push((dimension, v.clone())),
+                Some(dimension) => filters.push((dimension, text(k, v)?)),
                 None => return Err(bad(other, "unknown parameter")),
             },
         }
@@ -350,7 +540,7 @@ pub async fn usage(
             q.filters.retain(|(d, _)| *d != Dimension::Team);
             q.filters.push((Dimension::Team, team));
         }
-        let failed = |e| GatewayError::internal(format!("reading usage failed: {e}"));
+        let failed = |e| store_unavailable("reading usage", &e);
         let rows = state.stores.usage.usage(&q).await.map_err(failed)?;
         let totals = if q.group_by.is_none() && q.interval.is_none() {
             rows.first().map(|r| r.stats.clone())

@@ -18,7 +18,7 @@
 use std::sync::Arc;
 
 use axum::body::{Body, Bytes};
-use axum::extract::{Path, Query, State};
+use axum::extract::{Query, State};
 use axum::response::Response;
 use http::{HeaderMap, HeaderValue, StatusCode};
 use portcullis_core::{AccessRole, Dialect, ErrorKind, GatewayError};
@@ -35,7 +35,7 @@ use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use crate::admin::require_admin;
+use crate::admin::{AdminPath as Path, require_admin};
 use crate::chat::read_body;
 use crate::respond;
 use crate::state::AppState;
@@ -112,6 +112,7 @@ async fn parse<T: DeserializeOwned>(headers: &HeaderMap, body: Body) -> Result<T
 
 /// Deserializes a JSON body, naming the offending field in the error.
 fn parse_bytes<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, GatewayError> {
+    crate::admin::check_json_text(bytes)?;
     check_objects(bytes)?;
     let de = &mut serde_json::Deserializer::from_slice(bytes);
     serde_path_to_error::deserialize(de).map_err(|e| {

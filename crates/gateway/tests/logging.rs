@@ -449,3 +449,174 @@ async fn nul_characters_cost_no_record_on_sqlite() {
 async fn nul_characters_cost_no_record_on_postgres() {
     exercise_nul_does_not_cost_other_records(Some(fresh_postgres_url().await)).await;
 }
+
+/// NUL in admin filters, path segments and body fields: a 400 naming the parameter, in the
+/// API's own words — never a 5xx, never the database's message.
+async fn exercise_admin_nul(gw: &TestGateway) {
+    async fn call(gw: &TestGateway, method: &str, path: &str, body: Option<&str>) -> (u16, Value) {
+        let mut req = client()
+            .request(method.parse().unwrap(), gw.at(path))
+            .bearer_auth(MASTER_KEY);
+        if let Some(b) = body {
+            req = req
+                .header("content-type", "application/json")
+                .body(b.to_owned());
+        }
+        let r = req.send().await.unwrap();
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+    let mut cases: Vec<(&str, String, Option<&str>, &str)> = Vec::new();
+    for p in [
+        "model", "provider", "route", "subject", "user", "team", "key",
+    ] {
+        cases.push(("GET", format!("/admin/logs?{p}=a%00b"), None, p));
+    }
+    for p in ["provider", "model", "route", "key", "user", "team"] {
+        cases.push(("GET", format!("/admin/usage?{p}=%00"), None, p));
+    }
+    for (method, path, param) in [
+        ("GET", "/admin/teams/a%00", "id"),
+        ("DELETE", "/admin/teams/%00", "id"),
+        ("GET", "/admin/users/%00x", "id"),
+        ("PATCH", "/admin/users/%00", "id"),
+        ("DELETE", "/admin/users/%00", "id"),
+        ("GET", "/admin/keys/%00", "id"),
+        ("DELETE", "/admin/keys/%00", "id"),
+        ("POST", "/admin/keys/%00/rotate", "id"),
+        ("DELETE", "/admin/provider-keys/%00", "id"),
+        ("DELETE", "/admin/service-accounts/%00", "id"),
+        ("DELETE", "/admin/teams/red/members/%00", "user"),
+    ] {
+        cases.push((method, path.to_owned(), Some("{}"), param));
+    }
+    for (path, body, param) in [
+        ("/admin/teams", r#"{"name":"a\u0000b"}"#, "name"),
+        ("/admin/teams", r#"{"id":"t\u0000","name":"x"}"#, "id"),
+        (
+            "/admin/teams",
+            r#"{"name":"x","metadata":{"k":"\u0000"}}"#,
+            "metadata.k",
+        ),
+        (
+            "/admin/users",
+            r#"{"email":"a\u0000@example.com"}"#,
+            "email",
+        ),
+        (
+            "/admin/users",
+            r#"{"name":"x","teams":["ok","\u0000"]}"#,
+            "teams[1]",
+        ),
+        ("/admin/keys", r#"{"name":"\u0000"}"#, "name"),
+        ("/admin/keys", r#"{"name":"k","team":"\u0000"}"#, "team"),
+        (
+            "/admin/provider-keys",
+            r#"{"provider":"openai","key":"sk-\u0000"}"#,
+            "key",
+        ),
+        ("/admin/service-accounts", r#"{"name":"\u0000"}"#, "name"),
+    ] {
+        cases.push(("POST", path.to_owned(), Some(body), param));
+    }
+    for (method, path, body, param) in cases {
+        let (status, v) = call(gw, method, &path, body).await;
+        assert_eq!(status, 400, "{method} {path} {body:?}: {v}");
+        let message = v["error"]["message"].as_str().unwrap_or_default();
+        assert!(
+            message.contains("NUL") && v["error"]["param"] == param,
+            "{method} {path} {body:?}: {v}"
+        );
+        assert!(
+            !message.to_lowercase().contains("database") && !message.contains("0x00"),
+            "{v}"
+        );
+    }
+    // Nobody but an admin learns about its input.
+    let r = client()
+        .get(gw.at("/admin/teams/%00"))
+        .bearer_auth("wrong")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+}
+
+#[tokio::test]
+async fn nul_in_admin_input_is_a_400_on_sqlite() {
+    let gw = TestGateway::start("").await;
+    exercise_admin_nul(&gw).await;
+}
+
+#[tokio::test]
+async fn nul_in_admin_input_is_a_400_on_postgres() {
+    let gw = TestGateway::start_with_db(&fresh_postgres_url().await, "").await;
+    exercise_admin_nul(&gw).await;
+}
+
+#[tokio::test]
+async fn a_page_of_large_records_is_cut_by_bytes_and_the_cursor_continues() {
+    let mock = MockUpstream::start().await;
+    let gw = TestGateway::start(&format!(
+        "{}log:\n  bodies: true\n  flush_interval_ms: 5\n",
+        providers_yaml(&mock)
+    ))
+    .await;
+    // Twelve requests with 900 KB messages: each record holds about 1 MB of logged body.
+    let big = "x".repeat(900 * 1024);
+    for i in 0..12 {
+        let (status, _, _) = post(
+            &gw,
+            "/v1/chat/completions",
+            &chat("gpt-4o-mini", &format!("{i}{big}"), false),
+        )
+        .await;
+        assert_eq!(status, 200);
+    }
+    gw.logs("limit=1000", 12).await;
+    let page = |query: String| {
+        let gw = &gw;
+        async move {
+            let r = client()
+                .get(gw.at(&format!("/admin/logs?{query}")))
+                .bearer_auth(MASTER_KEY)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 200);
+            let bytes = r.bytes().await.unwrap();
+            (
+                bytes.len(),
+                serde_json::from_slice::<Value>(&bytes).unwrap(),
+            )
+        }
+    };
+    let mut seen = Vec::new();
+    let mut cursor = None::<String>;
+    let mut pages = 0;
+    loop {
+        let q = match &cursor {
+            Some(c) => format!("limit=1000&cursor={c}"),
+            None => "limit=1000".to_owned(),
+        };
+        let (bytes, v) = page(q).await;
+        pages += 1;
+        let data = v["data"].as_array().unwrap();
+        assert!(!data.is_empty() || cursor.is_some());
+        assert!(
+            bytes < 8 * 1024 * 1024 + 2 * 1024 * 1024,
+            "a page stops once past 8 MiB: {bytes} bytes"
+        );
+        seen.extend(data.iter().map(|r| r["id"].as_str().unwrap().to_owned()));
+        match v["next_cursor"].as_str() {
+            Some(c) => cursor = Some(c.to_owned()),
+            None => break,
+        }
+    }
+    assert!(pages >= 2, "12 MB of records do not fit one page");
+    let mut unique = seen.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(unique.len(), 12, "every record once: {seen:?}");
+    assert_eq!(seen.len(), 12);
+}
