@@ -1431,6 +1431,19 @@ routes:
             "{all}"
         );
 
+        // Where the setting is required, the issue names the variable.
+        let err = from_yaml(
+            "providers:\n  openai:\n    api_key: k\nroutes:\n  r:\n    targets: ${TARGETS}\n",
+            Source::Environment,
+            &env(&[]),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.starts_with("routes.r.targets: ") && err.contains("(`${TARGETS}` is not set)"),
+            "{err}"
+        );
+
         // A sole unset reference leaves the setting out, which is fine where it is optional.
         let c = from_yaml(
             "master_key: ${PORTCULLIS_MASTER_KEY}\nproviders:\n  openai:\n    api_key: k\n",

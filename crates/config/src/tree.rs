@@ -471,11 +471,13 @@ impl Tree {
     /// one anywhere) replaced by what the file wrote.
     fn redact_at(&self, at: &[Step], message: &str) -> String {
         let mut pairs = Vec::new();
+        let mut unset = Vec::new();
         if let Some(node) = find(&self.root, at) {
             collect(node, &mut pairs, 0);
+            unset_names(node, &mut unset);
         }
         collect(&self.root, &mut pairs, LONG);
-        redact(message, pairs)
+        with_unset(redact(message, pairs), &unset)
     }
 
     /// `message` about `key` (`providers.corp.base_url`, `routes.r.targets[0]`), redacted as
@@ -489,13 +491,17 @@ impl Tree {
             unset_names(node, &mut unset);
         }
         collect(&self.root, &mut pairs, LONG);
-        let mut out = redact(message, pairs);
-        if !unset.is_empty() {
-            let names: Vec<String> = unset.iter().map(|n| format!("`${{{n}}}`")).collect();
-            out.push_str(&format!(" ({} is not set)", names.join(", ")));
-        }
-        out
+        with_unset(redact(message, pairs), &unset)
     }
+}
+
+/// `message`, naming the unset variables that left settings under its key out.
+fn with_unset(mut message: String, unset: &[String]) -> String {
+    if !unset.is_empty() {
+        let names: Vec<String> = unset.iter().map(|n| format!("`${{{n}}}`")).collect();
+        message.push_str(&format!(" ({} is not set)", names.join(", ")));
+    }
+    message
 }
 
 /// Values at least this long are redacted wherever a message shows them.
