@@ -29,8 +29,10 @@ use serde::Deserialize;
 use crate::key::is_deterministic;
 use crate::store::LONGEST_TTL;
 
-/// The longest TTL the configuration or a request header may ask for: one year.
+/// The longest TTL the configuration may set: one year.
 pub const MAX_TTL: Duration = LONGEST_TTL;
+/// The longest TTL a request header may ask for: 30 days.
+pub const MAX_REQUEST_TTL: Duration = Duration::from_secs(30 * 24 * 60 * 60);
 /// TTL when none is configured.
 pub const DEFAULT_TTL: Duration = Duration::from_secs(5 * 60);
 /// Memory backend capacity when none is configured: 256 MiB.
@@ -346,7 +348,7 @@ impl CacheRequestOptions {
     }
 }
 
-/// Parses `x-portcullis-cache-ttl`: a whole number of seconds, 1 to one year.
+/// Parses `x-portcullis-cache-ttl`: a whole number of seconds, 1 to 30 days.
 pub fn parse_ttl_header(value: &str) -> Result<Duration, CacheHeaderError> {
     let error = |reason| CacheHeaderError {
         header: CACHE_TTL_HEADER,
@@ -356,15 +358,14 @@ pub fn parse_ttl_header(value: &str) -> Result<Duration, CacheHeaderError> {
     if value.is_empty() || !value.bytes().all(|b| b.is_ascii_digit()) {
         return Err(error("expected a whole number of seconds"));
     }
-    let seconds: u64 = value
-        .parse()
-        .map_err(|_| error("expected a whole number of seconds"))?;
+    // Too many digits for a u64 is far over the maximum, not a malformed number.
+    let seconds: u64 = value.parse().unwrap_or(u64::MAX);
     let ttl = Duration::from_secs(seconds);
     if ttl.is_zero() {
         return Err(error("must be at least 1 second"));
     }
-    if ttl > MAX_TTL {
-        return Err(error("must be at most one year (31536000 seconds)"));
+    if ttl > MAX_REQUEST_TTL {
+        return Err(error("must be at most 30 days (2592000 seconds)"));
     }
     Ok(ttl)
 }

@@ -28,7 +28,7 @@ pub mod store;
 pub use coalesce::{Coalescer, Follower, Joined, LeaderGuard};
 pub use config::{
     CacheBackend, CacheConfigIssue, CacheHeaderError, CacheRequestOptions, CacheSettings,
-    RawCacheConfig, RawTtl, parse_key_header, parse_skip_header, parse_ttl_header,
+    MAX_REQUEST_TTL, RawCacheConfig, RawTtl, parse_key_header, parse_skip_header, parse_ttl_header,
 };
 pub use entry::{CachedResponse, EntryError};
 pub use key::{CacheKey, fingerprint, fingerprint_custom, is_deterministic};

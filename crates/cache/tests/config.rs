@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use http::{HeaderMap, HeaderValue};
 use portcullis_cache::{
-    CacheBackend, CacheConfigIssue, CacheRequestOptions, CacheSettings, RawCacheConfig,
-    parse_key_header, parse_skip_header, parse_ttl_header,
+    CacheBackend, CacheConfigIssue, CacheRequestOptions, CacheSettings, MAX_REQUEST_TTL,
+    RawCacheConfig, parse_key_header, parse_skip_header, parse_ttl_header,
 };
 use portcullis_core::ChatRequest;
 use serde::Deserialize;
@@ -249,16 +249,21 @@ fn malformed_headers_are_refused_by_name() {
         "-1",
         "0",
         "1.5",
-        "31536001",
+        "2592001",
+        "31536000",
         "99999999999999999999999",
     ] {
         let error = parse_ttl_header(bad).unwrap_err();
         assert_eq!(error.header, "x-portcullis-cache-ttl", "{bad}");
     }
     assert_eq!(parse_ttl_header(" 60 ").unwrap(), Duration::from_secs(60));
+    // At most 30 days.
+    assert_eq!(parse_ttl_header("2592000").unwrap(), MAX_REQUEST_TTL);
     assert_eq!(
-        parse_ttl_header("31536000").unwrap(),
-        Duration::from_secs(31_536_000)
+        parse_ttl_header("99999999999999999999999")
+            .unwrap_err()
+            .to_string(),
+        "Invalid `x-portcullis-cache-ttl` header: must be at most 30 days (2592000 seconds)"
     );
 
     assert!(parse_skip_header("TRUE").unwrap());

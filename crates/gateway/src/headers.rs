@@ -66,14 +66,29 @@ const MAX_METADATA_BYTES: usize = 4096;
 const MAX_METADATA_KEYS: usize = 16;
 const MAX_LABEL_BYTES: usize = 256;
 
-/// The value of `name`, or of its Cloudflare alias.
-fn header<'a>(headers: &'a HeaderMap, name: &str, alias: Option<&str>) -> Option<&'a str> {
-    headers
-        .get(name)
-        .or_else(|| alias.and_then(|a| headers.get(a)))
-        .and_then(|v| v.to_str().ok())
-        .map(str::trim)
-        .filter(|v| !v.is_empty())
+/// Longest cache TTL a request may ask for: 30 days.
+pub const MAX_REQUEST_CACHE_TTL: Duration = portcullis_cache::MAX_REQUEST_TTL;
+
+/// The value of `name`, or of its Cloudflare alias, trimmed (`None` when absent or blank).
+/// A value that is not printable ASCII is refused with a 400 naming the header as sent, never
+/// silently ignored.
+fn header<'a>(
+    headers: &'a HeaderMap,
+    name: &'static str,
+    alias: Option<&'static str>,
+) -> Result<Option<&'a str>, GatewayError> {
+    let (sent, value) = match headers.get(name) {
+        Some(v) => (name, v),
+        None => match alias.and_then(|a| headers.get(a).map(|v| (a, v))) {
+            Some(found) => found,
+            None => return Ok(None),
+        },
+    };
+    let value = value
+        .to_str()
+        .map_err(|_| bad_header(sent, "must be printable ASCII"))?
+        .trim();
+    Ok((!value.is_empty()).then_some(value))
 }
 
 fn bad_header(name: &str, why: &str) -> GatewayError {
@@ -84,43 +99,39 @@ fn bad_header(name: &str, why: &str) -> GatewayError {
 /// Reads the per-request options, refusing malformed ones with a precise 400.
 pub fn request_options(headers: &HeaderMap) -> Result<RequestOptions, GatewayError> {
     let mut opts = RequestOptions::default();
-    if let Some(raw) = header(headers, "x-portcullis-metadata", Some("cf-aig-metadata")) {
+    if let Some(raw) = header(headers, "x-portcullis-metadata", Some("cf-aig-metadata"))? {
         opts.metadata = Some(validate_metadata(raw)?);
     }
     if let Some(v) = header(
         headers,
         "x-portcullis-collect-log",
         Some("cf-aig-collect-log"),
-    ) {
+    )? {
         opts.collect_log = Some(flag("x-portcullis-collect-log", v)?);
     }
-    if let Some(v) = header(headers, "x-portcullis-cache-ttl", Some("cf-aig-cache-ttl")) {
-        let secs: u64 = v
-            .parse()
-            .map_err(|_| bad_header("x-portcullis-cache-ttl", "expected whole seconds"))?;
-        opts.cache_ttl = Some(Duration::from_secs(secs));
+    if let Some(v) = header(headers, "x-portcullis-cache-ttl", Some("cf-aig-cache-ttl"))? {
+        opts.cache_ttl = Some(
+            portcullis_cache::parse_ttl_header(v)
+                .map_err(|e| bad_header("x-portcullis-cache-ttl", e.reason))?,
+        );
     }
     if let Some(v) = header(
         headers,
         "x-portcullis-skip-cache",
         Some("cf-aig-skip-cache"),
-    ) {
+    )? {
         opts.skip_cache = flag("x-portcullis-skip-cache", v)?;
     }
-    if let Some(v) = header(headers, "x-portcullis-cache-key", Some("cf-aig-cache-key")) {
-        if v.len() > MAX_LABEL_BYTES {
-            return Err(bad_header(
-                "x-portcullis-cache-key",
-                "longer than 256 bytes",
-            ));
-        }
-        opts.cache_key = Some(v.to_owned());
+    if let Some(v) = header(headers, "x-portcullis-cache-key", Some("cf-aig-cache-key"))? {
+        let key = portcullis_cache::parse_key_header(v)
+            .map_err(|e| bad_header("x-portcullis-cache-key", e.reason))?;
+        opts.cache_key = Some(key.to_owned());
     }
     if let Some(v) = header(
         headers,
         "x-portcullis-request-timeout",
         Some("cf-aig-request-timeout"),
-    ) {
+    )? {
         let ms: u64 = v.parse().ok().filter(|ms| *ms > 0).ok_or_else(|| {
             bad_header(
                 "x-portcullis-request-timeout",
@@ -133,7 +144,7 @@ pub fn request_options(headers: &HeaderMap) -> Result<RequestOptions, GatewayErr
         headers,
         "x-portcullis-max-attempts",
         Some("cf-aig-max-attempts"),
-    ) {
+    )? {
         let n: u32 = v
             .parse()
             .ok()
@@ -145,7 +156,7 @@ pub fn request_options(headers: &HeaderMap) -> Result<RequestOptions, GatewayErr
         headers,
         "x-portcullis-retry-delay",
         Some("cf-aig-retry-delay"),
-    ) {
+    )? {
         let ms: u64 = v
             .parse()
             .ok()
@@ -158,7 +169,7 @@ pub fn request_options(headers: &HeaderMap) -> Result<RequestOptions, GatewayErr
             })?;
         opts.retry_delay = Some(Duration::from_millis(ms));
     }
-    if let Some(v) = header(headers, "x-portcullis-backoff", Some("cf-aig-backoff")) {
+    if let Some(v) = header(headers, "x-portcullis-backoff", Some("cf-aig-backoff"))? {
         opts.backoff = Some(Backoff::parse(v).ok_or_else(|| {
             bad_header(
                 "x-portcullis-backoff",
@@ -170,7 +181,7 @@ pub fn request_options(headers: &HeaderMap) -> Result<RequestOptions, GatewayErr
         headers,
         "x-portcullis-custom-cost",
         Some("cf-aig-custom-cost"),
-    ) {
+    )? {
         opts.custom_cost = Some(
             CustomCost::parse(v)
                 .map_err(|e| bad_header("x-portcullis-custom-cost", &e.to_string()))?,
@@ -181,7 +192,7 @@ pub fn request_options(headers: &HeaderMap) -> Result<RequestOptions, GatewayErr
         ("x-portcullis-agent", &mut opts.agent),
         ("x-portcullis-provider-key", &mut opts.provider_key),
     ] {
-        if let Some(v) = header(headers, name, None) {
+        if let Some(v) = header(headers, name, None)? {
             if v.len() > MAX_LABEL_BYTES {
                 return Err(bad_header(name, "longer than 256 bytes"));
             }
@@ -289,10 +300,39 @@ mod tests {
             ("x-portcullis-retry-delay", "60000"),
             ("x-portcullis-backoff", "fibonacci"),
             ("x-portcullis-custom-cost", r#"{"per_token_in": -1}"#),
+            ("x-portcullis-cache-ttl", "0"),
+            ("x-portcullis-cache-ttl", "2592001"),
+            ("x-portcullis-cache-ttl", "99999999999999999999999"),
+            ("x-portcullis-cache-ttl", "1h"),
+            ("x-portcullis-cache-key", "tab\there"),
         ] {
             let e = request_options(&h(&[bad])).unwrap_err();
             assert_eq!(e.status().as_u16(), 400, "{bad:?}");
-            assert!(e.message().contains(bad.0) || e.message().contains("x-portcullis"));
+            assert!(e.message().contains(bad.0), "{bad:?}: {}", e.message());
+        }
+        let o = request_options(&h(&[("cf-aig-cache-ttl", "2592000")])).unwrap();
+        assert_eq!(o.cache_ttl, Some(MAX_REQUEST_CACHE_TTL));
+    }
+
+    #[test]
+    fn refuses_unreadable_values_naming_the_header_sent() {
+        for name in [
+            "x-portcullis-metadata",
+            "cf-aig-collect-log",
+            "cf-aig-cache-ttl",
+            "x-portcullis-cache-key",
+            "x-portcullis-session-id",
+            "x-portcullis-provider-key",
+            "cf-aig-custom-cost",
+        ] {
+            for value in [&b"caf\xc3\xa9"[..], b"\xff", b"a\x80b"] {
+                let mut m = HeaderMap::new();
+                m.insert(name, HeaderValue::from_bytes(value).unwrap());
+                let e = request_options(&m).unwrap_err();
+                assert_eq!(e.status().as_u16(), 400, "{name}");
+                assert!(e.message().contains(name), "{name}: {}", e.message());
+                assert!(e.message().contains("printable ASCII"), "{}", e.message());
+            }
         }
     }
 }

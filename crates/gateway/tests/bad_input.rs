@@ -268,3 +268,66 @@ async fn bad_option_headers_are_refused() {
             .contains("x-portcullis-metadata")
     );
 }
+
+async fn with_header(gw: &TestGateway, name: &str, value: &[u8]) -> (u16, Value) {
+    let r = client()
+        .post(gw.at("/v1/chat/completions"))
+        .bearer_auth(MASTER_KEY)
+        .header(
+            name,
+            reqwest::header::HeaderValue::from_bytes(value).unwrap(),
+        )
+        .json(&json!({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "x"}]}))
+        .send()
+        .await
+        .unwrap();
+    (r.status().as_u16(), r.json().await.unwrap())
+}
+
+#[tokio::test]
+async fn unreadable_or_out_of_range_option_headers_are_400_naming_them() {
+    let (mock, gw) = setup().await;
+    for name in [
+        "x-portcullis-metadata",
+        "cf-aig-metadata",
+        "x-portcullis-collect-log",
+        "cf-aig-cache-ttl",
+        "x-portcullis-cache-key",
+        "cf-aig-skip-cache",
+        "x-portcullis-session-id",
+        "x-portcullis-agent",
+        "cf-aig-max-attempts",
+        "x-portcullis-provider-key",
+    ] {
+        for value in [&b"caf\xc3\xa9"[..], b"\xff\xfe", b"a\x80b"] {
+            let (status, v) = with_header(&gw, name, value).await;
+            assert_eq!(status, 400, "{name}: {v}");
+            assert_openai_error(&v);
+            let message = v["error"]["message"].as_str().unwrap();
+            assert!(message.contains(name), "{name}: {message}");
+            assert_eq!(v["error"]["code"], "invalid_header");
+        }
+    }
+    for (name, value, needle) in [
+        ("x-portcullis-cache-ttl", "2592001", "at most 30 days"),
+        (
+            "cf-aig-cache-ttl",
+            "99999999999999999999999",
+            "at most 30 days",
+        ),
+        ("x-portcullis-cache-ttl", "0", "at least 1 second"),
+        ("x-portcullis-cache-ttl", "-5", "whole number of seconds"),
+        ("x-portcullis-cache-ttl", "5m", "whole number of seconds"),
+        ("x-portcullis-cache-ttl", "1.5", "whole number of seconds"),
+    ] {
+        let (status, v) = with_header(&gw, name, value.as_bytes()).await;
+        assert_eq!(status, 400, "{name}: {value}: {v}");
+        let message = v["error"]["message"].as_str().unwrap();
+        assert!(message.contains("x-portcullis-cache-ttl"), "{message}");
+        assert!(message.contains(needle), "{value}: {message}");
+    }
+    assert_eq!(mock.hits(), 0);
+    // The longest TTL allowed is accepted.
+    let (status, v) = with_header(&gw, "cf-aig-cache-ttl", b"2592000").await;
+    assert_eq!(status, 200, "{v}");
+}
