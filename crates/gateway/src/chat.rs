@@ -191,7 +191,8 @@ pub async fn accept(
     }
 
     let options = headers::request_options(headers)?;
-    let log_bodies = options.collect_log.unwrap_or(state.log_bodies);
+    // The operator's `log.bodies` is the ceiling: a caller may only ask for less.
+    let log_bodies = state.log_bodies && options.collect_log != Some(false);
     if let Some(r) = log.record() {
         if options.collect_log != Some(false) {
             r.metadata.clone_from(&options.metadata);

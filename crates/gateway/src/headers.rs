@@ -31,7 +31,8 @@ pub const SEMANTIC_SCORE: HeaderName = HeaderName::from_static("x-portcullis-sem
 pub struct RequestOptions {
     /// Flat JSON object stored with the log record.
     pub metadata: Option<String>,
-    /// `false`: keep bodies and metadata out of the log; `true`: store bodies.
+    /// `false`: keep bodies and metadata out of the log; `true`: store bodies if the operator
+    /// logs bodies (`log.bodies`, the ceiling).
     pub collect_log: Option<bool>,
     /// Conversation id.
     pub session_id: Option<String>,

@@ -331,3 +331,57 @@ async fn unreadable_or_out_of_range_option_headers_are_400_naming_them() {
     let (status, v) = with_header(&gw, "cf-aig-cache-ttl", b"2592000").await;
     assert_eq!(status, 200, "{v}");
 }
+
+#[tokio::test]
+async fn a_caller_can_turn_body_logging_off_but_never_on() {
+    let mock = MockUpstream::start().await;
+    let send = |gw: &TestGateway, collect: Option<&'static str>| {
+        let mut r = client()
+            .post(gw.at("/v1/chat/completions"))
+            .bearer_auth(MASTER_KEY)
+            .json(&json!({"model": "gpt-4o-mini",
+                          "messages": [{"role": "user", "content": "secret plans"}]}));
+        if let Some(v) = collect {
+            r = r
+                .header("cf-aig-collect-log", v)
+                .header("x-portcullis-collect-log", v);
+        }
+        async move {
+            let r = r.send().await.unwrap();
+            assert_eq!(r.status(), 200);
+            r.headers()["x-portcullis-request-id"]
+                .to_str()
+                .unwrap()
+                .to_owned()
+        }
+    };
+    // The operator keeps bodies out of the log: asking for them changes nothing.
+    let gw = TestGateway::start(&format!(
+        "{}log:\n  bodies: false\n  flush_interval_ms: 5\n",
+        providers_yaml(&mock)
+    ))
+    .await;
+    for collect in [Some("true"), Some("1"), None] {
+        let rec = gw.log_of(&send(&gw, collect).await).await;
+        assert!(rec["request_body"].is_null(), "{collect:?}: {rec}");
+        assert!(rec["response_body"].is_null(), "{collect:?}: {rec}");
+        assert!(rec["output_tokens"].as_u64().unwrap() > 0);
+    }
+    // The operator logs bodies: a caller may opt out, and asking for them is a no-op.
+    let gw = TestGateway::start(&format!(
+        "{}log:\n  bodies: true\n  flush_interval_ms: 5\n",
+        providers_yaml(&mock)
+    ))
+    .await;
+    for (collect, logged) in [(Some("true"), true), (None, true), (Some("false"), false)] {
+        let rec = gw.log_of(&send(&gw, collect).await).await;
+        assert_eq!(
+            rec["request_body"]
+                .as_str()
+                .is_some_and(|b| b.contains("secret plans")),
+            logged,
+            "{collect:?}: {rec}"
+        );
+        assert_eq!(rec["response_body"].is_string(), logged, "{collect:?}");
+    }
+}
