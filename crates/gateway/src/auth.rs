@@ -232,8 +232,11 @@ impl Authenticator {
                 tracing::info!(reason = %e, "refused a gateway access token");
                 invalid_token(&e.to_string())
             })?;
+            // The token carries the teams of its sign-in; teams left since then are dropped.
+            let identity = claims.identity();
+            let identity = directory.current_teams(&identity).unwrap_or(identity);
             return Ok(Arc::new(Principal {
-                identity: Arc::new(claims.identity()),
+                identity: Arc::new(identity),
                 expires_ms: Some(claims.exp.saturating_mul(1000)),
                 rules: None,
                 controls: None,

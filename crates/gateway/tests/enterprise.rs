@@ -602,6 +602,35 @@ oauth:
     assert_eq!(grace["issuer"], kc.issuer());
     assert_eq!(grace["teams"], json!(["/engineering/ml"]));
 
+    // Out of the team, the same access token no longer speaks for it: no team key, no team
+    // billing.
+    let r = c
+        .patch(gw.at("/admin/users/grace"))
+        .bearer_auth(MASTER_KEY)
+        .json(&json!({"teams": []}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let (s, h, body) = chat(&gw, &access).await;
+    assert_eq!(s, 200, "{body}");
+    assert_eq!(
+        mock.requests().last().unwrap().headers["authorization"],
+        "Bearer sk-mock-openai"
+    );
+    let rec = gw
+        .log_of(h["x-portcullis-request-id"].to_str().unwrap())
+        .await;
+    assert!(rec["team"].is_null(), "{rec}");
+    let r = c
+        .patch(gw.at("/admin/users/grace"))
+        .bearer_auth(MASTER_KEY)
+        .json(&json!({"teams": ["/engineering/ml"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+
     // Per-user usage, and disabling the user ends their grant at the next refresh.
     gw.logs("user=grace", 1).await;
     let (_, usage) = get(&gw, MASTER_KEY, "/admin/usage?group_by=user").await;

@@ -210,6 +210,8 @@ struct Inner {
     credentials: RwLock<Arc<CredentialIndex>>,
     /// Disabled users and service accounts, checked on every request whatever the credential.
     disabled: RwLock<Arc<DisabledSet>>,
+    /// Each user's teams now, for credentials that carry teams from when they were issued.
+    memberships: RwLock<Arc<HashMap<String, Vec<String>>>>,
     /// Bumped locally on every invalidation; a lookup that started under another epoch does
     /// not fill the cache.
     epoch: AtomicI64,
@@ -248,6 +250,7 @@ impl Directory {
                     .build(),
                 credentials: RwLock::new(Arc::new(CredentialIndex::default())),
                 disabled: RwLock::new(Arc::new(DisabledSet::default())),
+                memberships: RwLock::new(Arc::default()),
                 epoch: AtomicI64::new(0),
                 version: AtomicI64::new(version),
                 options,
@@ -317,6 +320,11 @@ impl Directory {
             }
         }
         *self.inner.disabled.write() = Arc::new(disabled);
+        let mut memberships: HashMap<String, Vec<String>> = HashMap::new();
+        for (team, user) in store.memberships().await? {
+            memberships.entry(user).or_default().push(team);
+        }
+        *self.inner.memberships.write() = Arc::new(memberships);
         let mut index = CredentialIndex::default();
         if let Some(vault) = &self.inner.vault {
             for c in self.inner.store.credentials().await? {
@@ -598,6 +606,28 @@ impl Directory {
                 .service_account
                 .as_ref()
                 .is_some_and(|a| disabled.service_accounts.contains(a))
+    }
+
+    /// `who` with the teams its user has left since its credential was issued taken away (a
+    /// gateway OAuth access token carries the teams of its sign-in): they no longer give it
+    /// their provider keys, logs or budget. `None` when nothing changed.
+    pub fn current_teams(&self, who: &Identity) -> Option<Identity> {
+        let user = who.user.as_deref()?;
+        if who.teams.is_empty() && who.team.is_none() {
+            return None;
+        }
+        let memberships = self.inner.memberships.read().clone();
+        let now: &[String] = memberships.get(user).map_or(&[], Vec::as_slice);
+        let still = |t: &String| now.contains(t);
+        if who.teams.iter().all(still) && who.team.as_ref().is_none_or(still) {
+            return None;
+        }
+        let mut updated = who.clone();
+        updated.teams.retain(still);
+        if !updated.team.as_ref().is_none_or(still) {
+            updated.team = updated.teams.first().cloned();
+        }
+        Some(updated)
     }
 
     /// Whether any stored credential exists for `provider` (when none, the provider's

@@ -216,6 +216,8 @@ pub trait TenancyStore: Send + Sync + std::fmt::Debug {
     async fn teams_of(&self, user_id: &str) -> Result<Vec<String>, StoreError>;
     /// The members of a team, by id.
     async fn members_of(&self, team_id: &str) -> Result<Vec<String>, StoreError>;
+    /// Every membership, as `(team id, user id)` pairs.
+    async fn memberships(&self) -> Result<Vec<(String, String)>, StoreError>;
 
     /// Creates a service account; `false` when the id is taken.
     async fn create_service_account(
@@ -526,6 +528,14 @@ macro_rules! tenancy_store {
                     "SELECT user_id FROM team_members WHERE team_id = $1 ORDER BY user_id",
                 )
                 .bind(team_id)
+                .fetch_all(self.pool())
+                .await?)
+            }
+
+            async fn memberships(&self) -> Result<Vec<(String, String)>, StoreError> {
+                Ok(sqlx::query_as(
+                    "SELECT team_id, user_id FROM team_members ORDER BY user_id, team_id",
+                )
                 .fetch_all(self.pool())
                 .await?)
             }
