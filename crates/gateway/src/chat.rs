@@ -227,6 +227,7 @@ async fn run(
     let log_bodies = accepted.log_bodies;
     let bytes = accepted.body.clone();
     let request = decode_request(dialect, &bytes)?;
+    check_model_name(&request.model)?;
     if let Some(r) = log.record() {
         r.requested_model = Some(request.model.clone());
         r.stream = request.stream;
@@ -500,6 +501,30 @@ async fn run(
     let mut r = respond::json(StatusCode::OK, out, &id);
     served_by.write(r.headers_mut(), &id);
     Ok(r)
+}
+
+/// Longest model name accepted, in bytes.
+const MAX_MODEL_NAME_BYTES: usize = 256;
+
+/// Refuses, before routing, a model name no route, alias or provider could carry: empty,
+/// longer than 256 bytes, or holding control characters (NUL, newlines, …) or line
+/// separators. The name is not echoed back: it is exactly what cannot be shown or stored.
+pub(crate) fn check_model_name(model: &str) -> Result<(), GatewayError> {
+    let why = if model.is_empty() {
+        "must not be empty"
+    } else if model.len() > MAX_MODEL_NAME_BYTES {
+        "must be at most 256 bytes"
+    } else if model
+        .chars()
+        .any(|c| c.is_control() || matches!(c, '\u{2028}' | '\u{2029}'))
+    {
+        "must not contain control characters"
+    } else {
+        return Ok(());
+    };
+    Err(GatewayError::invalid_request(format!("Invalid `model`: {why}"))
+        .with_param("model")
+        .with_code("invalid_model"))
 }
 
 /// Refuses a model the caller's key does not allow: checked against the name asked for, the

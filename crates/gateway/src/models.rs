@@ -13,7 +13,7 @@ use serde_json::json;
 use uuid::Uuid;
 
 use crate::attempts::{KeyChoice, credential_for};
-use crate::chat::{ServedBy, accept, read_upstream, retry_after};
+use crate::chat::{ServedBy, accept, check_model_name, read_upstream, retry_after};
 use crate::request_log::{RequestLog, body_text};
 use crate::respond;
 use crate::state::AppState;
@@ -42,6 +42,7 @@ async fn run_embeddings(
     let (parts, body) = req.into_parts();
     let accepted = accept(state, &parts.headers, body, log).await?;
     let request = decode_embeddings_request(&accepted.body)?;
+    check_model_name(&request.model)?;
     if let Some(r) = log.record() {
         r.requested_model = Some(request.model.clone());
     }

@@ -269,6 +269,59 @@ async fn bad_option_headers_are_refused() {
     );
 }
 
+#[tokio::test]
+async fn unusable_model_names_are_400_before_routing() {
+    let (mock, gw) = setup().await;
+    let long = "m".repeat(257);
+    let names = [
+        "gpt-4o\u{0}",
+        "gpt-4o\nx-injected: 1",
+        "gpt\r4o",
+        "gpt-4o\u{7f}",
+        "gpt-4o\u{85}",
+        "gpt-4o\u{2028}",
+        "\t",
+        "",
+        long.as_str(),
+    ];
+    for name in names {
+        for path in ["/v1/chat/completions", "/v1/messages", "/v1/embeddings"] {
+            let body = match path {
+                "/v1/embeddings" => json!({"model": name, "input": "x"}),
+                _ => json!({"model": name, "max_tokens": 5,
+                            "messages": [{"role": "user", "content": "x"}]}),
+            };
+            let (status, v) = raw(&gw, path, serde_json::to_vec(&body).unwrap()).await;
+            assert_eq!(status, 400, "{path} {name:?}: {v}");
+            let message = v["error"]["message"].as_str().unwrap();
+            assert!(message.contains("model"), "{message}");
+            assert!(
+                !message.contains(name) || name.is_empty(),
+                "the name is not echoed"
+            );
+            if path == "/v1/messages" {
+                assert_anthropic_error(&v);
+            } else {
+                assert_openai_error(&v);
+                assert_eq!(v["error"]["param"], "model");
+            }
+        }
+    }
+    assert_eq!(mock.hits(), 0);
+    // A long but sane name still routes (and is unknown).
+    let (status, _) = raw(
+        &gw,
+        "/v1/chat/completions",
+        serde_json::to_vec(&json!({"model": "m".repeat(256),
+            "messages": [{"role": "user", "content": "x"}]}))
+        .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 404);
+    let logged = gw.logs("status=400&limit=1000", names.len() * 3).await;
+    assert_eq!(logged.len(), names.len() * 3, "every refusal is logged");
+}
+
 async fn with_header(gw: &TestGateway, name: &str, value: &[u8]) -> (u16, Value) {
     let r = client()
         .post(gw.at("/v1/chat/completions"))
