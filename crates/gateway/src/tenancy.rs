@@ -781,41 +781,101 @@ pub async fn create_key(
     .await
 }
 
-/// Filters of `GET /admin/keys`.
-#[derive(Debug, Deserialize)]
-pub struct KeyListParams {
-    /// Only keys bound to this user.
-    #[serde(default)]
-    pub user: Option<String>,
-    /// Only keys bound to this team.
-    #[serde(default)]
-    pub team: Option<String>,
-    /// Only keys bound to this service account.
-    #[serde(default)]
-    pub service_account: Option<String>,
-    /// Include revoked keys.
-    #[serde(default)]
-    pub include_revoked: Option<bool>,
+/// `GET /admin/keys` lists this many keys per page unless `limit` says otherwise.
+const DEFAULT_KEY_PAGE: u32 = 100;
+
+/// The filters and page of `GET /admin/keys`.
+struct KeyListParams {
+    filter: KeyFilter,
+    limit: u32,
+    cursor: Option<String>,
 }
 
-/// `GET /admin/keys`.
+fn key_list_params(params: &[(String, String)]) -> Result<KeyListParams, GatewayError> {
+    let bad = |param: &str, why: &str| {
+        GatewayError::invalid_request(format!("Invalid `{param}`: {why}")).with_param(param)
+    };
+    let mut p = KeyListParams {
+        filter: KeyFilter::default(),
+        limit: DEFAULT_KEY_PAGE,
+        cursor: None,
+    };
+    let mut seen: Vec<&str> = Vec::with_capacity(params.len());
+    for (k, v) in params {
+        if seen.contains(&k.as_str()) {
+            return Err(bad(k, "given more than once"));
+        }
+        seen.push(k);
+        let text = || crate::admin::check_text(k, v).map(|()| Some(v.clone()));
+        match k.as_str() {
+            "user" => p.filter.user_id = text()?,
+            "team" => p.filter.team_id = text()?,
+            "service_account" => p.filter.service_account_id = text()?,
+            "cursor" => p.cursor = text()?,
+            "include_revoked" => {
+                p.filter.include_revoked = match v.as_str() {
+                    "true" => true,
+                    "false" => false,
+                    _ => return Err(bad(k, "expected true or false")),
+                }
+            }
+            "limit" => {
+                p.limit = v
+                    .parse::<u32>()
+                    .ok()
+                    .filter(|l| (1..=1000).contains(l))
+                    .ok_or_else(|| bad(k, "expected a number from 1 to 1000"))?
+            }
+            other => return Err(bad(other, "unknown parameter")),
+        }
+    }
+    Ok(p)
+}
+
+/// `GET /admin/keys`: newest first, `limit` (default 100, at most 1000) per page, `cursor` the
+/// previous page's `next_cursor`; each key with its spend, the sum of its requests' known
+/// costs in the request log.
 pub async fn list_keys(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
-    Query(p): Query<KeyListParams>,
+    Query(params): Query<Vec<(String, String)>>,
 ) -> Response {
     admin(&state, &headers, StatusCode::OK, || async {
-        let keys = directory(&state)?
-            .store()
-            .keys(&KeyFilter {
-                user_id: p.user,
-                team_id: p.team,
-                service_account_id: p.service_account,
-                include_revoked: p.include_revoked.unwrap_or(false),
-            })
+        let p = key_list_params(&params)?;
+        let store = directory(&state)?.store();
+        if let Some(cursor) = &p.cursor
+            && store.key(cursor).await.map_err(store_failed)?.is_none()
+        {
+            return Err(GatewayError::invalid_request(
+                "Invalid `cursor`: not a cursor from a previous page",
+            )
+            .with_param("cursor"));
+        }
+        let keys = store
+            .keys_page(&p.filter, p.cursor.as_deref(), p.limit)
             .await
             .map_err(store_failed)?;
-        Ok(json!({"data": keys.iter().map(key_view).collect::<Vec<_>>()}))
+        let ids: Vec<String> = keys.iter().map(|k| k.id.clone()).collect();
+        let spend: std::collections::HashMap<String, f64> = state
+            .stores
+            .usage
+            .spend_by_key(&ids)
+            .await
+            .map_err(store_failed)?
+            .into_iter()
+            .collect();
+        let data: Vec<Value> = keys
+            .iter()
+            .map(|k| {
+                let mut v = key_view(k);
+                v["spend_usd"] = json!(spend.get(&k.id).copied().unwrap_or(0.0));
+                v
+            })
+            .collect();
+        let next_cursor = (keys.len() == p.limit as usize)
+            .then(|| keys.last().map(|k| k.id.clone()))
+            .flatten();
+        Ok(json!({"data": data, "next_cursor": next_cursor}))
     })
     .await
 }

@@ -475,6 +475,9 @@ async fn exercise_admin_nul(gw: &TestGateway) {
     for p in ["provider", "model", "route", "key", "user", "team"] {
         cases.push(("GET", format!("/admin/usage?{p}=%00"), None, p));
     }
+    for p in ["user", "team", "service_account", "cursor"] {
+        cases.push(("GET", format!("/admin/keys?{p}=%00"), None, p));
+    }
     for (method, path, param) in [
         ("GET", "/admin/teams/a%00", "id"),
         ("DELETE", "/admin/teams/%00", "id"),

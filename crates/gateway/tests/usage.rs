@@ -353,3 +353,92 @@ async fn bad_parameters_are_refused_naming_the_parameter() {
     assert_eq!(status, 200, "{v}");
     assert_eq!(v["until"], "2024-01-01T00:00:00Z");
 }
+
+/// `GET /admin/keys` a page at a time, each key with its spend from the request log.
+async fn exercise_key_pages(gw: &TestGateway) {
+    let mut ids = Vec::new();
+    for i in 0..5 {
+        let (status, _, body) = post(gw, "/admin/keys", &json!({"name": format!("k{i}")})).await;
+        assert_eq!(status, 201, "{body}");
+        let v: Value = serde_json::from_str(&body).unwrap();
+        ids.push(v["id"].as_str().unwrap().to_owned());
+    }
+    // Key i has spent i × $0.25 over i priced requests (plus one unpriced request).
+    let mut records = Vec::new();
+    for (i, id) in ids.iter().enumerate() {
+        for j in 0..i {
+            records.push(record(
+                T + j as i64,
+                "openai",
+                "gpt-4o",
+                200,
+                5,
+                Some(0.25),
+                id,
+                None,
+            ));
+        }
+        records.push(record(T, "openai", "gpt-4o", 200, 5, None, id, None));
+    }
+    gw.state.stores.logs.append(&records).await.unwrap();
+
+    let get = |query: String| async move {
+        let r = client()
+            .get(gw.at(&format!("/admin/keys?{query}")))
+            .bearer_auth(MASTER_KEY)
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        (status, r.json::<Value>().await.unwrap())
+    };
+    let mut seen = Vec::new();
+    let mut query = "limit=2".to_owned();
+    let mut pages = 0;
+    loop {
+        let (status, v) = get(query.clone()).await;
+        assert_eq!(status, 200, "{v}");
+        pages += 1;
+        for k in v["data"].as_array().unwrap() {
+            let id = k["id"].as_str().unwrap().to_owned();
+            let i = ids.iter().position(|x| *x == id).unwrap();
+            assert_eq!(k["spend_usd"].as_f64().unwrap(), i as f64 * 0.25, "{k}");
+            assert!(k.get("key").is_none(), "never the secret");
+            seen.push(id);
+        }
+        match v["next_cursor"].as_str() {
+            Some(c) => query = format!("limit=2&cursor={c}"),
+            None => break,
+        }
+    }
+    assert_eq!(pages, 3, "2 + 2 + 1");
+    let newest_first: Vec<String> = ids.iter().rev().cloned().collect();
+    assert_eq!(seen, newest_first);
+
+    let (_, all) = get(String::new()).await;
+    assert_eq!(all["data"].as_array().unwrap().len(), 5);
+    assert!(all["next_cursor"].is_null());
+    for bad in [
+        "limit=0",
+        "limit=1001",
+        "cursor=key_nope",
+        "include_revoked=yes",
+        "colour=red",
+    ] {
+        let (status, v) = get(bad.to_owned()).await;
+        assert_eq!(status, 400, "{bad}: {v}");
+        assert!(v["error"]["param"].is_string(), "{bad}: {v}");
+    }
+}
+
+#[tokio::test]
+async fn keys_are_listed_by_page_with_their_spend_on_sqlite() {
+    let gw = TestGateway::start("").await;
+    exercise_key_pages(&gw).await;
+}
+
+#[tokio::test]
+async fn keys_are_listed_by_page_with_their_spend_on_postgres() {
+    let gw = TestGateway::start_with_db(&fresh_postgres_url().await, "").await;
+    exercise_key_pages(&gw).await;
+}

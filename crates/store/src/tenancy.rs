@@ -241,6 +241,14 @@ pub trait TenancyStore: Send + Sync + std::fmt::Debug {
     async fn key(&self, id: &str) -> Result<Option<KeyRecord>, StoreError>;
     /// Keys, newest first, optionally only those bound to a user, team or service account.
     async fn keys(&self, filter: &KeyFilter) -> Result<Vec<KeyRecord>, StoreError>;
+    /// One page of the keys `filter` selects, in the order of [`TenancyStore::keys`]: at most
+    /// `limit`, starting after the key `after` (the last key of the previous page).
+    async fn keys_page(
+        &self,
+        filter: &KeyFilter,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<KeyRecord>, StoreError>;
     /// The key a secret digest belongs to, with that secret's own expiry.
     async fn key_by_secret(&self, secret_hash: &str) -> Result<Option<KeyMatch>, StoreError>;
     /// Revokes a key at `now_ms`; `false` when unknown or already revoked.
@@ -648,6 +656,32 @@ macro_rules! tenancy_store {
                 .bind(&f.team_id)
                 .bind(&f.service_account_id)
                 .bind(f.include_revoked)
+                .fetch_all(self.pool())
+                .await?)
+            }
+
+            async fn keys_page(
+                &self,
+                f: &KeyFilter,
+                after: Option<&str>,
+                limit: u32,
+            ) -> Result<Vec<KeyRecord>, StoreError> {
+                Ok(sqlx::query_as(&format!(
+                    "SELECT {KEY_COLUMNS} FROM virtual_keys k \
+                     WHERE ($1 IS NULL OR user_id = $1) AND ($2 IS NULL OR team_id = $2) \
+                     AND ($3 IS NULL OR service_account_id = $3) \
+                     AND ($4 OR revoked_ms IS NULL) \
+                     AND ($5 IS NULL OR EXISTS (SELECT 1 FROM virtual_keys c WHERE c.id = $5 \
+                         AND (k.created_ms < c.created_ms \
+                              OR (k.created_ms = c.created_ms AND k.id < c.id)))) \
+                     ORDER BY created_ms DESC, id DESC LIMIT $6"
+                ))
+                .bind(&f.user_id)
+                .bind(&f.team_id)
+                .bind(&f.service_account_id)
+                .bind(f.include_revoked)
+                .bind(after)
+                .bind(i64::from(limit))
                 .fetch_all(self.pool())
                 .await?)
             }

@@ -239,6 +239,10 @@ pub trait UsageStore: Send + Sync + std::fmt::Debug {
 
     /// The sum of known costs (US dollars) of the requests in `scope` at or after `since_ms`.
     async fn spent_since(&self, scope: &SpendScope, since_ms: i64) -> Result<f64, StoreError>;
+
+    /// The sum of known costs (US dollars) of every logged request of each of `key_ids`, all
+    /// time; keys without priced requests are left out.
+    async fn spend_by_key(&self, key_ids: &[String]) -> Result<Vec<(String, f64)>, StoreError>;
 }
 
 /// A usage row as the database returns it.
@@ -404,6 +408,30 @@ macro_rules! usage_store {
                 }
                 let (spent,): (Option<f64>,) = qb.build_query_as().fetch_one(self.pool()).await?;
                 Ok(spent.unwrap_or(0.0))
+            }
+
+            async fn spend_by_key(
+                &self,
+                key_ids: &[String],
+            ) -> Result<Vec<(String, f64)>, StoreError> {
+                if key_ids.is_empty() {
+                    return Ok(Vec::new());
+                }
+                let mut qb: QueryBuilder<'_, $db> = QueryBuilder::new(
+                    "SELECT key_id, CAST(SUM(cost_usd) AS DOUBLE PRECISION) FROM request_logs \
+                     WHERE cost_usd IS NOT NULL AND key_id IN (",
+                );
+                let mut ids = qb.separated(", ");
+                for id in key_ids {
+                    ids.push_bind(<$store>::stored(id));
+                }
+                qb.push(") GROUP BY key_id");
+                let rows: Vec<(String, Option<f64>)> =
+                    qb.build_query_as().fetch_all(self.pool()).await?;
+                Ok(rows
+                    .into_iter()
+                    .map(|(id, spent)| (<$store>::loaded(id), spent.unwrap_or(0.0)))
+                    .collect())
             }
         }
     };
@@ -823,6 +851,17 @@ mod tests {
                 .unwrap(),
             0.0
         );
+        // All time, per key: k1 1.04, k2 the odd i of gpt-4o (5 × 0.01), k9 1000; a key
+        // without requests is left out.
+        let ids = ["k1", "k2", "k9", "nobody"].map(str::to_owned);
+        let mut by_key = store.spend_by_key(&ids).await.unwrap();
+        by_key.sort_by(|a, b| a.0.cmp(&b.0));
+        let names: Vec<&str> = by_key.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(names, ["k1", "k2", "k9"]);
+        for ((_, got), want) in by_key.iter().zip([1.04, 0.05, 1000.0]) {
+            assert_close(*got, want);
+        }
+        assert!(store.spend_by_key(&[]).await.unwrap().is_empty());
     }
 
     /// 100 requests of 1..=100 ms (stored in a scrambled order) and 20 of 1..=20 ms.
