@@ -19,6 +19,7 @@ pub mod errors;
 pub mod openai;
 pub mod sse;
 pub mod stream;
+pub mod strict;
 
 mod json;
 

@@ -205,6 +205,7 @@ pub async fn accept(
     if log_bodies && let Some(r) = log.record() {
         r.request_body = Some(body_text(&body));
     }
+    check_unambiguous(&body)?;
     Ok(Accepted {
         body,
         log_bodies,
@@ -501,6 +502,19 @@ async fn run(
     let mut r = respond::json(StatusCode::OK, out, &id);
     served_by.write(r.headers_mut(), &id);
     Ok(r)
+}
+
+/// Refuses a body whose JSON objects repeat a key (`{"model":"a","model":"b"}`): parsers
+/// disagree on which value counts, so the gateway, the upstream and the log could each see a
+/// different request. One streaming pass over the bytes, before decoding.
+fn check_unambiguous(body: &[u8]) -> Result<(), GatewayError> {
+    match portcullis_dialects::strict::duplicate_key(body) {
+        None => Ok(()),
+        Some(dup) => Err(GatewayError::invalid_request(format!(
+            "Invalid request body: {dup}; a key may appear only once in an object"
+        ))
+        .with_code("duplicate_key")),
+    }
 }
 
 /// Longest model name accepted, in bytes.

@@ -270,6 +270,69 @@ async fn bad_option_headers_are_refused() {
 }
 
 #[tokio::test]
+async fn repeated_json_keys_are_refused_in_the_callers_dialect() {
+    let (mock, gw) = setup().await;
+    let cases: Vec<(&str, &str, &str)> = vec![
+        (
+            "/v1/chat/completions",
+            r#"{"model":"gpt-4o","model":"gpt-4o-mini","messages":[{"role":"user","content":"x"}]}"#,
+            "duplicate key `model`",
+        ),
+        (
+            "/v1/chat/completions",
+            r#"{"model":"gpt-4o","messages":[{"role":"user","content":"x"},{"role":"user","content":"a","content":"b"}]}"#,
+            "duplicate key `content` in `messages[1]`",
+        ),
+        (
+            // The same key, written with an escape.
+            "/v1/chat/completions",
+            r#"{"model":"gpt-4o","mod\u0065l":"gpt-4o-mini","messages":[{"role":"user","content":"x"}]}"#,
+            "duplicate key `model`",
+        ),
+        (
+            "/v1/messages",
+            r#"{"model":"claude-sonnet-4-5","max_tokens":5,"messages":[{"role":"user","content":[{"type":"text","text":"x","type":"image"}]}]}"#,
+            "duplicate key `type` in `messages[0].content[0]`",
+        ),
+        (
+            "/v1/messages",
+            r#"{"model":"claude-sonnet-4-5","max_tokens":5,"max_tokens":100000,"messages":[{"role":"user","content":"x"}]}"#,
+            "duplicate key `max_tokens`",
+        ),
+        (
+            "/v1/embeddings",
+            r#"{"model":"text-embedding-3-small","input":"x","input":"y"}"#,
+            "duplicate key `input`",
+        ),
+    ];
+    for (path, body, needle) in &cases {
+        let (status, v) = raw(&gw, path, body.as_bytes().to_vec()).await;
+        assert_eq!(status, 400, "{body}: {v}");
+        if *path == "/v1/messages" {
+            assert_anthropic_error(&v);
+            assert_eq!(v["error"]["type"], "invalid_request_error");
+        } else {
+            assert_openai_error(&v);
+            assert_eq!(v["error"]["code"], "duplicate_key", "{v}");
+        }
+        let message = v["error"]["message"].as_str().unwrap();
+        assert!(message.contains(needle), "{body}: {message}");
+    }
+    assert_eq!(mock.hits(), 0, "nothing ambiguous reached an upstream");
+    let logged = gw.logs("status=400", cases.len()).await;
+    assert_eq!(logged.len(), cases.len(), "every refusal is logged");
+
+    // The same keys in different objects are fine.
+    let (status, v) = raw(
+        &gw,
+        "/v1/chat/completions",
+        br#"{"model":"gpt-4o-mini","messages":[{"role":"user","content":"a"},{"role":"user","content":"b"}]}"#.to_vec(),
+    )
+    .await;
+    assert_eq!(status, 200, "{v}");
+}
+
+#[tokio::test]
 async fn unusable_model_names_are_400_before_routing() {
     let (mock, gw) = setup().await;
     let long = "m".repeat(257);
