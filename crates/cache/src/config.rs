@@ -14,6 +14,7 @@
 //!   max_entry_bytes: 1048576 # larger answers are not cached (default 1 MiB)
 //!   nondeterministic: false  # also cache requests whose temperature is not 0
 //!   coalesce: true           # identical concurrent requests share one upstream call
+//!   per_request: true        # a request's cache-ttl / cache-key header may turn it on
 //! ```
 //!
 //! `backend` and `max_bytes` shape the one store the gateway builds, so they belong in the
@@ -83,6 +84,10 @@ pub struct RawCacheConfig {
     /// Whether identical concurrent requests share one upstream call.
     #[serde(default)]
     pub coalesce: Option<bool>,
+    /// Whether a request's `cache-ttl` or `cache-key` header turns caching on for that
+    /// request where this section leaves it off (as Cloudflare's gateway does).
+    #[serde(default)]
+    pub per_request: Option<bool>,
 }
 
 /// A TTL as written: a number of seconds or a duration such as `30s`, `5m`, `1h`, `1d`.
@@ -123,6 +128,9 @@ pub struct CacheSettings {
     pub nondeterministic: bool,
     /// Whether identical concurrent requests share one upstream call.
     pub coalesce: bool,
+    /// Whether a request's `cache-ttl` or `cache-key` header turns caching on for that request
+    /// when `enabled` is off (default on; `false` forbids per-request caching).
+    pub per_request: bool,
 }
 
 /// One problem in a cache section, and the key it concerns.
@@ -150,6 +158,7 @@ impl Default for CacheSettings {
             max_entry_bytes: DEFAULT_MAX_ENTRY_BYTES,
             nondeterministic: false,
             coalesce: true,
+            per_request: true,
         }
     }
 }
@@ -158,6 +167,18 @@ impl CacheSettings {
     /// Whether an answer to `request` may be served from and stored in the cache.
     pub fn should_cache(&self, request: &ChatRequest) -> bool {
         self.enabled && (self.nondeterministic || is_deterministic(request))
+    }
+
+    /// Whether `request` uses the cache; `asked` is whether its caller sent a TTL or key
+    /// header (and no skip header). The settings turn the cache on (for deterministic requests,
+    /// or all with `nondeterministic`), or the caller asked — which also turns a disabled cache
+    /// on for that request unless `per_request` forbids it.
+    pub fn applies(&self, request: &ChatRequest, asked: bool) -> bool {
+        if asked {
+            self.enabled || self.per_request
+        } else {
+            self.should_cache(request)
+        }
     }
 
     /// These settings as the request's headers amend them: a TTL header replaces the TTL,
@@ -186,6 +207,7 @@ impl RawCacheConfig {
             max_entry_bytes: over.max_entry_bytes.or(self.max_entry_bytes),
             nondeterministic: over.nondeterministic.or(self.nondeterministic),
             coalesce: over.coalesce.or(self.coalesce),
+            per_request: over.per_request.or(self.per_request),
         }
     }
 
@@ -203,6 +225,7 @@ impl RawCacheConfig {
             enabled: self.enabled.unwrap_or(false),
             nondeterministic: self.nondeterministic.unwrap_or(false),
             coalesce: self.coalesce.unwrap_or(true),
+            per_request: self.per_request.unwrap_or(true),
             ..CacheSettings::default()
         };
         if let Some(ttl) = &self.ttl {

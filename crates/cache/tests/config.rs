@@ -42,6 +42,7 @@ fn the_documented_example_validates() {
   max_entry_bytes: 1048576
   nondeterministic: false
   coalesce: true
+  per_request: false
 ",
     );
     let settings = raw.validate("cache").unwrap();
@@ -55,6 +56,7 @@ fn the_documented_example_validates() {
             max_entry_bytes: 1_048_576,
             nondeterministic: false,
             coalesce: true,
+            per_request: false,
         }
     );
 }
@@ -67,6 +69,7 @@ fn unset_keys_take_defaults() {
     assert_eq!(settings.ttl, Duration::from_secs(300));
     assert_eq!(settings.backend, CacheBackend::Memory);
     assert!(settings.coalesce);
+    assert!(settings.per_request, "a request may ask for caching");
 }
 
 #[test]
@@ -195,6 +198,21 @@ fn settings_decide_what_is_cached() {
     assert!(settings.should_cache(&creative));
     settings.enabled = false;
     assert!(!settings.should_cache(&deterministic));
+
+    // A TTL or key header turns a disabled cache on for its request, unless the operator
+    // forbids per-request caching.
+    assert!(!settings.applies(&deterministic, false));
+    assert!(settings.applies(&creative, true));
+    settings.per_request = false;
+    assert!(!settings.applies(&creative, true));
+    settings.enabled = true;
+    assert!(
+        settings.applies(&creative, true),
+        "asking works where the cache is on"
+    );
+    settings.nondeterministic = false;
+    assert!(!settings.applies(&creative, false));
+    assert!(settings.applies(&deterministic, false));
 }
 
 fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {

@@ -1,9 +1,11 @@
 //! The exact response cache on the request path: lookup before the upstream call, coalescing
 //! of identical requests in flight, and filling after a complete answer.
 //!
-//! A request is looked up when the cache is on for its route, the caller did not send
-//! `x-portcullis-skip-cache`, and the request is deterministic (temperature 0) — or caching was
-//! asked for anyway (`nondeterministic: true`, or a TTL or key header). The key mixes the
+//! A request is looked up when the caller did not send `x-portcullis-skip-cache` and either the
+//! cache is on for its route and the request is deterministic (temperature 0, or any request
+//! with `nondeterministic: true`), or the caller asked for caching with a TTL or key header —
+//! which, as in Cloudflare's gateway, turns the cache on for that request even where the file
+//! leaves it off, unless the operator set `per_request: false`. The key mixes the
 //! caller's tenant scope, so tenants never share entries. On a miss the first request becomes
 //! the *leader* for its key: identical requests arriving meanwhile wait for its answer instead
 //! of calling the upstream. A store that fails is treated as a miss and counted, never as an
@@ -105,8 +107,8 @@ impl ResponseCache {
         config: &CacheConfig,
         redis: Option<&redis::aio::ConnectionManager>,
     ) -> Result<Option<Self>, CacheSetupError> {
-        // Built even when the file turns caching off everywhere: a virtual key may turn it
-        // on for its own requests. An unused store holds nothing.
+        // Built even when the file turns caching off everywhere: a virtual key, or a request's
+        // TTL or key header, may turn it on for its own requests. An unused store holds nothing.
         let shape = &config.default;
         let store: Arc<dyn CacheStore> = match shape.backend {
             CacheBackend::Memory => {
@@ -169,7 +171,7 @@ impl ResponseCache {
             _ => settings,
         };
         let asked = options.cache_ttl.is_some() || options.cache_key.is_some();
-        if !settings.enabled || options.skip_cache || !(settings.should_cache(request) || asked) {
+        if options.skip_cache || !settings.applies(request, asked) {
             return Lookup::Bypass;
         }
         let key = match &options.cache_key {

@@ -330,3 +330,111 @@ async fn two_replicas_share_the_cache_on_redis() {
     let calls = mock.hits();
     assert!(calls <= 2, "{calls}");
 }
+
+#[tokio::test]
+async fn a_ttl_or_key_header_turns_caching_on_where_the_file_does_not() {
+    let mock = MockUpstream::start().await;
+    // No `cache:` section at all.
+    let gw = TestGateway::start(&providers_yaml(&mock)).await;
+    let send = |headers: Vec<(&'static str, String)>, body: Value| {
+        let mut r = client()
+            .post(gw.at("/v1/chat/completions"))
+            .bearer_auth(MASTER_KEY)
+            .json(&body);
+        for (k, v) in headers {
+            r = r.header(k, v);
+        }
+        async move {
+            let r = r.send().await.unwrap();
+            assert_eq!(r.status(), 200);
+            let cache = header(r.headers(), "x-portcullis-cache").to_owned();
+            (cache, r.text().await.unwrap())
+        }
+    };
+    let q = unique("cache me on request");
+    let ttl = || vec![("cf-aig-cache-ttl", "600".to_owned())];
+    assert_eq!(
+        send(vec![], chat("gpt-4o-mini", &q, false)).await.0,
+        "BYPASS"
+    );
+    let (first, body1) = send(ttl(), chat("gpt-4o-mini", &q, false)).await;
+    assert_eq!(first, "MISS");
+    let (second, body2) = send(ttl(), chat("gpt-4o-mini", &q, false)).await;
+    assert_eq!(
+        second, "HIT",
+        "the second identical request with the header"
+    );
+    assert_eq!(body1, body2);
+    assert_eq!(mock.hits(), 2);
+    // Without the header the cache stays off for the request.
+    assert_eq!(
+        send(vec![], chat("gpt-4o-mini", &q, false)).await.0,
+        "BYPASS"
+    );
+    assert_eq!(mock.hits(), 3);
+
+    // A key header does the same, for any request sharing the key.
+    let key = uuid::Uuid::now_v7().to_string();
+    let by_key = || vec![("x-portcullis-cache-key", key.clone())];
+    let creative = |text: &str| {
+        json!({"model": "gpt-4o-mini", "temperature": 0.9,
+               "messages": [{"role": "user", "content": text}]})
+    };
+    let (status, _) = send(by_key(), creative(&unique("a"))).await;
+    assert_eq!(status, "MISS");
+    let (status, _) = send(by_key(), creative(&unique("b"))).await;
+    assert_eq!(status, "HIT");
+    assert_eq!(mock.hits(), 4);
+    // `skip-cache` still wins.
+    let mut skip = by_key();
+    skip.push(("cf-aig-skip-cache", "true".to_owned()));
+    assert_eq!(send(skip, creative("c")).await.0, "BYPASS");
+    assert_eq!(mock.hits(), 5);
+}
+
+#[tokio::test]
+async fn an_operator_can_forbid_per_request_caching() {
+    let mock = MockUpstream::start().await;
+    let yaml = format!(
+        r#"
+providers:
+  openai: {{api_key: sk-mock-openai, base_url: {url}}}
+cache: {{per_request: false}}
+routes:
+  faq:
+    cache: {{enabled: true}}
+    targets: [openai/gpt-4o-mini]
+"#,
+        url = mock.openai_base_url()
+    );
+    let gw = TestGateway::start(&yaml).await;
+    let q = unique("never cached");
+    for _ in 0..2 {
+        let r = client()
+            .post(gw.at("/v1/chat/completions"))
+            .bearer_auth(MASTER_KEY)
+            .header("cf-aig-cache-ttl", "600")
+            .header("x-portcullis-cache-key", "shared")
+            .json(&chat("gpt-4o-mini", &q, false))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        assert_eq!(header(r.headers(), "x-portcullis-cache"), "BYPASS");
+    }
+    assert_eq!(mock.hits(), 2, "no cache: both went upstream");
+    // Where the file turns the cache on, the headers work as usual.
+    let q = unique("faq");
+    for expected in ["MISS", "HIT"] {
+        let r = client()
+            .post(gw.at("/v1/chat/completions"))
+            .bearer_auth(MASTER_KEY)
+            .header("cf-aig-cache-ttl", "600")
+            .json(&chat("faq", &q, false))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(header(r.headers(), "x-portcullis-cache"), expected);
+    }
+    assert_eq!(mock.hits(), 3);
+}
