@@ -381,7 +381,10 @@ async fn retry_after_is_rounded_up_so_waiting_that_long_is_enough() {
     assert_eq!(h["ratelimit-reset"], "2");
     let v: Value = serde_json::from_str(&body).unwrap();
     assert!(
-        v["error"]["message"].as_str().unwrap().contains("retry in 2s"),
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("retry in 2s"),
         "{v}"
     );
     // A client that waits exactly as long as it was told is admitted.
