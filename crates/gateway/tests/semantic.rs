@@ -1,6 +1,6 @@
 //! The semantic cache over real HTTP with the local sentence-embedding model: paraphrases are
-//! answered from the cache (with their similarity), different questions and different scopes
-//! are not, streams replay, and entries survive a restart.
+//! answered from the cache (with their similarity), different questions, near-opposite
+//! questions and different scopes are not, streams replay, and entries survive a restart.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -121,6 +121,89 @@ async fn paraphrases_hit_and_different_questions_or_scopes_miss() {
     assert_eq!(header(&h, "x-portcullis-cache"), "HIT");
     assert_eq!(answer(&again), answer(&first));
     assert_eq!(mock.hits(), 3);
+}
+
+/// Enabling and disabling two-factor authentication score 0.88 with the model, above the
+/// threshold: the guard must send the second question to the upstream, and later serve each
+/// question the answer to its own side — also after a restart, from the persisted entries.
+async fn the_opposite_question_goes_to_the_upstream(db: &str) {
+    let mock = MockUpstream::start().await;
+    let gw = TestGateway::start_with_db(db, &yaml(&mock)).await;
+    let system = format!("You are the help desk of tenant {}.", uuid::Uuid::now_v7());
+    let chat = |q: &str| ask(q, &system, false);
+
+    let (status, h, enable) = post(
+        &gw,
+        "/v1/chat/completions",
+        &chat("How do I enable two-factor authentication?"),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(header(&h, "x-portcullis-cache"), "MISS");
+    let (status, h, disable) = post(
+        &gw,
+        "/v1/chat/completions",
+        &chat("How do I disable two-factor authentication?"),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(header(&h, "x-portcullis-cache"), "MISS", "{disable}");
+    assert_eq!(header(&h, "x-portcullis-semantic-score"), "");
+    assert!(answer(&disable).contains("disable"), "{disable}");
+    assert_eq!(mock.hits(), 2, "the second question went to the upstream");
+
+    // Each side is now answered from the cache with its own answer.
+    let (_, h, body) = post(
+        &gw,
+        "/v1/chat/completions",
+        &chat("How do I turn off two-factor authentication?"),
+    )
+    .await;
+    assert_eq!(header(&h, "x-portcullis-cache"), "HIT");
+    assert_eq!(answer(&body), answer(&disable));
+    let (_, h, body) = post(
+        &gw,
+        "/v1/chat/completions",
+        &chat("How do I enable two factor authentication?"),
+    )
+    .await;
+    assert_eq!(header(&h, "x-portcullis-cache"), "HIT");
+    assert_eq!(answer(&body), answer(&enable));
+    assert_eq!(mock.hits(), 2);
+
+    // The entries keep their signatures in the database.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    gw.stop().await;
+    let gw = TestGateway::start_with_db(db, &yaml(&mock)).await;
+    let (_, h, body) = post(
+        &gw,
+        "/v1/chat/completions",
+        &chat("How do I turn off two-factor authentication?"),
+    )
+    .await;
+    assert_eq!(header(&h, "x-portcullis-cache"), "HIT");
+    assert_eq!(answer(&body), answer(&disable));
+    let (_, h, body) = post(
+        &gw,
+        "/v1/chat/completions",
+        &chat("How can I enable two-factor authentication?"),
+    )
+    .await;
+    assert_eq!(header(&h, "x-portcullis-cache"), "HIT");
+    assert_eq!(answer(&body), answer(&enable));
+    assert_eq!(mock.hits(), 2);
+}
+
+#[tokio::test]
+async fn the_opposite_question_goes_to_the_upstream_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}", dir.path().join("semantic.db").display());
+    the_opposite_question_goes_to_the_upstream(&db).await;
+}
+
+#[tokio::test]
+async fn the_opposite_question_goes_to_the_upstream_on_postgres() {
+    the_opposite_question_goes_to_the_upstream(&fresh_postgres_url().await).await;
 }
 
 #[tokio::test]
