@@ -171,20 +171,16 @@ fn init_tracing() {
 
 #[allow(clippy::print_stdout, clippy::print_stderr)]
 fn check(path: &std::path::Path) -> ExitCode {
-    let issues = match portcullis_config::load(Some(path), &ProcessEnv) {
+    let issues = match portcullis_config::check(path, &ProcessEnv) {
         Ok(c) => {
-            let problems = c.preflight();
-            if problems.is_empty() {
-                println!(
-                    "{}: OK ({} providers, {} routes, {} aliases)",
-                    path.display(),
-                    c.providers.len(),
-                    c.routes.len(),
-                    c.aliases.len()
-                );
-                return ExitCode::SUCCESS;
-            }
-            problems.iter().map(ToString::to_string).collect()
+            println!(
+                "{}: OK ({} providers, {} routes, {} aliases)",
+                path.display(),
+                c.providers.len(),
+                c.routes.len(),
+                c.aliases.len()
+            );
+            return ExitCode::SUCCESS;
         }
         Err(e) => e.issues(),
     };

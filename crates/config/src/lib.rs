@@ -386,6 +386,25 @@ pub fn load(path: Option<&Path>, env: &dyn Environment) -> Result<Config, Config
 /// out, and the rest of the file is still read and validated. No message shows a value taken
 /// from the environment: it shows the `${VAR}` reference the file wrote instead.
 pub fn from_yaml(text: &str, source: Source, env: &dyn Environment) -> Result<Config, ConfigError> {
+    parse(text, source, env, false)
+}
+
+/// What `portcullis check` reports: the file as [`load`] reads it, and in the same run what
+/// `serve` would trip over ([`Config::preflight`]) — every problem at once.
+pub fn check(path: &Path, env: &dyn Environment) -> Result<Config, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    parse(&text, Source::File(path.to_owned()), env, true)
+}
+
+fn parse(
+    text: &str,
+    source: Source,
+    env: &dyn Environment,
+    preflight: bool,
+) -> Result<Config, ConfigError> {
     let mut tree = tree::read(text, &env.all()).map_err(ConfigError::Parse)?;
     let mut issues: Vec<Issue> = std::mem::take(&mut tree.issues)
         .into_iter()
@@ -394,13 +413,13 @@ pub fn from_yaml(text: &str, source: Source, env: &dyn Environment) -> Result<Co
     let (raw, found) = tree.deserialize_all::<RawConfig>();
     issues.extend(found.into_iter().map(|(k, m)| issue(k, m)));
     let unreadable = !issues.is_empty();
-    let validated = from_raw(raw.unwrap_or_default(), source, env, unreadable);
-    let more = match validated {
-        Ok(config) if issues.is_empty() => return Ok(config),
-        Ok(_) => Vec::new(),
-        Err(ConfigError::Invalid(more)) => more,
-        Err(other) => vec![issue("(top level)", other.to_string())],
-    };
+    let (config, mut more) = validate(raw.unwrap_or_default(), source, env, unreadable);
+    if preflight {
+        more.extend(config.preflight());
+    }
+    if issues.is_empty() && more.is_empty() {
+        return Ok(config);
+    }
     issues.extend(more.into_iter().map(|i| {
         let message = tree.redact(&i.key, &i.message);
         Issue {
@@ -426,6 +445,22 @@ fn from_raw(
     env: &dyn Environment,
     incomplete: bool,
 ) -> Result<Config, ConfigError> {
+    let (config, issues) = validate(raw, source, env, incomplete);
+    if issues.is_empty() {
+        Ok(config)
+    } else {
+        Err(ConfigError::Invalid(issues))
+    }
+}
+
+/// The configuration a raw one describes (defaults standing in for invalid values), and the
+/// problems found.
+fn validate(
+    raw: RawConfig,
+    source: Source,
+    env: &dyn Environment,
+    incomplete: bool,
+) -> (Config, Vec<Issue>) {
     let mut issues = Vec::new();
 
     let listen_text = raw
@@ -887,11 +922,7 @@ fn from_raw(
         };
         issues.push(issue(key, e.to_string()));
     }
-    if issues.is_empty() {
-        Ok(config)
-    } else {
-        Err(ConfigError::Invalid(issues))
-    }
+    (config, issues)
 }
 
 impl DatabaseConfig {
