@@ -21,7 +21,7 @@
 use std::fmt;
 
 use portcullis_core::{
-    ChatRequest, Dialect, Extras, ImageSource, Message, Part, Reasoning, Role, ToolChoice,
+    ChatRequest, Dialect, Extras, ImageSource, Message, Part, RawJson, Reasoning, Role, ToolChoice,
     ToolDefinition,
 };
 use serde_json::{Map, Number, Value};
@@ -31,6 +31,9 @@ use sha2::{Digest, Sha256};
 const REQUEST_DOMAIN: &str = "portcullis-cache/request/v1";
 /// Domain separator of caller-supplied keys.
 const CUSTOM_DOMAIN: &str = "portcullis-cache/custom/v1";
+/// Raw JSON up to this size is hashed by meaning (key order aside); larger values by their
+/// text, so a large schema or parameter is never turned into a tree just to be hashed.
+const MAX_PARSED_RAW: usize = 64 * 1024;
 
 /// A 256-bit cache key.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -191,7 +194,7 @@ impl KeyHasher {
         self.opt(r.tool_choice.as_ref(), Self::tool_choice);
         self.opt_bool(r.parallel_tool_calls);
         self.opt(r.reasoning.as_ref(), Self::reasoning);
-        self.opt(r.response_format.as_ref(), Self::json);
+        self.opt(r.response_format.as_ref(), Self::raw);
         self.len(r.native_tools.len());
         for native in &r.native_tools {
             self.dialect(native.dialect);
@@ -286,7 +289,7 @@ impl KeyHasher {
     fn tool(&mut self, tool: &ToolDefinition) {
         self.str(&tool.name);
         self.opt_str(tool.description.as_deref());
-        self.json(&tool.parameters);
+        self.raw(&tool.parameters);
         self.opt_bool(tool.strict);
     }
 
@@ -319,7 +322,23 @@ impl KeyHasher {
             Some(dialect) => self.dialect(dialect),
             None => self.tag(3),
         }
-        self.object(&extras.fields);
+        // Kept sorted by name, like a JSON object.
+        self.len(extras.fields.len());
+        for (key, value) in &extras.fields {
+            self.str(key);
+            self.raw(value);
+        }
+    }
+
+    /// JSON carried raw: by meaning when small (as [`Self::json`]), by its text when large
+    /// (the same text is the same value; a reordered copy of a large value only misses).
+    fn raw(&mut self, raw: &RawJson) {
+        if raw.get().len() <= MAX_PARSED_RAW {
+            self.json(&raw.to_value());
+        } else {
+            self.tag(7);
+            self.str(raw.get());
+        }
     }
 
     fn json(&mut self, value: &Value) {

@@ -7,7 +7,7 @@ use std::collections::HashSet;
 
 use portcullis_cache::{CacheKey, fingerprint, fingerprint_custom, is_deterministic};
 use portcullis_core::{
-    ChatRequest, Dialect, Extras, ImageSource, Message, NativeTool, Part, Reasoning, Role,
+    ChatRequest, Dialect, Extras, ImageSource, Message, NativeTool, Part, RawJson, Reasoning, Role,
     ToolChoice, ToolDefinition,
 };
 use serde_json::{Map, Value, json};
@@ -91,7 +91,7 @@ fn rich_request() -> ChatRequest {
         tools: vec![ToolDefinition {
             name: "lookup".into(),
             description: Some("Looks things up".into()),
-            parameters: json!({"type": "object", "properties": {"q": {"type": "string"}}}),
+            parameters: json!({"type": "object", "properties": {"q": {"type": "string"}}}).into(),
             strict: Some(true),
             cache_control: None,
         }],
@@ -103,7 +103,7 @@ fn rich_request() -> ChatRequest {
             effort: Some("low".into()),
             budget_tokens: Some(1024),
         }),
-        response_format: Some(json!({"type": "json_object"})),
+        response_format: Some(json!({"type": "json_object"}).into()),
         native_tools: vec![NativeTool {
             dialect: Dialect::Anthropic,
             definition: json!({"type": "web_search_20250305", "name": "web_search"}),
@@ -233,7 +233,7 @@ fn mutations() -> Vec<Mutation> {
         ("tool name", |r| r.tools[0].name = "find".into()),
         ("tool description", |r| r.tools[0].description = None),
         ("tool parameters", |r| {
-            r.tools[0].parameters = json!({"type": "object"})
+            r.tools[0].parameters = json!({"type": "object"}).into()
         }),
         ("tool strict", |r| r.tools[0].strict = Some(false)),
         ("tools removed", |r| r.tools.clear()),
@@ -261,7 +261,7 @@ fn mutations() -> Vec<Mutation> {
         }),
         ("reasoning unset", |r| r.reasoning = None),
         ("response_format", |r| {
-            r.response_format = Some(json!({"type": "text"}));
+            r.response_format = Some(json!({"type": "text"}).into());
         }),
         ("response_format unset", |r| r.response_format = None),
         ("native tool", |r| {
@@ -271,7 +271,7 @@ fn mutations() -> Vec<Mutation> {
             r.native_tools[0].dialect = Dialect::OpenAi
         }),
         ("extras value", |r| {
-            r.extras.fields.insert("seed".into(), json!(8));
+            r.extras.fields.insert("seed".into(), json!(8).into());
         }),
         ("extras dialect", |r| {
             r.extras.dialect = Some(Dialect::Anthropic)
@@ -319,7 +319,7 @@ fn delivery_and_bookkeeping_fields_keep_the_key() {
     let mut b = base;
     b.extras = Extras {
         dialect: Some(Dialect::Anthropic),
-        fields: Map::new(),
+        fields: Default::default(),
     };
     assert_eq!(key(&a), key(&b));
 }
@@ -391,7 +391,7 @@ fn the_encoding_is_unambiguous() {
     // JSON: a string is not the number it spells, 1 is not 1.0, null is not absent.
     let format = |v: Option<Value>| {
         key(&ChatRequest {
-            response_format: v,
+            response_format: v.map(RawJson::from),
             ..ChatRequest::default()
         })
     };
@@ -439,7 +439,7 @@ fn json_object_member_order_does_not_matter() {
     }
     let with = |params: Map<String, Value>| {
         let mut r = rich_request();
-        r.tools[0].parameters = Value::Object(params);
+        r.tools[0].parameters = Value::Object(params).into();
         key(&r)
     };
     assert_eq!(with(forward), with(backward));

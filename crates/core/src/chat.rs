@@ -13,6 +13,7 @@
 use serde_json::Value;
 
 use crate::dialect::Extras;
+use crate::raw::RawJson;
 
 /// A chat completion request.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -48,8 +49,8 @@ pub struct ChatRequest {
     pub user: Option<String>,
     /// Extended reasoning / thinking settings.
     pub reasoning: Option<Reasoning>,
-    /// Structured output request (OpenAI `response_format`), kept as JSON.
-    pub response_format: Option<Value>,
+    /// Structured output request (OpenAI `response_format`), kept as the JSON received.
+    pub response_format: Option<RawJson>,
     /// Provider-native tools (Anthropic server tools such as web search), forwarded only to
     /// upstreams of the dialect they were received in.
     pub native_tools: Vec<NativeTool>,
@@ -261,8 +262,8 @@ pub struct ToolDefinition {
     pub name: String,
     /// What the tool does.
     pub description: Option<String>,
-    /// JSON Schema of the arguments.
-    pub parameters: Value,
+    /// JSON Schema of the arguments, kept as the JSON received.
+    pub parameters: RawJson,
     /// OpenAI strict schema adherence.
     pub strict: Option<bool>,
     /// Anthropic prompt-caching marker.

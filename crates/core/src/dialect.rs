@@ -1,6 +1,8 @@
 //! Wire dialects and the dialect-specific fields the canonical model carries through untouched.
 
-use serde_json::{Map, Value};
+use std::collections::BTreeMap;
+
+use crate::raw::RawJson;
 
 /// An API dialect: the JSON shapes a client speaks to the gateway, or a provider speaks to it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -30,21 +32,24 @@ impl Dialect {
 pub struct Extras {
     /// The dialect the fields were received in; `None` when there are none.
     pub dialect: Option<Dialect>,
-    /// The fields, by name.
-    pub fields: Map<String, Value>,
+    /// The fields, by name, each kept as the JSON received.
+    pub fields: BTreeMap<String, RawJson>,
 }
 
 impl Extras {
     /// Extras received in `dialect`.
-    pub fn new(dialect: Dialect, fields: Map<String, Value>) -> Self {
+    pub fn new<V: Into<RawJson>>(
+        dialect: Dialect,
+        fields: impl IntoIterator<Item = (String, V)>,
+    ) -> Self {
         Self {
             dialect: Some(dialect),
-            fields,
+            fields: fields.into_iter().map(|(k, v)| (k, v.into())).collect(),
         }
     }
 
     /// The fields, if they were received in `dialect`.
-    pub fn for_dialect(&self, dialect: Dialect) -> Option<&Map<String, Value>> {
+    pub fn for_dialect(&self, dialect: Dialect) -> Option<&BTreeMap<String, RawJson>> {
         match self.dialect {
             Some(d) if d == dialect && !self.fields.is_empty() => Some(&self.fields),
             _ => None,

@@ -12,7 +12,8 @@
 //! - [`error`]: [`GatewayError`], which says what failed, who is to blame and whether a retry
 //!   may help;
 //! - [`identity`]: who is calling and how they authenticated;
-//! - [`dialect`]: the wire dialects and the dialect-specific fields carried through unchanged.
+//! - [`dialect`]: the wire dialects and the dialect-specific fields carried through unchanged;
+//! - [`raw`]: JSON carried without being interpreted, kept as text.
 
 pub mod accumulate;
 pub mod chat;
@@ -21,6 +22,7 @@ pub mod duration;
 pub mod embeddings;
 pub mod error;
 pub mod identity;
+pub mod raw;
 pub mod stream;
 
 pub use accumulate::ResponseAccumulator;
@@ -33,4 +35,5 @@ pub use duration::{DurationError, parse_duration};
 pub use embeddings::{EmbeddingInput, EmbeddingsRequest, EmbeddingsResponse};
 pub use error::{Blame, ErrorKind, GatewayError};
 pub use identity::{AccessRole, AuthMethod, Identity, model_matches};
+pub use raw::RawJson;
 pub use stream::{Delta, StreamEvent};

@@ -16,7 +16,7 @@
 use std::fmt;
 
 use portcullis_core::chat::{ImageSource, Reasoning, ToolChoice};
-use portcullis_core::{ChatRequest, Message, Part, Role};
+use portcullis_core::{ChatRequest, Message, Part, RawJson, Role};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
@@ -113,7 +113,7 @@ pub fn scope(request: &ChatRequest, tenant: &str, target: &str) -> ScopeHash {
     for tool in &request.tools {
         h.str(b'n', &tool.name);
         h.opt_str(b'd', tool.description.as_deref());
-        h.json(b'p', &tool.parameters);
+        h.raw(b'p', &tool.parameters);
         h.opt_bool(b'x', tool.strict);
     }
     match &request.tool_choice {
@@ -137,7 +137,7 @@ pub fn scope(request: &ChatRequest, tenant: &str, target: &str) -> ScopeHash {
             h.opt_u64(b'b', budget_tokens.map(u64::from));
         }
     }
-    h.opt_json(b'R', request.response_format.as_ref());
+    h.opt_raw(b'R', request.response_format.as_ref());
     h.len(b'V', request.native_tools.len());
     for tool in &request.native_tools {
         h.str(b'v', tool.dialect.as_str());
@@ -151,11 +151,10 @@ pub fn scope(request: &ChatRequest, tenant: &str, target: &str) -> ScopeHash {
         .filter(|_| !request.extras.fields.is_empty());
     h.opt_str(b'X', extras_dialect.map(|d| d.as_str()));
     h.len(b'x', request.extras.fields.len());
-    let mut extras: Vec<(&String, &Value)> = request.extras.fields.iter().collect();
-    extras.sort_by(|a, b| a.0.cmp(b.0));
-    for (name, value) in extras {
+    // Kept sorted by name.
+    for (name, value) in &request.extras.fields {
         h.str(b'k', name);
-        h.json(b'y', value);
+        h.raw(b'y', value);
     }
     ScopeHash(h.0.finalize().into())
 }
@@ -221,9 +220,20 @@ impl ScopeHasher {
         self.value(value);
     }
 
-    fn opt_json(&mut self, tag: u8, value: Option<&Value>) {
+    /// JSON carried raw: by meaning when small (as [`Self::json`]), by its text when large,
+    /// so a large schema is never turned into a tree just to be hashed.
+    fn raw(&mut self, tag: u8, value: &RawJson) {
+        const MAX_PARSED_RAW: usize = 64 * 1024;
+        if value.get().len() <= MAX_PARSED_RAW {
+            self.json(tag, &value.to_value());
+        } else {
+            self.str(tag, value.get());
+        }
+    }
+
+    fn opt_raw(&mut self, tag: u8, value: Option<&RawJson>) {
         match value {
-            Some(value) => self.json(tag, value),
+            Some(value) => self.raw(tag, value),
             None => self.0.update([tag, 0xff]),
         }
     }
@@ -440,18 +450,18 @@ mod tests {
         v.tools = vec![ToolDefinition {
             name: "lookup".into(),
             description: None,
-            parameters: json!({"type": "object"}),
+            parameters: json!({"type": "object"}).into(),
             strict: None,
             cache_control: None,
         }];
         variants.push(v.clone());
-        v.tools[0].parameters = json!({"type": "object", "properties": {}});
+        v.tools[0].parameters = json!({"type": "object", "properties": {}}).into();
         variants.push(v);
         let mut v = base.clone();
         v.tool_choice = Some(ToolChoice::Required);
         variants.push(v);
         let mut v = base.clone();
-        v.response_format = Some(json!({"type": "json_object"}));
+        v.response_format = Some(json!({"type": "json_object"}).into());
         variants.push(v);
         let mut v = base.clone();
         v.reasoning = Some(Reasoning {
@@ -484,17 +494,17 @@ mod tests {
     #[test]
     fn json_key_order_does_not_split_a_scope() {
         let mut a = request(None, &[(Role::User, "q")]);
-        a.response_format =
-            Some(json!({"type": "json_schema", "json_schema": {"a": 1, "b": [1, 2]}}));
+        a.response_format = RawJson::from_string(
+            r#"{"type": "json_schema", "json_schema": {"a": 1, "b": [1, 2]}}"#.to_owned(),
+        );
         let mut b = a.clone();
-        let mut map = serde_json::Map::new();
-        map.insert("json_schema".into(), json!({"b": [1, 2], "a": 1}));
-        map.insert("type".into(), json!("json_schema"));
-        b.response_format = Some(Value::Object(map));
+        b.response_format = RawJson::from_string(
+            r#"{"json_schema": {"b": [1, 2], "a": 1}, "type": "json_schema"}"#.to_owned(),
+        );
         assert_eq!(scope(&a, "t", "m"), scope(&b, "t", "m"));
         let mut c = a.clone();
         c.response_format =
-            Some(json!({"type": "json_schema", "json_schema": {"a": 1, "b": [2, 1]}}));
+            Some(json!({"type": "json_schema", "json_schema": {"a": 1, "b": [2, 1]}}).into());
         assert_ne!(scope(&a, "t", "m"), scope(&c, "t", "m"));
     }
 }

@@ -3,9 +3,11 @@
 
 use std::fmt;
 
+use std::collections::BTreeMap;
+
 use portcullis_core::{
-    ChatRequest, Dialect, Extras, GatewayError, Message, NativeTool, Part, Reasoning, Role,
-    ToolChoice, ToolDefinition,
+    ChatRequest, Dialect, Extras, GatewayError, Message, NativeTool, Part, RawJson, Reasoning,
+    Role, ToolChoice, ToolDefinition,
 };
 use serde::de::{Deserializer, MapAccess, Visitor};
 use serde::ser::{SerializeMap, SerializeSeq, Serializer};
@@ -35,10 +37,11 @@ struct WireRequest {
     temperature: Option<f64>,
     top_p: Option<f64>,
     top_k: Option<u32>,
-    tools: Option<Vec<Value>>,
+    tools: Option<Vec<RawJson>>,
     tool_choice: Option<WireToolChoice>,
     thinking: Option<Value>,
-    extras: Map<String, Value>,
+    /// Fields the gateway does not interpret, kept as the JSON received.
+    extras: BTreeMap<String, RawJson>,
 }
 
 impl<'de> Deserialize<'de> for WireRequest {
@@ -67,7 +70,7 @@ impl<'de> Deserialize<'de> for WireRequest {
                         "tool_choice" => r.tool_choice = map.next_value()?,
                         "thinking" => r.thinking = map.next_value()?,
                         _ => {
-                            let v: Value = map.next_value()?;
+                            let v: RawJson = map.next_value()?;
                             r.extras.insert(key.into_string(), v);
                         }
                     }
@@ -216,7 +219,7 @@ impl WireRequest {
                 Some("disabled") => Some(Reasoning::default()),
                 // Newer thinking modes pass through to Anthropic upstreams untouched.
                 _ => {
-                    extras.insert("thinking".to_owned(), t);
+                    extras.insert("thinking".to_owned(), RawJson::from_value(&t));
                     None
                 }
             },
@@ -242,7 +245,10 @@ impl WireRequest {
             reasoning,
             response_format: None,
             native_tools,
-            extras: Extras::new(Dialect::Anthropic, extras),
+            extras: Extras {
+                dialect: Some(Dialect::Anthropic),
+                fields: extras,
+            },
         })
     }
 }
@@ -269,32 +275,44 @@ enum ToolDecl {
     Native(Value),
 }
 
-fn decode_tool(mut t: Value) -> Result<ToolDecl, String> {
-    let Some(obj) = t.as_object_mut() else {
+/// The members of a tool definition the gateway reads; its schema stays raw JSON.
+#[derive(Deserialize)]
+struct WireTool<'a> {
+    #[serde(rename = "type", default, borrow)]
+    kind: Option<&'a RawValue>,
+    #[serde(default, borrow)]
+    name: Option<&'a RawValue>,
+    #[serde(default, borrow)]
+    description: Option<&'a RawValue>,
+    #[serde(default)]
+    input_schema: Option<RawJson>,
+    #[serde(default)]
+    cache_control: Option<Value>,
+}
+
+/// A member that counts only when it is a string (anything else reads as absent).
+fn string_member(raw: Option<&RawValue>) -> Option<String> {
+    raw.and_then(|r| serde_json::from_str::<String>(r.get()).ok())
+}
+
+fn decode_tool(t: RawJson) -> Result<ToolDecl, String> {
+    if !t.get().trim_start().starts_with('{') {
         return Err("expected an object".to_owned());
-    };
-    match obj.get("type").and_then(Value::as_str) {
-        None | Some("custom") => {}
-        Some(_) => return Ok(ToolDecl::Native(t)),
     }
-    let name = match obj.remove("name") {
-        Some(Value::String(n)) => n,
-        _ => return Err("`name` is required".to_owned()),
+    let wire: WireTool<'_> = serde_json::from_str(t.get()).map_err(|e| e.to_string())?;
+    match string_member(wire.kind).as_deref() {
+        None | Some("custom") => {}
+        Some(_) => return Ok(ToolDecl::Native(t.to_value())),
+    }
+    let Some(name) = string_member(wire.name) else {
+        return Err("`name` is required".to_owned());
     };
-    let description = match obj.remove("description") {
-        Some(Value::String(d)) => Some(d),
-        _ => None,
-    };
-    let parameters = obj
-        .remove("input_schema")
-        .unwrap_or_else(empty_object_schema);
-    let cache_control = obj.remove("cache_control");
     Ok(ToolDecl::Client(ToolDefinition {
         name,
-        description,
-        parameters,
+        description: string_member(wire.description),
+        parameters: wire.input_schema.unwrap_or_else(empty_object_schema),
         strict: None,
-        cache_control,
+        cache_control: wire.cache_control,
     }))
 }
 
@@ -569,7 +587,7 @@ struct ToolOut<'a> {
     name: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     description: Option<&'a str>,
-    input_schema: &'a Value,
+    input_schema: &'a RawJson,
     #[serde(skip_serializing_if = "Option::is_none")]
     cache_control: Option<&'a Value>,
 }
@@ -631,10 +649,7 @@ mod tests {
         assert_eq!(req.parallel_tool_calls, Some(false));
         assert_eq!(req.reasoning.as_ref().unwrap().budget_tokens, Some(2048));
         assert_eq!(req.user.as_deref(), Some("u1"));
-        assert_eq!(
-            req.extras.fields.get("service_tier"),
-            Some(&Value::from("auto"))
-        );
+        assert_eq!(req.extras.fields["service_tier"], Value::from("auto"));
     }
 
     #[test]

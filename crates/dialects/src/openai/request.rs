@@ -3,9 +3,11 @@
 
 use std::fmt;
 
+use std::collections::BTreeMap;
+
 use portcullis_core::{
-    ChatRequest, Dialect, Extras, GatewayError, ImageSource, Message, Part, Reasoning, Role,
-    ToolChoice, ToolDefinition,
+    ChatRequest, Dialect, Extras, GatewayError, ImageSource, Message, Part, RawJson, Reasoning,
+    Role, ToolChoice, ToolDefinition,
 };
 use serde::de::{Deserializer, MapAccess, Visitor};
 use serde::ser::{SerializeMap, SerializeSeq, Serializer};
@@ -37,8 +39,9 @@ struct WireRequest {
     parallel_tool_calls: Option<bool>,
     user: Option<String>,
     reasoning_effort: Option<String>,
-    response_format: Option<Value>,
-    extras: Map<String, Value>,
+    response_format: Option<RawJson>,
+    /// Fields the gateway does not interpret, kept as the JSON received.
+    extras: BTreeMap<String, RawJson>,
 }
 
 impl<'de> Deserialize<'de> for WireRequest {
@@ -70,7 +73,7 @@ impl<'de> Deserialize<'de> for WireRequest {
                         "reasoning_effort" => r.reasoning_effort = map.next_value()?,
                         "response_format" => r.response_format = map.next_value()?,
                         _ => {
-                            let v: Value = map.next_value()?;
+                            let v: RawJson = map.next_value()?;
                             r.extras.insert(key.into_string(), v);
                         }
                     }
@@ -171,7 +174,7 @@ struct WireFunctionDef {
     #[serde(default)]
     description: Option<String>,
     #[serde(default)]
-    parameters: Option<Value>,
+    parameters: Option<RawJson>,
     #[serde(default)]
     strict: Option<bool>,
 }
@@ -259,13 +262,17 @@ impl WireRequest {
             reasoning,
             response_format: self.response_format,
             native_tools: Vec::new(),
-            extras: Extras::new(Dialect::OpenAi, self.extras),
+            extras: Extras {
+                dialect: Some(Dialect::OpenAi),
+                fields: self.extras,
+            },
         })
     }
 }
 
-pub(crate) fn empty_object_schema() -> Value {
-    serde_json::json!({"type": "object", "properties": {}})
+pub(crate) fn empty_object_schema() -> RawJson {
+    RawJson::from_string(r#"{"type":"object","properties":{}}"#.to_owned())
+        .unwrap_or_else(RawJson::null)
 }
 
 fn decode_message(m: WireMessage, i: usize) -> Result<Message, GatewayError> {
@@ -829,7 +836,7 @@ struct FunctionDefOut<'a> {
     name: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     description: Option<&'a str>,
-    parameters: &'a Value,
+    parameters: &'a RawJson,
     #[serde(skip_serializing_if = "Option::is_none")]
     strict: Option<bool>,
 }
@@ -901,7 +908,8 @@ mod tests {
         assert_eq!(req.stop, vec!["END".to_owned()]);
         assert_eq!(req.max_tokens, Some(50));
         assert_eq!(req.tool_choice, Some(ToolChoice::Tool("look".into())));
-        assert_eq!(req.extras.fields.get("seed"), Some(&Value::from(7)));
+        assert_eq!(req.extras.fields["seed"], Value::from(7));
+        assert_eq!(req.extras.fields["seed"].get(), "7");
     }
 
     #[test]
