@@ -118,7 +118,7 @@ pub(crate) async fn serve<F>(
             biased;
             () = &mut shutdown => break,
             accepted = listener.accept() => {
-                let (tcp, _) = match accepted {
+                let (tcp, peer) = match accepted {
                     Ok(a) => a,
                     Err(e) => {
                         // Out of file descriptors and the like: back off, keep serving.
@@ -132,6 +132,7 @@ pub(crate) async fn serve<F>(
                     Ok(permit) => {
                         connections.spawn(connection(
                             tcp,
+                            peer,
                             http.clone(),
                             app.clone(),
                             limits,
@@ -195,6 +196,7 @@ fn builder(limits: &ConnectionLimits) -> auto::Builder<TokioExecutor> {
 /// Serves one connection until it ends, closing it when idle or when the server drains.
 async fn connection(
     tcp: TcpStream,
+    peer: std::net::SocketAddr,
     http: Arc<auto::Builder<TokioExecutor>>,
     app: Router,
     limits: ConnectionLimits,
@@ -209,6 +211,7 @@ async fn connection(
     );
     let service = ConnService {
         app,
+        peer,
         activity: activity.clone(),
         pace: limits.body,
     };
@@ -308,6 +311,9 @@ impl Drop for InFlight {
 #[derive(Clone)]
 struct ConnService {
     app: Router,
+    /// The client's address, given to handlers as `ConnectInfo<SocketAddr>` (OAuth sign-in
+    /// throttling counts failures per address).
+    peer: std::net::SocketAddr,
     activity: Arc<Activity>,
     pace: BodyPace,
 }
@@ -320,7 +326,9 @@ impl hyper::service::Service<Request<Incoming>> for ConnService {
     fn call(&self, req: Request<Incoming>) -> Self::Future {
         let guard = self.activity.begin();
         let http1 = req.version() < Version::HTTP_2;
-        let req = req.map(|b| Body::new(TimedBody::new(b, self.pace)));
+        let mut req = req.map(|b| Body::new(TimedBody::new(b, self.pace)));
+        req.extensions_mut()
+            .insert(axum::extract::ConnectInfo(self.peer));
         let fut = self.app.clone().oneshot(req);
         Box::pin(async move {
             let mut resp = match fut.await {

@@ -685,3 +685,94 @@ async fn an_idp_group_mapped_to_admin_opens_the_admin_api() {
     assert_eq!(s, 403);
     gw.stop().await;
 }
+
+#[tokio::test]
+async fn local_sign_in_failures_lock_out_only_the_address_they_come_from() {
+    let mock = MockUpstream::start().await;
+    let gw = TestGateway::start(&format!(
+        "secret_key: {SECRET_KEY}\noauth:\n  issuer: http://gateway.test\n  trusted_proxies: [127.0.0.1]\n{}",
+        providers_yaml(&mock)
+    ))
+    .await;
+    let c = client();
+    let r = c
+        .post(gw.at("/admin/users"))
+        .bearer_auth(MASTER_KEY)
+        .json(&json!({"id": "lena", "password": "correct horse battery"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let app_redirect = "http://127.0.0.1:33418/callback";
+    let r = c
+        .post(gw.at("/oauth/register"))
+        .json(&json!({"redirect_uris": [app_redirect], "token_endpoint_auth_method": "none"}))
+        .send()
+        .await
+        .unwrap();
+    let client_id = r.json::<Value>().await.unwrap()["client_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let mut authorize = url::Url::parse("http://gateway.test/oauth/authorize").unwrap();
+    authorize
+        .query_pairs_mut()
+        .append_pair("response_type", "code")
+        .append_pair("client_id", &client_id)
+        .append_pair("redirect_uri", app_redirect)
+        .append_pair(
+            "code_challenge",
+            "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM",
+        )
+        .append_pair("code_challenge_method", "S256")
+        .append_pair("scope", "models");
+    let mut cookie = None;
+    let r = follow(&gw, &mut cookie, authorize.as_str()).await;
+    assert_eq!(r.status(), 200);
+    let html = r.text().await.unwrap();
+    let marker = "name=\"request\" value=\"";
+    let start = html.find(marker).unwrap() + marker.len();
+    let request = html[start..start + html[start..].find('"').unwrap()].to_owned();
+    let sign_in = |from: &'static str, username: &'static str, password: &'static str| {
+        let req = c
+            .post(gw.at("/oauth/authorize/login"))
+            .header("cookie", cookie.clone().unwrap())
+            .header("x-forwarded-for", from)
+            .form(&[
+                ("request", request.as_str()),
+                ("username", username),
+                ("password", password),
+            ]);
+        async move { req.send().await.unwrap() }
+    };
+    // Unknown and known usernames are refused alike.
+    let r = sign_in("203.0.113.9", "nobody-here", "wrong password!").await;
+    assert_eq!(r.status(), 200);
+    assert!(
+        r.text()
+            .await
+            .unwrap()
+            .contains("Invalid username or password")
+    );
+    for _ in 0..3 {
+        let r = sign_in("203.0.113.9", "lena", "wrong password!").await;
+        assert_eq!(r.status(), 200);
+        assert!(
+            r.text()
+                .await
+                .unwrap()
+                .contains("Invalid username or password")
+        );
+    }
+    // The stranger's address now waits; Lena, elsewhere, signs in at once.
+    let r = sign_in("203.0.113.9", "lena", "correct horse battery").await;
+    assert_eq!(r.status(), 429);
+    assert!(r.headers().contains_key("retry-after"));
+    let r = sign_in("198.51.100.7", "lena", "correct horse battery").await;
+    assert_eq!(r.status(), 200);
+    assert!(
+        r.text().await.unwrap().contains("decision"),
+        "the consent page"
+    );
+    gw.stop().await;
+}
