@@ -16,7 +16,9 @@
 //!
 //! Supporting modules: [`auth`] (who is calling), [`headers`] (per-request options and
 //! response headers), [`request_log`] (one log record per request), [`respond`] (responses and
-//! dialect errors), [`upstream`] (the HTTP client), [`metrics`], [`state`].
+//! dialect errors), [`upstream`] (the HTTP client), [`server`] (connections: cap, timeouts,
+//! HTTP/2 flood guard, draining), [`body`] (request bodies: size, pace, in-flight budget),
+//! [`metrics`], [`state`].
 
 pub mod admin;
 pub mod attempts;
