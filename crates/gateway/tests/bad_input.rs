@@ -501,3 +501,64 @@ async fn a_caller_can_turn_body_logging_off_but_never_on() {
         assert_eq!(rec["response_body"].is_string(), logged, "{collect:?}");
     }
 }
+
+#[tokio::test]
+async fn nul_in_a_model_name_or_a_repeated_key_is_refused_and_logged_on_postgres() {
+    let mock = MockUpstream::start().await;
+    let db = fresh_postgres_url().await;
+    let gw = std::sync::Arc::new(TestGateway::start_with_db(&db, &providers_yaml(&mock)).await);
+    let hostile: Vec<(&str, Vec<u8>)> = vec![
+        (
+            "/v1/chat/completions",
+            br#"{"model":"gpt-4o\u0000","messages":[{"role":"user","content":"x"}]}"#.to_vec(),
+        ),
+        (
+            "/v1/messages",
+            br#"{"model":"claude\u0000","max_tokens":5,"messages":[{"role":"user","content":"x"}]}"#.to_vec(),
+        ),
+        (
+            "/v1/embeddings",
+            br#"{"model":"text-embedding-3-small\u0000","input":"x"}"#.to_vec(),
+        ),
+        (
+            "/v1/chat/completions",
+            br#"{"model":"gpt-4o-mini","messages":[{"role":"user","content":"x"}],"a\u0000":1,"a\u0000":2}"#.to_vec(),
+        ),
+    ];
+    let mut tasks = Vec::new();
+    for (path, body) in hostile.clone() {
+        let gw = gw.clone();
+        tasks.push(tokio::spawn(async move { raw(&gw, path, body).await }));
+    }
+    for _ in 0..8 {
+        let gw = gw.clone();
+        tasks.push(tokio::spawn(async move {
+            raw(
+                &gw,
+                "/v1/chat/completions",
+                br#"{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hi"}]}"#.to_vec(),
+            )
+            .await
+        }));
+    }
+    let mut refused = 0;
+    for t in tasks {
+        let (status, v) = t.await.unwrap();
+        match status {
+            400 => {
+                refused += 1;
+                let message = v["error"]["message"].as_str().unwrap();
+                assert!(!message.contains('\u{0}'), "{message}");
+            }
+            200 => {}
+            other => panic!("unexpected {other}: {v}"),
+        }
+    }
+    assert_eq!(refused, hostile.len());
+    let logged = gw.logs("limit=1000", hostile.len() + 8).await;
+    assert_eq!(logged.len(), hostile.len() + 8, "no record lost");
+    assert_eq!(
+        logged.iter().filter(|r| r["status"] == 400).count(),
+        hostile.len()
+    );
+}
