@@ -3,7 +3,7 @@
 //! of body bytes held in memory at once ([`BodyBudget`]).
 //!
 //! A body held by the gateway carries its share of the budget: the bytes returned by
-//! [`BodyBudget::read`] release it when the last reference to them is dropped.
+//! [`read`] release it when the last reference to them is dropped.
 
 use std::error::Error as StdError;
 use std::fmt;

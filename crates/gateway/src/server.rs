@@ -8,7 +8,7 @@
 //!   timer); bodies at the pace of [`TimedBody`]; a connection with no request in progress is
 //!   closed after `idle_timeout` (gracefully: HTTP/2 clients get `GOAWAY`).
 //! - **HTTP/2 floods.** hyper/h2 bound concurrent streams, header lists, reset streams and
-//!   empty DATA frames, but acknowledge every PING and SETTINGS frame; [`FrameGuard`] counts
+//!   empty DATA frames, but acknowledge every PING and SETTINGS frame; `FrameGuard` counts
 //!   those per connection and answers a flood with `GOAWAY(ENHANCE_YOUR_CALM)` and a close.
 //! - **Draining.** On shutdown, stop accepting, ask every connection to finish gracefully,
 //!   and abort those still open after the grace period (their requests are logged as 499).
