@@ -868,9 +868,22 @@ async fn a_team_bound_key_loses_the_teams_logs_when_its_user_leaves_the_team() {
     assert_eq!(s, 400, "{v}");
     let (s, _) = admin(&gw, "DELETE", "/admin/teams/red", None).await;
     assert_eq!(s, 200);
-    let (s, v) = admin_as(&gw, &vic, "GET", "/admin/logs", None).await;
-    assert_eq!(s, 401, "{v}");
-    assert_eq!(v["error"]["code"], "key_revoked");
+    for key in [&vic, &max] {
+        let (s, v) = admin_as(&gw, key, "GET", "/admin/logs", None).await;
+        assert_eq!(s, 403, "{v}");
+        assert_eq!(v["error"]["code"], "team_membership_ended");
+        let (s, _, body) = chat(&gw, key, "gpt-4o", &[]).await;
+        assert_eq!(s, 403, "{body}");
+    }
+    let (_, keys) = admin(&gw, "GET", "/admin/keys?include_revoked=true", None).await;
+    assert!(
+        keys["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|k| k["status"] == "revoked"),
+        "{keys}"
+    );
     gw.stop().await;
 }
 

@@ -85,8 +85,9 @@ pub enum AuthError {
     /// The user or service account is disabled.
     #[error("This identity is disabled")]
     Disabled,
-    /// The key is bound to a team its user (or service account) no longer belongs to.
-    #[error("This API key is bound to team `{team}`, which its owner is no longer a member of")]
+    /// The key is bound to a team its user (or service account) no longer belongs to, or
+    /// that was deleted.
+    #[error("This API key is bound to team `{team}`, which it no longer belongs to")]
     TeamMembershipEnded {
         /// The key's id.
         key_id: String,
@@ -399,6 +400,15 @@ impl Directory {
         };
         let key = found.key;
         if key.revoked_ms.is_some_and(|t| t <= now) {
+            // Deleting a team revokes the keys bound to it: say why.
+            if let Some(team) = &key.team_id
+                && store.team(team).await?.is_none()
+            {
+                return Ok(KeyLookup::Refused(RefusedKind::LeftTeam(
+                    Arc::from(key.id.as_str()),
+                    Arc::from(team.as_str()),
+                )));
+            }
             return Ok(KeyLookup::Refused(RefusedKind::Revoked(Arc::from(
                 key.id.as_str(),
             ))));
