@@ -320,7 +320,13 @@ fn select_team(
     let Some(wanted) = headers.get(TEAM_HEADER) else {
         return Ok(principal);
     };
-    let wanted = wanted.to_str().unwrap_or_default().trim();
+    let Ok(wanted) = wanted.to_str() else {
+        return Err(GatewayError::invalid_request(format!(
+            "The {TEAM_HEADER} header must be printable ASCII"
+        ))
+        .with_code("invalid_header"));
+    };
+    let wanted = wanted.trim();
     let who = &principal.identity;
     if who.team.as_deref() == Some(wanted) {
         return Ok(principal);

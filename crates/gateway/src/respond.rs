@@ -39,10 +39,33 @@ pub fn error(dialect: Dialect, err: &GatewayError, id: &Uuid) -> Response {
     let body = encode_error(dialect, err, Some(id_str));
     let mut r = json(err.status(), body, id);
     if let Some(after) = err.retry_after() {
-        let secs = after.as_secs().max(1);
+        // Rounded up: a client that waits exactly this long must not be refused again.
+        let secs = (after.as_secs() + u64::from(after.subsec_nanos() > 0)).max(1);
         if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
             r.headers_mut().insert(RETRY_AFTER, v);
         }
     }
     r
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use portcullis_core::{Dialect, ErrorKind, GatewayError};
+    use uuid::Uuid;
+
+    fn retry_after_header(after: Duration) -> String {
+        let e = GatewayError::new(ErrorKind::RateLimited, "slow down").with_retry_after(after);
+        let r = super::error(Dialect::OpenAi, &e, &Uuid::now_v7());
+        r.headers()["retry-after"].to_str().unwrap().to_owned()
+    }
+
+    #[test]
+    fn retry_after_is_rounded_up_to_whole_seconds() {
+        assert_eq!(retry_after_header(Duration::from_millis(1500)), "2");
+        assert_eq!(retry_after_header(Duration::from_secs(3)), "3");
+        assert_eq!(retry_after_header(Duration::from_millis(1)), "1");
+        assert_eq!(retry_after_header(Duration::ZERO), "1");
+    }
 }

@@ -180,6 +180,10 @@ async fn virtual_keys_are_shown_once_stored_hashed_and_identify_the_caller() {
     let (s, _, body) = chat(&gw, &secret, "gpt-4o", &[("x-portcullis-team", "research")]).await;
     assert_eq!(s, 403, "{body}");
     assert_eq!(body["error"]["code"], "team_not_allowed");
+    // A team header that is not printable ASCII is the caller's mistake, named as such.
+    let (s, _, body) = chat(&gw, &secret, "gpt-4o", &[("x-portcullis-team", "équipe")]).await;
+    assert_eq!(s, 400, "{body}");
+    assert_eq!(body["error"]["code"], "invalid_header");
 
     // Revocation takes effect at once.
     let (s, revoked) = admin(&gw, "DELETE", &format!("/admin/keys/{id}"), None).await;
