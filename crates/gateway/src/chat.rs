@@ -536,9 +536,11 @@ pub(crate) fn check_model_name(model: &str) -> Result<(), GatewayError> {
     } else {
         return Ok(());
     };
-    Err(GatewayError::invalid_request(format!("Invalid `model`: {why}"))
-        .with_param("model")
-        .with_code("invalid_model"))
+    Err(
+        GatewayError::invalid_request(format!("Invalid `model`: {why}"))
+            .with_param("model")
+            .with_code("invalid_model"),
+    )
 }
 
 /// Refuses a model the caller's key does not allow: checked against the name asked for, the
