@@ -1,31 +1,41 @@
-"""The binary as a user runs it: zero-config start, a generated master key shown once, the log
+"""The binary as a user runs it: zero-config start, a generated master key kept out of the log, the
 flushed on SIGTERM, and `portcullis check` reporting configuration problems by key."""
 
 import os
+import stat
 import subprocess
+import time
 
 import httpx
 
 from conftest import ROOT, _bin, start_gateway, stop_gateway
 
 
-def test_generated_master_key_is_printed_once_and_works(mock_url, tmp_path):
+def test_generated_master_key_is_kept_out_of_the_log_and_works(mock_url, tmp_path):
+    """Without a terminal, a generated master key goes to an owner-only file whose path is
+    logged, never to the output a log collector keeps."""
     gw = start_gateway(mock_url, tmp_path, {"PORTCULLIS_MASTER_KEY": ""})
+    key_file = tmp_path / "portcullis-master-key"
     try:
-        deadline_text = ""
         for _ in range(100):
-            deadline_text = (tmp_path / "gateway.log").read_text()
-            if "pk-master-" in deadline_text:
+            if key_file.exists() and key_file.read_text().strip():
                 break
-        key = next(w for w in deadline_text.split() if w.startswith("pk-master-"))
+            time.sleep(0.05)
+        key = key_file.read_text().strip()
+        assert key.startswith("pk-master-")
+        assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
+        log = (tmp_path / "gateway.log").read_text()
+        assert key not in log
+        assert "portcullis-master-key" in log, "the log says where the key was written"
         r = httpx.post(f"{gw.url}/v1/chat/completions", headers={"authorization": f"Bearer {key}"},
                        json={"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]})
         assert r.status_code == 200
         assert (tmp_path / "portcullis.db").exists(), "the default database is a SQLite file in the working directory"
     finally:
         assert stop_gateway(gw) == 0
-    # Restarted on the same database: the key is not shown again and still works.
+    # Restarted on the same database: no new key is generated and the first one still works.
     os.rename(tmp_path / "gateway.log", tmp_path / "first.log")
+    key_file.unlink()
     gw = start_gateway(mock_url, tmp_path, {"PORTCULLIS_MASTER_KEY": ""})
     try:
         r = httpx.get(f"{gw.url}/v1/models", headers={"authorization": f"Bearer {key}"})
@@ -33,6 +43,7 @@ def test_generated_master_key_is_printed_once_and_works(mock_url, tmp_path):
     finally:
         assert stop_gateway(gw) == 0
     assert "pk-master-" not in (tmp_path / "gateway.log").read_text()
+    assert not key_file.exists()
 
 
 def test_sigterm_flushes_every_record(mock_url, tmp_path):
