@@ -1,5 +1,5 @@
-"""The binary as a user runs it: zero-config start, a generated master key kept out of the log, the
-flushed on SIGTERM, and `portcullis check` reporting configuration problems by key."""
+"""The binary as a user runs it: zero-config start, a generated master key kept out of the log,
+the log flushed on SIGTERM, and `portcullis check` reporting configuration problems by key."""
 
 import os
 import stat
