@@ -120,12 +120,13 @@ fn manage(work: impl std::future::Future<Output = anyhow::Result<()>>) -> ExitCo
 }
 
 /// mimalloc instead of glibc's allocator: less fragmentation under bursts of large request
-/// bodies. `MIMALLOC_PURGE_DELAY=0` in the environment makes it give freed memory back to the
-/// operating system at once (README, "Memory").
+/// bodies, and freed memory given back to the operating system at once (`portcullis-sys`;
+/// README, "Memory").
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOCATOR: portcullis_sys::allocator::Allocator = portcullis_sys::allocator::Allocator;
 
 fn main() -> ExitCode {
+    portcullis_sys::allocator::return_memory_promptly();
     let cli = Cli::parse();
     match cli.command {
         Command::Check { config } => check(&config),
@@ -139,6 +140,8 @@ fn main() -> ExitCode {
             init_tracing();
             let runtime = match tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
+                // A worker going idle hands back what other threads freed of its memory.
+                .on_thread_park(portcullis_sys::allocator::collect_if_due)
                 .build()
             {
                 Ok(rt) => rt,
