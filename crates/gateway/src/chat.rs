@@ -507,7 +507,7 @@ async fn run(
 /// Refuses a body whose JSON objects repeat a key (`{"model":"a","model":"b"}`): parsers
 /// disagree on which value counts, so the gateway, the upstream and the log could each see a
 /// different request. One streaming pass over the bytes, before decoding.
-fn check_unambiguous(body: &[u8]) -> Result<(), GatewayError> {
+pub(crate) fn check_unambiguous(body: &[u8]) -> Result<(), GatewayError> {
     match portcullis_dialects::strict::duplicate_key(body) {
         None => Ok(()),
         Some(dup) => Err(GatewayError::invalid_request(format!(

@@ -216,6 +216,9 @@ fn validate_metadata(raw: &str) -> Result<String, GatewayError> {
     if raw.len() > MAX_METADATA_BYTES {
         return Err(bad_header(NAME, "larger than 4096 bytes"));
     }
+    if portcullis_dialects::strict::duplicate_key(raw.as_bytes()).is_some() {
+        return Err(bad_header(NAME, "a key may appear only once"));
+    }
     let v: Value =
         serde_json::from_str(raw).map_err(|_| bad_header(NAME, "expected a flat JSON object"))?;
     let Value::Object(map) = &v else {
@@ -293,6 +296,7 @@ mod tests {
             ("x-portcullis-metadata", "not json"),
             ("x-portcullis-metadata", "[1]"),
             ("x-portcullis-metadata", r#"{"a":{"b":1}}"#),
+            ("x-portcullis-metadata", r#"{"a":1,"a":2}"#),
             ("x-portcullis-collect-log", "maybe"),
             ("x-portcullis-cache-ttl", "-5"),
             ("x-portcullis-skip-cache", "perhaps"),

@@ -113,6 +113,7 @@ async fn parse<T: DeserializeOwned>(headers: &HeaderMap, body: Body) -> Result<T
 /// Deserializes a JSON body, naming the offending field in the error.
 fn parse_bytes<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, GatewayError> {
     crate::admin::check_json_text(bytes)?;
+    crate::chat::check_unambiguous(bytes)?;
     check_objects(bytes)?;
     let de = &mut serde_json::Deserializer::from_slice(bytes);
     serde_path_to_error::deserialize(de).map_err(|e| {
