@@ -306,6 +306,11 @@ async fn access_lines_and_upstream_warnings_in_json_logs() {
         serde_json::json!({"error": {"message": "overloaded", "type": "server_error"}}),
     ));
     assert_eq!(chat(&server.url, "openai/gpt-4o").await, 503);
+    // Routes without a request-log record get their line too (never the query).
+    let r = reqwest::get(format!("{}/admin/logs?model=secret-filter", server.url))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
     tokio::time::sleep(Duration::from_millis(200)).await;
     let (_, err) = stop(server);
 
@@ -316,6 +321,23 @@ async fn access_lines_and_upstream_warnings_in_json_logs() {
     let access: Vec<&serde_json::Value> = lines
         .iter()
         .filter(|l| l["target"] == "portcullis::access")
+        .collect();
+    let admin: Vec<&serde_json::Value> = access
+        .iter()
+        .copied()
+        .filter(|l| l["fields"]["path"] == "/admin/logs")
+        .collect();
+    assert_eq!(admin.len(), 1, "{err}");
+    assert_eq!(admin[0]["fields"]["method"], "GET");
+    assert_eq!(admin[0]["fields"]["status"], 401);
+    assert!(!err.contains("secret-filter"), "{err}");
+    assert!(
+        access.iter().any(|l| l["fields"]["path"] == "/healthz"),
+        "{err}"
+    );
+    let access: Vec<&serde_json::Value> = access
+        .into_iter()
+        .filter(|l| l["fields"]["path"] == "/v1/chat/completions")
         .collect();
     assert_eq!(access.len(), 3, "{err}");
     let first = &access[0]["fields"];

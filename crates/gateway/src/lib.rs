@@ -278,7 +278,8 @@ impl Gateway {
 
 /// The gateway's HTTP routes over `state`.
 pub fn router(state: Arc<AppState>) -> Router {
-    Router::new()
+    let access = state.access_log;
+    let app = Router::new()
         .route("/v1/chat/completions", post(chat::chat_completions))
         .route("/v1/messages", post(chat::messages))
         .route("/v1/embeddings", post(models::embeddings))
@@ -353,7 +354,14 @@ pub fn router(state: Arc<AppState>) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::disable())
-        .with_state(state)
+        .with_state(state);
+    if access.is_off() {
+        return app;
+    }
+    app.layer(axum::middleware::from_fn_with_state(
+        access,
+        request_log::access_line_for_other_routes,
+    ))
 }
 
 async fn not_found(method: Method, uri: Uri, headers: HeaderMap) -> Response {

@@ -164,6 +164,43 @@ fn access_line(r: &LogRecord) {
     );
 }
 
+/// Paths whose requests carry a [`RequestLog`], which writes their (richer) access-log line.
+const MODEL_ENDPOINTS: [&str; 3] = ["/v1/chat/completions", "/v1/messages", "/v1/embeddings"];
+
+/// Middleware: the access-log line of every other request (admin API, health, metrics, OAuth,
+/// model listing, unknown paths) — method, path (never the query, which may carry filter
+/// values), status, latency and the request id when the answer has one. Installed only when
+/// `log.access` is not `off`.
+pub async fn access_line_for_other_routes(
+    axum::extract::State(access): axum::extract::State<AccessLog>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let path = req.uri().path();
+    if MODEL_ENDPOINTS.contains(&path) || !access.samples(rand::random::<u64>()) {
+        return next.run(req).await;
+    }
+    let method = req.method().clone();
+    let path = path.to_owned();
+    let started = Instant::now();
+    let response = next.run(req).await;
+    let status = response.status().as_u16();
+    let request_id = response
+        .headers()
+        .get(crate::headers::REQUEST_ID)
+        .and_then(|v| v.to_str().ok());
+    tracing::info!(
+        target: "portcullis::access",
+        request_id,
+        method = %method,
+        path = %path,
+        status,
+        latency_ms = started.elapsed().as_secs_f64() * 1e3,
+        "{method} {path} {status}"
+    );
+    response
+}
+
 /// Text of a body for the log, cut at [`MAX_LOGGED_BODY`].
 pub fn body_text(bytes: &[u8]) -> String {
     let cut = &bytes[..bytes.len().min(MAX_LOGGED_BODY)];
