@@ -10,9 +10,7 @@ use clap::Subcommand;
 use portcullis_config::ProcessEnv;
 use portcullis_identity::{Directory, DirectoryOptions, NewCredential, NewUser};
 use portcullis_providers::Secret;
-use portcullis_store::tenancy::{
-    CredentialOwner, CredentialRecord, KeyRecord, TeamRecord, UserRecord, UserUpdate,
-};
+use portcullis_store::tenancy::{CredentialOwner, TeamRecord, UserUpdate};
 use serde_json::{Value, json};
 
 /// Opens the configured database for a management command. With `create: false` (commands
@@ -42,94 +40,11 @@ pub async fn open(config: Option<PathBuf>, create: bool) -> anyhow::Result<Direc
         .context("reading tenancy")
 }
 
-fn rfc3339(ms: i64) -> Option<String> {
-    jiff::Timestamp::from_millisecond(ms)
-        .ok()
-        .map(|t| t.to_string())
-}
-
-fn json_text(text: Option<&str>) -> Value {
-    text.and_then(|m| serde_json::from_str::<Value>(m).ok())
-        .unwrap_or(Value::Null)
-}
-
-/// A key as `GET /admin/keys` shows it (never its secret).
-pub fn key_view(k: &KeyRecord) -> Value {
-    let now = jiff::Timestamp::now().as_millisecond();
-    let status = if k.revoked_ms.is_some() {
-        "revoked"
-    } else if k.expires_ms.is_some_and(|t| t <= now) {
-        "expired"
-    } else {
-        "active"
-    };
-    let limits: Option<portcullis_identity::KeyLimits> = k
-        .limits
-        .as_deref()
-        .and_then(|l| serde_json::from_str(l).ok());
-    json!({
-        "id": k.id,
-        "name": k.name,
-        "prefix": k.prefix,
-        "status": status,
-        "user": k.user_id,
-        "team": k.team_id,
-        "service_account": k.service_account_id,
-        "models": json_text(k.models.as_deref()),
-        "limits": limits.as_ref().map(|l| json!({
-            "requests_per_minute": l.requests_per_minute,
-            "tokens_per_minute": l.tokens_per_minute,
-            "max_in_flight": l.max_in_flight,
-        })),
-        "budget": limits.as_ref().and_then(|l| l.budget.as_ref()).map(|b| json!({"usd": b.usd, "period": b.period})),
-        "controls": json_text(k.controls.as_deref()),
-        "allow_custom_cost": k.allow_custom_cost,
-        "metadata": json_text(k.metadata.as_deref()),
-        "expires_at": k.expires_ms.and_then(rfc3339),
-        "revoked_at": k.revoked_ms.and_then(rfc3339),
-        "created_at": rfc3339(k.created_ms),
-    })
-}
-
-fn user_view(u: &UserRecord, teams: &[String]) -> Value {
-    json!({
-        "id": u.id,
-        "email": u.email,
-        "name": u.name,
-        "role": u.role,
-        "teams": teams,
-        "issuer": u.issuer,
-        "local_login": u.password_hash.is_some(),
-        "disabled": u.disabled_ms.is_some(),
-        "disabled_at": u.disabled_ms.and_then(rfc3339),
-        "created_at": rfc3339(u.created_ms),
-    })
-}
+pub use portcullis_gateway::tenancy::key_view;
+use portcullis_gateway::tenancy::{credential_view, user_view};
 
 fn team_view(t: &TeamRecord, members: &[String]) -> Value {
-    json!({
-        "id": t.id,
-        "name": t.name,
-        "metadata": json_text(t.metadata.as_deref()),
-        "created_at": rfc3339(t.created_ms),
-        "members": members,
-    })
-}
-
-fn credential_view(c: &CredentialRecord) -> Value {
-    let owner = match CredentialOwner::parse(&c.owner_kind) {
-        Some(CredentialOwner::User) => json!({"user": c.owner_id}),
-        Some(CredentialOwner::Team) => json!({"team": c.owner_id}),
-        _ => json!("default"),
-    };
-    json!({
-        "id": c.id,
-        "provider": c.provider,
-        "alias": c.alias,
-        "owner": owner,
-        "hint": (!c.hint.is_empty()).then(|| format!("…{}", c.hint)),
-        "created_at": rfc3339(c.created_ms),
-    })
+    portcullis_gateway::tenancy::team_view(t, Some(members))
 }
 
 /// `users` subcommands.

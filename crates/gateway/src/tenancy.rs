@@ -201,9 +201,10 @@ where
     }
 }
 
-// ---- views ---------------------------------------------------------------------------------
+// ---- views (shared with the CLI, so both show the same shapes) ------------------------------
 
-fn team_view(t: &TeamRecord, members: Option<&[String]>) -> Value {
+/// A team as the admin API shows it (with its members when given).
+pub fn team_view(t: &TeamRecord, members: Option<&[String]>) -> Value {
     let mut v = json!({
         "id": t.id,
         "name": t.name,
@@ -216,7 +217,8 @@ fn team_view(t: &TeamRecord, members: Option<&[String]>) -> Value {
     v
 }
 
-fn user_view(u: &UserRecord, teams: &[String]) -> Value {
+/// A user as the admin API shows it.
+pub fn user_view(u: &UserRecord, teams: &[String]) -> Value {
     json!({
         "id": u.id,
         "email": u.email,
@@ -242,7 +244,8 @@ fn service_account_view(a: &ServiceAccountRecord) -> Value {
     })
 }
 
-fn key_view(k: &KeyRecord) -> Value {
+/// A virtual key as `GET /admin/keys` shows it (never its secret).
+pub fn key_view(k: &KeyRecord) -> Value {
     let now = now_ms();
     let status = if k.revoked_ms.is_some() {
         "revoked"
@@ -279,7 +282,8 @@ fn key_view(k: &KeyRecord) -> Value {
     })
 }
 
-fn credential_view(c: &CredentialRecord) -> Value {
+/// A stored provider key as the admin API shows it (never its secret).
+pub fn credential_view(c: &CredentialRecord) -> Value {
     let owner = match CredentialOwner::parse(&c.owner_kind) {
         Some(CredentialOwner::User) => json!({"user": c.owner_id}),
         Some(CredentialOwner::Team) => json!({"team": c.owner_id}),
