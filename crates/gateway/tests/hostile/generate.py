@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-# Writes corpus.json, the hostile-input corpus tests/hostile.rs runs: templates expanded by the
+# Writes corpus.json, the hostile-input corpus tests/suite/hostile.rs runs: templates expanded by the
 # test itself. Run from this directory after changing a group: python3 generate.py
 import json
 CTRL = ["\u0000", "\u0001", "\u0007", "\u0008", "\t", "\n", "\r", "\u001b", "\u001f", "\u007f"]
@@ -144,7 +144,7 @@ for h in ["x-portcullis-cache-ttl", "cf-aig-cache-ttl"]:
     t("cache_ttl", method="POST", path=CHAT, body=chat(), headers={h: "{v}"}, vars=["60", "3600"], expect="200")
     t("cache_ttl", method="POST", path=CHAT, body=chat(), headers={h: "{v}"}, vars=["0", "0s"], expect="400")
 
-json.dump({"description": "Hostile inputs the gateway must answer precisely: each template expands once per value in `vars` (`{v}` replaced in path, headers, body or raw text). `expect` is a status, a class (`4xx`) or alternatives (`400|404`). See tests/hostile.rs.", "templates": T},
+json.dump({"description": "Hostile inputs the gateway must answer precisely: each template expands once per value in `vars` (`{v}` replaced in path, headers, body or raw text). `expect` is a status, a class (`4xx`) or alternatives (`400|404`). See tests/suite/hostile.rs.", "templates": T},
           open("corpus.json", "w"), indent=1, ensure_ascii=True)
 n = sum(len(x.get("vars", [None])) for x in T)
 print(len(T), n)

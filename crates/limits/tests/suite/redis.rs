@@ -3,12 +3,10 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
-
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{Store, admitted, redis_url, refused, requests, user};
+use crate::common::{Store, admitted, redis_url, refused, requests, user};
 use portcullis_limits::{
     Estimate, LimitBackend, LimitRules, Limiter, Period, RedisBackend, RedisOptions, RefusalKind,
     Rule, ScopeKind, Subjects,

@@ -2,8 +2,6 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
-
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll, Waker};
@@ -19,7 +17,7 @@ fn cosine(a: &[f32], b: &[f32]) -> f32 {
 
 #[tokio::test]
 async fn embeddings_match_the_reference_implementation() {
-    let model = common::local_embedder();
+    let model = crate::common::local_embedder();
     assert_eq!(model.dimensions(), 384);
     assert_eq!(model.max_tokens(), 256);
     assert!(model.id().starts_with("local:"), "{}", model.id());
@@ -63,7 +61,7 @@ async fn embeddings_match_the_reference_implementation() {
 
 #[tokio::test]
 async fn paraphrases_score_high_and_unrelated_questions_low() {
-    let model = common::local_embedder();
+    let model = crate::common::local_embedder();
     let reset = model.embed("How do I reset my password?").await.unwrap();
     let forgot = model
         .embed("I forgot my password, how can I change it?")
@@ -84,7 +82,7 @@ async fn paraphrases_score_high_and_unrelated_questions_low() {
 
 #[tokio::test]
 async fn long_input_is_truncated_keeping_its_end() {
-    let model = common::local_embedder();
+    let model = crate::common::local_embedder();
     let question = "What is the capital of France?";
     let filler = "The weather report mentioned rain and wind along the coast. ".repeat(200);
     let long = format!("{filler}{question}");
@@ -99,7 +97,7 @@ async fn long_input_is_truncated_keeping_its_end() {
 
 #[tokio::test]
 async fn the_blocking_and_async_paths_agree() {
-    let model = common::local_embedder();
+    let model = crate::common::local_embedder();
     let text = "Can dogs eat chocolate?";
     assert_eq!(
         model.embed_blocking(text).unwrap(),
@@ -110,7 +108,7 @@ async fn the_blocking_and_async_paths_agree() {
 
 #[tokio::test]
 async fn concurrent_embeddings_are_bounded_and_refused_beyond_the_queue() {
-    let model = LocalEmbedder::load(common::model_dir())
+    let model = LocalEmbedder::load(crate::common::model_dir())
         .unwrap()
         .with_limits(1, 2);
     let long = "Explain the history of the printing press in detail. ".repeat(30);
@@ -145,7 +143,7 @@ fn a_missing_or_broken_model_directory_is_a_load_error_naming_the_path() {
     assert!(err.to_string().contains("config.json"), "{err}");
 
     let broken = tempfile::tempdir().unwrap();
-    let model = common::model_dir();
+    let model = crate::common::model_dir();
     for f in ["config.json", "tokenizer.json"] {
         std::fs::copy(model.join(f), broken.path().join(f)).unwrap();
     }

@@ -14,18 +14,16 @@
     clippy::print_stdout
 )]
 
-mod common;
-
 use std::collections::{BTreeMap, HashSet};
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use futures_util::StreamExt;
 use portcullis_test_support::MockUpstream;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-const CORPUS: &str = include_str!("hostile/corpus.json");
+const CORPUS: &str = include_str!("../hostile/corpus.json");
 const SECRET_KEY: &str = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=";
 /// The longest any one input may take.
 const PER_REQUEST: Duration = Duration::from_secs(15);

@@ -6,11 +6,9 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
-
 use std::time::Duration;
 
-use common::{MASTER_KEY, TestGateway, client, fresh_postgres_url, providers_yaml};
+use crate::common::{MASTER_KEY, TestGateway, client, fresh_postgres_url, providers_yaml};
 use portcullis_test_support::{MockOptions, MockUpstream};
 use serde_json::{Value, json};
 

@@ -2,11 +2,9 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
-
 use std::collections::HashMap;
 
-use common::*;
+use crate::common::*;
 use portcullis_config::Source;
 use portcullis_gateway::{Gateway, MasterKeyOrigin};
 use portcullis_test_support::MockUpstream;

@@ -4,15 +4,13 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
-
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use crate::common::{ManualClock, PgSchema, SqliteFile};
 use async_trait::async_trait;
 use bytes::Bytes;
-use common::{ManualClock, PgSchema, SqliteFile};
 use portcullis_core::{ChatRequest, Message, Role};
 use portcullis_semantic::{
     CacheOptions, DEFAULT_THRESHOLD, EmbedError, Embedder, ScopeHash, SemanticCache, scope,
@@ -32,10 +30,10 @@ impl Embedder for Renamed {
         self.0
     }
     fn dimensions(&self) -> usize {
-        common::local_embedder().dimensions()
+        crate::common::local_embedder().dimensions()
     }
     async fn embed(&self, text: &str) -> Result<Vec<f32>, EmbedError> {
-        common::local_embedder().embed(text).await
+        crate::common::local_embedder().embed(text).await
     }
 }
 
@@ -51,7 +49,7 @@ fn chat(system: &str, question: &str) -> ChatRequest {
 }
 
 fn cache(store: Arc<dyn SemanticStore>, options: CacheOptions) -> SemanticCache {
-    SemanticCache::new(common::local_embedder(), Some(store), options)
+    SemanticCache::new(crate::common::local_embedder(), Some(store), options)
 }
 
 /// Answers a request from `cache` if it can, else stores `answer` for it.
@@ -422,7 +420,7 @@ async fn failed_and_refused_writes_are_counted_and_never_fail_the_request() {
 
 #[tokio::test]
 async fn a_cache_without_a_store_works_in_memory() {
-    let cache = SemanticCache::new(common::local_embedder(), None, CacheOptions::default());
+    let cache = SemanticCache::new(crate::common::local_embedder(), None, CacheOptions::default());
     assert_eq!(cache.load().await.unwrap(), 0);
     let request = chat("sys", "What does HTTP 404 mean?");
     assert!(

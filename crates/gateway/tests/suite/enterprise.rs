@@ -6,11 +6,9 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
-
 use std::time::Duration;
 
-use common::{MASTER_KEY, TestGateway, client, providers_yaml};
+use crate::common::{MASTER_KEY, TestGateway, client, providers_yaml};
 use portcullis_test_support::oidc::{encode_segment, mint_hs256, mint_unsigned, unix_now};
 use portcullis_test_support::{MockAlg, MockIssuer, MockOptions, MockUpstream};
 use serde_json::{Value, json};

@@ -173,7 +173,7 @@ fn check_reports_every_problem_and_names_unset_variables() {
 
 /// The YAML example under "Configuration file" in the README.
 fn readme_example() -> String {
-    let readme = include_str!("../../../README.md");
+    let readme = include_str!("../../../../README.md");
     let section = readme
         .split("### Configuration file")
         .nth(1)

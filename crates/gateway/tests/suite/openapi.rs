@@ -11,7 +11,7 @@ use portcullis_gateway::tenancy::OPENAPI;
 use serde_json::Value;
 
 /// The router's source, read as it is compiled.
-const LIB_RS: &str = include_str!("../src/lib.rs");
+const LIB_RS: &str = include_str!("../../src/lib.rs");
 
 /// The HTTP methods axum's method routers are built from.
 const METHODS: [&str; 7] = ["get", "post", "put", "patch", "delete", "head", "options"];

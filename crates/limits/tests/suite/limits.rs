@@ -2,12 +2,10 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
-
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{RecordingSeed, Store, admitted, cost, refused, requests, team, tokens, user};
+use crate::common::{RecordingSeed, Store, admitted, cost, refused, requests, team, tokens, user};
 use portcullis_limits::{
     Algorithm, Clock, Estimate, LimitRules, Limiter, MemoryBackend, Period, RateUnit, RefusalKind,
     Rule, ScopeKind, SpendSeed, Subjects,
@@ -535,7 +533,7 @@ async fn no_rules_admits_everything_without_a_backend_call() {
 #[tokio::test]
 async fn budgets_survive_a_restart_through_the_spend_seed() {
     let seed = RecordingSeed::new(0.0);
-    let clock = common::start_clock();
+    let clock = crate::common::start_clock();
     let rules = LimitRules::new(vec![Rule::budget(
         "daily",
         ScopeKind::Team,
@@ -572,7 +570,7 @@ async fn seed_failure_fails_budgets_closed_and_is_retried() {
         fail: true,
         ..RecordingSeed::default()
     });
-    let clock = common::start_clock();
+    let clock = crate::common::start_clock();
     let rules = LimitRules::new(vec![
         Rule::requests("rpm", ScopeKind::Team, 100, MINUTE),
         Rule::budget("daily", ScopeKind::Team, 5.0, Period::Daily),
@@ -608,7 +606,7 @@ fn handles_cross_threads_and_admit_is_a_send_future() {
 
 #[tokio::test]
 async fn memory_forgets_idle_counters() {
-    let clock = common::start_clock();
+    let clock = crate::common::start_clock();
     let backend = Arc::new(MemoryBackend::with_clock(clock.clone()));
     let rules = LimitRules::new(vec![
         Rule::requests("rpm", ScopeKind::User, 10, MINUTE),

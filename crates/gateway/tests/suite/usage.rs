@@ -5,12 +5,10 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
-
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use portcullis_store::LogRecord;
 use portcullis_test_support::MockUpstream;
 use serde_json::{Value, json};

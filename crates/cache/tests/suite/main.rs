@@ -1,0 +1,11 @@
+//! The integration suite of this crate, one test binary: each module covers one concern.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod accumulate;
+mod coalesce;
+mod config;
+mod entry;
+mod fingerprint;
+mod memory;
+mod redis;

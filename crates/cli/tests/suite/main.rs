@@ -1,0 +1,8 @@
+//! The integration suite of this crate, one test binary: each module covers one concern.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod check;
+mod keys;
+mod serve;
+mod tenancy;

@@ -1,0 +1,22 @@
+//! The gateway's integration suite, one test binary: each module drives a real gateway over
+//! HTTP (in-process mock upstreams, SQLite or a fresh PostgreSQL schema) for one concern.
+//! New concerns get a module here rather than a binary of their own, so the suite links once.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+mod bad_input;
+mod cache;
+mod cost;
+mod enterprise;
+mod failover;
+mod hostile;
+mod identity;
+mod lifecycle;
+mod limits;
+mod logging;
+mod openapi;
+mod proxy;
+mod semantic;
+mod usage;

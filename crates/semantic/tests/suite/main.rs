@@ -1,0 +1,9 @@
+//! The integration suite of this crate, one test binary: each module covers one concern.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod cache;
+mod common;
+mod index;
+mod local_model;
+mod quality;

@@ -1,0 +1,7 @@
+//! The integration suite of this crate, one test binary: each module covers one concern.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod oauth;
+mod semantic;
+mod stores;
