@@ -6,6 +6,8 @@
 //! sees only this model. The crate owns:
 //!
 //! - [`chat`]: chat requests and responses (messages, content parts, tools, usage);
+//! - [`config`]: configuration problems ([`Issue`]) and the [`config::Block`] trait every
+//!   crate defining a block of the configuration file implements;
 //! - [`stream`]: the events a streamed chat response is made of;
 //! - [`accumulate`]: folding a stream's events back into a complete response;
 //! - [`embeddings`]: embedding requests and responses;
@@ -17,6 +19,7 @@
 
 pub mod accumulate;
 pub mod chat;
+pub mod config;
 pub mod dialect;
 pub mod duration;
 pub mod embeddings;
@@ -30,6 +33,7 @@ pub use chat::{
     ChatRequest, ChatResponse, Choice, ImageSource, Message, NativeTool, Part, Reasoning, Role,
     StopReason, ToolChoice, ToolDefinition, Usage,
 };
+pub use config::{Issue, Issues};
 pub use dialect::{Dialect, Extras};
 pub use duration::{DurationError, parse_duration};
 pub use embeddings::{EmbeddingInput, EmbeddingsRequest, EmbeddingsResponse};
