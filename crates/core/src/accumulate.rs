@@ -201,6 +201,8 @@ impl ChoiceState {
                     _ => return false,
                 }
             }
+            // The call's part is already complete; the end only says so.
+            Delta::ToolCallEnd { .. } => {}
         }
         true
     }

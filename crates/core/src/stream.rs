@@ -1,10 +1,14 @@
 //! The events a streamed chat response is made of.
 //!
-//! Provider stream decoders turn upstream SSE frames into these events; client stream
-//! encoders turn them into the caller's SSE dialect. Filters between the two (usage
-//! accounting today; tool policies later) see and may rewrite every event, so nothing
-//! dialect-specific leaks into them. Events are produced and consumed one at a time:
-//! a stream is never buffered whole.
+//! Provider stream decoders turn upstream frames into these events; client stream encoders
+//! turn them into the caller's SSE dialect. Filters between the two (usage accounting, the
+//! tool-call deny-list) see and may rewrite every event, so nothing dialect-specific leaks
+//! into them. Events are produced and consumed one at a time: a stream is never buffered whole.
+//!
+//! A tool call streams as [`Delta::ToolCallStart`], any number of
+//! [`Delta::ToolCallArguments`], then [`Delta::ToolCallEnd`] once its arguments are complete
+//! (Anthropic's `content_block_stop`; for OpenAI, the start of the next call, the choice's
+//! `finish_reason`, or the end of the stream), so a filter can judge a whole call.
 
 use crate::chat::{StopReason, Usage};
 use crate::error::GatewayError;
@@ -71,5 +75,10 @@ pub enum Delta {
         index: u32,
         /// The next fragment of the arguments' JSON text.
         fragment: String,
+    },
+    /// A tool call's arguments are complete: no more deltas for this call follow.
+    ToolCallEnd {
+        /// Tool-call ordinal within the choice.
+        index: u32,
     },
 }

@@ -6,16 +6,19 @@
 //! two roles: as the *client* dialect (what the caller speaks) and as the *provider* dialect
 //! (what an upstream speaks). Nothing here touches the network.
 //!
+//! - [`frame`]: the [`Framer`](frame::Framer) that cuts an upstream body into frames
+//!   ([`SseFramer`](frame::SseFramer) for server-sent events), apart from decoding them.
 //! - [`sse`]: incremental server-sent-events parsing and writing.
 //! - [`openai`]: OpenAI Chat Completions and Embeddings.
 //! - [`anthropic`]: Anthropic Messages.
-//! - [`stream`]: the decoder/encoder traits that turn SSE frames into canonical stream events
-//!   and back.
+//! - [`stream`]: the decoder/encoder traits that turn frames into canonical stream events and
+//!   events into the client's SSE frames.
 //! - [`errors`]: error bodies in each dialect, and upstream error bodies turned into
 //!   [`portcullis_core::GatewayError`]s.
 
 pub mod anthropic;
 pub mod errors;
+pub mod frame;
 pub mod openai;
 pub mod sse;
 pub mod stream;

@@ -4,21 +4,17 @@
 //! line break split across chunks, `:` comments, one optional space after the colon, multi-line
 //! `data`, dispatch on a blank line, frames without data not dispatched) and accepts input in
 //! arbitrary chunks. Each dispatched [`SseFrame`] also carries its raw bytes, so a frame that
-//! needs no translation can be forwarded to the client exactly as the upstream sent it.
+//! needs no translation can be forwarded to the client exactly as the upstream sent it. The
+//! gateway reads upstream streams through [`SseFramer`](crate::frame::SseFramer), the
+//! [`Framer`](crate::frame::Framer) built on this parser.
 
 use bytes::{BufMut, Bytes, BytesMut};
 
-/// One dispatched server-sent event.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SseFrame {
-    /// The `event:` field, if present.
-    pub event: Option<String>,
-    /// The `data:` lines joined with `\n`.
-    pub data: String,
-    /// The bytes of the frame as received, from its first line to its closing blank line
-    /// (including comments and lines of frames that were not dispatched before it).
-    pub raw: Bytes,
-}
+pub use crate::frame::Frame;
+
+/// One dispatched server-sent event: a [`Frame`] whose `event` is the `event:` field and
+/// whose payload is the `data:` lines joined with `\n`.
+pub type SseFrame = Frame;
 
 /// Incremental SSE parser.
 #[derive(Debug, Default)]
@@ -141,9 +137,9 @@ impl SseParser {
             self.event = None;
             return;
         }
-        out.push(SseFrame {
+        out.push(Frame {
             event: self.event.take(),
-            data: std::mem::take(&mut self.data),
+            payload: Bytes::from(std::mem::take(&mut self.data)),
             raw: self.raw.split().freeze(),
         });
         self.has_data = false;
@@ -213,7 +209,7 @@ mod tests {
         let frames = parse_all(&[input]);
         let summary: Vec<_> = frames
             .iter()
-            .map(|f| (f.event.clone(), f.data.clone()))
+            .map(|f| (f.event.clone(), f.payload_text().into_owned()))
             .collect();
         assert_eq!(
             summary,
@@ -241,7 +237,7 @@ mod tests {
     fn an_unterminated_final_frame_is_still_dispatched() {
         let frames = parse_all(&[b"data: last"]);
         assert_eq!(frames.len(), 1);
-        assert_eq!(frames[0].data, "last");
+        assert_eq!(frames[0].payload_text(), "last");
     }
 
     #[test]
@@ -301,7 +297,7 @@ mod tests {
             // Events and data never depend on chunking. A CRLF split across two chunks may
             // leave its LF at the head of the next frame's raw bytes (a harmless blank line),
             // so raw bytes are compared as a whole.
-            let summary = |f: &Vec<SseFrame>| f.iter().map(|f| (f.event.clone(), f.data.clone())).collect::<Vec<_>>();
+            let summary = |f: &Vec<SseFrame>| f.iter().map(|f| (f.event.clone(), f.payload_text().into_owned())).collect::<Vec<_>>();
             prop_assert_eq!(summary(&whole), summary(&pieces));
             let raw: Vec<u8> = pieces.iter().flat_map(|f| f.raw.to_vec()).collect();
             prop_assert!(stream.starts_with(&raw));

@@ -1,5 +1,6 @@
-//! The two halves of stream translation: decoders turn upstream SSE frames into canonical
-//! [`StreamEvent`]s, encoders turn canonical events into the client's SSE frames.
+//! The two halves of stream translation: decoders turn upstream frames (cut by a
+//! [`Framer`](crate::frame::Framer)) into canonical [`StreamEvent`]s, encoders turn canonical
+//! events into the client's SSE frames.
 //!
 //! Both are small state machines fed one frame or event at a time, so a stream is translated
 //! as it flows and never buffered.
@@ -7,7 +8,7 @@
 use bytes::BytesMut;
 use portcullis_core::{GatewayError, StreamEvent};
 
-use crate::sse::SseFrame;
+use crate::frame::Frame;
 
 /// What a decoded frame meant for the stream as a whole.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -18,16 +19,23 @@ pub enum FrameOutcome {
     Done,
 }
 
-/// Turns one provider's SSE frames into canonical events.
+/// Turns one provider's stream frames into canonical events.
 pub trait StreamDecoder: Send {
-    /// Decodes `frame`, appending the events it carries to `out`.
+    /// Decodes `frame`'s payload, appending the events it carries to `out`.
     ///
     /// An error means the frame could not be understood; the stream cannot continue.
     fn decode(
         &mut self,
-        frame: &SseFrame,
+        frame: &Frame,
         out: &mut Vec<StreamEvent>,
     ) -> Result<FrameOutcome, GatewayError>;
+
+    /// The upstream body ended (after its terminal frame or without one): appends what the
+    /// end implies, such as the [`Delta::ToolCallEnd`](portcullis_core::Delta::ToolCallEnd) of
+    /// calls whose end no frame marked.
+    fn end(&mut self, out: &mut Vec<StreamEvent>) {
+        let _ = out;
+    }
 }
 
 /// Turns canonical events into one client dialect's SSE frames.
@@ -37,6 +45,15 @@ pub trait StreamEncoder: Send {
 
     /// Appends whatever closes the stream (`[DONE]`, `message_stop`).
     fn finish(&mut self, out: &mut BytesMut);
+
+    /// Takes in `event` without writing it: the client already received the upstream's own
+    /// frames for it. A relay that forwards upstream bytes calls this for every event, so that
+    /// if it later has to re-encode, the encoder continues the stream the client has seen
+    /// (block and tool-call numbering, roles already sent, usage so far).
+    fn skip(&mut self, event: &StreamEvent) {
+        let mut discarded = BytesMut::new();
+        self.encode(event, &mut discarded);
+    }
 }
 
 /// The events a complete response would have streamed, in order: used to answer a streaming
@@ -88,15 +105,18 @@ pub fn events_from_response(resp: &portcullis_core::ChatResponse) -> Vec<StreamE
                             name: name.clone(),
                         },
                     });
-                    let d = Delta::ToolCallArguments {
-                        index: tool_index,
-                        fragment: arguments.clone(),
-                    };
-                    tool_index += 1;
-                    if arguments.is_empty() {
-                        continue;
+                    if !arguments.is_empty() {
+                        out.push(StreamEvent::Delta {
+                            choice: c,
+                            delta: Delta::ToolCallArguments {
+                                index: tool_index,
+                                fragment: arguments.clone(),
+                            },
+                        });
                     }
-                    d
+                    let end = Delta::ToolCallEnd { index: tool_index };
+                    tool_index += 1;
+                    end
                 }
                 Part::Image { .. } | Part::ToolResult { .. } | Part::Opaque { .. } => continue,
             };

@@ -9,14 +9,17 @@ use serde_json::{Value, json};
 
 use super::response::{UsageOut, WireUsage, stop_reason_from_anthropic, stop_reason_to_anthropic};
 use crate::errors::{anthropic_error_fields, decode_error_object};
-use crate::sse::{SseFrame, write_json_event};
+use crate::frame::Frame;
+use crate::sse::write_json_event;
 use crate::stream::{FrameOutcome, StreamDecoder, StreamEncoder};
 
 /// Decodes an Anthropic upstream stream.
 #[derive(Debug, Default)]
 pub struct AnthropicStreamDecoder {
-    /// (content block index, tool-call ordinal) for each `tool_use` block seen.
+    /// (content block index, tool-call ordinal) for each `tool_use` block still open.
     tool_blocks: Vec<(u32, u32)>,
+    /// The ordinal the next tool call gets.
+    next_tool_ordinal: u32,
 }
 
 impl AnthropicStreamDecoder {
@@ -90,10 +93,10 @@ struct WireDelta {
 impl StreamDecoder for AnthropicStreamDecoder {
     fn decode(
         &mut self,
-        frame: &SseFrame,
+        frame: &Frame,
         out: &mut Vec<StreamEvent>,
     ) -> Result<FrameOutcome, GatewayError> {
-        let ev: WireEvent = serde_json::from_str(&frame.data).map_err(|e| {
+        let ev: WireEvent = serde_json::from_slice(&frame.payload).map_err(|e| {
             GatewayError::new(
                 portcullis_core::ErrorKind::Upstream,
                 format!("The upstream sent an invalid stream event: {e}"),
@@ -129,7 +132,8 @@ impl StreamDecoder for AnthropicStreamDecoder {
                         out.push(delta(Delta::RedactedThinking(text("data").to_owned())))
                     }
                     Some("tool_use") => {
-                        let ordinal = self.tool_blocks.len() as u32;
+                        let ordinal = self.next_tool_ordinal;
+                        self.next_tool_ordinal += 1;
                         self.tool_blocks.push((index, ordinal));
                         out.push(delta(Delta::ToolCallStart {
                             index: ordinal,
@@ -199,7 +203,15 @@ impl StreamDecoder for AnthropicStreamDecoder {
                 out.push(StreamEvent::Error(decode_error_object(&err, 502)));
                 return Ok(FrameOutcome::Done);
             }
-            EventType::ContentBlockStop | EventType::Ping | EventType::Other => {}
+            EventType::ContentBlockStop => {
+                // Only a tool call's end matters: the other blocks close implicitly.
+                let index = ev.index.unwrap_or(0);
+                if let Some(position) = self.tool_blocks.iter().position(|(b, _)| *b == index) {
+                    let (_, ordinal) = self.tool_blocks.swap_remove(position);
+                    out.push(delta(Delta::ToolCallEnd { index: ordinal }));
+                }
+            }
+            EventType::Ping | EventType::Other => {}
         }
         Ok(FrameOutcome::Continue)
     }
@@ -412,6 +424,14 @@ impl StreamEncoder for AnthropicStreamEncoder {
                             },
                         );
                     }
+                    Delta::ToolCallEnd { index } => {
+                        let block = self.tool_blocks.iter().find(|(o, _)| o == index);
+                        if let (Some((_, b)), Some((open, OpenBlock::Tool))) = (block, self.open)
+                            && *b == open
+                        {
+                            self.close_open(out);
+                        }
+                    }
                 }
             }
             StreamEvent::Finish {
@@ -506,6 +526,63 @@ mod tests {
             reason: StopReason::ToolUse,
             stop_sequence: None
         }));
+        // The tool block's content_block_stop ends the call (ordinal 0) right after its last
+        // fragment; the text block's stop marks nothing.
+        let end = events
+            .iter()
+            .position(|e| *e == delta(Delta::ToolCallEnd { index: 0 }))
+            .unwrap();
+        assert_eq!(
+            events[end - 1],
+            delta(Delta::ToolCallArguments {
+                index: 0,
+                fragment: "1}".into()
+            })
+        );
+        let all_ends = events
+            .iter()
+            .filter(|e| {
+                matches!(
+                    e,
+                    StreamEvent::Delta {
+                        delta: Delta::ToolCallEnd { .. },
+                        ..
+                    }
+                )
+            })
+            .count();
+        assert_eq!(all_ends, 1);
+    }
+
+    #[test]
+    fn encoder_closes_a_tool_block_at_its_end() {
+        let mut e = AnthropicStreamEncoder::new();
+        let mut out = BytesMut::new();
+        for ev in [
+            delta(Delta::ToolCallStart {
+                index: 0,
+                id: "t".into(),
+                name: "f".into(),
+            }),
+            delta(Delta::ToolCallArguments {
+                index: 0,
+                fragment: "{}".into(),
+            }),
+            delta(Delta::ToolCallEnd { index: 0 }),
+        ] {
+            e.encode(&ev, &mut out);
+        }
+        let s = String::from_utf8(out.to_vec()).unwrap();
+        assert!(
+            s.ends_with(
+                "event: content_block_stop\ndata: {\"type\":\"content_block_stop\",\"index\":0}\n\n"
+            ),
+            "{s}"
+        );
+        out.clear();
+        e.finish(&mut out);
+        let s = String::from_utf8(out.to_vec()).unwrap();
+        assert!(!s.contains("content_block_stop"), "closed once: {s}");
     }
 
     #[test]

@@ -8,7 +8,8 @@ use serde_json::Value;
 
 use super::response::{UsageOut, WireUsage, stop_reason_from_openai, stop_reason_to_openai};
 use crate::errors::{decode_error_object, openai_error_fields};
-use crate::sse::{SseFrame, write_data, write_json_data};
+use crate::frame::Frame;
+use crate::sse::{write_data, write_json_data};
 use crate::stream::{FrameOutcome, StreamDecoder, StreamEncoder};
 
 /// Decodes an OpenAI-dialect upstream stream.
@@ -17,12 +18,30 @@ pub struct OpenAiStreamDecoder {
     started: bool,
     /// (choice, tool-call index) pairs whose start has been emitted.
     tool_calls_started: Vec<(u32, u32)>,
+    /// (choice, tool-call index) pairs started and not yet ended, in order of start.
+    tool_calls_open: Vec<(u32, u32)>,
 }
 
 impl OpenAiStreamDecoder {
     /// A decoder at the start of a stream.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Ends the open tool calls of `choice` (of every choice when `None`): OpenAI marks no
+    /// call's end, so a call is complete when the next one starts, when its choice finishes,
+    /// or when the stream ends.
+    fn end_tool_calls(&mut self, choice: Option<u32>, out: &mut Vec<StreamEvent>) {
+        self.tool_calls_open.retain(|&(c, index)| {
+            if choice.is_some_and(|only| only != c) {
+                return true;
+            }
+            out.push(StreamEvent::Delta {
+                choice: c,
+                delta: Delta::ToolCallEnd { index },
+            });
+            false
+        });
     }
 }
 
@@ -85,14 +104,15 @@ struct WireFunctionDelta {
 impl StreamDecoder for OpenAiStreamDecoder {
     fn decode(
         &mut self,
-        frame: &SseFrame,
+        frame: &Frame,
         out: &mut Vec<StreamEvent>,
     ) -> Result<FrameOutcome, GatewayError> {
-        let data = frame.data.trim();
-        if data == "[DONE]" {
+        let data = frame.payload.trim_ascii();
+        if data == b"[DONE]" {
+            self.end_tool_calls(None, out);
             return Ok(FrameOutcome::Done);
         }
-        let chunk: WireChunk = serde_json::from_str(data).map_err(|e| {
+        let chunk: WireChunk = serde_json::from_slice(data).map_err(|e| {
             GatewayError::new(
                 portcullis_core::ErrorKind::Upstream,
                 format!("The upstream sent an invalid stream chunk: {e}"),
@@ -138,7 +158,9 @@ impl StreamDecoder for OpenAiStreamDecoder {
                         None => (None, None),
                     };
                     if !self.tool_calls_started.contains(&(c, index)) {
+                        self.end_tool_calls(Some(c), out);
                         self.tool_calls_started.push((c, index));
+                        self.tool_calls_open.push((c, index));
                         out.push(StreamEvent::Delta {
                             choice: c,
                             delta: Delta::ToolCallStart {
@@ -157,6 +179,7 @@ impl StreamDecoder for OpenAiStreamDecoder {
                 }
             }
             if let Some(reason) = choice.finish_reason {
+                self.end_tool_calls(Some(c), out);
                 out.push(StreamEvent::Finish {
                     choice: c,
                     reason: stop_reason_from_openai(&reason),
@@ -168,6 +191,10 @@ impl StreamDecoder for OpenAiStreamDecoder {
             out.push(StreamEvent::Usage(u.into_canonical()));
         }
         Ok(FrameOutcome::Continue)
+    }
+
+    fn end(&mut self, out: &mut Vec<StreamEvent>) {
+        self.end_tool_calls(None, out);
     }
 }
 
@@ -331,8 +358,11 @@ impl StreamEncoder for OpenAiStreamEncoder {
                         }]),
                         ..DeltaOut::default()
                     },
-                    // OpenAI has no place for signatures or redacted reasoning.
-                    Delta::ThinkingSignature(_) | Delta::RedactedThinking(_) => return,
+                    // OpenAI has no place for signatures or redacted reasoning, and marks no
+                    // tool call's end.
+                    Delta::ThinkingSignature(_)
+                    | Delta::RedactedThinking(_)
+                    | Delta::ToolCallEnd { .. } => return,
                 };
                 self.chunk(out, *choice, d, None);
             }
@@ -454,6 +484,10 @@ mod tests {
                         fragment: ":1}".into()
                     }
                 },
+                StreamEvent::Delta {
+                    choice: 0,
+                    delta: Delta::ToolCallEnd { index: 0 }
+                },
                 StreamEvent::Finish {
                     choice: 0,
                     reason: StopReason::ToolUse,
@@ -466,6 +500,70 @@ mod tests {
                 }),
             ]
         );
+    }
+
+    fn ends(events: &[StreamEvent]) -> Vec<(usize, u32)> {
+        events
+            .iter()
+            .enumerate()
+            .filter_map(|(at, e)| match e {
+                StreamEvent::Delta {
+                    delta: Delta::ToolCallEnd { index },
+                    ..
+                } => Some((at, *index)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_tool_call_ends_when_the_next_starts_or_at_the_stream_end() {
+        let chunk = |delta: &str, finish: &str| {
+            format!(
+                "data: {{\"id\":\"c\",\"created\":1,\"model\":\"m\",\"choices\":[{{\"index\":0,\"delta\":{delta}{finish}}}]}}\n\n"
+            )
+        };
+        let calls = [
+            chunk(
+                r#"{"tool_calls":[{"index":0,"id":"a","function":{"name":"f","arguments":"{}"}}]}"#,
+                "",
+            ),
+            chunk(
+                r#"{"tool_calls":[{"index":1,"id":"b","function":{"name":"g","arguments":"{"}}]}"#,
+                "",
+            ),
+            chunk(
+                r#"{"tool_calls":[{"index":1,"function":{"arguments":"}"}}]}"#,
+                "",
+            ),
+        ]
+        .concat();
+        // The second call starts after the first's last fragment: the first ends there.
+        let events = decode_all(&calls);
+        assert_eq!(ends(&events), vec![(3, 0)]);
+        assert!(matches!(
+            &events[4],
+            StreamEvent::Delta {
+                delta: Delta::ToolCallStart { index: 1, .. },
+                ..
+            }
+        ));
+        // No finish_reason and no [DONE]: the end of the body ends the open call.
+        let mut p = SseParser::new();
+        let mut frames = Vec::new();
+        p.feed(calls.as_bytes(), &mut frames).unwrap();
+        let mut d = OpenAiStreamDecoder::new();
+        let mut out = Vec::new();
+        for f in &frames {
+            d.decode(f, &mut out).unwrap();
+        }
+        d.end(&mut out);
+        assert_eq!(ends(&out), vec![(3, 0), (7, 1)]);
+        d.end(&mut out);
+        assert_eq!(ends(&out).len(), 2, "an end is reported once");
+        // [DONE] ends it too.
+        let events = decode_all(&format!("{calls}data: [DONE]\n\n"));
+        assert_eq!(ends(&events), vec![(3, 0), (7, 1)]);
     }
 
     #[test]
