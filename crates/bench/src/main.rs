@@ -2,29 +2,34 @@
 //!
 //! `portcullis-bench run` starts mock upstreams in-process, starts the real `portcullis` binary
 //! (with its request log on, writing to SQLite) pinned to CPU 0 while this process (load
-//! generator and mocks) runs on CPU 1, and runs each scenario twice in the same run — straight
-//! to the mock, then through the gateway:
+//! generator and mocks) runs on CPU 1, and runs each scenario three times in the same run —
+//! straight to the mock, through the physical floor ([`floor`]: a bare one-hop proxy, one
+//! thread, pinned to CPU 0 too), then through the gateway:
 //!
 //! 1. added latency at concurrency 1;
 //! 2. saturation throughput at concurrency 50;
 //! 3. a mock that takes 50 ms to answer, at concurrency 50;
 //! 4. streaming time to first token at concurrency 1 (the mock streams a frame every 5 ms).
 //!
-//! For the gateway it reports the CPU time it consumed per request during each measured window
-//! (from `/proc/<pid>/stat`) and its peak resident memory (`VmHWM`). It is a report, not a
-//! test: it exits 0 whether or not the targets are met.
+//! For the floor and the gateway it reports the CPU time each consumed per request during each
+//! measured window (from `/proc/<pid>/stat`), the gateway's ratio to the floor and its p50 over
+//! the floor's, and the gateway's peak resident memory (`VmHWM`). It is a report, not a test:
+//! it exits 0 whether or not the targets are met.
 //!
 //! `portcullis-bench memory` ([`memory`]) measures the gateway's resident memory under a burst
 //! of concurrent maximum-size request bodies, and how much of it is given back afterwards.
 
 #![allow(clippy::print_stdout)]
 
+mod floor;
 mod load;
 mod memory;
 mod procfs;
 mod semantic;
 
 use std::fmt::Write as _;
+use std::io::{BufRead as _, Write as _};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Child, Command, ExitCode, Stdio};
 use std::time::Duration;
@@ -49,7 +54,8 @@ fn usage() -> ! {
     eprintln!(
         "usage: portcullis-bench run [--gateway-bin PATH] [--duration SECS] [--warmup SECS] [--json FILE] [--no-pin]\n\
          \x20      portcullis-bench load ADDR PATH KEY MODEL [--concurrency N] [--duration SECS] [--stream]\n\
-         \x20      portcullis-bench memory [--help for its options]"
+         \x20      portcullis-bench memory [--help for its options]\n\
+         \x20      portcullis-bench floor UPSTREAM_ADDR..."
     );
     std::process::exit(2)
 }
@@ -139,6 +145,47 @@ fn memory_only(args: impl Iterator<Item = String>) -> i32 {
     }
 }
 
+/// `floor`: the bare one-hop proxy alone, one loopback listener per upstream, on one thread.
+/// Prints `LISTEN_ADDR UPSTREAM_ADDR` per listener once all are bound, then serves until killed.
+fn floor_only(args: impl Iterator<Item = String>) -> i32 {
+    let mut upstreams = Vec::new();
+    for arg in args {
+        match arg.parse::<SocketAddr>() {
+            Ok(addr) if addr.ip().is_loopback() => upstreams.push(addr),
+            Ok(_) => {
+                eprintln!("only loopback addresses may be forwarded to");
+                return 2;
+            }
+            Err(_) => usage(),
+        }
+    }
+    if upstreams.is_empty() {
+        usage()
+    }
+    let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    else {
+        return 1;
+    };
+    rt.block_on(async {
+        let listening = match floor::start(&upstreams).await {
+            Ok(l) => l,
+            Err(e) => {
+                eprintln!("floor proxy failed to start: {e}");
+                return 1;
+            }
+        };
+        let mut out = std::io::stdout().lock();
+        for (listen, upstream) in listening.iter().zip(&upstreams) {
+            let _ = writeln!(out, "{listen} {upstream}");
+        }
+        let _ = out.flush();
+        drop(out);
+        std::future::pending::<i32>().await
+    })
+}
+
 fn parse_args() -> Args {
     let mut args = std::env::args().skip(1);
     match args.next().as_deref() {
@@ -148,6 +195,7 @@ fn parse_args() -> Args {
             _ => 1,
         }),
         Some("memory") => std::process::exit(memory_only(args)),
+        Some("floor") => std::process::exit(floor_only(args)),
         _ => usage(),
     }
     let mut a = Args {
@@ -216,8 +264,22 @@ struct Row {
     scenario: &'static str,
     concurrency: usize,
     direct: Outcome,
+    floor: Outcome,
+    floor_cpu_us_per_request: f64,
     gateway: Outcome,
     cpu_us_per_request: f64,
+}
+
+impl Row {
+    /// The gateway's CPU time per request over the floor's.
+    fn cpu_ratio(&self) -> f64 {
+        self.cpu_us_per_request / self.floor_cpu_us_per_request.max(1e-9)
+    }
+
+    /// The gateway's p50 minus the floor's, in microseconds.
+    fn p50_over_floor_us(&self) -> f64 {
+        (self.gateway.ms(0.5) - self.floor.ms(0.5)) * 1000.0
+    }
 }
 
 async fn run(args: &Args) -> Result<(), String> {
@@ -251,6 +313,7 @@ async fn run(args: &Args) -> Result<(), String> {
              \x20 streaming:\n    kind: custom\n    api_key: sk-mock-openai\n    base_url: {stream}\n\
              routes:\n  cached:\n    targets: [openai/gpt-4o-mini]\n    cache: {{enabled: true}}\n\
              \x20 limited:\n    targets: [openai/gpt-4o-mini]\n\
+             \x20 keyed:\n    targets: [openai/gpt-4o-mini]\n{KEYED_ROUTE_TOOLS_DENIED}\
              limits:\n  - {{scope: route, match: limited, requests: 100000000, window: 1h}}\n\
              \x20 - {{scope: route, match: limited, tokens: 1000000000, window: 1h}}\n",
             db = dir.path().join("bench.db").display(),
@@ -273,8 +336,27 @@ async fn run(args: &Args) -> Result<(), String> {
     // The `vaulted` provider's key lives in the vault (sealed in the database): the "vault
     // key" scenarios measure resolving and using a stored provider key on every request.
     store_provider_key(gw_addr).await?;
+    // The floor: one listener per mock, pinned to the gateway's core, idle while the gateway
+    // is measured and the other way round.
+    let (mut floor_proxy, floor_addrs) =
+        match spawn_floor(args, &[fast.addr(), slow.addr(), streaming.addr()]) {
+            Ok(started) => started,
+            Err(e) => {
+                stop(&mut gateway);
+                return Err(e);
+            }
+        };
+    let floor_pid = floor_proxy.id();
+    let floor_of = |direct: &Target| Target {
+        addr: floor_addrs
+            .iter()
+            .find(|(_, upstream)| *upstream == direct.addr)
+            .map_or(direct.addr, |(listen, _)| *listen),
+        ..direct.clone()
+    };
+
     println!(
-        "gateway pid {pid} {} ; load generator and mocks on CPU 1 ; {}s per window after {}s warm-up\n",
+        "gateway pid {pid} and floor pid {floor_pid} {} ; load generator and mocks on CPU 1 ; {}s per window after {}s warm-up\n",
         if args.pin {
             "pinned to CPU 0"
         } else {
@@ -348,19 +430,10 @@ async fn run(args: &Args) -> Result<(), String> {
             direct(&fast, false),
             via("limited", false),
         ),
-        // A virtual key instead of the master key: digest, cached lookup, its own rate rule.
-        (
-            "virtual key",
-            1,
-            direct(&fast, false),
-            with_key("openai/gpt-4o-mini"),
-        ),
-        (
-            "virtual key",
-            50,
-            direct(&fast, false),
-            with_key("openai/gpt-4o-mini"),
-        ),
+        // A virtual key instead of the master key: digest, cached lookup, its own rate rule;
+        // on a route with a tool deny-list configured that the answers never trigger.
+        ("virtual key", 1, direct(&fast, false), with_key("keyed")),
+        ("virtual key", 50, direct(&fast, false), with_key("keyed")),
         // The provider key resolved from the vault (a stored default) instead of the file.
         (
             "vault key",
@@ -385,12 +458,15 @@ async fn run(args: &Args) -> Result<(), String> {
         }
         let direct = load::run(&d, concurrency, args.warmup, args.duration).await;
         // CPU is read around the measured window only (warm-up excluded).
-        let (gateway, cpu) = measure_gateway(pid, &g, concurrency, args).await;
-        let cpu_us_per_request = cpu.as_secs_f64() * 1e6 / (gateway.ok.max(1) as f64);
+        let (floor, floor_cpu_us_per_request) =
+            measure(floor_pid, &floor_of(&d), concurrency, args).await;
+        let (gateway, cpu_us_per_request) = measure(pid, &g, concurrency, args).await;
         rows.push(Row {
             scenario,
             concurrency,
             direct,
+            floor,
+            floor_cpu_us_per_request,
             gateway,
             cpu_us_per_request,
         });
@@ -401,6 +477,7 @@ async fn run(args: &Args) -> Result<(), String> {
     // the blocking wait for the gateway's exit, so its graceful shutdown is not held up.
     tokio::time::sleep(Duration::from_millis(500)).await;
     stop(&mut gateway);
+    stop(&mut floor_proxy);
 
     let report = render(&rows, core_peak_rss, peak_rss, dropped);
     println!("{report}");
@@ -410,9 +487,13 @@ async fn run(args: &Args) -> Result<(), String> {
             "rows": rows.iter().map(|r| json!({
                 "scenario": r.scenario, "concurrency": r.concurrency,
                 "direct": {"rps": r.direct.rate(), "p50_ms": r.direct.ms(0.5), "p99_ms": r.direct.ms(0.99), "errors": r.direct.errors},
+                "floor": {"rps": r.floor.rate(), "p50_ms": r.floor.ms(0.5), "p99_ms": r.floor.ms(0.99), "errors": r.floor.errors},
                 "gateway": {"rps": r.gateway.rate(), "p50_ms": r.gateway.ms(0.5), "p99_ms": r.gateway.ms(0.99), "errors": r.gateway.errors},
                 "added_p50_ms": r.gateway.ms(0.5) - r.direct.ms(0.5),
+                "floor_cpu_us_per_request": r.floor_cpu_us_per_request,
                 "gateway_cpu_us_per_request": r.cpu_us_per_request,
+                "gateway_to_floor_cpu_ratio": r.cpu_ratio(),
+                "gateway_p50_over_floor_us": r.p50_over_floor_us(),
             })).collect::<Vec<_>>(),
             "gateway_peak_rss_mib": peak_rss as f64 / 1048576.0,
             "gateway_core_peak_rss_mib": core_peak_rss as f64 / 1048576.0,
@@ -424,13 +505,9 @@ async fn run(args: &Args) -> Result<(), String> {
     Ok(())
 }
 
-/// Runs the gateway scenario, reading the gateway's CPU time exactly around the measured window.
-async fn measure_gateway(
-    pid: u32,
-    target: &Target,
-    concurrency: usize,
-    args: &Args,
-) -> (Outcome, Duration) {
+/// Runs a scenario against the process `pid` (the gateway or the floor), reading its CPU time
+/// exactly around the measured window; returns the outcome and the CPU µs per request.
+async fn measure(pid: u32, target: &Target, concurrency: usize, args: &Args) -> (Outcome, f64) {
     let warmup = args.warmup;
     let sampler = async {
         tokio::time::sleep(warmup).await;
@@ -443,7 +520,8 @@ async fn measure_gateway(
         load::run(target, concurrency, warmup, args.duration),
         sampler
     );
-    (outcome, cpu)
+    let per_request = cpu.as_secs_f64() * 1e6 / (outcome.ok.max(1) as f64);
+    (outcome, per_request)
 }
 
 fn render(rows: &[Row], core_peak_rss: u64, peak_rss: u64, dropped: Option<u64>) -> String {
@@ -474,6 +552,33 @@ fn render(rows: &[Row], core_peak_rss: u64, peak_rss: u64, dropped: Option<u64>)
                 "|  ↳ errors | | {} | | {} | | | |",
                 r.direct.errors, r.gateway.errors
             );
+        }
+    }
+    let _ = writeln!(
+        s,
+        "\nagainst the floor (a bare one-hop proxy: one thread on the gateway's core, pooled client, no parsing, auth or log):\n"
+    );
+    let _ = writeln!(
+        s,
+        "| scenario | conc. | floor req/s | floor p50 / p99 ms | floor CPU µs/req | gateway CPU µs/req | CPU ratio | gateway p50 − floor p50 µs |"
+    );
+    let _ = writeln!(s, "|---|---|---|---|---|---|---|---|");
+    for r in rows {
+        let _ = writeln!(
+            s,
+            "| {} | {} | {:.0} | {:.3} / {:.3} | {:.1} | {:.1} | {:.2}× | {:+.0} |",
+            r.scenario,
+            r.concurrency,
+            r.floor.rate(),
+            r.floor.ms(0.5),
+            r.floor.ms(0.99),
+            r.floor_cpu_us_per_request,
+            r.cpu_us_per_request,
+            r.cpu_ratio(),
+            r.p50_over_floor_us(),
+        );
+        if r.floor.errors > 0 {
+            let _ = writeln!(s, "|  ↳ errors | | {} | | | | | |", r.floor.errors);
         }
     }
     let _ = writeln!(
@@ -524,11 +629,75 @@ fn render(rows: &[Row], core_peak_rss: u64, peak_rss: u64, dropped: Option<u64>)
         "  peak RSS             ≤ 32 MiB      : {mib:.1} {}",
         mark(mib <= 32.0)
     );
+    let _ = writeln!(
+        s,
+        "\ntargets against the floor (request log on, virtual key, tool deny-list configured):"
+    );
+    for r in rows.iter().filter(|r| r.scenario == "virtual key") {
+        let ratio = r.cpu_ratio();
+        let _ = writeln!(
+            s,
+            "  CPU per request at c={:<3} ≤ 1.5× floor  : {ratio:.2}× ({:.1} / {:.1} µs) {}",
+            r.concurrency,
+            r.cpu_us_per_request,
+            r.floor_cpu_us_per_request,
+            mark(ratio <= 1.5)
+        );
+        if r.concurrency == 1 {
+            let over = r.p50_over_floor_us();
+            let _ = writeln!(
+                s,
+                "  p50 at c=1 ≤ floor p50 + 10 µs       : {over:+.0} µs ({:.3} vs {:.3} ms) {}",
+                r.gateway.ms(0.5),
+                r.floor.ms(0.5),
+                mark(over <= 10.0)
+            );
+        }
+    }
     s
 }
 
 fn mark(ok: bool) -> &'static str {
     if ok { "✓" } else { "✗ (missed)" }
+}
+
+/// Starts this binary's `floor` subcommand (pinned to CPU 0 like the gateway) forwarding to
+/// `upstreams`; returns it and its `(listen, upstream)` address pairs.
+#[allow(clippy::type_complexity)]
+fn spawn_floor(
+    args: &Args,
+    upstreams: &[SocketAddr],
+) -> Result<(Child, Vec<(SocketAddr, SocketAddr)>), String> {
+    let exe = std::env::current_exe().map_err(|e| format!("finding this binary: {e}"))?;
+    let mut cmd = if args.pin {
+        let mut c = Command::new("taskset");
+        c.args(["-c", "0"]).arg(exe);
+        c
+    } else {
+        Command::new(exe)
+    };
+    cmd.arg("floor")
+        .args(upstreams.iter().map(ToString::to_string))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit());
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| format!("starting the floor proxy: {e}"))?;
+    let mut pairs = Vec::with_capacity(upstreams.len());
+    if let Some(out) = child.stdout.take() {
+        for line in std::io::BufReader::new(out).lines().take(upstreams.len()) {
+            let line = line.map_err(|e| format!("reading the floor proxy's addresses: {e}"))?;
+            let mut addrs = line.split(' ').filter_map(|a| a.parse::<SocketAddr>().ok());
+            if let (Some(listen), Some(upstream)) = (addrs.next(), addrs.next()) {
+                pairs.push((listen, upstream));
+            }
+        }
+    }
+    if pairs.len() != upstreams.len() {
+        stop(&mut child);
+        return Err("the floor proxy did not start".to_owned());
+    }
+    Ok((child, pairs))
 }
 
 fn free_port() -> Result<u16, String> {
@@ -581,6 +750,11 @@ fn create_virtual_key(args: &Args, config: &std::path::Path) -> Result<String, S
         .map(str::to_owned)
         .ok_or_else(|| "keys create printed no key".to_owned())
 }
+
+/// The tool deny-list of the `keyed` route (the virtual-key scenarios): a pattern no tool in the
+/// mock's answers matches, so every run measures the filter configured but not triggered.
+// TODO(tools_denied): set to "    tools_denied: [\"bench_never_*\"]\n" once the gateway accepts it.
+const KEYED_ROUTE_TOOLS_DENIED: &str = "";
 
 /// The vault's key-encryption key for the bench (32 bytes, base64).
 const BENCH_SECRET_KEY: &str = "YmVuY2gtc2VjcmV0LWtleS0wMTIzNDU2Nzg5YWJjZGU=";
