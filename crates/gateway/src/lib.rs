@@ -42,6 +42,7 @@ pub mod server;
 pub mod settle;
 pub mod state;
 pub mod tenancy;
+pub mod trace;
 pub mod upstream;
 
 use std::future::Future;
