@@ -5,9 +5,16 @@
 //! caller's error body (OpenAI `{"error":{…}}` or Anthropic `{"type":"error",…}`); the
 //! failover logic reads [`GatewayError::retryable`] and [`GatewayError::blame`] and nothing
 //! else.
+//!
+//! An error has two audiences. The caller sees the message, status, code and parameter — never
+//! anything about the gateway's insides. The operator additionally gets the private part: an
+//! operator-only [`detail`](GatewayError::detail) (the transport error text, the unreadable
+//! frame, …) and the underlying [`source`](std::error::Error::source), which the request log
+//! and the gateway's own logs record and no response ever carries.
 
 use std::borrow::Cow;
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 use http::StatusCode;
@@ -51,7 +58,7 @@ pub enum Blame {
 }
 
 /// A failure on the request path.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct GatewayError {
     kind: ErrorKind,
     status: StatusCode,
@@ -61,6 +68,32 @@ pub struct GatewayError {
     blame: Blame,
     retryable: bool,
     retry_after: Option<Duration>,
+    /// What only the operator sees; boxed so the common error stays small.
+    private: Option<Box<Private>>,
+}
+
+/// The operator-only part of an error.
+#[derive(Debug, Clone, Default)]
+struct Private {
+    detail: Option<String>,
+    source: Option<Arc<dyn std::error::Error + Send + Sync>>,
+}
+
+/// Two errors are equal when the caller would see the same thing and the operator the same
+/// detail; sources are compared by their text.
+impl PartialEq for GatewayError {
+    fn eq(&self, other: &Self) -> bool {
+        self.kind == other.kind
+            && self.status == other.status
+            && self.message == other.message
+            && self.code == other.code
+            && self.param == other.param
+            && self.blame == other.blame
+            && self.retryable == other.retryable
+            && self.retry_after == other.retry_after
+            && self.detail() == other.detail()
+            && self.source_text() == other.source_text()
+    }
 }
 
 impl GatewayError {
@@ -88,6 +121,7 @@ impl GatewayError {
             blame,
             retryable,
             retry_after: None,
+            private: None,
         }
     }
 
@@ -123,7 +157,17 @@ impl GatewayError {
         .with_code("request_too_large")
     }
 
-    /// 500: an internal failure. The message is shown to the caller, so keep secrets out of it.
+    /// 504: the request's total time limit passed.
+    pub fn total_timeout() -> Self {
+        Self::new(
+            ErrorKind::Timeout,
+            "The request did not complete within its total time limit",
+        )
+        .with_code("request_timeout")
+    }
+
+    /// 500: an internal failure. The message is shown to the caller, so keep secrets out of it;
+    /// put what the operator needs in [`with_detail`](Self::with_detail).
     pub fn internal(message: impl Into<Cow<'static, str>>) -> Self {
         Self::new(ErrorKind::Internal, message)
     }
@@ -169,6 +213,44 @@ impl GatewayError {
         self
     }
 
+    /// Adds what only the operator sees (logged, never sent to the caller): the transport
+    /// error's text, the upstream's unreadable bytes, the failing component.
+    pub fn with_detail(mut self, detail: impl Into<String>) -> Self {
+        self.private.get_or_insert_default().detail = Some(detail.into());
+        self
+    }
+
+    /// Keeps the underlying error, for the operator's logs ([`std::error::Error::source`]).
+    pub fn with_source(mut self, source: impl std::error::Error + Send + Sync + 'static) -> Self {
+        self.private.get_or_insert_default().source = Some(Arc::new(source));
+        self
+    }
+
+    /// The operator-only detail, if any. Never part of a response.
+    pub fn detail(&self) -> Option<&str> {
+        self.private.as_ref()?.detail.as_deref()
+    }
+
+    /// The message with the operator-only detail and the source chain, for logs.
+    pub fn operator_text(&self) -> String {
+        let mut text = self.message.to_string();
+        if let Some(detail) = self.detail() {
+            text.push_str(" — ");
+            text.push_str(detail);
+        }
+        let mut source = std::error::Error::source(self);
+        while let Some(s) = source {
+            text.push_str(": ");
+            text.push_str(&s.to_string());
+            source = s.source();
+        }
+        text
+    }
+
+    fn source_text(&self) -> Option<String> {
+        std::error::Error::source(self).map(|s| s.to_string())
+    }
+
     /// The class of failure.
     pub fn kind(&self) -> ErrorKind {
         self.kind
@@ -179,7 +261,7 @@ impl GatewayError {
         self.status
     }
 
-    /// The human-readable message.
+    /// The human-readable message the caller sees.
     pub fn message(&self) -> &str {
         &self.message
     }
@@ -221,7 +303,12 @@ impl fmt::Display for GatewayError {
     }
 }
 
-impl std::error::Error for GatewayError {}
+impl std::error::Error for GatewayError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        let source = self.private.as_ref()?.source.as_ref()?;
+        Some(&**source as &(dyn std::error::Error + 'static))
+    }
+}
 
 #[cfg(test)]
 mod tests {
@@ -240,5 +327,27 @@ mod tests {
         assert!(e.retryable());
         assert_eq!(e.blame(), Blame::Upstream);
         assert_eq!(GatewayError::client_closed().status().as_u16(), 499);
+    }
+
+    #[test]
+    fn the_private_part_stays_out_of_what_callers_see() {
+        let io = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused by 10.0.0.7");
+        let e = GatewayError::new(
+            ErrorKind::Upstream,
+            "The upstream provider `x` could not be reached",
+        )
+        .with_detail("connect to 10.0.0.7:443")
+        .with_source(io);
+        assert_eq!(
+            e.message(),
+            "The upstream provider `x` could not be reached"
+        );
+        assert!(!e.to_string().contains("10.0.0.7"), "{e}");
+        assert_eq!(e.detail(), Some("connect to 10.0.0.7:443"));
+        let source = std::error::Error::source(&e).map(ToString::to_string);
+        assert_eq!(source.as_deref(), Some("refused by 10.0.0.7"));
+        let text = e.operator_text();
+        assert!(text.contains("connect to 10.0.0.7:443") && text.contains("refused by 10.0.0.7"));
+        assert_eq!(e.clone(), e);
     }
 }

@@ -43,6 +43,23 @@ pub struct PriceBook {
 }
 
 impl PriceBook {
+    /// The price of `target`'s model, or the caller's own prices (`custom`) applied to it.
+    pub fn target_price(
+        &self,
+        target: &portcullis_providers::Target,
+        custom: Option<&crate::custom::CustomCost>,
+    ) -> Option<Price> {
+        let model_price = self.price(
+            target.provider.name(),
+            target.provider.kind(),
+            &target.model,
+        );
+        match custom {
+            Some(custom) => Some(custom.apply_to(model_price)),
+            None => model_price,
+        }
+    }
+
     /// The built-in prices with `overrides` applied.
     pub fn new(overrides: PriceOverrides) -> Self {
         Self {

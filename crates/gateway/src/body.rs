@@ -301,3 +301,16 @@ where
         self.inner.size_hint()
     }
 }
+
+/// Refuses a body whose JSON objects repeat a key (`{"model":"a","model":"b"}`): parsers
+/// disagree on which value counts, so the gateway, the upstream and the log could each see a
+/// different request. One streaming pass over the bytes, before decoding.
+pub fn check_unambiguous(body: &[u8]) -> Result<(), GatewayError> {
+    match portcullis_dialects::strict::duplicate_key(body) {
+        None => Ok(()),
+        Some(dup) => Err(GatewayError::invalid_request(format!(
+            "Invalid request body: {dup}; a key may appear only once in an object"
+        ))
+        .with_code("duplicate_key")),
+    }
+}

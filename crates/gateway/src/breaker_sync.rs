@@ -13,9 +13,8 @@ use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use parking_lot::Mutex;
+use portcullis_failover::CircuitBreakers;
 use redis::aio::ConnectionManager;
-
-use crate::state::AppState;
 
 /// The sorted set of open breakers.
 const KEY: &str = "portcullis:breakers";
@@ -78,15 +77,15 @@ impl BreakerSync {
     }
 
     /// Polls the shared set every [`POLL_INTERVAL`] and opens this replica's breakers for the
-    /// periods other replicas published; ends when the gateway's state is dropped.
-    pub fn spawn_poller(&self, state: Weak<AppState>) {
+    /// periods other replicas published; ends when the breakers are dropped.
+    pub fn spawn_poller(&self, breakers: Weak<CircuitBreakers>) {
         let mut redis = self.redis.clone();
         let applied = self.applied.clone();
         tokio::spawn(async move {
             let mut polls: u64 = 0;
             loop {
                 tokio::time::sleep(POLL_INTERVAL).await;
-                let Some(state) = state.upgrade() else {
+                let Some(breakers) = breakers.upgrade() else {
                     return;
                 };
                 let now = now_ms();
@@ -98,7 +97,7 @@ impl BreakerSync {
                     .query_async(&mut redis)
                     .await;
                 match open {
-                    Ok(open) => apply(&state, &mut applied.lock(), open, now),
+                    Ok(open) => apply(&breakers, &mut applied.lock(), open, now),
                     Err(e) => tracing::debug!("could not read shared circuit breakers: {e}"),
                 }
                 polls += 1;
@@ -118,7 +117,7 @@ impl BreakerSync {
 
 /// Opens the breakers `open` names (target, open-until) that were not applied yet.
 fn apply(
-    state: &Arc<AppState>,
+    breakers: &CircuitBreakers,
     applied: &mut HashMap<String, i64>,
     open: Vec<(String, i64)>,
     now: i64,
@@ -128,7 +127,7 @@ fn apply(
             continue;
         }
         let remaining = Duration::from_millis(u64::try_from(until - now).unwrap_or(0));
-        if state.breakers.open_elsewhere(&target, remaining) {
+        if breakers.open_elsewhere(&target, remaining) {
             tracing::info!(%target, "circuit breaker opened by another replica");
         }
         applied.insert(target, until);

@@ -20,8 +20,9 @@ use crate::state::AppState;
 pub async fn list(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
     let id = Uuid::now_v7();
     let result = require_admin(&state, &headers).await.and_then(|_| {
-        let settings = state.breakers.settings();
+        let settings = state.dispatcher.breakers.settings();
         let data: Vec<_> = state
+            .dispatcher
             .breakers
             .snapshot()
             .into_iter()
@@ -32,7 +33,7 @@ pub async fn list(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Res
                     "consecutive_failures": b.consecutive_failures,
                     "retry_in_ms": b.retry_in.map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
                     "times_opened": b.times_opened,
-                    "latency_ewma_ms": state.latency.average_ms(&b.target),
+                    "latency_ewma_ms": state.dispatcher.latency.average_ms(&b.target),
                 })
             })
             .collect();

@@ -1,4 +1,11 @@
-//! The attempt loop: sends a chat request to a route's targets until one answers.
+//! The dispatch stage: the [`Dispatcher`] sends a request to a route's targets until one
+//! answers.
+//!
+//! The dispatcher owns only what dispatching needs — the upstream client, the circuit breakers
+//! (shared with the other replicas through [`BreakerSync`]), the latency averages and the
+//! provider-key directory — so the loop can run, and be tested, without the rest of the
+//! gateway. What is sent is built per target by the caller ([`BuildUpstream`]): chat and
+//! embeddings share the loop.
 //!
 //! Targets are tried in the order the route's [`Strategy`](portcullis_failover::Strategy)
 //! gives; a target whose circuit breaker is open is skipped. Each target is tried up to the
@@ -11,26 +18,50 @@
 //! The loop ends when response headers arrive, so nothing is ever retried once the first byte
 //! of an answer has gone to the client. Each attempt is kept for the request's log record.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use hyper::body::Incoming;
 use portcullis_config::RoutePolicy;
-use portcullis_core::{Blame, ChatRequest, ErrorKind, GatewayError, Identity};
-use portcullis_cost::CustomCost;
+use portcullis_core::{Blame, ErrorKind, GatewayError, Identity};
+use portcullis_cost::{CustomCost, PriceBook};
 use portcullis_dialects::errors::decode_upstream_error;
-use portcullis_failover::{Passage, should_fail_over, should_retry};
-use portcullis_identity::AliasError;
+use portcullis_failover::{
+    CircuitBreakers, LatencyTracker, Passage, should_fail_over, should_retry,
+};
+use portcullis_identity::{AliasError, Directory};
 use portcullis_limits::{Admission, Limiter, Refusal};
 use portcullis_providers::provider::Credential;
-use portcullis_providers::provider::ForwardedHeaders;
-use portcullis_providers::{Provider, Target};
+use portcullis_providers::{Provider, Target, UpstreamRequest};
 use serde::Serialize;
 use tokio::time::Instant;
+use tracing::Instrument;
 
-use crate::chat::{read_upstream, retry_after};
+use crate::breaker_sync::BreakerSync;
+use crate::limits::Demand;
 use crate::request_log::RequestLog;
-use crate::state::AppState;
+use crate::upstream::{UpstreamClient, read_body, retry_after};
+
+/// What dispatching needs, and nothing else of the gateway.
+#[derive(Debug)]
+pub struct Dispatcher {
+    /// The upstream HTTP client.
+    pub client: UpstreamClient,
+    /// Per-target circuit breakers.
+    pub breakers: Arc<CircuitBreakers>,
+    /// Per-target latency averages, for latency-aware routes.
+    pub latency: LatencyTracker,
+    /// Provider keys per identity (the vault), when the database holds any.
+    pub directory: Option<Directory>,
+    /// Shares breaker openings with the other replicas, when Redis is configured.
+    pub breaker_sync: OnceLock<BreakerSync>,
+}
+
+/// Builds the upstream request for one target: the provider, the model at the provider and
+/// the credential to send.
+pub type BuildUpstream<'a> = dyn Fn(&Provider, &str, Option<&Credential>) -> Result<UpstreamRequest, GatewayError>
+    + Sync
+    + 'a;
 
 /// One upstream attempt, as the log records it.
 #[derive(Debug, Serialize)]
@@ -56,6 +87,8 @@ pub struct Served<'t> {
     pub credential_id: Option<String>,
     /// The target's admission under the model- and provider-scoped limits.
     pub admission: Option<Admission>,
+    /// Upstream requests sent (retries and failovers included).
+    pub attempts: u32,
 }
 
 /// Admits a request to each target it is sent to under the model- and provider-scoped
@@ -64,8 +97,12 @@ pub struct Served<'t> {
 pub struct TargetGate<'a> {
     /// The limiter.
     pub limiter: &'a Limiter,
+    /// Model prices.
+    pub prices: &'a PriceBook,
     /// The caller's own prices, if it sent them.
     pub custom_cost: Option<&'a CustomCost>,
+    /// What the request is expected to consume.
+    pub demand: Demand,
 }
 
 /// Whose provider keys a request uses: the caller's identity and the alias it asked for.
@@ -98,41 +135,46 @@ impl std::ops::Deref for CredentialRef<'_> {
     }
 }
 
-/// The credential a target is called with: the caller's own (user, then team, then stored
-/// default, or the alias asked for) when the vault holds keys for the provider, else the
-/// provider's configured key.
-pub fn credential_for<'p>(
-    state: &AppState,
-    provider: &'p Provider,
-    keys: &KeyChoice<'_>,
-) -> Result<Option<CredentialRef<'p>>, GatewayError> {
-    let Some(directory) = state.auth.directory() else {
-        return Ok(default_credential(provider));
-    };
-    if keys.alias.is_none() && !directory.has_credentials(provider.name()) {
-        return Ok(default_credential(provider));
-    }
-    match directory.provider_credential(keys.identity, provider.name(), keys.alias) {
-        Ok(Some(found)) => {
-            if let Some(ready) = found.prepared.get() {
-                return Ok(Some(CredentialRef::Stored(ready.clone())));
-            }
-            let built = provider
-                .credential(found.id.to_string(), &found.secret)
-                .map_err(|e| GatewayError::internal(format!("provider key `{}`: {e}", found.id)))?;
-            // Whoever sets it first wins; both built the same header.
-            let ready = found.prepared.get_or_init(|| Arc::new(built)).clone();
-            Ok(Some(CredentialRef::Stored(ready)))
+impl Dispatcher {
+    /// The credential a target is called with: the caller's own (user, then team, then stored
+    /// default, or the alias asked for) when the vault holds keys for the provider, else the
+    /// provider's configured key.
+    pub fn credential_for<'p>(
+        &self,
+        provider: &'p Provider,
+        keys: &KeyChoice<'_>,
+    ) -> Result<Option<CredentialRef<'p>>, GatewayError> {
+        let Some(directory) = &self.directory else {
+            return Ok(default_credential(provider));
+        };
+        if keys.alias.is_none() && !directory.has_credentials(provider.name()) {
+            return Ok(default_credential(provider));
         }
-        Ok(None) => Ok(default_credential(provider)),
-        // One answer whether the alias does not exist or belongs to someone else, so that
-        // aliases cannot be enumerated.
-        Err(AliasError::Unknown { alias, .. } | AliasError::NotAllowed { alias }) => {
-            Err(GatewayError::invalid_request(format!(
-                "No provider key with alias `{alias}` is available to this caller"
-            ))
-            .with_param("x-portcullis-provider-key")
-            .with_code("unknown_provider_key"))
+        match directory.provider_credential(keys.identity, provider.name(), keys.alias) {
+            Ok(Some(found)) => {
+                if let Some(ready) = found.prepared.get() {
+                    return Ok(Some(CredentialRef::Stored(ready.clone())));
+                }
+                let built = provider
+                    .credential(found.id.to_string(), &found.secret)
+                    .map_err(|e| {
+                        GatewayError::internal("A stored provider key could not be used")
+                            .with_detail(format!("provider key `{}`: {e}", found.id))
+                    })?;
+                // Whoever sets it first wins; both built the same header.
+                let ready = found.prepared.get_or_init(|| Arc::new(built)).clone();
+                Ok(Some(CredentialRef::Stored(ready)))
+            }
+            Ok(None) => Ok(default_credential(provider)),
+            // One answer whether the alias does not exist or belongs to someone else, so that
+            // aliases cannot be enumerated.
+            Err(AliasError::Unknown { alias, .. } | AliasError::NotAllowed { alias }) => {
+                Err(GatewayError::invalid_request(format!(
+                    "No provider key with alias `{alias}` is available to this caller"
+                ))
+                .with_param("x-portcullis-provider-key")
+                .with_code("unknown_provider_key"))
+            }
         }
     }
 }
@@ -179,135 +221,157 @@ impl AttemptLog {
     }
 }
 
-/// Sends `request` to `targets` under `policy` until one answers with a success status.
-///
-/// `deadline` is the request's total time limit. On failure, the last target's error is
-/// returned (or 503 when every target's breaker was open).
-#[allow(clippy::too_many_arguments)]
-pub async fn send<'t>(
-    state: &AppState,
-    request: &ChatRequest,
-    targets: &'t [Target],
-    policy: &RoutePolicy,
-    forwarded: &ForwardedHeaders<'_>,
-    keys: &KeyChoice<'_>,
-    gate: Option<TargetGate<'_>>,
-    deadline: Option<Instant>,
-    log: &mut AttemptLog,
-    record: &mut RequestLog,
-) -> Result<Served<'t>, GatewayError> {
-    let weights: Vec<(&str, u32)> = targets.iter().map(|t| (&*t.key, t.weight)).collect();
-    let order = policy.strategy.order(&weights, &state.latency);
-    let mut last_error: Option<GatewayError> = None;
-    let mut shortest_wait: Option<Duration> = None;
+/// One dispatch: where to send, under which policy, on whose keys.
+pub struct Dispatch<'a, 't> {
+    /// The route's targets, primary first.
+    pub targets: &'t [Target],
+    /// Retry, timeout and balancing policy.
+    pub policy: &'a RoutePolicy,
+    /// Whose provider keys to use.
+    pub keys: KeyChoice<'a>,
+    /// The model- and provider-scoped limits, when any apply.
+    pub gate: Option<TargetGate<'a>>,
+    /// The request's total time limit.
+    pub deadline: Option<Instant>,
+    /// Builds each target's upstream request.
+    pub build: &'a BuildUpstream<'a>,
+}
 
-    'targets: for index in order {
-        let Some(target) = targets.get(index) else {
-            continue;
-        };
-        if let Passage::Open { retry_in } = state.breakers.pass(&target.key) {
-            log.push(&target.key, 0, None, Duration::ZERO);
-            shortest_wait = Some(shortest_wait.map_or(retry_in, |w| w.min(retry_in)));
-            continue;
-        }
-        let provider = &target.provider;
-        let admission = match gate {
-            Some(gate) => {
-                let price = crate::chat::price_for(state, target, gate.custom_cost);
-                let estimate = crate::limits::estimate(request, price.as_ref());
-                match gate
-                    .limiter
-                    .admit_target(&target.model, provider.name(), estimate)
-                    .await
-                {
-                    Ok(admission) => Some(admission),
-                    Err(refusal) => {
-                        let error = crate::limits::refusal_error(&refusal);
-                        log.push(&target.key, 0, Some(&error), Duration::ZERO);
-                        log.refusal = Some(refusal);
-                        last_error = Some(error);
-                        continue;
+impl Dispatcher {
+    /// Sends to `dispatch`'s targets under its policy until one answers with a success status.
+    ///
+    /// On failure, the last target's error is returned (or 503 when every target's breaker was
+    /// open). Every attempt is kept in `tried`; the request's log record follows the attempt in
+    /// progress, so a request the client abandons mid-attempt is logged against it.
+    pub async fn send<'t>(
+        &self,
+        dispatch: &Dispatch<'_, 't>,
+        tried: &mut AttemptLog,
+        record: &mut RequestLog,
+    ) -> Result<Served<'t>, GatewayError> {
+        let Dispatch {
+            targets,
+            policy,
+            keys,
+            gate,
+            deadline,
+            build,
+        } = *dispatch;
+        let log = tried;
+        let weights: Vec<(&str, u32)> = targets.iter().map(|t| (&*t.key, t.weight)).collect();
+        let order = policy.strategy.order(&weights, &self.latency);
+        let mut last_error: Option<GatewayError> = None;
+        let mut shortest_wait: Option<Duration> = None;
+
+        'targets: for index in order {
+            let Some(target) = targets.get(index) else {
+                continue;
+            };
+            if let Passage::Open { retry_in } = self.breakers.pass(&target.key) {
+                log.push(&target.key, 0, None, Duration::ZERO);
+                shortest_wait = Some(shortest_wait.map_or(retry_in, |w| w.min(retry_in)));
+                continue;
+            }
+            let provider = &target.provider;
+            let admission = match gate {
+                Some(gate) => {
+                    let price = gate.prices.target_price(target, gate.custom_cost);
+                    let estimate = gate.demand.estimate(price.as_ref());
+                    match gate
+                        .limiter
+                        .admit_target(&target.model, provider.name(), estimate)
+                        .await
+                    {
+                        Ok(admission) => Some(admission),
+                        Err(refusal) => {
+                            let error = crate::limits::refusal_error(&refusal);
+                            log.push(&target.key, 0, Some(&error), Duration::ZERO);
+                            log.refusal = Some(refusal);
+                            last_error = Some(error);
+                            continue;
+                        }
                     }
                 }
-            }
-            None => None,
-        };
-        let credential = credential_for(state, provider, keys)?;
-        let mut upstream = Some(provider.chat_request(
-            request,
-            &target.model,
-            credential.as_deref(),
-            *forwarded,
-        )?);
-        let max_attempts = policy.retry.max_attempts.max(1);
-        for attempt in 1..=max_attempts {
-            let first_byte = remaining(deadline, policy.timeouts.first_byte)?;
-            // Only a request that may be retried is copied.
-            let this = if attempt == max_attempts {
-                upstream.take()
-            } else {
-                upstream.clone()
+                None => None,
             };
-            let Some(this) = this else {
-                continue 'targets;
-            };
-            // Recorded before sending, so a request the client abandons mid-attempt is
-            // logged against the target it was waiting on.
-            if let Some(r) = record.record() {
-                r.provider = Some(Arc::from(provider.name()));
-                r.model = Some(target.model.clone());
-                r.provider_key_id = credential.as_ref().map(|c| c.id.clone());
-                r.attempts += 1;
-            }
-            let sent = Instant::now();
-            let outcome = match state.client.send(this, provider.name(), first_byte).await {
-                Ok(resp) if resp.status().is_success() => Ok(resp),
-                Ok(resp) => {
-                    let status = resp.status().as_u16();
-                    let after = retry_after(resp.headers());
-                    let body = read_upstream(resp.into_body(), provider.name()).await?;
-                    Err(decode_upstream_error(status, after, &body, provider.name()))
+            let credential = self.credential_for(provider, &keys)?;
+            let mut upstream = Some(build(provider, &target.model, credential.as_deref())?);
+            let max_attempts = policy.retry.max_attempts.max(1);
+            for attempt in 1..=max_attempts {
+                let first_byte = remaining(deadline, policy.timeouts.first_byte)?;
+                // Only a request that may be retried is copied.
+                let this = if attempt == max_attempts {
+                    upstream.take()
+                } else {
+                    upstream.clone()
+                };
+                let Some(this) = this else {
+                    continue 'targets;
+                };
+                // Recorded before sending, so a request the client abandons mid-attempt is
+                // logged against the target it was waiting on.
+                if let Some(r) = record.record() {
+                    r.provider = Some(Arc::from(provider.name()));
+                    r.model = Some(target.model.clone());
+                    r.provider_key_id = credential.as_ref().map(|c| c.id.clone());
+                    r.attempts += 1;
                 }
-                Err(e) => Err(e),
-            };
-            let took = sent.elapsed();
-            let error = match outcome {
-                Ok(response) => {
-                    state.breakers.record_success(&target.key);
-                    state.latency.record(&target.key, took);
-                    log.push(&target.key, response.status().as_u16(), None, took);
-                    return Ok(Served {
-                        response,
-                        target,
-                        credential_id: credential.map(|c| c.id.clone()),
-                        admission,
-                    });
+                let sent = Instant::now();
+                let span = crate::trace::attempt_span(provider.name(), &target.model);
+                let outcome = match self
+                    .client
+                    .send(this, provider.name(), first_byte)
+                    .instrument(span)
+                    .await
+                {
+                    Ok(resp) if resp.status().is_success() => Ok(resp),
+                    Ok(resp) => {
+                        let status = resp.status().as_u16();
+                        let after = retry_after(resp.headers());
+                        let body = read_body(resp.into_body(), provider.name()).await?;
+                        Err(decode_upstream_error(status, after, &body, provider.name()))
+                    }
+                    Err(e) => Err(e),
+                };
+                let took = sent.elapsed();
+                let error = match outcome {
+                    Ok(response) => {
+                        self.breakers.record_success(&target.key);
+                        self.latency.record(&target.key, took);
+                        log.push(&target.key, response.status().as_u16(), None, took);
+                        return Ok(Served {
+                            response,
+                            target,
+                            credential_id: credential.map(|c| c.id.clone()),
+                            admission,
+                            attempts: log.sent(),
+                        });
+                    }
+                    Err(e) => e,
+                };
+                log.push(&target.key, error.status().as_u16(), Some(&error), took);
+                let opened =
+                    error.blame() == Blame::Upstream && self.breakers.record_failure(&target.key);
+                if opened {
+                    tracing::warn!(target = %target.key, "circuit breaker opened");
+                    if let Some(sync) = self.breaker_sync.get() {
+                        sync.publish(&target.key, self.breakers.settings().open_for);
+                    }
                 }
-                Err(e) => e,
-            };
-            log.push(&target.key, error.status().as_u16(), Some(&error), took);
-            let opened =
-                error.blame() == Blame::Upstream && state.breakers.record_failure(&target.key);
-            if opened {
-                tracing::warn!(target = %target.key, "circuit breaker opened");
-                if let Some(sync) = state.breaker_sync.get() {
-                    sync.publish(&target.key, state.breakers.settings().open_for);
+                if !should_fail_over(&error) {
+                    return Err(error);
                 }
-            }
-            if !should_fail_over(&error) {
-                return Err(error);
-            }
-            let wait = (should_retry(&error) && !opened)
-                .then(|| policy.retry.delay_before(attempt, error.retry_after()))
-                .flatten();
-            last_error = Some(error);
-            match wait {
-                Some(wait) if fits(deadline, wait) => tokio::time::sleep(wait).await,
-                _ => continue 'targets,
+                let wait = (should_retry(&error) && !opened)
+                    .then(|| policy.retry.delay_before(attempt, error.retry_after()))
+                    .flatten();
+                last_error = Some(error);
+                match wait {
+                    Some(wait) if fits(deadline, wait) => tokio::time::sleep(wait).await,
+                    _ => continue 'targets,
+                }
             }
         }
-    }
-    Err(last_error.unwrap_or_else(|| {
+        Err(last_error.unwrap_or_else(|| {
         let e = GatewayError::new(
             ErrorKind::Unavailable,
             "Every target of this model is failing and temporarily out of rotation; try again shortly",
@@ -318,6 +382,7 @@ pub async fn send<'t>(
             None => e,
         }
     }))
+    }
 }
 
 /// The first-byte timeout of the next attempt: the policy's, shortened to what is left of the
@@ -331,20 +396,11 @@ fn remaining(
     };
     let left = deadline.saturating_duration_since(Instant::now());
     if left.is_zero() {
-        return Err(total_timeout());
+        return Err(GatewayError::total_timeout());
     }
     Ok(Some(first_byte.map_or(left, |f| f.min(left))))
 }
 
 fn fits(deadline: Option<Instant>, wait: Duration) -> bool {
     deadline.is_none_or(|d| Instant::now() + wait < d)
-}
-
-/// 504: the request's total time limit passed.
-pub fn total_timeout() -> GatewayError {
-    GatewayError::new(
-        ErrorKind::Timeout,
-        "The request did not complete within its total time limit",
-    )
-    .with_code("request_timeout")
 }

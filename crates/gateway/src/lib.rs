@@ -21,18 +21,20 @@
 //! [`metrics`], [`state`].
 
 pub mod admin;
-pub mod attempts;
 pub mod auth;
 pub mod body;
 pub mod breaker_sync;
 pub mod breakers;
 pub mod chat;
+pub mod dispatch;
+pub mod embeddings;
 pub mod headers;
 pub mod health;
 pub mod limits;
 pub mod metrics;
 pub mod models;
 pub mod oauth;
+pub mod pipeline;
 pub mod relay;
 pub mod request_log;
 pub mod respond;
@@ -235,8 +237,8 @@ impl Gateway {
         let state = Arc::new(state);
         if let Some(redis) = redis {
             let sync = breaker_sync::BreakerSync::new(redis);
-            sync.spawn_poller(Arc::downgrade(&state));
-            let _ = state.breaker_sync.set(sync);
+            sync.spawn_poller(Arc::downgrade(&state.dispatcher.breakers));
+            let _ = state.dispatcher.breaker_sync.set(sync);
         }
         Ok(Self {
             state,
@@ -283,7 +285,7 @@ pub fn router(state: Arc<AppState>) -> Router {
     let app = Router::new()
         .route("/v1/chat/completions", post(chat::chat_completions))
         .route("/v1/messages", post(chat::messages))
-        .route("/v1/embeddings", post(models::embeddings))
+        .route("/v1/embeddings", post(embeddings::embeddings))
         .route("/v1/models", get(models::list_models))
         .route("/admin/logs", get(admin::logs))
         .route("/admin/usage", get(admin::usage))

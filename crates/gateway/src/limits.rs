@@ -14,7 +14,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use http::{HeaderMap, HeaderName, HeaderValue};
-use portcullis_core::{ChatRequest, ErrorKind, GatewayError, Part, Usage};
+use portcullis_core::{
+    ChatRequest, EmbeddingInput, EmbeddingsRequest, ErrorKind, GatewayError, Part, Usage,
+};
 use portcullis_cost::Price;
 use portcullis_limits::{
     Estimate, RateLimitStatus, Refusal, RefusalKind, ScopeKind, SeedError, SpendSeed,
@@ -93,41 +95,75 @@ pub fn refusal_error(r: &Refusal) -> GatewayError {
         .with_retry_after(Duration::from_secs(ceil_secs(r.retry_after)))
 }
 
-/// What a request is expected to consume: its prompt (about four bytes per token) plus its
-/// completion budget, priced at `price` when known.
-pub fn estimate(request: &ChatRequest, price: Option<&Price>) -> Estimate {
-    let mut bytes = 0usize;
-    for m in &request.messages {
-        for p in &m.content {
-            bytes += match p {
-                Part::Text { text, .. } | Part::Refusal { text } | Part::Thinking { text, .. } => {
-                    text.len()
-                }
-                Part::ToolCall { arguments, .. } => arguments.len(),
-                Part::ToolResult { content, .. } => content
-                    .iter()
-                    .map(|c| match c {
-                        Part::Text { text, .. } => text.len(),
-                        _ => 0,
-                    })
-                    .sum(),
-                _ => 0,
-            };
+/// What a request is expected to consume, before it is priced per target: its input (about
+/// four bytes per token) and its completion budget.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Demand {
+    /// Expected input tokens.
+    pub input_tokens: u64,
+    /// Expected (or maximum) output tokens.
+    pub output_tokens: u64,
+}
+
+impl Demand {
+    /// A chat request's demand: its messages' text, then `max_tokens` (or a default) per
+    /// choice.
+    pub fn of_chat(request: &ChatRequest) -> Self {
+        let mut bytes = 0usize;
+        for m in &request.messages {
+            for p in &m.content {
+                bytes += match p {
+                    Part::Text { text, .. }
+                    | Part::Refusal { text }
+                    | Part::Thinking { text, .. } => text.len(),
+                    Part::ToolCall { arguments, .. } => arguments.len(),
+                    Part::ToolResult { content, .. } => content
+                        .iter()
+                        .map(|c| match c {
+                            Part::Text { text, .. } => text.len(),
+                            _ => 0,
+                        })
+                        .sum(),
+                    _ => 0,
+                };
+            }
+        }
+        let output = request
+            .max_tokens
+            .map_or(DEFAULT_COMPLETION_ESTIMATE, u64::from)
+            * u64::from(request.n.unwrap_or(1).max(1));
+        Self {
+            input_tokens: (bytes as u64).div_ceil(4).max(1),
+            output_tokens: output,
         }
     }
-    let input = (bytes as u64).div_ceil(4).max(1);
-    let output = request
-        .max_tokens
-        .map_or(DEFAULT_COMPLETION_ESTIMATE, u64::from)
-        * u64::from(request.n.unwrap_or(1).max(1));
-    let usage = Usage {
-        input_tokens: input,
-        output_tokens: output,
-        ..Usage::default()
-    };
-    Estimate {
-        tokens: input + output,
-        cost_usd: price.map_or(0.0, |p| p.cost(&usage)),
+
+    /// An embeddings request's demand: its input (texts at four bytes per token, token arrays
+    /// as they are); nothing is generated.
+    pub fn of_embeddings(request: &EmbeddingsRequest) -> Self {
+        let tokens = match &request.input {
+            EmbeddingInput::Text(t) => (t.len() as u64).div_ceil(4),
+            EmbeddingInput::Texts(ts) => ts.iter().map(|t| (t.len() as u64).div_ceil(4)).sum(),
+            EmbeddingInput::Tokens(t) => t.len() as u64,
+            EmbeddingInput::TokenBatches(b) => b.iter().map(|t| t.len() as u64).sum(),
+        };
+        Self {
+            input_tokens: tokens.max(1),
+            output_tokens: 0,
+        }
+    }
+
+    /// The demand priced at `price` (free when unknown), as the limiter counts it.
+    pub fn estimate(&self, price: Option<&Price>) -> Estimate {
+        let usage = Usage {
+            input_tokens: self.input_tokens,
+            output_tokens: self.output_tokens,
+            ..Usage::default()
+        };
+        Estimate {
+            tokens: self.input_tokens + self.output_tokens,
+            cost_usd: price.map_or(0.0, |p| p.cost(&usage)),
+        }
     }
 }
 
@@ -174,11 +210,37 @@ mod tests {
             ..ChatRequest::default()
         };
         let price = Price::new(1.0, 2.0);
-        let e = estimate(&req, Some(&price));
+        let e = Demand::of_chat(&req).estimate(Some(&price));
         assert_eq!(e.tokens, 150);
         assert!((e.cost_usd - (100.0 + 100.0) / 1e6).abs() < 1e-12);
-        let e = estimate(&ChatRequest::default(), None);
+        let e = Demand::of_chat(&ChatRequest::default()).estimate(None);
         assert_eq!(e.tokens, 1 + DEFAULT_COMPLETION_ESTIMATE);
         assert_eq!(e.cost_usd, 0.0);
+    }
+
+    #[test]
+    fn embeddings_demand_counts_every_input_and_no_output() {
+        let request = |input| EmbeddingsRequest {
+            model: "m".into(),
+            input,
+            dimensions: None,
+            encoding_format: None,
+            user: None,
+            extras: portcullis_core::Extras::default(),
+        };
+        let texts = request(EmbeddingInput::Texts(vec!["x".repeat(40), "y".repeat(41)]));
+        assert_eq!(
+            Demand::of_embeddings(&texts),
+            Demand {
+                input_tokens: 10 + 11,
+                output_tokens: 0
+            }
+        );
+        let tokens = request(EmbeddingInput::TokenBatches(vec![vec![1, 2, 3], vec![4]]));
+        assert_eq!(Demand::of_embeddings(&tokens).input_tokens, 4);
+        let price = Price::new(2.0, 0.0);
+        let e = Demand::of_embeddings(&texts).estimate(Some(&price));
+        assert_eq!(e.tokens, 21);
+        assert!((e.cost_usd - 42.0 / 1e6).abs() < 1e-12);
     }
 }

@@ -343,7 +343,7 @@ impl Body for SseRelay {
                             && d.as_mut().poll(cx).is_ready()
                         {
                             this.deadline = None;
-                            this.fail(crate::attempts::total_timeout());
+                            this.fail(GatewayError::total_timeout());
                             continue;
                         }
                         return Poll::Pending;

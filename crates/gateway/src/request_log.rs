@@ -74,7 +74,8 @@ impl RequestLog {
         if let Some(r) = self.record() {
             r.status = e.status().as_u16();
             r.error_type = Some(format!("{:?}", e.kind()));
-            r.error_message = Some(e.message().to_owned());
+            // The operator's view: the caller's message plus the private detail and source.
+            r.error_message = Some(e.operator_text());
         }
     }
 

@@ -282,7 +282,7 @@ impl Embedder for RemoteEmbedder {
             .await
             .map_err(|e| upstream(&e))?;
         let status = resp.status();
-        let body = crate::chat::read_upstream(resp.into_body(), provider.name())
+        let body = crate::upstream::read_body(resp.into_body(), provider.name())
             .await
             .map_err(|e| upstream(&e))?;
         if !status.is_success() {

@@ -126,6 +126,11 @@ impl Settlement {
         }
     }
 
+    /// Ends an answer that is not cached (embeddings): prices `usage` and settles the limits.
+    pub fn finish_usage(mut self, usage: &Usage, log: &mut RequestLog) {
+        self.charge(usage, log);
+    }
+
     /// Ends a complete answer: `body` as the upstream sent it, in `dialect`.
     pub fn finish_response(
         mut self,

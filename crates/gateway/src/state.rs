@@ -1,5 +1,6 @@
 //! [`AppState`]: what every handler shares — the provider registry, the authenticator, the
-//! upstream client, the request-log sink, the stores and the metrics.
+//! dispatcher (upstream client, breakers, latency, provider keys), the request-log sink, the
+//! stores and the metrics.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -12,9 +13,11 @@ use portcullis_failover::{CircuitBreakers, LatencyTracker};
 use portcullis_limits::Limiter;
 use portcullis_providers::Registry;
 use portcullis_store::{LogRecord, LogSink, Stores};
+use std::sync::OnceLock;
 use uuid::Uuid;
 
 use crate::auth::Authenticator;
+use crate::dispatch::Dispatcher;
 use crate::metrics::Metrics;
 use crate::request_log::RequestLog;
 use crate::response_cache::ResponseCache;
@@ -28,8 +31,8 @@ pub struct AppState {
     pub registry: Arc<Registry>,
     /// Caller authentication.
     pub auth: Authenticator,
-    /// The upstream HTTP client.
-    pub client: UpstreamClient,
+    /// Sends requests upstream: client, breakers, latency, provider keys.
+    pub dispatcher: Dispatcher,
     /// Where request-log records go.
     pub log: LogSink,
     /// Durable stores.
@@ -42,12 +45,6 @@ pub struct AppState {
     pub log_bodies: bool,
     /// Retry, timeout and balancing policies per route.
     pub failover: FailoverConfig,
-    /// Per-target circuit breakers.
-    pub breakers: CircuitBreakers,
-    /// Shares breaker openings with the other replicas, when Redis is configured.
-    pub breaker_sync: std::sync::OnceLock<crate::breaker_sync::BreakerSync>,
-    /// Per-target latency averages, for latency-aware routes.
-    pub latency: LatencyTracker,
     /// The exact response cache, when any route uses it.
     pub cache: Option<ResponseCache>,
     /// Model prices.
@@ -81,16 +78,19 @@ impl AppState {
         limiter: Option<Limiter>,
         semantic: Option<SemanticLayer>,
     ) -> Self {
-        let breakers = CircuitBreakers::new(failover.breaker);
+        let dispatcher = Dispatcher {
+            client,
+            breakers: Arc::new(CircuitBreakers::new(failover.breaker)),
+            latency: LatencyTracker::default(),
+            directory: auth.directory().cloned(),
+            breaker_sync: OnceLock::new(),
+        };
         Self {
             failover,
-            breakers,
-            breaker_sync: std::sync::OnceLock::new(),
-            latency: LatencyTracker::default(),
+            dispatcher,
             cache,
             registry,
             auth,
-            client,
             log,
             stores,
             metrics,

@@ -36,7 +36,6 @@ use serde_json::{Value, json};
 use uuid::Uuid;
 
 use crate::admin::{AdminPath as Path, require_admin};
-use crate::chat::read_body;
 use crate::respond;
 use crate::state::AppState;
 
@@ -106,14 +105,14 @@ fn directory(state: &AppState) -> Result<&Directory, GatewayError> {
 
 /// Reads a JSON body into `T`, naming the offending field on error.
 async fn parse<T: DeserializeOwned>(headers: &HeaderMap, body: Body) -> Result<T, GatewayError> {
-    let bytes: Bytes = read_body(body, headers, MAX_ADMIN_BODY).await?;
+    let bytes: Bytes = crate::body::read(None, body, headers, MAX_ADMIN_BODY).await?;
     parse_bytes(&bytes)
 }
 
 /// Deserializes a JSON body, naming the offending field in the error.
 fn parse_bytes<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, GatewayError> {
     crate::admin::check_json_text(bytes)?;
-    crate::chat::check_unambiguous(bytes)?;
+    crate::body::check_unambiguous(bytes)?;
     check_objects(bytes)?;
     let de = &mut serde_json::Deserializer::from_slice(bytes);
     serde_path_to_error::deserialize(de).map_err(|e| {
@@ -943,7 +942,7 @@ pub async fn rotate_key(
 ) -> Response {
     admin(&state, &headers, StatusCode::OK, || async {
         // No body at all (however it is framed) means the defaults.
-        let bytes: Bytes = read_body(body, &headers, MAX_ADMIN_BODY).await?;
+        let bytes: Bytes = crate::body::read(None, body, &headers, MAX_ADMIN_BODY).await?;
         let req: RotateKey = if bytes.iter().all(u8::is_ascii_whitespace) {
             RotateKey::default()
         } else {

@@ -1,12 +1,17 @@
 //! The upstream HTTP client: a pooled hyper client (HTTP/1.1 and HTTP/2 over TLS, with the
 //! Mozilla and system roots) that sends what providers build and maps transport failures to
-//! [`GatewayError`]s carrying blame and retryability.
+//! [`GatewayError`]s carrying blame and retryability; and the helpers every path that reads an
+//! upstream answer shares ([`read_body`], [`retry_after`]).
+//!
+//! What a transport failure says to the caller is fixed text naming the provider; the
+//! transport's own words (addresses, TLS or DNS details) are the error's operator-only detail.
 
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::Request;
-use http_body_util::Full;
+use http::header::RETRY_AFTER;
+use http::{HeaderMap, Request};
+use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
@@ -87,9 +92,11 @@ impl UpstreamClient {
         if let Some(h) = builder.headers_mut() {
             *h = req.headers;
         }
-        let request = builder
-            .body(Full::new(req.body))
-            .map_err(|e| GatewayError::internal(format!("building the upstream request: {e}")))?;
+        let request = builder.body(Full::new(req.body)).map_err(|e| {
+            GatewayError::internal("The upstream request could not be built")
+                .with_detail(format!("provider `{provider}`"))
+                .with_source(e)
+        })?;
         let timeout = first_byte_timeout.unwrap_or(self.first_byte_timeout);
         match tokio::time::timeout(timeout, self.client.request(request)).await {
             Ok(Ok(resp)) => {
@@ -134,19 +141,42 @@ fn transport_error(e: &hyper_util::client::legacy::Error, provider: &str) -> Gat
     } else {
         "closed the connection unexpectedly"
     };
-    // The source chain says why (refused, DNS, TLS) without revealing anything secret.
-    let mut detail = String::new();
+    // The source chain says why (refused, DNS, TLS): for the operator, not the caller.
+    let mut detail = e.to_string();
     let mut source = std::error::Error::source(e);
     while let Some(s) = source {
-        detail = s.to_string();
+        detail.push_str(": ");
+        detail.push_str(&s.to_string());
         source = s.source();
     }
     GatewayError::new(
         ErrorKind::Upstream,
-        if detail.is_empty() {
-            format!("The upstream provider `{provider}` {what}")
-        } else {
-            format!("The upstream provider `{provider}` {what}: {detail}")
-        },
+        format!("The upstream provider `{provider}` {what}"),
     )
+    .with_detail(detail)
+}
+
+/// Largest upstream (non-streamed) response body accepted.
+pub const MAX_BODY: usize = 64 * 1024 * 1024;
+
+/// Reads an upstream answer's body (at most [`MAX_BODY`]).
+pub async fn read_body(body: Incoming, provider: &str) -> Result<Bytes, GatewayError> {
+    match Limited::new(body, MAX_BODY).collect().await {
+        Ok(c) => Ok(c.to_bytes()),
+        Err(e) => Err(GatewayError::new(
+            ErrorKind::Upstream,
+            format!("Reading the answer of the upstream provider `{provider}` failed"),
+        )
+        .with_detail(e.to_string())),
+    }
+}
+
+/// The upstream's `retry-after`, in seconds.
+pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    headers
+        .get(RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .filter(|s| s.is_finite() && *s >= 0.0)
+        .map(Duration::from_secs_f64)
 }

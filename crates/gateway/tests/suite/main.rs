@@ -14,6 +14,7 @@ mod failover;
 mod hostile;
 mod identity;
 mod lifecycle;
+mod layering;
 mod limits;
 mod logging;
 mod openapi;
