@@ -54,6 +54,13 @@ pub trait StreamEncoder: Send {
         let mut discarded = BytesMut::new();
         self.encode(event, &mut discarded);
     }
+
+    /// The client received `frame`, an upstream frame in this encoder's own dialect, as it
+    /// was (after [`skip`](Self::skip) for its events): the encoder aligns what it tracks
+    /// that no canonical event carries (Anthropic content-block numbering and closing).
+    fn passed_through(&mut self, frame: &Frame) {
+        let _ = frame;
+    }
 }
 
 /// The events a complete response would have streamed, in order: used to answer a streaming

@@ -43,7 +43,9 @@ pub mod semantic;
 pub mod server;
 pub mod settle;
 pub mod state;
+pub mod stream_filter;
 pub mod tenancy;
+pub mod tools_denied;
 pub mod trace;
 pub mod upstream;
 

@@ -1,10 +1,20 @@
 //! [`SseRelay`]: the response body of a streamed chat request.
 //!
-//! It pulls the upstream body chunk by chunk, parses SSE frames, decodes each into canonical
-//! events (always: usage and time-to-first-token are read from them), and writes to the client
-//! either the upstream frame itself (same dialect: byte-for-byte, minus the usage chunk the
-//! client did not ask for) or the events re-encoded in the client's dialect. Every chunk is
-//! handed to hyper as soon as it is produced; nothing is buffered beyond the frame being parsed.
+//! It pulls the upstream body chunk by chunk through a pipeline: a [`Framer`] cuts it into
+//! frames, the provider's [`StreamDecoder`] turns each into canonical events (always: usage
+//! and time-to-first-token are read from them), the [`StreamFilter`]s added with
+//! [`SseRelay::with_filter`] see every event, and the client gets either the upstream frame
+//! itself (same dialect and no filter changed anything: byte-for-byte, minus the usage chunk
+//! the client did not ask for) or the events re-encoded in the client's dialect. Every chunk
+//! is handed to hyper as soon as it is produced; nothing is buffered beyond the frame being
+//! parsed and what a filter chose to hold.
+//!
+//! Pass-through survives filters: while every filter passes every event of a frame, the
+//! upstream's bytes are forwarded and the encoder only takes note of the events
+//! ([`StreamEncoder::skip`]). The first frame a filter changes switches the stream to
+//! re-encoding for good, from that frame on, with an encoder that continues the stream the
+//! client has already seen (its block and call numbering), so no byte of what the filter
+//! withheld is ever written.
 //!
 //! If the upstream fails mid-stream, the client gets a well-formed error event in its dialect.
 //! If the client goes away, the relay is dropped: the upstream connection is closed (the call is
@@ -20,11 +30,12 @@ use bytes::{Bytes, BytesMut};
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 use portcullis_core::{Dialect, ErrorKind, GatewayError, StreamEvent, Usage};
-use portcullis_dialects::sse::{SseFrame, SseParser};
+use portcullis_dialects::frame::{Frame as UpstreamFrame, Framer, FramingError, SseFramer};
 use portcullis_dialects::{FrameOutcome, StreamDecoder, StreamEncoder, stream_encoder};
 
 use crate::request_log::{MAX_LOGGED_BODY, RequestLog};
 use crate::settle::Settlement;
+use crate::stream_filter::{FilterChain, StreamFilter};
 
 /// The current Unix time in seconds.
 pub fn unix_now() -> u64 {
@@ -43,6 +54,9 @@ enum Mode {
     Passthrough {
         /// Drop frames that carry only usage (the client did not ask for it).
         strip_usage_frames: bool,
+        /// With filters: the encoder that takes over if one of them changes the stream,
+        /// kept abreast of every event forwarded.
+        standby: Option<Box<dyn StreamEncoder>>,
     },
     /// Re-encode every event in the client's dialect.
     Translate(Box<dyn StreamEncoder>),
@@ -67,9 +81,12 @@ pub struct SseRelay {
     source: Source,
     client_dialect: Dialect,
     mode: Mode,
-    parser: SseParser,
-    frames: Vec<SseFrame>,
+    client_wants_usage: bool,
+    framer: Box<dyn Framer>,
+    frames: Vec<UpstreamFrame>,
     events: Vec<StreamEvent>,
+    filters: FilterChain,
+    filtered: Vec<StreamEvent>,
     out: BytesMut,
     usage: Usage,
     saw_finish: bool,
@@ -114,6 +131,7 @@ impl SseRelay {
             Mode::Passthrough {
                 strip_usage_frames: settings.client_dialect == Dialect::OpenAi
                     && !settings.client_wants_usage,
+                standby: None,
             }
         } else {
             Mode::Translate(stream_encoder(
@@ -126,9 +144,12 @@ impl SseRelay {
             source,
             client_dialect: settings.client_dialect,
             mode,
-            parser: SseParser::with_max_frame_bytes(MAX_FRAME_BYTES),
+            client_wants_usage: settings.client_wants_usage,
+            framer: Box::new(SseFramer::with_max_frame_bytes(MAX_FRAME_BYTES)),
             frames: Vec::new(),
             events: Vec::new(),
+            filters: FilterChain::new(),
+            filtered: Vec::new(),
             out: BytesMut::new(),
             usage: Usage::default(),
             saw_finish: false,
@@ -143,6 +164,30 @@ impl SseRelay {
             settlement,
             log,
         }
+    }
+
+    /// Adds a filter after those already added. Filters see every canonical event of the
+    /// answer; while none changes anything a same-dialect stream is still forwarded as the
+    /// upstream sent it.
+    pub fn with_filter(mut self, filter: Box<dyn StreamFilter>) -> Self {
+        if let Mode::Passthrough { standby, .. } = &mut self.mode
+            && standby.is_none()
+        {
+            *standby = Some(stream_encoder(
+                self.client_dialect,
+                self.client_wants_usage,
+                unix_now(),
+            ));
+        }
+        self.filters.push(filter);
+        self
+    }
+
+    /// Reads the upstream body with `framer` instead of server-sent events (an upstream with a
+    /// binary event stream).
+    pub fn with_framer(mut self, framer: Box<dyn Framer>) -> Self {
+        self.framer = framer;
+        self
     }
 
     /// Accounts for the events of one frame (or of the known-events source).
@@ -165,11 +210,8 @@ impl SseRelay {
     }
 
     fn on_bytes(&mut self, data: &[u8]) {
-        if self.parser.feed(data, &mut self.frames).is_err() {
-            self.fail(GatewayError::new(
-                ErrorKind::Upstream,
-                "The upstream sent a stream frame larger than 16 MiB",
-            ));
+        if let Err(e) = self.framer.feed(data, &mut self.frames) {
+            self.fail(framing_failure(&e));
             return;
         }
         self.process_frames();
@@ -188,7 +230,15 @@ impl SseRelay {
             };
             let outcome = match outcome {
                 Ok(o) => o,
-                Err(e) => match self.mode {
+                Err(e) => match &self.mode {
+                    // With filters, a frame nobody can read could carry what they would
+                    // withhold: it is left out.
+                    Mode::Passthrough {
+                        standby: Some(_), ..
+                    } => {
+                        tracing::warn!("unreadable upstream stream frame left out: {e}");
+                        continue;
+                    }
                     // A frame we cannot read is still forwarded to a same-dialect client;
                     // only accounting misses it.
                     Mode::Passthrough { .. } => {
@@ -202,25 +252,12 @@ impl SseRelay {
                     }
                 },
             };
-            self.observe();
-            match &mut self.mode {
-                Mode::Passthrough { strip_usage_frames } => {
-                    let usage_only = !self.events.is_empty()
-                        && self
-                            .events
-                            .iter()
-                            .all(|e| matches!(e, StreamEvent::Usage(_)));
-                    if !(*strip_usage_frames && usage_only) {
-                        self.out.extend_from_slice(&frame.raw);
-                    }
-                }
-                Mode::Translate(enc) => {
-                    for ev in &self.events {
-                        enc.encode(ev, &mut self.out);
-                    }
-                }
+            let terminal = outcome == FrameOutcome::Done || self.failure.is_some();
+            if terminal && let Source::Upstream { decoder, .. } = &mut self.source {
+                decoder.end(&mut self.events);
             }
-            if outcome == FrameOutcome::Done || self.failure.is_some() {
+            self.deliver(Some(frame), terminal);
+            if terminal || self.failure.is_some() {
                 self.finish_stream();
             }
         }
@@ -229,9 +266,69 @@ impl SseRelay {
         self.frames = frames;
     }
 
+    /// Accounts for `self.events` (one frame's, or the known-events source's), runs them
+    /// through the filters (and ends the filters when `terminal`), and writes the result: the
+    /// upstream's `frame` as received while passing through untouched, the events re-encoded
+    /// otherwise.
+    fn deliver(&mut self, frame: Option<&UpstreamFrame>, terminal: bool) {
+        self.observe();
+        let changed = if self.filters.is_empty() {
+            false
+        } else {
+            self.filtered.clear();
+            let mut changed = self.filters.run(&self.events, &mut self.filtered);
+            if terminal {
+                changed |= self.filters.end(&mut self.filtered);
+            }
+            changed
+        };
+        if changed
+            && let Mode::Passthrough { standby, .. } = &mut self.mode
+            && let Some(encoder) = standby.take()
+        {
+            // The first byte a filter affects: re-encode from here on.
+            self.mode = Mode::Translate(encoder);
+        }
+        let events = if self.filters.is_empty() {
+            &self.events
+        } else {
+            &self.filtered
+        };
+        match &mut self.mode {
+            Mode::Passthrough {
+                strip_usage_frames,
+                standby,
+            } => {
+                if let Some(encoder) = standby {
+                    for ev in events {
+                        encoder.skip(ev);
+                    }
+                    if let Some(frame) = frame {
+                        encoder.passed_through(frame);
+                    }
+                }
+                let usage_only =
+                    !events.is_empty() && events.iter().all(|e| matches!(e, StreamEvent::Usage(_)));
+                if let Some(frame) = frame
+                    && !(*strip_usage_frames && usage_only)
+                {
+                    self.out.extend_from_slice(&frame.raw);
+                }
+            }
+            Mode::Translate(enc) => {
+                for ev in events {
+                    enc.encode(ev, &mut self.out);
+                }
+            }
+        }
+    }
+
     fn on_upstream_end(&mut self) {
         let mut tail = Vec::new();
-        self.parser.finish(&mut tail);
+        if let Err(e) = self.framer.finish(&mut tail) {
+            self.fail(framing_failure(&e));
+            return;
+        }
         if !tail.is_empty() {
             self.frames = tail;
             self.process_frames();
@@ -239,6 +336,12 @@ impl SseRelay {
         if self.closed {
             return;
         }
+        // What the end of the body implies (calls no frame ended), and the filters' last word.
+        self.events.clear();
+        if let Source::Upstream { decoder, .. } = &mut self.source {
+            decoder.end(&mut self.events);
+        }
+        self.deliver(None, true);
         if self.saw_finish {
             // Some servers end without their terminal frame; the answer is complete anyway.
             self.finish_stream();
@@ -308,6 +411,17 @@ impl SseRelay {
     }
 }
 
+/// The error a stream ends with when its body cannot be cut into frames.
+fn framing_failure(e: &FramingError) -> GatewayError {
+    let message = match e {
+        FramingError::TooLarge { .. } => {
+            "The upstream sent a stream frame larger than 16 MiB".to_owned()
+        }
+        FramingError::Malformed(_) => e.to_string(),
+    };
+    GatewayError::new(ErrorKind::Upstream, message)
+}
+
 impl Body for SseRelay {
     type Data = Bytes;
     type Error = Infallible;
@@ -329,12 +443,7 @@ impl Body for SseRelay {
                 Source::Events(events) => {
                     this.events.clear();
                     this.events.extend(events.by_ref());
-                    this.observe();
-                    if let Mode::Translate(enc) = &mut this.mode {
-                        for ev in &this.events {
-                            enc.encode(ev, &mut this.out);
-                        }
-                    }
+                    this.deliver(None, true);
                     this.finish_stream();
                 }
                 Source::Upstream { body, .. } => match Pin::new(body).poll_frame(cx) {

@@ -81,6 +81,14 @@ impl ToolGlobs {
         })
     }
 
+    /// A list without patterns: denies nothing.
+    pub fn empty() -> Self {
+        Self {
+            patterns: Vec::new(),
+            set: GlobSet::empty(),
+        }
+    }
+
     /// Whether some pattern matches the tool name `name`.
     pub fn matches(&self, name: &str) -> bool {
         self.set.is_match(name)

@@ -455,6 +455,50 @@ impl StreamEncoder for AnthropicStreamEncoder {
         }
     }
 
+    fn passed_through(&mut self, frame: &Frame) {
+        #[derive(Deserialize)]
+        struct BlockFrame {
+            #[serde(default)]
+            index: Option<u32>,
+            #[serde(default)]
+            content_block: Option<BlockKind>,
+        }
+        #[derive(Deserialize)]
+        struct BlockKind {
+            #[serde(rename = "type")]
+            kind: String,
+        }
+        let start = match frame.event.as_deref() {
+            Some("content_block_start") => true,
+            Some("content_block_stop") => false,
+            _ => return,
+        };
+        let Ok(BlockFrame {
+            index: Some(index),
+            content_block,
+        }) = serde_json::from_slice::<BlockFrame>(&frame.payload)
+        else {
+            return;
+        };
+        if start {
+            // The upstream's numbering is the one the client has seen.
+            let kind = match content_block.as_ref().map(|b| b.kind.as_str()) {
+                Some("thinking") => OpenBlock::Thinking,
+                Some("tool_use") => OpenBlock::Tool,
+                _ => OpenBlock::Text,
+            };
+            if kind == OpenBlock::Tool
+                && let Some((_, block)) = self.tool_blocks.last_mut()
+            {
+                *block = index;
+            }
+            self.open = Some((index, kind));
+            self.next_block = self.next_block.max(index + 1);
+        } else if self.open.is_some_and(|(open, _)| open == index) {
+            self.open = None;
+        }
+    }
+
     fn finish(&mut self, out: &mut BytesMut) {
         if self.failed {
             return;
@@ -552,6 +596,52 @@ mod tests {
             })
             .count();
         assert_eq!(all_ends, 1);
+    }
+
+    #[test]
+    fn an_encoder_taking_over_midstream_continues_the_upstreams_blocks() {
+        // Frames 0..5 were forwarded as received (an empty text block the decoder has no
+        // event for, then a text block closed by its own stop); the encoder then takes over.
+        let raw = concat!(
+            "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"id\":\"m\",\"model\":\"c\",\"usage\":{\"input_tokens\":1}}}\n\n",
+            "event: content_block_start\ndata: {\"type\":\"content_block_start\",\"index\":0,\"content_block\":{\"type\":\"text\",\"text\":\"\"}}\n\n",
+            "event: content_block_stop\ndata: {\"type\":\"content_block_stop\",\"index\":0}\n\n",
+            "event: content_block_start\ndata: {\"type\":\"content_block_start\",\"index\":1,\"content_block\":{\"type\":\"text\",\"text\":\"\"}}\n\n",
+            "event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":1,\"delta\":{\"type\":\"text_delta\",\"text\":\"hi\"}}\n\n",
+            "event: content_block_stop\ndata: {\"type\":\"content_block_stop\",\"index\":1}\n\n",
+            "event: content_block_start\ndata: {\"type\":\"content_block_start\",\"index\":2,\"content_block\":{\"type\":\"tool_use\",\"id\":\"t\",\"name\":\"f\",\"input\":{}}}\n\n",
+            "event: content_block_stop\ndata: {\"type\":\"content_block_stop\",\"index\":2}\n\n",
+        );
+        let mut p = SseParser::new();
+        let mut frames = Vec::new();
+        p.feed(raw.as_bytes(), &mut frames).unwrap();
+        let mut d = AnthropicStreamDecoder::new();
+        let mut e = AnthropicStreamEncoder::new();
+        let mut out = BytesMut::new();
+        for (at, f) in frames.iter().enumerate() {
+            let mut events = Vec::new();
+            d.decode(f, &mut events).unwrap();
+            for ev in &events {
+                if at < 6 {
+                    e.skip(ev);
+                } else {
+                    e.encode(ev, &mut out);
+                }
+            }
+            if at < 6 {
+                e.passed_through(f);
+            }
+        }
+        let s = String::from_utf8(out.to_vec()).unwrap();
+        assert!(
+            s.starts_with("event: content_block_start\ndata: {\"content_block\":{\"id\":\"t\""),
+            "no second stop of the text block, no second message_start: {s}"
+        );
+        assert!(
+            s.contains("\"index\":2") && !s.contains("\"index\":1"),
+            "the tool block keeps the upstream's number 2, not the 1 counted from events: {s}"
+        );
+        assert_eq!(s.matches("content_block_stop").count(), 2, "{s}");
     }
 
     #[test]
