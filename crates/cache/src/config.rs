@@ -20,18 +20,17 @@
 //! `backend` and `max_bytes` shape the one store the gateway builds, so they belong in the
 //! top-level section only; [`RawCacheConfig::route_issues`] reports them in a route's.
 
-use std::fmt;
+use std::collections::HashMap;
 use std::time::Duration;
 
 use http::HeaderMap;
 use portcullis_core::ChatRequest;
+use portcullis_core::config::{Block, Issues, key};
 use serde::Deserialize;
 
 use crate::key::is_deterministic;
-use crate::store::LONGEST_TTL;
-
-/// The longest TTL the configuration may set: one year.
-pub const MAX_TTL: Duration = LONGEST_TTL;
+/// The longest TTL the configuration may set: one year (also the longest any entry is kept).
+pub const MAX_TTL: Duration = Duration::from_secs(365 * 24 * 60 * 60);
 /// The longest TTL a request header may ask for: 30 days.
 pub const MAX_REQUEST_TTL: Duration = Duration::from_secs(30 * 24 * 60 * 60);
 /// TTL when none is configured.
@@ -133,21 +132,6 @@ pub struct CacheSettings {
     pub per_request: bool,
 }
 
-/// One problem in a cache section, and the key it concerns.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CacheConfigIssue {
-    /// Dotted path of the offending key (`cache.ttl`, `routes.fast.cache.ttl`).
-    pub key: String,
-    /// What is wrong.
-    pub message: String,
-}
-
-impl fmt::Display for CacheConfigIssue {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}", self.key, self.message)
-    }
-}
-
 impl Default for CacheSettings {
     fn default() -> Self {
         Self {
@@ -213,14 +197,9 @@ impl RawCacheConfig {
 
     /// Validates the section found at `path` (e.g. `cache`), with defaults for unset keys.
     /// Every problem is reported, each with its key path.
-    pub fn validate(&self, path: &str) -> Result<CacheSettings, Vec<CacheConfigIssue>> {
-        let mut issues = Vec::new();
-        let mut issue = |key: &str, message: String| {
-            issues.push(CacheConfigIssue {
-                key: format!("{path}.{key}"),
-                message,
-            });
-        };
+    pub fn validate(&self, path: &str) -> Result<CacheSettings, Issues> {
+        let mut issues = Issues::new();
+        let mut issue = |name: &str, message: String| issues.at(path, name, message);
         let mut settings = CacheSettings {
             enabled: self.enabled.unwrap_or(false),
             nondeterministic: self.nondeterministic.unwrap_or(false),
@@ -274,30 +253,93 @@ impl RawCacheConfig {
                 ),
             );
         }
-        if issues.is_empty() {
-            Ok(settings)
-        } else {
-            Err(issues)
-        }
+        issues.finish(settings)
     }
 
     /// Problems with this section as a route's (at `path`): keys that shape the shared store
     /// may only be set in the top-level section.
-    pub fn route_issues(&self, path: &str) -> Vec<CacheConfigIssue> {
-        let mut issues = Vec::new();
+    pub fn route_issues(&self, path: &str) -> Issues {
+        let mut issues = Issues::new();
         if self.backend.is_some() {
-            issues.push(CacheConfigIssue {
-                key: format!("{path}.backend"),
-                message: "can only be set in the top-level cache section".to_owned(),
-            });
+            issues.at(
+                path,
+                "backend",
+                "can only be set in the top-level cache section",
+            );
         }
         if self.max_bytes.is_some() {
-            issues.push(CacheConfigIssue {
-                key: format!("{path}.max_bytes"),
-                message: "can only be set in the top-level cache section".to_owned(),
-            });
+            issues.at(
+                path,
+                "max_bytes",
+                "can only be set in the top-level cache section",
+            );
         }
         issues
+    }
+}
+
+/// The exact cache: the settings of requests on no route, and each route's.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct CacheConfig {
+    /// Settings for requests that name no route (and the store's shape: backend, capacity).
+    pub default: CacheSettings,
+    /// Each route's settings, by route name.
+    pub routes: HashMap<String, CacheSettings>,
+}
+
+impl CacheConfig {
+    /// The settings for a request on `route` (or on no route).
+    pub fn settings(&self, route: Option<&str>) -> &CacheSettings {
+        route
+            .and_then(|r| self.routes.get(r))
+            .unwrap_or(&self.default)
+    }
+
+    /// Whether any request can use the cache.
+    pub fn any_enabled(&self) -> bool {
+        self.default.enabled || self.routes.values().any(|s| s.enabled)
+    }
+}
+
+/// Every cache section of a file: the top-level `cache:` and each route's (reported under
+/// `routes.<name>.cache`), with whether a shared Redis is configured (`backend: redis` needs
+/// one).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RawCaches {
+    /// The top-level `cache:` section.
+    pub top: Option<RawCacheConfig>,
+    /// Each route's `cache:` section, by route name.
+    pub routes: Vec<(String, RawCacheConfig)>,
+    /// Whether `redis.url` (or `PORTCULLIS_REDIS_URL`) is set.
+    pub redis_configured: bool,
+}
+
+impl Block for CacheConfig {
+    type Raw = RawCaches;
+    type Valid = CacheConfig;
+
+    fn validate(raw: RawCaches, at: &str) -> Result<CacheConfig, Issues> {
+        let mut issues = Issues::new();
+        let top = raw.top.unwrap_or_default();
+        let default = issues
+            .take(top.validate(&key(at, "cache")))
+            .unwrap_or_default();
+        if default.backend == CacheBackend::Redis && !raw.redis_configured {
+            issues.at(
+                &key(at, "cache"),
+                "backend",
+                "`redis` needs `redis.url` or PORTCULLIS_REDIS_URL",
+            );
+        }
+        let mut routes = HashMap::new();
+        for (name, route) in raw.routes {
+            let path = key(&key(&key(at, "routes"), &name), "cache");
+            issues.extend(route.route_issues(&path));
+            if let Some(settings) = issues.take(top.overlay(&route).validate(&path)) {
+                routes.insert(name, settings);
+            }
+        }
+        issues.finish(CacheConfig { default, routes })
     }
 }
 

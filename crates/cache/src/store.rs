@@ -11,7 +11,7 @@ use bytes::Bytes;
 use crate::key::CacheKey;
 
 /// The longest an entry is kept, whatever TTL it is stored with: one year.
-pub(crate) const LONGEST_TTL: Duration = Duration::from_secs(365 * 24 * 60 * 60);
+pub(crate) const LONGEST_TTL: Duration = crate::config::MAX_TTL;
 
 /// Why a cache operation failed. The gateway treats a failing cache as a miss and logs it.
 #[derive(Debug, thiserror::Error)]

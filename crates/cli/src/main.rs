@@ -180,7 +180,7 @@ fn init_tracing() {
 
 #[allow(clippy::print_stdout, clippy::print_stderr)]
 fn check(path: &std::path::Path) -> ExitCode {
-    let issues = match portcullis_config::check(path, &ProcessEnv) {
+    let issues = match portcullis_config::load_file(path, &ProcessEnv) {
         Ok(c) => {
             println!(
                 "{}: OK ({} providers, {} routes, {} aliases)",
@@ -191,7 +191,7 @@ fn check(path: &std::path::Path) -> ExitCode {
             );
             return ExitCode::SUCCESS;
         }
-        Err(e) => e.issues(),
+        Err(issues) => issues,
     };
     eprintln!(
         "{}: invalid configuration ({} problem{})",

@@ -12,33 +12,49 @@
 //! With a file, settings the file leaves out fall back to the same environment variables, and
 //! the environment's providers are used only when the file has no `providers` section.
 //!
-//! The raw file ([`raw`]) is validated into [`Config`]; every problem found is reported with the
-//! key it concerns (`providers.openai.api_key: …`), all at once.
+//! Each block is validated by the crate that uses it, from its raw form into its settings
+//! ([`portcullis_core::config::Block`]): `providers` and route targets by portcullis-providers,
+//! `retry`/`timeouts`/`circuit_breaker` and route strategies by portcullis-failover, `cache` by
+//! portcullis-cache, `prices` by portcullis-cost, `limits`/`budgets` by portcullis-limits,
+//! `semantic_cache` by portcullis-semantic, `identity` and `secret_key` by portcullis-identity
+//! (its issuers by portcullis-oidc), `oauth` by portcullis-oauth, and the process's own blocks
+//! (`listen`, `database`, `server`, `log`, `upstream`, `redis`) by [`blocks`]. Those crates are
+//! used without their runtime (`default-features = false`), so this crate links no model
+//! runtime, HTTP client, store or cryptography. This crate reads the file ([`raw`]), hands each
+//! block its part, checks what spans blocks, and reports every problem found as one
+//! [`Issue`] list naming each key (`providers.openai.api_key: …`), all at once.
+//! [`load_file`] is that whole path for a file: what `portcullis check` prints and what a
+//! reload refuses a new file with.
 
+pub mod blocks;
 pub mod raw;
 mod tree;
 
 use std::collections::HashMap;
-use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
-use portcullis_cache::{CacheBackend, CacheSettings};
-use portcullis_cost::PriceOverrides;
-use portcullis_failover::{BreakerSettings, RetryPolicy, Strategy, Timeouts};
+pub use portcullis_cache::CacheConfig;
+use portcullis_cache::RawCaches;
+pub use portcullis_core::config::{Block, Issue, Issues};
+use portcullis_cost::{PriceOverrides, RawPriceBlock};
+pub use portcullis_failover::{FailoverConfig, RoutePolicy};
+use portcullis_failover::{RawFailover, RawRoutePolicy};
+use portcullis_identity::config::IdentitySettings;
 use portcullis_limits::LimitRules;
+use portcullis_limits::config::RawLimitsBlock;
+use portcullis_providers::config::{ProvidersBlock, RoutesBlock, provider_issues};
 use portcullis_providers::{
-    CloudflareSpec, Provider, ProviderKind, ProviderSpec, Registry, RouteSpec, Secret, TargetSpec,
+    CloudflareSpec, Provider, ProviderKind, ProviderSpec, Registry, RouteSpec, Secret,
 };
-use portcullis_semantic::SemanticCacheSettings;
+use portcullis_semantic::RawSemanticCaches;
+pub use portcullis_semantic::SemanticConfig;
 
-use crate::raw::{RawConfig, RawProvider};
-
-/// Default listen address.
-pub const DEFAULT_LISTEN: &str = "127.0.0.1:8800";
-/// Default database: a SQLite file in the working directory.
-pub const DEFAULT_DATABASE_URL: &str = "sqlite://portcullis.db";
+pub use crate::blocks::{
+    AccessLog, DEFAULT_DATABASE_URL, DEFAULT_LISTEN, DatabaseConfig, LogConfig, ServerConfig,
+    UpstreamConfig,
+};
+use crate::raw::RawConfig;
 
 /// Where environment variables come from (the process, or a map in tests).
 pub trait Environment {
@@ -124,92 +140,13 @@ pub struct IdentityConfig {
 
 impl Default for IdentityConfig {
     fn default() -> Self {
+        let settings = IdentitySettings::default();
         Self {
-            poll_interval: std::time::Duration::from_secs(1),
-            issuers: Vec::new(),
+            poll_interval: settings.poll_interval,
+            issuers: settings.issuers,
             oauth: None,
         }
     }
-}
-
-/// The semantic cache: settings of requests on no route, and each route's (`None`: off).
-#[derive(Debug, Clone, PartialEq, Default)]
-pub struct SemanticConfig {
-    /// Settings for requests that name no route.
-    pub default: Option<SemanticCacheSettings>,
-    /// Each route's settings, by route name.
-    pub routes: HashMap<String, Option<SemanticCacheSettings>>,
-}
-
-impl SemanticConfig {
-    /// The settings for a request on `route` (or on no route), when the cache is on there.
-    pub fn settings(&self, route: Option<&str>) -> Option<&SemanticCacheSettings> {
-        match route.and_then(|r| self.routes.get(r)) {
-            Some(s) => s.as_ref(),
-            None => self.default.as_ref(),
-        }
-    }
-
-    /// Every enabled block.
-    pub fn all(&self) -> impl Iterator<Item = &SemanticCacheSettings> {
-        self.default
-            .iter()
-            .chain(self.routes.values().filter_map(Option::as_ref))
-    }
-}
-
-/// The exact cache: the settings of requests on no route, and each route's.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct CacheConfig {
-    /// Settings for requests that name no route (and the store's shape: backend, capacity).
-    pub default: CacheSettings,
-    /// Each route's settings, by route name.
-    pub routes: HashMap<String, CacheSettings>,
-}
-
-impl CacheConfig {
-    /// The settings for a request on `route` (or on no route).
-    pub fn settings(&self, route: Option<&str>) -> &CacheSettings {
-        route
-            .and_then(|r| self.routes.get(r))
-            .unwrap_or(&self.default)
-    }
-
-    /// Whether any request can use the cache.
-    pub fn any_enabled(&self) -> bool {
-        self.default.enabled || self.routes.values().any(|s| s.enabled)
-    }
-}
-
-/// How requests are retried, timed and spread across targets.
-#[derive(Debug, Clone, PartialEq)]
-pub struct FailoverConfig {
-    /// The policy of requests that name no route, and the base of every route's policy.
-    pub default: RoutePolicy,
-    /// Each route's policy, by route name.
-    pub routes: HashMap<String, RoutePolicy>,
-    /// Per-target circuit breakers.
-    pub breaker: BreakerSettings,
-}
-
-impl FailoverConfig {
-    /// The policy for a request on `route` (or on no route).
-    pub fn policy(&self, route: Option<&str>) -> &RoutePolicy {
-        route
-            .and_then(|r| self.routes.get(r))
-            .unwrap_or(&self.default)
-    }
-}
-
-/// Retries, time limits and target order of one route.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct RoutePolicy {
-    /// How targets are ordered.
-    pub strategy: Strategy,
-    /// Retries of one target.
-    pub retry: RetryPolicy,
-    /// Time limits.
-    pub timeouts: Timeouts,
 }
 
 /// Where a configuration came from.
@@ -219,122 +156,6 @@ pub enum Source {
     File(PathBuf),
     /// The environment alone.
     Environment,
-}
-
-/// Database settings.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DatabaseConfig {
-    /// `sqlite://…` or `postgres://…`. May hold a password: never log it.
-    pub url: Secret,
-    /// Maximum pooled connections.
-    pub max_connections: u32,
-}
-
-/// Server settings.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ServerConfig {
-    /// Largest accepted request body.
-    pub max_request_body_bytes: usize,
-    /// How long graceful shutdown waits for in-flight requests.
-    pub shutdown_grace: Duration,
-    /// Time allowed to receive a request's headers; on HTTP/1.1 it also bounds the wait for
-    /// the next request on a kept-alive connection.
-    pub header_read_timeout: Duration,
-    /// Time any request body may take, extended by one second per `min_body_rate` bytes.
-    pub body_read_timeout: Duration,
-    /// Slowest accepted body arrival after `body_read_timeout`, in bytes per second.
-    pub min_body_rate: u64,
-    /// How long a connection with no request in progress stays open.
-    pub idle_timeout: Duration,
-    /// Most client connections open at once.
-    pub max_connections: usize,
-    /// Most request-body bytes held in memory across all requests at once.
-    pub max_body_bytes_in_flight: usize,
-    /// Most concurrent HTTP/2 streams per connection.
-    pub http2_max_concurrent_streams: u32,
-    /// Largest HTTP/2 header list, in bytes.
-    pub http2_max_header_list_size: u32,
-    /// HTTP/2 PING and SETTINGS frames a client may send per second.
-    pub http2_max_control_frames_per_second: u32,
-}
-
-/// Request log settings.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LogConfig {
-    /// Store request and response bodies.
-    pub bodies: bool,
-    /// Records buffered between the request path and the writer.
-    pub queue_capacity: usize,
-    /// Records per database batch.
-    pub batch_size: usize,
-    /// Longest a record waits before its batch is written.
-    pub flush_interval: Duration,
-    /// Which requests get an access-log line on the process log.
-    pub access: AccessLog,
-}
-
-/// Which requests get a line on the process log (`log.access`), decided per request from
-/// random bits of its id, so a sample needs no shared state.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct AccessLog {
-    per_million: u32,
-}
-
-impl AccessLog {
-    /// No access log.
-    pub const OFF: Self = Self { per_million: 0 };
-    /// A line for every request.
-    pub const ON: Self = Self {
-        per_million: 1_000_000,
-    };
-
-    /// A line for this share of requests (clamped to `0..=1`).
-    pub fn ratio(share: f64) -> Self {
-        let share = if share.is_finite() {
-            share.clamp(0.0, 1.0)
-        } else {
-            0.0
-        };
-        Self {
-            per_million: (share * 1_000_000.0).round() as u32,
-        }
-    }
-
-    /// Whether no request is logged.
-    pub fn is_off(self) -> bool {
-        self.per_million == 0
-    }
-
-    /// Whether the request whose id carries the random bits `random` gets a line.
-    pub fn samples(self, random: u64) -> bool {
-        self.per_million >= 1_000_000 || random % 1_000_000 < u64::from(self.per_million)
-    }
-}
-
-/// Upstream HTTP client settings.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct UpstreamConfig {
-    /// Connect timeout.
-    pub connect_timeout: Duration,
-    /// Time allowed until the upstream's response headers.
-    pub first_byte_timeout: Duration,
-    /// Idle pooled connections per host.
-    pub max_idle_per_host: usize,
-}
-
-/// One problem with a configuration, and the key it concerns.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Issue {
-    /// Dotted path of the offending key (`providers.openai.api_key`).
-    pub key: String,
-    /// What is wrong.
-    pub message: String,
-}
-
-impl fmt::Display for Issue {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}", self.key, self.message)
-    }
 }
 
 /// Why a configuration could not be loaded.
@@ -364,19 +185,26 @@ impl ConfigError {
             other => vec![other.to_string()],
         }
     }
+
+    /// The problems found as issues; a file that cannot be read or parsed is one issue with
+    /// no key.
+    pub fn into_issues(self) -> Vec<Issue> {
+        match self {
+            ConfigError::Invalid(issues) => issues,
+            other => vec![Issue::new("", other.to_string())],
+        }
+    }
 }
 
 /// Loads the configuration: from `path` when given, else from the environment alone.
 pub fn load(path: Option<&Path>, env: &dyn Environment) -> Result<Config, ConfigError> {
     match path {
         Some(p) => {
-            let text = std::fs::read_to_string(p).map_err(|source| ConfigError::Read {
-                path: p.to_owned(),
-                source,
-            })?;
+            let text = read_text(p)?;
             from_yaml(&text, Source::File(p.to_owned()), env)
         }
-        None => from_raw(RawConfig::default(), Source::Environment, env, false),
+        None => validate(RawConfig::default(), Source::Environment, env, false, false)
+            .map_err(|issues| ConfigError::Invalid(issues.into_vec())),
     }
 }
 
@@ -389,14 +217,21 @@ pub fn from_yaml(text: &str, source: Source, env: &dyn Environment) -> Result<Co
     parse(text, source, env, false)
 }
 
-/// What `portcullis check` reports: the file as [`load`] reads it, and in the same run what
-/// `serve` would trip over ([`Config::preflight`]) — every problem at once.
-pub fn check(path: &Path, env: &dyn Environment) -> Result<Config, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+/// Reads and validates the file at `path`, and in the same run checks what `serve` would trip
+/// over ([`Config::preflight`]): every problem at once, each an [`Issue`] naming its key (a file
+/// that cannot be read or parsed is one issue with no key). `portcullis check` prints exactly
+/// these, and a reload of the configuration refuses a new file with them.
+pub fn load_file(path: &Path, env: &dyn Environment) -> Result<Config, Vec<Issue>> {
+    read_text(path)
+        .and_then(|text| parse(&text, Source::File(path.to_owned()), env, true))
+        .map_err(ConfigError::into_issues)
+}
+
+fn read_text(path: &Path) -> Result<String, ConfigError> {
+    std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
         path: path.to_owned(),
         source,
-    })?;
-    parse(&text, Source::File(path.to_owned()), env, true)
+    })
 }
 
 fn parse(
@@ -408,477 +243,233 @@ fn parse(
     let mut tree = tree::read(text, &env.all()).map_err(ConfigError::Parse)?;
     let mut issues: Vec<Issue> = std::mem::take(&mut tree.issues)
         .into_iter()
-        .map(|(k, m)| issue(k, m))
+        .map(|(k, m)| Issue::new(k, m))
         .collect();
     let (raw, found) = tree.deserialize_all::<RawConfig>();
-    issues.extend(found.into_iter().map(|(k, m)| issue(k, m)));
+    issues.extend(found.into_iter().map(|(k, m)| Issue::new(k, m)));
     let unreadable = !issues.is_empty();
-    let (config, mut more) = validate(raw.unwrap_or_default(), source, env, unreadable);
-    if preflight {
-        more.extend(config.preflight());
-    }
-    if issues.is_empty() && more.is_empty() {
-        return Ok(config);
-    }
-    issues.extend(more.into_iter().map(|i| {
-        let message = tree.redact(&i.key, &i.message);
-        Issue {
-            key: i.key,
-            message,
+    match validate(raw.unwrap_or_default(), source, env, unreadable, preflight) {
+        Ok(config) if issues.is_empty() => Ok(config),
+        Ok(_) => Err(ConfigError::Invalid(issues)),
+        Err(more) => {
+            issues.extend(more.into_iter().map(|i| {
+                let message = tree.redact(&i.path, &i.message);
+                Issue::new(i.path, message)
+            }));
+            Err(ConfigError::Invalid(issues))
         }
-    }));
-    Err(ConfigError::Invalid(issues))
-}
-
-fn issue(key: impl Into<String>, message: impl Into<String>) -> Issue {
-    Issue {
-        key: key.into(),
-        message: message.into(),
     }
 }
 
-/// Validates a raw configuration. `incomplete` says that parts of the file could not be read
-/// (and were reported), so checks across blocks, which would report their absence, are skipped.
-fn from_raw(
-    raw: RawConfig,
-    source: Source,
-    env: &dyn Environment,
-    incomplete: bool,
-) -> Result<Config, ConfigError> {
-    let (config, issues) = validate(raw, source, env, incomplete);
-    if issues.is_empty() {
-        Ok(config)
-    } else {
-        Err(ConfigError::Invalid(issues))
-    }
-}
-
-/// The configuration a raw one describes (defaults standing in for invalid values), and the
-/// problems found.
+/// Validates a raw configuration block by block, then what spans blocks, reporting every
+/// problem. `incomplete` says that parts of the file could not be read (and were reported), so
+/// checks across blocks, which would report their absence, are skipped; `preflight` adds what
+/// serving would trip over ([`Config::preflight`]).
 fn validate(
     raw: RawConfig,
     source: Source,
     env: &dyn Environment,
     incomplete: bool,
-) -> (Config, Vec<Issue>) {
-    let mut issues = Vec::new();
+    preflight: bool,
+) -> Result<Config, Issues> {
+    // Blocks sit at the top level of the file.
+    const AT: &str = "";
+    let mut issues = Issues::new();
 
     let listen_text = raw
         .listen
         .or_else(|| env.var("PORTCULLIS_LISTEN"))
         .unwrap_or_else(|| DEFAULT_LISTEN.to_owned());
-    let listen = listen_text.parse::<SocketAddr>().unwrap_or_else(|_| {
-        issues.push(issue(
-            "listen",
-            format!("`{listen_text}` is not a host:port socket address (e.g. 127.0.0.1:8800)"),
-        ));
-        SocketAddr::from(([127, 0, 0, 1], 8800))
-    });
-
+    let listen = issues.take(blocks::listen(&listen_text, AT));
     let master_key = raw
         .master_key
         .filter(|k| !k.is_empty())
-        .or_else(|| env.var("PORTCULLIS_MASTER_KEY"))
-        .map(Secret::new);
-    if let Some(k) = &master_key
-        && k.expose().len() < 16
-    {
-        issues.push(issue("master_key", "must be at least 16 characters long"));
-    }
+        .or_else(|| env.var("PORTCULLIS_MASTER_KEY"));
+    let master_key = issues.take(blocks::master_key(master_key, AT));
 
     let secret_key = raw
         .secret_key
         .filter(|k| !k.is_empty())
-        .or_else(|| env.var("PORTCULLIS_SECRET_KEY"))
-        .map(Secret::new);
-    if let Some(k) = &secret_key
-        && let Err(e) = portcullis_identity::Vault::from_key_text(k.expose())
-    {
-        issues.push(issue("secret_key", e.to_string()));
+        .or_else(|| env.var("PORTCULLIS_SECRET_KEY"));
+    if let Some(k) = &secret_key {
+        issues.take(portcullis_identity::config::validate_secret_key(k, AT));
     }
-    let mut identity = IdentityConfig::default();
-    if let Some(raw_identity) = &raw.identity {
-        if let Err(e) = portcullis_oidc::validate_issuers(&raw_identity.issuers) {
-            match e {
-                portcullis_oidc::ConfigError::Invalid(found) => {
-                    issues.extend(found.into_iter().map(|i| issue(i.path, i.message)));
-                }
-                other => issues.push(issue("identity.issuers", other.to_string())),
-            }
-        }
-        identity.issuers.clone_from(&raw_identity.issuers);
-    }
-    if let Some(oauth) = &raw.oauth {
-        issues.extend(oauth.validate().into_iter().map(|m| issue("oauth", m)));
+    let secret_key = secret_key.map(Secret::new);
+    let raw_identity = raw.identity.unwrap_or_default();
+    let issuers: Vec<String> = raw_identity
+        .issuers
+        .iter()
+        .map(|i| i.issuer.clone())
+        .collect();
+    let identity = issues.take(IdentitySettings::validate(raw_identity, AT));
+    let oauth = raw.oauth.inspect(|oauth| {
+        issues.take(<portcullis_oauth::OAuthConfig as Block>::validate(
+            oauth.clone(),
+            AT,
+        ));
         if secret_key.is_none() {
-            issues.push(issue(
+            issues.push(
                 "oauth",
                 "the OAuth server signs tokens with a key derived from `secret_key` (PORTCULLIS_SECRET_KEY); set it",
-            ));
+            );
         }
         if let Some(oidc) = &oauth.sign_in.oidc
-            && !identity.issuers.iter().any(|i| i.issuer == oidc.issuer)
+            && !issuers.contains(&oidc.issuer)
         {
-            issues.push(issue(
+            issues.push(
                 "oauth.sign_in.oidc.issuer",
                 format!(
                     "`{}` must also be listed under identity.issuers (its keys and claim mapping are used for the ID tokens)",
                     oidc.issuer
                 ),
-            ));
-        }
-        identity.oauth = Some(oauth.clone());
-    }
-    if let Some(raw_identity) = &raw.identity
-        && let Some(p) = &raw_identity.poll_interval
-    {
-        match portcullis_failover::parse_duration(p) {
-            Ok(d) if !d.is_zero() => identity.poll_interval = d,
-            _ => issues.push(issue(
-                "identity.poll_interval",
-                format!("`{p}` is not a positive duration such as 500ms or 2s"),
-            )),
-        }
-    }
-
-    let db = raw.database.unwrap_or_default();
-    let db_url = db
-        .url
-        .or_else(|| env.var("PORTCULLIS_DATABASE_URL"))
-        .unwrap_or_else(|| DEFAULT_DATABASE_URL.to_owned());
-    if !(db_url.starts_with("sqlite:")
-        || db_url.starts_with("postgres://")
-        || db_url.starts_with("postgresql://"))
-    {
-        issues.push(issue(
-            "database.url",
-            "must start with `sqlite:` or `postgres://`",
-        ));
-    }
-    let database = DatabaseConfig {
-        url: Secret::new(db_url),
-        max_connections: db.max_connections.unwrap_or(8).max(1),
-    };
-
-    let raw_server = raw.server.unwrap_or_default();
-    let mut server_duration = |key: &str, value: &Option<String>, default: Duration| match value {
-        None => default,
-        Some(v) => match portcullis_failover::parse_duration(v) {
-            Ok(d) if !d.is_zero() => d,
-            _ => {
-                issues.push(issue(
-                    format!("server.{key}"),
-                    format!("`{v}` is not a positive duration such as 500ms or 15s"),
-                ));
-                default
-            }
-        },
-    };
-    let header_read_timeout = server_duration(
-        "header_read_timeout",
-        &raw_server.header_read_timeout,
-        Duration::from_secs(15),
-    );
-    let body_read_timeout = server_duration(
-        "body_read_timeout",
-        &raw_server.body_read_timeout,
-        Duration::from_secs(15),
-    );
-    let idle_timeout = server_duration(
-        "idle_timeout",
-        &raw_server.idle_timeout,
-        Duration::from_secs(60),
-    );
-    let server = ServerConfig {
-        max_request_body_bytes: raw_server
-            .max_request_body_bytes
-            .unwrap_or(16 * 1024 * 1024),
-        shutdown_grace: Duration::from_secs(raw_server.shutdown_grace_seconds.unwrap_or(30)),
-        header_read_timeout,
-        body_read_timeout,
-        min_body_rate: raw_server.min_body_rate.unwrap_or(64 * 1024),
-        idle_timeout,
-        max_connections: raw_server.max_connections.unwrap_or(4096),
-        max_body_bytes_in_flight: raw_server
-            .max_body_bytes_in_flight
-            .unwrap_or(256 * 1024 * 1024),
-        http2_max_concurrent_streams: raw_server.http2_max_concurrent_streams.unwrap_or(128),
-        http2_max_header_list_size: raw_server.http2_max_header_list_size.unwrap_or(64 * 1024),
-        http2_max_control_frames_per_second: raw_server
-            .http2_max_control_frames_per_second
-            .unwrap_or(50),
-    };
-    if server.max_request_body_bytes < 1024 {
-        issues.push(issue(
-            "server.max_request_body_bytes",
-            "must be at least 1024",
-        ));
-    }
-    if server.max_body_bytes_in_flight < server.max_request_body_bytes {
-        issues.push(issue(
-            "server.max_body_bytes_in_flight",
-            "must be at least server.max_request_body_bytes",
-        ));
-    }
-    for (key, value) in [
-        ("min_body_rate", server.min_body_rate),
-        ("max_connections", server.max_connections as u64),
-        (
-            "http2_max_concurrent_streams",
-            u64::from(server.http2_max_concurrent_streams),
-        ),
-        (
-            "http2_max_control_frames_per_second",
-            u64::from(server.http2_max_control_frames_per_second),
-        ),
-    ] {
-        if value == 0 {
-            issues.push(issue(format!("server.{key}"), "must be at least 1"));
-        }
-    }
-    if server.http2_max_header_list_size < 1024 {
-        issues.push(issue(
-            "server.http2_max_header_list_size",
-            "must be at least 1024",
-        ));
-    }
-
-    let log = raw.log.unwrap_or_default();
-    let log = LogConfig {
-        bodies: log.bodies.unwrap_or(false),
-        queue_capacity: log.queue_capacity.unwrap_or(65_536),
-        batch_size: log.batch_size.unwrap_or(512),
-        flush_interval: Duration::from_millis(log.flush_interval_ms.unwrap_or(200)),
-        access: match &log.access {
-            None | Some(raw::RawAccessLog::Switch(false)) => AccessLog::OFF,
-            Some(raw::RawAccessLog::Switch(true)) => AccessLog::ON,
-            Some(raw::RawAccessLog::Word(w)) if w == "off" => AccessLog::OFF,
-            Some(raw::RawAccessLog::Word(w)) if w == "on" => AccessLog::ON,
-            Some(raw::RawAccessLog::Ratio(r)) if (0.0..=1.0).contains(r) => AccessLog::ratio(*r),
-            Some(other) => {
-                let shown = match other {
-                    raw::RawAccessLog::Word(w) => w.clone(),
-                    raw::RawAccessLog::Ratio(r) => r.to_string(),
-                    raw::RawAccessLog::Switch(b) => b.to_string(),
-                };
-                issues.push(issue(
-                    "log.access",
-                    format!("expected off, on or a share of requests from 0 to 1, got `{shown}`"),
-                ));
-                AccessLog::OFF
-            }
-        },
-    };
-    if log.queue_capacity == 0 || log.batch_size == 0 {
-        issues.push(issue(
-            "log",
-            "`queue_capacity` and `batch_size` must be positive",
-        ));
-    }
-
-    let up = raw.upstream.unwrap_or_default();
-    let upstream = UpstreamConfig {
-        connect_timeout: Duration::from_millis(up.connect_timeout_ms.unwrap_or(10_000)),
-        first_byte_timeout: Duration::from_millis(up.first_byte_timeout_ms.unwrap_or(600_000)),
-        max_idle_per_host: up.max_idle_per_host.unwrap_or(256),
-    };
-
-    let providers = match raw.providers {
-        Some(map) => map
-            .into_iter()
-            .filter_map(|(name, p)| match provider_spec(&name, p) {
-                Ok(spec) => Some(spec),
-                Err(i) => {
-                    issues.push(i);
-                    None
-                }
-            })
-            .collect(),
-        None => providers_from_env(env),
-    };
-    for spec in &providers {
-        if let Err(e) = Provider::new(spec.clone()) {
-            issues.push(issue(format!("providers.{}", spec.name), e.to_string()));
-        }
-    }
-
-    let mut failure_notes = Vec::new();
-    let default_policy = RoutePolicy {
-        strategy: Strategy::Ordered,
-        retry: raw.retry.as_ref().map_or(RetryPolicy::default(), |r| {
-            r.apply(RetryPolicy::default(), "retry", &mut failure_notes)
-        }),
-        timeouts: raw.timeouts.as_ref().map_or(
-            Timeouts {
-                first_byte: Some(upstream.first_byte_timeout),
-                total: None,
-            },
-            |t| {
-                t.apply(
-                    Timeouts {
-                        first_byte: Some(upstream.first_byte_timeout),
-                        total: None,
-                    },
-                    "timeouts",
-                    &mut failure_notes,
-                )
-            },
-        ),
-    };
-    let breaker = raw
-        .circuit_breaker
-        .as_ref()
-        .map_or(BreakerSettings::default(), |b| {
-            b.apply(
-                BreakerSettings::default(),
-                "circuit_breaker",
-                &mut failure_notes,
-            )
-        });
-    let redis_url = raw
-        .redis
-        .as_ref()
-        .and_then(|r| r.url.clone())
-        .filter(|u| !u.is_empty())
-        .or_else(|| env.var("PORTCULLIS_REDIS_URL"))
-        .map(Secret::new);
-    if let Some(u) = &redis_url
-        && !(u.expose().starts_with("redis://") || u.expose().starts_with("rediss://"))
-    {
-        issues.push(issue(
-            "redis.url",
-            "must start with `redis://` or `rediss://`",
-        ));
-    }
-    let global_cache = raw.cache.clone().unwrap_or_default();
-    let cache_default = match global_cache.validate("cache") {
-        Ok(s) => s,
-        Err(found) => {
-            issues.extend(found.into_iter().map(|i| issue(i.key, i.message)));
-            CacheSettings::default()
-        }
-    };
-    if cache_default.backend == CacheBackend::Redis && redis_url.is_none() {
-        issues.push(issue(
-            "cache.backend",
-            "`redis` needs `redis.url` or PORTCULLIS_REDIS_URL",
-        ));
-    }
-    let global_semantic = raw.semantic_cache.clone().unwrap_or_default();
-    let semantic_default = match raw
-        .semantic_cache
-        .as_ref()
-        .map(|s| s.validate("semantic_cache"))
-    {
-        Some(Ok(s)) => s,
-        Some(Err(found)) => {
-            issues.extend(found.into_iter().map(|i| issue(i.key, i.message)));
-            None
-        }
-        None => None,
-    };
-    let mut route_semantic = HashMap::new();
-    let mut route_caches = HashMap::new();
-    let mut route_policies = HashMap::new();
-    let mut routes = Vec::new();
-    for (name, route) in raw.routes.unwrap_or_default() {
-        let path = format!("routes.{name}");
-        let mut policy = default_policy;
-        if let Some(s) = &route.strategy {
-            match Strategy::parse(s) {
-                Some(s) => policy.strategy = s,
-                None => issues.push(issue(
-                    format!("{path}.strategy"),
-                    format!("expected ordered, weighted or latency, got `{s}`"),
-                )),
-            }
-        }
-        if let Some(r) = &route.retry {
-            policy.retry = r.apply(policy.retry, &format!("{path}.retry"), &mut failure_notes);
-        }
-        if let Some(t) = &route.timeouts {
-            policy.timeouts = t.apply(
-                policy.timeouts,
-                &format!("{path}.timeouts"),
-                &mut failure_notes,
             );
         }
-        route_policies.insert(name.clone(), policy);
-        if let Some(sc) = &route.semantic_cache {
-            let key = format!("{path}.semantic_cache");
-            match sc.over(&global_semantic).validate(&key) {
-                Ok(s) => {
-                    route_semantic.insert(name.clone(), s);
-                }
-                Err(found) => issues.extend(found.into_iter().map(|i| issue(i.key, i.message))),
-            }
+    });
+
+    let mut raw_database = raw.database.unwrap_or_default();
+    raw_database.url = raw_database
+        .url
+        .or_else(|| env.var("PORTCULLIS_DATABASE_URL"));
+    let database = issues.take(DatabaseConfig::validate(raw_database, AT));
+    let server = issues.take(ServerConfig::validate(raw.server.unwrap_or_default(), AT));
+    let log = issues.take(LogConfig::validate(raw.log.unwrap_or_default(), AT));
+    let upstream = issues.take(UpstreamConfig::validate(
+        raw.upstream.unwrap_or_default(),
+        AT,
+    ));
+
+    let (providers, provider_names) = match raw.providers {
+        Some(map) => {
+            let names: Vec<String> = map.keys().cloned().collect();
+            (
+                issues.take(ProvidersBlock::validate(map.into_iter().collect(), AT)),
+                names,
+            )
         }
-        if let Some(c) = &route.cache {
-            let found = c.route_issues(&format!("{path}.cache"));
-            issues.extend(found.into_iter().map(|i| issue(i.key, i.message)));
-            match global_cache.overlay(c).validate(&format!("{path}.cache")) {
-                Ok(s) => {
-                    route_caches.insert(name.clone(), s);
-                }
-                Err(found) => issues.extend(found.into_iter().map(|i| issue(i.key, i.message))),
-            }
+        None => {
+            let specs = providers_from_env(env);
+            issues.extend(provider_issues(&specs, "providers"));
+            let names = specs.iter().map(|s| s.name.clone()).collect();
+            (Some(specs), names)
         }
-        let mut targets = Vec::new();
-        for (i, t) in route.targets.into_iter().enumerate() {
-            match t.model.split_once('/') {
-                Some((provider, model)) if !provider.is_empty() && !model.is_empty() => {
-                    targets.push(TargetSpec {
-                        provider: provider.to_owned(),
-                        model: model.to_owned(),
-                        weight: t.weight.unwrap_or(1),
-                    });
-                }
-                _ => issues.push(issue(
-                    format!("routes.{name}.targets[{i}]"),
-                    format!("`{}` is not of the form provider/model", t.model),
-                )),
-            }
-            if t.weight == Some(0) {
-                issues.push(issue(
-                    format!("routes.{name}.targets[{i}].weight"),
-                    "must be at least 1",
-                ));
-            }
+    };
+
+    let redis_url = raw
+        .redis
+        .and_then(|r| r.url)
+        .filter(|u| !u.is_empty())
+        .or_else(|| env.var("PORTCULLIS_REDIS_URL"));
+    let redis_configured = redis_url.is_some();
+    let redis_url = issues.take(blocks::redis_url(redis_url, AT));
+
+    // Each route's keys go to the crates that own them.
+    let mut route_targets = Vec::new();
+    let mut route_policies = Vec::new();
+    let mut route_caches = Vec::new();
+    let mut route_semantic = Vec::new();
+    for (name, route) in raw.routes.unwrap_or_default() {
+        route_policies.push((
+            name.clone(),
+            RawRoutePolicy {
+                strategy: route.strategy,
+                retry: route.retry,
+                timeouts: route.timeouts,
+            },
+        ));
+        if let Some(cache) = route.cache {
+            route_caches.push((name.clone(), cache));
         }
-        routes.push(RouteSpec { name, targets });
+        if let Some(semantic) = route.semantic_cache {
+            route_semantic.push((name.clone(), semantic));
+        }
+        route_targets.push((name, route.targets));
     }
+    let failover = issues.take(FailoverConfig::validate(
+        RawFailover {
+            retry: raw.retry,
+            timeouts: raw.timeouts,
+            circuit_breaker: raw.circuit_breaker,
+            default_first_byte: upstream.as_ref().map(|u| u.first_byte_timeout),
+            routes: route_policies,
+        },
+        AT,
+    ));
+    let cache = issues.take(CacheConfig::validate(
+        RawCaches {
+            top: raw.cache,
+            routes: route_caches,
+            redis_configured,
+        },
+        AT,
+    ));
+    let semantic = issues.take(SemanticConfig::validate(
+        RawSemanticCaches {
+            top: raw.semantic_cache,
+            routes: route_semantic,
+        },
+        AT,
+    ));
+    let routes = issues.take(RoutesBlock::validate(route_targets, AT));
     let aliases: Vec<(String, String)> = raw.aliases.unwrap_or_default().into_iter().collect();
-    let prices = match &raw.prices {
-        Some(raw_prices) => {
-            match PriceOverrides::from_raw(raw_prices, providers.iter().map(|p| p.name.as_str())) {
-                Ok(p) => p,
-                Err(found) => {
-                    issues.extend(found.into_iter().map(|i| issue(i.key, i.message)));
-                    PriceOverrides::none()
-                }
-            }
-        }
-        None => PriceOverrides::none(),
+    let prices = match raw.prices {
+        Some(prices) => issues.take(PriceOverrides::validate(
+            RawPriceBlock {
+                prices,
+                providers: provider_names,
+            },
+            AT,
+        )),
+        None => Some(PriceOverrides::none()),
     };
-    let limits = match portcullis_limits::config::validate(
-        raw.limits.as_deref().unwrap_or_default(),
-        raw.budgets.as_deref().unwrap_or_default(),
-    ) {
-        Ok(rules) => rules,
-        Err(found) => {
-            issues.extend(found.into_iter().map(|i| issue(i.key, i.message)));
-            LimitRules::default()
+    let limits = issues.take(LimitRules::validate(
+        RawLimitsBlock {
+            limits: raw.limits.unwrap_or_default(),
+            budgets: raw.budgets.unwrap_or_default(),
+        },
+        AT,
+    ));
+
+    if issues.is_empty()
+        && !incomplete
+        && let (Some(providers), Some(routes)) = (&providers, &routes)
+    {
+        issues.take(portcullis_providers::config::registry(
+            providers, routes, &aliases, AT,
+        ));
+    }
+    if preflight {
+        if let Some(database) = &database {
+            issues.extend(database.preflight(AT));
         }
-    };
-    for note in failure_notes {
-        // The failover crate reports `key: message`.
-        match note.split_once(": ") {
-            Some((key, message)) => issues.push(issue(key, message)),
-            None => issues.push(issue("failover", note)),
+        if let Some(semantic) = &semantic {
+            issues.extend(semantic.preflight(AT));
         }
     }
 
-    let config = Config {
+    let (
+        Some(listen),
+        Some(master_key),
+        Some(identity),
+        Some(database),
+        Some(server),
+        Some(log),
+        Some(upstream),
+        Some(providers),
+        Some(redis_url),
+        Some(failover),
+        Some(cache),
+        Some(semantic),
+        Some(routes),
+        Some(prices),
+        Some(limits),
+    ) = (
+        listen, master_key, identity, database, server, log, upstream, providers, redis_url,
+        failover, cache, semantic, routes, prices, limits,
+    )
+    else {
+        return Err(issues);
+    };
+    issues.finish(Config {
         source,
         listen,
         master_key,
@@ -889,52 +480,19 @@ fn validate(
         providers,
         routes,
         aliases,
-        failover: FailoverConfig {
-            default: default_policy,
-            routes: route_policies,
-            breaker,
-        },
+        failover,
         redis_url,
-        cache: CacheConfig {
-            default: cache_default,
-            routes: route_caches,
-        },
+        cache,
         prices,
         limits,
-        semantic: SemanticConfig {
-            default: semantic_default,
-            routes: route_semantic,
-        },
+        semantic,
         secret_key,
-        identity,
-    };
-    if issues.is_empty()
-        && !incomplete
-        && let Err(e) = config.registry()
-    {
-        let key = match &e {
-            portcullis_providers::RegistryError::UnknownRouteProvider { route, .. }
-            | portcullis_providers::RegistryError::EmptyRoute(route) => format!("routes.{route}"),
-            portcullis_providers::RegistryError::UnresolvableAlias { alias, .. } => {
-                format!("aliases.{alias}")
-            }
-            portcullis_providers::RegistryError::DuplicateProvider(p) => format!("providers.{p}"),
-        };
-        issues.push(issue(key, e.to_string()));
-    }
-    (config, issues)
-}
-
-impl DatabaseConfig {
-    /// The file of a SQLite database (`sqlite://data/gw.db?mode=rwc` → `data/gw.db`); `None`
-    /// for PostgreSQL and in-memory SQLite.
-    pub fn sqlite_file(&self) -> Option<PathBuf> {
-        let url = self.url.expose();
-        let rest = url.strip_prefix("sqlite:")?;
-        let rest = rest.strip_prefix("//").unwrap_or(rest);
-        let path = rest.split('?').next().unwrap_or_default();
-        (!path.is_empty() && path != ":memory:").then(|| PathBuf::from(path))
-    }
+        identity: IdentityConfig {
+            poll_interval: identity.poll_interval,
+            issuers: identity.issuers,
+            oauth,
+        },
+    })
 }
 
 impl Config {
@@ -942,62 +500,11 @@ impl Config {
     /// embedding model directory that is missing or lacks its files, a SQLite database in a
     /// directory that does not exist. Checked by `portcullis check` and before serving.
     pub fn preflight(&self) -> Vec<Issue> {
-        let mut issues = Vec::new();
-        if let Some(file) = self.database.sqlite_file()
-            && let Some(dir) = file.parent().filter(|d| !d.as_os_str().is_empty())
-            && !dir.is_dir()
-        {
-            issues.push(issue(
-                "database.url",
-                format!(
-                    "the directory `{}` of the SQLite database does not exist",
-                    dir.display()
-                ),
-            ));
-        }
-        let mut blocks: Vec<(String, &SemanticCacheSettings)> = Vec::new();
-        if let Some(s) = &self.semantic.default {
-            blocks.push(("semantic_cache".to_owned(), s));
-        }
-        let mut routes: Vec<_> = self.semantic.routes.iter().collect();
-        routes.sort_by(|a, b| a.0.cmp(b.0));
-        for (route, s) in routes {
-            if let Some(s) = s {
-                blocks.push((format!("routes.{route}.semantic_cache"), s));
-            }
-        }
-        let mut seen = Vec::new();
-        for (key, settings) in blocks {
-            let portcullis_semantic::EmbedderSpec::Local(dir) = &settings.embedder else {
-                continue;
-            };
-            if seen.contains(&dir) {
-                continue;
-            }
-            seen.push(dir);
-            let key = format!("{key}.embedder.local");
-            if !dir.is_dir() {
-                issues.push(issue(
-                    key,
-                    format!("the model directory `{}` does not exist", dir.display()),
-                ));
-                continue;
-            }
-            for file in ["config.json", "tokenizer.json", "model.safetensors"] {
-                let path = dir.join(file);
-                if let Err(e) = std::fs::File::open(&path) {
-                    issues.push(issue(
-                        key.clone(),
-                        format!("cannot read `{}`: {e}", path.display()),
-                    ));
-                }
-            }
-        }
-        issues
+        let mut issues = self.database.preflight("");
+        issues.extend(self.semantic.preflight(""));
+        issues.into_vec()
     }
-}
 
-impl Config {
     /// Builds the provider registry this configuration describes.
     pub fn registry(&self) -> Result<Registry, portcullis_providers::RegistryError> {
         let providers = self
@@ -1007,70 +514,6 @@ impl Config {
             .collect();
         Registry::new(providers, self.routes.clone(), self.aliases.clone())
     }
-}
-
-fn provider_spec(name: &str, p: RawProvider) -> Result<ProviderSpec, Issue> {
-    let kind_id = p.kind.clone().unwrap_or_else(|| name.to_owned());
-    let kind = ProviderKind::from_id(&kind_id).ok_or_else(|| {
-        let known: Vec<&str> = ProviderKind::ALL.iter().map(|k| k.id()).collect();
-        issue(
-            format!("providers.{name}.kind"),
-            format!(
-                "unknown provider kind `{kind_id}`; known kinds: {}",
-                known.join(", ")
-            ),
-        )
-    })?;
-    if name.is_empty() || name.contains('/') {
-        return Err(issue(
-            format!("providers.{name}"),
-            "provider names must be non-empty and contain no `/`",
-        ));
-    }
-    let cloudflare_keys = p.account_id.is_some()
-        || p.gateway_id.is_some()
-        || p.upstream.is_some()
-        || p.gateway_token.is_some();
-    if cloudflare_keys && kind != ProviderKind::Cloudflare {
-        return Err(issue(
-            format!("providers.{name}"),
-            "`account_id`, `gateway_id`, `upstream` and `gateway_token` apply only to kind `cloudflare`",
-        ));
-    }
-    let cloudflare = if kind == ProviderKind::Cloudflare {
-        match (p.account_id, p.gateway_id) {
-            (Some(account_id), Some(gateway_id)) => Some(CloudflareSpec {
-                account_id,
-                gateway_id,
-                upstream: p.upstream.unwrap_or_else(|| "compat".to_owned()),
-                token: p.gateway_token.map(Secret::new),
-            }),
-            _ if p.base_url.is_some() => None,
-            _ => {
-                return Err(issue(
-                    format!("providers.{name}"),
-                    "kind `cloudflare` needs `account_id` and `gateway_id`",
-                ));
-            }
-        }
-    } else {
-        None
-    };
-    Ok(ProviderSpec {
-        name: name.to_owned(),
-        kind,
-        base_url: p.base_url,
-        api_key: p.api_key.filter(|k| !k.is_empty()).map(Secret::new),
-        headers: p
-            .headers
-            .unwrap_or_default()
-            .into_iter()
-            .map(|(k, v)| (k, Secret::new(v)))
-            .collect(),
-        models: p.models.unwrap_or_default(),
-        cloudflare,
-        default_max_tokens: p.default_max_tokens,
-    })
 }
 
 /// Providers enabled by their conventional environment variables.
@@ -1116,6 +559,10 @@ pub fn providers_from_env(env: &dyn Environment) -> Vec<ProviderSpec> {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
+    use portcullis_failover::Strategy;
+
     use super::*;
 
     fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
@@ -1563,5 +1010,50 @@ routes:
         )
         .unwrap();
         assert!(!format!("{c:?}").contains("sk-super-secret"));
+    }
+
+    #[test]
+    fn problems_in_several_blocks_are_all_reported_by_load_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("portcullis.yaml");
+        std::fs::write(
+            &path,
+            concat!(
+                "providers:\n  openai:\n    api_key: k\n  x:\n    kind: martian\n",
+                "cache:\n  ttl: soon\n",
+                "limits:\n  - scope: usr\n    requests: 1\n    window: 1m\n",
+                "routes:\n  smart:\n    strategy: random\n    targets: [openai/gpt-4o]\n",
+            ),
+        )
+        .unwrap();
+        let issues = load_file(&path, &env(&[])).unwrap_err();
+        let paths: Vec<&str> = issues.iter().map(|i| i.path.as_str()).collect();
+        assert_eq!(
+            paths,
+            [
+                "providers.x.kind",
+                "routes.smart.strategy",
+                "cache.ttl",
+                "limits[0].scope"
+            ],
+            "{issues:#?}"
+        );
+
+        std::fs::write(
+            &path,
+            "providers:\n  openai:\n    api_key: k\nroutes:\n  smart:\n    targets: [openai/gpt-4o]\n",
+        )
+        .unwrap();
+        let config = load_file(&path, &env(&[])).unwrap();
+        assert_eq!(config.source, Source::File(path.clone()));
+        assert_eq!(config.routes.len(), 1);
+
+        let missing = load_file(&dir.path().join("absent.yaml"), &env(&[])).unwrap_err();
+        assert_eq!(missing.len(), 1, "{missing:?}");
+        assert!(missing[0].path.is_empty());
+        assert!(
+            missing[0].to_string().starts_with("cannot read "),
+            "{missing:?}"
+        );
     }
 }

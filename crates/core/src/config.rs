@@ -28,8 +28,13 @@ impl Issue {
 }
 
 impl fmt::Display for Issue {
+    /// `path: message`, or the message alone for a problem with the file as a whole (no path).
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}", self.path, self.message)
+        if self.path.is_empty() {
+            f.write_str(&self.message)
+        } else {
+            write!(f, "{}: {}", self.path, self.message)
+        }
     }
 }
 
@@ -187,5 +192,6 @@ mod tests {
         assert_eq!(shown, ["routes.smart.strategy: bad", "cache.ttl: x"]);
         assert_eq!(issues.finish(()).map_err(|i| i.len()), Err(2));
         assert_eq!(Issues::new().finish(5), Ok(5));
+        assert_eq!(Issue::new("", "cannot read x").to_string(), "cannot read x");
     }
 }

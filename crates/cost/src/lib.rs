@@ -23,5 +23,5 @@ pub mod table;
 
 pub use book::PriceBook;
 pub use custom::{CUSTOM_COST_HEADER, CUSTOM_COST_HEADER_ALIAS, CustomCost, CustomCostError};
-pub use overrides::{PriceIssue, PriceOverrides, RawPrice, RawPrices};
+pub use overrides::{PriceOverrides, RawPrice, RawPriceBlock, RawPrices};
 pub use price::{Price, cost};

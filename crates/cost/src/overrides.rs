@@ -16,12 +16,11 @@
 //! Rates are US dollars per million tokens; `cached_input` and `cache_write` default to
 //! `input`, `reasoning` to `output`.
 
-use std::collections::HashMap;
-use std::fmt;
-
 use indexmap::IndexMap;
+use portcullis_core::config::{Block, Issues, key};
 use portcullis_providers::ProviderKind;
 use serde::Deserialize;
+use std::collections::HashMap;
 
 use crate::names::{Match, longest_match};
 use crate::price::Price;
@@ -48,14 +47,27 @@ pub struct RawPrice {
 /// The `prices:` section as written: `provider/model` → price.
 pub type RawPrices = IndexMap<String, RawPrice>;
 
-/// One problem with the `prices:` section, and the key it concerns.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{key}: {message}")]
-pub struct PriceIssue {
-    /// Dotted path of the offending key (`prices.openai/gpt-4o.input`).
-    pub key: String,
-    /// What is wrong.
-    pub message: String,
+/// The `prices:` block as written, with the names of the configured providers its keys may
+/// name (besides provider kinds).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RawPriceBlock {
+    /// The block.
+    pub prices: RawPrices,
+    /// The configured providers' names.
+    pub providers: Vec<String>,
+}
+
+impl Block for PriceOverrides {
+    type Raw = RawPriceBlock;
+    type Valid = PriceOverrides;
+
+    fn validate(raw: RawPriceBlock, at: &str) -> Result<PriceOverrides, Issues> {
+        PriceOverrides::validate_at(
+            &raw.prices,
+            raw.providers.iter().map(String::as_str),
+            &key(at, "prices"),
+        )
+    }
 }
 
 /// Validated price overrides, by provider name or kind id, then by lowercase model.
@@ -76,30 +88,36 @@ impl PriceOverrides {
     pub fn from_raw<'p>(
         raw: &RawPrices,
         configured_providers: impl IntoIterator<Item = &'p str>,
-    ) -> Result<Self, Vec<PriceIssue>> {
+    ) -> Result<Self, Issues> {
+        Self::validate_at(raw, configured_providers, "prices")
+    }
+
+    /// [`PriceOverrides::from_raw`] for the block found at `at`.
+    fn validate_at<'p>(
+        raw: &RawPrices,
+        configured_providers: impl IntoIterator<Item = &'p str>,
+        at: &str,
+    ) -> Result<Self, Issues> {
         let configured: Vec<&str> = configured_providers.into_iter().collect();
-        let mut issues = Vec::new();
+        let mut issues = Issues::new();
         let mut out = Self::default();
         let mut seen: HashMap<(String, String), &str> = HashMap::new();
         for (key, rate) in raw {
-            let path = format!("prices.{key}");
+            let path = format!("{at}.{key}");
             let Some((provider, model)) = key.split_once('/') else {
-                issues.push(issue(
-                    &path,
-                    "expected `provider/model`, e.g. `openai/gpt-4o`",
-                ));
+                issues.push(&path, "expected `provider/model`, e.g. `openai/gpt-4o`");
                 continue;
             };
             if provider.is_empty() || model.is_empty() || key.chars().any(char::is_whitespace) {
-                issues.push(issue(
+                issues.push(
                     &path,
                     "expected `provider/model` with a non-empty provider and model and no spaces",
-                ));
+                );
                 continue;
             }
             if !configured.contains(&provider) && ProviderKind::from_id(provider).is_none() {
                 let kinds: Vec<&str> = ProviderKind::ALL.iter().map(|k| k.id()).collect();
-                issues.push(issue(
+                issues.push(
                     &path,
                     format!(
                         "unknown provider `{provider}`: expected a configured provider ({}) or a provider kind ({})",
@@ -110,15 +128,15 @@ impl PriceOverrides {
                         },
                         kinds.join(", ")
                     ),
-                ));
+                );
                 continue;
             }
             let model = model.to_ascii_lowercase();
             if let Some(first) = seen.insert((provider.to_owned(), model.clone()), key) {
-                issues.push(issue(
+                issues.push(
                     &path,
                     format!("duplicates `{first}` (model names are case-insensitive)"),
-                ));
+                );
                 continue;
             }
             let price = Price {
@@ -134,12 +152,12 @@ impl PriceOverrides {
                     && !(value.is_finite() && value >= 0.0)
                 {
                     valid = false;
-                    issues.push(issue(
+                    issues.push(
                         format!("{path}.{field}"),
                         format!(
                             "must be a finite, non-negative number of dollars per million tokens (got {value})"
                         ),
-                    ));
+                    );
                 }
             }
             if valid {
@@ -149,11 +167,7 @@ impl PriceOverrides {
                     .push((model, price));
             }
         }
-        if issues.is_empty() {
-            Ok(out)
-        } else {
-            Err(issues)
-        }
+        issues.finish(out)
     }
 
     /// Whether there are no overrides.
@@ -165,13 +179,6 @@ impl PriceOverrides {
     pub(crate) fn find(&self, provider: &str, model: &str) -> Option<Match> {
         let rows = self.by_provider.get(provider)?;
         longest_match(rows.iter().map(|(m, p)| (m.as_str(), *p)), model)
-    }
-}
-
-fn issue(key: impl Into<String>, message: impl fmt::Display) -> PriceIssue {
-    PriceIssue {
-        key: key.into(),
-        message: message.to_string(),
     }
 }
 
@@ -254,5 +261,22 @@ mod tests {
         let o = PriceOverrides::from_raw(&RawPrices::new(), []).unwrap();
         assert!(o.is_empty());
         assert_eq!(o, PriceOverrides::none());
+    }
+
+    #[test]
+    fn the_prices_block_reports_a_bad_value_at_its_path() {
+        let prices: RawPrices =
+            serde_saphyr::from_str("corp/llama: {input: -1, output: 1}\n").unwrap();
+        let block = RawPriceBlock {
+            prices,
+            providers: vec!["corp".to_owned()],
+        };
+        let issues = PriceOverrides::validate(block, "").unwrap_err();
+        let shown: Vec<String> = issues.iter().map(ToString::to_string).collect();
+        assert_eq!(shown.len(), 1, "{shown:?}");
+        assert!(
+            shown[0].starts_with("prices.corp/llama.input: must be a finite, non-negative"),
+            "{shown:?}"
+        );
     }
 }

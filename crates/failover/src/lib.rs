@@ -22,4 +22,7 @@ pub mod settings;
 pub use balance::{LatencyTracker, Strategy};
 pub use breaker::{BreakerSettings, BreakerState, BreakerView, CircuitBreakers, Passage};
 pub use retry::{Backoff, RetryPolicy, should_fail_over, should_retry};
-pub use settings::{RawBreaker, RawDuration, RawRetry, RawTimeouts, Timeouts, parse_duration};
+pub use settings::{
+    FailoverConfig, RawBreaker, RawDuration, RawFailover, RawRetry, RawRoutePolicy, RawTimeouts,
+    RoutePolicy, Timeouts, parse_duration,
+};

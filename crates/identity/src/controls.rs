@@ -72,17 +72,17 @@ impl KeyControls {
     /// Validates and resolves the controls; every problem is reported with its key path
     /// (`controls.retry.backoff: …`).
     pub fn resolve(&self) -> Result<ControlOverrides, Vec<String>> {
-        let mut issues = Vec::new();
+        let mut issues = portcullis_core::config::Issues::new();
         let mut o = ControlOverrides::default();
         if let Some(cache) = &self.cache {
             o.cache_enabled = cache.enabled;
             o.cache_nondeterministic = cache.nondeterministic;
             match cache.ttl.as_ref().map(RawDuration::to_duration) {
                 Some(Ok(d)) if d.is_zero() || d > MAX_KEY_CACHE_TTL => {
-                    issues.push("controls.cache.ttl: expected from 1 second to 30 days".to_owned())
+                    issues.push("controls.cache.ttl", "expected from 1 second to 30 days")
                 }
                 Some(Ok(d)) => o.cache_ttl = Some(d),
-                Some(Err(e)) => issues.push(format!("controls.cache.ttl: {e}")),
+                Some(Err(e)) => issues.push("controls.cache.ttl", e),
                 None => {}
             }
         }
@@ -101,11 +101,9 @@ impl KeyControls {
             o.first_byte_timeout = t.first_byte;
             o.total_timeout = t.total;
         }
-        if issues.is_empty() {
-            Ok(o)
-        } else {
-            Err(issues)
-        }
+        issues
+            .finish(o)
+            .map_err(|found| found.iter().map(ToString::to_string).collect())
     }
 }
 

@@ -7,23 +7,39 @@
 //!   [`Principal`]s through caches that every replica keeps current by polling the tenancy
 //!   version — and per-identity provider-key resolution;
 //! - [`controls`]: a key's own cache, retry and timeout settings, and their resolved form;
-//! - [`manage`]: the validated management operations behind the admin API and the CLI.
+//! - [`manage`]: the validated management operations behind the admin API and the CLI;
+//! - [`config`]: the `identity:` block and the check of `secret_key`.
+//!
+//! Everything but [`config`] is the default `runtime` feature; without it (as the
+//! configuration crate uses it) the crate links neither the store nor the cryptography.
 
+pub mod config;
+#[cfg(feature = "runtime")]
 pub mod controls;
+#[cfg(feature = "runtime")]
 pub mod directory;
+#[cfg(feature = "runtime")]
 pub mod keys;
+#[cfg(feature = "runtime")]
 pub mod manage;
+#[cfg(feature = "runtime")]
 pub mod passwords;
+#[cfg(feature = "runtime")]
 pub mod vault;
 
+#[cfg(feature = "runtime")]
 pub use controls::{ControlOverrides, KeyControls};
+#[cfg(feature = "runtime")]
 pub use directory::{
     AliasError, AuthError, Directory, DirectoryOptions, ExternalClaims, Principal,
     ResolvedCredential, role_from_claims,
 };
+#[cfg(feature = "runtime")]
 pub use manage::{IssuedKey, KeyBudget, KeyLimits, ManageError, NewCredential, NewKey, NewUser};
+#[cfg(feature = "runtime")]
 pub use vault::{Vault, VaultError};
 
+#[cfg(feature = "runtime")]
 /// The wall clock in Unix milliseconds, the unit every stored time uses.
 pub(crate) fn now_ms() -> i64 {
     std::time::SystemTime::now()

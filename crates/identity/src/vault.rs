@@ -16,6 +16,8 @@ use portcullis_providers::Secret;
 use rand::RngCore;
 use sha2::Sha256;
 
+use crate::config::{KeyText, read_key_text};
+
 const NONCE_LEN: usize = 12;
 const PASSPHRASE_SALT: &[u8] = b"portcullis/vault/passphrase/v1";
 
@@ -49,19 +51,9 @@ impl Vault {
     /// A vault under the KEK `text` (the value of `PORTCULLIS_SECRET_KEY`).
     pub fn from_key_text(text: &str) -> Result<Vault, VaultError> {
         let text = text.trim();
-        let decoded = STANDARD
-            .decode(text)
-            .ok()
-            .or_else(|| {
-                base64::engine::general_purpose::URL_SAFE_NO_PAD
-                    .decode(text)
-                    .ok()
-            })
-            .filter(|b| b.len() == 32)
-            .or_else(|| hex::decode(text).ok().filter(|b| b.len() == 32));
-        let kek: [u8; 32] = match decoded {
-            Some(bytes) => bytes.try_into().map_err(|_| VaultError::WeakKey)?,
-            None if text.chars().count() >= 32 => {
+        let kek: [u8; 32] = match read_key_text(text) {
+            Some(KeyText::Bytes(bytes)) => bytes,
+            Some(KeyText::Passphrase) => {
                 let mut out = [0u8; 32];
                 Hkdf::<Sha256>::new(Some(PASSPHRASE_SALT), text.as_bytes())
                     .expand(b"kek", &mut out)

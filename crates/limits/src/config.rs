@@ -28,41 +28,20 @@
 //! Every struct denies unknown fields. Validation reports every problem at once, each with its
 //! key path (`limits[2].window: expected a duration like 60s, 1m, 1h`).
 
+#[cfg(feature = "runtime")]
 use std::fmt;
 use std::time::Duration;
 
+use portcullis_core::config::{Block, Issue, Issues, index, key};
 use serde::{Deserialize, Deserializer};
 
+#[cfg(feature = "runtime")]
 use crate::backend::redis::RedisOptions;
 use crate::rules::{
     Algorithm, BudgetRule, LimitRules, MAX_WINDOW, Period, RateRule, RateUnit, Rule, RuleKind,
     check_id, usd_to_micros,
 };
 use crate::scope::ScopeKind;
-
-/// One problem with the limits configuration, and the key it concerns.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LimitsIssue {
-    /// Path of the offending key (`limits[2].window`).
-    pub key: String,
-    /// What is wrong.
-    pub message: String,
-}
-
-impl LimitsIssue {
-    pub(crate) fn new(key: impl Into<String>, message: impl Into<String>) -> LimitsIssue {
-        LimitsIssue {
-            key: key.into(),
-            message: message.into(),
-        }
-    }
-}
-
-impl fmt::Display for LimitsIssue {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}", self.key, self.message)
-    }
-}
 
 /// An entry of `limits:`: a rate or concurrency rule.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
@@ -174,30 +153,56 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
 pub fn validate(
     limits: &[RawLimitRule],
     budgets: &[RawBudgetRule],
-) -> Result<LimitRules, Vec<LimitsIssue>> {
+) -> Result<LimitRules, Vec<Issue>> {
+    validate_at(limits, budgets, "")
+}
+
+/// The `limits:` and `budgets:` blocks as written.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RawLimitsBlock {
+    /// `limits:`.
+    pub limits: Vec<RawLimitRule>,
+    /// `budgets:`.
+    pub budgets: Vec<RawBudgetRule>,
+}
+
+impl Block for LimitRules {
+    type Raw = RawLimitsBlock;
+    type Valid = LimitRules;
+
+    fn validate(raw: RawLimitsBlock, at: &str) -> Result<LimitRules, Issues> {
+        validate_at(&raw.limits, &raw.budgets, at).map_err(Issues::from)
+    }
+}
+
+fn validate_at(
+    limits: &[RawLimitRule],
+    budgets: &[RawBudgetRule],
+    at: &str,
+) -> Result<LimitRules, Vec<Issue>> {
     let mut issues = Vec::new();
     let mut rules: Vec<(String, Rule)> = Vec::new();
-    for (index, raw) in limits.iter().enumerate() {
-        let path = format!("limits[{index}]");
-        if let Some(rule) = limit_rule(&path, index, raw, &mut issues) {
+    for (position, raw) in limits.iter().enumerate() {
+        let path = index(&key(at, "limits"), position);
+        if let Some(rule) = limit_rule(&path, position, raw, &mut issues) {
             rules.push((path, rule));
         }
     }
-    for (index, raw) in budgets.iter().enumerate() {
-        let path = format!("budgets[{index}]");
-        if let Some(rule) = budget_rule(&path, index, raw, &mut issues) {
+    for (position, raw) in budgets.iter().enumerate() {
+        let path = index(&key(at, "budgets"), position);
+        if let Some(rule) = budget_rule(&path, position, raw, &mut issues) {
             rules.push((path, rule));
         }
     }
     for (position, (path, rule)) in rules.iter().enumerate() {
         for (field, message) in rule.problems() {
             let key = format!("{path}.{field}");
-            if !issues.iter().any(|issue: &LimitsIssue| issue.key == key) {
-                issues.push(LimitsIssue::new(key, message));
+            if !issues.iter().any(|issue: &Issue| issue.path == key) {
+                issues.push(Issue::new(key, message));
             }
         }
         if let Some((first, _)) = rules[..position].iter().find(|(_, r)| r.id == rule.id) {
-            issues.push(LimitsIssue::new(
+            issues.push(Issue::new(
                 format!("{path}.id"),
                 format!("duplicate rule id `{}` (also used by {first})", rule.id),
             ));
@@ -212,21 +217,21 @@ pub fn validate(
     }
 }
 
-fn scope(path: &str, text: &str, issues: &mut Vec<LimitsIssue>) -> Option<ScopeKind> {
+fn scope(path: &str, text: &str, issues: &mut Vec<Issue>) -> Option<ScopeKind> {
     match text.parse::<ScopeKind>() {
         Ok(scope) => Some(scope),
         Err(error) => {
-            issues.push(LimitsIssue::new(format!("{path}.scope"), error.to_string()));
+            issues.push(Issue::new(format!("{path}.scope"), error.to_string()));
             None
         }
     }
 }
 
-fn id(path: &str, raw: Option<&str>, default: String, issues: &mut Vec<LimitsIssue>) -> String {
+fn id(path: &str, raw: Option<&str>, default: String, issues: &mut Vec<Issue>) -> String {
     match raw {
         Some(id) => {
             if let Err(message) = check_id(id) {
-                issues.push(LimitsIssue::new(format!("{path}.id"), message));
+                issues.push(Issue::new(format!("{path}.id"), message));
             }
             id.to_owned()
         }
@@ -238,7 +243,7 @@ fn limit_rule(
     path: &str,
     index: usize,
     raw: &RawLimitRule,
-    issues: &mut Vec<LimitsIssue>,
+    issues: &mut Vec<Issue>,
 ) -> Option<Rule> {
     let before = issues.len();
     let id = id(path, raw.id.as_deref(), format!("limit-{index}"), issues);
@@ -257,7 +262,7 @@ fn limit_rule(
         } else {
             given.join(" and ")
         };
-        issues.push(LimitsIssue::new(
+        issues.push(Issue::new(
             path.to_owned(),
             format!(
                 "exactly one of `requests`, `tokens` or `concurrent` is required (found {found})"
@@ -266,7 +271,7 @@ fn limit_rule(
     }
     let window = match (&raw.window, raw.concurrent.is_some()) {
         (Some(_), true) => {
-            issues.push(LimitsIssue::new(
+            issues.push(Issue::new(
                 format!("{path}.window"),
                 "a concurrency rule has no window",
             ));
@@ -274,7 +279,7 @@ fn limit_rule(
         }
         (Some(text), false) => match parse_duration(text) {
             Ok(window) if window.is_zero() || window > MAX_WINDOW => {
-                issues.push(LimitsIssue::new(
+                issues.push(Issue::new(
                     format!("{path}.window"),
                     "must be between 1ms and 31d",
                 ));
@@ -282,12 +287,12 @@ fn limit_rule(
             }
             Ok(window) => Some(window),
             Err(message) => {
-                issues.push(LimitsIssue::new(format!("{path}.window"), message));
+                issues.push(Issue::new(format!("{path}.window"), message));
                 None
             }
         },
         (None, false) => {
-            issues.push(LimitsIssue::new(
+            issues.push(Issue::new(
                 format!("{path}.window"),
                 format!("required for a requests or tokens rule: {DURATION_HINT}"),
             ));
@@ -297,14 +302,14 @@ fn limit_rule(
     };
     let algorithm = match (&raw.algorithm, raw.concurrent.is_some()) {
         (Some(_), true) => {
-            issues.push(LimitsIssue::new(
+            issues.push(Issue::new(
                 format!("{path}.algorithm"),
                 "a concurrency rule has no algorithm",
             ));
             Algorithm::Gcra
         }
         (Some(text), false) => text.parse().unwrap_or_else(|message: String| {
-            issues.push(LimitsIssue::new(format!("{path}.algorithm"), message));
+            issues.push(Issue::new(format!("{path}.algorithm"), message));
             Algorithm::Gcra
         }),
         (None, _) => Algorithm::Gcra,
@@ -342,16 +347,16 @@ fn budget_rule(
     path: &str,
     index: usize,
     raw: &RawBudgetRule,
-    issues: &mut Vec<LimitsIssue>,
+    issues: &mut Vec<Issue>,
 ) -> Option<Rule> {
     let before = issues.len();
     let id = id(path, raw.id.as_deref(), format!("budget-{index}"), issues);
     let scope = scope(path, &raw.scope, issues);
     let period = raw.period.parse::<Period>().map_err(|message| {
-        issues.push(LimitsIssue::new(format!("{path}.period"), message));
+        issues.push(Issue::new(format!("{path}.period"), message));
     });
     if !raw.usd.is_finite() || raw.usd <= 0.0 {
-        issues.push(LimitsIssue::new(
+        issues.push(Issue::new(
             format!("{path}.usd"),
             "must be a positive amount of US dollars",
         ));
@@ -372,6 +377,7 @@ fn budget_rule(
 }
 
 /// A validated `limits_redis:` section.
+#[cfg(feature = "runtime")]
 #[derive(Clone)]
 pub struct RedisSettings {
     /// The server URL (may hold a password: never log it).
@@ -380,6 +386,7 @@ pub struct RedisSettings {
     pub options: RedisOptions,
 }
 
+#[cfg(feature = "runtime")]
 impl fmt::Debug for RedisSettings {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RedisSettings")
@@ -400,7 +407,8 @@ pub fn redacted_url(url: &str) -> String {
 }
 
 /// Validates `limits_redis:`; keys are reported under `path` (e.g. `limits_redis`).
-pub fn validate_redis(path: &str, raw: &RawLimitsRedis) -> Result<RedisSettings, Vec<LimitsIssue>> {
+#[cfg(feature = "runtime")]
+pub fn validate_redis(path: &str, raw: &RawLimitsRedis) -> Result<RedisSettings, Vec<Issue>> {
     let mut issues = Vec::new();
     let mut options = RedisOptions::default();
     if !(raw.url.starts_with("redis://")
@@ -408,7 +416,7 @@ pub fn validate_redis(path: &str, raw: &RawLimitsRedis) -> Result<RedisSettings,
         || raw.url.starts_with("redis+unix://")
         || raw.url.starts_with("unix://"))
     {
-        issues.push(LimitsIssue::new(
+        issues.push(Issue::new(
             format!("{path}.url"),
             "must start with `redis://`, `rediss://` or `unix://`",
         ));
@@ -420,18 +428,18 @@ pub fn validate_redis(path: &str, raw: &RawLimitsRedis) -> Result<RedisSettings,
         if let Some(text) = text {
             match parse_duration(text) {
                 Ok(value) if !value.is_zero() => *target = value,
-                Ok(_) => issues.push(LimitsIssue::new(
+                Ok(_) => issues.push(Issue::new(
                     format!("{path}.{field}"),
                     "must be longer than zero",
                 )),
-                Err(message) => issues.push(LimitsIssue::new(format!("{path}.{field}"), message)),
+                Err(message) => issues.push(Issue::new(format!("{path}.{field}"), message)),
             }
         }
     };
     duration("timeout", &raw.timeout, &mut options.operation_timeout);
     duration("lease_ttl", &raw.lease_ttl, &mut options.lease_ttl);
     if options.lease_ttl < Duration::from_secs(1) {
-        issues.push(LimitsIssue::new(
+        issues.push(Issue::new(
             format!("{path}.lease_ttl"),
             "must be at least 1s",
         ));

@@ -30,25 +30,37 @@
 //! Cost: on the memory backend an admission with one rule takes a few hundred nanoseconds, each
 //! further rule roughly a hundred more, with no heap allocation per rule.
 
+#[cfg(feature = "runtime")]
 mod algo;
+#[cfg(feature = "runtime")]
 pub mod backend;
+#[cfg(feature = "runtime")]
 mod calendar;
+#[cfg(feature = "runtime")]
 mod clock;
 pub mod config;
+#[cfg(feature = "runtime")]
 mod limiter;
 mod rules;
 mod scope;
+#[cfg(feature = "runtime")]
 mod seed;
 
+#[cfg(feature = "runtime")]
 pub use backend::memory::MemoryBackend;
+#[cfg(feature = "runtime")]
 pub use backend::redis::{RedisBackend, RedisOptions};
+#[cfg(feature = "runtime")]
 pub use backend::{BackendError, LimitBackend};
+#[cfg(feature = "runtime")]
 pub use calendar::budget_window;
+#[cfg(feature = "runtime")]
 pub use clock::{Clock, ManualClock, SystemClock};
-pub use config::LimitsIssue;
+#[cfg(feature = "runtime")]
 pub use limiter::{
     Admission, Estimate, Limiter, LimiterStats, RateLimitStatus, Refusal, RefusalKind,
 };
 pub use rules::{Algorithm, BudgetRule, LimitRules, Period, RateRule, RateUnit, Rule, RuleKind};
 pub use scope::{ScopeKind, Subjects};
+#[cfg(feature = "runtime")]
 pub use seed::{SeedError, SpendSeed};

@@ -797,22 +797,6 @@ fn build_refusal(rule: &Rule, value: &str, assessment: &Assessment) -> Refusal {
     }
 }
 
-/// A window in its largest whole unit: `500ms`, `30s`, `1m`, `2h`, `1d`.
-pub(crate) fn format_window(window: Duration) -> String {
-    let ms = window.as_millis();
-    for (unit, size) in [
-        ("d", 86_400_000),
-        ("h", 3_600_000),
-        ("m", 60_000),
-        ("s", 1_000),
-    ] {
-        if ms >= size && ms.is_multiple_of(size) {
-            return format!("{}{unit}", ms / size);
-        }
-    }
-    format!("{ms}ms")
-}
-
 /// A wait rounded up to whole seconds, in at most two units: `12s`, `3m 5s`, `2h 4m`, `1d 3h`.
 fn format_wait(wait: Duration) -> String {
     let mut seconds = wait.as_secs();
@@ -1041,6 +1025,7 @@ impl Drop for Admission {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::rules::format_window;
 
     #[test]
     fn formats_windows_waits_and_money() {

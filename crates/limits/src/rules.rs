@@ -5,8 +5,8 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::config::LimitsIssue;
 use crate::scope::ScopeKind;
+use portcullis_core::config::Issue;
 
 /// Longest accepted rate window.
 pub(crate) const MAX_WINDOW: Duration = Duration::from_secs(31 * 86_400);
@@ -318,14 +318,14 @@ impl LimitRules {
     }
 
     /// Validates `rules`; every problem is reported with its position (`rules[2].window: …`).
-    pub fn new(rules: Vec<Rule>) -> Result<LimitRules, Vec<LimitsIssue>> {
+    pub fn new(rules: Vec<Rule>) -> Result<LimitRules, Vec<Issue>> {
         let mut issues = Vec::new();
         for (index, rule) in rules.iter().enumerate() {
             for (field, message) in rule.problems() {
-                issues.push(LimitsIssue::new(format!("rules[{index}].{field}"), message));
+                issues.push(Issue::new(format!("rules[{index}].{field}"), message));
             }
             if rules[..index].iter().any(|earlier| earlier.id == rule.id) {
-                issues.push(LimitsIssue::new(
+                issues.push(Issue::new(
                     format!("rules[{index}].id"),
                     format!("duplicate rule id `{}`", rule.id),
                 ));
@@ -366,7 +366,23 @@ impl fmt::Display for RateRule {
             "{} {} per {}",
             self.limit,
             self.unit.as_str(),
-            crate::limiter::format_window(self.window)
+            format_window(self.window)
         )
     }
+}
+
+/// A window in its largest whole unit: `500ms`, `30s`, `1m`, `2h`, `1d`.
+pub(crate) fn format_window(window: Duration) -> String {
+    let ms = window.as_millis();
+    for (unit, size) in [
+        ("d", 86_400_000),
+        ("h", 3_600_000),
+        ("m", 60_000),
+        ("s", 1_000),
+    ] {
+        if ms >= size && ms.is_multiple_of(size) {
+            return format!("{}{unit}", ms / size);
+        }
+    }
+    format!("{ms}ms")
 }

@@ -25,6 +25,7 @@
 
 use std::time::Duration;
 
+use portcullis_core::config::{Block, Issue, Issues, key};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// The OAuth server's settings.
@@ -266,6 +267,7 @@ impl OAuthConfig {
     }
 
     /// The scopes granted when a request names none.
+    #[cfg(feature = "runtime")]
     pub(crate) fn effective_default_scopes(&self) -> Vec<String> {
         match &self.default_scopes {
             Some(list) => list.clone(),
@@ -276,6 +278,28 @@ impl OAuthConfig {
                 .cloned()
                 .collect(),
         }
+    }
+}
+
+impl Block for OAuthConfig {
+    type Raw = OAuthConfig;
+    type Valid = OAuthConfig;
+
+    /// The block at `at` (its problems under `oauth.…`); the checks that involve other blocks
+    /// (the vault's secret key, the identity issuers) are the configuration crate's.
+    fn validate(raw: OAuthConfig, at: &str) -> Result<OAuthConfig, Issues> {
+        let path = key(at, "oauth");
+        let issues: Issues = raw
+            .validate()
+            .into_iter()
+            .map(|problem| match problem.split_once(": ") {
+                Some((name, message)) if !name.contains(' ') => {
+                    Issue::new(key(&path, name), message)
+                }
+                _ => Issue::new(path.clone(), problem),
+            })
+            .collect();
+        issues.finish(raw)
     }
 }
 
@@ -393,5 +417,19 @@ mod tests {
         assert_eq!(issues.len(), 4, "{issues:?}");
         assert!(issues[0].starts_with("issuer:"));
         assert!(OAuthConfig::default().validate().is_empty());
+    }
+
+    #[test]
+    fn the_oauth_block_reports_a_bad_value_at_its_path() {
+        let raw = OAuthConfig {
+            code_ttl: Duration::from_secs(3600),
+            ..OAuthConfig::default()
+        };
+        let shown: Vec<String> = <OAuthConfig as Block>::validate(raw, "")
+            .unwrap_err()
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(shown, ["oauth.code_ttl: must be at most 10m"]);
     }
 }

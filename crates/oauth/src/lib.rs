@@ -21,24 +21,44 @@
 //!   `authorize` (with `pages`), `upstream` (sign-in delegated to an OpenID Connect
 //!   provider), `token`, `revoke`: the endpoints; `revocation`: the
 //!   in-memory revocation set; `secrets`: random tokens, digests, PKCE, sealing.
+//!
+//! Everything but [`config`] is the default `runtime` feature; without it (as the
+//! configuration crate uses it) the crate is the `oauth:` block alone.
 
+#[cfg(feature = "runtime")]
 mod authorize;
 pub mod config;
+#[cfg(feature = "runtime")]
 pub mod directory;
+#[cfg(feature = "runtime")]
 pub mod error;
+#[cfg(feature = "runtime")]
 pub mod keys;
+#[cfg(feature = "runtime")]
 mod metadata;
+#[cfg(feature = "runtime")]
 mod pages;
+#[cfg(feature = "runtime")]
 mod register;
+#[cfg(feature = "runtime")]
 mod revocation;
+#[cfg(feature = "runtime")]
 mod revoke;
+#[cfg(feature = "runtime")]
 mod secrets;
+#[cfg(feature = "runtime")]
 mod server;
+#[cfg(feature = "runtime")]
 mod token;
+#[cfg(feature = "runtime")]
 mod upstream;
 
 pub use config::{OAuthConfig, OidcSignInConfig, SignInConfig};
+#[cfg(feature = "runtime")]
 pub use directory::{Directory, DirectoryError, MemoryDirectory, Principal};
+#[cfg(feature = "runtime")]
 pub use error::OAuthError;
+#[cfg(feature = "runtime")]
 pub use keys::AccessClaims;
+#[cfg(feature = "runtime")]
 pub use server::{ClientCredentials, OAuthServer};

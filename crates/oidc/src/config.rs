@@ -3,10 +3,13 @@
 
 use std::collections::HashSet;
 use std::fmt;
+#[cfg(feature = "runtime")]
 use std::str::FromStr;
 use std::time::Duration;
 
-use jsonwebtoken::{Algorithm, AlgorithmFamily};
+#[cfg(feature = "runtime")]
+use jsonwebtoken::Algorithm;
+use portcullis_core::config::{Issue, index, key};
 use serde::de::{self, Deserializer, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize};
 
@@ -100,27 +103,12 @@ impl Default for ClaimMapping {
     }
 }
 
-/// One problem in the issuers' configuration.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConfigIssue {
-    /// The key, like `identity.issuers[0].leeway`.
-    pub path: String,
-    /// What is wrong with it.
-    pub message: String,
-}
-
-impl fmt::Display for ConfigIssue {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}", self.path, self.message)
-    }
-}
-
 /// Why a [`crate::Verifier`] could not be built.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ConfigError {
     /// The issuers' configuration has problems, each named by its key.
     #[error("invalid identity issuers: {}", join(.0))]
-    Invalid(Vec<ConfigIssue>),
+    Invalid(Vec<Issue>),
     /// The HTTP client for discovery and JWKS downloads could not be built.
     #[error("cannot build the HTTP client for OIDC discovery: {0}")]
     HttpClient(String),
@@ -128,7 +116,7 @@ pub enum ConfigError {
 
 impl ConfigError {
     /// The individual problems (empty for [`ConfigError::HttpClient`]).
-    pub fn issues(&self) -> &[ConfigIssue] {
+    pub fn issues(&self) -> &[Issue] {
         match self {
             ConfigError::Invalid(issues) => issues,
             ConfigError::HttpClient(_) => &[],
@@ -136,7 +124,7 @@ impl ConfigError {
     }
 }
 
-fn join(issues: &[ConfigIssue]) -> String {
+fn join(issues: &[Issue]) -> String {
     issues
         .iter()
         .map(ToString::to_string)
@@ -145,6 +133,7 @@ fn join(issues: &[ConfigIssue]) -> String {
 }
 
 /// An issuer's validated settings.
+#[cfg(feature = "runtime")]
 #[derive(Debug, Clone)]
 pub(crate) struct IssuerSettings {
     pub(crate) issuer: String,
@@ -159,20 +148,57 @@ pub(crate) struct IssuerSettings {
 /// Checks `issuers` (as configured under `identity.issuers`) and reports every problem, for
 /// `portcullis check` and for [`crate::Verifier::new`].
 pub fn validate_issuers(issuers: &[IssuerConfig]) -> Result<(), ConfigError> {
-    settings(issuers).map(|_| ())
+    check_issuers(issuers, "identity").map(|_| ())
 }
 
+/// Checks the `issuers:` list of the block at `at` (the file's `identity`), reporting every
+/// problem with its path (`identity.issuers[0].leeway`).
+pub fn validate_issuers_at(issuers: &[IssuerConfig], at: &str) -> Result<(), Vec<Issue>> {
+    check_issuers(issuers, at)
+        .map(|_| ())
+        .map_err(|e| e.issues().to_vec())
+}
+
+#[cfg(feature = "runtime")]
 pub(crate) fn settings(issuers: &[IssuerConfig]) -> Result<Vec<IssuerSettings>, ConfigError> {
+    Ok(check_issuers(issuers, "identity")?
+        .into_iter()
+        .map(|c| IssuerSettings {
+            issuer: c.issuer,
+            audience: c.audience,
+            jwks_uri: c.jwks_uri,
+            claims: c.claims,
+            algorithms: c
+                .algorithms
+                .iter()
+                .filter_map(|name| Algorithm::from_str(name).ok())
+                .collect(),
+            leeway: c.leeway,
+            default_role: c.default_role,
+        })
+        .collect())
+}
+
+/// An issuer as checked, its algorithms by name.
+#[cfg_attr(not(feature = "runtime"), allow(dead_code))]
+struct CheckedIssuer {
+    issuer: String,
+    audience: Vec<String>,
+    jwks_uri: Option<String>,
+    claims: ClaimMapping,
+    algorithms: Vec<&'static str>,
+    leeway: u64,
+    default_role: Option<String>,
+}
+
+fn check_issuers(issuers: &[IssuerConfig], at: &str) -> Result<Vec<CheckedIssuer>, ConfigError> {
     let mut issues = Vec::new();
     let mut seen = HashSet::new();
     let mut out = Vec::with_capacity(issuers.len());
-    for (index, config) in issuers.iter().enumerate() {
-        let path = format!("identity.issuers[{index}]");
+    for (position, config) in issuers.iter().enumerate() {
+        let path = index(&key(at, "issuers"), position);
         let mut issue = |key: &str, message: String| {
-            issues.push(ConfigIssue {
-                path: format!("{path}.{key}"),
-                message,
-            });
+            issues.push(Issue::new(format!("{path}.{key}"), message));
         };
         if let Err(message) = check_url(&config.issuer) {
             issue("issuer", message);
@@ -198,10 +224,7 @@ pub(crate) fn settings(issuers: &[IssuerConfig]) -> Result<Vec<IssuerSettings>, 
             issue("jwks_uri", message);
         }
         let algorithms = match &config.algorithms {
-            None => DEFAULT_ALGORITHMS
-                .iter()
-                .filter_map(|name| Algorithm::from_str(name).ok())
-                .collect(),
+            None => DEFAULT_ALGORITHMS.to_vec(),
             Some(names) if names.is_empty() => {
                 issue(
                     "algorithms",
@@ -263,7 +286,7 @@ pub(crate) fn settings(issuers: &[IssuerConfig]) -> Result<Vec<IssuerSettings>, 
         {
             issue("default_role", "must not be empty".to_owned());
         }
-        out.push(IssuerSettings {
+        out.push(CheckedIssuer {
             issuer: config.issuer.clone(),
             audience: config.audience.clone(),
             jwks_uri: config.jwks_uri.clone(),
@@ -281,7 +304,7 @@ pub(crate) fn settings(issuers: &[IssuerConfig]) -> Result<Vec<IssuerSettings>, 
 }
 
 fn check_url(text: &str) -> Result<(), String> {
-    let url = reqwest::Url::parse(text).map_err(|e| format!("`{text}` is not a URL: {e}"))?;
+    let url = url::Url::parse(text).map_err(|e| format!("`{text}` is not a URL: {e}"))?;
     if !matches!(url.scheme(), "https" | "http") {
         return Err(format!("`{text}` must be an https URL"));
     }
@@ -291,22 +314,32 @@ fn check_url(text: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// Parses an algorithm name from the configuration, refusing those never accepted.
-fn parse_algorithm(name: &str) -> Result<Algorithm, String> {
+/// The symmetric (HMAC) algorithms, never accepted.
+const HMAC_ALGORITHMS: [&str; 3] = ["HS256", "HS384", "HS512"];
+
+/// Parses an algorithm name from the configuration, refusing those never accepted. The
+/// accepted names are exactly the asymmetric algorithms JWTs are verified with
+/// ([`DEFAULT_ALGORITHMS`]).
+fn parse_algorithm(name: &str) -> Result<&'static str, String> {
     if name.eq_ignore_ascii_case("none") {
         return Err("algorithm none is never accepted: it means an unsigned token".to_owned());
     }
-    match Algorithm::from_str(name) {
-        Ok(alg) if alg.family() == AlgorithmFamily::Hmac => Err(format!(
+    if HMAC_ALGORITHMS.contains(&name) {
+        return Err(format!(
             "symmetric algorithm {name} is never accepted: its secret cannot be published in \
              a JWKS, and allowing it opens the RS/HS confusion attack"
-        )),
-        Ok(alg) => Ok(alg),
-        Err(_) => Err(format!(
-            "unknown algorithm `{name}`: use one of {}",
-            DEFAULT_ALGORITHMS.join(", ")
-        )),
+        ));
     }
+    DEFAULT_ALGORITHMS
+        .iter()
+        .find(|known| **known == name)
+        .copied()
+        .ok_or_else(|| {
+            format!(
+                "unknown algorithm `{name}`: use one of {}",
+                DEFAULT_ALGORITHMS.join(", ")
+            )
+        })
 }
 
 /// Parses `500ms`, `60s`, `2m`, `1h` or a bare number of seconds.
@@ -437,5 +470,33 @@ mod tests {
         assert!(parse_duration("-5s").is_err());
         assert!(parse_duration("5 parsecs").is_err());
         assert!(parse_duration("99999999999999999999h").is_err());
+    }
+
+    #[test]
+    fn the_accepted_algorithm_names_are_jsonwebtokens_asymmetric_ones() {
+        use jsonwebtoken::AlgorithmFamily;
+        for name in DEFAULT_ALGORITHMS {
+            let alg = Algorithm::from_str(name).unwrap();
+            assert_ne!(alg.family(), AlgorithmFamily::Hmac, "{name}");
+        }
+        for name in HMAC_ALGORITHMS {
+            assert_eq!(
+                Algorithm::from_str(name).unwrap().family(),
+                AlgorithmFamily::Hmac
+            );
+        }
+    }
+
+    #[test]
+    fn the_issuers_list_reports_a_bad_value_at_its_path() {
+        let mut bad = IssuerConfig::new("https://idp.example", "gw");
+        bad.algorithms = Some(vec!["HS256".to_owned()]);
+        let found = validate_issuers_at(
+            &[IssuerConfig::new("https://a.example", "gw"), bad],
+            "identity",
+        )
+        .unwrap_err();
+        let paths: Vec<&str> = found.iter().map(|i| i.path.as_str()).collect();
+        assert_eq!(paths, ["identity.issuers[1].algorithms[0]"]);
     }
 }

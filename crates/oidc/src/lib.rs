@@ -32,15 +32,22 @@
 //! # }
 //! ```
 
+#[cfg(feature = "runtime")]
 mod claims;
 pub mod config;
+#[cfg(feature = "runtime")]
 pub mod error;
+#[cfg(feature = "runtime")]
 mod jwks;
+#[cfg(feature = "runtime")]
 pub mod verifier;
 
-pub use config::{ClaimMapping, ConfigError, ConfigIssue, IssuerConfig, validate_issuers};
+pub use config::{ClaimMapping, ConfigError, IssuerConfig, validate_issuers, validate_issuers_at};
+#[cfg(feature = "runtime")]
 pub use error::{JwksError, TokenError};
+#[cfg(feature = "runtime")]
 pub use jwks::ProviderMetadata;
+#[cfg(feature = "runtime")]
 pub use verifier::{VerifiedToken, Verifier, VerifierBuilder};
 
 /// The longest token accepted, in bytes; longer ones are refused before parsing.

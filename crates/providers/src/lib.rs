@@ -9,7 +9,10 @@
 //! - [`registry`]: every configured provider, route and alias, and the resolution of a
 //!   client's model name into an ordered list of targets.
 //! - [`secret`]: [`Secret`], a credential that never prints.
+//! - [`config`]: the `providers:` block and each route's targets, validated into the specs
+//!   above.
 
+pub mod config;
 pub mod kind;
 pub mod provider;
 pub mod registry;

@@ -16,10 +16,11 @@
 //! route can change only its threshold, or turn the cache off with `enabled: false`.
 //! Validation reports every problem with its key path, all at once.
 
-use std::fmt;
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use portcullis_core::config::{self, Block, Issue, Issues};
 use serde::Deserialize;
 
 /// Threshold used when none is configured, calibrated for all-MiniLM-L6-v2 on the labelled
@@ -98,23 +99,6 @@ pub struct SemanticCacheSettings {
     pub max_entries: usize,
 }
 
-/// A configuration problem, with the key it concerns.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SettingsIssue {
-    /// Dotted key path, e.g. `routes.support.semantic_cache.threshold`.
-    pub key: String,
-    /// What is wrong.
-    pub message: String,
-}
-
-impl fmt::Display for SettingsIssue {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}", self.key, self.message)
-    }
-}
-
-impl std::error::Error for SettingsIssue {}
-
 impl RawSemanticCache {
     /// This block laid over `base`: every key set here wins; the others come from `base`.
     /// `embedder` is taken whole (its keys are alternatives, not fields to merge).
@@ -130,13 +114,10 @@ impl RawSemanticCache {
 
     /// Validates the block found at `key`: `Ok(None)` when it is disabled, the settings when
     /// enabled, or every problem found.
-    pub fn validate(&self, key: &str) -> Result<Option<SemanticCacheSettings>, Vec<SettingsIssue>> {
+    pub fn validate(&self, key: &str) -> Result<Option<SemanticCacheSettings>, Vec<Issue>> {
         let mut issues = Vec::new();
         let mut issue = |field: &str, message: String| {
-            issues.push(SettingsIssue {
-                key: format!("{key}.{field}"),
-                message,
-            });
+            issues.push(Issue::new(format!("{key}.{field}"), message));
         };
         let enabled = self.enabled.unwrap_or(true);
 
@@ -231,7 +212,7 @@ impl RawSemanticCache {
         if !enabled {
             // A disabled block may be incomplete (a route turning the cache off needs nothing
             // else), but values that are present must still make sense.
-            issues.retain(|i| !i.key.ends_with(".embedder"));
+            issues.retain(|i| !i.path.ends_with(".embedder"));
         }
         if !issues.is_empty() {
             return Err(issues);
@@ -245,6 +226,121 @@ impl RawSemanticCache {
             })),
             _ => Ok(None),
         }
+    }
+}
+
+/// The semantic cache: settings of requests on no route, and each route's (`None`: off).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct SemanticConfig {
+    /// Settings for requests that name no route.
+    pub default: Option<SemanticCacheSettings>,
+    /// Each route's settings, by route name.
+    pub routes: HashMap<String, Option<SemanticCacheSettings>>,
+}
+
+impl SemanticConfig {
+    /// The settings for a request on `route` (or on no route), when the cache is on there.
+    pub fn settings(&self, route: Option<&str>) -> Option<&SemanticCacheSettings> {
+        match route.and_then(|r| self.routes.get(r)) {
+            Some(s) => s.as_ref(),
+            None => self.default.as_ref(),
+        }
+    }
+
+    /// Every enabled block.
+    pub fn all(&self) -> impl Iterator<Item = &SemanticCacheSettings> {
+        self.default
+            .iter()
+            .chain(self.routes.values().filter_map(Option::as_ref))
+    }
+
+    /// What serving would trip over that the values alone do not show: a local model
+    /// directory that is missing or lacks its files (each directory reported once, at the
+    /// first block naming it; `at` is where the top-level block's parent sits).
+    pub fn preflight(&self, at: &str) -> Issues {
+        let mut issues = Issues::new();
+        let mut blocks: Vec<(String, &SemanticCacheSettings)> = Vec::new();
+        if let Some(s) = &self.default {
+            blocks.push((config::key(at, "semantic_cache"), s));
+        }
+        let mut routes: Vec<_> = self.routes.iter().collect();
+        routes.sort_by(|a, b| a.0.cmp(b.0));
+        for (route, s) in routes {
+            if let Some(s) = s {
+                let route = config::key(&config::key(at, "routes"), route);
+                blocks.push((config::key(&route, "semantic_cache"), s));
+            }
+        }
+        let mut seen = Vec::new();
+        for (path, settings) in blocks {
+            let EmbedderSpec::Local(dir) = &settings.embedder else {
+                continue;
+            };
+            if seen.contains(&dir) {
+                continue;
+            }
+            seen.push(dir);
+            let path = config::key(&path, "embedder.local");
+            if !dir.is_dir() {
+                issues.push(
+                    path,
+                    format!("the model directory `{}` does not exist", dir.display()),
+                );
+                continue;
+            }
+            for file in ["config.json", "tokenizer.json", "model.safetensors"] {
+                let file = dir.join(file);
+                if let Err(e) = std::fs::File::open(&file) {
+                    issues.push(
+                        path.clone(),
+                        format!("cannot read `{}`: {e}", file.display()),
+                    );
+                }
+            }
+        }
+        issues
+    }
+}
+
+/// Every `semantic_cache:` block of a file: the top-level one and each route's (reported under
+/// `routes.<name>.semantic_cache`), each route's laid over the top-level one.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RawSemanticCaches {
+    /// The top-level block.
+    pub top: Option<RawSemanticCache>,
+    /// Each route's block, by route name.
+    pub routes: Vec<(String, RawSemanticCache)>,
+}
+
+impl Block for SemanticConfig {
+    type Raw = RawSemanticCaches;
+    type Valid = SemanticConfig;
+
+    fn validate(raw: RawSemanticCaches, at: &str) -> Result<SemanticConfig, Issues> {
+        let mut issues = Issues::new();
+        let default = match &raw.top {
+            Some(top) => issues
+                .take(
+                    top.validate(&config::key(at, "semantic_cache"))
+                        .map_err(Issues::from),
+                )
+                .flatten(),
+            None => None,
+        };
+        let base = raw.top.unwrap_or_default();
+        let mut routes = HashMap::new();
+        for (name, block) in raw.routes {
+            let path = config::key(
+                &config::key(&config::key(at, "routes"), &name),
+                "semantic_cache",
+            );
+            if let Some(settings) =
+                issues.take(block.over(&base).validate(&path).map_err(Issues::from))
+            {
+                routes.insert(name, settings);
+            }
+        }
+        issues.finish(SemanticConfig { default, routes })
     }
 }
 
@@ -342,7 +438,7 @@ mod tests {
             .semantic_cache
             .validate("semantic_cache")
             .unwrap_err();
-        assert_eq!(issues[0].key, "semantic_cache.embedder");
+        assert_eq!(issues[0].path, "semantic_cache.embedder");
     }
 
     #[test]
@@ -368,7 +464,7 @@ mod tests {
             threshold: Some(-1.0),
             ..RawSemanticCache::default()
         };
-        assert_eq!(bad.validate("r").unwrap_err()[0].key, "r.threshold");
+        assert_eq!(bad.validate("r").unwrap_err()[0].path, "r.threshold");
     }
 
     #[test]
@@ -394,6 +490,26 @@ mod tests {
         assert_eq!(
             file.semantic_cache.validate("s").unwrap().unwrap().ttl,
             Duration::from_secs(3_600)
+        );
+    }
+
+    #[test]
+    fn the_semantic_block_reports_a_bad_route_value_at_its_path() {
+        let top: RawSemanticCache =
+            serde_saphyr::from_str("embedder: {model: openai/text-embedding-3-small}\n").unwrap();
+        let route: RawSemanticCache = serde_saphyr::from_str("threshold: 1.5\n").unwrap();
+        let raw = RawSemanticCaches {
+            top: Some(top),
+            routes: vec![("support".to_owned(), route)],
+        };
+        let shown: Vec<String> = SemanticConfig::validate(raw, "")
+            .unwrap_err()
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(
+            shown,
+            ["routes.support.semantic_cache.threshold: 1.5 is not a cosine similarity in (0, 1]"]
         );
     }
 }

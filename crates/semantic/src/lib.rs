@@ -16,27 +16,45 @@
 //!   [`portcullis_store::SemanticStore`] together (load at startup, sync from other replicas,
 //!   lookup, store);
 //! - [`config`]: the `semantic_cache:` configuration block and its validation.
+//!
+//! Everything but [`config`] is the default `runtime` feature; without it (as the
+//! configuration crate uses it) the crate links neither candle nor the tokenizers nor the store.
 
+#[cfg(feature = "runtime")]
 pub mod cache;
 pub mod config;
+#[cfg(feature = "runtime")]
 pub mod embedder;
+#[cfg(feature = "runtime")]
 pub mod guard;
+#[cfg(feature = "runtime")]
 pub mod index;
+#[cfg(feature = "runtime")]
 pub mod lexicon;
+#[cfg(feature = "runtime")]
 pub mod local;
+#[cfg(feature = "runtime")]
 pub mod text;
+#[cfg(feature = "runtime")]
 pub mod vector;
 
+#[cfg(feature = "runtime")]
 pub use cache::{
     CacheOptions, Clock, Hit, Lookup, SemanticCache, SemanticError, SemanticStats, SystemClock,
 };
 pub use config::{
     DEFAULT_MAX_ENTRIES, DEFAULT_THRESHOLD, DEFAULT_TTL, EmbedderSpec, RawDuration, RawEmbedder,
-    RawSemanticCache, SemanticCacheSettings, SettingsIssue, parse_duration,
+    RawSemanticCache, RawSemanticCaches, SemanticCacheSettings, SemanticConfig, parse_duration,
 };
+#[cfg(feature = "runtime")]
 pub use embedder::{EmbedError, Embedder};
+#[cfg(feature = "runtime")]
 pub use guard::{Conflict, Signature};
+#[cfg(feature = "runtime")]
 pub use index::{EntryId, GuardedMatch, IndexEntry, IndexError, IndexMatch, SemanticIndex};
+#[cfg(feature = "runtime")]
 pub use local::LocalEmbedder;
+#[cfg(feature = "runtime")]
 pub use text::{ScopeHash, scope, semantic_text};
+#[cfg(feature = "runtime")]
 pub use vector::{Embedding, EmbeddingError};

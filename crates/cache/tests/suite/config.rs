@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use http::{HeaderMap, HeaderValue};
 use portcullis_cache::{
-    CacheBackend, CacheConfigIssue, CacheRequestOptions, CacheSettings, MAX_REQUEST_TTL,
-    RawCacheConfig, parse_key_header, parse_skip_header, parse_ttl_header,
+    CacheBackend, CacheRequestOptions, CacheSettings, MAX_REQUEST_TTL, RawCacheConfig,
+    parse_key_header, parse_skip_header, parse_ttl_header,
 };
 use portcullis_core::ChatRequest;
 use serde::Deserialize;
@@ -27,7 +27,7 @@ fn issues(raw: &RawCacheConfig) -> Vec<String> {
     raw.validate("cache")
         .unwrap_err()
         .iter()
-        .map(CacheConfigIssue::to_string)
+        .map(|issue| issue.to_string())
         .collect()
 }
 
@@ -140,7 +140,12 @@ fn every_problem_is_reported_with_its_key_path() {
         backend: Some("disk".into()),
         ..RawCacheConfig::default()
     };
-    assert!(route.validate("routes.fast.cache").unwrap_err()[0].key == "routes.fast.cache.backend");
+    assert!(
+        route
+            .validate("routes.fast.cache")
+            .unwrap_err()
+            .has("routes.fast.cache.backend")
+    );
 }
 
 #[test]
@@ -306,4 +311,36 @@ fn malformed_headers_are_refused_by_name() {
     );
     let error = CacheRequestOptions::from_headers(&map).unwrap_err();
     assert_eq!(error.header, "x-portcullis-cache-key");
+}
+
+#[test]
+fn the_cache_block_reports_a_bad_route_value_at_its_path() {
+    use portcullis_cache::{CacheConfig, RawCaches};
+    use portcullis_core::config::Block;
+
+    let raw = RawCaches {
+        top: Some(parse("cache:\n  enabled: true\n  ttl: 10m\n")),
+        routes: vec![("fast".to_owned(), parse("cache:\n  ttl: soon\n"))],
+        redis_configured: false,
+    };
+    let shown: Vec<String> = CacheConfig::validate(raw, "")
+        .unwrap_err()
+        .iter()
+        .map(|issue| issue.to_string())
+        .collect();
+    assert_eq!(shown.len(), 1, "{shown:?}");
+    assert!(
+        shown[0].starts_with("routes.fast.cache.ttl: `soon` is not a duration"),
+        "{shown:?}"
+    );
+
+    let raw = RawCaches {
+        top: Some(parse("cache:\n  enabled: true\n  ttl: 10m\n")),
+        routes: vec![("fast".to_owned(), parse("cache:\n  ttl: 1m\n"))],
+        redis_configured: false,
+    };
+    let caches = CacheConfig::validate(raw, "").unwrap();
+    assert!(caches.settings(Some("fast")).enabled, "inherited");
+    assert_eq!(caches.settings(Some("fast")).ttl, Duration::from_secs(60));
+    assert_eq!(caches.settings(None).ttl, Duration::from_secs(600));
 }

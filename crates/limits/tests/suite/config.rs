@@ -292,3 +292,25 @@ fn redis_credentials_never_print() {
         "redis://127.0.0.1:6379"
     );
 }
+
+#[test]
+fn the_limits_block_reports_a_bad_value_at_its_path() {
+    use portcullis_core::config::Block;
+    use portcullis_limits::LimitRules;
+    use portcullis_limits::config::RawLimitsBlock;
+
+    let file = parse(
+        "limits:\n  - scope: user\n    requests: 60\n    window: 1m\n  - scope: usr\n    requests: 10\n    window: 1m\n",
+    );
+    let raw = RawLimitsBlock {
+        limits: file.limits,
+        budgets: file.budgets,
+    };
+    let found: Vec<String> = LimitRules::validate(raw, "")
+        .unwrap_err()
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert!(found[0].starts_with("limits[1].scope: "), "{found:?}");
+}
