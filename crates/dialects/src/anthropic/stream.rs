@@ -469,6 +469,11 @@ impl StreamEncoder for AnthropicStreamEncoder {
             kind: String,
         }
         let start = match frame.event.as_deref() {
+            // The client has its message_start: the encoder must not write another.
+            Some("message_start") => {
+                self.started = true;
+                return;
+            }
             Some("content_block_start") => true,
             Some("content_block_stop") => false,
             _ => return,
@@ -642,6 +647,20 @@ mod tests {
             "the tool block keeps the upstream's number 2, not the 1 counted from events: {s}"
         );
         assert_eq!(s.matches("content_block_stop").count(), 2, "{s}");
+
+        // Taking over right after message_start (before any content): no second one.
+        let mut e = AnthropicStreamEncoder::new();
+        let mut d = AnthropicStreamDecoder::new();
+        let mut events = Vec::new();
+        d.decode(&frames[0], &mut events).unwrap();
+        for ev in &events {
+            e.skip(ev);
+        }
+        e.passed_through(&frames[0]);
+        let mut out = BytesMut::new();
+        e.encode(&delta(Delta::Text("x".into())), &mut out);
+        let s = String::from_utf8(out.to_vec()).unwrap();
+        assert!(!s.contains("message_start"), "{s}");
     }
 
     #[test]
