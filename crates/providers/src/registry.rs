@@ -16,6 +16,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use portcullis_core::GatewayError;
+use portcullis_policy::ToolGlobs;
 
 use crate::provider::Provider;
 
@@ -72,6 +73,8 @@ pub struct Resolution {
     pub route: Option<Arc<str>>,
     /// The targets, primary first.
     pub targets: Arc<[Target]>,
+    /// The route's tool-call deny-list (`routes.<name>.tools_denied`), when it has one.
+    pub tools_denied: Option<Arc<ToolGlobs>>,
 }
 
 impl Resolution {
@@ -164,6 +167,7 @@ impl Registry {
                 Resolution {
                     route: Some(name),
                     targets: targets.into(),
+                    tools_denied: None,
                 },
             );
         }
@@ -178,6 +182,23 @@ impl Registry {
         }
         reg.listing = reg.build_listing();
         Ok(reg)
+    }
+
+    /// Gives each named route its tool-call deny-list (aliases of the route included);
+    /// names that are not routes are ignored.
+    pub fn with_tools_denied<'a>(
+        mut self,
+        lists: impl IntoIterator<Item = (&'a str, &'a Arc<ToolGlobs>)>,
+    ) -> Self {
+        for (route, list) in lists {
+            let list = (!list.is_empty()).then(|| list.clone());
+            for resolution in self.routes.values_mut().chain(self.aliases.values_mut()) {
+                if resolution.route.as_deref() == Some(route) {
+                    resolution.tools_denied.clone_from(&list);
+                }
+            }
+        }
+        self
     }
 
     /// Every provider, in configuration order.
@@ -255,6 +276,7 @@ fn single(provider: Arc<Provider>, model: &str) -> Resolution {
     Resolution {
         route: None,
         targets: Arc::from([Target::new(provider, model, 1)]),
+        tools_denied: None,
     }
 }
 
@@ -344,6 +366,16 @@ mod tests {
             resolve(&r, "llama-3.1-8b-instant"),
             ("groq".into(), "llama-3.1-8b-instant".into())
         );
+    }
+
+    #[test]
+    fn a_routes_deny_list_comes_with_its_resolution_only() {
+        let list = Arc::new(ToolGlobs::new(&["rm*"]).unwrap());
+        let r = registry().with_tools_denied([("smart", &list), ("nowhere", &list)]);
+        let smart = r.resolve("smart").unwrap().tools_denied.unwrap();
+        assert!(smart.matches("rm_rf"));
+        assert!(r.resolve("fast").unwrap().tools_denied.is_none());
+        assert!(r.resolve("gpt-4o-mini").unwrap().tools_denied.is_none());
     }
 
     #[test]
