@@ -47,6 +47,7 @@ use portcullis_providers::config::{ProvidersBlock, RoutesBlock, provider_issues}
 use portcullis_providers::{
     CloudflareSpec, Provider, ProviderKind, ProviderSpec, Registry, RouteSpec, Secret,
 };
+use portcullis_policy::ToolGlobs;
 use portcullis_semantic::RawSemanticCaches;
 pub use portcullis_semantic::SemanticConfig;
 
@@ -107,6 +108,8 @@ pub struct Config {
     pub providers: Vec<ProviderSpec>,
     /// Routes.
     pub routes: Vec<RouteSpec>,
+    /// Each route's tool-call deny-list (`routes.<name>.tools_denied`), by route name.
+    pub tools_denied: Vec<(String, std::sync::Arc<ToolGlobs>)>,
     /// Aliases.
     pub aliases: Vec<(String, String)>,
     /// Retries, timeouts, balancing and circuit breakers.
@@ -367,6 +370,7 @@ fn validate(
     let mut route_policies = Vec::new();
     let mut route_caches = Vec::new();
     let mut route_semantic = Vec::new();
+    let mut route_tools_denied = Vec::new();
     for (name, route) in raw.routes.unwrap_or_default() {
         route_policies.push((
             name.clone(),
@@ -381,6 +385,17 @@ fn validate(
         }
         if let Some(semantic) = route.semantic_cache {
             route_semantic.push((name.clone(), semantic));
+        }
+        if let Some(globs) = route.tools_denied {
+            match ToolGlobs::new(&globs) {
+                Ok(list) => route_tools_denied.push((name.clone(), std::sync::Arc::new(list))),
+                Err(found) => {
+                    for i in found {
+                        let path = format!("routes.{name}.tools_denied[{}]", i.index);
+                        issues.push(path, i.to_string());
+                    }
+                }
+            }
         }
         route_targets.push((name, route.targets));
     }
@@ -479,6 +494,7 @@ fn validate(
         upstream,
         providers,
         routes,
+        tools_denied: route_tools_denied,
         aliases,
         failover,
         redis_url,
@@ -512,7 +528,9 @@ impl Config {
             .iter()
             .filter_map(|s| Provider::new(s.clone()).ok())
             .collect();
-        Registry::new(providers, self.routes.clone(), self.aliases.clone())
+        Registry::new(providers, self.routes.clone(), self.aliases.clone()).map(|r| {
+            r.with_tools_denied(self.tools_denied.iter().map(|(n, l)| (n.as_str(), l)))
+        })
     }
 }
 
@@ -1054,6 +1072,35 @@ routes:
         assert!(
             missing[0].to_string().starts_with("cannot read "),
             "{missing:?}"
+        );
+    }
+
+    #[test]
+    fn a_routes_tools_denied_reaches_its_resolution_and_bad_globs_are_named() {
+        let c = from_yaml(
+            "providers:\n  openai: {api_key: k}\nroutes:\n  r:\n    targets: [openai/gpt-4o]\n    tools_denied: [\"shell_*\", delete_file]\n  s:\n    targets: [openai/gpt-4o]\n",
+            Source::Environment,
+            &env(&[]),
+        )
+        .unwrap();
+        let registry = c.registry().unwrap();
+        let denied = registry.resolve("r").unwrap().tools_denied.unwrap();
+        assert!(denied.matches("shell_exec") && denied.matches("delete_file"));
+        assert!(!denied.matches("Shell_exec"));
+        assert!(registry.resolve("s").unwrap().tools_denied.is_none());
+
+        let err = from_yaml(
+            "providers:\n  openai: {api_key: k}\nroutes:\n  r:\n    targets: [openai/gpt-4o]\n    tools_denied: [ok, \"[unclosed\"]\n",
+            Source::Environment,
+            &env(&[]),
+        )
+        .unwrap_err();
+        let issues = err.issues();
+        assert!(
+            issues
+                .iter()
+                .any(|i| i.starts_with("routes.r.tools_denied[1]: `[unclosed` is not a valid glob")),
+            "{issues:?}"
         );
     }
 }

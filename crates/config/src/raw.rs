@@ -106,4 +106,8 @@ pub struct RawRoute {
     /// The semantic cache on this route.
     #[serde(default)]
     pub semantic_cache: Option<RawSemanticCache>,
+    /// Tool-call deny-list: case-sensitive shell globs over tool names; a matching call is
+    /// withheld from the answer.
+    #[serde(default)]
+    pub tools_denied: Option<Vec<String>>,
 }
