@@ -753,8 +753,7 @@ fn create_virtual_key(args: &Args, config: &std::path::Path) -> Result<String, S
 
 /// The tool deny-list of the `keyed` route (the virtual-key scenarios): a pattern no tool in the
 /// mock's answers matches, so every run measures the filter configured but not triggered.
-// TODO(tools_denied): set to "    tools_denied: [\"bench_never_*\"]\n" once the gateway accepts it.
-const KEYED_ROUTE_TOOLS_DENIED: &str = "";
+const KEYED_ROUTE_TOOLS_DENIED: &str = "    tools_denied: [\"bench_never_*\"]\n";
 
 /// The vault's key-encryption key for the bench (32 bytes, base64).
 const BENCH_SECRET_KEY: &str = "YmVuY2gtc2VjcmV0LWtleS0wMTIzNDU2Nzg5YWJjZGU=";
