@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod calendar;
+#[macro_use]
 mod common;
 mod config;
 mod limits;
