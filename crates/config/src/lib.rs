@@ -43,11 +43,11 @@ use portcullis_failover::{RawFailover, RawRoutePolicy};
 use portcullis_identity::config::IdentitySettings;
 use portcullis_limits::LimitRules;
 use portcullis_limits::config::RawLimitsBlock;
+use portcullis_policy::ToolGlobs;
 use portcullis_providers::config::{ProvidersBlock, RoutesBlock, provider_issues};
 use portcullis_providers::{
     CloudflareSpec, Provider, ProviderKind, ProviderSpec, Registry, RouteSpec, Secret,
 };
-use portcullis_policy::ToolGlobs;
 use portcullis_semantic::RawSemanticCaches;
 pub use portcullis_semantic::SemanticConfig;
 
@@ -528,9 +528,8 @@ impl Config {
             .iter()
             .filter_map(|s| Provider::new(s.clone()).ok())
             .collect();
-        Registry::new(providers, self.routes.clone(), self.aliases.clone()).map(|r| {
-            r.with_tools_denied(self.tools_denied.iter().map(|(n, l)| (n.as_str(), l)))
-        })
+        Registry::new(providers, self.routes.clone(), self.aliases.clone())
+            .map(|r| r.with_tools_denied(self.tools_denied.iter().map(|(n, l)| (n.as_str(), l))))
     }
 }
 
