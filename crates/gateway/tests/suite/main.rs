@@ -9,6 +9,7 @@ mod common;
 mod bad_input;
 mod cache;
 mod cost;
+mod embeddings;
 mod enterprise;
 mod failover;
 mod hostile;
