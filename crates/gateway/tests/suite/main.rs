@@ -11,6 +11,7 @@ mod cache;
 mod cost;
 mod embeddings;
 mod enterprise;
+mod errors;
 mod failover;
 mod hostile;
 mod identity;
