@@ -49,6 +49,10 @@ pub enum KeysCommand {
         /// Let budgets count the prices the caller sends in `x-portcullis-custom-cost`.
         #[arg(long)]
         allow_custom_cost: bool,
+        /// Withhold calls of tools whose name matches this glob (case-sensitive; repeat for
+        /// several: globs may hold commas, as in `{a,b}`).
+        #[arg(long = "tools-denied", value_name = "GLOB")]
+        tools_denied: Vec<String>,
     },
     /// List keys (never their secrets).
     List {
@@ -95,6 +99,7 @@ pub async fn run(config: Option<PathBuf>, command: KeysCommand) -> anyhow::Resul
             budget_usd,
             budget_period,
             allow_custom_cost,
+            tools_denied,
         } => {
             let expires_ms = match expires_at {
                 Some(t) => Some(
@@ -126,6 +131,7 @@ pub async fn run(config: Option<PathBuf>, command: KeysCommand) -> anyhow::Resul
                     metadata: None,
                     expires_ms,
                     allow_custom_cost,
+                    tools_denied: (!tools_denied.is_empty()).then_some(tools_denied),
                 })
                 .await?;
             let mut v = view(&issued.record);

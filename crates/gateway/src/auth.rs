@@ -61,6 +61,7 @@ fn master_principal() -> Arc<Principal> {
         controls: None,
         // The operator's own key may price its requests as it likes.
         allow_custom_cost: true,
+        tools_denied: None,
     })
 }
 
@@ -241,6 +242,7 @@ impl Authenticator {
                 rules: None,
                 controls: None,
                 allow_custom_cost: false,
+                tools_denied: None,
             }));
         }
         let Some(verifier) = &self.verifier else {
@@ -346,6 +348,7 @@ fn select_team(
         rules: principal.rules.clone(),
         controls: principal.controls,
         allow_custom_cost: principal.allow_custom_cost,
+        tools_denied: principal.tools_denied.clone(),
     }))
 }
 
@@ -357,6 +360,13 @@ pub fn auth_error(e: AuthError) -> GatewayError {
             GatewayError::new(
                 ErrorKind::Unavailable,
                 "The identity store is unavailable; try again shortly",
+            )
+        }
+        AuthError::Timeout(limit) => {
+            tracing::warn!(?limit, "the identity store did not answer in time");
+            GatewayError::new(
+                ErrorKind::Unavailable,
+                "The identity store did not answer in time; try again shortly",
             )
         }
         AuthError::Disabled => GatewayError::new(ErrorKind::PermissionDenied, e.to_string())

@@ -167,6 +167,10 @@ impl Demand {
     }
 }
 
+/// How long the first admission of a budget counter in its window may wait for the spend
+/// recorded in the log.
+pub const SEED_TIMEOUT: Duration = Duration::from_secs(2);
+
 /// Budgets resume from the spend the request log recorded.
 pub struct LogSpendSeed(pub Arc<dyn UsageStore>);
 
@@ -189,10 +193,14 @@ impl SpendSeed for LogSpendSeed {
             // Tool calls are not priced in the request log.
             ScopeKind::Tool => return Ok(0.0),
         };
-        self.0
-            .spent_since(&scope, since_unix_ms)
-            .await
-            .map_err(SeedError::new)
+        // A request waits for this (once per budget counter and window); a slow log is a
+        // seed failure, which the budget's rule answers by failing open or closed.
+        match tokio::time::timeout(SEED_TIMEOUT, self.0.spent_since(&scope, since_unix_ms)).await {
+            Ok(spent) => spent.map_err(SeedError::new),
+            Err(_) => Err(SeedError::new(format!(
+                "the request log did not answer within {SEED_TIMEOUT:?}"
+            ))),
+        }
     }
 }
 

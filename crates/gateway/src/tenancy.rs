@@ -274,6 +274,7 @@ pub fn key_view(k: &KeyRecord) -> Value {
         "budget": limits.as_ref().and_then(|l| l.budget.as_ref()).map(|b| json!({"usd": b.usd, "period": b.period})),
         "controls": k.controls.as_deref().and_then(|c| serde_json::from_str::<Value>(c).ok()),
         "allow_custom_cost": k.allow_custom_cost,
+        "tools_denied": k.tools_denied.as_deref().and_then(|t| serde_json::from_str::<Value>(t).ok()),
         "metadata": k.metadata.as_deref().and_then(|m| serde_json::from_str::<Value>(m).ok()),
         "expires_at": k.expires_ms.and_then(rfc3339),
         "revoked_at": k.revoked_ms.and_then(rfc3339),
@@ -734,6 +735,9 @@ struct CreateKey {
     /// Whether the key's own prices (`x-portcullis-custom-cost`) are what its budgets count.
     #[serde(default)]
     allow_custom_cost: bool,
+    /// Tool-name globs whose calls are withheld from the key's answers.
+    #[serde(default)]
+    tools_denied: Option<Vec<String>>,
 }
 
 /// `POST /admin/keys`: `201` with the key's view and `key`, the only time it is shown.
@@ -775,6 +779,7 @@ pub async fn create_key(
                 metadata: req.metadata,
                 expires_ms,
                 allow_custom_cost: req.allow_custom_cost,
+                tools_denied: req.tools_denied,
             })
             .await
             .map_err(manage_error)?;

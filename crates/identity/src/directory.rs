@@ -1,23 +1,35 @@
 //! [`Directory`]: the hot-path view of tenancy — presented virtual keys and enterprise
-//! claims resolved to [`Principal`]s, and provider credentials resolved per identity — cached
-//! in memory and kept current across replicas.
+//! claims resolved to [`Principal`]s, and provider credentials resolved per identity — held
+//! whole in memory and kept current across replicas.
 //!
-//! Lookups cost a SHA-256 of the key and a cache read. Every change to tenancy bumps a version
-//! counter in the database; each replica polls it (every second by default) and drops its
-//! cached views when it moves, so a revoked key or disabled user stops working everywhere
-//! within one poll interval, and at once on the replica that made the change. A lookup that
-//! raced with a change does not repopulate the cache with what it read.
+//! Every stored key secret, user, service account, membership, team and provider credential
+//! is loaded into a [`Snapshot`] before the gateway accepts a request, so resolving a key —
+//! known, unknown, revoked or expired — costs a SHA-256 and a map read, never a query. Every
+//! change to tenancy bumps a version counter in the database; each replica polls it (every
+//! second by default) and, when it moved, loads a new snapshot in the background and swaps it
+//! in at once: requests keep reading the previous one meanwhile, so a change (or a database
+//! that is slow or unreachable) never makes them wait. A revoked key or disabled user stops
+//! working everywhere within one poll interval (plus the reload), and at once on the replica
+//! that made the change, which reloads before answering the change.
+//!
+//! What does wait for the database is bounded: the first request of an enterprise user the
+//! snapshot does not know yet (or whose role or teams in the token changed) provisions them,
+//! under a timeout ([`DirectoryOptions::provision_timeout`]), and concurrent requests with the
+//! same claims share one provisioning.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, Ordering};
-use std::time::Duration;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use parking_lot::RwLock;
 use portcullis_core::{AccessRole, AuthMethod, Identity};
 use portcullis_limits::{Period, Rule, ScopeKind};
+use portcullis_policy::ToolGlobs;
 use portcullis_providers::Secret;
-use portcullis_store::tenancy::{CredentialOwner, KeyRecord};
+use portcullis_store::tenancy::{
+    CredentialOwner, KeyRecord, ServiceAccountRecord, TeamRecord, UserRecord,
+};
 use portcullis_store::{StoreError, TenancyStore};
 use sha2::{Digest, Sha256};
 
@@ -31,10 +43,12 @@ use crate::{keys, now_ms};
 pub struct DirectoryOptions {
     /// How often the tenancy version is polled.
     pub poll_interval: Duration,
-    /// Cached keys and external identities, each.
+    /// Enterprise identities remembered between snapshots.
     pub cache_capacity: u64,
-    /// How long an unknown key is remembered as unknown (bounded by version changes too).
-    pub negative_ttl: Duration,
+    /// How long a request may wait for the first-sight provisioning of an enterprise user
+    /// (or for bringing their stored role and teams in line with their token) before it is
+    /// refused with 503.
+    pub provision_timeout: Duration,
 }
 
 impl Default for DirectoryOptions {
@@ -42,9 +56,30 @@ impl Default for DirectoryOptions {
         Self {
             poll_interval: Duration::from_secs(1),
             cache_capacity: 100_000,
-            negative_ttl: Duration::from_secs(30),
+            provision_timeout: Duration::from_secs(3),
         }
     }
+}
+
+/// Counters of the directory's work with the database, for metrics and measurements.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DirectoryStats {
+    /// Snapshots loaded and swapped in (the first one included).
+    pub reloads: u64,
+    /// Reloads that failed (the previous snapshot stayed in use).
+    pub reload_failures: u64,
+    /// How long the last successful reload took, in microseconds.
+    pub last_reload_us: u64,
+    /// Key secrets in the current snapshot.
+    pub key_secrets: u64,
+    /// The tenancy version of the current snapshot.
+    pub version: i64,
+    /// Requests that waited for enterprise-user provisioning.
+    pub provisions: u64,
+    /// Provisionings that ran out of time.
+    pub provision_timeouts: u64,
+    /// Total time requests spent provisioning, in microseconds.
+    pub provision_us: u64,
 }
 
 /// A resolved caller with what applies to it.
@@ -62,6 +97,11 @@ pub struct Principal {
     /// count: the operator allowed it for the key (or the caller holds the master key).
     /// Otherwise budgets count the list price and the custom price is only recorded.
     pub allow_custom_cost: bool,
+    /// The key's own tool-call deny-list, compiled: case-sensitive shell globs over the tool
+    /// name (validated when the key was created). A call matching these or the route's list
+    /// is withheld (`portcullis_policy::DeniedTools::union`). `None` when the key denies
+    /// nothing of its own.
+    pub tools_denied: Option<Arc<ToolGlobs>>,
 }
 
 /// Why a credential was refused. The message is safe to show to the caller.
@@ -97,6 +137,10 @@ pub enum AuthError {
     /// The database failed.
     #[error("identity store unavailable: {0}")]
     Store(#[from] StoreError),
+    /// The database did not answer in time for what had to wait for it (provisioning an
+    /// enterprise user on first sight).
+    #[error("identity store did not answer within {0:?}")]
+    Timeout(Duration),
 }
 
 impl AuthError {
@@ -169,9 +213,7 @@ pub enum AliasError {
 #[derive(Debug, Clone)]
 enum KeyLookup {
     Found(Arc<Principal>, Option<i64>),
-    Missing,
-    /// Revoked, or bound to a disabled identity: remembered so that a client retrying a dead
-    /// key does not reach the database on every request.
+    /// Revoked, or bound to a disabled identity or to a team its owner left.
     Refused(RefusedKind),
 }
 
@@ -196,31 +238,6 @@ struct CredentialIndex {
     by_provider: HashMap<String, Vec<(Owner, Arc<ResolvedCredential>)>>,
 }
 
-/// The directory. Cheap to clone.
-#[derive(Debug, Clone)]
-pub struct Directory {
-    inner: Arc<Inner>,
-}
-
-#[derive(Debug)]
-struct Inner {
-    store: Arc<dyn TenancyStore>,
-    vault: Option<Vault>,
-    keys: moka::sync::Cache<[u8; 32], KeyLookup>,
-    externals: moka::sync::Cache<[u8; 32], Arc<Principal>>,
-    credentials: RwLock<Arc<CredentialIndex>>,
-    /// Disabled users and service accounts, checked on every request whatever the credential.
-    disabled: RwLock<Arc<DisabledSet>>,
-    /// Each user's teams now, for credentials that carry teams from when they were issued.
-    memberships: RwLock<Arc<HashMap<String, Vec<String>>>>,
-    /// Bumped locally on every invalidation; a lookup that started under another epoch does
-    /// not fill the cache.
-    epoch: AtomicI64,
-    /// The last tenancy version seen in the database.
-    version: AtomicI64,
-    options: DirectoryOptions,
-}
-
 /// Disabled users and service accounts, by id.
 #[derive(Debug, Default)]
 struct DisabledSet {
@@ -228,36 +245,89 @@ struct DisabledSet {
     service_accounts: HashSet<String>,
 }
 
+/// Everything the hot path reads, loaded at one tenancy version and never changed after: a
+/// change builds a new snapshot and swaps it in.
+#[derive(Debug, Default)]
+struct Snapshot {
+    /// The tenancy version read before loading (later changes move it again).
+    version: i64,
+    /// Every stored secret's digest → what presenting it means.
+    keys: HashMap<[u8; 32], KeyLookup>,
+    /// Users by id.
+    users: HashMap<String, UserRecord>,
+    /// Users provisioned from an issuer: `(issuer, subject)` → user id.
+    externals: HashMap<(String, String), String>,
+    /// Disabled users and service accounts, checked on every request whatever the credential.
+    disabled: DisabledSet,
+    /// Each user's teams, sorted.
+    memberships: HashMap<String, Vec<String>>,
+    /// Stored provider credentials, opened.
+    credentials: CredentialIndex,
+}
+
+/// The directory. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Directory {
+    inner: Arc<Inner>,
+}
+
+/// Stripes of the single-flight lock of enterprise-user provisioning.
+const PROVISION_STRIPES: usize = 64;
+
+#[derive(Debug)]
+struct Inner {
+    store: Arc<dyn TenancyStore>,
+    vault: Option<Vault>,
+    snapshot: RwLock<Arc<Snapshot>>,
+    /// Enterprise claims resolved since the current snapshot was swapped in (emptied on swap).
+    externals: moka::sync::Cache<[u8; 32], Arc<Principal>>,
+    /// One reload at a time, so a later reload never swaps in an older view.
+    reloading: tokio::sync::Mutex<()>,
+    /// Requests with the same claims provision one at a time; the later ones find the result.
+    provisioning: Box<[tokio::sync::Mutex<()>]>,
+    /// Bumped on every swap; a resolution that started under another epoch is not cached.
+    epoch: AtomicI64,
+    options: DirectoryOptions,
+    reloads: AtomicU64,
+    reload_failures: AtomicU64,
+    last_reload_us: AtomicU64,
+    provisions: AtomicU64,
+    provision_timeouts: AtomicU64,
+    provision_us: AtomicU64,
+}
+
 impl Directory {
     /// A directory over `store`; `vault` opens stored provider credentials (none are used
-    /// without it). Loads the credential index.
+    /// without it). Loads the whole snapshot: every key resolves from memory from then on.
     pub async fn new(
         store: Arc<dyn TenancyStore>,
         vault: Option<Vault>,
         options: DirectoryOptions,
     ) -> Result<Directory, StoreError> {
-        let version = store.version().await?;
         let directory = Directory {
             inner: Arc::new(Inner {
                 store,
                 vault,
-                keys: moka::sync::Cache::builder()
-                    .max_capacity(options.cache_capacity)
-                    .expire_after(NegativeExpiry(options.negative_ttl))
-                    .build(),
+                snapshot: RwLock::new(Arc::new(Snapshot::default())),
                 externals: moka::sync::Cache::builder()
                     .max_capacity(options.cache_capacity)
                     .time_to_live(Duration::from_secs(300))
                     .build(),
-                credentials: RwLock::new(Arc::new(CredentialIndex::default())),
-                disabled: RwLock::new(Arc::new(DisabledSet::default())),
-                memberships: RwLock::new(Arc::default()),
+                reloading: tokio::sync::Mutex::new(()),
+                provisioning: (0..PROVISION_STRIPES)
+                    .map(|_| tokio::sync::Mutex::new(()))
+                    .collect(),
                 epoch: AtomicI64::new(0),
-                version: AtomicI64::new(version),
                 options,
+                reloads: AtomicU64::new(0),
+                reload_failures: AtomicU64::new(0),
+                last_reload_us: AtomicU64::new(0),
+                provisions: AtomicU64::new(0),
+                provision_timeouts: AtomicU64::new(0),
+                provision_us: AtomicU64::new(0),
             }),
         };
-        directory.reload_credentials().await?;
+        directory.reload().await?;
         Ok(directory)
     }
 
@@ -271,8 +341,29 @@ impl Directory {
         self.inner.vault.as_ref()
     }
 
-    /// Polls the tenancy version until `shutdown` resolves, dropping cached views whenever it
-    /// moves.
+    /// What the directory has done with the database so far.
+    pub fn stats(&self) -> DirectoryStats {
+        let inner = &self.inner;
+        let snapshot = self.snapshot();
+        DirectoryStats {
+            reloads: inner.reloads.load(Ordering::Relaxed),
+            reload_failures: inner.reload_failures.load(Ordering::Relaxed),
+            last_reload_us: inner.last_reload_us.load(Ordering::Relaxed),
+            key_secrets: snapshot.keys.len() as u64,
+            version: snapshot.version,
+            provisions: inner.provisions.load(Ordering::Relaxed),
+            provision_timeouts: inner.provision_timeouts.load(Ordering::Relaxed),
+            provision_us: inner.provision_us.load(Ordering::Relaxed),
+        }
+    }
+
+    fn snapshot(&self) -> Arc<Snapshot> {
+        self.inner.snapshot.read().clone()
+    }
+
+    /// Polls the tenancy version until the gateway is gone, loading a new snapshot whenever
+    /// it moves. A poll or a reload that fails (or hangs) leaves the current snapshot in use
+    /// and is tried again at the next tick.
     pub fn spawn_watcher(&self) -> tokio::task::JoinHandle<()> {
         let this = self.clone();
         tokio::spawn(async move {
@@ -284,92 +375,71 @@ impl Directory {
                     return; // The gateway is gone.
                 }
                 if let Err(e) = this.refresh().await {
-                    tracing::warn!(error = %e, "cannot poll the tenancy version");
+                    tracing::warn!(error = %e, "cannot refresh the tenancy directory");
                 }
             }
         })
     }
 
-    /// Checks the tenancy version once; drops cached views when it moved.
+    /// Checks the tenancy version once; loads and swaps in a new snapshot when it moved.
     pub async fn refresh(&self) -> Result<(), StoreError> {
-        let v = self.inner.store.version().await?;
-        if self.inner.version.swap(v, Ordering::AcqRel) != v {
-            self.invalidate().await?;
+        let version = self.inner.store.version().await?;
+        if version != self.snapshot().version {
+            self.reload().await?;
         }
         Ok(())
     }
 
-    /// Drops every cached view and reloads credentials (called after a local change).
+    /// Loads a new snapshot and swaps it in (called after a local change, so that this
+    /// replica sees it before the change is answered).
     pub async fn invalidate(&self) -> Result<(), StoreError> {
-        self.inner.epoch.fetch_add(1, Ordering::AcqRel);
-        self.inner.keys.invalidate_all();
-        self.inner.externals.invalidate_all();
-        self.reload_credentials().await
+        self.reload().await
     }
 
-    async fn reload_credentials(&self) -> Result<(), StoreError> {
-        let store = &self.inner.store;
-        let mut disabled = DisabledSet::default();
-        for u in store.users().await? {
-            if u.disabled_ms.is_some() {
-                disabled.users.insert(u.id);
-            }
-        }
-        for a in store.service_accounts().await? {
-            if a.disabled_ms.is_some() {
-                disabled.service_accounts.insert(a.id);
-            }
-        }
-        *self.inner.disabled.write() = Arc::new(disabled);
-        let mut memberships: HashMap<String, Vec<String>> = HashMap::new();
-        for (team, user) in store.memberships().await? {
-            memberships.entry(user).or_default().push(team);
-        }
-        *self.inner.memberships.write() = Arc::new(memberships);
-        let mut index = CredentialIndex::default();
-        if let Some(vault) = &self.inner.vault {
-            for c in self.inner.store.credentials().await? {
-                let Ok(secret) = vault.open(&c.id, &c.sealed) else {
-                    tracing::error!(credential = %c.id, "a stored provider key cannot be opened with PORTCULLIS_SECRET_KEY; skipping it");
-                    continue;
-                };
-                let owner = match CredentialOwner::parse(&c.owner_kind) {
-                    Some(CredentialOwner::User) => Owner::User(c.owner_id),
-                    Some(CredentialOwner::Team) => Owner::Team(c.owner_id),
-                    Some(CredentialOwner::Default) | None => Owner::Default,
-                };
-                index.by_provider.entry(c.provider).or_default().push((
-                    owner,
-                    Arc::new(ResolvedCredential {
-                        id: Arc::from(c.id),
-                        alias: c.alias,
-                        secret,
-                        prepared: std::sync::OnceLock::new(),
-                    }),
-                ));
-            }
-        }
-        *self.inner.credentials.write() = Arc::new(index);
-        Ok(())
-    }
-
-    /// Resolves a presented virtual key.
-    pub async fn authenticate_key(&self, presented: &str) -> Result<Arc<Principal>, AuthError> {
-        let digest = keys::digest(presented);
-        let now = now_ms();
-        let lookup = match self.inner.keys.get(&digest) {
-            Some(hit) => hit,
-            None => {
-                let epoch = self.inner.epoch.load(Ordering::Acquire);
-                let found = self.load_key(&hex::encode(digest), now).await?;
-                if self.inner.epoch.load(Ordering::Acquire) == epoch {
-                    self.inner.keys.insert(digest, found.clone());
-                }
-                found
+    async fn reload(&self) -> Result<(), StoreError> {
+        let inner = &self.inner;
+        let _one_at_a_time = inner.reloading.lock().await;
+        let started = Instant::now();
+        let snapshot = match Snapshot::load(inner.store.as_ref(), inner.vault.as_ref()).await {
+            Ok(s) => s,
+            Err(e) => {
+                inner.reload_failures.fetch_add(1, Ordering::Relaxed);
+                return Err(e);
             }
         };
-        match lookup {
-            KeyLookup::Found(principal, secret_expires) => {
+        *inner.snapshot.write() = Arc::new(snapshot);
+        inner.epoch.fetch_add(1, Ordering::AcqRel);
+        inner.externals.invalidate_all();
+        inner.reloads.fetch_add(1, Ordering::Relaxed);
+        inner.last_reload_us.store(
+            u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
+            Ordering::Relaxed,
+        );
+        Ok(())
+    }
+
+    /// Starts a reload in the background (after provisioning changed tenancy on the request
+    /// path, which must not wait for it).
+    fn reload_soon(&self) {
+        let this = self.clone();
+        tokio::spawn(async move {
+            if let Err(e) = this.reload().await {
+                tracing::warn!(error = %e, "cannot refresh the tenancy directory");
+            }
+        });
+    }
+
+    /// Resolves a presented virtual key, from memory.
+    pub async fn authenticate_key(&self, presented: &str) -> Result<Arc<Principal>, AuthError> {
+        self.resolve_key(presented)
+    }
+
+    fn resolve_key(&self, presented: &str) -> Result<Arc<Principal>, AuthError> {
+        let digest = keys::digest(presented);
+        let now = now_ms();
+        let snapshot = self.snapshot();
+        match snapshot.keys.get(&digest) {
+            Some(KeyLookup::Found(principal, secret_expires)) => {
                 if principal.expires_ms.is_some_and(|t| t <= now)
                     || secret_expires.is_some_and(|t| t <= now)
                 {
@@ -377,14 +447,14 @@ impl Directory {
                         key_id: principal.identity.key_id.clone().unwrap_or_default(),
                     });
                 }
-                Ok(principal)
+                Ok(principal.clone())
             }
-            KeyLookup::Missing => Err(AuthError::UnknownKey),
-            KeyLookup::Refused(RefusedKind::Revoked(key_id)) => Err(AuthError::Revoked {
+            None => Err(AuthError::UnknownKey),
+            Some(KeyLookup::Refused(RefusedKind::Revoked(key_id))) => Err(AuthError::Revoked {
                 key_id: key_id.to_string(),
             }),
-            KeyLookup::Refused(RefusedKind::Disabled) => Err(AuthError::Disabled),
-            KeyLookup::Refused(RefusedKind::LeftTeam(key_id, team)) => {
+            Some(KeyLookup::Refused(RefusedKind::Disabled)) => Err(AuthError::Disabled),
+            Some(KeyLookup::Refused(RefusedKind::LeftTeam(key_id, team))) => {
                 Err(AuthError::TeamMembershipEnded {
                     key_id: key_id.to_string(),
                     team: team.to_string(),
@@ -393,97 +463,10 @@ impl Directory {
         }
     }
 
-    async fn load_key(&self, hash: &str, now: i64) -> Result<KeyLookup, AuthError> {
-        let store = &self.inner.store;
-        let Some(found) = store.key_by_secret(hash).await? else {
-            return Ok(KeyLookup::Missing);
-        };
-        let key = found.key;
-        if key.revoked_ms.is_some_and(|t| t <= now) {
-            // Deleting a team revokes the keys bound to it: say why.
-            if let Some(team) = &key.team_id
-                && store.team(team).await?.is_none()
-            {
-                return Ok(KeyLookup::Refused(RefusedKind::LeftTeam(
-                    Arc::from(key.id.as_str()),
-                    Arc::from(team.as_str()),
-                )));
-            }
-            return Ok(KeyLookup::Refused(RefusedKind::Revoked(Arc::from(
-                key.id.as_str(),
-            ))));
-        }
-        let mut identity = Identity {
-            subject: key.id.clone(),
-            method: AuthMethod::VirtualKey,
-            user: key.user_id.clone(),
-            team: None,
-            teams: Vec::new(),
-            service_account: key.service_account_id.clone(),
-            key_id: Some(key.id.clone()),
-            role: AccessRole::Member,
-            allowed_models: parse_models(&key),
-            scopes: None,
-        };
-        if let Some(user_id) = &key.user_id {
-            let Some(user) = store
-                .user(user_id)
-                .await?
-                .filter(|u| u.disabled_ms.is_none())
-            else {
-                return Ok(KeyLookup::Refused(RefusedKind::Disabled));
-            };
-            identity.role = AccessRole::parse(&user.role).unwrap_or_default();
-            identity.teams = store.teams_of(user_id).await?;
-        }
-        if let Some(sa_id) = &key.service_account_id {
-            let Some(sa) = store
-                .service_account(sa_id)
-                .await?
-                .filter(|a| a.disabled_ms.is_none())
-            else {
-                return Ok(KeyLookup::Refused(RefusedKind::Disabled));
-            };
-            identity.role = AccessRole::parse(&sa.role).unwrap_or_default();
-            if let Some(team) = sa.team_id {
-                identity.teams.push(team);
-            }
-        }
-        if let Some(team) = &key.team_id {
-            // A key bound to a team and to a user (or service account) speaks for that team
-            // only while its owner belongs to it: leaving the team takes the key's access to
-            // the team's logs, provider keys and budget away. A key bound to a team alone is
-            // the team's own (deleting the team revokes it).
-            let owned = key.user_id.is_some() || key.service_account_id.is_some();
-            if owned && !identity.teams.contains(team) {
-                return Ok(KeyLookup::Refused(RefusedKind::LeftTeam(
-                    Arc::from(key.id.as_str()),
-                    Arc::from(team.as_str()),
-                )));
-            }
-            if !identity.teams.contains(team) {
-                identity.teams.insert(0, team.clone());
-            }
-            identity.team = Some(team.clone());
-        } else {
-            identity.team = identity.teams.first().cloned();
-        }
-        let rules = key_rules(&key);
-        let controls = key_controls(&key);
-        Ok(KeyLookup::Found(
-            Arc::new(Principal {
-                identity: Arc::new(identity),
-                expires_ms: key.expires_ms,
-                rules,
-                controls,
-                allow_custom_cost: key.allow_custom_cost,
-            }),
-            found.secret_expires_ms,
-        ))
-    }
-
-    /// Resolves the claims of a verified enterprise token, provisioning the user (and their
-    /// teams) on first sight and keeping their memberships and role in step with the claims.
+    /// Resolves the claims of a verified enterprise token. A user the snapshot knows, whose
+    /// stored role and teams match the claims, resolves from memory; otherwise the user (and
+    /// their teams) is provisioned, or brought in line with the claims, in the database —
+    /// within [`DirectoryOptions::provision_timeout`], one request per claims at a time.
     pub async fn resolve_external(
         &self,
         claims: &ExternalClaims,
@@ -493,14 +476,88 @@ impl Directory {
             return Ok(hit);
         }
         let epoch = self.inner.epoch.load(Ordering::Acquire);
-        let principal = Arc::new(self.provision(claims).await?);
-        if self.inner.epoch.load(Ordering::Acquire) == epoch {
-            self.inner.externals.insert(digest, principal.clone());
+        if let Some(principal) = self.known_external(claims)? {
+            let principal = Arc::new(principal);
+            if self.inner.epoch.load(Ordering::Acquire) == epoch {
+                self.inner.externals.insert(digest, principal.clone());
+            }
+            return Ok(principal);
         }
-        Ok(principal)
+        let inner = &self.inner;
+        let limit = inner.options.provision_timeout;
+        let started = Instant::now();
+        inner.provisions.fetch_add(1, Ordering::Relaxed);
+        let stripe = usize::from(digest[0]) % PROVISION_STRIPES;
+        let outcome = tokio::time::timeout(limit, async {
+            let _single_flight = inner.provisioning[stripe].lock().await;
+            if let Some(hit) = inner.externals.get(&digest) {
+                return Ok(hit);
+            }
+            let epoch = inner.epoch.load(Ordering::Acquire);
+            let (principal, changed) = self.provision(claims).await?;
+            let principal = Arc::new(principal);
+            if inner.epoch.load(Ordering::Acquire) == epoch {
+                inner.externals.insert(digest, principal.clone());
+            }
+            if changed {
+                // Other views may depend on what just changed (memberships of the user's
+                // keys): this replica loads them at once, without making the request wait;
+                // the others at their next poll.
+                self.reload_soon();
+            }
+            Ok(principal)
+        })
+        .await;
+        inner.provision_us.fetch_add(
+            u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
+            Ordering::Relaxed,
+        );
+        match outcome {
+            Ok(result) => result,
+            Err(_) => {
+                inner.provision_timeouts.fetch_add(1, Ordering::Relaxed);
+                Err(AuthError::Timeout(limit))
+            }
+        }
     }
 
-    async fn provision(&self, claims: &ExternalClaims) -> Result<Principal, AuthError> {
+    /// The principal of claims whose user the snapshot holds with the same role and teams;
+    /// `None` when the database must be asked (or changed).
+    fn known_external(&self, claims: &ExternalClaims) -> Result<Option<Principal>, AuthError> {
+        let snapshot = self.snapshot();
+        let Some(user) = snapshot
+            .externals
+            .get(&(claims.issuer.clone(), claims.subject.clone()))
+            .and_then(|id| snapshot.users.get(id))
+        else {
+            return Ok(None);
+        };
+        if user.disabled_ms.is_some() {
+            return Err(AuthError::Disabled);
+        }
+        let role = role_from_claims(&claims.roles, claims.default_role);
+        if user.role != role.as_str() {
+            return Ok(None);
+        }
+        let wanted = wanted_teams(claims);
+        let current = snapshot
+            .memberships
+            .get(&user.id)
+            .map_or(&[][..], Vec::as_slice);
+        if current != wanted.as_slice() {
+            return Ok(None);
+        }
+        Ok(Some(external_principal(
+            claims,
+            user.id.clone(),
+            role,
+            wanted,
+        )))
+    }
+
+    /// Provisions the user of `claims` and brings their role and teams in line with the
+    /// claims; says whether anything was changed.
+    async fn provision(&self, claims: &ExternalClaims) -> Result<(Principal, bool), AuthError> {
         let store = &self.inner.store;
         let role = role_from_claims(&claims.roles, claims.default_role);
         let mut changed = false;
@@ -519,7 +576,7 @@ impl Directory {
                     Some(e) if store.user_by_email(e).await?.is_none() => Some(e.clone()),
                     _ => None,
                 };
-                let record = portcullis_store::tenancy::UserRecord {
+                let record = UserRecord {
                     id,
                     email,
                     name: Some(claims.user.clone()),
@@ -554,15 +611,13 @@ impl Directory {
                 .await?;
             changed = true;
         }
-        let mut wanted: Vec<String> = claims.teams.clone();
-        wanted.sort();
-        wanted.dedup();
+        let wanted = wanted_teams(claims);
         let current = store.teams_of(&user.id).await?;
         if current != wanted {
             for team in &wanted {
                 if store.team(team).await?.is_none() {
                     store
-                        .create_team(&portcullis_store::tenancy::TeamRecord {
+                        .create_team(&TeamRecord {
                             id: team.clone(),
                             name: team.clone(),
                             metadata: None,
@@ -574,41 +629,14 @@ impl Directory {
             store.set_memberships(&user.id, &wanted).await?;
             changed = true;
         }
-        if changed {
-            // Other cached views may depend on what just changed (a disabled user's keys,
-            // memberships); this replica sees it at once, the others at their next poll.
-            self.inner.epoch.fetch_add(1, Ordering::AcqRel);
-            self.inner.keys.invalidate_all();
-        }
-        let team = claims
-            .teams
-            .first()
-            .cloned()
-            .or_else(|| wanted.first().cloned());
-        Ok(Principal {
-            identity: Arc::new(Identity {
-                subject: claims.subject.clone(),
-                method: claims.method,
-                user: Some(user.id),
-                team,
-                teams: wanted,
-                service_account: None,
-                key_id: None,
-                role,
-                allowed_models: None,
-                scopes: None,
-            }),
-            expires_ms: None,
-            rules: None,
-            controls: None,
-            allow_custom_cost: false,
-        })
+        Ok((external_principal(claims, user.id, role, wanted), changed))
     }
 
     /// Whether the identity's user or service account has been disabled (covers tokens issued
     /// before the change, whatever their issuer).
     pub fn is_disabled(&self, who: &Identity) -> bool {
-        let disabled = self.inner.disabled.read();
+        let snapshot = self.snapshot();
+        let disabled = &snapshot.disabled;
         who.user
             .as_ref()
             .is_some_and(|u| disabled.users.contains(u))
@@ -626,8 +654,8 @@ impl Directory {
         if who.teams.is_empty() && who.team.is_none() {
             return None;
         }
-        let memberships = self.inner.memberships.read().clone();
-        let now: &[String] = memberships.get(user).map_or(&[], Vec::as_slice);
+        let snapshot = self.snapshot();
+        let now: &[String] = snapshot.memberships.get(user).map_or(&[], Vec::as_slice);
         let still = |t: &String| now.contains(t);
         if who.teams.iter().all(still) && who.team.as_ref().is_none_or(still) {
             return None;
@@ -644,8 +672,9 @@ impl Directory {
     /// configured key is used without further lookups).
     pub fn has_credentials(&self, provider: &str) -> bool {
         self.inner
-            .credentials
+            .snapshot
             .read()
+            .credentials
             .by_provider
             .contains_key(provider)
     }
@@ -659,8 +688,8 @@ impl Directory {
         provider: &str,
         alias: Option<&str>,
     ) -> Result<Option<Arc<ResolvedCredential>>, AliasError> {
-        let index = self.inner.credentials.read().clone();
-        let Some(list) = index.by_provider.get(provider) else {
+        let snapshot = self.snapshot();
+        let Some(list) = snapshot.credentials.by_provider.get(provider) else {
             return match alias {
                 Some(alias) => Err(AliasError::Unknown {
                     provider: provider.to_owned(),
@@ -707,26 +736,230 @@ impl Directory {
     }
 }
 
-/// Unknown keys are remembered for a short time only; known ones until invalidated.
-struct NegativeExpiry(Duration);
+/// The teams claims name, sorted and without repeats (what memberships are kept equal to).
+fn wanted_teams(claims: &ExternalClaims) -> Vec<String> {
+    let mut wanted = claims.teams.clone();
+    wanted.sort();
+    wanted.dedup();
+    wanted
+}
 
-impl moka::Expiry<[u8; 32], KeyLookup> for NegativeExpiry {
-    fn expire_after_create(
-        &self,
-        _key: &[u8; 32],
-        value: &KeyLookup,
-        _created_at: std::time::Instant,
-    ) -> Option<Duration> {
-        match value {
-            KeyLookup::Missing | KeyLookup::Refused(_) => Some(self.0),
-            KeyLookup::Found(..) => Some(Duration::from_secs(600)),
-        }
+/// The principal of an enterprise user whose stored role and teams match `claims`.
+fn external_principal(
+    claims: &ExternalClaims,
+    user: String,
+    role: AccessRole,
+    teams: Vec<String>,
+) -> Principal {
+    let team = claims
+        .teams
+        .first()
+        .cloned()
+        .or_else(|| teams.first().cloned());
+    Principal {
+        identity: Arc::new(Identity {
+            subject: claims.subject.clone(),
+            method: claims.method,
+            user: Some(user),
+            team,
+            teams,
+            service_account: None,
+            key_id: None,
+            role,
+            allowed_models: None,
+            scopes: None,
+        }),
+        expires_ms: None,
+        rules: None,
+        controls: None,
+        allow_custom_cost: false,
+        tools_denied: None,
     }
 }
 
-impl std::fmt::Debug for NegativeExpiry {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "NegativeExpiry({:?})", self.0)
+impl Snapshot {
+    /// Reads every table the hot path needs. The version is read first: a change made while
+    /// the tables are read moves it again, so the next poll loads once more.
+    async fn load(store: &dyn TenancyStore, vault: Option<&Vault>) -> Result<Snapshot, StoreError> {
+        let version = store.version().await?;
+        let users = store.users().await?;
+        let accounts = store.service_accounts().await?;
+        let pairs = store.memberships().await?;
+        let teams = store.teams().await?;
+        let secrets = store.key_secrets().await?;
+        let credentials = match vault {
+            Some(_) => store.credentials().await?,
+            None => Vec::new(),
+        };
+        let mut snapshot = Snapshot {
+            version,
+            ..Snapshot::default()
+        };
+        for (team, user) in pairs {
+            snapshot.memberships.entry(user).or_default().push(team);
+        }
+        for teams in snapshot.memberships.values_mut() {
+            teams.sort();
+        }
+        let accounts: HashMap<String, ServiceAccountRecord> = accounts
+            .into_iter()
+            .map(|a| {
+                if a.disabled_ms.is_some() {
+                    snapshot.disabled.service_accounts.insert(a.id.clone());
+                }
+                (a.id.clone(), a)
+            })
+            .collect();
+        for u in users {
+            if u.disabled_ms.is_some() {
+                snapshot.disabled.users.insert(u.id.clone());
+            }
+            if let (Some(issuer), Some(subject)) = (&u.issuer, &u.external_subject) {
+                snapshot
+                    .externals
+                    .insert((issuer.clone(), subject.clone()), u.id.clone());
+            }
+            snapshot.users.insert(u.id.clone(), u);
+        }
+        let teams: HashSet<String> = teams.into_iter().map(|t: TeamRecord| t.id).collect();
+        let now = now_ms();
+        // A key's view is shared by its secrets (several during a rotation's grace period).
+        let mut views: HashMap<String, KeyLookup> = HashMap::new();
+        for secret in secrets {
+            let Some(digest) = hex::decode(&secret.hash)
+                .ok()
+                .and_then(|b| <[u8; 32]>::try_from(b).ok())
+            else {
+                tracing::error!(key = %secret.found.key.id, "a stored key digest is malformed; skipping it");
+                continue;
+            };
+            let key = &secret.found.key;
+            let lookup = match views.get(&key.id) {
+                Some(view) => view.clone(),
+                None => {
+                    let view = snapshot.key_view(key, &accounts, &teams, now);
+                    views.insert(key.id.clone(), view.clone());
+                    view
+                }
+            };
+            let lookup = match lookup {
+                KeyLookup::Found(principal, _) => {
+                    KeyLookup::Found(principal, secret.found.secret_expires_ms)
+                }
+                refused => refused,
+            };
+            snapshot.keys.insert(digest, lookup);
+        }
+        if let Some(vault) = vault {
+            for c in credentials {
+                let Ok(secret) = vault.open(&c.id, &c.sealed) else {
+                    tracing::error!(credential = %c.id, "a stored provider key cannot be opened with PORTCULLIS_SECRET_KEY; skipping it");
+                    continue;
+                };
+                let owner = match CredentialOwner::parse(&c.owner_kind) {
+                    Some(CredentialOwner::User) => Owner::User(c.owner_id),
+                    Some(CredentialOwner::Team) => Owner::Team(c.owner_id),
+                    Some(CredentialOwner::Default) | None => Owner::Default,
+                };
+                snapshot
+                    .credentials
+                    .by_provider
+                    .entry(c.provider)
+                    .or_default()
+                    .push((
+                        owner,
+                        Arc::new(ResolvedCredential {
+                            id: Arc::from(c.id),
+                            alias: c.alias,
+                            secret,
+                            prepared: std::sync::OnceLock::new(),
+                        }),
+                    ));
+            }
+        }
+        Ok(snapshot)
+    }
+
+    /// What presenting one of `key`'s secrets means, given the users, memberships, service
+    /// accounts and teams of this snapshot.
+    fn key_view(
+        &self,
+        key: &KeyRecord,
+        accounts: &HashMap<String, ServiceAccountRecord>,
+        teams: &HashSet<String>,
+        now: i64,
+    ) -> KeyLookup {
+        let key_id = || Arc::<str>::from(key.id.as_str());
+        if key.revoked_ms.is_some_and(|t| t <= now) {
+            // Deleting a team revokes the keys bound to it: say why.
+            if let Some(team) = &key.team_id
+                && !teams.contains(team)
+            {
+                return KeyLookup::Refused(RefusedKind::LeftTeam(
+                    key_id(),
+                    Arc::from(team.as_str()),
+                ));
+            }
+            return KeyLookup::Refused(RefusedKind::Revoked(key_id()));
+        }
+        let mut identity = Identity {
+            subject: key.id.clone(),
+            method: AuthMethod::VirtualKey,
+            user: key.user_id.clone(),
+            team: None,
+            teams: Vec::new(),
+            service_account: key.service_account_id.clone(),
+            key_id: Some(key.id.clone()),
+            role: AccessRole::Member,
+            allowed_models: parse_models(key),
+            scopes: None,
+        };
+        if let Some(user_id) = &key.user_id {
+            let Some(user) = self.users.get(user_id).filter(|u| u.disabled_ms.is_none()) else {
+                return KeyLookup::Refused(RefusedKind::Disabled);
+            };
+            identity.role = AccessRole::parse(&user.role).unwrap_or_default();
+            identity.teams = self.memberships.get(user_id).cloned().unwrap_or_default();
+        }
+        if let Some(sa_id) = &key.service_account_id {
+            let Some(sa) = accounts.get(sa_id).filter(|a| a.disabled_ms.is_none()) else {
+                return KeyLookup::Refused(RefusedKind::Disabled);
+            };
+            identity.role = AccessRole::parse(&sa.role).unwrap_or_default();
+            if let Some(team) = &sa.team_id {
+                identity.teams.push(team.clone());
+            }
+        }
+        if let Some(team) = &key.team_id {
+            // A key bound to a team and to a user (or service account) speaks for that team
+            // only while its owner belongs to it: leaving the team takes the key's access to
+            // the team's logs, provider keys and budget away. A key bound to a team alone is
+            // the team's own (deleting the team revokes it).
+            let owned = key.user_id.is_some() || key.service_account_id.is_some();
+            if owned && !identity.teams.contains(team) {
+                return KeyLookup::Refused(RefusedKind::LeftTeam(
+                    key_id(),
+                    Arc::from(team.as_str()),
+                ));
+            }
+            if !identity.teams.contains(team) {
+                identity.teams.insert(0, team.clone());
+            }
+            identity.team = Some(team.clone());
+        } else {
+            identity.team = identity.teams.first().cloned();
+        }
+        KeyLookup::Found(
+            Arc::new(Principal {
+                identity: Arc::new(identity),
+                expires_ms: key.expires_ms,
+                rules: key_rules(key),
+                controls: key_controls(key),
+                allow_custom_cost: key.allow_custom_cost,
+                tools_denied: parse_tools_denied(key),
+            }),
+            None,
+        )
     }
 }
 
@@ -741,7 +974,22 @@ fn parse_models(key: &KeyRecord) -> Option<Arc<[String]>> {
     }
 }
 
-/// The limiter rules of a key's own limits and budget.
+/// The key's own tool-call deny-list, compiled; `None` when it has none (or it no longer
+/// compiles, which is logged: it was validated when the key was created).
+fn parse_tools_denied(key: &KeyRecord) -> Option<Arc<ToolGlobs>> {
+    let text = key.tools_denied.as_deref()?;
+    let compiled = serde_json::from_str::<Vec<String>>(text)
+        .ok()
+        .and_then(|list| ToolGlobs::new(&list).ok());
+    match compiled {
+        Some(globs) => (!globs.is_empty()).then(|| Arc::new(globs)),
+        None => {
+            tracing::error!(key = %key.id, "malformed tool deny-list; ignoring it");
+            None
+        }
+    }
+}
+
 /// The key's own controls, resolved; `None` when it has none (or they no longer parse, which
 /// is logged: they were validated when the key was created).
 fn key_controls(key: &KeyRecord) -> Option<ControlOverrides> {
@@ -755,6 +1003,7 @@ fn key_controls(key: &KeyRecord) -> Option<ControlOverrides> {
     }
 }
 
+/// The limiter rules of a key's own limits and budget.
 fn key_rules(key: &KeyRecord) -> Option<Arc<[Rule]>> {
     let text = key.limits.as_deref()?;
     let limits: KeyLimits = match serde_json::from_str(text) {
@@ -832,6 +1081,106 @@ fn claims_digest(c: &ExternalClaims) -> [u8; 32] {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::manage::{ManageError, NewKey};
+
+    /// A directory over a fresh SQLite database, and the store (to close it).
+    async fn sqlite_directory(
+        dir: &tempfile::TempDir,
+    ) -> (Directory, Arc<portcullis_store::SqliteStore>) {
+        let url = format!("sqlite://{}", dir.path().join("t.db").display());
+        let store = portcullis_store::SqliteStore::connect(&url, 4)
+            .await
+            .unwrap();
+        let tenancy: Arc<dyn TenancyStore> = store.clone();
+        let directory = Directory::new(tenancy, None, DirectoryOptions::default())
+            .await
+            .unwrap();
+        (directory, store)
+    }
+
+    fn key(name: &str, tools_denied: Option<&[&str]>) -> NewKey {
+        NewKey {
+            name: name.to_owned(),
+            tools_denied: tools_denied.map(|t| t.iter().map(|s| (*s).to_owned()).collect()),
+            ..NewKey::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn a_keys_tools_denied_travels_with_its_principal() {
+        let dir = tempfile::tempdir().unwrap();
+        let (directory, _store) = sqlite_directory(&dir).await;
+        let denying = directory
+            .create_key(key("agent", Some(&["delete_*", "send_{mail,money}"])))
+            .await
+            .unwrap();
+        let plain = directory.create_key(key("plain", None)).await.unwrap();
+        let empty = directory.create_key(key("empty", Some(&[]))).await.unwrap();
+        let principal = directory
+            .authenticate_key(denying.secret.expose())
+            .await
+            .unwrap();
+        let globs = principal.tools_denied.as_deref().unwrap();
+        assert_eq!(globs.patterns(), ["delete_*", "send_{mail,money}"]);
+        assert!(globs.matches("delete_file") && globs.matches("send_money"));
+        assert!(!globs.matches("read_file") && !globs.matches("Delete_file"));
+        for issued in [plain, empty] {
+            let principal = directory
+                .authenticate_key(issued.secret.expose())
+                .await
+                .unwrap();
+            assert_eq!(principal.tools_denied, None, "{}", issued.record.name);
+        }
+        for (globs, wanted) in [
+            (&["ok", ""][..], "`tools_denied[1]` must not be empty"),
+            (
+                &["", "x{"][..],
+                "`tools_denied[0]` must not be empty; `tools_denied[1]` is not a valid glob (`x{`): unclosed alternate group; missing '}' (maybe escape '{' with '[{]'?)",
+            ),
+            (
+                &["a[b"][..],
+                "`tools_denied[0]` is not a valid glob (`a[b`): unclosed character class; missing ']'",
+            ),
+        ] {
+            match directory.create_key(key("bad", Some(globs))).await {
+                Err(ManageError::Invalid(message)) => assert_eq!(message, wanted),
+                other => panic!("{globs:?}: {other:?}"),
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn keys_resolve_from_memory_when_the_database_is_gone() {
+        let dir = tempfile::tempdir().unwrap();
+        let (directory, store) = sqlite_directory(&dir).await;
+        let live = directory.create_key(key("live", None)).await.unwrap();
+        let revoked = directory.create_key(key("revoked", None)).await.unwrap();
+        directory.revoke_key(&revoked.record.id).await.unwrap();
+        let reloads = directory.stats().reloads;
+        store.pool().close().await;
+        // Nothing below can reach the database: every answer comes from the snapshot.
+        for _ in 0..2 {
+            let principal = directory
+                .authenticate_key(live.secret.expose())
+                .await
+                .unwrap();
+            assert_eq!(principal.identity.key_id.as_deref(), Some(&*live.record.id));
+            assert!(matches!(
+                directory.authenticate_key(revoked.secret.expose()).await,
+                Err(AuthError::Revoked { key_id }) if key_id == revoked.record.id
+            ));
+            let unknown = crate::keys::generate();
+            assert!(matches!(
+                directory.authenticate_key(unknown.secret.expose()).await,
+                Err(AuthError::UnknownKey)
+            ));
+            // A refresh fails, and leaves the snapshot in use.
+            assert!(directory.refresh().await.is_err());
+        }
+        let stats = directory.stats();
+        assert_eq!(stats.reloads, reloads);
+        assert_eq!(stats.key_secrets, 2);
+    }
 
     #[test]
     fn roles_from_claims() {

@@ -4,8 +4,9 @@
 //! - [`vault`]: AES-256-GCM sealing of provider credentials under `PORTCULLIS_SECRET_KEY`;
 //! - [`passwords`]: Argon2id digests for local users' passwords;
 //! - [`directory`]: the hot-path [`Directory`] — keys and enterprise claims resolved to
-//!   [`Principal`]s through caches that every replica keeps current by polling the tenancy
-//!   version — and per-identity provider-key resolution;
+//!   [`Principal`]s from a snapshot of tenancy held in memory, which every replica reloads in
+//!   the background when the tenancy version it polls moves — and per-identity provider-key
+//!   resolution;
 //! - [`controls`]: a key's own cache, retry and timeout settings, and their resolved form;
 //! - [`manage`]: the validated management operations behind the admin API and the CLI;
 //! - [`config`]: the `identity:` block and the check of `secret_key`.
@@ -31,7 +32,7 @@ pub mod vault;
 pub use controls::{ControlOverrides, KeyControls};
 #[cfg(feature = "runtime")]
 pub use directory::{
-    AliasError, AuthError, Directory, DirectoryOptions, ExternalClaims, Principal,
+    AliasError, AuthError, Directory, DirectoryOptions, DirectoryStats, ExternalClaims, Principal,
     ResolvedCredential, role_from_claims,
 };
 #[cfg(feature = "runtime")]

@@ -67,6 +67,9 @@ pub struct NewKey {
     pub expires_ms: Option<i64>,
     /// Whether the key's own prices (`x-portcullis-custom-cost`) are what its budgets count.
     pub allow_custom_cost: bool,
+    /// Tool-name globs whose calls are withheld from the key's answers (joined with the
+    /// route's list); `None` or empty denies nothing of its own.
+    pub tools_denied: Option<Vec<String>>,
 }
 
 /// A key just created or rotated: the only time its secret is available.
@@ -432,6 +435,9 @@ impl Directory {
                 "`models` entries must not be empty".into(),
             ));
         }
+        if let Some(globs) = &new.tools_denied {
+            check_tool_globs(globs)?;
+        }
         if let Some(limits) = &new.limits {
             limits.validate()?;
         }
@@ -474,6 +480,10 @@ impl Directory {
                 .filter(|c| **c != crate::KeyControls::default())
                 .and_then(|c| serde_json::to_string(c).ok()),
             allow_custom_cost: new.allow_custom_cost,
+            tools_denied: new
+                .tools_denied
+                .filter(|globs| !globs.is_empty())
+                .map(|globs| serde_json::Value::from(globs).to_string()),
         };
         self.store().create_key(&record, &issued.hash).await?;
         self.invalidate().await?;
@@ -592,6 +602,30 @@ impl Directory {
         self.invalidate().await?;
         Ok(())
     }
+}
+
+/// Each entry of a key's `tools_denied` must be a non-empty glob that compiles as the
+/// request path compiles it (`portcullis_policy::ToolGlobs`); every bad entry is named.
+fn check_tool_globs(globs: &[String]) -> Result<(), ManageError> {
+    let Err(issues) = portcullis_policy::ToolGlobs::new(globs) else {
+        return Ok(());
+    };
+    let described: Vec<String> = issues
+        .iter()
+        .map(|issue| {
+            if issue.pattern.is_empty() {
+                format!("`tools_denied[{}]` must not be empty", issue.index)
+            } else {
+                format!(
+                    "`tools_denied[{}]` is not a valid glob (`{}`): {}",
+                    issue.index,
+                    issue.pattern.chars().take(64).collect::<String>(),
+                    issue.message
+                )
+            }
+        })
+        .collect();
+    Err(ManageError::Invalid(described.join("; ")))
 }
 
 /// Whether `e` is an e-mail address as HTML's `<input type=email>` defines one (WHATWG):

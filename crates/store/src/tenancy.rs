@@ -4,7 +4,7 @@
 //!
 //! The store holds only digests of key secrets and only sealed (encrypted) provider secrets;
 //! hashing, sealing and every policy decision live in `portcullis-identity`. JSON-valued
-//! columns (`models`, `limits`, `metadata`, `controls`) are opaque text here. Both SQL backends run the
+//! columns (`models`, `limits`, `metadata`, `controls`, `tools_denied`) are opaque text here. Both SQL backends run the
 //! same statements, implemented once by a macro. Every mutation bumps the tenancy version.
 
 use async_trait::async_trait;
@@ -96,6 +96,8 @@ pub struct KeyRecord {
     /// Whether the caller's own prices (`x-portcullis-custom-cost`) are what its budgets
     /// count; otherwise they are only recorded next to the list price.
     pub allow_custom_cost: bool,
+    /// JSON array of tool-name globs whose calls are withheld from the key's answers.
+    pub tools_denied: Option<String>,
 }
 
 /// A key found by the digest of a presented secret.
@@ -105,6 +107,16 @@ pub struct KeyMatch {
     pub key: KeyRecord,
     /// When this particular secret stops working (set during a rotation's grace period).
     pub secret_expires_ms: Option<i64>,
+}
+
+/// One stored secret of a key, with the key: what a replica loads to resolve every presented
+/// key from memory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeySecret {
+    /// Hex SHA-256 of the secret.
+    pub hash: String,
+    /// The key and this secret's own expiry.
+    pub found: KeyMatch,
 }
 
 /// Who a provider credential belongs to.
@@ -251,6 +263,9 @@ pub trait TenancyStore: Send + Sync + std::fmt::Debug {
     ) -> Result<Vec<KeyRecord>, StoreError>;
     /// The key a secret digest belongs to, with that secret's own expiry.
     async fn key_by_secret(&self, secret_hash: &str) -> Result<Option<KeyMatch>, StoreError>;
+    /// Every stored secret with its key (revoked keys included, so that they are refused with
+    /// their reason), for loading the whole directory into memory.
+    async fn key_secrets(&self) -> Result<Vec<KeySecret>, StoreError>;
     /// Revokes a key at `now_ms`; `false` when unknown or already revoked.
     async fn revoke_key(&self, id: &str, now_ms: i64) -> Result<bool, StoreError>;
     /// Adds a new secret to a key and retires its other live secrets at `old_expires_ms`;
@@ -288,10 +303,11 @@ pub struct KeyFilter {
 const USER_COLUMNS: &str =
     "id, email, name, role, password_hash, issuer, external_subject, disabled_ms, created_ms";
 const KEY_COLUMNS: &str = "id, name, prefix, user_id, team_id, service_account_id, models, \
-     limits, metadata, expires_ms, revoked_ms, created_ms, controls, allow_custom_cost";
+     limits, metadata, expires_ms, revoked_ms, created_ms, controls, allow_custom_cost, \
+     tools_denied";
 const KEY_COLUMNS_K: &str = "k.id, k.name, k.prefix, k.user_id, k.team_id, \
      k.service_account_id, k.models, k.limits, k.metadata, k.expires_ms, k.revoked_ms, \
-     k.created_ms, k.controls, k.allow_custom_cost";
+     k.created_ms, k.controls, k.allow_custom_cost, k.tools_denied";
 
 /// Whether a database error is a unique-constraint violation.
 fn is_conflict(e: &sqlx::Error) -> bool {
@@ -302,6 +318,14 @@ fn is_conflict(e: &sqlx::Error) -> bool {
 struct KeyMatchRow {
     #[sqlx(flatten)]
     key: KeyRecord,
+    secret_expires_ms: Option<i64>,
+}
+
+#[derive(sqlx::FromRow)]
+struct KeySecretRow {
+    #[sqlx(flatten)]
+    key: KeyRecord,
+    secret_hash: String,
     secret_expires_ms: Option<i64>,
 }
 
@@ -602,7 +626,7 @@ macro_rules! tenancy_store {
                 let mut tx = self.pool().begin().await?;
                 sqlx::query(&format!(
                     "INSERT INTO virtual_keys ({KEY_COLUMNS}) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)"
                 ))
                 .bind(&key.id)
                 .bind(&key.name)
@@ -618,6 +642,7 @@ macro_rules! tenancy_store {
                 .bind(key.created_ms)
                 .bind(&key.controls)
                 .bind(key.allow_custom_cost)
+                .bind(&key.tools_denied)
                 .execute(&mut *tx)
                 .await?;
                 sqlx::query(
@@ -698,6 +723,26 @@ macro_rules! tenancy_store {
                     key: r.key,
                     secret_expires_ms: r.secret_expires_ms,
                 }))
+            }
+
+            async fn key_secrets(&self) -> Result<Vec<KeySecret>, StoreError> {
+                let rows: Vec<KeySecretRow> = sqlx::query_as(&format!(
+                    "SELECT {KEY_COLUMNS_K}, s.hash AS secret_hash, \
+                     s.expires_ms AS secret_expires_ms \
+                     FROM key_secrets s JOIN virtual_keys k ON k.id = s.key_id"
+                ))
+                .fetch_all(self.pool())
+                .await?;
+                Ok(rows
+                    .into_iter()
+                    .map(|r| KeySecret {
+                        hash: r.secret_hash,
+                        found: KeyMatch {
+                            key: r.key,
+                            secret_expires_ms: r.secret_expires_ms,
+                        },
+                    })
+                    .collect())
             }
 
             async fn revoke_key(&self, id: &str, now_ms: i64) -> Result<bool, StoreError> {
