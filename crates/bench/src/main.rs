@@ -48,11 +48,13 @@ struct Args {
     warmup: Duration,
     json: Option<PathBuf>,
     pin: bool,
+    /// Leave the `keyed` route's tool deny-list out, to compare with builds that predate it.
+    no_tools_denied: bool,
 }
 
 fn usage() -> ! {
     eprintln!(
-        "usage: portcullis-bench run [--gateway-bin PATH] [--duration SECS] [--warmup SECS] [--json FILE] [--no-pin]\n\
+        "usage: portcullis-bench run [--gateway-bin PATH] [--duration SECS] [--warmup SECS] [--json FILE] [--no-pin] [--no-tools-denied]\n\
          \x20      portcullis-bench load ADDR PATH KEY MODEL [--concurrency N] [--duration SECS] [--stream]\n\
          \x20      portcullis-bench memory [--help for its options]\n\
          \x20      portcullis-bench floor UPSTREAM_ADDR..."
@@ -207,6 +209,7 @@ fn parse_args() -> Args {
         warmup: Duration::from_secs(2),
         json: None,
         pin: true,
+        no_tools_denied: false,
     };
     while let Some(flag) = args.next() {
         let mut value = || args.next().unwrap_or_else(|| usage());
@@ -220,6 +223,7 @@ fn parse_args() -> Args {
             }
             "--json" => a.json = Some(PathBuf::from(value())),
             "--no-pin" => a.pin = false,
+            "--no-tools-denied" => a.no_tools_denied = true,
             _ => usage(),
         }
     }
@@ -313,13 +317,18 @@ async fn run(args: &Args) -> Result<(), String> {
              \x20 streaming:\n    kind: custom\n    api_key: sk-mock-openai\n    base_url: {stream}\n\
              routes:\n  cached:\n    targets: [openai/gpt-4o-mini]\n    cache: {{enabled: true}}\n\
              \x20 limited:\n    targets: [openai/gpt-4o-mini]\n\
-             \x20 keyed:\n    targets: [openai/gpt-4o-mini]\n{KEYED_ROUTE_TOOLS_DENIED}\
+             \x20 keyed:\n    targets: [openai/gpt-4o-mini]\n{keyed_tools_denied}\
              limits:\n  - {{scope: route, match: limited, requests: 100000000, window: 1h}}\n\
              \x20 - {{scope: route, match: limited, tokens: 1000000000, window: 1h}}\n",
             db = dir.path().join("bench.db").display(),
             fast = fast.openai_base_url(),
             slow = slow.openai_base_url(),
             stream = streaming.openai_base_url(),
+            keyed_tools_denied = if args.no_tools_denied {
+                ""
+            } else {
+                KEYED_ROUTE_TOOLS_DENIED
+            },
         ),
     )
     .map_err(|e| e.to_string())?;
