@@ -1149,6 +1149,66 @@ mod tests {
         }
     }
 
+    /// Measures what may wait: a full reload of a few thousand keys, and the first-sight
+    /// provisioning of an enterprise user (printed with `--nocapture`).
+    #[tokio::test]
+    async fn reloads_and_first_sight_provisioning_are_measured() {
+        let dir = tempfile::tempdir().unwrap();
+        let (directory, _store) = sqlite_directory(&dir).await;
+        let mut secrets = Vec::new();
+        for i in 0..2_000 {
+            let issued = directory
+                .inner
+                .store
+                .create_key(
+                    &KeyRecord {
+                        id: format!("key_{i}"),
+                        name: format!("k{i}"),
+                        prefix: String::new(),
+                        user_id: None,
+                        team_id: None,
+                        service_account_id: None,
+                        models: None,
+                        limits: None,
+                        metadata: None,
+                        expires_ms: None,
+                        revoked_ms: None,
+                        created_ms: i,
+                        controls: None,
+                        allow_custom_cost: false,
+                        tools_denied: Some(r#"["rm_*"]"#.to_owned()),
+                    },
+                    &hex::encode(keys::digest(&format!("secret-{i}"))),
+                )
+                .await;
+            issued.unwrap();
+            secrets.push(format!("secret-{i}"));
+        }
+        directory.invalidate().await.unwrap();
+        let stats = directory.stats();
+        assert_eq!(stats.key_secrets, 2_000);
+        for s in &secrets {
+            assert!(directory.resolve_key(s).is_ok());
+        }
+        let claims = ExternalClaims {
+            issuer: "https://idp.test".into(),
+            subject: "s-1".into(),
+            user: "ann".into(),
+            email: Some("ann@corp.test".into()),
+            teams: vec!["red".into()],
+            roles: vec![],
+            default_role: AccessRole::Member,
+            method: AuthMethod::Jwt,
+        };
+        directory.resolve_external(&claims).await.unwrap();
+        let first = directory.stats();
+        assert_eq!(first.provisions, 1);
+        eprintln!(
+            "reload of 2000 keys: {} us; first-sight provisioning: {} us",
+            stats.last_reload_us, first.provision_us
+        );
+    }
+
     #[tokio::test]
     async fn keys_resolve_from_memory_when_the_database_is_gone() {
         let dir = tempfile::tempdir().unwrap();
