@@ -13,7 +13,9 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use portcullis_config::{Config, ProcessEnv, Source};
 use portcullis_gateway::{Gateway, MasterKeyOrigin};
-use tracing_subscriber::EnvFilter;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{EnvFilter, Layer};
 
 mod keys;
 mod tenancy;
@@ -31,6 +33,10 @@ Environment:
   PORTCULLIS_MASTER_KEY_FILE where a generated master key is written when not on a terminal
   PORTCULLIS_LOG            log filter (e.g. info, portcullis=debug; default info)
   PORTCULLIS_LOG_FORMAT     `json` for JSON log lines (default: human-readable)
+  OTEL_EXPORTER_OTLP_ENDPOINT  OTLP collector base URL: traces are exported when it (or
+                            OTEL_EXPORTER_OTLP_TRACES_ENDPOINT, or telemetry.otlp_endpoint)
+                            is set; OTEL_EXPORTER_OTLP_PROTOCOL (http/protobuf or grpc),
+                            OTEL_SERVICE_NAME, OTEL_RESOURCE_ATTRIBUTES
   Providers, without a file: OPENAI_API_KEY, ANTHROPIC_API_KEY, GROQ_API_KEY,
   MISTRAL_API_KEY, DEEPSEEK_API_KEY, GEMINI_API_KEY, …, OPENAI_BASE_URL and the other
   *_BASE_URL variables, OLLAMA_BASE_URL, CLOUDFLARE_ACCOUNT_ID with CLOUDFLARE_GATEWAY_ID
@@ -137,7 +143,6 @@ fn main() -> ExitCode {
             manage(tenancy::provider_keys(config, command))
         }
         Command::Serve { config, listen } => {
-            init_tracing();
             let runtime = match tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 // A worker going idle hands back what other threads freed of its memory.
@@ -150,7 +155,18 @@ fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
-            match runtime.block_on(serve(config, listen)) {
+            let config = match load_config(config.as_deref(), listen) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            let telemetry = init_tracing(config.telemetry.as_ref(), &runtime);
+            let outcome = runtime.block_on(serve(config));
+            // The last spans are exported (on the runtime, which is still there) before exiting.
+            drop(telemetry);
+            match outcome {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("error: {e:#}");
@@ -161,21 +177,55 @@ fn main() -> ExitCode {
     }
 }
 
-fn init_tracing() {
-    let filter = EnvFilter::try_from_env("PORTCULLIS_LOG")
+/// Logs to stderr, filtered by `PORTCULLIS_LOG`; and, when telemetry is configured, spans to
+/// the OTLP collector (the returned guard exports the last ones when dropped).
+fn init_tracing(
+    telemetry: Option<&portcullis_telemetry::TelemetrySettings>,
+    runtime: &tokio::runtime::Runtime,
+) -> Option<portcullis_telemetry::TelemetryGuard> {
+    let mut filter = EnvFilter::try_from_env("PORTCULLIS_LOG")
         .or_else(|_| EnvFilter::try_from_default_env())
         .unwrap_or_else(|_| EnvFilter::new("info"));
+    // Trace spans are for the collector; log lines do not carry them.
+    if let Ok(directive) = format!("{}=off", portcullis_telemetry::TARGET).parse() {
+        filter = filter.add_directive(directive);
+    }
     let json = std::env::var("PORTCULLIS_LOG_FORMAT").is_ok_and(|f| f == "json");
     // Colour codes only for a person at a terminal, never into a file or a log collector.
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    let log = tracing_subscriber::fmt::layer()
         .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
-    if json {
-        builder.json().init();
+    let log = if json {
+        log.json().boxed()
     } else {
-        builder.compact().init();
+        log.compact().boxed()
+    };
+    // The exporter's connections live on the runtime.
+    let installed = telemetry.map(|settings| {
+        let _runtime = runtime.enter();
+        portcullis_telemetry::install(settings)
+    });
+    let (traces, guard, failure) = match installed {
+        Some(Ok((layer, guard))) => (Some(layer), Some(guard), None),
+        Some(Err(e)) => (None, None, Some(e)),
+        None => (None, None, None),
+    };
+    tracing_subscriber::registry()
+        .with(traces)
+        .with(log.with_filter(filter))
+        .init();
+    match (telemetry, failure) {
+        (Some(_), Some(e)) => tracing::error!("traces will not be exported: {e}"),
+        (Some(settings), None) => tracing::info!(
+            endpoint = %settings.endpoint,
+            protocol = %settings.protocol,
+            service = %settings.service_name,
+            "exporting traces to {}",
+            settings.endpoint
+        ),
+        (None, _) => {}
     }
+    guard
 }
 
 #[allow(clippy::print_stdout, clippy::print_stderr)]
@@ -205,15 +255,20 @@ fn check(path: &std::path::Path) -> ExitCode {
     ExitCode::FAILURE
 }
 
-async fn serve(path: Option<PathBuf>, listen: Option<String>) -> anyhow::Result<()> {
-    ignore_hangup();
-    let mut config: Config = portcullis_config::load(path.as_deref(), &ProcessEnv)
+/// The configuration `serve` runs with: the file (or the environment), `--listen` on top.
+fn load_config(path: Option<&Path>, listen: Option<String>) -> anyhow::Result<Config> {
+    let mut config: Config = portcullis_config::load(path, &ProcessEnv)
         .map_err(|e| anyhow::anyhow!("invalid configuration:\n  {}", e.issues().join("\n  ")))?;
     if let Some(listen) = listen {
         config.listen = listen.parse().map_err(|_| {
             anyhow::anyhow!("--listen `{listen}` is not a host:port address (e.g. 127.0.0.1:8800)")
         })?;
     }
+    Ok(config)
+}
+
+async fn serve(config: Config) -> anyhow::Result<()> {
+    ignore_hangup();
     let problems = config.preflight();
     if !problems.is_empty() {
         let lines: Vec<String> = problems.iter().map(ToString::to_string).collect();

@@ -128,6 +128,8 @@ pub struct Config {
     pub secret_key: Option<Secret>,
     /// Identity settings.
     pub identity: IdentityConfig,
+    /// OpenTelemetry traces, when an endpoint is configured (`None`: off).
+    pub telemetry: Option<portcullis_telemetry::TelemetrySettings>,
 }
 
 /// `identity:` and `oauth:` validated.
@@ -443,6 +445,11 @@ fn validate(
         },
         AT,
     ));
+    let telemetry = issues.take(portcullis_telemetry::resolve(
+        raw.telemetry.as_ref(),
+        "telemetry",
+        &|name| env.var(name),
+    ));
 
     if issues.is_empty()
         && !incomplete
@@ -508,6 +515,7 @@ fn validate(
             issuers: identity.issuers,
             oauth,
         },
+        telemetry: telemetry.flatten(),
     })
 }
 

@@ -83,6 +83,9 @@ pub struct RawConfig {
     /// The semantic cache, for every route (a route's block overrides it key by key).
     #[serde(default)]
     pub semantic_cache: Option<RawSemanticCache>,
+    /// OpenTelemetry traces (the `OTEL_*` environment overrides it).
+    #[serde(default)]
+    pub telemetry: Option<portcullis_telemetry::RawTelemetry>,
 }
 
 /// One route.

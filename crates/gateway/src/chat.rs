@@ -62,6 +62,7 @@ async fn run(state: &AppState, x: &mut Exchange, req: Request) -> Result<Respons
     let caller = authenticate(state, x, &parts.headers, body).await?;
     let dialect = x.dialect;
     let request = pipeline::decode(x, &caller, |body| decode_request(dialect, body))?;
+    crate::trace::record_chat_request(&x.span, &request);
     let resolved = pipeline::resolve(state, x, &caller, &request.model)?;
     authorize(&caller, &request.model, &resolved)?;
     let demand = Demand::of_chat(&request);
@@ -282,7 +283,7 @@ async fn respond(
     };
     let mut parsed = provider.decode_chat_response(&body)?;
     x.log.usage(&parsed.usage);
-    crate::trace::record_usage(&x.span, &parsed.usage);
+    crate::trace::record_chat_response(&x.span, &parsed);
     if parsed.created == 0 {
         parsed.created = crate::relay::unix_now();
     }

@@ -321,21 +321,26 @@ impl Dispatcher {
                 let outcome = match self
                     .client
                     .send(this, provider.name(), first_byte)
-                    .instrument(span)
+                    .instrument(span.clone())
                     .await
                 {
                     Ok(resp) if resp.status().is_success() => Ok(resp),
                     Ok(resp) => {
                         let status = resp.status().as_u16();
+                        crate::trace::record_attempt_status(&span, status);
                         let after = retry_after(resp.headers());
                         let body = read_body(resp.into_body(), provider.name()).await?;
                         Err(decode_upstream_error(status, after, &body, provider.name()))
                     }
-                    Err(e) => Err(e),
+                    Err(e) => {
+                        crate::trace::record_error(&span, &e);
+                        Err(e)
+                    }
                 };
                 let took = sent.elapsed();
                 let error = match outcome {
                     Ok(response) => {
+                        crate::trace::record_attempt_status(&span, response.status().as_u16());
                         self.breakers.record_success(&target.key);
                         self.latency.record(&target.key, took);
                         log.push(&target.key, response.status().as_u16(), None, took);

@@ -183,7 +183,10 @@ impl Exchange {
     /// rate-limit headers.
     pub fn record(mut self, result: Result<Response, GatewayError>) -> Response {
         let mut resp = match result {
-            Ok(resp) => resp,
+            Ok(resp) => {
+                crate::trace::record_status(&self.span, resp.status().as_u16());
+                resp
+            }
             Err(e) => {
                 crate::trace::record_error(&self.span, &e);
                 self.log.error(&e);

@@ -105,7 +105,7 @@ pub fn record_chat_request(span: &Span, request: &ChatRequest) {
     }
     record_request_model(span, &request.model);
     if let Some(v) = request.max_tokens {
-        span.record(semconv::REQUEST_MAX_TOKENS, u64::from(v));
+        span.record(semconv::REQUEST_MAX_TOKENS, i64::from(v));
     }
     if let Some(v) = request.temperature {
         span.record(semconv::REQUEST_TEMPERATURE, v);
@@ -114,7 +114,7 @@ pub fn record_chat_request(span: &Span, request: &ChatRequest) {
         span.record(semconv::REQUEST_TOP_P, v);
     }
     if let Some(v) = request.n {
-        span.record(semconv::REQUEST_CHOICE_COUNT, u64::from(v));
+        span.record(semconv::REQUEST_CHOICE_COUNT, i64::from(v));
     }
     if !request.stop.is_empty() {
         portcullis_telemetry::set_string_list(
@@ -156,8 +156,8 @@ pub fn record_usage(span: &Span, usage: &Usage) {
     if span.is_disabled() {
         return;
     }
-    span.record(semconv::USAGE_INPUT_TOKENS, usage.input_tokens);
-    span.record(semconv::USAGE_OUTPUT_TOKENS, usage.output_tokens);
+    span.record(semconv::USAGE_INPUT_TOKENS, integer(usage.input_tokens));
+    span.record(semconv::USAGE_OUTPUT_TOKENS, integer(usage.output_tokens));
 }
 
 /// Why each choice stopped, in the conventions' (OpenAI's) words.
@@ -200,7 +200,7 @@ pub fn record_status(span: &Span, status: u16) {
     if span.is_disabled() {
         return;
     }
-    span.record(semconv::HTTP_RESPONSE_STATUS_CODE, u64::from(status));
+    span.record(semconv::HTTP_RESPONSE_STATUS_CODE, i64::from(status));
     if status >= 500 {
         span.record("otel.status_code", "error");
     }
@@ -212,9 +212,9 @@ pub fn record_attempt_status(span: &Span, status: u16) {
     if span.is_disabled() {
         return;
     }
-    span.record(semconv::HTTP_RESPONSE_STATUS_CODE, u64::from(status));
+    span.record(semconv::HTTP_RESPONSE_STATUS_CODE, i64::from(status));
     if status >= 400 {
-        span.record(semconv::ERROR_TYPE, status);
+        span.record(semconv::ERROR_TYPE, tracing::field::display(status));
         span.record("otel.status_code", "error");
     }
 }
@@ -226,7 +226,7 @@ pub fn record_error(span: &Span, error: &GatewayError) {
     }
     span.record(
         semconv::HTTP_RESPONSE_STATUS_CODE,
-        u64::from(error.status().as_u16()),
+        i64::from(error.status().as_u16()),
     );
     span.record(semconv::ERROR_TYPE, error_type(error));
     span.record("otel.status_code", "error");
@@ -250,6 +250,12 @@ pub fn error_type(error: &GatewayError) -> &'static str {
         ErrorKind::Internal => "internal",
         ErrorKind::ClientClosed => "client_closed",
     }
+}
+
+/// A count as an integer attribute: exporters send `i64` as an integer, while a `u64` field
+/// becomes a string.
+fn integer(count: u64) -> i64 {
+    i64::try_from(count).unwrap_or(i64::MAX)
 }
 
 fn finish_reason(reason: &StopReason) -> &str {

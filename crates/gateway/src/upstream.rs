@@ -91,6 +91,8 @@ impl UpstreamClient {
         let mut builder = Request::builder().method(req.method).uri(req.uri);
         if let Some(h) = builder.headers_mut() {
             *h = req.headers;
+            // The current span (the attempt's) becomes the upstream's parent in the trace.
+            crate::trace::inject(h);
         }
         let request = builder.body(Full::new(req.body)).map_err(|e| {
             GatewayError::internal("The upstream request could not be built")

@@ -152,6 +152,7 @@ where
         .with_location(false)
         .with_threads(false)
         .with_tracked_inactivity(false)
+        .with_target(false)
         .with_filter(Targets::new().with_target(crate::TARGET, LevelFilter::TRACE));
     crate::set_enabled(true);
     Ok((

@@ -10,17 +10,23 @@
 //!   headers and written into an upstream request's;
 //! - [`semconv`]: the attribute names of the OpenTelemetry GenAI semantic conventions.
 //!
+//! Without the default `runtime` feature only [`config`] and [`semconv`] are built, for crates
+//! that read the configuration file.
+//!
 //! Off by default at no cost: until [`export::install`] succeeds, [`enabled`] is one relaxed
 //! atomic load returning `false`, and span helpers built on it create nothing.
 
 pub mod config;
+#[cfg(feature = "runtime")]
 pub mod export;
+#[cfg(feature = "runtime")]
 pub mod propagation;
 pub mod semconv;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
 pub use config::{Protocol, RawTelemetry, TelemetrySettings, resolve};
+#[cfg(feature = "runtime")]
 pub use export::{TelemetryError, TelemetryGuard, install};
 
 /// The `tracing` target of every span meant for export; the exporting layer sees only these.
@@ -34,12 +40,14 @@ pub fn enabled() -> bool {
     ENABLED.load(Ordering::Relaxed)
 }
 
+#[cfg(feature = "runtime")]
 fn set_enabled(on: bool) {
     ENABLED.store(on, Ordering::Relaxed);
 }
 
 /// Sets a string-list attribute (such as `gen_ai.response.finish_reasons`) on `span`, which
 /// `tracing` fields cannot hold. Nothing happens for a span that is not exported.
+#[cfg(feature = "runtime")]
 pub fn set_string_list(span: &tracing::Span, key: &'static str, values: Vec<String>) {
     use tracing_opentelemetry::OpenTelemetrySpanExt;
     if span.is_disabled() {

@@ -23,4 +23,5 @@ mod logging;
 mod openapi;
 mod proxy;
 mod semantic;
+mod telemetry;
 mod usage;
