@@ -18,6 +18,7 @@ use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer};
 
 mod keys;
+mod reload;
 mod tenancy;
 
 /// The environment variables `--help` lists.
@@ -155,6 +156,7 @@ fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
+            let listen_flag = listen.is_some();
             let config = match load_config(config.as_deref(), listen) {
                 Ok(c) => c,
                 Err(e) => {
@@ -163,7 +165,7 @@ fn main() -> ExitCode {
                 }
             };
             let telemetry = init_tracing(config.telemetry.as_ref(), &runtime);
-            let outcome = runtime.block_on(serve(config));
+            let outcome = runtime.block_on(serve(config, listen_flag));
             // The last spans are exported (on the runtime, which is still there) before exiting.
             drop(telemetry);
             match outcome {
@@ -267,8 +269,8 @@ fn load_config(path: Option<&Path>, listen: Option<String>) -> anyhow::Result<Co
     Ok(config)
 }
 
-async fn serve(config: Config) -> anyhow::Result<()> {
-    ignore_hangup();
+/// Serves `config`; `listen_flag`: its `listen` came from `--listen` (kept on every reload).
+async fn serve(config: Config, listen_flag: bool) -> anyhow::Result<()> {
     let problems = config.preflight();
     if !problems.is_empty() {
         let lines: Vec<String> = problems.iter().map(ToString::to_string).collect();
@@ -283,6 +285,12 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         .await
         .context("starting the gateway")?;
     announce_master_key(gateway.master_key(), &config);
+    reload::Reloader::new(
+        gateway.state().clone(),
+        &config,
+        listen_flag.then_some(config.listen),
+    )
+    .spawn();
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("binding {}", config.listen))?;
@@ -375,22 +383,6 @@ fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
     let mut file = options.open(path)?;
     file.write_all(text.as_bytes())?;
     file.sync_all()
-}
-
-/// Keeps `SIGHUP` (sent by log rotation and terminal hang-ups) from terminating the gateway:
-/// reloading the configuration is not supported yet, so the signal is logged and ignored.
-fn ignore_hangup() {
-    #[cfg(unix)]
-    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
-        Ok(mut hangups) => {
-            tokio::spawn(async move {
-                while hangups.recv().await.is_some() {
-                    tracing::warn!("received SIGHUP: reload is not supported yet; ignoring it");
-                }
-            });
-        }
-        Err(e) => tracing::warn!("cannot handle SIGHUP ({e}); it will stop the gateway"),
-    }
 }
 
 async fn shutdown_signal() {

@@ -63,11 +63,11 @@ async fn run(state: &AppState, x: &mut Exchange, req: Request) -> Result<Respons
     let dialect = x.dialect;
     let request = pipeline::decode(x, &caller, |body| decode_request(dialect, body))?;
     crate::trace::record_chat_request(&x.span, &request);
-    let resolved = pipeline::resolve(state, x, &caller, &request.model)?;
+    let resolved = pipeline::resolve(x, &caller, &request.model)?;
     authorize(&caller, &request.model, &resolved)?;
     let demand = Demand::of_chat(&request);
-    let admission = pipeline::admit(state, x, &caller, &resolved, demand).await?;
-    let fills = match cache(state, x, &caller, &request, &resolved).await? {
+    let admission = pipeline::admit(x, &caller, &resolved, demand).await?;
+    let fills = match cache(x, &caller, &request, &resolved).await? {
         Cached::Answer(resp) => return Ok(resp),
         Cached::Miss(fills) => fills,
     };
@@ -87,7 +87,7 @@ async fn run(state: &AppState, x: &mut Exchange, req: Request) -> Result<Respons
         x.dialect,
         served.target.provider.name(),
         &served.target.model,
-        caller.pricing(state, served.target),
+        caller.pricing(&x.runtime, served.target),
         [admission, served.admission.take()],
     );
     Stage::Respond
@@ -125,7 +125,6 @@ enum Cached {
 /// dialect, streamed or not); a miss makes this request the leader for its key, and identical
 /// requests arriving meanwhile wait for its answer.
 async fn cache(
-    state: &AppState,
     x: &mut Exchange,
     caller: &Caller,
     request: &ChatRequest,
@@ -137,7 +136,7 @@ async fn cache(
         .route()
         .or_else(|| resolved.primary().map(|t| &*t.key))
         .unwrap_or(&request.model);
-    let lookup = match &state.cache {
+    let lookup = match &x.runtime.cache {
         Some(cache) => {
             let wait = resolved
                 .policy
@@ -178,7 +177,7 @@ async fn cache(
         Lookup::Miss(fill) => Some(fill),
         Lookup::Bypass => None,
     };
-    let semantic = match &state.semantic {
+    let semantic = match &x.runtime.semantic {
         Some(layer) if !caller.options.skip_cache => {
             layer
                 .lookup(resolved.route(), &tenant, cache_target, request)

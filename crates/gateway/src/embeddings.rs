@@ -40,10 +40,10 @@ async fn run(state: &AppState, x: &mut Exchange, req: Request) -> Result<Respons
     let (parts, body) = req.into_parts();
     let caller = authenticate(state, x, &parts.headers, body).await?;
     let request = pipeline::decode(x, &caller, decode_embeddings_request)?;
-    let resolved = pipeline::resolve(state, x, &caller, &request.model)?;
+    let resolved = pipeline::resolve(x, &caller, &request.model)?;
     authorize(&caller, &request.model, &resolved)?;
     let demand = Demand::of_embeddings(&request);
-    let admission = pipeline::admit(state, x, &caller, &resolved, demand).await?;
+    let admission = pipeline::admit(x, &caller, &resolved, demand).await?;
     let build = |provider: &portcullis_providers::Provider,
                  model: &str,
                  credential: Option<&portcullis_providers::provider::Credential>| {
@@ -57,7 +57,7 @@ async fn run(state: &AppState, x: &mut Exchange, req: Request) -> Result<Respons
         x.dialect,
         served.target.provider.name(),
         &served.target.model,
-        caller.pricing(state, served.target),
+        caller.pricing(&x.runtime, served.target),
         [admission, served.admission.take()],
     );
     Stage::Respond

@@ -36,6 +36,7 @@ pub mod models;
 pub mod oauth;
 pub mod pipeline;
 pub mod relay;
+pub mod reload;
 pub mod request_log;
 pub mod respond;
 pub mod response_cache;
@@ -65,6 +66,7 @@ use tokio::net::TcpListener;
 use uuid::Uuid;
 
 pub use auth::{Authenticator, MasterKeyOrigin};
+pub use reload::{ReloadError, ReloadSummary, Runtime};
 pub use state::AppState;
 
 use crate::metrics::Metrics;
@@ -174,25 +176,24 @@ impl Gateway {
         };
         let cache = ResponseCache::build(&config.cache, redis.as_ref()).await?;
         // Always present: virtual keys may carry their own limits even when the file sets none.
-        let limiter = {
-            let backend: Arc<dyn portcullis_limits::LimitBackend> = match &config.redis_url {
-                Some(url) => Arc::new(
-                    portcullis_limits::RedisBackend::connect(
-                        url.expose(),
-                        portcullis_limits::RedisOptions::default(),
-                    )
-                    .await?,
-                ),
-                None => Arc::new(portcullis_limits::MemoryBackend::new()),
-            };
-            let seed: Arc<dyn portcullis_limits::SpendSeed> =
-                Arc::new(limits::LogSpendSeed(stores.usage.clone()));
-            Some(portcullis_limits::Limiter::new(
-                config.limits.clone(),
-                backend,
-                Some(seed),
-            ))
+        // The backend (counters, budgets) and the seed outlive reloads.
+        let limit_backend: Arc<dyn portcullis_limits::LimitBackend> = match &config.redis_url {
+            Some(url) => Arc::new(
+                portcullis_limits::RedisBackend::connect(
+                    url.expose(),
+                    portcullis_limits::RedisOptions::default(),
+                )
+                .await?,
+            ),
+            None => Arc::new(portcullis_limits::MemoryBackend::new()),
         };
+        let spend_seed: Arc<dyn portcullis_limits::SpendSeed> =
+            Arc::new(limits::LogSpendSeed(stores.usage.clone()));
+        let limiter = Some(portcullis_limits::Limiter::new(
+            config.limits.clone(),
+            limit_backend.clone(),
+            Some(spend_seed.clone()),
+        ));
         let client = UpstreamClient::new(ClientConfig {
             connect_timeout: config.upstream.connect_timeout,
             first_byte_timeout: config.upstream.first_byte_timeout,
@@ -219,23 +220,29 @@ impl Gateway {
             cache.as_ref().map(|c| c.store().clone()),
             limiter.clone(),
         ));
-        let mut state = AppState::new(
+        let runtime = Runtime {
             registry,
+            failover: config.failover.clone(),
+            prices: portcullis_cost::PriceBook::new(config.prices.clone()),
+            cache: cache.map(Arc::new),
+            semantic: semantic.map(Arc::new),
+            limiter,
+            log_bodies: config.log.bodies,
+            access_log: config.log.access,
+            max_request_body_bytes: config.server.max_request_body_bytes,
+        };
+        let mut state = AppState::new(
+            runtime,
+            config,
             auth,
             client,
             sink,
             stores,
             metrics,
-            config.server.max_request_body_bytes,
-            config.log.bodies,
-            config.failover.clone(),
-            cache,
-            portcullis_cost::PriceBook::new(config.prices.clone()),
-            limiter,
-            semantic,
+            limit_backend,
+            spend_seed,
         );
         state.body_budget = body::BodyBudget::new(config.server.max_body_bytes_in_flight);
-        state.access_log = config.log.access;
         let state = Arc::new(state);
         if let Some(redis) = redis {
             let sync = breaker_sync::BreakerSync::new(redis);
@@ -253,6 +260,13 @@ impl Gateway {
     /// The shared state.
     pub fn state(&self) -> &Arc<AppState> {
         &self.state
+    }
+
+    /// Applies a new configuration while serving (see [`AppState::reload`]): requests in flight
+    /// finish on the configuration they started with; `listen`, `database` and the other
+    /// settings the process takes when it starts are named in the summary and keep their values.
+    pub async fn reload(&self, config: &Config) -> Result<ReloadSummary, ReloadError> {
+        self.state.reload(config).await
     }
 
     /// How the master key was obtained (a generated one is shown once by the caller).
@@ -283,7 +297,6 @@ impl Gateway {
 
 /// The gateway's HTTP routes over `state`.
 pub fn router(state: Arc<AppState>) -> Router {
-    let access = state.access_log;
     let app = Router::new()
         .route("/v1/chat/completions", post(chat::chat_completions))
         .route("/v1/messages", post(chat::messages))
@@ -359,13 +372,19 @@ pub fn router(state: Arc<AppState>) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::disable())
-        .with_state(state);
-    if access.is_off() {
-        return app;
-    }
+        .with_state(state.clone());
+    // `log.access` as the configuration in force says (a reload may turn it on or off).
     app.layer(axum::middleware::from_fn_with_state(
-        access,
-        request_log::access_line_for_other_routes,
+        state,
+        |axum::extract::State(state): axum::extract::State<Arc<AppState>>,
+         req: axum::extract::Request,
+         next: axum::middleware::Next| async move {
+            let access = state.access_log();
+            if access.is_off() {
+                return next.run(req).await;
+            }
+            request_log::access_line_for_other_routes(axum::extract::State(access), req, next).await
+        },
     ))
 }
 

@@ -29,7 +29,8 @@ pub async fn list_models(State(state): State<Arc<AppState>>, headers: HeaderMap)
     if let Err(e) = state.auth.authenticate(&headers).await {
         return respond::error(dialect, &e, &id);
     }
-    let models = state.registry.models();
+    let runtime = state.runtime();
+    let models = runtime.registry.models();
     let body = match dialect {
         Dialect::OpenAi => json!({
             "object": "list",

@@ -44,6 +44,7 @@ use crate::headers::{
     self, ATTEMPTS, CACHE, MODEL, PROVIDER, PROVIDER_KEY, REQUEST_ID, RequestOptions,
 };
 use crate::limits::{self, Demand, RateHeaders};
+use crate::reload::Runtime;
 use crate::request_log::{RequestLog, body_text};
 use crate::respond;
 use crate::settle::Pricing;
@@ -157,6 +158,8 @@ pub struct Exchange {
     pub rate_status: Option<RateLimitStatus>,
     /// The request's span.
     pub span: tracing::Span,
+    /// The configuration's runtime the request began with; it keeps it to the end.
+    pub runtime: Arc<Runtime>,
 }
 
 impl Exchange {
@@ -166,15 +169,17 @@ impl Exchange {
         let started = Instant::now();
         let id = Uuid::now_v7();
         let dialect = operation.dialect();
+        let runtime = state.runtime();
         Self {
             id,
             started,
             operation,
             dialect,
-            log: state.request_log(id, operation.endpoint(), dialect, started),
+            log: state.open_log(&runtime, id, operation.endpoint(), dialect, started),
             rate: None,
             rate_status: None,
             span: crate::trace::request_span(operation.gen_ai_name(), headers),
+            runtime,
         }
     }
 
@@ -258,8 +263,8 @@ impl Caller {
     }
 
     /// The list price of `target`'s model and, when the caller sent its own, the custom price.
-    pub fn pricing(&self, state: &AppState, target: &Target) -> Pricing {
-        let list = state.prices.target_price(target, None);
+    pub fn pricing(&self, runtime: &Runtime, target: &Target) -> Pricing {
+        let list = runtime.prices.target_price(target, None);
         Pricing {
             list,
             custom: self.options.custom_cost.as_ref().map(|c| c.apply_to(list)),
@@ -297,13 +302,14 @@ pub async fn authenticate(
     body: Body,
 ) -> Result<Caller, GatewayError> {
     Stage::Authenticate
-        .run_async(accept(state, headers, body, &mut x.log))
+        .run_async(accept(state, &x.runtime, headers, body, &mut x.log))
         .await
 }
 
 /// [`authenticate`] without an [`Exchange`], for endpoints outside the pipeline.
 pub async fn accept(
     state: &AppState,
+    runtime: &Runtime,
     headers: &HeaderMap,
     body: Body,
     log: &mut RequestLog,
@@ -320,7 +326,7 @@ pub async fn accept(
 
     let options = headers::request_options(headers)?;
     // The operator's `log.bodies` is the ceiling: a caller may only ask for less.
-    let log_bodies = state.log_bodies && options.collect_log != Some(false);
+    let log_bodies = runtime.log_bodies && options.collect_log != Some(false);
     if let Some(r) = log.record() {
         if options.collect_log != Some(false) {
             r.metadata.clone_from(&options.metadata);
@@ -333,7 +339,7 @@ pub async fn accept(
         Some(&state.body_budget),
         body,
         headers,
-        state.max_request_body_bytes,
+        runtime.max_request_body_bytes,
     )
     .await?;
     if log_bodies && let Some(r) = log.record() {
@@ -417,19 +423,14 @@ impl Resolved {
 
 /// **resolve**: the model → route → alias → `provider/model` → targets (404 naming the model
 /// when nothing serves it), and the policy the request runs under.
-pub fn resolve(
-    state: &AppState,
-    x: &mut Exchange,
-    caller: &Caller,
-    model: &str,
-) -> Result<Resolved, GatewayError> {
+pub fn resolve(x: &mut Exchange, caller: &Caller, model: &str) -> Result<Resolved, GatewayError> {
     Stage::Resolve.run(|| {
-        let resolution = state.registry.resolve(model)?;
+        let resolution = x.runtime.registry.resolve(model)?;
         if let Some(r) = x.log.record() {
             r.route.clone_from(&resolution.route);
         }
         let policy = request_policy(
-            state.failover.policy(resolution.route.as_deref()),
+            x.runtime.failover.policy(resolution.route.as_deref()),
             caller.principal.controls.as_ref(),
             &caller.options,
         );
@@ -456,14 +457,14 @@ pub fn authorize(caller: &Caller, model: &str, resolved: &Resolved) -> Result<()
 /// and the key's own) checked and taken at once, the cost estimated at the primary target's
 /// price. Model- and provider-scoped rules are checked per target, in [`dispatch`].
 pub async fn admit(
-    state: &AppState,
     x: &mut Exchange,
     caller: &Caller,
     resolved: &Resolved,
     demand: Demand,
 ) -> Result<Option<Admission>, GatewayError> {
     let key_rules = caller.principal.rules.as_ref();
-    let Some(limiter) = state
+    let runtime = &x.runtime;
+    let Some(limiter) = runtime
         .limiter
         .as_ref()
         .filter(|l| !l.is_empty() || key_rules.is_some())
@@ -472,7 +473,7 @@ pub async fn admit(
     };
     let price = resolved
         .primary()
-        .and_then(|t| state.prices.target_price(t, caller.charged_custom_cost()));
+        .and_then(|t| runtime.prices.target_price(t, caller.charged_custom_cost()));
     let who = caller.identity();
     let subjects = Subjects {
         key: who.key_id.as_deref(),
@@ -509,13 +510,14 @@ pub async fn dispatch<'t>(
     demand: Demand,
     build: &BuildUpstream<'_>,
 ) -> Result<Served<'t>, GatewayError> {
-    let gate = state
+    let gate = x
+        .runtime
         .limiter
         .as_ref()
         .filter(|l| l.has_target_rules())
         .map(|limiter| TargetGate {
             limiter,
-            prices: &state.prices,
+            prices: &x.runtime.prices,
             custom_cost: caller.charged_custom_cost(),
             demand,
         });

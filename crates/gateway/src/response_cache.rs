@@ -132,6 +132,16 @@ impl ResponseCache {
         }))
     }
 
+    /// The same store and waiting requests under `config`'s settings (a reload keeps what is
+    /// cached).
+    pub fn reconfigured(&self, config: &CacheConfig) -> Self {
+        Self {
+            store: self.store.clone(),
+            coalescer: self.coalescer.clone(),
+            config: config.clone(),
+        }
+    }
+
     /// The store's counters.
     pub fn store(&self) -> &Arc<dyn CacheStore> {
         &self.store

@@ -1,17 +1,16 @@
-//! [`AppState`]: what every handler shares — the provider registry, the authenticator, the
-//! dispatcher (upstream client, breakers, latency, provider keys), the request-log sink, the
-//! stores and the metrics.
+//! [`AppState`]: what every handler shares — the authenticator, the dispatcher (upstream
+//! client, breakers, latency, provider keys), the request-log sink, the stores, the metrics —
+//! and the configuration's [`Runtime`] snapshot, swapped whole by [`AppState::reload`].
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
-use portcullis_config::FailoverConfig;
+use arc_swap::ArcSwap;
+use portcullis_config::Config;
 use portcullis_core::Dialect;
-use portcullis_cost::PriceBook;
 use portcullis_failover::{CircuitBreakers, LatencyTracker};
-use portcullis_limits::Limiter;
-use portcullis_providers::Registry;
+use portcullis_limits::{LimitBackend, SpendSeed};
 use portcullis_store::{LogRecord, LogSink, Stores};
 use std::sync::OnceLock;
 use uuid::Uuid;
@@ -19,16 +18,22 @@ use uuid::Uuid;
 use crate::auth::Authenticator;
 use crate::dispatch::Dispatcher;
 use crate::metrics::Metrics;
+use crate::reload::{Kept, ReloadError, ReloadSummary, Runtime};
 use crate::request_log::RequestLog;
-use crate::response_cache::ResponseCache;
-use crate::semantic::SemanticLayer;
 use crate::upstream::UpstreamClient;
 
 /// Shared state of a running gateway.
 #[derive(Debug)]
 pub struct AppState {
-    /// Providers, routes and aliases.
-    pub registry: Arc<Registry>,
+    /// What the configuration decides that a reload may change; a request loads it once.
+    runtime: ArcSwap<Runtime>,
+    /// The configuration in force (what needs a restart keeps its starting value); held while a
+    /// reload runs, so reloads apply one at a time.
+    applied: tokio::sync::Mutex<Config>,
+    /// The limiter's counters and budgets, kept across reloads.
+    limit_backend: Arc<dyn LimitBackend>,
+    /// Where budgets are seeded from.
+    spend_seed: SeedSource,
     /// Caller authentication.
     pub auth: Authenticator,
     /// Sends requests upstream: client, breakers, latency, provider keys.
@@ -39,75 +44,87 @@ pub struct AppState {
     pub stores: Stores,
     /// Prometheus metrics.
     pub metrics: Arc<Metrics>,
-    /// Largest accepted request body.
-    pub max_request_body_bytes: usize,
-    /// Whether request and response bodies are logged by default.
-    pub log_bodies: bool,
-    /// Retry, timeout and balancing policies per route.
-    pub failover: FailoverConfig,
-    /// The exact response cache, when any route uses it.
-    pub cache: Option<ResponseCache>,
-    /// Model prices.
-    pub prices: PriceBook,
-    /// Rate, concurrency and budget rules, when any are configured.
-    pub limiter: Option<Limiter>,
-    /// The semantic cache, when any route uses it.
-    pub semantic: Option<SemanticLayer>,
     /// The budget of request-body bytes held at once (`server.max_body_bytes_in_flight`).
     pub body_budget: Arc<crate::body::BodyBudget>,
-    /// Which requests get an access-log line (`log.access`).
-    pub access_log: portcullis_config::AccessLog,
     draining: AtomicBool,
 }
 
 impl AppState {
-    /// Assembles the state.
+    /// Assembles the state: `runtime` is what `config` decides, built over `limit_backend` and
+    /// `spend_seed`.
     #[allow(clippy::too_many_arguments)]
     pub fn new(
-        registry: Arc<Registry>,
+        runtime: Runtime,
+        config: &Config,
         auth: Authenticator,
         client: UpstreamClient,
         log: LogSink,
         stores: Stores,
         metrics: Arc<Metrics>,
-        max_request_body_bytes: usize,
-        log_bodies: bool,
-        failover: FailoverConfig,
-        cache: Option<ResponseCache>,
-        prices: PriceBook,
-        limiter: Option<Limiter>,
-        semantic: Option<SemanticLayer>,
+        limit_backend: Arc<dyn LimitBackend>,
+        spend_seed: Arc<dyn SpendSeed>,
     ) -> Self {
         let dispatcher = Dispatcher {
             client,
-            breakers: Arc::new(CircuitBreakers::new(failover.breaker)),
+            breakers: Arc::new(CircuitBreakers::new(config.failover.breaker)),
             latency: LatencyTracker::default(),
             directory: auth.directory().cloned(),
             breaker_sync: OnceLock::new(),
         };
         Self {
-            failover,
+            runtime: ArcSwap::from_pointee(runtime),
+            applied: tokio::sync::Mutex::new(config.clone()),
+            limit_backend,
+            spend_seed: SeedSource(spend_seed),
             dispatcher,
-            cache,
-            registry,
             auth,
             log,
             stores,
             metrics,
-            max_request_body_bytes,
-            log_bodies,
-            prices,
-            limiter,
-            semantic,
             body_budget: crate::body::BodyBudget::new(usize::MAX),
-            access_log: portcullis_config::AccessLog::OFF,
             draining: AtomicBool::new(false),
         }
     }
 
-    /// Starts the log record of a request.
-    pub fn request_log(
+    /// The configuration's runtime in force now (a request keeps the one it began with).
+    pub fn runtime(&self) -> Arc<Runtime> {
+        self.runtime.load_full()
+    }
+
+    /// Which requests get an access-log line now (`log.access`).
+    pub fn access_log(&self) -> portcullis_config::AccessLog {
+        self.runtime.load().access_log
+    }
+
+    /// Applies `next`: builds its runtime over what outlives configurations (counters, stores,
+    /// breakers, the client), then swaps it in; requests already running keep the old one.
+    /// What needs a restart is named in the summary and keeps its value. On error nothing
+    /// changes.
+    pub async fn reload(&self, next: &Config) -> Result<ReloadSummary, ReloadError> {
+        let mut applied = self.applied.lock().await;
+        let current = self.runtime.load_full();
+        let (runtime, summary) = crate::reload::next_runtime(
+            &current,
+            &applied,
+            next,
+            Kept {
+                limit_backend: &self.limit_backend,
+                spend_seed: &self.spend_seed.0,
+                semantic_store: &self.stores.semantic,
+                client: &self.dispatcher.client,
+                breakers: &self.dispatcher.breakers,
+            },
+        )
+        .await?;
+        self.runtime.store(Arc::new(runtime));
+        *applied = crate::reload::in_force(&applied, next);
+        Ok(summary)
+    }
+
+    /// Starts the log record of a request, with the access-log setting of `runtime`.
+    pub fn open_log(
         &self,
+        runtime: &Runtime,
         id: Uuid,
         endpoint: &'static str,
         dialect: Dialect,
@@ -120,7 +137,18 @@ impl AppState {
             self.log.clone(),
             self.metrics.clone(),
         )
-        .with_access(self.access_log)
+        .with_access(runtime.access_log)
+    }
+
+    /// Starts the log record of a request, with the access-log setting in force.
+    pub fn request_log(
+        &self,
+        id: Uuid,
+        endpoint: &'static str,
+        dialect: Dialect,
+        started: Instant,
+    ) -> RequestLog {
+        self.open_log(&self.runtime.load(), id, endpoint, dialect, started)
     }
 
     /// Marks the gateway as shutting down: `/readyz` answers 503 from now on.
@@ -131,5 +159,14 @@ impl AppState {
     /// Whether the gateway is shutting down.
     pub fn is_draining(&self) -> bool {
         self.draining.load(Ordering::SeqCst)
+    }
+}
+
+/// The limiter's spend seed, kept for the limiters reloads build.
+struct SeedSource(Arc<dyn SpendSeed>);
+
+impl std::fmt::Debug for SeedSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SeedSource")
     }
 }

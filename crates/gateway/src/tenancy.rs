@@ -988,7 +988,7 @@ pub async fn create_provider_key(
 ) -> Response {
     admin(&state, &headers, StatusCode::CREATED, || async {
         let req: CreateProviderKey = parse(&headers, body).await?;
-        if state.registry.provider(&req.provider).is_none() {
+        if state.runtime().registry.provider(&req.provider).is_none() {
             return Err(GatewayError::invalid_request(format!(
                 "Unknown provider `{}`: name one configured on this gateway",
                 req.provider

@@ -4,5 +4,6 @@
 
 mod check;
 mod keys;
+mod reload;
 mod serve;
 mod tenancy;

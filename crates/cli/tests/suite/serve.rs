@@ -129,7 +129,7 @@ fn signal(server: &Server, name: &str) {
 }
 
 #[tokio::test]
-async fn sighup_is_logged_and_ignored() {
+async fn sighup_reloads_and_does_not_stop_the_gateway() {
     let dir = tempfile::tempdir().unwrap();
     let db = sqlite_url(dir.path());
     let mut server = spawn(
@@ -151,7 +151,7 @@ async fn sighup_is_logged_and_ignored() {
     }
     let (_, err) = stop(server);
     assert!(err.contains("SIGHUP"), "{err}");
-    assert!(err.contains("reload is not supported yet"), "{err}");
+    assert!(err.contains("reloading the configuration"), "{err}");
 }
 
 #[tokio::test]

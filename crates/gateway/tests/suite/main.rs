@@ -22,6 +22,7 @@ mod limits;
 mod logging;
 mod openapi;
 mod proxy;
+mod reload;
 mod semantic;
 mod telemetry;
 mod usage;
