@@ -253,9 +253,10 @@ impl Authenticator {
             if e.is_temporary() {
                 GatewayError::new(
                     ErrorKind::Unavailable,
-                    format!("The token issuer's keys are unavailable: {e}"),
+                    "The token issuer's keys are unavailable",
                 )
                 .with_code("issuer_unavailable")
+                .with_detail(e.to_string())
             } else {
                 invalid_token(&format!("{} ({e})", e.reason()))
             }

@@ -462,10 +462,13 @@ impl Body for SseRelay {
                             this.on_bytes(&data);
                         }
                     }
-                    Poll::Ready(Some(Err(e))) => this.fail(GatewayError::new(
-                        ErrorKind::Upstream,
-                        format!("The upstream stream was interrupted: {e}"),
-                    )),
+                    Poll::Ready(Some(Err(e))) => this.fail(
+                        GatewayError::new(
+                            ErrorKind::Upstream,
+                            "The upstream stream was interrupted",
+                        )
+                        .with_detail(e.to_string()),
+                    ),
                     Poll::Ready(None) => this.on_upstream_end(),
                 },
             }
