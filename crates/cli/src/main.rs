@@ -271,6 +271,11 @@ fn load_config(path: Option<&Path>, listen: Option<String>) -> anyhow::Result<Co
 
 /// Serves `config`; `listen_flag`: its `listen` came from `--listen` (kept on every reload).
 async fn serve(config: Config, listen_flag: bool) -> anyhow::Result<()> {
+    // A SIGHUP while starting must not stop the gateway: once a handler is registered the
+    // signal no longer terminates the process; the reloader takes over when serving.
+    #[cfg(unix)]
+    let _hangups_while_starting =
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
     let problems = config.preflight();
     if !problems.is_empty() {
         let lines: Vec<String> = problems.iter().map(ToString::to_string).collect();
