@@ -21,6 +21,7 @@ use http::{HeaderMap, HeaderValue, StatusCode};
 use portcullis_cache::CachedResponse;
 use portcullis_core::{ChatRequest, GatewayError};
 use portcullis_dialects::{decode_request, decode_response, encode_response, events_from_response};
+use portcullis_policy::DeniedTools;
 use portcullis_providers::provider::ForwardedHeaders;
 use tracing::Instrument;
 
@@ -37,6 +38,7 @@ use crate::response_cache::{CacheFill, CacheTarget, Lookup};
 use crate::semantic::{SemanticFill, SemanticLookup};
 use crate::settle::Settlement;
 use crate::state::AppState;
+use crate::tools_denied::{ToolDenyFilter, complete_body, denied_tools};
 use crate::upstream::read_body;
 
 /// `POST /v1/chat/completions`.
@@ -171,7 +173,8 @@ async fn cache(
             if let Some(r) = x.log.record() {
                 r.cache_status = Some("HIT");
             }
-            return answer_from_cache(entry, x, request, caller.log_bodies, None)
+            let denied = denied_tools_for(caller, resolved);
+            return answer_from_cache(entry, x, request, caller.log_bodies, None, denied.as_ref())
                 .map(Cached::Answer);
         }
         Lookup::Miss(fill) => Some(fill),
@@ -196,8 +199,17 @@ async fn cache(
                 if let Some(fill) = exact {
                     fill.fill(hit.answer.clone());
                 }
-                return answer_from_cache(entry, x, request, caller.log_bodies, Some(hit.score))
-                    .map(Cached::Answer);
+                let denied = denied_tools_for(caller, resolved);
+                let score = Some(hit.score);
+                return answer_from_cache(
+                    entry,
+                    x,
+                    request,
+                    caller.log_bodies,
+                    score,
+                    denied.as_ref(),
+                )
+                .map(Cached::Answer);
             }
             None
         }
@@ -239,6 +251,7 @@ async fn respond(
         provider_key: served.credential_id.as_deref(),
     };
     let resp = served.response;
+    let denied = denied_tools_for(caller, resolved);
     let is_sse = resp
         .headers()
         .get(CONTENT_TYPE)
@@ -265,7 +278,10 @@ async fn respond(
             let parsed = provider.decode_chat_response(&body)?;
             Source::Events(events_from_response(&parsed).into_iter())
         };
-        let relay = SseRelay::new(source, settings, x.log.take(), Some(settlement));
+        let mut relay = SseRelay::new(source, settings, x.log.take(), Some(settlement));
+        if let Some(denied) = denied {
+            relay = relay.with_filter(Box::new(ToolDenyFilter::new(denied)));
+        }
         let mut r = Response::new(Body::new(relay));
         let h = r.headers_mut();
         h.insert(CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
@@ -287,11 +303,13 @@ async fn respond(
         parsed.created = crate::relay::unix_now();
     }
     settlement.finish_response(provider.dialect(), &body, &parsed, &mut x.log);
-    let out = if provider.dialect() == x.dialect {
-        body
-    } else {
-        Bytes::from(encode_response(x.dialect, &parsed))
-    };
+    let (out, _) = complete_body(
+        x.dialect,
+        provider.dialect(),
+        body,
+        &mut parsed,
+        denied.as_ref(),
+    );
     if caller.log_bodies
         && let Some(r) = x.log.record()
     {
@@ -314,6 +332,7 @@ fn answer_from_cache(
     request: &ChatRequest,
     log_bodies: bool,
     score: Option<f32>,
+    denied: Option<&DeniedTools>,
 ) -> Result<Response, GatewayError> {
     let (dialect, started, id) = (x.dialect, x.started, &x.id);
     let log = &mut x.log;
@@ -341,7 +360,10 @@ fn answer_from_cache(
             deadline: None,
         };
         let source = Source::Events(events_from_response(&parsed).into_iter());
-        let relay = SseRelay::new(source, settings, log.take(), None);
+        let mut relay = SseRelay::new(source, settings, log.take(), None);
+        if let Some(denied) = denied {
+            relay = relay.with_filter(Box::new(ToolDenyFilter::new(denied.clone())));
+        }
         let mut r = Response::new(Body::new(relay));
         let h = r.headers_mut();
         h.insert(CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
@@ -351,13 +373,24 @@ fn answer_from_cache(
         return Ok(r);
     }
     log.usage(&entry.usage);
-    let out = if entry.dialect == dialect {
-        entry.body
-    } else {
-        Bytes::from(encode_response(
+    let out = match denied {
+        // A cached answer keeps what the upstream said: the deny-list applies on every replay.
+        Some(denied) => {
+            let mut parsed = decode_response(entry.dialect, &entry.body)?;
+            complete_body(
+                dialect,
+                entry.dialect,
+                entry.body,
+                &mut parsed,
+                Some(denied),
+            )
+            .0
+        }
+        None if entry.dialect == dialect => entry.body,
+        None => Bytes::from(encode_response(
             dialect,
             &decode_response(entry.dialect, &entry.body)?,
-        ))
+        )),
     };
     if log_bodies && let Some(r) = log.record() {
         r.response_body = Some(body_text(&out));
@@ -367,6 +400,15 @@ fn answer_from_cache(
     served_by.write(r.headers_mut(), id);
     write_score(r.headers_mut(), score);
     Ok(r)
+}
+
+/// The tools whose calls are withheld from this caller's answer: the route's deny-list and
+/// the caller's key's, together.
+fn denied_tools_for(caller: &Caller, resolved: &Resolved) -> Option<DeniedTools> {
+    denied_tools(
+        resolved.resolution.tools_denied.as_ref(),
+        caller.principal.tools_denied.as_ref(),
+    )
 }
 
 /// `x-portcullis-semantic-score` on a semantic hit.

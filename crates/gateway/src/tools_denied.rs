@@ -326,6 +326,96 @@ mod tests {
         );
     }
 
+    /// The upstream bytes through framer → decoder → deny filter → encoder, fed in `chunks`.
+    fn relay_translated(upstream: Dialect, client: Dialect, chunks: &[&[u8]]) -> Vec<u8> {
+        use portcullis_dialects::frame::{Framer, SseFramer};
+        let mut framer = SseFramer::new();
+        let mut decoder: Box<dyn portcullis_dialects::StreamDecoder> = match upstream {
+            Dialect::OpenAi => Box::new(portcullis_dialects::openai::OpenAiStreamDecoder::new()),
+            Dialect::Anthropic => {
+                Box::new(portcullis_dialects::anthropic::AnthropicStreamDecoder::new())
+            }
+        };
+        let mut encoder = portcullis_dialects::stream_encoder(client, false, 1);
+        let mut chain = FilterChain::new();
+        chain.push(Box::new(ToolDenyFilter::new(denied(&["shell_*"]))));
+        let mut out = bytes::BytesMut::new();
+        let mut frames = Vec::new();
+        let mut events = Vec::new();
+        let mut filtered = Vec::new();
+        let mut feed = |frames: &mut Vec<portcullis_dialects::frame::Frame>,
+                        out: &mut bytes::BytesMut| {
+            for frame in frames.drain(..) {
+                events.clear();
+                filtered.clear();
+                decoder.decode(&frame, &mut events).unwrap();
+                chain.run(&events, &mut filtered);
+                for e in &filtered {
+                    encoder.encode(e, out);
+                }
+            }
+        };
+        for chunk in chunks {
+            framer.feed(chunk, &mut frames).unwrap();
+            feed(&mut frames, &mut out);
+        }
+        framer.finish(&mut frames).unwrap();
+        feed(&mut frames, &mut out);
+        out.to_vec()
+    }
+
+    const OPENAI_UPSTREAM: &str = concat!(
+        "data: {\"id\":\"c\",\"created\":1,\"model\":\"m\",\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":\"Hi \\u00e9\"}}]}\r\n\r\n",
+        "data: {\"id\":\"c\",\"created\":1,\"model\":\"m\",\"choices\":[{\"index\":0,\"delta\":{\"tool_calls\":[{\"index\":0,\"id\":\"call_SECRET\",\"function\":{\"name\":\"shell_exec\",\"arguments\":\"{\\\"cmd\\\"\"}}]}}]}\n\n",
+        "data: {\"id\":\"c\",\"created\":1,\"model\":\"m\",\"choices\":[{\"index\":0,\"delta\":{\"tool_calls\":[{\"index\":0,\"function\":{\"arguments\":\":\\\"rm\\\"}\"}}]}}]}\n\n",
+        "data: {\"id\":\"c\",\"created\":1,\"model\":\"m\",\"choices\":[{\"index\":0,\"delta\":{\"tool_calls\":[{\"index\":1,\"id\":\"call_ok\",\"function\":{\"name\":\"lookup\",\"arguments\":\"{}\"}}]}}]}\n\n",
+        "data: {\"id\":\"c\",\"created\":1,\"model\":\"m\",\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"tool_calls\"}]}\n\n",
+        "data: [DONE]\n\n",
+    );
+
+    const ANTHROPIC_UPSTREAM: &str = concat!(
+        "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"id\":\"m\",\"model\":\"c\",\"usage\":{\"input_tokens\":1}}}\n\n",
+        "event: content_block_start\ndata: {\"type\":\"content_block_start\",\"index\":0,\"content_block\":{\"type\":\"tool_use\",\"id\":\"toolu_SECRET\",\"name\":\"shell_exec\",\"input\":{}}}\n\n",
+        "event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"input_json_delta\",\"partial_json\":\"{\\\"cmd\\\":\"}}\n\n",
+        "event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"input_json_delta\",\"partial_json\":\"\\\"rm\\\"}\"}}\n\n",
+        "event: content_block_stop\ndata: {\"type\":\"content_block_stop\",\"index\":0}\n\n",
+        "event: message_delta\ndata: {\"type\":\"message_delta\",\"delta\":{\"stop_reason\":\"tool_use\"},\"usage\":{\"output_tokens\":5}}\n\n",
+        "event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n",
+    );
+
+    /// Splitting the upstream's bytes at any point, or at any two points, gives the client the
+    /// same bytes, and none of them belongs to the withheld call.
+    #[test]
+    fn where_the_upstream_bytes_are_split_never_changes_what_the_client_gets() {
+        for (upstream, raw) in [
+            (Dialect::OpenAi, OPENAI_UPSTREAM),
+            (Dialect::Anthropic, ANTHROPIC_UPSTREAM),
+        ] {
+            let raw = raw.as_bytes();
+            for client in [Dialect::OpenAi, Dialect::Anthropic] {
+                let whole = relay_translated(upstream, client, &[raw]);
+                let text = String::from_utf8(whole.clone()).unwrap();
+                assert!(!text.contains("SECRET") && !text.contains("rm"), "{text}");
+                assert_eq!(
+                    text.matches("shell_exec").count(),
+                    1,
+                    "only the notice: {text}"
+                );
+                for cut in 0..=raw.len() {
+                    let split = relay_translated(upstream, client, &[&raw[..cut], &raw[cut..]]);
+                    assert_eq!(split, whole, "{upstream:?} → {client:?} split at {cut}");
+                }
+                for a in (0..=raw.len()).step_by(7) {
+                    for b in (a..=raw.len()).step_by(11) {
+                        let split =
+                            relay_translated(upstream, client, &[&raw[..a], &raw[a..b], &raw[b..]]);
+                        assert_eq!(split, whole, "{upstream:?} → {client:?} split at {a}, {b}");
+                    }
+                }
+            }
+        }
+    }
+
     #[test]
     fn complete_bodies_pass_unchanged_unless_a_call_is_withheld() {
         let body = Bytes::from_static(b"{\"upstream\":\"bytes\"}");

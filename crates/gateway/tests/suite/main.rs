@@ -25,4 +25,5 @@ mod proxy;
 mod reload;
 mod semantic;
 mod telemetry;
+mod tools_denied;
 mod usage;
