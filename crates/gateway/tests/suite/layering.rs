@@ -103,10 +103,16 @@ fn every_module_refers_only_to_lower_layers() {
     }
     for listed in table.keys() {
         if !modules.iter().any(|(m, _)| m == listed) {
-            problems.push(format!("ARCHITECTURE.md lists `{listed}`, which is not a module"));
+            problems.push(format!(
+                "ARCHITECTURE.md lists `{listed}`, which is not a module"
+            ));
         }
     }
-    assert!(problems.is_empty(), "layering broken:\n{}", problems.join("\n"));
+    assert!(
+        problems.is_empty(),
+        "layering broken:\n{}",
+        problems.join("\n")
+    );
 }
 
 #[test]

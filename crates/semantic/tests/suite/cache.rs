@@ -420,7 +420,11 @@ async fn failed_and_refused_writes_are_counted_and_never_fail_the_request() {
 
 #[tokio::test]
 async fn a_cache_without_a_store_works_in_memory() {
-    let cache = SemanticCache::new(crate::common::local_embedder(), None, CacheOptions::default());
+    let cache = SemanticCache::new(
+        crate::common::local_embedder(),
+        None,
+        CacheOptions::default(),
+    );
     assert_eq!(cache.load().await.unwrap(), 0);
     let request = chat("sys", "What does HTTP 404 mean?");
     assert!(

@@ -175,7 +175,11 @@ async fn paraphrases_hit_and_opposites_never_do_at_the_default_threshold() {
     );
     assert!(positives >= 80 && opposite >= 100 && different >= 10);
 
-    let cache = SemanticCache::new(crate::common::local_embedder(), None, CacheOptions::default());
+    let cache = SemanticCache::new(
+        crate::common::local_embedder(),
+        None,
+        CacheOptions::default(),
+    );
     let stored: BTreeSet<&str> = pairs.iter().map(|p| p.stored.as_str()).collect();
     for pair in &pairs {
         assert!(
@@ -328,7 +332,11 @@ async fn remember(cache: &SemanticCache, question: &str, answer: &'static str) {
 
 #[tokio::test]
 async fn a_refused_match_leaves_the_way_to_a_compatible_one() {
-    let cache = SemanticCache::new(crate::common::local_embedder(), None, CacheOptions::default());
+    let cache = SemanticCache::new(
+        crate::common::local_embedder(),
+        None,
+        CacheOptions::default(),
+    );
     let refused = || cache.stats().refused.load(Ordering::Relaxed);
     remember(
         &cache,
@@ -397,7 +405,11 @@ async fn signatures_are_cheap() {
 
 #[tokio::test]
 async fn another_tenant_or_system_prompt_never_hits_even_for_the_identical_question() {
-    let cache = SemanticCache::new(crate::common::local_embedder(), None, CacheOptions::default());
+    let cache = SemanticCache::new(
+        crate::common::local_embedder(),
+        None,
+        CacheOptions::default(),
+    );
     let question = "How do I reset my password?";
     let original = chat(SYSTEM, question);
     let s = scope(&original, "acme", TARGET);
