@@ -117,25 +117,23 @@ impl Eq for ToolGlobs {}
 /// its key's).
 #[derive(Debug, Clone, Default)]
 pub struct DeniedTools {
-    lists: Vec<Arc<ToolGlobs>>,
+    /// The route's list and the key's, each kept only when it denies something: at most two,
+    /// so building the union for a request allocates nothing.
+    lists: [Option<Arc<ToolGlobs>>; 2],
 }
 
 impl DeniedTools {
     /// The union of a route's and a key's lists, or `None` when neither denies anything (so
     /// the caller can skip the filtering altogether).
     pub fn union(route: Option<&Arc<ToolGlobs>>, key: Option<&Arc<ToolGlobs>>) -> Option<Self> {
-        let lists: Vec<Arc<ToolGlobs>> = [route, key]
-            .into_iter()
-            .flatten()
-            .filter(|l| !l.is_empty())
-            .cloned()
-            .collect();
-        (!lists.is_empty()).then_some(Self { lists })
+        let keep = |l: Option<&Arc<ToolGlobs>>| l.filter(|l| !l.is_empty()).cloned();
+        let lists = [keep(route), keep(key)];
+        lists.iter().any(Option::is_some).then_some(Self { lists })
     }
 
     /// Whether a call of the tool `name` is withheld.
     pub fn denies(&self, name: &str) -> bool {
-        self.lists.iter().any(|l| l.matches(name))
+        self.lists.iter().flatten().any(|l| l.matches(name))
     }
 }
 
