@@ -64,12 +64,12 @@ async fn run(state: &AppState, x: &mut Exchange, req: Request) -> Result<Respons
     let caller = authenticate(state, x, &parts.headers, body).await?;
     let dialect = x.dialect;
     let request = pipeline::decode(x, &caller, |body| decode_request(dialect, body))?;
-    crate::trace::record_chat_request(&x.span, &request);
+    crate::trace::record_chat_request(&x.span, x.operation.gen_ai_name(), &request);
     let resolved = pipeline::resolve(x, &caller, &request.model)?;
     authorize(&caller, &request.model, &resolved)?;
     let demand = Demand::of_chat(&request);
     let admission = pipeline::admit(x, &caller, &resolved, demand).await?;
-    let fills = match cache(x, &caller, &request, &resolved).await? {
+    let fills = match cache(state, x, &caller, &request, &resolved).await? {
         Cached::Answer(resp) => return Ok(resp),
         Cached::Miss(fills) => fills,
     };
@@ -127,6 +127,7 @@ enum Cached {
 /// dialect, streamed or not); a miss makes this request the leader for its key, and identical
 /// requests arriving meanwhile wait for its answer.
 async fn cache(
+    state: &AppState,
     x: &mut Exchange,
     caller: &Caller,
     request: &ChatRequest,
@@ -180,14 +181,32 @@ async fn cache(
         Lookup::Miss(fill) => Some(fill),
         Lookup::Bypass => None,
     };
-    let semantic = match &x.runtime.semantic {
+    let query = match &x.runtime.semantic {
         Some(layer) if !caller.options.skip_cache => {
-            layer
-                .lookup(resolved.route(), &tenant, cache_target, request)
-                .instrument(span)
-                .await
+            layer.query(resolved.route(), &tenant, cache_target, request)
         }
-        _ => SemanticLookup::Bypass,
+        _ => None,
+    };
+    let semantic = match query {
+        None => SemanticLookup::Bypass,
+        Some(query) => match query.embeddings_model() {
+            None => query.lookup().instrument(span).await,
+            // An embeddings model is called on the caller's behalf, through its own pipeline.
+            Some(model) => {
+                let embedded =
+                    crate::embeddings::embed_for_cache(state, x, caller, model, query.text())
+                        .instrument(span)
+                        .await;
+                match embedded {
+                    Ok(vector) => query.lookup_vector(vector),
+                    Err(e) => {
+                        // A failed or refused embedding costs a cache miss, not the request.
+                        tracing::warn!("semantic cache lookup skipped: {}", e.operator_text());
+                        SemanticLookup::Bypass
+                    }
+                }
+            }
+        },
     };
     let semantic = match semantic {
         SemanticLookup::Hit(hit) => {
@@ -278,7 +297,8 @@ async fn respond(
             let parsed = provider.decode_chat_response(&body)?;
             Source::Events(events_from_response(&parsed).into_iter())
         };
-        let mut relay = SseRelay::new(source, settings, x.log.take(), Some(settlement));
+        let mut relay = SseRelay::new(source, settings, x.log.take(), Some(settlement))
+            .with_span(x.span.clone());
         if let Some(denied) = denied {
             relay = relay.with_filter(Box::new(ToolDenyFilter::new(denied)));
         }

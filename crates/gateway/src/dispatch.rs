@@ -39,7 +39,6 @@ use tracing::Instrument;
 
 use crate::breaker_sync::BreakerSync;
 use crate::limits::Demand;
-use crate::request_log::RequestLog;
 use crate::upstream::{UpstreamClient, read_body, retry_after};
 
 /// What dispatching needs, and nothing else of the gateway.
@@ -62,6 +61,19 @@ pub struct Dispatcher {
 pub type BuildUpstream<'a> = dyn Fn(&Provider, &str, Option<&Credential>) -> Result<UpstreamRequest, GatewayError>
     + Sync
     + 'a;
+
+/// Follows the attempt in progress: the request's log record does, so that a request the
+/// client abandons mid-attempt is logged against the target it was waiting on.
+pub trait FollowAttempt {
+    /// An attempt at `provider`'s `model` with the credential `credential_id` is about to be
+    /// sent.
+    fn attempt(&mut self, provider: &str, model: &Arc<str>, credential_id: Option<&str>);
+}
+
+/// Follows nothing.
+impl FollowAttempt for () {
+    fn attempt(&mut self, _: &str, _: &Arc<str>, _: Option<&str>) {}
+}
 
 /// One upstream attempt, as the log records it.
 #[derive(Debug, Serialize)]
@@ -241,13 +253,13 @@ impl Dispatcher {
     /// Sends to `dispatch`'s targets under its policy until one answers with a success status.
     ///
     /// On failure, the last target's error is returned (or 503 when every target's breaker was
-    /// open). Every attempt is kept in `tried`; the request's log record follows the attempt in
-    /// progress, so a request the client abandons mid-attempt is logged against it.
+    /// open). Every attempt is kept in `tried`; `follow` (the request's log record) follows the
+    /// attempt in progress.
     pub async fn send<'t>(
         &self,
         dispatch: &Dispatch<'_, 't>,
         tried: &mut AttemptLog,
-        record: &mut RequestLog,
+        follow: &mut (dyn FollowAttempt + Send),
     ) -> Result<Served<'t>, GatewayError> {
         let Dispatch {
             targets,
@@ -310,12 +322,11 @@ impl Dispatcher {
                 };
                 // Recorded before sending, so a request the client abandons mid-attempt is
                 // logged against the target it was waiting on.
-                if let Some(r) = record.record() {
-                    r.provider = Some(Arc::from(provider.name()));
-                    r.model = Some(target.model.clone());
-                    r.provider_key_id = credential.as_ref().map(|c| c.id.clone());
-                    r.attempts += 1;
-                }
+                follow.attempt(
+                    provider.name(),
+                    &target.model,
+                    credential.as_ref().map(|c| c.id.as_str()),
+                );
                 let sent = Instant::now();
                 let span = crate::trace::attempt_span(provider.name(), &target.model);
                 let outcome = match self

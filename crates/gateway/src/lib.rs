@@ -199,13 +199,8 @@ impl Gateway {
             first_byte_timeout: config.upstream.first_byte_timeout,
             max_idle_per_host: config.upstream.max_idle_per_host,
         })?;
-        let semantic = semantic::SemanticLayer::build(
-            &config.semantic,
-            stores.semantic.clone(),
-            registry.clone(),
-            client.clone(),
-        )
-        .await?;
+        let semantic =
+            semantic::SemanticLayer::build(&config.semantic, stores.semantic.clone()).await?;
         let (sink, writer) = LogWriter::spawn(
             stores.logs.clone(),
             WriterConfig {

@@ -39,7 +39,9 @@ use portcullis_providers::{Resolution, Target};
 use tracing::Instrument;
 use uuid::Uuid;
 
-use crate::dispatch::{AttemptLog, BuildUpstream, Dispatch, KeyChoice, Served, TargetGate};
+use crate::dispatch::{
+    AttemptLog, BuildUpstream, Dispatch, FollowAttempt, KeyChoice, Served, TargetGate,
+};
 use crate::headers::{
     self, ATTEMPTS, CACHE, MODEL, PROVIDER, PROVIDER_KEY, REQUEST_ID, RequestOptions,
 };
@@ -181,6 +183,57 @@ impl Exchange {
             span: crate::trace::request_span(operation.gen_ai_name(), headers),
             runtime,
         }
+    }
+
+    /// A request the gateway makes on the caller's behalf while serving this one (the
+    /// semantic cache's embedding): the same configuration snapshot, its own id, log record
+    /// and span (a child of the current stage's), the caller's identity, and `purpose` with
+    /// this request's id in its log's metadata.
+    pub fn nested(
+        &self,
+        state: &AppState,
+        operation: Operation,
+        caller: &Caller,
+        purpose: &str,
+    ) -> Self {
+        let started = Instant::now();
+        let id = Uuid::now_v7();
+        let dialect = operation.dialect();
+        let mut log = state.open_log(&self.runtime, id, operation.endpoint(), dialect, started);
+        log.identity(caller.identity());
+        if let Some(r) = log.record() {
+            r.metadata = Some(
+                serde_json::json!({"purpose": purpose, "parent_request_id": self.id.to_string()})
+                    .to_string(),
+            );
+            r.session_id.clone_from(&caller.options.session_id);
+            r.agent.clone_from(&caller.options.agent);
+        }
+        Self {
+            id,
+            started,
+            operation,
+            dialect,
+            log,
+            rate: None,
+            rate_status: None,
+            span: crate::trace::request_span(operation.gen_ai_name(), &HeaderMap::new()),
+            runtime: self.runtime.clone(),
+        }
+    }
+
+    /// The last stage of a [`Exchange::nested`] request: its log record completed, its error
+    /// kept for the request that made it.
+    pub fn record_nested<T>(mut self, result: Result<T, GatewayError>) -> Result<T, GatewayError> {
+        match &result {
+            Ok(_) => crate::trace::record_status(&self.span, 200),
+            Err(e) => {
+                crate::trace::record_error(&self.span, e);
+                self.log.error(e);
+                self.log.finish(e.status().as_u16());
+            }
+        }
+        result
     }
 
     /// The last stage: completes the log record (a stream's is completed by its relay) and
@@ -393,7 +446,7 @@ pub fn decode<R: ModelRequest>(
             r.requested_model = Some(request.model().to_owned());
             r.stream = request.stream();
         }
-        crate::trace::record_request_model(&x.span, request.model());
+        crate::trace::record_request_model(&x.span, x.operation.gen_ai_name(), request.model());
         Ok(request)
     })
 }
@@ -547,6 +600,19 @@ pub async fn dispatch<'t>(
     }
     crate::trace::record_target(&x.span, served.target.provider.name(), &served.target.model);
     Ok(served)
+}
+
+/// The request's log record follows each attempt: the target and provider key it waits on,
+/// and how many requests were sent.
+impl FollowAttempt for RequestLog {
+    fn attempt(&mut self, provider: &str, model: &Arc<str>, credential_id: Option<&str>) {
+        if let Some(r) = self.record() {
+            r.provider = Some(Arc::from(provider));
+            r.model = Some(model.clone());
+            r.provider_key_id = credential_id.map(str::to_owned);
+            r.attempts += 1;
+        }
+    }
 }
 
 /// Longest model name accepted, in bytes.

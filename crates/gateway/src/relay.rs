@@ -29,7 +29,7 @@ use std::time::Instant;
 use bytes::{Bytes, BytesMut};
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
-use portcullis_core::{Dialect, ErrorKind, GatewayError, StreamEvent, Usage};
+use portcullis_core::{Dialect, ErrorKind, GatewayError, StopReason, StreamEvent, Usage};
 use portcullis_dialects::frame::{Frame as UpstreamFrame, Framer, FramingError, SseFramer};
 use portcullis_dialects::{FrameOutcome, StreamDecoder, StreamEncoder, stream_encoder};
 
@@ -98,6 +98,10 @@ pub struct SseRelay {
     deadline: Option<Pin<Box<tokio::time::Sleep>>>,
     settlement: Option<Settlement>,
     log: RequestLog,
+    /// The request's span, open until the stream ends; it gets the response model, id,
+    /// finish reasons and usage the stream reports.
+    span: tracing::Span,
+    finish_reasons: Vec<StopReason>,
 }
 
 /// What a relay needs to know about its request.
@@ -163,7 +167,16 @@ impl SseRelay {
                 .map(|d| Box::pin(tokio::time::sleep_until(d))),
             settlement,
             log,
+            span: tracing::Span::none(),
+            finish_reasons: Vec::new(),
         }
+    }
+
+    /// Reports what the stream tells of the answer on `span` (the request's), which stays open
+    /// until the stream ends.
+    pub fn with_span(mut self, span: tracing::Span) -> Self {
+        self.span = span;
+        self
     }
 
     /// Adds a filter after those already added. Filters see every canonical event of the
@@ -202,7 +215,15 @@ impl SseRelay {
                         Some(u64::try_from(self.started.elapsed().as_micros()).unwrap_or(u64::MAX));
                 }
                 StreamEvent::Usage(u) => self.usage.merge(u),
-                StreamEvent::Finish { .. } => self.saw_finish = true,
+                StreamEvent::Finish { reason, .. } => {
+                    self.saw_finish = true;
+                    if !self.span.is_disabled() {
+                        self.finish_reasons.push(reason.clone());
+                    }
+                }
+                StreamEvent::Start { id, model, .. } => {
+                    crate::trace::record_response_start(&self.span, id, model);
+                }
                 StreamEvent::Error(e) => self.failure = Some(e.clone()),
                 _ => {}
             }
@@ -381,7 +402,12 @@ impl SseRelay {
         let failure = self.failure.take();
         let capture = self.capture.take();
         let first_token_us = self.first_token_us;
+        if !self.span.is_disabled() {
+            crate::trace::record_usage(&self.span, &self.usage);
+            crate::trace::record_finish_reasons(&self.span, self.finish_reasons.iter().map(Some));
+        }
         if let Some(e) = &failure {
+            crate::trace::record_error(&self.span, e);
             self.log.error(e);
         }
         if let Some(r) = self.log.record() {

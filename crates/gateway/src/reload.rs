@@ -7,7 +7,7 @@
 //!
 //! [`next_runtime`] builds the runtime of a new configuration over what outlives
 //! configurations ([`Kept`]): the limiter's backend (counters, budgets), the exact cache's
-//! store, the semantic caches when their settings are unchanged, the upstream client. A
+//! store, and the semantic caches when their settings are unchanged. A
 //! semantic cache whose settings changed is rebuilt here (loading its model), before the swap,
 //! never on a request's path. What cannot change while running (`listen`, `database`, and the
 //! few settings taken when the process starts) is named in [`ReloadSummary::needs_restart`]
@@ -25,7 +25,6 @@ use portcullis_store::SemanticStore;
 
 use crate::response_cache::ResponseCache;
 use crate::semantic::{SemanticLayer, SemanticSetupError};
-use crate::upstream::UpstreamClient;
 
 /// What a configuration decides that a reload may change; one snapshot per request.
 #[derive(Debug)]
@@ -58,8 +57,6 @@ pub struct Kept<'a> {
     pub spend_seed: &'a Arc<dyn SpendSeed>,
     /// Where the semantic caches persist.
     pub semantic_store: &'a Arc<dyn SemanticStore>,
-    /// The upstream client (a remote embedder sends through it).
-    pub client: &'a UpstreamClient,
     /// The circuit breakers (their settings are fixed when the process starts).
     pub breakers: &'a CircuitBreakers,
 }
@@ -155,28 +152,13 @@ pub async fn next_runtime(
         Some(cache) => Some(Arc::new(cache.reconfigured(&next.cache))),
         None => None,
     };
-    // A remote embedder resolves its model through the registry it was built with.
-    let embeds_through_routes = next
-        .semantic
-        .all()
-        .any(|s| matches!(s.embedder, portcullis_semantic::EmbedderSpec::Model(_)));
-    let registry_changed = providers_changed || routes_changed || aliases_changed;
+    // An embeddings model is resolved per request, through the registry in force.
     let semantic = match &current.semantic {
-        Some(layer)
-            if applied.semantic == next.semantic
-                && !(registry_changed && embeds_through_routes) =>
-        {
-            Some(layer.clone())
-        }
+        Some(layer) if applied.semantic == next.semantic => Some(layer.clone()),
         _ if applied.semantic == next.semantic && current.semantic.is_none() => None,
-        _ => SemanticLayer::build(
-            &next.semantic,
-            kept.semantic_store.clone(),
-            registry.clone(),
-            kept.client.clone(),
-        )
-        .await?
-        .map(Arc::new),
+        _ => SemanticLayer::build(&next.semantic, kept.semantic_store.clone())
+            .await?
+            .map(Arc::new),
     };
     let limiter = Some(Limiter::new(
         next.limits.clone(),

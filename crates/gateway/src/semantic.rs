@@ -9,24 +9,24 @@
 //! each other's entries every few seconds.
 //!
 //! Embedders: a local sentence-embedding model ([`LocalEmbedder`], run off the executor), or
-//! [`RemoteEmbedder`], any embeddings model reachable through the gateway's own providers.
+//! an embeddings model reachable through the gateway's own providers. The second is never
+//! called from here: a [`SemanticQuery`] names the model, and the chat pipeline embeds the
+//! text through the embeddings pipeline on the caller's behalf (its limits, budgets, provider
+//! keys, breakers and failover, with its own log record and cost), then hands the vector
+//! back. [`PipelineEmbedder`] only carries that model's identity for the stored entries.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
 use portcullis_config::SemanticConfig;
-use portcullis_core::{ChatRequest, EmbeddingInput, EmbeddingsRequest, Extras};
-use portcullis_providers::Registry;
+use portcullis_core::ChatRequest;
 use portcullis_semantic::{
     CacheOptions, EmbedError, Embedder, EmbedderSpec, Embedding, LocalEmbedder, ScopeHash,
     SemanticCache, Signature, scope, semantic_text,
 };
 use portcullis_store::SemanticStore;
-
-use crate::upstream::UpstreamClient;
 
 /// How often a replica reads the entries other replicas stored.
 const SYNC_EVERY: Duration = Duration::from_secs(5);
@@ -89,8 +89,6 @@ impl SemanticLayer {
     pub async fn build(
         config: &SemanticConfig,
         store: Arc<dyn SemanticStore>,
-        registry: Arc<Registry>,
-        client: UpstreamClient,
     ) -> Result<Option<Self>, SemanticSetupError> {
         // One cache per embedder, sized for the largest bound any route sets.
         let mut wanted: Vec<(EmbedderSpec, usize)> = Vec::new();
@@ -114,11 +112,7 @@ impl SemanticLayer {
                         .map_err(|e| SemanticSetupError(e.to_string()))?;
                     Arc::new(loaded)
                 }
-                EmbedderSpec::Model(model) => Arc::new(RemoteEmbedder::new(
-                    model.clone(),
-                    registry.clone(),
-                    client.clone(),
-                )),
+                EmbedderSpec::Model(model) => Arc::new(PipelineEmbedder::new(model)),
             };
             let cache = Arc::new(SemanticCache::new(
                 embedder,
@@ -149,42 +143,91 @@ impl SemanticLayer {
         self.caches.iter().map(|(_, c)| c)
     }
 
-    /// Looks `request` up for `tenant` on `target` (route or `provider/model`).
-    pub async fn lookup(
+    /// What a semantic lookup of `request` for `tenant` on `target` (route or
+    /// `provider/model`) needs, or `None` when the semantic cache does not apply.
+    pub fn query(
         &self,
         route: Option<&str>,
         tenant: &str,
         target: &str,
         request: &ChatRequest,
-    ) -> SemanticLookup {
-        let Some(settings) = self.config.settings(route) else {
-            return SemanticLookup::Bypass;
-        };
-        let Some(cache) = self
+    ) -> Option<SemanticQuery> {
+        let settings = self.config.settings(route)?;
+        let (spec, cache) = self
             .caches
             .iter()
-            .find(|(spec, _)| *spec == settings.embedder)
-            .map(|(_, c)| c)
-        else {
-            return SemanticLookup::Bypass;
-        };
+            .find(|(spec, _)| *spec == settings.embedder)?;
         let text = semantic_text(request);
         if text.is_empty() {
-            return SemanticLookup::Bypass;
+            return None;
         }
-        let scope = scope(request, tenant, target);
-        match cache.lookup(&scope, &text, settings.threshold).await {
+        Some(SemanticQuery {
+            cache: cache.clone(),
+            scope: scope(request, tenant, target),
+            text,
+            threshold: settings.threshold,
+            ttl: settings.ttl,
+            model: match spec {
+                EmbedderSpec::Model(model) => Some(model.clone()),
+                EmbedderSpec::Local(_) => None,
+            },
+        })
+    }
+}
+
+/// One request's semantic lookup, before its text is embedded.
+#[derive(Debug)]
+pub struct SemanticQuery {
+    cache: Arc<SemanticCache>,
+    scope: ScopeHash,
+    text: String,
+    threshold: f32,
+    ttl: Duration,
+    model: Option<String>,
+}
+
+impl SemanticQuery {
+    /// The embeddings model the caller's pipeline must call for the vector, when the cache
+    /// does not embed locally.
+    pub fn embeddings_model(&self) -> Option<&str> {
+        self.model.as_deref()
+    }
+
+    /// The text to embed.
+    pub fn text(&self) -> &str {
+        &self.text
+    }
+
+    /// Embeds the text with the local model and looks it up.
+    pub async fn lookup(self) -> SemanticLookup {
+        let found = self
+            .cache
+            .lookup(&self.scope, &self.text, self.threshold)
+            .await;
+        self.finish(found)
+    }
+
+    /// Looks up a vector the embeddings pipeline computed.
+    pub fn lookup_vector(self, vector: Vec<f32>) -> SemanticLookup {
+        let found = self
+            .cache
+            .lookup_vector(&self.scope, &self.text, vector, self.threshold);
+        self.finish(found)
+    }
+
+    fn finish(self, found: Result<portcullis_semantic::Lookup, EmbedError>) -> SemanticLookup {
+        match found {
             Ok(found) => match found.hit {
                 Some(hit) => SemanticLookup::Hit(SemanticHit {
                     answer: hit.answer,
                     score: hit.score,
                 }),
                 None => SemanticLookup::Miss(SemanticFill {
-                    cache: cache.clone(),
-                    scope,
+                    cache: self.cache,
+                    scope: self.scope,
                     embedding: found.embedding,
                     signature: found.signature,
-                    ttl: settings.ttl,
+                    ttl: self.ttl,
                 }),
             },
             Err(e) => {
@@ -222,83 +265,43 @@ fn spawn_upkeep(cache: &Arc<SemanticCache>) {
     });
 }
 
-/// An embeddings model reached through the gateway's own providers.
+/// The identity of an embeddings model reached through the gateway's own providers. Its
+/// vectors come from the embeddings pipeline, called on each caller's behalf (see the module
+/// documentation); embedding without a caller is refused, so no text is ever embedded outside
+/// a caller's limits, budgets and provider keys.
 #[derive(Debug)]
-pub struct RemoteEmbedder {
-    model: String,
+pub struct PipelineEmbedder {
     id: String,
-    registry: Arc<Registry>,
-    client: UpstreamClient,
-    dimensions: AtomicUsize,
 }
 
-impl RemoteEmbedder {
-    /// An embedder calling `model` (`provider/model`, a route or an alias).
-    pub fn new(model: String, registry: Arc<Registry>, client: UpstreamClient) -> Self {
+impl PipelineEmbedder {
+    /// The embedder of `model` (`provider/model`, a route or an alias).
+    pub fn new(model: &str) -> Self {
         Self {
             id: format!("remote:{model}"),
-            model,
-            registry,
-            client,
-            dimensions: AtomicUsize::new(0),
         }
     }
 }
 
 #[async_trait]
-impl Embedder for RemoteEmbedder {
+impl Embedder for PipelineEmbedder {
     fn id(&self) -> &str {
         &self.id
     }
 
     fn dimensions(&self) -> usize {
-        self.dimensions.load(Ordering::Relaxed)
+        0
     }
 
-    async fn embed(&self, text: &str) -> Result<Vec<f32>, EmbedError> {
-        let upstream = |e: &dyn std::fmt::Display| EmbedError::Upstream(e.to_string());
-        let resolution = self
-            .registry
-            .resolve(&self.model)
-            .map_err(|e| upstream(&e))?;
-        let target = resolution
-            .primary()
-            .ok_or_else(|| EmbedError::Upstream(format!("`{}` has no target", self.model)))?;
-        let provider = &target.provider;
-        let request = EmbeddingsRequest {
-            model: self.model.clone(),
-            input: EmbeddingInput::Text(text.to_owned()),
-            dimensions: None,
-            encoding_format: None,
-            user: None,
-            extras: Extras::default(),
-        };
-        let req = provider
-            .embeddings_request(&request, &target.model, provider.default_credential())
-            .map_err(|e| upstream(&e))?;
-        let resp = self
-            .client
-            .send(req, provider.name(), None)
-            .await
-            .map_err(|e| upstream(&e))?;
-        let status = resp.status();
-        let body = crate::upstream::read_body(resp.into_body(), provider.name())
-            .await
-            .map_err(|e| upstream(&e))?;
-        if !status.is_success() {
-            return Err(EmbedError::Upstream(format!(
-                "`{}` answered {status}",
-                self.model
-            )));
-        }
-        let vector = first_embedding(&body)?;
-        self.dimensions.store(vector.len(), Ordering::Relaxed);
-        Ok(vector)
+    async fn embed(&self, _text: &str) -> Result<Vec<f32>, EmbedError> {
+        Err(EmbedError::Upstream(
+            "this embeddings model is called by the request pipeline, on a caller's behalf".into(),
+        ))
     }
 }
 
 /// The first vector of an OpenAI-style embeddings answer.
-fn first_embedding(body: &[u8]) -> Result<Vec<f32>, EmbedError> {
+pub fn first_embedding(body: &[u8]) -> Result<Vec<f32>, EmbedError> {
     #[derive(serde::Deserialize)]
     struct Answer {
         data: Vec<Item>,

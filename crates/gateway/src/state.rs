@@ -111,7 +111,6 @@ impl AppState {
                 limit_backend: &self.limit_backend,
                 spend_seed: &self.spend_seed.0,
                 semantic_store: &self.stores.semantic,
-                client: &self.dispatcher.client,
                 breakers: &self.dispatcher.breakers,
             },
         )

@@ -91,19 +91,23 @@ pub fn inject(headers: &mut HeaderMap) {
 }
 
 /// The model the caller asked for, as it asked (a route, an alias or `provider/model`).
-pub fn record_request_model(span: &Span, model: &str) {
+///
+/// The span is then named `{gen_ai.operation.name} {gen_ai.request.model}`, as the GenAI
+/// conventions name client and server spans of model calls.
+pub fn record_request_model(span: &Span, operation: &str, model: &str) {
     if span.is_disabled() {
         return;
     }
     span.record(semconv::REQUEST_MODEL, model);
+    portcullis_telemetry::rename(span, format!("{operation} {model}"));
 }
 
 /// The chat request's model and sampling parameters.
-pub fn record_chat_request(span: &Span, request: &ChatRequest) {
+pub fn record_chat_request(span: &Span, operation: &str, request: &ChatRequest) {
     if span.is_disabled() {
         return;
     }
-    record_request_model(span, &request.model);
+    record_request_model(span, operation, &request.model);
     if let Some(v) = request.max_tokens {
         span.record(semconv::REQUEST_MAX_TOKENS, i64::from(v));
     }
@@ -149,6 +153,17 @@ pub fn record_response_model(span: &Span, model: &str) {
         return;
     }
     span.record(semconv::RESPONSE_MODEL, model);
+}
+
+/// The start of a streamed answer: the model that answers and the response id.
+pub fn record_response_start(span: &Span, id: &str, model: &str) {
+    if span.is_disabled() {
+        return;
+    }
+    record_response_model(span, model);
+    if !id.is_empty() {
+        span.record(semconv::RESPONSE_ID, id);
+    }
 }
 
 /// Token usage, exactly as returned to the client (integers).

@@ -272,6 +272,31 @@ impl SemanticCache {
         })
     }
 
+    /// [`SemanticCache::lookup`] with a vector computed elsewhere (by an embeddings model the
+    /// caller's request pipeline called): checked, normalized and counted like the embedder's.
+    pub fn lookup_vector(
+        &self,
+        scope: &ScopeHash,
+        text: &str,
+        vector: Vec<f32>,
+        threshold: f32,
+    ) -> Result<Lookup, EmbedError> {
+        let embedding = match Embedding::new(vector) {
+            Ok(e) => e,
+            Err(e) => {
+                self.stats.embed_failures.fetch_add(1, Ordering::Relaxed);
+                return Err(EmbedError::InvalidVector(e.to_string()));
+            }
+        };
+        let signature = Signature::of(text);
+        let hit = self.lookup_embedding(scope, &embedding, &signature, threshold);
+        Ok(Lookup {
+            hit,
+            embedding,
+            signature,
+        })
+    }
+
     /// Looks for the best entry of `scope` for an embedding and a signature computed
     /// already.
     pub fn lookup_embedding(

@@ -45,6 +45,19 @@ fn set_enabled(on: bool) {
     ENABLED.store(on, Ordering::Relaxed);
 }
 
+/// Renames `span` (as the GenAI conventions name spans once the model is known). A name
+/// recorded as the `otel.name` field is lost once the span has started; this one is not.
+/// Nothing happens for a span that is not exported.
+#[cfg(feature = "runtime")]
+pub fn rename(span: &tracing::Span, name: String) {
+    use opentelemetry::trace::TraceContextExt;
+    use tracing_opentelemetry::OpenTelemetrySpanExt;
+    if span.is_disabled() {
+        return;
+    }
+    span.context().span().update_name(name);
+}
+
 /// Sets a string-list attribute (such as `gen_ai.response.finish_reasons`) on `span`, which
 /// `tracing` fields cannot hold. Nothing happens for a span that is not exported.
 #[cfg(feature = "runtime")]

@@ -10,6 +10,7 @@ mod bad_input;
 mod cache;
 mod cost;
 mod directory;
+mod dispatch;
 mod embeddings;
 mod enterprise;
 mod errors;

@@ -244,3 +244,120 @@ routes:
         .count();
     assert_eq!(chats, 1);
 }
+
+/// A route that embeds with a model: the embedding is a request of the caller's own, through
+/// the embeddings pipeline — its provider key from the vault, its identity and cost in the
+/// log — even when the key may not call the embeddings model itself.
+#[tokio::test]
+async fn the_cache_embeds_on_the_callers_behalf_with_its_provider_key_and_cost() {
+    use portcullis_test_support::MockOptions;
+    const SECRET_KEY: &str = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=";
+    let mock = MockUpstream::start_with(MockOptions {
+        extra_api_keys: vec!["sk-team-embed-0001".into()],
+        ..MockOptions::default()
+    })
+    .await;
+    let yaml = format!(
+        r#"
+secret_key: {SECRET_KEY}
+providers:
+  openai: {{api_key: sk-mock-openai, base_url: {url}}}
+routes:
+  faq:
+    targets: [openai/gpt-4o-mini]
+    semantic_cache:
+      embedder: {{model: openai/text-embedding-3-small}}
+      threshold: 0.99
+prices:
+  openai/text-embedding-3-small: {{input: 20.0, output: 0.0}}
+"#,
+        url = mock.openai_base_url(),
+    );
+    let gw = TestGateway::start(&yaml).await;
+    let admin = |path: &str, body: Value| {
+        let gw = &gw;
+        let path = path.to_owned();
+        async move {
+            let r = client()
+                .post(gw.at(&path))
+                .bearer_auth(MASTER_KEY)
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
+            let status = r.status().as_u16();
+            let v: Value = r.json().await.unwrap();
+            assert_eq!(status, 201, "{path}: {v}");
+            v
+        }
+    };
+    admin("/admin/teams", json!({"id": "support", "name": "Support"})).await;
+    let vault = admin(
+        "/admin/provider-keys",
+        json!({"provider": "openai", "alias": "support", "secret": "sk-team-embed-0001",
+               "team": "support"}),
+    )
+    .await;
+    let key = admin(
+        "/admin/keys",
+        json!({"name": "agent", "team": "support", "models": ["faq"]}),
+    )
+    .await;
+    let (key_id, key) = (
+        key["id"].as_str().unwrap().to_owned(),
+        key["key"].as_str().unwrap().to_owned(),
+    );
+
+    let q = format!("When does the shop open? [{}]", uuid::Uuid::now_v7());
+    let body = json!({"model": "faq", "messages": [{"role": "user", "content": q}]});
+    let ask = || {
+        client()
+            .post(gw.at("/v1/chat/completions"))
+            .bearer_auth(&key)
+            .json(&body)
+            .send()
+    };
+    let first = ask().await.unwrap();
+    assert_eq!(first.status(), 200);
+    assert_eq!(header(first.headers(), "x-portcullis-cache"), "MISS");
+    let chat_id = header(first.headers(), "x-portcullis-request-id").to_owned();
+    let second = ask().await.unwrap();
+    assert_eq!(header(second.headers(), "x-portcullis-cache"), "HIT");
+
+    // The embeddings went upstream with the team's provider key, not the configured one.
+    let embeddings: Vec<_> = mock
+        .requests()
+        .into_iter()
+        .filter(|r| r.path == "/v1/embeddings")
+        .collect();
+    assert_eq!(embeddings.len(), 2);
+    for r in &embeddings {
+        assert_eq!(r.headers["authorization"], "Bearer sk-team-embed-0001");
+    }
+
+    // Each is in the log as the caller's request, with its cost and the request it served.
+    let logs = gw.logs("limit=100", 4).await;
+    let embedded: Vec<&Value> = logs
+        .iter()
+        .filter(|r| r["endpoint"] == "embeddings")
+        .collect();
+    assert_eq!(embedded.len(), 2, "{logs:?}");
+    let first_embedding = embedded
+        .iter()
+        .find(|r| {
+            let meta: Value = serde_json::from_str(r["metadata"].as_str().unwrap()).unwrap();
+            meta["purpose"] == "semantic_cache" && meta["parent_request_id"] == chat_id.as_str()
+        })
+        .expect("the first chat's embedding names it");
+    assert_eq!(first_embedding["key_id"], key_id.as_str());
+    assert_eq!(first_embedding["team"], "support");
+    assert_eq!(first_embedding["status"], 200);
+    assert_eq!(first_embedding["provider_key_id"], vault["id"]);
+    let input = first_embedding["input_tokens"].as_f64().unwrap();
+    assert!(input > 0.0);
+    let cost = first_embedding["cost_usd"].as_f64().unwrap();
+    assert!(
+        (cost - input * 20.0 / 1e6).abs() < 1e-12,
+        "{cost} for {input} tokens"
+    );
+}

@@ -33,6 +33,8 @@ use crate::common::*;
 
 /// The caller's trace: `traceparent: 00-{CALLER_TRACE}-{CALLER_SPAN}-01`.
 const CALLER_TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
+/// The trace of the streamed request.
+const STREAM_TRACE: &str = "5cf92f3577b34da6a3ce929d0e0e4737";
 const CALLER_SPAN: &str = "00f067aa0ba902b7";
 
 /// `SPAN_KIND_SERVER` and `SPAN_KIND_CLIENT` of the OTLP protocol.
@@ -272,6 +274,7 @@ async fn exports_the_request_trace(telemetry_yaml: &str, env: &[(&str, &str)], r
     );
 
     // GenAI attributes, usage as integers equal to what the client was told.
+    assert_eq!(server.name, "chat openai/gpt-4o", "{server:#?}");
     assert_eq!(server.string("gen_ai.operation.name"), Some("chat"));
     assert_eq!(server.string("gen_ai.request.model"), Some("openai/gpt-4o"));
     assert_eq!(server.string("gen_ai.provider.name"), Some("openai"));
@@ -347,6 +350,49 @@ async fn exports_the_request_trace(telemetry_yaml: &str, env: &[(&str, &str)], r
     assert_eq!(
         parts[2], attempt.span_id,
         "the attempt span is the upstream's parent"
+    );
+
+    // A streamed answer: its request span stays open to the end of the stream and gets what
+    // the stream reported — the answering model, finish reason and usage.
+    let r = client()
+        .post(gw.at("/v1/chat/completions"))
+        .bearer_auth(MASTER_KEY)
+        .header("traceparent", format!("00-{STREAM_TRACE}-{CALLER_SPAN}-01"))
+        .json(&json!({
+            "model": "openai/gpt-4o",
+            "stream": true,
+            "stream_options": {"include_usage": true},
+            "messages": [{"role": "user", "content": "Say hello"}],
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let streamed = parse_openai_stream(&r.text().await.unwrap());
+    let usage = streamed.usage.expect("the stream reports usage");
+    let spans = received.trace(STREAM_TRACE).await;
+    let server = spans
+        .iter()
+        .find(|s| s.kind == KIND_SERVER)
+        .expect("a server span");
+    assert_eq!(server.name, "chat openai/gpt-4o");
+    assert_eq!(server.string("gen_ai.response.model"), Some("gpt-4o"));
+    assert_eq!(
+        server.int("gen_ai.usage.input_tokens"),
+        usage["prompt_tokens"].as_i64(),
+        "{server:#?}"
+    );
+    assert_eq!(
+        server.int("gen_ai.usage.output_tokens"),
+        usage["completion_tokens"].as_i64(),
+        "{server:#?}"
+    );
+    assert!(
+        matches!(
+            server.attributes.get("gen_ai.response.finish_reasons"),
+            Some(AnyValue::ArrayValue(a)) if a.values.len() == 1
+        ),
+        "{server:#?}"
     );
 
     gw.stop().await;
