@@ -8,6 +8,11 @@
 //!
 //! Time is `tokio::time::Instant`, so tests drive breakers with tokio's paused clock. Only
 //! targets that failed are tracked; a success forgets the target again.
+//!
+//! [`CircuitBreakers::reconfigure`] changes the settings while the breakers keep their state:
+//! an open breaker stays open until the end of the period it opened for, consecutive failures
+//! already counted count against the new threshold, and the new `open_for` applies from the
+//! next opening (and to a probe that has not reported yet).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -104,39 +109,54 @@ struct Breaker {
     times_opened: u64,
 }
 
+/// The settings and every tracked breaker, changed under one lock.
+#[derive(Debug, Default)]
+struct Board {
+    settings: BreakerSettings,
+    breakers: HashMap<Arc<str>, Breaker>,
+}
+
 /// Every target's breaker.
 #[derive(Debug, Default)]
 pub struct CircuitBreakers {
-    settings: BreakerSettings,
-    breakers: Mutex<HashMap<Arc<str>, Breaker>>,
+    board: Mutex<Board>,
 }
 
 impl CircuitBreakers {
     /// Breakers with `settings`.
     pub fn new(settings: BreakerSettings) -> Self {
         Self {
-            settings,
-            breakers: Mutex::new(HashMap::new()),
+            board: Mutex::new(Board {
+                settings,
+                breakers: HashMap::new(),
+            }),
         }
     }
 
     /// The settings in force.
     pub fn settings(&self) -> BreakerSettings {
-        self.settings
+        self.with(|settings, _| settings)
     }
 
-    fn with<R>(&self, f: impl FnOnce(&mut HashMap<Arc<str>, Breaker>) -> R) -> R {
-        let mut map = self.breakers.lock().unwrap_or_else(PoisonError::into_inner);
-        f(&mut map)
+    /// Puts `settings` in force; every breaker keeps its state (see the module doc).
+    pub fn reconfigure(&self, settings: BreakerSettings) {
+        let mut board = self.board.lock().unwrap_or_else(PoisonError::into_inner);
+        board.settings = settings;
+    }
+
+    fn with<R>(&self, f: impl FnOnce(BreakerSettings, &mut HashMap<Arc<str>, Breaker>) -> R) -> R {
+        let mut board = self.board.lock().unwrap_or_else(PoisonError::into_inner);
+        let settings = board.settings;
+        f(settings, &mut board.breakers)
     }
 
     /// Whether a request may go to `target` now.
     pub fn pass(&self, target: &str) -> Passage {
-        if self.settings.failure_threshold == 0 {
-            return Passage::Closed;
-        }
-        let open_for = self.settings.open_for;
-        self.with(|map| {
+        self.with(|settings, map| {
+            if settings.failure_threshold == 0 {
+                return Passage::Closed;
+            }
+            let open_for = settings.open_for;
             let Some(b) = map.get_mut(target) else {
                 return Passage::Closed;
             };
@@ -168,10 +188,10 @@ impl CircuitBreakers {
 
     /// Records that a request to `target` succeeded: the breaker closes and forgets it.
     pub fn record_success(&self, target: &str) {
-        if self.settings.failure_threshold == 0 {
-            return;
-        }
-        self.with(|map| {
+        self.with(|settings, map| {
+            if settings.failure_threshold == 0 {
+                return;
+            }
             if let Some(b) = map.get_mut(target) {
                 if b.times_opened == 0 {
                     map.remove(target);
@@ -185,12 +205,12 @@ impl CircuitBreakers {
     /// Records that a request to `target` failed in a way that counts against it (the upstream
     /// was to blame). Returns whether this failure opened the breaker.
     pub fn record_failure(&self, target: &Arc<str>) -> bool {
-        let threshold = self.settings.failure_threshold;
-        if threshold == 0 {
-            return false;
-        }
-        let open_for = self.settings.open_for;
-        self.with(|map| {
+        self.with(|settings, map| {
+            let threshold = settings.failure_threshold;
+            if threshold == 0 {
+                return false;
+            }
+            let open_for = settings.open_for;
             let b = map.entry(target.clone()).or_insert(Breaker {
                 state: State::Closed { failures: 0 },
                 times_opened: 0,
@@ -221,10 +241,10 @@ impl CircuitBreakers {
     /// part of that replica's open period. A breaker already open for at least as long is
     /// left alone. Returns whether this breaker changed.
     pub fn open_elsewhere(&self, target: &str, remaining: Duration) -> bool {
-        if self.settings.failure_threshold == 0 || remaining.is_zero() {
-            return false;
-        }
-        self.with(|map| {
+        self.with(|settings, map| {
+            if settings.failure_threshold == 0 || remaining.is_zero() {
+                return false;
+            }
             let now = Instant::now();
             let until = now + remaining;
             let b = match map.get_mut(target) {
@@ -252,26 +272,24 @@ impl CircuitBreakers {
     /// Every tracked breaker, sorted by target.
     pub fn snapshot(&self) -> Vec<BreakerView> {
         let now = Instant::now();
-        let mut out: Vec<BreakerView> = self.with(|map| {
+        let mut out: Vec<BreakerView> = self.with(|settings, map| {
             map.iter()
                 .map(|(target, b)| {
                     let (state, failures, retry_in) = match b.state {
                         State::Closed { failures } => (BreakerState::Closed, failures, None),
                         State::Open { until } if now < until => (
                             BreakerState::Open,
-                            self.settings.failure_threshold,
+                            settings.failure_threshold,
                             Some(until - now),
                         ),
                         State::Open { .. } => (
                             BreakerState::HalfOpen,
-                            self.settings.failure_threshold,
+                            settings.failure_threshold,
                             Some(Duration::ZERO),
                         ),
-                        State::HalfOpen { .. } => (
-                            BreakerState::HalfOpen,
-                            self.settings.failure_threshold,
-                            None,
-                        ),
+                        State::HalfOpen { .. } => {
+                            (BreakerState::HalfOpen, settings.failure_threshold, None)
+                        }
                     };
                     BreakerView {
                         target: target.clone(),
@@ -388,6 +406,44 @@ mod tests {
         assert!(!b.pass(&u).allowed());
         assert!(b.pass(&t).allowed());
         assert!(b.snapshot().iter().all(|v| v.target != Arc::from("c/m")));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn new_settings_apply_while_an_open_breaker_stays_open_for_its_period() {
+        let b = breakers();
+        let open: Arc<str> = Arc::from("a/m");
+        let counting: Arc<str> = Arc::from("b/m");
+        for _ in 0..3 {
+            b.record_failure(&open);
+        }
+        b.record_failure(&counting);
+        b.reconfigure(BreakerSettings {
+            failure_threshold: 2,
+            open_for: Duration::from_secs(60),
+        });
+        assert_eq!(b.settings().failure_threshold, 2);
+        assert_eq!(
+            b.pass(&open),
+            Passage::Open {
+                retry_in: Duration::from_secs(10)
+            },
+            "still open, for the period it opened for"
+        );
+        assert!(
+            b.record_failure(&counting),
+            "the failure already counted counts against the new threshold"
+        );
+        assert_eq!(
+            b.pass(&counting),
+            Passage::Open {
+                retry_in: Duration::from_secs(60)
+            },
+            "opened for the new period"
+        );
+        tokio::time::advance(Duration::from_secs(10)).await;
+        assert_eq!(b.pass(&open), Passage::Probe);
+        b.record_success(&open);
+        assert_eq!(b.pass(&open), Passage::Closed);
     }
 
     #[tokio::test(start_paused = true)]
