@@ -4,5 +4,8 @@
 //!
 //! - [`allocator`]: the global allocator (mimalloc) and how soon it gives freed memory back
 //!   to the operating system.
+//! - [`sandbox`]: running a child process with a restricted view of files, network,
+//!   environment and resources (Landlock, namespaces, resource limits).
 
 pub mod allocator;
+pub mod sandbox;

@@ -84,3 +84,5 @@ fn only_this_crate_may_contain_unsafe_code() {
     }
     assert!(checked >= 10, "checked {checked} crates");
 }
+
+mod sandbox;
