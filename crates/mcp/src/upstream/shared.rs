@@ -1,0 +1,552 @@
+//! What every transport shares: request ids, the table of requests waiting for their reply,
+//! progress tokens, routing what the server sends (to a request's [`Related`] channel or to
+//! the broadcast channel), the `initialize` handshake's messages, the connection's status and
+//! the cancellation of abandoned requests.
+//!
+//! A transport registers a request ([`Core::begin`]), writes [`Call::bytes`] its own way, feeds
+//! every message it reads to [`Core::dispatch`] and awaits [`Call::reply`]. Dropping a
+//! [`Call`] whose request was sent and not answered sends `notifications/cancelled` through
+//! the transport's detached sender ([`Core::set_detached`]).
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
+use std::time::Duration;
+
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use tokio::sync::{broadcast, oneshot, watch};
+
+use super::{Related, Reply, ServerInfo, Status, UpstreamError};
+use crate::jsonrpc::{Id, Message, Outcome};
+
+/// The protocol version the gateway asks for.
+pub(crate) const PROTOCOL_VERSION: &str = "2025-11-25";
+/// The versions the gateway accepts in a server's `initialize` answer.
+pub(crate) const SUPPORTED_VERSIONS: [&str; 4] =
+    ["2025-11-25", "2025-06-18", "2025-03-26", "2024-11-05"];
+/// The longest message the gateway reads from a server (a line, a body, an SSE event).
+pub(crate) const MAX_MESSAGE_BYTES: usize = 16 << 20;
+/// First wait before restarting or reconnecting; it doubles up to [`BACKOFF_MAX`].
+pub(crate) const BACKOFF_START: Duration = Duration::from_millis(500);
+/// Longest wait before restarting or reconnecting.
+pub(crate) const BACKOFF_MAX: Duration = Duration::from_secs(30);
+/// How long a connection must stay healthy for the backoff to start over.
+pub(crate) const HEALTHY_AFTER: Duration = Duration::from_secs(60);
+/// Messages kept for late subscribers of the broadcast channel.
+const BROADCAST_CAPACITY: usize = 256;
+
+/// The next wait of an exponential backoff.
+pub(crate) fn next_backoff(current: Duration) -> Duration {
+    (current * 2).min(BACKOFF_MAX)
+}
+
+/// Sends bytes to the server without waiting (cancellations, answers to `ping`).
+type Detached = Box<dyn Fn(Vec<u8>) + Send + Sync>;
+
+/// A request waiting for its reply.
+struct Pending {
+    reply: oneshot::Sender<Result<Reply, UpstreamError>>,
+    related: Option<Related>,
+    /// The caller's own progress token, restored on progress notifications.
+    client_token: Option<Box<RawValue>>,
+}
+
+/// The state one connection's transports share.
+pub(crate) struct Core {
+    server: String,
+    next_id: AtomicI64,
+    pending: Mutex<HashMap<i64, Pending>>,
+    broadcast: broadcast::Sender<Message>,
+    status: watch::Sender<Status>,
+    info: RwLock<Option<Arc<ServerInfo>>>,
+    detached: OnceLock<Detached>,
+}
+
+impl std::fmt::Debug for Core {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Core")
+            .field("server", &self.server)
+            .field("status", &*self.status.borrow())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Core {
+    /// A connection to `server`, starting.
+    pub(crate) fn new(server: String) -> Arc<Self> {
+        Arc::new(Self {
+            server,
+            next_id: AtomicI64::new(1),
+            pending: Mutex::new(HashMap::new()),
+            broadcast: broadcast::channel(BROADCAST_CAPACITY).0,
+            status: watch::channel(Status::Starting).0,
+            info: RwLock::new(None),
+            detached: OnceLock::new(),
+        })
+    }
+
+    /// Sets how cancellations and automatic answers reach the server.
+    pub(crate) fn set_detached(&self, send: impl Fn(Vec<u8>) + Send + Sync + 'static) {
+        let _ = self.detached.set(Box::new(send));
+    }
+
+    fn send_detached(&self, bytes: Vec<u8>) {
+        if let Some(send) = self.detached.get() {
+            send(bytes);
+        }
+    }
+
+    /// The server's name.
+    pub(crate) fn server(&self) -> &str {
+        &self.server
+    }
+
+    /// `Unavailable` with `reason`.
+    pub(crate) fn unavailable(&self, reason: impl Into<String>) -> UpstreamError {
+        UpstreamError::Unavailable {
+            server: self.server.clone(),
+            reason: reason.into(),
+        }
+    }
+
+    /// `Protocol` with `reason`.
+    pub(crate) fn protocol(&self, reason: impl Into<String>) -> UpstreamError {
+        UpstreamError::Protocol {
+            server: self.server.clone(),
+            reason: reason.into(),
+        }
+    }
+
+    /// `Timeout` after `after`.
+    pub(crate) fn timeout(&self, after: Duration) -> UpstreamError {
+        UpstreamError::Timeout {
+            server: self.server.clone(),
+            after,
+        }
+    }
+
+    pub(crate) fn status(&self) -> Status {
+        *self.status.borrow()
+    }
+
+    pub(crate) fn set_status(&self, status: Status) {
+        self.status.send_if_modified(|current| {
+            // Once stopped, a connection stays stopped.
+            if *current == status || *current == Status::Stopped {
+                return false;
+            }
+            *current = status;
+            true
+        });
+    }
+
+    pub(crate) fn info(&self) -> Option<Arc<ServerInfo>> {
+        self.info.read().ok().and_then(|i| i.clone())
+    }
+
+    pub(crate) fn subscribe(&self) -> broadcast::Receiver<Message> {
+        self.broadcast.subscribe()
+    }
+
+    /// Waits until the connection is ready; fails at once when it is down or stopped.
+    pub(crate) async fn ready(&self) -> Result<(), UpstreamError> {
+        let mut status = self.status.subscribe();
+        loop {
+            let now = *status.borrow_and_update();
+            match now {
+                Status::Ready => return Ok(()),
+                Status::Failing => return Err(self.unavailable("it is being restarted")),
+                Status::Stopped => return Err(self.unavailable("it was shut down")),
+                Status::Starting => {
+                    if status.changed().await.is_err() {
+                        return Err(self.unavailable("it was shut down"));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Waits until the status is `wanted`, at most `within`.
+    pub(crate) async fn wait_for(&self, wanted: Status, within: Duration) -> bool {
+        let mut status = self.status.subscribe();
+        tokio::time::timeout(within, status.wait_for(|s| *s == wanted))
+            .await
+            .is_ok_and(|r| r.is_ok())
+    }
+
+    /// Requests waiting for their reply.
+    pub(crate) fn pending_count(&self) -> usize {
+        self.pending.lock().map(|p| p.len()).unwrap_or(0)
+    }
+
+    /// Registers a request: its id, its parameters with the connection's own progress token,
+    /// and its bytes, ready to be written.
+    pub(crate) fn begin(
+        self: &Arc<Self>,
+        method: &str,
+        params: Option<&RawValue>,
+        related: Option<Related>,
+    ) -> Result<Call, UpstreamError> {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let rewritten = params.and_then(|p| with_progress_token(p, id));
+        let (bytes, client_token) = match &rewritten {
+            Some((ours, client_token)) => (
+                request_bytes(id, method, Some(ours)),
+                Some(client_token.clone()),
+            ),
+            None => (request_bytes(id, method, params), None),
+        };
+        let (reply, rx) = oneshot::channel();
+        let mut pending = self
+            .pending
+            .lock()
+            .map_err(|_| self.unavailable("its connection state is broken"))?;
+        pending.insert(
+            id,
+            Pending {
+                reply,
+                related,
+                client_token,
+            },
+        );
+        drop(pending);
+        Ok(Call {
+            core: Arc::clone(self),
+            id,
+            bytes: Some(bytes),
+            reply: rx,
+            sent: false,
+            cancel_reason: "The request was abandoned by the gateway's client",
+        })
+    }
+
+    /// Fails every waiting request with `Unavailable`.
+    pub(crate) fn fail_all(&self, reason: &str) {
+        let drained: Vec<Pending> = match self.pending.lock() {
+            Ok(mut pending) => pending.drain().map(|(_, p)| p).collect(),
+            Err(_) => return,
+        };
+        for p in drained {
+            let _ = p.reply.send(Err(self.unavailable(reason)));
+        }
+    }
+
+    /// Routes one message from the server. `stream_of` is the request whose response stream
+    /// carried it (Streamable HTTP), if any.
+    pub(crate) async fn dispatch(&self, message: Message, stream_of: Option<i64>) {
+        match message {
+            Message::Response(response) => {
+                let Some(Id::Number(id)) = response.id else {
+                    tracing::debug!(server = %self.server, "MCP server answered an unknown request id");
+                    return;
+                };
+                let waiting = self.pending.lock().ok().and_then(|mut p| p.remove(&id));
+                match waiting {
+                    Some(p) => {
+                        let reply = match response.outcome {
+                            Outcome::Result(result) => Reply::Result(result),
+                            Outcome::Error(error) => Reply::Error(error),
+                        };
+                        let _ = p.reply.send(Ok(reply));
+                    }
+                    None => {
+                        tracing::debug!(server = %self.server, id, "MCP server answered a request no one waits for");
+                    }
+                }
+            }
+            Message::Notification(n) if n.method == "notifications/progress" => {
+                let Some(params) = n.params.as_deref() else {
+                    return;
+                };
+                let Some((Some(related), Some(token))) = self.progress_target(params) else {
+                    tracing::debug!(server = %self.server, "progress no caller waits for");
+                    return;
+                };
+                if let Some(restored) = replace_member(params, "progressToken", &token) {
+                    let message = super::notification(&n.method, Some(restored));
+                    let _ = related.send(message).await;
+                }
+            }
+            Message::Request(r) if r.method == "ping" => {
+                self.send_detached(response_bytes(
+                    &r.id,
+                    &Reply::Result(crate::jsonrpc::empty_object()),
+                ));
+            }
+            other => {
+                let tied = matches!(&other, Message::Request(_))
+                    || matches!(&other, Message::Notification(n) if n.method == "notifications/message");
+                let target = self.related_for(stream_of, tied);
+                match target {
+                    Some(related) => {
+                        if let Err(tokio::sync::mpsc::error::SendError(message)) =
+                            related.send(other).await
+                        {
+                            let _ = self.broadcast.send(message);
+                        }
+                    }
+                    None => {
+                        let _ = self.broadcast.send(other);
+                    }
+                }
+            }
+        }
+    }
+
+    /// The request a progress notification belongs to, and its `related` channel and the
+    /// caller's token.
+    fn progress_target(
+        &self,
+        params: &RawValue,
+    ) -> Option<(Option<Related>, Option<Box<RawValue>>)> {
+        #[derive(Deserialize)]
+        struct Progress {
+            #[serde(rename = "progressToken")]
+            token: serde_json::Value,
+        }
+        let progress: Progress = serde_json::from_str(params.get()).ok()?;
+        let id = progress.token.as_i64()?;
+        let pending = self.pending.lock().ok()?;
+        let p = pending.get(&id)?;
+        Some((p.related.clone(), p.client_token.clone()))
+    }
+
+    /// Where a message the server sent goes: the request whose stream carried it, else (for
+    /// requests and log messages) the only request in flight, else nowhere (broadcast).
+    fn related_for(&self, stream_of: Option<i64>, tied: bool) -> Option<Related> {
+        let pending = self.pending.lock().ok()?;
+        match stream_of {
+            Some(id) => pending.get(&id)?.related.clone(),
+            None if tied && pending.len() == 1 => pending.values().next()?.related.clone(),
+            None => None,
+        }
+    }
+
+    /// Reads the `initialize` answer: the version must be one the gateway speaks.
+    pub(crate) fn accept_initialize(&self, reply: Reply) -> Result<Arc<ServerInfo>, UpstreamError> {
+        #[derive(Deserialize)]
+        struct Initialized {
+            #[serde(rename = "protocolVersion")]
+            protocol_version: String,
+        }
+        let result = match reply {
+            Reply::Result(result) => result,
+            Reply::Error(error) => {
+                return Err(
+                    self.protocol(format!("it refused `initialize` (error {})", error.code))
+                );
+            }
+        };
+        let answer: Initialized = serde_json::from_str(result.get())
+            .map_err(|_| self.protocol("its `initialize` result has no `protocolVersion`"))?;
+        if !SUPPORTED_VERSIONS.contains(&answer.protocol_version.as_str()) {
+            let mut version = answer.protocol_version;
+            version.truncate(32);
+            return Err(self.protocol(format!(
+                "it speaks protocol version {version:?}, which the gateway does not"
+            )));
+        }
+        let info = Arc::new(ServerInfo {
+            protocol_version: answer.protocol_version,
+            initialize_result: result,
+        });
+        if let Ok(mut slot) = self.info.write() {
+            *slot = Some(Arc::clone(&info));
+        }
+        Ok(info)
+    }
+}
+
+/// A registered request. Dropping it before its reply came, once sent, cancels it upstream.
+pub(crate) struct Call {
+    core: Arc<Core>,
+    /// The request's id on this connection.
+    pub(crate) id: i64,
+    bytes: Option<Vec<u8>>,
+    reply: oneshot::Receiver<Result<Reply, UpstreamError>>,
+    sent: bool,
+    cancel_reason: &'static str,
+}
+
+impl Call {
+    /// The request's bytes, to write once; the request counts as sent from now on.
+    pub(crate) fn take_bytes(&mut self) -> Vec<u8> {
+        self.sent = true;
+        self.bytes.take().unwrap_or_default()
+    }
+
+    /// Waits for the reply.
+    pub(crate) async fn reply(&mut self) -> Result<Reply, UpstreamError> {
+        match (&mut self.reply).await {
+            Ok(outcome) => outcome,
+            Err(_) => Err(self.core.unavailable("the connection closed")),
+        }
+    }
+
+    /// The reply if it has come.
+    pub(crate) fn try_reply(&mut self) -> Option<Result<Reply, UpstreamError>> {
+        self.reply.try_recv().ok()
+    }
+
+    /// Marks the request as timed out (the reason its cancellation gives).
+    pub(crate) fn timed_out(&mut self) {
+        self.cancel_reason = "The request timed out at the gateway";
+    }
+
+    /// Never cancels this request (`initialize` must not be).
+    pub(crate) fn never_cancel(&mut self) {
+        self.sent = false;
+    }
+}
+
+impl Drop for Call {
+    fn drop(&mut self) {
+        let waiting = self
+            .core
+            .pending
+            .lock()
+            .ok()
+            .and_then(|mut p| p.remove(&self.id));
+        if waiting.is_some() && self.sent {
+            let params = format!(
+                r#"{{"requestId":{},"reason":{}}}"#,
+                self.id,
+                serde_json::Value::from(self.cancel_reason)
+            );
+            let params = RawValue::from_string(params).ok();
+            self.core.send_detached(notification_bytes(
+                "notifications/cancelled",
+                params.as_deref(),
+            ));
+        }
+    }
+}
+
+/// The `initialize` parameters.
+pub(crate) fn initialize_params() -> Box<RawValue> {
+    let text = format!(
+        r#"{{"protocolVersion":"{PROTOCOL_VERSION}","capabilities":{{"sampling":{{}},"elicitation":{{}},"roots":{{"listChanged":true}}}},"clientInfo":{{"name":"portcullis","version":"{}"}}}}"#,
+        env!("CARGO_PKG_VERSION")
+    );
+    RawValue::from_string(text).unwrap_or_else(|_| crate::jsonrpc::empty_object())
+}
+
+/// `params` with `_meta.progressToken` replaced by `token`, and the caller's token; `None`
+/// when the caller gave none.
+fn with_progress_token(params: &RawValue, token: i64) -> Option<(Box<RawValue>, Box<RawValue>)> {
+    if !params.get().contains("progressToken") {
+        return None;
+    }
+    let mut top: BTreeMap<String, &RawValue> = serde_json::from_str(params.get()).ok()?;
+    let meta = top.get("_meta")?;
+    let mut meta_members: BTreeMap<String, &RawValue> = serde_json::from_str(meta.get()).ok()?;
+    let client = (*meta_members.get("progressToken")?).to_owned();
+    let ours = RawValue::from_string(token.to_string()).ok()?;
+    meta_members.insert("progressToken".to_owned(), &ours);
+    let meta = serde_json::value::to_raw_value(&meta_members).ok()?;
+    top.insert("_meta".to_owned(), &meta);
+    Some((serde_json::value::to_raw_value(&top).ok()?, client))
+}
+
+/// `object` with its member `name` set to `value`.
+fn replace_member(object: &RawValue, name: &str, value: &RawValue) -> Option<Box<RawValue>> {
+    let mut members: BTreeMap<String, &RawValue> = serde_json::from_str(object.get()).ok()?;
+    members.insert(name.to_owned(), value);
+    serde_json::value::to_raw_value(&members).ok()
+}
+
+fn push_str(out: &mut Vec<u8>, text: &str) {
+    if serde_json::to_writer(&mut *out, text).is_err() {
+        out.extend_from_slice(b"null");
+    }
+}
+
+/// A request's JSON text.
+pub(crate) fn request_bytes(id: i64, method: &str, params: Option<&RawValue>) -> Vec<u8> {
+    let mut out = Vec::with_capacity(64 + method.len() + params.map_or(0, |p| p.get().len()));
+    out.extend_from_slice(br#"{"jsonrpc":"2.0","id":"#);
+    out.extend_from_slice(id.to_string().as_bytes());
+    out.extend_from_slice(br#","method":"#);
+    push_str(&mut out, method);
+    if let Some(p) = params {
+        out.extend_from_slice(br#","params":"#);
+        out.extend_from_slice(p.get().as_bytes());
+    }
+    out.push(b'}');
+    out
+}
+
+/// A notification's JSON text.
+pub(crate) fn notification_bytes(method: &str, params: Option<&RawValue>) -> Vec<u8> {
+    let mut out = Vec::with_capacity(48 + method.len() + params.map_or(0, |p| p.get().len()));
+    out.extend_from_slice(br#"{"jsonrpc":"2.0","method":"#);
+    push_str(&mut out, method);
+    if let Some(p) = params {
+        out.extend_from_slice(br#","params":"#);
+        out.extend_from_slice(p.get().as_bytes());
+    }
+    out.push(b'}');
+    out
+}
+
+/// A response's JSON text.
+pub(crate) fn response_bytes(id: &Id, reply: &Reply) -> Vec<u8> {
+    let mut out = Vec::with_capacity(64);
+    out.extend_from_slice(br#"{"jsonrpc":"2.0","id":"#);
+    if serde_json::to_writer(&mut out, id).is_err() {
+        out.extend_from_slice(b"null");
+    }
+    match reply {
+        Reply::Result(result) => {
+            out.extend_from_slice(br#","result":"#);
+            out.extend_from_slice(result.get().as_bytes());
+        }
+        Reply::Error(error) => {
+            out.extend_from_slice(br#","error":"#);
+            if serde_json::to_writer(&mut out, error).is_err() {
+                out.extend_from_slice(b"null");
+            }
+        }
+    }
+    out.push(b'}');
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_progress_token_is_swapped_and_everything_else_kept() {
+        let params = RawValue::from_string(
+            r#"{"name":"t","arguments":{"a":[1,2]},"_meta":{"progressToken":"caller-7","x":1}}"#
+                .to_owned(),
+        )
+        .unwrap();
+        let (ours, client) = with_progress_token(&params, 42).unwrap();
+        assert_eq!(client.get(), r#""caller-7""#);
+        let v: serde_json::Value = serde_json::from_str(ours.get()).unwrap();
+        assert_eq!(v["_meta"]["progressToken"], 42);
+        assert_eq!(v["_meta"]["x"], 1);
+        assert_eq!(v["arguments"]["a"][1], 2);
+        let plain = RawValue::from_string(r#"{"name":"t"}"#.to_owned()).unwrap();
+        assert!(with_progress_token(&plain, 1).is_none());
+    }
+
+    #[test]
+    fn requests_and_answers_are_json_rpc() {
+        let params = RawValue::from_string(r#"{"a":1}"#.to_owned()).unwrap();
+        let bytes = request_bytes(3, "tools/call", Some(&params));
+        assert_eq!(
+            String::from_utf8(bytes).unwrap(),
+            r#"{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"a":1}}"#
+        );
+        let answer = response_bytes(&Id::String("s".into()), &Reply::Result(params));
+        assert!(Message::parse(&answer).is_ok());
+        assert!(Message::parse(&notification_bytes("notifications/initialized", None)).is_ok());
+        let init: serde_json::Value = serde_json::from_str(initialize_params().get()).unwrap();
+        assert_eq!(init["protocolVersion"], PROTOCOL_VERSION);
+        assert_eq!(init["capabilities"]["roots"]["listChanged"], true);
+    }
+}
