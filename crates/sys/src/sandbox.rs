@@ -28,10 +28,10 @@
 //!    later, no TCP bind or connect either; on ABI 6 or later, signals and abstract Unix
 //!    sockets only within the sandbox. Landlock also restricts ptrace from inside the sandbox
 //!    to processes outside it;
-//! 6. no capabilities: all sets emptied, and for root the bounding set too, so that neither
-//!    root nor what it executes keeps any privilege (it keeps root's file ownership). This
-//!    is also what keeps a root gateway's `/proc/<pid>/environ`, memory and descriptors
-//!    closed to the sandbox: reading them needs the capabilities the gateway holds;
+//! 6. no capabilities: all sets emptied, and the bounding set too for root and in a new user
+//!    namespace, so that nothing the process executes gains any (root keeps root's file
+//!    ownership). This is also what keeps a root gateway's `/proc/<pid>/environ`, memory
+//!    and descriptors closed to the sandbox: reading them needs the gateway's capabilities;
 //! 7. resource limits, each lowered only (never above the gateway's own hard limit), and no
 //!    core dumps;
 //! 8. `kill_on_drop`: dropping the child handle kills the process.
@@ -169,7 +169,7 @@ fn prepare(policy: &SandboxPolicy, protections: &Protections) -> Result<ChildSet
         network,
         id_maps: IdMaps::of_current_process(),
         landlock,
-        root,
+        empty_bounding_set: root || network == Some(NetworkIsolation::UserNamespace),
         limits,
     })
 }

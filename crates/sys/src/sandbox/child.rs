@@ -51,9 +51,10 @@ pub(super) struct ChildSetup {
     pub(super) id_maps: IdMaps,
     /// The Landlock ruleset to enforce (its descriptor closes on exec).
     pub(super) landlock: Option<OwnedFd>,
-    /// Whether the process runs as root, whose capabilities `exec` would restore unless the
-    /// bounding set is emptied.
-    pub(super) root: bool,
+    /// Whether to empty the bounding set, which needs CAP_SETPCAP: for root, whose
+    /// capabilities `exec` would restore otherwise, and in a new user namespace, which starts
+    /// with every capability.
+    pub(super) empty_bounding_set: bool,
     pub(super) limits: Vec<Limit>,
 }
 
@@ -80,7 +81,7 @@ impl ChildSetup {
                 return Err(io::Error::last_os_error());
             }
         }
-        drop_capabilities(self.root)?;
+        drop_capabilities(self.empty_bounding_set)?;
         for limit in &self.limits {
             let value = libc::rlimit {
                 rlim_cur: limit.soft,
@@ -117,10 +118,9 @@ pub(super) fn enter_network_namespace(
 }
 
 /// Empties the process's capability sets so that neither it nor what it executes holds any
-/// privilege: for root, the bounding set too (which needs CAP_SETPCAP), since `exec` would
-/// otherwise grant root every capability again.
-fn drop_capabilities(root: bool) -> io::Result<()> {
-    if root {
+/// privilege, and the bounding set too when `empty_bounding_set`.
+fn drop_capabilities(empty_bounding_set: bool) -> io::Result<()> {
+    if empty_bounding_set {
         for capability in 0..64 {
             // SAFETY: PR_CAPBSET_DROP takes integer arguments only.
             if unsafe { libc::prctl(libc::PR_CAPBSET_DROP, capability, 0, 0, 0) } != 0 {
