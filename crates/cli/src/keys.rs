@@ -49,10 +49,9 @@ pub enum KeysCommand {
         /// Let budgets count the prices the caller sends in `x-portcullis-custom-cost`.
         #[arg(long)]
         allow_custom_cost: bool,
-        /// Withhold calls of tools whose name matches this glob (case-sensitive; repeat for
-        /// several: globs may hold commas, as in `{a,b}`).
-        #[arg(long = "tools-denied", value_name = "GLOB")]
-        tools_denied: Vec<String>,
+        /// The key's tool lists.
+        #[command(flatten)]
+        tool_lists: Box<ToolLists>,
     },
     /// List keys (never their secrets).
     List {
@@ -81,6 +80,20 @@ pub enum KeysCommand {
     },
 }
 
+/// The tool-name glob lists of a key to create; globs may hold commas (`{a,b}`), so each
+/// flag takes one glob and is repeated for several.
+#[derive(clap::Args)]
+pub struct ToolLists {
+    /// Withhold calls of tools whose name matches this glob (case-sensitive; repeat for
+    /// several).
+    #[arg(long = "tools-denied", value_name = "GLOB")]
+    tools_denied: Vec<String>,
+    /// Let the key see and call only the MCP tools whose `<server>__<tool>` name matches this
+    /// glob (case-sensitive; repeat for several). Without it, every tool.
+    #[arg(long = "tools", value_name = "GLOB")]
+    tools: Vec<String>,
+}
+
 /// Runs a `keys` subcommand.
 #[allow(clippy::print_stdout)]
 pub async fn run(config: Option<PathBuf>, command: KeysCommand) -> anyhow::Result<()> {
@@ -99,8 +112,12 @@ pub async fn run(config: Option<PathBuf>, command: KeysCommand) -> anyhow::Resul
             budget_usd,
             budget_period,
             allow_custom_cost,
-            tools_denied,
+            tool_lists,
         } => {
+            let ToolLists {
+                tools_denied,
+                tools,
+            } = *tool_lists;
             let expires_ms = match expires_at {
                 Some(t) => Some(
                     t.parse::<jiff::Timestamp>()
@@ -132,6 +149,7 @@ pub async fn run(config: Option<PathBuf>, command: KeysCommand) -> anyhow::Resul
                     expires_ms,
                     allow_custom_cost,
                     tools_denied: (!tools_denied.is_empty()).then_some(tools_denied),
+                    tools: (!tools.is_empty()).then_some(tools),
                 })
                 .await?;
             let mut v = view(&issued.record);

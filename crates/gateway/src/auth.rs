@@ -62,6 +62,7 @@ fn master_principal() -> Arc<Principal> {
         // The operator's own key may price its requests as it likes.
         allow_custom_cost: true,
         tools_denied: None,
+        tools: None,
     })
 }
 
@@ -243,6 +244,7 @@ impl Authenticator {
                 controls: None,
                 allow_custom_cost: false,
                 tools_denied: None,
+                tools: None,
             }));
         }
         let Some(verifier) = &self.verifier else {
@@ -350,6 +352,7 @@ fn select_team(
         controls: principal.controls,
         allow_custom_cost: principal.allow_custom_cost,
         tools_denied: principal.tools_denied.clone(),
+        tools: principal.tools.clone(),
     }))
 }
 
@@ -435,14 +438,15 @@ mod tests {
     #[tokio::test]
     async fn accepts_bearer_or_x_api_key_and_refuses_the_rest() {
         let auth = Authenticator::with_master_key(&Secret::new("sk-master-1234567890"));
-        assert!(
-            auth.authenticate(&headers(&[(
+        let master = auth
+            .authenticate(&headers(&[(
                 "authorization",
-                "Bearer sk-master-1234567890"
+                "Bearer sk-master-1234567890",
             )]))
             .await
-            .is_ok()
-        );
+            .unwrap();
+        // The master key is no virtual key: every MCP tool is open to it, none withheld.
+        assert!(master.tools.is_none() && master.tools_denied.is_none());
         assert!(
             auth.authenticate(&headers(&[("x-api-key", "sk-master-1234567890")]))
                 .await

@@ -275,6 +275,7 @@ pub fn key_view(k: &KeyRecord) -> Value {
         "controls": k.controls.as_deref().and_then(|c| serde_json::from_str::<Value>(c).ok()),
         "allow_custom_cost": k.allow_custom_cost,
         "tools_denied": k.tools_denied.as_deref().and_then(|t| serde_json::from_str::<Value>(t).ok()),
+        "tools": k.tools.as_deref().and_then(|t| serde_json::from_str::<Value>(t).ok()),
         "metadata": k.metadata.as_deref().and_then(|m| serde_json::from_str::<Value>(m).ok()),
         "expires_at": k.expires_ms.and_then(rfc3339),
         "revoked_at": k.revoked_ms.and_then(rfc3339),
@@ -738,6 +739,9 @@ struct CreateKey {
     /// Tool-name globs whose calls are withheld from the key's answers.
     #[serde(default)]
     tools_denied: Option<Vec<String>>,
+    /// Globs over `<server>__<tool>` naming the MCP tools the key may see and call.
+    #[serde(default)]
+    tools: Option<Vec<String>>,
 }
 
 /// `POST /admin/keys`: `201` with the key's view and `key`, the only time it is shown.
@@ -780,6 +784,7 @@ pub async fn create_key(
                 expires_ms,
                 allow_custom_cost: req.allow_custom_cost,
                 tools_denied: req.tools_denied,
+                tools: req.tools,
             })
             .await
             .map_err(manage_error)?;

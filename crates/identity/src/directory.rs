@@ -102,6 +102,11 @@ pub struct Principal {
     /// is withheld (`portcullis_policy::DeniedTools::union`). `None` when the key denies
     /// nothing of its own.
     pub tools_denied: Option<Arc<ToolGlobs>>,
+    /// The key's MCP tool allow-list, compiled: case-sensitive shell globs over
+    /// `<server>__<tool>` (validated when the key was created). On an MCP endpoint a tool is
+    /// visible and callable only when one of them matches. `None` allows every tool (keys
+    /// without a list, and callers that are not keys); an empty list allows none.
+    pub tools: Option<Arc<ToolGlobs>>,
 }
 
 /// Why a credential was refused. The message is safe to show to the caller.
@@ -774,6 +779,7 @@ fn external_principal(
         controls: None,
         allow_custom_cost: false,
         tools_denied: None,
+        tools: None,
     }
 }
 
@@ -957,6 +963,7 @@ impl Snapshot {
                 controls: key_controls(key),
                 allow_custom_cost: key.allow_custom_cost,
                 tools_denied: parse_tools_denied(key),
+                tools: parse_tools(key),
             }),
             None,
         )
@@ -988,6 +995,20 @@ fn parse_tools_denied(key: &KeyRecord) -> Option<Arc<ToolGlobs>> {
             None
         }
     }
+}
+
+/// The key's MCP tool allow-list, compiled; `None` when it has none. A list that no longer
+/// compiles (it was validated when the key was created) is logged and allows no tool: an
+/// allow-list fails closed, as the allowed-models list does.
+fn parse_tools(key: &KeyRecord) -> Option<Arc<ToolGlobs>> {
+    let text = key.tools.as_deref()?;
+    let compiled = serde_json::from_str::<Vec<String>>(text)
+        .ok()
+        .and_then(|list| ToolGlobs::new(&list).ok());
+    Some(Arc::new(compiled.unwrap_or_else(|| {
+        tracing::error!(key = %key.id, "malformed tool allow-list; the key may use no tool");
+        ToolGlobs::empty()
+    })))
 }
 
 /// The key's own controls, resolved; `None` when it has none (or they no longer parse, which
@@ -1149,6 +1170,124 @@ mod tests {
         }
     }
 
+    fn allowing(name: &str, tools: Option<&[&str]>) -> NewKey {
+        NewKey {
+            name: name.to_owned(),
+            tools: tools.map(|t| t.iter().map(|s| (*s).to_owned()).collect()),
+            ..NewKey::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn a_keys_tool_allow_list_travels_with_its_principal() {
+        let dir = tempfile::tempdir().unwrap();
+        let (directory, store) = sqlite_directory(&dir).await;
+        let allowing_some = directory
+            .create_key(allowing(
+                "agent",
+                Some(&["github__*", "fs__read_{file,dir}"]),
+            ))
+            .await
+            .unwrap();
+        assert_eq!(
+            allowing_some.record.tools.as_deref(),
+            Some(r#"["github__*","fs__read_{file,dir}"]"#)
+        );
+        let principal = directory
+            .authenticate_key(allowing_some.secret.expose())
+            .await
+            .unwrap();
+        let globs = principal.tools.as_deref().unwrap();
+        assert_eq!(globs.patterns(), ["github__*", "fs__read_{file,dir}"]);
+        assert!(globs.matches("github__create_issue") && globs.matches("fs__read_dir"));
+        assert!(!globs.matches("fs__write_file") && !globs.matches("GitHub__create_issue"));
+        assert!(!globs.matches("slack__post"));
+        assert_eq!(principal.tools_denied, None, "the lists are independent");
+
+        // No list allows every tool; an empty list allows none.
+        let plain = directory.create_key(allowing("plain", None)).await.unwrap();
+        let principal = directory
+            .authenticate_key(plain.secret.expose())
+            .await
+            .unwrap();
+        assert_eq!(plain.record.tools, None);
+        assert_eq!(principal.tools, None);
+        let none = directory
+            .create_key(allowing("none", Some(&[])))
+            .await
+            .unwrap();
+        let principal = directory
+            .authenticate_key(none.secret.expose())
+            .await
+            .unwrap();
+        let globs = principal.tools.as_deref().unwrap();
+        assert!(globs.is_empty() && !globs.matches("github__create_issue"));
+
+        // Both lists on one key are kept apart.
+        let both = directory
+            .create_key(NewKey {
+                tools: Some(vec!["fs__*".into()]),
+                ..key("both", Some(&["fs__delete"]))
+            })
+            .await
+            .unwrap();
+        let principal = directory
+            .authenticate_key(both.secret.expose())
+            .await
+            .unwrap();
+        assert_eq!(principal.tools.as_deref().unwrap().patterns(), ["fs__*"]);
+        assert_eq!(
+            principal.tools_denied.as_deref().unwrap().patterns(),
+            ["fs__delete"]
+        );
+
+        for (globs, wanted) in [
+            (&["ok__*", ""][..], "`tools[1]` must not be empty"),
+            (
+                &["", "x__{"][..],
+                "`tools[0]` must not be empty; `tools[1]` is not a valid glob (`x__{`): unclosed alternate group; missing '}' (maybe escape '{' with '[{]'?)",
+            ),
+            (
+                &["a__[b"][..],
+                "`tools[0]` is not a valid glob (`a__[b`): unclosed character class; missing ']'",
+            ),
+        ] {
+            match directory.create_key(allowing("bad", Some(globs))).await {
+                Err(ManageError::Invalid(message)) => assert_eq!(message, wanted),
+                other => panic!("{globs:?}: {other:?}"),
+            }
+        }
+
+        // A stored list that no longer reads allows no tool rather than every tool.
+        store
+            .create_key(
+                &KeyRecord {
+                    id: "key_garbled".into(),
+                    name: "garbled".into(),
+                    prefix: String::new(),
+                    user_id: None,
+                    team_id: None,
+                    service_account_id: None,
+                    models: None,
+                    limits: None,
+                    metadata: None,
+                    expires_ms: None,
+                    revoked_ms: None,
+                    created_ms: 0,
+                    controls: None,
+                    allow_custom_cost: false,
+                    tools_denied: None,
+                    tools: Some(r#"["a__[b"]"#.to_owned()),
+                },
+                &hex::encode(keys::digest("garbled-secret")),
+            )
+            .await
+            .unwrap();
+        directory.invalidate().await.unwrap();
+        let principal = directory.authenticate_key("garbled-secret").await.unwrap();
+        assert!(principal.tools.as_deref().unwrap().is_empty());
+    }
+
     /// Measures what may wait: a full reload of a few thousand keys, and the first-sight
     /// provisioning of an enterprise user (printed with `--nocapture`).
     #[tokio::test]
@@ -1177,6 +1316,7 @@ mod tests {
                         controls: None,
                         allow_custom_cost: false,
                         tools_denied: Some(r#"["rm_*"]"#.to_owned()),
+                        tools: Some(r#"["fs__*"]"#.to_owned()),
                     },
                     &hex::encode(keys::digest(&format!("secret-{i}"))),
                 )
@@ -1200,7 +1340,9 @@ mod tests {
             default_role: AccessRole::Member,
             method: AuthMethod::Jwt,
         };
-        directory.resolve_external(&claims).await.unwrap();
+        let enterprise = directory.resolve_external(&claims).await.unwrap();
+        // An enterprise user is no key: no tool list of its own applies.
+        assert!(enterprise.tools.is_none() && enterprise.tools_denied.is_none());
         let first = directory.stats();
         assert_eq!(first.provisions, 1);
         eprintln!(

@@ -70,6 +70,9 @@ pub struct NewKey {
     /// Tool-name globs whose calls are withheld from the key's answers (joined with the
     /// route's list); `None` or empty denies nothing of its own.
     pub tools_denied: Option<Vec<String>>,
+    /// Globs over `<server>__<tool>` naming the MCP tools the key may see and call; `None`
+    /// allows every tool, an empty list none.
+    pub tools: Option<Vec<String>>,
 }
 
 /// A key just created or rotated: the only time its secret is available.
@@ -436,7 +439,10 @@ impl Directory {
             ));
         }
         if let Some(globs) = &new.tools_denied {
-            check_tool_globs(globs)?;
+            check_tool_globs("tools_denied", globs)?;
+        }
+        if let Some(globs) = &new.tools {
+            check_tool_globs("tools", globs)?;
         }
         if let Some(limits) = &new.limits {
             limits.validate()?;
@@ -483,6 +489,10 @@ impl Directory {
             tools_denied: new
                 .tools_denied
                 .filter(|globs| !globs.is_empty())
+                .map(|globs| serde_json::Value::from(globs).to_string()),
+            // Unlike a deny-list, an empty allow-list means something: no tool at all.
+            tools: new
+                .tools
                 .map(|globs| serde_json::Value::from(globs).to_string()),
         };
         self.store().create_key(&record, &issued.hash).await?;
@@ -604,9 +614,10 @@ impl Directory {
     }
 }
 
-/// Each entry of a key's `tools_denied` must be a non-empty glob that compiles as the
-/// request path compiles it (`portcullis_policy::ToolGlobs`); every bad entry is named.
-fn check_tool_globs(globs: &[String]) -> Result<(), ManageError> {
+/// Each entry of a key's tool-glob list (`field`: `tools_denied` or `tools`) must be a
+/// non-empty glob that compiles as the request path compiles it
+/// (`portcullis_policy::ToolGlobs`); every bad entry is named (`tools[1]`).
+fn check_tool_globs(field: &str, globs: &[String]) -> Result<(), ManageError> {
     let Err(issues) = portcullis_policy::ToolGlobs::new(globs) else {
         return Ok(());
     };
@@ -614,10 +625,10 @@ fn check_tool_globs(globs: &[String]) -> Result<(), ManageError> {
         .iter()
         .map(|issue| {
             if issue.pattern.is_empty() {
-                format!("`tools_denied[{}]` must not be empty", issue.index)
+                format!("`{field}[{}]` must not be empty", issue.index)
             } else {
                 format!(
-                    "`tools_denied[{}]` is not a valid glob (`{}`): {}",
+                    "`{field}[{}]` is not a valid glob (`{}`): {}",
                     issue.index,
                     issue.pattern.chars().take(64).collect::<String>(),
                     issue.message

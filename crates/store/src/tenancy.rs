@@ -4,8 +4,9 @@
 //!
 //! The store holds only digests of key secrets and only sealed (encrypted) provider secrets;
 //! hashing, sealing and every policy decision live in `portcullis-identity`. JSON-valued
-//! columns (`models`, `limits`, `metadata`, `controls`, `tools_denied`) are opaque text here. Both SQL backends run the
-//! same statements, implemented once by a macro. Every mutation bumps the tenancy version.
+//! columns (`models`, `limits`, `metadata`, `controls`, `tools_denied`, `tools`) are opaque text
+//! here. Both SQL backends run the same statements, implemented once by a macro. Every mutation
+//! bumps the tenancy version.
 
 use async_trait::async_trait;
 
@@ -98,6 +99,9 @@ pub struct KeyRecord {
     pub allow_custom_cost: bool,
     /// JSON array of tool-name globs whose calls are withheld from the key's answers.
     pub tools_denied: Option<String>,
+    /// JSON array of globs over `<server>__<tool>` naming the MCP tools the key may see and
+    /// call; `None` allows every tool.
+    pub tools: Option<String>,
 }
 
 /// A key found by the digest of a presented secret.
@@ -304,10 +308,11 @@ const USER_COLUMNS: &str =
     "id, email, name, role, password_hash, issuer, external_subject, disabled_ms, created_ms";
 const KEY_COLUMNS: &str = "id, name, prefix, user_id, team_id, service_account_id, models, \
      limits, metadata, expires_ms, revoked_ms, created_ms, controls, allow_custom_cost, \
-     tools_denied";
+     tools_denied, tools";
 const KEY_COLUMNS_K: &str = "k.id, k.name, k.prefix, k.user_id, k.team_id, \
      k.service_account_id, k.models, k.limits, k.metadata, k.expires_ms, k.revoked_ms, \
-     k.created_ms, k.controls, k.allow_custom_cost, k.tools_denied";
+     k.created_ms, k.controls, k.allow_custom_cost, k.tools_denied, \
+     k.tools";
 
 /// Whether a database error is a unique-constraint violation.
 fn is_conflict(e: &sqlx::Error) -> bool {
@@ -626,7 +631,7 @@ macro_rules! tenancy_store {
                 let mut tx = self.pool().begin().await?;
                 sqlx::query(&format!(
                     "INSERT INTO virtual_keys ({KEY_COLUMNS}) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)"
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)"
                 ))
                 .bind(&key.id)
                 .bind(&key.name)
@@ -643,6 +648,7 @@ macro_rules! tenancy_store {
                 .bind(&key.controls)
                 .bind(key.allow_custom_cost)
                 .bind(&key.tools_denied)
+                .bind(&key.tools)
                 .execute(&mut *tx)
                 .await?;
                 sqlx::query(

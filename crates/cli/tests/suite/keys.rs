@@ -1,6 +1,7 @@
 //! `portcullis keys` as an operator uses it: a key created from the command line works against
 //! a running `portcullis serve` on the same database, `keys list` never shows secrets, and
-//! `keys revoke` stops the key on the running gateway within its poll interval.
+//! `keys revoke` stops the key on the running gateway within its poll interval; a key's tool
+//! lists (`--tools`, `--tools-denied`) are taken repeated and a bad glob is refused by name.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -155,4 +156,72 @@ async fn keys_created_and_revoked_from_the_cli_govern_a_running_gateway() {
         keys(&db, &["list", "--all"])["data"][0]["status"],
         "revoked"
     );
+}
+
+#[test]
+fn keys_create_takes_repeated_tool_globs_and_names_a_bad_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}?mode=rwc", dir.path().join("gw.db").display());
+
+    let created = keys(
+        &db,
+        &[
+            "create",
+            "--name",
+            "mcp",
+            "--tools",
+            "github__*",
+            "--tools",
+            "fs__read_{file,dir}",
+            "--tools-denied",
+            "fs__read_dir",
+            "--tools-denied",
+            "shell_*",
+        ],
+    );
+    assert_eq!(
+        created["tools"],
+        json!(["github__*", "fs__read_{file,dir}"])
+    );
+    assert_eq!(created["tools_denied"], json!(["fs__read_dir", "shell_*"]));
+    let plain = keys(&db, &["create", "--name", "plain"]);
+    assert_eq!(plain["tools"], Value::Null);
+    assert_eq!(plain["tools_denied"], Value::Null);
+    let listed = keys(&db, &["list"]);
+    let mcp = listed["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["id"] == created["id"])
+        .unwrap();
+    assert_eq!(mcp["tools"], created["tools"]);
+    assert_eq!(mcp["tools_denied"], created["tools_denied"]);
+
+    for (flag, field) in [("--tools", "tools"), ("--tools-denied", "tools_denied")] {
+        let out = Command::new(BIN)
+            .args([
+                "keys",
+                "create",
+                "--name",
+                "bad",
+                flag,
+                "ok__*",
+                flag,
+                "fs__[read",
+            ])
+            .env_clear()
+            .env("PORTCULLIS_DATABASE_URL", &db)
+            .env("PORTCULLIS_MASTER_KEY", "cli-test-master-key-0123456789")
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{flag}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains(&format!(
+                "`{field}[1]` is not a valid glob (`fs__[read`): unclosed character class"
+            )),
+            "{flag}: {err}"
+        );
+    }
+    assert_eq!(keys(&db, &["list"])["data"].as_array().unwrap().len(), 2);
 }

@@ -1,5 +1,5 @@
-//! The identity directory over HTTP: a key's own tool deny-list (`tools_denied`) through the
-//! admin API on SQLite and PostgreSQL, and the invariant that the hot path never waits on the
+//! The identity directory over HTTP: a key's own tool deny-list (`tools_denied`) and MCP tool
+//! allow-list (`tools`) through the admin API on SQLite and PostgreSQL, and the invariant that the hot path never waits on the
 //! database — with the tenancy tables locked by an open transaction, known and unknown keys
 //! still answer at once on both replicas, even while a tenancy change is pending, and a
 //! revocation takes effect once the lock is gone.
@@ -76,7 +76,7 @@ async fn until_status(gw: &TestGateway, key: &str, status: u16, what: &str) {
     }
 }
 
-async fn tools_denied_round_trip(gw: &TestGateway) {
+async fn tool_lists_round_trip(gw: &TestGateway) {
     let (s, created) = admin(
         gw,
         "POST",
@@ -136,22 +136,113 @@ async fn tools_denied_round_trip(gw: &TestGateway) {
     .await;
     assert_eq!(s, 400, "{v}");
     assert_eq!(v["error"]["param"], "tools_denied", "{v}");
+    // Neither list is the other: a deny-list alone leaves every MCP tool allowed.
+    assert_eq!(created["tools"], Value::Null);
+    assert_eq!(plain["tools"], Value::Null);
+
+    // The MCP tool allow-list, with and without a deny-list beside it.
+    let allowed = json!(["github__*", "fs__read_{file,dir}"]);
+    let (s, created) = admin(
+        gw,
+        "POST",
+        "/admin/keys",
+        Some(json!({"name": "mcp", "tools": allowed, "tools_denied": ["fs__read_dir"]})),
+    )
+    .await;
+    assert_eq!(s, 201, "{created}");
+    let id = created["id"].as_str().unwrap().to_owned();
+    assert_eq!(created["tools"], allowed);
+    assert_eq!(created["tools_denied"], json!(["fs__read_dir"]));
+    let (s, one) = admin(gw, "GET", &format!("/admin/keys/{id}"), None).await;
+    assert_eq!(s, 200);
+    assert_eq!(one["tools"], allowed);
+    let (s, list) = admin(gw, "GET", "/admin/keys", None).await;
+    assert_eq!(s, 200);
+    let listed = list["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["id"] == id.as_str())
+        .unwrap_or_else(|| panic!("the key is listed: {list}"));
+    assert_eq!(listed["tools"], allowed);
+    assert_eq!(listed["tools_denied"], json!(["fs__read_dir"]));
+    assert_eq!(chat(gw, created["key"].as_str().unwrap()).await.0, 200);
+    // An empty allow-list is kept as given: it allows no tool (null would allow every one).
+    let (s, none) = admin(
+        gw,
+        "POST",
+        "/admin/keys",
+        Some(json!({"name": "no tools", "tools": []})),
+    )
+    .await;
+    assert_eq!(s, 201, "{none}");
+    assert_eq!(none["tools"], json!([]));
+    let (s, one) = admin(
+        gw,
+        "GET",
+        &format!("/admin/keys/{}", none["id"].as_str().unwrap()),
+        None,
+    )
+    .await;
+    assert_eq!(s, 200);
+    assert_eq!(one["tools"], json!([]));
+
+    for (globs, message) in [
+        (
+            json!(["github__*", "fs__[read"]),
+            "`tools[1]` is not a valid glob (`fs__[read`): unclosed character class; missing ']'",
+        ),
+        (json!([""]), "`tools[0]` must not be empty"),
+        (
+            json!(["", "x__{a,b"]),
+            "`tools[0]` must not be empty; `tools[1]` is not a valid glob (`x__{a,b`): unclosed alternate group; missing '}' (maybe escape '{' with '[{]'?)",
+        ),
+    ] {
+        let (s, v) = admin(
+            gw,
+            "POST",
+            "/admin/keys",
+            Some(json!({"name": "bad", "tools": globs})),
+        )
+        .await;
+        assert_eq!(s, 400, "{v}");
+        assert_eq!(v["error"]["message"], message, "{globs}");
+    }
+    let (s, v) = admin(
+        gw,
+        "POST",
+        "/admin/keys",
+        Some(json!({"name": "bad", "tools": "github__*"})),
+    )
+    .await;
+    assert_eq!(s, 400, "{v}");
+    assert_eq!(v["error"]["param"], "tools", "{v}");
+    // A refused list creates nothing.
+    let (_, list) = admin(gw, "GET", "/admin/keys", None).await;
+    assert!(
+        list["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|k| k["name"] != "bad"),
+        "{list}"
+    );
 }
 
 #[tokio::test]
-async fn a_keys_tools_denied_round_trips_through_the_admin_api_on_sqlite() {
+async fn a_keys_tools_denied_and_tools_round_trip_through_the_admin_api_on_sqlite() {
     let mock = MockUpstream::start().await;
     let gw = TestGateway::start(&providers_yaml(&mock)).await;
-    tools_denied_round_trip(&gw).await;
+    tool_lists_round_trip(&gw).await;
     gw.stop().await;
 }
 
 #[tokio::test]
-async fn a_keys_tools_denied_round_trips_through_the_admin_api_on_postgres() {
+async fn a_keys_tools_denied_and_tools_round_trip_through_the_admin_api_on_postgres() {
     let mock = MockUpstream::start().await;
     let db = fresh_postgres_url().await;
     let gw = TestGateway::start_with_db(&db, &providers_yaml(&mock)).await;
-    tools_denied_round_trip(&gw).await;
+    tool_lists_round_trip(&gw).await;
     gw.stop().await;
 }
 
