@@ -505,7 +505,7 @@ impl Inner {
                 match event {
                     Some(Ok(frame)) => {
                         if let Some(message) = event_message(&self.core, &frame) {
-                            self.core.dispatch(message, Some(call.id)).await;
+                            self.core.dispatch(message, Some(call.id));
                         }
                     }
                     Some(Err(())) => {
@@ -530,7 +530,7 @@ impl Inner {
             .to_bytes();
         let message = Message::parse(&body)
             .map_err(|_| self.core.protocol("its answer is not a JSON-RPC message"))?;
-        self.core.dispatch(message, Some(call.id)).await;
+        self.core.dispatch(message, Some(call.id));
         call.try_reply()
             .unwrap_or_else(|| Err(self.core.protocol("its answer is not the request's reply")))
     }
@@ -601,7 +601,7 @@ impl Inner {
         let mut events = EventReader::new(response.into_body());
         while let Some(Ok(frame)) = events.next().await {
             if let Some(message) = event_message(&self.core, &frame) {
-                self.core.dispatch(message, None).await;
+                self.core.dispatch(message, None);
             }
         }
         true

@@ -234,7 +234,7 @@ impl Core {
 
     /// Routes one message from the server. `stream_of` is the request whose response stream
     /// carried it (Streamable HTTP), if any.
-    pub(crate) async fn dispatch(&self, message: Message, stream_of: Option<i64>) {
+    pub(crate) fn dispatch(&self, message: Message, stream_of: Option<i64>) {
         match message {
             Message::Response(response) => {
                 let Some(Id::Number(id)) = response.id else {
@@ -265,7 +265,7 @@ impl Core {
                 };
                 if let Some(restored) = replace_member(params, "progressToken", &token) {
                     let message = super::notification(&n.method, Some(restored));
-                    let _ = related.send(message).await;
+                    self.hand_over(&related, message);
                 }
             }
             Message::Request(r) if r.method == "ping" => {
@@ -279,17 +279,36 @@ impl Core {
                     || matches!(&other, Message::Notification(n) if n.method == "notifications/message");
                 let target = self.related_for(stream_of, tied);
                 match target {
-                    Some(related) => {
-                        if let Err(tokio::sync::mpsc::error::SendError(message)) =
-                            related.send(other).await
-                        {
-                            let _ = self.broadcast.send(message);
-                        }
-                    }
+                    Some(related) => self.hand_over(&related, other),
                     None => {
                         let _ = self.broadcast.send(other);
                     }
                 }
+            }
+        }
+    }
+
+    /// Passes `message` to a request's `related` channel without ever making the reader wait
+    /// for the caller: a notification the caller has no room for is dropped; a request waits
+    /// for room on its own task; what a caller no longer listens for is broadcast.
+    fn hand_over(&self, related: &Related, message: Message) {
+        use tokio::sync::mpsc::error::TrySendError;
+        match related.try_send(message) {
+            Ok(()) => {}
+            Err(TrySendError::Full(message @ Message::Request(_))) => {
+                let related = related.clone();
+                let broadcast = self.broadcast.clone();
+                tokio::spawn(async move {
+                    if let Err(unsent) = related.send(message).await {
+                        let _ = broadcast.send(unsent.0);
+                    }
+                });
+            }
+            Err(TrySendError::Full(_)) => {
+                tracing::debug!(server = %self.server, "a caller's channel is full; notification dropped");
+            }
+            Err(TrySendError::Closed(message)) => {
+                let _ = self.broadcast.send(message);
             }
         }
     }
@@ -532,6 +551,127 @@ mod tests {
         assert_eq!(v["arguments"]["a"][1], 2);
         let plain = RawValue::from_string(r#"{"name":"t"}"#.to_owned()).unwrap();
         assert!(with_progress_token(&plain, 1).is_none());
+    }
+
+    fn capturing_core() -> (Arc<Core>, Arc<Mutex<Vec<String>>>) {
+        let core = Core::new("test".to_owned());
+        let sent = Arc::new(Mutex::new(Vec::new()));
+        let sink = Arc::clone(&sent);
+        core.set_detached(move |bytes| {
+            sink.lock().unwrap().push(String::from_utf8(bytes).unwrap());
+        });
+        (core, sent)
+    }
+
+    #[tokio::test]
+    async fn an_abandoned_request_is_cancelled_upstream_once_sent_and_unanswered() {
+        let (core, sent) = capturing_core();
+        // Never sent: forgotten silently.
+        drop(core.begin("tools/list", None, None).unwrap());
+        assert!(sent.lock().unwrap().is_empty());
+        // Sent, then abandoned: cancelled with its id.
+        let mut call = core.begin("tools/call", None, None).unwrap();
+        let id = call.id;
+        let _ = call.take_bytes();
+        call.timed_out();
+        assert_eq!(core.pending_count(), 1);
+        drop(call);
+        assert_eq!(core.pending_count(), 0);
+        let cancelled: serde_json::Value = serde_json::from_str(&sent.lock().unwrap()[0]).unwrap();
+        assert_eq!(cancelled["method"], "notifications/cancelled");
+        assert_eq!(cancelled["params"]["requestId"], id);
+        assert!(
+            cancelled["params"]["reason"]
+                .as_str()
+                .unwrap()
+                .contains("timed out")
+        );
+        // Sent and answered: nothing to cancel.
+        let mut call = core.begin("ping", None, None).unwrap();
+        let _ = call.take_bytes();
+        let answer = format!(r#"{{"jsonrpc":"2.0","id":{},"result":{{}}}}"#, call.id);
+        core.dispatch(Message::parse(answer.as_bytes()).unwrap(), None);
+        assert!(matches!(call.reply().await, Ok(Reply::Result(_))));
+        drop(call);
+        assert_eq!(sent.lock().unwrap().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn server_messages_go_to_the_request_they_belong_to() {
+        let (core, sent) = capturing_core();
+        let mut broadcast = core.subscribe();
+        let (related, mut received) = tokio::sync::mpsc::channel(4);
+        let params = RawValue::from_string(r#"{"_meta":{"progressToken":5}}"#.to_owned()).unwrap();
+        let call = core
+            .begin("tools/call", Some(&params), Some(related))
+            .unwrap();
+        let progress = format!(
+            r#"{{"jsonrpc":"2.0","method":"notifications/progress","params":{{"progressToken":{},"progress":1}}}}"#,
+            call.id
+        );
+        core.dispatch(Message::parse(progress.as_bytes()).unwrap(), None);
+        let Some(Message::Notification(n)) = received.recv().await else {
+            panic!("progress for the caller");
+        };
+        assert!(n.params.unwrap().get().contains(r#""progressToken":5"#));
+        // One request in flight: a server request is tied to it.
+        let sampling =
+            r#"{"jsonrpc":"2.0","id":"s1","method":"sampling/createMessage","params":{}}"#;
+        core.dispatch(Message::parse(sampling.as_bytes()).unwrap(), None);
+        assert!(matches!(received.recv().await, Some(Message::Request(_))));
+        // Two in flight: it cannot be tied, so it is broadcast.
+        let other = core.begin("tools/list", None, None).unwrap();
+        core.dispatch(Message::parse(sampling.as_bytes()).unwrap(), None);
+        assert!(matches!(broadcast.recv().await, Ok(Message::Request(_))));
+        // Unless the stream it came on says whose it is.
+        core.dispatch(Message::parse(sampling.as_bytes()).unwrap(), Some(call.id));
+        assert!(matches!(received.recv().await, Some(Message::Request(_))));
+        // Other notifications are broadcast; a ping is answered.
+        let changed = r#"{"jsonrpc":"2.0","method":"notifications/tools/list_changed"}"#;
+        core.dispatch(Message::parse(changed.as_bytes()).unwrap(), None);
+        assert!(matches!(
+            broadcast.recv().await,
+            Ok(Message::Notification(_))
+        ));
+        let ping = r#"{"jsonrpc":"2.0","id":9,"method":"ping"}"#;
+        core.dispatch(Message::parse(ping.as_bytes()).unwrap(), None);
+        assert_eq!(
+            sent.lock().unwrap().last().unwrap(),
+            r#"{"jsonrpc":"2.0","id":9,"result":{}}"#
+        );
+        drop((call, other));
+        core.fail_all("gone");
+    }
+
+    #[tokio::test]
+    async fn a_caller_that_does_not_read_never_stalls_the_connection() {
+        let (core, _sent) = capturing_core();
+        let (related, mut received) = tokio::sync::mpsc::channel(1);
+        let params =
+            RawValue::from_string(r#"{"_meta":{"progressToken":"t"}}"#.to_owned()).unwrap();
+        let call = core
+            .begin("tools/call", Some(&params), Some(related))
+            .unwrap();
+        for progress in 1..=3 {
+            let text = format!(
+                r#"{{"jsonrpc":"2.0","method":"notifications/progress","params":{{"progressToken":{},"progress":{progress}}}}}"#,
+                call.id
+            );
+            core.dispatch(Message::parse(text.as_bytes()).unwrap(), None);
+        }
+        // A server request waits for room on its own.
+        let sampling = r#"{"jsonrpc":"2.0","id":"s1","method":"sampling/createMessage"}"#;
+        core.dispatch(Message::parse(sampling.as_bytes()).unwrap(), None);
+        assert!(matches!(
+            received.recv().await,
+            Some(Message::Notification(_))
+        ));
+        assert!(matches!(received.recv().await, Some(Message::Request(_))));
+        assert!(
+            received.try_recv().is_err(),
+            "the other progress was dropped"
+        );
+        drop(call);
     }
 
     #[test]

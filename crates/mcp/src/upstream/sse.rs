@@ -320,7 +320,7 @@ impl Inner {
                 }
                 None | Some("message") => {
                     if let Some(message) = event_message(&self.core, &frame) {
-                        self.core.dispatch(message, None).await;
+                        self.core.dispatch(message, None);
                     }
                 }
                 Some(_) => {}

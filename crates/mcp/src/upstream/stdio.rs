@@ -167,6 +167,14 @@ impl StdioUpstream {
             .await
             .map_err(|_| self.core.unavailable("its process exited"))
     }
+
+    /// Writes a message, waiting at most the connection's timeout for room.
+    async fn write_within(&self, bytes: Vec<u8>) -> Result<(), UpstreamError> {
+        let timeout = self.process.timeout;
+        tokio::time::timeout(timeout, self.write(bytes))
+            .await
+            .map_err(|_| self.core.timeout(timeout))?
+    }
 }
 
 impl Drop for StdioUpstream {
@@ -206,11 +214,11 @@ impl Upstream for StdioUpstream {
     }
 
     async fn notify(&self, method: &str, params: Option<&RawValue>) -> Result<(), UpstreamError> {
-        self.write(notification_bytes(method, params)).await
+        self.write_within(notification_bytes(method, params)).await
     }
 
     async fn respond(&self, id: Id, reply: Reply) -> Result<(), UpstreamError> {
-        self.write(response_bytes(&id, &reply)).await
+        self.write_within(response_bytes(&id, &reply)).await
     }
 
     fn info(&self) -> Option<Arc<ServerInfo>> {
@@ -426,7 +434,7 @@ async fn read_messages(core: Arc<Core>, mut stdout: impl AsyncBufRead + Unpin) {
                     continue;
                 }
                 match Message::parse(&line) {
-                    Ok(message) => core.dispatch(message, None).await,
+                    Ok(message) => core.dispatch(message, None),
                     Err(e) => {
                         tracing::warn!(server = %core.server(), error = %e, "MCP server wrote a line that is not JSON-RPC; skipped");
                     }

@@ -270,3 +270,25 @@ pub async fn shut_down_connections_refuse_calls(upstream: &dyn Upstream) {
         "{reply:?}"
     );
 }
+
+/// Messages the server sends outside any request reach `notifications()` (over HTTP, by the
+/// GET stream).
+pub async fn server_notifications_reach_the_broadcast_channel(upstream: &dyn Upstream) {
+    ready(upstream).await;
+    let mut notifications = upstream.notifications();
+    let toggled = result(call_tool(upstream, "toggle-simulated-logging", "{}").await);
+    assert!(text(&toggled).contains("logging"), "{toggled}");
+    let logged = tokio::time::timeout(Duration::from_secs(12), async {
+        loop {
+            match notifications.recv().await {
+                Ok(Message::Notification(n)) if n.method == "notifications/message" => return n,
+                Ok(_) => continue,
+                Err(e) => panic!("the broadcast channel failed: {e}"),
+            }
+        }
+    })
+    .await
+    .expect("a log message within 12 s");
+    let params: Value = serde_json::from_str(logged.params.unwrap().get()).unwrap();
+    assert!(params["level"].is_string(), "{params}");
+}

@@ -80,3 +80,10 @@ async fn shutdown_refuses_calls() {
     let upstream = connect(server.port);
     common::shut_down_connections_refuse_calls(&upstream).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_notifications_reach_the_broadcast_channel() {
+    let server = HttpServer::start("streamableHttp").await;
+    let upstream = connect(server.port);
+    common::server_notifications_reach_the_broadcast_channel(&upstream).await;
+}

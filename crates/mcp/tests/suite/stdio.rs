@@ -173,3 +173,64 @@ async fn a_program_that_is_not_there_keeps_failing() {
         "{reply:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_notifications_reach_the_broadcast_channel() {
+    let upstream = start(&[]);
+    common::server_notifications_reach_the_broadcast_channel(&upstream).await;
+}
+
+/// A stdio server written for the test: it answers `initialize` with the version in its
+/// `VERSION` variable and `tools/list` with no tools, after writing a line that is not JSON
+/// and a line longer than 16 MiB before each answer.
+fn scripted(version: &str) -> StdioUpstream {
+    const SCRIPT: &str = r#"
+        const readline = require("readline");
+        const lines = readline.createInterface({ input: process.stdin });
+        lines.on("line", (line) => {
+            const message = JSON.parse(line);
+            if (message.id === undefined) return;
+            process.stdout.write("this is not JSON\n");
+            process.stdout.write("[" + "1,".repeat(9 << 20) + "1]\n");
+            const result = message.method === "initialize"
+                ? { protocolVersion: process.env.VERSION, capabilities: {}, serverInfo: { name: "scripted", version: "1" } }
+                : { tools: [] };
+            process.stdout.write(JSON.stringify({ jsonrpc: "2.0", id: message.id, result }) + "\n");
+        });
+    "#;
+    let spec = StdioSpec {
+        command: "node".to_owned(),
+        args: vec!["-e".to_owned(), SCRIPT.to_owned()],
+        env: BTreeMap::from([("VERSION".to_owned(), version.to_owned())]),
+        cwd: None,
+        network: false,
+        sandbox: false,
+        limits: Limits::default(),
+    };
+    StdioUpstream::start("scripted".to_owned(), spec, CALL).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lines_that_are_not_messages_are_skipped() {
+    let upstream = scripted("2025-06-18");
+    common::ready(&upstream).await;
+    assert_eq!(upstream.info().unwrap().protocol_version, "2025-06-18");
+    let list = result(upstream.request("tools/list", None, None, CALL).await);
+    assert_eq!(list["tools"], serde_json::json!([]));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_of_an_unknown_protocol_version_is_refused() {
+    let upstream = scripted("1999-01-01");
+    assert!(
+        upstream
+            .wait_for(Status::Failing, Duration::from_secs(10))
+            .await
+    );
+    assert!(upstream.info().is_none());
+    let reply = upstream.request("tools/list", None, None, CALL).await;
+    assert!(
+        matches!(reply, Err(UpstreamError::Unavailable { .. })),
+        "{reply:?}"
+    );
+}
