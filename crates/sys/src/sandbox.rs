@@ -28,13 +28,17 @@
 //!    later, no TCP bind or connect either; on ABI 6 or later, signals and abstract Unix
 //!    sockets only within the sandbox. Landlock also restricts ptrace from inside the sandbox
 //!    to processes outside it;
-//! 6. no capabilities: all sets emptied, and the bounding set too for root and in a new user
+//! 6. without Unix sockets (the default): a seccomp filter refusing `socket(AF_UNIX, …)`,
+//!    so no socket file outside the sandbox can be reached (Landlock covers that only from
+//!    ABI 9), and io_uring; `socketpair` stays allowed. A call through another ABI (32-bit,
+//!    x32) kills the process;
+//! 7. no capabilities: all sets emptied, and the bounding set too for root and in a new user
 //!    namespace, so that nothing the process executes gains any (root keeps root's file
 //!    ownership). This is also what keeps a root gateway's `/proc/<pid>/environ`, memory
 //!    and descriptors closed to the sandbox: reading them needs the gateway's capabilities;
-//! 7. resource limits, each lowered only (never above the gateway's own hard limit), and no
+//! 8. resource limits, each lowered only (never above the gateway's own hard limit), and no
 //!    core dumps;
-//! 8. `kill_on_drop`: dropping the child handle kills the process.
+//! 9. `kill_on_drop`: dropping the child handle kills the process.
 //!
 //! # Memory
 //!
@@ -53,6 +57,7 @@ mod child;
 mod policy;
 mod probe;
 mod rules;
+mod seccomp;
 
 use std::ffi::OsStr;
 use std::fmt;
@@ -72,6 +77,8 @@ pub enum Protection {
     Filesystem,
     /// Cutting the process off the network (a network namespace).
     Network,
+    /// Keeping Unix sockets out (a seccomp filter).
+    UnixSocketFilter,
     /// Resource limits (`setrlimit`).
     ResourceLimits,
     /// A limit on processes (`RLIMIT_NPROC`, which the kernel does not apply to root).
@@ -83,6 +90,7 @@ impl fmt::Display for Protection {
         f.write_str(match self {
             Protection::Filesystem => "filesystem restriction (Landlock)",
             Protection::Network => "network isolation (network namespace)",
+            Protection::UnixSocketFilter => "a Unix socket filter (seccomp)",
             Protection::ResourceLimits => "resource limits",
             Protection::ProcessLimit => "process limit (RLIMIT_NPROC does not apply to root)",
         })
@@ -158,6 +166,15 @@ fn prepare(policy: &SandboxPolicy, protections: &Protections) -> Result<ChildSet
             });
         }
     };
+    let seccomp = match (policy.unix_sockets, protections.seccomp) {
+        (true, _) => None,
+        (false, true) => Some(seccomp::Filter::no_unix_sockets()),
+        (false, false) => {
+            return Err(SandboxError::Unavailable {
+                protection: Protection::UnixSocketFilter,
+            });
+        }
+    };
     let limits = resource_limits(&policy.limits, protections)?;
     let landlock = match protections.landlock_abi {
         Some(abi) => rules::build(abi, &policy.filesystem, !policy.network)?,
@@ -169,6 +186,7 @@ fn prepare(policy: &SandboxPolicy, protections: &Protections) -> Result<ChildSet
         network,
         id_maps: IdMaps::of_current_process(),
         landlock,
+        seccomp,
         empty_bounding_set: root || network == Some(NetworkIsolation::UserNamespace),
         limits,
     })

@@ -8,6 +8,7 @@ use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
 
 use super::probe::NetworkIsolation;
+use super::seccomp::Filter;
 
 /// The type `setrlimit` takes for a resource on this C library.
 #[cfg(target_env = "gnu")]
@@ -51,6 +52,8 @@ pub(super) struct ChildSetup {
     pub(super) id_maps: IdMaps,
     /// The Landlock ruleset to enforce (its descriptor closes on exec).
     pub(super) landlock: Option<OwnedFd>,
+    /// The system-call filter to load.
+    pub(super) seccomp: Option<Filter>,
     /// Whether to empty the bounding set, which needs CAP_SETPCAP: for root, whose
     /// capabilities `exec` would restore otherwise, and in a new user namespace, which starts
     /// with every capability.
@@ -80,6 +83,9 @@ impl ChildSetup {
             if result != 0 {
                 return Err(io::Error::last_os_error());
             }
+        }
+        if let Some(filter) = &self.seccomp {
+            filter.install()?;
         }
         drop_capabilities(self.empty_bounding_set)?;
         for limit in &self.limits {

@@ -19,6 +19,11 @@ pub struct SandboxPolicy {
     pub network: bool,
     /// Which files the process may open.
     pub filesystem: FilesystemRule,
+    /// Whether the process may make Unix sockets with `socket(2)`, and so connect to a socket
+    /// file (`/var/run/docker.sock`, a database's socket) or listen on one. Without it,
+    /// `socket(AF_UNIX, …)` fails with EACCES (a seccomp filter); `socketpair(2)`, which
+    /// pipes to child processes use, still works.
+    pub unix_sockets: bool,
     /// Limits on the resources of each process of the sandbox.
     pub limits: ResourceLimits,
 }
@@ -122,7 +127,7 @@ impl SandboxPolicy {
     ///
     /// - environment: `PATH` (the system directories), `HOME` (the working directory),
     ///   `TMPDIR` (the temporary directory), `LANG=C.UTF-8`; nothing else;
-    /// - no network;
+    /// - no network, no Unix sockets but socket pairs;
     /// - files: read-write in the two directories, `/dev/null` and `/dev/full`;
     ///   read-only in the system directories ([`SandboxPolicy::system_read_only`]); nothing
     ///   else;
@@ -142,6 +147,7 @@ impl SandboxPolicy {
             env,
             working_dir,
             network: false,
+            unix_sockets: false,
             filesystem: FilesystemRule::Restricted {
                 read_only: Self::system_read_only(),
                 read_write,

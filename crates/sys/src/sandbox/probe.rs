@@ -4,6 +4,7 @@
 use std::fmt;
 
 use super::child::{IdMaps, enter_network_namespace};
+use super::seccomp;
 
 /// The protections available to [`super::sandboxed_command`], as found by [`probe`]. A policy
 /// asking for one that is missing gets [`super::SandboxError::Unavailable`].
@@ -15,6 +16,8 @@ pub struct Protections {
     pub landlock_abi: Option<u32>,
     /// How a process can be cut off the network (`None`: it cannot).
     pub network_isolation: Option<NetworkIsolation>,
+    /// Whether system calls can be filtered (seccomp), which keeps Unix sockets out.
+    pub seccomp: bool,
     /// Whether resource limits (`setrlimit`) can be set: always true on Linux.
     pub rlimits: bool,
     /// Whether a limit on processes takes effect: the kernel ignores `RLIMIT_NPROC` for root.
@@ -51,6 +54,7 @@ pub fn probe() -> Protections {
     Protections {
         landlock_abi: landlock_abi(),
         network_isolation,
+        seccomp: seccomp::available(),
         rlimits: true,
         process_limit: !root,
     }
@@ -112,14 +116,16 @@ impl Protections {
     pub const NONE: Protections = Protections {
         landlock_abi: None,
         network_isolation: None,
+        seccomp: false,
         rlimits: false,
         process_limit: false,
     };
 }
 
 impl fmt::Display for Protections {
-    /// One line for the log, e.g. `sandbox: landlock ABI 7 (files, TCP ports, scopes),
-    /// network namespace, rlimits (no process limit for root)`.
+    /// One line for the log, e.g. `sandbox: landlock ABI 7 (files, TCP ports, signal and
+    /// abstract-socket scopes), network namespace, seccomp, rlimits (no process limit for
+    /// root)`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("sandbox: ")?;
         match self.landlock_abi {
@@ -142,6 +148,11 @@ impl fmt::Display for Protections {
             }
             None => f.write_str(", no network namespace")?,
         }
+        f.write_str(if self.seccomp {
+            ", seccomp"
+        } else {
+            ", no seccomp"
+        })?;
         match (self.rlimits, self.process_limit) {
             (true, true) => f.write_str(", rlimits"),
             (true, false) => f.write_str(", rlimits (no process limit for root)"),

@@ -14,10 +14,12 @@ fn the_probe_finds_this_machines_protections() {
     // of the sandbox needs them.
     assert!(found.landlock_abi.is_some_and(|abi| abi >= 1), "{found}");
     assert!(found.network_isolation.is_some(), "{found}");
+    assert!(found.seccomp, "{found}");
     assert!(found.rlimits);
     let line = found.to_string();
     assert!(line.starts_with("sandbox: landlock ABI "), "{line}");
     assert!(line.contains("namespace"), "{line}");
+    assert!(line.contains("seccomp"), "{line}");
     assert!(line.contains("rlimits"), "{line}");
     assert_eq!(found, probe(), "probing twice finds the same");
 }
@@ -50,6 +52,15 @@ fn a_policy_needing_a_missing_protection_is_refused() {
         ..protections()
     };
     assert_eq!(refusal(&policy, &without_namespaces), Protection::Network);
+
+    let without_seccomp = Protections {
+        seccomp: false,
+        ..protections()
+    };
+    assert_eq!(
+        refusal(&policy, &without_seccomp),
+        Protection::UnixSocketFilter
+    );
 
     let without_rlimits = Protections {
         rlimits: false,
@@ -86,6 +97,7 @@ async fn a_policy_asking_for_nothing_runs_without_any_protection() {
     let mut policy = workspace.policy();
     policy.network = true;
     policy.filesystem = FilesystemRule::Unrestricted;
+    policy.unix_sockets = true;
     policy.limits = Default::default();
 
     let output = run_with(SHELL, &["-c", "echo ran"], &policy, &Protections::NONE).await;

@@ -11,6 +11,7 @@ mod network;
 mod node;
 mod privileges;
 mod process_group;
+mod unix_sockets;
 
 use std::path::{Path, PathBuf};
 use std::process::{Output, Stdio};
