@@ -130,6 +130,8 @@ pub struct Config {
     pub identity: IdentityConfig,
     /// OpenTelemetry traces, when an endpoint is configured (`None`: off).
     pub telemetry: Option<portcullis_telemetry::TelemetrySettings>,
+    /// The MCP gateway (no servers: `/mcp` serves nothing).
+    pub mcp: portcullis_mcp::McpConfig,
 }
 
 /// `identity:` and `oauth:` validated.
@@ -450,6 +452,10 @@ fn validate(
         "telemetry",
         &|name| env.var(name),
     ));
+    let mcp = issues.take(<portcullis_mcp::McpConfig as Block>::validate(
+        raw.mcp.unwrap_or_default(),
+        "mcp",
+    ));
 
     if issues.is_empty()
         && !incomplete
@@ -516,6 +522,7 @@ fn validate(
             oauth,
         },
         telemetry: telemetry.flatten(),
+        mcp: mcp.unwrap_or_default(),
     })
 }
 

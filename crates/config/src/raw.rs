@@ -86,6 +86,9 @@ pub struct RawConfig {
     /// OpenTelemetry traces (the `OTEL_*` environment overrides it).
     #[serde(default)]
     pub telemetry: Option<portcullis_telemetry::RawTelemetry>,
+    /// The MCP gateway: its servers and endpoint settings.
+    #[serde(default)]
+    pub mcp: Option<portcullis_mcp::RawMcp>,
 }
 
 /// One route.

@@ -31,6 +31,7 @@ pub mod embeddings;
 pub mod headers;
 pub mod health;
 pub mod limits;
+pub mod mcp;
 pub mod metrics;
 pub mod models;
 pub mod oauth;
@@ -244,6 +245,24 @@ impl Gateway {
             sync.spawn_poller(Arc::downgrade(&state.dispatcher.breakers));
             let _ = state.dispatcher.breaker_sync.set(sync);
         }
+        if !config.mcp.servers.is_empty() {
+            let hub = Arc::new(portcullis_mcp::hub::Hub::new(
+                &config.mcp,
+                &portcullis_mcp::hub::connect,
+            ));
+            let endpoint = mcp::McpEndpoint::new(
+                hub,
+                config.mcp.clone(),
+                config.listen,
+                mcp::session_key(state.stores.settings.as_ref()).await?,
+                config
+                    .identity
+                    .oauth
+                    .as_ref()
+                    .and_then(|o| o.issuer.clone()),
+            );
+            let _ = state.mcp.set(Arc::new(endpoint));
+        }
         Ok(Self {
             state,
             writer,
@@ -279,6 +298,10 @@ impl Gateway {
         let state = self.state.clone();
         let app = router(state.clone());
         server::serve(listener, app, state.clone(), self.limits, shutdown).await;
+        if let Some(mcp) = state.mcp.get() {
+            // Stdio servers' process groups are killed, HTTP sessions ended.
+            mcp.hub.shutdown().await;
+        }
         self.writer.shutdown().await;
         let stats = state.log.stats();
         tracing::info!(
@@ -352,6 +375,26 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route(
             "/admin/provider-keys/{id}",
             delete(tenancy::delete_provider_key),
+        )
+        .route(
+            "/mcp",
+            post(mcp::aggregated)
+                .get(mcp::aggregated)
+                .delete(mcp::aggregated),
+        )
+        .route(
+            "/mcp/{server}",
+            post(mcp::one_server)
+                .get(mcp::one_server)
+                .delete(mcp::one_server),
+        )
+        .route(
+            "/.well-known/oauth-protected-resource/mcp",
+            get(mcp::resource_metadata),
+        )
+        .route(
+            "/.well-known/oauth-protected-resource/mcp/{server}",
+            get(mcp::server_resource_metadata),
         )
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))

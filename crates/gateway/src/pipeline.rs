@@ -113,6 +113,8 @@ pub enum Operation {
     Messages,
     /// `POST /v1/embeddings`.
     Embeddings,
+    /// `POST /mcp` and `POST /mcp/<server>`.
+    Mcp,
 }
 
 impl Operation {
@@ -122,6 +124,7 @@ impl Operation {
             Operation::ChatCompletions => "chat_completions",
             Operation::Messages => "messages",
             Operation::Embeddings => "embeddings",
+            Operation::Mcp => "mcp",
         }
     }
 
@@ -130,6 +133,7 @@ impl Operation {
         match self {
             Operation::ChatCompletions | Operation::Messages => "chat",
             Operation::Embeddings => "embeddings",
+            Operation::Mcp => "execute_tool",
         }
     }
 
@@ -137,7 +141,8 @@ impl Operation {
     pub fn dialect(self) -> Dialect {
         match self {
             Operation::Messages => Dialect::Anthropic,
-            Operation::ChatCompletions | Operation::Embeddings => Dialect::OpenAi,
+            // MCP answers in JSON-RPC; its errors never take an LLM dialect's shape.
+            Operation::ChatCompletions | Operation::Embeddings | Operation::Mcp => Dialect::OpenAi,
         }
     }
 }

@@ -46,6 +46,8 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// The budget of request-body bytes held at once (`server.max_body_bytes_in_flight`).
     pub body_budget: Arc<crate::body::BodyBudget>,
+    /// The MCP endpoints, once their servers are set up.
+    pub mcp: OnceLock<Arc<crate::mcp::McpEndpoint>>,
     draining: AtomicBool,
 }
 
@@ -82,6 +84,7 @@ impl AppState {
             stores,
             metrics,
             body_budget: crate::body::BodyBudget::new(usize::MAX),
+            mcp: OnceLock::new(),
             draining: AtomicBool::new(false),
         }
     }

@@ -5,7 +5,10 @@
 //!   union of a route's and a key's lists ([`DeniedTools`]), which calls of a complete answer
 //!   are withheld ([`withhold_denied_calls`]) and the notice text that names them
 //!   ([`withheld_notice`]).
+//! - [`access`]: which MCP servers and tools a caller may see and call ([`ToolAccess`]).
 
+pub mod access;
 pub mod tools;
 
+pub use access::ToolAccess;
 pub use tools::{DeniedTools, GlobIssue, ToolGlobs, withheld_notice, withhold_denied_calls};

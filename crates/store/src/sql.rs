@@ -95,10 +95,11 @@ impl LogRow {
             key_id: text(self.key_id),
             endpoint: intern(
                 Some(self.endpoint),
-                &["chat_completions", "messages", "embeddings"],
+                &["chat_completions", "messages", "embeddings", "mcp"],
             )
             .unwrap_or("unknown"),
-            dialect: intern(Some(self.dialect), &["openai", "anthropic"]).unwrap_or("unknown"),
+            dialect: intern(Some(self.dialect), &["openai", "anthropic", "mcp"])
+                .unwrap_or("unknown"),
             route: text(self.route).map(Arc::from),
             requested_model: text(self.requested_model),
             provider: text(self.provider).map(Arc::from),

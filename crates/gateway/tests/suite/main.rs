@@ -21,6 +21,7 @@ mod layering;
 mod lifecycle;
 mod limits;
 mod logging;
+mod mcp;
 mod openapi;
 mod proxy;
 mod reload;

@@ -1,0 +1,783 @@
+//! `/mcp` and `/mcp/<server>`: the MCP gateway's Streamable HTTP endpoints, as the pipeline's
+//! stages (`crate::pipeline`):
+//!
+//! **guard** (`Host` and `Origin`: DNS rebinding) → authenticate → decode (one JSON-RPC
+//! message; the protocol generation from `MCP-Protocol-Version` and the request's `_meta`) →
+//! authorize (the key's `tools` globs, through `portcullis_mcp::router`) → admit (limits with
+//! `scope: tool` for a `tools/call`) → dispatch (the server) → respond (JSON, or an SSE stream
+//! once the server sends progress or requests on the way) → record.
+//!
+//! Both endpoints take the LLM API's credentials. Without them the answer is 401 with
+//! `WWW-Authenticate: Bearer resource_metadata="<base>/.well-known/oauth-protected-resource/mcp[/<server>]"`,
+//! the document served there. A refused or unknown tool is a JSON-RPC error sent with HTTP
+//! 200; HTTP error statuses are kept for what breaks the transport: a body that is not JSON
+//! (400, `-32700`) or not JSON-RPC (400, `-32600`), a foreign `Host`/`Origin` (403), an
+//! unknown server (404), a session id the gateway never issued (404).
+//!
+//! Sessions are stateless: `initialize` answers with an `Mcp-Session-Id` signed with a key
+//! kept in the database ([`session_key`]), which any replica — and the same gateway after a
+//! restart — verifies without storing anything per session. Clients of the 2026 protocol have no sessions.
+//!
+//! In the request log an MCP request is a record with endpoint `mcp`, its server as
+//! `provider` and its tool (or prompt) as `model`, so `/admin/usage` groups by both; its
+//! metadata holds the method, the decision and a digest of the arguments.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::{Path, Request, State};
+use axum::response::Response;
+use bytes::Bytes;
+use hmac::{Hmac, Mac};
+use http::header::{ALLOW, CACHE_CONTROL, CONTENT_TYPE, HOST, ORIGIN, WWW_AUTHENTICATE};
+use http::{HeaderMap, HeaderValue, Method, StatusCode};
+use portcullis_core::{ErrorKind, GatewayError};
+use portcullis_identity::Principal;
+use portcullis_limits::{Estimate, Subjects};
+use portcullis_mcp::McpConfig;
+use portcullis_mcp::hub::Hub;
+use portcullis_mcp::jsonrpc::{
+    ErrorObject, INTERNAL_ERROR, INVALID_REQUEST, Id, Message, RATE_LIMITED, Request as RpcRequest,
+    Response as RpcResponse,
+};
+use portcullis_mcp::router::{
+    Ask, Decision, Era, HANDSHAKE_VERSIONS, META_PROTOCOL_VERSION, MODERN_VERSIONS, Note, Plan,
+    Scope,
+};
+use portcullis_policy::ToolAccess;
+use serde_json::value::RawValue;
+use sha2::Sha256;
+use tokio::sync::mpsc;
+use tracing::Instrument;
+
+use crate::pipeline::{Exchange, Operation, Stage};
+use crate::request_log::RequestLog;
+use crate::state::AppState;
+
+/// `MCP-Protocol-Version`.
+const PROTOCOL_VERSION: &str = "mcp-protocol-version";
+/// `Mcp-Session-Id`.
+const SESSION_ID: &str = "mcp-session-id";
+/// `Mcp-Method` (2026).
+const MCP_METHOD: &str = "mcp-method";
+/// `Mcp-Name` (2026).
+const MCP_NAME: &str = "mcp-name";
+/// A header that does not match the body (2026).
+const HEADER_MISMATCH: i64 = -32020;
+/// An unsupported protocol version (2026).
+const UNSUPPORTED_VERSION: i64 = -32022;
+
+/// What the MCP endpoints share.
+#[derive(Debug)]
+pub struct McpEndpoint {
+    /// The servers.
+    pub hub: Arc<Hub>,
+    config: McpConfig,
+    /// The gateway's listen address, an accepted `Host`.
+    listen: std::net::SocketAddr,
+    /// Signs session ids.
+    session_key: [u8; 32],
+    /// `oauth.issuer`, for the protected resource metadata.
+    issuer: Option<String>,
+}
+
+impl McpEndpoint {
+    /// The endpoints over `hub`, configured by `config`; `session_key` signs session ids.
+    pub fn new(
+        hub: Arc<Hub>,
+        config: McpConfig,
+        listen: std::net::SocketAddr,
+        session_key: [u8; 32],
+        issuer: Option<String>,
+    ) -> Self {
+        Self {
+            hub,
+            config,
+            listen,
+            session_key,
+            issuer,
+        }
+    }
+}
+
+/// The setting that holds the key MCP session ids are signed with.
+const SESSION_KEY_SETTING: &str = "mcp_session_key";
+
+/// The key session ids are signed with: made once, kept in the database, so every replica —
+/// and the gateway after a restart — verifies the ids any of them issued.
+pub async fn session_key(
+    settings: &dyn portcullis_store::SettingsStore,
+) -> Result<[u8; 32], portcullis_store::StoreError> {
+    let fresh: [u8; 32] = rand::random();
+    let stored = settings
+        .put_if_absent(SESSION_KEY_SETTING, &hex::encode(fresh))
+        .await?;
+    hex::decode(stored.trim())
+        .ok()
+        .and_then(|b| <[u8; 32]>::try_from(b).ok())
+        .ok_or_else(|| {
+            portcullis_store::StoreError::Migration("the stored MCP session key is corrupt".into())
+        })
+}
+
+impl McpEndpoint {
+    /// The gateway's base URL as clients see it: `mcp.public_url`, else the request's host.
+    fn base_url(&self, headers: &HeaderMap) -> String {
+        if let Some(url) = &self.config.public_url {
+            return url.clone();
+        }
+        let host = headers
+            .get(HOST)
+            .and_then(|h| h.to_str().ok())
+            .unwrap_or("localhost");
+        format!("http://{host}")
+    }
+
+    /// Whether `Host` and `Origin` are the gateway's own (DNS-rebinding protection).
+    fn guard(&self, headers: &HeaderMap) -> Result<(), &'static str> {
+        let host = headers
+            .get(HOST)
+            .and_then(|h| h.to_str().ok())
+            .map(str::to_ascii_lowercase);
+        if let Some(host) = &host
+            && !self.host_allowed(host)
+        {
+            return Err("the Host header is not this gateway's");
+        }
+        if let Some(origin) = headers.get(ORIGIN) {
+            let origin = origin.to_str().unwrap_or("").to_ascii_lowercase();
+            let own = host
+                .as_deref()
+                .is_some_and(|h| origin_host(&origin) == Some(h));
+            let public = self
+                .config
+                .public_url
+                .as_deref()
+                .is_some_and(|u| u.eq_ignore_ascii_case(&origin));
+            if !(own || public || self.config.allowed_origins.contains(&origin)) {
+                return Err("the Origin is not allowed");
+            }
+        }
+        Ok(())
+    }
+
+    fn host_allowed(&self, host: &str) -> bool {
+        let name = host_name(host);
+        if matches!(name, "localhost" | "127.0.0.1" | "[::1]" | "::1") {
+            return true;
+        }
+        let listen_ip = self.listen.ip();
+        if !listen_ip.is_unspecified() && name.trim_matches(['[', ']']) == listen_ip.to_string() {
+            return true;
+        }
+        if let Some(url) = &self.config.public_url
+            && origin_host(&url.to_ascii_lowercase()).is_some_and(|h| host_name(h) == name)
+        {
+            return true;
+        }
+        self.config
+            .allowed_hosts
+            .iter()
+            .any(|allowed| allowed == host || allowed == name)
+    }
+
+    fn new_session(&self) -> String {
+        let id = uuid::Uuid::now_v7().simple().to_string();
+        let tag = self.tag(&id);
+        format!("{id}.{tag}")
+    }
+
+    fn session_valid(&self, session: &str) -> bool {
+        let Some((id, tag)) = session.split_once('.') else {
+            return false;
+        };
+        let Ok(expected) = hex::decode(tag) else {
+            return false;
+        };
+        let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(&self.session_key) else {
+            return false;
+        };
+        mac.update(id.as_bytes());
+        mac.verify_truncated_left(&expected).is_ok() && expected.len() == 16
+    }
+
+    fn tag(&self, id: &str) -> String {
+        match Hmac::<Sha256>::new_from_slice(&self.session_key) {
+            Ok(mut mac) => {
+                mac.update(id.as_bytes());
+                hex::encode(&mac.finalize().into_bytes()[..16])
+            }
+            Err(_) => String::new(),
+        }
+    }
+}
+
+/// The host of an origin or URL (`scheme://host[:port]`), with its port.
+fn origin_host(origin: &str) -> Option<&str> {
+    let rest = origin.split_once("://")?.1;
+    Some(rest.split('/').next().unwrap_or(rest))
+}
+
+/// A `Host` value without its port.
+fn host_name(host: &str) -> &str {
+    if host.starts_with('[') {
+        return host.split(']').next().map_or(host, |h| &host[..=h.len()]);
+    }
+    host.rsplit_once(':').map_or(host, |(name, _)| name)
+}
+
+/// `/mcp`.
+pub async fn aggregated(State(state): State<Arc<AppState>>, req: Request) -> Response {
+    serve(state, None, req).await
+}
+
+/// `/mcp/<server>`.
+pub async fn one_server(
+    State(state): State<Arc<AppState>>,
+    Path(server): Path<String>,
+    req: Request,
+) -> Response {
+    serve(state, Some(server), req).await
+}
+
+/// `/.well-known/oauth-protected-resource/mcp`.
+pub async fn resource_metadata(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
+    metadata(&state, None, &headers)
+}
+
+/// `/.well-known/oauth-protected-resource/mcp/<server>`.
+pub async fn server_resource_metadata(
+    State(state): State<Arc<AppState>>,
+    Path(server): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    metadata(&state, Some(&server), &headers)
+}
+
+fn metadata(state: &AppState, server: Option<&str>, headers: &HeaderMap) -> Response {
+    let Some(endpoint) = state.mcp.get() else {
+        return plain(StatusCode::NOT_FOUND, "no MCP servers are configured");
+    };
+    if let Some(server) = server
+        && endpoint.hub.server(server).is_none()
+    {
+        return plain(StatusCode::NOT_FOUND, "no such MCP server");
+    }
+    let base = endpoint.base_url(headers);
+    let resource = match server {
+        Some(s) => format!("{base}/mcp/{s}"),
+        None => format!("{base}/mcp"),
+    };
+    let body = serde_json::json!({
+        "resource": resource,
+        "authorization_servers": endpoint.issuer.iter().collect::<Vec<_>>(),
+        "bearer_methods_supported": ["header"],
+        "resource_name": "Portcullis MCP gateway",
+    });
+    let mut r = Response::new(Body::from(body.to_string()));
+    r.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    r
+}
+
+async fn serve(state: Arc<AppState>, server: Option<String>, req: Request) -> Response {
+    let Some(endpoint) = state.mcp.get().cloned() else {
+        return plain(StatusCode::NOT_FOUND, "no MCP servers are configured");
+    };
+    if let Err(why) = endpoint.guard(req.headers()) {
+        return rpc_error_status(StatusCode::FORBIDDEN, None, INVALID_REQUEST, why);
+    }
+    let scope_server = match &server {
+        Some(name) => match endpoint.hub.server(name) {
+            Some(s) => Some(s.clone()),
+            None => {
+                return rpc_error_status(
+                    StatusCode::NOT_FOUND,
+                    None,
+                    INVALID_REQUEST,
+                    "No such MCP server",
+                );
+            }
+        },
+        None => None,
+    };
+    let modern_header = req
+        .headers()
+        .get(PROTOCOL_VERSION)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| MODERN_VERSIONS.contains(&v));
+    match *req.method() {
+        Method::POST => {}
+        _ => {
+            // No standalone stream and nothing to end: sessions are stateless, and 2026
+            // clients only POST.
+            let _ = modern_header;
+            let mut r = plain(StatusCode::METHOD_NOT_ALLOWED, "only POST is supported");
+            r.headers_mut()
+                .insert(ALLOW, HeaderValue::from_static("POST"));
+            return r;
+        }
+    }
+    let mut x = Exchange::begin(&state, Operation::Mcp, req.headers());
+    let span = x.span.clone();
+    async move {
+        let (parts, body) = req.into_parts();
+        let principal = match Stage::Authenticate
+            .run_async(state.auth.authenticate_logged(&parts.headers, &mut x.log))
+            .await
+        {
+            Ok(p) => p,
+            Err(e) => return unauthenticated(&endpoint, server.as_deref(), &parts.headers, &e, x),
+        };
+        x.log.identity(&principal.identity);
+        let access = ToolAccess::new(principal.tools.as_deref());
+        if let Some(s) = &scope_server
+            && !access.allows_server(s.name())
+        {
+            return finish_http(
+                x,
+                rpc_error_status(
+                    StatusCode::FORBIDDEN,
+                    None,
+                    INVALID_REQUEST,
+                    "This API key may not use this MCP server",
+                ),
+                403,
+            );
+        }
+        let runtime = x.runtime.clone();
+        let bytes = match crate::body::read(
+            Some(&state.body_budget),
+            body,
+            &parts.headers,
+            runtime.max_request_body_bytes,
+        )
+        .await
+        {
+            Ok(b) => b,
+            Err(e) => {
+                let status = e.status();
+                x.log.error(&e);
+                return finish_http(
+                    x,
+                    rpc_error_status(status, None, INVALID_REQUEST, e.message()),
+                    status.as_u16(),
+                );
+            }
+        };
+        let message = match Stage::Decode.run(|| Message::parse(&bytes)) {
+            Ok(m) => m,
+            Err(e) => {
+                let r = rpc_error_status(StatusCode::BAD_REQUEST, None, e.code(), &e.to_string());
+                return finish_http(x, r, 400);
+            }
+        };
+        let request = match message {
+            Message::Request(r) => r,
+            // Notifications (initialized, cancelled, roots changed) and answers to requests
+            // the gateway never relayed: accepted, nothing to send back.
+            Message::Notification(_) | Message::Response(_) => {
+                let r = status_only(StatusCode::ACCEPTED);
+                return finish_http(x, r, 202);
+            }
+        };
+        let era = match era_of(&parts.headers, &request) {
+            Ok(era) => era,
+            Err(r) => return finish_http(x, r, 400),
+        };
+        if era == Era::Legacy
+            && request.method != "initialize"
+            && let Some(session) = parts.headers.get(SESSION_ID)
+            && !endpoint.session_valid(session.to_str().unwrap_or(""))
+        {
+            let r = rpc_error_status(
+                StatusCode::NOT_FOUND,
+                None,
+                INVALID_REQUEST,
+                "Session not found: initialize again",
+            );
+            return finish_http(x, r, 404);
+        }
+        if era == Era::Modern
+            && let Err(r) = check_modern_headers(&parts.headers, &request)
+        {
+            return finish_http(x, r, 400);
+        }
+        let scope = match &scope_server {
+            Some(s) => Scope::Server(s),
+            None => Scope::All,
+        };
+        let ask = Ask { scope, access, era };
+        let plan = Stage::Authorize
+            .run_async(endpoint.hub.plan(&ask, &request))
+            .await;
+        let initialize = request.method == "initialize" && era == Era::Legacy;
+        let id = request.id.clone();
+        let mut response = match plan {
+            Plan::Answer(result, note) => {
+                note_log(&mut x.log, &note, None);
+                json_answer(id, result)
+            }
+            Plan::Forward(forward) => {
+                // Limits with `scope: tool` for a call.
+                let admission = match admit(&x, &principal, forward.tool()).await {
+                    Ok(a) => a,
+                    Err(e) => {
+                        let mut note = forward.note.clone();
+                        note.decision = Decision::Refused;
+                        note_log(&mut x.log, &note, None);
+                        return finish_http(
+                            x,
+                            json_answer(id, Err(ErrorObject::new(RATE_LIMITED, e.message()))),
+                            200,
+                        );
+                    }
+                };
+                let (related_tx, mut related_rx) = mpsc::channel::<Message>(64);
+                let hub = endpoint.hub.clone();
+                let call = async move {
+                    let out = hub.forward(&forward, Some(related_tx)).await;
+                    (out, forward.note)
+                };
+                let mut call = Box::pin(call.instrument(Stage::Dispatch.span()));
+                tokio::select! {
+                    biased;
+                    ((result, decision), mut note) = &mut call => {
+                        drop(admission);
+                        note.decision = decision;
+                        let size = result.as_ref().map(|r| r.get().len()).ok();
+                        note_log(&mut x.log, &note, size);
+                        json_answer(id, result)
+                    }
+                    Some(first) = related_rx.recv() => {
+                        // The server talks on the way: the answer becomes an SSE stream.
+                        let log = x.log.take();
+                        return stream_answer(id, first, related_rx, call, log, admission);
+                    }
+                }
+            }
+        };
+        if initialize {
+            let session = endpoint.new_session();
+            if let Ok(v) = HeaderValue::from_str(&session) {
+                response.headers_mut().insert(SESSION_ID, v);
+            }
+        }
+        finish_http(x, response, 200)
+    }
+    .instrument(span)
+    .await
+}
+
+/// The protocol generation of a request: 2026 when `MCP-Protocol-Version` says so (or, without
+/// the header, when its `_meta` names the version), else the handshake generation. A version
+/// the gateway does not speak is a 400.
+#[allow(clippy::result_large_err)]
+fn era_of(headers: &HeaderMap, request: &RpcRequest) -> Result<Era, Response> {
+    let header = headers
+        .get(PROTOCOL_VERSION)
+        .map(|v| v.to_str().unwrap_or(""));
+    let meta_version = meta_protocol_version(request.params.as_deref());
+    let version = header.or(meta_version.as_deref());
+    match version {
+        None => Ok(Era::Legacy),
+        Some(v) if MODERN_VERSIONS.contains(&v) => Ok(Era::Modern),
+        Some(v) if HANDSHAKE_VERSIONS.contains(&v) => Ok(Era::Legacy),
+        Some(v) => {
+            let error = ErrorObject::new(
+                UNSUPPORTED_VERSION,
+                format!("Unsupported protocol version `{v}`"),
+            )
+            .with_data(&serde_json::json!({
+                "supported": MODERN_VERSIONS.iter().chain(HANDSHAKE_VERSIONS.iter()).collect::<Vec<_>>(),
+                "requested": v,
+            }));
+            Err(rpc_response(
+                StatusCode::BAD_REQUEST,
+                RpcResponse::error(Some(request.id.clone()), error),
+            ))
+        }
+    }
+}
+
+fn meta_protocol_version(params: Option<&RawValue>) -> Option<String> {
+    #[derive(serde::Deserialize)]
+    struct Params {
+        #[serde(rename = "_meta", default)]
+        meta: Option<serde_json::Map<String, serde_json::Value>>,
+    }
+    let params: Params = serde_json::from_str(params?.get()).ok()?;
+    params
+        .meta?
+        .get(META_PROTOCOL_VERSION)?
+        .as_str()
+        .map(str::to_owned)
+}
+
+/// 2026 requests mirror their method (and the tool, prompt or resource) in headers, which must
+/// agree with the body.
+#[allow(clippy::result_large_err)]
+fn check_modern_headers(headers: &HeaderMap, request: &RpcRequest) -> Result<(), Response> {
+    let mismatch = |what: &str| {
+        Err(rpc_response(
+            StatusCode::BAD_REQUEST,
+            RpcResponse::error(
+                Some(request.id.clone()),
+                ErrorObject::new(HEADER_MISMATCH, format!("Header mismatch: {what}")),
+            ),
+        ))
+    };
+    let method = headers.get(MCP_METHOD).and_then(|v| v.to_str().ok());
+    if method != Some(request.method.as_str()) {
+        return mismatch("`Mcp-Method` must equal the request's method");
+    }
+    let member = match request.method.as_str() {
+        "tools/call" | "prompts/get" => "name",
+        "resources/read" => "uri",
+        _ => return Ok(()),
+    };
+    let in_body = request
+        .params
+        .as_deref()
+        .and_then(|p| {
+            serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(p.get()).ok()
+        })
+        .and_then(|m| m.get(member).and_then(|v| v.as_str()).map(str::to_owned));
+    let in_header = headers
+        .get(MCP_NAME)
+        .and_then(|v| v.to_str().ok())
+        .map(decode_header_value);
+    if in_body.is_none() || in_header != in_body {
+        return mismatch("`Mcp-Name` must equal the request's name or URI");
+    }
+    Ok(())
+}
+
+/// A header value as 2026 clients send text that is not plain ASCII: `=?base64?<b64>?=`.
+fn decode_header_value(value: &str) -> String {
+    use base64::Engine;
+    value
+        .strip_prefix("=?base64?")
+        .and_then(|v| v.strip_suffix("?="))
+        .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b).ok())
+        .and_then(|bytes| String::from_utf8(bytes).ok())
+        .unwrap_or_else(|| value.to_owned())
+}
+
+/// **admit** for a tool call: the caller's rules (and the key's own) with `tool` as the
+/// subject of `scope: tool` rules. Nothing to admit for other requests.
+async fn admit(
+    x: &Exchange,
+    principal: &Principal,
+    tool: Option<&str>,
+) -> Result<Option<portcullis_limits::Admission>, GatewayError> {
+    let Some(tool) = tool else {
+        return Ok(None);
+    };
+    let key_rules = principal.rules.as_ref();
+    let Some(limiter) = x
+        .runtime
+        .limiter
+        .as_ref()
+        .filter(|l| !l.is_empty() || key_rules.is_some())
+    else {
+        return Ok(None);
+    };
+    let who = &principal.identity;
+    let subjects = Subjects {
+        key: who.key_id.as_deref(),
+        user: who.user.as_deref(),
+        team: who.team.as_deref(),
+        model: None,
+        provider: None,
+        route: None,
+        tool: Some(tool),
+    };
+    let estimate = Estimate {
+        tokens: 0,
+        cost_usd: 0.0,
+    };
+    Stage::Admit
+        .run_async(limiter.admit_with(&subjects, estimate, key_rules))
+        .await
+        .map(Some)
+        .map_err(|refusal| crate::limits::refusal_error(&refusal))
+}
+
+/// The server, tool, decision and arguments digest of a request in its log record.
+fn note_log(log: &mut RequestLog, note: &Note, result_bytes: Option<usize>) {
+    let Some(r) = log.record() else {
+        return;
+    };
+    r.dialect = "mcp";
+    r.provider = note.server.as_deref().map(Arc::from);
+    r.model = note.tool.as_deref().map(Arc::from);
+    r.requested_model = note.tool.clone();
+    let mut meta = serde_json::Map::new();
+    meta.insert("method".into(), note.method.clone().into());
+    meta.insert("decision".into(), note.decision.as_str().into());
+    if let Some(d) = &note.arguments_digest {
+        meta.insert("arguments_sha256".into(), d.clone().into());
+    }
+    if let Some(n) = result_bytes {
+        meta.insert("result_bytes".into(), n.into());
+    }
+    r.metadata = Some(serde_json::Value::Object(meta).to_string());
+    if matches!(note.decision, Decision::Refused | Decision::Failed) {
+        r.error_type = Some(note.decision.as_str().to_owned());
+    }
+}
+
+/// A JSON-RPC answer with HTTP 200.
+fn json_answer(id: Id, result: Result<Box<RawValue>, ErrorObject>) -> Response {
+    let response = match result {
+        Ok(r) => RpcResponse::result(id, r),
+        Err(e) => RpcResponse::error(Some(id), e),
+    };
+    rpc_response(StatusCode::OK, response)
+}
+
+fn rpc_response(status: StatusCode, response: RpcResponse) -> Response {
+    let mut r = Response::new(Body::from(response.to_bytes()));
+    *r.status_mut() = status;
+    r.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    r
+}
+
+fn rpc_error_status(status: StatusCode, id: Option<Id>, code: i64, message: &str) -> Response {
+    rpc_response(
+        status,
+        RpcResponse::error(id, ErrorObject::new(code, message)),
+    )
+}
+
+fn plain(status: StatusCode, text: &'static str) -> Response {
+    let mut r = Response::new(Body::from(text));
+    *r.status_mut() = status;
+    r
+}
+
+fn status_only(status: StatusCode) -> Response {
+    let mut r = Response::new(Body::empty());
+    *r.status_mut() = status;
+    r
+}
+
+/// 401 (or 403) with the challenge that points clients at the resource metadata.
+fn unauthenticated(
+    endpoint: &McpEndpoint,
+    server: Option<&str>,
+    headers: &HeaderMap,
+    error: &GatewayError,
+    mut x: Exchange,
+) -> Response {
+    x.log.error(error);
+    let status = error.status();
+    let mut r = rpc_error_status(status, None, INVALID_REQUEST, error.message());
+    if error.kind() == ErrorKind::Authentication {
+        let base = endpoint.base_url(headers);
+        let path = match server {
+            Some(s) => format!("/mcp/{s}"),
+            None => "/mcp".to_owned(),
+        };
+        let challenge = format!(
+            "Bearer resource_metadata=\"{base}/.well-known/oauth-protected-resource{path}\""
+        );
+        if let Ok(v) = HeaderValue::from_str(&challenge) {
+            r.headers_mut().insert(WWW_AUTHENTICATE, v);
+        }
+    }
+    finish_http(x, r, status.as_u16())
+}
+
+/// **record**: the log record completed with the HTTP status answered.
+fn finish_http(mut x: Exchange, response: Response, status: u16) -> Response {
+    crate::trace::record_status(&x.span, status);
+    x.log.finish(status);
+    response
+}
+
+/// An SSE answer: `first`, then whatever else the server sends on the way, then the response.
+/// The client leaving ends the call (and so cancels it upstream).
+fn stream_answer<F>(
+    id: Id,
+    first: Message,
+    mut related: mpsc::Receiver<Message>,
+    mut call: std::pin::Pin<Box<F>>,
+    mut log: RequestLog,
+    admission: Option<portcullis_limits::Admission>,
+) -> Response
+where
+    F: std::future::Future<Output = ((Result<Box<RawValue>, ErrorObject>, Decision), Note)>
+        + Send
+        + 'static,
+{
+    let (tx, rx) = mpsc::channel::<Result<Bytes, std::convert::Infallible>>(16);
+    tokio::spawn(async move {
+        let _admission = admission;
+        if tx.send(Ok(sse_event(&first.to_bytes()))).await.is_err() {
+            return;
+        }
+        loop {
+            tokio::select! {
+                biased;
+                ((result, decision), mut note) = &mut call => {
+                    // Whatever the server sent just before its answer goes first.
+                    while let Ok(m) = related.try_recv() {
+                        let _ = tx.send(Ok(sse_event(&m.to_bytes()))).await;
+                    }
+                    note.decision = decision;
+                    let size = result.as_ref().map(|r| r.get().len()).ok();
+                    note_log(&mut log, &note, size);
+                    let response = match result {
+                        Ok(r) => RpcResponse::result(id, r),
+                        Err(e) => RpcResponse::error(Some(id), e),
+                    };
+                    let _ = tx.send(Ok(sse_event(&response.to_bytes()))).await;
+                    log.finish(200);
+                    return;
+                }
+                Some(m) = related.recv() => {
+                    if tx.send(Ok(sse_event(&m.to_bytes()))).await.is_err() {
+                        // The client left: dropping the call cancels it upstream.
+                        return;
+                    }
+                }
+                _ = tx.closed() => return,
+            }
+        }
+    });
+    let body = Body::from_stream(tokio_stream_from(rx));
+    let mut r = Response::new(body);
+    let h = r.headers_mut();
+    h.insert(CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+    h.insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    h.insert("x-accel-buffering", HeaderValue::from_static("no"));
+    r
+}
+
+fn sse_event(data: &[u8]) -> Bytes {
+    let mut out = Vec::with_capacity(data.len() + 24);
+    out.extend_from_slice(b"event: message\ndata: ");
+    out.extend_from_slice(data);
+    out.extend_from_slice(b"\n\n");
+    Bytes::from(out)
+}
+
+/// A receiver as a stream of body chunks.
+fn tokio_stream_from(
+    mut rx: mpsc::Receiver<Result<Bytes, std::convert::Infallible>>,
+) -> impl futures_util::Stream<Item = Result<Bytes, std::convert::Infallible>> + Send {
+    futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx))
+}
+
+/// An internal error for the caller.
+pub fn internal_error(id: Option<Id>) -> Response {
+    rpc_error_status(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        id,
+        INTERNAL_ERROR,
+        "internal error",
+    )
+}

@@ -1,0 +1,397 @@
+//! The MCP gateway over real HTTP, in front of the real `@modelcontextprotocol/server-everything`
+//! (started over stdio by the gateway), driven by the `rmcp` client of both protocol
+//! generations and by plain HTTP where the transport's edges are the point: names namespaced
+//! per server, a key's `tools` globs on both endpoints, refusals as JSON-RPC errors, the 401
+//! that points at the resource metadata, DNS-rebinding protection, and the log.
+
+use rmcp::ServiceExt;
+use rmcp::model::CallToolRequestParams;
+use rmcp::transport::StreamableHttpClientTransport;
+use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
+use serde_json::{Value, json};
+
+use crate::common::*;
+
+/// The server-everything binary the test suite's npm packages install.
+fn everything_bin() -> String {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tests/mcp/node_modules/.bin/mcp-server-everything");
+    assert!(
+        path.exists(),
+        "{} is missing: run `npm ci` in tests/mcp",
+        path.display()
+    );
+    path.display().to_string()
+}
+
+fn yaml() -> String {
+    format!(
+        r#"
+mcp:
+  servers:
+    everything:
+      command: {bin}
+      args: [stdio]
+      timeout: 20s
+"#,
+        bin = everything_bin()
+    )
+}
+
+async fn rmcp_client(
+    gw: &TestGateway,
+    path: &str,
+    key: &str,
+) -> rmcp::service::RunningService<rmcp::RoleClient, ()> {
+    let config = StreamableHttpClientTransportConfig::with_uri(gw.at(path)).auth_header(key);
+    let transport = StreamableHttpClientTransport::from_config(config);
+    ().serve(transport).await.expect("the client connects")
+}
+
+fn text_of(result: &rmcp::model::CallToolResult) -> String {
+    serde_json::to_value(&result.content).unwrap()[0]["text"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+async fn rpc(
+    gw: &TestGateway,
+    path: &str,
+    key: Option<&str>,
+    body: &str,
+) -> (u16, reqwest::header::HeaderMap, Value) {
+    let mut req = client()
+        .post(gw.at(path))
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .body(body.to_owned());
+    if let Some(key) = key {
+        req = req.bearer_auth(key);
+    }
+    let r = req.send().await.unwrap();
+    let status = r.status().as_u16();
+    let headers = r.headers().clone();
+    let text = r.text().await.unwrap();
+    (
+        status,
+        headers,
+        serde_json::from_str(&text).unwrap_or(Value::Null),
+    )
+}
+
+async fn new_key(gw: &TestGateway, body: Value) -> String {
+    let r = client()
+        .post(gw.at("/admin/keys"))
+        .bearer_auth(MASTER_KEY)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let v: Value = r.json().await.unwrap();
+    v["key"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn a_stdio_server_is_reached_through_the_aggregated_and_its_own_endpoint() {
+    let gw = TestGateway::start(&yaml()).await;
+
+    // The aggregated endpoint: names are `<server>__<tool>`.
+    let mcp = rmcp_client(&gw, "/mcp", MASTER_KEY).await;
+    let info = mcp.peer_info().expect("initialized");
+    assert_eq!(
+        info.server_info.as_ref().map(|s| s.name.as_str()),
+        Some("portcullis")
+    );
+    let tools = mcp.list_all_tools().await.unwrap();
+    let names: Vec<&str> = tools.iter().map(|t| t.name.as_ref()).collect();
+    assert!(names.contains(&"everything__echo"), "{names:?}");
+    assert!(
+        names
+            .iter()
+            .all(|n| n.starts_with("everything__") && n.len() <= 64)
+    );
+    let echoed = mcp
+        .call_tool(
+            CallToolRequestParams::new("everything__echo").with_arguments(
+                json!({"message": "through the gateway"})
+                    .as_object()
+                    .unwrap()
+                    .clone(),
+            ),
+        )
+        .await
+        .unwrap();
+    assert_eq!(text_of(&echoed), "Echo: through the gateway");
+    mcp.cancel().await.unwrap();
+
+    // The server's own endpoint: its own names.
+    let own = rmcp_client(&gw, "/mcp/everything", MASTER_KEY).await;
+    let tools = own.list_all_tools().await.unwrap();
+    assert!(tools.iter().any(|t| t.name == "echo"));
+    let summed = own
+        .call_tool(
+            CallToolRequestParams::new("get-sum")
+                .with_arguments(json!({"a": 2, "b": 40}).as_object().unwrap().clone()),
+        )
+        .await
+        .unwrap();
+    assert!(text_of(&summed).contains("42"), "{}", text_of(&summed));
+    own.cancel().await.unwrap();
+
+    // Every call is in the log: server as provider, tool as model.
+    let logs = gw.logs("limit=100", 2).await;
+    let call = logs
+        .iter()
+        .find(|r| r["endpoint"] == "mcp" && r["model"] == "everything__echo")
+        .unwrap_or_else(|| panic!("the aggregated call is logged: {logs:#?}"));
+    assert_eq!(call["provider"], "everything");
+    assert_eq!(call["status"], 200);
+    let meta: Value = serde_json::from_str(call["metadata"].as_str().unwrap()).unwrap();
+    assert_eq!(meta["method"], "tools/call");
+    assert_eq!(meta["decision"], "forwarded");
+    assert_eq!(meta["arguments_sha256"].as_str().unwrap().len(), 16);
+}
+
+#[tokio::test]
+async fn a_keys_tools_globs_filter_lists_and_refuse_calls_on_both_endpoints() {
+    let gw = TestGateway::start(&yaml()).await;
+    let echo_only = new_key(
+        &gw,
+        json!({"name": "echo-only", "tools": ["everything__echo"]}),
+    )
+    .await;
+    let other_server = new_key(&gw, json!({"name": "elsewhere", "tools": ["github__*"]})).await;
+
+    let mcp = rmcp_client(&gw, "/mcp", &echo_only).await;
+    let names: Vec<String> = mcp
+        .list_all_tools()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|t| t.name.to_string())
+        .collect();
+    assert_eq!(names, ["everything__echo"]);
+    let refused = mcp
+        .call_tool(
+            CallToolRequestParams::new("everything__get-env").with_arguments(Default::default()),
+        )
+        .await
+        .expect_err("refused");
+    let text = refused.to_string();
+    assert!(text.contains("everything__get-env"), "{text}");
+    mcp.cancel().await.unwrap();
+
+    // The same rule on the server's own endpoint, with the server's own names.
+    let own = rmcp_client(&gw, "/mcp/everything", &echo_only).await;
+    let names: Vec<String> = own
+        .list_all_tools()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|t| t.name.to_string())
+        .collect();
+    assert_eq!(names, ["echo"]);
+    own.cancel().await.unwrap();
+
+    // A refusal is a JSON-RPC error with HTTP 200, and never reaches the server.
+    let (status, _, body) = rpc(
+        &gw,
+        "/mcp",
+        Some(&echo_only),
+        r#"{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"everything__get-env","arguments":{}}}"#,
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(body["id"], 7);
+    assert_eq!(body["error"]["code"], -32602);
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("everything__get-env")
+    );
+    let logs = gw.logs("limit=100", 1).await;
+    let refusal = logs
+        .iter()
+        .find(|r| r["model"] == "everything__get-env")
+        .expect("the refusal is logged");
+    let meta: Value = serde_json::from_str(refusal["metadata"].as_str().unwrap()).unwrap();
+    assert_eq!(meta["decision"], "refused");
+
+    // A key for other servers only cannot use this one.
+    let (status, _, _) = rpc(
+        &gw,
+        "/mcp/everything",
+        Some(&other_server),
+        r#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#,
+    )
+    .await;
+    assert_eq!(status, 403);
+    let (status, _, body) = rpc(
+        &gw,
+        "/mcp",
+        Some(&other_server),
+        r#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#,
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(body["result"]["tools"], json!([]));
+}
+
+#[tokio::test]
+async fn the_transports_edges_answer_with_precise_statuses() {
+    let gw = TestGateway::start(&yaml()).await;
+
+    // No credentials: 401 pointing at the protected resource metadata.
+    let (status, headers, _) = rpc(
+        &gw,
+        "/mcp/everything",
+        None,
+        r#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#,
+    )
+    .await;
+    assert_eq!(status, 401);
+    let challenge = headers["www-authenticate"].to_str().unwrap();
+    let expected = gw.at("/.well-known/oauth-protected-resource/mcp/everything");
+    assert_eq!(
+        challenge,
+        format!("Bearer resource_metadata=\"{expected}\"")
+    );
+    let doc: Value = client()
+        .get(&expected)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(doc["resource"], gw.at("/mcp/everything"));
+
+    // Not JSON, not JSON-RPC.
+    let (status, _, body) = rpc(&gw, "/mcp", Some(MASTER_KEY), "{not json").await;
+    assert_eq!(
+        (status, body["error"]["code"].as_i64()),
+        (400, Some(-32700))
+    );
+    let (status, _, body) = rpc(&gw, "/mcp", Some(MASTER_KEY), r#"{"hello":"world"}"#).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_i64()),
+        (400, Some(-32600))
+    );
+
+    // An unknown server, an unknown method, a notification.
+    let (status, _, _) = rpc(
+        &gw,
+        "/mcp/nope",
+        Some(MASTER_KEY),
+        r#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#,
+    )
+    .await;
+    assert_eq!(status, 404);
+    let (status, _, body) = rpc(
+        &gw,
+        "/mcp",
+        Some(MASTER_KEY),
+        r#"{"jsonrpc":"2.0","id":2,"method":"nope/nope"}"#,
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_i64()),
+        (200, Some(-32601))
+    );
+    let (status, _, _) = rpc(
+        &gw,
+        "/mcp",
+        Some(MASTER_KEY),
+        r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#,
+    )
+    .await;
+    assert_eq!(status, 202);
+
+    // A session id the gateway never issued.
+    let r = client()
+        .post(gw.at("/mcp"))
+        .bearer_auth(MASTER_KEY)
+        .header("mcp-session-id", "forged.0000")
+        .json(&json!({"jsonrpc": "2.0", "id": 3, "method": "tools/list"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+
+    // DNS rebinding: a foreign Host or Origin.
+    for (name, value) in [("host", "evil.example"), ("origin", "http://evil.example")] {
+        let r = client()
+            .post(gw.at("/mcp"))
+            .bearer_auth(MASTER_KEY)
+            .header(name, value)
+            .json(&json!({"jsonrpc": "2.0", "id": 4, "method": "ping"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 403, "{name}: {value}");
+    }
+}
+
+#[tokio::test]
+async fn a_client_of_the_2026_protocol_needs_no_handshake() {
+    let gw = TestGateway::start(&yaml()).await;
+    let meta = json!({"io.modelcontextprotocol/protocolVersion": "2026-07-28",
+                      "io.modelcontextprotocol/clientCapabilities": {}});
+    let post = |method: &str, name: Option<&str>, params: Value| {
+        let mut req = client()
+            .post(gw.at("/mcp"))
+            .bearer_auth(MASTER_KEY)
+            .header("mcp-protocol-version", "2026-07-28")
+            .header("mcp-method", method)
+            .json(&json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params}));
+        if let Some(name) = name {
+            req = req.header("mcp-name", name);
+        }
+        req.send()
+    };
+    let discovered: Value = post("server/discover", None, json!({"_meta": meta}))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(discovered["result"]["resultType"], "complete");
+    assert_eq!(
+        discovered["result"]["supportedVersions"],
+        json!(["2026-07-28"])
+    );
+    let listed: Value = post("tools/list", None, json!({"_meta": meta}))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(listed["result"]["cacheScope"], "private");
+    assert!(listed["result"]["tools"].as_array().unwrap().len() > 3);
+    let called: Value = post(
+        "tools/call",
+        Some("everything__echo"),
+        json!({"_meta": meta, "name": "everything__echo", "arguments": {"message": "modern"}}),
+    )
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    assert_eq!(called["result"]["resultType"], "complete");
+    assert_eq!(called["result"]["content"][0]["text"], "Echo: modern");
+    // A name header that disagrees with the body.
+    let r = post(
+        "tools/call",
+        Some("everything__other"),
+        json!({"_meta": meta, "name": "everything__echo", "arguments": {"message": "x"}}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status(), 400);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["error"]["code"], -32020);
+}

@@ -1,0 +1,622 @@
+//! The `mcp:` configuration block, as written ([`RawMcp`]) and as validated ([`McpConfig`]).
+//!
+//! ```yaml
+//! mcp:
+//!   public_url: https://gateway.example.com   # the gateway's URL as clients see it (behind a proxy)
+//!   allowed_hosts: [gateway.example.com]      # `Host` values accepted besides loopback names
+//!   allowed_origins: [https://app.example.com] # browser origins accepted besides the gateway's own
+//!   timeout: 30s                              # each upstream call; default 30s
+//!   servers:
+//!     files:                                  # lowercase letters, digits and `-`, at most 32
+//!       command: npx                          # a stdio server the gateway starts …
+//!       args: [-y, "@modelcontextprotocol/server-filesystem", /srv/data]
+//!       env: {LOG_LEVEL: info}                # the only variables it gets besides PATH, HOME, LANG, LC_*, TMPDIR
+//!       cwd: /srv/data                        # its working directory (default: a private one)
+//!       network: false                        # no network at all (default: true)
+//!       sandbox: true                         # default: true; `false` runs it unconfined
+//!       limits: {memory: 512MiB, cpu_seconds: 600, processes: 64, open_files: 256}
+//!     github:
+//!       url: https://mcp.example.com/mcp      # … or a remote server
+//!       transport: streamable_http            # or `sse` (the older HTTP+SSE transport)
+//!       headers: {Authorization: "Bearer ${GITHUB_TOKEN}"}
+//!       timeout: 60s
+//! ```
+//!
+//! Header values and environment values are secrets as far as messages go: no validation
+//! message ever quotes them.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use portcullis_core::config::{Block, Issues, key};
+use portcullis_core::parse_duration;
+use serde::Deserialize;
+
+/// Upstream call timeout when none is configured.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+/// Longest server name: with `__` and a tool name it must fit the 64 characters clients accept.
+pub const MAX_SERVER_NAME: usize = 32;
+
+/// `mcp:` as written.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMcp {
+    /// The gateway's public base URL.
+    #[serde(default)]
+    pub public_url: Option<String>,
+    /// Extra accepted `Host` values.
+    #[serde(default)]
+    pub allowed_hosts: Vec<String>,
+    /// Extra accepted `Origin` values.
+    #[serde(default)]
+    pub allowed_origins: Vec<String>,
+    /// Default upstream call timeout.
+    #[serde(default)]
+    pub timeout: Option<String>,
+    /// The servers, by name.
+    #[serde(default)]
+    pub servers: BTreeMap<String, RawServer>,
+}
+
+/// `mcp.servers.<name>` as written.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawServer {
+    /// The program of a stdio server.
+    #[serde(default)]
+    pub command: Option<String>,
+    /// Its arguments.
+    #[serde(default)]
+    pub args: Vec<String>,
+    /// Its environment (on top of the basics).
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    /// Its working directory.
+    #[serde(default)]
+    pub cwd: Option<String>,
+    /// Whether it may use the network.
+    #[serde(default)]
+    pub network: Option<bool>,
+    /// Whether it runs in the sandbox.
+    #[serde(default)]
+    pub sandbox: Option<bool>,
+    /// Its resource limits.
+    #[serde(default)]
+    pub limits: Option<RawLimits>,
+    /// The URL of a remote server.
+    #[serde(default)]
+    pub url: Option<String>,
+    /// `streamable_http` (default) or `sse`.
+    #[serde(default)]
+    pub transport: Option<String>,
+    /// Headers sent to a remote server.
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    /// This server's call timeout.
+    #[serde(default)]
+    pub timeout: Option<String>,
+}
+
+/// `limits:` of a stdio server as written.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLimits {
+    /// Memory, such as `512MiB`, `2GiB` or a number of bytes.
+    #[serde(default)]
+    pub memory: Option<RawBytes>,
+    /// CPU seconds.
+    #[serde(default)]
+    pub cpu_seconds: Option<u64>,
+    /// Processes (and threads).
+    #[serde(default)]
+    pub processes: Option<u64>,
+    /// Open files.
+    #[serde(default)]
+    pub open_files: Option<u64>,
+}
+
+/// A size as written: a number of bytes or text with a unit.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(untagged)]
+pub enum RawBytes {
+    /// Bytes.
+    Bytes(u64),
+    /// `512MiB`, `1GiB`, `64KiB`, `100MB`, …
+    Text(String),
+}
+
+/// The validated `mcp:` block.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct McpConfig {
+    /// The gateway's public base URL, without a trailing slash.
+    pub public_url: Option<String>,
+    /// Extra accepted `Host` values (lowercase, with or without a port).
+    pub allowed_hosts: Vec<String>,
+    /// Extra accepted `Origin` values.
+    pub allowed_origins: Vec<String>,
+    /// The servers, by name, in name order.
+    pub servers: Vec<ServerSpec>,
+}
+
+impl McpConfig {
+    /// The server called `name`.
+    pub fn server(&self, name: &str) -> Option<&ServerSpec> {
+        self.servers.iter().find(|s| s.name == name)
+    }
+}
+
+/// One configured MCP server.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ServerSpec {
+    /// Its name: the prefix of its tools and its path under `/mcp/`.
+    pub name: String,
+    /// How it is reached.
+    pub transport: Transport,
+    /// How long each call may take.
+    pub timeout: Duration,
+}
+
+impl std::fmt::Debug for ServerSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerSpec")
+            .field("name", &self.name)
+            .field("transport", &self.transport)
+            .field("timeout", &self.timeout)
+            .finish()
+    }
+}
+
+/// How a server is reached.
+#[derive(Clone, PartialEq, Eq)]
+pub enum Transport {
+    /// A program the gateway starts, speaking JSON-RPC on its standard input and output.
+    Stdio(StdioSpec),
+    /// A remote server over Streamable HTTP.
+    StreamableHttp(HttpSpec),
+    /// A remote server over the older HTTP+SSE transport.
+    Sse(HttpSpec),
+}
+
+impl std::fmt::Debug for Transport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Transport::Stdio(s) => f.debug_tuple("Stdio").field(s).finish(),
+            Transport::StreamableHttp(h) => f.debug_tuple("StreamableHttp").field(h).finish(),
+            Transport::Sse(h) => f.debug_tuple("Sse").field(h).finish(),
+        }
+    }
+}
+
+/// A stdio server.
+#[derive(Clone, PartialEq, Eq)]
+pub struct StdioSpec {
+    /// The program.
+    pub command: String,
+    /// Its arguments.
+    pub args: Vec<String>,
+    /// The environment it gets on top of the basics (values are secrets).
+    pub env: BTreeMap<String, String>,
+    /// Its working directory; `None`: a private directory the gateway makes.
+    pub cwd: Option<PathBuf>,
+    /// Whether it may use the network.
+    pub network: bool,
+    /// Whether it runs in the sandbox.
+    pub sandbox: bool,
+    /// Its resource limits.
+    pub limits: Limits,
+}
+
+impl std::fmt::Debug for StdioSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StdioSpec")
+            .field("command", &self.command)
+            .field("args", &self.args)
+            .field("env", &self.env.keys().collect::<Vec<_>>())
+            .field("cwd", &self.cwd)
+            .field("network", &self.network)
+            .field("sandbox", &self.sandbox)
+            .field("limits", &self.limits)
+            .finish()
+    }
+}
+
+/// Resource limits of a stdio server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Memory, in bytes.
+    pub memory_bytes: Option<u64>,
+    /// CPU time, in seconds.
+    pub cpu_seconds: Option<u64>,
+    /// Processes and threads.
+    pub processes: Option<u64>,
+    /// Open files.
+    pub open_files: Option<u64>,
+}
+
+impl Default for Limits {
+    /// What a stdio server gets when its entry sets nothing: 1 GiB of memory, 256 processes
+    /// and threads, 1024 open files, and no bound on CPU time (a server lives as long as the
+    /// gateway).
+    fn default() -> Self {
+        Self {
+            memory_bytes: Some(1 << 30),
+            cpu_seconds: None,
+            processes: Some(256),
+            open_files: Some(1024),
+        }
+    }
+}
+
+/// A remote server.
+#[derive(Clone, PartialEq, Eq)]
+pub struct HttpSpec {
+    /// Its URL.
+    pub url: String,
+    /// Headers sent with every request (values are secrets).
+    pub headers: BTreeMap<String, String>,
+}
+
+impl std::fmt::Debug for HttpSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HttpSpec")
+            .field("url", &self.url)
+            .field("headers", &self.headers.keys().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+/// Whether `name` is a valid server name: lowercase letters, digits and `-`, 1 to 32 long.
+pub fn valid_server_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= MAX_SERVER_NAME
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+}
+
+impl Block for McpConfig {
+    type Raw = RawMcp;
+    type Valid = McpConfig;
+
+    fn validate(raw: RawMcp, at: &str) -> Result<McpConfig, Issues> {
+        let mut issues = Issues::new();
+        let public_url = raw.public_url.as_deref().and_then(|u| {
+            let trimmed = u.trim_end_matches('/');
+            if http_url(trimmed) {
+                Some(trimmed.to_owned())
+            } else {
+                issues.at(at, "public_url", "must be an http:// or https:// URL");
+                None
+            }
+        });
+        let default_timeout = match &raw.timeout {
+            None => DEFAULT_TIMEOUT,
+            Some(t) => duration(t, &key(at, "timeout"), &mut issues).unwrap_or(DEFAULT_TIMEOUT),
+        };
+        for (i, host) in raw.allowed_hosts.iter().enumerate() {
+            if host.is_empty() || host.contains(['/', ' ']) {
+                issues.push(
+                    portcullis_core::config::index(&key(at, "allowed_hosts"), i),
+                    "must be a host name, with an optional `:port`",
+                );
+            }
+        }
+        for (i, origin) in raw.allowed_origins.iter().enumerate() {
+            if !http_url(origin) {
+                issues.push(
+                    portcullis_core::config::index(&key(at, "allowed_origins"), i),
+                    "must be an origin such as https://app.example.com",
+                );
+            }
+        }
+        let servers_at = key(at, "servers");
+        let mut servers = Vec::with_capacity(raw.servers.len());
+        for (name, server) in raw.servers {
+            let here = key(&servers_at, &name);
+            if !valid_server_name(&name) {
+                issues.push(
+                    here.clone(),
+                    "a server name is 1 to 32 lowercase letters, digits and `-`",
+                );
+            }
+            if let Some(spec) = validate_server(name, server, &here, default_timeout, &mut issues) {
+                servers.push(spec);
+            }
+        }
+        issues.finish(McpConfig {
+            public_url,
+            allowed_hosts: raw
+                .allowed_hosts
+                .iter()
+                .map(|h| h.to_ascii_lowercase())
+                .collect(),
+            allowed_origins: raw
+                .allowed_origins
+                .iter()
+                .map(|o| o.trim_end_matches('/').to_ascii_lowercase())
+                .collect(),
+            servers,
+        })
+    }
+}
+
+fn validate_server(
+    name: String,
+    raw: RawServer,
+    at: &str,
+    default_timeout: Duration,
+    issues: &mut Issues,
+) -> Option<ServerSpec> {
+    let timeout = match &raw.timeout {
+        None => default_timeout,
+        Some(t) => duration(t, &key(at, "timeout"), issues)?,
+    };
+    let transport = match (&raw.command, &raw.url) {
+        (Some(_), Some(_)) => {
+            issues.push(at, "set either `command` (stdio) or `url` (HTTP), not both");
+            return None;
+        }
+        (None, None) => {
+            issues.push(
+                at,
+                "needs `command` (a stdio server) or `url` (an HTTP server)",
+            );
+            return None;
+        }
+        (Some(command), None) => {
+            for field in ["url", "transport", "headers"] {
+                let set = match field {
+                    "url" => raw.url.is_some(),
+                    "transport" => raw.transport.is_some(),
+                    _ => !raw.headers.is_empty(),
+                };
+                if set {
+                    issues.at(at, field, "applies to HTTP servers only");
+                }
+            }
+            if command.trim().is_empty() {
+                issues.at(at, "command", "must not be empty");
+            }
+            for name in raw.env.keys() {
+                if name.is_empty() || name.contains(['=', '\0']) {
+                    issues.at(at, "env", "variable names must be non-empty, without `=`");
+                }
+            }
+            let limits = raw
+                .limits
+                .as_ref()
+                .map(|l| limits(l, &key(at, "limits"), issues))
+                .unwrap_or_default();
+            Transport::Stdio(StdioSpec {
+                command: command.clone(),
+                args: raw.args,
+                env: raw.env,
+                cwd: raw.cwd.map(PathBuf::from),
+                network: raw.network.unwrap_or(true),
+                sandbox: raw.sandbox.unwrap_or(true),
+                limits,
+            })
+        }
+        (None, Some(url)) => {
+            for (field, set) in [
+                ("args", !raw.args.is_empty()),
+                ("env", !raw.env.is_empty()),
+                ("cwd", raw.cwd.is_some()),
+                ("network", raw.network.is_some()),
+                ("sandbox", raw.sandbox.is_some()),
+                ("limits", raw.limits.is_some()),
+            ] {
+                if set {
+                    issues.at(at, field, "applies to stdio servers only");
+                }
+            }
+            if !http_url(url) {
+                issues.at(at, "url", "must be an http:// or https:// URL");
+            }
+            for name in raw.headers.keys() {
+                if http_header_name(name).is_none() {
+                    issues.at(at, "headers", format!("`{name}` is not a header name"));
+                }
+            }
+            let spec = HttpSpec {
+                url: url.clone(),
+                headers: raw.headers,
+            };
+            match raw.transport.as_deref() {
+                None | Some("streamable_http") => Transport::StreamableHttp(spec),
+                Some("sse") => Transport::Sse(spec),
+                Some(other) => {
+                    issues.at(
+                        at,
+                        "transport",
+                        format!("`{other}` is not `streamable_http` or `sse`"),
+                    );
+                    return None;
+                }
+            }
+        }
+    };
+    Some(ServerSpec {
+        name,
+        transport,
+        timeout,
+    })
+}
+
+fn limits(raw: &RawLimits, at: &str, issues: &mut Issues) -> Limits {
+    let defaults = Limits::default();
+    let positive = |v: Option<u64>, field: &str, issues: &mut Issues| match v {
+        Some(0) => {
+            issues.at(at, field, "must be at least 1");
+            None
+        }
+        other => other,
+    };
+    Limits {
+        memory_bytes: match &raw.memory {
+            None => defaults.memory_bytes,
+            Some(m) => match bytes(m) {
+                Some(b) if b >= 16 << 20 => Some(b),
+                Some(_) => {
+                    issues.at(at, "memory", "must be at least 16MiB");
+                    None
+                }
+                None => {
+                    issues.at(at, "memory", "is not a size (e.g. 512MiB, 2GiB, 1048576)");
+                    None
+                }
+            },
+        },
+        cpu_seconds: positive(raw.cpu_seconds, "cpu_seconds", issues),
+        processes: positive(raw.processes, "processes", issues).or(defaults.processes),
+        open_files: positive(raw.open_files, "open_files", issues).or(defaults.open_files),
+    }
+}
+
+/// A size in bytes: a number, or a number with `KiB`, `MiB`, `GiB`, `KB`, `MB`, `GB`.
+fn bytes(raw: &RawBytes) -> Option<u64> {
+    let text = match raw {
+        RawBytes::Bytes(b) => return Some(*b),
+        RawBytes::Text(t) => t.trim(),
+    };
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: u64 = number.parse().ok()?;
+    let scale: u64 = match unit.trim() {
+        "" | "B" => 1,
+        "KiB" | "K" => 1 << 10,
+        "MiB" | "M" => 1 << 20,
+        "GiB" | "G" => 1 << 30,
+        "KB" => 1_000,
+        "MB" => 1_000_000,
+        "GB" => 1_000_000_000,
+        _ => return None,
+    };
+    number.checked_mul(scale)
+}
+
+fn duration(text: &str, at: &str, issues: &mut Issues) -> Option<Duration> {
+    match parse_duration(text) {
+        Ok(d) if !d.is_zero() => Some(d),
+        Ok(_) => {
+            issues.push(at, "must be longer than zero");
+            None
+        }
+        Err(e) => {
+            issues.push(at, e.to_string());
+            None
+        }
+    }
+}
+
+fn http_url(text: &str) -> bool {
+    let rest = text
+        .strip_prefix("https://")
+        .or_else(|| text.strip_prefix("http://"));
+    rest.is_some_and(|r| !r.is_empty() && !r.starts_with('/') && !r.contains(char::is_whitespace))
+}
+
+/// `name` when it is a valid HTTP header name (RFC 9110 token characters).
+fn http_header_name(name: &str) -> Option<&str> {
+    let token = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);
+    (!name.is_empty() && name.bytes().all(token)).then_some(name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn validate(yaml: &str) -> Result<McpConfig, Vec<String>> {
+        let raw: RawMcp = serde_saphyr::from_str(yaml).map_err(|e| vec![e.to_string()])?;
+        McpConfig::validate(raw, "mcp").map_err(|i| i.iter().map(ToString::to_string).collect())
+    }
+
+    #[test]
+    fn stdio_and_http_servers_validate_with_defaults() {
+        let c = validate(
+            r#"
+public_url: https://gw.example.com/
+servers:
+  files:
+    command: npx
+    args: [-y, server]
+    env: {TOKEN: s3cret}
+    network: false
+    limits: {memory: 256MiB, cpu_seconds: 60}
+  remote:
+    url: https://mcp.example.com/mcp
+    headers: {Authorization: Bearer s3cret}
+    timeout: 5s
+  old:
+    url: http://127.0.0.1:9000/sse
+    transport: sse
+"#,
+        )
+        .unwrap();
+        assert_eq!(c.public_url.as_deref(), Some("https://gw.example.com"));
+        let names: Vec<&str> = c.servers.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names, ["files", "old", "remote"]);
+        let files = c.server("files").unwrap();
+        assert_eq!(files.timeout, DEFAULT_TIMEOUT);
+        let Transport::Stdio(stdio) = &files.transport else {
+            panic!("stdio")
+        };
+        assert!(!stdio.network && stdio.sandbox);
+        assert_eq!(stdio.limits.memory_bytes, Some(256 << 20));
+        assert_eq!(stdio.limits.cpu_seconds, Some(60));
+        assert_eq!(stdio.limits.processes, Limits::default().processes);
+        assert!(matches!(
+            c.server("old").unwrap().transport,
+            Transport::Sse(_)
+        ));
+        assert_eq!(c.server("remote").unwrap().timeout, Duration::from_secs(5));
+        // Secrets never show in debug output.
+        assert!(!format!("{c:?}").contains("s3cret"));
+    }
+
+    #[test]
+    fn every_problem_is_reported_with_its_path_and_no_secret() {
+        let errors = validate(
+            r#"
+timeout: soon
+servers:
+  Bad_Name: {command: x}
+  both: {command: x, url: "http://a"}
+  neither: {args: [a]}
+  remote: {url: "ftp://x", headers: {"bad header": s3cret}, transport: ws, env: {A: s3cret}}
+  local: {command: x, headers: {A: s3cret}, limits: {memory: 1KiB, processes: 0}}
+"#,
+        )
+        .unwrap_err();
+        let text = errors.join("\n");
+        assert!(!text.contains("s3cret"), "{text}");
+        for expected in [
+            "mcp.timeout: `soon` is not a duration",
+            "mcp.servers.Bad_Name: a server name is",
+            "mcp.servers.both: set either `command`",
+            "mcp.servers.neither: needs `command`",
+            "mcp.servers.remote.url: must be an http",
+            "mcp.servers.remote.headers: `bad header` is not a header name",
+            "mcp.servers.remote.env: applies to stdio servers only",
+            "mcp.servers.remote.transport: `ws` is not",
+            "mcp.servers.local.headers: applies to HTTP servers only",
+            "mcp.servers.local.limits.memory: must be at least 16MiB",
+            "mcp.servers.local.limits.processes: must be at least 1",
+        ] {
+            assert!(text.contains(expected), "missing `{expected}` in:\n{text}");
+        }
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(bytes(&RawBytes::Text("512MiB".into())), Some(512 << 20));
+        assert_eq!(bytes(&RawBytes::Text("2 GiB".into())), Some(2 << 30));
+        assert_eq!(bytes(&RawBytes::Text("100MB".into())), Some(100_000_000));
+        assert_eq!(bytes(&RawBytes::Bytes(7)), Some(7));
+        assert_eq!(bytes(&RawBytes::Text("lots".into())), None);
+        assert_eq!(bytes(&RawBytes::Text("99999999999999GiB".into())), None);
+    }
+}
