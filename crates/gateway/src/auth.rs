@@ -5,10 +5,15 @@
 //! When no master key is configured, one is generated on first start, its digest stored, and
 //! the key printed once. The caller's credential is never forwarded upstream: providers build
 //! upstream requests from their own credentials only.
+//!
+//! What a credential is checked against that a reload may change — the master key's digest and
+//! the enterprise issuers — is one [`Trust`] value, replaced whole by
+//! [`Authenticator::retrust`]: each request is checked against one of them, never half of each.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use arc_swap::ArcSwap;
 use base64::Engine;
 use http::HeaderMap;
 use portcullis_core::{AccessRole, AuthMethod, ErrorKind, GatewayError, Identity};
@@ -29,13 +34,57 @@ pub const TEAM_HEADER: &str = "x-portcullis-team";
 /// Verifies callers' credentials and resolves them to principals.
 #[derive(Debug, Clone)]
 pub struct Authenticator {
-    master_digest: [u8; 32],
+    /// The master key and enterprise issuers in force; a reload replaces them together.
+    trust: Arc<ArcSwap<Trust>>,
     master: Arc<Principal>,
     directory: Option<Directory>,
+    oauth: Option<portcullis_oauth::OAuthServer>,
+}
+
+/// What credentials are checked against that a reload may change.
+#[derive(Debug)]
+struct Trust {
+    master: MasterDigest,
     verifier: Option<portcullis_oidc::Verifier>,
     /// The role of users of each issuer whose token names none.
-    default_roles: Arc<HashMap<String, AccessRole>>,
-    oauth: Option<portcullis_oauth::OAuthServer>,
+    default_roles: HashMap<String, AccessRole>,
+}
+
+/// The master key as it is checked: its SHA-256 digest (the key itself is never kept).
+#[derive(Clone, Copy)]
+pub struct MasterDigest([u8; 32]);
+
+impl MasterDigest {
+    /// The digest of `key`.
+    pub fn of(key: &Secret) -> Self {
+        Self(digest(key.expose()))
+    }
+
+    /// The digest a first start without a configured key generated and stored, if any.
+    pub async fn stored(settings: &dyn SettingsStore) -> Result<Option<Self>, StoreError> {
+        match settings.get(MASTER_KEY_SETTING).await? {
+            Some(stored) => Ok(Some(Self::from_hex(&stored)?)),
+            None => Ok(None),
+        }
+    }
+
+    fn from_hex(stored: &str) -> Result<Self, StoreError> {
+        hex::decode(stored.trim())
+            .ok()
+            .and_then(|b| <[u8; 32]>::try_from(b).ok())
+            .map(Self)
+            .ok_or_else(|| StoreError::Migration("the stored master key digest is corrupt".into()))
+    }
+
+    fn matches(&self, presented: &str) -> bool {
+        bool::from(digest(presented).ct_eq(&self.0))
+    }
+}
+
+impl std::fmt::Debug for MasterDigest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("MasterDigest(..)")
+    }
 }
 
 /// How the master key was obtained at startup.
@@ -69,12 +118,18 @@ fn master_principal() -> Arc<Principal> {
 impl Authenticator {
     /// An authenticator for a known master key only.
     pub fn with_master_key(key: &Secret) -> Self {
+        Self::with_master_digest(MasterDigest::of(key))
+    }
+
+    fn with_master_digest(master: MasterDigest) -> Self {
         Self {
-            master_digest: digest(key.expose()),
+            trust: Arc::new(ArcSwap::from_pointee(Trust {
+                master,
+                verifier: None,
+                default_roles: HashMap::new(),
+            })),
             master: master_principal(),
             directory: None,
-            verifier: None,
-            default_roles: Arc::default(),
             oauth: None,
         }
     }
@@ -85,9 +140,42 @@ impl Authenticator {
         verifier: portcullis_oidc::Verifier,
         issuers: &[portcullis_oidc::IssuerConfig],
     ) -> Self {
-        self.verifier = Some(verifier);
-        self.default_roles = Arc::new(default_roles(issuers));
+        let master = self.master_digest();
+        self.trust = Arc::new(ArcSwap::from_pointee(Trust {
+            master,
+            verifier: Some(verifier),
+            default_roles: default_roles(issuers),
+        }));
         self
+    }
+
+    /// The master key in force.
+    pub fn master_digest(&self) -> MasterDigest {
+        self.trust.load().master
+    }
+
+    /// The enterprise issuers' verifier in force, when any issuer is configured.
+    pub fn verifier(&self) -> Option<portcullis_oidc::Verifier> {
+        self.trust.load().verifier.clone()
+    }
+
+    /// Puts a master key and enterprise issuers (their verifier and settings; `None`: none) in
+    /// force at once. A request already past authentication keeps its principal; every later
+    /// one is checked against these alone.
+    pub fn retrust(
+        &self,
+        master: MasterDigest,
+        issuers: Option<(portcullis_oidc::Verifier, &[portcullis_oidc::IssuerConfig])>,
+    ) {
+        let (verifier, default_roles) = match issuers {
+            Some((verifier, issuers)) => (Some(verifier), default_roles(issuers)),
+            None => (None, HashMap::new()),
+        };
+        self.trust.store(Arc::new(Trust {
+            master,
+            verifier,
+            default_roles,
+        }));
     }
 
     /// Also accepts access tokens issued by the gateway's own OAuth server.
@@ -121,37 +209,21 @@ impl Authenticator {
         if let Some(key) = configured {
             return Ok((Self::with_master_key(key), MasterKeyOrigin::Configured));
         }
-        if let Some(stored) = settings.get(MASTER_KEY_SETTING).await? {
-            return Ok((Self::from_hex(&stored)?, MasterKeyOrigin::Stored));
+        if let Some(stored) = MasterDigest::stored(settings).await? {
+            return Ok((Self::with_master_digest(stored), MasterKeyOrigin::Stored));
         }
         let key = generate_key("pk-master-");
         let hex_digest = hex::encode(digest(key.expose()));
         let stored = settings
             .put_if_absent(MASTER_KEY_SETTING, &hex_digest)
             .await?;
+        let auth = Self::with_master_digest(MasterDigest::from_hex(&stored)?);
         if stored == hex_digest {
-            Ok((Self::from_hex(&stored)?, MasterKeyOrigin::Generated(key)))
+            Ok((auth, MasterKeyOrigin::Generated(key)))
         } else {
             // Another replica generated one first; it printed it.
-            Ok((Self::from_hex(&stored)?, MasterKeyOrigin::Stored))
+            Ok((auth, MasterKeyOrigin::Stored))
         }
-    }
-
-    fn from_hex(stored: &str) -> Result<Self, StoreError> {
-        let bytes = hex::decode(stored.trim())
-            .ok()
-            .and_then(|b| <[u8; 32]>::try_from(b).ok())
-            .ok_or_else(|| {
-                StoreError::Migration("the stored master key digest is corrupt".into())
-            })?;
-        Ok(Self {
-            master_digest: bytes,
-            master: master_principal(),
-            directory: None,
-            verifier: None,
-            default_roles: Arc::default(),
-            oauth: None,
-        })
     }
 
     /// Resolves the caller of a request, or refuses it: 401 for a missing, unknown, expired
@@ -190,7 +262,9 @@ impl Authenticator {
                 None,
             )
         })?;
-        if bool::from(digest(presented).ct_eq(&self.master_digest)) {
+        // One trust for the whole check, whatever a reload does meanwhile.
+        let trust = self.trust.load_full();
+        if trust.master.matches(presented) {
             return Ok(self.master.clone());
         }
         let Some(directory) = &self.directory else {
@@ -202,7 +276,7 @@ impl Authenticator {
                 (auth_error(e), key_id)
             })?
         } else if portcullis_oidc::looks_like_jwt(presented) {
-            self.bearer_jwt(directory, presented)
+            self.bearer_jwt(&trust, directory, presented)
                 .await
                 .map_err(|e| (e, None))?
         } else {
@@ -224,6 +298,7 @@ impl Authenticator {
     /// token of a configured enterprise issuer, mapped to a user provisioned on first sight.
     async fn bearer_jwt(
         &self,
+        trust: &Trust,
         directory: &Directory,
         token: &str,
     ) -> Result<Arc<Principal>, GatewayError> {
@@ -247,7 +322,7 @@ impl Authenticator {
                 tools: None,
             }));
         }
-        let Some(verifier) = &self.verifier else {
+        let Some(verifier) = &trust.verifier else {
             return Err(invalid_token("no enterprise issuer is configured"));
         };
         let verified = verifier.verify(token).await.map_err(|e| {
@@ -263,7 +338,7 @@ impl Authenticator {
                 invalid_token(&format!("{} ({e})", e.reason()))
             }
         })?;
-        let default_role = self
+        let default_role = trust
             .default_roles
             .get(&verified.issuer)
             .copied()

@@ -29,7 +29,7 @@ const BUSY_RETRY_AFTER: Duration = Duration::from_secs(1);
 /// The body-bytes budget shared by every request.
 #[derive(Debug)]
 pub struct BodyBudget {
-    limit: usize,
+    limit: AtomicUsize,
     in_flight: AtomicUsize,
 }
 
@@ -37,7 +37,7 @@ impl BodyBudget {
     /// A budget of `limit` bytes.
     pub fn new(limit: usize) -> Arc<Self> {
         Arc::new(Self {
-            limit,
+            limit: AtomicUsize::new(limit),
             in_flight: AtomicUsize::new(0),
         })
     }
@@ -47,13 +47,20 @@ impl BodyBudget {
         self.in_flight.load(Ordering::Relaxed)
     }
 
+    /// Changes the budget to `limit` bytes. Bodies already held keep their bytes; a smaller
+    /// budget refuses new bodies until enough of them are released.
+    pub fn set_limit(&self, limit: usize) {
+        self.limit.store(limit, Ordering::Relaxed);
+    }
+
     fn try_add(&self, n: usize) -> bool {
         if n == 0 {
             return true;
         }
+        let limit = self.limit.load(Ordering::Relaxed);
         self.in_flight
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |cur| {
-                cur.checked_add(n).filter(|next| *next <= self.limit)
+                cur.checked_add(n).filter(|next| *next <= limit)
             })
             .is_ok()
     }

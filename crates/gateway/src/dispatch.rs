@@ -39,13 +39,13 @@ use tracing::Instrument;
 
 use crate::breaker_sync::BreakerSync;
 use crate::limits::Demand;
-use crate::upstream::{UpstreamClient, read_body, retry_after};
+use crate::upstream::{ClientSlot, read_body, retry_after};
 
 /// What dispatching needs, and nothing else of the gateway.
 #[derive(Debug)]
 pub struct Dispatcher {
-    /// The upstream HTTP client.
-    pub client: UpstreamClient,
+    /// The upstream HTTP client in force (a reload may replace it).
+    pub client: ClientSlot,
     /// Per-target circuit breakers.
     pub breakers: Arc<CircuitBreakers>,
     /// Per-target latency averages, for latency-aware routes.
@@ -270,6 +270,8 @@ impl Dispatcher {
             build,
         } = *dispatch;
         let log = tried;
+        // Every attempt of this request goes through the client in force now.
+        let client = self.client.current();
         let weights: Vec<(&str, u32)> = targets.iter().map(|t| (&*t.key, t.weight)).collect();
         let order = policy.strategy.order(&weights, &self.latency);
         let mut last_error: Option<GatewayError> = None;
@@ -329,8 +331,7 @@ impl Dispatcher {
                 );
                 let sent = Instant::now();
                 let span = crate::trace::attempt_span(provider.name(), &target.model);
-                let outcome = match self
-                    .client
+                let outcome = match client
                     .send(this, provider.name(), first_byte)
                     .instrument(span.clone())
                     .await

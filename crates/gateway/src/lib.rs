@@ -72,7 +72,7 @@ pub use state::AppState;
 
 use crate::metrics::Metrics;
 use crate::response_cache::ResponseCache;
-use crate::upstream::{ClientConfig, UpstreamClient};
+use crate::upstream::UpstreamClient;
 
 /// Why the gateway could not start.
 #[derive(Debug, thiserror::Error)]
@@ -195,11 +195,7 @@ impl Gateway {
             limit_backend.clone(),
             Some(spend_seed.clone()),
         ));
-        let client = UpstreamClient::new(ClientConfig {
-            connect_timeout: config.upstream.connect_timeout,
-            first_byte_timeout: config.upstream.first_byte_timeout,
-            max_idle_per_host: config.upstream.max_idle_per_host,
-        })?;
+        let client = UpstreamClient::new(reload::client_config(config))?;
         let semantic =
             semantic::SemanticLayer::build(&config.semantic, stores.semantic.clone()).await?;
         let (sink, writer) = LogWriter::spawn(
@@ -226,6 +222,7 @@ impl Gateway {
             log_bodies: config.log.bodies,
             access_log: config.log.access,
             max_request_body_bytes: config.server.max_request_body_bytes,
+            server: config.server.clone(),
         };
         let mut state = AppState::new(
             runtime,

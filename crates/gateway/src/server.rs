@@ -12,6 +12,9 @@
 //!   those per connection and answers a flood with `GOAWAY(ENHANCE_YOUR_CALM)` and a close.
 //! - **Draining.** On shutdown, stop accepting, ask every connection to finish gracefully,
 //!   and abort those still open after the grace period (their requests are logged as 499).
+//! - **Reloads.** Each accepted connection gets the limits of the `server:` block in force
+//!   (a reload changes them for connections accepted afterwards; open ones keep theirs). A
+//!   lower cap takes effect as connections close.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -106,8 +109,10 @@ pub(crate) async fn serve<F>(
 ) where
     F: Future<Output = ()> + Send + 'static,
 {
-    let http = Arc::new(builder(&limits));
+    let mut limits = limits;
+    let mut http = Arc::new(builder(&limits));
     let permits = Arc::new(Semaphore::new(limits.max_connections));
+    let mut server = state.runtime().server.clone();
     let refusals = Arc::new(Semaphore::new(REFUSAL_SLOTS));
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut connections = JoinSet::new();
@@ -128,6 +133,14 @@ pub(crate) async fn serve<F>(
                     }
                 };
                 let _ = tcp.set_nodelay(true);
+                let runtime = state.runtime();
+                if runtime.server != server {
+                    let next = ConnectionLimits::from(&runtime.server);
+                    resize(&permits, limits.max_connections, next.max_connections);
+                    http = Arc::new(builder(&next));
+                    limits = next;
+                    server = runtime.server.clone();
+                }
                 match permits.clone().try_acquire_owned() {
                     Ok(permit) => {
                         connections.spawn(connection(
@@ -177,6 +190,27 @@ pub(crate) async fn serve<F>(
     // Aborting a connection drops its requests, which submit their records (499).
     connections.abort_all();
     while connections.join_next().await.is_some() {}
+}
+
+/// Changes the connection cap held by `permits` from `from` to `to`. A lower cap is taken as
+/// open connections close: the permits they give back are withheld until the cap is met.
+fn resize(permits: &Arc<Semaphore>, from: usize, to: usize) {
+    let to = to.min(Semaphore::MAX_PERMITS);
+    if to > from {
+        permits.add_permits(to - from);
+    } else if from > to {
+        let surplus = from - to;
+        let taken = permits.forget_permits(surplus);
+        let owed = u32::try_from(surplus - taken).unwrap_or(u32::MAX);
+        if owed > 0 {
+            let permits = permits.clone();
+            tokio::spawn(async move {
+                if let Ok(held) = permits.acquire_many_owned(owed).await {
+                    held.forget();
+                }
+            });
+        }
+    }
 }
 
 fn builder(limits: &ConnectionLimits) -> auto::Builder<TokioExecutor> {

@@ -67,7 +67,7 @@ impl AppState {
         spend_seed: Arc<dyn SpendSeed>,
     ) -> Self {
         let dispatcher = Dispatcher {
-            client,
+            client: client.into(),
             breakers: Arc::new(CircuitBreakers::new(config.failover.breaker)),
             latency: LatencyTracker::default(),
             directory: auth.directory().cloned(),
@@ -100,13 +100,13 @@ impl AppState {
     }
 
     /// Applies `next`: builds its runtime over what outlives configurations (counters, stores,
-    /// breakers, the client), then swaps it in; requests already running keep the old one.
-    /// What needs a restart is named in the summary and keeps its value. On error nothing
-    /// changes.
+    /// breakers), and the master key, issuers and client it changes, then swaps each in;
+    /// requests already running keep the old ones. What needs a restart is named in the
+    /// summary and keeps its value. On error nothing changes.
     pub async fn reload(&self, next: &Config) -> Result<ReloadSummary, ReloadError> {
         let mut applied = self.applied.lock().await;
         let current = self.runtime.load_full();
-        let (runtime, summary) = crate::reload::next_runtime(
+        let reloaded = crate::reload::next_runtime(
             &current,
             &applied,
             next,
@@ -115,11 +115,19 @@ impl AppState {
                 spend_seed: &self.spend_seed.0,
                 semantic_store: &self.stores.semantic,
                 breakers: &self.dispatcher.breakers,
+                settings: self.stores.settings.as_ref(),
+                auth: &self.auth,
             },
         )
         .await?;
-        self.runtime.store(Arc::new(runtime));
-        *applied = crate::reload::in_force(&applied, next);
+        let (in_force, summary) = reloaded.put_in_force(
+            &self.runtime,
+            &self.auth,
+            &self.dispatcher,
+            &self.body_budget,
+            &self.log,
+        );
+        *applied = in_force;
         Ok(summary)
     }
 

@@ -1,13 +1,16 @@
 //! The upstream HTTP client: a pooled hyper client (HTTP/1.1 and HTTP/2 over TLS, with the
 //! Mozilla and system roots) that sends what providers build and maps transport failures to
 //! [`GatewayError`]s carrying blame and retryability; and the helpers every path that reads an
-//! upstream answer shares ([`read_body`], [`retry_after`]).
+//! upstream answer shares ([`read_body`], [`retry_after`]). A reload that changes the client's
+//! settings builds a new client and puts it in the [`ClientSlot`].
 //!
 //! What a transport failure says to the caller is fixed text naming the provider; the
 //! transport's own words (addresses, TLS or DNS details) are the error's operator-only detail.
 
+use std::sync::Arc;
 use std::time::Duration;
 
+use arc_swap::ArcSwap;
 use bytes::Bytes;
 use http::header::RETRY_AFTER;
 use http::{HeaderMap, Request};
@@ -114,6 +117,30 @@ impl UpstreamClient {
                 ),
             )),
         }
+    }
+}
+
+/// The client in force. A dispatch takes the one in force when it starts and keeps it for all
+/// its attempts and its answer's body; a client replaced by a reload lives (with its pool) until
+/// the last request holding it ends.
+#[derive(Debug)]
+pub struct ClientSlot(ArcSwap<UpstreamClient>);
+
+impl ClientSlot {
+    /// The client in force now.
+    pub fn current(&self) -> Arc<UpstreamClient> {
+        self.0.load_full()
+    }
+
+    /// Puts `client` in force for every dispatch that starts from now on.
+    pub fn replace(&self, client: UpstreamClient) {
+        self.0.store(Arc::new(client));
+    }
+}
+
+impl From<UpstreamClient> for ClientSlot {
+    fn from(client: UpstreamClient) -> Self {
+        Self(ArcSwap::from_pointee(client))
     }
 }
 

@@ -9,10 +9,12 @@
 //! Nothing is dropped silently: a record refused because the queue is full, refused by the
 //! database, or lost after every retry failed, is counted in [`LogStats`] (exported as
 //! metrics) and reported in the server log.
-//! [`LogWriter::shutdown`] stops intake and flushes everything queued.
+//! [`LogWriter::shutdown`] stops intake and flushes everything queued. The batch size and the
+//! linger may change while the writer runs ([`LogSink::retune`]); the queue's capacity is fixed
+//! when it starts.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
@@ -65,11 +67,43 @@ impl Default for WriterConfig {
     }
 }
 
+/// The batch size and linger in force, read by the writer before each batch.
+#[derive(Debug)]
+struct Tuning {
+    batch_size: AtomicUsize,
+    flush_interval_us: AtomicU64,
+}
+
+impl Tuning {
+    fn new(batch_size: usize, flush_interval: Duration) -> Self {
+        let tuning = Self {
+            batch_size: AtomicUsize::new(1),
+            flush_interval_us: AtomicU64::new(0),
+        };
+        tuning.set(batch_size, flush_interval);
+        tuning
+    }
+
+    fn set(&self, batch_size: usize, flush_interval: Duration) {
+        self.batch_size.store(batch_size.max(1), Ordering::Relaxed);
+        let us = u64::try_from(flush_interval.as_micros()).unwrap_or(u64::MAX);
+        self.flush_interval_us.store(us, Ordering::Relaxed);
+    }
+
+    fn get(&self) -> (usize, Duration) {
+        (
+            self.batch_size.load(Ordering::Relaxed),
+            Duration::from_micros(self.flush_interval_us.load(Ordering::Relaxed)),
+        )
+    }
+}
+
 /// The request path's handle: cheap to clone, never blocks.
 #[derive(Debug, Clone)]
 pub struct LogSink {
     tx: mpsc::Sender<LogRecord>,
     stats: Arc<LogStats>,
+    tuning: Arc<Tuning>,
 }
 
 impl LogSink {
@@ -97,6 +131,11 @@ impl LogSink {
     pub fn stats(&self) -> &Arc<LogStats> {
         &self.stats
     }
+
+    /// Changes the writer's batch size and linger; the next batch uses them.
+    pub fn retune(&self, batch_size: usize, flush_interval: Duration) {
+        self.tuning.set(batch_size, flush_interval);
+    }
 }
 
 /// The background writer task.
@@ -112,16 +151,16 @@ impl LogWriter {
         let (tx, rx) = mpsc::channel(config.queue_capacity.max(1));
         let stats = Arc::new(LogStats::default());
         let (stop, stop_rx) = oneshot::channel();
+        let tuning = Arc::new(Tuning::new(config.batch_size, config.flush_interval));
         let task = WriterTask {
             store,
             rx,
             stats: stats.clone(),
-            batch_size: config.batch_size.max(1),
-            flush_interval: config.flush_interval,
+            tuning: tuning.clone(),
             retry_base_delay: config.retry_base_delay,
         };
         let handle = tokio::spawn(task.run(stop_rx));
-        (LogSink { tx, stats }, LogWriter { handle, stop })
+        (LogSink { tx, stats, tuning }, LogWriter { handle, stop })
     }
 
     /// Stops intake, writes everything queued, and waits for the task to finish.
@@ -137,30 +176,30 @@ struct WriterTask {
     store: Arc<dyn LogStore>,
     rx: mpsc::Receiver<LogRecord>,
     stats: Arc<LogStats>,
-    batch_size: usize,
-    flush_interval: Duration,
+    tuning: Arc<Tuning>,
     retry_base_delay: Duration,
 }
 
 impl WriterTask {
     async fn run(mut self, mut stop: oneshot::Receiver<()>) {
-        let mut batch = Vec::with_capacity(self.batch_size);
+        let mut batch = Vec::with_capacity(self.tuning.get().0);
         let mut stopping = false;
         while !stopping {
+            let (batch_size, flush_interval) = self.tuning.get();
             tokio::select! {
                 biased;
                 _ = &mut stop => stopping = true,
-                n = self.rx.recv_many(&mut batch, self.batch_size) => stopping = n == 0,
+                n = self.rx.recv_many(&mut batch, batch_size) => stopping = n == 0,
             }
             // Linger so that a batch collects more than one record, without waking for each
             // record that arrives meanwhile; a stop signal ends the linger at once.
-            if !stopping && batch.len() < self.batch_size && !self.flush_interval.is_zero() {
+            if !stopping && batch.len() < batch_size && !flush_interval.is_zero() {
                 tokio::select! {
                     biased;
                     _ = &mut stop => stopping = true,
-                    _ = tokio::time::sleep(self.flush_interval) => {}
+                    _ = tokio::time::sleep(flush_interval) => {}
                 }
-                while batch.len() < self.batch_size {
+                while batch.len() < batch_size {
                     match self.rx.try_recv() {
                         Ok(r) => batch.push(r),
                         Err(_) => break,
@@ -171,7 +210,8 @@ impl WriterTask {
         }
         // Shutdown: refuse new records, then drain what is queued.
         self.rx.close();
-        while self.rx.recv_many(&mut batch, self.batch_size).await > 0 {
+        let batch_size = self.tuning.get().0;
+        while self.rx.recv_many(&mut batch, batch_size).await > 0 {
             self.write(&mut batch).await;
         }
     }

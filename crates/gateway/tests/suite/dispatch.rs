@@ -30,7 +30,8 @@ fn dispatcher(config: &Config) -> Dispatcher {
             first_byte_timeout: Duration::from_secs(600),
             max_idle_per_host: 8,
         })
-        .unwrap(),
+        .unwrap()
+        .into(),
         breakers: Arc::new(CircuitBreakers::new(config.failover.breaker)),
         latency: LatencyTracker::default(),
         directory: None,

@@ -279,3 +279,397 @@ async fn a_change_to_listen_or_database_is_named_and_left_as_it_was() {
     assert!(summary.applied.is_empty(), "{summary}");
     gw.stop().await;
 }
+
+/// A gateway file with `extra` blocks, a `slow` route to a model that answers after
+/// `slow_ms`, and routes whose first targets fail.
+fn settings_yaml(db: &str, mock: &MockUpstream, slow_ms: u64, extra: &str) -> String {
+    format!(
+        r#"
+database: {{url: "{db}"}}
+log: {{flush_interval_ms: 5}}
+{extra}
+providers:
+  openai:
+    api_key: sk-mock-openai
+    base_url: {openai}
+  anthropic:
+    api_key: sk-ant-mock
+    base_url: {anthropic}
+routes:
+  slow:
+    targets: [openai/mock-slow-{slow_ms}]
+  flaky:
+    targets: [openai/mock-error-500, anthropic/claude-sonnet-4-5]
+  shaky:
+    targets: [openai/mock-error-502, anthropic/claude-sonnet-4-5]
+"#,
+        openai = mock.openai_base_url(),
+        anthropic = mock.anthropic_base_url(),
+    )
+}
+
+/// Sends `body` to the chat endpoint with `key`; the status and the body.
+async fn chat_with(gw: &TestGateway, key: &str, body: &Value) -> (u16, String) {
+    let r = client()
+        .post(gw.at("/v1/chat/completions"))
+        .bearer_auth(key)
+        .json(body)
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    (status, r.text().await.unwrap())
+}
+
+const NEXT_MASTER_KEY: &str = "next-master-key-9876543210";
+
+#[tokio::test]
+async fn a_reload_switches_the_master_key_at_once_and_a_request_in_flight_finishes() {
+    let mock = MockUpstream::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}", dir.path().join("gw.db").display());
+    let file = |key: &str| settings_yaml(&db, &mock, 800, &format!("master_key: {key}"));
+    let gw = TestGateway::start_config(config(&file(MASTER_KEY))).await;
+    let (status, body) = chat_with(&gw, MASTER_KEY, &chat("flaky", false)).await;
+    assert_eq!(status, 200, "{body}");
+
+    // Clients keep calling with whichever key they hold while the key changes.
+    let stop = Arc::new(AtomicBool::new(false));
+    let reloaded = Arc::new(AtomicBool::new(false));
+    let mut callers = Vec::new();
+    for key in [MASTER_KEY, NEXT_MASTER_KEY] {
+        let (url, stop, reloaded) = (gw.at("/v1/models"), stop.clone(), reloaded.clone());
+        callers.push(tokio::spawn(async move {
+            let http = client();
+            let mut seen = Vec::new();
+            while !stop.load(Ordering::SeqCst) {
+                let after = reloaded.load(Ordering::SeqCst);
+                let r = http.get(&url).bearer_auth(key).send().await.unwrap();
+                seen.push((key, after, r.status().as_u16()));
+            }
+            seen
+        }));
+    }
+    // A request that is authenticated before the change and answered after it.
+    let in_flight = {
+        let (url, body) = (gw.at("/v1/chat/completions"), chat("slow", false));
+        tokio::spawn(async move {
+            client()
+                .post(url)
+                .bearer_auth(MASTER_KEY)
+                .json(&body)
+                .send()
+                .await
+                .unwrap()
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let summary = gw
+        .state
+        .reload(&config(&file(NEXT_MASTER_KEY)))
+        .await
+        .unwrap();
+    reloaded.store(true, Ordering::SeqCst);
+    assert_eq!(summary.applied, ["master_key"], "{summary}");
+    assert!(summary.needs_restart.is_empty(), "{summary}");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    stop.store(true, Ordering::SeqCst);
+
+    let answer = in_flight.await.unwrap();
+    assert_eq!(answer.status(), 200, "the request in flight finishes");
+    let (mut old_after, mut new_before) = (0, 0);
+    for caller in callers {
+        for (key, after, status) in caller.await.unwrap() {
+            assert!(status == 200 || status == 401, "{key}: {status}");
+            match (key == MASTER_KEY, after) {
+                // Sent once the reload returned: only the new key is accepted.
+                (true, true) => {
+                    assert_eq!(status, 401, "the old key is refused after the reload");
+                    old_after += 1;
+                }
+                (false, true) => assert_eq!(status, 200, "the new key works after the reload"),
+                (false, false) => new_before += 1,
+                (true, false) => {}
+            }
+        }
+    }
+    assert!(
+        old_after > 0 && new_before > 0,
+        "both keys were tried on both sides"
+    );
+    let (status, _) = chat_with(&gw, MASTER_KEY, &chat("flaky", false)).await;
+    assert_eq!(status, 401);
+    let (status, body) = chat_with(&gw, NEXT_MASTER_KEY, &chat("flaky", false)).await;
+    assert_eq!(status, 200, "{body}");
+
+    // A key removed from the file, with no generated key stored to fall back to, stays in
+    // force until a restart, and the summary says so on every reload.
+    for _ in 0..2 {
+        let summary = gw
+            .state
+            .reload(&config(&settings_yaml(&db, &mock, 800, "")))
+            .await
+            .unwrap();
+        assert_eq!(summary.needs_restart, ["master_key"], "{summary}");
+        assert!(summary.applied.is_empty(), "{summary}");
+        let (status, body) = chat_with(&gw, NEXT_MASTER_KEY, &chat("flaky", false)).await;
+        assert_eq!(status, 200, "{body}");
+    }
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn a_lower_first_byte_timeout_applies_to_requests_dispatched_after_the_reload() {
+    let mock = MockUpstream::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}", dir.path().join("gw.db").display());
+    let file = |first_byte_ms: u64| {
+        let upstream = format!(
+            "master_key: {MASTER_KEY}\nupstream: {{first_byte_timeout_ms: {first_byte_ms}, \
+             max_idle_per_host: 4}}"
+        );
+        settings_yaml(&db, &mock, 700, &upstream)
+    };
+    let gw = TestGateway::start_config(config(&file(10_000))).await;
+    let (status, body) = chat_with(&gw, MASTER_KEY, &chat("slow", false)).await;
+    assert_eq!(status, 200, "{body}");
+
+    // Sent before the reload: it keeps the client it started with.
+    let in_flight = {
+        let (url, body) = (gw.at("/v1/chat/completions"), chat("slow", false));
+        tokio::spawn(async move {
+            let r = client()
+                .post(url)
+                .bearer_auth(MASTER_KEY)
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
+            (r.status().as_u16(), r.text().await.unwrap())
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let summary = gw.state.reload(&config(&file(200))).await.unwrap();
+    // The routes' default first-byte timeout is the upstream's, so their policies change too.
+    assert_eq!(summary.applied, ["failover", "upstream"], "{summary}");
+    assert!(summary.needs_restart.is_empty(), "{summary}");
+    let (status, body) = in_flight.await.unwrap();
+    assert_eq!(
+        status, 200,
+        "the request in flight keeps its client: {body}"
+    );
+
+    let (status, body) = chat_with(&gw, MASTER_KEY, &chat("slow", false)).await;
+    assert_eq!(status, 504, "{body}");
+    assert!(body.contains("did not answer within 200 ms"), "{body}");
+    // Other upstreams answer through the new client.
+    let (status, body) = chat_with(&gw, MASTER_KEY, &chat("flaky", false)).await;
+    assert_eq!(status, 200, "{body}");
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn new_breaker_settings_apply_while_an_open_breaker_stays_open() {
+    let mock = MockUpstream::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}", dir.path().join("gw.db").display());
+    let file = |failures: u32, open_for: &str| {
+        let breaker = format!(
+            "master_key: {MASTER_KEY}\ncircuit_breaker: {{failures: {failures}, open_for: {open_for}}}"
+        );
+        settings_yaml(&db, &mock, 10, &breaker)
+    };
+    let gw = TestGateway::start_config(config(&file(2, "10m"))).await;
+    let attempts = |h: &reqwest::header::HeaderMap| h["x-portcullis-attempts"].clone();
+    // `flaky`'s first target fails twice: its breaker opens. `shaky`'s fails once.
+    for _ in 0..2 {
+        let (status, h, body) = post(&gw, "/v1/chat/completions", &chat("flaky", false)).await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(attempts(&h), "2");
+    }
+    let (_, h, _) = post(&gw, "/v1/chat/completions", &chat("shaky", false)).await;
+    assert_eq!(attempts(&h), "2");
+
+    let summary = gw.state.reload(&config(&file(2, "20m"))).await.unwrap();
+    assert_eq!(summary.applied, ["failover.circuit_breaker"], "{summary}");
+    let summary = gw.state.reload(&config(&file(1, "20m"))).await.unwrap();
+    assert_eq!(summary.applied, ["failover.circuit_breaker"], "{summary}");
+
+    // The open breaker is still open.
+    let (_, h, _) = post(&gw, "/v1/chat/completions", &chat("flaky", false)).await;
+    assert_eq!(attempts(&h), "1", "the open breaker survived the reload");
+    // `shaky`'s one failure already meets the new threshold of one: its next failure opens
+    // the breaker, and the request after that skips the target.
+    let (_, h, _) = post(&gw, "/v1/chat/completions", &chat("shaky", false)).await;
+    assert_eq!(attempts(&h), "2");
+    let (_, h, _) = post(&gw, "/v1/chat/completions", &chat("shaky", false)).await;
+    assert_eq!(attempts(&h), "1", "the new threshold applies");
+
+    let breakers: Value = client()
+        .get(gw.at("/admin/circuit-breakers"))
+        .bearer_auth(MASTER_KEY)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(breakers["failure_threshold"], 1, "{breakers}");
+    assert_eq!(breakers["open_for_ms"], 20 * 60 * 1000, "{breakers}");
+    gw.stop().await;
+}
+
+/// Reads from `tcp` until a whole response head arrived or the connection closed.
+async fn response_head(tcp: &mut tokio::net::TcpStream) -> String {
+    use tokio::io::AsyncReadExt;
+    let mut got = Vec::new();
+    let mut buf = [0u8; 1024];
+    loop {
+        let n = tcp.read(&mut buf).await.unwrap_or(0);
+        got.extend_from_slice(&buf[..n]);
+        if n == 0 || got.windows(4).any(|w| w == b"\r\n\r\n") {
+            return String::from_utf8_lossy(&got).into_owned();
+        }
+    }
+}
+
+#[tokio::test]
+async fn server_limits_changed_by_a_reload_apply_to_connections_accepted_after_it() {
+    use tokio::io::AsyncWriteExt;
+    let mock = MockUpstream::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}", dir.path().join("gw.db").display());
+    let file = |server: &str| {
+        settings_yaml(
+            &db,
+            &mock,
+            10,
+            &format!("master_key: {MASTER_KEY}\nserver: {{shutdown_grace_seconds: 5{server}}}"),
+        )
+    };
+    let gw = TestGateway::start_config(config(&file(""))).await;
+    let addr = gw.url.trim_start_matches("http://").to_owned();
+    let healthz = b"GET /healthz HTTP/1.1\r\nhost: gateway\r\n\r\n";
+
+    // Before: two connections at once are fine.
+    let mut a = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let mut b = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    for tcp in [&mut a, &mut b] {
+        tcp.write_all(healthz).await.unwrap();
+        assert!(response_head(tcp).await.starts_with("HTTP/1.1 200"));
+    }
+    drop((a, b));
+
+    let summary = gw
+        .state
+        .reload(&config(&file(
+            ", header_read_timeout: 300ms, max_connections: 1",
+        )))
+        .await
+        .unwrap();
+    assert_eq!(summary.applied, ["server"], "{summary}");
+    assert!(summary.needs_restart.is_empty(), "{summary}");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+
+    // A request head that never ends is cut off at the new header timeout.
+    let mut stalled = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    stalled
+        .write_all(b"GET /healthz HTTP/1.1\r\nhost: gateway\r\n")
+        .await
+        .unwrap();
+    let started = tokio::time::Instant::now();
+    tokio::time::timeout(Duration::from_secs(5), response_head(&mut stalled))
+        .await
+        .expect("the connection is closed at the new header timeout");
+    assert!(started.elapsed() >= Duration::from_millis(200));
+    drop(stalled);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+
+    // One connection at a time now: a second one is refused while the first is open.
+    let mut first = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    first.write_all(healthz).await.unwrap();
+    assert!(response_head(&mut first).await.starts_with("HTTP/1.1 200"));
+    let mut second = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    second.write_all(healthz).await.unwrap();
+    let head = response_head(&mut second).await;
+    assert!(head.starts_with("HTTP/1.1 503"), "{head}");
+    drop((first, second));
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn a_shorter_log_flush_interval_applies_to_the_next_batch() {
+    let mock = MockUpstream::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}", dir.path().join("gw.db").display());
+    let file = |log: &str| {
+        settings_yaml(&db, &mock, 10, &format!("master_key: {MASTER_KEY}"))
+            .replace("log: {flush_interval_ms: 5}", log)
+    };
+    // Records would linger ten minutes for their batch to fill.
+    let gw = TestGateway::start_config(config(&file(
+        "log: {flush_interval_ms: 600000, batch_size: 100}",
+    )))
+    .await;
+    let summary = gw
+        .state
+        .reload(&config(&file(
+            "log: {flush_interval_ms: 5, batch_size: 100}",
+        )))
+        .await
+        .unwrap();
+    assert_eq!(summary.applied, ["log.flush_interval"], "{summary}");
+    let (status, body) = chat_with(&gw, MASTER_KEY, &chat("flaky", false)).await;
+    assert_eq!(status, 200, "{body}");
+    let started = tokio::time::Instant::now();
+    while gw.logs("", 0).await.is_empty() {
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "the record is written at the new interval"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    // The queue's capacity needs a restart, and is named until then.
+    for _ in 0..2 {
+        let summary = gw
+            .state
+            .reload(&config(&file(
+                "log: {flush_interval_ms: 5, batch_size: 100, queue_capacity: 10}",
+            )))
+            .await
+            .unwrap();
+        assert_eq!(summary.needs_restart, ["log.queue_capacity"], "{summary}");
+    }
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn what_cannot_change_while_running_is_named_on_every_reload() {
+    let mock = MockUpstream::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}", dir.path().join("gw.db").display());
+    let before = settings_yaml(&db, &mock, 10, &format!("master_key: {MASTER_KEY}"));
+    let gw = TestGateway::start_config(config(&before)).await;
+    let after = settings_yaml(
+        &db,
+        &mock,
+        10,
+        &format!(
+            "master_key: {MASTER_KEY}\nsecret_key: MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=\n\
+             identity: {{poll_interval: 7s}}"
+        ),
+    );
+    for _ in 0..2 {
+        let summary = gw.state.reload(&config(&after)).await.unwrap();
+        assert_eq!(
+            summary.needs_restart,
+            ["secret_key", "identity.poll_interval"],
+            "{summary}"
+        );
+        assert!(summary.applied.is_empty(), "{summary}");
+    }
+    let (status, body) = chat_with(&gw, MASTER_KEY, &chat("flaky", false)).await;
+    assert_eq!(status, 200, "{body}");
+    gw.stop().await;
+}
