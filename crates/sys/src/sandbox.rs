@@ -44,9 +44,10 @@
 //!
 //! The memory limit is `RLIMIT_DATA`: private writable memory (heap, anonymous mappings) of
 //! each process. `RLIMIT_AS` would count the address space Node.js reserves without using it
-//! (V8's heap cage and WebAssembly guard regions), so a limit low enough to matter stops
-//! Node from starting or from running WebAssembly. Under `RLIMIT_DATA` allocations beyond the
-//! limit fail: Python raises `MemoryError`, Node throws `RangeError` for buffers and dies of
+//! (V8's heap cage, WebAssembly guard regions): measured with Node 20, it does not start
+//! under 512 MiB of address space and cannot create a WebAssembly memory even under 4 GiB,
+//! while under an `RLIMIT_DATA` of 256 MiB it starts and runs WebAssembly. Allocations beyond
+//! the limit fail: Python raises `MemoryError`, Node throws `RangeError` for buffers and dies of
 //! a fatal out-of-memory error when its heap cannot grow. It bounds each process, not the
 //! tree, and does not count shared memory, page cache or kernel memory. A cgroup's
 //! `memory.max` would bound the whole tree, but needs a delegated cgroup v2 hierarchy with

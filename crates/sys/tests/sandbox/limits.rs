@@ -46,7 +46,9 @@ async fn a_node_process_runs_under_the_memory_limit_and_fails_beyond_it() {
     let workspace = Workspace::new();
     let mut policy = workspace.policy();
     policy.limits.memory_bytes = Some(256 << 20);
-    let allocate = "const b = Buffer.alloc(Number(process.argv[1]) << 20, 1); \
+    // A WebAssembly memory reserves gigabytes of address space without using them.
+    let allocate = "new WebAssembly.Memory({ initial: 1 }); \
+                    const b = Buffer.alloc(Number(process.argv[1]) << 20, 1); \
                     console.log('allocated', b.length >> 20)";
 
     let within = run("/usr/bin/node", &["-e", allocate, "64"], &policy).await;
