@@ -81,6 +81,28 @@ async fn the_server_gets_its_own_environment_and_none_of_the_gateways() {
     if let Some(path) = std::env::var_os("PATH") {
         assert_eq!(env["PATH"], path.to_string_lossy().as_ref());
     }
+
+    // It works in a private directory of its own, removed with the connection.
+    let pid = upstream.pid().expect("a running process");
+    let cwd = std::fs::read_link(format!("/proc/{pid}/cwd")).unwrap();
+    assert!(cwd.starts_with(std::env::temp_dir()), "{}", cwd.display());
+    assert!(
+        cwd.file_name()
+            .unwrap()
+            .to_string_lossy()
+            .starts_with("portcullis-mcp-everything-")
+    );
+    upstream.shutdown().await;
+    drop(upstream);
+    let dropped = Instant::now();
+    while cwd.exists() {
+        assert!(
+            dropped.elapsed() < Duration::from_secs(5),
+            "{} is left behind",
+            cwd.display()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
