@@ -32,6 +32,7 @@ pub mod headers;
 pub mod health;
 pub mod limits;
 pub mod mcp;
+pub mod mcp_endpoint;
 pub mod metrics;
 pub mod models;
 pub mod oauth;
@@ -247,11 +248,11 @@ impl Gateway {
                 &config.mcp,
                 &portcullis_mcp::hub::connect,
             ));
-            let endpoint = mcp::McpEndpoint::new(
+            let endpoint = mcp_endpoint::McpEndpoint::new(
                 hub,
                 config.mcp.clone(),
                 config.listen,
-                mcp::session_key(state.stores.settings.as_ref()).await?,
+                mcp_endpoint::session_key(state.stores.settings.as_ref()).await?,
                 config
                     .identity
                     .oauth

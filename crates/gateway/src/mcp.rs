@@ -28,14 +28,11 @@ use axum::body::Body;
 use axum::extract::{Path, Request, State};
 use axum::response::Response;
 use bytes::Bytes;
-use hmac::{Hmac, Mac};
-use http::header::{ALLOW, CACHE_CONTROL, CONTENT_TYPE, HOST, ORIGIN, WWW_AUTHENTICATE};
+use http::header::{ALLOW, CACHE_CONTROL, CONTENT_TYPE, WWW_AUTHENTICATE};
 use http::{HeaderMap, HeaderValue, Method, StatusCode};
 use portcullis_core::{ErrorKind, GatewayError};
 use portcullis_identity::Principal;
 use portcullis_limits::{Estimate, Subjects};
-use portcullis_mcp::McpConfig;
-use portcullis_mcp::hub::Hub;
 use portcullis_mcp::jsonrpc::{
     ErrorObject, INTERNAL_ERROR, INVALID_REQUEST, Id, Message, RATE_LIMITED, Request as RpcRequest,
     Response as RpcResponse,
@@ -46,10 +43,10 @@ use portcullis_mcp::router::{
 };
 use portcullis_policy::ToolAccess;
 use serde_json::value::RawValue;
-use sha2::Sha256;
 use tokio::sync::mpsc;
 use tracing::Instrument;
 
+use crate::mcp_endpoint::McpEndpoint;
 use crate::pipeline::{Exchange, Operation, Stage};
 use crate::request_log::RequestLog;
 use crate::state::AppState;
@@ -66,165 +63,6 @@ const MCP_NAME: &str = "mcp-name";
 const HEADER_MISMATCH: i64 = -32020;
 /// An unsupported protocol version (2026).
 const UNSUPPORTED_VERSION: i64 = -32022;
-
-/// What the MCP endpoints share.
-#[derive(Debug)]
-pub struct McpEndpoint {
-    /// The servers.
-    pub hub: Arc<Hub>,
-    config: McpConfig,
-    /// The gateway's listen address, an accepted `Host`.
-    listen: std::net::SocketAddr,
-    /// Signs session ids.
-    session_key: [u8; 32],
-    /// `oauth.issuer`, for the protected resource metadata.
-    issuer: Option<String>,
-}
-
-impl McpEndpoint {
-    /// The endpoints over `hub`, configured by `config`; `session_key` signs session ids.
-    pub fn new(
-        hub: Arc<Hub>,
-        config: McpConfig,
-        listen: std::net::SocketAddr,
-        session_key: [u8; 32],
-        issuer: Option<String>,
-    ) -> Self {
-        Self {
-            hub,
-            config,
-            listen,
-            session_key,
-            issuer,
-        }
-    }
-}
-
-/// The setting that holds the key MCP session ids are signed with.
-const SESSION_KEY_SETTING: &str = "mcp_session_key";
-
-/// The key session ids are signed with: made once, kept in the database, so every replica —
-/// and the gateway after a restart — verifies the ids any of them issued.
-pub async fn session_key(
-    settings: &dyn portcullis_store::SettingsStore,
-) -> Result<[u8; 32], portcullis_store::StoreError> {
-    let fresh: [u8; 32] = rand::random();
-    let stored = settings
-        .put_if_absent(SESSION_KEY_SETTING, &hex::encode(fresh))
-        .await?;
-    hex::decode(stored.trim())
-        .ok()
-        .and_then(|b| <[u8; 32]>::try_from(b).ok())
-        .ok_or_else(|| {
-            portcullis_store::StoreError::Migration("the stored MCP session key is corrupt".into())
-        })
-}
-
-impl McpEndpoint {
-    /// The gateway's base URL as clients see it: `mcp.public_url`, else the request's host.
-    fn base_url(&self, headers: &HeaderMap) -> String {
-        if let Some(url) = &self.config.public_url {
-            return url.clone();
-        }
-        let host = headers
-            .get(HOST)
-            .and_then(|h| h.to_str().ok())
-            .unwrap_or("localhost");
-        format!("http://{host}")
-    }
-
-    /// Whether `Host` and `Origin` are the gateway's own (DNS-rebinding protection).
-    fn guard(&self, headers: &HeaderMap) -> Result<(), &'static str> {
-        let host = headers
-            .get(HOST)
-            .and_then(|h| h.to_str().ok())
-            .map(str::to_ascii_lowercase);
-        if let Some(host) = &host
-            && !self.host_allowed(host)
-        {
-            return Err("the Host header is not this gateway's");
-        }
-        if let Some(origin) = headers.get(ORIGIN) {
-            let origin = origin.to_str().unwrap_or("").to_ascii_lowercase();
-            let own = host
-                .as_deref()
-                .is_some_and(|h| origin_host(&origin) == Some(h));
-            let public = self
-                .config
-                .public_url
-                .as_deref()
-                .is_some_and(|u| u.eq_ignore_ascii_case(&origin));
-            if !(own || public || self.config.allowed_origins.contains(&origin)) {
-                return Err("the Origin is not allowed");
-            }
-        }
-        Ok(())
-    }
-
-    fn host_allowed(&self, host: &str) -> bool {
-        let name = host_name(host);
-        if matches!(name, "localhost" | "127.0.0.1" | "[::1]" | "::1") {
-            return true;
-        }
-        let listen_ip = self.listen.ip();
-        if !listen_ip.is_unspecified() && name.trim_matches(['[', ']']) == listen_ip.to_string() {
-            return true;
-        }
-        if let Some(url) = &self.config.public_url
-            && origin_host(&url.to_ascii_lowercase()).is_some_and(|h| host_name(h) == name)
-        {
-            return true;
-        }
-        self.config
-            .allowed_hosts
-            .iter()
-            .any(|allowed| allowed == host || allowed == name)
-    }
-
-    fn new_session(&self) -> String {
-        let id = uuid::Uuid::now_v7().simple().to_string();
-        let tag = self.tag(&id);
-        format!("{id}.{tag}")
-    }
-
-    fn session_valid(&self, session: &str) -> bool {
-        let Some((id, tag)) = session.split_once('.') else {
-            return false;
-        };
-        let Ok(expected) = hex::decode(tag) else {
-            return false;
-        };
-        let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(&self.session_key) else {
-            return false;
-        };
-        mac.update(id.as_bytes());
-        mac.verify_truncated_left(&expected).is_ok() && expected.len() == 16
-    }
-
-    fn tag(&self, id: &str) -> String {
-        match Hmac::<Sha256>::new_from_slice(&self.session_key) {
-            Ok(mut mac) => {
-                mac.update(id.as_bytes());
-                hex::encode(&mac.finalize().into_bytes()[..16])
-            }
-            Err(_) => String::new(),
-        }
-    }
-}
-
-/// The host of an origin or URL (`scheme://host[:port]`), with its port.
-fn origin_host(origin: &str) -> Option<&str> {
-    let rest = origin.split_once("://")?.1;
-    Some(rest.split('/').next().unwrap_or(rest))
-}
-
-/// A `Host` value without its port.
-fn host_name(host: &str) -> &str {
-    if host.starts_with('[') {
-        return host.split(']').next().map_or(host, |h| &host[..=h.len()]);
-    }
-    host.rsplit_once(':').map_or(host, |(name, _)| name)
-}
 
 /// `/mcp`.
 pub async fn aggregated(State(state): State<Arc<AppState>>, req: Request) -> Response {

@@ -47,7 +47,7 @@ pub struct AppState {
     /// The budget of request-body bytes held at once (`server.max_body_bytes_in_flight`).
     pub body_budget: Arc<crate::body::BodyBudget>,
     /// The MCP endpoints, once their servers are set up.
-    pub mcp: OnceLock<Arc<crate::mcp::McpEndpoint>>,
+    pub mcp: OnceLock<Arc<crate::mcp_endpoint::McpEndpoint>>,
     draining: AtomicBool,
 }
 

@@ -1,0 +1,173 @@
+//! [`McpEndpoint`]: what the MCP endpoints (`crate::mcp`) share — the servers, the endpoint
+//! settings, the DNS-rebinding guard (`Host` and `Origin`), and the key that signs session ids,
+//! kept in the database so every replica and every restart verifies the ids any issued.
+
+use std::sync::Arc;
+
+use hmac::{Hmac, Mac};
+use http::HeaderMap;
+use http::header::{HOST, ORIGIN};
+use portcullis_mcp::McpConfig;
+use portcullis_mcp::hub::Hub;
+use sha2::Sha256;
+
+/// What the MCP endpoints share.
+#[derive(Debug)]
+pub struct McpEndpoint {
+    /// The servers.
+    pub hub: Arc<Hub>,
+    config: McpConfig,
+    /// The gateway's listen address, an accepted `Host`.
+    listen: std::net::SocketAddr,
+    /// Signs session ids.
+    session_key: [u8; 32],
+    /// `oauth.issuer`, for the protected resource metadata.
+    pub issuer: Option<String>,
+}
+
+impl McpEndpoint {
+    /// The endpoints over `hub`, configured by `config`; `session_key` signs session ids.
+    pub fn new(
+        hub: Arc<Hub>,
+        config: McpConfig,
+        listen: std::net::SocketAddr,
+        session_key: [u8; 32],
+        issuer: Option<String>,
+    ) -> Self {
+        Self {
+            hub,
+            config,
+            listen,
+            session_key,
+            issuer,
+        }
+    }
+}
+
+/// The setting that holds the key MCP session ids are signed with.
+const SESSION_KEY_SETTING: &str = "mcp_session_key";
+
+/// The key session ids are signed with: made once, kept in the database, so every replica —
+/// and the gateway after a restart — verifies the ids any of them issued.
+pub async fn session_key(
+    settings: &dyn portcullis_store::SettingsStore,
+) -> Result<[u8; 32], portcullis_store::StoreError> {
+    let fresh: [u8; 32] = rand::random();
+    let stored = settings
+        .put_if_absent(SESSION_KEY_SETTING, &hex::encode(fresh))
+        .await?;
+    hex::decode(stored.trim())
+        .ok()
+        .and_then(|b| <[u8; 32]>::try_from(b).ok())
+        .ok_or_else(|| {
+            portcullis_store::StoreError::Migration("the stored MCP session key is corrupt".into())
+        })
+}
+
+impl McpEndpoint {
+    /// The gateway's base URL as clients see it: `mcp.public_url`, else the request's host.
+    pub fn base_url(&self, headers: &HeaderMap) -> String {
+        if let Some(url) = &self.config.public_url {
+            return url.clone();
+        }
+        let host = headers
+            .get(HOST)
+            .and_then(|h| h.to_str().ok())
+            .unwrap_or("localhost");
+        format!("http://{host}")
+    }
+
+    /// Whether `Host` and `Origin` are the gateway's own (DNS-rebinding protection).
+    pub fn guard(&self, headers: &HeaderMap) -> Result<(), &'static str> {
+        let host = headers
+            .get(HOST)
+            .and_then(|h| h.to_str().ok())
+            .map(str::to_ascii_lowercase);
+        if let Some(host) = &host
+            && !self.host_allowed(host)
+        {
+            return Err("the Host header is not this gateway's");
+        }
+        if let Some(origin) = headers.get(ORIGIN) {
+            let origin = origin.to_str().unwrap_or("").to_ascii_lowercase();
+            let own = host
+                .as_deref()
+                .is_some_and(|h| origin_host(&origin) == Some(h));
+            let public = self
+                .config
+                .public_url
+                .as_deref()
+                .is_some_and(|u| u.eq_ignore_ascii_case(&origin));
+            if !(own || public || self.config.allowed_origins.contains(&origin)) {
+                return Err("the Origin is not allowed");
+            }
+        }
+        Ok(())
+    }
+
+    fn host_allowed(&self, host: &str) -> bool {
+        let name = host_name(host);
+        if matches!(name, "localhost" | "127.0.0.1" | "[::1]" | "::1") {
+            return true;
+        }
+        let listen_ip = self.listen.ip();
+        if !listen_ip.is_unspecified() && name.trim_matches(['[', ']']) == listen_ip.to_string() {
+            return true;
+        }
+        if let Some(url) = &self.config.public_url
+            && origin_host(&url.to_ascii_lowercase()).is_some_and(|h| host_name(h) == name)
+        {
+            return true;
+        }
+        self.config
+            .allowed_hosts
+            .iter()
+            .any(|allowed| allowed == host || allowed == name)
+    }
+
+    /// A new session id: a time-ordered id and its signature.
+    pub fn new_session(&self) -> String {
+        let id = uuid::Uuid::now_v7().simple().to_string();
+        let tag = self.tag(&id);
+        format!("{id}.{tag}")
+    }
+
+    /// Whether `session` is an id some replica of this gateway issued.
+    pub fn session_valid(&self, session: &str) -> bool {
+        let Some((id, tag)) = session.split_once('.') else {
+            return false;
+        };
+        let Ok(expected) = hex::decode(tag) else {
+            return false;
+        };
+        let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(&self.session_key) else {
+            return false;
+        };
+        mac.update(id.as_bytes());
+        mac.verify_truncated_left(&expected).is_ok() && expected.len() == 16
+    }
+
+    fn tag(&self, id: &str) -> String {
+        match Hmac::<Sha256>::new_from_slice(&self.session_key) {
+            Ok(mut mac) => {
+                mac.update(id.as_bytes());
+                hex::encode(&mac.finalize().into_bytes()[..16])
+            }
+            Err(_) => String::new(),
+        }
+    }
+}
+
+/// The host of an origin or URL (`scheme://host[:port]`), with its port.
+fn origin_host(origin: &str) -> Option<&str> {
+    let rest = origin.split_once("://")?.1;
+    Some(rest.split('/').next().unwrap_or(rest))
+}
+
+/// A `Host` value without its port.
+fn host_name(host: &str) -> &str {
+    if host.starts_with('[') {
+        return host.split(']').next().map_or(host, |h| &host[..=h.len()]);
+    }
+    host.rsplit_once(':').map_or(host, |(name, _)| name)
+}
