@@ -42,6 +42,8 @@
 //!   routes, signing key and sign-in providers are fixed when the router is built), and
 //!   `identity.issuers` while the OAuth server runs (it signs users in through them).
 //! - the exact cache's store backend and size (the store carries its entries over).
+//! - `mcp`: the MCP servers' connections and the endpoint in front of them are set up once,
+//!   when the process starts.
 
 use std::fmt;
 use std::sync::Arc;
@@ -428,6 +430,7 @@ fn needs_restart(applied: &Config, next: &Config) -> Vec<&'static str> {
         "cache (store backend and size)",
         store_shape(applied) != store_shape(next),
     );
+    check("mcp", applied.mcp != next.mcp);
     out
 }
 
@@ -456,5 +459,6 @@ fn in_force(applied: &Config, next: &Config) -> Config {
     config.cache.default.backend = store.backend;
     config.cache.default.max_bytes = store.max_bytes;
     config.cache.default.max_entry_bytes = store.max_entry_bytes;
+    config.mcp = applied.mcp.clone();
     config
 }

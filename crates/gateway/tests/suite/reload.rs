@@ -1,7 +1,8 @@
 //! Reloading the configuration while serving: under continuous load no request fails or is
 //! dropped, requests after the reload see the new routes and aliases, rate-limit counters and
 //! open circuit breakers survive, and a request in flight finishes on the configuration it
-//! started with.
+//! started with. The master key, enterprise issuers, upstream client, breaker settings, server
+//! limits and log batching change on reload; what needs a restart is named on every reload.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -671,5 +672,47 @@ async fn what_cannot_change_while_running_is_named_on_every_reload() {
     }
     let (status, body) = chat_with(&gw, MASTER_KEY, &chat("flaky", false)).await;
     assert_eq!(status, 200, "{body}");
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn enterprise_issuers_added_or_removed_by_a_reload_are_trusted_or_refused_at_once() {
+    use portcullis_test_support::{MockAlg, MockIssuer};
+    let kc = MockIssuer::start().await;
+    let mock = MockUpstream::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}", dir.path().join("gw.db").display());
+    let without = settings_yaml(&db, &mock, 10, &format!("master_key: {MASTER_KEY}"));
+    let with = settings_yaml(
+        &db,
+        &mock,
+        10,
+        &format!(
+            "master_key: {MASTER_KEY}\nidentity:\n  issuers:\n    - issuer: {}\n      \
+             audience: portcullis\n      claims: {{user: preferred_username}}",
+            kc.issuer()
+        ),
+    );
+    let gw = TestGateway::start_config(config(&without)).await;
+    let token = kc.mint(MockAlg::RS256, &kc.keycloak_claims("portcullis"));
+    let (status, body) = chat_with(&gw, &token, &chat("flaky", false)).await;
+    assert_eq!(status, 401, "{body}");
+    assert!(
+        body.contains("no enterprise issuer is configured"),
+        "{body}"
+    );
+
+    let summary = gw.state.reload(&config(&with)).await.unwrap();
+    assert_eq!(summary.applied, ["identity.issuers"], "{summary}");
+    assert!(summary.needs_restart.is_empty(), "{summary}");
+    let (status, body) = chat_with(&gw, &token, &chat("flaky", false)).await;
+    assert_eq!(status, 200, "the new issuer is trusted: {body}");
+    let (status, body) = chat_with(&gw, MASTER_KEY, &chat("flaky", false)).await;
+    assert_eq!(status, 200, "the master key is kept: {body}");
+
+    let summary = gw.state.reload(&config(&without)).await.unwrap();
+    assert_eq!(summary.applied, ["identity.issuers"], "{summary}");
+    let (status, body) = chat_with(&gw, &token, &chat("flaky", false)).await;
+    assert_eq!(status, 401, "the removed issuer is refused: {body}");
     gw.stop().await;
 }
