@@ -8,7 +8,8 @@
 //! expired (so does a `400` whose JSON-RPC error is about the session, as reference servers
 //! answer): the connection initializes again, once, and retries. Server-initiated messages
 //! arrive on a GET stream, opened when the server offers one (`405`: it does not) and reopened
-//! with backoff. Shutting down deletes the session.
+//! with backoff. A request's event stream that ends before the reply is resumed with
+//! `Last-Event-ID` when its events carried ids. Shutting down deletes the session.
 //!
 //! What a failure says names the HTTP status or the kind of connection failure, never a
 //! header value.
@@ -33,7 +34,7 @@ use tokio::sync::{broadcast, watch};
 
 use super::shared::{
     BACKOFF_START, Call, Core, HEALTHY_AFTER, MAX_MESSAGE_BYTES, initialize_params, next_backoff,
-    notification_bytes, response_bytes,
+    notification_bytes, reason_of, response_bytes,
 };
 use super::{Related, Reply, ServerInfo, Status, Upstream, UpstreamError};
 use crate::config::HttpSpec;
@@ -43,6 +44,8 @@ use crate::jsonrpc::{Id, Message};
 const SESSION: HeaderName = HeaderName::from_static("mcp-session-id");
 /// The protocol version header.
 const PROTOCOL_VERSION: HeaderName = HeaderName::from_static("mcp-protocol-version");
+/// The header resuming an event stream.
+const LAST_EVENT_ID: HeaderName = HeaderName::from_static("last-event-id");
 /// What a POST accepts.
 const ACCEPT_ANSWERS: HeaderValue = HeaderValue::from_static("application/json, text/event-stream");
 /// What a GET stream accepts.
@@ -186,6 +189,42 @@ impl EventReader {
             }
             self.ready.extend(self.scratch.drain(..));
         }
+    }
+}
+
+/// The `id` and `retry` fields among an event's lines (the framer keeps them in the event's
+/// raw bytes).
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(crate) struct EventFields {
+    /// The event's id: where a resumed stream starts after.
+    pub(crate) id: Option<String>,
+    /// How long to wait before reconnecting.
+    pub(crate) retry: Option<Duration>,
+}
+
+impl EventFields {
+    pub(crate) fn of(raw: &[u8]) -> Self {
+        let mut fields = Self::default();
+        for line in raw.split(|b| *b == b'\n' || *b == b'\r') {
+            let (name, value) = match line.iter().position(|b| *b == b':') {
+                Some(colon) => (&line[..colon], &line[colon + 1..]),
+                None => (line, &[][..]),
+            };
+            let value = value.strip_prefix(b" ").unwrap_or(value);
+            match name {
+                // An id with NUL is ignored, as the SSE rules say.
+                b"id" if !value.contains(&0) => {
+                    fields.id = Some(String::from_utf8_lossy(value).into_owned());
+                }
+                b"retry" => {
+                    if let Some(ms) = std::str::from_utf8(value).ok().and_then(|v| v.parse().ok()) {
+                        fields.retry = Some(Duration::from_millis(ms));
+                    }
+                }
+                _ => {}
+            }
+        }
+        fields
     }
 }
 
@@ -418,8 +457,9 @@ impl Inner {
         let response = match self.client.request(request).await {
             Ok(response) => response,
             Err(e) => {
-                self.core.set_status(Status::Failing);
-                return Err(transport_failure(&self.core, &e));
+                let error = transport_failure(&self.core, &e);
+                self.core.set_failing(reason_of(&error));
+                return Err(error);
             }
         };
         let status = response.status();
@@ -434,10 +474,11 @@ impl Inner {
             };
         }
         if !status.is_success() {
+            let error = status_failure(&self.core, status);
             if status.is_server_error() {
-                self.core.set_status(Status::Failing);
+                self.core.set_failing(reason_of(&error));
             }
-            return Err(status_failure(&self.core, status));
+            return Err(error);
         }
         Ok(Posted::Answer(response))
     }
@@ -501,33 +542,7 @@ impl Inner {
             return call.reply().await;
         }
         if is_event_stream(&response) {
-            let mut events = EventReader::new(response.into_body());
-            loop {
-                let event = tokio::select! {
-                    biased;
-                    reply = call.reply() => return reply,
-                    event = events.next() => event,
-                };
-                match event {
-                    Some(Ok(frame)) => {
-                        if let Some(message) = event_message(&self.core, &frame) {
-                            self.core.dispatch(message, Some(call.id));
-                        }
-                    }
-                    Some(Err(())) => {
-                        return call.try_reply().unwrap_or_else(|| {
-                            Err(self.core.unavailable("its event stream broke"))
-                        });
-                    }
-                    None => {
-                        return call.try_reply().unwrap_or_else(|| {
-                            Err(self
-                                .core
-                                .unavailable("its event stream ended before the reply"))
-                        });
-                    }
-                }
-            }
+            return self.follow_stream(response.into_body(), call).await;
         }
         let body = Limited::new(response.into_body(), MAX_MESSAGE_BYTES)
             .collect()
@@ -539,6 +554,65 @@ impl Inner {
         self.core.dispatch(message, Some(call.id));
         call.try_reply()
             .unwrap_or_else(|| Err(self.core.protocol("its answer is not the request's reply")))
+    }
+
+    /// Reads a request's event stream until its reply. A stream that ends first, after events
+    /// with ids, is resumed with a GET carrying `Last-Event-ID` after the wait the server asked
+    /// for (`retry`, 1 s when it named none), until the reply comes or the call times out.
+    async fn follow_stream(&self, body: Incoming, call: &mut Call) -> Result<Reply, UpstreamError> {
+        let mut events = EventReader::new(body);
+        let mut last_id: Option<String> = None;
+        let mut retry = Duration::from_secs(1);
+        loop {
+            let event = tokio::select! {
+                biased;
+                reply = call.reply() => return reply,
+                event = events.next() => event,
+            };
+            match event {
+                Some(Ok(frame)) => {
+                    let fields = EventFields::of(&frame.raw);
+                    if let Some(id) = fields.id {
+                        // An empty id forgets the last one.
+                        last_id = Some(id).filter(|id| !id.is_empty());
+                    }
+                    if let Some(wait) = fields.retry {
+                        retry = wait;
+                    }
+                    if let Some(message) = event_message(&self.core, &frame) {
+                        self.core.dispatch(message, Some(call.id));
+                    }
+                    continue;
+                }
+                Some(Err(())) | None => {
+                    if let Some(reply) = call.try_reply() {
+                        return reply;
+                    }
+                }
+            }
+            let Some(resume_from) = last_id.as_deref() else {
+                return Err(self
+                    .core
+                    .unavailable("its event stream ended before the reply"));
+            };
+            let cursor = HeaderValue::from_str(resume_from).map_err(|_| {
+                self.core
+                    .protocol("its event id is not a valid header value")
+            })?;
+            tokio::time::sleep(retry).await;
+            let mut request =
+                self.request(Method::GET, Bytes::new(), ACCEPT_EVENTS, self.session());
+            request.headers_mut().insert(LAST_EVENT_ID, cursor);
+            let response = self
+                .client
+                .request(request)
+                .await
+                .map_err(|e| transport_failure(&self.core, &e))?;
+            if !response.status().is_success() || !is_event_stream(&response) {
+                return Err(status_failure(&self.core, response.status()));
+            }
+            events = EventReader::new(response.into_body());
+        }
     }
 
     /// The `initialize` handshake, in a new session.
@@ -643,16 +717,13 @@ async fn run(inner: Arc<Inner>) {
             let _one_at_a_time = inner.initializing.lock().await;
             tokio::time::timeout(inner.timeout, inner.handshake()).await
         };
-        match attempt {
+        let error = match attempt {
             Ok(Ok(())) => break,
-            Ok(Err(e)) => {
-                tracing::warn!(server = %inner.core.server(), error = %e, "MCP server failed to initialize");
-            }
-            Err(_) => {
-                tracing::warn!(server = %inner.core.server(), "MCP server did not answer `initialize` in time");
-            }
-        }
-        inner.core.set_status(Status::Failing);
+            Ok(Err(e)) => e,
+            Err(_) => inner.core.timeout(inner.timeout),
+        };
+        tracing::warn!(server = %inner.core.server(), error = %error, "MCP server failed to initialize");
+        inner.core.set_failing(reason_of(&error));
         tokio::time::sleep(backoff).await;
         backoff = next_backoff(backoff);
     }
@@ -669,5 +740,19 @@ async fn run(inner: Arc<Inner>) {
         }
         tokio::time::sleep(backoff).await;
         backoff = next_backoff(backoff);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn event_ids_and_retry_are_read_from_the_raw_event() {
+        let fields = EventFields::of(b": comment\nretry: 250\nid: stream-1/7\ndata:\n\n");
+        assert_eq!(fields.id.as_deref(), Some("stream-1/7"));
+        assert_eq!(fields.retry, Some(Duration::from_millis(250)));
+        assert_eq!(EventFields::of(b"data: {}\r\n\r\n"), EventFields::default());
+        assert_eq!(EventFields::of(b"id\ndata: x\n\n").id.as_deref(), Some(""));
     }
 }

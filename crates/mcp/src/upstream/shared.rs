@@ -60,6 +60,8 @@ pub(crate) struct Core {
     broadcast: broadcast::Sender<Message>,
     status: watch::Sender<Status>,
     info: RwLock<Option<Arc<ServerInfo>>>,
+    /// Why the connection is failing, for the calls refused meanwhile.
+    failure: Mutex<String>,
     detached: OnceLock<Detached>,
 }
 
@@ -82,6 +84,7 @@ impl Core {
             broadcast: broadcast::channel(BROADCAST_CAPACITY).0,
             status: watch::channel(Status::Starting).0,
             info: RwLock::new(None),
+            failure: Mutex::new(String::new()),
             detached: OnceLock::new(),
         })
     }
@@ -141,6 +144,23 @@ impl Core {
         });
     }
 
+    /// Marks the connection as failing, for `reason` (what calls refused meanwhile say).
+    pub(crate) fn set_failing(&self, reason: impl Into<String>) {
+        if let Ok(mut failure) = self.failure.lock() {
+            *failure = reason.into();
+        }
+        self.set_status(Status::Failing);
+    }
+
+    fn failure(&self) -> String {
+        let reason = self.failure.lock().map(|f| f.clone()).unwrap_or_default();
+        if reason.is_empty() {
+            "it is being restarted".to_owned()
+        } else {
+            format!("{reason}; retrying")
+        }
+    }
+
     pub(crate) fn info(&self) -> Option<Arc<ServerInfo>> {
         self.info.read().ok().and_then(|i| i.clone())
     }
@@ -156,7 +176,7 @@ impl Core {
             let now = *status.borrow_and_update();
             match now {
                 Status::Ready => return Ok(()),
-                Status::Failing => return Err(self.unavailable("it is being restarted")),
+                Status::Failing => return Err(self.unavailable(self.failure())),
                 Status::Stopped => return Err(self.unavailable("it was shut down")),
                 Status::Starting => {
                     if status.changed().await.is_err() {
@@ -374,6 +394,18 @@ impl Core {
             *slot = Some(Arc::clone(&info));
         }
         Ok(info)
+    }
+}
+
+/// What `error` says is wrong, without the server's name.
+pub(crate) fn reason_of(error: &UpstreamError) -> String {
+    match error {
+        UpstreamError::Timeout { after, .. } => {
+            format!("it did not answer within {} ms", after.as_millis())
+        }
+        UpstreamError::Unavailable { reason, .. } | UpstreamError::Protocol { reason, .. } => {
+            reason.clone()
+        }
     }
 }
 

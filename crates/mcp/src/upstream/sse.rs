@@ -24,7 +24,7 @@ use super::http::{
 };
 use super::shared::{
     BACKOFF_START, Core, HEALTHY_AFTER, initialize_params, next_backoff, notification_bytes,
-    response_bytes,
+    reason_of, response_bytes,
 };
 use super::{Related, Reply, ServerInfo, Status, Upstream, UpstreamError};
 use crate::config::HttpSpec;
@@ -243,8 +243,8 @@ impl Inner {
             .map_err(|_| self.core.timeout(self.timeout))?
     }
 
-    /// Opens the stream and serves it until it ends.
-    async fn stream_once(self: &Arc<Self>) {
+    /// Opens the stream and serves it until it ends; why it ended.
+    async fn stream_once(self: &Arc<Self>) -> String {
         let mut request = Request::new(Full::new(Bytes::new()));
         *request.uri_mut() = self.url.clone();
         let headers = request.headers_mut();
@@ -258,21 +258,22 @@ impl Inner {
             Ok(Err(e)) => {
                 let e = transport_failure(&self.core, &e);
                 tracing::warn!(server = %self.core.server(), error = %e, "MCP event stream failed");
-                return;
+                return reason_of(&e);
             }
             Err(_) => {
                 tracing::warn!(server = %self.core.server(), "MCP event stream did not open in time");
-                return;
+                return reason_of(&self.core.timeout(self.timeout));
             }
         };
         if response.status() != StatusCode::OK || !is_event_stream(&response) {
             let e = status_failure(&self.core, response.status());
             tracing::warn!(server = %self.core.server(), error = %e, "MCP event stream refused");
-            return;
+            return reason_of(&e);
         }
         let mut events = EventReader::new(response.into_body());
         let mut handshake: Option<JoinHandle<Result<(), UpstreamError>>> = None;
         let mut initialized = false;
+        let mut ended = "its event stream closed".to_owned();
         loop {
             let handshake_done = async {
                 match handshake.as_mut() {
@@ -293,6 +294,7 @@ impl Inner {
                         }
                         Ok(Err(e)) => {
                             tracing::warn!(server = %self.core.server(), error = %e, "MCP server failed to initialize");
+                            ended = reason_of(&e);
                         }
                         Err(_) => {}
                     }
@@ -314,6 +316,7 @@ impl Inner {
                         }
                         None => {
                             tracing::warn!(server = %self.core.server(), "MCP server named an endpoint of another origin; refused");
+                            ended = "it named an endpoint of another origin".to_owned();
                             break;
                         }
                     }
@@ -329,6 +332,7 @@ impl Inner {
         if let Some(task) = handshake {
             task.abort();
         }
+        ended
     }
 }
 
@@ -367,13 +371,13 @@ async fn run(inner: Arc<Inner>) {
     let mut backoff = BACKOFF_START;
     loop {
         let opened = Instant::now();
-        inner.stream_once().await;
+        let ended = inner.stream_once().await;
         inner.set_endpoint(None);
         inner.core.fail_all("its event stream closed");
         if *inner.stop.borrow() {
             return;
         }
-        inner.core.set_status(Status::Failing);
+        inner.core.set_failing(ended);
         if opened.elapsed() >= HEALTHY_AFTER {
             backoff = BACKOFF_START;
         }

@@ -26,7 +26,7 @@ use tokio::sync::{broadcast, mpsc, watch};
 
 use super::shared::{
     BACKOFF_START, Call, Core, HEALTHY_AFTER, MAX_MESSAGE_BYTES, initialize_params, next_backoff,
-    notification_bytes, response_bytes,
+    notification_bytes, reason_of, response_bytes,
 };
 use super::{Related, Reply, ServerInfo, Status, Upstream, UpstreamError};
 use crate::config::StdioSpec;
@@ -296,14 +296,14 @@ async fn supervise(core: Arc<Core>, process: Arc<Process>) {
     let mut stop = process.stop.subscribe();
     let mut backoff = BACKOFF_START;
     loop {
-        let ready_at = run_once(&core, &process, &mut stop).await;
+        let (ready_at, ended) = run_once(&core, &process, &mut stop).await;
         process.set_input(None);
         process.kill_group();
         core.fail_all("its process exited");
         if *stop.borrow() {
             return;
         }
-        core.set_status(Status::Failing);
+        core.set_failing(ended);
         if ready_at.is_some_and(|at| at.elapsed() >= HEALTHY_AFTER) {
             backoff = BACKOFF_START;
         }
@@ -317,17 +317,20 @@ async fn supervise(core: Arc<Core>, process: Arc<Process>) {
 }
 
 /// Starts the program once, initializes it and serves it until it ends; when it became
-/// ready.
+/// ready, and why it ended.
 async fn run_once(
     core: &Arc<Core>,
     process: &Arc<Process>,
     stop: &mut watch::Receiver<bool>,
-) -> Option<Instant> {
+) -> (Option<Instant>, String) {
     let mut child = match command(&process.spec, &process.workdir).spawn() {
         Ok(child) => child,
         Err(e) => {
             tracing::warn!(server = %core.server(), error = %e.kind(), "MCP server could not be started");
-            return None;
+            return (
+                None,
+                format!("its program could not be started ({})", e.kind()),
+            );
         }
     };
     process
@@ -336,7 +339,7 @@ async fn run_once(
     let (Some(stdin), Some(stdout), Some(stderr)) =
         (child.stdin.take(), child.stdout.take(), child.stderr.take())
     else {
-        return None;
+        return (None, "its standard streams could not be opened".to_owned());
     };
     let (input, queue) = mpsc::channel(WRITE_QUEUE);
     let writer = tokio::spawn(write_lines(stdin, queue));
@@ -369,14 +372,16 @@ async fn run_once(
             }
             Err(e) => {
                 tracing::warn!(server = %core.server(), error = %e, "MCP server failed to initialize");
-                "failed to initialize"
+                writer.abort();
+                log.abort();
+                return (ready_at, reason_of(&e));
             }
         },
     };
     tracing::info!(server = %core.server(), "MCP server {end}");
     writer.abort();
     log.abort();
-    ready_at
+    (ready_at, format!("its process {end}"))
 }
 
 async fn wait_exit(child: &mut Child) {

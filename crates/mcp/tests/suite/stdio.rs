@@ -190,10 +190,10 @@ async fn a_program_that_is_not_there_keeps_failing() {
             .await
     );
     let reply = upstream.request("tools/list", None, None, CALL).await;
-    assert!(
-        matches!(reply, Err(UpstreamError::Unavailable { .. })),
-        "{reply:?}"
-    );
+    let Err(UpstreamError::Unavailable { reason, .. }) = reply else {
+        panic!("{reply:?}");
+    };
+    assert!(reason.contains("could not be started"), "{reason}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
