@@ -213,6 +213,30 @@ async fn writer_flushes_everything_on_shutdown() {
 }
 
 #[tokio::test]
+async fn a_retuned_writer_batches_at_the_new_interval() {
+    let (store, _dir) = sqlite().await;
+    let (sink, writer) = LogWriter::spawn(
+        store,
+        WriterConfig {
+            batch_size: 100,
+            flush_interval: Duration::from_secs(600),
+            ..WriterConfig::default()
+        },
+    );
+    sink.retune(100, Duration::from_millis(5));
+    sink.submit(record(1, "m", "p", 200));
+    let started = std::time::Instant::now();
+    while sink.stats().written.load(Ordering::Relaxed) == 0 {
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "the record waits the new interval, not the old one"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    writer.shutdown().await;
+}
+
+#[tokio::test]
 async fn a_full_queue_counts_what_it_refuses() {
     let (store, _dir) = sqlite().await;
     let (sink, writer) = LogWriter::spawn(
