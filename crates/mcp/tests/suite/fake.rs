@@ -79,12 +79,15 @@ async fn handle(fake: &Fake, request: Request<Incoming>) -> Response<Full<Bytes>
     let (parts, body) = request.into_parts();
     let body = body.collect().await.unwrap().to_bytes();
     let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-    let mut state = fake.state.lock().unwrap();
-    state.seen.push(Seen {
+    fake.state.lock().unwrap().seen.push(Seen {
         method: parts.method.to_string(),
         headers: parts.headers.clone(),
         body: body.clone(),
     });
+    if body["method"] == "slow" {
+        tokio::time::sleep(Duration::from_secs(30)).await;
+    }
+    let mut state = fake.state.lock().unwrap();
     if let Some(token) = fake.token
         && parts
             .headers
@@ -135,6 +138,7 @@ async fn handle(fake: &Fake, request: Request<Incoming>) -> Response<Full<Bytes>
         return status(StatusCode::ACCEPTED);
     }
     match method {
+        "slow" => status(StatusCode::GATEWAY_TIMEOUT),
         "tools/call" => {
             // The stream primes resumption, asks for a short wait and ends before the reply.
             let reply = json!({"jsonrpc": "2.0", "id": body["id"], "result": {
@@ -290,4 +294,42 @@ async fn refused_credentials_are_unavailable_without_the_credential() {
     }
     .to_string();
     assert!(!message.contains("wrong-secret"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_timed_out_request_is_cancelled_upstream() {
+    let (fake, port) = serve(None).await;
+    let upstream = connect(port, "Bearer any");
+    common::ready(&upstream).await;
+    let reply = upstream
+        .request("slow", None, None, Duration::from_millis(300))
+        .await;
+    assert!(
+        matches!(reply, Err(UpstreamError::Timeout { .. })),
+        "{reply:?}"
+    );
+    assert_eq!(upstream.pending_requests(), 0);
+    let slow_id = fake
+        .seen()
+        .iter()
+        .find(|s| s.body["method"] == "slow")
+        .map(|s| s.body["id"].clone())
+        .unwrap();
+    let started = std::time::Instant::now();
+    loop {
+        let cancelled = fake
+            .seen()
+            .into_iter()
+            .find(|s| s.body["method"] == "notifications/cancelled");
+        if let Some(cancelled) = cancelled {
+            assert_eq!(cancelled.body["params"]["requestId"], slow_id);
+            assert_eq!(cancelled.headers["mcp-session-id"], "session-1");
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "no cancellation"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }

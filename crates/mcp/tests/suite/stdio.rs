@@ -256,3 +256,55 @@ async fn a_server_of_an_unknown_protocol_version_is_refused() {
         "{reply:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn abandoned_requests_are_cancelled_upstream() {
+    // Never answers `slow`; lists the cancellations it received on `cancellations`.
+    const SCRIPT: &str = r#"
+        const readline = require("readline");
+        const cancelled = [];
+        const reply = (id, result) => process.stdout.write(JSON.stringify({ jsonrpc: "2.0", id, result }) + "\n");
+        readline.createInterface({ input: process.stdin }).on("line", (line) => {
+            const m = JSON.parse(line);
+            if (m.method === "initialize") reply(m.id, { protocolVersion: "2025-11-25", capabilities: {}, serverInfo: { name: "s", version: "1" } });
+            else if (m.method === "notifications/cancelled") cancelled.push(m.params);
+            else if (m.method === "cancellations") reply(m.id, { cancelled });
+        });
+    "#;
+    let spec = StdioSpec {
+        command: "node".to_owned(),
+        args: vec!["-e".to_owned(), SCRIPT.to_owned()],
+        env: BTreeMap::new(),
+        cwd: None,
+        network: false,
+        sandbox: false,
+        limits: Limits::default(),
+    };
+    let upstream = StdioUpstream::start("cancels".to_owned(), spec, CALL).unwrap();
+    common::ready(&upstream).await;
+
+    let timed_out = upstream
+        .request("slow", None, None, Duration::from_millis(200))
+        .await;
+    assert!(matches!(timed_out, Err(UpstreamError::Timeout { .. })));
+    let dropped = upstream.request("slow", None, None, CALL);
+    assert!(
+        tokio::time::timeout(Duration::from_millis(200), dropped)
+            .await
+            .is_err()
+    );
+    assert_eq!(upstream.pending_requests(), 0);
+
+    let listed = result(upstream.request("cancellations", None, None, CALL).await);
+    let cancelled = listed["cancelled"].as_array().unwrap();
+    assert_eq!(cancelled.len(), 2, "{listed}");
+    assert_ne!(cancelled[0]["requestId"], cancelled[1]["requestId"]);
+    assert!(cancelled[0]["requestId"].is_i64());
+    assert!(
+        cancelled[0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("timed out")
+    );
+    assert!(cancelled[1]["reason"].is_string());
+}
