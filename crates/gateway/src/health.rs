@@ -41,6 +41,12 @@ pub async fn readyz(State(state): State<Arc<AppState>>) -> Response {
 
 /// `GET /metrics`.
 pub async fn metrics(State(state): State<Arc<AppState>>) -> Response {
+    if let Some(mcp) = state.mcp.get() {
+        for server in mcp.hub.servers() {
+            let up = server.status() == portcullis_mcp::upstream::Status::Ready;
+            state.metrics.set_mcp_server_up(server.name(), up);
+        }
+    }
     let mut r = Response::new(Body::from(state.metrics.render()));
     r.headers_mut().insert(
         CONTENT_TYPE,

@@ -32,6 +32,7 @@ pub mod headers;
 pub mod health;
 pub mod limits;
 pub mod mcp;
+pub mod mcp_admin;
 pub mod mcp_endpoint;
 pub mod metrics;
 pub mod models;
@@ -321,6 +322,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/admin/logs", get(admin::logs))
         .route("/admin/usage", get(admin::usage))
         .route("/admin/circuit-breakers", get(breakers::list))
+        .route("/admin/mcp-servers", get(mcp_admin::list))
         .route("/admin/openapi.json", get(tenancy::openapi))
         .route(
             "/admin/teams",

@@ -442,8 +442,15 @@ async fn admit(
         .map_err(|refusal| crate::limits::refusal_error(&refusal))
 }
 
-/// The server, tool, decision and arguments digest of a request in its log record.
+/// The server, tool, decision and arguments digest of a request in its log record; a tool
+/// call also counts in the metrics.
 fn note_log(log: &mut RequestLog, note: &Note, result_bytes: Option<usize>) {
+    if note.method == "tools/call"
+        && let (Some(server), Some(tool)) = (&note.server, &note.tool)
+    {
+        log.metrics()
+            .observe_mcp_call(server, tool, note.decision.as_str());
+    }
     let Some(r) = log.record() else {
         return;
     };

@@ -34,6 +34,18 @@ struct TokenLabels {
     kind: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct McpCallLabels {
+    server: Arc<str>,
+    tool: Arc<str>,
+    decision: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct McpServerLabels {
+    server: String,
+}
+
 #[derive(Clone, Copy, Debug)]
 struct LatencyBuckets;
 
@@ -51,6 +63,8 @@ pub struct Metrics {
     requests: Family<RequestLabels, Counter>,
     latency: Family<LatencyLabels, Histogram, LatencyBuckets>,
     tokens: Family<TokenLabels, Counter>,
+    mcp_calls: Family<McpCallLabels, Counter>,
+    mcp_up: Family<McpServerLabels, prometheus_client::metrics::gauge::Gauge>,
 }
 
 /// What one finished request contributes.
@@ -97,6 +111,18 @@ impl Metrics {
             "Tokens processed, by provider and kind (input, output)",
             tokens.clone(),
         );
+        let mcp_calls = Family::<McpCallLabels, Counter>::default();
+        let mcp_up = Family::<McpServerLabels, prometheus_client::metrics::gauge::Gauge>::default();
+        registry.register(
+            "portcullis_mcp_tool_calls",
+            "MCP tool calls, by server, tool and decision (forwarded, refused, failed)",
+            mcp_calls.clone(),
+        );
+        registry.register(
+            "portcullis_mcp_server_up",
+            "Whether each MCP server is connected and answering (1) or not (0)",
+            mcp_up.clone(),
+        );
         registry.register_collector(Box::new(LogStatsCollector(log_stats)));
         registry.register_collector(Box::new(ControlsCollector { cache, limiter }));
         Self {
@@ -104,7 +130,29 @@ impl Metrics {
             requests,
             latency,
             tokens,
+            mcp_calls,
+            mcp_up,
         }
+    }
+
+    /// Counts an MCP tool call of `server`'s `tool` and what became of it.
+    pub fn observe_mcp_call(&self, server: &str, tool: &str, decision: &'static str) {
+        self.mcp_calls
+            .get_or_create(&McpCallLabels {
+                server: Arc::from(server),
+                tool: Arc::from(tool),
+                decision,
+            })
+            .inc();
+    }
+
+    /// Sets whether MCP server `server` is up.
+    pub fn set_mcp_server_up(&self, server: &str, up: bool) {
+        self.mcp_up
+            .get_or_create(&McpServerLabels {
+                server: server.to_owned(),
+            })
+            .set(i64::from(up));
     }
 
     /// Records a finished request.

@@ -43,6 +43,11 @@ impl RequestLog {
         self
     }
 
+    /// The metrics this request is counted in.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
     /// The record, while the request is in flight.
     pub fn record(&mut self) -> Option<&mut LogRecord> {
         self.record.as_deref_mut()

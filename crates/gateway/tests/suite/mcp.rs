@@ -80,6 +80,19 @@ async fn rpc(
     )
 }
 
+/// The first log record `matches` accepts, waiting for the log writer (up to 10 s).
+async fn logged(gw: &TestGateway, matches: impl Fn(&Value) -> bool) -> Value {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let logs = gw.logs("limit=1000", 0).await;
+        if let Some(r) = logs.into_iter().find(|r| matches(r)) {
+            return r;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "no such log record");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
 async fn new_key(gw: &TestGateway, body: Value) -> String {
     let r = client()
         .post(gw.at("/admin/keys"))
@@ -141,17 +154,55 @@ async fn a_stdio_server_is_reached_through_the_aggregated_and_its_own_endpoint()
     own.cancel().await.unwrap();
 
     // Every call is in the log: server as provider, tool as model.
-    let logs = gw.logs("limit=100", 2).await;
-    let call = logs
-        .iter()
-        .find(|r| r["endpoint"] == "mcp" && r["model"] == "everything__echo")
-        .unwrap_or_else(|| panic!("the aggregated call is logged: {logs:#?}"));
+    let call = logged(&gw, |r| {
+        r["endpoint"] == "mcp" && r["model"] == "everything__echo"
+    })
+    .await;
     assert_eq!(call["provider"], "everything");
     assert_eq!(call["status"], 200);
     let meta: Value = serde_json::from_str(call["metadata"].as_str().unwrap()).unwrap();
     assert_eq!(meta["method"], "tools/call");
     assert_eq!(meta["decision"], "forwarded");
     assert_eq!(meta["arguments_sha256"].as_str().unwrap().len(), 16);
+
+    // The admin API shows the server and its state; the metrics count the calls.
+    let listed: Value = client()
+        .get(gw.at("/admin/mcp-servers"))
+        .bearer_auth(MASTER_KEY)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let server = &listed["data"][0];
+    assert_eq!(server["name"], "everything");
+    assert_eq!(server["transport"], "stdio");
+    assert_eq!(server["status"], "ready");
+    assert!(server["tools"].as_u64().unwrap() > 5, "{listed}");
+    let user = new_key(&gw, json!({"name": "not-admin"})).await;
+    let r = client()
+        .get(gw.at("/admin/mcp-servers"))
+        .bearer_auth(&user)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    let metrics = client()
+        .get(gw.at("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains(
+            r#"portcullis_mcp_tool_calls_total{server="everything",tool="everything__echo",decision="forwarded"} 1"#
+        ),
+        "{metrics}"
+    );
+    assert!(metrics.contains(r#"portcullis_mcp_server_up{server="everything"} 1"#));
 }
 
 #[tokio::test]
@@ -212,11 +263,7 @@ async fn a_keys_tools_globs_filter_lists_and_refuse_calls_on_both_endpoints() {
             .unwrap()
             .contains("everything__get-env")
     );
-    let logs = gw.logs("limit=100", 1).await;
-    let refusal = logs
-        .iter()
-        .find(|r| r["model"] == "everything__get-env")
-        .expect("the refusal is logged");
+    let refusal = logged(&gw, |r| r["model"] == "everything__get-env").await;
     let meta: Value = serde_json::from_str(refusal["metadata"].as_str().unwrap()).unwrap();
     assert_eq!(meta["decision"], "refused");
 
