@@ -17,8 +17,9 @@
 //!   new one, never a mix. A `master_key` removed from the file falls back to the digest a
 //!   first start stored; when there is none, the key in force stays (a restart generates one
 //!   and shows it) and the summary says so.
-//! - `upstream`: a new client, built before the swap; a dispatch keeps the client it started
-//!   with (its connection pool lives until the last such request ends).
+//! - `upstream`: a new client, built before the swap; a dispatch sends all its attempts through
+//!   the client in force when it started, and an answer already streaming finishes on its
+//!   connection.
 //! - `failover.circuit_breaker`: the breakers take the new threshold and `open_for` and keep
 //!   their state (an open breaker stays open for the period it opened for).
 //! - `server`: the body limits apply to the next request read; timeouts, HTTP/2 settings and

@@ -120,9 +120,9 @@ impl UpstreamClient {
     }
 }
 
-/// The client in force. A dispatch takes the one in force when it starts and keeps it for all
-/// its attempts and its answer's body; a client replaced by a reload lives (with its pool) until
-/// the last request holding it ends.
+/// The client in force. A dispatch takes the one in force when it starts and sends every
+/// attempt through it; once a reload replaces it, the old client's connections that carry an
+/// answer finish it, and its idle ones close with it.
 #[derive(Debug)]
 pub struct ClientSlot(ArcSwap<UpstreamClient>);
 

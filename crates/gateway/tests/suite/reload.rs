@@ -435,6 +435,19 @@ async fn a_lower_first_byte_timeout_applies_to_requests_dispatched_after_the_rel
     let (status, body) = chat_with(&gw, MASTER_KEY, &chat("slow", false)).await;
     assert_eq!(status, 200, "{body}");
 
+    // A stream answered before the reload and still running after it.
+    mock.push_reply(slow_stream(
+        &["one ", "two ", "three ", "four ", "five"],
+        Duration::from_millis(150),
+    ));
+    let stream = client()
+        .post(gw.at("/v1/chat/completions"))
+        .bearer_auth(MASTER_KEY)
+        .json(&chat("slow", true))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stream.status(), 200);
     // Sent before the reload: it keeps the client it started with.
     let in_flight = {
         let (url, body) = (gw.at("/v1/chat/completions"), chat("slow", false));
@@ -459,6 +472,10 @@ async fn a_lower_first_byte_timeout_applies_to_requests_dispatched_after_the_rel
         status, 200,
         "the request in flight keeps its client: {body}"
     );
+    let body = stream.text().await.unwrap();
+    let parsed = parse_openai_stream(&body);
+    assert_eq!(parsed.text, "one two three four five", "{body}");
+    assert!(parsed.done, "the stream ends whole: {body}");
 
     let (status, body) = chat_with(&gw, MASTER_KEY, &chat("slow", false)).await;
     assert_eq!(status, 504, "{body}");
