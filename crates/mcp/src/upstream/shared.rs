@@ -3,10 +3,10 @@
 //! the broadcast channel), the `initialize` handshake's messages, the connection's status and
 //! the cancellation of abandoned requests.
 //!
-//! A transport registers a request ([`Core::begin`]), writes the bytes of [`Call::take_bytes`] its own way, feeds
-//! every message it reads to [`Core::dispatch`] and awaits [`Call::reply`]. Dropping a
-//! [`Call`] whose request was sent and not answered sends `notifications/cancelled` through
-//! the transport's detached sender ([`Core::set_detached`]).
+//! A transport registers a request ([`Core::begin`]), writes the bytes of
+//! [`Call::take_bytes`] its own way, feeds every message it reads to [`Core::dispatch`] and
+//! awaits [`Call::reply`]. Dropping a [`Call`] whose request was sent and not answered sends
+//! `notifications/cancelled` through the transport's detached sender ([`Core::set_detached`]).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicI64, Ordering};
