@@ -9,6 +9,7 @@ handshake) and `auto`, which asks `server/discover` and so speaks 2026-07-28 to 
 import asyncio
 import json
 import random
+import sys
 import time
 import uuid
 from contextlib import asynccontextmanager
@@ -22,7 +23,8 @@ from mcp.client.streamable_http import streamable_http_client
 
 from conftest import MASTER_KEY, ROOT, start_gateway, stop_gateway
 
-PYTHON = ROOT / ".venv" / "bin" / "python"
+# The interpreter running the tests: the virtual environment that has the MCP SDK.
+PYTHON = Path(sys.executable)
 RECORDING_SERVER = Path(__file__).resolve().parent / "mcp_servers" / "recording_server.py"
 EVERYTHING = ROOT / "tests" / "mcp" / "node_modules" / ".bin" / "mcp-server-everything"
 
@@ -42,12 +44,12 @@ MODERN_CALLS_TO_PYTHON_SERVER = pytest.mark.xfail(
 
 # Gaps in the gateway for requests a server sends its client while a call runs (sampling,
 # elicitation): with the handshake, the gateway relays the server's request on the call's SSE
-# stream and accepts the client's answer (POST, 202), but the answer never reaches the server,
-# so the call ends with -32001 when the server's timeout runs out; in 2026-07-28, where such
+# stream and accepts the client's answer (POST, 202), but the server never gets it, so the
+# call ends with -32001 when the server's timeout runs out; in 2026-07-28, where such
 # requests are `input_required` results, the client is never asked and the call times out too.
 SERVER_REQUEST_GAPS = {
     "legacy": pytest.mark.xfail(strict=True, raises=MCPError,
-                                reason="the client's answer to a relayed server request never reaches the server"),
+                                reason="the server never gets the client's answer to its relayed request"),
     "auto": pytest.mark.xfail(strict=True, raises=MCPError,
                               reason="a 2026-07-28 client is never asked: no input_required result"),
 }

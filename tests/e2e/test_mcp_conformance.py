@@ -17,6 +17,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -28,7 +29,8 @@ from conftest import MASTER_KEY, ROOT, _free_port, start_gateway, stop_gateway
 NODE_MODULES = ROOT / "tests" / "mcp" / "node_modules"
 RUNNER = NODE_MODULES / "@modelcontextprotocol" / "conformance" / "dist" / "index.js"
 EVERYTHING = NODE_MODULES / ".bin" / "mcp-server-everything"
-PYTHON = ROOT / ".venv" / "bin" / "python"
+# The interpreter running the tests: the virtual environment that has the MCP SDK.
+PYTHON = Path(sys.executable)
 CONFORMANCE_SERVER = Path(__file__).resolve().parent / "mcp_servers" / "conformance_server.py"
 
 # Checks a server passes on its own that the gateway does not pass yet, (scenario, check id),
@@ -36,7 +38,7 @@ CONFORMANCE_SERVER = Path(__file__).resolve().parent / "mcp_servers" / "conforma
 #
 # Requests a server sends its client during a call (sampling/createMessage, elicitation/create):
 # the gateway relays the request to the client on the call's SSE stream and accepts the client's
-# answer (POST, 202), but the answer never reaches the server, so the call ends with -32001
+# answer (POST, 202), but the server never gets it, so the call ends with -32001
 # ("MCP server `conformance` did not answer within …") when the server's timeout runs out.
 KNOWN_GATEWAY_FAILURES = {
     ("tools-call-sampling", "tools-call-sampling"),
