@@ -303,6 +303,23 @@ async fn run(args: &Args) -> Result<(), String> {
     }))
     .await;
 
+    // Ten MCP servers behind `/mcp`, twenty tools each; calls go to the first.
+    let mut mcp_servers = Vec::with_capacity(10);
+    for _ in 0..10 {
+        mcp_servers.push(
+            portcullis_test_support::MockMcpServer::start(20)
+                .await
+                .map_err(|e| e.to_string())?,
+        );
+    }
+    let mcp_block = mcp_servers.iter().enumerate().fold(
+        "mcp:\n  servers:\n".to_owned(),
+        |mut out, (i, server)| {
+            out.push_str(&format!("    s{i}: {{url: \"{}\"}}\n", server.url()));
+            out
+        },
+    );
+
     let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
     let listen = free_port()?;
     let config = dir.path().join("bench.yaml");
@@ -319,7 +336,7 @@ async fn run(args: &Args) -> Result<(), String> {
              \x20 limited:\n    targets: [openai/gpt-4o-mini]\n\
              \x20 keyed:\n    targets: [openai/gpt-4o-mini]\n{keyed_tools_denied}\
              limits:\n  - {{scope: route, match: limited, requests: 100000000, window: 1h}}\n\
-             \x20 - {{scope: route, match: limited, tokens: 1000000000, window: 1h}}\n",
+             \x20 - {{scope: route, match: limited, tokens: 1000000000, window: 1h}}\n{mcp_block}",
             db = dir.path().join("bench.db").display(),
             fast = fast.openai_base_url(),
             slow = slow.openai_base_url(),
@@ -347,14 +364,21 @@ async fn run(args: &Args) -> Result<(), String> {
     store_provider_key(gw_addr).await?;
     // The floor: one listener per mock, pinned to the gateway's core, idle while the gateway
     // is measured and the other way round.
-    let (mut floor_proxy, floor_addrs) =
-        match spawn_floor(args, &[fast.addr(), slow.addr(), streaming.addr()]) {
-            Ok(started) => started,
-            Err(e) => {
-                stop(&mut gateway);
-                return Err(e);
-            }
-        };
+    let (mut floor_proxy, floor_addrs) = match spawn_floor(
+        args,
+        &[
+            fast.addr(),
+            slow.addr(),
+            streaming.addr(),
+            mcp_servers[0].addr(),
+        ],
+    ) {
+        Ok(started) => started,
+        Err(e) => {
+            stop(&mut gateway);
+            return Err(e);
+        }
+    };
     let floor_pid = floor_proxy.id();
     let floor_of = |direct: &Target| Target {
         addr: floor_addrs
@@ -404,7 +428,33 @@ async fn run(args: &Args) -> Result<(), String> {
         body: chat(model, false),
         first_token: false,
     };
-    let scenarios: [(&'static str, usize, Target, Target); 11] = [
+    // MCP: a JSON-RPC request straight to the first server, and the same through `/mcp`.
+    let rpc = |method: &str, params: serde_json::Value| {
+        Bytes::from(
+            json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params}).to_string(),
+        )
+    };
+    let mcp_direct = |body: Bytes| Target {
+        addr: mcp_servers[0].addr(),
+        path: "/mcp".to_owned(),
+        authorization: "Bearer unused".to_owned(),
+        body,
+        first_token: false,
+    };
+    let mcp_via = |body: Bytes| Target {
+        addr: gw_addr,
+        path: "/mcp".to_owned(),
+        authorization: format!("Bearer {MASTER_KEY}"),
+        body,
+        first_token: false,
+    };
+    let call = |name: &str| {
+        rpc(
+            "tools/call",
+            json!({"name": name, "arguments": {"text": "hello"}}),
+        )
+    };
+    let scenarios: [(&'static str, usize, Target, Target); 14] = [
         (
             "added latency",
             1,
@@ -455,6 +505,28 @@ async fn run(args: &Args) -> Result<(), String> {
             50,
             direct(&fast, false),
             via("vaulted/gpt-4o-mini", false),
+        ),
+        // An MCP tool call: straight to the server, and through `/mcp` (authenticate, parse,
+        // resolve the namespaced name from the cached list, forward, log).
+        (
+            "MCP tools/call",
+            1,
+            mcp_direct(call("tool-0")),
+            mcp_via(call("s0__tool-0")),
+        ),
+        (
+            "MCP tools/call",
+            50,
+            mcp_direct(call("tool-0")),
+            mcp_via(call("s0__tool-0")),
+        ),
+        // The aggregated list of ten servers (200 tools) from the gateway's cached lists,
+        // against one server's own list of twenty.
+        (
+            "MCP tools/list 10 servers",
+            1,
+            mcp_direct(rpc("tools/list", json!({}))),
+            mcp_via(rpc("tools/list", json!({}))),
         ),
     ];
     let mut rows = Vec::new();

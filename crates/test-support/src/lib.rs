@@ -23,9 +23,11 @@
 //! need an exact upstream answer. Module map: [`server`] (listener and connections),
 //! [`openai`] and [`anthropic`] (each provider's protocol), [`scenario`] (what to answer),
 //! [`reply`] (scripted replies and response bodies), [`oidc`] (an OpenID Connect issuer and
-//! provider), [`postgres`] (a fresh PostgreSQL schema per test).
+//! provider), [`postgres`] (a fresh PostgreSQL schema per test), [`mcp`] (a minimal
+//! Streamable HTTP MCP server, [`MockMcpServer`], for tests and the benchmark).
 
 pub mod anthropic;
+pub mod mcp;
 pub mod oidc;
 pub mod openai;
 pub mod postgres;
@@ -39,6 +41,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+pub use mcp::MockMcpServer;
 pub use oidc::{MockAlg, MockIssuer, MockIssuerOptions};
 pub use reply::{Reply, SseFrame, StreamEnd};
 

@@ -1,0 +1,167 @@
+//! [`MockMcpServer`]: a Streamable HTTP MCP server for tests and the benchmark — `initialize`
+//! (protocol 2025-11-25, with a session id), `notifications/*` (202), `ping`, `tools/list`
+//! (`tools` tools named `tool-0`, `tool-1`, …) and `tools/call` (the arguments echoed back as
+//! text), each answered as one JSON object; every call is counted. What a real server would do
+//! beyond that (SSE answers, resumption, server requests) is left to the real servers the
+//! test suites run.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use bytes::Bytes;
+use http::{Response, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use serde_json::{Value, json};
+
+/// A running mock MCP server.
+#[derive(Debug)]
+pub struct MockMcpServer {
+    addr: SocketAddr,
+    calls: Arc<AtomicU64>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl MockMcpServer {
+    /// Starts a server listing `tools` tools on a free loopback port.
+    pub async fn start(tools: usize) -> std::io::Result<Self> {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let calls = Arc::new(AtomicU64::new(0));
+        let list = Arc::new(tool_list(tools));
+        let (stop, mut stopped) = tokio::sync::oneshot::channel();
+        let counted = calls.clone();
+        tokio::spawn(async move {
+            loop {
+                let accepted = tokio::select! {
+                    _ = &mut stopped => return,
+                    a = listener.accept() => a,
+                };
+                let Ok((tcp, _)) = accepted else { continue };
+                let _ = tcp.set_nodelay(true);
+                let (list, calls) = (list.clone(), counted.clone());
+                tokio::spawn(async move {
+                    let service = service_fn(move |req| {
+                        let (list, calls) = (list.clone(), calls.clone());
+                        async move {
+                            Ok::<_, std::convert::Infallible>(handle(req, &list, &calls).await)
+                        }
+                    });
+                    let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                        .serve_connection(TokioIo::new(tcp), service)
+                        .await;
+                });
+            }
+        });
+        Ok(Self {
+            addr,
+            calls,
+            stop: Some(stop),
+        })
+    }
+
+    /// Its address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Its MCP endpoint.
+    pub fn url(&self) -> String {
+        format!("http://{}/mcp", self.addr)
+    }
+
+    /// `tools/call` requests received.
+    pub fn calls(&self) -> u64 {
+        self.calls.load(Ordering::Relaxed)
+    }
+}
+
+impl Drop for MockMcpServer {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+fn tool_list(n: usize) -> Bytes {
+    let tools: Vec<Value> = (0..n)
+        .map(|i| {
+            json!({
+                "name": format!("tool-{i}"),
+                "description": format!("Echoes its arguments back (tool {i})."),
+                "inputSchema": {"type": "object", "properties": {"text": {"type": "string"}}},
+            })
+        })
+        .collect();
+    Bytes::from(json!({ "tools": tools }).to_string())
+}
+
+async fn handle(req: Request, list: &Bytes, calls: &AtomicU64) -> Response<Full<Bytes>> {
+    let Ok(body) = req.into_body().collect().await else {
+        return status(StatusCode::BAD_REQUEST);
+    };
+    let Ok(message) = serde_json::from_slice::<Value>(&body.to_bytes()) else {
+        return status(StatusCode::BAD_REQUEST);
+    };
+    let Some(id) = message.get("id").cloned() else {
+        // A notification or a response.
+        return status(StatusCode::ACCEPTED);
+    };
+    let method = message["method"].as_str().unwrap_or("");
+    let result = match method {
+        "initialize" => json!({
+            "protocolVersion": "2025-11-25",
+            "capabilities": {"tools": {"listChanged": true}},
+            "serverInfo": {"name": "mock-mcp", "version": "1.0.0"},
+        }),
+        "ping" => json!({}),
+        "tools/list" => {
+            let mut out = Vec::with_capacity(list.len() + 48);
+            out.extend_from_slice(br#"{"jsonrpc":"2.0","id":"#);
+            out.extend_from_slice(id.to_string().as_bytes());
+            out.extend_from_slice(br#","result":"#);
+            out.extend_from_slice(list);
+            out.push(b'}');
+            return json_response(Bytes::from(out), method == "initialize");
+        }
+        "tools/call" => {
+            calls.fetch_add(1, Ordering::Relaxed);
+            let arguments = message["params"]["arguments"].to_string();
+            json!({"content": [{"type": "text", "text": arguments}], "isError": false})
+        }
+        other => {
+            let body = json!({"jsonrpc": "2.0", "id": id,
+                "error": {"code": -32601, "message": format!("Method not found: {other}")}});
+            return json_response(Bytes::from(body.to_string()), false);
+        }
+    };
+    let body = json!({"jsonrpc": "2.0", "id": id, "result": result});
+    json_response(Bytes::from(body.to_string()), method == "initialize")
+}
+
+type Request = http::Request<Incoming>;
+
+fn json_response(body: Bytes, with_session: bool) -> Response<Full<Bytes>> {
+    let mut r = Response::new(Full::new(body));
+    r.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
+    if with_session {
+        r.headers_mut().insert(
+            "mcp-session-id",
+            http::HeaderValue::from_static("mock-session"),
+        );
+    }
+    r
+}
+
+fn status(code: StatusCode) -> Response<Full<Bytes>> {
+    let mut r = Response::new(Full::new(Bytes::new()));
+    *r.status_mut() = code;
+    r
+}
