@@ -26,6 +26,7 @@
 //!   the connection cap to connections accepted from then on; the grace period to the next
 //!   drain.
 //! - `log.batch_size` and `log.flush_interval`: the request-log writer's next batch.
+//! - `identity.poll_interval`: the directory's watcher polls at the new interval from now on.
 //!
 //! What cannot change while running is named in [`ReloadSummary::needs_restart`] and left as it
 //! was:
@@ -39,9 +40,9 @@
 //! - `telemetry`: the exporter is installed once as the process's tracing layer.
 //! - `log.queue_capacity`: the writer's bounded queue is made with it when the process starts
 //!   (records queued in it cannot move to another).
-//! - `identity.poll_interval` (the directory's watcher runs with it), `identity.oauth` (its
-//!   routes, signing key and sign-in providers are fixed when the router is built), and
-//!   `identity.issuers` while the OAuth server runs (it signs users in through them).
+//! - `identity.oauth` (its routes, signing key and sign-in providers are fixed when the router
+//!   is built), and `identity.issuers` while the OAuth server runs (it signs users in through
+//!   them).
 //! - the exact cache's store backend and size (the store carries its entries over).
 //! - `mcp`: the MCP servers' connections and the endpoint in front of them are set up once,
 //!   when the process starts.
@@ -173,6 +174,8 @@ pub struct Reloaded {
     breaker: BreakerSettings,
     max_body_bytes_in_flight: usize,
     log_batch: (usize, std::time::Duration),
+    /// The directory's new poll interval, when it changed.
+    poll_interval: Option<std::time::Duration>,
 }
 
 /// Enterprise issuers: their verifier and their settings.
@@ -207,6 +210,9 @@ impl Reloaded {
         dispatcher.breakers.reconfigure(self.breaker);
         body_budget.set_limit(self.max_body_bytes_in_flight);
         log.retune(self.log_batch.0, self.log_batch.1);
+        if let (Some(interval), Some(directory)) = (self.poll_interval, auth.directory()) {
+            directory.set_poll_interval(interval);
+        }
         runtime.store(Arc::new(self.runtime));
         (self.in_force, self.summary)
     }
@@ -289,6 +295,9 @@ pub async fn next_runtime(
     changed("master_key", master.is_some());
     let issuers_changed = in_force.identity.issuers != applied.identity.issuers;
     changed("identity.issuers", issuers_changed);
+    let poll_interval = (applied.identity.poll_interval != next.identity.poll_interval)
+        .then_some(next.identity.poll_interval);
+    changed("identity.poll_interval", poll_interval.is_some());
 
     let registry = Arc::new(next.registry()?);
     let cache = match &current.cache {
@@ -371,6 +380,7 @@ pub async fn next_runtime(
         breaker: next.failover.breaker,
         max_body_bytes_in_flight: next.server.max_body_bytes_in_flight,
         log_batch: (next.log.batch_size, next.log.flush_interval),
+        poll_interval,
     })
 }
 
@@ -416,10 +426,6 @@ fn needs_restart(applied: &Config, next: &Config) -> Vec<&'static str> {
         format!("{:?}", applied.telemetry) != format!("{:?}", next.telemetry),
     );
     check(
-        "identity.poll_interval",
-        applied.identity.poll_interval != next.identity.poll_interval,
-    );
-    check(
         "identity.oauth",
         applied.identity.oauth != next.identity.oauth,
     );
@@ -451,7 +457,6 @@ fn in_force(applied: &Config, next: &Config) -> Config {
     config.redis_url = applied.redis_url.clone();
     config.secret_key = applied.secret_key.clone();
     config.telemetry = applied.telemetry.clone();
-    config.identity.poll_interval = applied.identity.poll_interval;
     config.identity.oauth = applied.identity.oauth.clone();
     if applied.identity.oauth.is_some() {
         config.identity.issuers = applied.identity.issuers.clone();

@@ -10,7 +10,8 @@
 //! in at once: requests keep reading the previous one meanwhile, so a change (or a database
 //! that is slow or unreachable) never makes them wait. A revoked key or disabled user stops
 //! working everywhere within one poll interval (plus the reload), and at once on the replica
-//! that made the change, which reloads before answering the change.
+//! that made the change, which reloads before answering the change. The poll interval may
+//! change while the directory runs ([`Directory::set_poll_interval`]).
 //!
 //! What does wait for the database is bounded: the first request of an enterprise user the
 //! snapshot does not know yet (or whose role or teams in the token changed) provisions them,
@@ -293,6 +294,10 @@ struct Inner {
     /// Bumped on every swap; a resolution that started under another epoch is not cached.
     epoch: AtomicI64,
     options: DirectoryOptions,
+    /// The poll interval in force, in microseconds (it starts as the options').
+    poll_interval_us: AtomicU64,
+    /// Wakes the watcher when the poll interval changes.
+    poll_changed: tokio::sync::Notify,
     reloads: AtomicU64,
     reload_failures: AtomicU64,
     last_reload_us: AtomicU64,
@@ -324,6 +329,8 @@ impl Directory {
                     .collect(),
                 epoch: AtomicI64::new(0),
                 options,
+                poll_interval_us: AtomicU64::new(micros(options.poll_interval)),
+                poll_changed: tokio::sync::Notify::new(),
                 reloads: AtomicU64::new(0),
                 reload_failures: AtomicU64::new(0),
                 last_reload_us: AtomicU64::new(0),
@@ -372,10 +379,19 @@ impl Directory {
     pub fn spawn_watcher(&self) -> tokio::task::JoinHandle<()> {
         let this = self.clone();
         tokio::spawn(async move {
-            let mut tick = tokio::time::interval(this.inner.options.poll_interval);
+            let mut tick = tokio::time::interval(this.poll_interval());
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
-                tick.tick().await;
+                tokio::select! {
+                    _ = tick.tick() => {}
+                    () = this.inner.poll_changed.notified() => {
+                        // A new interval counts from now.
+                        let period = this.poll_interval();
+                        tick = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+                        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                        continue;
+                    }
+                }
                 if Arc::strong_count(&this.inner) == 1 {
                     return; // The gateway is gone.
                 }
@@ -384,6 +400,19 @@ impl Directory {
                 }
             }
         })
+    }
+
+    /// How often the tenancy version is polled now.
+    pub fn poll_interval(&self) -> Duration {
+        Duration::from_micros(self.inner.poll_interval_us.load(Ordering::Relaxed))
+    }
+
+    /// Polls every `interval`, counted from now.
+    pub fn set_poll_interval(&self, interval: Duration) {
+        self.inner
+            .poll_interval_us
+            .store(micros(interval), Ordering::Relaxed);
+        self.inner.poll_changed.notify_one();
     }
 
     /// Checks the tenancy version once; loads and swaps in a new snapshot when it moved.
@@ -1099,6 +1128,15 @@ fn claims_digest(c: &ExternalClaims) -> [u8; 32] {
     h.finalize().into()
 }
 
+/// A poll interval in whole microseconds: at least one (a zero period would spin) and at most
+/// a year (so that a deadline computed from it stays representable).
+fn micros(d: Duration) -> u64 {
+    const YEAR_US: u64 = 365 * 24 * 3600 * 1_000_000;
+    u64::try_from(d.as_micros())
+        .unwrap_or(u64::MAX)
+        .clamp(1, YEAR_US)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1117,6 +1155,53 @@ mod tests {
             .await
             .unwrap();
         (directory, store)
+    }
+
+    #[tokio::test]
+    async fn a_shorter_poll_interval_applies_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let (writer, _store) = sqlite_directory(&dir).await;
+        // Another replica over the same database, polling hourly.
+        let url = format!("sqlite://{}", dir.path().join("t.db").display());
+        let store = portcullis_store::SqliteStore::connect(&url, 4)
+            .await
+            .unwrap();
+        let replica = Directory::new(
+            store.clone(),
+            None,
+            DirectoryOptions {
+                poll_interval: Duration::from_secs(3600),
+                ..DirectoryOptions::default()
+            },
+        )
+        .await
+        .unwrap();
+        let watcher = replica.spawn_watcher();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let issued = writer.create_key(key("late", None)).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(
+            replica
+                .authenticate_key(issued.secret.expose())
+                .await
+                .is_err(),
+            "not seen before the next hourly poll"
+        );
+        replica.set_poll_interval(Duration::from_millis(20));
+        assert_eq!(replica.poll_interval(), Duration::from_millis(20));
+        let started = Instant::now();
+        while replica
+            .authenticate_key(issued.secret.expose())
+            .await
+            .is_err()
+        {
+            assert!(
+                started.elapsed() < Duration::from_secs(5),
+                "seen at the new interval"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        watcher.abort();
     }
 
     fn key(name: &str, tools_denied: Option<&[&str]>) -> NewKey {
