@@ -442,3 +442,36 @@ async fn a_client_of_the_2026_protocol_needs_no_handshake() {
     let body: Value = r.json().await.unwrap();
     assert_eq!(body["error"]["code"], -32020);
 }
+
+/// A session begun on one replica goes on on another (and after a restart): session ids are
+/// signed with a key both read from the shared database, and nothing else is kept per session.
+#[tokio::test]
+async fn a_session_started_on_one_replica_continues_on_another() {
+    let db = fresh_postgres_url().await;
+    let first = TestGateway::start_with_db(&db, &yaml()).await;
+    let second = TestGateway::start_with_db(&db, &yaml()).await;
+    let initialize = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}"#;
+    let (status, headers, body) = rpc(&first, "/mcp", Some(MASTER_KEY), initialize).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["result"]["protocolVersion"], "2025-11-25");
+    let session = headers["mcp-session-id"].to_str().unwrap().to_owned();
+
+    let list = |gw: &TestGateway, session: &str| {
+        client()
+            .post(gw.at("/mcp"))
+            .bearer_auth(MASTER_KEY)
+            .header("mcp-session-id", session.to_owned())
+            .header("mcp-protocol-version", "2025-11-25")
+            .json(&json!({"jsonrpc": "2.0", "id": 2, "method": "tools/list"}))
+            .send()
+    };
+    let r = list(&second, &session).await.unwrap();
+    assert_eq!(r.status(), 200);
+    let v: Value = r.json().await.unwrap();
+    assert!(!v["result"]["tools"].as_array().unwrap().is_empty());
+    // A session id changed by one character is nobody's.
+    let mut forged = session.clone();
+    let last = forged.pop().unwrap();
+    forged.push(if last == '0' { '1' } else { '0' });
+    assert_eq!(list(&second, &forged).await.unwrap().status(), 404);
+}
