@@ -15,6 +15,8 @@
 //!       network: false                        # no network at all (default: true)
 //!       sandbox: true                         # default: true; `false` runs it unconfined
 //!       limits: {memory: 512MiB, cpu_seconds: 600, processes: 64, open_files: 256}
+//!       read_paths: [/srv/reference]          # more it may read in the sandbox, besides the system's
+//!       write_paths: [/srv/out]               # more it may write, besides its working directory
 //!     github:
 //!       url: https://mcp.example.com/mcp      # … or a remote server
 //!       transport: streamable_http            # or `sse` (the older HTTP+SSE transport)
@@ -84,6 +86,12 @@ pub struct RawServer {
     /// Its resource limits.
     #[serde(default)]
     pub limits: Option<RawLimits>,
+    /// More paths it may read in the sandbox.
+    #[serde(default)]
+    pub read_paths: Vec<String>,
+    /// More paths it may read and write in the sandbox.
+    #[serde(default)]
+    pub write_paths: Vec<String>,
     /// The URL of a remote server.
     #[serde(default)]
     pub url: Option<String>,
@@ -205,6 +213,10 @@ pub struct StdioSpec {
     pub sandbox: bool,
     /// Its resource limits.
     pub limits: Limits,
+    /// Absolute paths it may also read (and execute) in the sandbox.
+    pub read_paths: Vec<PathBuf>,
+    /// Absolute paths it may also read and write in the sandbox.
+    pub write_paths: Vec<PathBuf>,
 }
 
 impl std::fmt::Debug for StdioSpec {
@@ -217,6 +229,8 @@ impl std::fmt::Debug for StdioSpec {
             .field("network", &self.network)
             .field("sandbox", &self.sandbox)
             .field("limits", &self.limits)
+            .field("read_paths", &self.read_paths)
+            .field("write_paths", &self.write_paths)
             .finish()
     }
 }
@@ -388,6 +402,8 @@ fn validate_server(
                 .as_ref()
                 .map(|l| limits(l, &key(at, "limits"), issues))
                 .unwrap_or_default();
+            let read_paths = absolute_paths(&raw.read_paths, &key(at, "read_paths"), issues);
+            let write_paths = absolute_paths(&raw.write_paths, &key(at, "write_paths"), issues);
             Transport::Stdio(StdioSpec {
                 command: command.clone(),
                 args: raw.args,
@@ -396,6 +412,8 @@ fn validate_server(
                 network: raw.network.unwrap_or(true),
                 sandbox: raw.sandbox.unwrap_or(true),
                 limits,
+                read_paths,
+                write_paths,
             })
         }
         (None, Some(url)) => {
@@ -406,6 +424,8 @@ fn validate_server(
                 ("network", raw.network.is_some()),
                 ("sandbox", raw.sandbox.is_some()),
                 ("limits", raw.limits.is_some()),
+                ("read_paths", !raw.read_paths.is_empty()),
+                ("write_paths", !raw.write_paths.is_empty()),
             ] {
                 if set {
                     issues.at(at, field, "applies to stdio servers only");
@@ -472,6 +492,29 @@ fn limits(raw: &RawLimits, at: &str, issues: &mut Issues) -> Limits {
         processes: positive(raw.processes, "processes", issues).or(defaults.processes),
         open_files: positive(raw.open_files, "open_files", issues).or(defaults.open_files),
     }
+}
+
+/// The paths of `read_paths:` or `write_paths:`: each absolute, without `..` (what the
+/// sandbox allows must be plain to read in the configuration).
+fn absolute_paths(raw: &[String], at: &str, issues: &mut Issues) -> Vec<PathBuf> {
+    let mut paths = Vec::with_capacity(raw.len());
+    for (i, text) in raw.iter().enumerate() {
+        let path = std::path::Path::new(text);
+        let plain = path.is_absolute()
+            && !text.contains('\0')
+            && path
+                .components()
+                .all(|c| !matches!(c, std::path::Component::ParentDir));
+        if plain {
+            paths.push(path.to_path_buf());
+        } else {
+            issues.push(
+                portcullis_core::config::index(at, i),
+                "must be an absolute path without `..`",
+            );
+        }
+    }
+    paths
 }
 
 /// A size in bytes: a number, or a number with `KiB`, `MiB`, `GiB`, `KB`, `MB`, `GB`.
@@ -546,6 +589,8 @@ servers:
     env: {TOKEN: s3cret}
     network: false
     limits: {memory: 256MiB, cpu_seconds: 60}
+    read_paths: [/srv/reference, /etc/app.conf]
+    write_paths: [/srv/out]
   remote:
     url: https://mcp.example.com/mcp
     headers: {Authorization: Bearer s3cret}
@@ -568,6 +613,14 @@ servers:
         assert_eq!(stdio.limits.memory_bytes, Some(256 << 20));
         assert_eq!(stdio.limits.cpu_seconds, Some(60));
         assert_eq!(stdio.limits.processes, Limits::default().processes);
+        assert_eq!(
+            stdio.read_paths,
+            [
+                PathBuf::from("/srv/reference"),
+                PathBuf::from("/etc/app.conf")
+            ]
+        );
+        assert_eq!(stdio.write_paths, [PathBuf::from("/srv/out")]);
         assert!(matches!(
             c.server("old").unwrap().transport,
             Transport::Sse(_)
@@ -588,6 +641,8 @@ servers:
   neither: {args: [a]}
   remote: {url: "ftp://x", headers: {"bad header": s3cret}, transport: ws, env: {A: s3cret}}
   local: {command: x, headers: {A: s3cret}, limits: {memory: 1KiB, processes: 0}}
+  paths: {command: x, read_paths: [relative/dir, /ok], write_paths: [/srv/../etc]}
+  remote-paths: {url: "http://a", read_paths: [/srv], write_paths: [/tmp]}
 "#,
         )
         .unwrap_err();
@@ -605,6 +660,10 @@ servers:
             "mcp.servers.local.headers: applies to HTTP servers only",
             "mcp.servers.local.limits.memory: must be at least 16MiB",
             "mcp.servers.local.limits.processes: must be at least 1",
+            "mcp.servers.paths.read_paths[0]: must be an absolute path without `..`",
+            "mcp.servers.paths.write_paths[0]: must be an absolute path without `..`",
+            "mcp.servers.remote-paths.read_paths: applies to stdio servers only",
+            "mcp.servers.remote-paths.write_paths: applies to stdio servers only",
         ] {
             assert!(text.contains(expected), "missing `{expected}` in:\n{text}");
         }

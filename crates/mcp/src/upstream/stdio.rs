@@ -4,7 +4,11 @@
 //! The program gets a clean environment (its configured `env` plus `PATH`, `HOME`, `LANG`,
 //! `LC_*` and `TMPDIR` from the gateway's; nothing else, so the gateway's own secrets never
 //! reach it), its configured working directory or a private one, and a process group of its
-//! own, killed as a whole when it fails or the connection shuts down. Its standard error is
+//! own, killed as a whole when it fails or the connection shuts down. With `sandbox: true`
+//! (the default) it runs in the sandbox of `portcullis-sys` ([`confinement`] says what it may
+//! do; `HOME` and `TMPDIR` are then in the connection's private directory): a server whose
+//! sandbox needs a protection this system lacks is not started, and every call to it fails
+//! with [`UpstreamError::Unavailable`] naming that protection. Its standard error is
 //! logged at debug level, line by line. A line that is not JSON-RPC, or longer than 16 MiB, is
 //! logged and skipped.
 //!
@@ -13,12 +17,15 @@
 //! 60 s), performing the `initialize` handshake again; meanwhile calls fail with
 //! [`UpstreamError::Unavailable`].
 
-use std::path::{Path, PathBuf};
+mod confinement;
+
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
+use portcullis_sys::sandbox::{Protections, SandboxError};
 use serde_json::value::RawValue;
 use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, ChildStdin, Command};
@@ -53,10 +60,14 @@ pub struct StdioUpstream {
 struct Process {
     spec: StdioSpec,
     timeout: Duration,
-    /// The working directory: the configured one, or a private one made for the connection.
+    /// The working directory: the configured one, or the private one.
     workdir: PathBuf,
-    /// Whether `workdir` is the connection's own, removed when it ends.
-    own_workdir: bool,
+    /// The connection's own directory, removed when it ends: made when there is no configured
+    /// working directory or the program runs in the sandbox (its home and temporary
+    /// directories are there).
+    private: Option<PathBuf>,
+    /// The protections the sandbox uses; `None`: the program runs unconfined.
+    protections: Option<Protections>,
     /// The running program's standard input, once it is initialized.
     input: Mutex<Option<mpsc::Sender<Vec<u8>>>>,
     /// The running program's process id (and process group), 0 when none runs.
@@ -83,8 +94,8 @@ impl Process {
 impl Drop for Process {
     fn drop(&mut self) {
         self.kill_group();
-        if self.own_workdir {
-            let _ = std::fs::remove_dir_all(&self.workdir);
+        if let Some(private) = &self.private {
+            let _ = std::fs::remove_dir_all(private);
         }
     }
 }
@@ -104,29 +115,50 @@ impl StdioUpstream {
     /// Starts `spec` as the server `name`, calls bounded by `timeout` (the handshake too).
     /// The program starts in the background: the status is [`Status::Starting`] until it
     /// answered `initialize`. Must be called within a Tokio runtime.
+    ///
+    /// With `sandbox: true`, the system's protections are probed (once per process, logged)
+    /// and the sandbox is checked first: when it needs a protection the system lacks, or a
+    /// path it allows cannot be opened, the server is not started and this fails with
+    /// [`UpstreamError::Unavailable`] saying why.
     pub fn start(name: String, spec: StdioSpec, timeout: Duration) -> Result<Self, UpstreamError> {
+        let protections = spec.sandbox.then(confinement::protections);
+        Self::start_with(name, spec, timeout, protections)
+    }
+
+    /// [`StdioUpstream::start`] with the sandbox's `protections` given (`None`: unconfined).
+    fn start_with(
+        name: String,
+        spec: StdioSpec,
+        timeout: Duration,
+        protections: Option<Protections>,
+    ) -> Result<Self, UpstreamError> {
         let core = Core::new(name);
-        let (workdir, own_workdir) = match &spec.cwd {
-            Some(dir) => (dir.clone(), false),
-            None => (
-                private_workdir(core.server()).map_err(|e| {
+        let (workdir, private) = match (&spec.cwd, protections.is_some()) {
+            (Some(dir), false) => (dir.clone(), None),
+            (cwd, _) => {
+                let own = private_workdir(core.server()).map_err(|e| {
                     core.unavailable(format!(
                         "its working directory could not be made ({})",
                         e.kind()
                     ))
-                })?,
-                true,
-            ),
+                })?;
+                (cwd.clone().unwrap_or_else(|| own.clone()), Some(own))
+            }
         };
         let process = Arc::new(Process {
             spec,
             timeout,
             workdir,
-            own_workdir,
+            private,
+            protections,
             input: Mutex::new(None),
             pid: AtomicU32::new(0),
             stop: watch::channel(false).0,
         });
+        if process.protections.is_some() {
+            command(&process)
+                .map_err(|e| core.unavailable(format!("it cannot run in its sandbox: {e}")))?;
+        }
         let detached = Arc::clone(&process);
         core.set_detached(move |bytes| {
             if let Some(input) = detached.input() {
@@ -243,22 +275,35 @@ impl Upstream for StdioUpstream {
     }
 }
 
-/// The command that starts `spec`: its clean environment, its working directory, a process
-/// group of its own, standard streams piped, killed when dropped. The sandbox wraps it here.
-fn command(spec: &StdioSpec, workdir: &Path) -> Command {
-    let mut command = Command::new(&spec.command);
+/// The command that starts the program: its clean environment, its working directory, a
+/// process group of its own, standard streams piped, killed when dropped; in its sandbox
+/// unless it runs unconfined (there the sandbox makes it lead a session and process group of
+/// its own).
+fn command(process: &Process) -> Result<Command, SandboxError> {
+    let spec = &process.spec;
+    let mut command = match &process.protections {
+        Some(protections) => {
+            let private = process.private.as_deref().unwrap_or(&process.workdir);
+            confinement::command(spec, &process.workdir, private, protections)?
+        }
+        None => {
+            let mut command = Command::new(&spec.command);
+            command
+                .args(&spec.args)
+                .env_clear()
+                .envs(inherited_environment())
+                .envs(&spec.env)
+                .current_dir(&process.workdir)
+                .process_group(0);
+            command
+        }
+    };
     command
-        .args(&spec.args)
-        .env_clear()
-        .envs(inherited_environment())
-        .envs(&spec.env)
-        .current_dir(workdir)
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
-        .process_group(0)
         .kill_on_drop(true);
-    command
+    Ok(command)
 }
 
 /// The gateway's variables a stdio server inherits: `PATH`, `HOME`, `LANG`, `LC_*` and
@@ -323,14 +368,17 @@ async fn run_once(
     process: &Arc<Process>,
     stop: &mut watch::Receiver<bool>,
 ) -> (Option<Instant>, String) {
-    let mut child = match command(&process.spec, &process.workdir).spawn() {
+    let spawned = match command(process) {
+        Ok(mut command) => command
+            .spawn()
+            .map_err(|e| format!("its program could not be started ({})", e.kind())),
+        Err(e) => Err(format!("it cannot run in its sandbox: {e}")),
+    };
+    let mut child = match spawned {
         Ok(child) => child,
-        Err(e) => {
-            tracing::warn!(server = %core.server(), error = %e.kind(), "MCP server could not be started");
-            return (
-                None,
-                format!("its program could not be started ({})", e.kind()),
-            );
+        Err(reason) => {
+            tracing::warn!(server = %core.server(), %reason, "MCP server could not be started");
+            return (None, reason);
         }
     };
     process

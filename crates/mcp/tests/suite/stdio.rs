@@ -23,6 +23,8 @@ fn spec(env: &[(&str, &str)]) -> StdioSpec {
         network: true,
         sandbox: false,
         limits: Limits::default(),
+        read_paths: Vec::new(),
+        write_paths: Vec::new(),
     }
 }
 
@@ -228,6 +230,8 @@ fn scripted(version: &str) -> StdioUpstream {
         network: false,
         sandbox: false,
         limits: Limits::default(),
+        read_paths: Vec::new(),
+        write_paths: Vec::new(),
     };
     StdioUpstream::start("scripted".to_owned(), spec, CALL).unwrap()
 }
@@ -279,6 +283,8 @@ async fn abandoned_requests_are_cancelled_upstream() {
         network: false,
         sandbox: false,
         limits: Limits::default(),
+        read_paths: Vec::new(),
+        write_paths: Vec::new(),
     };
     let upstream = StdioUpstream::start("cancels".to_owned(), spec, CALL).unwrap();
     common::ready(&upstream).await;
