@@ -34,13 +34,14 @@ use portcullis_core::{ErrorKind, GatewayError};
 use portcullis_identity::Principal;
 use portcullis_limits::{Estimate, Subjects};
 use portcullis_mcp::jsonrpc::{
-    ErrorObject, INTERNAL_ERROR, INVALID_REQUEST, Id, Message, RATE_LIMITED, Request as RpcRequest,
-    Response as RpcResponse,
+    ErrorObject, INTERNAL_ERROR, INVALID_REQUEST, Id, Message, Outcome, RATE_LIMITED,
+    Request as RpcRequest, Response as RpcResponse,
 };
 use portcullis_mcp::router::{
     Ask, Decision, Era, HANDSHAKE_VERSIONS, META_PROTOCOL_VERSION, MODERN_VERSIONS, Note, Plan,
     Scope,
 };
+use portcullis_mcp::upstream::Reply;
 use portcullis_policy::ToolAccess;
 use serde_json::value::RawValue;
 use tokio::sync::mpsc;
@@ -212,9 +213,24 @@ async fn serve(state: Arc<AppState>, server: Option<String>, req: Request) -> Re
         };
         let request = match message {
             Message::Request(r) => r,
-            // Notifications (initialized, cancelled, roots changed) and answers to requests
-            // the gateway never relayed: accepted, nothing to send back.
-            Message::Notification(_) | Message::Response(_) => {
+            // A client's answer to a request a server made through the gateway goes back to
+            // that server under the server's own id.
+            Message::Response(answer) => {
+                if let Some(relayed) = answer.id.as_ref().and_then(|id| endpoint.answered(id)) {
+                    let reply = match answer.outcome {
+                        Outcome::Result(r) => Reply::Result(r),
+                        Outcome::Error(e) => Reply::Error(e),
+                    };
+                    if let Err(e) = relayed.server.upstream.respond(relayed.id, reply).await {
+                        tracing::warn!(server = relayed.server.name(), "answer not delivered: {e}");
+                    }
+                }
+                let r = status_only(StatusCode::ACCEPTED);
+                return finish_http(x, r, 202);
+            }
+            // Notifications (initialized, cancelled, roots changed): accepted, nothing to send
+            // back.
+            Message::Notification(_) => {
                 let r = status_only(StatusCode::ACCEPTED);
                 return finish_http(x, r, 202);
             }
@@ -273,6 +289,7 @@ async fn serve(state: Arc<AppState>, server: Option<String>, req: Request) -> Re
                 };
                 let (related_tx, mut related_rx) = mpsc::channel::<Message>(64);
                 let hub = endpoint.hub.clone();
+                let server = forward.server.clone();
                 let call = async move {
                     let out = hub.forward(&forward, Some(related_tx)).await;
                     (out, forward.note)
@@ -290,7 +307,8 @@ async fn serve(state: Arc<AppState>, server: Option<String>, req: Request) -> Re
                     Some(first) = related_rx.recv() => {
                         // The server talks on the way: the answer becomes an SSE stream.
                         let log = x.log.take();
-                        return stream_answer(id, first, related_rx, call, log, admission);
+                        let relay = Relay { endpoint: endpoint.clone(), server };
+                        return stream_answer(id, first, related_rx, call, log, admission, relay);
                     }
                 }
             }
@@ -470,6 +488,9 @@ fn note_log(log: &mut RequestLog, note: &Note, result_bytes: Option<usize>) {
     r.metadata = Some(serde_json::Value::Object(meta).to_string());
     if matches!(note.decision, Decision::Refused | Decision::Failed) {
         r.error_type = Some(note.decision.as_str().to_owned());
+    } else if note.decision == Decision::Forwarded && result_bytes.is_none() {
+        // The server answered with a JSON-RPC error.
+        r.error_type = Some("server_error".to_owned());
     }
 }
 
@@ -545,6 +566,24 @@ fn finish_http(mut x: Exchange, response: Response, status: u16) -> Response {
 
 /// An SSE answer: `first`, then whatever else the server sends on the way, then the response.
 /// The client leaving ends the call (and so cancels it upstream).
+/// Where messages a server sends during a call go: requests get an id of the gateway's own.
+struct Relay {
+    endpoint: Arc<McpEndpoint>,
+    server: Arc<portcullis_mcp::hub::Server>,
+}
+
+impl Relay {
+    fn event(&self, message: Message) -> Bytes {
+        match message {
+            Message::Request(mut request) => {
+                self.endpoint.relay(&self.server, &mut request);
+                sse_event(&Message::Request(request).to_bytes())
+            }
+            other => sse_event(&other.to_bytes()),
+        }
+    }
+}
+
 fn stream_answer<F>(
     id: Id,
     first: Message,
@@ -552,6 +591,7 @@ fn stream_answer<F>(
     mut call: std::pin::Pin<Box<F>>,
     mut log: RequestLog,
     admission: Option<portcullis_limits::Admission>,
+    relay: Relay,
 ) -> Response
 where
     F: std::future::Future<Output = ((Result<Box<RawValue>, ErrorObject>, Decision), Note)>
@@ -561,7 +601,7 @@ where
     let (tx, rx) = mpsc::channel::<Result<Bytes, std::convert::Infallible>>(16);
     tokio::spawn(async move {
         let _admission = admission;
-        if tx.send(Ok(sse_event(&first.to_bytes()))).await.is_err() {
+        if tx.send(Ok(relay.event(first))).await.is_err() {
             return;
         }
         loop {
@@ -570,7 +610,7 @@ where
                 ((result, decision), mut note) = &mut call => {
                     // Whatever the server sent just before its answer goes first.
                     while let Ok(m) = related.try_recv() {
-                        let _ = tx.send(Ok(sse_event(&m.to_bytes()))).await;
+                        let _ = tx.send(Ok(relay.event(m))).await;
                     }
                     note.decision = decision;
                     let size = result.as_ref().map(|r| r.get().len()).ok();
@@ -584,7 +624,7 @@ where
                     return;
                 }
                 Some(m) = related.recv() => {
-                    if tx.send(Ok(sse_event(&m.to_bytes()))).await.is_err() {
+                    if tx.send(Ok(relay.event(m))).await.is_err() {
                         // The client left: dropping the call cancels it upstream.
                         return;
                     }

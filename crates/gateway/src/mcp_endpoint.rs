@@ -2,13 +2,16 @@
 //! settings, the DNS-rebinding guard (`Host` and `Origin`), and the key that signs session ids,
 //! kept in the database so every replica and every restart verifies the ids any issued.
 
+use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use hmac::{Hmac, Mac};
 use http::HeaderMap;
 use http::header::{HOST, ORIGIN};
 use portcullis_mcp::McpConfig;
-use portcullis_mcp::hub::Hub;
+use portcullis_mcp::hub::{Hub, Server};
+use portcullis_mcp::jsonrpc::{Id, Request};
 use sha2::Sha256;
 
 /// What the MCP endpoints share.
@@ -23,7 +26,23 @@ pub struct McpEndpoint {
     session_key: [u8; 32],
     /// `oauth.issuer`, for the protected resource metadata.
     pub issuer: Option<String>,
+    /// Requests servers made of clients (sampling, elicitation, roots), relayed and waiting for
+    /// the client's answer, by the id the client saw.
+    relayed: parking_lot::Mutex<HashMap<String, Relayed>>,
 }
+
+/// A server's request relayed to a client.
+#[derive(Debug)]
+pub struct Relayed {
+    /// The server that asked.
+    pub server: Arc<Server>,
+    /// Its own id for the request.
+    pub id: Id,
+    at: Instant,
+}
+
+/// How long a relayed request waits for the client's answer.
+const RELAYED_FOR: Duration = Duration::from_secs(600);
 
 impl McpEndpoint {
     /// The endpoints over `hub`, configured by `config`; `session_key` signs session ids.
@@ -40,7 +59,33 @@ impl McpEndpoint {
             listen,
             session_key,
             issuer,
+            relayed: parking_lot::Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Gives `request`, which `server` made, an id of the gateway's own, so that the client's
+    /// answer finds its way back ([`McpEndpoint::answered`]) whichever server asked.
+    pub fn relay(&self, server: &Arc<Server>, request: &mut Request) {
+        let id = format!("portcullis-{}", uuid::Uuid::now_v7().simple());
+        let own = std::mem::replace(&mut request.id, Id::String(id.clone()));
+        let mut relayed = self.relayed.lock();
+        relayed.retain(|_, r| r.at.elapsed() < RELAYED_FOR);
+        relayed.insert(
+            id,
+            Relayed {
+                server: server.clone(),
+                id: own,
+                at: Instant::now(),
+            },
+        );
+    }
+
+    /// The relayed request a client's answer with `id` is for, if any.
+    pub fn answered(&self, id: &Id) -> Option<Relayed> {
+        let Id::String(id) = id else {
+            return None;
+        };
+        self.relayed.lock().remove(id)
     }
 }
 

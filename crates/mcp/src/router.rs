@@ -204,14 +204,19 @@ impl Hub {
         related: Option<Related>,
     ) -> (Result<Box<RawValue>, ErrorObject>, Decision) {
         let server = &forward.server;
+        // Upstream connections speak the handshake generation: a 2026 request's envelope
+        // (`io.modelcontextprotocol/…` in `_meta`) is not theirs to read.
+        let params = match forward.era {
+            Era::Modern => forward.params.as_deref().map(without_envelope),
+            Era::Legacy => None,
+        };
+        let params = match &params {
+            Some(p) => Some(&**p),
+            None => forward.params.as_deref(),
+        };
         let reply = server
             .upstream
-            .request(
-                &forward.method,
-                forward.params.as_deref(),
-                related,
-                server.spec.timeout,
-            )
+            .request(&forward.method, params, related, server.spec.timeout)
             .await;
         match reply {
             Ok(Reply::Result(result)) => {
@@ -343,7 +348,11 @@ impl Hub {
             )
         };
         let mut base = note(Decision::Refused);
-        base.tool = Some(name.clone());
+        // The log and `scope: tool` limits name a tool the same on both endpoints.
+        base.tool = Some(match ask.scope {
+            Scope::Server(server) => names::public(server.name(), &name),
+            Scope::All => name.clone(),
+        });
         base.arguments_digest = arguments_digest;
         let mut scratch = String::new();
         let (server, own, public_uris) = match ask.scope {
@@ -663,6 +672,21 @@ pub fn finish(result: Box<RawValue>, era: Era, cacheable: bool) -> Box<RawValue>
     RawValue::from_string(out).unwrap_or(result)
 }
 
+/// `params` without the 2026 envelope's members in `_meta` (an emptied `_meta` goes too).
+fn without_envelope(params: &RawValue) -> Box<RawValue> {
+    let Ok(mut map) = serde_json::from_str::<Map<String, Value>>(params.get()) else {
+        return params.to_owned();
+    };
+    let Some(Value::Object(meta)) = map.get_mut("_meta") else {
+        return params.to_owned();
+    };
+    meta.retain(|key, _| !key.starts_with("io.modelcontextprotocol/"));
+    if meta.is_empty() {
+        map.remove("_meta");
+    }
+    crate::jsonrpc::raw(&map)
+}
+
 /// A `resources/read` result with each content's URI made public.
 fn public_contents(server: &str, result: &RawValue) -> Option<Box<RawValue>> {
     let mut map: Map<String, Value> = serde_json::from_str(result.get()).ok()?;
@@ -679,6 +703,24 @@ fn public_contents(server: &str, result: &RawValue) -> Option<Box<RawValue>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_2026_envelope_stays_out_of_upstream_requests() {
+        let p = RawValue::from_string(
+            r#"{"name":"add","_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","progressToken":7}}"#
+                .into(),
+        )
+        .unwrap();
+        assert_eq!(
+            without_envelope(&p).get(),
+            r#"{"_meta":{"progressToken":7},"name":"add"}"#
+        );
+        let q = RawValue::from_string(
+            r#"{"name":"add","_meta":{"io.modelcontextprotocol/clientCapabilities":{}}}"#.into(),
+        )
+        .unwrap();
+        assert_eq!(without_envelope(&q).get(), r#"{"name":"add"}"#);
+    }
 
     #[test]
     fn modern_results_say_their_type_and_lists_their_cache_scope() {

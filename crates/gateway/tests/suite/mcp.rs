@@ -475,3 +475,68 @@ async fn a_session_started_on_one_replica_continues_on_another() {
     forged.push(if last == '0' { '1' } else { '0' });
     assert_eq!(list(&second, &forged).await.unwrap().status(), 404);
 }
+
+/// A server's request to the client during a call (sampling) reaches the client on the call's
+/// SSE stream under an id of the gateway's own, and the client's answer goes back to the server,
+/// which then completes the call.
+#[tokio::test]
+async fn a_sampling_request_of_a_server_reaches_the_client_and_its_answer_goes_back() {
+    use futures_util::StreamExt;
+    let gw = TestGateway::start(&yaml()).await;
+    let call = json!({"jsonrpc": "2.0", "id": 11, "method": "tools/call", "params": {
+        "name": "everything__trigger-sampling-request",
+        "arguments": {"prompt": "What is the capital of France?", "maxTokens": 20}}});
+    let r = client()
+        .post(gw.at("/mcp"))
+        .bearer_auth(MASTER_KEY)
+        .header("accept", "application/json, text/event-stream")
+        .json(&call)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["content-type"], "text/event-stream");
+    let mut stream = r.bytes_stream();
+    let mut seen = String::new();
+    let mut answered = false;
+    let result = loop {
+        let chunk = tokio::time::timeout(std::time::Duration::from_secs(20), stream.next())
+            .await
+            .expect("the stream goes on")
+            .expect("the stream does not end before the result")
+            .unwrap();
+        seen.push_str(&String::from_utf8_lossy(&chunk));
+        let mut done = None;
+        while let Some(end) = seen.find("\n\n") {
+            let event: String = seen.drain(..end + 2).collect();
+            let Some(data) = event.lines().find_map(|l| l.strip_prefix("data: ")) else {
+                continue;
+            };
+            let message: Value = serde_json::from_str(data).unwrap();
+            if message["method"] == "sampling/createMessage" {
+                let id = message["id"].as_str().expect("a gateway id").to_owned();
+                assert!(id.starts_with("portcullis-"), "{id}");
+                let answer = json!({"jsonrpc": "2.0", "id": id, "result": {
+                    "role": "assistant", "model": "test-model", "stopReason": "endTurn",
+                    "content": {"type": "text", "text": "Paris, of course."}}});
+                let r = client()
+                    .post(gw.at("/mcp"))
+                    .bearer_auth(MASTER_KEY)
+                    .json(&answer)
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(r.status(), 202);
+                answered = true;
+            } else if message["id"] == 11 {
+                done = Some(message);
+            }
+        }
+        if let Some(message) = done {
+            break message;
+        }
+    };
+    assert!(answered, "the client was asked");
+    let text = result["result"]["content"].to_string();
+    assert!(text.contains("Paris, of course."), "{result}");
+}
