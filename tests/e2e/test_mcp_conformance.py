@@ -34,20 +34,8 @@ PYTHON = Path(sys.executable)
 CONFORMANCE_SERVER = Path(__file__).resolve().parent / "mcp_servers" / "conformance_server.py"
 
 # Checks a server passes on its own that the gateway does not pass yet, (scenario, check id),
-# each with the gap in the gateway that explains it.
-#
-# Requests a server sends its client during a call (sampling/createMessage, elicitation/create):
-# the gateway relays the request to the client on the call's SSE stream and accepts the client's
-# answer (POST, 202), but the server never gets it, so the call ends with -32001
-# ("MCP server `conformance` did not answer within …") when the server's timeout runs out.
-KNOWN_GATEWAY_FAILURES = {
-    ("tools-call-sampling", "tools-call-sampling"),
-    ("tools-call-elicitation", "tools-call-elicitation"),
-    *(("elicitation-sep1034-defaults", f"elicitation-sep1034-{kind}-default")
-      for kind in ("string", "integer", "number", "enum", "boolean")),
-    *(("elicitation-sep1330-enums", f"elicitation-sep1330-{kind}")
-      for kind in ("untitled-single", "titled-single", "legacy-enumnames", "untitled-multi", "titled-multi")),
-}
+# each with the gap in the gateway that explains it. None today.
+KNOWN_GATEWAY_FAILURES: set[tuple[str, str]] = set()
 
 # Checks where the gateway's answer differs from the server's in a way the runner itself
 # reports as optional (status INFO, not FAILURE): (scenario, check id) -> why.
