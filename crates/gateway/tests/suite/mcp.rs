@@ -540,3 +540,54 @@ async fn a_sampling_request_of_a_server_reaches_the_client_and_its_answer_goes_b
     let text = result["result"]["content"].to_string();
     assert!(text.contains("Paris, of course."), "{result}");
 }
+
+/// A server that cannot start shows as failing and never hides the other servers' tools.
+#[tokio::test]
+async fn a_failing_server_never_hides_the_others() {
+    let gw = TestGateway::start(&format!(
+        "{}    broken:\n      command: /nonexistent/mcp-server\n      timeout: 2s\n",
+        yaml()
+    ))
+    .await;
+    let (status, _, body) = rpc(
+        &gw,
+        "/mcp",
+        Some(MASTER_KEY),
+        r#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#,
+    )
+    .await;
+    assert_eq!(status, 200);
+    let names: Vec<&str> = body["result"]["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
+    assert!(names.contains(&"everything__echo"), "{names:?}");
+    assert!(names.iter().all(|n| !n.starts_with("broken__")));
+    let (status, _, body) = rpc(
+        &gw,
+        "/mcp/broken",
+        Some(MASTER_KEY),
+        r#"{"jsonrpc":"2.0","id":2,"method":"tools/list"}"#,
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(body["error"]["code"], -32001, "{body}");
+    let listed: Value = client()
+        .get(gw.at("/admin/mcp-servers"))
+        .bearer_auth(MASTER_KEY)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let broken = listed["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "broken")
+        .unwrap();
+    assert_eq!(broken["status"], "failing", "{listed}");
+}
