@@ -313,11 +313,16 @@ pub async fn next_runtime(
             .await?
             .map(Arc::new),
     };
-    let limiter = Some(Limiter::new(
-        next.limits.clone(),
-        kept.limit_backend.clone(),
-        Some(kept.spend_seed.clone()),
-    ));
+    // Counters and budgets carry over: the same backend, seed and failure counts (which
+    // `/metrics` reads), the new rules.
+    let limiter = Some(match &current.limiter {
+        Some(limiter) => limiter.reconfigured(next.limits.clone()),
+        None => Limiter::new(
+            next.limits.clone(),
+            kept.limit_backend.clone(),
+            Some(kept.spend_seed.clone()),
+        ),
+    });
     let client = if applied.upstream == next.upstream {
         None
     } else {

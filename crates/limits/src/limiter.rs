@@ -63,10 +63,17 @@ struct Inner {
     seed: Option<Arc<dyn SpendSeed>>,
     next_lease: AtomicU64,
     seed_locks: Box<[tokio::sync::Mutex<()>]>,
+    counters: Arc<Counters>,
+    last_warning_us: AtomicI64,
+}
+
+/// Backend failures and what was decided about them; shared by a limiter and those
+/// [`Limiter::reconfigured`] from it, so the counts survive a reload.
+#[derive(Debug, Default)]
+struct Counters {
     backend_errors: AtomicU64,
     fail_open_admissions: AtomicU64,
     fail_closed_refusals: AtomicU64,
-    last_warning_us: AtomicI64,
 }
 
 impl fmt::Debug for Limiter {
@@ -184,6 +191,27 @@ impl Limiter {
         backend: Arc<dyn LimitBackend>,
         seed: Option<Arc<dyn SpendSeed>>,
     ) -> Limiter {
+        Self::with_counters(rules, backend, seed, Arc::default())
+    }
+
+    /// A limiter applying `rules` over this one's backend and seed, counting its backend
+    /// failures in this one's counters (a reload: the counts and what the backend holds carry
+    /// over, the rules change).
+    pub fn reconfigured(&self, rules: LimitRules) -> Limiter {
+        Self::with_counters(
+            rules,
+            self.inner.backend.clone(),
+            self.inner.seed.clone(),
+            self.inner.counters.clone(),
+        )
+    }
+
+    fn with_counters(
+        rules: LimitRules,
+        backend: Arc<dyn LimitBackend>,
+        seed: Option<Arc<dyn SpendSeed>>,
+        counters: Arc<Counters>,
+    ) -> Limiter {
         let target_rules = rules.rules().iter().any(|r| is_target_scope(r.scope));
         Limiter {
             inner: Arc::new(Inner {
@@ -195,9 +223,7 @@ impl Limiter {
                 seed_locks: (0..SEED_STRIPES)
                     .map(|_| tokio::sync::Mutex::new(()))
                     .collect(),
-                backend_errors: AtomicU64::new(0),
-                fail_open_admissions: AtomicU64::new(0),
-                fail_closed_refusals: AtomicU64::new(0),
+                counters,
                 last_warning_us: AtomicI64::new(i64::MIN),
             }),
         }
@@ -216,9 +242,17 @@ impl Limiter {
     /// Backend failures and fail-open/closed decisions so far.
     pub fn stats(&self) -> LimiterStats {
         LimiterStats {
-            backend_errors: self.inner.backend_errors.load(Ordering::Relaxed),
-            fail_open_admissions: self.inner.fail_open_admissions.load(Ordering::Relaxed),
-            fail_closed_refusals: self.inner.fail_closed_refusals.load(Ordering::Relaxed),
+            backend_errors: self.inner.counters.backend_errors.load(Ordering::Relaxed),
+            fail_open_admissions: self
+                .inner
+                .counters
+                .fail_open_admissions
+                .load(Ordering::Relaxed),
+            fail_closed_refusals: self
+                .inner
+                .counters
+                .fail_closed_refusals
+                .load(Ordering::Relaxed),
         }
     }
 
@@ -431,7 +465,10 @@ impl Limiter {
         now: i64,
     ) -> Result<(), Refusal> {
         let inner = &self.inner;
-        inner.backend_errors.fetch_add(1, Ordering::Relaxed);
+        inner
+            .counters
+            .backend_errors
+            .fetch_add(1, Ordering::Relaxed);
         let closed = planned.iter().find(|p| !rules[p.rule].fail_open);
         let last = inner.last_warning_us.load(Ordering::Relaxed);
         let warn = now.saturating_sub(last) >= 1_000_000
@@ -441,7 +478,10 @@ impl Limiter {
                 .is_ok();
         match closed {
             Some(planned) => {
-                inner.fail_closed_refusals.fetch_add(1, Ordering::Relaxed);
+                inner
+                    .counters
+                    .fail_closed_refusals
+                    .fetch_add(1, Ordering::Relaxed);
                 let rule = &rules[planned.rule];
                 if warn {
                     tracing::warn!(error = %failure, rule = %rule.id, "limits backend failed; refusing (fail closed)");
@@ -449,7 +489,10 @@ impl Limiter {
                 Err(unavailable(rule, planned.value))
             }
             None => {
-                inner.fail_open_admissions.fetch_add(1, Ordering::Relaxed);
+                inner
+                    .counters
+                    .fail_open_admissions
+                    .fetch_add(1, Ordering::Relaxed);
                 if warn {
                     tracing::warn!(error = %failure, "limits backend failed; admitting unchecked (fail open)");
                 }
@@ -1026,6 +1069,24 @@ impl Drop for Admission {
 mod tests {
     use super::*;
     use crate::rules::format_window;
+
+    #[test]
+    fn a_reconfigured_limiter_keeps_the_backend_seed_and_failure_counts() {
+        let first = Limiter::new(
+            LimitRules::empty(),
+            Arc::new(crate::MemoryBackend::new()),
+            None,
+        );
+        first
+            .inner
+            .counters
+            .backend_errors
+            .fetch_add(3, Ordering::Relaxed);
+        let second = first.reconfigured(LimitRules::empty());
+        assert!(Arc::ptr_eq(&first.inner.counters, &second.inner.counters));
+        assert!(Arc::ptr_eq(&first.inner.backend, &second.inner.backend));
+        assert_eq!(second.stats().backend_errors, 3);
+    }
 
     #[test]
     fn formats_windows_waits_and_money() {
