@@ -329,4 +329,25 @@ async fn a_server_whose_sandbox_cannot_be_set_up_is_not_started() {
         message.contains("sandbox") && message.contains("/nonexistent/reference"),
         "{answer}"
     );
+
+    // The admin list shows it failing, the other one ready.
+    let listed: Value = client()
+        .get(gw.at("/admin/mcp-servers"))
+        .bearer_auth(MASTER_KEY)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let status = |name: &str| {
+        listed["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["name"] == name)
+            .map(|s| s["status"].clone())
+    };
+    assert_eq!(status("refused"), Some(json!("failing")), "{listed}");
+    assert_eq!(status("other"), Some(json!("ready")), "{listed}");
 }
