@@ -235,14 +235,16 @@ impl std::fmt::Debug for StdioSpec {
     }
 }
 
-/// Resource limits of a stdio server.
+/// Resource limits of a stdio server, applied by its sandbox (none with `sandbox: false`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
-    /// Memory, in bytes.
+    /// Memory, in bytes: private writable memory of each process (`RLIMIT_DATA`).
     pub memory_bytes: Option<u64>,
-    /// CPU time, in seconds.
+    /// CPU time of each process, in seconds.
     pub cpu_seconds: Option<u64>,
-    /// Processes and threads.
+    /// Processes and threads of the gateway's user (`RLIMIT_NPROC`). Not applied when the
+    /// gateway runs as root: the kernel ignores the limit for root, and the server runs
+    /// without it (the log says so when the sandbox is first probed).
     pub processes: Option<u64>,
     /// Open files.
     pub open_files: Option<u64>,
