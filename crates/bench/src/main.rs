@@ -312,8 +312,9 @@ async fn run(args: &Args) -> Result<(), String> {
                 .map_err(|e| e.to_string())?,
         );
     }
+    // The load generator sends `Host: bench`, which the DNS-rebinding guard must accept.
     let mcp_block = mcp_servers.iter().enumerate().fold(
-        "mcp:\n  servers:\n".to_owned(),
+        "mcp:\n  allowed_hosts: [bench]\n  servers:\n".to_owned(),
         |mut out, (i, server)| {
             out.push_str(&format!("    s{i}: {{url: \"{}\"}}\n", server.url()));
             out
