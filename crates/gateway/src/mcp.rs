@@ -204,6 +204,11 @@ async fn serve(state: Arc<AppState>, server: Option<String>, req: Request) -> Re
                 );
             }
         };
+        // Arguments and results are kept only when the operator logs bodies.
+        let log_bodies = runtime.log_bodies;
+        if log_bodies && let Some(r) = x.log.record() {
+            r.request_body = Some(crate::request_log::body_text(&bytes));
+        }
         let message = match Stage::Decode.run(|| Message::parse(&bytes)) {
             Ok(m) => m,
             Err(e) => {
@@ -302,6 +307,9 @@ async fn serve(state: Arc<AppState>, server: Option<String>, req: Request) -> Re
                         note.decision = decision;
                         let size = result.as_ref().map(|r| r.get().len()).ok();
                         note_log(&mut x.log, &note, size);
+                        if log_bodies {
+                            log_result(&mut x.log, &result);
+                        }
                         json_answer(id, result)
                     }
                     Some(first) = related_rx.recv() => {
@@ -458,6 +466,16 @@ async fn admit(
         .await
         .map(Some)
         .map_err(|refusal| crate::limits::refusal_error(&refusal))
+}
+
+/// A call's result (or error) as its log record's response body.
+fn log_result(log: &mut RequestLog, result: &Result<Box<RawValue>, ErrorObject>) {
+    if let Some(r) = log.record() {
+        r.response_body = Some(match result {
+            Ok(raw) => crate::request_log::body_text(raw.get().as_bytes()),
+            Err(e) => serde_json::to_string(e).unwrap_or_default(),
+        });
+    }
 }
 
 /// The server, tool, decision and arguments digest of a request in its log record; a tool

@@ -24,6 +24,35 @@ fn everything_bin() -> String {
     path.display().to_string()
 }
 
+/// Arguments and results are in the log only when the operator logs bodies.
+#[tokio::test]
+async fn arguments_and_results_are_logged_only_with_bodies() {
+    for bodies in [false, true] {
+        let gw = TestGateway::start(&format!(
+            "\nlog:\n  bodies: {bodies}\n  flush_interval_ms: 5\n{}",
+            yaml()
+        ))
+        .await;
+        let marker = format!("secret-argument-{}", uuid::Uuid::now_v7());
+        let body = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+            "params": {"name": "everything__echo", "arguments": {"message": marker}}});
+        let (status, _, answer) = rpc(&gw, "/mcp", Some(MASTER_KEY), &body.to_string()).await;
+        assert_eq!(status, 200, "{answer}");
+        let record = logged(&gw, |r| r["model"] == "everything__echo").await;
+        let text = record.to_string();
+        assert_eq!(
+            text.contains(&marker),
+            bodies,
+            "log.bodies: {bodies}: {record}"
+        );
+        if bodies {
+            assert!(record["response_body"].as_str().unwrap().contains(&marker));
+        } else {
+            assert!(record["request_body"].is_null());
+        }
+    }
+}
+
 fn yaml() -> String {
     format!(
         r#"
