@@ -41,7 +41,7 @@ pub async fn readyz(State(state): State<Arc<AppState>>) -> Response {
 
 /// `GET /metrics`.
 pub async fn metrics(State(state): State<Arc<AppState>>) -> Response {
-    if let Some(mcp) = state.mcp.get() {
+    if let Some(mcp) = state.mcp.load_full() {
         for server in mcp.hub.servers() {
             let up = server.status() == portcullis_mcp::upstream::Status::Ready;
             state.metrics.set_mcp_server_up(server.name(), up);

@@ -260,7 +260,7 @@ impl Gateway {
                     .as_ref()
                     .and_then(|o| o.issuer.clone()),
             );
-            let _ = state.mcp.set(Arc::new(endpoint));
+            state.mcp.store(Some(Arc::new(endpoint)));
         }
         Ok(Self {
             state,
@@ -297,7 +297,7 @@ impl Gateway {
         let state = self.state.clone();
         let app = router(state.clone());
         server::serve(listener, app, state.clone(), self.limits, shutdown).await;
-        if let Some(mcp) = state.mcp.get() {
+        if let Some(mcp) = state.mcp.load_full() {
             // Stdio servers' process groups are killed, HTTP sessions ended.
             mcp.hub.shutdown().await;
         }

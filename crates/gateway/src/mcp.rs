@@ -94,7 +94,7 @@ pub async fn server_resource_metadata(
 }
 
 fn metadata(state: &AppState, server: Option<&str>, headers: &HeaderMap) -> Response {
-    let Some(endpoint) = state.mcp.get() else {
+    let Some(endpoint) = state.mcp.load_full() else {
         return plain(StatusCode::NOT_FOUND, "no MCP servers are configured");
     };
     if let Some(server) = server
@@ -120,7 +120,7 @@ fn metadata(state: &AppState, server: Option<&str>, headers: &HeaderMap) -> Resp
 }
 
 async fn serve(state: Arc<AppState>, server: Option<String>, req: Request) -> Response {
-    let Some(endpoint) = state.mcp.get().cloned() else {
+    let Some(endpoint) = state.mcp.load_full() else {
         return plain(StatusCode::NOT_FOUND, "no MCP servers are configured");
     };
     if let Err(why) = endpoint.guard(req.headers()) {

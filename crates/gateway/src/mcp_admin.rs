@@ -34,7 +34,7 @@ pub async fn list(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Res
 }
 
 async fn servers(state: &AppState) -> Value {
-    let Some(mcp) = state.mcp.get() else {
+    let Some(mcp) = state.mcp.load_full() else {
         return json!({"data": []});
     };
     let mut data = Vec::new();

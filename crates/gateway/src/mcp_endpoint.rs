@@ -63,6 +63,28 @@ impl McpEndpoint {
         }
     }
 
+    /// The same endpoint over the servers of `config` (see `Hub::reconfigured`): unchanged
+    /// servers keep their connections, sessions stay valid. Also returns the servers no longer
+    /// in use, to be shut down.
+    pub fn reconfigured(
+        &self,
+        config: McpConfig,
+    ) -> (McpEndpoint, Vec<Arc<portcullis_mcp::hub::Server>>) {
+        let (hub, gone) = self
+            .hub
+            .reconfigured(&config, &portcullis_mcp::hub::connect);
+        (
+            McpEndpoint::new(
+                Arc::new(hub),
+                config,
+                self.listen,
+                self.session_key,
+                self.issuer.clone(),
+            ),
+            gone,
+        )
+    }
+
     /// Gives `request`, which `server` made, an id of the gateway's own, so that the client's
     /// answer finds its way back ([`McpEndpoint::answered`]) whichever server asked.
     pub fn relay(&self, server: &Arc<Server>, request: &mut Request) {

@@ -27,6 +27,8 @@
 //!   drain.
 //! - `log.batch_size` and `log.flush_interval`: the request-log writer's next batch.
 //! - `identity.poll_interval`: the directory's watcher polls at the new interval from now on.
+//! - `mcp`: servers whose entry is unchanged keep their connections (and their lists); new or
+//!   changed entries are connected; removed ones are stopped; session ids stay valid.
 //!
 //! What cannot change while running is named in [`ReloadSummary::needs_restart`] and left as it
 //! was:
@@ -44,8 +46,6 @@
 //!   is built), and `identity.issuers` while the OAuth server runs (it signs users in through
 //!   them).
 //! - the exact cache's store backend and size (the store carries its entries over).
-//! - `mcp`: the MCP servers' connections and the endpoint in front of them are set up once,
-//!   when the process starts.
 
 use std::fmt;
 use std::sync::Arc;
@@ -298,6 +298,8 @@ pub async fn next_runtime(
     let poll_interval = (applied.identity.poll_interval != next.identity.poll_interval)
         .then_some(next.identity.poll_interval);
     changed("identity.poll_interval", poll_interval.is_some());
+    // Applied by the state once the rest is in force (`AppState::reload`).
+    changed("mcp", applied.mcp != next.mcp);
 
     let registry = Arc::new(next.registry()?);
     let cache = match &current.cache {
@@ -442,7 +444,6 @@ fn needs_restart(applied: &Config, next: &Config) -> Vec<&'static str> {
         "cache (store backend and size)",
         store_shape(applied) != store_shape(next),
     );
-    check("mcp", applied.mcp != next.mcp);
     out
 }
 
@@ -470,6 +471,5 @@ fn in_force(applied: &Config, next: &Config) -> Config {
     config.cache.default.backend = store.backend;
     config.cache.default.max_bytes = store.max_bytes;
     config.cache.default.max_entry_bytes = store.max_entry_bytes;
-    config.mcp = applied.mcp.clone();
     config
 }

@@ -46,8 +46,9 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// The budget of request-body bytes held at once (`server.max_body_bytes_in_flight`).
     pub body_budget: Arc<crate::body::BodyBudget>,
-    /// The MCP endpoints, once their servers are set up.
-    pub mcp: OnceLock<Arc<crate::mcp_endpoint::McpEndpoint>>,
+    /// The MCP endpoints, when servers are configured; a reload replaces them (a request keeps
+    /// the one it loaded).
+    pub mcp: arc_swap::ArcSwapOption<crate::mcp_endpoint::McpEndpoint>,
     draining: AtomicBool,
 }
 
@@ -84,7 +85,7 @@ impl AppState {
             stores,
             metrics,
             body_budget: crate::body::BodyBudget::new(usize::MAX),
-            mcp: OnceLock::new(),
+            mcp: arc_swap::ArcSwapOption::empty(),
             draining: AtomicBool::new(false),
         }
     }
@@ -120,6 +121,7 @@ impl AppState {
             },
         )
         .await?;
+        let mcp_changed = applied.mcp != next.mcp;
         let (in_force, summary) = reloaded.put_in_force(
             &self.runtime,
             &self.auth,
@@ -127,8 +129,48 @@ impl AppState {
             &self.body_budget,
             &self.log,
         );
+        if mcp_changed {
+            self.reconfigure_mcp(&in_force).await?;
+        }
         *applied = in_force;
         Ok(summary)
+    }
+
+    /// Puts the MCP servers of `config` in force: unchanged servers keep their connections and
+    /// sessions stay valid; new ones are connected; removed ones are stopped once no new request
+    /// can reach them.
+    async fn reconfigure_mcp(&self, config: &Config) -> Result<(), ReloadError> {
+        let current = self.mcp.load_full();
+        let (next, gone) = match (&current, config.mcp.servers.is_empty()) {
+            (Some(endpoint), _) => {
+                let (next, gone) = endpoint.reconfigured(config.mcp.clone());
+                (Some(Arc::new(next)), gone)
+            }
+            (None, true) => (None, Vec::new()),
+            (None, false) => {
+                let hub = Arc::new(portcullis_mcp::hub::Hub::new(
+                    &config.mcp,
+                    &portcullis_mcp::hub::connect,
+                ));
+                let endpoint = crate::mcp_endpoint::McpEndpoint::new(
+                    hub,
+                    config.mcp.clone(),
+                    config.listen,
+                    crate::mcp_endpoint::session_key(self.stores.settings.as_ref()).await?,
+                    config
+                        .identity
+                        .oauth
+                        .as_ref()
+                        .and_then(|o| o.issuer.clone()),
+                );
+                (Some(Arc::new(endpoint)), Vec::new())
+            }
+        };
+        self.mcp.store(next);
+        for server in gone {
+            tokio::spawn(async move { server.upstream.shutdown().await });
+        }
+        Ok(())
     }
 
     /// Starts the log record of a request, with the access-log setting of `runtime`.

@@ -360,6 +360,44 @@ impl Hub {
         Self { servers }
     }
 
+    /// The servers of `config`: a server whose entry is unchanged is this hub's, connection,
+    /// lists and all; a new or changed entry is connected by `connect`. Also returns the
+    /// servers of this hub that the new one no longer has, for the caller to shut down once
+    /// the new hub is in use.
+    pub fn reconfigured(
+        &self,
+        config: &McpConfig,
+        connect: &dyn Fn(&ServerSpec) -> Arc<dyn Upstream>,
+    ) -> (Hub, Vec<Arc<Server>>) {
+        let mut servers = BTreeMap::new();
+        for spec in &config.servers {
+            let server = match self.servers.get(&spec.name) {
+                Some(kept) if kept.spec == *spec => kept.clone(),
+                _ => {
+                    let server = Arc::new(Server {
+                        spec: spec.clone(),
+                        upstream: connect(spec),
+                        lists: Default::default(),
+                    });
+                    watch_list_changes(&server);
+                    server
+                }
+            };
+            servers.insert(spec.name.clone(), server);
+        }
+        let gone = self
+            .servers
+            .values()
+            .filter(|old| {
+                servers
+                    .get(old.name())
+                    .is_none_or(|new| !Arc::ptr_eq(new, old))
+            })
+            .cloned()
+            .collect();
+        (Hub { servers }, gone)
+    }
+
     /// The server called `name`.
     pub fn server(&self, name: &str) -> Option<&Arc<Server>> {
         self.servers.get(name)

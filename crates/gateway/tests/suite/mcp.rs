@@ -620,3 +620,84 @@ async fn a_failing_server_never_hides_the_others() {
         .unwrap();
     assert_eq!(broken["status"], "failing", "{listed}");
 }
+
+/// A reload changes the MCP servers: an added server's tools appear, a removed server's go,
+/// an unchanged server keeps its connection, and sessions stay valid.
+#[tokio::test]
+async fn a_reload_adds_and_removes_mcp_servers() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}", dir.path().join("gw.db").display());
+    let file = |servers: &[&str]| {
+        let mut text = format!(
+            "master_key: {MASTER_KEY}\ndatabase: {{url: \"{db}\"}}\nlog: {{flush_interval_ms: 5}}\nmcp:\n  servers:\n"
+        );
+        for name in servers {
+            text.push_str(&format!(
+                "    {name}: {{command: {}, args: [stdio], timeout: 20s}}\n",
+                everything_bin()
+            ));
+        }
+        portcullis_config::from_yaml(
+            &text,
+            portcullis_config::Source::Environment,
+            &std::collections::HashMap::<String, String>::new(),
+        )
+        .unwrap()
+    };
+    let gw = TestGateway::start_config(file(&["everything"])).await;
+    let initialize = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}"#;
+    let (_, headers, _) = rpc(&gw, "/mcp", Some(MASTER_KEY), initialize).await;
+    let session = headers["mcp-session-id"].to_str().unwrap().to_owned();
+    let tools = |gw: &TestGateway| {
+        let request = client()
+            .post(gw.at("/mcp"))
+            .bearer_auth(MASTER_KEY)
+            .header("mcp-session-id", session.clone())
+            .json(&json!({"jsonrpc": "2.0", "id": 2, "method": "tools/list"}))
+            .send();
+        async move {
+            let v: Value = request.await.unwrap().json().await.unwrap();
+            v["result"]["tools"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|t| t["name"].as_str().unwrap().to_owned())
+                .collect::<Vec<String>>()
+        }
+    };
+    let before = gw.state.mcp.load_full().unwrap();
+    let kept = before.hub.server("everything").unwrap().clone();
+
+    let summary = gw
+        .state
+        .reload(&file(&["everything", "more"]))
+        .await
+        .unwrap();
+    assert!(summary.applied.contains(&"mcp"), "{summary}");
+    assert!(!summary.needs_restart.contains(&"mcp"), "{summary}");
+    let names = tools(&gw).await;
+    assert!(names.contains(&"everything__echo".to_owned()), "{names:?}");
+    assert!(names.contains(&"more__echo".to_owned()), "{names:?}");
+    let after = gw.state.mcp.load_full().unwrap();
+    assert!(
+        std::sync::Arc::ptr_eq(after.hub.server("everything").unwrap(), &kept),
+        "an unchanged server keeps its connection"
+    );
+
+    gw.state.reload(&file(&["more"])).await.unwrap();
+    let names = tools(&gw).await;
+    assert!(
+        !names.iter().any(|n| n.starts_with("everything__")),
+        "{names:?}"
+    );
+    assert!(names.contains(&"more__echo".to_owned()));
+    let (status, _, _) = rpc(
+        &gw,
+        "/mcp/everything",
+        Some(MASTER_KEY),
+        r#"{"jsonrpc":"2.0","id":3,"method":"ping"}"#,
+    )
+    .await;
+    assert_eq!(status, 404, "a removed server's endpoint is gone");
+    gw.stop().await;
+}
