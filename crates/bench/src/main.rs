@@ -50,11 +50,13 @@ struct Args {
     pin: bool,
     /// Leave the `keyed` route's tool deny-list out, to compare with builds that predate it.
     no_tools_denied: bool,
+    /// Leave the MCP servers and scenarios out, to compare with builds that predate them.
+    no_mcp: bool,
 }
 
 fn usage() -> ! {
     eprintln!(
-        "usage: portcullis-bench run [--gateway-bin PATH] [--duration SECS] [--warmup SECS] [--json FILE] [--no-pin] [--no-tools-denied]\n\
+        "usage: portcullis-bench run [--gateway-bin PATH] [--duration SECS] [--warmup SECS] [--json FILE] [--no-pin] [--no-tools-denied] [--no-mcp]\n\
          \x20      portcullis-bench load ADDR PATH KEY MODEL [--concurrency N] [--duration SECS] [--stream]\n\
          \x20      portcullis-bench memory [--help for its options]\n\
          \x20      portcullis-bench floor UPSTREAM_ADDR..."
@@ -210,6 +212,7 @@ fn parse_args() -> Args {
         json: None,
         pin: true,
         no_tools_denied: false,
+        no_mcp: false,
     };
     while let Some(flag) = args.next() {
         let mut value = || args.next().unwrap_or_else(|| usage());
@@ -224,6 +227,7 @@ fn parse_args() -> Args {
             "--json" => a.json = Some(PathBuf::from(value())),
             "--no-pin" => a.pin = false,
             "--no-tools-denied" => a.no_tools_denied = true,
+            "--no-mcp" => a.no_mcp = true,
             _ => usage(),
         }
     }
@@ -313,13 +317,17 @@ async fn run(args: &Args) -> Result<(), String> {
         );
     }
     // The load generator sends `Host: bench`, which the DNS-rebinding guard must accept.
-    let mcp_block = mcp_servers.iter().enumerate().fold(
-        "mcp:\n  allowed_hosts: [bench]\n  servers:\n".to_owned(),
-        |mut out, (i, server)| {
-            out.push_str(&format!("    s{i}: {{url: \"{}\"}}\n", server.url()));
-            out
-        },
-    );
+    let mcp_block = if args.no_mcp {
+        String::new()
+    } else {
+        mcp_servers.iter().enumerate().fold(
+            "mcp:\n  allowed_hosts: [bench]\n  servers:\n".to_owned(),
+            |mut out, (i, server)| {
+                out.push_str(&format!("    s{i}: {{url: \"{}\"}}\n", server.url()));
+                out
+            },
+        )
+    };
 
     let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
     let listen = free_port()?;
@@ -455,7 +463,7 @@ async fn run(args: &Args) -> Result<(), String> {
             json!({"name": name, "arguments": {"text": "hello"}}),
         )
     };
-    let scenarios: [(&'static str, usize, Target, Target); 14] = [
+    let scenarios: Vec<(&'static str, usize, Target, Target)> = vec![
         (
             "added latency",
             1,
@@ -530,6 +538,9 @@ async fn run(args: &Args) -> Result<(), String> {
             mcp_via(rpc("tools/list", json!({}))),
         ),
     ];
+    let scenarios = scenarios
+        .into_iter()
+        .filter(|(name, ..)| !(args.no_mcp && name.starts_with("MCP")));
     let mut rows = Vec::new();
     // The core scenarios come first; the memory target is read once they are done, before
     // the cache-hit runs push the request log to ~60k records/s.
