@@ -27,6 +27,8 @@ pub mod error;
 pub mod identity;
 pub mod raw;
 pub mod stream;
+#[cfg(feature = "tls")]
+pub mod tls;
 
 pub use accumulate::ResponseAccumulator;
 pub use chat::{

@@ -44,18 +44,7 @@ pub struct UpstreamClient {
 impl UpstreamClient {
     /// Builds the client.
     pub fn new(config: ClientConfig) -> Result<Self, rustls::Error> {
-        let mut roots = rustls::RootCertStore::empty();
-        roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-        // Corporate CAs installed on the host are trusted too; unreadable ones are skipped.
-        for cert in rustls_native_certs::load_native_certs().certs {
-            let _ = roots.add(cert);
-        }
-        let tls = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+        let tls = portcullis_core::tls::client_config()?;
 
         let mut http = HttpConnector::new();
         http.enforce_http(false);

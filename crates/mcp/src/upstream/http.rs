@@ -60,19 +60,7 @@ pub(crate) fn http_client(connect_timeout: Duration) -> Result<HttpClient, rustl
     // The system's roots are read once for every connection of the process.
     static TLS: OnceLock<Result<rustls::ClientConfig, rustls::Error>> = OnceLock::new();
     let tls = TLS
-        .get_or_init(|| {
-            let mut roots = rustls::RootCertStore::empty();
-            roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-            for cert in rustls_native_certs::load_native_certs().certs {
-                let _ = roots.add(cert);
-            }
-            Ok(rustls::ClientConfig::builder_with_provider(Arc::new(
-                rustls::crypto::ring::default_provider(),
-            ))
-            .with_safe_default_protocol_versions()?
-            .with_root_certificates(roots)
-            .with_no_client_auth())
-        })
+        .get_or_init(portcullis_core::tls::client_config)
         .clone()?;
     let mut http = HttpConnector::new();
     http.enforce_http(false);
