@@ -34,8 +34,8 @@ use portcullis_core::{ErrorKind, GatewayError};
 use portcullis_identity::Principal;
 use portcullis_limits::{Estimate, Subjects};
 use portcullis_mcp::jsonrpc::{
-    ErrorObject, INTERNAL_ERROR, INVALID_REQUEST, Id, Message, Outcome, RATE_LIMITED,
-    Request as RpcRequest, Response as RpcResponse,
+    ErrorObject, INVALID_REQUEST, Id, Message, Outcome, RATE_LIMITED, Request as RpcRequest,
+    Response as RpcResponse,
 };
 use portcullis_mcp::router::{
     Ask, Decision, Era, HANDSHAKE_VERSIONS, META_PROTOCOL_VERSION, MODERN_VERSIONS, Note, Plan,
@@ -140,17 +140,11 @@ async fn serve(state: Arc<AppState>, server: Option<String>, req: Request) -> Re
         },
         None => None,
     };
-    let modern_header = req
-        .headers()
-        .get(PROTOCOL_VERSION)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| MODERN_VERSIONS.contains(&v));
     match *req.method() {
         Method::POST => {}
         _ => {
             // No standalone stream and nothing to end: sessions are stateless, and 2026
             // clients only POST.
-            let _ = modern_header;
             let mut r = plain(StatusCode::METHOD_NOT_ALLOWED, "only POST is supported");
             r.headers_mut()
                 .insert(ALLOW, HeaderValue::from_static("POST"));
@@ -673,14 +667,4 @@ fn tokio_stream_from(
     mut rx: mpsc::Receiver<Result<Bytes, std::convert::Infallible>>,
 ) -> impl futures_util::Stream<Item = Result<Bytes, std::convert::Infallible>> + Send {
     futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx))
-}
-
-/// An internal error for the caller.
-pub fn internal_error(id: Option<Id>) -> Response {
-    rpc_error_status(
-        StatusCode::INTERNAL_SERVER_ERROR,
-        id,
-        INTERNAL_ERROR,
-        "internal error",
-    )
 }

@@ -19,7 +19,7 @@ use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 use crate::config::{McpConfig, ServerSpec};
-use crate::jsonrpc::{ErrorObject, INTERNAL_ERROR, Message, UPSTREAM_ERROR};
+use crate::jsonrpc::{ErrorObject, Message, UPSTREAM_ERROR};
 use crate::names::{self, ServerNames};
 use crate::upstream::{Reply, Status, Upstream, UpstreamError};
 
@@ -545,8 +545,3 @@ impl Upstream for Broken {
 /// How long a list is trusted without a `list_changed` from its server; a server that never
 /// notifies is asked again after this.
 pub const LIST_TTL: Duration = Duration::from_secs(300);
-
-/// An internal error object.
-pub fn internal(message: &str) -> ErrorObject {
-    ErrorObject::new(INTERNAL_ERROR, message)
-}
