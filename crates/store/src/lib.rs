@@ -10,9 +10,13 @@
 //! - [`semantic`]: the semantic response cache table ([`SemanticStore`]);
 //! - [`tenancy`]: teams, users, service accounts, virtual keys, provider credentials
 //!   ([`TenancyStore`]);
-//! - [`oauth`]: the OAuth server's clients, codes and tokens ([`OAuthStore`]).
+//! - [`oauth`]: the OAuth server's clients, codes and tokens ([`OAuthStore`]);
+//! - [`mcp`]: the MCP servers added through the admin API ([`McpServerStore`]);
+//! - [`mcp_pins`]: the fingerprints MCP tool definitions are pinned to ([`McpPinStore`]).
 
 pub mod escape;
+pub mod mcp;
+pub mod mcp_pins;
 pub mod oauth;
 pub mod record;
 pub mod semantic;
@@ -25,6 +29,8 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
+pub use mcp::{McpServerRecord, McpServerStore};
+pub use mcp_pins::McpPinStore;
 pub use oauth::OAuthStore;
 pub use record::{LogQuery, LogRecord, StatusFilter};
 pub use semantic::{SemanticEntry, SemanticStore};
@@ -118,6 +124,10 @@ pub struct Stores {
     pub oauth: Arc<dyn OAuthStore>,
     /// Teams, users, keys and provider credentials.
     pub tenancy: Arc<dyn TenancyStore>,
+    /// The MCP servers added through the admin API.
+    pub mcp_servers: Arc<dyn McpServerStore>,
+    /// MCP tool pins.
+    pub mcp_pins: Arc<dyn McpPinStore>,
     /// `sqlite` or `postgres`.
     pub backend: &'static str,
 }
@@ -132,6 +142,8 @@ pub async fn connect(url: &str, max_connections: u32) -> Result<Stores, StoreErr
             semantic: s.clone(),
             oauth: s.clone(),
             tenancy: s.clone(),
+            mcp_servers: s.clone(),
+            mcp_pins: s.clone(),
             settings: s,
             backend: "postgres",
         })
@@ -143,6 +155,8 @@ pub async fn connect(url: &str, max_connections: u32) -> Result<Stores, StoreErr
             semantic: s.clone(),
             oauth: s.clone(),
             tenancy: s.clone(),
+            mcp_servers: s.clone(),
+            mcp_pins: s.clone(),
             settings: s,
             backend: "sqlite",
         })
