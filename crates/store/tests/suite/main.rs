@@ -2,6 +2,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod mcp_pins;
 mod oauth;
 mod semantic;
 mod stores;
