@@ -566,6 +566,28 @@ async fn run(args: &Args) -> Result<(), String> {
     }
     let peak_rss = procfs::peak_rss(pid).unwrap_or(0);
     let dropped = log_dropped(gw_addr).await;
+    // The same aggregated list from a gateway that keeps no lists (`list_ttl: 0s`): every
+    // request fans out to the ten servers.
+    if !args.no_mcp {
+        let list = mcp_direct(rpc("tools/list", json!({})));
+        match uncached_list(args, dir.path(), &mcp_block, &list).await {
+            Ok((gateway, cpu_us_per_request)) => {
+                let direct = load::run(&list, 1, args.warmup, args.duration).await;
+                let (floor, floor_cpu_us_per_request) =
+                    measure(floor_pid, &floor_of(&list), 1, args).await;
+                rows.push(Row {
+                    scenario: "MCP tools/list 10 servers, no cache",
+                    concurrency: 1,
+                    direct,
+                    floor,
+                    floor_cpu_us_per_request,
+                    gateway,
+                    cpu_us_per_request,
+                });
+            }
+            Err(e) => eprintln!("the uncached MCP list was not measured: {e}"),
+        }
+    }
     // Let the load generator's connections and stream drains finish on this runtime before
     // the blocking wait for the gateway's exit, so its graceful shutdown is not held up.
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -596,6 +618,45 @@ async fn run(args: &Args) -> Result<(), String> {
             .map_err(|e| e.to_string())?;
     }
     Ok(())
+}
+
+/// Measures the aggregated `tools/list` on a second gateway over the same MCP servers that
+/// keeps no lists, so each request asks every server; `direct` is the first server's own list.
+async fn uncached_list(
+    args: &Args,
+    dir: &std::path::Path,
+    mcp_block: &str,
+    direct: &Target,
+) -> Result<(Outcome, f64), String> {
+    let listen = free_port()?;
+    let config = dir.join("bench-uncached.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "listen: 127.0.0.1:{listen}\nmaster_key: {MASTER_KEY}\nsecret_key: {BENCH_SECRET_KEY}\n\
+             database:\n  url: sqlite://{db}\n{block}",
+            db = dir.join("bench-uncached.db").display(),
+            block = mcp_block.replacen("mcp:\n", "mcp:\n  list_ttl: 0s\n", 1),
+        ),
+    )
+    .map_err(|e| e.to_string())?;
+    let mut gateway = spawn_gateway(args, &config)?;
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{listen}")
+        .parse()
+        .map_err(|_| "address")?;
+    if let Err(e) = wait_ready(addr).await {
+        stop(&mut gateway);
+        return Err(e);
+    }
+    let target = Target {
+        addr,
+        path: "/mcp".to_owned(),
+        authorization: format!("Bearer {MASTER_KEY}"),
+        ..direct.clone()
+    };
+    let measured = measure(gateway.id(), &target, 1, args).await;
+    stop(&mut gateway);
+    Ok(measured)
 }
 
 /// Runs a scenario against the process `pid` (the gateway or the floor), reading its CPU time

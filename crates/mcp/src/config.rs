@@ -6,6 +6,8 @@
 //!   allowed_hosts: [gateway.example.com]      # `Host` values accepted besides loopback names
 //!   allowed_origins: [https://app.example.com] # browser origins accepted besides the gateway's own
 //!   timeout: 30s                              # each upstream call; default 30s
+//!   list_ttl: 5m                              # how long a server's lists are kept without a
+//!                                             # `list_changed`; 0s fetches on every request
 //!   servers:
 //!     files:                                  # lowercase letters, digits and `-`, at most 32
 //!       command: npx                          # a stdio server the gateway starts …
@@ -37,6 +39,8 @@ use serde::Deserialize;
 
 /// Upstream call timeout when none is configured.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a server's lists are kept when nothing says they changed, unless configured.
+pub const DEFAULT_LIST_TTL: Duration = Duration::from_secs(300);
 /// Longest server name: with `__` and a tool name it must fit the 64 characters clients accept.
 pub const MAX_SERVER_NAME: usize = 32;
 
@@ -56,6 +60,9 @@ pub struct RawMcp {
     /// Default upstream call timeout.
     #[serde(default)]
     pub timeout: Option<String>,
+    /// Default time a server's lists are kept.
+    #[serde(default)]
+    pub list_ttl: Option<String>,
     /// The servers, by name.
     #[serde(default)]
     pub servers: BTreeMap<String, RawServer>,
@@ -104,6 +111,9 @@ pub struct RawServer {
     /// This server's call timeout.
     #[serde(default)]
     pub timeout: Option<String>,
+    /// How long this server's lists are kept.
+    #[serde(default)]
+    pub list_ttl: Option<String>,
 }
 
 /// `limits:` of a stdio server as written.
@@ -163,6 +173,8 @@ pub struct ServerSpec {
     pub transport: Transport,
     /// How long each call may take.
     pub timeout: Duration,
+    /// How long its lists are kept without a `list_changed` (zero: not kept).
+    pub list_ttl: Duration,
 }
 
 impl std::fmt::Debug for ServerSpec {
@@ -171,6 +183,7 @@ impl std::fmt::Debug for ServerSpec {
             .field("name", &self.name)
             .field("transport", &self.transport)
             .field("timeout", &self.timeout)
+            .field("list_ttl", &self.list_ttl)
             .finish()
     }
 }
@@ -310,6 +323,15 @@ impl Block for McpConfig {
             None => DEFAULT_TIMEOUT,
             Some(t) => duration(t, &key(at, "timeout"), &mut issues).unwrap_or(DEFAULT_TIMEOUT),
         };
+        let defaults = ServerDefaults {
+            timeout: default_timeout,
+            list_ttl: match &raw.list_ttl {
+                None => DEFAULT_LIST_TTL,
+                Some(t) => {
+                    list_ttl(t, &key(at, "list_ttl"), &mut issues).unwrap_or(DEFAULT_LIST_TTL)
+                }
+            },
+        };
         for (i, host) in raw.allowed_hosts.iter().enumerate() {
             if host.is_empty() || host.contains(['/', ' ']) {
                 issues.push(
@@ -336,7 +358,7 @@ impl Block for McpConfig {
                     "a server name is 1 to 32 lowercase letters, digits and `-`",
                 );
             }
-            if let Some(spec) = validate_server(name, server, &here, default_timeout, &mut issues) {
+            if let Some(spec) = validate_server(name, server, &here, defaults, &mut issues) {
                 servers.push(spec);
             }
         }
@@ -361,12 +383,16 @@ fn validate_server(
     name: String,
     raw: RawServer,
     at: &str,
-    default_timeout: Duration,
+    defaults: ServerDefaults,
     issues: &mut Issues,
 ) -> Option<ServerSpec> {
     let timeout = match &raw.timeout {
-        None => default_timeout,
+        None => defaults.timeout,
         Some(t) => duration(t, &key(at, "timeout"), issues)?,
+    };
+    let list_ttl = match &raw.list_ttl {
+        None => defaults.list_ttl,
+        Some(t) => self::list_ttl(t, &key(at, "list_ttl"), issues)?,
     };
     let transport = match (&raw.command, &raw.url) {
         (Some(_), Some(_)) => {
@@ -463,7 +489,22 @@ fn validate_server(
         name,
         transport,
         timeout,
+        list_ttl,
     })
+}
+
+/// What a server entry takes from the block when it does not say.
+#[derive(Debug, Clone, Copy)]
+struct ServerDefaults {
+    timeout: Duration,
+    list_ttl: Duration,
+}
+
+/// A list lifetime: a duration, where `0s` (no caching) is allowed.
+fn list_ttl(text: &str, at: &str, issues: &mut Issues) -> Option<Duration> {
+    parse_duration(text)
+        .map_err(|e| issues.push(at, e.to_string()))
+        .ok()
 }
 
 fn limits(raw: &RawLimits, at: &str, issues: &mut Issues) -> Limits {
@@ -630,6 +671,24 @@ servers:
         assert_eq!(c.server("remote").unwrap().timeout, Duration::from_secs(5));
         // Secrets never show in debug output.
         assert!(!format!("{c:?}").contains("s3cret"));
+    }
+
+    #[test]
+    fn list_lifetimes_default_to_five_minutes_and_zero_keeps_nothing() {
+        let c = validate(
+            "list_ttl: 0s\nservers:\n  a: {url: \"http://a\"}\n  b: {url: \"http://b\", list_ttl: 1m}\n",
+        )
+        .unwrap();
+        assert_eq!(c.server("a").unwrap().list_ttl, Duration::ZERO);
+        assert_eq!(c.server("b").unwrap().list_ttl, Duration::from_secs(60));
+        let c = validate("servers:\n  a: {url: \"http://a\"}\n").unwrap();
+        assert_eq!(c.server("a").unwrap().list_ttl, DEFAULT_LIST_TTL);
+        let errors = validate("list_ttl: later\nservers: {}\n").unwrap_err();
+        assert!(
+            errors
+                .join("\n")
+                .contains("mcp.list_ttl: `later` is not a duration")
+        );
     }
 
     #[test]

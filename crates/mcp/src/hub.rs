@@ -1,7 +1,7 @@
 //! The servers behind the gateway and what they list: tools, prompts, resources and resource
 //! templates, fetched page by page, kept until the server says its list changed
-//! (`notifications/*/list_changed`) or [`LIST_TTL`] has passed, and fetched again at most once
-//! at a time.
+//! (`notifications/*/list_changed`) or its `list_ttl` has passed (`mcp.list_ttl`, 5 minutes
+//! unless configured; zero keeps nothing), and fetched again at most once at a time.
 //!
 //! Each entry is kept twice, as JSON ready to send: as the server wrote it (for
 //! `/mcp/<server>`) and with its name or URI made public (for `/mcp`, see [`crate::names`]),
@@ -198,7 +198,7 @@ impl Server {
     pub async fn list(&self, kind: ListKind) -> Result<Arc<Listing>, ListError> {
         let mut slot = self.lists[kind.index()].lock().await;
         if let Some(listing) = slot.as_ref()
-            && listing.fetched.elapsed() < LIST_TTL
+            && listing.fetched.elapsed() < self.spec.list_ttl
         {
             return Ok(listing.clone());
         }
@@ -541,7 +541,3 @@ impl Upstream for Broken {
 
     async fn shutdown(&self) {}
 }
-
-/// How long a list is trusted without a `list_changed` from its server; a server that never
-/// notifies is asked again after this.
-pub const LIST_TTL: Duration = Duration::from_secs(300);
