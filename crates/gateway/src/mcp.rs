@@ -260,7 +260,12 @@ async fn serve(state: Arc<AppState>, server: Option<String>, req: Request) -> Re
             Some(s) => Scope::Server(s),
             None => Scope::All,
         };
-        let ask = Ask { scope, access, era };
+        let ask = Ask {
+            scope,
+            access,
+            era,
+            page_size: endpoint.page_size(),
+        };
         let plan = Stage::Authorize
             .run_async(endpoint.hub.plan(&ask, &request))
             .await;

@@ -102,6 +102,11 @@ impl McpEndpoint {
         );
     }
 
+    /// Entries per page of the lists the endpoints answer.
+    pub fn page_size(&self) -> usize {
+        portcullis_mcp::pages::DEFAULT_PAGE_SIZE
+    }
+
     /// The relayed request a client's answer with `id` is for, if any.
     pub fn answered(&self, id: &Id) -> Option<Relayed> {
         let Id::String(id) = id else {

@@ -8,6 +8,7 @@
 //! - [`upstream`]: connections to the servers, one transport per module.
 //! - [`hub`]: the servers and their lists (tools, prompts, resources), cached until they
 //!   change.
+//! - [`pages`]: lists answered page by page, with stateless cursors.
 //! - [`router`]: a client's request planned (answered here, refused, or forwarded with the
 //!   server's own names) and forwarded.
 //!
@@ -20,6 +21,8 @@ pub mod hub;
 pub mod jsonrpc;
 #[cfg(feature = "runtime")]
 pub mod names;
+#[cfg(feature = "runtime")]
+pub mod pages;
 #[cfg(feature = "runtime")]
 pub mod router;
 #[cfg(feature = "runtime")]

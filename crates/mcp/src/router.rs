@@ -19,9 +19,10 @@ use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
-use crate::hub::{Hub, ListKind, Server};
+use crate::hub::{Hub, ListKind, Listing, Server};
 use crate::jsonrpc::{ErrorObject, INVALID_PARAMS, METHOD_NOT_FOUND, Request, UPSTREAM_ERROR};
 use crate::names;
+use crate::pages::{self, ListDigest};
 use crate::upstream::{Related, Reply};
 
 /// The protocol versions of the initialize handshake the gateway speaks, newest first.
@@ -59,6 +60,8 @@ pub struct Ask<'a> {
     pub access: ToolAccess<'a>,
     /// The client's protocol generation.
     pub era: Era,
+    /// Entries per page of a list.
+    pub page_size: usize,
 }
 
 /// What became of a request, for the log and the metrics.
@@ -242,40 +245,11 @@ impl Hub {
         params: Option<&RawValue>,
         note: impl Fn(Decision) -> Note,
     ) -> Plan {
-        // Lists are answered whole: a cursor can only be one the gateway never gave.
-        if let Some(p) = params
-            && let Ok(cursor) = serde_json::from_str::<Cursor>(p.get())
-            && cursor.cursor.is_some()
-        {
-            return Plan::Answer(
-                Err(ErrorObject::new(INVALID_PARAMS, "Invalid cursor")),
-                note(Decision::Invalid),
-            );
-        }
-        let mut scratch = String::new();
-        let mut out = Vec::with_capacity(4096);
-        out.extend_from_slice(b"{\"");
-        out.extend_from_slice(kind.field().as_bytes());
-        out.extend_from_slice(b"\":[");
-        let mut first = true;
-        let mut push = |entry: &RawValue| {
-            if !first {
-                out.push(b',');
-            }
-            first = false;
-            out.extend_from_slice(entry.get().as_bytes());
-        };
+        // The lists of every server in scope, held while their entries are paged.
+        let mut listings: Vec<(&Arc<Server>, Arc<Listing>)> = Vec::new();
         match ask.scope {
             Scope::Server(server) => match server.list(kind).await {
-                Ok(listing) => {
-                    for e in &listing.entries {
-                        if kind != ListKind::Tools
-                            || ask.access.allows_tool(server.name(), &e.own, &mut scratch)
-                        {
-                            push(&e.direct);
-                        }
-                    }
-                }
+                Ok(listing) => listings.push((server, listing)),
                 Err(e) => {
                     return Plan::Answer(Err(e.to_error_object()), note(Decision::Failed));
                 }
@@ -286,22 +260,71 @@ impl Hub {
                     .filter(|s| ask.access.allows_server(s.name()));
                 for (server, listing) in self.lists(usable, kind).await {
                     match listing {
-                        Ok(listing) => {
-                            for e in &listing.entries {
-                                if kind != ListKind::Tools
-                                    || ask.access.allows_tool(server.name(), &e.own, &mut scratch)
-                                {
-                                    push(&e.aggregated);
-                                }
-                            }
-                        }
+                        Ok(listing) => listings.push((server, listing)),
                         // One server failing leaves the others' entries listed.
                         Err(e) => tracing::warn!(server = server.name(), "listing skipped: {e}"),
                     }
                 }
             }
         }
-        out.extend_from_slice(b"]}");
+        let aggregated = matches!(ask.scope, Scope::All);
+        let mut scratch = String::new();
+        let mut digest = ListDigest::new(kind.method());
+        let mut visible: Vec<&RawValue> = Vec::new();
+        for (server, listing) in &listings {
+            for e in &listing.entries {
+                if kind != ListKind::Tools
+                    || ask.access.allows_tool(server.name(), &e.own, &mut scratch)
+                {
+                    if aggregated {
+                        digest.push(&e.public);
+                        visible.push(&e.aggregated);
+                    } else {
+                        digest.push(&e.own);
+                        visible.push(&e.direct);
+                    }
+                }
+            }
+        }
+        let digest = digest.finish();
+        let cursor = params
+            .and_then(|p| serde_json::from_str::<Cursor>(p.get()).ok())
+            .and_then(|c| c.cursor);
+        let start = match cursor {
+            None => 0,
+            Some(c) => match pages::offset(&c, &digest).filter(|o| *o <= visible.len()) {
+                Some(o) => o,
+                // Not a cursor of this list as it is now: the client lists again.
+                None => {
+                    return Plan::Answer(
+                        Err(ErrorObject::new(
+                            INVALID_PARAMS,
+                            "Invalid cursor: the list changed or the cursor is not one this \
+                             gateway gave; list again without a cursor",
+                        )),
+                        note(Decision::Invalid),
+                    );
+                }
+            },
+        };
+        let end = start.saturating_add(ask.page_size.max(1)).min(visible.len());
+        let mut out = Vec::with_capacity(4096);
+        out.extend_from_slice(b"{\"");
+        out.extend_from_slice(kind.field().as_bytes());
+        out.extend_from_slice(b"\":[");
+        for (i, entry) in visible[start..end].iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            out.extend_from_slice(entry.get().as_bytes());
+        }
+        out.push(b']');
+        if end < visible.len() {
+            out.extend_from_slice(b",\"nextCursor\":\"");
+            out.extend_from_slice(pages::cursor(end, &digest).as_bytes());
+            out.push(b'"');
+        }
+        out.push(b'}');
         let result = raw_from(out);
         Plan::Answer(Ok(finish(result, ask.era, true)), note(Decision::Answered))
     }

@@ -1,27 +1,33 @@
 //! [`MockMcpServer`]: a Streamable HTTP MCP server for tests and the benchmark — `initialize`
 //! (protocol 2025-11-25, with a session id), `notifications/*` (202), `ping`, `tools/list`
 //! (`tools` tools named `tool-0`, `tool-1`, …) and `tools/call` (the arguments echoed back as
-//! text), each answered as one JSON object; every call is counted. What a real server would do
-//! beyond that (SSE answers, resumption, server requests) is left to the real servers the
-//! test suites run.
+//! text), each answered as one JSON object; every call is counted. A GET opens the standalone
+//! SSE stream, on which [`MockMcpServer::set_tools`] announces `notifications/tools/list_changed`.
+//! What a real server would do beyond that (SSE answers, resumption, server requests) is left
+//! to the real servers the test suites run.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
 
 use bytes::Bytes;
 use http::{Response, StatusCode};
-use http_body_util::{BodyExt, Full};
+use http_body_util::{BodyExt, Full, StreamBody};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use serde_json::{Value, json};
+use tokio::sync::broadcast;
+
+use crate::reply::MockBody;
 
 /// A running mock MCP server.
 #[derive(Debug)]
 pub struct MockMcpServer {
     addr: SocketAddr,
     calls: Arc<AtomicU64>,
+    list: Arc<RwLock<Bytes>>,
+    changes: broadcast::Sender<Bytes>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
 }
 
@@ -31,9 +37,11 @@ impl MockMcpServer {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
         let calls = Arc::new(AtomicU64::new(0));
-        let list = Arc::new(tool_list(tools));
+        let list = Arc::new(RwLock::new(tool_list(tools)));
+        let (changes, _) = broadcast::channel(16);
         let (stop, mut stopped) = tokio::sync::oneshot::channel();
         let counted = calls.clone();
+        let (listed, announced) = (list.clone(), changes.clone());
         tokio::spawn(async move {
             loop {
                 let accepted = tokio::select! {
@@ -42,12 +50,14 @@ impl MockMcpServer {
                 };
                 let Ok((tcp, _)) = accepted else { continue };
                 let _ = tcp.set_nodelay(true);
-                let (list, calls) = (list.clone(), counted.clone());
+                let (list, calls, changes) = (listed.clone(), counted.clone(), announced.clone());
                 tokio::spawn(async move {
                     let service = service_fn(move |req| {
-                        let (list, calls) = (list.clone(), calls.clone());
+                        let (list, calls, changes) = (list.clone(), calls.clone(), changes.clone());
                         async move {
-                            Ok::<_, std::convert::Infallible>(handle(req, &list, &calls).await)
+                            Ok::<_, std::convert::Infallible>(
+                                handle(req, &list, &calls, &changes).await,
+                            )
                         }
                     });
                     let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
@@ -59,6 +69,8 @@ impl MockMcpServer {
         Ok(Self {
             addr,
             calls,
+            list,
+            changes,
             stop: Some(stop),
         })
     }
@@ -76,6 +88,34 @@ impl MockMcpServer {
     /// `tools/call` requests received.
     pub fn calls(&self) -> u64 {
         self.calls.load(Ordering::Relaxed)
+    }
+
+    /// Lists `tools` tools from now on, and says so on every open GET stream.
+    pub fn set_tools(&self, tools: usize) {
+        if let Ok(mut list) = self.list.write() {
+            *list = tool_list(tools);
+        }
+        let changed = json!({"jsonrpc": "2.0", "method": "notifications/tools/list_changed"});
+        let _ = self
+            .changes
+            .send(Bytes::from(format!("event: message\ndata: {changed}\n\n")));
+    }
+
+    /// GET streams open now.
+    pub fn listeners(&self) -> usize {
+        self.changes.receiver_count()
+    }
+
+    /// Lists `tools`, tool definitions as given, from now on, and says so on every open GET
+    /// stream.
+    pub fn set_tool_definitions(&self, tools: Vec<Value>) {
+        if let Ok(mut list) = self.list.write() {
+            *list = Bytes::from(json!({ "tools": tools }).to_string());
+        }
+        let changed = json!({"jsonrpc": "2.0", "method": "notifications/tools/list_changed"});
+        let _ = self
+            .changes
+            .send(Bytes::from(format!("event: message\ndata: {changed}\n\n")));
     }
 }
 
@@ -100,7 +140,19 @@ fn tool_list(n: usize) -> Bytes {
     Bytes::from(json!({ "tools": tools }).to_string())
 }
 
-async fn handle(req: Request, list: &Bytes, calls: &AtomicU64) -> Response<Full<Bytes>> {
+async fn handle(
+    req: Request,
+    list: &RwLock<Bytes>,
+    calls: &AtomicU64,
+    changes: &broadcast::Sender<Bytes>,
+) -> Response<MockBody> {
+    if req.method() == http::Method::GET {
+        return listen(changes.subscribe());
+    }
+    let list = match list.read() {
+        Ok(l) => l.clone(),
+        Err(_) => return status(StatusCode::INTERNAL_SERVER_ERROR),
+    };
     let Ok(body) = req.into_body().collect().await else {
         return status(StatusCode::BAD_REQUEST);
     };
@@ -124,7 +176,7 @@ async fn handle(req: Request, list: &Bytes, calls: &AtomicU64) -> Response<Full<
             out.extend_from_slice(br#"{"jsonrpc":"2.0","id":"#);
             out.extend_from_slice(id.to_string().as_bytes());
             out.extend_from_slice(br#","result":"#);
-            out.extend_from_slice(list);
+            out.extend_from_slice(&list);
             out.push(b'}');
             return json_response(Bytes::from(out), method == "initialize");
         }
@@ -145,8 +197,27 @@ async fn handle(req: Request, list: &Bytes, calls: &AtomicU64) -> Response<Full<
 
 type Request = http::Request<Incoming>;
 
-fn json_response(body: Bytes, with_session: bool) -> Response<Full<Bytes>> {
-    let mut r = Response::new(Full::new(body));
+/// The standalone SSE stream: what `set_tools` announces, until the server stops.
+fn listen(changes: broadcast::Receiver<Bytes>) -> Response<MockBody> {
+    let events = futures_util::stream::unfold(changes, |mut changes| async move {
+        loop {
+            match changes.recv().await {
+                Ok(event) => return Some((Ok(hyper::body::Frame::data(event)), changes)),
+                Err(broadcast::error::RecvError::Lagged(_)) => continue,
+                Err(broadcast::error::RecvError::Closed) => return None,
+            }
+        }
+    });
+    let mut r = Response::new(BodyExt::boxed(StreamBody::new(events)));
+    r.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("text/event-stream"),
+    );
+    r
+}
+
+fn json_response(body: Bytes, with_session: bool) -> Response<MockBody> {
+    let mut r = Response::new(full(body));
     r.headers_mut().insert(
         http::header::CONTENT_TYPE,
         http::HeaderValue::from_static("application/json"),
@@ -160,8 +231,12 @@ fn json_response(body: Bytes, with_session: bool) -> Response<Full<Bytes>> {
     r
 }
 
-fn status(code: StatusCode) -> Response<Full<Bytes>> {
-    let mut r = Response::new(Full::new(Bytes::new()));
+fn full(body: Bytes) -> MockBody {
+    Full::new(body).map_err(|never| match never {}).boxed()
+}
+
+fn status(code: StatusCode) -> Response<MockBody> {
+    let mut r = Response::new(full(Bytes::new()));
     *r.status_mut() = code;
     r
 }

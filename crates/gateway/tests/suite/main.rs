@@ -26,6 +26,7 @@ mod mcp_sandbox;
 mod openapi;
 mod proxy;
 mod reload;
+mod mcp_streams;
 mod semantic;
 mod telemetry;
 mod tools_denied;
