@@ -229,7 +229,7 @@ impl Authenticator {
     /// Resolves the caller of a request, or refuses it: 401 for a missing, unknown, expired
     /// or revoked credential, 403 for a disabled identity or a team it does not belong to.
     pub async fn authenticate(&self, headers: &HeaderMap) -> Result<Arc<Principal>, GatewayError> {
-        self.resolve(headers).await.map_err(|(e, _)| e)
+        self.resolve(headers, None).await.map_err(|(e, _)| e)
     }
 
     /// [`Authenticator::authenticate`] for a request that is logged: a known key that is
@@ -239,7 +239,19 @@ impl Authenticator {
         headers: &HeaderMap,
         log: &mut RequestLog,
     ) -> Result<Arc<Principal>, GatewayError> {
-        self.resolve(headers).await.map_err(|(e, key_id)| {
+        self.authenticate_logged_for(headers, log, None).await
+    }
+
+    /// [`Authenticator::authenticate_logged`] for the protected resource `resource` (an MCP
+    /// endpoint's URI; `None`: the LLM API): the gateway's own OAuth access tokens are accepted
+    /// only when issued for it (RFC 8707 audience).
+    pub async fn authenticate_logged_for(
+        &self,
+        headers: &HeaderMap,
+        log: &mut RequestLog,
+        resource: Option<&str>,
+    ) -> Result<Arc<Principal>, GatewayError> {
+        self.resolve(headers, resource).await.map_err(|(e, key_id)| {
             if let (Some(key_id), Some(r)) = (key_id, log.record()) {
                 r.subject = Some(key_id.clone());
                 r.auth_method = Some(AuthMethod::VirtualKey.as_str());
@@ -253,6 +265,7 @@ impl Authenticator {
     async fn resolve(
         &self,
         headers: &HeaderMap,
+        resource: Option<&str>,
     ) -> Result<Arc<Principal>, (GatewayError, Option<String>)> {
         let presented = credential(headers).ok_or_else(|| {
             (
@@ -276,7 +289,7 @@ impl Authenticator {
                 (auth_error(e), key_id)
             })?
         } else if portcullis_oidc::looks_like_jwt(presented) {
-            self.bearer_jwt(&trust, directory, presented)
+            self.bearer_jwt(&trust, directory, presented, resource)
                 .await
                 .map_err(|e| (e, None))?
         } else {
@@ -294,18 +307,24 @@ impl Authenticator {
 }
 
 impl Authenticator {
-    /// A bearer JWT: an access token of the gateway's own OAuth server (by its `iss`), else a
-    /// token of a configured enterprise issuer, mapped to a user provisioned on first sight.
+    /// A bearer JWT: an access token of the gateway's own OAuth server (by its `iss`) issued
+    /// for `resource` (`None`: the LLM API), else a token of a configured enterprise issuer,
+    /// mapped to a user provisioned on first sight.
     async fn bearer_jwt(
         &self,
         trust: &Trust,
         directory: &Directory,
         token: &str,
+        resource: Option<&str>,
     ) -> Result<Arc<Principal>, GatewayError> {
         if let Some(oauth) = &self.oauth
             && unverified_issuer(token).as_deref() == Some(oauth.issuer())
         {
-            let claims = oauth.verify_access_token(token).map_err(|e| {
+            let verified = match resource {
+                Some(resource) => oauth.verify_access_token_for(token, resource),
+                None => oauth.verify_access_token(token),
+            };
+            let claims = verified.map_err(|e| {
                 tracing::info!(reason = %e, "refused a gateway access token");
                 invalid_token(&e.to_string())
             })?;

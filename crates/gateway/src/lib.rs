@@ -239,6 +239,10 @@ impl Gateway {
         );
         state.body_budget = body::BodyBudget::new(config.server.max_body_bytes_in_flight);
         let state = Arc::new(state);
+        if let Some(oauth) = state.auth.oauth() {
+            // Tokens may also be asked for the MCP endpoints (RFC 8707 `resource`).
+            oauth.set_resources(Arc::new(oauth::McpResources::new(Arc::downgrade(&state))));
+        }
         if let Some(redis) = redis {
             let sync = breaker_sync::BreakerSync::new(redis);
             sync.spawn_poller(Arc::downgrade(&state.dispatcher.breakers));

@@ -111,6 +111,7 @@ fn metadata(state: &AppState, server: Option<&str>, headers: &HeaderMap) -> Resp
         "resource": resource,
         "authorization_servers": endpoint.issuer.iter().collect::<Vec<_>>(),
         "bearer_methods_supported": ["header"],
+        "scopes_supported": ["tools"],
         "resource_name": "Portcullis MCP gateway",
     });
     let mut r = Response::new(Body::from(body.to_string()));
@@ -155,14 +156,27 @@ async fn serve(state: Arc<AppState>, server: Option<String>, req: Request) -> Re
     let span = x.span.clone();
     async move {
         let (parts, body) = req.into_parts();
+        let resource = resource_uri(&endpoint, server.as_deref(), &parts.headers);
         let principal = match Stage::Authenticate
-            .run_async(state.auth.authenticate_logged(&parts.headers, &mut x.log))
+            .run_async(state.auth.authenticate_logged_for(
+                &parts.headers,
+                &mut x.log,
+                Some(&resource),
+            ))
             .await
         {
             Ok(p) => p,
             Err(e) => return unauthenticated(&endpoint, server.as_deref(), &parts.headers, &e, x),
         };
         x.log.identity(&principal.identity);
+        if !principal.identity.has_scope("tools") {
+            let e = GatewayError::new(
+                ErrorKind::PermissionDenied,
+                "This access token lacks the `tools` scope",
+            )
+            .with_code("insufficient_scope");
+            return unauthenticated(&endpoint, server.as_deref(), &parts.headers, &e, x);
+        }
         let access = ToolAccess::new(principal.tools.as_deref());
         if let Some(s) = &scope_server
             && !access.allows_server(s.name())
@@ -547,7 +561,18 @@ fn status_only(status: StatusCode) -> Response {
     r
 }
 
-/// 401 (or 403) with the challenge that points clients at the resource metadata.
+/// The URI of the protected resource a request to `/mcp` or `/mcp/<server>` reaches: the
+/// audience the gateway's OAuth access tokens must have there (RFC 8707).
+fn resource_uri(endpoint: &McpEndpoint, server: Option<&str>, headers: &HeaderMap) -> String {
+    let base = endpoint.base_url(headers);
+    match server {
+        Some(s) => format!("{base}/mcp/{s}"),
+        None => format!("{base}/mcp"),
+    }
+}
+
+/// 401 (or 403) with the challenge that points clients at the resource metadata; a
+/// credential that was presented and refused is named `invalid_token` (RFC 6750).
 fn unauthenticated(
     endpoint: &McpEndpoint,
     server: Option<&str>,
@@ -558,14 +583,24 @@ fn unauthenticated(
     x.log.error(error);
     let status = error.status();
     let mut r = rpc_error_status(status, None, INVALID_REQUEST, error.message());
-    if error.kind() == ErrorKind::Authentication {
+    let insufficient = error.code() == Some("insufficient_scope");
+    if error.kind() == ErrorKind::Authentication || insufficient {
         let base = endpoint.base_url(headers);
         let path = match server {
             Some(s) => format!("/mcp/{s}"),
             None => "/mcp".to_owned(),
         };
+        let presented = headers.contains_key(http::header::AUTHORIZATION)
+            || headers.contains_key("x-api-key");
+        let error = if insufficient {
+            "error=\"insufficient_scope\", scope=\"tools\", "
+        } else if presented {
+            "error=\"invalid_token\", "
+        } else {
+            ""
+        };
         let challenge = format!(
-            "Bearer resource_metadata=\"{base}/.well-known/oauth-protected-resource{path}\""
+            "Bearer {error}resource_metadata=\"{base}/.well-known/oauth-protected-resource{path}\""
         );
         if let Ok(v) = HeaderValue::from_str(&challenge) {
             r.headers_mut().insert(WWW_AUTHENTICATE, v);

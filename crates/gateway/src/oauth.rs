@@ -2,10 +2,11 @@
 //! the user's Argon2id password digest (off the async executor), users an identity provider
 //! signed in are provisioned just in time exactly as for its bearer tokens (same claim
 //! mapping, same teams and role), and every principal is read from the tenancy store, so
-//! disabled users and service accounts cannot sign in or get tokens.
+//! disabled users and service accounts cannot sign in or get tokens. [`McpResources`] tells
+//! the OAuth server which MCP endpoints tokens may be bound to (RFC 8707).
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 
 use async_trait::async_trait;
 use portcullis_core::{AccessRole, AuthMethod};
@@ -150,5 +151,57 @@ impl portcullis_oauth::Directory for OAuthDirectory {
             (None, Some(user)) => self.user_principal(user).await,
             (None, None) => Ok(None),
         }
+    }
+}
+
+/// The MCP endpoints as protected resources: `<base>/mcp` and `<base>/mcp/<server>` for every
+/// server in use, where `<base>` is what the endpoints themselves announce in their resource
+/// metadata (`mcp.public_url`, else `http://` and a `Host` the endpoints accept).
+#[derive(Debug)]
+pub struct McpResources(Weak<crate::state::AppState>);
+
+impl McpResources {
+    /// The MCP endpoints of `state`, as they are when a request asks.
+    pub fn new(state: Weak<crate::state::AppState>) -> Self {
+        Self(state)
+    }
+}
+
+impl portcullis_oauth::Resources for McpResources {
+    fn recognizes(&self, resource: &portcullis_oauth::Url) -> bool {
+        let Some(endpoint) = self.0.upgrade().and_then(|s| s.mcp.load_full()) else {
+            return false;
+        };
+        let path = resource.path().trim_end_matches('/');
+        let server = match path.strip_prefix("/mcp") {
+            Some("") => None,
+            Some(rest) => match rest.strip_prefix('/') {
+                Some(name) if endpoint.hub.server(name).is_some() => Some(name),
+                _ => return false,
+            },
+            None => return false,
+        };
+        let Some(host) = resource.host_str() else {
+            return false;
+        };
+        let authority = match resource.port() {
+            Some(port) => format!("{host}:{port}"),
+            None => host.to_owned(),
+        };
+        let Ok(value) = http::HeaderValue::from_str(&authority) else {
+            return false;
+        };
+        let mut headers = http::HeaderMap::new();
+        headers.insert(http::header::HOST, value);
+        if endpoint.guard(&headers).is_err() {
+            return false;
+        }
+        let base = endpoint.base_url(&headers);
+        let expected = match server {
+            Some(s) => format!("{base}/mcp/{s}"),
+            None => format!("{base}/mcp"),
+        };
+        portcullis_oauth::canonical_resource(&expected)
+            == portcullis_oauth::canonical_resource(resource.as_str())
     }
 }

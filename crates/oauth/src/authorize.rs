@@ -44,7 +44,7 @@ const SEAL_CONSENT: &str = "authorize/consent";
 const MAX_USERNAME: usize = 256;
 const MAX_PASSWORD: usize = 1024;
 
-/// The authorization request's parameters; others (such as RFC 8707 `resource`) are ignored.
+/// The authorization request's parameters; others are ignored.
 #[derive(Debug, Default, Deserialize)]
 struct AuthorizeParams {
     client_id: Option<String>,
@@ -55,6 +55,8 @@ struct AuthorizeParams {
     state: Option<String>,
     scope: Option<String>,
     prompt: Option<String>,
+    /// RFC 8707: the protected resource the tokens are for.
+    resource: Option<String>,
 }
 
 /// An authorization request between its steps.
@@ -67,6 +69,9 @@ pub(crate) struct Pending {
     target: String,
     state: Option<String>,
     scope: String,
+    /// The resource the tokens will be for (RFC 8707), canonical; `None`: the default audience.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    resource: Option<String>,
     challenge: String,
     /// Unix milliseconds.
     pub(crate) exp: i64,
@@ -246,6 +251,10 @@ pub(crate) async fn start(
         Ok(s) => s,
         Err(e) => return back(e.code, &e.description),
     };
+    let resource = match inner.resolve_resource(params.resource.as_deref()) {
+        Ok(r) => r,
+        Err(e) => return back(e.code, &e.description),
+    };
 
     let (cookie, new_cookie) = match browser_cookie(&headers) {
         Some(c) => (c, false),
@@ -257,6 +266,7 @@ pub(crate) async fn start(
         target,
         state: params.state.clone(),
         scope,
+        resource,
         challenge,
         exp: now_ms() + PENDING_TTL_MS,
         browser: browser_digest(&cookie),
@@ -541,6 +551,7 @@ fn consent_page(
         &consent.target,
         shown_name,
         &consent.scope,
+        consent.resource.as_deref(),
         &sealed,
     )
 }
@@ -607,6 +618,7 @@ pub(crate) async fn consent(
         redirect_uri: pending.redirect_uri.clone(),
         code_challenge: pending.challenge.clone(),
         scope: pending.scope.clone(),
+        resource: pending.resource.clone(),
         principal: principal.to_json(),
         created_ms: now,
         expires_ms: now + inner.code_ttl_ms(),

@@ -131,6 +131,8 @@ pub(crate) struct Signer {
     kid: String,
     jwks: Arc<JwkSet>,
     validation: Validation,
+    /// The default audience.
+    audience: String,
 }
 
 impl std::fmt::Debug for Signer {
@@ -160,7 +162,8 @@ impl Signer {
         let mut validation = Validation::new(Algorithm::EdDSA);
         validation.leeway = LEEWAY_SECS;
         validation.set_issuer(&[issuer]);
-        validation.set_audience(&[audience]);
+        // The audience is compared by `verify_for`: tokens are bound to one resource each.
+        validation.validate_aud = false;
         validation.required_spec_claims =
             HashSet::from(["exp", "iss", "aud", "sub"].map(str::to_owned));
         Ok(Self {
@@ -169,6 +172,8 @@ impl Signer {
             kid,
             jwks: Arc::new(JwkSet { keys: vec![jwk] }),
             validation,
+            audience: crate::resource::canonical_resource(audience)
+                .unwrap_or_else(|| audience.to_owned()),
         })
     }
 
@@ -191,9 +196,27 @@ impl Signer {
             .map_err(|e| OAuthError::Signing(e.to_string()))
     }
 
-    /// The claims of `token` if it is ours (signature, `typ`, `kid`, `iss`, `aud`) and
-    /// unexpired. Revocation is the caller's to check.
+    /// The claims of `token` if it is ours (signature, `typ`, `kid`, `iss`), for the default
+    /// audience, and unexpired. Revocation is the caller's to check.
     pub(crate) fn verify(&self, token: &str) -> Result<AccessClaims, OAuthError> {
+        self.verify_for(token, &self.audience)
+    }
+
+    /// [`Signer::verify`] for a token whose audience must be `audience` (canonical).
+    pub(crate) fn verify_for(
+        &self,
+        token: &str,
+        audience: &str,
+    ) -> Result<AccessClaims, OAuthError> {
+        let claims = self.decode(token)?;
+        let aud = crate::resource::canonical_resource(&claims.aud);
+        if aud.as_deref() != Some(audience) {
+            return Err(OAuthError::InvalidToken("wrong audience".to_owned()));
+        }
+        Ok(claims)
+    }
+
+    fn decode(&self, token: &str) -> Result<AccessClaims, OAuthError> {
         let header = jsonwebtoken::decode_header(token)
             .map_err(|_| OAuthError::InvalidToken("malformed token".to_owned()))?;
         if header.alg != Algorithm::EdDSA {

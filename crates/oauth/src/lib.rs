@@ -19,7 +19,8 @@
 //! - [`keys`]: the signing key, JWKS and [`AccessClaims`];
 //! - `server`: [`OAuthServer`], its router and admin API; `metadata`, `register`,
 //!   `authorize` (with `pages`), `upstream` (sign-in delegated to an OpenID Connect
-//!   provider), `token`, `revoke`: the endpoints; `revocation`: the
+//!   provider), `token`, `revoke`: the endpoints; `resource`: RFC 8707 resource indicators
+//!   ([`Resources`]) and the audience tokens are bound to; `revocation`: the
 //!   in-memory revocation set; `secrets`: random tokens, digests, PKCE, sealing.
 //!
 //! Everything but [`config`] is the default `runtime` feature; without it (as the
@@ -41,6 +42,8 @@ mod pages;
 #[cfg(feature = "runtime")]
 mod register;
 #[cfg(feature = "runtime")]
+mod resource;
+#[cfg(feature = "runtime")]
 mod revocation;
 #[cfg(feature = "runtime")]
 mod revoke;
@@ -60,5 +63,10 @@ pub use directory::{Directory, DirectoryError, MemoryDirectory, Principal};
 pub use error::OAuthError;
 #[cfg(feature = "runtime")]
 pub use keys::AccessClaims;
+#[cfg(feature = "runtime")]
+pub use resource::{Resources, canonical_resource};
+/// The URL type [`Resources`] are given.
+#[cfg(feature = "runtime")]
+pub use url::Url;
 #[cfg(feature = "runtime")]
 pub use server::{ClientCredentials, OAuthServer};

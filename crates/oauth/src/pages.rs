@@ -183,15 +183,19 @@ pub(crate) fn consent(
     redirect_to: &str,
     username: &str,
     scope: &str,
+    resource: Option<&str>,
     request: &str,
 ) -> Response {
+    let resource = resource
+        .map(|r| format!("<p>Only for <strong>{}</strong>.</p>", escape(r)))
+        .unwrap_or_default();
     page(
         StatusCode::OK,
         "Authorize access",
         &format!(
             "<h1>Authorize {client}?</h1>\
              <p>Signed in as <strong>{user}</strong>.</p>\
-             <p><strong>{client}</strong> asks to:</p>{scopes}\
+             <p><strong>{client}</strong> asks to:</p>{scopes}{resource}\
              <p class=\"muted\">You will be sent back to {redirect}.</p>\
              <form method=\"post\" action=\"{action}\">\
              <input type=\"hidden\" name=\"request\" value=\"{request}\">\

@@ -20,6 +20,7 @@ use crate::config::{FAILED_SIGN_IN_WINDOW, OAuthConfig, check_base_url};
 use crate::directory::{Directory, Principal};
 use crate::error::{OAuthError, ProtocolError};
 use crate::keys::{AccessClaims, Signer};
+use crate::resource::Resources;
 use crate::revocation::Revocations;
 use crate::secrets::{Sealer, derive_key, random_id, random_token, sha256};
 use crate::upstream::{Upstream, UpstreamError};
@@ -83,6 +84,8 @@ pub(crate) struct Inner {
     pub(crate) sign_in_throttle: SignInThrottle,
     /// Unauthenticated dynamic client registrations, per replica.
     pub(crate) registrations: governor::DefaultDirectRateLimiter,
+    /// The protected resources besides `audience` (RFC 8707), once the gateway says.
+    pub(crate) resources: OnceLock<Arc<dyn Resources>>,
     maintenance: OnceLock<AbortHandle>,
 }
 
@@ -206,12 +209,26 @@ impl Inner {
         format!("{}{path}", self.issuer)
     }
 
-    /// Signs an access token for `principal`.
+    /// The other protected resources, if the gateway named them.
+    pub(crate) fn resources(&self) -> Option<&dyn Resources> {
+        self.resources.get().map(|r| &**r)
+    }
+
+    /// A `resource` parameter checked ([`crate::resource::resolve`]).
+    pub(crate) fn resolve_resource(
+        &self,
+        requested: Option<&str>,
+    ) -> Result<Option<String>, ProtocolError> {
+        crate::resource::resolve(requested, &self.audience, self.resources())
+    }
+
+    /// Signs an access token for `principal`, for `resource` (`None`: the default audience).
     pub(crate) fn mint_access(
         &self,
         principal: &Principal,
         client_id: &str,
         scope: &str,
+        resource: Option<&str>,
         family_id: Option<&str>,
     ) -> Result<Minted, OAuthError> {
         let now = now_ms();
@@ -220,7 +237,7 @@ impl Inner {
         let jti = Uuid::now_v7().to_string();
         let claims = AccessClaims::new(
             &self.issuer,
-            &self.audience,
+            resource.unwrap_or(&self.audience),
             principal,
             client_id,
             scope,
@@ -247,6 +264,7 @@ impl Inner {
         family_id: &str,
         client_id: &str,
         scope: &str,
+        resource: Option<&str>,
         principal: &Principal,
     ) -> (String, RefreshRecord) {
         let token = random_token();
@@ -256,6 +274,7 @@ impl Inner {
             family_id: family_id.to_owned(),
             client_id: client_id.to_owned(),
             scope: scope.to_owned(),
+            resource: resource.map(str::to_owned),
             principal: principal.to_json(),
             created_ms: now,
             expires_ms: now.saturating_add(millis(self.config.refresh_token_ttl)),
@@ -406,6 +425,7 @@ impl OAuthServer {
             store,
             directory,
             revocations: Revocations::default(),
+            resources: OnceLock::new(),
             maintenance: OnceLock::new(),
         });
         inner.revocations.reload(&inner.store, now_ms()).await?;
@@ -419,9 +439,16 @@ impl OAuthServer {
         &self.inner.issuer
     }
 
-    /// The audience of access tokens.
+    /// The default audience of access tokens (the LLM API).
     pub fn audience(&self) -> &str {
         &self.inner.audience
+    }
+
+    /// Names the protected resources, besides the default audience, that clients may ask
+    /// tokens for with RFC 8707's `resource` parameter. Takes effect once; later calls are
+    /// ignored. Until then only the default audience is a resource.
+    pub fn set_resources(&self, resources: Arc<dyn Resources>) {
+        let _ = self.inner.resources.set(resources);
     }
 
     /// The public signing keys, as published at `/oauth/jwks`.
@@ -473,10 +500,27 @@ impl OAuthServer {
     }
 
     /// The claims of a valid access token: signed by this gateway's key, of type `at+jwt`,
-    /// for this issuer and audience, unexpired, and not revoked (checked against the
-    /// in-memory set, so this never waits on the database).
+    /// for this issuer and the default audience, unexpired, and not revoked (checked against
+    /// the in-memory set, so this never waits on the database).
     pub fn verify_access_token(&self, token: &str) -> Result<AccessClaims, OAuthError> {
         let claims = self.inner.signer.verify(token)?;
+        if self.inner.revocations.contains(&claims.jti) {
+            return Err(OAuthError::TokenRevoked);
+        }
+        Ok(claims)
+    }
+
+    /// [`OAuthServer::verify_access_token`] for a token presented to `resource`: its audience
+    /// must be that resource exactly (canonical forms compared, RFC 8707), so a token issued
+    /// for one MCP endpoint is refused by every other and by the LLM API.
+    pub fn verify_access_token_for(
+        &self,
+        token: &str,
+        resource: &str,
+    ) -> Result<AccessClaims, OAuthError> {
+        let audience = crate::resource::canonical_resource(resource)
+            .ok_or_else(|| OAuthError::InvalidToken("wrong audience".to_owned()))?;
+        let claims = self.inner.signer.verify_for(token, &audience)?;
         if self.inner.revocations.contains(&claims.jti) {
             return Err(OAuthError::TokenRevoked);
         }

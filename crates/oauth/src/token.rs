@@ -1,7 +1,9 @@
 //! The token endpoint: client authentication (`client_secret_basic`, `client_secret_post`,
 //! or `none` for public clients), and the `authorization_code` (PKCE S256, single-use code:
 //! a replay revokes what the code issued), `refresh_token` (rotation: a reused token revokes
-//! its family) and `client_credentials` grants. Errors follow RFC 6749 §5.2.
+//! its family) and `client_credentials` grants. Every grant may name the resource (RFC 8707)
+//! its access tokens are for; a code or refresh token stays bound to the resource of its
+//! authorization. Errors follow RFC 6749 §5.2.
 
 use std::sync::Arc;
 
@@ -32,6 +34,8 @@ struct TokenForm {
     scope: Option<String>,
     client_id: Option<String>,
     client_secret: Option<String>,
+    /// RFC 8707.
+    resource: Option<String>,
 }
 
 /// A successful token response (RFC 6749 §5.1).
@@ -277,12 +281,19 @@ async fn authorization_code(
             "the code_verifier does not match the code_challenge",
         ));
     }
+    let resource = crate::resource::within_grant(
+        form.resource.as_deref(),
+        record.resource.as_deref(),
+        &inner.audience,
+        inner.resources(),
+    )?;
     let principal = Principal::from_json(&record.principal)
         .ok_or_else(|| ProtocolError::server(&"unreadable principal in a stored code"))?;
     let access = inner.mint_access(
         &principal,
         &client.client_id,
         &record.scope,
+        resource.as_deref(),
         Some(&record.family_id),
     )?;
     let refresh = wants_refresh_tokens(client).then(|| {
@@ -290,6 +301,7 @@ async fn authorization_code(
             &record.family_id,
             &client.client_id,
             &record.scope,
+            resource.as_deref(),
             &principal,
         )
     });
@@ -348,6 +360,12 @@ async fn refresh_token(
             "the refresh token has expired",
         ));
     }
+    let resource = crate::resource::within_grant(
+        form.resource.as_deref(),
+        record.resource.as_deref(),
+        &inner.audience,
+        inner.resources(),
+    )?;
     // A narrower scope may be asked for this access token; the refresh token keeps its own.
     let scope = match form
         .scope
@@ -383,12 +401,14 @@ async fn refresh_token(
         &principal,
         &client.client_id,
         &scope,
+        resource.as_deref(),
         Some(&record.family_id),
     )?;
     let (new_token, new_record) = inner.new_refresh(
         &record.family_id,
         &client.client_id,
         &record.scope,
+        resource.as_deref(),
         &principal,
     );
     match inner
@@ -447,7 +467,14 @@ async fn client_credentials(
         ));
     };
     let scope = inner.resolve_scope(form.scope.as_deref(), client)?;
-    let access = inner.mint_access(&principal, &client.client_id, &scope, None)?;
+    let resource = inner.resolve_resource(form.resource.as_deref())?;
+    let access = inner.mint_access(
+        &principal,
+        &client.client_id,
+        &scope,
+        resource.as_deref(),
+        None,
+    )?;
     inner
         .store
         .issue_tokens(None, None, &access.record, now_ms())

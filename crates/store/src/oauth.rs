@@ -52,6 +52,8 @@ pub struct CodeRecord {
     pub code_challenge: String,
     /// Granted scopes, space-separated.
     pub scope: String,
+    /// The resource (RFC 8707) the grant is bound to; `None`: the server's default audience.
+    pub resource: Option<String>,
     /// Who approved the request, opaque JSON.
     pub principal: String,
     /// Unix milliseconds.
@@ -86,6 +88,8 @@ pub struct RefreshRecord {
     pub client_id: String,
     /// Granted scopes, space-separated.
     pub scope: String,
+    /// The resource (RFC 8707) the grant is bound to; `None`: the server's default audience.
+    pub resource: Option<String>,
     /// Who the token acts for, opaque JSON.
     pub principal: String,
     /// Unix milliseconds.
@@ -214,9 +218,9 @@ pub trait OAuthStore: Send + Sync + std::fmt::Debug {
 const CLIENT_COLUMNS: &str = "client_id, secret_hash, name, redirect_uris, grant_types, scopes, \
     auth_method, service_account, created_ms";
 const CODE_COLUMNS: &str = "code_hash, family_id, client_id, redirect_uri, code_challenge, \
-    scope, principal, created_ms, expires_ms";
+    scope, principal, created_ms, expires_ms, resource";
 const REFRESH_COLUMNS: &str = "token_hash, family_id, client_id, scope, principal, created_ms, \
-    expires_ms, rotated_ms, revoked_ms";
+    expires_ms, rotated_ms, revoked_ms, resource";
 
 #[derive(sqlx::FromRow)]
 struct ClientRow {
@@ -266,6 +270,7 @@ struct CodeRow {
     principal: String,
     created_ms: i64,
     expires_ms: i64,
+    resource: Option<String>,
 }
 
 impl From<CodeRow> for CodeRecord {
@@ -277,6 +282,7 @@ impl From<CodeRow> for CodeRecord {
             redirect_uri: r.redirect_uri,
             code_challenge: r.code_challenge,
             scope: r.scope,
+            resource: r.resource,
             principal: r.principal,
             created_ms: r.created_ms,
             expires_ms: r.expires_ms,
@@ -295,6 +301,7 @@ struct RefreshRow {
     expires_ms: i64,
     rotated_ms: Option<i64>,
     revoked_ms: Option<i64>,
+    resource: Option<String>,
 }
 
 impl From<RefreshRow> for RefreshRecord {
@@ -304,6 +311,7 @@ impl From<RefreshRow> for RefreshRecord {
             family_id: r.family_id,
             client_id: r.client_id,
             scope: r.scope,
+            resource: r.resource,
             principal: r.principal,
             created_ms: r.created_ms,
             expires_ms: r.expires_ms,
@@ -325,7 +333,7 @@ macro_rules! oauth_store {
                 if let Some(r) = refresh {
                     sqlx::query(&format!(
                         "INSERT INTO oauth_refresh_tokens ({REFRESH_COLUMNS}) \
-                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
                     ))
                     .bind(r.token_hash.as_slice())
                     .bind(r.family_id.as_str())
@@ -336,6 +344,7 @@ macro_rules! oauth_store {
                     .bind(r.expires_ms)
                     .bind(r.rotated_ms)
                     .bind(r.revoked_ms)
+                    .bind(r.resource.as_deref())
                     .execute(&mut **tx)
                     .await?;
                 }
@@ -426,7 +435,7 @@ macro_rules! oauth_store {
                 .await?;
                 sqlx::query(&format!(
                     "INSERT INTO oauth_codes ({CODE_COLUMNS}) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
                 ))
                 .bind(code.code_hash.as_slice())
                 .bind(code.family_id.as_str())
@@ -437,6 +446,7 @@ macro_rules! oauth_store {
                 .bind(code.principal.as_str())
                 .bind(code.created_ms)
                 .bind(code.expires_ms)
+                .bind(code.resource.as_deref())
                 .execute(&mut *tx)
                 .await?;
                 tx.commit().await?;

@@ -238,7 +238,8 @@ impl Harness {
                     ("code_challenge_method", "S256"),
                     ("state", "xyz-state"),
                     ("scope", "models tools"),
-                    ("resource", "https://ignored.example"),
+                    // The LLM API, the default audience (RFC 8707).
+                    ("resource", &self.base),
                 ],
             )
             .await;
