@@ -34,6 +34,7 @@ pub mod limits;
 pub mod mcp;
 pub mod mcp_admin;
 pub mod mcp_endpoint;
+pub mod mcp_servers;
 pub mod metrics;
 pub mod models;
 pub mod oauth;
@@ -248,24 +249,10 @@ impl Gateway {
             sync.spawn_poller(Arc::downgrade(&state.dispatcher.breakers));
             let _ = state.dispatcher.breaker_sync.set(sync);
         }
-        if !config.mcp.servers.is_empty() {
-            let hub = Arc::new(portcullis_mcp::hub::Hub::new(
-                &config.mcp,
-                &portcullis_mcp::hub::connect,
-            ));
-            let endpoint = mcp_endpoint::McpEndpoint::new(
-                hub,
-                config.mcp.clone(),
-                config.listen,
-                mcp_endpoint::session_key(state.stores.settings.as_ref()).await?,
-                config
-                    .identity
-                    .oauth
-                    .as_ref()
-                    .and_then(|o| o.issuer.clone()),
-            );
-            state.mcp.store(Some(Arc::new(endpoint)));
-        }
+        // The file's MCP servers and those added through the admin API, followed as the
+        // tenancy version moves.
+        state.refresh_mcp_servers().await?;
+        mcp_admin::follow(&state, directory.versions());
         Ok(Self {
             state,
             writer,
@@ -326,7 +313,16 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/admin/logs", get(admin::logs))
         .route("/admin/usage", get(admin::usage))
         .route("/admin/circuit-breakers", get(breakers::list))
-        .route("/admin/mcp-servers", get(mcp_admin::list))
+        .route(
+            "/admin/mcp-servers",
+            get(mcp_admin::list).post(mcp_admin::create),
+        )
+        .route(
+            "/admin/mcp-servers/{name}",
+            get(mcp_admin::get)
+                .put(mcp_admin::replace)
+                .delete(mcp_admin::delete),
+        )
         .route("/admin/openapi.json", get(tenancy::openapi))
         .route(
             "/admin/teams",

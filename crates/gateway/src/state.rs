@@ -11,7 +11,7 @@ use portcullis_config::Config;
 use portcullis_core::Dialect;
 use portcullis_failover::{CircuitBreakers, LatencyTracker};
 use portcullis_limits::{LimitBackend, SpendSeed};
-use portcullis_store::{LogRecord, LogSink, Stores};
+use portcullis_store::{LogRecord, LogSink, StoreError, Stores};
 use std::sync::OnceLock;
 use uuid::Uuid;
 
@@ -49,6 +49,9 @@ pub struct AppState {
     /// The MCP endpoints, when servers are configured; a reload replaces them (a request keeps
     /// the one it loaded).
     pub mcp: arc_swap::ArcSwapOption<crate::mcp_endpoint::McpEndpoint>,
+    /// The MCP servers added through the admin API, as last read from the database (those
+    /// whose names the file also uses included: the file's win).
+    mcp_admin: ArcSwap<Vec<portcullis_mcp::ServerSpec>>,
     draining: AtomicBool,
 }
 
@@ -86,6 +89,7 @@ impl AppState {
             metrics,
             body_budget: crate::body::BodyBudget::new(usize::MAX),
             mcp: arc_swap::ArcSwapOption::empty(),
+            mcp_admin: ArcSwap::from_pointee(Vec::new()),
             draining: AtomicBool::new(false),
         }
     }
@@ -122,6 +126,10 @@ impl AppState {
         )
         .await?;
         let mcp_changed = applied.mcp != next.mcp;
+        if mcp_changed {
+            // The file's defaults apply to the servers added through the admin API too.
+            self.read_mcp_admin(&next.mcp).await;
+        }
         let (in_force, summary) = reloaded.put_in_force(
             &self.runtime,
             &self.auth,
@@ -136,25 +144,61 @@ impl AppState {
         Ok(summary)
     }
 
-    /// Puts the MCP servers of `config` in force: unchanged servers keep their connections and
-    /// sessions stay valid; new ones are connected; removed ones are stopped once no new request
-    /// can reach them.
-    async fn reconfigure_mcp(&self, config: &Config) -> Result<(), ReloadError> {
+    /// Reads the MCP servers added through the admin API again and puts them in force next to
+    /// the file's, when they changed (at start, after a change made here, and whenever the
+    /// tenancy version moves). A database that does not answer leaves the servers in force.
+    pub async fn refresh_mcp_servers(&self) -> Result<(), StoreError> {
+        let applied = self.applied.lock().await;
+        let before = self.mcp_admin.load_full();
+        self.read_mcp_admin(&applied.mcp).await;
+        if self.mcp.load().is_none() || *before != **self.mcp_admin.load() {
+            self.reconfigure_mcp(&applied).await?;
+        }
+        Ok(())
+    }
+
+    /// The `mcp:` block of the configuration file in force.
+    pub async fn mcp_file(&self) -> portcullis_mcp::McpConfig {
+        self.applied.lock().await.mcp.clone()
+    }
+
+    /// The MCP servers added through the admin API, as last read (the file's may shadow some).
+    pub fn mcp_admin_servers(&self) -> Arc<Vec<portcullis_mcp::ServerSpec>> {
+        self.mcp_admin.load_full()
+    }
+
+    /// Reads the servers added through the admin API under `block`'s defaults; on a database
+    /// failure the previous ones stay.
+    async fn read_mcp_admin(&self, block: &portcullis_mcp::McpConfig) {
+        let vault = self.auth.directory().and_then(|d| d.vault());
+        match crate::mcp_servers::load(self.stores.mcp_servers.as_ref(), vault, block).await {
+            Ok(specs) => self.mcp_admin.store(Arc::new(specs)),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the MCP servers added through the admin API")
+            }
+        }
+    }
+
+    /// Puts the MCP servers of `config` and those added through the admin API in force:
+    /// unchanged servers keep their connections and sessions stay valid; new ones are
+    /// connected; removed ones are stopped once no new request can reach them.
+    async fn reconfigure_mcp(&self, config: &Config) -> Result<(), StoreError> {
+        let block = crate::mcp_servers::merged(&config.mcp, &self.mcp_admin.load());
         let current = self.mcp.load_full();
-        let (next, gone) = match (&current, config.mcp.servers.is_empty()) {
+        let (next, gone) = match (&current, block.servers.is_empty()) {
             (Some(endpoint), _) => {
-                let (next, gone) = endpoint.reconfigured(config.mcp.clone());
+                let (next, gone) = endpoint.reconfigured(block);
                 (Some(Arc::new(next)), gone)
             }
             (None, true) => (None, Vec::new()),
             (None, false) => {
                 let hub = Arc::new(portcullis_mcp::hub::Hub::new(
-                    &config.mcp,
+                    &block,
                     &portcullis_mcp::hub::connect,
                 ));
                 let endpoint = crate::mcp_endpoint::McpEndpoint::new(
                     hub,
-                    config.mcp.clone(),
+                    block,
                     config.listen,
                     crate::mcp_endpoint::session_key(self.stores.settings.as_ref()).await?,
                     config

@@ -298,6 +298,8 @@ struct Inner {
     poll_interval_us: AtomicU64,
     /// Wakes the watcher when the poll interval changes.
     poll_changed: tokio::sync::Notify,
+    /// The version of each snapshot swapped in, for those following tenancy changes.
+    versions: tokio::sync::watch::Sender<i64>,
     reloads: AtomicU64,
     reload_failures: AtomicU64,
     last_reload_us: AtomicU64,
@@ -331,6 +333,7 @@ impl Directory {
                 options,
                 poll_interval_us: AtomicU64::new(micros(options.poll_interval)),
                 poll_changed: tokio::sync::Notify::new(),
+                versions: tokio::sync::watch::Sender::new(0),
                 reloads: AtomicU64::new(0),
                 reload_failures: AtomicU64::new(0),
                 last_reload_us: AtomicU64::new(0),
@@ -367,6 +370,13 @@ impl Directory {
             provision_timeouts: inner.provision_timeouts.load(Ordering::Relaxed),
             provision_us: inner.provision_us.load(Ordering::Relaxed),
         }
+    }
+
+    /// The tenancy version of each snapshot the directory swaps in, on this replica: what
+    /// else follows tenancy (the MCP servers added through the admin API) reloads when it
+    /// changes, after the directory's own poll noticed.
+    pub fn versions(&self) -> tokio::sync::watch::Receiver<i64> {
+        self.inner.versions.subscribe()
     }
 
     fn snapshot(&self) -> Arc<Snapshot> {
@@ -441,8 +451,10 @@ impl Directory {
                 return Err(e);
             }
         };
+        let version = snapshot.version;
         *inner.snapshot.write() = Arc::new(snapshot);
         inner.epoch.fetch_add(1, Ordering::AcqRel);
+        inner.versions.send_replace(version);
         inner.externals.invalidate_all();
         inner.reloads.fetch_add(1, Ordering::Relaxed);
         inner.last_reload_us.store(

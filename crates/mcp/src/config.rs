@@ -155,6 +155,10 @@ pub struct McpConfig {
     pub allowed_origins: Vec<String>,
     /// The servers, by name, in name order.
     pub servers: Vec<ServerSpec>,
+    /// The call timeout of a server that sets none (`timeout`).
+    pub timeout: Duration,
+    /// How long the lists of a server that sets nothing are kept (`list_ttl`).
+    pub list_ttl: Duration,
 }
 
 impl McpConfig {
@@ -304,6 +308,39 @@ pub fn valid_server_name(name: &str) -> bool {
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
 }
 
+/// Validates one server entry as if it were `mcp.servers.<name>` of `block`, with the same
+/// rules and messages as the file's (paths under `at`, `name` for the name) and `block`'s
+/// defaults for what it leaves out: how the servers added through the admin API are checked.
+pub fn validate_entry(
+    name: &str,
+    raw: RawServer,
+    at: &str,
+    block: &McpConfig,
+) -> Result<ServerSpec, Issues> {
+    let mut issues = Issues::new();
+    if !valid_server_name(name) {
+        issues.at(
+            at,
+            "name",
+            "a server name is 1 to 32 lowercase letters, digits and `-`",
+        );
+    }
+    let defaults = ServerDefaults {
+        timeout: block.timeout,
+        list_ttl: block.list_ttl,
+    };
+    let spec = validate_server(name.to_owned(), raw, at, defaults, &mut issues);
+    match spec {
+        Some(spec) if issues.is_empty() => Ok(spec),
+        _ => {
+            if issues.is_empty() {
+                issues.push(at, "is not a valid server entry");
+            }
+            Err(issues)
+        }
+    }
+}
+
 impl Block for McpConfig {
     type Raw = RawMcp;
     type Valid = McpConfig;
@@ -375,6 +412,8 @@ impl Block for McpConfig {
                 .map(|o| o.trim_end_matches('/').to_ascii_lowercase())
                 .collect(),
             servers,
+            timeout: defaults.timeout,
+            list_ttl: defaults.list_ttl,
         })
     }
 }
