@@ -32,6 +32,7 @@ pub mod headers;
 pub mod health;
 pub mod limits;
 pub mod mcp;
+pub mod mcp_access;
 pub mod mcp_admin;
 pub mod mcp_endpoint;
 pub mod mcp_servers;
@@ -320,6 +321,11 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route(
             "/admin/mcp-servers/{name}",
             get(mcp_admin::get)
+        .route(
+            "/admin/mcp-access",
+            get(mcp_access::list_rules).post(mcp_access::create),
+        )
+        .route("/admin/mcp-access/{id}", delete(mcp_access::delete))
                 .put(mcp_admin::replace)
                 .delete(mcp_admin::delete),
         )

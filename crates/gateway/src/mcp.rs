@@ -177,7 +177,17 @@ async fn serve(state: Arc<AppState>, server: Option<String>, req: Request) -> Re
             .with_code("insufficient_scope");
             return unauthenticated(&endpoint, server.as_deref(), &parts.headers, &e, x);
         }
-        let access = ToolAccess::new(principal.tools.as_deref());
+        // The key's `tools` globs and the access rules by identity (configured and stored).
+        let stored_rules = state
+            .auth
+            .directory()
+            .map(|d| d.mcp_access())
+            .unwrap_or_default();
+        let access = ToolAccess::new(principal.tools.as_deref()).with_rules(
+            endpoint.access(),
+            &stored_rules,
+            &principal.identity,
+        );
         if let Some(s) = &scope_server
             && !access.allows_server(s.name())
         {

@@ -105,6 +105,11 @@ impl McpEndpoint {
     /// Entries per page of the lists the endpoints answer.
     pub fn page_size(&self) -> usize {
         portcullis_mcp::pages::DEFAULT_PAGE_SIZE
+    /// The configuration's access rules by user, team and role (`mcp.access`).
+    pub fn access(&self) -> &portcullis_policy::AccessRules {
+        &self.config.access
+    }
+
     }
 
     /// The relayed request a client's answer with `id` is for, if any.

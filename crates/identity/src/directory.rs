@@ -269,6 +269,8 @@ struct Snapshot {
     memberships: HashMap<String, Vec<String>>,
     /// Stored provider credentials, opened.
     credentials: CredentialIndex,
+    /// MCP access rules added at run time (`crate::mcp_access`).
+    mcp_access: portcullis_policy::AccessRules,
 }
 
 /// The directory. Cheap to clone.
@@ -714,6 +716,11 @@ impl Directory {
         Some(updated)
     }
 
+    /// The MCP access rules added at run time, as of the current snapshot.
+    pub fn mcp_access(&self) -> portcullis_policy::AccessRules {
+        self.inner.snapshot.read().mcp_access.clone()
+    }
+
     /// Whether any stored credential exists for `provider` (when none, the provider's
     /// configured key is used without further lookups).
     pub fn has_credentials(&self, provider: &str) -> bool {
@@ -834,12 +841,19 @@ impl Snapshot {
         let pairs = store.memberships().await?;
         let teams = store.teams().await?;
         let secrets = store.key_secrets().await?;
+        let mcp_access = store.mcp_access().await?;
         let credentials = match vault {
             Some(_) => store.credentials().await?,
             None => Vec::new(),
         };
         let mut snapshot = Snapshot {
             version,
+            mcp_access: portcullis_policy::AccessRules::new(
+                mcp_access
+                    .iter()
+                    .filter_map(crate::mcp_access::compile)
+                    .collect(),
+            ),
             ..Snapshot::default()
         };
         for (team, user) in pairs {

@@ -9,6 +9,7 @@
 //!   resolution;
 //! - [`controls`]: a key's own cache, retry and timeout settings, and their resolved form;
 //! - [`manage`]: the validated management operations behind the admin API and the CLI;
+//! - [`mcp_access`]: MCP access rules by user, team and role added at run time;
 //! - [`config`]: the `identity:` block and the check of `secret_key`.
 //!
 //! Everything but [`config`] is the default `runtime` feature; without it (as the
@@ -24,6 +25,8 @@ pub mod keys;
 #[cfg(feature = "runtime")]
 pub mod manage;
 #[cfg(feature = "runtime")]
+pub mod mcp_access;
+#[cfg(feature = "runtime")]
 pub mod passwords;
 #[cfg(feature = "runtime")]
 pub mod vault;
@@ -35,6 +38,8 @@ pub use directory::{
     AliasError, AuthError, Directory, DirectoryOptions, DirectoryStats, ExternalClaims, Principal,
     ResolvedCredential, role_from_claims,
 };
+#[cfg(feature = "runtime")]
+pub use mcp_access::NewMcpAccess;
 #[cfg(feature = "runtime")]
 pub use manage::{IssuedKey, KeyBudget, KeyLimits, ManageError, NewCredential, NewKey, NewUser};
 #[cfg(feature = "runtime")]

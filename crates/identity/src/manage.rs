@@ -138,12 +138,12 @@ pub enum ManageError {
     Store(#[from] StoreError),
 }
 
-fn new_id(prefix: &str) -> String {
+pub(crate) fn new_id(prefix: &str) -> String {
     format!("{prefix}_{}", uuid::Uuid::now_v7().simple())
 }
 
 /// Ids are short, printable and safe in URLs and limiter keys.
-fn check_id(what: &str, id: &str) -> Result<(), ManageError> {
+pub(crate) fn check_id(what: &str, id: &str) -> Result<(), ManageError> {
     let ok = !id.is_empty()
         && id.len() <= 128
         && id
@@ -227,7 +227,7 @@ impl Directory {
         Ok(())
     }
 
-    async fn require_team(&self, id: &str) -> Result<(), ManageError> {
+    pub(crate) async fn require_team(&self, id: &str) -> Result<(), ManageError> {
         match self.store().team(id).await? {
             Some(_) => Ok(()),
             None => Err(ManageError::NotFound(format!("no team `{id}`"))),

@@ -24,6 +24,8 @@
 //!       transport: streamable_http            # or `sse` (the older HTTP+SSE transport)
 //!       headers: {Authorization: "Bearer ${GITHUB_TOKEN}"}
 //!       timeout: 60s
+//!   access:                                   # who may use which tools (see `crate::access`)
+//!     - {tools: ["github__*"], teams: [platform], allow: true}
 //! ```
 //!
 //! Header values and environment values are secrets as far as messages go: no validation
@@ -66,6 +68,9 @@ pub struct RawMcp {
     /// The servers, by name.
     #[serde(default)]
     pub servers: BTreeMap<String, RawServer>,
+    /// Access rules by user, team and role.
+    #[serde(default)]
+    pub access: Vec<crate::access::RawAccessRule>,
 }
 
 /// `mcp.servers.<name>` as written.
@@ -155,6 +160,8 @@ pub struct McpConfig {
     pub allowed_origins: Vec<String>,
     /// The servers, by name, in name order.
     pub servers: Vec<ServerSpec>,
+    /// Access rules by user, team and role (`crate::access`).
+    pub access: portcullis_policy::AccessRules,
     /// The call timeout of a server that sets none (`timeout`).
     pub timeout: Duration,
     /// How long the lists of a server that sets nothing are kept (`list_ttl`).
@@ -385,6 +392,7 @@ impl Block for McpConfig {
                 );
             }
         }
+        let access = crate::access::validate(raw.access, &key(at, "access"), &mut issues);
         let servers_at = key(at, "servers");
         let mut servers = Vec::with_capacity(raw.servers.len());
         for (name, server) in raw.servers {
@@ -400,6 +408,7 @@ impl Block for McpConfig {
             }
         }
         issues.finish(McpConfig {
+            access,
             public_url,
             allowed_hosts: raw
                 .allowed_hosts

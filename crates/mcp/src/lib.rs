@@ -2,6 +2,7 @@
 //!
 //! - [`config`]: the `mcp:` block of the configuration file — servers over stdio, Streamable
 //!   HTTP or HTTP+SSE, their sandbox and limits.
+//! - [`access`]: the `mcp.access` rules by user, team and role.
 //! - [`jsonrpc`]: JSON-RPC 2.0 messages, parameters and results kept as raw JSON.
 //! - [`names`]: `<server>__<tool>` names (never longer than 64 characters) and resource URIs
 //!   that route back to their server.
@@ -16,6 +17,7 @@
 
 pub mod config;
 #[cfg(feature = "runtime")]
+pub mod access;
 pub mod hub;
 #[cfg(feature = "runtime")]
 pub mod jsonrpc;

@@ -8,6 +8,9 @@
 //! literal start (up to the first wildcard) agrees with `<server>__`; a usable server whose
 //! tools all fail the patterns simply lists none.
 
+use portcullis_core::Identity;
+
+use crate::access_rules::{AccessRules, permits, withholds_server};
 use crate::tools::ToolGlobs;
 
 /// Between a server's name and its tool's in the names the patterns match.
@@ -17,39 +20,75 @@ const SEPARATOR: &str = "__";
 #[derive(Debug, Clone, Copy)]
 pub struct ToolAccess<'a> {
     allowed: Option<&'a ToolGlobs>,
+    /// The access rules by identity (`crate::access_rules`) and who is asking.
+    rules: Option<ByIdentity<'a>>,
+}
+
+/// The rule sets that apply (the configuration's and the stored ones) and the caller.
+#[derive(Debug, Clone, Copy)]
+struct ByIdentity<'a> {
+    sets: [&'a AccessRules; 2],
+    who: &'a Identity,
 }
 
 impl<'a> ToolAccess<'a> {
     /// Every tool of every server.
     pub fn everything() -> Self {
-        Self { allowed: None }
+        Self {
+            allowed: None,
+            rules: None,
+        }
     }
 
     /// The tools `allowed` matches (`None`: every tool).
     pub fn new(allowed: Option<&'a ToolGlobs>) -> Self {
-        Self { allowed }
+        Self {
+            allowed,
+            rules: None,
+        }
+    }
+
+    /// The same, with the access rules of `configured` and `stored` applied to `who` on top: a
+    /// tool must pass both the globs and the rules.
+    pub fn with_rules(
+        self,
+        configured: &'a AccessRules,
+        stored: &'a AccessRules,
+        who: &'a Identity,
+    ) -> Self {
+        let rules = (!configured.is_empty() || !stored.is_empty()).then_some(ByIdentity {
+            sets: [configured, stored],
+            who,
+        });
+        Self { rules, ..self }
     }
 
     /// Whether the caller has no restriction.
     pub fn is_unrestricted(&self) -> bool {
-        self.allowed.is_none()
+        self.allowed.is_none() && self.rules.is_none()
     }
 
     /// Whether the caller may see and call `server`'s tool `tool` (its own name). `scratch` is
     /// reused to build `<server>__<tool>`, so checking a whole list allocates once.
     pub fn allows_tool(&self, server: &str, tool: &str, scratch: &mut String) -> bool {
-        let Some(globs) = self.allowed else {
+        if self.allowed.is_none() && self.rules.is_none() {
             return true;
-        };
+        }
         scratch.clear();
         scratch.push_str(server);
         scratch.push_str(SEPARATOR);
         scratch.push_str(tool);
-        globs.matches(scratch)
+        self.allowed.is_none_or(|globs| globs.matches(scratch))
+            && self.rules.is_none_or(|r| permits(&r.sets, scratch, r.who))
     }
 
     /// Whether the caller may use `server` at all (see the module documentation).
     pub fn allows_server(&self, server: &str) -> bool {
+        if let Some(r) = self.rules
+            && withholds_server(&r.sets, server, r.who)
+        {
+            return false;
+        }
         let Some(globs) = self.allowed else {
             return true;
         };

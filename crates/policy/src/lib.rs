@@ -6,9 +6,13 @@
 //!   are withheld ([`withhold_denied_calls`]) and the notice text that names them
 //!   ([`withheld_notice`]).
 //! - [`access`]: which MCP servers and tools a caller may see and call ([`ToolAccess`]).
+//! - [`access_rules`]: access rules by user, team and role over MCP tools ([`AccessRules`],
+//!   decided by [`access_rules::permits`]).
 
 pub mod access;
+pub mod access_rules;
 pub mod tools;
 
 pub use access::ToolAccess;
+pub use access_rules::{AccessRule, AccessRuleSpec, AccessRules, Effect, RuleIssue};
 pub use tools::{DeniedTools, GlobIssue, ToolGlobs, withheld_notice, withhold_denied_calls};

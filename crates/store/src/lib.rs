@@ -10,11 +10,14 @@
 //! - [`semantic`]: the semantic response cache table ([`SemanticStore`]);
 //! - [`tenancy`]: teams, users, service accounts, virtual keys, provider credentials
 //!   ([`TenancyStore`]);
+//! - [`mcp_access`]: MCP access rules and users' or teams' MCP server credentials
+//!   ([`McpAccessStore`], part of every [`TenancyStore`]);
 //! - [`oauth`]: the OAuth server's clients, codes and tokens ([`OAuthStore`]);
 //! - [`mcp`]: the MCP servers added through the admin API ([`McpServerStore`]);
 //! - [`mcp_pins`]: the fingerprints MCP tool definitions are pinned to ([`McpPinStore`]).
 
 pub mod escape;
+pub mod mcp_access;
 pub mod mcp;
 pub mod mcp_pins;
 pub mod oauth;
@@ -31,6 +34,7 @@ use async_trait::async_trait;
 
 pub use mcp::{McpServerRecord, McpServerStore};
 pub use mcp_pins::McpPinStore;
+pub use mcp_access::McpAccessStore;
 pub use oauth::OAuthStore;
 pub use record::{LogQuery, LogRecord, StatusFilter};
 pub use semantic::{SemanticEntry, SemanticStore};

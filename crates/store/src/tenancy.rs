@@ -191,7 +191,7 @@ pub struct UserUpdate {
 
 /// The tenancy tables.
 #[async_trait]
-pub trait TenancyStore: Send + Sync + std::fmt::Debug {
+pub trait TenancyStore: crate::McpAccessStore + Send + Sync + std::fmt::Debug {
     /// The version counter: it changes whenever anything in tenancy changes.
     async fn version(&self) -> Result<i64, StoreError>;
 

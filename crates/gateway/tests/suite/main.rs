@@ -22,6 +22,7 @@ mod lifecycle;
 mod limits;
 mod logging;
 mod mcp;
+mod mcp_access;
 mod mcp_admin;
 mod mcp_auth;
 mod mcp_sandbox;

@@ -1,0 +1,214 @@
+//! `GET/POST /admin/mcp-access` and `DELETE /admin/mcp-access/{id}`: MCP access rules by
+//! user, team and role added at run time (admin only). They are stored, bump the tenancy
+//! version and so reach every replica's directory within a poll interval (this one before
+//! the answer); the MCP endpoints apply them together with the configuration's `mcp.access`
+//! (how rules combine: `portcullis_policy::access_rules`). Also the small JSON plumbing the
+//! MCP admin handlers of this crate share ([`admin_json`], [`parse`], [`manage_error`]).
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::State;
+use axum::response::Response;
+use http::{HeaderMap, StatusCode};
+use portcullis_core::{Dialect, ErrorKind, GatewayError};
+use portcullis_identity::{Directory, ManageError, NewMcpAccess};
+use portcullis_store::mcp_access::McpAccessRecord;
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use crate::admin::{AdminPath as Path, require_admin};
+use crate::respond;
+use crate::state::AppState;
+
+/// Largest admin request body.
+const MAX_BODY: usize = 64 * 1024;
+
+/// Runs an admin handler: authenticates as admin, answers JSON or an OpenAI-style error.
+pub(crate) async fn admin_json<F, Fut>(
+    state: &Arc<AppState>,
+    headers: &HeaderMap,
+    status: StatusCode,
+    f: F,
+) -> Response
+where
+    F: FnOnce() -> Fut,
+    Fut: std::future::Future<Output = Result<Value, GatewayError>>,
+{
+    let id = Uuid::now_v7();
+    let result = match require_admin(state, headers).await {
+        Ok(_) => f().await,
+        Err(e) => Err(e),
+    };
+    match result {
+        Ok(v) => respond::json(status, v.to_string(), &id),
+        Err(e) => respond::error(Dialect::OpenAi, &e, &id),
+    }
+}
+
+/// Reads a JSON object body into `T`, naming the offending field on error.
+pub(crate) async fn parse<T: DeserializeOwned>(
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<T, GatewayError> {
+    let bytes = crate::body::read(None, body, headers, MAX_BODY).await?;
+    crate::admin::check_json_text(&bytes)?;
+    crate::body::check_unambiguous(&bytes)?;
+    if !bytes.trim_ascii_start().starts_with(b"{") {
+        return Err(GatewayError::invalid_request(
+            "Invalid JSON body: expected a JSON object of fields",
+        ));
+    }
+    let de = &mut serde_json::Deserializer::from_slice(&bytes);
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        if path == "." || path.is_empty() {
+            GatewayError::invalid_request(format!("Invalid JSON body: {inner}"))
+        } else {
+            GatewayError::invalid_request(format!("Invalid `{path}`: {inner}")).with_param(path)
+        }
+    })
+}
+
+/// A management failure as the admin API reports it.
+pub(crate) fn manage_error(e: ManageError) -> GatewayError {
+    match e {
+        ManageError::Invalid(m) => GatewayError::invalid_request(m),
+        ManageError::NotFound(m) => {
+            GatewayError::new(ErrorKind::NotFound, m).with_code("not_found")
+        }
+        ManageError::Conflict(m) => GatewayError::invalid_request(m)
+            .with_status(StatusCode::CONFLICT)
+            .with_code("conflict"),
+        ManageError::NoVault => GatewayError::invalid_request(e.to_string())
+            .with_status(StatusCode::CONFLICT)
+            .with_code("vault_not_configured"),
+        ManageError::Store(e) => {
+            tracing::error!(error = %e, "identity store failed");
+            GatewayError::new(ErrorKind::Unavailable, "The identity store is unavailable")
+        }
+    }
+}
+
+/// The directory, or 503 when the gateway runs without tenancy.
+pub(crate) fn directory(state: &AppState) -> Result<&Directory, GatewayError> {
+    state.auth.directory().ok_or_else(|| {
+        GatewayError::new(
+            ErrorKind::Unavailable,
+            "Tenancy is not available on this gateway",
+        )
+    })
+}
+
+/// `POST /admin/mcp-access` body.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateRule {
+    tools: Vec<String>,
+    #[serde(default)]
+    users: Vec<String>,
+    #[serde(default)]
+    teams: Vec<String>,
+    #[serde(default)]
+    roles: Vec<String>,
+    allow: bool,
+}
+
+fn list(text: &str) -> Value {
+    serde_json::from_str::<Value>(text).unwrap_or_else(|_| json!([]))
+}
+
+fn rfc3339(ms: i64) -> Option<String> {
+    jiff::Timestamp::from_millisecond(ms)
+        .ok()
+        .map(|t| t.to_string())
+}
+
+fn view(r: &McpAccessRecord) -> Value {
+    json!({
+        "id": r.id,
+        "tools": list(&r.tools),
+        "users": list(&r.users),
+        "teams": list(&r.teams),
+        "roles": list(&r.roles),
+        "allow": r.effect == "allow",
+        "created_at": rfc3339(r.created_ms),
+    })
+}
+
+/// `POST /admin/mcp-access`.
+pub async fn create(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    admin_json(&state, &headers, StatusCode::CREATED, || async {
+        let req: CreateRule = parse(&headers, body).await?;
+        let record = directory(&state)?
+            .create_mcp_access(NewMcpAccess {
+                tools: req.tools,
+                users: req.users,
+                teams: req.teams,
+                roles: req.roles,
+                allow: req.allow,
+            })
+            .await
+            .map_err(manage_error)?;
+        Ok(view(&record))
+    })
+    .await
+}
+
+/// `GET /admin/mcp-access`: the stored rules, and the configuration's for reference.
+pub async fn list_rules(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
+    admin_json(&state, &headers, StatusCode::OK, || async {
+        let stored = directory(&state)?
+            .list_mcp_access()
+            .await
+            .map_err(manage_error)?;
+        let configured: Vec<Value> = state
+            .mcp
+            .load_full()
+            .map(|m| {
+                m.access()
+                    .rules()
+                    .iter()
+                    .map(|r| {
+                        let s = r.spec();
+                        json!({
+                            "tools": s.tools,
+                            "users": s.users,
+                            "teams": s.teams,
+                            "roles": s.roles.iter().map(|r| r.as_str()).collect::<Vec<_>>(),
+                            "allow": s.effect == portcullis_policy::Effect::Allow,
+                        })
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        Ok(json!({
+            "data": stored.iter().map(view).collect::<Vec<_>>(),
+            "configured": configured,
+        }))
+    })
+    .await
+}
+
+/// `DELETE /admin/mcp-access/{id}`.
+pub async fn delete(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    admin_json(&state, &headers, StatusCode::OK, || async {
+        directory(&state)?
+            .delete_mcp_access(&id)
+            .await
+            .map_err(manage_error)?;
+        Ok(json!({"id": id, "deleted": true}))
+    })
+    .await
+}
