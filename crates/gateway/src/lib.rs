@@ -35,7 +35,9 @@ pub mod mcp;
 pub mod mcp_access;
 pub mod mcp_admin;
 pub mod mcp_endpoint;
+pub mod mcp_pins;
 pub mod mcp_servers;
+pub mod mcp_tools;
 pub mod metrics;
 pub mod models;
 pub mod oauth;
@@ -381,6 +383,11 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route(
             "/admin/provider-keys/{id}",
             delete(tenancy::delete_provider_key),
+        )
+        .route("/admin/mcp-tools", get(mcp_tools::list))
+        .route(
+            "/admin/mcp-tools/{server}/{tool}/approve",
+            post(mcp_tools::approve),
         )
         .route(
             "/mcp",

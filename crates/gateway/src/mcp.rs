@@ -527,7 +527,10 @@ fn note_log(log: &mut RequestLog, note: &Note, result_bytes: Option<usize>) {
         meta.insert("result_bytes".into(), n.into());
     }
     r.metadata = Some(serde_json::Value::Object(meta).to_string());
-    if matches!(note.decision, Decision::Refused | Decision::Failed) {
+    if matches!(
+        note.decision,
+        Decision::Refused | Decision::Failed | Decision::Withheld
+    ) {
         r.error_type = Some(note.decision.as_str().to_owned());
     } else if note.decision == Decision::Forwarded && result_bytes.is_none() {
         // The server answered with a JSON-RPC error.

@@ -42,6 +42,8 @@ pub struct AppState {
     pub log: LogSink,
     /// Durable stores.
     pub stores: Stores,
+    /// The MCP tool pins (kept across reloads, followed from the database).
+    pub mcp_pins: Arc<portcullis_mcp::pins::Pins>,
     /// Prometheus metrics.
     pub metrics: Arc<Metrics>,
     /// The budget of request-body bytes held at once (`server.max_body_bytes_in_flight`).
@@ -77,8 +79,10 @@ impl AppState {
             directory: auth.directory().cloned(),
             breaker_sync: OnceLock::new(),
         };
+        let mcp_pins = crate::mcp_pins::pins(stores.mcp_pins.clone(), auth.directory());
         Self {
             runtime: ArcSwap::from_pointee(runtime),
+            mcp_pins,
             applied: tokio::sync::Mutex::new(config.clone()),
             limit_backend,
             spend_seed: SeedSource(spend_seed),
@@ -192,10 +196,10 @@ impl AppState {
             }
             (None, true) => (None, Vec::new()),
             (None, false) => {
-                let hub = Arc::new(portcullis_mcp::hub::Hub::new(
-                    &block,
-                    &portcullis_mcp::hub::connect,
-                ));
+                let hub = Arc::new(
+                    portcullis_mcp::hub::Hub::new(&block, &portcullis_mcp::hub::connect)
+                        .with_pins(self.mcp_pins.clone()),
+                );
                 let endpoint = crate::mcp_endpoint::McpEndpoint::new(
                     hub,
                     block,

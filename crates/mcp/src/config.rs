@@ -24,6 +24,9 @@
 //!       transport: streamable_http            # or `sse` (the older HTTP+SSE transport)
 //!       headers: {Authorization: "Bearer ${GITHUB_TOKEN}"}
 //!       timeout: 60s
+//!       pin_tools: false                      # this server's tool definitions are not pinned
+//!   pin_tools: true                           # pin each tool's definition when first seen and
+//!                                             # withhold changed ones until approved (default)
 //!   access:                                   # who may use which tools (see `crate::access`)
 //!     - {tools: ["github__*"], teams: [platform], allow: true}
 //! ```
@@ -65,6 +68,9 @@ pub struct RawMcp {
     /// Default time a server's lists are kept.
     #[serde(default)]
     pub list_ttl: Option<String>,
+    /// Whether tool definitions are pinned (`crate::pins`); default true.
+    #[serde(default)]
+    pub pin_tools: Option<bool>,
     /// The servers, by name.
     #[serde(default)]
     pub servers: BTreeMap<String, RawServer>,
@@ -119,6 +125,9 @@ pub struct RawServer {
     /// How long this server's lists are kept.
     #[serde(default)]
     pub list_ttl: Option<String>,
+    /// Whether this server's tool definitions are pinned.
+    #[serde(default)]
+    pub pin_tools: Option<bool>,
 }
 
 /// `limits:` of a stdio server as written.
@@ -166,6 +175,8 @@ pub struct McpConfig {
     pub timeout: Duration,
     /// How long the lists of a server that sets nothing are kept (`list_ttl`).
     pub list_ttl: Duration,
+    /// Whether the tools of a server that sets nothing are pinned (`pin_tools`).
+    pub pin_tools: bool,
 }
 
 impl McpConfig {
@@ -186,6 +197,8 @@ pub struct ServerSpec {
     pub timeout: Duration,
     /// How long its lists are kept without a `list_changed` (zero: not kept).
     pub list_ttl: Duration,
+    /// Whether its tools' definitions are pinned (`crate::pins`).
+    pub pin_tools: bool,
 }
 
 impl std::fmt::Debug for ServerSpec {
@@ -195,6 +208,7 @@ impl std::fmt::Debug for ServerSpec {
             .field("transport", &self.transport)
             .field("timeout", &self.timeout)
             .field("list_ttl", &self.list_ttl)
+            .field("pin_tools", &self.pin_tools)
             .finish()
     }
 }
@@ -335,6 +349,7 @@ pub fn validate_entry(
     let defaults = ServerDefaults {
         timeout: block.timeout,
         list_ttl: block.list_ttl,
+        pin_tools: block.pin_tools,
     };
     let spec = validate_server(name.to_owned(), raw, at, defaults, &mut issues);
     match spec {
@@ -375,6 +390,7 @@ impl Block for McpConfig {
                     list_ttl(t, &key(at, "list_ttl"), &mut issues).unwrap_or(DEFAULT_LIST_TTL)
                 }
             },
+            pin_tools: raw.pin_tools.unwrap_or(true),
         };
         for (i, host) in raw.allowed_hosts.iter().enumerate() {
             if host.is_empty() || host.contains(['/', ' ']) {
@@ -423,6 +439,7 @@ impl Block for McpConfig {
             servers,
             timeout: defaults.timeout,
             list_ttl: defaults.list_ttl,
+            pin_tools: defaults.pin_tools,
         })
     }
 }
@@ -538,6 +555,7 @@ fn validate_server(
         transport,
         timeout,
         list_ttl,
+        pin_tools: raw.pin_tools.unwrap_or(defaults.pin_tools),
     })
 }
 
@@ -546,6 +564,7 @@ fn validate_server(
 struct ServerDefaults {
     timeout: Duration,
     list_ttl: Duration,
+    pin_tools: bool,
 }
 
 /// A list lifetime: a duration, where `0s` (no caching) is allowed.
@@ -719,6 +738,18 @@ servers:
         assert_eq!(c.server("remote").unwrap().timeout, Duration::from_secs(5));
         // Secrets never show in debug output.
         assert!(!format!("{c:?}").contains("s3cret"));
+    }
+
+    #[test]
+    fn tools_are_pinned_unless_the_block_or_the_server_says_not() {
+        let c = validate("servers:\n  a: {url: \"http://a\"}\n  b: {url: \"http://b\", pin_tools: false}\n")
+            .unwrap();
+        assert!(c.server("a").unwrap().pin_tools);
+        assert!(!c.server("b").unwrap().pin_tools);
+        let c = validate("pin_tools: false\nservers:\n  a: {url: \"http://a\"}\n  b: {url: \"http://b\", pin_tools: true}\n")
+            .unwrap();
+        assert!(!c.server("a").unwrap().pin_tools);
+        assert!(c.server("b").unwrap().pin_tools);
     }
 
     #[test]

@@ -118,6 +118,8 @@ pub struct Listing {
     names: ServerNames,
     /// When it was fetched.
     pub fetched: Instant,
+    /// Its tools' fingerprints, once recorded in the pins (`crate::pins`).
+    pub(crate) fingerprints: tokio::sync::OnceCell<crate::pins::Fingerprints>,
 }
 
 impl Listing {
@@ -323,6 +325,7 @@ fn build_listing(server: &str, kind: ListKind, raw_entries: Vec<Box<RawValue>>) 
         entries,
         names,
         fetched: Instant::now(),
+        fingerprints: tokio::sync::OnceCell::new(),
     }
 }
 
@@ -341,6 +344,8 @@ fn with_member(object: &RawValue, key: &str, value: &str) -> Box<RawValue> {
 #[derive(Debug, Default)]
 pub struct Hub {
     servers: BTreeMap<String, Arc<Server>>,
+    /// The pins tools are checked against (`crate::pins`), if any.
+    pub(crate) pins: Option<Arc<crate::pins::Pins>>,
 }
 
 impl Hub {
@@ -357,7 +362,10 @@ impl Hub {
             watch_list_changes(&server);
             servers.insert(spec.name.clone(), server);
         }
-        Self { servers }
+        Self {
+            servers,
+            pins: None,
+        }
     }
 
     /// The servers of `config`: a server whose entry is unchanged is this hub's, connection,
@@ -395,7 +403,13 @@ impl Hub {
             })
             .cloned()
             .collect();
-        (Hub { servers }, gone)
+        (
+            Hub {
+                servers,
+                pins: self.pins.clone(),
+            },
+            gone,
+        )
     }
 
     /// The server called `name`.

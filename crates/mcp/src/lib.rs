@@ -10,6 +10,8 @@
 //! - [`hub`]: the servers and their lists (tools, prompts, resources), cached until they
 //!   change.
 //! - [`pages`]: lists answered page by page, with stateless cursors.
+//! - [`pins`]: tool definitions fingerprinted and pinned; a changed one is withheld until
+//!   approved.
 //! - [`router`]: a client's request planned (answered here, refused, or forwarded with the
 //!   server's own names) and forwarded.
 //!
@@ -25,6 +27,8 @@ pub mod jsonrpc;
 pub mod names;
 #[cfg(feature = "runtime")]
 pub mod pages;
+#[cfg(feature = "runtime")]
+pub mod pins;
 #[cfg(feature = "runtime")]
 pub mod router;
 #[cfg(feature = "runtime")]

@@ -77,10 +77,13 @@ pub enum Decision {
     Failed,
     /// Not understood (unknown method, invalid parameters).
     Invalid,
+    /// Refused: the tool's definition changed since it was pinned and awaits an admin's
+    /// approval (`crate::pins`).
+    Withheld,
 }
 
 impl Decision {
-    /// `answered`, `forwarded`, `refused`, `failed` or `invalid`.
+    /// `answered`, `forwarded`, `refused`, `failed`, `invalid` or `withheld`.
     pub fn as_str(self) -> &'static str {
         match self {
             Decision::Answered => "answered",
@@ -88,6 +91,7 @@ impl Decision {
             Decision::Refused => "refused",
             Decision::Failed => "failed",
             Decision::Invalid => "invalid",
+            Decision::Withheld => "withheld",
         }
     }
 }
@@ -271,10 +275,22 @@ impl Hub {
         let mut scratch = String::new();
         let mut digest = ListDigest::new(kind.method());
         let mut visible: Vec<&RawValue> = Vec::new();
-        for (server, listing) in &listings {
+        // Tools whose definition changed since it was pinned are left out (`crate::pins`).
+        let pinned = futures_util::future::join_all(listings.iter().map(|(server, listing)| {
+            let tools = kind == ListKind::Tools;
+            async move {
+                match tools {
+                    true => self.pinned(server, listing).await,
+                    false => None,
+                }
+            }
+        }))
+        .await;
+        for ((server, listing), pinned) in listings.iter().zip(pinned) {
             for e in &listing.entries {
                 if kind != ListKind::Tools
-                    || ask.access.allows_tool(server.name(), &e.own, &mut scratch)
+                    || (ask.access.allows_tool(server.name(), &e.own, &mut scratch)
+                        && self.shows_tool(server, pinned, &e.own))
                 {
                     if aggregated {
                         digest.push(&e.public);
@@ -408,6 +424,29 @@ impl Hub {
         };
         if is_tool && !ask.access.allows_tool(server.name(), &own, &mut scratch) {
             return refused(base);
+        }
+        // A tool whose definition changed since it was pinned is not called (`crate::pins`).
+        if is_tool {
+            match self.tool_callable(server, &own).await {
+                Ok(true) => {}
+                Ok(false) => {
+                    base.decision = Decision::Withheld;
+                    return Plan::Answer(
+                        Err(ErrorObject::new(
+                            INVALID_PARAMS,
+                            format!(
+                                "Tool `{name}` is withheld: its definition changed since it was \
+                                 approved and awaits an admin's approval"
+                            ),
+                        )),
+                        base,
+                    );
+                }
+                Err(e) => {
+                    base.decision = Decision::Failed;
+                    return Plan::Answer(Err(e.to_error_object()), base);
+                }
+            }
         }
         let params = if public_uris {
             params.insert("name".to_owned(), Value::String(own));

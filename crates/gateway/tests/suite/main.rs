@@ -25,6 +25,7 @@ mod mcp;
 mod mcp_access;
 mod mcp_admin;
 mod mcp_auth;
+mod mcp_pins;
 mod mcp_sandbox;
 mod openapi;
 mod proxy;
