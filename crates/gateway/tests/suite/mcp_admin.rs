@@ -357,9 +357,9 @@ async fn bad_bodies_taken_names_and_non_admins_are_refused() {
             .unwrap()
             .contains("configuration file")
     );
-    let gw = &gw;
     let put = |name: &str, body: Value| {
         let path = format!("/admin/mcp-servers/{name}");
+        let gw = &gw;
         async move { send(gw, reqwest::Method::PUT, &path, MASTER_KEY, Some(body)).await }
     };
     let (status, _) = put("remote", json!({"url": "http://127.0.0.1:9/z"})).await;
@@ -436,6 +436,7 @@ async fn bad_bodies_taken_names_and_non_admins_are_refused() {
     )
     .await;
     assert_eq!(status, 401);
+    gw.stop().await;
 }
 
 #[tokio::test]
