@@ -810,6 +810,32 @@ servers:
     }
 
     #[test]
+    fn an_entry_outside_the_file_has_the_files_rules_and_the_blocks_defaults() {
+        let block = validate("timeout: 7s\nlist_ttl: 1m\nservers: {}\n").unwrap();
+        let raw: RawServer = serde_saphyr::from_str("{url: \"http://a\"}").unwrap();
+        let spec = validate_entry("remote", raw, "", &block).unwrap();
+        assert_eq!(spec.timeout, Duration::from_secs(7));
+        assert_eq!(spec.list_ttl, Duration::from_secs(60));
+        let raw: RawServer =
+            serde_saphyr::from_str("{command: x, limits: {memory: 1KiB}, headers: {A: s3cret}}")
+                .unwrap();
+        let issues = validate_entry("Bad_Name", raw, "", &block).unwrap_err();
+        let text = issues
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("\n");
+        assert!(!text.contains("s3cret"), "{text}");
+        for expected in [
+            "name: a server name is",
+            "limits.memory: must be at least 16MiB",
+            "headers: applies to HTTP servers only",
+        ] {
+            assert!(text.contains(expected), "missing `{expected}` in:\n{text}");
+        }
+    }
+
+    #[test]
     fn sizes() {
         assert_eq!(bytes(&RawBytes::Text("512MiB".into())), Some(512 << 20));
         assert_eq!(bytes(&RawBytes::Text("2 GiB".into())), Some(2 << 30));
