@@ -28,7 +28,7 @@ use uuid::Uuid;
 use crate::directory::{Principal, StoredPrincipal};
 use crate::register::match_redirect_uri;
 use crate::secrets::{ct_eq, is_s256_challenge, random_token, sha256};
-use crate::server::{Inner, now_ms};
+use crate::server::{ClientError, Inner, now_ms};
 use crate::{pages, upstream};
 use portcullis_core::AccessRole;
 
@@ -182,7 +182,7 @@ pub(crate) async fn start(
             "The request does not name an application (client_id is missing).",
         );
     };
-    let client = match inner.store.client(client_id).await {
+    let client = match inner.client(client_id).await {
         Ok(Some(c)) => c,
         Ok(None) => {
             return pages::error(
@@ -191,7 +191,7 @@ pub(crate) async fn start(
                 "No application is registered with this client_id.",
             );
         }
-        Err(e) => return pages::server_error(&e),
+        Err(e) => return client_error_page(&e),
     };
     let Some(target) = match_redirect_uri(&client.redirect_uris, params.redirect_uri.as_deref())
     else {
@@ -321,14 +321,30 @@ fn login_page(
 
 /// The client of a pending request, or the page saying it was removed meanwhile.
 async fn pending_client(inner: &Inner, pending: &Pending) -> Result<ClientRecord, Response> {
-    match inner.store.client(&pending.client_id).await {
+    match inner.client(&pending.client_id).await {
         Ok(Some(c)) => Ok(c),
         Ok(None) => Err(pages::error(
             StatusCode::BAD_REQUEST,
             "Unknown application",
             "The application was removed.",
         )),
-        Err(e) => Err(pages::server_error(&e)),
+        Err(e) => Err(client_error_page(&e)),
+    }
+}
+
+/// The page for a client that cannot be looked up: its metadata document is unusable (said
+/// why: it is the client's to fix), or the store failed.
+fn client_error_page(e: &ClientError) -> Response {
+    match e {
+        ClientError::Document(why) => {
+            tracing::info!(%why, "OAuth client metadata document refused");
+            pages::error(
+                StatusCode::BAD_REQUEST,
+                "Unknown application",
+                &format!("The application's description cannot be used: {why}."),
+            )
+        }
+        ClientError::Store(e) => pages::server_error(e),
     }
 }
 

@@ -18,6 +18,10 @@
 //!   max_failed_sign_ins: 10            # per username and client address, per 15 minutes
 //!   registrations_per_minute: 30       # unauthenticated dynamic client registrations
 //!   trusted_proxies: [10.0.0.5]        # read X-Forwarded-For only from these peers
+//!   client_metadata_documents:         # client_id as an https URL of the client's document
+//!     enabled: true
+//!     allow_http_loopback: false       # http://127.0.0.1/… documents (tests, development)
+//!     allow_private_networks: false    # documents on private or loopback addresses
 //! ```
 //!
 //! Durations are written `500ms`, `30s`, `15m`, `12h`, `30d`, a sequence such as `1h30m`, or
@@ -67,6 +71,31 @@ pub struct OAuthConfig {
     /// address that is not a trusted proxy). Empty (the default): the header is ignored and
     /// the connection's own address is used.
     pub trusted_proxies: Vec<std::net::IpAddr>,
+    /// Clients identified by the URL of their metadata document.
+    pub client_metadata_documents: ClientMetadataConfig,
+}
+
+/// Client ID Metadata Documents: a `client_id` that is an `https` URL is the client's own
+/// description, fetched by the server (no registration needed).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClientMetadataConfig {
+    /// Whether such client ids are accepted (and advertised).
+    pub enabled: bool,
+    /// Whether `http://` documents on a loopback address are fetched (tests, development).
+    pub allow_http_loopback: bool,
+    /// Whether documents on private, link-local or loopback addresses are fetched.
+    pub allow_private_networks: bool,
+}
+
+impl Default for ClientMetadataConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            allow_http_loopback: false,
+            allow_private_networks: false,
+        }
+    }
 }
 
 /// The window [`OAuthConfig::max_failed_sign_ins`] counts over.
@@ -204,6 +233,7 @@ impl Default for OAuthConfig {
             max_failed_sign_ins: 10,
             registrations_per_minute: 30,
             trusted_proxies: Vec::new(),
+            client_metadata_documents: ClientMetadataConfig::default(),
         }
     }
 }

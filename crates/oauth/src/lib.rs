@@ -17,6 +17,8 @@
 //! - [`directory`]: [`Directory`], [`Principal`], [`MemoryDirectory`];
 //! - [`error`]: [`OAuthError`] and the wire errors;
 //! - [`keys`]: the signing key, JWKS and [`AccessClaims`];
+//! - `client_metadata`: clients identified by the URL of their metadata document (fetched
+//!   with SSRF guards, cached);
 //! - `server`: [`OAuthServer`], its router and admin API; `metadata`, `register`,
 //!   `authorize` (with `pages`), `upstream` (sign-in delegated to an OpenID Connect
 //!   provider), `token`, `revoke`: the endpoints; `resource`: RFC 8707 resource indicators
@@ -28,6 +30,8 @@
 
 #[cfg(feature = "runtime")]
 mod authorize;
+#[cfg(feature = "runtime")]
+mod client_metadata;
 pub mod config;
 #[cfg(feature = "runtime")]
 pub mod directory;
@@ -56,7 +60,7 @@ mod token;
 #[cfg(feature = "runtime")]
 mod upstream;
 
-pub use config::{OAuthConfig, OidcSignInConfig, SignInConfig};
+pub use config::{ClientMetadataConfig, OAuthConfig, OidcSignInConfig, SignInConfig};
 #[cfg(feature = "runtime")]
 pub use directory::{Directory, DirectoryError, MemoryDirectory, Principal};
 #[cfg(feature = "runtime")]

@@ -38,6 +38,7 @@ pub(crate) async fn authorization_server(State(inner): State<Arc<Inner>>) -> Res
             ["client_secret_basic", "client_secret_post", "none"],
         "scopes_supported": inner.config.scopes,
         "authorization_response_iss_parameter_supported": true,
+        "client_id_metadata_document_supported": inner.config.client_metadata_documents.enabled,
     });
     if inner.config.dynamic_registration
         && let Some(map) = body.as_object_mut()

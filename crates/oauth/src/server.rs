@@ -20,6 +20,7 @@ use crate::config::{FAILED_SIGN_IN_WINDOW, OAuthConfig, check_base_url};
 use crate::directory::{Directory, Principal};
 use crate::error::{OAuthError, ProtocolError};
 use crate::keys::{AccessClaims, Signer};
+use crate::client_metadata::{ClientDocuments, DocumentError};
 use crate::resource::Resources;
 use crate::revocation::Revocations;
 use crate::secrets::{Sealer, derive_key, random_id, random_token, sha256};
@@ -84,6 +85,8 @@ pub(crate) struct Inner {
     pub(crate) sign_in_throttle: SignInThrottle,
     /// Unauthenticated dynamic client registrations, per replica.
     pub(crate) registrations: governor::DefaultDirectRateLimiter,
+    /// Clients known by the URL of their metadata document.
+    pub(crate) client_documents: ClientDocuments,
     /// The protected resources besides `audience` (RFC 8707), once the gateway says.
     pub(crate) resources: OnceLock<Arc<dyn Resources>>,
     maintenance: OnceLock<AbortHandle>,
@@ -207,6 +210,15 @@ impl Inner {
     /// `{issuer}{path}`.
     pub(crate) fn endpoint(&self, path: &str) -> String {
         format!("{}{path}", self.issuer)
+    }
+
+    /// The client `client_id` names: a registered one, or the one its metadata document
+    /// describes. `Ok(None)`: no such registered client.
+    pub(crate) async fn client(&self, client_id: &str) -> Result<Option<ClientRecord>, ClientError> {
+        if self.client_documents.is_document_id(client_id) {
+            return Ok(Some(self.client_documents.client(client_id).await?));
+        }
+        Ok(self.store.client(client_id).await?)
     }
 
     /// The other protected resources, if the gateway named them.
@@ -409,6 +421,8 @@ impl OAuthServer {
                 .map_err(|e: UpstreamError| OAuthError::Config(e.to_string()))?,
             ),
         };
+        let client_documents = ClientDocuments::new(config.client_metadata_documents.clone())
+            .map_err(OAuthError::Config)?;
         let per_minute = std::num::NonZeroU32::new(config.registrations_per_minute)
             .unwrap_or(std::num::NonZeroU32::MIN);
         let inner = Arc::new(Inner {
@@ -426,6 +440,7 @@ impl OAuthServer {
             directory,
             revocations: Revocations::default(),
             resources: OnceLock::new(),
+            client_documents,
             maintenance: OnceLock::new(),
         });
         inner.revocations.reload(&inner.store, now_ms()).await?;
@@ -583,6 +598,17 @@ impl OAuthServer {
     pub async fn delete_client(&self, client_id: &str) -> Result<bool, OAuthError> {
         Ok(self.inner.store.delete_client(client_id).await?)
     }
+}
+
+/// Why a client cannot be looked up.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ClientError {
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] portcullis_store::StoreError),
+    /// The client's metadata document cannot be used.
+    #[error(transparent)]
+    Document(#[from] DocumentError),
 }
 
 /// A new client id.

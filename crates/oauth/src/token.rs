@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 use crate::directory::Principal;
 use crate::error::{ProtocolError, no_store};
 use crate::secrets::{ct_eq, pkce_matches, sha256};
-use crate::server::{Inner, now_ms};
+use crate::server::{ClientError, Inner, now_ms};
 
 #[derive(Debug, Default, Deserialize)]
 struct TokenForm {
@@ -136,7 +136,14 @@ pub(crate) async fn authenticate_client(
             }
         },
     };
-    let Some(client) = inner.store.client(&id).await? else {
+    let client = match inner.client(&id).await {
+        Ok(c) => c,
+        Err(ClientError::Document(why)) => {
+            return Err(ProtocolError::invalid_client(why.to_string()));
+        }
+        Err(ClientError::Store(e)) => return Err(e.into()),
+    };
+    let Some(client) = client else {
         return Err(ProtocolError::invalid_client("unknown client"));
     };
     // A public client sending an empty password in Basic credentials sends no secret.

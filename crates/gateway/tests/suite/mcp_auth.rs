@@ -577,3 +577,185 @@ async fn the_authorization_code_and_its_refresh_tokens_stay_bound_to_one_resourc
     assert_eq!(list_tools(&gw, "/mcp", access).await.0, 401);
     gw.stop().await;
 }
+
+/// A client's metadata document served over HTTP on a loopback port, counting its fetches.
+struct DocumentHost {
+    base: String,
+    fetches: Arc<Mutex<u32>>,
+}
+
+impl DocumentHost {
+    /// Serves `/client.json` (naming itself, `redirect`) and `/impostor.json` (naming another
+    /// URL as its client_id).
+    async fn start(redirect: &str) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let fetches = Arc::new(Mutex::new(0));
+        let (counted, own, redirect) = (fetches.clone(), base.clone(), redirect.to_owned());
+        let app = axum::Router::new().route(
+            "/{name}",
+            axum::routing::get(
+                move |axum::extract::Path(name): axum::extract::Path<String>| {
+                    let (counted, own, redirect) = (counted.clone(), own.clone(), redirect.clone());
+                    async move {
+                        *counted.lock().unwrap() += 1;
+                        let id = match name.as_str() {
+                            "client.json" => format!("{own}/client.json"),
+                            _ => "https://someone-else.example/client.json".to_owned(),
+                        };
+                        (
+                            [("cache-control", "public, max-age=60")],
+                            axum::Json(json!({
+                                "client_id": id,
+                                "client_name": "Doc Agent",
+                                "client_uri": "https://agent.example",
+                                "redirect_uris": [redirect],
+                                "grant_types": ["authorization_code", "refresh_token"],
+                                "response_types": ["code"],
+                                "token_endpoint_auth_method": "none",
+                            })),
+                        )
+                    }
+                },
+            ),
+        );
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Self { base, fetches }
+    }
+}
+
+/// The sign-in page (or error page) an authorization request for `client_id` gets.
+async fn authorization_page(gw: &TestGateway, client_id: &str, redirect: &str) -> (u16, String) {
+    let mut url = url::Url::parse(&gw.at("/oauth/authorize")).unwrap();
+    url.query_pairs_mut()
+        .append_pair("response_type", "code")
+        .append_pair("client_id", client_id)
+        .append_pair("redirect_uri", redirect)
+        .append_pair(
+            "code_challenge",
+            "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM",
+        )
+        .append_pair("code_challenge_method", "S256")
+        .append_pair("resource", &format!("{BASE}/mcp"));
+    let r = client().get(url.as_str()).send().await.unwrap();
+    (r.status().as_u16(), r.text().await.unwrap())
+}
+
+#[tokio::test]
+async fn a_client_known_by_its_metadata_document_signs_a_user_in_and_reaches_mcp() {
+    let redirect = "http://127.0.0.1:33419/callback";
+    let docs = DocumentHost::start(redirect).await;
+    let a = RecordingServer::start().await;
+    let gw = TestGateway::start(&format!(
+        "secret_key: {SECRET_KEY}
+oauth:
+  issuer: {BASE}
+  client_metadata_documents:
+    allow_http_loopback: true
+mcp:
+  public_url: {BASE}
+  servers:
+    a:
+      url: {a}
+",
+        a = a.url,
+    ))
+    .await;
+    let meta: Value = client()
+        .get(gw.at("/.well-known/oauth-authorization-server"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(meta["client_id_metadata_document_supported"], true);
+    let r = client()
+        .post(gw.at("/admin/users"))
+        .bearer_auth(MASTER_KEY)
+        .json(&json!({"id": "mara", "password": "correct horse battery"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let client_id = format!("{}/client.json", docs.base);
+
+    // The sign-in page names the client as its document does.
+    let (status, html) = authorization_page(&gw, &client_id, redirect).await;
+    assert_eq!(status, 200, "{html}");
+    assert!(html.contains("Doc Agent"), "{html}");
+    // A redirect URI the document does not list is refused, on a page.
+    let (status, html) = authorization_page(&gw, &client_id, "http://evil.example/callback").await;
+    assert_eq!(status, 400, "{html}");
+    // A document that names another client_id is refused.
+    let (status, html) =
+        authorization_page(&gw, &format!("{}/impostor.json", docs.base), redirect).await;
+    assert_eq!(status, 400);
+    assert!(html.contains("not its own URL"), "{html}");
+
+    // The whole flow: sign-in, consent, code + PKCE, a token for /mcp, tools listed.
+    let resource = format!("{BASE}/mcp");
+    let code = authorize(&gw, &client_id, redirect, &resource).await;
+    let (status, tokens) = token_request(
+        &gw,
+        &[
+            ("grant_type", "authorization_code"),
+            ("code", &code),
+            ("redirect_uri", redirect),
+            (
+                "code_verifier",
+                "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk",
+            ),
+            ("client_id", &client_id),
+            ("resource", &resource),
+        ],
+    )
+    .await;
+    assert_eq!(status, 200, "{tokens}");
+    let access = tokens["access_token"].as_str().unwrap();
+    let (status, _, body) = list_tools(&gw, "/mcp", access).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(tool_names(&body), ["a__echo"]);
+    // The refresh token works for the same client.
+    let (status, refreshed) = token_request(
+        &gw,
+        &[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", tokens["refresh_token"].as_str().unwrap()),
+            ("client_id", &client_id),
+        ],
+    )
+    .await;
+    assert_eq!(status, 200, "{refreshed}");
+    // The document was fetched once per URL and then kept (max-age=60).
+    assert_eq!(*docs.fetches.lock().unwrap(), 2);
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn metadata_documents_on_private_addresses_are_not_fetched_by_default() {
+    let redirect = "http://127.0.0.1:33419/callback";
+    let docs = DocumentHost::start(redirect).await;
+    let Setup { gw, a: _a, b: _b } = setup().await;
+    // Plain http is not a document URL without the flag: no such registered client.
+    let (status, html) =
+        authorization_page(&gw, &format!("{}/client.json", docs.base), redirect).await;
+    assert_eq!(status, 400);
+    assert!(html.contains("No application is registered"), "{html}");
+    // https to a loopback (or private) address is refused before any connection.
+    for private in [
+        docs.base.replace("http://", "https://"),
+        "https://10.0.0.1".to_owned(),
+        "https://169.254.169.254".to_owned(),
+        "https://localhost".to_owned(),
+    ] {
+        let (status, html) =
+            authorization_page(&gw, &format!("{private}/client.json"), redirect).await;
+        assert_eq!(status, 400, "{private}: {html}");
+        assert!(html.contains("public"), "{private}: {html}");
+    }
+    assert_eq!(*docs.fetches.lock().unwrap(), 0);
+    gw.stop().await;
+}
