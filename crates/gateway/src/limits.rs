@@ -190,8 +190,8 @@ impl SpendSeed for LogSpendSeed {
             ScopeKind::Model => SpendScope::Only(Dimension::Model, value.to_owned()),
             ScopeKind::Provider => SpendScope::Only(Dimension::Provider, value.to_owned()),
             ScopeKind::Route => SpendScope::Only(Dimension::Route, value.to_owned()),
-            // Tool calls are not priced in the request log.
-            ScopeKind::Tool => return Ok(0.0),
+            // Tool calls and MCP requests are not priced in the request log.
+            ScopeKind::Tool | ScopeKind::Server => return Ok(0.0),
         };
         // A request waits for this (once per budget counter and window); a slow log is a
         // seed failure, which the budget's rule answers by failing open or closed.

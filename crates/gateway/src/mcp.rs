@@ -4,8 +4,8 @@
 //! **guard** (`Host` and `Origin`: DNS rebinding) → authenticate → decode (one JSON-RPC
 //! message; the protocol generation from `MCP-Protocol-Version` and the request's `_meta`) →
 //! authorize (the key's `tools` globs, through `portcullis_mcp::router`) → admit (limits with
-//! `scope: tool` for a `tools/call`) → dispatch (the server) → respond (JSON, or an SSE stream
-//! once the server sends progress or requests on the way) → record.
+//! `scope: tool` and `scope: server` for a `tools/call`) → dispatch (the server) → respond
+//! (JSON, or an SSE stream once the server sends progress or requests on the way) → record.
 //!
 //! Both endpoints take the LLM API's credentials. Without them the answer is 401 with
 //! `WWW-Authenticate: Bearer resource_metadata="<base>/.well-known/oauth-protected-resource/mcp[/<server>]"`,
@@ -301,8 +301,10 @@ async fn serve(state: Arc<AppState>, server: Option<String>, req: Request) -> Re
                 json_answer(id, result)
             }
             Plan::Forward(forward) => {
-                // Limits with `scope: tool` for a call.
-                let admission = match admit(&x, &principal, forward.tool()).await {
+                // Limits with `scope: tool` and `scope: server` for a call.
+                let admission = match admit(&x, &principal, forward.tool(), forward.server.name())
+                    .await
+                {
                     Ok(a) => a,
                     Err(e) => {
                         let mut note = forward.note.clone();
@@ -452,7 +454,8 @@ fn decode_header_value(value: &str) -> String {
 }
 
 /// **admit** for a tool call: the caller's rules (and the key's own) with `tool` as the
-/// subject of `scope: tool` rules. Nothing to admit for other requests.
+/// subject of `scope: tool` rules and its server's name of `scope: server` rules. Nothing to
+/// admit for other requests: a server's limits count the tool calls it is sent.
 async fn admit(
     x: &Exchange,
     principal: &Principal,
@@ -482,6 +485,7 @@ async fn admit(
     };
     let estimate = Estimate {
         tokens: 0,
+    server: &str,
         cost_usd: 0.0,
     };
     Stage::Admit
@@ -504,6 +508,7 @@ fn log_result(log: &mut RequestLog, result: &Result<Box<RawValue>, ErrorObject>)
 /// The server, tool, decision and arguments digest of a request in its log record; a tool
 /// call also counts in the metrics.
 fn note_log(log: &mut RequestLog, note: &Note, result_bytes: Option<usize>) {
+        server: Some(server),
     if note.method == "tools/call"
         && let (Some(server), Some(tool)) = (&note.server, &note.tool)
     {

@@ -541,6 +541,7 @@ pub async fn admit(
         provider: None,
         route: resolved.route(),
         tool: None,
+        server: None,
     };
     let admitted = Stage::Admit
         .run_async(limiter.admit_with(&subjects, demand.estimate(price.as_ref()), key_rules))

@@ -4,7 +4,7 @@
 //! ```yaml
 //! limits:
 //!   - id: per-user-rpm          # optional; default `limit-<position>`
-//!     scope: user               # global|key|user|team|model|provider|route|tool
+//!     scope: user               # global|key|user|team|model|provider|route|tool|server
 //!     match: alice              # optional: only this value (else one counter per value)
 //!     requests: 60              # exactly one of requests | tokens | concurrent
 //!     window: 1m                # requests/tokens only: 500ms, 30s, 1m, 1h, 1d

@@ -22,11 +22,13 @@ pub enum ScopeKind {
     Route,
     /// The tool being called.
     Tool,
+    /// The MCP server a request is forwarded to.
+    Server,
 }
 
 impl ScopeKind {
     /// Every scope kind, in configuration order.
-    pub const ALL: [ScopeKind; 8] = [
+    pub const ALL: [ScopeKind; 9] = [
         ScopeKind::Global,
         ScopeKind::Key,
         ScopeKind::User,
@@ -35,6 +37,7 @@ impl ScopeKind {
         ScopeKind::Provider,
         ScopeKind::Route,
         ScopeKind::Tool,
+        ScopeKind::Server,
     ];
 
     /// The name used in configuration (`user`, `model`, …).
@@ -48,6 +51,7 @@ impl ScopeKind {
             ScopeKind::Provider => "provider",
             ScopeKind::Route => "route",
             ScopeKind::Tool => "tool",
+            ScopeKind::Server => "server",
         }
     }
 }
@@ -61,7 +65,7 @@ impl fmt::Display for ScopeKind {
 /// The text is not one of the scope names.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error(
-    "unknown scope `{0}`; expected one of global, key, user, team, model, provider, route, tool"
+    "unknown scope `{0}`; expected one of global, key, user, team, model, provider, route, tool, server"
 )]
 pub struct UnknownScope(pub String);
 
@@ -97,6 +101,8 @@ pub struct Subjects<'a> {
     pub route: Option<&'a str>,
     /// Tool name.
     pub tool: Option<&'a str>,
+    /// MCP server name.
+    pub server: Option<&'a str>,
 }
 
 impl<'a> Subjects<'a> {
@@ -112,6 +118,7 @@ impl<'a> Subjects<'a> {
             ScopeKind::Provider => self.provider,
             ScopeKind::Route => self.route,
             ScopeKind::Tool => self.tool,
+            ScopeKind::Server => self.server,
         };
         value.filter(|v| !v.is_empty())
     }

@@ -323,3 +323,43 @@ async fn a_rule_added_on_one_replica_applies_on_another() {
     one.stop().await;
     two.stop().await;
 }
+
+#[tokio::test]
+async fn a_servers_limit_counts_its_tool_calls() {
+    let gh = MockMcpServer::start(2).await.unwrap();
+    let other = MockMcpServer::start(1).await.unwrap();
+    let yaml = format!(
+        "mcp:\n  servers:\n    gh:\n      url: {}\n    other:\n      url: {}\nlimits:\n  - scope: server\n    match: gh\n    requests: 1\n    window: 1m\n",
+        gh.url(),
+        other.url()
+    );
+    let gw = TestGateway::start(&yaml).await;
+    // Lists are not calls: they do not count.
+    assert_eq!(tools(&gw, MASTER_KEY).await.len(), 3);
+    let (_, answer) = call(&gw, MASTER_KEY, "gh__tool-0").await;
+    assert!(answer["result"].is_object(), "{answer}");
+    // Another tool of the same server shares the server's counter, on either endpoint.
+    let (status, answer) = call(&gw, MASTER_KEY, "gh__tool-1").await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["error"]["code"], -32029, "{answer}");
+    let r = client()
+        .post(gw.at("/mcp/gh"))
+        .bearer_auth(MASTER_KEY)
+        .header("accept", "application/json, text/event-stream")
+        .json(&json!({"jsonrpc": "2.0", "id": 3, "method": "tools/call",
+            "params": {"name": "tool-0", "arguments": {}}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let answer: Value = r.json().await.unwrap();
+    assert_eq!(answer["error"]["code"], -32029, "{answer}");
+    assert_eq!(gh.calls(), 1, "refused calls never reach the server");
+    // Other servers are not limited.
+    for _ in 0..3 {
+        let (_, answer) = call(&gw, MASTER_KEY, "other__tool-0").await;
+        assert!(answer["result"].is_object(), "{answer}");
+    }
+    assert_eq!(other.calls(), 3);
+    gw.stop().await;
+}

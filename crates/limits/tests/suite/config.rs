@@ -183,7 +183,7 @@ budgets:
     );
     let expected = [
         "limits[0].window: `60`: expected a duration like 60s, 1m, 1h (a unit is required)",
-        "limits[1].scope: unknown scope `usr`; expected one of global, key, user, team, model, provider, route, tool",
+        "limits[1].scope: unknown scope `usr`; expected one of global, key, user, team, model, provider, route, tool, server",
         "limits[2]: exactly one of `requests`, `tokens` or `concurrent` is required (found requests and tokens)",
         "limits[3].window: a concurrency rule has no window",
         "limits[3].algorithm: a concurrency rule has no algorithm",
