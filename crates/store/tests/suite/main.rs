@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod mcp_pins;
+mod mcp_servers;
 mod oauth;
 mod semantic;
 mod stores;
