@@ -27,7 +27,6 @@ use std::sync::Arc;
 use axum::body::Body;
 use axum::extract::{Path, Request, State};
 use axum::response::Response;
-use bytes::Bytes;
 use http::header::{ALLOW, CACHE_CONTROL, CONTENT_TYPE, WWW_AUTHENTICATE};
 use http::{HeaderMap, HeaderValue, Method, StatusCode};
 use portcullis_core::{ErrorKind, GatewayError};
@@ -41,6 +40,7 @@ use portcullis_mcp::router::{
     Ask, Decision, Era, HANDSHAKE_VERSIONS, META_PROTOCOL_VERSION, MODERN_VERSIONS, Note, Plan,
     Scope,
 };
+use portcullis_mcp::hub::ListKind;
 use portcullis_mcp::upstream::Reply;
 use portcullis_policy::ToolAccess;
 use serde_json::value::RawValue;
@@ -48,6 +48,7 @@ use tokio::sync::mpsc;
 use tracing::Instrument;
 
 use crate::mcp_endpoint::McpEndpoint;
+use crate::mcp_streams::{Gone, Kind, Owner, Stream};
 use crate::pipeline::{Exchange, Operation, Stage};
 use crate::request_log::RequestLog;
 use crate::state::AppState;
@@ -58,6 +59,8 @@ const PROTOCOL_VERSION: &str = "mcp-protocol-version";
 const SESSION_ID: &str = "mcp-session-id";
 /// `Mcp-Method` (2026).
 const MCP_METHOD: &str = "mcp-method";
+/// `Last-Event-ID`: where a resumed stream goes on from.
+const LAST_EVENT_ID: &str = "last-event-id";
 /// `Mcp-Name` (2026).
 const MCP_NAME: &str = "mcp-name";
 /// A header that does not match the body (2026).
@@ -142,13 +145,12 @@ async fn serve(state: Arc<AppState>, server: Option<String>, req: Request) -> Re
         None => None,
     };
     match *req.method() {
-        Method::POST => {}
+        Method::POST | Method::GET => {}
         _ => {
-            // No standalone stream and nothing to end: sessions are stateless, and 2026
-            // clients only POST.
-            let mut r = plain(StatusCode::METHOD_NOT_ALLOWED, "only POST is supported");
+            // Nothing to end: sessions are stateless.
+            let mut r = plain(StatusCode::METHOD_NOT_ALLOWED, "only GET and POST are supported");
             r.headers_mut()
-                .insert(ALLOW, HeaderValue::from_static("POST"));
+                .insert(ALLOW, HeaderValue::from_static("GET, POST"));
             return r;
         }
     }
@@ -201,6 +203,23 @@ async fn serve(state: Arc<AppState>, server: Option<String>, req: Request) -> Re
                 ),
                 403,
             );
+        }
+        if parts.method == Method::GET {
+            // The standalone stream, or a stream resumed.
+            let allowed = endpoint
+                .hub
+                .servers()
+                .filter(|s| access.allows_server(s.name()))
+                .map(|s| s.name().to_owned())
+                .collect();
+            let call = Listen {
+                state: &state,
+                endpoint: &endpoint,
+                server: server.as_deref(),
+                caller: caller_of(&principal),
+                allowed,
+            };
+            return call.open(&parts.headers, x);
         }
         let runtime = x.runtime.clone();
         let bytes = match crate::body::read(
@@ -341,7 +360,13 @@ async fn serve(state: Arc<AppState>, server: Option<String>, req: Request) -> Re
                         // The server talks on the way: the answer becomes an SSE stream.
                         let log = x.log.take();
                         let relay = Relay { endpoint: endpoint.clone(), server };
-                        return stream_answer(id, first, related_rx, call, log, admission, relay);
+                        let owner = Owner {
+                            caller: caller_of(&principal),
+                            server: scope_server.as_ref().map(|s| s.name().to_owned()),
+                            session: session_of(&parts.headers),
+                        };
+                        let stream = endpoint.streams.open(Kind::Answer, owner);
+                        return stream_answer(id, first, related_rx, call, log, admission, relay, stream);
                     }
                 }
             }
@@ -460,6 +485,7 @@ async fn admit(
     x: &Exchange,
     principal: &Principal,
     tool: Option<&str>,
+    server: &str,
 ) -> Result<Option<portcullis_limits::Admission>, GatewayError> {
     let Some(tool) = tool else {
         return Ok(None);
@@ -482,10 +508,10 @@ async fn admit(
         provider: None,
         route: None,
         tool: Some(tool),
+        server: Some(server),
     };
     let estimate = Estimate {
         tokens: 0,
-    server: &str,
         cost_usd: 0.0,
     };
     Stage::Admit
@@ -508,7 +534,6 @@ fn log_result(log: &mut RequestLog, result: &Result<Box<RawValue>, ErrorObject>)
 /// The server, tool, decision and arguments digest of a request in its log record; a tool
 /// call also counts in the metrics.
 fn note_log(log: &mut RequestLog, note: &Note, result_bytes: Option<usize>) {
-        server: Some(server),
     if note.method == "tools/call"
         && let (Some(server), Some(tool)) = (&note.server, &note.tool)
     {
@@ -643,17 +668,18 @@ struct Relay {
 }
 
 impl Relay {
-    fn event(&self, message: Message) -> Bytes {
+    fn message(&self, message: Message) -> Vec<u8> {
         match message {
             Message::Request(mut request) => {
                 self.endpoint.relay(&self.server, &mut request);
-                sse_event(&Message::Request(request).to_bytes())
+                Message::Request(request).to_bytes()
             }
-            other => sse_event(&other.to_bytes()),
+            other => other.to_bytes(),
         }
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 fn stream_answer<F>(
     id: Id,
     first: Message,
@@ -662,25 +688,28 @@ fn stream_answer<F>(
     mut log: RequestLog,
     admission: Option<portcullis_limits::Admission>,
     relay: Relay,
+    stream: Arc<Stream>,
 ) -> Response
 where
     F: std::future::Future<Output = ((Result<Box<RawValue>, ErrorObject>, Decision), Note)>
         + Send
         + 'static,
 {
-    let (tx, rx) = mpsc::channel::<Result<Bytes, std::convert::Infallible>>(16);
+    // A priming event first, so that a client that loses the connection at once can resume.
+    stream.prime();
+    stream.push(&relay.message(first));
+    let body = Body::from_stream(stream.read(0, None, ()));
+    let streams = relay.endpoint.streams.clone();
     tokio::spawn(async move {
         let _admission = admission;
-        if tx.send(Ok(relay.event(first))).await.is_err() {
-            return;
-        }
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
         loop {
             tokio::select! {
                 biased;
                 ((result, decision), mut note) = &mut call => {
                     // Whatever the server sent just before its answer goes first.
                     while let Ok(m) = related.try_recv() {
-                        let _ = tx.send(Ok(relay.event(m))).await;
+                        stream.push(&relay.message(m));
                     }
                     note.decision = decision;
                     let size = result.as_ref().map(|r| r.get().len()).ok();
@@ -689,21 +718,34 @@ where
                         Ok(r) => RpcResponse::result(id, r),
                         Err(e) => RpcResponse::error(Some(id), e),
                     };
-                    let _ = tx.send(Ok(sse_event(&response.to_bytes()))).await;
+                    stream.push(&response.to_bytes());
+                    stream.finish();
                     log.finish(200);
-                    return;
+                    break;
                 }
-                Some(m) = related.recv() => {
-                    if tx.send(Ok(relay.event(m))).await.is_err() {
-                        // The client left: dropping the call cancels it upstream.
+                Some(m) = related.recv() => stream.push(&relay.message(m)),
+                _ = tick.tick() => {
+                    if stream.abandoned() {
+                        // Nobody came back for it: dropping the call cancels it upstream.
+                        streams.close(&stream);
                         return;
                     }
                 }
-                _ = tx.closed() => return,
+            }
+        }
+        // The events stay for a client that resumes, until read or abandoned.
+        loop {
+            tick.tick().await;
+            if stream.delivered() || stream.abandoned() {
+                streams.close(&stream);
+                return;
             }
         }
     });
-    let body = Body::from_stream(tokio_stream_from(rx));
+    sse_response(body)
+}
+
+fn sse_response(body: Body) -> Response {
     let mut r = Response::new(body);
     let h = r.headers_mut();
     h.insert(CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
@@ -712,17 +754,228 @@ where
     r
 }
 
-fn sse_event(data: &[u8]) -> Bytes {
-    let mut out = Vec::with_capacity(data.len() + 24);
-    out.extend_from_slice(b"event: message\ndata: ");
-    out.extend_from_slice(data);
-    out.extend_from_slice(b"\n\n");
-    Bytes::from(out)
+/// Which caller a stream is for: its identity's subject and key.
+fn caller_of(principal: &Principal) -> String {
+    let who = &principal.identity;
+    format!("{}|{}", who.subject, who.key_id.as_deref().unwrap_or(""))
 }
 
-/// A receiver as a stream of body chunks.
-fn tokio_stream_from(
-    mut rx: mpsc::Receiver<Result<Bytes, std::convert::Infallible>>,
-) -> impl futures_util::Stream<Item = Result<Bytes, std::convert::Infallible>> + Send {
-    futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx))
+fn session_of(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get(SESSION_ID)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+}
+
+/// Open GET connections a caller may hold on one replica.
+const MAX_LISTENING: usize = 16;
+/// How long one GET connection stays open: then it ends with a `retry` field, the client comes
+/// back (authenticated again) and resumes the stream.
+const LISTEN_FOR: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// `GET /mcp` and `GET /mcp/<server>`: the standalone SSE stream, on which the gateway says
+/// when a list the caller sees changed (`notifications/{tools,prompts,resources}/list_changed`),
+/// or, with `Last-Event-ID`, a stream resumed.
+struct Listen<'a> {
+    state: &'a Arc<AppState>,
+    endpoint: &'a Arc<McpEndpoint>,
+    server: Option<&'a str>,
+    caller: String,
+    /// The servers the caller may use (on `/mcp`).
+    allowed: std::collections::HashSet<String>,
+}
+
+impl Listen<'_> {
+    fn open(self, headers: &HeaderMap, mut x: Exchange) -> Response {
+        let note = Note {
+            method: "GET".to_owned(),
+            server: self.server.map(str::to_owned),
+            tool: None,
+            arguments_digest: None,
+            decision: Decision::Answered,
+        };
+        let refuse = |mut x: Exchange, status: StatusCode, message: &str| {
+            let mut note = note.clone();
+            note.decision = Decision::Invalid;
+            note_log(&mut x.log, &note, None);
+            finish_http(x, rpc_error_status(status, None, INVALID_REQUEST, message), status.as_u16())
+        };
+        let accepts = headers
+            .get_all(http::header::ACCEPT)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .any(|v| v.contains("text/event-stream") || v.contains("*/*"));
+        if !accepts {
+            return refuse(
+                x,
+                StatusCode::NOT_ACCEPTABLE,
+                "GET opens an SSE stream: accept text/event-stream",
+            );
+        }
+        let session = session_of(headers);
+        if let Some(s) = &session
+            && !self.endpoint.session_valid(s)
+        {
+            return refuse(x, StatusCode::NOT_FOUND, "Session not found: initialize again");
+        }
+        let owner = Owner {
+            caller: self.caller.clone(),
+            server: self.server.map(str::to_owned),
+            session,
+        };
+        let streams = &self.endpoint.streams;
+        let mut missed = false;
+        if let Some(last) = headers.get(LAST_EVENT_ID) {
+            match streams.resume(last.to_str().unwrap_or(""), &owner) {
+                Ok((stream, from)) => {
+                    let body = match stream.kind() {
+                        Kind::Answer => Body::from_stream(stream.read(from, None, ())),
+                        Kind::Listen => {
+                            let Some(slot) = streams.listen(&self.caller, MAX_LISTENING) else {
+                                return refuse(x, StatusCode::TOO_MANY_REQUESTS, TOO_MANY);
+                            };
+                            Body::from_stream(stream.read(from, Some(LISTEN_FOR), slot))
+                        }
+                    };
+                    note_log(&mut x.log, &note, None);
+                    return finish_http(x, sse_response(body), 200);
+                }
+                Err(Gone::Malformed) => {
+                    return refuse(x, StatusCode::BAD_REQUEST, "Last-Event-ID is not an event of this gateway");
+                }
+                Err(Gone::Unknown(Kind::Answer)) => {
+                    return refuse(
+                        x,
+                        StatusCode::NOT_FOUND,
+                        "Stream not found: its events are no longer kept, or were kept by another replica",
+                    );
+                }
+                // The standalone stream's events are gone: a new stream begins, saying that
+                // every list may have changed, so that nothing missed is lost.
+                Err(Gone::Unknown(Kind::Listen)) => missed = true,
+            }
+        }
+        let Some(slot) = streams.listen(&self.caller, MAX_LISTENING) else {
+            return refuse(x, StatusCode::TOO_MANY_REQUESTS, TOO_MANY);
+        };
+        let stream = streams.open(Kind::Listen, owner);
+        stream.prime();
+        if missed {
+            announce(&stream, &ListKind::ALL);
+        }
+        let body = Body::from_stream(stream.read(0, Some(LISTEN_FOR), slot));
+        tokio::spawn(listen_for_changes(
+            self.state.clone(),
+            self.endpoint.clone(),
+            stream,
+            self.server.map(str::to_owned),
+            self.allowed,
+        ));
+        note_log(&mut x.log, &note, None);
+        finish_http(x, sse_response(body), 200)
+    }
+}
+
+const TOO_MANY: &str = "Too many open streams for this caller";
+
+/// Fills a GET stream with the changes of the lists of the servers it covers (one server, or
+/// those the caller may use), until nobody reads it; a reload (a new endpoint) counts as a
+/// change of every list.
+async fn listen_for_changes(
+    state: Arc<AppState>,
+    mut endpoint: Arc<McpEndpoint>,
+    stream: Arc<Stream>,
+    server: Option<String>,
+    allowed: std::collections::HashSet<String>,
+) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+    loop {
+        let covered: Vec<Arc<portcullis_mcp::hub::Server>> = match &server {
+            Some(name) => endpoint.hub.server(name).cloned().into_iter().collect(),
+            None => endpoint
+                .hub
+                .servers()
+                .filter(|s| allowed.contains(s.name()))
+                .cloned()
+                .collect(),
+        };
+        if server.is_some() && covered.is_empty() {
+            // The server is gone.
+            stream.finish();
+            return;
+        }
+        let (tx, mut rx) = mpsc::channel::<&'static [ListKind]>(16);
+        for s in covered {
+            tokio::spawn(changes_of(s, tx.clone()));
+        }
+        drop(tx);
+        loop {
+            tokio::select! {
+                Some(kinds) = rx.recv() => announce(&stream, kinds),
+                _ = tick.tick() => {
+                    if stream.abandoned() || stream.finished() {
+                        endpoint.streams.close(&stream);
+                        return;
+                    }
+                    match state.mcp.load_full() {
+                        Some(now) if Arc::ptr_eq(&now, &endpoint) => {}
+                        Some(now) => {
+                            endpoint = now;
+                            announce(&stream, &ListKind::ALL);
+                            break;
+                        }
+                        None => {
+                            stream.finish();
+                            return;
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Sends the kinds of list `server` says changed, its cached list dropped first so that the
+/// client's next listing is fresh; until `changed` is closed.
+async fn changes_of(
+    server: Arc<portcullis_mcp::hub::Server>,
+    changed: mpsc::Sender<&'static [ListKind]>,
+) {
+    use tokio::sync::broadcast::error::RecvError;
+    let mut notifications = server.upstream.notifications();
+    loop {
+        let kinds: &'static [ListKind] = tokio::select! {
+            _ = changed.closed() => return,
+            m = notifications.recv() => match m {
+                Ok(Message::Notification(n)) => ListKind::changed_by(&n.method),
+                Ok(_) => continue,
+                Err(RecvError::Lagged(_)) => &ListKind::ALL,
+                Err(RecvError::Closed) => return,
+            },
+        };
+        if kinds.is_empty() {
+            continue;
+        }
+        for kind in kinds {
+            server.invalidate(*kind).await;
+        }
+        if changed.send(kinds).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// The `list_changed` notifications of `kinds`, once each.
+fn announce(stream: &Stream, kinds: &[ListKind]) {
+    let mut methods = std::collections::BTreeSet::new();
+    for kind in kinds {
+        methods.insert(match kind {
+            ListKind::Tools => "notifications/tools/list_changed",
+            ListKind::Prompts => "notifications/prompts/list_changed",
+            ListKind::Resources | ListKind::Templates => "notifications/resources/list_changed",
+        });
+    }
+    for method in methods {
+        stream.push(format!(r#"{{"jsonrpc":"2.0","method":"{method}"}}"#).as_bytes());
+    }
 }

@@ -29,6 +29,8 @@ pub struct McpEndpoint {
     /// Requests servers made of clients (sampling, elicitation, roots), relayed and waiting for
     /// the client's answer, by the id the client saw.
     relayed: parking_lot::Mutex<HashMap<String, Relayed>>,
+    /// The SSE streams of this replica, kept for resumption (the same across reloads).
+    pub streams: Arc<crate::mcp_streams::Streams>,
 }
 
 /// A server's request relayed to a client.
@@ -60,6 +62,7 @@ impl McpEndpoint {
             session_key,
             issuer,
             relayed: parking_lot::Mutex::new(HashMap::new()),
+            streams: Arc::default(),
         }
     }
 
@@ -73,16 +76,16 @@ impl McpEndpoint {
         let (hub, gone) = self
             .hub
             .reconfigured(&config, &portcullis_mcp::hub::connect);
-        (
-            McpEndpoint::new(
-                Arc::new(hub),
-                config,
-                self.listen,
-                self.session_key,
-                self.issuer.clone(),
-            ),
-            gone,
-        )
+        let mut next = McpEndpoint::new(
+            Arc::new(hub),
+            config,
+            self.listen,
+            self.session_key,
+            self.issuer.clone(),
+        );
+        // Streams begun before the reload can still be resumed.
+        next.streams = self.streams.clone();
+        (next, gone)
     }
 
     /// Gives `request`, which `server` made, an id of the gateway's own, so that the client's
@@ -102,14 +105,14 @@ impl McpEndpoint {
         );
     }
 
-    /// Entries per page of the lists the endpoints answer.
-    pub fn page_size(&self) -> usize {
-        portcullis_mcp::pages::DEFAULT_PAGE_SIZE
     /// The configuration's access rules by user, team and role (`mcp.access`).
     pub fn access(&self) -> &portcullis_policy::AccessRules {
         &self.config.access
     }
 
+    /// Entries per page of the lists the endpoints answer.
+    pub fn page_size(&self) -> usize {
+        portcullis_mcp::pages::DEFAULT_PAGE_SIZE
     }
 
     /// The relayed request a client's answer with `id` is for, if any.

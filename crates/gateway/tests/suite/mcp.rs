@@ -538,7 +538,12 @@ async fn a_sampling_request_of_a_server_reaches_the_client_and_its_answer_goes_b
         let mut done = None;
         while let Some(end) = seen.find("\n\n") {
             let event: String = seen.drain(..end + 2).collect();
-            let Some(data) = event.lines().find_map(|l| l.strip_prefix("data: ")) else {
+            // The priming event (an id, no data) carries no message.
+            let Some(data) = event
+                .lines()
+                .find_map(|l| l.strip_prefix("data: "))
+                .filter(|d| !d.is_empty())
+            else {
                 continue;
             };
             let message: Value = serde_json::from_str(data).unwrap();

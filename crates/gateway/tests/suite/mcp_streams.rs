@@ -195,3 +195,316 @@ async fn pages_are_cut_from_what_the_caller_may_see() {
     let (_, other) = rpc(&gw, "/mcp", list(Some(cursor))).await;
     assert_eq!(other["error"]["code"], -32602, "{other}");
 }
+
+/// A client without a total timeout, for streams.
+fn streaming() -> reqwest::Client {
+    reqwest::Client::builder().build().unwrap()
+}
+
+/// Reads SSE events from `body` into `pending` until one satisfies `wanted` (10 s at most);
+/// returns the events read, each as (id, data).
+async fn events_until(
+    body: &mut (impl futures_util::Stream<Item = reqwest::Result<bytes::Bytes>> + Unpin),
+    pending: &mut String,
+    wanted: impl Fn(&str, &str) -> bool,
+) -> Vec<(String, String)> {
+    use futures_util::StreamExt;
+    let mut seen = Vec::new();
+    loop {
+        while let Some(end) = pending.find("\n\n") {
+            let event: String = pending.drain(..end + 2).collect();
+            let id = event
+                .lines()
+                .find_map(|l| l.strip_prefix("id: "))
+                .unwrap_or("")
+                .to_owned();
+            let data = event
+                .lines()
+                .find_map(|l| l.strip_prefix("data: ").or(l.strip_prefix("data:")))
+                .unwrap_or("")
+                .to_owned();
+            if id.is_empty() && data.is_empty() {
+                continue; // a comment or a retry field
+            }
+            let done = wanted(&id, &data);
+            seen.push((id, data));
+            if done {
+                return seen;
+            }
+        }
+        let chunk = tokio::time::timeout(std::time::Duration::from_secs(10), body.next())
+            .await
+            .unwrap_or_else(|_| panic!("no such event; seen: {seen:?}"))
+            .unwrap_or_else(|| panic!("the stream ended; seen: {seen:?}"))
+            .unwrap();
+        pending.push_str(&String::from_utf8_lossy(&chunk));
+    }
+}
+
+async fn initialize(gw: &TestGateway, key: &str) -> String {
+    let r = client()
+        .post(gw.at("/mcp"))
+        .bearer_auth(key)
+        .header("accept", "application/json, text/event-stream")
+        .json(
+            &json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+            "protocolVersion": "2025-11-25", "capabilities": {},
+            "clientInfo": {"name": "t", "version": "1"}}}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    r.headers()["mcp-session-id"].to_str().unwrap().to_owned()
+}
+
+fn get(gw: &TestGateway, key: &str, session: &str) -> reqwest::RequestBuilder {
+    streaming()
+        .get(gw.at("/mcp"))
+        .bearer_auth(key)
+        .header("accept", "text/event-stream")
+        .header("mcp-session-id", session)
+        .header("mcp-protocol-version", "2025-11-25")
+}
+
+const TOOLS_CHANGED: &str = "notifications/tools/list_changed";
+
+/// The standalone GET stream says when a server's tools change, and the next listing shows the
+/// change; a broken connection resumes with `Last-Event-ID` and gets what it missed.
+#[tokio::test]
+async fn the_get_stream_tells_of_changed_lists_and_resumes_where_it_broke() {
+    let mock = MockMcpServer::start(5).await.unwrap();
+    let gw = TestGateway::start(&yaml(&mock)).await;
+    let session = initialize(&gw, MASTER_KEY).await;
+    listened(&mock).await;
+    let (_, before) = rpc(&gw, "/mcp", list(None)).await;
+    assert_eq!(names(&before).len(), 5);
+
+    let r = get(&gw, MASTER_KEY, &session).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["content-type"], "text/event-stream");
+    let mut body = Box::pin(r.bytes_stream());
+    let mut pending = String::new();
+    // A priming event: an id, no data.
+    let primed = events_until(&mut body, &mut pending, |_, _| true).await;
+    let (primer, data) = &primed[0];
+    assert!(primer.starts_with('g') && data.is_empty(), "{primed:?}");
+
+    mock.set_tools(3);
+    let seen = events_until(&mut body, &mut pending, |_, d| d.contains(TOOLS_CHANGED)).await;
+    let (last_id, data) = seen.last().unwrap().clone();
+    let message: Value = serde_json::from_str(&data).unwrap();
+    assert_eq!(message, json!({"jsonrpc": "2.0", "method": TOOLS_CHANGED}));
+    let (_, after) = rpc(&gw, "/mcp", list(None)).await;
+    assert_eq!(names(&after).len(), 3, "the list is fetched again");
+
+    // The connection breaks; a change happens meanwhile; the client comes back.
+    drop(body);
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    mock.set_tools(4);
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let r = get(&gw, MASTER_KEY, &session)
+        .header("last-event-id", &last_id)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let mut body = Box::pin(r.bytes_stream());
+    let mut pending = String::new();
+    let replayed = events_until(&mut body, &mut pending, |_, d| d.contains(TOOLS_CHANGED)).await;
+    assert_eq!(
+        replayed.len(),
+        1,
+        "only what came after {last_id}: {replayed:?}"
+    );
+    assert_ne!(replayed[0].0, last_id);
+    drop(body);
+
+    // Another caller cannot resume it: it gets a stream of its own, which says every list
+    // may have changed — and nothing of the other stream.
+    let other = client()
+        .post(gw.at("/admin/keys"))
+        .bearer_auth(MASTER_KEY)
+        .json(&json!({"name": "other"}))
+        .send()
+        .await
+        .unwrap()
+        .json::<Value>()
+        .await
+        .unwrap()["key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let other_session = initialize(&gw, &other).await;
+    let r = get(&gw, &other, &other_session)
+        .header("last-event-id", &last_id)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let mut body = Box::pin(r.bytes_stream());
+    let mut pending = String::new();
+    // (In name order: prompts, resources, tools.)
+    let fresh = events_until(&mut body, &mut pending, |_, d| d.contains(TOOLS_CHANGED)).await;
+    assert!(
+        fresh
+            .iter()
+            .all(|(id, _)| !id.starts_with(last_id.split('-').next().unwrap())),
+        "{fresh:?}"
+    );
+    let methods: Vec<&str> = fresh.iter().map(|(_, d)| d.as_str()).collect();
+    assert!(
+        methods.iter().any(|d| d.contains(TOOLS_CHANGED)),
+        "{methods:?}"
+    );
+    assert!(
+        methods.iter().any(|d| d.contains("prompts/list_changed")),
+        "{methods:?}"
+    );
+}
+
+/// The GET stream authenticates like POST, and its edges answer with precise statuses.
+#[tokio::test]
+async fn the_get_streams_edges() {
+    let mock = MockMcpServer::start(5).await.unwrap();
+    let gw = TestGateway::start(&yaml(&mock)).await;
+    let session = initialize(&gw, MASTER_KEY).await;
+    let r = streaming()
+        .get(gw.at("/mcp"))
+        .header("accept", "text/event-stream")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    assert!(r.headers().contains_key("www-authenticate"));
+    let r = get(&gw, MASTER_KEY, "forged.00").send().await.unwrap();
+    assert_eq!(r.status(), 404);
+    let r = streaming()
+        .get(gw.at("/mcp"))
+        .bearer_auth(MASTER_KEY)
+        .header("accept", "application/json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 406);
+    // A resume of an answer stream the gateway does not keep; an id it never wrote.
+    let r = get(&gw, MASTER_KEY, &session)
+        .header("last-event-id", "p0123-4")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["error"]["code"], -32600);
+    let r = get(&gw, MASTER_KEY, &session)
+        .header("last-event-id", "whatever")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let r = streaming()
+        .delete(gw.at("/mcp"))
+        .bearer_auth(MASTER_KEY)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 405);
+    assert_eq!(r.headers()["allow"], "GET, POST");
+    // A caller holds a bounded number of GET connections on a replica.
+    let mut open = Vec::new();
+    for _ in 0..16 {
+        let s = initialize(&gw, MASTER_KEY).await;
+        let r = get(&gw, MASTER_KEY, &s).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+        open.push(r);
+    }
+    let s = initialize(&gw, MASTER_KEY).await;
+    let r = get(&gw, MASTER_KEY, &s).send().await.unwrap();
+    assert_eq!(r.status(), 429);
+    drop(open);
+}
+
+fn everything_bin() -> String {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tests/mcp/node_modules/.bin/mcp-server-everything")
+        .display()
+        .to_string()
+}
+
+/// A call's SSE answer survives a broken connection: the call goes on, and a GET with
+/// `Last-Event-ID` gets the events after it, the result included.
+#[tokio::test]
+async fn a_calls_stream_resumes_after_a_broken_connection_with_its_result() {
+    let gw = TestGateway::start(&format!(
+        "\nmcp:\n  servers:\n    everything:\n      command: {}\n      args: [stdio]\n      timeout: 20s\n",
+        everything_bin()
+    ))
+    .await;
+    let session = initialize(&gw, MASTER_KEY).await;
+    let call = json!({"jsonrpc": "2.0", "id": 21, "method": "tools/call", "params": {
+        "name": "everything__trigger-long-running-operation",
+        "arguments": {"duration": 2, "steps": 4},
+        "_meta": {"progressToken": "p-1"}}});
+    let r = streaming()
+        .post(gw.at("/mcp"))
+        .bearer_auth(MASTER_KEY)
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-session-id", &session)
+        .json(&call)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.headers()["content-type"], "text/event-stream");
+    let mut body = Box::pin(r.bytes_stream());
+    let mut pending = String::new();
+    let first = events_until(&mut body, &mut pending, |_, d| d.contains("progress")).await;
+    assert!(
+        first[0].1.is_empty() && first[0].0.starts_with('p'),
+        "primed: {first:?}"
+    );
+    let (last_id, _) = first.last().unwrap().clone();
+    // The connection breaks after the first progress.
+    drop(body);
+    tokio::time::sleep(std::time::Duration::from_millis(1000)).await;
+    let r = get(&gw, MASTER_KEY, &session)
+        .header("last-event-id", &last_id)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let mut body = Box::pin(r.bytes_stream());
+    let mut pending = String::new();
+    let rest = events_until(&mut body, &mut pending, |_, d| d.contains("\"id\":21")).await;
+    let progress: Vec<u64> = rest
+        .iter()
+        .filter_map(|(_, d)| serde_json::from_str::<Value>(d).ok())
+        .filter(|m| m["method"] == "notifications/progress")
+        .map(|m| m["params"]["progress"].as_u64().unwrap())
+        .collect();
+    assert_eq!(progress, [2, 3, 4], "{rest:?}");
+    let result: Value = serde_json::from_str(&rest.last().unwrap().1).unwrap();
+    assert!(
+        result["result"]["content"][0]["text"]
+            .as_str()
+            .unwrap()
+            .contains("completed"),
+        "{result}"
+    );
+    // The stream ends after the result.
+    use futures_util::StreamExt;
+    let end = tokio::time::timeout(std::time::Duration::from_secs(5), async {
+        while let Some(chunk) = body.next().await {
+            chunk.unwrap();
+        }
+    })
+    .await;
+    assert!(end.is_ok(), "the stream ends after the result");
+    // A resume from another session is not this stream's.
+    let other = initialize(&gw, MASTER_KEY).await;
+    let r = get(&gw, MASTER_KEY, &other)
+        .header("last-event-id", &last_id)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+}
