@@ -270,8 +270,21 @@ async fn serve(state: Arc<AppState>, server: Option<String>, req: Request) -> Re
                 let r = status_only(StatusCode::ACCEPTED);
                 return finish_http(x, r, 202);
             }
-            // Notifications (initialized, cancelled, roots changed): accepted, nothing to send
-            // back.
+            // A cancelled call whose answer is a stream here ends, and so is cancelled
+            // upstream (a call answered with JSON ends with its connection).
+            Message::Notification(n) if n.method == "notifications/cancelled" => {
+                if let Some(request) = cancelled_request(n.params.as_deref()) {
+                    let owner = Owner {
+                        caller: caller_of(&principal),
+                        server: scope_server.as_ref().map(|s| s.name().to_owned()),
+                        session: session_of(&parts.headers),
+                    };
+                    endpoint.streams.cancel(&owner, &request);
+                }
+                let r = status_only(StatusCode::ACCEPTED);
+                return finish_http(x, r, 202);
+            }
+            // Other notifications (initialized, roots changed): accepted, nothing to send back.
             Message::Notification(_) => {
                 let r = status_only(StatusCode::ACCEPTED);
                 return finish_http(x, r, 202);
@@ -365,7 +378,8 @@ async fn serve(state: Arc<AppState>, server: Option<String>, req: Request) -> Re
                             server: scope_server.as_ref().map(|s| s.name().to_owned()),
                             session: session_of(&parts.headers),
                         };
-                        let stream = endpoint.streams.open(Kind::Answer, owner);
+                        let request = serde_json::to_string(&id).ok();
+                        let stream = endpoint.streams.open(Kind::Answer, owner, request);
                         return stream_answer(id, first, related_rx, call, log, admission, relay, stream);
                     }
                 }
@@ -724,6 +738,12 @@ where
                     break;
                 }
                 Some(m) = related.recv() => stream.push(&relay.message(m)),
+                _ = stream.cancelled() => {
+                    // Dropping the call cancels it upstream.
+                    stream.finish();
+                    streams.close(&stream);
+                    return;
+                }
                 _ = tick.tick() => {
                     if stream.abandoned() {
                         // Nobody came back for it: dropping the call cancels it upstream.
@@ -752,6 +772,17 @@ fn sse_response(body: Body) -> Response {
     h.insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     h.insert("x-accel-buffering", HeaderValue::from_static("no"));
     r
+}
+
+/// The id of the request a `notifications/cancelled` names, as JSON text.
+fn cancelled_request(params: Option<&RawValue>) -> Option<String> {
+    #[derive(serde::Deserialize)]
+    struct Cancelled {
+        #[serde(rename = "requestId")]
+        request_id: Id,
+    }
+    let cancelled: Cancelled = serde_json::from_str(params?.get()).ok()?;
+    serde_json::to_string(&cancelled.request_id).ok()
 }
 
 /// Which caller a stream is for: its identity's subject and key.
@@ -858,7 +889,7 @@ impl Listen<'_> {
         let Some(slot) = streams.listen(&self.caller, MAX_LISTENING) else {
             return refuse(x, StatusCode::TOO_MANY_REQUESTS, TOO_MANY);
         };
-        let stream = streams.open(Kind::Listen, owner);
+        let stream = streams.open(Kind::Listen, owner, None);
         stream.prime();
         if missed {
             announce(&stream, &ListKind::ALL);

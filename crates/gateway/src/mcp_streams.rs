@@ -82,6 +82,10 @@ pub struct Stream {
     state: Mutex<Buffer>,
     /// The number of the next event, bumped on every change readers must look at.
     changed: watch::Sender<u64>,
+    /// The JSON-RPC id of the request a call's stream answers, as JSON text.
+    request: Option<String>,
+    /// The client cancelled that request.
+    cancel: tokio::sync::Notify,
 }
 
 #[derive(Debug)]
@@ -112,8 +116,9 @@ pub enum Gone {
 }
 
 impl Streams {
-    /// A new stream of `kind` for `owner`.
-    pub fn open(&self, kind: Kind, owner: Owner) -> Arc<Stream> {
+    /// A new stream of `kind` for `owner`; for a call's stream, `request` is the id of the
+    /// request it answers (JSON text), by which the client may cancel it.
+    pub fn open(&self, kind: Kind, owner: Owner, request: Option<String>) -> Arc<Stream> {
         let id = format!("{}{:032x}", kind.tag(), rand::random::<u128>());
         let stream = Arc::new(Stream {
             id: id.clone(),
@@ -130,6 +135,8 @@ impl Streams {
                 delivered: false,
             }),
             changed: watch::channel(0).0,
+            request,
+            cancel: tokio::sync::Notify::new(),
         });
         let mut streams = self.streams.lock();
         if kind == Kind::Listen && stream.owner.session.is_some() {
@@ -184,6 +191,25 @@ impl Streams {
             }
         }
         Ok((found, from))
+    }
+
+    /// Cancels the call of `owner` whose stream answers `request` (JSON text), if one is
+    /// going on here; whether there was one.
+    pub fn cancel(&self, owner: &Owner, request: &str) -> bool {
+        let streams = self.streams.lock();
+        let found = streams.values().find(|s| {
+            s.kind == Kind::Answer
+                && s.request.as_deref() == Some(request)
+                && s.owner == *owner
+                && !s.finished()
+        });
+        match found {
+            Some(s) => {
+                s.cancel.notify_one();
+                true
+            }
+            None => false,
+        }
     }
 
     /// Forgets `stream`.
@@ -275,6 +301,11 @@ impl Stream {
     pub fn finish(&self) {
         self.state.lock().done = true;
         self.changed.send_modify(|_| {});
+    }
+
+    /// Resolves when the client cancels the request the stream answers.
+    pub async fn cancelled(&self) {
+        self.cancel.notified().await;
     }
 
     /// Whether no event follows.
@@ -432,7 +463,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_reader_gets_what_it_missed_and_takes_the_stream_over() {
         let streams = Arc::new(Streams::default());
-        let stream = streams.open(Kind::Answer, owner());
+        let stream = streams.open(Kind::Answer, owner(), Some("7".into()));
         stream.prime();
         let mut first = Box::pin(stream.read(0, None, ()));
         let primed = String::from_utf8(first.next().await.unwrap().unwrap().to_vec()).unwrap();
@@ -479,7 +510,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn streams_without_readers_expire_and_idle_ones_keep_alive() {
         let streams = Arc::new(Streams::default());
-        let stream = streams.open(Kind::Listen, owner());
+        let stream = streams.open(Kind::Listen, owner(), None);
         stream.prime();
         let mut reader = Box::pin(stream.read(1, Some(Duration::from_secs(50)), ()));
         assert_eq!(

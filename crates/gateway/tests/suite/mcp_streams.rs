@@ -508,3 +508,61 @@ async fn a_calls_stream_resumes_after_a_broken_connection_with_its_result() {
         .unwrap();
     assert_eq!(r.status(), 404);
 }
+
+/// A client that cancels a call whose answer is a stream ends it (and the call upstream),
+/// rather than leaving it to run for a resume that will not come.
+#[tokio::test]
+async fn a_cancelled_calls_stream_ends() {
+    use futures_util::StreamExt;
+    let gw = TestGateway::start(&format!(
+        "\nmcp:\n  servers:\n    everything:\n      command: {}\n      args: [stdio]\n      timeout: 20s\n",
+        everything_bin()
+    ))
+    .await;
+    let session = initialize(&gw, MASTER_KEY).await;
+    let call = json!({"jsonrpc": "2.0", "id": 31, "method": "tools/call", "params": {
+        "name": "everything__trigger-long-running-operation",
+        "arguments": {"duration": 10, "steps": 10},
+        "_meta": {"progressToken": "p-2"}}});
+    let r = streaming()
+        .post(gw.at("/mcp"))
+        .bearer_auth(MASTER_KEY)
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-session-id", &session)
+        .json(&call)
+        .send()
+        .await
+        .unwrap();
+    let mut body = Box::pin(r.bytes_stream());
+    let mut pending = String::new();
+    events_until(&mut body, &mut pending, |_, d| d.contains("progress")).await;
+    // Another session's cancellation is not this call's.
+    let other = initialize(&gw, MASTER_KEY).await;
+    let cancel = |session: String| {
+        client()
+            .post(gw.at("/mcp"))
+            .bearer_auth(MASTER_KEY)
+            .header("mcp-session-id", session)
+            .json(
+                &json!({"jsonrpc": "2.0", "method": "notifications/cancelled",
+                "params": {"requestId": 31, "reason": "enough"}}),
+            )
+            .send()
+    };
+    assert_eq!(cancel(other).await.unwrap().status(), 202);
+    events_until(&mut body, &mut pending, |_, d| d.contains("progress")).await;
+    assert_eq!(cancel(session).await.unwrap().status(), 202);
+    let rest = tokio::time::timeout(std::time::Duration::from_secs(5), async {
+        let mut text = pending.clone();
+        while let Some(chunk) = body.next().await {
+            text.push_str(&String::from_utf8_lossy(&chunk.unwrap()));
+        }
+        text
+    })
+    .await
+    .expect("the stream ends");
+    assert!(
+        !rest.contains("\"id\":31"),
+        "no result after a cancel: {rest}"
+    );
+}
