@@ -70,8 +70,8 @@ class Gateway:
         raise AssertionError(f"no log record for {request_id}")
 
 
-def start_gateway(mock_url: str, workdir: Path, extra_env=None) -> Gateway:
-    port = _free_port()
+def start_gateway(mock_url: str, workdir: Path, extra_env=None, port=None) -> Gateway:
+    port = port or _free_port()
     # A clean environment: no provider variables from the machine running the tests.
     env = {k: v for k, v in os.environ.items()
            if not (k.endswith("_API_KEY") or k.endswith("_BASE_URL") or k.startswith("PORTCULLIS_"))}
