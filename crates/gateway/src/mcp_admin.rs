@@ -64,10 +64,10 @@ pub async fn list(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Res
         let Some(mcp) = state.mcp.load_full() else {
             return Ok(json!({"data": []}));
         };
-        let admin = state.mcp_admin_servers();
+        let file = state.mcp_file().await;
         let mut data = Vec::new();
         for server in mcp.hub.servers() {
-            data.push(view(server, source(&admin, &server.spec)).await);
+            data.push(view(server, source(&file, server.name())).await);
         }
         Ok(json!({"data": data}))
     })
@@ -300,16 +300,15 @@ async fn shown(state: &AppState, name: &str) -> Result<Value, GatewayError> {
         .load_full()
         .and_then(|mcp| mcp.hub.server(name).cloned())
         .ok_or_else(|| not_found(name))?;
-    Ok(view(&server, source(&state.mcp_admin_servers(), &server.spec)).await)
+    Ok(view(&server, source(&state.mcp_file().await, name)).await)
 }
 
-/// Where the server in force comes from: the file wins a name both use, so a server is the
-/// API's when the API's server of that name is the one running.
-fn source(admin: &[ServerSpec], spec: &ServerSpec) -> &'static str {
-    if admin.iter().any(|a| a == spec) {
-        "admin"
-    } else {
+/// Where the server in force called `name` comes from: the file wins a name both use.
+fn source(file: &portcullis_mcp::McpConfig, name: &str) -> &'static str {
+    if file.server(name).is_some() {
         "config"
+    } else {
+        "admin"
     }
 }
 

@@ -527,3 +527,79 @@ async fn a_server_added_on_one_replica_appears_on_another() {
     first.stop().await;
     second.stop().await;
 }
+
+#[tokio::test]
+async fn a_reload_keeps_the_servers_added_at_runtime_under_the_files_new_defaults() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}", dir.path().join("gw.db").display());
+    let file = |mcp: &str| {
+        let text = format!(
+            "master_key: {MASTER_KEY}\ndatabase: {{url: \"{db}\"}}\nlog: {{flush_interval_ms: 5}}\n{mcp}"
+        );
+        portcullis_config::from_yaml(
+            &text,
+            portcullis_config::Source::Environment,
+            &std::collections::HashMap::<String, String>::new(),
+        )
+        .unwrap()
+    };
+    let gw = TestGateway::start_config(file(
+        "mcp:\n  timeout: 7s\n  servers:\n    remote: {url: \"http://127.0.0.1:9/mcp\"}\n",
+    ))
+    .await;
+    let (status, v) = add(&gw, json!({"name": "added", "url": "http://127.0.0.1:9/x"})).await;
+    assert_eq!(status, 201, "{v}");
+    let listed = |gw: &TestGateway| {
+        let request = client()
+            .get(gw.at("/admin/mcp-servers"))
+            .bearer_auth(MASTER_KEY)
+            .send();
+        async move {
+            let v: Value = request.await.unwrap().json().await.unwrap();
+            v["data"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|s| {
+                    (
+                        s["name"].as_str().unwrap().to_owned(),
+                        s["source"].as_str().unwrap().to_owned(),
+                        s["timeout_ms"].as_u64().unwrap(),
+                    )
+                })
+                .collect::<Vec<_>>()
+        }
+    };
+    // A new default timeout: the added server takes it; the file's server goes.
+    gw.state
+        .reload(&file("mcp:\n  timeout: 9s\n"))
+        .await
+        .unwrap();
+    assert_eq!(
+        listed(&gw).await,
+        [("added".to_owned(), "admin".to_owned(), 9_000)]
+    );
+    // No mcp block at all: the added server stays.
+    gw.state.reload(&file("")).await.unwrap();
+    assert_eq!(
+        listed(&gw).await,
+        [("added".to_owned(), "admin".to_owned(), 30_000)]
+    );
+    // A file server of the same name takes precedence; removing it brings the added one back.
+    gw.state
+        .reload(&file(
+            "mcp:\n  servers:\n    added: {url: \"http://127.0.0.1:9/file\", timeout: 2s}\n",
+        ))
+        .await
+        .unwrap();
+    assert_eq!(
+        listed(&gw).await,
+        [("added".to_owned(), "config".to_owned(), 2_000)]
+    );
+    gw.state.reload(&file("")).await.unwrap();
+    assert_eq!(
+        listed(&gw).await,
+        [("added".to_owned(), "admin".to_owned(), 30_000)]
+    );
+    gw.stop().await;
+}
