@@ -112,7 +112,14 @@ fn metadata(state: &AppState, server: Option<&str>, headers: &HeaderMap) -> Resp
     };
     let body = serde_json::json!({
         "resource": resource,
-        "authorization_servers": endpoint.issuer.iter().collect::<Vec<_>>(),
+        // The gateway's own authorization server, whose issuer defaults to the listen address.
+        "authorization_servers": state
+            .auth
+            .oauth()
+            .map(|o| o.issuer().to_owned())
+            .or_else(|| endpoint.issuer.clone())
+            .into_iter()
+            .collect::<Vec<_>>(),
         "bearer_methods_supported": ["header"],
         "scopes_supported": ["tools"],
         "resource_name": "Portcullis MCP gateway",

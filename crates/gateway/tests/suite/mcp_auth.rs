@@ -220,6 +220,20 @@ fn tool_names(body: &Value) -> Vec<String> {
 async fn a_token_is_accepted_only_by_the_resource_it_was_issued_for() {
     let Setup { gw, a: _a, b: _b } = setup().await;
     let creds = service_client(&gw).await;
+    // Each endpoint's resource metadata names it and the gateway's authorization server.
+    for path in ["/mcp", "/mcp/a"] {
+        let meta: Value = client()
+            .get(gw.at(&format!("/.well-known/oauth-protected-resource{path}")))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(meta["resource"], format!("{BASE}{path}"));
+        assert_eq!(meta["authorization_servers"], json!([BASE]));
+        assert_eq!(meta["scopes_supported"], json!(["tools"]));
+    }
 
     // A token for /mcp/a lists a's tools there, and nowhere else.
     let for_a = token_for(&gw, &creds, Some(&format!("{BASE}/mcp/a"))).await;
