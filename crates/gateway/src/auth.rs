@@ -251,14 +251,16 @@ impl Authenticator {
         log: &mut RequestLog,
         resource: Option<&str>,
     ) -> Result<Arc<Principal>, GatewayError> {
-        self.resolve(headers, resource).await.map_err(|(e, key_id)| {
-            if let (Some(key_id), Some(r)) = (key_id, log.record()) {
-                r.subject = Some(key_id.clone());
-                r.auth_method = Some(AuthMethod::VirtualKey.as_str());
-                r.key_id = Some(key_id);
-            }
-            e
-        })
+        self.resolve(headers, resource)
+            .await
+            .map_err(|(e, key_id)| {
+                if let (Some(key_id), Some(r)) = (key_id, log.record()) {
+                    r.subject = Some(key_id.clone());
+                    r.auth_method = Some(AuthMethod::VirtualKey.as_str());
+                    r.key_id = Some(key_id);
+                }
+                e
+            })
     }
 
     /// Resolves the caller; a refusal comes with the id of the key refused, when known.

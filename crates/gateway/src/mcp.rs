@@ -654,8 +654,8 @@ fn unauthenticated(
             Some(s) => format!("/mcp/{s}"),
             None => "/mcp".to_owned(),
         };
-        let presented = headers.contains_key(http::header::AUTHORIZATION)
-            || headers.contains_key("x-api-key");
+        let presented =
+            headers.contains_key(http::header::AUTHORIZATION) || headers.contains_key("x-api-key");
         let error = if insufficient {
             "error=\"insufficient_scope\", scope=\"tools\", "
         } else if presented {

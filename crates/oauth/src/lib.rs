@@ -69,8 +69,8 @@ pub use error::OAuthError;
 pub use keys::AccessClaims;
 #[cfg(feature = "runtime")]
 pub use resource::{Resources, canonical_resource};
+#[cfg(feature = "runtime")]
+pub use server::{ClientCredentials, OAuthServer};
 /// The URL type [`Resources`] are given.
 #[cfg(feature = "runtime")]
 pub use url::Url;
-#[cfg(feature = "runtime")]
-pub use server::{ClientCredentials, OAuthServer};

@@ -16,11 +16,11 @@ use portcullis_store::oauth::{AccessRecord, ClientRecord, OAuthStore, RefreshRec
 use tokio::task::AbortHandle;
 use uuid::Uuid;
 
+use crate::client_metadata::{ClientDocuments, DocumentError};
 use crate::config::{FAILED_SIGN_IN_WINDOW, OAuthConfig, check_base_url};
 use crate::directory::{Directory, Principal};
 use crate::error::{OAuthError, ProtocolError};
 use crate::keys::{AccessClaims, Signer};
-use crate::client_metadata::{ClientDocuments, DocumentError};
 use crate::resource::Resources;
 use crate::revocation::Revocations;
 use crate::secrets::{Sealer, derive_key, random_id, random_token, sha256};
@@ -214,7 +214,10 @@ impl Inner {
 
     /// The client `client_id` names: a registered one, or the one its metadata document
     /// describes. `Ok(None)`: no such registered client.
-    pub(crate) async fn client(&self, client_id: &str) -> Result<Option<ClientRecord>, ClientError> {
+    pub(crate) async fn client(
+        &self,
+        client_id: &str,
+    ) -> Result<Option<ClientRecord>, ClientError> {
         if self.client_documents.is_document_id(client_id) {
             return Ok(Some(self.client_documents.client(client_id).await?));
         }
