@@ -34,6 +34,7 @@ pub mod limits;
 pub mod mcp;
 pub mod mcp_access;
 pub mod mcp_admin;
+pub mod mcp_credentials;
 pub mod mcp_endpoint;
 pub mod mcp_pins;
 pub mod mcp_servers;
@@ -322,13 +323,21 @@ pub fn router(state: Arc<AppState>) -> Router {
             get(mcp_admin::list).post(mcp_admin::create),
         )
         .route(
-            "/admin/mcp-servers/{name}",
-            get(mcp_admin::get)
-        .route(
             "/admin/mcp-access",
             get(mcp_access::list_rules).post(mcp_access::create),
         )
         .route("/admin/mcp-access/{id}", delete(mcp_access::delete))
+        .route(
+            "/admin/mcp-servers/{name}/credentials",
+            get(mcp_credentials::list).post(mcp_credentials::put),
+        )
+        .route(
+            "/admin/mcp-servers/{name}/credentials/{id}",
+            delete(mcp_credentials::delete),
+        )
+        .route(
+            "/admin/mcp-servers/{name}",
+            get(mcp_admin::get)
                 .put(mcp_admin::replace)
                 .delete(mcp_admin::delete),
         )

@@ -360,13 +360,25 @@ async fn serve(state: Arc<AppState>, server: Option<String>, req: Request) -> Re
                 let hub = endpoint.hub.clone();
                 let server = forward.server.clone();
                 let call = async move {
-                    let out = hub.forward(&forward, Some(related_tx)).await;
+                    let out = match own {
+                        Some(Ok(upstream)) => {
+                            hub.forward_via(&forward, &*upstream, Some(related_tx)).await
+                        }
+                        Some(Err(e)) => (Err(e), Decision::Failed),
+                        None => hub.forward(&forward, Some(related_tx)).await,
+                    };
                     (out, forward.note)
                 };
                 let mut call = Box::pin(call.instrument(Stage::Dispatch.span()));
                 tokio::select! {
                     biased;
                     ((result, decision), mut note) = &mut call => {
+                // The caller's own (or their team's) credential for the server, if any.
+                let own = endpoint.own_upstream(
+                    state.auth.directory(),
+                    &principal.identity,
+                    &server,
+                );
                         drop(admission);
                         note.decision = decision;
                         let size = result.as_ref().map(|r| r.get().len()).ok();

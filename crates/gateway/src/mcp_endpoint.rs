@@ -31,6 +31,9 @@ pub struct McpEndpoint {
     relayed: parking_lot::Mutex<HashMap<String, Relayed>>,
     /// The SSE streams of this replica, kept for resumption (the same across reloads).
     pub streams: Arc<crate::mcp_streams::Streams>,
+    /// The servers' instances carrying users' or teams' own credentials (the same across
+    /// reloads; an instance of a server whose configuration changed is replaced on next use).
+    pub credentialed: Arc<portcullis_mcp::credentials::Credentialed>,
 }
 
 /// A server's request relayed to a client.
@@ -63,6 +66,7 @@ impl McpEndpoint {
             issuer,
             relayed: parking_lot::Mutex::new(HashMap::new()),
             streams: Arc::default(),
+            credentialed: Arc::default(),
         }
     }
 
@@ -85,6 +89,7 @@ impl McpEndpoint {
         );
         // Streams begun before the reload can still be resumed.
         next.streams = self.streams.clone();
+        next.credentialed = self.credentialed.clone();
         (next, gone)
     }
 
@@ -103,6 +108,35 @@ impl McpEndpoint {
                 at: Instant::now(),
             },
         );
+    }
+
+    /// The instance of `server` carrying `who`'s own credential (or their team's), started
+    /// if need be; `None` when they have none and the server's shared connection serves them.
+    pub fn own_upstream(
+        &self,
+        directory: Option<&portcullis_identity::Directory>,
+        who: &portcullis_core::Identity,
+        server: &Server,
+    ) -> Option<
+        Result<Arc<dyn portcullis_mcp::upstream::Upstream>, portcullis_mcp::jsonrpc::ErrorObject>,
+    > {
+        use portcullis_identity::mcp_credentials::McpSecretKind;
+        use portcullis_mcp::credentials::Overlay;
+        let set = directory?.mcp_credential(who, server.name())?;
+        let overlay = match set.kind {
+            McpSecretKind::Headers => Overlay::Headers(&set.values),
+            McpSecretKind::Env => Overlay::Env(&set.values),
+        };
+        Some(
+            self.credentialed
+                .upstream(server, &set.id, overlay)
+                .map_err(|e| {
+                    portcullis_mcp::jsonrpc::ErrorObject::new(
+                        portcullis_mcp::jsonrpc::UPSTREAM_ERROR,
+                        e.to_string(),
+                    )
+                }),
+        )
     }
 
     /// The configuration's access rules by user, team and role (`mcp.access`).

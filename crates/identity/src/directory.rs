@@ -271,6 +271,8 @@ struct Snapshot {
     credentials: CredentialIndex,
     /// MCP access rules added at run time (`crate::mcp_access`).
     mcp_access: portcullis_policy::AccessRules,
+    /// Users' and teams' MCP server credentials, opened (`crate::mcp_credentials`).
+    mcp_credentials: crate::mcp_credentials::McpCredentialIndex,
 }
 
 /// The directory. Cheap to clone.
@@ -716,6 +718,20 @@ impl Directory {
         Some(updated)
     }
 
+    /// The credential `who` uses for the MCP server `server`: their own, else their team's;
+    /// `None`: the server's configured headers or environment alone.
+    pub fn mcp_credential(
+        &self,
+        who: &Identity,
+        server: &str,
+    ) -> Option<Arc<crate::mcp_credentials::McpCredentialSet>> {
+        self.inner
+            .snapshot
+            .read()
+            .mcp_credentials
+            .resolve(who, server)
+    }
+
     /// The MCP access rules added at run time, as of the current snapshot.
     pub fn mcp_access(&self) -> portcullis_policy::AccessRules {
         self.inner.snapshot.read().mcp_access.clone()
@@ -842,6 +858,8 @@ impl Snapshot {
         let teams = store.teams().await?;
         let secrets = store.key_secrets().await?;
         let mcp_access = store.mcp_access().await?;
+        let mcp_credentials =
+            crate::mcp_credentials::McpCredentialIndex::load(store, vault).await?;
         let credentials = match vault {
             Some(_) => store.credentials().await?,
             None => Vec::new(),
@@ -854,6 +872,7 @@ impl Snapshot {
                     .filter_map(crate::mcp_access::compile)
                     .collect(),
             ),
+            mcp_credentials,
             ..Snapshot::default()
         };
         for (team, user) in pairs {

@@ -10,6 +10,7 @@
 //! - [`controls`]: a key's own cache, retry and timeout settings, and their resolved form;
 //! - [`manage`]: the validated management operations behind the admin API and the CLI;
 //! - [`mcp_access`]: MCP access rules by user, team and role added at run time;
+//! - [`mcp_credentials`]: users' and teams' own credentials for MCP servers;
 //! - [`config`]: the `identity:` block and the check of `secret_key`.
 //!
 //! Everything but [`config`] is the default `runtime` feature; without it (as the
@@ -26,6 +27,8 @@ pub mod keys;
 pub mod manage;
 #[cfg(feature = "runtime")]
 pub mod mcp_access;
+#[cfg(feature = "runtime")]
+pub mod mcp_credentials;
 #[cfg(feature = "runtime")]
 pub mod passwords;
 #[cfg(feature = "runtime")]

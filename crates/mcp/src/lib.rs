@@ -7,6 +7,7 @@
 //! - [`names`]: `<server>__<tool>` names (never longer than 64 characters) and resource URIs
 //!   that route back to their server.
 //! - [`upstream`]: connections to the servers, one transport per module.
+//! - [`credentials`]: a server's instances that carry one user's or team's own credentials.
 //! - [`hub`]: the servers and their lists (tools, prompts, resources), cached until they
 //!   change.
 //! - [`pages`]: lists answered page by page, with stateless cursors.
@@ -17,9 +18,11 @@
 //!
 //! Without the `runtime` feature the crate is the configuration block alone.
 
+pub mod access;
 pub mod config;
 #[cfg(feature = "runtime")]
-pub mod access;
+pub mod credentials;
+#[cfg(feature = "runtime")]
 pub mod hub;
 #[cfg(feature = "runtime")]
 pub mod jsonrpc;

@@ -210,6 +210,18 @@ impl Hub {
         forward: &Forward,
         related: Option<Related>,
     ) -> (Result<Box<RawValue>, ErrorObject>, Decision) {
+        self.forward_via(forward, &*forward.server.upstream, related)
+            .await
+    }
+
+    /// [`Hub::forward`] over `upstream`: the server's instance that carries one user's or
+    /// team's own credentials (`crate::credentials`).
+    pub async fn forward_via(
+        &self,
+        forward: &Forward,
+        upstream: &dyn crate::upstream::Upstream,
+        related: Option<Related>,
+    ) -> (Result<Box<RawValue>, ErrorObject>, Decision) {
         let server = &forward.server;
         // Upstream connections speak the handshake generation: a 2026 request's envelope
         // (`io.modelcontextprotocol/…` in `_meta`) is not theirs to read.
@@ -221,8 +233,7 @@ impl Hub {
             Some(p) => Some(&**p),
             None => forward.params.as_deref(),
         };
-        let reply = server
-            .upstream
+        let reply = upstream
             .request(&forward.method, params, related, server.spec.timeout)
             .await;
         match reply {

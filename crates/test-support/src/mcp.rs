@@ -26,6 +26,8 @@ use crate::reply::MockBody;
 pub struct MockMcpServer {
     addr: SocketAddr,
     calls: Arc<AtomicU64>,
+    /// The headers of each `tools/call` received, in order.
+    call_headers: Arc<std::sync::Mutex<Vec<http::HeaderMap>>>,
     list: Arc<RwLock<Bytes>>,
     changes: broadcast::Sender<Bytes>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
@@ -41,6 +43,8 @@ impl MockMcpServer {
         let (changes, _) = broadcast::channel(16);
         let (stop, mut stopped) = tokio::sync::oneshot::channel();
         let counted = calls.clone();
+        let call_headers = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let recorded = call_headers.clone();
         let (listed, announced) = (list.clone(), changes.clone());
         tokio::spawn(async move {
             loop {
@@ -51,12 +55,14 @@ impl MockMcpServer {
                 let Ok((tcp, _)) = accepted else { continue };
                 let _ = tcp.set_nodelay(true);
                 let (list, calls, changes) = (listed.clone(), counted.clone(), announced.clone());
+                let seen = recorded.clone();
                 tokio::spawn(async move {
                     let service = service_fn(move |req| {
                         let (list, calls, changes) = (list.clone(), calls.clone(), changes.clone());
+                        let seen = seen.clone();
                         async move {
                             Ok::<_, std::convert::Infallible>(
-                                handle(req, &list, &calls, &changes).await,
+                                handle(req, &list, &calls, &changes, &seen).await,
                             )
                         }
                     });
@@ -69,6 +75,7 @@ impl MockMcpServer {
         Ok(Self {
             addr,
             calls,
+            call_headers,
             list,
             changes,
             stop: Some(stop),
@@ -88,6 +95,18 @@ impl MockMcpServer {
     /// `tools/call` requests received.
     pub fn calls(&self) -> u64 {
         self.calls.load(Ordering::Relaxed)
+    }
+
+    /// The value of header `name` on each `tools/call` received, in order.
+    pub fn call_header(&self, name: &str) -> Vec<Option<String>> {
+        self.call_headers
+            .lock()
+            .map(|all| {
+                all.iter()
+                    .map(|h| h.get(name).and_then(|v| v.to_str().ok()).map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default()
     }
 
     /// Lists `tools` tools from now on, and says so on every open GET stream.
@@ -145,10 +164,12 @@ async fn handle(
     list: &RwLock<Bytes>,
     calls: &AtomicU64,
     changes: &broadcast::Sender<Bytes>,
+    call_headers: &std::sync::Mutex<Vec<http::HeaderMap>>,
 ) -> Response<MockBody> {
     if req.method() == http::Method::GET {
         return listen(changes.subscribe());
     }
+    let headers = req.headers().clone();
     let list = match list.read() {
         Ok(l) => l.clone(),
         Err(_) => return status(StatusCode::INTERNAL_SERVER_ERROR),
@@ -182,6 +203,9 @@ async fn handle(
         }
         "tools/call" => {
             calls.fetch_add(1, Ordering::Relaxed);
+            if let Ok(mut all) = call_headers.lock() {
+                all.push(headers);
+            }
             let arguments = message["params"]["arguments"].to_string();
             json!({"content": [{"type": "text", "text": arguments}], "isError": false})
         }

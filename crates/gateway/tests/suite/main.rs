@@ -23,6 +23,7 @@ mod limits;
 mod logging;
 mod mcp;
 mod mcp_access;
+mod mcp_credentials;
 mod mcp_admin;
 mod mcp_auth;
 mod mcp_pins;
