@@ -359,6 +359,12 @@ async fn serve(state: Arc<AppState>, server: Option<String>, req: Request) -> Re
                 let (related_tx, mut related_rx) = mpsc::channel::<Message>(64);
                 let hub = endpoint.hub.clone();
                 let server = forward.server.clone();
+                // The caller's own (or their team's) credential for the server, if any.
+                let own = endpoint.own_upstream(
+                    state.auth.directory(),
+                    &principal.identity,
+                    &server,
+                );
                 let call = async move {
                     let out = match own {
                         Some(Ok(upstream)) => {
@@ -373,12 +379,6 @@ async fn serve(state: Arc<AppState>, server: Option<String>, req: Request) -> Re
                 tokio::select! {
                     biased;
                     ((result, decision), mut note) = &mut call => {
-                // The caller's own (or their team's) credential for the server, if any.
-                let own = endpoint.own_upstream(
-                    state.auth.directory(),
-                    &principal.identity,
-                    &server,
-                );
                         drop(admission);
                         note.decision = decision;
                         let size = result.as_ref().map(|r| r.get().len()).ok();
