@@ -48,7 +48,7 @@ use tokio::sync::mpsc;
 use tracing::Instrument;
 
 use crate::mcp_endpoint::McpEndpoint;
-use crate::mcp_streams::{Gone, Kind, Owner, Stream};
+use crate::mcp_streams::{CallEvent, CallEvents, Gone, Kind, Owner, Stream};
 use crate::pipeline::{Exchange, Operation, Stage};
 use crate::request_log::RequestLog;
 use crate::state::AppState;
@@ -356,6 +356,14 @@ async fn serve(state: Arc<AppState>, server: Option<String>, req: Request) -> Re
                         );
                     }
                 };
+                // A 2026 client's call of a tool, prompt or resource: the server's requests to
+                // the client become `input_required` results (multi round-trip requests).
+                let rounds = (era == Era::Modern
+                    && matches!(
+                        forward.method.as_str(),
+                        "tools/call" | "prompts/get" | "resources/read"
+                    ))
+                .then(|| Rounds::of(&forward));
                 let (related_tx, mut related_rx) = mpsc::channel::<Message>(64);
                 let hub = endpoint.hub.clone();
                 let server = forward.server.clone();
@@ -376,6 +384,21 @@ async fn serve(state: Arc<AppState>, server: Option<String>, req: Request) -> Re
                     (out, forward.note)
                 };
                 let mut call = Box::pin(call.instrument(Stage::Dispatch.span()));
+                if let Some(rounds) = rounds {
+                    let owner = Owner {
+                        caller: caller_of(&principal),
+                        server: scope_server.as_ref().map(|s| s.name().to_owned()),
+                        session: None,
+                    };
+                    let modern = ModernCall {
+                        endpoint: endpoint.clone(),
+                        server,
+                        owner,
+                        id,
+                        log_bodies,
+                    };
+                    return modern.run(rounds, call, related_rx, admission, x).await;
+                }
                 tokio::select! {
                     biased;
                     ((result, decision), mut note) = &mut call => {
@@ -1028,4 +1051,252 @@ fn announce(stream: &Stream, kinds: &[ListKind]) {
     for method in methods {
         stream.push(format!(r#"{{"jsonrpc":"2.0","method":"{method}"}}"#).as_bytes());
     }
+}
+
+/// What a 2026 client's retry of a call carries: the answers to the gateway's input requests,
+/// by key, and the `requestState` the gateway gave.
+struct Rounds {
+    state: Option<String>,
+    responses: serde_json::Map<String, serde_json::Value>,
+    /// The log's note of the call.
+    note: Note,
+}
+
+impl Rounds {
+    fn of(forward: &portcullis_mcp::router::Forward) -> Self {
+        #[derive(serde::Deserialize)]
+        struct Retry {
+            #[serde(rename = "requestState", default)]
+            state: Option<String>,
+            #[serde(rename = "inputResponses", default)]
+            responses: Option<serde_json::Map<String, serde_json::Value>>,
+        }
+        let retry = forward
+            .params
+            .as_deref()
+            .and_then(|p| serde_json::from_str::<Retry>(p.get()).ok());
+        let (state, responses) = match retry {
+            Some(r) => (r.state, r.responses.unwrap_or_default()),
+            None => (None, serde_json::Map::new()),
+        };
+        Self {
+            state,
+            responses,
+            note: forward.note.clone(),
+        }
+    }
+}
+
+/// A call of a 2026 client (`tools/call`, `prompts/get`, `resources/read`) to a server of the
+/// handshake generation: it runs in the background; a request the server makes of the client
+/// ends the HTTP exchange with an `input_required` result, whose `requestState` finds the call
+/// again when the client retries with its answers, which go to the server.
+struct ModernCall {
+    endpoint: Arc<McpEndpoint>,
+    server: Arc<portcullis_mcp::hub::Server>,
+    owner: Owner,
+    id: Id,
+    log_bodies: bool,
+}
+
+impl ModernCall {
+    async fn run<F>(
+        self,
+        rounds: Rounds,
+        call: std::pin::Pin<Box<F>>,
+        related: mpsc::Receiver<Message>,
+        admission: Option<portcullis_limits::Admission>,
+        mut x: Exchange,
+    ) -> Response
+    where
+        F: std::future::Future<Output = ((Result<Box<RawValue>, ErrorObject>, Decision), Note)>
+            + Send
+            + 'static,
+    {
+        let events = match &rounds.state {
+            None => in_background(call, related, admission),
+            Some(state) => {
+                // A retry: the call goes on where it waited, with the client's answers.
+                drop(call);
+                let Some(events) = self.endpoint.streams.unpark(state, &self.owner) else {
+                    let mut note = rounds.note.clone();
+                    note.decision = Decision::Invalid;
+                    note_log(&mut x.log, &note, None);
+                    let error = ErrorObject::new(
+                        portcullis_mcp::jsonrpc::INVALID_PARAMS,
+                        "Invalid requestState: no call of this caller waits for input under it \
+                         (expired, or kept by another replica); call again without it",
+                    );
+                    return finish_http(x, json_answer(self.id, Err(error)), 200);
+                };
+                for (key, value) in rounds.responses {
+                    let Some(relayed) = self.endpoint.answered(&Id::String(key)) else {
+                        continue;
+                    };
+                    let reply = Reply::Result(portcullis_mcp::jsonrpc::raw(&value));
+                    if let Err(e) = relayed.server.upstream.respond(relayed.id, reply).await {
+                        tracing::warn!(server = relayed.server.name(), "answer not delivered: {e}");
+                    }
+                }
+                events
+            }
+        };
+        self.next(events, rounds.note, x).await
+    }
+
+    /// Answers with what the call does next: its result, a request for input, or a stream
+    /// when the server sends notifications first.
+    async fn next(self, mut events: CallEvents, note: Note, mut x: Exchange) -> Response {
+        match events.recv().await {
+            Some(CallEvent::Done(result, decision, mut note)) => {
+                note.decision = decision;
+                let size = result.as_ref().map(|r| r.get().len()).ok();
+                note_log(&mut x.log, &note, size);
+                if self.log_bodies {
+                    log_result(&mut x.log, &result);
+                }
+                finish_http(x, json_answer(self.id, result), 200)
+            }
+            Some(CallEvent::Related(Message::Request(request))) => {
+                note_log(&mut x.log, &note, None);
+                let result = self.input_required(request, events);
+                finish_http(x, json_answer(self.id, Ok(result)), 200)
+            }
+            Some(CallEvent::Related(first)) => {
+                let log = x.log.take();
+                let response = self.stream(first, events, log);
+                finish_http(x, response, 200)
+            }
+            None => {
+                let mut note = note;
+                note.decision = Decision::Failed;
+                note_log(&mut x.log, &note, None);
+                let error = ErrorObject::new(
+                    portcullis_mcp::jsonrpc::UPSTREAM_ERROR,
+                    "The call ended without a result",
+                );
+                finish_http(x, json_answer(self.id, Err(error)), 200)
+            }
+        }
+    }
+
+    /// The `input_required` result for the server's `request`; the call is parked meanwhile.
+    fn input_required(&self, mut request: RpcRequest, events: CallEvents) -> Box<RawValue> {
+        self.endpoint.relay(&self.server, &mut request);
+        let key = match &request.id {
+            Id::String(s) => s.clone(),
+            other => other.to_string(),
+        };
+        let mut asked = serde_json::Map::new();
+        asked.insert("method".into(), request.method.clone().into());
+        if let Some(params) = request
+            .params
+            .as_deref()
+            .and_then(|p| serde_json::from_str::<serde_json::Value>(p.get()).ok())
+        {
+            asked.insert("params".into(), params);
+        }
+        let state = self.endpoint.streams.park(self.owner.clone(), events);
+        portcullis_mcp::jsonrpc::raw(&serde_json::json!({
+            "resultType": "input_required",
+            "inputRequests": { key: asked },
+            "requestState": state,
+        }))
+    }
+
+    /// An SSE answer: the server's notifications, then the result or a request for input.
+    fn stream(self, first: Message, mut events: CallEvents, mut log: RequestLog) -> Response {
+        let stream = self.endpoint.streams.open(
+            Kind::Answer,
+            self.owner.clone(),
+            serde_json::to_string(&self.id).ok(),
+        );
+        stream.prime();
+        stream.push(&first.to_bytes());
+        let body = Body::from_stream(stream.read(0, None, ()));
+        let streams = self.endpoint.streams.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+            loop {
+                tokio::select! {
+                    event = events.recv() => match event {
+                        Some(CallEvent::Related(Message::Request(request))) => {
+                            let result = self.input_required(request, events);
+                            let response = RpcResponse::result(self.id.clone(), result);
+                            stream.push(&response.to_bytes());
+                            log.finish(200);
+                            break;
+                        }
+                        Some(CallEvent::Related(m)) => stream.push(&m.to_bytes()),
+                        Some(CallEvent::Done(result, decision, mut note)) => {
+                            note.decision = decision;
+                            let size = result.as_ref().map(|r| r.get().len()).ok();
+                            note_log(&mut log, &note, size);
+                            let response = match result {
+                                Ok(r) => RpcResponse::result(self.id.clone(), r),
+                                Err(e) => RpcResponse::error(Some(self.id.clone()), e),
+                            };
+                            stream.push(&response.to_bytes());
+                            log.finish(200);
+                            break;
+                        }
+                        None => break,
+                    },
+                    _ = stream.cancelled() => break,
+                    _ = tick.tick() => {
+                        if stream.abandoned() {
+                            streams.close(&stream);
+                            return;
+                        }
+                    }
+                }
+            }
+            stream.finish();
+            loop {
+                tick.tick().await;
+                if stream.delivered() || stream.abandoned() {
+                    streams.close(&stream);
+                    return;
+                }
+            }
+        });
+        sse_response(body)
+    }
+}
+
+/// Runs a call in the background; its events, until they are no longer read (which drops the
+/// call, and so cancels it upstream).
+fn in_background<F>(
+    mut call: std::pin::Pin<Box<F>>,
+    mut related: mpsc::Receiver<Message>,
+    admission: Option<portcullis_limits::Admission>,
+) -> CallEvents
+where
+    F: std::future::Future<Output = ((Result<Box<RawValue>, ErrorObject>, Decision), Note)>
+        + Send
+        + 'static,
+{
+    let (tx, rx) = mpsc::channel(64);
+    tokio::spawn(async move {
+        let _admission = admission;
+        loop {
+            tokio::select! {
+                biased;
+                _ = tx.closed() => return,
+                ((result, decision), note) = &mut call => {
+                    while let Ok(m) = related.try_recv() {
+                        let _ = tx.send(CallEvent::Related(m)).await;
+                    }
+                    let _ = tx.send(CallEvent::Done(result, decision, note)).await;
+                    return;
+                }
+                Some(m) = related.recv() => {
+                    if tx.send(CallEvent::Related(m)).await.is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+    });
+    rx
 }

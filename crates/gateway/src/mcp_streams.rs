@@ -14,6 +14,12 @@
 //!
 //! An event id is `<g|p><stream>-<n>`: `g` for a GET stream, `p` for a POST answer, the
 //! stream's random id, and the event's number in it.
+//!
+//! Also kept here: the calls of 2026 clients waiting for the client's input (multi round-trip
+//! requests). A server of the handshake generation asks its client during a call (sampling,
+//! elicitation); a 2026 client is answered with an `input_required` result and retries with
+//! its answers and the `requestState` the gateway gave, by which [`Streams::unpark`] finds the
+//! call, still running, on this replica (for [`RESUME_WINDOW`] at most).
 
 use std::collections::{HashMap, VecDeque};
 use std::convert::Infallible;
@@ -22,7 +28,10 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use parking_lot::Mutex;
-use tokio::sync::watch;
+use portcullis_mcp::jsonrpc::{ErrorObject, Message};
+use portcullis_mcp::router::{Decision, Note};
+use serde_json::value::RawValue;
+use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
 /// How long a stream without a reader is kept (and its call kept running) for a resume.
@@ -71,6 +80,27 @@ pub struct Streams {
     streams: Mutex<HashMap<String, Arc<Stream>>>,
     /// Open GET connections by caller.
     listening: Mutex<HashMap<String, usize>>,
+    /// Calls waiting for a 2026 client's input, by the `requestState` it was given.
+    parked: Mutex<HashMap<String, Parked>>,
+}
+
+/// What a call going on in the background reports.
+#[derive(Debug)]
+pub enum CallEvent {
+    /// A message the server sent on the way (a notification, or a request to the client).
+    Related(Message),
+    /// The call's end.
+    Done(Result<Box<RawValue>, ErrorObject>, Decision, Note),
+}
+
+/// A call going on in the background, read through its events.
+pub type CallEvents = mpsc::Receiver<CallEvent>;
+
+#[derive(Debug)]
+struct Parked {
+    owner: Owner,
+    at: Instant,
+    events: CallEvents,
 }
 
 /// One stream.
@@ -210,6 +240,33 @@ impl Streams {
             }
             None => false,
         }
+    }
+
+    /// Keeps `events` of a call of `owner` that waits for the client's input; the
+    /// `requestState` that finds it again.
+    pub fn park(&self, owner: Owner, events: CallEvents) -> String {
+        let state = format!("portcullis-{:032x}", rand::random::<u128>());
+        let mut parked = self.parked.lock();
+        parked.retain(|_, p| p.at.elapsed() < RESUME_WINDOW);
+        parked.insert(
+            state.clone(),
+            Parked {
+                owner,
+                at: Instant::now(),
+                events,
+            },
+        );
+        state
+    }
+
+    /// The call `state` names, if `owner` parked it here and not too long ago.
+    pub fn unpark(&self, state: &str, owner: &Owner) -> Option<CallEvents> {
+        let mut parked = self.parked.lock();
+        parked.retain(|_, p| p.at.elapsed() < RESUME_WINDOW);
+        if parked.get(state)?.owner != *owner {
+            return None;
+        }
+        parked.remove(state).map(|p| p.events)
     }
 
     /// Forgets `stream`.

@@ -566,3 +566,98 @@ async fn a_cancelled_calls_stream_ends() {
         "no result after a cancel: {rest}"
     );
 }
+
+/// A 2026 client is asked for what a server of the handshake generation asks during a call
+/// (here sampling) with an `input_required` result; its retry carries the answer and the
+/// `requestState`, and gets the call's result. A `requestState` is only good for its caller.
+#[tokio::test]
+async fn a_2026_client_answers_a_servers_request_by_retrying_the_call() {
+    let gw = TestGateway::start(&format!(
+        "\nmcp:\n  servers:\n    everything:\n      command: {}\n      args: [stdio]\n      timeout: 20s\n",
+        everything_bin()
+    ))
+    .await;
+    let meta = json!({"io.modelcontextprotocol/protocolVersion": "2026-07-28",
+        "io.modelcontextprotocol/clientCapabilities": {"sampling": {}}});
+    let tool = "everything__trigger-sampling-request";
+    let call = |key: &str, extra: Value| {
+        let mut params = json!({"_meta": meta, "name": tool,
+            "arguments": {"prompt": "Capital of France?", "maxTokens": 20}});
+        if let Value::Object(extra) = extra {
+            params.as_object_mut().unwrap().extend(extra);
+        }
+        client()
+            .post(gw.at("/mcp"))
+            .bearer_auth(key)
+            .header("accept", "application/json, text/event-stream")
+            .header("mcp-protocol-version", "2026-07-28")
+            .header("mcp-method", "tools/call")
+            .header("mcp-name", tool)
+            .json(&json!({"jsonrpc": "2.0", "id": 5, "method": "tools/call", "params": params}))
+            .send()
+    };
+    let first: Value = call(MASTER_KEY, json!({}))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let result = &first["result"];
+    assert_eq!(result["resultType"], "input_required", "{first}");
+    let requests = result["inputRequests"].as_object().unwrap();
+    assert_eq!(requests.len(), 1);
+    let (key, asked) = requests.iter().next().unwrap();
+    assert_eq!(asked["method"], "sampling/createMessage");
+    assert!(
+        asked["params"].to_string().contains("Capital of France?"),
+        "{asked}"
+    );
+    let state = result["requestState"].as_str().unwrap().to_owned();
+
+    // Another caller's retry with that state is refused, and takes nothing from the call.
+    let other = client()
+        .post(gw.at("/admin/keys"))
+        .bearer_auth(MASTER_KEY)
+        .json(&json!({"name": "other"}))
+        .send()
+        .await
+        .unwrap()
+        .json::<Value>()
+        .await
+        .unwrap()["key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let answers = json!({"inputResponses": {key: {"role": "assistant", "model": "client-model",
+        "stopReason": "endTurn", "content": {"type": "text", "text": "Paris, said the client."}}},
+        "requestState": state});
+    let stolen: Value = call(&other, answers.clone())
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(stolen["error"]["code"], -32602, "{stolen}");
+
+    let done: Value = call(MASTER_KEY, answers.clone())
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(done["result"]["resultType"], "complete", "{done}");
+    assert!(
+        done["result"]["content"]
+            .to_string()
+            .contains("Paris, said the client."),
+        "{done}"
+    );
+    // The state is spent.
+    let again: Value = call(MASTER_KEY, answers)
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(again["error"]["code"], -32602, "{again}");
+}
