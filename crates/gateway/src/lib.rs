@@ -296,6 +296,7 @@ impl Gateway {
         if let Some(mcp) = state.mcp.load_full() {
             // Stdio servers' process groups are killed, HTTP sessions ended.
             mcp.hub.shutdown().await;
+            mcp.credentialed.shutdown().await;
         }
         self.writer.shutdown().await;
         let stats = state.log.stats();

@@ -65,9 +65,11 @@ struct Instance {
 
 /// The per-credential instances of every server.
 pub struct Credentialed {
-    instances: Instances,
+    instances: Arc<Instances>,
     idle: Duration,
     connect: Connect,
+    /// Whether the background sweep of idle instances runs.
+    sweeping: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for Credentialed {
@@ -89,9 +91,10 @@ impl Credentialed {
     /// Instances made by `connect`, shut down after `idle` unused.
     pub fn new(idle: Duration, connect: Connect) -> Self {
         Self {
-            instances: std::sync::Mutex::new(HashMap::new()),
+            instances: Arc::new(std::sync::Mutex::new(HashMap::new())),
             idle,
             connect,
+            sweeping: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -101,7 +104,7 @@ impl Credentialed {
     }
 
     /// The instance of credential `id` for `server`, started now if there is none. Instances
-    /// idle for too long are shut down on the way.
+    /// idle for too long are shut down on the way, and by a sweep every half idle period.
     pub fn upstream(
         &self,
         server: &Server,
@@ -109,16 +112,9 @@ impl Credentialed {
         overlay: Overlay<'_>,
     ) -> Result<Arc<dyn Upstream>, Mismatch> {
         let now = Instant::now();
-        let mut gone = Vec::new();
+        let mut gone = sweep(&self.instances, self.idle, now);
         let upstream = {
             let mut instances = lock(&self.instances);
-            instances.retain(|_, i| {
-                let keep = now.duration_since(i.used) < self.idle;
-                if !keep {
-                    gone.push(i.upstream.clone());
-                }
-                keep
-            });
             let key = (server.name().to_owned(), id.clone());
             match instances.get_mut(&key) {
                 Some(i) if i.base == server.spec => {
@@ -144,6 +140,12 @@ impl Credentialed {
             }
         };
         shut_down(gone);
+        if !self
+            .sweeping
+            .swap(true, std::sync::atomic::Ordering::Relaxed)
+        {
+            spawn_sweeper(Arc::downgrade(&self.instances), self.idle);
+        }
         Ok(upstream)
     }
 
@@ -179,6 +181,41 @@ impl Credentialed {
     fn lock_all(&self) -> std::sync::MutexGuard<'_, HashMap<(String, Arc<str>), Instance>> {
         lock(&self.instances)
     }
+}
+
+/// Takes out the instances unused for `idle` (and not serving a call now).
+fn sweep(instances: &Instances, idle: Duration, now: Instant) -> Vec<Arc<dyn Upstream>> {
+    let mut gone = Vec::new();
+    lock(instances).retain(|_, i| {
+        let keep = now.duration_since(i.used) < idle || Arc::strong_count(&i.upstream) > 1;
+        if !keep {
+            gone.push(i.upstream.clone());
+        }
+        keep
+    });
+    gone
+}
+
+/// Sweeps idle instances every half idle period (at least every second) until the instances
+/// are gone.
+fn spawn_sweeper(instances: std::sync::Weak<Instances>, idle: Duration) {
+    let Ok(handle) = tokio::runtime::Handle::try_current() else {
+        return;
+    };
+    let period = (idle / 2).max(Duration::from_secs(1));
+    handle.spawn(async move {
+        loop {
+            tokio::time::sleep(period).await;
+            let Some(instances) = instances.upgrade() else {
+                return;
+            };
+            let gone = sweep(&instances, idle, Instant::now());
+            drop(instances);
+            for u in gone {
+                u.shutdown().await;
+            }
+        }
+    });
 }
 
 /// Shuts instances down in the background (stdio processes are killed as they drop, too).
@@ -220,4 +257,143 @@ fn overlaid(spec: &ServerSpec, overlay: Overlay<'_>) -> Result<ServerSpec, Misma
         (_, Overlay::Env(_)) => return Err(mismatch("`headers`")),
     }
     Ok(spec)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use portcullis_core::config::Block;
+    use serde_json::value::RawValue;
+
+    use super::*;
+    use crate::config::{McpConfig, RawMcp};
+    use crate::hub::Hub;
+    use crate::jsonrpc::{Id, Message};
+    use crate::upstream::{Related, Reply, ServerInfo, Status, UpstreamError};
+
+    /// An upstream that remembers the headers or environment it was made with.
+    #[derive(Debug)]
+    struct Fake {
+        values: BTreeMap<String, String>,
+        stopped: Arc<AtomicUsize>,
+        notifications: tokio::sync::broadcast::Sender<Message>,
+    }
+
+    #[async_trait::async_trait]
+    impl Upstream for Fake {
+        fn name(&self) -> &str {
+            "fake"
+        }
+        async fn request(
+            &self,
+            _: &str,
+            _: Option<&RawValue>,
+            _: Option<Related>,
+            _: Duration,
+        ) -> Result<Reply, UpstreamError> {
+            Ok(Reply::Result(crate::jsonrpc::raw(&self.values)))
+        }
+        async fn notify(&self, _: &str, _: Option<&RawValue>) -> Result<(), UpstreamError> {
+            Ok(())
+        }
+        async fn respond(&self, _: Id, _: Reply) -> Result<(), UpstreamError> {
+            Ok(())
+        }
+        fn info(&self) -> Option<Arc<ServerInfo>> {
+            None
+        }
+        fn notifications(&self) -> tokio::sync::broadcast::Receiver<Message> {
+            self.notifications.subscribe()
+        }
+        fn status(&self) -> Status {
+            Status::Ready
+        }
+        async fn shutdown(&self) {
+            self.stopped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    fn maker(stopped: Arc<AtomicUsize>, made: Arc<AtomicUsize>) -> Connect {
+        Box::new(move |spec: &ServerSpec| {
+            made.fetch_add(1, Ordering::Relaxed);
+            let values = match &spec.transport {
+                Transport::Stdio(s) => s.env.clone(),
+                Transport::StreamableHttp(h) | Transport::Sse(h) => h.headers.clone(),
+            };
+            Arc::new(Fake {
+                values,
+                stopped: stopped.clone(),
+                notifications: tokio::sync::broadcast::channel(1).0,
+            }) as Arc<dyn Upstream>
+        })
+    }
+
+    fn hub(yaml: &str) -> Hub {
+        let raw: RawMcp = serde_saphyr::from_str(yaml).unwrap();
+        let config = McpConfig::validate(raw, "mcp").unwrap();
+        let stopped = Arc::new(AtomicUsize::new(0));
+        let made = Arc::new(AtomicUsize::new(0));
+        Hub::new(&config, &*maker(stopped, made))
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn one_instance_per_credential_with_its_values_stopped_when_idle() {
+        let hub = hub(
+            "servers:\n  gh:\n    url: http://127.0.0.1:9/mcp\n    headers: {X-Service: shared, Authorization: configured}\n",
+        );
+        let server = hub.server("gh").unwrap();
+        let (stopped, made) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+        let pool = Credentialed::new(
+            Duration::from_secs(60),
+            maker(stopped.clone(), made.clone()),
+        );
+        let ann: BTreeMap<String, String> = [("authorization".to_owned(), "ann".to_owned())].into();
+        let bob: BTreeMap<String, String> = [("x-token".to_owned(), "bob".to_owned())].into();
+        let (ann_id, bob_id): (Arc<str>, Arc<str>) = ("cred-ann".into(), "cred-bob".into());
+
+        let a = pool
+            .upstream(server, &ann_id, Overlay::Headers(&ann))
+            .unwrap();
+        let again = pool
+            .upstream(server, &ann_id, Overlay::Headers(&ann))
+            .unwrap();
+        assert!(Arc::ptr_eq(&a, &again), "one instance per credential");
+        let b = pool
+            .upstream(server, &bob_id, Overlay::Headers(&bob))
+            .unwrap();
+        assert_eq!(made.load(Ordering::Relaxed), 2);
+        assert_eq!(pool.running("gh"), 2);
+
+        // The fake's debug form shows what it was made with.
+        let values = |u: &Arc<dyn Upstream>| format!("{u:?}");
+        // The credential's header replaces the configured one of the same name; others stay.
+        assert!(
+            values(&a).contains("\"authorization\": \"ann\""),
+            "{}",
+            values(&a)
+        );
+        assert!(!values(&a).contains("configured"));
+        assert!(values(&a).contains("X-Service"));
+        assert!(values(&b).contains("\"x-token\": \"bob\"") && values(&b).contains("configured"));
+        assert!(!values(&b).contains("ann"), "no secret of another owner");
+        drop((a, again, b));
+
+        // Env does not fit an HTTP server.
+        let env: BTreeMap<String, String> = [("A".to_owned(), "b".to_owned())].into();
+        assert!(
+            pool.upstream(server, &"cred-x".into(), Overlay::Env(&env))
+                .is_err()
+        );
+
+        // Idle instances are stopped by the sweep.
+        tokio::time::sleep(Duration::from_secs(91)).await;
+        tokio::task::yield_now().await;
+        assert_eq!(pool.running("gh"), 0);
+        for _ in 0..10 {
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(stopped.load(Ordering::Relaxed), 2);
+    }
 }
