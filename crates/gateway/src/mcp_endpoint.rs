@@ -146,7 +146,10 @@ impl McpEndpoint {
 
     /// Entries per page of the lists the endpoints answer.
     pub fn page_size(&self) -> usize {
-        portcullis_mcp::pages::DEFAULT_PAGE_SIZE
+        match self.config.page_size {
+            0 => portcullis_mcp::pages::DEFAULT_PAGE_SIZE,
+            n => n,
+        }
     }
 
     /// The relayed request a client's answer with `id` is for, if any.

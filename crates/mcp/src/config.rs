@@ -8,6 +8,7 @@
 //!   timeout: 30s                              # each upstream call; default 30s
 //!   list_ttl: 5m                              # how long a server's lists are kept without a
 //!                                             # `list_changed`; 0s fetches on every request
+//!   page_size: 100                            # entries per page of the lists clients get
 //!   servers:
 //!     files:                                  # lowercase letters, digits and `-`, at most 32
 //!       command: npx                          # a stdio server the gateway starts …
@@ -46,6 +47,10 @@ use serde::Deserialize;
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long a server's lists are kept when nothing says they changed, unless configured.
 pub const DEFAULT_LIST_TTL: Duration = Duration::from_secs(300);
+/// Entries per page of the lists the gateway answers, unless configured.
+pub const DEFAULT_PAGE_SIZE: usize = 100;
+/// Most entries per page one may configure.
+pub const MAX_PAGE_SIZE: usize = 10_000;
 /// Longest server name: with `__` and a tool name it must fit the 64 characters clients accept.
 pub const MAX_SERVER_NAME: usize = 32;
 
@@ -71,6 +76,9 @@ pub struct RawMcp {
     /// Whether tool definitions are pinned (`crate::pins`); default true.
     #[serde(default)]
     pub pin_tools: Option<bool>,
+    /// Entries per page of the lists clients get.
+    #[serde(default)]
+    pub page_size: Option<usize>,
     /// The servers, by name.
     #[serde(default)]
     pub servers: BTreeMap<String, RawServer>,
@@ -177,6 +185,9 @@ pub struct McpConfig {
     pub list_ttl: Duration,
     /// Whether the tools of a server that sets nothing are pinned (`pin_tools`).
     pub pin_tools: bool,
+    /// Entries per page of the lists clients get (`page_size`; 0 in a block built by hand
+    /// means the default).
+    pub page_size: usize,
 }
 
 impl McpConfig {
@@ -408,6 +419,14 @@ impl Block for McpConfig {
                 );
             }
         }
+        let page_size = match raw.page_size {
+            None => DEFAULT_PAGE_SIZE,
+            Some(n) if (1..=MAX_PAGE_SIZE).contains(&n) => n,
+            Some(_) => {
+                issues.at(at, "page_size", "must be between 1 and 10000");
+                DEFAULT_PAGE_SIZE
+            }
+        };
         let access = crate::access::validate(raw.access, &key(at, "access"), &mut issues);
         let servers_at = key(at, "servers");
         let mut servers = Vec::with_capacity(raw.servers.len());
@@ -440,6 +459,7 @@ impl Block for McpConfig {
             timeout: defaults.timeout,
             list_ttl: defaults.list_ttl,
             pin_tools: defaults.pin_tools,
+            page_size,
         })
     }
 }
@@ -750,6 +770,27 @@ servers:
             .unwrap();
         assert!(!c.server("a").unwrap().pin_tools);
         assert!(c.server("b").unwrap().pin_tools);
+    }
+
+    #[test]
+    fn lists_come_in_pages_of_a_hundred_unless_configured() {
+        assert_eq!(
+            validate("servers: {}\n").unwrap().page_size,
+            DEFAULT_PAGE_SIZE
+        );
+        assert_eq!(
+            validate("page_size: 500\nservers: {}\n").unwrap().page_size,
+            500
+        );
+        for bad in ["0", "10001"] {
+            let errors = validate(&format!("page_size: {bad}\nservers: {{}}\n")).unwrap_err();
+            assert!(
+                errors
+                    .join("\n")
+                    .contains("mcp.page_size: must be between 1 and 10000"),
+                "{errors:?}"
+            );
+        }
     }
 
     #[test]

@@ -11,8 +11,8 @@
 
 use sha2::{Digest, Sha256};
 
-/// Entries per page unless configured.
-pub const DEFAULT_PAGE_SIZE: usize = 100;
+/// Entries per page unless configured (`mcp.page_size`).
+pub const DEFAULT_PAGE_SIZE: usize = crate::config::DEFAULT_PAGE_SIZE;
 
 /// The version prefix of the cursors this gateway writes.
 const VERSION: &str = "p1";

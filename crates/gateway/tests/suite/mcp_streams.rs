@@ -152,6 +152,23 @@ async fn long_lists_come_in_pages_a_client_follows_and_a_stale_cursor_is_refused
     assert_eq!(names(&fresh3).len(), 40);
 }
 
+/// The operator sets the page size (`mcp.page_size`).
+#[tokio::test]
+async fn the_page_size_is_configurable() {
+    let mock = MockMcpServer::start(20).await.unwrap();
+    let gw = TestGateway::start(&format!("{}  page_size: 7\n", yaml(&mock))).await;
+    let (_, first) = rpc(&gw, "/mcp", list(None)).await;
+    assert_eq!(names(&first).len(), 7, "{first}");
+    let mut cursor = first["result"]["nextCursor"].as_str().map(str::to_owned);
+    let mut all = names(&first);
+    while let Some(c) = cursor {
+        let (_, page) = rpc(&gw, "/mcp", list(Some(&c))).await;
+        all.extend(names(&page));
+        cursor = page["result"]["nextCursor"].as_str().map(str::to_owned);
+    }
+    assert_eq!(all.len(), 20);
+}
+
 /// A key that sees few tools gets them on one page: pages are cut after the key's filter.
 #[tokio::test]
 async fn pages_are_cut_from_what_the_caller_may_see() {
