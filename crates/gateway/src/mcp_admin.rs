@@ -259,22 +259,37 @@ fn check_entry(
     raw: &RawServer,
     file: &portcullis_mcp::McpConfig,
 ) -> Result<ServerSpec, GatewayError> {
-    portcullis_mcp::config::validate_entry(name, raw.clone(), "", file).map_err(|issues| {
-        let param = issues
-            .iter()
-            .map(|i| i.path.clone())
-            .find(|p| !p.is_empty());
-        let text = issues
-            .iter()
-            .map(ToString::to_string)
-            .collect::<Vec<_>>()
-            .join("; ");
-        let e = GatewayError::invalid_request(format!("Invalid MCP server: {text}"));
-        match param {
-            Some(p) => e.with_param(p),
-            None => e,
-        }
-    })
+    let spec =
+        portcullis_mcp::config::validate_entry(name, raw.clone(), "", file).map_err(|issues| {
+            let param = issues
+                .iter()
+                .map(|i| i.path.clone())
+                .find(|p| !p.is_empty());
+            let text = issues
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("; ");
+            let e = GatewayError::invalid_request(format!("Invalid MCP server: {text}"));
+            match param {
+                Some(p) => e.with_param(p),
+                None => e,
+            }
+        })?;
+    // A program the gateway starts runs on its host: what an admin credential may start is
+    // the file's decision (`mcp.runtime_stdio`).
+    if let Some(why) = file.runtime_stdio.refuses(&spec) {
+        let param = if raw.sandbox == Some(false) {
+            "sandbox"
+        } else {
+            "command"
+        };
+        return Err(GatewayError::invalid_request(why)
+            .with_status(StatusCode::FORBIDDEN)
+            .with_code("stdio_not_allowed")
+            .with_param(param));
+    }
+    Ok(spec)
 }
 
 fn encode(

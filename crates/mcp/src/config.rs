@@ -9,6 +9,8 @@
 //!   list_ttl: 5m                              # how long a server's lists are kept without a
 //!                                             # `list_changed`; 0s fetches on every request
 //!   page_size: 100                            # entries per page of the lists clients get
+//!   runtime_stdio: sandboxed                  # stdio servers the admin API may add: sandboxed
+//!                                             # (default), any (also `sandbox: false`) or none
 //!   servers:
 //!     files:                                  # lowercase letters, digits and `-`, at most 32
 //!       command: npx                          # a stdio server the gateway starts …
@@ -79,6 +81,9 @@ pub struct RawMcp {
     /// Entries per page of the lists clients get.
     #[serde(default)]
     pub page_size: Option<usize>,
+    /// Which stdio servers the admin API may add: `sandboxed` (default), `any` or `none`.
+    #[serde(default)]
+    pub runtime_stdio: Option<String>,
     /// The servers, by name.
     #[serde(default)]
     pub servers: BTreeMap<String, RawServer>,
@@ -188,6 +193,42 @@ pub struct McpConfig {
     /// Entries per page of the lists clients get (`page_size`; 0 in a block built by hand
     /// means the default).
     pub page_size: usize,
+    /// Which stdio servers the admin API may add (`runtime_stdio`).
+    pub runtime_stdio: RuntimeStdio,
+}
+
+/// Which stdio servers may be added through the admin API: a program the gateway starts is
+/// code run on its host, so an admin credential alone may start only sandboxed ones unless
+/// the file says otherwise.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum RuntimeStdio {
+    /// None: runtime servers are remote (HTTP) only.
+    None,
+    /// Only servers that run in the sandbox (the default).
+    #[default]
+    Sandboxed,
+    /// Any, including `sandbox: false`.
+    Any,
+}
+
+impl RuntimeStdio {
+    /// Why the admin API may not add `spec`, if it may not.
+    pub fn refuses(self, spec: &ServerSpec) -> Option<&'static str> {
+        let Transport::Stdio(stdio) = &spec.transport else {
+            return None;
+        };
+        match self {
+            RuntimeStdio::None => Some(
+                "stdio servers cannot be added through the admin API here \
+                 (`mcp.runtime_stdio: none`); add it in the configuration file",
+            ),
+            RuntimeStdio::Sandboxed if !stdio.sandbox => Some(
+                "an unsandboxed stdio server cannot be added through the admin API unless the \
+                 configuration file sets `mcp.runtime_stdio: any`",
+            ),
+            RuntimeStdio::Sandboxed | RuntimeStdio::Any => None,
+        }
+    }
 }
 
 impl McpConfig {
@@ -427,6 +468,19 @@ impl Block for McpConfig {
                 DEFAULT_PAGE_SIZE
             }
         };
+        let runtime_stdio = match raw.runtime_stdio.as_deref() {
+            None | Some("sandboxed") => RuntimeStdio::Sandboxed,
+            Some("any") => RuntimeStdio::Any,
+            Some("none") => RuntimeStdio::None,
+            Some(other) => {
+                issues.at(
+                    at,
+                    "runtime_stdio",
+                    format!("`{other}` is not `sandboxed`, `any` or `none`"),
+                );
+                RuntimeStdio::Sandboxed
+            }
+        };
         let access = crate::access::validate(raw.access, &key(at, "access"), &mut issues);
         let servers_at = key(at, "servers");
         let mut servers = Vec::with_capacity(raw.servers.len());
@@ -460,6 +514,7 @@ impl Block for McpConfig {
             list_ttl: defaults.list_ttl,
             pin_tools: defaults.pin_tools,
             page_size,
+            runtime_stdio,
         })
     }
 }
@@ -762,8 +817,10 @@ servers:
 
     #[test]
     fn tools_are_pinned_unless_the_block_or_the_server_says_not() {
-        let c = validate("servers:\n  a: {url: \"http://a\"}\n  b: {url: \"http://b\", pin_tools: false}\n")
-            .unwrap();
+        let c = validate(
+            "servers:\n  a: {url: \"http://a\"}\n  b: {url: \"http://b\", pin_tools: false}\n",
+        )
+        .unwrap();
         assert!(c.server("a").unwrap().pin_tools);
         assert!(!c.server("b").unwrap().pin_tools);
         let c = validate("pin_tools: false\nservers:\n  a: {url: \"http://a\"}\n  b: {url: \"http://b\", pin_tools: true}\n")

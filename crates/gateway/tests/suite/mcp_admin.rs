@@ -439,6 +439,45 @@ async fn bad_bodies_taken_names_and_non_admins_are_refused() {
     gw.stop().await;
 }
 
+/// A program the gateway starts runs on its host: an admin credential may start only sandboxed
+/// ones unless the file says `mcp.runtime_stdio: any`, and none with `none`.
+#[tokio::test]
+async fn the_file_decides_which_stdio_servers_the_admin_api_may_start() {
+    for (setting, sandboxed, unsandboxed) in [
+        ("", 201, 403),
+        ("  runtime_stdio: any\n", 201, 201),
+        ("  runtime_stdio: none\n", 403, 403),
+    ] {
+        let gw = TestGateway::start(&format!("mcp:\n{setting}  servers: {{}}\n")).await;
+        let (status, v) = add(&gw, json!({"name": "boxed", "command": "true"})).await;
+        assert_eq!(status, sandboxed, "{setting}: {v}");
+        let (status, v) = add(
+            &gw,
+            json!({"name": "loose", "command": "true", "sandbox": false}),
+        )
+        .await;
+        assert_eq!(status, unsandboxed, "{setting}: {v}");
+        if status == 403 {
+            assert_eq!(v["error"]["code"], "stdio_not_allowed", "{v}");
+            assert!(
+                v["error"]["message"]
+                    .as_str()
+                    .unwrap()
+                    .contains("mcp.runtime_stdio"),
+                "{v}"
+            );
+        }
+        // Remote servers are never affected.
+        let (status, v) = add(
+            &gw,
+            json!({"name": "remote", "url": "http://127.0.0.1:9/mcp"}),
+        )
+        .await;
+        assert_eq!(status, 201, "{setting}: {v}");
+        gw.stop().await;
+    }
+}
+
 #[tokio::test]
 async fn servers_added_at_runtime_survive_a_restart() {
     let dir = tempfile::tempdir().unwrap();
