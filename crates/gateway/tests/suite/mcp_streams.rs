@@ -678,3 +678,44 @@ async fn a_2026_client_answers_a_servers_request_by_retrying_the_call() {
         .unwrap();
     assert_eq!(again["error"]["code"], -32602, "{again}");
 }
+
+/// The `rmcp` client opens the GET stream itself after the handshake, and is told when a
+/// server's tools change; listing again shows the change.
+#[tokio::test]
+async fn an_rmcp_client_hears_of_changed_tools() {
+    struct Changes(tokio::sync::mpsc::UnboundedSender<()>);
+    impl rmcp::ClientHandler for Changes {
+        fn on_tool_list_changed(
+            &self,
+            _: rmcp::service::NotificationContext<rmcp::RoleClient>,
+        ) -> impl std::future::Future<Output = ()> + Send + '_ {
+            let _ = self.0.send(());
+            std::future::ready(())
+        }
+    }
+    let mock = MockMcpServer::start(5).await.unwrap();
+    let gw = TestGateway::start(&yaml(&mock)).await;
+    listened(&mock).await;
+    let (tx, mut changed) = tokio::sync::mpsc::unbounded_channel();
+    let config =
+        StreamableHttpClientTransportConfig::with_uri(gw.at("/mcp")).auth_header(MASTER_KEY);
+    let mcp = Changes(tx)
+        .serve(StreamableHttpClientTransport::from_config(config))
+        .await
+        .unwrap();
+    assert_eq!(mcp.list_all_tools().await.unwrap().len(), 5);
+    // The client's GET stream is open once the gateway counts it.
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        mock.set_tools(8);
+        if tokio::time::timeout(std::time::Duration::from_millis(300), changed.recv())
+            .await
+            .is_ok()
+        {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "no list_changed");
+    }
+    assert_eq!(mcp.list_all_tools().await.unwrap().len(), 8);
+    mcp.cancel().await.unwrap();
+}
