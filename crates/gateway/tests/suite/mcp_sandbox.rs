@@ -351,3 +351,63 @@ async fn a_server_whose_sandbox_cannot_be_set_up_is_not_started() {
     assert_eq!(status("refused"), Some(json!("failing")), "{listed}");
     assert_eq!(status("other"), Some(json!("ready")), "{listed}");
 }
+
+/// `@modelcontextprotocol/server-filesystem` from npm, sandboxed without network: it lists
+/// its allowed directory, writes and reads back in it through `/mcp`, and what lies outside is
+/// refused.
+#[tokio::test]
+async fn the_reference_filesystem_server_works_in_its_sandbox() {
+    let bin = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tests/mcp/node_modules/.bin/mcp-server-filesystem");
+    assert!(bin.exists(), "{}: run `npm ci` in tests/mcp", bin.display());
+    let parent = tempfile::tempdir().unwrap();
+    let work = parent.path().join("box");
+    std::fs::create_dir(&work).unwrap();
+    std::fs::write(parent.path().join("secret.txt"), "outside").unwrap();
+    let work = work.canonicalize().unwrap().display().to_string();
+    let gw = TestGateway::start(&format!(
+        "mcp:\n  servers:\n    files: {{command: {bin}, args: [{work}], cwd: {work}, network: false, timeout: 20s}}\n",
+        bin = bin.display(),
+    ))
+    .await;
+
+    let (text, failed) = call_when_up(
+        &gw,
+        "files",
+        "list_allowed_directories",
+        json!({}),
+        START_WITHIN,
+    )
+    .await;
+    assert!(!failed && text.contains(&work), "{text}");
+    let note = format!("{work}/note.md");
+    let (text, failed) = outcome(
+        &call(
+            &gw,
+            "files",
+            "write_file",
+            json!({"path": note, "content": "# through the gateway"}),
+        )
+        .await,
+    );
+    assert!(!failed, "{text}");
+    assert_eq!(
+        std::fs::read_to_string(&note).unwrap(),
+        "# through the gateway"
+    );
+    let (text, failed) =
+        outcome(&call(&gw, "files", "read_text_file", json!({"path": note})).await);
+    assert_eq!((text.as_str(), failed), ("# through the gateway", false));
+
+    // Outside its directory: refused, and nothing of the file comes back.
+    let answer = call(
+        &gw,
+        "files",
+        "read_text_file",
+        json!({"path": parent.path().join("secret.txt").display().to_string()}),
+    )
+    .await;
+    assert!(!answer.to_string().contains("\"outside\""), "{answer}");
+    let refused = answer["error"].is_object() || answer["result"]["isError"] == true;
+    assert!(refused, "{answer}");
+}
