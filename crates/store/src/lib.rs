@@ -19,6 +19,7 @@
 pub mod escape;
 pub mod mcp_access;
 pub mod mcp;
+pub mod mcp_grants;
 pub mod mcp_pins;
 pub mod oauth;
 pub mod record;
@@ -33,6 +34,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 pub use mcp::{McpServerRecord, McpServerStore};
+pub use mcp_grants::{McpGrantRecord, McpGrantStore};
 pub use mcp_pins::McpPinStore;
 pub use mcp_access::McpAccessStore;
 pub use oauth::OAuthStore;
@@ -132,6 +134,8 @@ pub struct Stores {
     pub mcp_servers: Arc<dyn McpServerStore>,
     /// MCP tool pins.
     pub mcp_pins: Arc<dyn McpPinStore>,
+    /// Users' OAuth grants for upstream MCP servers.
+    pub mcp_grants: Arc<dyn McpGrantStore>,
     /// `sqlite` or `postgres`.
     pub backend: &'static str,
 }
@@ -148,6 +152,7 @@ pub async fn connect(url: &str, max_connections: u32) -> Result<Stores, StoreErr
             tenancy: s.clone(),
             mcp_servers: s.clone(),
             mcp_pins: s.clone(),
+            mcp_grants: s.clone(),
             settings: s,
             backend: "postgres",
         })
@@ -161,6 +166,7 @@ pub async fn connect(url: &str, max_connections: u32) -> Result<Stores, StoreErr
             tenancy: s.clone(),
             mcp_servers: s.clone(),
             mcp_pins: s.clone(),
+            mcp_grants: s.clone(),
             settings: s,
             backend: "sqlite",
         })
