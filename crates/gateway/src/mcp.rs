@@ -319,6 +319,28 @@ async fn serve(state: Arc<AppState>, server: Option<String>, req: Request) -> Re
         {
             return finish_http(x, r, 400);
         }
+        if era == Era::Modern && request.method == "subscriptions/listen" {
+            // The 2026 way of hearing of changed lists: a stream answering this request.
+            let allowed = endpoint
+                .hub
+                .servers()
+                .filter(|s| access.allows_server(s.name()))
+                .map(|s| s.name().to_owned())
+                .collect();
+            let listen = Listen {
+                state: &state,
+                endpoint: &endpoint,
+                server: server.as_deref(),
+                caller: caller_of(&principal),
+                allowed,
+            };
+            let owner = Owner {
+                caller: listen.caller.clone(),
+                server: server.clone(),
+                session: None,
+            };
+            return subscribe(listen, owner, &request, x);
+        }
         let scope = match &scope_server {
             Some(s) => Scope::Server(s),
             None => Scope::All,
@@ -934,7 +956,7 @@ impl Listen<'_> {
         let stream = streams.open(Kind::Listen, owner, None);
         stream.prime();
         if missed {
-            announce(&stream, &ListKind::ALL);
+            announce(&stream, &ListKind::ALL, &Wanted::all());
         }
         let body = Body::from_stream(stream.read(0, Some(LISTEN_FOR), slot));
         tokio::spawn(listen_for_changes(
@@ -943,6 +965,8 @@ impl Listen<'_> {
             stream,
             self.server.map(str::to_owned),
             self.allowed,
+            Wanted::all(),
+            None,
         ));
         note_log(&mut x.log, &note, None);
         finish_http(x, sse_response(body), 200)
@@ -951,16 +975,25 @@ impl Listen<'_> {
 
 const TOO_MANY: &str = "Too many open streams for this caller";
 
-/// Fills a GET stream with the changes of the lists of the servers it covers (one server, or
-/// those the caller may use), until nobody reads it; a reload (a new endpoint) counts as a
-/// change of every list.
+/// Fills a stream with the changes of the lists of the servers it covers (one server, or
+/// those the caller may use) that it wants, until nobody reads it; a reload (a new endpoint)
+/// counts as a change of every list. A subscription ends at `until` with its request's result.
 async fn listen_for_changes(
     state: Arc<AppState>,
     mut endpoint: Arc<McpEndpoint>,
     stream: Arc<Stream>,
     server: Option<String>,
     allowed: std::collections::HashSet<String>,
+    wanted: Wanted,
+    until: Option<tokio::time::Instant>,
 ) {
+    let end = async move {
+        match until {
+            Some(t) => tokio::time::sleep_until(t).await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::pin!(end);
     let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
     loop {
         let covered: Vec<Arc<portcullis_mcp::hub::Server>> = match &server {
@@ -984,7 +1017,20 @@ async fn listen_for_changes(
         drop(tx);
         loop {
             tokio::select! {
-                Some(kinds) = rx.recv() => announce(&stream, kinds),
+                Some(kinds) = rx.recv() => announce(&stream, kinds, &wanted),
+                _ = &mut end => {
+                    if let Some(id) = &wanted.subscription {
+                        let done = RpcResponse::result(
+                            id.clone(),
+                            portcullis_mcp::jsonrpc::raw(&serde_json::json!({
+                                "resultType": "complete", "_meta": wanted.meta()})),
+                        );
+                        stream.push(&done.to_bytes());
+                    }
+                    stream.finish();
+                    endpoint.streams.close(&stream);
+                    return;
+                }
                 _ = tick.tick() => {
                     if stream.abandoned() || stream.finished() {
                         endpoint.streams.close(&stream);
@@ -994,7 +1040,7 @@ async fn listen_for_changes(
                         Some(now) if Arc::ptr_eq(&now, &endpoint) => {}
                         Some(now) => {
                             endpoint = now;
-                            announce(&stream, &ListKind::ALL);
+                            announce(&stream, &ListKind::ALL, &wanted);
                             break;
                         }
                         None => {
@@ -1038,19 +1084,139 @@ async fn changes_of(
     }
 }
 
-/// The `list_changed` notifications of `kinds`, once each.
-fn announce(stream: &Stream, kinds: &[ListKind]) {
+/// Which `list_changed` notifications a stream carries: all of them on the GET stream; on a
+/// 2026 client's `subscriptions/listen`, those it asked for, each with the subscription's id.
+#[derive(Debug, Clone, Default)]
+struct Wanted {
+    tools: bool,
+    prompts: bool,
+    resources: bool,
+    /// The id of the `subscriptions/listen` request.
+    subscription: Option<Id>,
+}
+
+impl Wanted {
+    fn all() -> Self {
+        Self {
+            tools: true,
+            prompts: true,
+            resources: true,
+            subscription: None,
+        }
+    }
+
+    /// `_meta` naming the subscription, if any.
+    fn meta(&self) -> serde_json::Value {
+        match &self.subscription {
+            Some(id) => serde_json::json!({"io.modelcontextprotocol/subscriptionId": id}),
+            None => serde_json::json!({}),
+        }
+    }
+}
+
+/// The `list_changed` notifications of `kinds` the stream carries, once each.
+fn announce(stream: &Stream, kinds: &[ListKind], wanted: &Wanted) {
     let mut methods = std::collections::BTreeSet::new();
     for kind in kinds {
-        methods.insert(match kind {
-            ListKind::Tools => "notifications/tools/list_changed",
-            ListKind::Prompts => "notifications/prompts/list_changed",
-            ListKind::Resources | ListKind::Templates => "notifications/resources/list_changed",
-        });
+        let (method, on) = match kind {
+            ListKind::Tools => ("notifications/tools/list_changed", wanted.tools),
+            ListKind::Prompts => ("notifications/prompts/list_changed", wanted.prompts),
+            ListKind::Resources | ListKind::Templates => {
+                ("notifications/resources/list_changed", wanted.resources)
+            }
+        };
+        if on {
+            methods.insert(method);
+        }
     }
     for method in methods {
-        stream.push(format!(r#"{{"jsonrpc":"2.0","method":"{method}"}}"#).as_bytes());
+        let message = match &wanted.subscription {
+            None => serde_json::json!({"jsonrpc": "2.0", "method": method}),
+            Some(_) => serde_json::json!({"jsonrpc": "2.0", "method": method,
+                "params": {"_meta": wanted.meta()}}),
+        };
+        stream.push(message.to_string().as_bytes());
     }
+}
+
+/// A 2026 client's `subscriptions/listen`: an SSE answer that acknowledges the notifications
+/// the gateway will send (the lists' changes; not resource updates), then carries them, and
+/// ends after [`LISTEN_FOR`] with the request's result, so that the client listens again.
+fn subscribe(
+    listen: Listen<'_>,
+    owner: Owner,
+    request: &RpcRequest,
+    mut x: Exchange,
+) -> Response {
+    #[derive(serde::Deserialize, Default)]
+    #[serde(rename_all = "camelCase")]
+    struct Filter {
+        #[serde(default)]
+        tools_list_changed: bool,
+        #[serde(default)]
+        prompts_list_changed: bool,
+        #[serde(default)]
+        resources_list_changed: bool,
+    }
+    #[derive(serde::Deserialize, Default)]
+    struct Params {
+        #[serde(default)]
+        notifications: Filter,
+    }
+    let params: Params = request
+        .params
+        .as_deref()
+        .and_then(|p| serde_json::from_str(p.get()).ok())
+        .unwrap_or_default();
+    let note = Note {
+        method: request.method.clone(),
+        server: listen.server.map(str::to_owned),
+        tool: None,
+        arguments_digest: None,
+        decision: Decision::Answered,
+    };
+    let streams = &listen.endpoint.streams;
+    let Some(slot) = streams.listen(&listen.caller, MAX_LISTENING) else {
+        let mut note = note;
+        note.decision = Decision::Refused;
+        note_log(&mut x.log, &note, None);
+        let error = ErrorObject::new(RATE_LIMITED, TOO_MANY);
+        return finish_http(x, json_answer(request.id.clone(), Err(error)), 200);
+    };
+    let wanted = Wanted {
+        tools: params.notifications.tools_list_changed,
+        prompts: params.notifications.prompts_list_changed,
+        resources: params.notifications.resources_list_changed,
+        subscription: Some(request.id.clone()),
+    };
+    let mut agreed = serde_json::Map::new();
+    for (on, name) in [
+        (wanted.tools, "toolsListChanged"),
+        (wanted.prompts, "promptsListChanged"),
+        (wanted.resources, "resourcesListChanged"),
+    ] {
+        if on {
+            agreed.insert(name.into(), true.into());
+        }
+    }
+    let stream = streams.open(Kind::Answer, owner, serde_json::to_string(&request.id).ok());
+    stream.prime();
+    let ack = serde_json::json!({"jsonrpc": "2.0",
+        "method": "notifications/subscriptions/acknowledged",
+        "params": {"_meta": wanted.meta(), "notifications": agreed}});
+    stream.push(ack.to_string().as_bytes());
+    let body = Body::from_stream(stream.read(0, None, slot));
+    tokio::spawn(listen_for_changes(
+        listen.state.clone(),
+        listen.endpoint.clone(),
+        stream,
+        listen.server.map(str::to_owned),
+        listen.allowed,
+        wanted,
+        Some(tokio::time::Instant::now() + LISTEN_FOR),
+    ));
+    note_log(&mut x.log, &note, None);
+    finish_http(x, sse_response(body), 200)
 }
 
 /// What a 2026 client's retry of a call carries: the answers to the gateway's input requests,

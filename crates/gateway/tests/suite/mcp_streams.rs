@@ -719,3 +719,47 @@ async fn an_rmcp_client_hears_of_changed_tools() {
     assert_eq!(mcp.list_all_tools().await.unwrap().len(), 8);
     mcp.cancel().await.unwrap();
 }
+
+/// A 2026 client hears of changed lists through `subscriptions/listen`: acknowledged first,
+/// then the notifications it asked for, each naming its subscription.
+#[tokio::test]
+async fn a_2026_client_subscribes_to_list_changes() {
+    let mock = MockMcpServer::start(5).await.unwrap();
+    let gw = TestGateway::start(&yaml(&mock)).await;
+    listened(&mock).await;
+    let meta = json!({"io.modelcontextprotocol/protocolVersion": "2026-07-28",
+        "io.modelcontextprotocol/clientCapabilities": {}});
+    let r = streaming()
+        .post(gw.at("/mcp"))
+        .bearer_auth(MASTER_KEY)
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-protocol-version", "2026-07-28")
+        .header("mcp-method", "subscriptions/listen")
+        .json(
+            &json!({"jsonrpc": "2.0", "id": 9, "method": "subscriptions/listen",
+            "params": {"_meta": meta, "notifications": {"toolsListChanged": true,
+                "resourceSubscriptions": ["portcullis://many/x"]}}}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["content-type"], "text/event-stream");
+    let mut body = Box::pin(r.bytes_stream());
+    let mut pending = String::new();
+    let ack = events_until(&mut body, &mut pending, |_, d| d.contains("acknowledged")).await;
+    let ack: Value = serde_json::from_str(&ack.last().unwrap().1).unwrap();
+    assert_eq!(
+        ack["params"],
+        json!({"_meta": {"io.modelcontextprotocol/subscriptionId": 9},
+               "notifications": {"toolsListChanged": true}}),
+        "resource updates are not offered: {ack}"
+    );
+    mock.set_tools(2);
+    let seen = events_until(&mut body, &mut pending, |_, d| d.contains(TOOLS_CHANGED)).await;
+    let changed: Value = serde_json::from_str(&seen.last().unwrap().1).unwrap();
+    assert_eq!(
+        changed["params"]["_meta"]["io.modelcontextprotocol/subscriptionId"],
+        9
+    );
+}
