@@ -270,7 +270,7 @@ async fn serve(state: Arc<AppState>, server: Option<String>, req: Request) -> Re
                         Outcome::Result(r) => Reply::Result(r),
                         Outcome::Error(e) => Reply::Error(e),
                     };
-                    if let Err(e) = relayed.server.upstream.respond(relayed.id, reply).await {
+                    if let Err(e) = relayed.upstream.respond(relayed.id, reply).await {
                         tracing::warn!(server = relayed.server.name(), "answer not delivered: {e}");
                     }
                 }
@@ -345,8 +345,11 @@ async fn serve(state: Arc<AppState>, server: Option<String>, req: Request) -> Re
             Some(s) => Scope::Server(s),
             None => Scope::All,
         };
+        // Lists, names and pins through the caller's own instances of servers, if any.
+        let instances = endpoint.instances_of(state.auth.directory(), &principal.identity);
         let ask = Ask {
             scope,
+            instances: Some(&instances),
             access,
             era,
             page_size: endpoint.page_size(),
@@ -395,6 +398,12 @@ async fn serve(state: Arc<AppState>, server: Option<String>, req: Request) -> Re
                     &principal.identity,
                     &server,
                 );
+                // The connection the call goes over: a server's requests on the way are
+                // answered back over it.
+                let via = match &own {
+                    Some(Ok(upstream)) => upstream.clone(),
+                    _ => server.upstream.clone(),
+                };
                 let call = async move {
                     let out = match own {
                         Some(Ok(upstream)) => {
@@ -415,6 +424,7 @@ async fn serve(state: Arc<AppState>, server: Option<String>, req: Request) -> Re
                     let modern = ModernCall {
                         endpoint: endpoint.clone(),
                         server,
+                        upstream: via,
                         owner,
                         id,
                         log_bodies,
@@ -436,7 +446,7 @@ async fn serve(state: Arc<AppState>, server: Option<String>, req: Request) -> Re
                     Some(first) = related_rx.recv() => {
                         // The server talks on the way: the answer becomes an SSE stream.
                         let log = x.log.take();
-                        let relay = Relay { endpoint: endpoint.clone(), server };
+                        let relay = Relay { endpoint: endpoint.clone(), server, upstream: via };
                         let owner = Owner {
                             caller: caller_of(&principal),
                             server: scope_server.as_ref().map(|s| s.name().to_owned()),
@@ -743,13 +753,16 @@ fn finish_http(mut x: Exchange, response: Response, status: u16) -> Response {
 struct Relay {
     endpoint: Arc<McpEndpoint>,
     server: Arc<portcullis_mcp::hub::Server>,
+    /// The connection the call went over (the caller's own instance, if any).
+    upstream: Arc<dyn portcullis_mcp::upstream::Upstream>,
 }
 
 impl Relay {
     fn message(&self, message: Message) -> Vec<u8> {
         match message {
             Message::Request(mut request) => {
-                self.endpoint.relay(&self.server, &mut request);
+                self.endpoint
+                    .relay(&self.server, &self.upstream, &mut request);
                 Message::Request(request).to_bytes()
             }
             other => other.to_bytes(),
@@ -1260,6 +1273,8 @@ impl Rounds {
 struct ModernCall {
     endpoint: Arc<McpEndpoint>,
     server: Arc<portcullis_mcp::hub::Server>,
+    /// The connection the call went over (the caller's own instance, if any).
+    upstream: Arc<dyn portcullis_mcp::upstream::Upstream>,
     owner: Owner,
     id: Id,
     log_bodies: bool,
@@ -1300,7 +1315,7 @@ impl ModernCall {
                         continue;
                     };
                     let reply = Reply::Result(portcullis_mcp::jsonrpc::raw(&value));
-                    if let Err(e) = relayed.server.upstream.respond(relayed.id, reply).await {
+                    if let Err(e) = relayed.upstream.respond(relayed.id, reply).await {
                         tracing::warn!(server = relayed.server.name(), "answer not delivered: {e}");
                     }
                 }
@@ -1348,7 +1363,8 @@ impl ModernCall {
 
     /// The `input_required` result for the server's `request`; the call is parked meanwhile.
     fn input_required(&self, mut request: RpcRequest, events: CallEvents) -> Box<RawValue> {
-        self.endpoint.relay(&self.server, &mut request);
+        self.endpoint
+            .relay(&self.server, &self.upstream, &mut request);
         let key = match &request.id {
             Id::String(s) => s.clone(),
             other => other.to_string(),

@@ -41,6 +41,9 @@ pub struct McpEndpoint {
 pub struct Relayed {
     /// The server that asked.
     pub server: Arc<Server>,
+    /// The connection it asked over, which the answer goes back to: the server's shared
+    /// connection, or the caller's own instance of the server the call went through.
+    pub upstream: Arc<dyn portcullis_mcp::upstream::Upstream>,
     /// Its own id for the request.
     pub id: Id,
     at: Instant,
@@ -94,8 +97,14 @@ impl McpEndpoint {
     }
 
     /// Gives `request`, which `server` made, an id of the gateway's own, so that the client's
-    /// answer finds its way back ([`McpEndpoint::answered`]) whichever server asked.
-    pub fn relay(&self, server: &Arc<Server>, request: &mut Request) {
+    /// answer finds its way back ([`McpEndpoint::answered`]) whichever server asked, over
+    /// `upstream`, the connection it asked over.
+    pub fn relay(
+        &self,
+        server: &Arc<Server>,
+        upstream: &Arc<dyn portcullis_mcp::upstream::Upstream>,
+        request: &mut Request,
+    ) {
         let id = format!("portcullis-{}", uuid::Uuid::now_v7().simple());
         let own = std::mem::replace(&mut request.id, Id::String(id.clone()));
         let mut relayed = self.relayed.lock();
@@ -104,6 +113,7 @@ impl McpEndpoint {
             id,
             Relayed {
                 server: server.clone(),
+                upstream: upstream.clone(),
                 id: own,
                 at: Instant::now(),
             },
@@ -112,14 +122,12 @@ impl McpEndpoint {
 
     /// The instance of `server` carrying `who`'s own credential (or their team's), started
     /// if need be; `None` when they have none and the server's shared connection serves them.
-    pub fn own_upstream(
+    pub fn own_instance(
         &self,
         directory: Option<&portcullis_identity::Directory>,
         who: &portcullis_core::Identity,
         server: &Server,
-    ) -> Option<
-        Result<Arc<dyn portcullis_mcp::upstream::Upstream>, portcullis_mcp::jsonrpc::ErrorObject>,
-    > {
+    ) -> Option<Result<Arc<Server>, portcullis_mcp::jsonrpc::ErrorObject>> {
         use portcullis_identity::mcp_credentials::McpSecretKind;
         use portcullis_mcp::credentials::Overlay;
         let set = directory?.mcp_credential(who, server.name())?;
@@ -129,7 +137,7 @@ impl McpEndpoint {
         };
         Some(
             self.credentialed
-                .upstream(server, &set.id, overlay)
+                .instance(server, &set.id, overlay)
                 .map_err(|e| {
                     portcullis_mcp::jsonrpc::ErrorObject::new(
                         portcullis_mcp::jsonrpc::UPSTREAM_ERROR,
@@ -137,6 +145,32 @@ impl McpEndpoint {
                     )
                 }),
         )
+    }
+
+    /// The connection of `who`'s own instance of `server` (see [`McpEndpoint::own_instance`]).
+    pub fn own_upstream(
+        &self,
+        directory: Option<&portcullis_identity::Directory>,
+        who: &portcullis_core::Identity,
+        server: &Server,
+    ) -> Option<
+        Result<Arc<dyn portcullis_mcp::upstream::Upstream>, portcullis_mcp::jsonrpc::ErrorObject>,
+    > {
+        self.own_instance(directory, who, server)
+            .map(|r| r.map(|instance| instance.upstream.clone()))
+    }
+
+    /// `who`'s own instances, for the router (lists, names and pins through them).
+    pub fn instances_of<'a>(
+        &'a self,
+        directory: Option<&'a portcullis_identity::Directory>,
+        who: &'a portcullis_core::Identity,
+    ) -> CallerInstances<'a> {
+        CallerInstances {
+            endpoint: self,
+            directory,
+            who,
+        }
     }
 
     /// The configuration's access rules by user, team and role (`mcp.access`).
@@ -158,6 +192,29 @@ impl McpEndpoint {
             return None;
         };
         self.relayed.lock().remove(id)
+    }
+}
+
+/// One caller's own instances of servers (`portcullis_mcp::credentials`), as the router
+/// reaches them.
+pub struct CallerInstances<'a> {
+    endpoint: &'a McpEndpoint,
+    directory: Option<&'a portcullis_identity::Directory>,
+    who: &'a portcullis_core::Identity,
+}
+
+impl std::fmt::Debug for CallerInstances<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CallerInstances").finish_non_exhaustive()
+    }
+}
+
+impl portcullis_mcp::router::Instances for CallerInstances<'_> {
+    fn of(
+        &self,
+        server: &Server,
+    ) -> Option<Result<Arc<Server>, portcullis_mcp::jsonrpc::ErrorObject>> {
+        self.endpoint.own_instance(self.directory, self.who, server)
     }
 }
 

@@ -7,8 +7,9 @@
 //! own whose environment has the credential's variables on top of the configured ones.
 //! Instances are keyed by server and credential id — a credential belongs to exactly one
 //! user or team, so an instance (and the secret in it) never serves another tenant — started
-//! on first use and shut down once idle for [`Credentialed::idle`]. Lists are still read
-//! through the shared connection.
+//! on first use and shut down once idle for [`Credentialed::idle`]. An instance is a
+//! [`Server`] of its own: what its owner lists is read through it and kept in its own lists,
+//! dropped when the instance says they changed.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -59,7 +60,8 @@ pub type Connect = Box<dyn Fn(&ServerSpec) -> Arc<dyn Upstream> + Send + Sync>;
 struct Instance {
     /// The server's configuration it was made from.
     base: ServerSpec,
-    upstream: Arc<dyn Upstream>,
+    /// The instance, with the credential's values in its configuration and its own lists.
+    server: Arc<Server>,
     used: Instant,
 }
 
@@ -103,14 +105,26 @@ impl Credentialed {
         self.idle
     }
 
-    /// The instance of credential `id` for `server`, started now if there is none. Instances
-    /// idle for too long are shut down on the way, and by a sweep every half idle period.
+    /// The connection of credential `id`'s instance of `server` (see [`Credentialed::instance`]).
     pub fn upstream(
         &self,
         server: &Server,
         id: &Arc<str>,
         overlay: Overlay<'_>,
     ) -> Result<Arc<dyn Upstream>, Mismatch> {
+        Ok(self.instance(server, id, overlay)?.upstream.clone())
+    }
+
+    /// The instance of credential `id` for `server`, started now if there is none: a server
+    /// of the same name whose connection carries the credential and whose lists are its own.
+    /// Instances idle for too long are shut down on the way, and by a sweep every half idle
+    /// period.
+    pub fn instance(
+        &self,
+        server: &Server,
+        id: &Arc<str>,
+        overlay: Overlay<'_>,
+    ) -> Result<Arc<Server>, Mismatch> {
         let now = Instant::now();
         let mut gone = sweep(&self.instances, self.idle, now);
         let upstream = {
@@ -119,23 +133,24 @@ impl Credentialed {
             match instances.get_mut(&key) {
                 Some(i) if i.base == server.spec => {
                     i.used = now;
-                    i.upstream.clone()
+                    i.server.clone()
                 }
                 // None yet, or one made for an older configuration of the server: replaced.
                 _ => {
                     let spec = overlaid(&server.spec, overlay)?;
                     let upstream = (self.connect)(&spec);
+                    let instance = Server::start(spec, upstream);
                     if let Some(old) = instances.insert(
                         key,
                         Instance {
                             base: server.spec.clone(),
-                            upstream: upstream.clone(),
+                            server: instance.clone(),
                             used: now,
                         },
                     ) {
-                        gone.push(old.upstream);
+                        gone.push(old.server.upstream.clone());
                     }
-                    upstream
+                    instance
                 }
             }
         };
@@ -163,7 +178,11 @@ impl Credentialed {
 
     /// Shuts down every instance.
     pub async fn shutdown(&self) {
-        let all: Vec<_> = self.lock_all().drain().map(|(_, i)| i.upstream).collect();
+        let all: Vec<_> = self
+            .lock_all()
+            .drain()
+            .map(|(_, i)| i.server.upstream.clone())
+            .collect();
         for u in all {
             u.shutdown().await;
         }
@@ -183,13 +202,16 @@ impl Credentialed {
     }
 }
 
-/// Takes out the instances unused for `idle` (and not serving a call now).
+/// Takes out the instances unused for `idle` (and not serving a call, a list or a relayed
+/// request now).
 fn sweep(instances: &Instances, idle: Duration, now: Instant) -> Vec<Arc<dyn Upstream>> {
     let mut gone = Vec::new();
     lock(instances).retain(|_, i| {
-        let keep = now.duration_since(i.used) < idle || Arc::strong_count(&i.upstream) > 1;
+        let keep = now.duration_since(i.used) < idle
+            || Arc::strong_count(&i.server) > 1
+            || Arc::strong_count(&i.server.upstream) > 1;
         if !keep {
-            gone.push(i.upstream.clone());
+            gone.push(i.server.upstream.clone());
         }
         keep
     });

@@ -185,6 +185,18 @@ pub struct Server {
 }
 
 impl Server {
+    /// A server over `upstream`, configured by `spec`, its lists dropped when it says they
+    /// changed.
+    pub(crate) fn start(spec: ServerSpec, upstream: Arc<dyn Upstream>) -> Arc<Server> {
+        let server = Arc::new(Server {
+            spec,
+            upstream,
+            lists: Default::default(),
+        });
+        watch_list_changes(&server);
+        server
+    }
+
     /// Its name.
     pub fn name(&self) -> &str {
         &self.spec.name
@@ -354,12 +366,7 @@ impl Hub {
     pub fn new(config: &McpConfig, connect: &dyn Fn(&ServerSpec) -> Arc<dyn Upstream>) -> Self {
         let mut servers = BTreeMap::new();
         for spec in &config.servers {
-            let server = Arc::new(Server {
-                spec: spec.clone(),
-                upstream: connect(spec),
-                lists: Default::default(),
-            });
-            watch_list_changes(&server);
+            let server = Server::start(spec.clone(), connect(spec));
             servers.insert(spec.name.clone(), server);
         }
         Self {
@@ -381,15 +388,7 @@ impl Hub {
         for spec in &config.servers {
             let server = match self.servers.get(&spec.name) {
                 Some(kept) if kept.spec == *spec => kept.clone(),
-                _ => {
-                    let server = Arc::new(Server {
-                        spec: spec.clone(),
-                        upstream: connect(spec),
-                        lists: Default::default(),
-                    });
-                    watch_list_changes(&server);
-                    server
-                }
+                _ => Server::start(spec.clone(), connect(spec)),
             };
             servers.insert(spec.name.clone(), server);
         }

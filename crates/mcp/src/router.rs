@@ -51,11 +51,22 @@ pub enum Era {
     Modern,
 }
 
+/// The caller's own instances of servers, which carry their (or their team's) credentials
+/// (`crate::credentials`).
+pub trait Instances: Send + Sync + std::fmt::Debug {
+    /// The caller's instance of `server`, started if need be; `None` when they have none and
+    /// the server's shared connection serves them.
+    fn of(&self, server: &Server) -> Option<Result<Arc<Server>, ErrorObject>>;
+}
+
 /// A client's request, as the router sees it.
 #[derive(Debug, Clone, Copy)]
 pub struct Ask<'a> {
     /// The endpoint.
     pub scope: Scope<'a>,
+    /// The caller's own instances, if they may have any: lists, names and pins are read
+    /// through the caller's instance of a server when they have one.
+    pub instances: Option<&'a dyn Instances>,
     /// What the caller may use.
     pub access: ToolAccess<'a>,
     /// The client's protocol generation.
@@ -253,6 +264,26 @@ impl Hub {
         }
     }
 
+    /// What the caller reaches `server` through: their own instance of it, if any, else the
+    /// server's shared connection.
+    fn via(&self, ask: &Ask<'_>, server: &Arc<Server>) -> Result<Arc<Server>, ErrorObject> {
+        match ask.instances.and_then(|i| i.of(server)) {
+            Some(instance) => instance,
+            None => Ok(Arc::clone(server)),
+        }
+    }
+
+    /// `server`'s list of `kind` as the caller sees it (through their own instance, if any).
+    async fn list_for(
+        &self,
+        ask: &Ask<'_>,
+        server: &Arc<Server>,
+        kind: ListKind,
+    ) -> Result<Arc<Listing>, ErrorObject> {
+        let source = self.via(ask, server)?;
+        source.list(kind).await.map_err(|e| e.to_error_object())
+    }
+
     async fn plan_list(
         &self,
         ask: &Ask<'_>,
@@ -263,21 +294,29 @@ impl Hub {
         // The lists of every server in scope, held while their entries are paged.
         let mut listings: Vec<(&Arc<Server>, Arc<Listing>)> = Vec::new();
         match ask.scope {
-            Scope::Server(server) => match server.list(kind).await {
+            Scope::Server(server) => match self.list_for(ask, server, kind).await {
                 Ok(listing) => listings.push((server, listing)),
                 Err(e) => {
-                    return Plan::Answer(Err(e.to_error_object()), note(Decision::Failed));
+                    return Plan::Answer(Err(e), note(Decision::Failed));
                 }
             },
             Scope::All => {
-                let usable = self
+                // In parallel, each through the caller's own instance of it when they have one.
+                let usable: Vec<&Arc<Server>> = self
                     .servers()
-                    .filter(|s| ask.access.allows_server(s.name()));
-                for (server, listing) in self.lists(usable, kind).await {
+                    .filter(|s| ask.access.allows_server(s.name()))
+                    .collect();
+                let lists = futures_util::future::join_all(
+                    usable.iter().map(|server| self.list_for(ask, server, kind)),
+                )
+                .await;
+                for (server, listing) in usable.into_iter().zip(lists) {
                     match listing {
                         Ok(listing) => listings.push((server, listing)),
                         // One server failing leaves the others' entries listed.
-                        Err(e) => tracing::warn!(server = server.name(), "listing skipped: {e}"),
+                        Err(e) => {
+                            tracing::warn!(server = server.name(), "listing skipped: {}", e.message)
+                        }
                     }
                 }
             }
@@ -334,7 +373,9 @@ impl Hub {
                 }
             },
         };
-        let end = start.saturating_add(ask.page_size.max(1)).min(visible.len());
+        let end = start
+            .saturating_add(ask.page_size.max(1))
+            .min(visible.len());
         let mut out = Vec::with_capacity(4096);
         out.extend_from_slice(b"{\"");
         out.extend_from_slice(kind.field().as_bytes());
@@ -420,11 +461,11 @@ impl Hub {
                 } else {
                     ListKind::Prompts
                 };
-                let own = match server.list(kind).await {
+                let own = match self.list_for(ask, server, kind).await {
                     Ok(listing) => listing.own_name(&name).map(str::to_owned),
                     Err(e) => {
                         base.decision = Decision::Failed;
-                        return Plan::Answer(Err(e.to_error_object()), base);
+                        return Plan::Answer(Err(e), base);
                     }
                 };
                 let Some(own) = own else {
@@ -438,7 +479,14 @@ impl Hub {
         }
         // A tool whose definition changed since it was pinned is not called (`crate::pins`).
         if is_tool {
-            match self.tool_callable(server, &own).await {
+            let callable = match self.via(ask, server) {
+                Ok(source) => self
+                    .tool_callable(&source, &own)
+                    .await
+                    .map_err(|e| e.to_error_object()),
+                Err(e) => Err(e),
+            };
+            match callable {
                 Ok(true) => {}
                 Ok(false) => {
                     base.decision = Decision::Withheld;
@@ -455,7 +503,7 @@ impl Hub {
                 }
                 Err(e) => {
                     base.decision = Decision::Failed;
-                    return Plan::Answer(Err(e.to_error_object()), base);
+                    return Plan::Answer(Err(e), base);
                 }
             }
         }
@@ -552,7 +600,7 @@ impl Hub {
                 else {
                     return unavailable(name);
                 };
-                let own = match server.list(ListKind::Prompts).await {
+                let own = match self.list_for(ask, server, ListKind::Prompts).await {
                     Ok(l) => l.own_name(name).map(str::to_owned),
                     Err(_) => None,
                 };

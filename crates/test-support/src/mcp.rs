@@ -3,6 +3,8 @@
 //! (`tools` tools named `tool-0`, `tool-1`, …) and `tools/call` (the arguments echoed back as
 //! text), each answered as one JSON object; every call is counted. A GET opens the standalone
 //! SSE stream, on which [`MockMcpServer::set_tools`] announces `notifications/tools/list_changed`.
+//! [`MockMcpServer::set_tools_for_header`] gives requests carrying a header value a list of
+//! their own (as a server whose tools depend on the caller's credential would).
 //! What a real server would do beyond that (SSE answers, resumption, server requests) is left
 //! to the real servers the test suites run.
 
@@ -29,6 +31,8 @@ pub struct MockMcpServer {
     /// The headers of each `tools/call` received, in order.
     call_headers: Arc<std::sync::Mutex<Vec<http::HeaderMap>>>,
     list: Arc<RwLock<Bytes>>,
+    /// Lists of their own for requests carrying a header value: (header, value, list).
+    keyed: Arc<RwLock<Vec<(String, String, Bytes)>>>,
     changes: broadcast::Sender<Bytes>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
 }
@@ -46,6 +50,8 @@ impl MockMcpServer {
         let call_headers = Arc::new(std::sync::Mutex::new(Vec::new()));
         let recorded = call_headers.clone();
         let (listed, announced) = (list.clone(), changes.clone());
+        let keyed: Arc<RwLock<Vec<(String, String, Bytes)>>> = Arc::default();
+        let keyed_lists = keyed.clone();
         tokio::spawn(async move {
             loop {
                 let accepted = tokio::select! {
@@ -56,13 +62,14 @@ impl MockMcpServer {
                 let _ = tcp.set_nodelay(true);
                 let (list, calls, changes) = (listed.clone(), counted.clone(), announced.clone());
                 let seen = recorded.clone();
+                let keyed = keyed_lists.clone();
                 tokio::spawn(async move {
                     let service = service_fn(move |req| {
                         let (list, calls, changes) = (list.clone(), calls.clone(), changes.clone());
-                        let seen = seen.clone();
+                        let (seen, keyed) = (seen.clone(), keyed.clone());
                         async move {
                             Ok::<_, std::convert::Infallible>(
-                                handle(req, &list, &calls, &changes, &seen).await,
+                                handle(req, &list, &keyed, &calls, &changes, &seen).await,
                             )
                         }
                     });
@@ -77,6 +84,7 @@ impl MockMcpServer {
             calls,
             call_headers,
             list,
+            keyed,
             changes,
             stop: Some(stop),
         })
@@ -113,6 +121,23 @@ impl MockMcpServer {
     pub fn set_tools(&self, tools: usize) {
         if let Ok(mut list) = self.list.write() {
             *list = tool_list(tools);
+        }
+        let changed = json!({"jsonrpc": "2.0", "method": "notifications/tools/list_changed"});
+        let _ = self
+            .changes
+            .send(Bytes::from(format!("event: message\ndata: {changed}\n\n")));
+    }
+
+    /// Lists `tools`, tool definitions as given, to requests whose header `header` is `value`
+    /// (other requests get the list as before), and says so on every open GET stream.
+    pub fn set_tools_for_header(&self, header: &str, value: &str, tools: Vec<Value>) {
+        if let Ok(mut keyed) = self.keyed.write() {
+            keyed.retain(|(h, v, _)| !(h.eq_ignore_ascii_case(header) && v == value));
+            keyed.push((
+                header.to_owned(),
+                value.to_owned(),
+                Bytes::from(json!({ "tools": tools }).to_string()),
+            ));
         }
         let changed = json!({"jsonrpc": "2.0", "method": "notifications/tools/list_changed"});
         let _ = self
@@ -162,6 +187,7 @@ fn tool_list(n: usize) -> Bytes {
 async fn handle(
     req: Request,
     list: &RwLock<Bytes>,
+    keyed: &RwLock<Vec<(String, String, Bytes)>>,
     calls: &AtomicU64,
     changes: &broadcast::Sender<Bytes>,
     call_headers: &std::sync::Mutex<Vec<http::HeaderMap>>,
@@ -170,9 +196,18 @@ async fn handle(
         return listen(changes.subscribe());
     }
     let headers = req.headers().clone();
-    let list = match list.read() {
-        Ok(l) => l.clone(),
-        Err(_) => return status(StatusCode::INTERNAL_SERVER_ERROR),
+    let own = keyed.read().ok().and_then(|keyed| {
+        keyed
+            .iter()
+            .find(|(h, v, _)| headers.get(h).and_then(|x| x.to_str().ok()) == Some(v.as_str()))
+            .map(|(_, _, l)| l.clone())
+    });
+    let list = match own {
+        Some(l) => l,
+        None => match list.read() {
+            Ok(l) => l.clone(),
+            Err(_) => return status(StatusCode::INTERNAL_SERVER_ERROR),
+        },
     };
     let Ok(body) = req.into_body().collect().await else {
         return status(StatusCode::BAD_REQUEST);

@@ -1,0 +1,268 @@
+//! What a caller with their own credential for an MCP server sees and answers goes through
+//! their own instance of the server, over real HTTP: lists (on `/mcp` and `/mcp/<server>`)
+//! are the instance's, kept until it says they changed, its tools pinned like the shared
+//! connection's; a server's request during such a call (sampling) is answered back to that
+//! instance; and with Redis, a client's answer posted to another replica than the one holding
+//! the server's request still reaches it.
+
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use portcullis_test_support::mcp::MockMcpServer;
+use serde_json::{Value, json};
+
+use crate::common::*;
+
+const SECRET_KEY: &str = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=";
+
+async fn admin(gw: &TestGateway, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+    let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+    let mut req = client()
+        .request(method, gw.at(path))
+        .bearer_auth(MASTER_KEY);
+    if let Some(body) = body {
+        req = req.json(&body);
+    }
+    let r = req.send().await.unwrap();
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(Value::Null))
+}
+
+/// User `ann` and a key of hers.
+async fn ann(gw: &TestGateway) -> String {
+    let (s, body) = admin(
+        gw,
+        "POST",
+        "/admin/users",
+        Some(json!({"id": "ann", "role": "member"})),
+    )
+    .await;
+    assert_eq!(s, 201, "{body}");
+    let (s, body) = admin(
+        gw,
+        "POST",
+        "/admin/keys",
+        Some(json!({"name": "ann-agent", "user": "ann"})),
+    )
+    .await;
+    assert_eq!(s, 201, "{body}");
+    body["key"].as_str().unwrap().to_owned()
+}
+
+async fn rpc(gw: &TestGateway, path: &str, key: &str, body: Value) -> Value {
+    let r = client()
+        .post(gw.at(path))
+        .bearer_auth(key)
+        .header("accept", "application/json, text/event-stream")
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    r.json().await.unwrap()
+}
+
+async fn tool_names(gw: &TestGateway, path: &str, key: &str) -> Vec<String> {
+    let v = rpc(
+        gw,
+        path,
+        key,
+        json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list"}),
+    )
+    .await;
+    v["result"]["tools"]
+        .as_array()
+        .unwrap_or_else(|| panic!("a list: {v}"))
+        .iter()
+        .map(|t| t["name"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+fn tool(name: &str, description: &str) -> Value {
+    json!({"name": name, "description": description,
+        "inputSchema": {"type": "object", "properties": {"text": {"type": "string"}}}})
+}
+
+#[tokio::test]
+async fn a_caller_with_their_own_credential_lists_what_their_instance_lists() {
+    let mock = MockMcpServer::start(1).await.unwrap();
+    // With Ann's token the server lists a tool of hers, and `tool-0` with another definition
+    // than the one everyone else sees.
+    mock.set_tools_for_header(
+        "x-upstream-token",
+        "ann-s3cret",
+        vec![
+            tool("ann-only", "Ann's own tool."),
+            tool("tool-0", "Echoes its arguments back (tool 0), and more."),
+        ],
+    );
+    let yaml = format!(
+        "secret_key: {SECRET_KEY}\nmcp:\n  servers:\n    gh:\n      url: {}\n",
+        mock.url()
+    );
+    let gw = TestGateway::start(&yaml).await;
+    let key = ann(&gw).await;
+    // Before she has a credential, Ann sees the shared list (and `tool-0` is pinned as it is
+    // listed there).
+    assert_eq!(tool_names(&gw, "/mcp", &key).await, ["gh__tool-0"]);
+    let (s, body) = admin(
+        &gw,
+        "POST",
+        "/admin/mcp-servers/gh/credentials",
+        Some(json!({"owner": {"user": "ann"}, "headers": {"x-upstream-token": "ann-s3cret"}})),
+    )
+    .await;
+    assert_eq!(s, 201, "{body}");
+
+    // Her own list, on both endpoints; her instance's `tool-0` differs from the pinned
+    // definition and is withheld.
+    assert_eq!(tool_names(&gw, "/mcp", &key).await, ["gh__ann-only"]);
+    assert_eq!(tool_names(&gw, "/mcp/gh", &key).await, ["ann-only"]);
+    // Everyone else still sees the shared list.
+    assert_eq!(tool_names(&gw, "/mcp", MASTER_KEY).await, ["gh__tool-0"]);
+    assert_eq!(tool_names(&gw, "/mcp/gh", MASTER_KEY).await, ["tool-0"]);
+
+    // Her tool's name resolves through her instance; for others it is no tool.
+    let call = |name: &str| {
+        json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call",
+            "params": {"name": name, "arguments": {"text": "hi"}}})
+    };
+    let v = rpc(&gw, "/mcp", &key, call("gh__ann-only")).await;
+    assert!(v["result"]["content"].is_array(), "{v}");
+    let v = rpc(&gw, "/mcp", MASTER_KEY, call("gh__ann-only")).await;
+    assert_eq!(v["error"]["code"], -32602, "{v}");
+    // Her `tool-0` is withheld from her calls too; the shared one is not.
+    let v = rpc(&gw, "/mcp", &key, call("gh__tool-0")).await;
+    assert_eq!(v["error"]["code"], -32602, "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("withheld"),
+        "{v}"
+    );
+    let v = rpc(&gw, "/mcp", MASTER_KEY, call("gh__tool-0")).await;
+    assert!(v["result"]["content"].is_array(), "{v}");
+
+    // Her instance says its list changed: her next list is fetched again from it.
+    mock.set_tools_for_header(
+        "x-upstream-token",
+        "ann-s3cret",
+        vec![tool("ann-only", "Ann's own tool."), tool("ann-second", "Another one.")],
+    );
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let names = tool_names(&gw, "/mcp", &key).await;
+        if names == ["gh__ann-only", "gh__ann-second"] {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "her list was not fetched again: {names:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    gw.stop().await;
+}
+
+/// The server-everything binary the test suite's npm packages install.
+fn everything_bin() -> String {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tests/mcp/node_modules/.bin/mcp-server-everything");
+    assert!(
+        path.exists(),
+        "{} is missing: run `npm ci` in tests/mcp",
+        path.display()
+    );
+    path.display().to_string()
+}
+
+/// Calls server-everything's sampling tool with `key` on `asked` and answers the server's
+/// sampling request (which arrives on the call's SSE stream) by posting to `answered`; returns
+/// the call's final message.
+async fn sampled_call(asked: &TestGateway, answered: &TestGateway, key: &str) -> Value {
+    let call = json!({"jsonrpc": "2.0", "id": 11, "method": "tools/call", "params": {
+        "name": "everything__trigger-sampling-request",
+        "arguments": {"prompt": "What is the capital of France?", "maxTokens": 20}}});
+    let r = client()
+        .post(asked.at("/mcp"))
+        .bearer_auth(key)
+        .header("accept", "application/json, text/event-stream")
+        .json(&call)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["content-type"], "text/event-stream");
+    let mut stream = r.bytes_stream();
+    let mut seen = String::new();
+    let mut asked_for = 0;
+    loop {
+        let chunk = tokio::time::timeout(Duration::from_secs(20), stream.next())
+            .await
+            .expect("the call goes on")
+            .expect("the stream does not end before the result")
+            .unwrap();
+        seen.push_str(&String::from_utf8_lossy(&chunk));
+        while let Some(end) = seen.find("\n\n") {
+            let event: String = seen.drain(..end + 2).collect();
+            let Some(data) = event
+                .lines()
+                .find_map(|l| l.strip_prefix("data: "))
+                .filter(|d| !d.is_empty())
+            else {
+                continue;
+            };
+            let message: Value = serde_json::from_str(data).unwrap();
+            if message["method"] == "sampling/createMessage" {
+                asked_for += 1;
+                let id = message["id"].as_str().expect("a gateway id").to_owned();
+                let answer = json!({"jsonrpc": "2.0", "id": id, "result": {
+                    "role": "assistant", "model": "test-model", "stopReason": "endTurn",
+                    "content": {"type": "text", "text": "Paris, of course."}}});
+                let r = client()
+                    .post(answered.at("/mcp"))
+                    .bearer_auth(key)
+                    .json(&answer)
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(r.status(), 202);
+            } else if message["id"] == 11 {
+                assert_eq!(asked_for, 1, "the client was asked once");
+                return message;
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_sampling_request_of_a_callers_own_instance_is_answered_back_to_it() {
+    let yaml = format!(
+        "secret_key: {SECRET_KEY}\nmcp:\n  servers:\n    everything:\n      command: {}\n      args: [stdio]\n      timeout: 20s\n",
+        everything_bin()
+    );
+    let gw = TestGateway::start(&yaml).await;
+    let key = ann(&gw).await;
+    let (s, body) = admin(
+        &gw,
+        "POST",
+        "/admin/mcp-servers/everything/credentials",
+        Some(json!({"owner": {"user": "ann"}, "env": {"TENANT_TOKEN": "ann-env-s3cret"}})),
+    )
+    .await;
+    assert_eq!(s, 201, "{body}");
+    let result = sampled_call(&gw, &gw, &key).await;
+    let text = result["result"]["content"].to_string();
+    assert!(text.contains("Paris, of course."), "{result}");
+    // The call went through her own process of the server.
+    let (_, list) = admin(
+        &gw,
+        "GET",
+        "/admin/mcp-servers/everything/credentials",
+        None,
+    )
+    .await;
+    assert_eq!(list["data"][0]["running"], true, "{list}");
+    gw.stop().await;
+}
