@@ -40,6 +40,7 @@ pub mod mcp_pins;
 pub mod mcp_servers;
 pub mod mcp_streams;
 pub mod mcp_tools;
+pub mod mcp_upstream_oauth;
 pub mod metrics;
 pub mod models;
 pub mod oauth;
@@ -411,6 +412,14 @@ pub fn router(state: Arc<AppState>) -> Router {
             post(mcp::one_server)
                 .get(mcp::one_server)
                 .delete(mcp::one_server),
+        )
+        .route(
+            "/mcp/connect/{server}",
+            get(mcp_upstream_oauth::connect_page).post(mcp_upstream_oauth::connect),
+        )
+        .route(
+            "/mcp/connect/{server}/callback",
+            get(mcp_upstream_oauth::callback),
         )
         .route(
             "/.well-known/oauth-protected-resource/mcp",

@@ -392,12 +392,24 @@ async fn serve(state: Arc<AppState>, server: Option<String>, req: Request) -> Re
                 let (related_tx, mut related_rx) = mpsc::channel::<Message>(64);
                 let hub = endpoint.hub.clone();
                 let server = forward.server.clone();
-                // The caller's own (or their team's) credential for the server, if any.
-                let own = endpoint.own_upstream(
-                    state.auth.directory(),
+                // The user's OAuth grant for a server that needs one, else the caller's own
+                // (or their team's) credential for the server, if any.
+                let own = match crate::mcp_upstream_oauth::upstream_for(
+                    &state,
+                    &endpoint,
+                    &parts.headers,
                     &principal.identity,
                     &server,
-                );
+                )
+                .await
+                {
+                    Some(own) => Some(own),
+                    None => endpoint.own_upstream(
+                        state.auth.directory(),
+                        &principal.identity,
+                        &server,
+                    ),
+                };
                 // The connection the call goes over: a server's requests on the way are
                 // answered back over it.
                 let via = match &own {

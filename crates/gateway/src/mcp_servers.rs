@@ -2,7 +2,7 @@
 //!
 //! An entry has the shape of the file's `mcp.servers.<name>` and is validated by the same code
 //! (`portcullis_mcp::config::validate_entry`). It is stored (`portcullis_store::mcp`) as JSON
-//! without the values of `env` and `headers`; those are sealed together by the vault, bound to
+//! without the values of `env`, `headers` and `oauth.client_secret`; those are sealed together by the vault, bound to
 //! the server's name, so the database never holds them in clear. Without a vault, an entry with
 //! such values is refused ([`EncodeError::NoVault`]) rather than stored in clear. Every replica
 //! reads the rows back into `ServerSpec`s ([`load`]) whenever the tenancy version moves.
@@ -28,6 +28,9 @@ struct Secrets {
     env: BTreeMap<String, String>,
     #[serde(default)]
     headers: BTreeMap<String, String>,
+    /// `oauth.client_secret`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    oauth_client_secret: Option<String>,
 }
 
 /// Why an entry could not be put in its stored form.
@@ -35,7 +38,7 @@ struct Secrets {
 pub enum EncodeError {
     /// It has `env` or `headers` values and no secret key is configured to seal them.
     #[error(
-        "Storing `env` or `headers` values needs a secret key (PORTCULLIS_SECRET_KEY or \
+        "Storing `env`, `headers` or `oauth.client_secret` values needs a secret key (PORTCULLIS_SECRET_KEY or \
          `secret_key`) to seal them; none is configured"
     )]
     NoVault,
@@ -72,13 +75,18 @@ pub fn encode(
     for field in ["name", "env", "headers"] {
         entry.remove(field);
     }
-    let sealed = if raw.env.is_empty() && raw.headers.is_empty() {
+    if let Some(Value::Object(oauth)) = entry.get_mut("oauth") {
+        oauth.remove("client_secret");
+    }
+    let client_secret = raw.oauth.as_ref().and_then(|o| o.client_secret.clone());
+    let sealed = if raw.env.is_empty() && raw.headers.is_empty() && client_secret.is_none() {
         None
     } else {
         let vault = vault.ok_or(EncodeError::NoVault)?;
         let secrets = Secrets {
             env: raw.env.clone(),
             headers: raw.headers.clone(),
+            oauth_client_secret: client_secret,
         };
         let text = Secret::new(serde_json::to_string(&secrets)?);
         Some(vault.seal(&seal_id(name), &text)?)
@@ -106,6 +114,9 @@ fn decode(
         let secrets: Secrets = serde_json::from_str(text.expose())?;
         raw.env = secrets.env;
         raw.headers = secrets.headers;
+        if let (Some(oauth), Some(secret)) = (raw.oauth.as_mut(), secrets.oauth_client_secret) {
+            oauth.client_secret = Some(secret);
+        }
     }
     portcullis_mcp::config::validate_entry(&record.name, raw, "", block).map_err(|issues| {
         DecodeError::Invalid(

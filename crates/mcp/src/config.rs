@@ -141,6 +141,85 @@ pub struct RawServer {
     /// Whether this server's tool definitions are pinned.
     #[serde(default)]
     pub pin_tools: Option<bool>,
+    /// How the gateway gets each caller an OAuth token for an HTTP server that needs one.
+    #[serde(default)]
+    pub oauth: Option<RawOAuth>,
+}
+
+/// `oauth:` of an HTTP server as written.
+#[derive(Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawOAuth {
+    /// The gateway's client id at the server's authorization server.
+    #[serde(default)]
+    pub client_id: Option<String>,
+    /// Its client secret (a secret), if it is a confidential client.
+    #[serde(default)]
+    pub client_secret: Option<String>,
+    /// The authorization endpoint; discovered from the server's metadata when left out.
+    #[serde(default)]
+    pub authorization_endpoint: Option<String>,
+    /// The token endpoint; discovered from the server's metadata when left out.
+    #[serde(default)]
+    pub token_endpoint: Option<String>,
+    /// The scopes asked for.
+    #[serde(default)]
+    pub scopes: Vec<String>,
+    /// `user_grant` (default) or `token_exchange`.
+    #[serde(default)]
+    pub mode: Option<String>,
+}
+
+impl std::fmt::Debug for RawOAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RawOAuth")
+            .field("client_id", &self.client_id)
+            .field("client_secret", &self.client_secret.as_ref().map(|_| "…"))
+            .field("authorization_endpoint", &self.authorization_endpoint)
+            .field("token_endpoint", &self.token_endpoint)
+            .field("scopes", &self.scopes)
+            .field("mode", &self.mode)
+            .finish()
+    }
+}
+
+/// How the gateway gets a token for an upstream server that needs OAuth.
+#[derive(Clone, PartialEq, Eq)]
+pub struct OAuthSpec {
+    /// The gateway's client id.
+    pub client_id: String,
+    /// Its client secret, if any (never shown).
+    pub client_secret: Option<String>,
+    /// The authorization endpoint, when configured.
+    pub authorization_endpoint: Option<String>,
+    /// The token endpoint, when configured.
+    pub token_endpoint: Option<String>,
+    /// The scopes asked for.
+    pub scopes: Vec<String>,
+    /// How tokens are obtained.
+    pub mode: OAuthMode,
+}
+
+impl std::fmt::Debug for OAuthSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OAuthSpec")
+            .field("client_id", &self.client_id)
+            .field("client_secret", &self.client_secret.as_ref().map(|_| "…"))
+            .field("authorization_endpoint", &self.authorization_endpoint)
+            .field("token_endpoint", &self.token_endpoint)
+            .field("scopes", &self.scopes)
+            .field("mode", &self.mode)
+            .finish()
+    }
+}
+
+/// How the gateway gets an upstream token for a caller.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OAuthMode {
+    /// Each user consents once (authorization code with PKCE); the grant is kept sealed.
+    UserGrant,
+    /// The caller's token is exchanged for one of the server's (RFC 8693).
+    TokenExchange,
 }
 
 /// `limits:` of a stdio server as written.
@@ -251,6 +330,8 @@ pub struct ServerSpec {
     pub list_ttl: Duration,
     /// Whether its tools' definitions are pinned (`crate::pins`).
     pub pin_tools: bool,
+    /// How callers get a token for it, when it needs OAuth (HTTP servers only).
+    pub oauth: Option<OAuthSpec>,
 }
 
 impl std::fmt::Debug for ServerSpec {
@@ -261,6 +342,7 @@ impl std::fmt::Debug for ServerSpec {
             .field("timeout", &self.timeout)
             .field("list_ttl", &self.list_ttl)
             .field("pin_tools", &self.pin_tools)
+            .field("oauth", &self.oauth)
             .finish()
     }
 }
@@ -534,6 +616,7 @@ fn validate_server(
         None => defaults.list_ttl,
         Some(t) => self::list_ttl(t, &key(at, "list_ttl"), issues)?,
     };
+    let mut oauth = None;
     let transport = match (&raw.command, &raw.url) {
         (Some(_), Some(_)) => {
             issues.push(at, "set either `command` (stdio) or `url` (HTTP), not both");
@@ -547,10 +630,11 @@ fn validate_server(
             return None;
         }
         (Some(command), None) => {
-            for field in ["url", "transport", "headers"] {
+            for field in ["url", "transport", "headers", "oauth"] {
                 let set = match field {
                     "url" => raw.url.is_some(),
                     "transport" => raw.transport.is_some(),
+                    "oauth" => raw.oauth.is_some(),
                     _ => !raw.headers.is_empty(),
                 };
                 if set {
@@ -607,6 +691,10 @@ fn validate_server(
                     issues.at(at, "headers", format!("`{name}` is not a header name"));
                 }
             }
+            oauth = raw
+                .oauth
+                .as_ref()
+                .and_then(|o| validate_oauth(o, &key(at, "oauth"), issues));
             let spec = HttpSpec {
                 url: url.clone(),
                 headers: raw.headers,
@@ -631,6 +719,52 @@ fn validate_server(
         timeout,
         list_ttl,
         pin_tools: raw.pin_tools.unwrap_or(defaults.pin_tools),
+        oauth,
+    })
+}
+
+/// An HTTP server's `oauth:` block (messages name fields, never values).
+fn validate_oauth(raw: &RawOAuth, at: &str, issues: &mut Issues) -> Option<OAuthSpec> {
+    let client_id = match raw.client_id.as_deref().map(str::trim) {
+        Some(id) if !id.is_empty() => id.to_owned(),
+        _ => {
+            issues.at(at, "client_id", "is required");
+            return None;
+        }
+    };
+    for (field, value) in [
+        ("authorization_endpoint", &raw.authorization_endpoint),
+        ("token_endpoint", &raw.token_endpoint),
+    ] {
+        if value.as_deref().is_some_and(|u| !http_url(u)) {
+            issues.at(at, field, "must be an http:// or https:// URL");
+        }
+    }
+    if raw.client_secret.as_deref().is_some_and(str::is_empty) {
+        issues.at(at, "client_secret", "must not be empty");
+    }
+    if raw.scopes.iter().any(|s| s.is_empty() || s.contains(char::is_whitespace)) {
+        issues.at(at, "scopes", "each scope is a non-empty word without spaces");
+    }
+    let mode = match raw.mode.as_deref() {
+        None | Some("user_grant") => OAuthMode::UserGrant,
+        Some("token_exchange") => OAuthMode::TokenExchange,
+        Some(other) => {
+            issues.at(
+                at,
+                "mode",
+                format!("`{other}` is not `user_grant` or `token_exchange`"),
+            );
+            return None;
+        }
+    };
+    Some(OAuthSpec {
+        client_id,
+        client_secret: raw.client_secret.clone(),
+        authorization_endpoint: raw.authorization_endpoint.clone(),
+        token_endpoint: raw.token_endpoint.clone(),
+        scopes: raw.scopes.clone(),
+        mode,
     })
 }
 

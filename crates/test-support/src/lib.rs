@@ -28,6 +28,7 @@
 
 pub mod anthropic;
 pub mod mcp;
+pub mod mcp_oauth;
 pub mod oidc;
 pub mod openai;
 pub mod postgres;

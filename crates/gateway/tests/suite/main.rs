@@ -33,6 +33,7 @@ mod openapi;
 mod proxy;
 mod reload;
 mod mcp_streams;
+mod mcp_upstream_oauth;
 mod semantic;
 mod telemetry;
 mod tools_denied;

@@ -1,0 +1,882 @@
+//! Upstream MCP servers that need OAuth (`mcp.servers.<name>.oauth`): the gateway is their
+//! OAuth client on each user's behalf.
+//!
+//! A user's first call of such a server gets a JSON-RPC error (-32042, the MCP "URL
+//! elicitation required" error) with a link to `<base>/mcp/connect/<server>`. That page signs
+//! the user in with the gateway's own credentials (the OAuth server's directory check) and
+//! sends the browser to the server's authorization endpoint (authorization code with PKCE
+//! S256, `resource` = the server's URL per RFC 8707). The `state` is sealed by the vault and
+//! carries the user, the PKCE verifier, an expiry and the digest of a cookie set on this
+//! browser, so the callback (`<base>/mcp/connect/<server>/callback`) on any replica knows whose
+//! grant it is and refuses a callback landing in another browser. The code's tokens are
+//! stored sealed per (user, server) (`portcullis_store::mcp_grants`), bound to both.
+//!
+//! Calls then go through an instance of the server of the user's own
+//! (`portcullis_mcp::credentials`), whose requests carry `Authorization: Bearer <token>`: an
+//! instance is keyed by the user and a digest of the token, so a token never travels through
+//! another user's connection. An access token with less than [`REFRESH_MARGIN`] left is
+//! refreshed first, one refresh at a time per grant on a replica; a refused refresh
+//! (`invalid_grant`) drops the grant and the call gets the consent link again. Endpoints not
+//! configured are discovered once per server URL from its protected-resource metadata (RFC 9728)
+//! and its authorization server's metadata (RFC 8414).
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, LazyLock};
+use std::time::Duration;
+
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use base64::Engine;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use portcullis_core::Identity;
+use portcullis_identity::Vault;
+use portcullis_mcp::config::{OAuthMode, OAuthSpec, ServerSpec, Transport};
+use portcullis_mcp::credentials::Overlay;
+use portcullis_mcp::hub::Server;
+use portcullis_mcp::jsonrpc::{ErrorObject, UPSTREAM_ERROR};
+use portcullis_mcp::upstream::Upstream;
+use portcullis_providers::Secret;
+use portcullis_store::McpGrantRecord;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::mcp_endpoint::McpEndpoint;
+use crate::state::AppState;
+
+/// The JSON-RPC code of a call that needs the user to visit a URL first (MCP's
+/// `URLElicitationRequiredError`).
+pub const CONSENT_REQUIRED: i64 = -32042;
+/// A token with less than this left is refreshed before use.
+pub const REFRESH_MARGIN: Duration = Duration::from_secs(60);
+/// How long a sign-in may take between the connect page and the callback.
+const FLOW_TTL_MS: i64 = 10 * 60 * 1000;
+/// The cookie binding a connect flow to one browser.
+const BROWSER_COOKIE: &str = "portcullis_mcp_connect";
+/// Largest token or metadata response read.
+const MAX_RESPONSE: usize = 64 * 1024;
+/// Time allowed for a token or metadata request.
+const HTTP_TIMEOUT: Duration = Duration::from_secs(10);
+
+type HttpClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>;
+
+/// What this replica keeps across requests: discovered endpoints and refresh locks.
+#[derive(Default)]
+struct Shared {
+    endpoints: parking_lot::Mutex<HashMap<String, Endpoints>>,
+    refreshing: parking_lot::Mutex<HashMap<(String, String), Arc<tokio::sync::Mutex<()>>>>,
+    client: std::sync::OnceLock<Option<HttpClient>>,
+}
+
+static SHARED: LazyLock<Shared> = LazyLock::new(Shared::default);
+
+/// A server's authorization and token endpoints.
+#[derive(Debug, Clone)]
+struct Endpoints {
+    authorize: String,
+    token: String,
+}
+
+/// The tokens of a grant, sealed as JSON. Deliberately not `Debug`.
+#[derive(Serialize, Deserialize)]
+struct Tokens {
+    access_token: String,
+    #[serde(default)]
+    refresh_token: Option<String>,
+    #[serde(default)]
+    expires_ms: Option<i64>,
+}
+
+/// What the `state` parameter carries, sealed.
+#[derive(Serialize, Deserialize)]
+struct Flow {
+    user: String,
+    verifier: String,
+    browser: String,
+    expires_ms: i64,
+}
+
+fn now_ms() -> i64 {
+    i64::try_from(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_millis(),
+    )
+    .unwrap_or(i64::MAX)
+}
+
+fn grant_seal_id(user: &str, server: &str) -> String {
+    format!("mcp-grant:{user}:{server}")
+}
+
+fn flow_seal_id(server: &str) -> String {
+    format!("mcp-connect:{server}")
+}
+
+fn http_url(spec: &ServerSpec) -> Option<&str> {
+    match &spec.transport {
+        Transport::StreamableHttp(h) | Transport::Sse(h) => Some(&h.url),
+        Transport::Stdio(_) => None,
+    }
+}
+
+fn failure(message: impl Into<String>) -> ErrorObject {
+    ErrorObject::new(UPSTREAM_ERROR, message)
+}
+
+/// The error telling the caller to connect their account first.
+fn consent_required(link: &str, server: &str, why: &str) -> ErrorObject {
+    let message = format!(
+        "MCP server `{server}` needs your consent{why}: open {link} to connect your account, \
+         then call again"
+    );
+    let mut e = ErrorObject::new(CONSENT_REQUIRED, message.clone());
+    let data = serde_json::json!({
+        "elicitations": [{
+            "mode": "url",
+            "elicitationId": format!("connect-{server}"),
+            "url": link,
+            "message": message,
+        }]
+    });
+    e.data = serde_json::value::to_raw_value(&data).ok();
+    e
+}
+
+fn connect_link(endpoint: &McpEndpoint, headers: &HeaderMap, server: &str) -> String {
+    format!("{}/mcp/connect/{server}", endpoint.base_url(headers))
+}
+
+/// The instance of `server` carrying `who`'s token, when the server needs OAuth: `None` when
+/// it does not (the caller's own credential or the shared connection serve them).
+pub async fn upstream_for(
+    state: &AppState,
+    endpoint: &McpEndpoint,
+    headers: &HeaderMap,
+    who: &Identity,
+    server: &Server,
+) -> Option<Result<Arc<dyn Upstream>, ErrorObject>> {
+    let oauth = server.spec.oauth.as_ref()?;
+    Some(user_upstream(state, endpoint, headers, who, server, oauth).await)
+}
+
+async fn user_upstream(
+    state: &AppState,
+    endpoint: &McpEndpoint,
+    headers: &HeaderMap,
+    who: &Identity,
+    server: &Server,
+    oauth: &OAuthSpec,
+) -> Result<Arc<dyn Upstream>, ErrorObject> {
+    let name = server.name();
+    if oauth.mode == OAuthMode::TokenExchange {
+        return Err(failure(format!(
+            "MCP server `{name}` is configured for token exchange, which this gateway does not \
+             perform yet"
+        )));
+    }
+    let Some(user) = who.user.as_deref() else {
+        return Err(failure(format!(
+            "MCP server `{name}` acts for a user: call it as a user (a key bound to a user, or \
+             a user's OAuth token)"
+        )));
+    };
+    let directory = state
+        .auth
+        .directory()
+        .ok_or_else(|| failure("user grants need the identity store"))?;
+    let vault = directory
+        .vault()
+        .ok_or_else(|| failure("user grants need PORTCULLIS_SECRET_KEY to seal them"))?;
+    let link = connect_link(endpoint, headers, name);
+    let store = &state.stores.mcp_grants;
+    let read = |record: Option<McpGrantRecord>| -> Option<Tokens> {
+        let record = record?;
+        let text = vault
+            .open(&grant_seal_id(user, name), &record.sealed)
+            .ok()?;
+        serde_json::from_str(text.expose()).ok()
+    };
+    let record = store
+        .mcp_grant(user, name)
+        .await
+        .map_err(|_| failure("the grant store is unavailable"))?;
+    let Some(mut tokens) = read(record) else {
+        return Err(consent_required(&link, name, ""));
+    };
+    if expiring(&tokens) {
+        let lock = SHARED
+            .refreshing
+            .lock()
+            .entry((user.to_owned(), name.to_owned()))
+            .or_default()
+            .clone();
+        let _held = lock.lock().await;
+        // Another call may have refreshed it meanwhile (here or on another replica).
+        let record = store
+            .mcp_grant(user, name)
+            .await
+            .map_err(|_| failure("the grant store is unavailable"))?;
+        let Some(current) = read(record) else {
+            return Err(consent_required(&link, name, ""));
+        };
+        tokens = current;
+        if expiring(&tokens) {
+            match refresh(&server.spec, oauth, &tokens).await {
+                Ok(fresh) => {
+                    save(state, vault, user, name, &fresh).await?;
+                    tokens = fresh;
+                }
+                Err(RefreshError::Refused) => {
+                    let _ = store.delete_mcp_grant(user, name).await;
+                    return Err(consent_required(
+                        &link,
+                        name,
+                        " again (your authorization expired or was revoked)",
+                    ));
+                }
+                Err(RefreshError::Failed(why)) => {
+                    return Err(failure(format!(
+                        "MCP server `{name}`: the token could not be refreshed ({why})"
+                    )));
+                }
+            }
+        }
+    }
+    let digest = hex::encode(Sha256::digest(tokens.access_token.as_bytes()));
+    let id: Arc<str> = format!("oauth:{user}:{}", &digest[..16]).into();
+    let overlay: BTreeMap<String, String> = [(
+        "Authorization".to_owned(),
+        format!("Bearer {}", tokens.access_token),
+    )]
+    .into();
+    endpoint
+        .credentialed
+        .upstream(server, &id, Overlay::Headers(&overlay))
+        .map_err(|e| failure(e.to_string()))
+}
+
+fn expiring(tokens: &Tokens) -> bool {
+    let margin = i64::try_from(REFRESH_MARGIN.as_millis()).unwrap_or(60_000);
+    tokens.expires_ms.is_some_and(|at| at - now_ms() < margin)
+}
+
+async fn save(
+    state: &AppState,
+    vault: &Vault,
+    user: &str,
+    server: &str,
+    tokens: &Tokens,
+) -> Result<(), ErrorObject> {
+    let text = serde_json::to_string(tokens).map_err(|_| failure("the grant is not storable"))?;
+    let sealed = vault
+        .seal(&grant_seal_id(user, server), &Secret::new(text))
+        .map_err(|_| failure("the grant could not be sealed"))?;
+    let now = now_ms();
+    state
+        .stores
+        .mcp_grants
+        .put_mcp_grant(&McpGrantRecord {
+            user_id: user.to_owned(),
+            server: server.to_owned(),
+            sealed,
+            expires_ms: tokens.expires_ms,
+            created_ms: now,
+            updated_ms: now,
+        })
+        .await
+        .map_err(|_| failure("the grant store is unavailable"))
+}
+
+enum RefreshError {
+    /// The authorization server refused the refresh token (or there is none).
+    Refused,
+    /// It could not be asked.
+    Failed(String),
+}
+
+async fn refresh(
+    spec: &ServerSpec,
+    oauth: &OAuthSpec,
+    old: &Tokens,
+) -> Result<Tokens, RefreshError> {
+    let Some(refresh_token) = old.refresh_token.clone() else {
+        return Err(RefreshError::Refused);
+    };
+    let endpoints = endpoints(spec, oauth).await.map_err(RefreshError::Failed)?;
+    let resource = http_url(spec).unwrap_or_default().to_owned();
+    let mut form = vec![
+        ("grant_type", "refresh_token".to_owned()),
+        ("refresh_token", refresh_token.clone()),
+        ("resource", resource),
+    ];
+    if !oauth.scopes.is_empty() {
+        form.push(("scope", oauth.scopes.join(" ")));
+    }
+    match token_request(&endpoints.token, oauth, form).await {
+        Ok(mut tokens) => {
+            // A server that does not rotate refresh tokens keeps the old one good.
+            if tokens.refresh_token.is_none() {
+                tokens.refresh_token = Some(refresh_token);
+            }
+            Ok(tokens)
+        }
+        Err(TokenError::Refused(code)) if code == "invalid_grant" || code == "invalid_token" => {
+            Err(RefreshError::Refused)
+        }
+        Err(TokenError::Refused(code)) => Err(RefreshError::Failed(code)),
+        Err(TokenError::Failed(why)) => Err(RefreshError::Failed(why)),
+    }
+}
+
+enum TokenError {
+    /// The token endpoint answered with this OAuth error code.
+    Refused(String),
+    /// No usable answer.
+    Failed(String),
+}
+
+fn client() -> Option<&'static HttpClient> {
+    SHARED
+        .client
+        .get_or_init(|| {
+            let tls = portcullis_core::tls::client_config().ok()?;
+            let mut http = HttpConnector::new();
+            http.enforce_http(false);
+            http.set_connect_timeout(Some(HTTP_TIMEOUT));
+            let https = hyper_rustls::HttpsConnectorBuilder::new()
+                .with_tls_config(tls)
+                .https_or_http()
+                .enable_http1()
+                .wrap_connector(http);
+            Some(Client::builder(TokioExecutor::new()).build(https))
+        })
+        .as_ref()
+}
+
+/// Sends a request; the status and at most [`MAX_RESPONSE`] bytes of body.
+async fn send(request: http::Request<Full<Bytes>>) -> Result<(StatusCode, Bytes), String> {
+    let client = client().ok_or("no TLS configuration")?;
+    let exchange = async {
+        let response = client
+            .request(request)
+            .await
+            .map_err(|_| "the server could not be reached".to_owned())?;
+        let status = response.status();
+        let body = http_body_util::Limited::new(response.into_body(), MAX_RESPONSE)
+            .collect()
+            .await
+            .map_err(|_| "the answer could not be read".to_owned())?
+            .to_bytes();
+        Ok((status, body))
+    };
+    tokio::time::timeout(HTTP_TIMEOUT, exchange)
+        .await
+        .map_err(|_| "no answer in time".to_owned())?
+}
+
+async fn token_request(
+    endpoint: &str,
+    oauth: &OAuthSpec,
+    mut form: Vec<(&'static str, String)>,
+) -> Result<Tokens, TokenError> {
+    form.push(("client_id", oauth.client_id.clone()));
+    if let Some(secret) = &oauth.client_secret {
+        form.push(("client_secret", secret.clone()));
+    }
+    let body = form
+        .iter()
+        .map(|(k, v)| format!("{k}={}", encode(v)))
+        .collect::<Vec<_>>()
+        .join("&");
+    let request = http::Request::post(endpoint)
+        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .header(header::ACCEPT, "application/json")
+        .body(Full::new(Bytes::from(body)))
+        .map_err(|_| TokenError::Failed("the token endpoint is not a valid URL".to_owned()))?;
+    let (status, body) = send(request).await.map_err(TokenError::Failed)?;
+    #[derive(Deserialize)]
+    struct Answer {
+        access_token: Option<String>,
+        refresh_token: Option<String>,
+        expires_in: Option<i64>,
+        error: Option<String>,
+    }
+    let answer: Answer = serde_json::from_slice(&body)
+        .map_err(|_| TokenError::Failed(format!("the token endpoint answered {status}")))?;
+    match (status.is_success(), answer.access_token, answer.error) {
+        (true, Some(access_token), _) => Ok(Tokens {
+            access_token,
+            refresh_token: answer.refresh_token,
+            expires_ms: answer
+                .expires_in
+                .map(|s| now_ms().saturating_add(s.saturating_mul(1000))),
+        }),
+        (_, _, Some(code)) => Err(TokenError::Refused(code)),
+        _ => Err(TokenError::Failed(format!(
+            "the token endpoint answered {status}"
+        ))),
+    }
+}
+
+/// The server's endpoints: configured, else discovered (and kept) from its metadata.
+async fn endpoints(spec: &ServerSpec, oauth: &OAuthSpec) -> Result<Endpoints, String> {
+    if let (Some(authorize), Some(token)) = (&oauth.authorization_endpoint, &oauth.token_endpoint) {
+        return Ok(Endpoints {
+            authorize: authorize.clone(),
+            token: token.clone(),
+        });
+    }
+    let url = http_url(spec).ok_or("not an HTTP server")?;
+    if let Some(found) = SHARED.endpoints.lock().get(url) {
+        return Ok(found.clone());
+    }
+    let resource = get_json(&well_known(url, "oauth-protected-resource")?).await?;
+    let issuer = resource
+        .get("authorization_servers")
+        .and_then(|a| a.get(0))
+        .and_then(|a| a.as_str())
+        .ok_or("its resource metadata names no authorization server")?;
+    let metadata = get_json(&well_known(issuer, "oauth-authorization-server")?).await?;
+    let field = |name: &str| {
+        oauth
+            .authorization_endpoint
+            .clone()
+            .filter(|_| name == "authorization_endpoint")
+            .or_else(|| {
+                oauth
+                    .token_endpoint
+                    .clone()
+                    .filter(|_| name == "token_endpoint")
+            })
+            .or_else(|| {
+                metadata
+                    .get(name)
+                    .and_then(|v| v.as_str())
+                    .map(str::to_owned)
+            })
+            .ok_or_else(|| format!("its authorization server's metadata has no {name}"))
+    };
+    let found = Endpoints {
+        authorize: field("authorization_endpoint")?,
+        token: field("token_endpoint")?,
+    };
+    SHARED
+        .endpoints
+        .lock()
+        .insert(url.to_owned(), found.clone());
+    Ok(found)
+}
+
+/// `<origin>/.well-known/<doc><path>` of `url` (RFC 8414 / RFC 9728 path insertion).
+fn well_known(url: &str, doc: &str) -> Result<String, String> {
+    let uri: http::Uri = url.parse().map_err(|_| "not a valid URL".to_owned())?;
+    let scheme = uri.scheme_str().ok_or("not a valid URL")?;
+    let authority = uri.authority().ok_or("not a valid URL")?;
+    let path = uri.path().trim_end_matches('/');
+    Ok(format!("{scheme}://{authority}/.well-known/{doc}{path}"))
+}
+
+async fn get_json(url: &str) -> Result<serde_json::Value, String> {
+    let request = http::Request::get(url)
+        .header(header::ACCEPT, "application/json")
+        .body(Full::new(Bytes::new()))
+        .map_err(|_| "not a valid metadata URL".to_owned())?;
+    let (status, body) = send(request).await?;
+    if !status.is_success() {
+        return Err(format!("its metadata answered {status}"));
+    }
+    serde_json::from_slice(&body).map_err(|_| "its metadata is not JSON".to_owned())
+}
+
+/// Percent-encodes everything but RFC 3986's unreserved characters.
+fn encode(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for b in text.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+fn escape_html(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+fn page(status: StatusCode, title: &str, body: &str) -> Response {
+    let html = format!(
+        "<!doctype html><html><head><meta charset=\"utf-8\"><title>{t}</title></head>\
+         <body><h1>{t}</h1>{body}</body></html>",
+        t = escape_html(title)
+    );
+    let mut response = (status, html).into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+        .headers_mut()
+        .insert("x-frame-options", HeaderValue::from_static("DENY"));
+    response
+}
+
+/// The endpoint and the server `name` if it needs OAuth grants; an error page otherwise.
+#[allow(clippy::result_large_err)]
+fn oauth_server(
+    state: &AppState,
+    headers: &HeaderMap,
+    name: &str,
+) -> Result<(Arc<McpEndpoint>, Arc<Server>), Response> {
+    let not_found = || {
+        page(
+            StatusCode::NOT_FOUND,
+            "Unknown server",
+            "<p>No MCP server of that name asks for your consent.</p>",
+        )
+    };
+    let endpoint = state.mcp.load_full().ok_or_else(not_found)?;
+    if endpoint.guard(headers).is_err() {
+        return Err(page(
+            StatusCode::FORBIDDEN,
+            "Forbidden",
+            "<p>This host or origin is not allowed.</p>",
+        ));
+    }
+    let server = endpoint.hub.server(name).cloned().ok_or_else(not_found)?;
+    match &server.spec.oauth {
+        Some(o) if o.mode == OAuthMode::UserGrant => Ok((endpoint, server)),
+        _ => Err(not_found()),
+    }
+}
+
+fn sign_in_form(name: &str, error: Option<&str>) -> String {
+    let error = error
+        .map(|e| format!("<p role=\"alert\">{}</p>", escape_html(e)))
+        .unwrap_or_default();
+    format!(
+        "<p>Sign in to connect your account at MCP server <b>{n}</b>. You will then be sent to \
+         it to approve access.</p>{error}\
+         <form method=\"post\" action=\"/mcp/connect/{n}\">\
+         <label>Username <input name=\"username\" autocomplete=\"username\"></label>\
+         <label>Password <input name=\"password\" type=\"password\" \
+         autocomplete=\"current-password\"></label>\
+         <button type=\"submit\">Sign in and connect</button></form>",
+        n = escape_html(name)
+    )
+}
+
+/// `GET /mcp/connect/{server}`: the sign-in page.
+pub async fn connect_page(
+    State(state): State<Arc<AppState>>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    match oauth_server(&state, &headers, &name) {
+        Ok(_) => page(StatusCode::OK, "Connect", &sign_in_form(&name, None)),
+        Err(r) => r,
+    }
+}
+
+/// The value of `field` in an `application/x-www-form-urlencoded` body (empty if absent).
+fn form_field(body: &[u8], field: &str) -> String {
+    let decode = |text: &str| -> String {
+        let bytes = text.as_bytes();
+        let mut out = Vec::with_capacity(bytes.len());
+        let mut i = 0;
+        while i < bytes.len() {
+            match bytes[i] {
+                b'+' => out.push(b' '),
+                b'%' if i + 2 < bytes.len() && text.is_char_boundary(i + 3) => {
+                    match u8::from_str_radix(&text[i + 1..i + 3], 16) {
+                        Ok(b) => {
+                            out.push(b);
+                            i += 2;
+                        }
+                        Err(_) => out.push(b'%'),
+                    }
+                }
+                b => out.push(b),
+            }
+            i += 1;
+        }
+        String::from_utf8_lossy(&out).into_owned()
+    };
+    String::from_utf8_lossy(body)
+        .split('&')
+        .filter_map(|pair| pair.split_once('='))
+        .find(|(k, _)| decode(k) == field)
+        .map(|(_, v)| decode(v))
+        .unwrap_or_default()
+}
+
+/// `POST /mcp/connect/{server}`: signs the user in and sends them to the server's
+/// authorization endpoint.
+pub async fn connect(
+    State(state): State<Arc<AppState>>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let (username, password) = (form_field(&body, "username"), form_field(&body, "password"));
+    let (endpoint, server) = match oauth_server(&state, &headers, &name) {
+        Ok(found) => found,
+        Err(r) => return r,
+    };
+    let unavailable = |why: &str| {
+        page(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "Unavailable",
+            &format!("<p>{}</p>", escape_html(why)),
+        )
+    };
+    let Some(directory) = state.auth.directory() else {
+        return unavailable("Sign-in needs the identity store.");
+    };
+    let Some(vault) = directory.vault() else {
+        return unavailable("Connecting accounts needs PORTCULLIS_SECRET_KEY.");
+    };
+    let check = crate::oauth::OAuthDirectory::new(directory.clone(), &[]);
+    let principal =
+        portcullis_oauth::Directory::authenticate_user(&check, &username, &password).await;
+    let user = match principal {
+        Ok(Some(p)) => match p.user {
+            Some(user) => user,
+            None => return unavailable("Only users can connect accounts."),
+        },
+        Ok(None) => {
+            return page(
+                StatusCode::UNAUTHORIZED,
+                "Connect",
+                &sign_in_form(&name, Some("Unknown username or wrong password.")),
+            );
+        }
+        Err(_) => return unavailable("The identity store is unavailable."),
+    };
+    let Some(oauth) = server.spec.oauth.as_ref() else {
+        return unavailable("This server does not use OAuth.");
+    };
+    let endpoints = match endpoints(&server.spec, oauth).await {
+        Ok(e) => e,
+        Err(why) => {
+            return unavailable(&format!(
+                "The server's authorization endpoints could not be found: {why}."
+            ));
+        }
+    };
+    let random = |n: usize| {
+        let mut bytes = vec![0u8; n];
+        rand::RngCore::fill_bytes(&mut rand::rng(), &mut bytes);
+        URL_SAFE_NO_PAD.encode(bytes)
+    };
+    let cookie = random(32);
+    let verifier = random(32);
+    let flow = Flow {
+        user,
+        verifier: verifier.clone(),
+        browser: hex::encode(Sha256::digest(cookie.as_bytes())),
+        expires_ms: now_ms() + FLOW_TTL_MS,
+    };
+    let Ok(text) = serde_json::to_string(&flow) else {
+        return unavailable("The sign-in could not be recorded.");
+    };
+    let Ok(sealed) = vault.seal(&flow_seal_id(&name), &Secret::new(text)) else {
+        return unavailable("The sign-in could not be sealed.");
+    };
+    let Ok(sealed) = STANDARD.decode(sealed) else {
+        return unavailable("The sign-in could not be sealed.");
+    };
+    let state_param = URL_SAFE_NO_PAD.encode(sealed);
+    let challenge = URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()));
+    let redirect_uri = format!("{}/callback", connect_link(&endpoint, &headers, &name));
+    let mut params = vec![
+        ("response_type", "code".to_owned()),
+        ("client_id", oauth.client_id.clone()),
+        ("redirect_uri", redirect_uri),
+        ("state", state_param),
+        ("code_challenge", challenge),
+        ("code_challenge_method", "S256".to_owned()),
+        (
+            "resource",
+            http_url(&server.spec).unwrap_or_default().to_owned(),
+        ),
+    ];
+    if !oauth.scopes.is_empty() {
+        params.push(("scope", oauth.scopes.join(" ")));
+    }
+    let query = params
+        .iter()
+        .map(|(k, v)| format!("{k}={}", encode(v)))
+        .collect::<Vec<_>>()
+        .join("&");
+    let separator = if endpoints.authorize.contains('?') {
+        '&'
+    } else {
+        '?'
+    };
+    let location = format!("{}{separator}{query}", endpoints.authorize);
+    let secure = if connect_link(&endpoint, &headers, &name).starts_with("https://") {
+        "; Secure"
+    } else {
+        ""
+    };
+    let set_cookie = format!(
+        "{BROWSER_COOKIE}={cookie}; Path=/mcp/connect/; Max-Age=600; HttpOnly; SameSite=Lax{secure}"
+    );
+    let (Ok(location), Ok(set_cookie)) = (
+        HeaderValue::from_str(&location),
+        HeaderValue::from_str(&set_cookie),
+    ) else {
+        return unavailable("The server's authorization endpoint is not usable.");
+    };
+    let mut response = StatusCode::SEE_OTHER.into_response();
+    response.headers_mut().insert(header::LOCATION, location);
+    response
+        .headers_mut()
+        .insert(header::SET_COOKIE, set_cookie);
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+fn browser_cookie(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(k, _)| *k == BROWSER_COOKIE)
+        .map(|(_, v)| v.to_owned())
+}
+
+/// `GET /mcp/connect/{server}/callback`: the authorization server's answer; stores the grant.
+pub async fn callback(
+    State(state): State<Arc<AppState>>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    Query(query): Query<HashMap<String, String>>,
+) -> Response {
+    let (endpoint, server) = match oauth_server(&state, &headers, &name) {
+        Ok(found) => found,
+        Err(r) => return r,
+    };
+    let refused = |why: &str| {
+        page(
+            StatusCode::BAD_REQUEST,
+            "Not connected",
+            &format!(
+                "<p>{}</p><p><a href=\"/mcp/connect/{}\">Try again</a></p>",
+                escape_html(why),
+                escape_html(&name)
+            ),
+        )
+    };
+    if let Some(error) = query.get("error") {
+        return refused(&format!("The server did not grant access ({error})."));
+    }
+    let (Some(code), Some(state_param)) = (query.get("code"), query.get("state")) else {
+        return refused("The answer has no code or state.");
+    };
+    let Some(directory) = state.auth.directory() else {
+        return refused("Connecting accounts needs the identity store.");
+    };
+    let Some(vault) = directory.vault() else {
+        return refused("Connecting accounts needs PORTCULLIS_SECRET_KEY.");
+    };
+    let flow = URL_SAFE_NO_PAD
+        .decode(state_param)
+        .ok()
+        .and_then(|raw| vault.open(&flow_seal_id(&name), &STANDARD.encode(raw)).ok())
+        .and_then(|text| serde_json::from_str::<Flow>(text.expose()).ok());
+    let Some(flow) = flow else {
+        return refused("The state is not one this gateway issued for this server.");
+    };
+    if flow.expires_ms < now_ms() {
+        return refused("The sign-in took too long.");
+    }
+    let browser_matches = browser_cookie(&headers).is_some_and(|c| {
+        let digest = hex::encode(Sha256::digest(c.as_bytes()));
+        bool::from(subtle::ConstantTimeEq::ct_eq(
+            digest.as_bytes(),
+            flow.browser.as_bytes(),
+        ))
+    });
+    if !browser_matches {
+        return refused("This answer belongs to a sign-in started in another browser.");
+    }
+    let Some(oauth) = server.spec.oauth.as_ref() else {
+        return refused("This server does not use OAuth.");
+    };
+    let endpoints = match endpoints(&server.spec, oauth).await {
+        Ok(e) => e,
+        Err(why) => return refused(&format!("The server's endpoints are unknown: {why}.")),
+    };
+    let redirect_uri = format!("{}/callback", connect_link(&endpoint, &headers, &name));
+    let form = vec![
+        ("grant_type", "authorization_code".to_owned()),
+        ("code", code.clone()),
+        ("redirect_uri", redirect_uri),
+        ("code_verifier", flow.verifier.clone()),
+        (
+            "resource",
+            http_url(&server.spec).unwrap_or_default().to_owned(),
+        ),
+    ];
+    let tokens = match token_request(&endpoints.token, oauth, form).await {
+        Ok(t) => t,
+        Err(TokenError::Refused(code)) => {
+            return refused(&format!("The server refused the code ({code})."));
+        }
+        Err(TokenError::Failed(why)) => return refused(&format!("The server failed: {why}.")),
+    };
+    if save(&state, vault, &flow.user, &name, &tokens)
+        .await
+        .is_err()
+    {
+        return refused("The grant could not be stored.");
+    }
+    tracing::info!(server = %name, user = %flow.user, "MCP server connected for a user");
+    page(
+        StatusCode::OK,
+        "Connected",
+        &format!(
+            "<p>Your account at MCP server <b>{}</b> is connected. You can close this window \
+             and call its tools.</p>",
+            escape_html(&name)
+        ),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn well_known_inserts_the_path() {
+        assert_eq!(
+            well_known("http://127.0.0.1:9/mcp", "oauth-protected-resource").ok(),
+            Some("http://127.0.0.1:9/.well-known/oauth-protected-resource/mcp".to_owned())
+        );
+        assert_eq!(
+            well_known("https://as.example", "oauth-authorization-server").ok(),
+            Some("https://as.example/.well-known/oauth-authorization-server".to_owned())
+        );
+        assert_eq!(encode("a b/c"), "a%20b%2Fc");
+    }
+}

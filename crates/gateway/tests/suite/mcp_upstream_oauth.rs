@@ -1,0 +1,246 @@
+//! Upstream MCP servers that need OAuth, over real HTTP: a user's call without a grant gets a
+//! JSON-RPC error with the connect link; following it (sign-in on the gateway's page, the mock
+//! authorization server's approval, the callback) stores a sealed grant, and the user's calls
+//! then carry their own upstream token, never another user's; an expiring token is refreshed
+//! first; a refused refresh drops the grant and asks for consent again.
+
+use std::time::Duration;
+
+use portcullis_store::McpGrantStore;
+use portcullis_test_support::mcp_oauth::{CLIENT_ID, CLIENT_SECRET, MockOAuthMcp};
+use serde_json::{Value, json};
+
+use crate::common::*;
+
+const SECRET_KEY: &str = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=";
+
+fn yaml(mock: &MockOAuthMcp) -> String {
+    format!(
+        "secret_key: {SECRET_KEY}\nmcp:\n  servers:\n    gh:\n      url: {}\n      oauth:\n        \
+         client_id: {CLIENT_ID}\n        client_secret: {CLIENT_SECRET}\n        scopes: [repo]\n",
+        mock.url()
+    )
+}
+
+async fn admin(gw: &TestGateway, path: &str, body: Value) -> Value {
+    let r = client()
+        .post(gw.at(path))
+        .bearer_auth(MASTER_KEY)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 201);
+    r.json().await.unwrap()
+}
+
+/// Users `ann` and `bob` with passwords, and a key of each.
+async fn people(gw: &TestGateway) -> (String, String) {
+    let mut keys = Vec::new();
+    for user in ["ann", "bob"] {
+        admin(
+            gw,
+            "/admin/users",
+            json!({"id": user, "role": "member", "password": format!("{user}-password-1")}),
+        )
+        .await;
+        let key = admin(
+            gw,
+            "/admin/keys",
+            json!({"name": format!("{user}-agent"), "user": user}),
+        )
+        .await;
+        keys.push(key["key"].as_str().unwrap().to_owned());
+    }
+    (keys[0].clone(), keys[1].clone())
+}
+
+async fn call(gw: &TestGateway, key: &str) -> Value {
+    let r = client()
+        .post(gw.at("/mcp"))
+        .bearer_auth(key)
+        .header("accept", "application/json, text/event-stream")
+        .json(&json!({"jsonrpc": "2.0", "id": 7, "method": "tools/call",
+            "params": {"name": "gh__echo", "arguments": {"q": 1}}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    r.json().await.unwrap()
+}
+
+/// The connect link of a consent error.
+fn link_of(answer: &Value) -> String {
+    assert_eq!(answer["error"]["code"], -32042, "{answer}");
+    let link = answer["error"]["data"]["elicitations"][0]["url"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        answer["error"]["message"].as_str().unwrap().contains(&link),
+        "{answer}"
+    );
+    link
+}
+
+/// Follows `link` as a browser would: the sign-in page, the form, the authorization server,
+/// the callback. The callback's status and page.
+async fn connect(link: &str, user: &str, password: &str) -> (u16, String) {
+    let browser = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let page = browser.get(link).send().await.unwrap();
+    assert_eq!(page.status().as_u16(), 200);
+    assert!(page.text().await.unwrap().contains("<form"));
+    let signed_in = browser
+        .post(link)
+        .form(&[("username", user), ("password", password)])
+        .send()
+        .await
+        .unwrap();
+    if signed_in.status().as_u16() != 303 {
+        return (signed_in.status().as_u16(), signed_in.text().await.unwrap());
+    }
+    let cookie = signed_in.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    let authorize = signed_in.headers()["location"].to_str().unwrap().to_owned();
+    assert!(
+        authorize.contains("code_challenge_method=S256"),
+        "{authorize}"
+    );
+    let approved = browser.get(&authorize).send().await.unwrap();
+    assert_eq!(approved.status().as_u16(), 302);
+    let callback = approved.headers()["location"].to_str().unwrap().to_owned();
+    assert!(
+        callback.starts_with(&format!("{link}/callback?")),
+        "{callback}"
+    );
+    // Another browser (without the cookie) cannot land the grant.
+    let stranger = browser.get(&callback).send().await.unwrap();
+    assert_eq!(stranger.status().as_u16(), 400);
+    let landed = browser
+        .get(&callback)
+        .header("cookie", cookie)
+        .send()
+        .await
+        .unwrap();
+    (landed.status().as_u16(), landed.text().await.unwrap())
+}
+
+#[tokio::test]
+async fn each_user_consents_once_and_calls_with_their_own_upstream_token() {
+    let mock = MockOAuthMcp::start().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}?mode=rwc", dir.path().join("gw.db").display());
+    let gw = TestGateway::start_with_db(&db, &yaml(&mock)).await;
+    let (ann, bob) = people(&gw).await;
+
+    // No grant yet: a JSON-RPC error with the link, and nothing reaches the server.
+    let answer = call(&gw, &ann).await;
+    let link = link_of(&answer);
+    assert_eq!(link, gw.at("/mcp/connect/gh"));
+    assert!(mock.calls().is_empty());
+
+    // A wrong password stays on the page.
+    let (status, page) = connect(&link, "ann", "wrong").await;
+    assert_eq!(status, 401, "{page}");
+    let (status, page) = connect(&link, "ann", "ann-password-1").await;
+    assert_eq!(status, 200, "{page}");
+    assert!(page.contains("connected"), "{page}");
+    // Discovered endpoints; the token is bound to the server (RFC 8707).
+    assert_eq!(mock.resources(), [mock.url()]);
+
+    let answer = call(&gw, &ann).await;
+    assert_eq!(answer["result"]["isError"], false, "{answer}");
+    let ann_token = mock.issued()[0].clone();
+    assert_eq!(mock.calls(), [Some(ann_token.clone())]);
+
+    // Bob has no grant: Ann's never serves him.
+    let answer = call(&gw, &bob).await;
+    link_of(&answer);
+    assert_eq!(mock.calls().len(), 1);
+    let (status, _) = connect(&link, "bob", "bob-password-1").await;
+    assert_eq!(status, 200);
+    let bob_token = mock.issued()[1].clone();
+    for key in [&bob, &ann, &bob] {
+        let answer = call(&gw, key).await;
+        assert_eq!(answer["result"]["isError"], false, "{answer}");
+    }
+    assert_eq!(
+        mock.calls()[1..],
+        [
+            Some(bob_token.clone()),
+            Some(ann_token.clone()),
+            Some(bob_token.clone())
+        ]
+    );
+
+    // A key without a user cannot consent for anyone.
+    let answer = call(&gw, MASTER_KEY).await;
+    assert_eq!(answer["error"]["code"], -32001, "{answer}");
+
+    // The stored grants are sealed: no token in the database.
+    let store = portcullis_store::SqliteStore::connect(&db, 1)
+        .await
+        .unwrap();
+    let grants = store.mcp_grants("gh").await.unwrap();
+    assert_eq!(grants.len(), 2);
+    for g in &grants {
+        assert!(!g.sealed.contains("mock-at") && !g.sealed.contains("mock-rt"));
+        assert!(!g.sealed.contains(&ann_token) && !g.sealed.contains(&bob_token));
+    }
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn an_expiring_token_is_refreshed_and_a_refused_refresh_asks_for_consent_again() {
+    let mock = MockOAuthMcp::start().await.unwrap();
+    // Tokens with less than a minute left are refreshed before use.
+    mock.set_access_ttl(Duration::from_secs(30));
+    let db = fresh_postgres_url().await;
+    let gw = TestGateway::start_with_db(&db, &yaml(&mock)).await;
+    let (ann, _) = people(&gw).await;
+    let link = link_of(&call(&gw, &ann).await);
+    let (status, _) = connect(&link, "ann", "ann-password-1").await;
+    assert_eq!(status, 200);
+    let first = mock.issued()[0].clone();
+
+    mock.set_access_ttl(Duration::from_secs(3600));
+    let answer = call(&gw, &ann).await;
+    assert_eq!(answer["result"]["isError"], false, "{answer}");
+    assert_eq!(mock.refreshes(), 1);
+    let refreshed = mock.issued()[1].clone();
+    assert_ne!(refreshed, first);
+    assert_eq!(mock.calls(), [Some(refreshed.clone())]);
+    // The fresh token lasts: no refresh on the next call.
+    call(&gw, &ann).await;
+    assert_eq!(mock.refreshes(), 1);
+    assert_eq!(mock.calls().len(), 2);
+
+    // Once the token nears its end and the refresh token is refused, the user is asked again.
+    mock.set_access_ttl(Duration::from_secs(1));
+    let (status, _) = connect(&link, "ann", "ann-password-1").await;
+    assert_eq!(status, 200);
+    mock.revoke_refresh_tokens();
+    let answer = call(&gw, &ann).await;
+    assert_eq!(link_of(&answer), link);
+    assert!(
+        answer["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("again"),
+        "{answer}"
+    );
+    assert_eq!(mock.calls().len(), 2, "nothing reached the server");
+    let store = portcullis_store::PostgresStore::connect(&db, 1)
+        .await
+        .unwrap();
+    assert!(store.mcp_grant("ann", "gh").await.unwrap().is_none());
+    gw.stop().await;
+}
