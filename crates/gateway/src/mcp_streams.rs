@@ -40,6 +40,8 @@ pub const RESUME_WINDOW: Duration = Duration::from_secs(120);
 pub const MAX_STREAM_BYTES: usize = 4 << 20;
 /// Most streams kept per replica; past it, the longest-unread are dropped.
 pub const MAX_STREAMS: usize = 10_000;
+/// How long a stream read to its end is kept for a client that did not get its last bytes.
+pub const DELIVERED_GRACE: Duration = Duration::from_secs(10);
 /// How often an idle stream carries a comment, so that proxies keep the connection.
 pub const KEEP_ALIVE: Duration = Duration::from_secs(20);
 /// What a client is told to wait before it reconnects to a stream the gateway closed.
@@ -132,8 +134,8 @@ struct Buffer {
     attached: bool,
     /// When the stream last had a reader (or was made).
     last_read: Instant,
-    /// A reader read it to its end.
-    delivered: bool,
+    /// When a reader read it to its end.
+    delivered: Option<Instant>,
 }
 
 /// Why a stream cannot be resumed.
@@ -162,7 +164,7 @@ impl Streams {
                 reader: 0,
                 attached: false,
                 last_read: Instant::now(),
-                delivered: false,
+                delivered: None,
             }),
             changed: watch::channel(0).0,
             request,
@@ -370,9 +372,13 @@ impl Stream {
         self.state.lock().done
     }
 
-    /// Whether it is finished and a reader read it to its end.
+    /// Whether it is finished and a reader read it to its end a while ago (long enough for a
+    /// client whose connection broke on the last bytes to come back).
     pub fn delivered(&self) -> bool {
-        self.state.lock().delivered
+        self.state
+            .lock()
+            .delivered
+            .is_some_and(|at| at.elapsed() >= DELIVERED_GRACE)
     }
 
     /// Whether it has had no reader for [`RESUME_WINDOW`].
@@ -470,7 +476,11 @@ impl<G> Reading<G> {
                 }
                 if state.done {
                     drop(state);
-                    self.stream.state.lock().delivered = true;
+                    self.stream
+                        .state
+                        .lock()
+                        .delivered
+                        .get_or_insert_with(Instant::now);
                     return None;
                 }
             }
@@ -562,6 +572,10 @@ mod tests {
         let last = String::from_utf8(third.next().await.unwrap().unwrap().to_vec()).unwrap();
         assert!(last.contains(r#"{"n":3}"#), "{last}");
         assert!(third.next().await.is_none());
+        // Read to its end, it stays a little for a client that missed the last bytes.
+        assert!(!stream.delivered());
+        tokio::time::advance(DELIVERED_GRACE).await;
+        assert!(stream.delivered());
     }
 
     #[tokio::test(start_paused = true)]
