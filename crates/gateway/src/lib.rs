@@ -338,6 +338,14 @@ pub fn router(state: Arc<AppState>) -> Router {
             delete(mcp_credentials::delete),
         )
         .route(
+        .route(
+            "/admin/mcp-servers/{name}/grants",
+            get(mcp_upstream_oauth::list_grants),
+        )
+        .route(
+            "/admin/mcp-servers/{name}/grants/{user}",
+            delete(mcp_upstream_oauth::delete_grant),
+        )
             "/admin/mcp-servers/{name}",
             get(mcp_admin::get)
                 .put(mcp_admin::replace)

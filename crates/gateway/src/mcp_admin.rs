@@ -367,6 +367,19 @@ async fn view(server: &Arc<Server>, source: &str) -> Value {
     if let (Some(map), Value::Object(extra)) = (entry.as_object_mut(), target) {
         map.extend(extra);
     }
+    // An OAuth block without its client secret (only whether one is set).
+    if let (Some(map), Some(o)) = (entry.as_object_mut(), &server.spec.oauth) {
+        let mode = match o.mode {
+            portcullis_mcp::config::OAuthMode::UserGrant => "user_grant",
+            portcullis_mcp::config::OAuthMode::TokenExchange => "token_exchange",
+        };
+        map.insert(
+            "oauth".to_owned(),
+            json!({"client_id": o.client_id, "client_secret_set": o.client_secret.is_some(),
+                "authorization_endpoint": o.authorization_endpoint,
+                "token_endpoint": o.token_endpoint, "scopes": o.scopes, "mode": mode}),
+        );
+    }
     entry
 }
 

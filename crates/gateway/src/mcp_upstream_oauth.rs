@@ -880,3 +880,123 @@ mod tests {
         assert_eq!(encode("a b/c"), "a%20b%2Fc");
     }
 }
+
+/// Answers an admin API request on grants: `who` may act when they are an admin, or (for
+/// `user`'s own grant) that user.
+async fn grants_api<F, Fut>(
+    state: &Arc<AppState>,
+    headers: &HeaderMap,
+    user: Option<&str>,
+    f: F,
+) -> Response
+where
+    F: FnOnce() -> Fut,
+    Fut: std::future::Future<Output = Result<serde_json::Value, portcullis_core::GatewayError>>,
+{
+    use portcullis_core::{Dialect, ErrorKind, GatewayError};
+    let id = uuid::Uuid::now_v7();
+    let allowed = match state.auth.authenticate(headers).await {
+        Ok(who) => {
+            let identity = &who.identity;
+            if (identity.is_admin() && identity.has_scope("admin"))
+                || user.is_some_and(|u| identity.user.as_deref() == Some(u))
+            {
+                Ok(())
+            } else {
+                Err(GatewayError::new(
+                    ErrorKind::PermissionDenied,
+                    "Grants are managed by an admin or by the user they belong to",
+                )
+                .with_code("admin_required"))
+            }
+        }
+        Err(e) => Err(e),
+    };
+    let result = match allowed {
+        Ok(()) => f().await,
+        Err(e) => Err(e),
+    };
+    match result {
+        Ok(v) => crate::respond::json(StatusCode::OK, v.to_string(), &id),
+        Err(e) => crate::respond::error(Dialect::OpenAi, &e, &id),
+    }
+}
+
+fn no_oauth_server(state: &AppState, name: &str) -> Result<(), portcullis_core::GatewayError> {
+    let known = state
+        .mcp
+        .load_full()
+        .and_then(|e| e.hub.server(name).map(|s| s.spec.oauth.is_some()))
+        .unwrap_or(false);
+    if known {
+        Ok(())
+    } else {
+        Err(portcullis_core::GatewayError::new(
+            portcullis_core::ErrorKind::NotFound,
+            format!("no MCP server `{name}` with `oauth`"),
+        )
+        .with_code("not_found"))
+    }
+}
+
+fn store_failed(_: portcullis_store::StoreError) -> portcullis_core::GatewayError {
+    portcullis_core::GatewayError::new(
+        portcullis_core::ErrorKind::Unavailable,
+        "The grant store is unavailable",
+    )
+}
+
+/// `GET /admin/mcp-servers/{name}/grants` (admin): which users have a grant, and until when
+/// its access token runs — never a token.
+pub async fn list_grants(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    crate::admin::AdminPath(name): crate::admin::AdminPath<String>,
+) -> Response {
+    grants_api(&state, &headers, None, || async {
+        no_oauth_server(&state, &name)?;
+        let grants = state
+            .stores
+            .mcp_grants
+            .mcp_grants(&name)
+            .await
+            .map_err(store_failed)?;
+        let data: Vec<_> = grants
+            .iter()
+            .map(|g| {
+                serde_json::json!({"user": g.user_id, "server": g.server,
+                    "expires_ms": g.expires_ms, "created_ms": g.created_ms,
+                    "updated_ms": g.updated_ms})
+            })
+            .collect();
+        Ok(serde_json::json!({ "data": data }))
+    })
+    .await
+}
+
+/// `DELETE /admin/mcp-servers/{name}/grants/{user}` (an admin, or the user themself): the
+/// user's next call asks for consent again.
+pub async fn delete_grant(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    crate::admin::AdminPath((name, user)): crate::admin::AdminPath<(String, String)>,
+) -> Response {
+    grants_api(&state, &headers, Some(&user), || async {
+        no_oauth_server(&state, &name)?;
+        let deleted = state
+            .stores
+            .mcp_grants
+            .delete_mcp_grant(&user, &name)
+            .await
+            .map_err(store_failed)?;
+        if !deleted {
+            return Err(portcullis_core::GatewayError::new(
+                portcullis_core::ErrorKind::NotFound,
+                format!("user `{user}` has no grant for MCP server `{name}`"),
+            )
+            .with_code("not_found"));
+        }
+        Ok(serde_json::json!({"user": user, "server": name, "deleted": true}))
+    })
+    .await
+}

@@ -195,6 +195,45 @@ async fn each_user_consents_once_and_calls_with_their_own_upstream_token() {
         assert!(!g.sealed.contains("mock-at") && !g.sealed.contains("mock-rt"));
         assert!(!g.sealed.contains(&ann_token) && !g.sealed.contains(&bob_token));
     }
+
+    // Admins see who has a grant, never a token; a user may drop their own grant only.
+    let listed = client()
+        .get(gw.at("/admin/mcp-servers/gh/grants"))
+        .bearer_auth(MASTER_KEY)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(listed.status().as_u16(), 200);
+    let listed = listed.text().await.unwrap();
+    assert!(
+        listed.contains("\"ann\"") && listed.contains("\"bob\""),
+        "{listed}"
+    );
+    assert!(
+        !listed.contains("mock-at") && !listed.contains("mock-rt"),
+        "{listed}"
+    );
+    let delete = |key: &str, user: &str| {
+        client()
+            .delete(gw.at(&format!("/admin/mcp-servers/gh/grants/{user}")))
+            .bearer_auth(key)
+            .send()
+    };
+    assert_eq!(delete(&ann, "bob").await.unwrap().status().as_u16(), 403);
+    let listed = client()
+        .get(gw.at("/admin/mcp-servers/gh/grants"))
+        .bearer_auth(&bob)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(listed.status().as_u16(), 403);
+    assert_eq!(delete(&bob, "bob").await.unwrap().status().as_u16(), 200);
+    assert_eq!(
+        delete(MASTER_KEY, "bob").await.unwrap().status().as_u16(),
+        404
+    );
+    assert_eq!(link_of(&call(&gw, &bob).await), link);
+    assert_eq!(call(&gw, &ann).await["result"]["isError"], false);
     gw.stop().await;
 }
 
@@ -242,5 +281,51 @@ async fn an_expiring_token_is_refreshed_and_a_refused_refresh_asks_for_consent_a
         .await
         .unwrap();
     assert!(store.mcp_grant("ann", "gh").await.unwrap().is_none());
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn a_server_added_through_the_admin_api_keeps_its_client_secret_sealed() {
+    let mock = MockOAuthMcp::start().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}?mode=rwc", dir.path().join("gw.db").display());
+    let gw = TestGateway::start_with_db(&db, &format!("secret_key: {SECRET_KEY}\n")).await;
+    let (ann, _) = people(&gw).await;
+    let created = admin(
+        &gw,
+        "/admin/mcp-servers",
+        json!({"name": "gh", "url": mock.url(), "oauth": {"client_id": CLIENT_ID,
+            "client_secret": CLIENT_SECRET, "scopes": ["repo"]}}),
+    )
+    .await;
+    assert!(!created.to_string().contains(CLIENT_SECRET), "{created}");
+    assert_eq!(created["oauth"]["client_secret_set"], true, "{created}");
+    assert_eq!(created["oauth"]["mode"], "user_grant", "{created}");
+    let store = portcullis_store::SqliteStore::connect(&db, 1)
+        .await
+        .unwrap();
+    let row = portcullis_store::McpServerStore::mcp_server(&*store, "gh")
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(row.config.contains(CLIENT_ID), "{}", row.config);
+    assert!(!row.config.contains(CLIENT_SECRET) && row.sealed.is_some());
+    assert!(!row.sealed.unwrap().contains(CLIENT_SECRET));
+
+    // The secret is opened for the token requests (the mock checks it).
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let link = loop {
+        let answer = call(&gw, &ann).await;
+        if answer["error"]["code"] == -32042 {
+            break link_of(&answer);
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{answer}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let (status, page) = connect(&link, "ann", "ann-password-1").await;
+    assert_eq!(status, 200, "{page}");
+    let answer = call(&gw, &ann).await;
+    assert_eq!(answer["result"]["isError"], false, "{answer}");
+    assert_eq!(mock.calls().len(), 1);
     gw.stop().await;
 }
