@@ -33,7 +33,7 @@ use portcullis_core::{ErrorKind, GatewayError};
 use portcullis_identity::Principal;
 use portcullis_limits::{Estimate, Subjects};
 use portcullis_mcp::jsonrpc::{
-    ErrorObject, INVALID_REQUEST, Id, Message, Outcome, RATE_LIMITED, Request as RpcRequest,
+    ErrorObject, INVALID_REQUEST, Id, Message, RATE_LIMITED, Request as RpcRequest,
     Response as RpcResponse,
 };
 use portcullis_mcp::router::{
@@ -264,18 +264,11 @@ async fn serve(state: Arc<AppState>, server: Option<String>, req: Request) -> Re
             Message::Request(r) => r,
             // A client's answer to a request a server made through the gateway goes back to
             // that server under the server's own id.
+            // With Redis, an answer for a request another replica holds is passed to it.
             Message::Response(answer) => {
-                if let Some(relayed) = answer.id.as_ref().and_then(|id| endpoint.answered(id)) {
-                    let reply = match answer.outcome {
-                        Outcome::Result(r) => Reply::Result(r),
-                        Outcome::Error(e) => Reply::Error(e),
-                    };
-                    if let Err(e) = relayed.upstream.respond(relayed.id, reply).await {
-                        tracing::warn!(server = relayed.server.name(), "answer not delivered: {e}");
-                    }
-                }
-                let r = status_only(StatusCode::ACCEPTED);
-                return finish_http(x, r, 202);
+                let r = crate::mcp_relay::deliver(&endpoint, answer, &bytes).await;
+                let status = r.status().as_u16();
+                return finish_http(x, r, status);
             }
             // A cancelled call whose answer is a stream here ends, and so is cancelled
             // upstream (a call answered with JSON ends with its connection).

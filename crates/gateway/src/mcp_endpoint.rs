@@ -2,9 +2,8 @@
 //! settings, the DNS-rebinding guard (`Host` and `Origin`), and the key that signs session ids,
 //! kept in the database so every replica and every restart verifies the ids any issued.
 
-use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use hmac::{Hmac, Mac};
 use http::HeaderMap;
@@ -27,8 +26,8 @@ pub struct McpEndpoint {
     /// `oauth.issuer`, for the protected resource metadata.
     pub issuer: Option<String>,
     /// Requests servers made of clients (sampling, elicitation, roots), relayed and waiting for
-    /// the client's answer, by the id the client saw.
-    relayed: parking_lot::Mutex<HashMap<String, Relayed>>,
+    /// the client's answer (the same across reloads; `crate::mcp_relay`).
+    relays: Arc<crate::mcp_relay::Relays>,
     /// The SSE streams of this replica, kept for resumption (the same across reloads).
     pub streams: Arc<crate::mcp_streams::Streams>,
     /// The servers' instances carrying users' or teams' own credentials (the same across
@@ -46,11 +45,8 @@ pub struct Relayed {
     pub upstream: Arc<dyn portcullis_mcp::upstream::Upstream>,
     /// Its own id for the request.
     pub id: Id,
-    at: Instant,
+    pub(crate) at: Instant,
 }
-
-/// How long a relayed request waits for the client's answer.
-const RELAYED_FOR: Duration = Duration::from_secs(600);
 
 impl McpEndpoint {
     /// The endpoints over `hub`, configured by `config`; `session_key` signs session ids.
@@ -67,7 +63,7 @@ impl McpEndpoint {
             listen,
             session_key,
             issuer,
-            relayed: parking_lot::Mutex::new(HashMap::new()),
+            relays: Arc::default(),
             streams: Arc::default(),
             credentialed: Arc::default(),
         }
@@ -93,31 +89,26 @@ impl McpEndpoint {
         // Streams begun before the reload can still be resumed.
         next.streams = self.streams.clone();
         next.credentialed = self.credentialed.clone();
+        // Requests relayed before the reload can still be answered.
+        next.relays = self.relays.clone();
         (next, gone)
     }
 
     /// Gives `request`, which `server` made, an id of the gateway's own, so that the client's
     /// answer finds its way back ([`McpEndpoint::answered`]) whichever server asked, over
-    /// `upstream`, the connection it asked over.
+    /// `upstream`, the connection it asked over (see `crate::mcp_relay`).
     pub fn relay(
         &self,
         server: &Arc<Server>,
         upstream: &Arc<dyn portcullis_mcp::upstream::Upstream>,
         request: &mut Request,
     ) {
-        let id = format!("portcullis-{}", uuid::Uuid::now_v7().simple());
-        let own = std::mem::replace(&mut request.id, Id::String(id.clone()));
-        let mut relayed = self.relayed.lock();
-        relayed.retain(|_, r| r.at.elapsed() < RELAYED_FOR);
-        relayed.insert(
-            id,
-            Relayed {
-                server: server.clone(),
-                upstream: upstream.clone(),
-                id: own,
-                at: Instant::now(),
-            },
-        );
+        self.relays.relay(server, upstream, request);
+    }
+
+    /// This replica's relayed requests.
+    pub fn relays(&self) -> &Arc<crate::mcp_relay::Relays> {
+        &self.relays
     }
 
     /// The instance of `server` carrying `who`'s own credential (or their team's), started
@@ -188,10 +179,7 @@ impl McpEndpoint {
 
     /// The relayed request a client's answer with `id` is for, if any.
     pub fn answered(&self, id: &Id) -> Option<Relayed> {
-        let Id::String(id) = id else {
-            return None;
-        };
-        self.relayed.lock().remove(id)
+        self.relays.answered(id)
     }
 }
 

@@ -211,6 +211,13 @@ impl AppState {
                         .as_ref()
                         .and_then(|o| o.issuer.clone()),
                 );
+                // With Redis, answers to relayed server requests reach this replica from the
+                // others (`crate::mcp_relay`).
+                if let Some(url) = &config.redis_url
+                    && let Err(e) = endpoint.relays().connect(url.expose()).await
+                {
+                    tracing::warn!("MCP answers cannot reach this replica through Redis: {e}");
+                }
                 (Some(Arc::new(endpoint)), Vec::new())
             }
         };

@@ -266,3 +266,53 @@ async fn a_sampling_request_of_a_callers_own_instance_is_answered_back_to_it() {
     assert_eq!(list["data"][0]["running"], true, "{list}");
     gw.stop().await;
 }
+
+/// Behind a load balancer a client's answer may reach another replica than the one whose call
+/// is waiting for it: with Redis, it is passed on.
+#[tokio::test]
+async fn an_answer_posted_to_another_replica_reaches_the_call_through_redis() {
+    let redis = std::env::var("PORTCULLIS_TEST_REDIS_URL")
+        .unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned());
+    let yaml = format!(
+        "redis: {{url: \"{redis}\"}}\nmcp:\n  servers:\n    everything:\n      command: {}\n      args: [stdio]\n      timeout: 20s\n",
+        everything_bin()
+    );
+    let db = fresh_postgres_url().await;
+    let a = TestGateway::start_with_db(&db, &yaml).await;
+    let b = TestGateway::start_with_db(&db, &yaml).await;
+    // Asked on A, answered on B: the call completes on A.
+    let result = sampled_call(&a, &b, MASTER_KEY).await;
+    let text = result["result"]["content"].to_string();
+    assert!(text.contains("Paris, of course."), "{result}");
+    // And the other way round.
+    let result = sampled_call(&b, &a, MASTER_KEY).await;
+    assert!(
+        result["result"]["content"]
+            .to_string()
+            .contains("Paris, of course."),
+        "{result}"
+    );
+
+    // An answer for a replica nobody hears of is refused: its call ended with it.
+    let r = client()
+        .post(b.at("/mcp"))
+        .bearer_auth(MASTER_KEY)
+        .json(&json!({"jsonrpc": "2.0", "id": "portcullis-0123456789abcdef-0000", "result": {}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["error"]["code"], -32600, "{body}");
+    // An answer for nothing the gateway asked is accepted and dropped, as on one replica.
+    let r = client()
+        .post(b.at("/mcp"))
+        .bearer_auth(MASTER_KEY)
+        .json(&json!({"jsonrpc": "2.0", "id": 7, "result": {}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    a.stop().await;
+    b.stop().await;
+}
