@@ -19,6 +19,13 @@
 //! (`invalid_grant`) drops the grant and the call gets the consent link again. Endpoints not
 //! configured are discovered once per server URL from its protected-resource metadata (RFC 9728)
 //! and its authorization server's metadata (RFC 8414).
+//!
+//! With `mode: token_exchange` there is no consent: the caller's bearer token, when it is a JWT
+//! of an enterprise issuer the gateway verified, is exchanged (RFC 8693) at the server's token
+//! endpoint for one of the server's, kept in memory per caller token until near its expiry.
+//! Virtual keys are never sent, nor the gateway's own access tokens (bound to the gateway's
+//! endpoints, they never leave it). `GET /admin/mcp-servers/{name}/grants` and
+//! `DELETE …/grants/{user}` list and drop grants.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, LazyLock};
@@ -176,10 +183,7 @@ async fn user_upstream(
 ) -> Result<Arc<dyn Upstream>, ErrorObject> {
     let name = server.name();
     if oauth.mode == OAuthMode::TokenExchange {
-        return Err(failure(format!(
-            "MCP server `{name}` is configured for token exchange, which this gateway does not \
-             perform yet"
-        )));
+        return exchanged_upstream(endpoint, headers, who, server, oauth).await;
     }
     let Some(user) = who.user.as_deref() else {
         return Err(failure(format!(
@@ -249,17 +253,150 @@ async fn user_upstream(
             }
         }
     }
-    let digest = hex::encode(Sha256::digest(tokens.access_token.as_bytes()));
-    let id: Arc<str> = format!("oauth:{user}:{}", &digest[..16]).into();
-    let overlay: BTreeMap<String, String> = [(
-        "Authorization".to_owned(),
-        format!("Bearer {}", tokens.access_token),
-    )]
-    .into();
+    instance(
+        endpoint,
+        server,
+        &format!("oauth:{user}"),
+        &tokens.access_token,
+    )
+}
+
+/// The instance of `server` whose requests carry `token`, for `owner` alone: keyed by the owner
+/// and a digest of the token, so it is never shared with another caller, and a new token gets
+/// a new instance (the old one is stopped once idle).
+fn instance(
+    endpoint: &McpEndpoint,
+    server: &Server,
+    owner: &str,
+    token: &str,
+) -> Result<Arc<dyn Upstream>, ErrorObject> {
+    let digest = hex::encode(Sha256::digest(token.as_bytes()));
+    let id: Arc<str> = format!("{owner}:{}", &digest[..16]).into();
+    let overlay: BTreeMap<String, String> =
+        [("Authorization".to_owned(), format!("Bearer {token}"))].into();
     endpoint
         .credentialed
         .upstream(server, &id, Overlay::Headers(&overlay))
         .map_err(|e| failure(e.to_string()))
+}
+
+/// RFC 8693's token type of a JWT.
+const JWT_TOKEN_TYPE: &str = "urn:ietf:params:oauth:token-type:jwt";
+
+/// A token exchange's result, kept per caller token and server until near its expiry.
+struct Exchanged {
+    token: String,
+    expires_ms: Option<i64>,
+}
+
+/// Exchanged tokens by (digest of the caller's token, server). Kept in memory only: they are
+/// obtained again from the caller's token.
+static EXCHANGED: LazyLock<parking_lot::Mutex<HashMap<(String, String), Exchanged>>> =
+    LazyLock::new(Default::default);
+
+/// Token exchange (RFC 8693): the caller's token of an enterprise issuer (a JWT the gateway
+/// verified) is exchanged at the server's token endpoint for a token of the server. Virtual
+/// keys are never sent, nor the gateway's own access tokens, which are bound to the gateway's
+/// endpoints and never leave it.
+async fn exchanged_upstream(
+    endpoint: &McpEndpoint,
+    headers: &HeaderMap,
+    who: &Identity,
+    server: &Server,
+    oauth: &OAuthSpec,
+) -> Result<Arc<dyn Upstream>, ErrorObject> {
+    let name = server.name();
+    let subject = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
+        .map(str::trim)
+        .filter(|_| who.method == portcullis_core::AuthMethod::Jwt);
+    let Some(subject) = subject else {
+        return Err(failure(format!(
+            "MCP server `{name}` takes the caller's identity by token exchange: call it with a \
+             token of your organization's identity provider (keys and the gateway's own tokens \
+             are never passed on)"
+        )));
+    };
+    let owner = who.user.as_deref().unwrap_or(&who.subject);
+    let key = (
+        hex::encode(Sha256::digest(subject.as_bytes())),
+        name.to_owned(),
+    );
+    let fresh = |e: &Exchanged| {
+        e.expires_ms.is_none_or(|at| {
+            at - now_ms() >= i64::try_from(REFRESH_MARGIN.as_millis()).unwrap_or(60_000)
+        })
+    };
+    if let Some(e) = EXCHANGED.lock().get(&key).filter(|e| fresh(e)) {
+        return instance(endpoint, server, &format!("exchange:{owner}"), &e.token);
+    }
+    let lock = SHARED
+        .refreshing
+        .lock()
+        .entry(key.clone())
+        .or_default()
+        .clone();
+    let _held = lock.lock().await;
+    if let Some(e) = EXCHANGED.lock().get(&key).filter(|e| fresh(e)) {
+        return instance(endpoint, server, &format!("exchange:{owner}"), &e.token);
+    }
+    let endpoints = endpoints(&server.spec, oauth)
+        .await
+        .map_err(|why| failure(format!("MCP server `{name}`: {why}")))?;
+    let mut form = vec![
+        (
+            "grant_type",
+            "urn:ietf:params:oauth:grant-type:token-exchange".to_owned(),
+        ),
+        ("subject_token", subject.to_owned()),
+        ("subject_token_type", JWT_TOKEN_TYPE.to_owned()),
+        (
+            "requested_token_type",
+            "urn:ietf:params:oauth:token-type:access_token".to_owned(),
+        ),
+        (
+            "resource",
+            http_url(&server.spec).unwrap_or_default().to_owned(),
+        ),
+    ];
+    if !oauth.scopes.is_empty() {
+        form.push(("scope", oauth.scopes.join(" ")));
+    }
+    let tokens = match token_request(&endpoints.token, oauth, form).await {
+        Ok(t) => t,
+        Err(TokenError::Refused(code)) => {
+            return Err(failure(format!(
+                "MCP server `{name}` refused to exchange your token ({code})"
+            )));
+        }
+        Err(TokenError::Failed(why)) => {
+            return Err(failure(format!(
+                "MCP server `{name}`: the token exchange failed ({why})"
+            )));
+        }
+    };
+    let upstream = instance(
+        endpoint,
+        server,
+        &format!("exchange:{owner}"),
+        &tokens.access_token,
+    );
+    let mut cache = EXCHANGED.lock();
+    cache.retain(|_, e| e.expires_ms.is_none_or(|at| at > now_ms()));
+    cache.insert(
+        key,
+        Exchanged {
+            token: tokens.access_token,
+            // A token without a stated lifetime is asked for again after five minutes.
+            expires_ms: tokens.expires_ms.or(Some(now_ms() + 5 * 60 * 1000)),
+        },
+    );
+    upstream
 }
 
 fn expiring(tokens: &Tokens) -> bool {

@@ -329,3 +329,58 @@ async fn a_server_added_through_the_admin_api_keeps_its_client_secret_sealed() {
     assert_eq!(mock.calls().len(), 1);
     gw.stop().await;
 }
+
+#[tokio::test]
+async fn an_enterprise_token_is_exchanged_for_the_servers_own_and_kept_until_it_expires() {
+    use portcullis_test_support::{MockAlg, MockIssuer};
+    let mock = MockOAuthMcp::start().await.unwrap();
+    let kc = MockIssuer::start().await;
+    let yaml = format!(
+        "secret_key: {SECRET_KEY}\nidentity:\n  issuers:\n    - issuer: {}\n      audience: \
+         portcullis\n      claims:\n        user: preferred_username\n        teams: groups\n\
+         mcp:\n  servers:\n    gh:\n      url: {}\n      oauth:\n        client_id: {CLIENT_ID}\n        \
+         client_secret: {CLIENT_SECRET}\n        mode: token_exchange\n",
+        kc.issuer(),
+        mock.url()
+    );
+    let gw = TestGateway::start(&yaml).await;
+    let token = kc.mint(MockAlg::RS256, &kc.keycloak_claims("portcullis"));
+    for _ in 0..2 {
+        let answer = call(&gw, &token).await;
+        assert_eq!(answer["result"]["isError"], false, "{answer}");
+    }
+    // One exchange of the caller's own token, bound to the server; its result used twice.
+    assert_eq!(mock.exchanged(), [token.clone()]);
+    assert_eq!(mock.resources(), [mock.url()]);
+    let issued = mock.issued()[0].clone();
+    assert_eq!(mock.calls(), [Some(issued.clone()), Some(issued)]);
+
+    // A token near its end is not kept: each call exchanges again.
+    mock.set_access_ttl(Duration::from_secs(30));
+    let mut claims = kc.keycloak_claims("portcullis");
+    claims["preferred_username"] = json!("grace");
+    claims["sub"] = json!("grace-subject");
+    let grace = kc.mint(MockAlg::RS256, &claims);
+    for _ in 0..2 {
+        let answer = call(&gw, &grace).await;
+        assert_eq!(answer["result"]["isError"], false, "{answer}");
+    }
+    assert_eq!(mock.exchanged()[1..], [grace.clone(), grace]);
+    assert_eq!(mock.calls().len(), 4);
+    assert_eq!(mock.calls()[3].as_ref(), mock.issued().last());
+
+    // A virtual key is never passed on, even one bound to a user.
+    let (_, bob) = people(&gw).await;
+    let answer = call(&gw, &bob).await;
+    assert_eq!(answer["error"]["code"], -32001, "{answer}");
+    assert!(
+        answer["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("token exchange"),
+        "{answer}"
+    );
+    assert_eq!(mock.exchanged().len(), 3);
+    assert_eq!(mock.calls().len(), 4);
+    gw.stop().await;
+}
