@@ -266,7 +266,7 @@ async fn serve(state: Arc<AppState>, server: Option<String>, req: Request) -> Re
             // that server under the server's own id.
             // With Redis, an answer for a request another replica holds is passed to it.
             Message::Response(answer) => {
-                let r = crate::mcp_relay::deliver(&endpoint, answer, &bytes).await;
+                let r = crate::mcp_relay::deliver(endpoint.relays(), answer, &bytes).await;
                 let status = r.status().as_u16();
                 return finish_http(x, r, status);
             }

@@ -3,7 +3,6 @@
 //! kept in the database so every replica and every restart verifies the ids any issued.
 
 use std::sync::Arc;
-use std::time::Instant;
 
 use hmac::{Hmac, Mac};
 use http::HeaderMap;
@@ -35,18 +34,7 @@ pub struct McpEndpoint {
     pub credentialed: Arc<portcullis_mcp::credentials::Credentialed>,
 }
 
-/// A server's request relayed to a client.
-#[derive(Debug)]
-pub struct Relayed {
-    /// The server that asked.
-    pub server: Arc<Server>,
-    /// The connection it asked over, which the answer goes back to: the server's shared
-    /// connection, or the caller's own instance of the server the call went through.
-    pub upstream: Arc<dyn portcullis_mcp::upstream::Upstream>,
-    /// Its own id for the request.
-    pub id: Id,
-    pub(crate) at: Instant,
-}
+pub use crate::mcp_relay::Relayed;
 
 impl McpEndpoint {
     /// The endpoints over `hub`, configured by `config`; `session_key` signs session ids.

@@ -26,7 +26,18 @@ use portcullis_mcp::jsonrpc::{
 };
 use portcullis_mcp::upstream::{Reply, Upstream};
 
-use crate::mcp_endpoint::{McpEndpoint, Relayed};
+/// A server's request relayed to a client.
+#[derive(Debug)]
+pub struct Relayed {
+    /// The server that asked.
+    pub server: Arc<Server>,
+    /// The connection it asked over, which the answer goes back to: the server's shared
+    /// connection, or the caller's own instance of the server the call went through.
+    pub upstream: Arc<dyn Upstream>,
+    /// Its own id for the request.
+    pub id: Id,
+    at: Instant,
+}
 
 /// How long a relayed request waits for the client's answer.
 const RELAYED_FOR: Duration = Duration::from_secs(600);
@@ -174,8 +185,7 @@ async fn send_back(relayed: Relayed, outcome: Outcome) {
 /// A client's answer (`body`, parsed as `answer`) to a relayed request: delivered here when this
 /// replica holds the request, else published to the replica its id names (with Redis). An
 /// answer for no pending request is accepted and dropped, as it always was.
-pub async fn deliver(endpoint: &McpEndpoint, answer: RpcResponse, body: &[u8]) -> Response {
-    let relays = endpoint.relays();
+pub async fn deliver(relays: &Relays, answer: RpcResponse, body: &[u8]) -> Response {
     if let Some(relayed) = answer.id.as_ref().and_then(|id| relays.answered(id)) {
         send_back(relayed, answer.outcome).await;
         return status(StatusCode::ACCEPTED);
