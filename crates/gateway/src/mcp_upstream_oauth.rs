@@ -70,13 +70,16 @@ const MAX_RESPONSE: usize = 64 * 1024;
 /// Time allowed for a token or metadata request.
 const HTTP_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// One refresh or exchange at a time per grant (or caller token) and server.
+type Flight = Arc<tokio::sync::Mutex<()>>;
+
 type HttpClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>;
 
 /// What this replica keeps across requests: discovered endpoints and refresh locks.
 #[derive(Default)]
 struct Shared {
     endpoints: parking_lot::Mutex<HashMap<String, Endpoints>>,
-    refreshing: parking_lot::Mutex<HashMap<(String, String), Arc<tokio::sync::Mutex<()>>>>,
+    refreshing: parking_lot::Mutex<HashMap<(String, String), Flight>>,
     client: std::sync::OnceLock<Option<HttpClient>>,
 }
 
@@ -1000,24 +1003,6 @@ pub async fn callback(
     )
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn well_known_inserts_the_path() {
-        assert_eq!(
-            well_known("http://127.0.0.1:9/mcp", "oauth-protected-resource").ok(),
-            Some("http://127.0.0.1:9/.well-known/oauth-protected-resource/mcp".to_owned())
-        );
-        assert_eq!(
-            well_known("https://as.example", "oauth-authorization-server").ok(),
-            Some("https://as.example/.well-known/oauth-authorization-server".to_owned())
-        );
-        assert_eq!(encode("a b/c"), "a%20b%2Fc");
-    }
-}
-
 /// Answers an admin API request on grants: `who` may act when they are an admin, or (for
 /// `user`'s own grant) that user.
 async fn grants_api<F, Fut>(
@@ -1136,4 +1121,22 @@ pub async fn delete_grant(
         Ok(serde_json::json!({"user": user, "server": name, "deleted": true}))
     })
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn well_known_inserts_the_path() {
+        assert_eq!(
+            well_known("http://127.0.0.1:9/mcp", "oauth-protected-resource").ok(),
+            Some("http://127.0.0.1:9/.well-known/oauth-protected-resource/mcp".to_owned())
+        );
+        assert_eq!(
+            well_known("https://as.example", "oauth-authorization-server").ok(),
+            Some("https://as.example/.well-known/oauth-authorization-server".to_owned())
+        );
+        assert_eq!(encode("a b/c"), "a%20b%2Fc");
+    }
 }

@@ -743,8 +743,16 @@ fn validate_oauth(raw: &RawOAuth, at: &str, issues: &mut Issues) -> Option<OAuth
     if raw.client_secret.as_deref().is_some_and(str::is_empty) {
         issues.at(at, "client_secret", "must not be empty");
     }
-    if raw.scopes.iter().any(|s| s.is_empty() || s.contains(char::is_whitespace)) {
-        issues.at(at, "scopes", "each scope is a non-empty word without spaces");
+    if raw
+        .scopes
+        .iter()
+        .any(|s| s.is_empty() || s.contains(char::is_whitespace))
+    {
+        issues.at(
+            at,
+            "scopes",
+            "each scope is a non-empty word without spaces",
+        );
     }
     let mode = match raw.mode.as_deref() {
         None | Some("user_grant") => OAuthMode::UserGrant,
@@ -982,6 +990,52 @@ servers:
                 "{errors:?}"
             );
         }
+    }
+
+    #[test]
+    fn an_oauth_block_is_checked_by_field_and_never_shows_its_secret() {
+        let c = validate(
+            "servers:\n  gh:\n    url: \"https://gh.example/mcp\"\n    oauth: {client_id: gw, \
+             client_secret: s3cret, scopes: [repo, read]}\n",
+        )
+        .unwrap();
+        let oauth = c.server("gh").unwrap().oauth.clone().unwrap();
+        assert_eq!(oauth.mode, OAuthMode::UserGrant);
+        assert_eq!(oauth.scopes, ["repo", "read"]);
+        assert_eq!(oauth.client_secret.as_deref(), Some("s3cret"));
+        assert!(!format!("{:?}", c.server("gh").unwrap()).contains("s3cret"));
+        let errors = validate(
+            "servers:\n  gh:\n    url: \"https://gh.example/mcp\"\n    oauth: {client_secret: \
+             s3cret, token_endpoint: \"ftp://x\", mode: magic}\n  \
+             local: {command: x, oauth: {client_id: gw}}\n",
+        )
+        .unwrap_err();
+        let all = errors.join("\n");
+        assert!(
+            all.contains("mcp.servers.gh.oauth.client_id: is required"),
+            "{all}"
+        );
+        assert!(
+            all.contains("mcp.servers.local.oauth: applies to HTTP servers only"),
+            "{all}"
+        );
+        assert!(!all.contains("s3cret"), "{all}");
+        let errors = validate(
+            "servers:\n  gh:\n    url: \"https://gh.example/mcp\"\n    oauth: {client_id: gw, \
+             token_endpoint: \"ftp://x\", mode: magic}\n",
+        )
+        .unwrap_err();
+        let all = errors.join("\n");
+        assert!(
+            all.contains("mcp.servers.gh.oauth.token_endpoint: must be an http:// or https:// URL"),
+            "{all}"
+        );
+        assert!(
+            all.contains(
+                "mcp.servers.gh.oauth.mode: `magic` is not `user_grant` or `token_exchange`"
+            ),
+            "{all}"
+        );
     }
 
     #[test]

@@ -350,7 +350,7 @@ async fn an_enterprise_token_is_exchanged_for_the_servers_own_and_kept_until_it_
         assert_eq!(answer["result"]["isError"], false, "{answer}");
     }
     // One exchange of the caller's own token, bound to the server; its result used twice.
-    assert_eq!(mock.exchanged(), [token.clone()]);
+    assert_eq!(mock.exchanged(), [token]);
     assert_eq!(mock.resources(), [mock.url()]);
     let issued = mock.issued()[0].clone();
     assert_eq!(mock.calls(), [Some(issued.clone()), Some(issued)]);
