@@ -34,6 +34,7 @@ pub mod limits;
 pub mod mcp;
 pub mod mcp_access;
 pub mod mcp_admin;
+pub mod mcp_connect;
 pub mod mcp_credentials;
 pub mod mcp_endpoint;
 pub mod mcp_pins;
@@ -339,14 +340,14 @@ pub fn router(state: Arc<AppState>) -> Router {
             delete(mcp_credentials::delete),
         )
         .route(
-        .route(
             "/admin/mcp-servers/{name}/grants",
-            get(mcp_upstream_oauth::list_grants),
+            get(mcp_connect::list_grants),
         )
         .route(
             "/admin/mcp-servers/{name}/grants/{user}",
-            delete(mcp_upstream_oauth::delete_grant),
+            delete(mcp_connect::delete_grant),
         )
+        .route(
             "/admin/mcp-servers/{name}",
             get(mcp_admin::get)
                 .put(mcp_admin::replace)
@@ -424,11 +425,11 @@ pub fn router(state: Arc<AppState>) -> Router {
         )
         .route(
             "/mcp/connect/{server}",
-            get(mcp_upstream_oauth::connect_page).post(mcp_upstream_oauth::connect),
+            get(mcp_connect::connect_page).post(mcp_connect::connect),
         )
         .route(
             "/mcp/connect/{server}/callback",
-            get(mcp_upstream_oauth::callback),
+            get(mcp_connect::callback),
         )
         .route(
             "/.well-known/oauth-protected-resource/mcp",
