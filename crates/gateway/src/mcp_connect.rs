@@ -3,7 +3,9 @@
 //! (`GET /admin/mcp-servers/{name}/grants`, `DELETE …/grants/{user}`).
 //!
 //! The page signs the user in with the gateway's own credentials (the OAuth server's directory
-//! check, `crate::oauth::OAuthDirectory`) and sends the browser to the server's authorization
+//! check, `crate::oauth::OAuthDirectory`; the form must carry back the value of a `SameSite=Strict`
+//! cookie set with the page, so a sign-in posted from another site — which would link a
+//! victim's upstream account to an attacker's user — is refused) and sends the browser to the server's authorization
 //! endpoint (authorization code with PKCE S256, `resource` = the server's URL per RFC 8707).
 //! The `state` is sealed by the vault and carries the user, the PKCE verifier, an expiry and
 //! the digest of a cookie set on this browser, so the callback on any replica knows whose grant
@@ -35,6 +37,8 @@ use crate::state::AppState;
 const FLOW_TTL_MS: i64 = 10 * 60 * 1000;
 /// The cookie binding a connect flow to one browser.
 const BROWSER_COOKIE: &str = "portcullis_mcp_connect";
+/// The cookie whose value the sign-in form must carry back (no sign-in posted from elsewhere).
+const FORM_COOKIE: &str = "portcullis_mcp_form";
 
 /// What the `state` parameter carries, sealed.
 #[derive(Serialize, Deserialize)]
@@ -105,7 +109,7 @@ fn oauth_server(
     }
 }
 
-fn sign_in_form(name: &str, error: Option<&str>) -> String {
+fn sign_in_form(name: &str, csrf: &str, error: Option<&str>) -> String {
     let error = error
         .map(|e| format!("<p role=\"alert\">{}</p>", escape_html(e)))
         .unwrap_or_default();
@@ -113,12 +117,46 @@ fn sign_in_form(name: &str, error: Option<&str>) -> String {
         "<p>Sign in to connect your account at MCP server <b>{n}</b>. You will then be sent to \
          it to approve access.</p>{error}\
          <form method=\"post\" action=\"/mcp/connect/{n}\">\
+         <input type=\"hidden\" name=\"csrf\" value=\"{c}\">\
          <label>Username <input name=\"username\" autocomplete=\"username\"></label>\
          <label>Password <input name=\"password\" type=\"password\" \
          autocomplete=\"current-password\"></label>\
          <button type=\"submit\">Sign in and connect</button></form>",
-        n = escape_html(name)
+        n = escape_html(name),
+        c = escape_html(csrf)
     )
+}
+
+/// The sign-in page, with a fresh form cookie unless the browser's own is kept (`csrf`).
+fn sign_in_page(
+    status: StatusCode,
+    name: &str,
+    csrf: Option<&str>,
+    error: Option<&str>,
+    secure: bool,
+) -> Response {
+    let fresh;
+    let csrf = match csrf {
+        Some(c) => c,
+        None => {
+            fresh = random_text(24);
+            &fresh
+        }
+    };
+    let mut response = page(status, "Connect", &sign_in_form(name, csrf, error));
+    let secure = if secure { "; Secure" } else { "" };
+    if let Ok(v) = HeaderValue::from_str(&format!(
+        "{FORM_COOKIE}={csrf}; Path=/mcp/connect/; Max-Age=600; HttpOnly; SameSite=Strict{secure}"
+    )) {
+        response.headers_mut().insert(header::SET_COOKIE, v);
+    }
+    response
+}
+
+fn random_text(n: usize) -> String {
+    let mut bytes = vec![0u8; n];
+    rand::RngCore::fill_bytes(&mut rand::rng(), &mut bytes);
+    URL_SAFE_NO_PAD.encode(bytes)
 }
 
 /// `GET /mcp/connect/{server}`: the sign-in page.
@@ -128,7 +166,10 @@ pub async fn connect_page(
     headers: HeaderMap,
 ) -> Response {
     match oauth_server(&state, &headers, &name) {
-        Ok(_) => page(StatusCode::OK, "Connect", &sign_in_form(&name, None)),
+        Ok((endpoint, _)) => {
+            let secure = connect_link(&endpoint, &headers, &name).starts_with("https://");
+            sign_in_page(StatusCode::OK, &name, None, None, secure)
+        }
         Err(r) => r,
     }
 }
@@ -178,6 +219,23 @@ pub async fn connect(
         Ok(found) => found,
         Err(r) => return r,
     };
+    let secure = connect_link(&endpoint, &headers, &name).starts_with("https://");
+    // The form must come from the page this browser was given (double-submit cookie).
+    let csrf = form_field(&body, "csrf");
+    let same_form = cookie(&headers, FORM_COOKIE).is_some_and(|c| {
+        !csrf.is_empty() && bool::from(subtle::ConstantTimeEq::ct_eq(c.as_bytes(), csrf.as_bytes()))
+    });
+    if !same_form {
+        return page(
+            StatusCode::FORBIDDEN,
+            "Connect",
+            &format!(
+                "<p>This sign-in did not come from the gateway's page. \
+                 <a href=\"/mcp/connect/{}\">Start again</a></p>",
+                escape_html(&name)
+            ),
+        );
+    }
     let unavailable = |why: &str| {
         page(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -200,10 +258,12 @@ pub async fn connect(
             None => return unavailable("Only users can connect accounts."),
         },
         Ok(None) => {
-            return page(
+            return sign_in_page(
                 StatusCode::UNAUTHORIZED,
-                "Connect",
-                &sign_in_form(&name, Some("Unknown username or wrong password.")),
+                &name,
+                Some(&csrf),
+                Some("Unknown username or wrong password."),
+                secure,
             );
         }
         Err(_) => return unavailable("The identity store is unavailable."),
@@ -219,17 +279,12 @@ pub async fn connect(
             ));
         }
     };
-    let random = |n: usize| {
-        let mut bytes = vec![0u8; n];
-        rand::RngCore::fill_bytes(&mut rand::rng(), &mut bytes);
-        URL_SAFE_NO_PAD.encode(bytes)
-    };
-    let cookie = random(32);
-    let verifier = random(32);
+    let browser = random_text(32);
+    let verifier = random_text(32);
     let flow = Flow {
         user,
         verifier: verifier.clone(),
-        browser: hex::encode(Sha256::digest(cookie.as_bytes())),
+        browser: hex::encode(Sha256::digest(browser.as_bytes())),
         expires_ms: now_ms() + FLOW_TTL_MS,
     };
     let Ok(text) = serde_json::to_string(&flow) else {
@@ -270,13 +325,9 @@ pub async fn connect(
         '?'
     };
     let location = format!("{}{separator}{query}", endpoints.authorize);
-    let secure = if connect_link(&endpoint, &headers, &name).starts_with("https://") {
-        "; Secure"
-    } else {
-        ""
-    };
+    let secure = if secure { "; Secure" } else { "" };
     let set_cookie = format!(
-        "{BROWSER_COOKIE}={cookie}; Path=/mcp/connect/; Max-Age=600; HttpOnly; SameSite=Lax{secure}"
+        "{BROWSER_COOKIE}={browser}; Path=/mcp/connect/; Max-Age=600; HttpOnly; SameSite=Lax{secure}"
     );
     let (Ok(location), Ok(set_cookie)) = (
         HeaderValue::from_str(&location),
@@ -295,14 +346,14 @@ pub async fn connect(
     response
 }
 
-fn browser_cookie(headers: &HeaderMap) -> Option<String> {
+fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
     headers
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
         .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(k, _)| *k == BROWSER_COOKIE)
+        .find(|(k, _)| *k == name)
         .map(|(_, v)| v.to_owned())
 }
 
@@ -351,7 +402,7 @@ pub async fn callback(
     if flow.expires_ms < now_ms() {
         return refused("The sign-in took too long.");
     }
-    let browser_matches = browser_cookie(&headers).is_some_and(|c| {
+    let browser_matches = cookie(&headers, BROWSER_COOKIE).is_some_and(|c| {
         let digest = hex::encode(Sha256::digest(c.as_bytes()));
         bool::from(subtle::ConstantTimeEq::ct_eq(
             digest.as_bytes(),

@@ -92,10 +92,32 @@ async fn connect(link: &str, user: &str, password: &str) -> (u16, String) {
         .unwrap();
     let page = browser.get(link).send().await.unwrap();
     assert_eq!(page.status().as_u16(), 200);
-    assert!(page.text().await.unwrap().contains("<form"));
+    let form_cookie = page.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    let html = page.text().await.unwrap();
+    let csrf = html
+        .split("name=\"csrf\" value=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .unwrap()
+        .to_owned();
+    // A sign-in posted from elsewhere (without the page's cookie) is refused.
+    let forged = browser
+        .post(link)
+        .form(&[("username", user), ("password", password), ("csrf", &csrf)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forged.status().as_u16(), 403);
     let signed_in = browser
         .post(link)
-        .form(&[("username", user), ("password", password)])
+        .header("cookie", &form_cookie)
+        .form(&[("username", user), ("password", password), ("csrf", &csrf)])
         .send()
         .await
         .unwrap();
