@@ -7,7 +7,7 @@ use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use portcullis_identity::Directory;
-use portcullis_mcp::pins::{PinError, PinLedger, Pins, Seen};
+use portcullis_mcp::pins::{Key, PinError, PinLedger, Pins, Seen};
 use portcullis_store::McpPinStore;
 use portcullis_store::mcp_pins::SeenTool;
 
@@ -23,6 +23,7 @@ impl PinLedger for StoreLedger {
     async fn observe(
         &self,
         server: &str,
+        scope: &str,
         seen: &[Seen<'_>],
     ) -> Result<HashMap<String, String>, PinError> {
         let tools: Vec<SeenTool<'_>> = seen
@@ -35,7 +36,7 @@ impl PinLedger for StoreLedger {
             .collect();
         let pinned = self
             .0
-            .observe_tools(server, &tools, now_ms())
+            .observe_tools(server, scope, &tools, now_ms())
             .await
             .map_err(|e| PinError(e.to_string()))?;
         Ok(pinned
@@ -44,15 +45,15 @@ impl PinLedger for StoreLedger {
             .collect())
     }
 
-    async fn load(&self) -> Result<HashMap<String, HashMap<String, String>>, PinError> {
+    async fn load(&self) -> Result<HashMap<Key, HashMap<String, String>>, PinError> {
         let pinned = self
             .0
             .pinned_tools()
             .await
             .map_err(|e| PinError(e.to_string()))?;
-        let mut all: HashMap<String, HashMap<String, String>> = HashMap::new();
+        let mut all: HashMap<Key, HashMap<String, String>> = HashMap::new();
         for p in pinned {
-            all.entry(p.server)
+            all.entry((p.server, p.scope))
                 .or_default()
                 .insert(p.tool, p.fingerprint);
         }

@@ -119,10 +119,24 @@ impl Credentialed {
     /// of the same name whose connection carries the credential and whose lists are its own.
     /// Instances idle for too long are shut down on the way, and by a sweep every half idle
     /// period.
+    /// Its tools are pinned in the scope `id` (`crate::pins`).
     pub fn instance(
         &self,
         server: &Server,
         id: &Arc<str>,
+        overlay: Overlay<'_>,
+    ) -> Result<Arc<Server>, Mismatch> {
+        self.instance_in(server, id, id, overlay)
+    }
+
+    /// [`Credentialed::instance`], its tools pinned in `scope`: the identity the instance
+    /// serves, for an `id` that changes while that identity stays (as with a token that is
+    /// refreshed).
+    pub fn instance_in(
+        &self,
+        server: &Server,
+        id: &Arc<str>,
+        scope: &Arc<str>,
         overlay: Overlay<'_>,
     ) -> Result<Arc<Server>, Mismatch> {
         let now = Instant::now();
@@ -139,7 +153,7 @@ impl Credentialed {
                 _ => {
                     let spec = overlaid(&server.spec, overlay)?;
                     let upstream = (self.connect)(&spec);
-                    let instance = Server::start(spec, upstream);
+                    let instance = Server::start_in(spec, upstream, scope.clone());
                     if let Some(old) = instances.insert(
                         key,
                         Instance {

@@ -181,6 +181,10 @@ pub struct Server {
     pub spec: ServerSpec,
     /// The connection.
     pub upstream: Arc<dyn Upstream>,
+    /// Whose credential its connection carries: `""` for the shared connection, else the
+    /// instance's identity key (`crate::credentials`); its tools are pinned in that scope
+    /// (`crate::pins`).
+    pub scope: Arc<str>,
     lists: [tokio::sync::Mutex<Option<Arc<Listing>>>; 4],
 }
 
@@ -188,9 +192,20 @@ impl Server {
     /// A server over `upstream`, configured by `spec`, its lists dropped when it says they
     /// changed.
     pub(crate) fn start(spec: ServerSpec, upstream: Arc<dyn Upstream>) -> Arc<Server> {
+        Self::start_in(spec, upstream, Arc::from(""))
+    }
+
+    /// [`Server::start`] for an instance carrying the credential whose identity key is
+    /// `scope`.
+    pub(crate) fn start_in(
+        spec: ServerSpec,
+        upstream: Arc<dyn Upstream>,
+        scope: Arc<str>,
+    ) -> Arc<Server> {
         let server = Arc::new(Server {
             spec,
             upstream,
+            scope,
             lists: Default::default(),
         });
         watch_list_changes(&server);

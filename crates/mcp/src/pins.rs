@@ -8,6 +8,13 @@
 //! fingerprint differs from the pin is withheld from clients (left out of lists, its calls
 //! refused) until an admin approves it, which pins the new fingerprint.
 //!
+//! Pins are kept per **scope** ([`Key`]): a server's shared connection is one (`""`), each
+//! instance of it that carries a credential of its own (`crate::credentials`) another, named by
+//! the instance's identity key ([`crate::hub::Server::scope`]). An upstream may legitimately
+//! list different definitions to different credentials, so each scope is pinned on its own: a
+//! definition one instance lists is never compared with another's pin, and a change withholds
+//! the tool only from the callers that reach the server through that instance.
+//!
 //! The decision is pure ([`verdict`]); the pins live in the database, behind [`PinLedger`], and
 //! in memory ([`Pins`]): a listing is recorded once, when it is first used after being fetched
 //! (so only a fetch, never a call, waits on the database), and the in-memory pins are reloaded
@@ -116,16 +123,26 @@ pub struct PinError(pub String);
 /// Where pins are kept (the gateway's database).
 #[async_trait::async_trait]
 pub trait PinLedger: Send + Sync + std::fmt::Debug {
-    /// Records what `server` lists now (tools seen the first time are pinned as they are) and
-    /// returns the pinned fingerprint of each of its tools, by tool.
+    /// Records what `server` lists now in `scope` (tools seen the first time in that scope are
+    /// pinned as they are) and returns the pinned fingerprint of each of its tools there, by
+    /// tool.
     async fn observe(
         &self,
         server: &str,
+        scope: &str,
         seen: &[Seen<'_>],
     ) -> Result<HashMap<String, String>, PinError>;
 
-    /// Every server's pinned fingerprints, by server, then tool.
-    async fn load(&self) -> Result<HashMap<String, HashMap<String, String>>, PinError>;
+    /// Every pinned fingerprint, by server and scope, then tool.
+    async fn load(&self) -> Result<HashMap<Key, HashMap<String, String>>, PinError>;
+}
+
+/// Whose pins: a server and a scope (`""` for its shared connection, else the identity key of
+/// an instance carrying a credential of its own).
+pub type Key = (String, String);
+
+fn key(server: &str, scope: &str) -> Key {
+    (server.to_owned(), scope.to_owned())
 }
 
 /// The fingerprints of one listing's tools, by the server's own name.
@@ -135,10 +152,11 @@ pub type Fingerprints = HashMap<String, String>;
 #[derive(Debug)]
 pub struct Pins {
     ledger: Arc<dyn PinLedger>,
-    /// Pinned fingerprints, by server, then tool.
-    view: RwLock<HashMap<String, HashMap<String, String>>>,
-    /// The changed definitions already reported, so each is reported once per process.
-    reported: Mutex<HashSet<(String, String, String)>>,
+    /// Pinned fingerprints, by server and scope, then tool.
+    view: RwLock<HashMap<Key, HashMap<String, String>>>,
+    /// The changed definitions already reported (server, scope, tool, fingerprint), so each
+    /// is reported once per process.
+    reported: Mutex<HashSet<(String, String, String, String)>>,
 }
 
 impl Pins {
@@ -161,38 +179,38 @@ impl Pins {
         Ok(())
     }
 
-    /// Pins `fingerprint` for `server`'s `tool` in memory (after an approval).
-    pub fn pin(&self, server: &str, tool: &str, fingerprint: &str) {
+    /// Pins `fingerprint` for `server`'s `tool` in `scope` in memory (after an approval).
+    pub fn pin(&self, server: &str, scope: &str, tool: &str, fingerprint: &str) {
         if let Ok(mut view) = self.view.write() {
-            view.entry(server.to_owned())
+            view.entry(key(server, scope))
                 .or_default()
                 .insert(tool.to_owned(), fingerprint.to_owned());
         }
     }
 
-    /// The pinned fingerprint of `server`'s `tool`, as this process knows it.
-    pub fn pinned(&self, server: &str, tool: &str) -> Option<String> {
+    /// The pinned fingerprint of `server`'s `tool` in `scope`, as this process knows it.
+    pub fn pinned(&self, server: &str, scope: &str, tool: &str) -> Option<String> {
         let view = self.view.read().ok()?;
-        view.get(server)?.get(tool).cloned()
+        view.get(&key(server, scope))?.get(tool).cloned()
     }
 
-    /// The decision for `server`'s `tool` listed with fingerprint `seen`.
-    pub fn verdict(&self, server: &str, tool: &str, seen: &str) -> Verdict {
+    /// The decision for `server`'s `tool` listed in `scope` with fingerprint `seen`.
+    pub fn verdict(&self, server: &str, scope: &str, tool: &str, seen: &str) -> Verdict {
         let Ok(view) = self.view.read() else {
             return Verdict::Withhold;
         };
         verdict(
-            view.get(server)
+            view.get(&key(server, scope))
                 .and_then(|t| t.get(tool))
                 .map(String::as_str),
             seen,
         )
     }
 
-    /// Records `listing`, `server`'s tools as fetched, in the ledger and returns their
-    /// fingerprints. If the ledger fails, tools this process has no pin for are pinned in
+    /// Records `listing`, `server`'s tools as fetched in `scope`, in the ledger and returns
+    /// their fingerprints. If the ledger fails, tools this process has no pin for are pinned in
     /// memory as they are, and the ledger is tried again with the next fetch.
-    pub async fn observe(&self, server: &str, listing: &Listing) -> Fingerprints {
+    pub async fn observe(&self, server: &str, scope: &str, listing: &Listing) -> Fingerprints {
         let mut fingerprints = Fingerprints::with_capacity(listing.entries.len());
         for entry in &listing.entries {
             if let Some(fp) = fingerprint(&entry.direct) {
@@ -210,16 +228,16 @@ impl Pins {
                 })
             })
             .collect();
-        match self.ledger.observe(server, &seen).await {
+        match self.ledger.observe(server, scope, &seen).await {
             Ok(pinned) => {
                 if let Ok(mut view) = self.view.write() {
-                    view.insert(server.to_owned(), pinned);
+                    view.insert(key(server, scope), pinned);
                 }
             }
             Err(e) => {
-                tracing::error!(server, "MCP tool pins not recorded: {e}");
+                tracing::error!(server, scope, "MCP tool pins not recorded: {e}");
                 if let Ok(mut view) = self.view.write() {
-                    let known = view.entry(server.to_owned()).or_default();
+                    let known = view.entry(key(server, scope)).or_default();
                     for (tool, fp) in &fingerprints {
                         known.entry(tool.clone()).or_insert_with(|| fp.clone());
                     }
@@ -227,20 +245,26 @@ impl Pins {
             }
         }
         for (tool, fp) in &fingerprints {
-            if self.verdict(server, tool, fp) == Verdict::Withhold {
-                self.report(server, tool, fp);
+            if self.verdict(server, scope, tool, fp) == Verdict::Withhold {
+                self.report(server, scope, tool, fp);
             }
         }
         fingerprints
     }
 
-    fn report(&self, server: &str, tool: &str, fingerprint: &str) {
+    fn report(&self, server: &str, scope: &str, tool: &str, fingerprint: &str) {
         let Ok(mut reported) = self.reported.lock() else {
             return;
         };
-        if reported.insert((server.to_owned(), tool.to_owned(), fingerprint.to_owned())) {
+        if reported.insert((
+            server.to_owned(),
+            scope.to_owned(),
+            tool.to_owned(),
+            fingerprint.to_owned(),
+        )) {
             tracing::warn!(
                 server,
+                scope,
                 tool,
                 fingerprint,
                 "MCP tool definition changed since it was pinned: withheld from clients until \
@@ -276,7 +300,7 @@ impl Hub {
         Some(
             listing
                 .fingerprints
-                .get_or_init(|| pins.observe(server.name(), listing))
+                .get_or_init(|| pins.observe(server.name(), &server.scope, listing))
                 .await,
         )
     }
@@ -311,7 +335,7 @@ impl Hub {
             return true;
         };
         match fingerprints.get(own) {
-            Some(fp) => pins.verdict(server.name(), own, fp) == Verdict::Show,
+            Some(fp) => pins.verdict(server.name(), &server.scope, own, fp) == Verdict::Show,
             // A definition that is not an object cannot be fingerprinted: it is not shown.
             None => false,
         }

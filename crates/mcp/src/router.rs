@@ -280,8 +280,20 @@ impl Hub {
         server: &Arc<Server>,
         kind: ListKind,
     ) -> Result<Arc<Listing>, ErrorObject> {
+        Ok(self.list_via(ask, server, kind).await?.1)
+    }
+
+    /// [`Hub::list_for`], with the server it was read through (whose scope its tools are
+    /// pinned in).
+    async fn list_via(
+        &self,
+        ask: &Ask<'_>,
+        server: &Arc<Server>,
+        kind: ListKind,
+    ) -> Result<(Arc<Server>, Arc<Listing>), ErrorObject> {
         let source = self.via(ask, server)?;
-        source.list(kind).await.map_err(|e| e.to_error_object())
+        let listing = source.list(kind).await.map_err(|e| e.to_error_object())?;
+        Ok((source, listing))
     }
 
     async fn plan_list(
@@ -291,11 +303,12 @@ impl Hub {
         params: Option<&RawValue>,
         note: impl Fn(Decision) -> Note,
     ) -> Plan {
-        // The lists of every server in scope, held while their entries are paged.
-        let mut listings: Vec<(&Arc<Server>, Arc<Listing>)> = Vec::new();
+        // The lists of every server in scope, held while their entries are paged, each with
+        // the instance it was read through.
+        let mut listings: Vec<(Arc<Server>, Arc<Listing>)> = Vec::new();
         match ask.scope {
-            Scope::Server(server) => match self.list_for(ask, server, kind).await {
-                Ok(listing) => listings.push((server, listing)),
+            Scope::Server(server) => match self.list_via(ask, server, kind).await {
+                Ok(read) => listings.push(read),
                 Err(e) => {
                     return Plan::Answer(Err(e), note(Decision::Failed));
                 }
@@ -307,12 +320,12 @@ impl Hub {
                     .filter(|s| ask.access.allows_server(s.name()))
                     .collect();
                 let lists = futures_util::future::join_all(
-                    usable.iter().map(|server| self.list_for(ask, server, kind)),
+                    usable.iter().map(|server| self.list_via(ask, server, kind)),
                 )
                 .await;
                 for (server, listing) in usable.into_iter().zip(lists) {
                     match listing {
-                        Ok(listing) => listings.push((server, listing)),
+                        Ok(read) => listings.push(read),
                         // One server failing leaves the others' entries listed.
                         Err(e) => {
                             tracing::warn!(server = server.name(), "listing skipped: {}", e.message)

@@ -3,6 +3,12 @@
 //! definition that changes is withheld until an admin approves it — on every replica, since
 //! the table is shared.
 //!
+//! Pins are kept per **scope**: `""` ([`SHARED`]) for a server's shared connection, otherwise the
+//! identity key of an instance of the server that carries a credential of its own (a per-user
+//! or per-team credential's id), since an upstream may list different definitions to different
+//! credentials. Each scope's pins are independent: one scope's definitions never decide what
+//! another's callers see.
+//!
 //! Recording what a server lists ([`McpPinStore::observe_tools`]) is one upsert per tool: a
 //! tool seen for the first time is pinned as it is; a known one gets its current definition
 //! and, when that differs from the pin, the time it began to differ. Approving
@@ -13,6 +19,9 @@
 use async_trait::async_trait;
 
 use crate::{PostgresStore, SqliteStore, StoreError};
+
+/// The scope of a server's shared connection.
+pub const SHARED: &str = "";
 
 /// A tool as a server lists it now.
 #[derive(Debug, Clone, Copy)]
@@ -30,6 +39,8 @@ pub struct SeenTool<'a> {
 pub struct PinnedTool {
     /// The server.
     pub server: String,
+    /// The scope: [`SHARED`] or an instance's identity key.
+    pub scope: String,
     /// The server's own name of the tool.
     pub tool: String,
     /// The fingerprint clients may see.
@@ -41,6 +52,8 @@ pub struct PinnedTool {
 pub struct ToolPin {
     /// The server.
     pub server: String,
+    /// The scope: [`SHARED`] or an instance's identity key.
+    pub scope: String,
     /// The server's own name of the tool.
     pub tool: String,
     /// The fingerprint first seen or last approved.
@@ -85,11 +98,13 @@ pub enum Approval {
 /// The tool pins.
 #[async_trait]
 pub trait McpPinStore: Send + Sync + std::fmt::Debug {
-    /// Records what `server` lists now, at `now_ms`: tools seen for the first time are pinned
-    /// as they are. Returns the pinned fingerprint of every tool of `server` ever seen.
+    /// Records what `server` lists now in `scope`, at `now_ms`: tools seen for the first time
+    /// in that scope are pinned as they are. Returns the pinned fingerprint of every tool of
+    /// `server` ever seen in `scope`.
     async fn observe_tools(
         &self,
         server: &str,
+        scope: &str,
         seen: &[SeenTool<'_>],
         now_ms: i64,
     ) -> Result<Vec<PinnedTool>, StoreError>;
@@ -97,25 +112,33 @@ pub trait McpPinStore: Send + Sync + std::fmt::Debug {
     /// Every tool's pinned fingerprint.
     async fn pinned_tools(&self) -> Result<Vec<PinnedTool>, StoreError>;
 
-    /// Every pin, whole, of `server` or of every server; by server, then tool.
-    async fn tool_pins(&self, server: Option<&str>) -> Result<Vec<ToolPin>, StoreError>;
+    /// Every pin, whole, of `server` (or of every server) in `scope` (or in every scope); by
+    /// server, scope, then tool.
+    async fn tool_pins(
+        &self,
+        server: Option<&str>,
+        scope: Option<&str>,
+    ) -> Result<Vec<ToolPin>, StoreError>;
 
-    /// Pins the definition `server` lists now for `tool`, if its fingerprint is `fingerprint`.
+    /// Pins the definition `server` lists now in `scope` for `tool`, if its fingerprint is
+    /// `fingerprint`.
     async fn approve_tool(
         &self,
         server: &str,
+        scope: &str,
         tool: &str,
         fingerprint: &str,
         now_ms: i64,
     ) -> Result<Approval, StoreError>;
 }
 
-const PIN_COLUMNS: &str = "server, tool, pinned_fingerprint, pinned_definition, \
+const PIN_COLUMNS: &str = "server, scope, tool, pinned_fingerprint, pinned_definition, \
     current_fingerprint, current_definition, first_seen_ms, seen_ms, changed_ms, approved_ms";
 
 #[derive(sqlx::FromRow)]
 struct PinRow {
     server: String,
+    scope: String,
     tool: String,
     pinned_fingerprint: String,
     pinned_definition: String,
@@ -131,6 +154,7 @@ impl PinRow {
     fn into_pin(self, loaded: fn(String) -> String) -> ToolPin {
         ToolPin {
             server: loaded(self.server),
+            scope: loaded(self.scope),
             tool: loaded(self.tool),
             pinned_fingerprint: self.pinned_fingerprint,
             pinned_definition: loaded(self.pinned_definition),
@@ -151,6 +175,7 @@ macro_rules! mcp_pin_store {
             async fn observe_tools(
                 &self,
                 server: &str,
+                scope: &str,
                 seen: &[SeenTool<'_>],
                 now_ms: i64,
             ) -> Result<Vec<PinnedTool>, StoreError> {
@@ -159,11 +184,11 @@ macro_rules! mcp_pin_store {
                     // First sight pins; afterwards only the current definition moves, and
                     // `changed_ms` says since when it differs from the pin.
                     sqlx::query(
-                        "INSERT INTO mcp_tool_pins (server, tool, pinned_fingerprint, \
+                        "INSERT INTO mcp_tool_pins (server, scope, tool, pinned_fingerprint, \
                          pinned_definition, current_fingerprint, current_definition, \
                          first_seen_ms, seen_ms, changed_ms, approved_ms) \
-                         VALUES ($1, $2, $3, $4, $3, $4, $5, $5, NULL, NULL) \
-                         ON CONFLICT (server, tool) DO UPDATE SET \
+                         VALUES ($1, $6, $2, $3, $4, $3, $4, $5, $5, NULL, NULL) \
+                         ON CONFLICT (server, scope, tool) DO UPDATE SET \
                          changed_ms = CASE \
                            WHEN excluded.current_fingerprint = mcp_tool_pins.pinned_fingerprint \
                              THEN NULL \
@@ -179,21 +204,24 @@ macro_rules! mcp_pin_store {
                     .bind(t.fingerprint)
                     .bind($store::stored(t.definition))
                     .bind(now_ms)
+                    .bind($store::stored(scope))
                     .execute(&mut *tx)
                     .await?;
                 }
-                let rows: Vec<(String, String, String)> = sqlx::query_as(
-                    "SELECT server, tool, pinned_fingerprint FROM mcp_tool_pins \
-                     WHERE server = $1",
+                let rows: Vec<(String, String, String, String)> = sqlx::query_as(
+                    "SELECT server, scope, tool, pinned_fingerprint FROM mcp_tool_pins \
+                     WHERE server = $1 AND scope = $2",
                 )
                 .bind($store::stored(server))
+                .bind($store::stored(scope))
                 .fetch_all(&mut *tx)
                 .await?;
                 tx.commit().await?;
                 Ok(rows
                     .into_iter()
-                    .map(|(server, tool, fingerprint)| PinnedTool {
+                    .map(|(server, scope, tool, fingerprint)| PinnedTool {
                         server: $store::loaded(server),
+                        scope: $store::loaded(scope),
                         tool: $store::loaded(tool),
                         fingerprint,
                     })
@@ -201,40 +229,37 @@ macro_rules! mcp_pin_store {
             }
 
             async fn pinned_tools(&self) -> Result<Vec<PinnedTool>, StoreError> {
-                let rows: Vec<(String, String, String)> = sqlx::query_as(
-                    "SELECT server, tool, pinned_fingerprint FROM mcp_tool_pins",
+                let rows: Vec<(String, String, String, String)> = sqlx::query_as(
+                    "SELECT server, scope, tool, pinned_fingerprint FROM mcp_tool_pins",
                 )
                 .fetch_all(self.pool())
                 .await?;
                 Ok(rows
                     .into_iter()
-                    .map(|(server, tool, fingerprint)| PinnedTool {
+                    .map(|(server, scope, tool, fingerprint)| PinnedTool {
                         server: $store::loaded(server),
+                        scope: $store::loaded(scope),
                         tool: $store::loaded(tool),
                         fingerprint,
                     })
                     .collect())
             }
 
-            async fn tool_pins(&self, server: Option<&str>) -> Result<Vec<ToolPin>, StoreError> {
-                let rows: Vec<PinRow> = match server {
-                    Some(server) => {
-                        sqlx::query_as(&format!(
-                            "SELECT {PIN_COLUMNS} FROM mcp_tool_pins WHERE server = $1 \
-                             ORDER BY server, tool"
-                        ))
-                        .bind($store::stored(server))
-                        .fetch_all(self.pool())
-                        .await?
-                    }
-                    None => {
-                        sqlx::query_as(&format!(
-                            "SELECT {PIN_COLUMNS} FROM mcp_tool_pins ORDER BY server, tool"
-                        ))
-                        .fetch_all(self.pool())
-                        .await?
-                    }
-                };
+            async fn tool_pins(
+                &self,
+                server: Option<&str>,
+                scope: Option<&str>,
+            ) -> Result<Vec<ToolPin>, StoreError> {
+                // A filter left out matches every row (`$n IS NULL`).
+                let rows: Vec<PinRow> = sqlx::query_as(&format!(
+                    "SELECT {PIN_COLUMNS} FROM mcp_tool_pins \
+                     WHERE ($1 IS NULL OR server = $1) AND ($2 IS NULL OR scope = $2) \
+                     ORDER BY server, scope, tool"
+                ))
+                .bind(server.map($store::stored))
+                .bind(scope.map($store::stored))
+                .fetch_all(self.pool())
+                .await?;
                 Ok(rows
                     .into_iter()
                     .map(|r| r.into_pin($store::loaded))
@@ -244,6 +269,7 @@ macro_rules! mcp_pin_store {
             async fn approve_tool(
                 &self,
                 server: &str,
+                scope: &str,
                 tool: &str,
                 fingerprint: &str,
                 now_ms: i64,
@@ -252,19 +278,23 @@ macro_rules! mcp_pin_store {
                     "UPDATE mcp_tool_pins SET pinned_fingerprint = current_fingerprint, \
                      pinned_definition = current_definition, changed_ms = NULL, \
                      approved_ms = $4 \
-                     WHERE server = $1 AND tool = $2 AND current_fingerprint = $3",
+                     WHERE server = $1 AND tool = $2 AND current_fingerprint = $3 \
+                     AND scope = $5",
                 )
                 .bind($store::stored(server))
                 .bind($store::stored(tool))
                 .bind(fingerprint)
                 .bind(now_ms)
+                .bind($store::stored(scope))
                 .execute(self.pool())
                 .await?;
                 let row: Option<PinRow> = sqlx::query_as(&format!(
-                    "SELECT {PIN_COLUMNS} FROM mcp_tool_pins WHERE server = $1 AND tool = $2"
+                    "SELECT {PIN_COLUMNS} FROM mcp_tool_pins \
+                     WHERE server = $1 AND tool = $2 AND scope = $3"
                 ))
                 .bind($store::stored(server))
                 .bind($store::stored(tool))
+                .bind($store::stored(scope))
                 .fetch_optional(self.pool())
                 .await?;
                 Ok(match row.map(|r| r.into_pin($store::loaded)) {

@@ -1,11 +1,11 @@
 //! MCP tool pins on a real SQLite file and a real PostgreSQL server: first sight pins, a
 //! changed definition is recorded beside the pin, approval moves the pin only to the
-//! definition reviewed.
+//! definition reviewed; each credential scope keeps its own pins.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use portcullis_store::McpPinStore;
-use portcullis_store::mcp_pins::{Approval, SeenTool};
+use portcullis_store::mcp_pins::{Approval, SHARED, SeenTool};
 use portcullis_store::{PostgresStore, SqliteStore};
 use portcullis_test_support::postgres::fresh_schema_url;
 
@@ -21,7 +21,12 @@ fn seen<'a>(tool: &'a str, fingerprint: &'a str, definition: &'a str) -> SeenToo
 
 async fn pins_follow_changes_and_approvals(store: &dyn McpPinStore) {
     let pinned = store
-        .observe_tools("files", &[seen("read", "aa", r#"{"name":"read"}"#)], NOW)
+        .observe_tools(
+            "files",
+            SHARED,
+            &[seen("read", "aa", r#"{"name":"read"}"#)],
+            NOW,
+        )
         .await
         .unwrap();
     assert_eq!(pinned.len(), 1);
@@ -30,13 +35,14 @@ async fn pins_follow_changes_and_approvals(store: &dyn McpPinStore) {
     let pinned = store
         .observe_tools(
             "files",
+            SHARED,
             &[seen("read", "bb", "{\"name\":\"read\",\"x\":\"\0\"}")],
             NOW + 1,
         )
         .await
         .unwrap();
     assert_eq!(pinned[0].fingerprint, "aa");
-    let pins = store.tool_pins(Some("files")).await.unwrap();
+    let pins = store.tool_pins(Some("files"), None).await.unwrap();
     assert!(pins[0].changed());
     assert_eq!(pins[0].changed_ms, Some(NOW + 1));
     assert_eq!(
@@ -45,17 +51,17 @@ async fn pins_follow_changes_and_approvals(store: &dyn McpPinStore) {
     );
     // Seen again unchanged: still changed since the first time.
     store
-        .observe_tools("files", &[seen("read", "bb", "{}")], NOW + 2)
+        .observe_tools("files", SHARED, &[seen("read", "bb", "{}")], NOW + 2)
         .await
         .unwrap();
     assert_eq!(
-        store.tool_pins(None).await.unwrap()[0].changed_ms,
+        store.tool_pins(None, None).await.unwrap()[0].changed_ms,
         Some(NOW + 1)
     );
     // Approving what is no longer listed is refused; unknown tools are unknown.
     assert_eq!(
         store
-            .approve_tool("files", "read", "aa", NOW + 3)
+            .approve_tool("files", SHARED, "read", "aa", NOW + 3)
             .await
             .unwrap(),
         Approval::Stale {
@@ -64,13 +70,13 @@ async fn pins_follow_changes_and_approvals(store: &dyn McpPinStore) {
     );
     assert_eq!(
         store
-            .approve_tool("files", "write", "bb", NOW + 3)
+            .approve_tool("files", SHARED, "write", "bb", NOW + 3)
             .await
             .unwrap(),
         Approval::Unknown
     );
     let Approval::Approved(pin) = store
-        .approve_tool("files", "read", "bb", NOW + 3)
+        .approve_tool("files", SHARED, "read", "bb", NOW + 3)
         .await
         .unwrap()
     else {
@@ -85,10 +91,84 @@ async fn pins_follow_changes_and_approvals(store: &dyn McpPinStore) {
     assert_eq!(all[0].fingerprint, "bb");
     // Changing back to the old definition is a change too.
     store
-        .observe_tools("files", &[seen("read", "aa", "{}")], NOW + 4)
+        .observe_tools("files", SHARED, &[seen("read", "aa", "{}")], NOW + 4)
         .await
         .unwrap();
-    assert!(store.tool_pins(None).await.unwrap()[0].changed());
+    assert!(store.tool_pins(None, None).await.unwrap()[0].changed());
+}
+
+async fn each_scope_keeps_its_own_pins(store: &dyn McpPinStore) {
+    // The shared connection and a credential's instance list different definitions of `read`:
+    // each is pinned in its own scope, neither a change of the other.
+    let shared = store
+        .observe_tools("docs", SHARED, &[seen("read", "aa", "{}")], NOW)
+        .await
+        .unwrap();
+    let own = store
+        .observe_tools("docs", "cred-1", &[seen("read", "bb", "{}")], NOW)
+        .await
+        .unwrap();
+    assert_eq!((shared.len(), shared[0].fingerprint.as_str()), (1, "aa"));
+    assert_eq!(own.len(), 1);
+    assert_eq!(
+        (own[0].scope.as_str(), own[0].fingerprint.as_str()),
+        ("cred-1", "bb")
+    );
+    assert!(
+        store
+            .tool_pins(Some("docs"), None)
+            .await
+            .unwrap()
+            .iter()
+            .all(|p| !p.changed())
+    );
+    // The instance's definition changes: only its scope records it.
+    store
+        .observe_tools("docs", "cred-1", &[seen("read", "cc", "{}")], NOW + 1)
+        .await
+        .unwrap();
+    let changed = store.tool_pins(Some("docs"), Some("cred-1")).await.unwrap();
+    assert_eq!(changed.len(), 1);
+    assert!(changed[0].changed());
+    let shared = store.tool_pins(Some("docs"), Some(SHARED)).await.unwrap();
+    assert_eq!(shared.len(), 1);
+    assert!(!shared[0].changed());
+    // Approval is per scope: the shared scope has no `cc` to approve.
+    assert_eq!(
+        store
+            .approve_tool("docs", SHARED, "read", "cc", NOW + 2)
+            .await
+            .unwrap(),
+        Approval::Stale {
+            current_fingerprint: "aa".into()
+        }
+    );
+    assert_eq!(
+        store
+            .approve_tool("docs", "cred-2", "read", "cc", NOW + 2)
+            .await
+            .unwrap(),
+        Approval::Unknown
+    );
+    let Approval::Approved(pin) = store
+        .approve_tool("docs", "cred-1", "read", "cc", NOW + 2)
+        .await
+        .unwrap()
+    else {
+        panic!("not approved");
+    };
+    assert_eq!(
+        (pin.scope.as_str(), pin.pinned_fingerprint.as_str()),
+        ("cred-1", "cc")
+    );
+    let mut all = store.pinned_tools().await.unwrap();
+    all.retain(|p| p.server == "docs");
+    all.sort_by(|a, b| a.scope.cmp(&b.scope));
+    let all: Vec<(&str, &str)> = all
+        .iter()
+        .map(|p| (p.scope.as_str(), p.fingerprint.as_str()))
+        .collect();
+    assert_eq!(all, [(SHARED, "aa"), ("cred-1", "cc")]);
 }
 
 #[tokio::test]
@@ -97,6 +177,7 @@ async fn sqlite_pins() {
     let url = format!("sqlite://{}", dir.path().join("pins.db").display());
     let store = SqliteStore::connect(&url, 4).await.unwrap();
     pins_follow_changes_and_approvals(store.as_ref()).await;
+    each_scope_keeps_its_own_pins(store.as_ref()).await;
 }
 
 #[tokio::test]
@@ -105,4 +186,5 @@ async fn postgres_pins() {
         .await
         .unwrap();
     pins_follow_changes_and_approvals(store.as_ref()).await;
+    each_scope_keeps_its_own_pins(store.as_ref()).await;
 }
