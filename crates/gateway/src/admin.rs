@@ -2,13 +2,14 @@
 //!
 //! - `GET /admin/logs` — the request log, newest first, with filters `since`, `until` (RFC 3339
 //!   or Unix milliseconds), `model`, `provider`, `route`, `status` (`429` or `5xx`), `subject`,
-//!   `user`, `team`, `key`,
+//!   `user`, `team`, `key`, `endpoint` (`chat_completions`, `messages`, `embeddings`, `mcp`),
+//!   `server` and `tool` (MCP requests only),
 //!   `limit` (default 100, at most 1000) and `cursor` (the previous page's `next_cursor`).
 //! - `GET /admin/usage` — usage analytics computed in the database: requests, errors, tokens,
 //!   cost, cache hits and latency percentiles over `since`..`until` (default: the last 24
-//!   hours), optionally per `group_by` (`provider`, `model`, `route`, `key`, `user`, `team`) and
-//!   per `interval` (`minute`, `hour`, `day`), filtered by `provider`, `model`, `route`, `key`,
-//!   `user` and `team`, with totals.
+//!   hours), optionally per `group_by` (`provider`, `model`, `route`, `key`, `user`, `team`,
+//!   `endpoint`, and for MCP requests only `server` and `tool`) and per `interval` (`minute`,
+//!   `hour`, `day`), filtered by any of those dimensions, with totals.
 //!
 //! Logs and usage are also open to `viewer` identities, limited to their own teams.
 
@@ -237,6 +238,9 @@ fn log_query(params: &HashMap<String, String>) -> Result<LogQuery, GatewayError>
             "user" => q.user = Some(text(k, v)?),
             "team" => q.team = Some(text(k, v)?),
             "key" => q.key = Some(text(k, v)?),
+            "endpoint" => q.endpoint = Some(text(k, v)?),
+            "server" => q.server = Some(text(k, v)?),
+            "tool" => q.tool = Some(text(k, v)?),
             "status" => {
                 q.status = Some(
                     StatusFilter::parse(v)
@@ -402,12 +406,12 @@ fn usage_query(params: &[(String, String)], now_ms: i64) -> Result<UsageQuery, G
         match k.as_str() {
             "since" => since = Some(parse_time(k, v)?),
             "until" => until = Some(parse_time(k, v)?),
-            "group_by" => {
-                group_by =
-                    Some(Dimension::parse(v).ok_or_else(|| {
-                        bad(k, "expected provider, model, route, key, user or team")
-                    })?)
-            }
+            "group_by" => group_by = Some(Dimension::parse(v).ok_or_else(|| {
+                bad(
+                    k,
+                    "expected provider, model, route, key, user, team, endpoint, server or tool",
+                )
+            })?),
             "interval" => {
                 interval =
                     Some(Interval::parse(v).ok_or_else(|| bad(k, "expected minute, hour or day"))?)

@@ -181,6 +181,12 @@ pub struct LogQuery {
     pub team: Option<String>,
     /// Only this virtual key.
     pub key: Option<String>,
+    /// Only this endpoint (`chat_completions`, `messages`, `embeddings`, `mcp`).
+    pub endpoint: Option<String>,
+    /// Only MCP requests to this server.
+    pub server: Option<String>,
+    /// Only MCP requests of this tool (or prompt), by its public name `<server>__<name>`.
+    pub tool: Option<String>,
     /// Only records older than this id (the previous page's `next_cursor`).
     pub before_id: Option<Uuid>,
     /// At most this many records.

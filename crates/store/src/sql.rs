@@ -249,6 +249,18 @@ macro_rules! sql_store {
                     qb.push(" AND key_id = ")
                         .push_bind($store::stored(s).into_owned());
                 }
+                if let Some(s) = &q.endpoint {
+                    qb.push(" AND endpoint = ")
+                        .push_bind($store::stored(s).into_owned());
+                }
+                if let Some(s) = &q.server {
+                    qb.push(" AND endpoint = 'mcp' AND provider = ")
+                        .push_bind($store::stored(s).into_owned());
+                }
+                if let Some(s) = &q.tool {
+                    qb.push(" AND endpoint = 'mcp' AND model = ")
+                        .push_bind($store::stored(s).into_owned());
+                }
                 if let Some(s) = &q.subject {
                     qb.push(" AND subject = ")
                         .push_bind($store::stored(s).into_owned());

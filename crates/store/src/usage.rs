@@ -30,21 +30,30 @@ pub enum Dimension {
     User,
     /// The team accounted.
     Team,
+    /// The endpoint called (`chat_completions`, `messages`, `embeddings`, `mcp`).
+    Endpoint,
+    /// The MCP server a request went to (MCP requests only).
+    Server,
+    /// The MCP tool (or prompt) by its public name `<server>__<name>` (MCP requests only).
+    Tool,
 }
 
 impl Dimension {
     /// Every dimension.
-    pub const ALL: [Dimension; 6] = [
+    pub const ALL: [Dimension; 9] = [
         Dimension::Provider,
         Dimension::Model,
         Dimension::Route,
         Dimension::Key,
         Dimension::User,
         Dimension::Team,
+        Dimension::Endpoint,
+        Dimension::Server,
+        Dimension::Tool,
     ];
 
     /// The dimension's name in the admin API (`provider`, `model`, `route`, `key`, `user`,
-    /// `team`).
+    /// `team`, `endpoint`, `server`, `tool`).
     pub fn as_str(self) -> &'static str {
         match self {
             Dimension::Provider => "provider",
@@ -53,6 +62,9 @@ impl Dimension {
             Dimension::Key => "key",
             Dimension::User => "user",
             Dimension::Team => "team",
+            Dimension::Endpoint => "endpoint",
+            Dimension::Server => "server",
+            Dimension::Tool => "tool",
         }
     }
 
@@ -70,8 +82,35 @@ impl Dimension {
             Dimension::Key => "key_id",
             Dimension::User => "user_id",
             Dimension::Team => "team_id",
+            Dimension::Endpoint => "endpoint",
+            // An MCP request logs its server as the provider, its tool as the model.
+            Dimension::Server => "provider",
+            Dimension::Tool => "model",
         }
     }
+
+    /// The endpoint a request must have been logged under for the dimension to apply: grouping
+    /// or filtering by it counts only those requests.
+    fn only_endpoint(self) -> Option<&'static str> {
+        match self {
+            Dimension::Server | Dimension::Tool => Some(MCP_ENDPOINT),
+            _ => None,
+        }
+    }
+}
+
+/// The request log's `endpoint` of MCP requests.
+const MCP_ENDPOINT: &str = "mcp";
+
+/// The endpoints `dimensions` restrict requests to (at most one each, deduplicated).
+fn endpoint_restrictions(dimensions: impl IntoIterator<Item = Dimension>) -> Vec<&'static str> {
+    let mut only: Vec<&'static str> = Vec::new();
+    for e in dimensions.into_iter().filter_map(Dimension::only_endpoint) {
+        if !only.contains(&e) {
+            only.push(e);
+        }
+    }
+    only
 }
 
 /// The width of a time bucket.
@@ -155,11 +194,17 @@ impl UsageQuery {
         Some((last - first) / interval.millis() + 1)
     }
 
-    /// The same query without grouping or buckets: the totals over the range and filters.
+    /// The same query without grouping or buckets: the totals over the range and filters —
+    /// and over the requests the grouping counts (only MCP requests for `server` and `tool`).
     pub fn totals(&self) -> Self {
+        let mut filters = self.filters.clone();
+        if let Some(endpoint) = self.group_by.and_then(Dimension::only_endpoint) {
+            filters.push((Dimension::Endpoint, endpoint.to_owned()));
+        }
         Self {
             group_by: None,
             interval: None,
+            filters,
             ..self.clone()
         }
     }
@@ -339,6 +384,7 @@ macro_rules! usage_store {
         impl $store {
             fn push_filters<'q>(
                 qb: &mut QueryBuilder<'q, $db>,
+                group_by: Option<Dimension>,
                 filters: &'q [(Dimension, String)],
             ) {
                 for (dimension, value) in filters {
@@ -346,6 +392,10 @@ macro_rules! usage_store {
                         .push(dimension.column())
                         .push(" = ")
                         .push_bind(<$store>::stored(value));
+                }
+                let dimensions = group_by.into_iter().chain(filters.iter().map(|(d, _)| *d));
+                for endpoint in endpoint_restrictions(dimensions) {
+                    qb.push(" AND endpoint = ").push_bind(endpoint);
                 }
             }
         }
@@ -371,7 +421,7 @@ macro_rules! usage_store {
                     .push_bind(q.since_ms)
                     .push(" AND ts_ms < ")
                     .push_bind(q.until_ms);
-                Self::push_filters(&mut qb, &q.filters);
+                Self::push_filters(&mut qb, q.group_by, &q.filters);
                 qb.push("), ranked AS (SELECT grp, bucket, ")
                     .push(MEASURES)
                     .push(
@@ -405,6 +455,9 @@ macro_rules! usage_store {
                         .push(dimension.column())
                         .push(" = ")
                         .push_bind(<$store>::stored(value));
+                    if let Some(endpoint) = dimension.only_endpoint() {
+                        qb.push(" AND endpoint = ").push_bind(endpoint);
+                    }
                 }
                 let (spent,): (Option<f64>,) = qb.build_query_as().fetch_one(self.pool()).await?;
                 Ok(spent.unwrap_or(0.0))
@@ -897,6 +950,102 @@ mod tests {
                 ("twenty", latency(10.0, 19.0, 20.0)),
             ]
         );
+    }
+
+    /// MCP requests on two servers beside chat and embeddings requests that name a provider
+    /// and a model of the same spelling.
+    async fn exercise_mcp(store: &(impl LogStore + UsageStore)) {
+        let mut records = Vec::new();
+        let mut push = |endpoint: &'static str, provider: &'static str, model: &'static str| {
+            let mut r = LogRecord::new(Uuid::now_v7(), T, endpoint, "openai");
+            r.provider = Some(Arc::from(provider));
+            r.model = Some(Arc::from(model));
+            r.status = 200;
+            records.push(r);
+        };
+        for _ in 0..3 {
+            push("mcp", "files", "files__read");
+        }
+        push("mcp", "files", "files__write");
+        push("mcp", "search", "search__query");
+        push("chat_completions", "files", "files__read");
+        push("embeddings", "search", "e5");
+        store.append(&records).await.unwrap();
+        let range = UsageQuery::new(T, T + MINUTE);
+        let grouped = |group_by, filters: Vec<(Dimension, &str)>| {
+            let q = UsageQuery {
+                group_by: Some(group_by),
+                filters: filters
+                    .into_iter()
+                    .map(|(d, v)| (d, v.to_owned()))
+                    .collect(),
+                ..range.clone()
+            };
+            async move {
+                store
+                    .usage(&q)
+                    .await
+                    .unwrap()
+                    .into_iter()
+                    .map(|r| (r.group.unwrap_or_default(), r.stats.requests))
+                    .collect::<Vec<_>>()
+            }
+        };
+        let pairs = |v: &[(&str, u64)]| -> Vec<(String, u64)> {
+            v.iter().map(|(g, n)| ((*g).to_owned(), *n)).collect()
+        };
+        // The chat request naming `files` is no MCP server's.
+        assert_eq!(
+            grouped(Dimension::Server, vec![]).await,
+            pairs(&[("files", 4), ("search", 1)])
+        );
+        assert_eq!(
+            grouped(Dimension::Tool, vec![]).await,
+            pairs(&[
+                ("files__read", 3),
+                ("files__write", 1),
+                ("search__query", 1)
+            ])
+        );
+        assert_eq!(
+            grouped(Dimension::Tool, vec![(Dimension::Server, "files")]).await,
+            pairs(&[("files__read", 3), ("files__write", 1)])
+        );
+        assert_eq!(
+            grouped(Dimension::Endpoint, vec![]).await,
+            pairs(&[("chat_completions", 1), ("embeddings", 1), ("mcp", 5)])
+        );
+        assert_eq!(
+            grouped(Dimension::Provider, vec![(Dimension::Tool, "files__read")]).await,
+            pairs(&[("files", 3)])
+        );
+        assert_eq!(
+            grouped(
+                Dimension::Server,
+                vec![(Dimension::Endpoint, "chat_completions")]
+            )
+            .await,
+            pairs(&[])
+        );
+        // The totals of a report by server count what its rows count.
+        let by_server = UsageQuery {
+            group_by: Some(Dimension::Server),
+            ..range.clone()
+        };
+        let totals = store.usage(&by_server.totals()).await.unwrap();
+        assert_eq!(totals[0].stats.requests, 5);
+    }
+
+    #[tokio::test]
+    async fn sqlite_mcp_dimensions() {
+        let (store, _dir) = sqlite().await;
+        exercise_mcp(store.as_ref()).await;
+    }
+
+    #[tokio::test]
+    async fn postgres_mcp_dimensions() {
+        let store = postgres().await;
+        exercise_mcp(store.as_ref()).await;
     }
 
     #[test]

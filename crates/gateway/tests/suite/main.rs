@@ -34,6 +34,7 @@ mod proxy;
 mod reload;
 mod mcp_streams;
 mod mcp_upstream_oauth;
+mod mcp_usage;
 mod semantic;
 mod telemetry;
 mod tools_denied;
