@@ -6,7 +6,7 @@
 //! the tenancy version moves. A caller's calls to the server then go through an instance of
 //! its own carrying the credential (`portcullis_mcp::credentials`): the user's own credential
 //! wins over their team's; without either, the server's configured headers or environment
-//! serve them.
+//! serve them. A credential deleted or replaced takes its instance's tool pins with it.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -151,6 +151,19 @@ pub async fn put(
             OwnerBody::User(u) => McpCredentialOwner::User(u),
             OwnerBody::Team(t) => McpCredentialOwner::Team(t),
         };
+        // The owner's credential this one replaces, if any: its instance's pins go.
+        let (owner_kind, owner_id) = match &owner {
+            McpCredentialOwner::User(id) => ("user", id),
+            McpCredentialOwner::Team(id) => ("team", id),
+        };
+        let replaced: Vec<String> = directory(&state)?
+            .list_mcp_credentials(&name)
+            .await
+            .map_err(manage_error)?
+            .into_iter()
+            .filter(|c| c.owner_kind == owner_kind && &c.owner_id == owner_id)
+            .map(|c| c.id)
+            .collect();
         let record = directory(&state)?
             .put_mcp_credential(NewMcpCredential {
                 server: name,
@@ -160,6 +173,9 @@ pub async fn put(
             })
             .await
             .map_err(manage_error)?;
+        for id in replaced {
+            forget_pins(&state, &record.server, &id).await;
+        }
         Ok(view(&state, &record))
     })
     .await
@@ -193,7 +209,19 @@ pub async fn delete(
             .delete_mcp_credential(&name, &id)
             .await
             .map_err(manage_error)?;
+        forget_pins(&state, &name, &id).await;
         Ok(json!({"id": id, "deleted": true}))
     })
     .await
+}
+
+/// Drops the tool pins of credential `id`'s instance of `server` (`portcullis_mcp::pins`): no
+/// instance will list in that scope again. A failure leaves them, shown with no owner.
+async fn forget_pins(state: &AppState, server: &str, id: &str) {
+    if let Err(e) = state.stores.mcp_pins.forget_tool_pins(server, id).await {
+        tracing::warn!(
+            server,
+            "MCP tool pins of a removed credential not dropped: {e}"
+        );
+    }
 }

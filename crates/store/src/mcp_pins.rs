@@ -130,6 +130,10 @@ pub trait McpPinStore: Send + Sync + std::fmt::Debug {
         fingerprint: &str,
         now_ms: i64,
     ) -> Result<Approval, StoreError>;
+
+    /// Drops every pin of `server` in `scope`, an instance's that is gone for good (its
+    /// credential deleted or replaced); returns how many. The shared scope is never dropped.
+    async fn forget_tool_pins(&self, server: &str, scope: &str) -> Result<u64, StoreError>;
 }
 
 const PIN_COLUMNS: &str = "server, scope, tool, pinned_fingerprint, pinned_definition, \
@@ -304,6 +308,18 @@ macro_rules! mcp_pin_store {
                         current_fingerprint: pin.current_fingerprint,
                     },
                 })
+            }
+
+            async fn forget_tool_pins(&self, server: &str, scope: &str) -> Result<u64, StoreError> {
+                if scope == SHARED {
+                    return Ok(0);
+                }
+                let done = sqlx::query("DELETE FROM mcp_tool_pins WHERE server = $1 AND scope = $2")
+                    .bind($store::stored(server))
+                    .bind($store::stored(scope))
+                    .execute(self.pool())
+                    .await?;
+                Ok(done.rows_affected())
             }
         }
     };

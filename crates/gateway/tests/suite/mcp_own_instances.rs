@@ -311,6 +311,21 @@ async fn a_credentials_instance_has_its_own_pins_approved_in_its_scope() {
     assert_eq!(shared.len(), 1);
     assert_eq!(shared[0]["status"], "pinned");
     assert_eq!(shared[0]["approved_at"], Value::Null);
+
+    // Her credential is deleted: its pins go, and she sees the shared definition again.
+    let (s, body) = admin(
+        &gw,
+        "DELETE",
+        &format!("/admin/mcp-servers/gh/credentials/{credential}"),
+        None,
+    )
+    .await;
+    assert_eq!(s, 200, "{body}");
+    let (_, left) = admin(&gw, "GET", "/admin/mcp-tools?server=gh", None).await;
+    let left = left["data"].as_array().unwrap().clone();
+    assert_eq!(left.len(), 1, "{left:?}");
+    assert_eq!(left[0]["scope"], "shared");
+    wait_for_tools(&gw, &key, &["gh__tool-0"]).await;
     gw.stop().await;
 }
 

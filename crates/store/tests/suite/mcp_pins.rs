@@ -169,6 +169,12 @@ async fn each_scope_keeps_its_own_pins(store: &dyn McpPinStore) {
         .map(|p| (p.scope.as_str(), p.fingerprint.as_str()))
         .collect();
     assert_eq!(all, [(SHARED, "aa"), ("cred-1", "cc")]);
+    // The credential goes: its pins go with it, the shared ones stay.
+    assert_eq!(store.forget_tool_pins("docs", SHARED).await.unwrap(), 0);
+    assert_eq!(store.forget_tool_pins("docs", "cred-1").await.unwrap(), 1);
+    let left = store.tool_pins(Some("docs"), None).await.unwrap();
+    assert_eq!(left.len(), 1);
+    assert_eq!(left[0].scope, SHARED);
 }
 
 #[tokio::test]
