@@ -625,7 +625,7 @@ fn log_result(log: &mut RequestLog, result: &Result<Box<RawValue>, ErrorObject>)
 }
 
 /// The server, tool, decision and arguments digest of a request in its log record; a tool
-/// call also counts in the metrics.
+/// call also counts in the metrics, and a request sent to a server times there by method.
 fn note_log(log: &mut RequestLog, note: &Note, result_bytes: Option<usize>) {
     if note.method == "tools/call"
         && let (Some(server), Some(tool)) = (&note.server, &note.tool)
@@ -633,6 +633,7 @@ fn note_log(log: &mut RequestLog, note: &Note, result_bytes: Option<usize>) {
         log.metrics()
             .observe_mcp_call(server, tool, note.decision.as_str());
     }
+    log.mcp_method(&note.method);
     let Some(r) = log.record() else {
         return;
     };

@@ -1,6 +1,7 @@
 //! Prometheus metrics served at `GET /metrics`: requests, latency and tokens by endpoint and
-//! provider, the request-log writer's counters, the exact cache's counters and the limiter's
-//! backend failures.
+//! provider; MCP tool calls by server and tool, MCP request latency by server and method,
+//! servers up, tool definitions withheld for review; the request-log writer's counters, the
+//! exact cache's counters and the limiter's backend failures.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -46,6 +47,41 @@ struct McpServerLabels {
     server: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct McpRequestLabels {
+    server: Arc<str>,
+    method: &'static str,
+}
+
+/// The MCP methods named in metric labels; any other method is `other`, so that a caller
+/// cannot grow the label set.
+const MCP_METHODS: &[&str] = &[
+    "initialize",
+    "ping",
+    "tools/list",
+    "tools/call",
+    "prompts/list",
+    "prompts/get",
+    "resources/list",
+    "resources/templates/list",
+    "resources/read",
+    "resources/subscribe",
+    "resources/unsubscribe",
+    "completion/complete",
+    "logging/setLevel",
+    "server/discover",
+    "subscriptions/listen",
+];
+
+/// `method` as a metric label: itself if it is a known MCP method, else `other`.
+pub(crate) fn mcp_method_label(method: &str) -> &'static str {
+    MCP_METHODS
+        .iter()
+        .find(|m| **m == method)
+        .copied()
+        .unwrap_or("other")
+}
+
 #[derive(Clone, Copy, Debug)]
 struct LatencyBuckets;
 
@@ -65,6 +101,8 @@ pub struct Metrics {
     tokens: Family<TokenLabels, Counter>,
     mcp_calls: Family<McpCallLabels, Counter>,
     mcp_up: Family<McpServerLabels, prometheus_client::metrics::gauge::Gauge>,
+    mcp_latency: Family<McpRequestLabels, Histogram, LatencyBuckets>,
+    mcp_definition_changes: Family<McpServerLabels, Counter>,
 }
 
 /// What one finished request contributes.
@@ -123,6 +161,20 @@ impl Metrics {
             "Whether each MCP server is connected and answering (1) or not (0)",
             mcp_up.clone(),
         );
+        let mcp_latency = Family::new_with_constructor(LatencyBuckets);
+        registry.register(
+            "portcullis_mcp_request_duration_seconds",
+            "Time from arrival to the last response byte of MCP requests sent to a server, by \
+             server and method",
+            mcp_latency.clone(),
+        );
+        let mcp_definition_changes = Family::<McpServerLabels, Counter>::default();
+        registry.register(
+            "portcullis_mcp_tool_definition_changes",
+            "Changed MCP tool definitions withheld from clients until an admin approves them, \
+             by server (each definition counted once per process)",
+            mcp_definition_changes.clone(),
+        );
         registry.register_collector(Box::new(LogStatsCollector(log_stats)));
         registry.register_collector(Box::new(ControlsCollector { cache, limiter }));
         Self {
@@ -132,7 +184,29 @@ impl Metrics {
             tokens,
             mcp_calls,
             mcp_up,
+            mcp_latency,
+            mcp_definition_changes,
         }
+    }
+
+    /// Records how long an MCP request sent to `server` took, by its method (a label of
+    /// [`mcp_method_label`]).
+    pub fn observe_mcp_request(&self, server: &str, method: &'static str, seconds: f64) {
+        self.mcp_latency
+            .get_or_create(&McpRequestLabels {
+                server: Arc::from(server),
+                method,
+            })
+            .observe(seconds);
+    }
+
+    /// Counts a changed tool definition of `server` withheld for review.
+    pub fn observe_mcp_tool_definition_change(&self, server: &str) {
+        self.mcp_definition_changes
+            .get_or_create(&McpServerLabels {
+                server: server.to_owned(),
+            })
+            .inc();
     }
 
     /// Counts an MCP tool call of `server`'s `tool` and what became of it.

@@ -23,6 +23,9 @@ pub struct RequestLog {
     sink: LogSink,
     metrics: Arc<Metrics>,
     access: AccessLog,
+    /// The MCP method as a metric label, for an MCP request (its latency is observed by
+    /// server and method).
+    mcp_method: Option<&'static str>,
 }
 
 impl RequestLog {
@@ -34,6 +37,7 @@ impl RequestLog {
             sink,
             metrics,
             access: AccessLog::OFF,
+            mcp_method: None,
         }
     }
 
@@ -51,6 +55,11 @@ impl RequestLog {
     /// The record, while the request is in flight.
     pub fn record(&mut self) -> Option<&mut LogRecord> {
         self.record.as_deref_mut()
+    }
+
+    /// Records the method of an MCP request.
+    pub fn mcp_method(&mut self, method: &str) {
+        self.mcp_method = Some(crate::metrics::mcp_method_label(method));
     }
 
     /// Records who called.
@@ -93,6 +102,7 @@ impl RequestLog {
             sink: self.sink.clone(),
             metrics: self.metrics.clone(),
             access: self.access,
+            mcp_method: self.mcp_method.take(),
         }
     }
 
@@ -117,6 +127,10 @@ impl RequestLog {
             input_tokens: r.input_tokens,
             output_tokens: r.output_tokens,
         });
+        if let (Some(method), Some(server)) = (self.mcp_method, &r.provider) {
+            self.metrics
+                .observe_mcp_request(server, method, elapsed.as_secs_f64());
+        }
         // The id's low bits are random (UUID v7): a sample without shared state.
         if !self.access.is_off() && self.access.samples(r.id.as_u128() as u64) {
             access_line(&r);

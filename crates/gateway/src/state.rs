@@ -80,6 +80,8 @@ impl AppState {
             breaker_sync: OnceLock::new(),
         };
         let mcp_pins = crate::mcp_pins::pins(stores.mcp_pins.clone(), auth.directory());
+        let counted = metrics.clone();
+        mcp_pins.on_withheld(move |server| counted.observe_mcp_tool_definition_change(server));
         Self {
             runtime: ArcSwap::from_pointee(runtime),
             mcp_pins,

@@ -22,7 +22,7 @@
 //! replica takes effect on the others.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
@@ -148,6 +148,15 @@ fn key(server: &str, scope: &str) -> Key {
 /// The fingerprints of one listing's tools, by the server's own name.
 pub type Fingerprints = HashMap<String, String>;
 
+/// What is told of each changed definition withheld: the server's name.
+struct WithheldHook(Box<dyn Fn(&str) + Send + Sync>);
+
+impl std::fmt::Debug for WithheldHook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("WithheldHook")
+    }
+}
+
 /// The pins in memory, over a [`PinLedger`].
 #[derive(Debug)]
 pub struct Pins {
@@ -157,6 +166,8 @@ pub struct Pins {
     /// The changed definitions already reported (server, scope, tool, fingerprint), so each
     /// is reported once per process.
     reported: Mutex<HashSet<(String, String, String, String)>>,
+    /// Told of each changed definition as it is first withheld (the metrics).
+    on_withheld: OnceLock<WithheldHook>,
 }
 
 impl Pins {
@@ -167,6 +178,7 @@ impl Pins {
             ledger,
             view: RwLock::new(HashMap::new()),
             reported: Mutex::new(HashSet::new()),
+            on_withheld: OnceLock::new(),
         }
     }
 
@@ -252,6 +264,12 @@ impl Pins {
         fingerprints
     }
 
+    /// Calls `hook` with the server's name whenever a changed definition is first withheld
+    /// (once per definition, as it is logged); only the first hook set is kept.
+    pub fn on_withheld(&self, hook: impl Fn(&str) + Send + Sync + 'static) {
+        let _ = self.on_withheld.set(WithheldHook(Box::new(hook)));
+    }
+
     fn report(&self, server: &str, scope: &str, tool: &str, fingerprint: &str) {
         let Ok(mut reported) = self.reported.lock() else {
             return;
@@ -270,6 +288,9 @@ impl Pins {
                 "MCP tool definition changed since it was pinned: withheld from clients until \
                  an admin approves it (POST /admin/mcp-tools/{server}/{tool}/approve)"
             );
+            if let Some(hook) = self.on_withheld.get() {
+                (hook.0)(server);
+            }
         }
     }
 }
