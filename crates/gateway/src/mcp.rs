@@ -484,7 +484,11 @@ fn era_of(headers: &HeaderMap, request: &RpcRequest) -> Result<Era, Response> {
     let header = headers
         .get(PROTOCOL_VERSION)
         .map(|v| v.to_str().unwrap_or(""));
-    let meta_version = meta_protocol_version(request.params.as_deref());
+    // The parameters are read for `_meta` only when the header does not say.
+    let meta_version = match header {
+        Some(_) => None,
+        None => meta_protocol_version(request.params.as_deref()),
+    };
     let version = header.or(meta_version.as_deref());
     match version {
         None => Ok(Era::Legacy),

@@ -773,9 +773,30 @@ fn raw_from(bytes: Vec<u8>) -> Box<RawValue> {
 
 /// The first 16 hex digits of the SHA-256 of `arguments` as JSON text.
 fn digest(arguments: Option<&Value>) -> String {
-    let text = arguments.map(Value::to_string).unwrap_or_default();
-    let hash = Sha256::digest(text.as_bytes());
-    hash[..8].iter().map(|b| format!("{b:02x}")).collect()
+    /// Feeds JSON text straight into the hash, without building it as a string first.
+    struct Hashing(Sha256);
+    impl std::io::Write for Hashing {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.update(bytes);
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut hashing = Hashing(Sha256::new());
+    if let Some(arguments) = arguments {
+        // Writing a `Value` into a sink that never fails cannot fail.
+        let _ = serde_json::to_writer(&mut hashing, arguments);
+    }
+    let hash = hashing.0.finalize();
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(16);
+    for byte in &hash[..8] {
+        out.push(char::from(HEX[usize::from(byte >> 4)]));
+        out.push(char::from(HEX[usize::from(byte & 0x0f)]));
+    }
+    out
 }
 
 /// A result as the client's generation wants it: for 2026 clients, `resultType` and, for
@@ -837,6 +858,19 @@ fn public_contents(server: &str, result: &RawValue) -> Option<Box<RawValue>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_arguments_digest_is_the_start_of_the_sha256_of_their_json_text() {
+        let arguments = serde_json::json!({"path": "/srv/a b", "n": [1, 2.5, null], "ü": true});
+        let hex = |text: &str| -> String {
+            Sha256::digest(text.as_bytes())[..8]
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect()
+        };
+        assert_eq!(digest(Some(&arguments)), hex(&arguments.to_string()));
+        assert_eq!(digest(None), hex(""));
+    }
 
     #[test]
     fn the_2026_envelope_stays_out_of_upstream_requests() {
