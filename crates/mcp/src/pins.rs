@@ -427,4 +427,42 @@ mod tests {
         assert_eq!(verdict(Some("aa"), "aa"), Verdict::Show);
         assert_eq!(verdict(Some("aa"), "bb"), Verdict::Withhold);
     }
+
+    #[derive(Debug)]
+    struct NoLedger;
+
+    #[async_trait::async_trait]
+    impl PinLedger for NoLedger {
+        async fn observe(
+            &self,
+            _: &str,
+            _: &str,
+            _: &[Seen<'_>],
+        ) -> Result<HashMap<String, String>, PinError> {
+            Err(PinError("none".into()))
+        }
+
+        async fn load(&self) -> Result<HashMap<Key, HashMap<String, String>>, PinError> {
+            Err(PinError("none".into()))
+        }
+    }
+
+    #[test]
+    fn each_scope_is_decided_by_its_own_pins() {
+        let pins = Pins::new(Arc::new(NoLedger));
+        pins.pin("gh", "", "add", "aa");
+        pins.pin("gh", "mcpcred_1", "add", "bb");
+        // Each instance's definition is shown in its own scope, withheld in the other.
+        assert_eq!(pins.verdict("gh", "", "add", "aa"), Verdict::Show);
+        assert_eq!(pins.verdict("gh", "mcpcred_1", "add", "bb"), Verdict::Show);
+        assert_eq!(pins.verdict("gh", "", "add", "bb"), Verdict::Withhold);
+        assert_eq!(
+            pins.verdict("gh", "mcpcred_1", "add", "aa"),
+            Verdict::Withhold
+        );
+        // A scope with no pins yet pins what it first sees, whatever another scope pinned.
+        assert_eq!(pins.verdict("gh", "mcpcred_2", "add", "cc"), Verdict::Show);
+        assert_eq!(pins.pinned("gh", "mcpcred_1", "add").as_deref(), Some("bb"));
+        assert_eq!(pins.pinned("other", "", "add"), None);
+    }
 }
