@@ -339,7 +339,16 @@ async fn serve(state: Arc<AppState>, server: Option<String>, req: Request) -> Re
             None => Scope::All,
         };
         // Lists, names and pins through the caller's own instances of servers, if any.
-        let instances = endpoint.instances_of(state.auth.directory(), &principal.identity);
+        let oauth = crate::mcp_upstream_oauth::instances(
+            &state,
+            &endpoint,
+            &parts.headers,
+            &principal.identity,
+        )
+        .await;
+        let instances = endpoint
+            .instances_of(state.auth.directory(), &principal.identity)
+            .with_oauth(&oauth);
         let ask = Ask {
             scope,
             instances: Some(&instances),
@@ -387,15 +396,20 @@ async fn serve(state: Arc<AppState>, server: Option<String>, req: Request) -> Re
                 let server = forward.server.clone();
                 // The user's OAuth grant for a server that needs one, else the caller's own
                 // (or their team's) credential for the server, if any.
-                let own = match crate::mcp_upstream_oauth::upstream_for(
-                    &state,
-                    &endpoint,
-                    &parts.headers,
-                    &principal.identity,
-                    &server,
-                )
-                .await
-                {
+                let planned = match oauth.get(server.name()) {
+                    Some(Ok(instance)) => Some(Ok(instance.upstream.clone())),
+                    _ => {
+                        crate::mcp_upstream_oauth::upstream_for(
+                            &state,
+                            &endpoint,
+                            &parts.headers,
+                            &principal.identity,
+                            &server,
+                        )
+                        .await
+                    }
+                };
+                let own = match planned {
                     Some(own) => Some(own),
                     None => endpoint.own_upstream(
                         state.auth.directory(),

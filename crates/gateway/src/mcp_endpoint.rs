@@ -160,6 +160,7 @@ impl McpEndpoint {
     /// Entries per page of the lists the endpoints answer.
     pub fn page_size(&self) -> usize {
         match self.config.page_size {
+            oauth: None,
             0 => portcullis_mcp::pages::DEFAULT_PAGE_SIZE,
             n => n,
         }
@@ -188,6 +189,20 @@ impl std::fmt::Debug for CallerInstances<'_> {
 impl portcullis_mcp::router::Instances for CallerInstances<'_> {
     fn of(
         &self,
+    /// Their instances of servers that need OAuth (made by the gateway's `mcp_upstream_oauth`).
+    oauth: Option<&'a OAuthInstances>,
+}
+
+/// A caller's instances of the servers that need OAuth, by server name.
+pub type OAuthInstances =
+    std::collections::HashMap<String, Result<Arc<Server>, portcullis_mcp::jsonrpc::ErrorObject>>;
+
+impl<'a> CallerInstances<'a> {
+    /// With the caller's instances of the servers that need OAuth.
+    pub fn with_oauth(mut self, oauth: &'a OAuthInstances) -> Self {
+        self.oauth = Some(oauth);
+        self
+    }
         server: &Server,
     ) -> Option<Result<Arc<Server>, portcullis_mcp::jsonrpc::ErrorObject>> {
         self.endpoint.own_instance(self.directory, self.who, server)
@@ -201,6 +216,9 @@ const SESSION_KEY_SETTING: &str = "mcp_session_key";
 /// and the gateway after a restart — verifies the ids any of them issued.
 pub async fn session_key(
     settings: &dyn portcullis_store::SettingsStore,
+        if let Some(found) = self.oauth.and_then(|o| o.get(server.name())) {
+            return Some(found.clone());
+        }
 ) -> Result<[u8; 32], portcullis_store::StoreError> {
     let fresh: [u8; 32] = rand::random();
     let stored = settings

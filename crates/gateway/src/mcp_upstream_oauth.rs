@@ -147,7 +147,39 @@ pub async fn upstream_for(
     server: &Server,
 ) -> Option<Result<Arc<dyn Upstream>, ErrorObject>> {
     let oauth = server.spec.oauth.as_ref()?;
-    Some(user_upstream(state, endpoint, headers, who, server, oauth).await)
+    Some(
+        user_upstream(state, endpoint, headers, who, server, oauth)
+            .await
+            .map(|instance| instance.upstream.clone()),
+    )
+}
+
+/// The caller's instances of the servers that need OAuth, for the router to read their lists
+/// and names through (`crate::mcp_endpoint::CallerInstances`): the instance carrying their
+/// token where they have one; where they do not, nothing when the server's shared connection
+/// is up (its lists serve them, and their call gets the consent error), else the error.
+pub async fn instances(
+    state: &AppState,
+    endpoint: &McpEndpoint,
+    headers: &HeaderMap,
+    who: &Identity,
+) -> HashMap<String, Result<Arc<Server>, ErrorObject>> {
+    let mut out = HashMap::new();
+    for server in endpoint.hub.servers() {
+        let Some(oauth) = server.spec.oauth.as_ref() else {
+            continue;
+        };
+        match user_upstream(state, endpoint, headers, who, server, oauth).await {
+            Ok(instance) => {
+                out.insert(server.name().to_owned(), Ok(instance));
+            }
+            Err(_) if server.status() == portcullis_mcp::upstream::Status::Ready => {}
+            Err(e) => {
+                out.insert(server.name().to_owned(), Err(e));
+            }
+        }
+    }
+    out
 }
 
 async fn user_upstream(
@@ -157,7 +189,7 @@ async fn user_upstream(
     who: &Identity,
     server: &Server,
     oauth: &OAuthSpec,
-) -> Result<Arc<dyn Upstream>, ErrorObject> {
+) -> Result<Arc<Server>, ErrorObject> {
     let name = server.name();
     if oauth.mode == OAuthMode::TokenExchange {
         return exchanged_upstream(endpoint, headers, who, server, oauth).await;
@@ -246,14 +278,14 @@ fn instance(
     server: &Server,
     owner: &str,
     token: &str,
-) -> Result<Arc<dyn Upstream>, ErrorObject> {
+) -> Result<Arc<Server>, ErrorObject> {
     let digest = hex::encode(Sha256::digest(token.as_bytes()));
     let id: Arc<str> = format!("{owner}:{}", &digest[..16]).into();
     let overlay: BTreeMap<String, String> =
         [("Authorization".to_owned(), format!("Bearer {token}"))].into();
     endpoint
         .credentialed
-        .upstream(server, &id, Overlay::Headers(&overlay))
+        .instance(server, &id, Overlay::Headers(&overlay))
         .map_err(|e| failure(e.to_string()))
 }
 
@@ -281,7 +313,7 @@ async fn exchanged_upstream(
     who: &Identity,
     server: &Server,
     oauth: &OAuthSpec,
-) -> Result<Arc<dyn Upstream>, ErrorObject> {
+) -> Result<Arc<Server>, ErrorObject> {
     let name = server.name();
     let subject = headers
         .get(header::AUTHORIZATION)

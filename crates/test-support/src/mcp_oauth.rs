@@ -53,6 +53,8 @@ struct State {
     resources: Vec<String>,
     access_ttl: Duration,
     counter: u64,
+    /// Whether every MCP request (not only `tools/call`) needs a token.
+    everywhere: bool,
 }
 
 /// A running mock OAuth-protected MCP server with its authorization server.
@@ -129,6 +131,12 @@ impl MockOAuthMcp {
     /// Access tokens issued from now on live `ttl`.
     pub fn set_access_ttl(&self, ttl: Duration) {
         self.with(|s| s.access_ttl = ttl);
+    }
+
+    /// Every MCP request needs a valid token from now on, not only `tools/call` (as most
+    /// servers protected by OAuth do).
+    pub fn require_token_everywhere(&self) {
+        self.with(|s| s.everywhere = true);
     }
 
     /// Every refresh token issued so far stops working.
@@ -346,6 +354,27 @@ fn mcp(body: &[u8], headers: &http::HeaderMap, base: &str, s: &mut State) -> Res
         return r;
     };
     let method = message["method"].as_str().unwrap_or("");
+    let bearer = headers
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::to_owned);
+    let valid = bearer
+        .as_ref()
+        .and_then(|t| s.access.get(t))
+        .is_some_and(|expiry| *expiry > Instant::now());
+    let unauthorized = || {
+        let mut r = json_response(StatusCode::UNAUTHORIZED, &json!({"error": "invalid_token"}));
+        if let Ok(v) = http::HeaderValue::from_str(&format!(
+            "Bearer resource_metadata=\"{base}/.well-known/oauth-protected-resource/mcp\""
+        )) {
+            r.headers_mut().insert(http::header::WWW_AUTHENTICATE, v);
+        }
+        r
+    };
+    if s.everywhere && !valid && method != "tools/call" {
+        return unauthorized();
+    }
     let result = match method {
         "initialize" => json!({
             "protocolVersion": "2025-11-25",
@@ -356,25 +385,9 @@ fn mcp(body: &[u8], headers: &http::HeaderMap, base: &str, s: &mut State) -> Res
         "tools/list" => json!({"tools": [{"name": "echo", "description": "Echoes its arguments",
             "inputSchema": {"type": "object"}}]}),
         "tools/call" => {
-            let bearer = headers
-                .get(http::header::AUTHORIZATION)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.strip_prefix("Bearer "))
-                .map(str::to_owned);
-            let valid = bearer
-                .as_ref()
-                .and_then(|t| s.access.get(t))
-                .is_some_and(|expiry| *expiry > Instant::now());
             s.calls.push(bearer.filter(|_| valid));
             if !valid {
-                let mut r =
-                    json_response(StatusCode::UNAUTHORIZED, &json!({"error": "invalid_token"}));
-                if let Ok(v) = http::HeaderValue::from_str(&format!(
-                    "Bearer resource_metadata=\"{base}/.well-known/oauth-protected-resource/mcp\""
-                )) {
-                    r.headers_mut().insert(http::header::WWW_AUTHENTICATE, v);
-                }
-                return r;
+                return unauthorized();
             }
             let arguments = message["params"]["arguments"].to_string();
             json!({"content": [{"type": "text", "text": arguments}], "isError": false})

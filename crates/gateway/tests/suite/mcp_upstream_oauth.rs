@@ -406,3 +406,43 @@ async fn an_enterprise_token_is_exchanged_for_the_servers_own_and_kept_until_it_
     assert_eq!(mock.calls().len(), 4);
     gw.stop().await;
 }
+
+async fn tool_names(gw: &TestGateway, key: &str) -> Vec<String> {
+    let r = client()
+        .post(gw.at("/mcp"))
+        .bearer_auth(key)
+        .header("accept", "application/json, text/event-stream")
+        .json(&json!({"jsonrpc": "2.0", "id": 3, "method": "tools/list"}))
+        .send()
+        .await
+        .unwrap();
+    let body: Value = r.json().await.unwrap();
+    body["result"]["tools"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{body}"))
+        .iter()
+        .map(|t| t["name"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn a_server_that_needs_a_token_for_everything_is_listed_through_each_users_own() {
+    let mock = MockOAuthMcp::start().await.unwrap();
+    mock.require_token_everywhere();
+    let gw = TestGateway::start(&yaml(&mock)).await;
+    let (ann, bob) = people(&gw).await;
+    // Without a grant, nothing of it is listed, and a call gets the consent link.
+    assert!(!tool_names(&gw, &ann).await.contains(&"gh__echo".to_owned()));
+    let link = link_of(&call(&gw, &ann).await);
+    let (status, _) = connect(&link, "ann", "ann-password-1").await;
+    assert_eq!(status, 200);
+    // Ann's own connection lists and calls it; Bob still sees nothing of it.
+    assert_eq!(tool_names(&gw, &ann).await, ["gh__echo"]);
+    let answer = call(&gw, &ann).await;
+    assert_eq!(answer["result"]["isError"], false, "{answer}");
+    assert_eq!(mock.calls(), [Some(mock.issued()[0].clone())]);
+    assert!(tool_names(&gw, &bob).await.is_empty());
+    link_of(&call(&gw, &bob).await);
+    assert_eq!(mock.calls().len(), 1);
+    gw.stop().await;
+}
