@@ -224,6 +224,7 @@ async fn serve(state: Arc<AppState>, server: Option<String>, req: Request) -> Re
                 endpoint: &endpoint,
                 server: server.as_deref(),
                 caller: caller_of(&principal),
+                who: principal.identity.clone(),
                 allowed,
             };
             return call.open(&parts.headers, x);
@@ -325,6 +326,7 @@ async fn serve(state: Arc<AppState>, server: Option<String>, req: Request) -> Re
                 endpoint: &endpoint,
                 server: server.as_deref(),
                 caller: caller_of(&principal),
+                who: principal.identity.clone(),
                 allowed,
             };
             let owner = Owner {
@@ -913,6 +915,8 @@ struct Listen<'a> {
     endpoint: &'a Arc<McpEndpoint>,
     server: Option<&'a str>,
     caller: String,
+    /// Who the caller is (whose own instances of servers the stream follows too).
+    who: Arc<portcullis_core::Identity>,
     /// The servers the caller may use (on `/mcp`).
     allowed: std::collections::HashSet<String>,
 }
@@ -1001,6 +1005,7 @@ impl Listen<'_> {
             self.endpoint.clone(),
             stream,
             self.server.map(str::to_owned),
+            self.who,
             self.allowed,
             Wanted::all(),
             None,
@@ -1013,13 +1018,18 @@ impl Listen<'_> {
 const TOO_MANY: &str = "Too many open streams for this caller";
 
 /// Fills a stream with the changes of the lists of the servers it covers (one server, or
-/// those the caller may use) that it wants, until nobody reads it; a reload (a new endpoint)
-/// counts as a change of every list. A subscription ends at `until` with its request's result.
+/// those the caller may use) that it wants — heard from the shared connections and from the
+/// caller's own instances of them, followed from when they run —, and on the GET stream with
+/// the servers' `notifications/resources/updated` (URIs as the endpoint names them), until
+/// nobody reads it; a reload (a new endpoint) counts as a change of every list. A
+/// subscription ends at `until` with its request's result.
+#[allow(clippy::too_many_arguments)]
 async fn listen_for_changes(
     state: Arc<AppState>,
     mut endpoint: Arc<McpEndpoint>,
     stream: Arc<Stream>,
     server: Option<String>,
+    who: Arc<portcullis_core::Identity>,
     allowed: std::collections::HashSet<String>,
     wanted: Wanted,
     until: Option<tokio::time::Instant>,
@@ -1047,14 +1057,25 @@ async fn listen_for_changes(
             stream.finish();
             return;
         }
-        let (tx, mut rx) = mpsc::channel::<&'static [ListKind]>(16);
-        for s in covered {
-            tokio::spawn(changes_of(s, tx.clone()));
+        let own = |covered: &[Arc<portcullis_mcp::hub::Server>]| {
+            covered
+                .iter()
+                .filter_map(|s| endpoint.running_own_instance(state.auth.directory(), &who, s))
+                .collect::<Vec<_>>()
+        };
+        let followed = own(&covered);
+        let (tx, mut rx) = mpsc::channel::<Heard>(16);
+        let public_uris = server.is_none();
+        for s in covered.iter().chain(&followed) {
+            tokio::spawn(changes_of(s.clone(), public_uris, tx.clone()));
         }
         drop(tx);
         loop {
             tokio::select! {
-                Some(kinds) = rx.recv() => announce(&stream, kinds, &wanted),
+                Some(heard) = rx.recv() => match heard {
+                    Heard::Lists(kinds) => announce(&stream, kinds, &wanted),
+                    Heard::Updated(uri) => updated(&stream, &uri, &wanted),
+                },
                 _ = &mut end => {
                     if let Some(id) = &wanted.subscription {
                         let done = RpcResponse::result(
@@ -1074,7 +1095,15 @@ async fn listen_for_changes(
                         return;
                     }
                     match state.mcp.load_full() {
-                        Some(now) if Arc::ptr_eq(&now, &endpoint) => {}
+                        Some(now) if Arc::ptr_eq(&now, &endpoint) => {
+                            // An own instance started or stopped since: follow what runs now.
+                            let running = own(&covered);
+                            if running.len() != followed.len()
+                                || running.iter().zip(&followed).any(|(a, b)| !Arc::ptr_eq(a, b))
+                            {
+                                break;
+                            }
+                        }
                         Some(now) => {
                             endpoint = now;
                             announce(&stream, &ListKind::ALL, &wanted);
@@ -1091,11 +1120,22 @@ async fn listen_for_changes(
     }
 }
 
+/// What a stream hears of one server.
+#[derive(Debug)]
+enum Heard {
+    /// These kinds of list changed.
+    Lists(&'static [ListKind]),
+    /// The resource with this URI (as the endpoint names it) changed.
+    Updated(String),
+}
+
 /// Sends the kinds of list `server` says changed, its cached list dropped first so that the
-/// client's next listing is fresh; until `changed` is closed.
+/// client's next listing is fresh, and the resources it says were updated (their URIs made
+/// public with `public_uris`, for `/mcp`); until `changed` is closed.
 async fn changes_of(
     server: Arc<portcullis_mcp::hub::Server>,
-    changed: mpsc::Sender<&'static [ListKind]>,
+    public_uris: bool,
+    changed: mpsc::Sender<Heard>,
 ) {
     use tokio::sync::broadcast::error::RecvError;
     let mut notifications = server.upstream.notifications();
@@ -1103,6 +1143,23 @@ async fn changes_of(
         let kinds: &'static [ListKind] = tokio::select! {
             _ = changed.closed() => return,
             m = notifications.recv() => match m {
+                Ok(Message::Notification(n)) if n.method == "notifications/resources/updated" => {
+                    let uri = n
+                        .params
+                        .as_deref()
+                        .and_then(|p| serde_json::from_str::<serde_json::Value>(p.get()).ok())
+                        .and_then(|p| p.get("uri")?.as_str().map(str::to_owned));
+                    let Some(uri) = uri else { continue };
+                    let uri = if public_uris {
+                        portcullis_mcp::names::public_uri(server.name(), &uri)
+                    } else {
+                        uri
+                    };
+                    if changed.send(Heard::Updated(uri)).await.is_err() {
+                        return;
+                    }
+                    continue;
+                }
                 Ok(Message::Notification(n)) => ListKind::changed_by(&n.method),
                 Ok(_) => continue,
                 Err(RecvError::Lagged(_)) => &ListKind::ALL,
@@ -1115,9 +1172,19 @@ async fn changes_of(
         for kind in kinds {
             server.invalidate(*kind).await;
         }
-        if changed.send(kinds).await.is_err() {
+        if changed.send(Heard::Lists(kinds)).await.is_err() {
             return;
         }
+    }
+}
+
+/// A resource's `notifications/resources/updated`, on the GET stream (a 2026 subscription
+/// asks only for list changes).
+fn updated(stream: &Stream, uri: &str, wanted: &Wanted) {
+    if wanted.subscription.is_none() && wanted.resources {
+        let message = serde_json::json!({"jsonrpc": "2.0",
+            "method": "notifications/resources/updated", "params": {"uri": uri}});
+        stream.push(message.to_string().as_bytes());
     }
 }
 
@@ -1248,6 +1315,7 @@ fn subscribe(
         listen.endpoint.clone(),
         stream,
         listen.server.map(str::to_owned),
+        listen.who,
         listen.allowed,
         wanted,
         Some(tokio::time::Instant::now() + LISTEN_FOR),

@@ -126,6 +126,17 @@ impl McpEndpoint {
         )
     }
 
+    /// `who`'s own instance of `server` if one is running now (never started here).
+    pub fn running_own_instance(
+        &self,
+        directory: Option<&portcullis_identity::Directory>,
+        who: &portcullis_core::Identity,
+        server: &Server,
+    ) -> Option<Arc<Server>> {
+        let set = directory?.mcp_credential(who, server.name())?;
+        self.credentialed.running_instance(server.name(), &set.id)
+    }
+
     /// The connection of `who`'s own instance of `server` (see [`McpEndpoint::own_instance`]).
     pub fn own_upstream(
         &self,

@@ -185,6 +185,15 @@ impl Credentialed {
             .any(|(s, i)| s == server && &**i == id)
     }
 
+    /// Credential `id`'s instance of `server` if it is running now; never starts one, nor
+    /// counts as a use.
+    pub fn running_instance(&self, server: &str, id: &str) -> Option<Arc<Server>> {
+        self.lock_all()
+            .iter()
+            .find(|((s, i), _)| s == server && &**i == id)
+            .map(|(_, instance)| instance.server.clone())
+    }
+
     /// Instances of `server` running now.
     pub fn running(&self, server: &str) -> usize {
         self.lock_all().keys().filter(|(s, _)| s == server).count()

@@ -3,6 +3,10 @@
 //! (`tools` tools named `tool-0`, `tool-1`, …) and `tools/call` (the arguments echoed back as
 //! text), each answered as one JSON object; every call is counted. A GET opens the standalone
 //! SSE stream, on which [`MockMcpServer::set_tools`] announces `notifications/tools/list_changed`.
+//! `resources/subscribe` and `resources/unsubscribe` are answered and remembered
+//! ([`MockMcpServer::subscriptions`]); [`MockMcpServer::update_resource`] sends
+//! `notifications/resources/updated` on every GET stream, and [`MockMcpServer::notify_header`]
+//! a notification only on the GET streams whose request carried a header value.
 //! [`MockMcpServer::set_tools_for_header`] gives requests carrying a header value a list of
 //! their own (as a server whose tools depend on the caller's credential would).
 //! What a real server would do beyond that (SSE answers, resumption, server requests) is left
@@ -33,8 +37,18 @@ pub struct MockMcpServer {
     list: Arc<RwLock<Bytes>>,
     /// Lists of their own for requests carrying a header value: (header, value, list).
     keyed: Arc<RwLock<Vec<(String, String, Bytes)>>>,
-    changes: broadcast::Sender<Bytes>,
+    changes: broadcast::Sender<Announcement>,
+    /// The URIs subscribed to with `resources/subscribe` (and not unsubscribed), in order.
+    subscribed: Arc<std::sync::Mutex<Vec<String>>>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+/// An event for the GET streams: for all of them, or only those whose request carried the
+/// header value.
+type Announcement = (Option<(String, String)>, Bytes);
+
+fn for_all(event: Bytes) -> Announcement {
+    (None, event)
 }
 
 impl MockMcpServer {
@@ -52,6 +66,8 @@ impl MockMcpServer {
         let (listed, announced) = (list.clone(), changes.clone());
         let keyed: Arc<RwLock<Vec<(String, String, Bytes)>>> = Arc::default();
         let keyed_lists = keyed.clone();
+        let subscribed: Arc<std::sync::Mutex<Vec<String>>> = Arc::default();
+        let subscriptions = subscribed.clone();
         tokio::spawn(async move {
             loop {
                 let accepted = tokio::select! {
@@ -63,13 +79,14 @@ impl MockMcpServer {
                 let (list, calls, changes) = (listed.clone(), counted.clone(), announced.clone());
                 let seen = recorded.clone();
                 let keyed = keyed_lists.clone();
+                let subs = subscriptions.clone();
                 tokio::spawn(async move {
                     let service = service_fn(move |req| {
                         let (list, calls, changes) = (list.clone(), calls.clone(), changes.clone());
-                        let (seen, keyed) = (seen.clone(), keyed.clone());
+                        let (seen, keyed, subs) = (seen.clone(), keyed.clone(), subs.clone());
                         async move {
                             Ok::<_, std::convert::Infallible>(
-                                handle(req, &list, &keyed, &calls, &changes, &seen).await,
+                                handle(req, &list, &keyed, &calls, &changes, &seen, &subs).await,
                             )
                         }
                     });
@@ -86,6 +103,7 @@ impl MockMcpServer {
             list,
             keyed,
             changes,
+            subscribed,
             stop: Some(stop),
         })
     }
@@ -123,9 +141,9 @@ impl MockMcpServer {
             *list = tool_list(tools);
         }
         let changed = json!({"jsonrpc": "2.0", "method": "notifications/tools/list_changed"});
-        let _ = self
-            .changes
-            .send(Bytes::from(format!("event: message\ndata: {changed}\n\n")));
+        let _ = self.changes.send(for_all(Bytes::from(format!(
+            "event: message\ndata: {changed}\n\n"
+        ))));
     }
 
     /// Lists `tools`, tool definitions as given, to requests whose header `header` is `value`
@@ -140,9 +158,37 @@ impl MockMcpServer {
             ));
         }
         let changed = json!({"jsonrpc": "2.0", "method": "notifications/tools/list_changed"});
-        let _ = self
-            .changes
-            .send(Bytes::from(format!("event: message\ndata: {changed}\n\n")));
+        let _ = self.changes.send(for_all(Bytes::from(format!(
+            "event: message\ndata: {changed}\n\n"
+        ))));
+    }
+
+    /// The URIs subscribed to now (`resources/subscribe`, less `resources/unsubscribe`).
+    pub fn subscriptions(&self) -> Vec<String> {
+        self.subscribed
+            .lock()
+            .map(|s| s.clone())
+            .unwrap_or_default()
+    }
+
+    /// Says on every open GET stream that the resource `uri` changed
+    /// (`notifications/resources/updated`).
+    pub fn update_resource(&self, uri: &str) {
+        let updated = json!({"jsonrpc": "2.0", "method": "notifications/resources/updated",
+            "params": {"uri": uri}});
+        let _ = self.changes.send(for_all(Bytes::from(format!(
+            "event: message\ndata: {updated}\n\n"
+        ))));
+    }
+
+    /// Sends the notification `method` only on the GET streams whose request's header
+    /// `header` was `value` (as a server would tell only one credential's connections).
+    pub fn notify_header(&self, header: &str, value: &str, method: &str) {
+        let message = json!({"jsonrpc": "2.0", "method": method});
+        let _ = self.changes.send((
+            Some((header.to_ascii_lowercase(), value.to_owned())),
+            Bytes::from(format!("event: message\ndata: {message}\n\n")),
+        ));
     }
 
     /// GET streams open now.
@@ -157,9 +203,9 @@ impl MockMcpServer {
             *list = Bytes::from(json!({ "tools": tools }).to_string());
         }
         let changed = json!({"jsonrpc": "2.0", "method": "notifications/tools/list_changed"});
-        let _ = self
-            .changes
-            .send(Bytes::from(format!("event: message\ndata: {changed}\n\n")));
+        let _ = self.changes.send(for_all(Bytes::from(format!(
+            "event: message\ndata: {changed}\n\n"
+        ))));
     }
 }
 
@@ -189,11 +235,12 @@ async fn handle(
     list: &RwLock<Bytes>,
     keyed: &RwLock<Vec<(String, String, Bytes)>>,
     calls: &AtomicU64,
-    changes: &broadcast::Sender<Bytes>,
+    changes: &broadcast::Sender<Announcement>,
     call_headers: &std::sync::Mutex<Vec<http::HeaderMap>>,
+    subscribed: &std::sync::Mutex<Vec<String>>,
 ) -> Response<MockBody> {
     if req.method() == http::Method::GET {
-        return listen(changes.subscribe());
+        return listen(changes.subscribe(), req.headers().clone());
     }
     let headers = req.headers().clone();
     let own = keyed.read().ok().and_then(|keyed| {
@@ -227,6 +274,16 @@ async fn handle(
             "serverInfo": {"name": "mock-mcp", "version": "1.0.0"},
         }),
         "ping" => json!({}),
+        "resources/subscribe" | "resources/unsubscribe" => {
+            let uri = message["params"]["uri"].as_str().unwrap_or("").to_owned();
+            if let Ok(mut subscribed) = subscribed.lock() {
+                subscribed.retain(|u| *u != uri);
+                if method == "resources/subscribe" {
+                    subscribed.push(uri);
+                }
+            }
+            json!({})
+        }
         "tools/list" => {
             let mut out = Vec::with_capacity(list.len() + 48);
             out.extend_from_slice(br#"{"jsonrpc":"2.0","id":"#);
@@ -256,14 +313,27 @@ async fn handle(
 
 type Request = http::Request<Incoming>;
 
-/// The standalone SSE stream: what `set_tools` announces, until the server stops.
-fn listen(changes: broadcast::Receiver<Bytes>) -> Response<MockBody> {
-    let events = futures_util::stream::unfold(changes, |mut changes| async move {
-        loop {
-            match changes.recv().await {
-                Ok(event) => return Some((Ok(hyper::body::Frame::data(event)), changes)),
-                Err(broadcast::error::RecvError::Lagged(_)) => continue,
-                Err(broadcast::error::RecvError::Closed) => return None,
+/// The standalone SSE stream: what `set_tools` announces (and the announcements for a header
+/// value this request carried), until the server stops.
+fn listen(
+    changes: broadcast::Receiver<Announcement>,
+    headers: http::HeaderMap,
+) -> Response<MockBody> {
+    let events = futures_util::stream::unfold(changes, move |mut changes| {
+        let headers = headers.clone();
+        async move {
+            loop {
+                match changes.recv().await {
+                    Ok((Some((header, value)), _))
+                        if headers.get(&header).and_then(|v| v.to_str().ok())
+                            != Some(value.as_str()) =>
+                    {
+                        continue;
+                    }
+                    Ok((_, event)) => return Some((Ok(hyper::body::Frame::data(event)), changes)),
+                    Err(broadcast::error::RecvError::Lagged(_)) => continue,
+                    Err(broadcast::error::RecvError::Closed) => return None,
+                }
             }
         }
     });

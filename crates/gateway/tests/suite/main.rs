@@ -24,6 +24,7 @@ mod logging;
 mod mcp;
 mod mcp_access;
 mod mcp_credentials;
+mod mcp_notifications;
 mod mcp_own_instances;
 mod mcp_admin;
 mod mcp_auth;
