@@ -281,11 +281,13 @@ fn instance(
 ) -> Result<Arc<Server>, ErrorObject> {
     let digest = hex::encode(Sha256::digest(token.as_bytes()));
     let id: Arc<str> = format!("{owner}:{}", &digest[..16]).into();
+    // Its tools are pinned under the owner, which stays as their token is refreshed.
+    let scope: Arc<str> = owner.into();
     let overlay: BTreeMap<String, String> =
         [("Authorization".to_owned(), format!("Bearer {token}"))].into();
     endpoint
         .credentialed
-        .instance(server, &id, Overlay::Headers(&overlay))
+        .instance_in(server, &id, &scope, Overlay::Headers(&overlay))
         .map_err(|e| failure(e.to_string()))
 }
 
