@@ -160,6 +160,7 @@ impl McpEndpoint {
             endpoint: self,
             directory,
             who,
+            oauth: None,
         }
     }
 
@@ -171,7 +172,6 @@ impl McpEndpoint {
     /// Entries per page of the lists the endpoints answer.
     pub fn page_size(&self) -> usize {
         match self.config.page_size {
-            oauth: None,
             0 => portcullis_mcp::pages::DEFAULT_PAGE_SIZE,
             n => n,
         }
@@ -189,17 +189,6 @@ pub struct CallerInstances<'a> {
     endpoint: &'a McpEndpoint,
     directory: Option<&'a portcullis_identity::Directory>,
     who: &'a portcullis_core::Identity,
-}
-
-impl std::fmt::Debug for CallerInstances<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("CallerInstances").finish_non_exhaustive()
-    }
-}
-
-impl portcullis_mcp::router::Instances for CallerInstances<'_> {
-    fn of(
-        &self,
     /// Their instances of servers that need OAuth (made by the gateway's `mcp_upstream_oauth`).
     oauth: Option<&'a OAuthInstances>,
 }
@@ -214,8 +203,22 @@ impl<'a> CallerInstances<'a> {
         self.oauth = Some(oauth);
         self
     }
+}
+
+impl std::fmt::Debug for CallerInstances<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CallerInstances").finish_non_exhaustive()
+    }
+}
+
+impl portcullis_mcp::router::Instances for CallerInstances<'_> {
+    fn of(
+        &self,
         server: &Server,
     ) -> Option<Result<Arc<Server>, portcullis_mcp::jsonrpc::ErrorObject>> {
+        if let Some(found) = self.oauth.and_then(|o| o.get(server.name())) {
+            return Some(found.clone());
+        }
         self.endpoint.own_instance(self.directory, self.who, server)
     }
 }
@@ -227,9 +230,6 @@ const SESSION_KEY_SETTING: &str = "mcp_session_key";
 /// and the gateway after a restart — verifies the ids any of them issued.
 pub async fn session_key(
     settings: &dyn portcullis_store::SettingsStore,
-        if let Some(found) = self.oauth.and_then(|o| o.get(server.name())) {
-            return Some(found.clone());
-        }
 ) -> Result<[u8; 32], portcullis_store::StoreError> {
     let fresh: [u8; 32] = rand::random();
     let stored = settings
