@@ -427,10 +427,7 @@ pub fn router(state: Arc<AppState>) -> Router {
             "/mcp/connect/{server}",
             get(mcp_connect::connect_page).post(mcp_connect::connect),
         )
-        .route(
-            "/mcp/connect/{server}/callback",
-            get(mcp_connect::callback),
-        )
+        .route("/mcp/connect/{server}/callback", get(mcp_connect::callback))
         .route(
             "/.well-known/oauth-protected-resource/mcp",
             get(mcp::resource_metadata),

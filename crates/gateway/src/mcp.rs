@@ -32,6 +32,7 @@ use http::{HeaderMap, HeaderValue, Method, StatusCode};
 use portcullis_core::{ErrorKind, GatewayError};
 use portcullis_identity::Principal;
 use portcullis_limits::{Estimate, Subjects};
+use portcullis_mcp::hub::ListKind;
 use portcullis_mcp::jsonrpc::{
     ErrorObject, INVALID_REQUEST, Id, Message, RATE_LIMITED, Request as RpcRequest,
     Response as RpcResponse,
@@ -40,7 +41,6 @@ use portcullis_mcp::router::{
     Ask, Decision, Era, HANDSHAKE_VERSIONS, META_PROTOCOL_VERSION, MODERN_VERSIONS, Note, Plan,
     Scope,
 };
-use portcullis_mcp::hub::ListKind;
 use portcullis_mcp::upstream::Reply;
 use portcullis_policy::ToolAccess;
 use serde_json::value::RawValue;
@@ -155,7 +155,10 @@ async fn serve(state: Arc<AppState>, server: Option<String>, req: Request) -> Re
         Method::POST | Method::GET => {}
         _ => {
             // Nothing to end: sessions are stateless.
-            let mut r = plain(StatusCode::METHOD_NOT_ALLOWED, "only GET and POST are supported");
+            let mut r = plain(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "only GET and POST are supported",
+            );
             r.headers_mut()
                 .insert(ALLOW, HeaderValue::from_static("GET, POST"));
             return r;
@@ -934,7 +937,11 @@ impl Listen<'_> {
             let mut note = note.clone();
             note.decision = Decision::Invalid;
             note_log(&mut x.log, &note, None);
-            finish_http(x, rpc_error_status(status, None, INVALID_REQUEST, message), status.as_u16())
+            finish_http(
+                x,
+                rpc_error_status(status, None, INVALID_REQUEST, message),
+                status.as_u16(),
+            )
         };
         let accepts = headers
             .get_all(http::header::ACCEPT)
@@ -952,7 +959,11 @@ impl Listen<'_> {
         if let Some(s) = &session
             && !self.endpoint.session_valid(s)
         {
-            return refuse(x, StatusCode::NOT_FOUND, "Session not found: initialize again");
+            return refuse(
+                x,
+                StatusCode::NOT_FOUND,
+                "Session not found: initialize again",
+            );
         }
         let owner = Owner {
             caller: self.caller.clone(),
@@ -977,7 +988,11 @@ impl Listen<'_> {
                     return finish_http(x, sse_response(body), 200);
                 }
                 Err(Gone::Malformed) => {
-                    return refuse(x, StatusCode::BAD_REQUEST, "Last-Event-ID is not an event of this gateway");
+                    return refuse(
+                        x,
+                        StatusCode::BAD_REQUEST,
+                        "Last-Event-ID is not an event of this gateway",
+                    );
                 }
                 Err(Gone::Unknown(Kind::Answer)) => {
                     return refuse(
@@ -1246,12 +1261,7 @@ fn announce(stream: &Stream, kinds: &[ListKind], wanted: &Wanted) {
 /// A 2026 client's `subscriptions/listen`: an SSE answer that acknowledges the notifications
 /// the gateway will send (the lists' changes; not resource updates), then carries them, and
 /// ends after [`LISTEN_FOR`] with the request's result, so that the client listens again.
-fn subscribe(
-    listen: Listen<'_>,
-    owner: Owner,
-    request: &RpcRequest,
-    mut x: Exchange,
-) -> Response {
+fn subscribe(listen: Listen<'_>, owner: Owner, request: &RpcRequest, mut x: Exchange) -> Response {
     #[derive(serde::Deserialize, Default)]
     #[serde(rename_all = "camelCase")]
     struct Filter {

@@ -17,8 +17,8 @@
 //! - [`mcp_pins`]: the fingerprints MCP tool definitions are pinned to ([`McpPinStore`]).
 
 pub mod escape;
-pub mod mcp_access;
 pub mod mcp;
+pub mod mcp_access;
 pub mod mcp_grants;
 pub mod mcp_pins;
 pub mod oauth;
@@ -34,9 +34,9 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 pub use mcp::{McpServerRecord, McpServerStore};
+pub use mcp_access::McpAccessStore;
 pub use mcp_grants::{McpGrantRecord, McpGrantStore};
 pub use mcp_pins::McpPinStore;
-pub use mcp_access::McpAccessStore;
 pub use oauth::OAuthStore;
 pub use record::{LogQuery, LogRecord, StatusFilter};
 pub use semantic::{SemanticEntry, SemanticStore};
