@@ -32,6 +32,29 @@ use uuid::Uuid;
 use crate::respond;
 use crate::state::AppState;
 
+/// Answers an admin request: authenticates the caller as an admin, then answers with `status`
+/// and the JSON `f` makes, or with its error in the admin API's (OpenAI-style) format.
+pub(crate) async fn admin_json<F, Fut>(
+    state: &Arc<AppState>,
+    headers: &HeaderMap,
+    status: StatusCode,
+    f: F,
+) -> Response
+where
+    F: FnOnce() -> Fut,
+    Fut: std::future::Future<Output = Result<serde_json::Value, GatewayError>>,
+{
+    let id = Uuid::now_v7();
+    let result = match require_admin(state, headers).await {
+        Ok(_) => f().await,
+        Err(e) => Err(e),
+    };
+    match result {
+        Ok(v) => respond::json(status, v.to_string(), &id),
+        Err(e) => respond::error(Dialect::OpenAi, &e, &id),
+    }
+}
+
 pub(crate) async fn require_admin(
     state: &AppState,
     headers: &HeaderMap,

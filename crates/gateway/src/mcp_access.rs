@@ -3,7 +3,7 @@
 //! version and so reach every replica's directory within a poll interval (this one before
 //! the answer); the MCP endpoints apply them together with the configuration's `mcp.access`
 //! (how rules combine: `portcullis_policy::access_rules`). Also the small JSON plumbing the
-//! MCP admin handlers of this crate share ([`admin_json`], [`parse`], [`manage_error`]).
+//! MCP admin handlers of this crate share ([`parse`], [`manage_error`]).
 
 use std::sync::Arc;
 
@@ -11,42 +11,18 @@ use axum::body::Body;
 use axum::extract::State;
 use axum::response::Response;
 use http::{HeaderMap, StatusCode};
-use portcullis_core::{Dialect, ErrorKind, GatewayError};
+use portcullis_core::{ErrorKind, GatewayError};
 use portcullis_identity::{Directory, ManageError, NewMcpAccess};
 use portcullis_store::mcp_access::McpAccessRecord;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
-use uuid::Uuid;
 
-use crate::admin::{AdminPath as Path, require_admin};
-use crate::respond;
+use crate::admin::{AdminPath as Path, admin_json};
 use crate::state::AppState;
 
 /// Largest admin request body.
 const MAX_BODY: usize = 64 * 1024;
-
-/// Runs an admin handler: authenticates as admin, answers JSON or an OpenAI-style error.
-pub(crate) async fn admin_json<F, Fut>(
-    state: &Arc<AppState>,
-    headers: &HeaderMap,
-    status: StatusCode,
-    f: F,
-) -> Response
-where
-    F: FnOnce() -> Fut,
-    Fut: std::future::Future<Output = Result<Value, GatewayError>>,
-{
-    let id = Uuid::now_v7();
-    let result = match require_admin(state, headers).await {
-        Ok(_) => f().await,
-        Err(e) => Err(e),
-    };
-    match result {
-        Ok(v) => respond::json(status, v.to_string(), &id),
-        Err(e) => respond::error(Dialect::OpenAi, &e, &id),
-    }
-}
 
 /// Reads a JSON object body into `T`, naming the offending field on error.
 pub(crate) async fn parse<T: DeserializeOwned>(

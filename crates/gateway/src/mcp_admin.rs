@@ -21,46 +21,22 @@ use axum::body::Body;
 use axum::extract::State;
 use axum::response::Response;
 use http::{HeaderMap, StatusCode};
-use portcullis_core::{Dialect, ErrorKind, GatewayError};
+use portcullis_core::{ErrorKind, GatewayError};
 use portcullis_mcp::config::RawServer;
 use portcullis_mcp::hub::{ListKind, Server};
 use portcullis_mcp::{ServerSpec, Transport};
 use serde_json::{Map, Value, json};
-use uuid::Uuid;
 
-use crate::admin::{AdminPath as Path, require_admin};
+use crate::admin::{AdminPath as Path, admin_json};
 use crate::mcp_servers::EncodeError;
-use crate::respond;
 use crate::state::AppState;
 
 /// Largest request body.
 const MAX_BODY: usize = 64 * 1024;
 
-/// Answers an admin request with the JSON `f` makes, or its error in the admin API's format.
-async fn admin<F, Fut>(
-    state: &Arc<AppState>,
-    headers: &HeaderMap,
-    status: StatusCode,
-    f: F,
-) -> Response
-where
-    F: FnOnce() -> Fut,
-    Fut: std::future::Future<Output = Result<Value, GatewayError>>,
-{
-    let id = Uuid::now_v7();
-    let result = match require_admin(state, headers).await {
-        Ok(_) => f().await,
-        Err(e) => Err(e),
-    };
-    match result {
-        Ok(v) => respond::json(status, v.to_string(), &id),
-        Err(e) => respond::error(Dialect::OpenAi, &e, &id),
-    }
-}
-
 /// `GET /admin/mcp-servers`.
 pub async fn list(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
-    admin(&state, &headers, StatusCode::OK, || async {
+    admin_json(&state, &headers, StatusCode::OK, || async {
         let Some(mcp) = state.mcp.load_full() else {
             return Ok(json!({"data": []}));
         };
@@ -80,7 +56,7 @@ pub async fn get(
     headers: HeaderMap,
     Path(name): Path<String>,
 ) -> Response {
-    admin(&state, &headers, StatusCode::OK, || async {
+    admin_json(&state, &headers, StatusCode::OK, || async {
         shown(&state, &name).await
     })
     .await
@@ -92,7 +68,7 @@ pub async fn create(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    admin(&state, &headers, StatusCode::CREATED, || async {
+    admin_json(&state, &headers, StatusCode::CREATED, || async {
         let bytes = crate::body::read(None, body, &headers, MAX_BODY).await?;
         let (name, entry, raw) = parse_entry(&bytes, None)?;
         let file = state.mcp_file().await;
@@ -125,7 +101,7 @@ pub async fn replace(
     Path(name): Path<String>,
     body: Body,
 ) -> Response {
-    admin(&state, &headers, StatusCode::OK, || async {
+    admin_json(&state, &headers, StatusCode::OK, || async {
         let bytes = crate::body::read(None, body, &headers, MAX_BODY).await?;
         let (name, entry, raw) = parse_entry(&bytes, Some(&name))?;
         let file = state.mcp_file().await;
@@ -156,7 +132,7 @@ pub async fn delete(
     headers: HeaderMap,
     Path(name): Path<String>,
 ) -> Response {
-    admin(&state, &headers, StatusCode::OK, || async {
+    admin_json(&state, &headers, StatusCode::OK, || async {
         let deleted = state
             .stores
             .mcp_servers

@@ -22,14 +22,12 @@ use axum::body::Body;
 use axum::extract::{Query, State};
 use axum::response::Response;
 use http::{HeaderMap, StatusCode};
-use portcullis_core::{Dialect, ErrorKind, GatewayError};
+use portcullis_core::{ErrorKind, GatewayError};
 use portcullis_store::mcp_pins::{Approval, ToolPin};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use uuid::Uuid;
 
-use crate::admin::{AdminPath as Path, require_admin, store_unavailable};
-use crate::respond;
+use crate::admin::{AdminPath as Path, admin_json, store_unavailable};
 use crate::state::AppState;
 use portcullis_store::mcp_pins::SHARED;
 use std::collections::HashMap;
@@ -37,30 +35,13 @@ use std::collections::HashMap;
 /// Largest request body.
 const MAX_BODY: usize = 16 * 1024;
 
-/// Answers an admin request with the JSON `f` makes, or its error in the admin API's format.
-async fn admin<F, Fut>(state: &Arc<AppState>, headers: &HeaderMap, f: F) -> Response
-where
-    F: FnOnce() -> Fut,
-    Fut: std::future::Future<Output = Result<Value, GatewayError>>,
-{
-    let id = Uuid::now_v7();
-    let result = match require_admin(state, headers).await {
-        Ok(_) => f().await,
-        Err(e) => Err(e),
-    };
-    match result {
-        Ok(v) => respond::json(StatusCode::OK, v.to_string(), &id),
-        Err(e) => respond::error(Dialect::OpenAi, &e, &id),
-    }
-}
-
 /// `GET /admin/mcp-tools`.
 pub async fn list(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
     Query(params): Query<Vec<(String, String)>>,
 ) -> Response {
-    admin(&state, &headers, || async {
+    admin_json(&state, &headers, StatusCode::OK, || async {
         let mut server = None;
         let mut status = None;
         let mut scope = None;
@@ -127,7 +108,7 @@ pub async fn approve(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    admin(&state, &headers, || async {
+    admin_json(&state, &headers, StatusCode::OK, || async {
         let bytes = crate::body::read(None, body, &headers, MAX_BODY).await?;
         crate::admin::check_json_text(&bytes)?;
         let body: ApproveBody = serde_json::from_slice(&bytes).map_err(|e| {

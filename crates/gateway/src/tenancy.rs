@@ -21,7 +21,7 @@ use axum::body::{Body, Bytes};
 use axum::extract::{Query, State};
 use axum::response::Response;
 use http::{HeaderMap, HeaderValue, StatusCode};
-use portcullis_core::{AccessRole, Dialect, ErrorKind, GatewayError};
+use portcullis_core::{AccessRole, ErrorKind, GatewayError};
 use portcullis_identity::{
     Directory, KeyBudget, KeyControls, KeyLimits, ManageError, NewCredential, NewKey, NewUser,
 };
@@ -33,10 +33,8 @@ use portcullis_store::tenancy::{
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
-use uuid::Uuid;
 
-use crate::admin::{AdminPath as Path, require_admin};
-use crate::respond;
+use crate::admin::{AdminPath as Path, admin_json};
 use crate::state::AppState;
 
 /// Largest admin request body.
@@ -178,28 +176,6 @@ fn check_objects(bytes: &[u8]) -> Result<(), GatewayError> {
     walk(&v, "")
 }
 
-/// Runs an admin handler: authenticates as admin, answers JSON or an OpenAI-style error.
-async fn admin<F, Fut>(
-    state: &Arc<AppState>,
-    headers: &HeaderMap,
-    status: StatusCode,
-    f: F,
-) -> Response
-where
-    F: FnOnce() -> Fut,
-    Fut: std::future::Future<Output = Result<Value, GatewayError>>,
-{
-    let id = Uuid::now_v7();
-    let result = match require_admin(state, headers).await {
-        Ok(_) => f().await,
-        Err(e) => Err(e),
-    };
-    match result {
-        Ok(v) => respond::json(status, v.to_string(), &id),
-        Err(e) => respond::error(Dialect::OpenAi, &e, &id),
-    }
-}
-
 // ---- views (shared with the CLI, so both show the same shapes) ------------------------------
 
 /// A team as the admin API shows it (with its members when given).
@@ -337,7 +313,7 @@ pub async fn create_team(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    admin(&state, &headers, StatusCode::CREATED, || async {
+    admin_json(&state, &headers, StatusCode::CREATED, || async {
         let req: CreateTeam = parse(&headers, body).await?;
         let t = directory(&state)?
             .create_team(req.id.as_deref(), &req.name, req.metadata.as_ref())
@@ -350,7 +326,7 @@ pub async fn create_team(
 
 /// `GET /admin/teams`.
 pub async fn list_teams(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
-    admin(&state, &headers, StatusCode::OK, || async {
+    admin_json(&state, &headers, StatusCode::OK, || async {
         let store = directory(&state)?.store();
         let teams = store.teams().await.map_err(store_failed)?;
         Ok(json!({"data": teams.iter().map(|t| team_view(t, None)).collect::<Vec<_>>()}))
@@ -364,7 +340,7 @@ pub async fn get_team(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Response {
-    admin(&state, &headers, StatusCode::OK, || async {
+    admin_json(&state, &headers, StatusCode::OK, || async {
         let store = directory(&state)?.store();
         let team = store
             .team(&id)
@@ -383,7 +359,7 @@ pub async fn delete_team(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Response {
-    admin(&state, &headers, StatusCode::OK, || async {
+    admin_json(&state, &headers, StatusCode::OK, || async {
         directory(&state)?
             .delete_team(&id)
             .await
@@ -406,7 +382,7 @@ pub async fn add_member(
     Path(team): Path<String>,
     body: Body,
 ) -> Response {
-    admin(&state, &headers, StatusCode::OK, || async {
+    admin_json(&state, &headers, StatusCode::OK, || async {
         let req: AddMember = parse(&headers, body).await?;
         let dir = directory(&state)?;
         let user = dir.find_user(&req.user).await.map_err(manage_error)?;
@@ -429,7 +405,7 @@ pub async fn remove_member(
     headers: HeaderMap,
     Path((team, user)): Path<(String, String)>,
 ) -> Response {
-    admin(&state, &headers, StatusCode::OK, || async {
+    admin_json(&state, &headers, StatusCode::OK, || async {
         let dir = directory(&state)?;
         let user = dir.find_user(&user).await.map_err(manage_error)?;
         let mut teams = dir.store().teams_of(&user.id).await.map_err(store_failed)?;
@@ -474,7 +450,7 @@ pub async fn create_user(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    admin(&state, &headers, StatusCode::CREATED, || async {
+    admin_json(&state, &headers, StatusCode::CREATED, || async {
         let req: CreateUser = parse(&headers, body).await?;
         let role = parse_role(req.role.as_deref())?;
         let teams = req.teams.clone();
@@ -496,7 +472,7 @@ pub async fn create_user(
 
 /// `GET /admin/users`.
 pub async fn list_users(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
-    admin(&state, &headers, StatusCode::OK, || async {
+    admin_json(&state, &headers, StatusCode::OK, || async {
         let store = directory(&state)?.store();
         let users = store.users().await.map_err(store_failed)?;
         let mut data = Vec::with_capacity(users.len());
@@ -515,7 +491,7 @@ pub async fn get_user(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Response {
-    admin(&state, &headers, StatusCode::OK, || async {
+    admin_json(&state, &headers, StatusCode::OK, || async {
         let dir = directory(&state)?;
         let user = dir.find_user(&id).await.map_err(manage_error)?;
         let teams = dir.store().teams_of(&user.id).await.map_err(store_failed)?;
@@ -546,7 +522,7 @@ pub async fn patch_user(
     Path(id): Path<String>,
     body: Body,
 ) -> Response {
-    admin(&state, &headers, StatusCode::OK, || async {
+    admin_json(&state, &headers, StatusCode::OK, || async {
         let req: PatchUser = parse(&headers, body).await?;
         parse_role(req.role.as_deref())?;
         let password_hash = match &req.password {
@@ -578,7 +554,7 @@ pub async fn disable_user(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Response {
-    admin(&state, &headers, StatusCode::OK, || async {
+    admin_json(&state, &headers, StatusCode::OK, || async {
         let dir = directory(&state)?;
         let user = dir.disable_user(&id).await.map_err(manage_error)?;
         let teams = dir.store().teams_of(&user.id).await.map_err(store_failed)?;
@@ -607,7 +583,7 @@ pub async fn create_service_account(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    admin(&state, &headers, StatusCode::CREATED, || async {
+    admin_json(&state, &headers, StatusCode::CREATED, || async {
         let req: CreateServiceAccount = parse(&headers, body).await?;
         let role = parse_role(req.role.as_deref())?;
         let a = directory(&state)?
@@ -624,7 +600,7 @@ pub async fn list_service_accounts(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
 ) -> Response {
-    admin(&state, &headers, StatusCode::OK, || async {
+    admin_json(&state, &headers, StatusCode::OK, || async {
         let list = directory(&state)?
             .store()
             .service_accounts()
@@ -641,7 +617,7 @@ pub async fn disable_service_account(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Response {
-    admin(&state, &headers, StatusCode::OK, || async {
+    admin_json(&state, &headers, StatusCode::OK, || async {
         directory(&state)?
             .disable_service_account(&id)
             .await
@@ -668,7 +644,7 @@ pub async fn create_client(
     Path(id): Path<String>,
     body: Body,
 ) -> Response {
-    admin(&state, &headers, StatusCode::CREATED, || async {
+    admin_json(&state, &headers, StatusCode::CREATED, || async {
         let req: CreateClient = parse(&headers, body).await?;
         let oauth = state.auth.oauth().ok_or_else(|| {
             GatewayError::invalid_request(
@@ -750,7 +726,7 @@ pub async fn create_key(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    admin(&state, &headers, StatusCode::CREATED, || async {
+    admin_json(&state, &headers, StatusCode::CREATED, || async {
         let req: CreateKey = parse(&headers, body).await?;
         let expires_ms = match &req.expires_at {
             Some(t) => Some(parse_time("expires_at", t)?),
@@ -854,7 +830,7 @@ pub async fn list_keys(
     headers: HeaderMap,
     Query(params): Query<Vec<(String, String)>>,
 ) -> Response {
-    admin(&state, &headers, StatusCode::OK, || async {
+    admin_json(&state, &headers, StatusCode::OK, || async {
         let p = key_list_params(&params)?;
         let store = directory(&state)?.store();
         if let Some(cursor) = &p.cursor
@@ -900,7 +876,7 @@ pub async fn get_key(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Response {
-    admin(&state, &headers, StatusCode::OK, || async {
+    admin_json(&state, &headers, StatusCode::OK, || async {
         let key = directory(&state)?
             .store()
             .key(&id)
@@ -919,7 +895,7 @@ pub async fn revoke_key(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Response {
-    admin(&state, &headers, StatusCode::OK, || async {
+    admin_json(&state, &headers, StatusCode::OK, || async {
         let dir = directory(&state)?;
         dir.revoke_key(&id).await.map_err(manage_error)?;
         let key = dir
@@ -950,7 +926,7 @@ pub async fn rotate_key(
     Path(id): Path<String>,
     body: Body,
 ) -> Response {
-    admin(&state, &headers, StatusCode::OK, || async {
+    admin_json(&state, &headers, StatusCode::OK, || async {
         // No body at all (however it is framed) means the defaults.
         let bytes: Bytes = crate::body::read(None, body, &headers, MAX_ADMIN_BODY).await?;
         let req: RotateKey = if bytes.iter().all(u8::is_ascii_whitespace) {
@@ -991,7 +967,7 @@ pub async fn create_provider_key(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    admin(&state, &headers, StatusCode::CREATED, || async {
+    admin_json(&state, &headers, StatusCode::CREATED, || async {
         let req: CreateProviderKey = parse(&headers, body).await?;
         if state.runtime().registry.provider(&req.provider).is_none() {
             return Err(GatewayError::invalid_request(format!(
@@ -1036,7 +1012,7 @@ pub async fn list_provider_keys(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
 ) -> Response {
-    admin(&state, &headers, StatusCode::OK, || async {
+    admin_json(&state, &headers, StatusCode::OK, || async {
         let list = directory(&state)?
             .store()
             .credentials()
@@ -1053,7 +1029,7 @@ pub async fn delete_provider_key(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Response {
-    admin(&state, &headers, StatusCode::OK, || async {
+    admin_json(&state, &headers, StatusCode::OK, || async {
         directory(&state)?
             .delete_credential(&id)
             .await
