@@ -343,14 +343,19 @@ async fn serve(state: Arc<AppState>, server: Option<String>, req: Request) -> Re
             Some(s) => Scope::Server(s),
             None => Scope::All,
         };
-        // Lists, names and pins through the caller's own instances of servers, if any.
-        let oauth = crate::mcp_upstream_oauth::instances(
-            &state,
-            &endpoint,
-            &parts.headers,
-            &principal.identity,
-        )
-        .await;
+        // Lists, names and pins through the caller's own instances of servers, if any; what the
+        // gateway answers itself (initialize, ping, ...) needs no user's grant.
+        let oauth = if answered_here(&request.method, &scope) {
+            std::collections::HashMap::new()
+        } else {
+            crate::mcp_upstream_oauth::instances(
+                &state,
+                &endpoint,
+                &parts.headers,
+                &principal.identity,
+            )
+            .await
+        };
         let instances = endpoint
             .instances_of(state.auth.directory(), &principal.identity)
             .with_oauth(&oauth);
@@ -892,6 +897,12 @@ fn cancelled_request(params: Option<&RawValue>) -> Option<String> {
 }
 
 /// Which caller a stream is for: its identity's subject and key.
+/// Whether the router answers `method` itself, reading no server's lists (`Hub::plan`).
+fn answered_here(method: &str, scope: &Scope<'_>) -> bool {
+    matches!(method, "initialize" | "ping" | "server/discover")
+        || (method == "logging/setLevel" && matches!(scope, Scope::All))
+}
+
 fn caller_of(principal: &Principal) -> String {
     let who = &principal.identity;
     format!("{}|{}", who.subject, who.key_id.as_deref().unwrap_or(""))

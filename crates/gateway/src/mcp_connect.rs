@@ -563,6 +563,8 @@ pub async fn delete_grant(
             .delete_mcp_grant(&user, &name)
             .await
             .map_err(store_failed)?;
+        // Not used again from this replica's memory (other replicas within its bound).
+        state.mcp_grants.forget(&user, &name).await;
         if !deleted {
             return Err(portcullis_core::GatewayError::new(
                 portcullis_core::ErrorKind::NotFound,

@@ -16,6 +16,13 @@
 //! configured are discovered once per server URL from its protected-resource metadata (RFC 9728)
 //! and its authorization server's metadata (RFC 8414).
 //!
+//! The hot path does not wait on the database for a grant it has just read: each (user, server)
+//! lookup, "no grant" included, is kept opened in memory ([`GrantCache`], at most
+//! [`GRANT_CACHE_ENTRIES`] entries, each for [`GRANT_TTL`]). This replica's own saves, refreshes
+//! and deletions update it at once; a grant deleted or replaced on another replica (or directly
+//! in the database) stops being used here within [`GRANT_TTL`]. Requests the gateway answers
+//! itself (`initialize`, `ping`, …) do not look grants up at all.
+//!
 //! With `mode: token_exchange` there is no consent: the caller's bearer token, when it is a JWT
 //! of an enterprise issuer the gateway verified, is exchanged (RFC 8693) at the server's token
 //! endpoint for one of the server's, kept in memory per caller token until near its expiry.
@@ -57,6 +64,57 @@ const MAX_RESPONSE: usize = 64 * 1024;
 /// Time allowed for a token or metadata request.
 const HTTP_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// How long an opened grant (or the absence of one) is used without reading the database again:
+/// the bound on how long a grant deleted or replaced on another replica may still be used here.
+pub const GRANT_TTL: Duration = Duration::from_secs(10);
+/// Most (user, server) grant lookups kept in memory at once.
+pub const GRANT_CACHE_ENTRIES: u64 = 10_000;
+
+/// Users' grants by (user, server), opened, as last read or written by this replica (`None`:
+/// no grant). Kept in memory only; its `Debug` shows no token.
+#[derive(Clone)]
+pub struct GrantCache {
+    entries: moka::future::Cache<(String, String), Option<Arc<Tokens>>>,
+}
+
+impl Default for GrantCache {
+    fn default() -> Self {
+        Self {
+            entries: moka::future::Cache::builder()
+                .max_capacity(GRANT_CACHE_ENTRIES)
+                .time_to_live(GRANT_TTL)
+                .build(),
+        }
+    }
+}
+
+impl std::fmt::Debug for GrantCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GrantCache")
+            .field("entries", &self.entries.entry_count())
+            .finish()
+    }
+}
+
+impl GrantCache {
+    async fn get(&self, user: &str, server: &str) -> Option<Option<Arc<Tokens>>> {
+        self.entries
+            .get(&(user.to_owned(), server.to_owned()))
+            .await
+    }
+
+    async fn put(&self, user: &str, server: &str, tokens: Option<Arc<Tokens>>) {
+        self.entries
+            .insert((user.to_owned(), server.to_owned()), tokens)
+            .await;
+    }
+
+    /// Records that `user` has no grant for `server` any more (deleted on this replica).
+    pub async fn forget(&self, user: &str, server: &str) {
+        self.put(user, server, None).await;
+    }
+}
+
 /// One refresh or exchange at a time per grant (or caller token) and server.
 type Flight = Arc<tokio::sync::Mutex<()>>;
 
@@ -80,7 +138,7 @@ pub(crate) struct Endpoints {
 }
 
 /// The tokens of a grant, sealed as JSON. Deliberately not `Debug`.
-#[derive(Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize)]
 pub(crate) struct Tokens {
     access_token: String,
     #[serde(default)]
@@ -216,11 +274,19 @@ async fn user_upstream(
             .ok()?;
         serde_json::from_str(text.expose()).ok()
     };
-    let record = store
-        .mcp_grant(user, name)
-        .await
-        .map_err(|_| failure("the grant store is unavailable"))?;
-    let Some(mut tokens) = read(record) else {
+    let cached = match state.mcp_grants.get(user, name).await {
+        Some(cached) => cached,
+        None => {
+            let record = store
+                .mcp_grant(user, name)
+                .await
+                .map_err(|_| failure("the grant store is unavailable"))?;
+            let opened = read(record).map(Arc::new);
+            state.mcp_grants.put(user, name, opened.clone()).await;
+            opened
+        }
+    };
+    let Some(mut tokens) = cached else {
         return Err(consent_required(&link, name, ""));
     };
     if expiring(&tokens) {
@@ -236,7 +302,8 @@ async fn user_upstream(
             .mcp_grant(user, name)
             .await
             .map_err(|_| failure("the grant store is unavailable"))?;
-        let Some(current) = read(record) else {
+        let Some(current) = read(record).map(Arc::new) else {
+            state.mcp_grants.forget(user, name).await;
             return Err(consent_required(&link, name, ""));
         };
         tokens = current;
@@ -244,10 +311,11 @@ async fn user_upstream(
             match refresh(&server.spec, oauth, &tokens).await {
                 Ok(fresh) => {
                     save(state, vault, user, name, &fresh).await?;
-                    tokens = fresh;
+                    tokens = Arc::new(fresh);
                 }
                 Err(RefreshError::Refused) => {
                     let _ = store.delete_mcp_grant(user, name).await;
+                    state.mcp_grants.forget(user, name).await;
                     return Err(consent_required(
                         &link,
                         name,
@@ -260,6 +328,8 @@ async fn user_upstream(
                     )));
                 }
             }
+        } else {
+            state.mcp_grants.put(user, name, Some(tokens.clone())).await;
         }
     }
     instance(
@@ -439,7 +509,12 @@ pub(crate) async fn save(
             updated_ms: now,
         })
         .await
-        .map_err(|_| failure("the grant store is unavailable"))
+        .map_err(|_| failure("the grant store is unavailable"))?;
+    state
+        .mcp_grants
+        .put(user, server, Some(Arc::new(tokens.clone())))
+        .await;
+    Ok(())
 }
 
 enum RefreshError {

@@ -1,7 +1,7 @@
 //! Persistence of users' OAuth grants for upstream MCP servers (`mcp_grants`): one row per
 //! user and server, whose tokens are sealed by the caller's vault (the store sees only opaque
-//! text). Grants are read on each call rather than through the tenancy snapshot, so their
-//! changes do not bump the tenancy version. Both SQL backends run the same statements,
+//! text). Grants are read by the gateway as needed (and kept opened briefly in its memory)
+//! rather than through the tenancy snapshot, so their changes do not bump the tenancy version. Both SQL backends run the same statements,
 //! implemented once by a macro.
 
 use async_trait::async_trait;

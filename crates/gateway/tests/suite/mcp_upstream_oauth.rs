@@ -446,3 +446,125 @@ async fn a_server_that_needs_a_token_for_everything_is_listed_through_each_users
     assert_eq!(mock.calls().len(), 1);
     gw.stop().await;
 }
+
+async fn rpc(gw: &TestGateway, key: &str, method: &str) -> Value {
+    let r = client()
+        .post(gw.at("/mcp"))
+        .bearer_auth(key)
+        .header("accept", "application/json, text/event-stream")
+        .json(
+            &json!({"jsonrpc": "2.0", "id": 5, "method": method, "params": {
+            "protocolVersion": "2025-06-18", "capabilities": {},
+            "clientInfo": {"name": "t", "version": "1"}}}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    r.json().await.unwrap()
+}
+
+#[tokio::test]
+async fn a_grant_is_kept_in_memory_a_short_while_and_its_deletion_here_is_followed_at_once() {
+    use portcullis_gateway::mcp_upstream_oauth::GRANT_TTL;
+    let mock = MockOAuthMcp::start().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}?mode=rwc", dir.path().join("gw.db").display());
+    let gw = TestGateway::start_with_db(&db, &yaml(&mock)).await;
+    let (ann, _) = people(&gw).await;
+    let link = link_of(&call(&gw, &ann).await);
+    let (status, _) = connect(&link, "ann", "ann-password-1").await;
+    assert_eq!(status, 200);
+    let answer = call(&gw, &ann).await;
+    assert_eq!(answer["result"]["isError"], false, "{answer}");
+
+    // Deleted behind this replica's back (another replica, or by hand in the database): still
+    // used from memory for a moment, then no more within the bound.
+    let store = portcullis_store::SqliteStore::connect(&db, 1)
+        .await
+        .unwrap();
+    assert!(store.delete_mcp_grant("ann", "gh").await.unwrap());
+    let deleted = tokio::time::Instant::now();
+    let answer = call(&gw, &ann).await;
+    assert_eq!(answer["result"]["isError"], false, "{answer}");
+    loop {
+        let answer = call(&gw, &ann).await;
+        if answer.get("error").is_some() {
+            assert_eq!(link_of(&answer), link);
+            break;
+        }
+        assert!(
+            deleted.elapsed() < GRANT_TTL + Duration::from_secs(2),
+            "a grant deleted elsewhere is still used after {:?}",
+            deleted.elapsed()
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+
+    // Connected again, then disconnected through the admin API: not used once more.
+    let (status, _) = connect(&link, "ann", "ann-password-1").await;
+    assert_eq!(status, 200);
+    let answer = call(&gw, &ann).await;
+    assert_eq!(answer["result"]["isError"], false, "{answer}");
+    let calls = mock.calls().len();
+    let r = client()
+        .delete(gw.at("/admin/mcp-servers/gh/grants/ann"))
+        .bearer_auth(&ann)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    assert_eq!(link_of(&call(&gw, &ann).await), link);
+    assert_eq!(mock.calls().len(), calls);
+    gw.stop().await;
+}
+
+/// `initialize` and `ping`, answered by the gateway.
+async fn handshake(gw: &TestGateway, key: &str) {
+    let answer = rpc(gw, key, "initialize").await;
+    assert!(answer["result"]["protocolVersion"].is_string(), "{answer}");
+    let answer = rpc(gw, key, "ping").await;
+    assert!(answer["result"].is_object(), "{answer}");
+}
+
+#[tokio::test]
+async fn calls_of_a_connected_user_and_requests_answered_by_the_gateway_do_not_read_grants() {
+    let mock = MockOAuthMcp::start().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}?mode=rwc", dir.path().join("gw.db").display());
+    let gw = TestGateway::start_with_db(&db, &yaml(&mock)).await;
+    let (ann, bob) = people(&gw).await;
+    let link = link_of(&call(&gw, &ann).await);
+    let (status, _) = connect(&link, "ann", "ann-password-1").await;
+    assert_eq!(status, 200);
+
+    // Bob's initialize and ping need no grant: none is looked up for them (else his lack of
+    // one would be remembered, and his call below would get the consent link).
+    handshake(&gw, &bob).await;
+
+    // The grants' table goes away: whoever needs a grant read from it now fails.
+    let pool = sqlx::SqlitePool::connect(&db).await.unwrap();
+    sqlx::query("DROP TABLE mcp_grants")
+        .execute(&pool)
+        .await
+        .unwrap();
+    // Ann's grant is in memory: her calls go on.
+    for _ in 0..3 {
+        let answer = call(&gw, &ann).await;
+        assert_eq!(answer["result"]["isError"], false, "{answer}");
+    }
+    let token = mock.issued()[0].clone();
+    assert_eq!(mock.calls(), vec![Some(token); 3]);
+    // Bob's handshake still works; his call reads his grant, and says why it fails.
+    handshake(&gw, &bob).await;
+    let answer = call(&gw, &bob).await;
+    assert!(
+        answer["error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("grant store is unavailable"),
+        "{answer}"
+    );
+    assert_eq!(mock.calls().len(), 3);
+    gw.stop().await;
+}
