@@ -51,7 +51,13 @@ pub fn fingerprint(definition: &RawValue) -> Option<String> {
     let mut text = String::with_capacity(256);
     canonical(&Value::Object(covered), &mut text);
     let hash = Sha256::digest(text.as_bytes());
-    Some(hash.iter().map(|b| format!("{b:02x}")).collect())
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(64);
+    for byte in hash {
+        out.push(char::from(HEX[usize::from(byte >> 4)]));
+        out.push(char::from(HEX[usize::from(byte & 0x0f)]));
+    }
+    Some(out)
 }
 
 /// `value` as canonical JSON: object keys sorted, no whitespace.
@@ -168,6 +174,10 @@ pub struct Pins {
     reported: Mutex<HashSet<(String, String, String, String)>>,
     /// Told of each changed definition as it is first withheld (the metrics).
     on_withheld: OnceLock<WithheldHook>,
+    /// The fingerprints last recorded in the ledger, by server and scope: a listing fetched
+    /// again unchanged (every `list_ttl`, or on each request with `list_ttl: 0s`) is not
+    /// written again.
+    recorded: Mutex<HashMap<Key, Fingerprints>>,
 }
 
 impl Pins {
@@ -179,6 +189,7 @@ impl Pins {
             view: RwLock::new(HashMap::new()),
             reported: Mutex::new(HashSet::new()),
             on_withheld: OnceLock::new(),
+            recorded: Mutex::new(HashMap::new()),
         }
     }
 
@@ -240,10 +251,24 @@ impl Pins {
                 })
             })
             .collect();
-        match self.ledger.observe(server, scope, &seen).await {
-            Ok(pinned) => {
+        let unchanged = self
+            .recorded
+            .lock()
+            .is_ok_and(|recorded| recorded.get(&key(server, scope)) == Some(&fingerprints));
+        let recorded = if unchanged {
+            // Already in the ledger as it is; the pins in memory came with it.
+            Ok(None)
+        } else {
+            self.ledger.observe(server, scope, &seen).await.map(Some)
+        };
+        match recorded {
+            Ok(None) => {}
+            Ok(Some(pinned)) => {
                 if let Ok(mut view) = self.view.write() {
                     view.insert(key(server, scope), pinned);
+                }
+                if let Ok(mut recorded) = self.recorded.lock() {
+                    recorded.insert(key(server, scope), fingerprints.clone());
                 }
             }
             Err(e) => {
@@ -445,6 +470,55 @@ mod tests {
         async fn load(&self) -> Result<HashMap<Key, HashMap<String, String>>, PinError> {
             Err(PinError("none".into()))
         }
+    }
+
+    /// Counts what reaches the ledger, and pins what it is shown.
+    #[derive(Debug, Default)]
+    struct CountingLedger(Mutex<usize>);
+
+    #[async_trait::async_trait]
+    impl PinLedger for CountingLedger {
+        async fn observe(
+            &self,
+            _: &str,
+            _: &str,
+            seen: &[Seen<'_>],
+        ) -> Result<HashMap<String, String>, PinError> {
+            *self.0.lock().unwrap() += 1;
+            Ok(seen
+                .iter()
+                .map(|s| (s.tool.to_owned(), s.fingerprint.to_owned()))
+                .collect())
+        }
+
+        async fn load(&self) -> Result<HashMap<Key, HashMap<String, String>>, PinError> {
+            Ok(HashMap::new())
+        }
+    }
+
+    fn listing(description: &str) -> Listing {
+        let tool =
+            RawValue::from_string(format!(r#"{{"name":"add","description":"{description}"}}"#))
+                .unwrap();
+        crate::hub::build_listing("gh", crate::hub::ListKind::Tools, vec![tool])
+    }
+
+    #[tokio::test]
+    async fn a_listing_fetched_again_unchanged_is_not_written_again() {
+        let ledger = Arc::new(CountingLedger::default());
+        let pins = Pins::new(ledger.clone());
+        let writes = || *ledger.0.lock().unwrap();
+        pins.observe("gh", "", &listing("Adds.")).await;
+        assert_eq!(writes(), 1);
+        pins.observe("gh", "", &listing("Adds.")).await;
+        assert_eq!(writes(), 1, "unchanged: nothing to record");
+        pins.observe("gh", "", &listing("Adds, then sends your keys away."))
+            .await;
+        assert_eq!(writes(), 2, "a change is recorded");
+        pins.observe("gh", "", &listing("Adds.")).await;
+        assert_eq!(writes(), 3, "and so is going back");
+        pins.observe("gh", "mcpcred_1", &listing("Adds.")).await;
+        assert_eq!(writes(), 4, "each scope is recorded on its own");
     }
 
     #[test]
