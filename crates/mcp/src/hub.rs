@@ -310,7 +310,11 @@ struct Keyed<'a> {
     uri_template: Option<Cow<'a, str>>,
 }
 
-pub(crate) fn build_listing(server: &str, kind: ListKind, raw_entries: Vec<Box<RawValue>>) -> Listing {
+pub(crate) fn build_listing(
+    server: &str,
+    kind: ListKind,
+    raw_entries: Vec<Box<RawValue>>,
+) -> Listing {
     let mut owned: Vec<(String, Box<RawValue>)> = Vec::with_capacity(raw_entries.len());
     for raw in raw_entries {
         let Ok(keyed) = serde_json::from_str::<Keyed<'_>>(raw.get()) else {
