@@ -17,10 +17,10 @@
 //! and its authorization server's metadata (RFC 8414).
 //!
 //! The hot path does not wait on the database for a grant it has just read: each (user, server)
-//! lookup, "no grant" included, is kept opened in memory ([`GrantCache`], at most
-//! [`GRANT_CACHE_ENTRIES`] entries, each for [`GRANT_TTL`]). This replica's own saves, refreshes
+//! lookup, "no grant" included, is kept opened in memory ([`GrantCache`](crate::mcp_grants::GrantCache), at most
+//! [`GRANT_CACHE_ENTRIES`](crate::mcp_grants::GRANT_CACHE_ENTRIES) entries, each for [`GRANT_TTL`](crate::mcp_grants::GRANT_TTL)). This replica's own saves, refreshes
 //! and deletions update it at once; a grant deleted or replaced on another replica (or directly
-//! in the database) stops being used here within [`GRANT_TTL`]. Requests the gateway answers
+//! in the database) stops being used here within that time. Requests the gateway answers
 //! itself (`initialize`, `ping`, …) do not look grants up at all.
 //!
 //! With `mode: token_exchange` there is no consent: the caller's bearer token, when it is a JWT
@@ -48,10 +48,11 @@ use portcullis_mcp::jsonrpc::{ErrorObject, UPSTREAM_ERROR};
 use portcullis_mcp::upstream::Upstream;
 use portcullis_providers::Secret;
 use portcullis_store::McpGrantRecord;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
 use crate::mcp_endpoint::McpEndpoint;
+use crate::mcp_grants::Tokens;
 use crate::state::AppState;
 
 /// The JSON-RPC code of a call that needs the user to visit a URL first (MCP's
@@ -63,57 +64,6 @@ pub const REFRESH_MARGIN: Duration = Duration::from_secs(60);
 const MAX_RESPONSE: usize = 64 * 1024;
 /// Time allowed for a token or metadata request.
 const HTTP_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// How long an opened grant (or the absence of one) is used without reading the database again:
-/// the bound on how long a grant deleted or replaced on another replica may still be used here.
-pub const GRANT_TTL: Duration = Duration::from_secs(10);
-/// Most (user, server) grant lookups kept in memory at once.
-pub const GRANT_CACHE_ENTRIES: u64 = 10_000;
-
-/// Users' grants by (user, server), opened, as last read or written by this replica (`None`:
-/// no grant). Kept in memory only; its `Debug` shows no token.
-#[derive(Clone)]
-pub struct GrantCache {
-    entries: moka::future::Cache<(String, String), Option<Arc<Tokens>>>,
-}
-
-impl Default for GrantCache {
-    fn default() -> Self {
-        Self {
-            entries: moka::future::Cache::builder()
-                .max_capacity(GRANT_CACHE_ENTRIES)
-                .time_to_live(GRANT_TTL)
-                .build(),
-        }
-    }
-}
-
-impl std::fmt::Debug for GrantCache {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("GrantCache")
-            .field("entries", &self.entries.entry_count())
-            .finish()
-    }
-}
-
-impl GrantCache {
-    async fn get(&self, user: &str, server: &str) -> Option<Option<Arc<Tokens>>> {
-        self.entries
-            .get(&(user.to_owned(), server.to_owned()))
-            .await
-    }
-
-    async fn put(&self, user: &str, server: &str, tokens: Option<Arc<Tokens>>) {
-        self.entries
-            .insert((user.to_owned(), server.to_owned()), tokens)
-            .await;
-    }
-
-    /// Records that `user` has no grant for `server` any more (deleted on this replica).
-    pub async fn forget(&self, user: &str, server: &str) {
-        self.put(user, server, None).await;
-    }
-}
 
 /// One refresh or exchange at a time per grant (or caller token) and server.
 type Flight = Arc<tokio::sync::Mutex<()>>;
@@ -135,16 +85,6 @@ static SHARED: LazyLock<Shared> = LazyLock::new(Shared::default);
 pub(crate) struct Endpoints {
     pub(crate) authorize: String,
     pub(crate) token: String,
-}
-
-/// The tokens of a grant, sealed as JSON. Deliberately not `Debug`.
-#[derive(Clone, Serialize, Deserialize)]
-pub(crate) struct Tokens {
-    access_token: String,
-    #[serde(default)]
-    refresh_token: Option<String>,
-    #[serde(default)]
-    expires_ms: Option<i64>,
 }
 
 pub(crate) fn now_ms() -> i64 {

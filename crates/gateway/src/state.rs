@@ -45,7 +45,7 @@ pub struct AppState {
     /// The MCP tool pins (kept across reloads, followed from the database).
     pub mcp_pins: Arc<portcullis_mcp::pins::Pins>,
     /// Users' opened OAuth grants for upstream MCP servers, briefly kept in memory.
-    pub mcp_grants: crate::mcp_upstream_oauth::GrantCache,
+    pub mcp_grants: crate::mcp_grants::GrantCache,
     /// Prometheus metrics.
     pub metrics: Arc<Metrics>,
     /// The budget of request-body bytes held at once (`server.max_body_bytes_in_flight`).
@@ -87,7 +87,7 @@ impl AppState {
         Self {
             runtime: ArcSwap::from_pointee(runtime),
             mcp_pins,
-            mcp_grants: crate::mcp_upstream_oauth::GrantCache::default(),
+            mcp_grants: crate::mcp_grants::GrantCache::default(),
             applied: tokio::sync::Mutex::new(config.clone()),
             limit_backend,
             spend_seed: SeedSource(spend_seed),

@@ -466,7 +466,7 @@ async fn rpc(gw: &TestGateway, key: &str, method: &str) -> Value {
 
 #[tokio::test]
 async fn a_grant_is_kept_in_memory_a_short_while_and_its_deletion_here_is_followed_at_once() {
-    use portcullis_gateway::mcp_upstream_oauth::GRANT_TTL;
+    use portcullis_gateway::mcp_grants::GRANT_TTL;
     let mock = MockOAuthMcp::start().await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let db = format!("sqlite://{}?mode=rwc", dir.path().join("gw.db").display());
