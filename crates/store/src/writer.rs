@@ -192,7 +192,10 @@ impl WriterTask {
                 n = self.rx.recv_many(&mut batch, batch_size) => stopping = n == 0,
             }
             // Linger so that a batch collects more than one record, without waking for each
-            // record that arrives meanwhile; a stop signal ends the linger at once.
+            // record that arrives meanwhile; a stop signal ends the linger at once. The tuning
+            // is read again now: it may have changed while the writer waited for this batch's
+            // first record.
+            let (batch_size, flush_interval) = self.tuning.get();
             if !stopping && batch.len() < batch_size && !flush_interval.is_zero() {
                 tokio::select! {
                     biased;
