@@ -185,7 +185,7 @@ impl WriterTask {
         let mut batch = Vec::with_capacity(self.tuning.get().0);
         let mut stopping = false;
         while !stopping {
-            let (batch_size, flush_interval) = self.tuning.get();
+            let batch_size = self.tuning.get().0;
             tokio::select! {
                 biased;
                 _ = &mut stop => stopping = true,
