@@ -32,6 +32,37 @@ use uuid::Uuid;
 use crate::respond;
 use crate::state::AppState;
 
+/// A management failure as the admin API reports it.
+pub(crate) fn manage_error(e: portcullis_identity::ManageError) -> GatewayError {
+    use portcullis_identity::ManageError;
+    match e {
+        ManageError::Invalid(m) => GatewayError::invalid_request(m),
+        ManageError::NotFound(m) => {
+            GatewayError::new(ErrorKind::NotFound, m).with_code("not_found")
+        }
+        ManageError::Conflict(m) => GatewayError::invalid_request(m)
+            .with_status(StatusCode::CONFLICT)
+            .with_code("conflict"),
+        ManageError::NoVault => GatewayError::invalid_request(e.to_string())
+            .with_status(StatusCode::CONFLICT)
+            .with_code("vault_not_configured"),
+        ManageError::Store(e) => {
+            tracing::error!(error = %e, "identity store failed");
+            GatewayError::new(ErrorKind::Unavailable, "The identity store is unavailable")
+        }
+    }
+}
+
+/// The tenancy directory, or 503 when the gateway runs without tenancy.
+pub(crate) fn directory(state: &AppState) -> Result<&portcullis_identity::Directory, GatewayError> {
+    state.auth.directory().ok_or_else(|| {
+        GatewayError::new(
+            ErrorKind::Unavailable,
+            "Tenancy is not available on this gateway",
+        )
+    })
+}
+
 /// Answers an admin request: authenticates the caller as an admin, then answers with `status`
 /// and the JSON `f` makes, or with its error in the admin API's (OpenAI-style) format.
 pub(crate) async fn admin_json<F, Fut>(
@@ -476,7 +507,8 @@ fn usage_query(params: &[(String, String)], now_ms: i64) -> Result<UsageQuery, G
     Ok(q)
 }
 
-fn rfc3339(ms: i64) -> Option<String> {
+/// A Unix-millisecond time as RFC 3339 text (`None` when out of range).
+pub(crate) fn rfc3339(ms: i64) -> Option<String> {
     jiff::Timestamp::from_millisecond(ms)
         .ok()
         .map(|t| t.to_string())

@@ -3,7 +3,7 @@
 //! version and so reach every replica's directory within a poll interval (this one before
 //! the answer); the MCP endpoints apply them together with the configuration's `mcp.access`
 //! (how rules combine: `portcullis_policy::access_rules`). Also the small JSON plumbing the
-//! MCP admin handlers of this crate share ([`parse`], [`manage_error`]).
+//! MCP admin handlers of this crate share ([`parse`]).
 
 use std::sync::Arc;
 
@@ -11,14 +11,14 @@ use axum::body::Body;
 use axum::extract::State;
 use axum::response::Response;
 use http::{HeaderMap, StatusCode};
-use portcullis_core::{ErrorKind, GatewayError};
-use portcullis_identity::{Directory, ManageError, NewMcpAccess};
+use portcullis_core::GatewayError;
+use portcullis_identity::NewMcpAccess;
 use portcullis_store::mcp_access::McpAccessRecord;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
-use crate::admin::{AdminPath as Path, admin_json};
+use crate::admin::{AdminPath as Path, admin_json, directory, manage_error, rfc3339};
 use crate::state::AppState;
 
 /// Largest admin request body.
@@ -49,36 +49,6 @@ pub(crate) async fn parse<T: DeserializeOwned>(
     })
 }
 
-/// A management failure as the admin API reports it.
-pub(crate) fn manage_error(e: ManageError) -> GatewayError {
-    match e {
-        ManageError::Invalid(m) => GatewayError::invalid_request(m),
-        ManageError::NotFound(m) => {
-            GatewayError::new(ErrorKind::NotFound, m).with_code("not_found")
-        }
-        ManageError::Conflict(m) => GatewayError::invalid_request(m)
-            .with_status(StatusCode::CONFLICT)
-            .with_code("conflict"),
-        ManageError::NoVault => GatewayError::invalid_request(e.to_string())
-            .with_status(StatusCode::CONFLICT)
-            .with_code("vault_not_configured"),
-        ManageError::Store(e) => {
-            tracing::error!(error = %e, "identity store failed");
-            GatewayError::new(ErrorKind::Unavailable, "The identity store is unavailable")
-        }
-    }
-}
-
-/// The directory, or 503 when the gateway runs without tenancy.
-pub(crate) fn directory(state: &AppState) -> Result<&Directory, GatewayError> {
-    state.auth.directory().ok_or_else(|| {
-        GatewayError::new(
-            ErrorKind::Unavailable,
-            "Tenancy is not available on this gateway",
-        )
-    })
-}
-
 /// `POST /admin/mcp-access` body.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -95,12 +65,6 @@ struct CreateRule {
 
 fn list(text: &str) -> Value {
     serde_json::from_str::<Value>(text).unwrap_or_else(|_| json!([]))
-}
-
-fn rfc3339(ms: i64) -> Option<String> {
-    jiff::Timestamp::from_millisecond(ms)
-        .ok()
-        .map(|t| t.to_string())
 }
 
 fn view(r: &McpAccessRecord) -> Value {

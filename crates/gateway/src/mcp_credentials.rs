@@ -22,8 +22,8 @@ use portcullis_store::mcp_access::McpCredentialRecord;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::admin::{AdminPath as Path, admin_json};
-use crate::mcp_access::{directory, manage_error, parse};
+use crate::admin::{AdminPath as Path, admin_json, directory, manage_error};
+use crate::mcp_access::parse;
 use crate::state::AppState;
 
 /// `owner` of a credential.

@@ -27,7 +27,7 @@ use portcullis_store::mcp_pins::{Approval, ToolPin};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::admin::{AdminPath as Path, admin_json, store_unavailable};
+use crate::admin::{AdminPath as Path, admin_json, rfc3339, store_unavailable};
 use crate::state::AppState;
 use portcullis_store::mcp_pins::SHARED;
 use std::collections::HashMap;
@@ -252,12 +252,6 @@ fn view(p: &ToolPin, owners: &HashMap<String, Value>) -> Value {
         "pinned_definition": definition(&p.pinned_definition),
         "pending_definition": changed.then(|| definition(&p.current_definition)),
     })
-}
-
-fn rfc3339(ms: i64) -> Option<String> {
-    jiff::Timestamp::from_millisecond(ms)
-        .ok()
-        .map(|t| t.to_string())
 }
 
 fn now_ms() -> i64 {

@@ -21,7 +21,7 @@ use axum::body::{Body, Bytes};
 use axum::extract::{Query, State};
 use axum::response::Response;
 use http::{HeaderMap, HeaderValue, StatusCode};
-use portcullis_core::{AccessRole, ErrorKind, GatewayError};
+use portcullis_core::{AccessRole, GatewayError};
 use portcullis_identity::{
     Directory, KeyBudget, KeyControls, KeyLimits, ManageError, NewCredential, NewKey, NewUser,
 };
@@ -34,7 +34,7 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
-use crate::admin::{AdminPath as Path, admin_json};
+use crate::admin::{AdminPath as Path, admin_json, directory, manage_error, rfc3339};
 use crate::state::AppState;
 
 /// Largest admin request body.
@@ -53,12 +53,6 @@ pub async fn openapi() -> Response {
     r
 }
 
-fn rfc3339(ms: i64) -> Option<String> {
-    jiff::Timestamp::from_millisecond(ms)
-        .ok()
-        .map(|t| t.to_string())
-}
-
 fn now_ms() -> i64 {
     jiff::Timestamp::now().as_millisecond()
 }
@@ -71,34 +65,6 @@ fn store_failed(e: portcullis_store::StoreError) -> GatewayError {
 /// The 404 for a `what` (team, user, key, …) that does not exist.
 fn no_such(what: &str, id: &str) -> GatewayError {
     manage_error(ManageError::NotFound(format!("no {what} `{id}`")))
-}
-
-fn manage_error(e: ManageError) -> GatewayError {
-    match e {
-        ManageError::Invalid(m) => GatewayError::invalid_request(m),
-        ManageError::NotFound(m) => {
-            GatewayError::new(ErrorKind::NotFound, m).with_code("not_found")
-        }
-        ManageError::Conflict(m) => GatewayError::invalid_request(m)
-            .with_status(StatusCode::CONFLICT)
-            .with_code("conflict"),
-        ManageError::NoVault => GatewayError::invalid_request(e.to_string())
-            .with_status(StatusCode::CONFLICT)
-            .with_code("vault_not_configured"),
-        ManageError::Store(e) => {
-            tracing::error!(error = %e, "identity store failed");
-            GatewayError::new(ErrorKind::Unavailable, "The identity store is unavailable")
-        }
-    }
-}
-
-fn directory(state: &AppState) -> Result<&Directory, GatewayError> {
-    state.auth.directory().ok_or_else(|| {
-        GatewayError::new(
-            ErrorKind::Unavailable,
-            "Tenancy is not available on this gateway",
-        )
-    })
 }
 
 /// Reads a JSON body into `T`, naming the offending field on error.
