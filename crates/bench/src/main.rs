@@ -56,7 +56,20 @@ struct Args {
 
 fn usage() -> ! {
     eprintln!(
-        "usage: portcullis-bench run [--gateway-bin PATH] [--duration SECS] [--warmup SECS] [--json FILE] [--no-pin] [--no-tools-denied] [--no-mcp]\n\
+        "usage: portcullis-bench run [--gateway-bin PATH] [--duration SECS] [--warmup SECS] [--json FILE] [--no-pin] [--no-tools-denied] [--no-mcp] [--only SCENARIO-PREFIX]\n\
+    /// Run only the scenarios whose name starts with this.
+    only: Option<String>,
+}
+
+impl Args {
+    /// Whether the scenario `name` is to run.
+    fn runs(&self, name: &str) -> bool {
+        !(self.no_mcp && name.starts_with("MCP"))
+            && self
+                .only
+                .as_deref()
+                .is_none_or(|only| name.starts_with(only))
+    }
          \x20      portcullis-bench load ADDR PATH KEY MODEL [--concurrency N] [--duration SECS] [--stream]\n\
          \x20      portcullis-bench memory [--help for its options]\n\
          \x20      portcullis-bench floor UPSTREAM_ADDR..."
@@ -220,6 +233,7 @@ fn parse_args() -> Args {
             "--gateway-bin" => a.gateway_bin = PathBuf::from(value()),
             "--duration" => {
                 a.duration = Duration::from_secs_f64(value().parse().unwrap_or_else(|_| usage()))
+        only: None,
             }
             "--warmup" => {
                 a.warmup = Duration::from_secs_f64(value().parse().unwrap_or_else(|_| usage()))
@@ -235,6 +249,7 @@ fn parse_args() -> Args {
 }
 
 fn main() -> ExitCode {
+            "--only" => a.only = Some(value()),
     let args = parse_args();
     if args.pin {
         // This process (load generator and mocks) on CPU 1; its threads inherit it.
@@ -538,9 +553,7 @@ async fn run(args: &Args) -> Result<(), String> {
             mcp_via(rpc("tools/list", json!({}))),
         ),
     ];
-    let scenarios = scenarios
-        .into_iter()
-        .filter(|(name, ..)| !(args.no_mcp && name.starts_with("MCP")));
+    let scenarios = scenarios.into_iter().filter(|(name, ..)| args.runs(name));
     let mut rows = Vec::new();
     // The core scenarios come first; the memory target is read once they are done, before
     // the cache-hit runs push the request log to ~60k records/s.
@@ -568,7 +581,7 @@ async fn run(args: &Args) -> Result<(), String> {
     let dropped = log_dropped(gw_addr).await;
     // The same aggregated list from a gateway that keeps no lists (`list_ttl: 0s`): every
     // request fans out to the ten servers.
-    if !args.no_mcp {
+    if args.runs("MCP tools/list 10 servers, no cache") {
         let list = mcp_direct(rpc("tools/list", json!({})));
         match uncached_list(args, dir.path(), &mcp_block, &list).await {
             Ok((gateway, cpu_us_per_request)) => {
