@@ -14,8 +14,12 @@
 //!   ([`McpAccessStore`], part of every [`TenancyStore`]);
 //! - [`oauth`]: the OAuth server's clients, codes and tokens ([`OAuthStore`]);
 //! - [`mcp`]: the MCP servers added through the admin API ([`McpServerStore`]);
-//! - [`mcp_pins`]: the fingerprints MCP tool definitions are pinned to ([`McpPinStore`]).
+//! - [`mcp_pins`]: the fingerprints MCP tool definitions are pinned to ([`McpPinStore`]);
+//! - [`audit`]: the decision audit's chains, records and checkpoints ([`AuditStore`]), and
+//!   [`audit_writer`], the bounded writer that seals records into this process's chain.
 
+pub mod audit;
+pub mod audit_writer;
 pub mod escape;
 pub mod mcp;
 pub mod mcp_access;
@@ -33,6 +37,8 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
+pub use audit::{AuditQuery, AuditRow, AuditStore, AuditVerification, verify_audit};
+pub use audit_writer::{AuditLost, AuditSink, AuditStats, AuditWriter, AuditWriterConfig};
 pub use mcp::{McpServerRecord, McpServerStore};
 pub use mcp_access::McpAccessStore;
 pub use mcp_grants::{McpGrantRecord, McpGrantStore};
@@ -136,6 +142,8 @@ pub struct Stores {
     pub mcp_pins: Arc<dyn McpPinStore>,
     /// Users' OAuth grants for upstream MCP servers.
     pub mcp_grants: Arc<dyn McpGrantStore>,
+    /// The decision audit.
+    pub audit: Arc<dyn AuditStore>,
     /// `sqlite` or `postgres`.
     pub backend: &'static str,
 }
@@ -153,6 +161,7 @@ pub async fn connect(url: &str, max_connections: u32) -> Result<Stores, StoreErr
             mcp_servers: s.clone(),
             mcp_pins: s.clone(),
             mcp_grants: s.clone(),
+            audit: s.clone(),
             settings: s,
             backend: "postgres",
         })
@@ -167,6 +176,7 @@ pub async fn connect(url: &str, max_connections: u32) -> Result<Stores, StoreErr
             mcp_servers: s.clone(),
             mcp_pins: s.clone(),
             mcp_grants: s.clone(),
+            audit: s.clone(),
             settings: s,
             backend: "sqlite",
         })
