@@ -52,11 +52,6 @@ struct Args {
     no_tools_denied: bool,
     /// Leave the MCP servers and scenarios out, to compare with builds that predate them.
     no_mcp: bool,
-}
-
-fn usage() -> ! {
-    eprintln!(
-        "usage: portcullis-bench run [--gateway-bin PATH] [--duration SECS] [--warmup SECS] [--json FILE] [--no-pin] [--no-tools-denied] [--no-mcp] [--only SCENARIO-PREFIX]\n\
     /// Run only the scenarios whose name starts with this.
     only: Option<String>,
 }
@@ -70,6 +65,11 @@ impl Args {
                 .as_deref()
                 .is_none_or(|only| name.starts_with(only))
     }
+}
+
+fn usage() -> ! {
+    eprintln!(
+        "usage: portcullis-bench run [--gateway-bin PATH] [--duration SECS] [--warmup SECS] [--json FILE] [--no-pin] [--no-tools-denied] [--no-mcp] [--only SCENARIO-PREFIX]\n\
          \x20      portcullis-bench load ADDR PATH KEY MODEL [--concurrency N] [--duration SECS] [--stream]\n\
          \x20      portcullis-bench memory [--help for its options]\n\
          \x20      portcullis-bench floor UPSTREAM_ADDR..."
@@ -226,6 +226,7 @@ fn parse_args() -> Args {
         pin: true,
         no_tools_denied: false,
         no_mcp: false,
+        only: None,
     };
     while let Some(flag) = args.next() {
         let mut value = || args.next().unwrap_or_else(|| usage());
@@ -233,7 +234,6 @@ fn parse_args() -> Args {
             "--gateway-bin" => a.gateway_bin = PathBuf::from(value()),
             "--duration" => {
                 a.duration = Duration::from_secs_f64(value().parse().unwrap_or_else(|_| usage()))
-        only: None,
             }
             "--warmup" => {
                 a.warmup = Duration::from_secs_f64(value().parse().unwrap_or_else(|_| usage()))
@@ -242,6 +242,7 @@ fn parse_args() -> Args {
             "--no-pin" => a.pin = false,
             "--no-tools-denied" => a.no_tools_denied = true,
             "--no-mcp" => a.no_mcp = true,
+            "--only" => a.only = Some(value()),
             _ => usage(),
         }
     }
@@ -249,7 +250,6 @@ fn parse_args() -> Args {
 }
 
 fn main() -> ExitCode {
-            "--only" => a.only = Some(value()),
     let args = parse_args();
     if args.pin {
         // This process (load generator and mocks) on CPU 1; its threads inherit it.
