@@ -21,7 +21,6 @@ use http::{HeaderMap, HeaderValue, StatusCode};
 use portcullis_cache::CachedResponse;
 use portcullis_core::{ChatRequest, GatewayError};
 use portcullis_dialects::{decode_request, decode_response, encode_response, events_from_response};
-use portcullis_policy::DeniedTools;
 use portcullis_providers::provider::ForwardedHeaders;
 use tracing::Instrument;
 
@@ -38,7 +37,7 @@ use crate::response_cache::{CacheFill, CacheTarget, Lookup};
 use crate::semantic::{SemanticFill, SemanticLookup};
 use crate::settle::Settlement;
 use crate::state::AppState;
-use crate::tools_denied::{ToolDenyFilter, complete_body, denied_tools};
+use crate::tool_calls::{CallFilter, CallJudge, complete_body, denied_tools};
 use crate::upstream::read_body;
 
 /// `POST /v1/chat/completions`.
@@ -174,8 +173,8 @@ async fn cache(
             if let Some(r) = x.log.record() {
                 r.cache_status = Some("HIT");
             }
-            let denied = denied_tools_for(caller, resolved);
-            return answer_from_cache(entry, x, request, caller.log_bodies, None, denied.as_ref())
+            let judge = judge_for(caller, resolved);
+            return answer_from_cache(entry, x, request, caller.log_bodies, None, judge)
                 .map(Cached::Answer);
         }
         Lookup::Miss(fill) => Some(fill),
@@ -218,16 +217,9 @@ async fn cache(
                 if let Some(fill) = exact {
                     fill.fill(hit.answer.clone());
                 }
-                let denied = denied_tools_for(caller, resolved);
+                let judge = judge_for(caller, resolved);
                 let score = Some(hit.score);
-                return answer_from_cache(
-                    entry,
-                    x,
-                    request,
-                    caller.log_bodies,
-                    score,
-                    denied.as_ref(),
-                )
+                return answer_from_cache(entry, x, request, caller.log_bodies, score, judge)
                 .map(Cached::Answer);
             }
             None
@@ -270,7 +262,7 @@ async fn respond(
         provider_key: served.credential_id.as_deref(),
     };
     let resp = served.response;
-    let denied = denied_tools_for(caller, resolved);
+    let mut judge = judge_for(caller, resolved);
     let is_sse = resp
         .headers()
         .get(CONTENT_TYPE)
@@ -299,8 +291,8 @@ async fn respond(
         };
         let mut relay = SseRelay::new(source, settings, x.log.take(), Some(settlement))
             .with_span(x.span.clone());
-        if let Some(denied) = denied {
-            relay = relay.with_filter(Box::new(ToolDenyFilter::new(denied)));
+        if let Some(judge) = judge {
+            relay = relay.with_filter(Box::new(CallFilter::new(judge)));
         }
         let mut r = Response::new(Body::new(relay));
         let h = r.headers_mut();
@@ -328,7 +320,7 @@ async fn respond(
         provider.dialect(),
         body,
         &mut parsed,
-        denied.as_ref(),
+        judge.as_mut().map(|j| &mut **j as &mut dyn CallJudge),
     );
     if caller.log_bodies
         && let Some(r) = x.log.record()
@@ -352,7 +344,7 @@ fn answer_from_cache(
     request: &ChatRequest,
     log_bodies: bool,
     score: Option<f32>,
-    denied: Option<&DeniedTools>,
+    judge: Option<Box<dyn CallJudge>>,
 ) -> Result<Response, GatewayError> {
     let (dialect, started, id) = (x.dialect, x.started, &x.id);
     let log = &mut x.log;
@@ -381,8 +373,8 @@ fn answer_from_cache(
         };
         let source = Source::Events(events_from_response(&parsed).into_iter());
         let mut relay = SseRelay::new(source, settings, log.take(), None);
-        if let Some(denied) = denied {
-            relay = relay.with_filter(Box::new(ToolDenyFilter::new(denied.clone())));
+        if let Some(judge) = judge {
+            relay = relay.with_filter(Box::new(CallFilter::new(judge)));
         }
         let mut r = Response::new(Body::new(relay));
         let h = r.headers_mut();
@@ -393,16 +385,16 @@ fn answer_from_cache(
         return Ok(r);
     }
     log.usage(&entry.usage);
-    let out = match denied {
-        // A cached answer keeps what the upstream said: the deny-list applies on every replay.
-        Some(denied) => {
+    let out = match judge {
+        // A cached answer keeps what the upstream said: the verdicts apply on every replay.
+        Some(mut judge) => {
             let mut parsed = decode_response(entry.dialect, &entry.body)?;
             complete_body(
                 dialect,
                 entry.dialect,
                 entry.body,
                 &mut parsed,
-                Some(denied),
+                Some(&mut *judge),
             )
             .0
         }
@@ -422,13 +414,14 @@ fn answer_from_cache(
     Ok(r)
 }
 
-/// The tools whose calls are withheld from this caller's answer: the route's deny-list and
-/// the caller's key's, together.
-fn denied_tools_for(caller: &Caller, resolved: &Resolved) -> Option<DeniedTools> {
-    denied_tools(
+/// Who judges the tool calls of this caller's answer: the route's deny-list and the caller's
+/// key's, together; `None` when nothing could be withheld.
+fn judge_for(caller: &Caller, resolved: &Resolved) -> Option<Box<dyn CallJudge>> {
+    let denied = denied_tools(
         resolved.resolution.tools_denied.as_ref(),
         caller.principal.tools_denied.as_ref(),
-    )
+    );
+    denied.map(|d| Box::new(d) as Box<dyn CallJudge>)
 }
 
 /// `x-portcullis-semantic-score` on a semantic hit.

@@ -59,7 +59,7 @@ pub mod settle;
 pub mod state;
 pub mod stream_filter;
 pub mod tenancy;
-pub mod tools_denied;
+pub mod tool_calls;
 pub mod trace;
 pub mod upstream;
 
