@@ -18,7 +18,8 @@
 //! portcullis-cache, `prices` by portcullis-cost, `limits`/`budgets` by portcullis-limits,
 //! `semantic_cache` by portcullis-semantic, `identity` and `secret_key` by portcullis-identity
 //! (its issuers by portcullis-oidc), `oauth` by portcullis-oauth, and the process's own blocks
-//! (`listen`, `database`, `server`, `log`, `upstream`, `redis`) by [`blocks`]. Those crates are
+//! (`listen`, `database`, `server`, `log`, `upstream`, `redis`) by [`blocks`], `tool_policies` and
+//! `quarantine` by portcullis-policy. Those crates are
 //! used without their runtime (`default-features = false`), so this crate links no model
 //! runtime, HTTP client, store or cryptography. This crate reads the file ([`raw`]), hands each
 //! block its part, checks what spans blocks, and reports every problem found as one
@@ -132,6 +133,10 @@ pub struct Config {
     pub telemetry: Option<portcullis_telemetry::TelemetrySettings>,
     /// The MCP gateway (no servers: `/mcp` serves nothing).
     pub mcp: portcullis_mcp::McpConfig,
+    /// Agent guardrails: the `tool_policies` rules (empty: the defaults alone).
+    pub tool_policies: portcullis_policy::ToolPolicies,
+    /// The model that reads quarantined tool output, when configured.
+    pub quarantine: Option<portcullis_policy::Quarantine>,
 }
 
 /// `identity:` and `oauth:` validated.
@@ -456,6 +461,13 @@ fn validate(
         raw.mcp.unwrap_or_default(),
         "mcp",
     ));
+    let guardrails = issues.take(<portcullis_policy::Guardrails as Block>::validate(
+        portcullis_policy::RawGuardrails {
+            tool_policies: raw.tool_policies,
+            quarantine: raw.quarantine,
+        },
+        AT,
+    ));
 
     if issues.is_empty()
         && !incomplete
@@ -497,6 +509,7 @@ fn validate(
     else {
         return Err(issues);
     };
+    let guardrails = guardrails.unwrap_or_default();
     issues.finish(Config {
         source,
         listen,
@@ -523,6 +536,8 @@ fn validate(
         },
         telemetry: telemetry.flatten(),
         mcp: mcp.unwrap_or_default(),
+        tool_policies: guardrails.tool_policies,
+        quarantine: guardrails.quarantine,
     })
 }
 
@@ -873,6 +888,53 @@ routes:
         }
         assert!(all.contains("${CORP_KEY}"), "{all}");
         assert!(all.contains("modles"), "{all}");
+    }
+
+    #[test]
+    fn tool_policies_and_quarantine_are_validated_into_the_config() {
+        let e = env(&[]);
+        let yaml = concat!(
+            "providers:\n  openai:\n    api_key: k\n",
+            "tool_policies:\n",
+            "  - {match: \"read_*\", output: untrusted}\n",
+            "  - match: send_money\n",
+            "    call: approval\n",
+            "    args: {iban: {in: [DE89370400440532013000]}, amount: {max: 5000}}\n",
+            "  - {match: \"web__*\", output: quarantine}\n",
+            "quarantine: {model: openai/gpt-4o-mini}\n",
+        );
+        let c = from_yaml(yaml, Source::Environment, &e).unwrap();
+        assert_eq!(c.tool_policies.specs().len(), 3);
+        assert_eq!(c.tool_policies.rule_index("send_money"), Some(1));
+        assert_eq!(c.quarantine.unwrap().model, "openai/gpt-4o-mini");
+        let none = from_yaml(
+            "providers:\n  openai:\n    api_key: k\n",
+            Source::Environment,
+            &e,
+        )
+        .unwrap();
+        assert!(none.tool_policies.is_empty() && none.quarantine.is_none());
+
+        let bad = concat!(
+            "providers:\n  openai:\n    api_key: k\n",
+            "tool_policies:\n",
+            "  - {match: \"a[\", call: sometimes}\n",
+            "  - {match: b, args: {x: {pattern: \"(\"}}, tyop: 1}\n",
+            "  - {match: c, output: quarantine}\n",
+        );
+        let issues = from_yaml(bad, Source::Environment, &e)
+            .unwrap_err()
+            .issues();
+        for key in [
+            "tool_policies[0].match: `a[` is not a valid glob",
+            "tool_policies[0].call: unknown value `sometimes`",
+            "tool_policies[1]: unknown field `tyop`",
+        ] {
+            assert!(
+                issues.iter().any(|i| i.starts_with(key)),
+                "{key} in {issues:#?}"
+            );
+        }
     }
 
     #[test]

@@ -89,6 +89,13 @@ pub struct RawConfig {
     /// The MCP gateway: its servers and endpoint settings.
     #[serde(default)]
     pub mcp: Option<portcullis_mcp::RawMcp>,
+    /// Agent guardrails: per tool, what its output does to the context and when it may be
+    /// called, checked in order.
+    #[serde(default)]
+    pub tool_policies: Option<Vec<portcullis_policy::ToolPolicySpec>>,
+    /// The model that reads quarantined tool output.
+    #[serde(default)]
+    pub quarantine: Option<portcullis_policy::RawQuarantine>,
 }
 
 /// One route.

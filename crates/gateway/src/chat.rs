@@ -220,7 +220,7 @@ async fn cache(
                 let judge = judge_for(caller, resolved);
                 let score = Some(hit.score);
                 return answer_from_cache(entry, x, request, caller.log_bodies, score, judge)
-                .map(Cached::Answer);
+                    .map(Cached::Answer);
             }
             None
         }

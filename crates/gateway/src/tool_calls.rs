@@ -315,27 +315,25 @@ impl<J: CallJudge> CallFilter<J> {
         }
         match event {
             StreamEvent::Delta { delta, .. } => match delta {
-                Delta::ToolCallStart { index, id, name } => {
-                    match self.judge.on_name(name) {
-                        Some(Verdict::Pass) => self.keep(at, *index, id, name),
-                        Some(verdict) => {
-                            let state = &mut self.choices[at];
-                            state.withheld.push(*index);
-                            state.notices.push((name.clone(), verdict));
-                            Step::Out(Vec::new())
-                        }
-                        None => {
-                            self.choices[at].held = Some(Held {
-                                index: *index,
-                                id: id.clone(),
-                                name: name.clone(),
-                                arguments: String::new(),
-                                queue: Vec::new(),
-                            });
-                            Step::Out(Vec::new())
-                        }
+                Delta::ToolCallStart { index, id, name } => match self.judge.on_name(name) {
+                    Some(Verdict::Pass) => self.keep(at, *index, id, name),
+                    Some(verdict) => {
+                        let state = &mut self.choices[at];
+                        state.withheld.push(*index);
+                        state.notices.push((name.clone(), verdict));
+                        Step::Out(Vec::new())
                     }
-                }
+                    None => {
+                        self.choices[at].held = Some(Held {
+                            index: *index,
+                            id: id.clone(),
+                            name: name.clone(),
+                            arguments: String::new(),
+                            queue: Vec::new(),
+                        });
+                        Step::Out(Vec::new())
+                    }
+                },
                 Delta::ToolCallArguments { index, fragment } => {
                     self.follow(at, *index, |to| Delta::ToolCallArguments {
                         index: to,
