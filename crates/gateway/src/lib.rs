@@ -38,6 +38,7 @@ pub mod mcp_connect;
 pub mod mcp_credentials;
 pub mod mcp_endpoint;
 pub mod mcp_grants;
+pub mod mcp_handoff;
 pub mod mcp_pins;
 pub mod mcp_relay;
 pub mod mcp_servers;

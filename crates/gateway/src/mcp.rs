@@ -34,8 +34,8 @@ use portcullis_identity::Principal;
 use portcullis_limits::{Estimate, Subjects};
 use portcullis_mcp::hub::ListKind;
 use portcullis_mcp::jsonrpc::{
-    ErrorObject, INVALID_REQUEST, Id, Message, RATE_LIMITED, Request as RpcRequest,
-    Response as RpcResponse,
+    ErrorObject, INTERNAL_ERROR, INVALID_PARAMS, INVALID_REQUEST, Id, Message, Outcome,
+    RATE_LIMITED, Request as RpcRequest, Response as RpcResponse, UPSTREAM_ERROR,
 };
 use portcullis_mcp::router::{
     Ask, Decision, Era, HANDSHAKE_VERSIONS, META_PROTOCOL_VERSION, MODERN_VERSIONS, Note, Plan,
@@ -48,7 +48,9 @@ use tokio::sync::mpsc;
 use tracing::Instrument;
 
 use crate::mcp_endpoint::McpEndpoint;
-use crate::mcp_streams::{CallEvent, CallEvents, Gone, Kind, Owner, Stream};
+use crate::mcp_handoff::{self, Asked, Handoff, Retried};
+use crate::mcp_relay::{AskHandler, Replier};
+use crate::mcp_streams::{CallEvent, CallEvents, Gone, Kind, Owner, ParkedCall, Stream};
 use crate::pipeline::{Exchange, Operation, Stage};
 use crate::request_log::RequestLog;
 use crate::state::AppState;
@@ -134,6 +136,9 @@ async fn serve(state: Arc<AppState>, server: Option<String>, req: Request) -> Re
     let Some(endpoint) = state.mcp.load_full() else {
         return plain(StatusCode::NOT_FOUND, "no MCP servers are configured");
     };
+    // From its first MCP request on, a replica may hold streams and calls other replicas
+    // ask about (`crate::mcp_handoff`).
+    endpoint.relays().on_asked(|| holder(&state));
     if let Err(why) = endpoint.guard(req.headers()) {
         return rpc_error_status(StatusCode::FORBIDDEN, None, INVALID_REQUEST, why);
     }
@@ -230,7 +235,7 @@ async fn serve(state: Arc<AppState>, server: Option<String>, req: Request) -> Re
                 who: principal.identity.clone(),
                 allowed,
             };
-            return call.open(&parts.headers, x);
+            return call.open(&parts.headers, x).await;
         }
         let runtime = x.runtime.clone();
         let bytes = match crate::body::read(
@@ -936,7 +941,7 @@ struct Listen<'a> {
 }
 
 impl Listen<'_> {
-    fn open(self, headers: &HeaderMap, mut x: Exchange) -> Response {
+    async fn open(self, headers: &HeaderMap, mut x: Exchange) -> Response {
         let note = Note {
             method: "GET".to_owned(),
             server: self.server.map(str::to_owned),
@@ -983,8 +988,52 @@ impl Listen<'_> {
         };
         let streams = &self.endpoint.streams;
         let mut missed = false;
-        if let Some(last) = headers.get(LAST_EVENT_ID) {
-            match streams.resume(last.to_str().unwrap_or(""), &owner) {
+        let last = headers
+            .get(LAST_EVENT_ID)
+            .map(|last| last.to_str().unwrap_or(""));
+        // A stream another replica holds: that one relays it, with Redis.
+        let elsewhere = last
+            .and_then(|last| crate::mcp_streams::event_id(last).ok())
+            .filter(|id| {
+                id.replica.is_some_and(|r| r != streams.replica())
+                    && self.endpoint.relays().connected()
+            });
+        if let Some(id) = elsewhere {
+            let slot = match id.kind {
+                Kind::Answer => None,
+                Kind::Listen => match streams.listen(&self.caller, MAX_LISTENING) {
+                    Some(slot) => Some(slot),
+                    None => return refuse(x, StatusCode::TOO_MANY_REQUESTS, TOO_MANY),
+                },
+            };
+            let lifetime = (id.kind == Kind::Listen).then_some(LISTEN_FOR);
+            let holder = id.replica.unwrap_or_default();
+            let relays = self.endpoint.relays();
+            match mcp_handoff::resume(relays, holder, id.stream, id.next, &owner, lifetime).await {
+                Ok(relayed) => {
+                    // The connection counts as long as it lasts.
+                    let body = futures_util::StreamExt::map(relayed, move |chunk| {
+                        let _open = &slot;
+                        chunk
+                    });
+                    note_log(&mut x.log, &note, None);
+                    return finish_http(x, sse_response(Body::from_stream(body)), 200);
+                }
+                Err(Handoff::Gone) if id.kind == Kind::Answer => {
+                    return refuse(x, StatusCode::NOT_FOUND, STREAM_GONE);
+                }
+                Err(Handoff::Gone) => missed = true,
+                Err(e) => {
+                    tracing::warn!("MCP stream not resumed from its replica: {e}");
+                    return refuse(
+                        x,
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "The stream is held by another replica, which could not be reached",
+                    );
+                }
+            }
+        } else if let Some(last) = last {
+            match streams.resume(last, &owner) {
                 Ok((stream, from)) => {
                     let body = match stream.kind() {
                         Kind::Answer => Body::from_stream(stream.read(from, None, ())),
@@ -1006,11 +1055,7 @@ impl Listen<'_> {
                     );
                 }
                 Err(Gone::Unknown(Kind::Answer)) => {
-                    return refuse(
-                        x,
-                        StatusCode::NOT_FOUND,
-                        "Stream not found: its events are no longer kept, or were kept by another replica",
-                    );
+                    return refuse(x, StatusCode::NOT_FOUND, STREAM_GONE);
                 }
                 // The standalone stream's events are gone: a new stream begins, saying that
                 // every list may have changed, so that nothing missed is lost.
@@ -1042,6 +1087,43 @@ impl Listen<'_> {
 }
 
 const TOO_MANY: &str = "Too many open streams for this caller";
+const STREAM_GONE: &str = "Stream not found: its events are no longer kept, or were kept by a \
+                           replica that is gone or out of reach";
+
+/// What handles what other replicas ask of this one (`crate::mcp_handoff`): resumes of the
+/// streams it holds, retries of the calls it holds waiting for input.
+fn holder(state: &Arc<AppState>) -> AskHandler {
+    let state = Arc::downgrade(state);
+    Box::new(move |what, replier| {
+        tokio::spawn(serve_asked(state.clone(), what, replier));
+    })
+}
+
+async fn serve_asked(state: std::sync::Weak<AppState>, what: Vec<u8>, replier: Replier) {
+    let endpoint = state.upgrade().and_then(|s| s.mcp.load_full());
+    let asked = serde_json::from_slice::<Asked>(&what);
+    let (Some(endpoint), Ok(asked)) = (endpoint, asked) else {
+        return mcp_handoff::gone(&replier).await;
+    };
+    match asked {
+        Asked::Resume {
+            stream,
+            from,
+            owner,
+            lifetime_ms,
+        } => {
+            let lifetime = lifetime_ms.map(std::time::Duration::from_millis);
+            mcp_handoff::serve_resume(&endpoint.streams, &stream, from, &owner, lifetime, replier)
+                .await;
+        }
+        Asked::Retry {
+            state,
+            owner,
+            id,
+            responses,
+        } => ModernCall::retried_here(endpoint, &state, owner, id, responses, replier).await,
+    }
+}
 
 /// Fills a stream with the changes of the lists of the servers it covers (one server, or
 /// those the caller may use) that it wants — heard from the shared connections and from the
@@ -1382,7 +1464,9 @@ impl Rounds {
 /// A call of a 2026 client (`tools/call`, `prompts/get`, `resources/read`) to a server of the
 /// handshake generation: it runs in the background; a request the server makes of the client
 /// ends the HTTP exchange with an `input_required` result, whose `requestState` finds the call
-/// again when the client retries with its answers, which go to the server.
+/// again when the client retries with its answers, which go to the server. A retry reaching
+/// another replica than the one holding the call is passed to that one, with Redis
+/// (`crate::mcp_handoff`), which answers with what the call does next.
 struct ModernCall {
     endpoint: Arc<McpEndpoint>,
     server: Arc<portcullis_mcp::hub::Server>,
@@ -1393,9 +1477,42 @@ struct ModernCall {
     log_bodies: bool,
 }
 
+/// What a 2026 client's call does next.
+enum Step {
+    /// It ended: its result or error, what became of it, its note.
+    Done(Result<Box<RawValue>, ErrorObject>, Decision, Note),
+    /// The server asked the client: the `input_required` result (the call parked).
+    Input(Box<RawValue>),
+    /// The server sent a notification first: the answer becomes a stream.
+    Stream(Message, CallEvents),
+    /// The call ended without a result.
+    Ended,
+}
+
+/// What more than the call's timeout a replica waits for another to answer a retry.
+const HANDOFF_MARGIN: std::time::Duration = std::time::Duration::from_secs(5);
+
+const STATE_GONE: &str = "Invalid requestState: no call of this caller waits for input under \
+                          it (expired, or its replica is gone or out of reach); call again \
+                          without it";
+
+/// The decision `Decision::as_str` names.
+fn decision_named(name: &str) -> Option<Decision> {
+    [
+        Decision::Answered,
+        Decision::Forwarded,
+        Decision::Refused,
+        Decision::Failed,
+        Decision::Invalid,
+        Decision::Withheld,
+    ]
+    .into_iter()
+    .find(|d| d.as_str() == name)
+}
+
 impl ModernCall {
     async fn run<F>(
-        self,
+        mut self,
         rounds: Rounds,
         call: std::pin::Pin<Box<F>>,
         related: mpsc::Receiver<Message>,
@@ -1412,37 +1529,172 @@ impl ModernCall {
             Some(state) => {
                 // A retry: the call goes on where it waited, with the client's answers.
                 drop(call);
-                let Some(events) = self.endpoint.streams.unpark(state, &self.owner) else {
+                let holder = crate::mcp_streams::holder_of_state(state)
+                    .filter(|h| {
+                        *h != self.endpoint.streams.replica() && self.endpoint.relays().connected()
+                    })
+                    .map(str::to_owned);
+                if let Some(holder) = holder {
+                    return self.retry_elsewhere(&holder, rounds, x).await;
+                }
+                let Some(parked) = self.endpoint.streams.unpark(state, &self.owner) else {
                     let mut note = rounds.note.clone();
                     note.decision = Decision::Invalid;
                     note_log(&mut x.log, &note, None);
-                    let error = ErrorObject::new(
-                        portcullis_mcp::jsonrpc::INVALID_PARAMS,
-                        "Invalid requestState: no call of this caller waits for input under it \
-                         (expired, or kept by another replica); call again without it",
-                    );
+                    let error = ErrorObject::new(INVALID_PARAMS, STATE_GONE);
                     return finish_http(x, json_answer(self.id, Err(error)), 200);
                 };
-                for (key, value) in rounds.responses {
-                    let Some(relayed) = self.endpoint.answered(&Id::String(key)) else {
-                        continue;
-                    };
-                    let reply = Reply::Result(portcullis_mcp::jsonrpc::raw(&value));
-                    if let Err(e) = relayed.upstream.respond(relayed.id, reply).await {
-                        tracing::warn!(server = relayed.server.name(), "answer not delivered: {e}");
-                    }
-                }
-                events
+                // The server's next requests go back over the connection the call went over.
+                self.server = parked.server;
+                self.upstream = parked.upstream;
+                self.give_answers(rounds.responses).await;
+                parked.events
             }
         };
         self.next(events, rounds.note, x).await
     }
 
+    /// The client's answers to the input requests, to the server that asked.
+    async fn give_answers(&self, responses: serde_json::Map<String, serde_json::Value>) {
+        for (key, value) in responses {
+            let Some(relayed) = self.endpoint.answered(&Id::String(key)) else {
+                continue;
+            };
+            let reply = Reply::Result(portcullis_mcp::jsonrpc::raw(&value));
+            if let Err(e) = relayed.upstream.respond(relayed.id, reply).await {
+                tracing::warn!(server = relayed.server.name(), "answer not delivered: {e}");
+            }
+        }
+    }
+
+    /// What the call does next.
+    async fn step(&self, mut events: CallEvents) -> Step {
+        match events.recv().await {
+            Some(CallEvent::Done(result, decision, note)) => Step::Done(result, decision, note),
+            Some(CallEvent::Related(Message::Request(request))) => {
+                Step::Input(self.input_required(request, events))
+            }
+            Some(CallEvent::Related(first)) => Step::Stream(first, events),
+            None => Step::Ended,
+        }
+    }
+
+    /// A retry of a call `holder` holds: passed to it, and its answer to the client.
+    async fn retry_elsewhere(self, holder: &str, rounds: Rounds, mut x: Exchange) -> Response {
+        let Rounds {
+            state,
+            responses,
+            mut note,
+        } = rounds;
+        let asked = Asked::Retry {
+            state: state.unwrap_or_default(),
+            owner: self.owner.clone(),
+            id: self.id.clone(),
+            responses,
+        };
+        let wait = self.server.spec.timeout + HANDOFF_MARGIN;
+        match mcp_handoff::retry(self.endpoint.relays(), holder, &asked, wait).await {
+            Ok(Retried::Answer { decision, body }) => {
+                let result = match Message::parse(&body) {
+                    Ok(Message::Response(r)) => match r.outcome {
+                        Outcome::Result(r) => Ok(r),
+                        Outcome::Error(e) => Err(e),
+                    },
+                    _ => Err(ErrorObject::new(
+                        INTERNAL_ERROR,
+                        "The replica holding the call answered with something else than a \
+                         JSON-RPC response",
+                    )),
+                };
+                match decision_named(&decision) {
+                    Some(decision) => {
+                        note.decision = decision;
+                        let size = result.as_ref().map(|r| r.get().len()).ok();
+                        note_log(&mut x.log, &note, size);
+                        if self.log_bodies {
+                            log_result(&mut x.log, &result);
+                        }
+                    }
+                    // Another request for input.
+                    None => note_log(&mut x.log, &note, None),
+                }
+                finish_http(x, json_answer(self.id, result), 200)
+            }
+            Ok(Retried::Stream(body)) => {
+                note_log(&mut x.log, &note, None);
+                finish_http(x, sse_response(Body::from_stream(body)), 200)
+            }
+            Err(Handoff::Gone) => {
+                note.decision = Decision::Invalid;
+                note_log(&mut x.log, &note, None);
+                let error = ErrorObject::new(INVALID_PARAMS, STATE_GONE);
+                finish_http(x, json_answer(self.id, Err(error)), 200)
+            }
+            Err(e) => {
+                tracing::warn!("MCP retry not passed to the replica holding its call: {e}");
+                note.decision = Decision::Failed;
+                note_log(&mut x.log, &note, None);
+                let error = ErrorObject::new(
+                    INTERNAL_ERROR,
+                    "The call waiting for input is held by another replica, which could not \
+                     be reached; call again without requestState",
+                );
+                finish_http(x, json_answer(self.id, Err(error)), 200)
+            }
+        }
+    }
+
+    /// On the replica holding the call parked under `state`: another replica passed on the
+    /// retry of `owner` (JSON-RPC id `id`) with the client's `responses`; the call goes on, and
+    /// what it does next goes back to that replica.
+    async fn retried_here(
+        endpoint: Arc<McpEndpoint>,
+        state: &str,
+        owner: Owner,
+        id: Id,
+        responses: serde_json::Map<String, serde_json::Value>,
+        replier: Replier,
+    ) {
+        let Some(parked) = endpoint.streams.unpark(state, &owner) else {
+            return mcp_handoff::gone(&replier).await;
+        };
+        let call = ModernCall {
+            endpoint,
+            server: parked.server,
+            upstream: parked.upstream,
+            owner,
+            id,
+            log_bodies: false,
+        };
+        call.give_answers(responses).await;
+        let id = call.id.clone();
+        let (decision, response) = match call.step(parked.events).await {
+            Step::Done(Ok(result), decision, _) => (decision, RpcResponse::result(id, result)),
+            Step::Done(Err(e), decision, _) => (decision, RpcResponse::error(Some(id), e)),
+            Step::Input(result) => {
+                let response = RpcResponse::result(id, result);
+                return mcp_handoff::answer(&replier, "input", &response.to_bytes()).await;
+            }
+            Step::Stream(first, events) => {
+                let stream = call.open_stream(first, events, None);
+                return mcp_handoff::relay(stream, 0, None, replier).await;
+            }
+            Step::Ended => (
+                Decision::Failed,
+                RpcResponse::error(
+                    Some(id),
+                    ErrorObject::new(UPSTREAM_ERROR, "The call ended without a result"),
+                ),
+            ),
+        };
+        mcp_handoff::answer(&replier, decision.as_str(), &response.to_bytes()).await;
+    }
+
     /// Answers with what the call does next: its result, a request for input, or a stream
     /// when the server sends notifications first.
-    async fn next(self, mut events: CallEvents, note: Note, mut x: Exchange) -> Response {
-        match events.recv().await {
-            Some(CallEvent::Done(result, decision, mut note)) => {
+    async fn next(self, events: CallEvents, note: Note, mut x: Exchange) -> Response {
+        match self.step(events).await {
+            Step::Done(result, decision, mut note) => {
                 note.decision = decision;
                 let size = result.as_ref().map(|r| r.get().len()).ok();
                 note_log(&mut x.log, &note, size);
@@ -1451,24 +1703,21 @@ impl ModernCall {
                 }
                 finish_http(x, json_answer(self.id, result), 200)
             }
-            Some(CallEvent::Related(Message::Request(request))) => {
+            Step::Input(result) => {
                 note_log(&mut x.log, &note, None);
-                let result = self.input_required(request, events);
                 finish_http(x, json_answer(self.id, Ok(result)), 200)
             }
-            Some(CallEvent::Related(first)) => {
+            Step::Stream(first, events) => {
                 let log = x.log.take();
-                let response = self.stream(first, events, log);
-                finish_http(x, response, 200)
+                let stream = self.open_stream(first, events, Some(log));
+                let body = Body::from_stream(stream.read(0, None, ()));
+                finish_http(x, sse_response(body), 200)
             }
-            None => {
+            Step::Ended => {
                 let mut note = note;
                 note.decision = Decision::Failed;
                 note_log(&mut x.log, &note, None);
-                let error = ErrorObject::new(
-                    portcullis_mcp::jsonrpc::UPSTREAM_ERROR,
-                    "The call ended without a result",
-                );
+                let error = ErrorObject::new(UPSTREAM_ERROR, "The call ended without a result");
                 finish_http(x, json_answer(self.id, Err(error)), 200)
             }
         }
@@ -1491,7 +1740,12 @@ impl ModernCall {
         {
             asked.insert("params".into(), params);
         }
-        let state = self.endpoint.streams.park(self.owner.clone(), events);
+        let parked = ParkedCall {
+            events,
+            server: self.server.clone(),
+            upstream: self.upstream.clone(),
+        };
+        let state = self.endpoint.streams.park(self.owner.clone(), parked);
         portcullis_mcp::jsonrpc::raw(&serde_json::json!({
             "resultType": "input_required",
             "inputRequests": { key: asked },
@@ -1499,8 +1753,14 @@ impl ModernCall {
         }))
     }
 
-    /// An SSE answer: the server's notifications, then the result or a request for input.
-    fn stream(self, first: Message, mut events: CallEvents, mut log: RequestLog) -> Response {
+    /// A stream answering the call: the server's notifications, then the result or a request
+    /// for input; `log`, when the call's record goes with it, is finished at its end.
+    fn open_stream(
+        self,
+        first: Message,
+        mut events: CallEvents,
+        mut log: Option<RequestLog>,
+    ) -> Arc<Stream> {
         let stream = self.endpoint.streams.open(
             Kind::Answer,
             self.owner.clone(),
@@ -1508,8 +1768,8 @@ impl ModernCall {
         );
         stream.prime();
         stream.push(&first.to_bytes());
-        let body = Body::from_stream(stream.read(0, None, ()));
         let streams = self.endpoint.streams.clone();
+        let filled = stream.clone();
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
             loop {
@@ -1519,20 +1779,26 @@ impl ModernCall {
                             let result = self.input_required(request, events);
                             let response = RpcResponse::result(self.id.clone(), result);
                             stream.push(&response.to_bytes());
-                            log.finish(200);
+                            if let Some(log) = log.as_mut() {
+                                log.finish(200);
+                            }
                             break;
                         }
                         Some(CallEvent::Related(m)) => stream.push(&m.to_bytes()),
                         Some(CallEvent::Done(result, decision, mut note)) => {
                             note.decision = decision;
                             let size = result.as_ref().map(|r| r.get().len()).ok();
-                            note_log(&mut log, &note, size);
+                            if let Some(log) = log.as_mut() {
+                                note_log(log, &note, size);
+                            }
                             let response = match result {
                                 Ok(r) => RpcResponse::result(self.id.clone(), r),
                                 Err(e) => RpcResponse::error(Some(self.id.clone()), e),
                             };
                             stream.push(&response.to_bytes());
-                            log.finish(200);
+                            if let Some(log) = log.as_mut() {
+                                log.finish(200);
+                            }
                             break;
                         }
                         None => break,
@@ -1555,7 +1821,7 @@ impl ModernCall {
                 }
             }
         });
-        sse_response(body)
+        filled
     }
 }
 

@@ -45,14 +45,17 @@ impl McpEndpoint {
         session_key: [u8; 32],
         issuer: Option<String>,
     ) -> Self {
+        // Stream ids and request states name the replica as relay ids do.
+        let relays = Arc::new(crate::mcp_relay::Relays::default());
+        let streams = Arc::new(crate::mcp_streams::Streams::new(relays.replica()));
         Self {
             hub,
             config,
             listen,
             session_key,
             issuer,
-            relays: Arc::default(),
-            streams: Arc::default(),
+            relays,
+            streams,
             credentialed: Arc::default(),
         }
     }

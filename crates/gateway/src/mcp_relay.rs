@@ -11,8 +11,17 @@
 //! gets 202 once a replica has received it, 404 when the replica named is not listening (its
 //! call ended with it), 503 when Redis cannot be reached. Without Redis, replicas need sticky
 //! sessions for server-to-client requests.
+//!
+//! The same channel carries what one replica asks of another ([`Relays::ask`]): a message
+//! `?<reply channel>\n<what is asked>`, handed to the handler the endpoint set
+//! ([`Relays::on_asked`]), which replies with messages on the reply channel
+//! (`portcullis:mcp:reply:<random>`, which the asking replica subscribed to first) through a
+//! [`Replier`]. What is asked and replied is the business of `crate::mcp_handoff`; here, only
+//! that every message is at most [`MAX_MESSAGE`] bytes, and that a replica with no handler yet
+//! (it has served no MCP request, so it holds nothing) replies with one empty message.
 
 use std::collections::HashMap;
+use std::pin::Pin;
 use std::sync::{Arc, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
@@ -50,13 +59,46 @@ fn channel(replica: &str) -> String {
     format!("portcullis:mcp:relay:{replica}")
 }
 
+/// The prefix of the channels replies to asks go to.
+const REPLY_PREFIX: &str = "portcullis:mcp:reply:";
+
+/// The most bytes of one message a replica publishes to another.
+pub const MAX_MESSAGE: usize = 256 << 10;
+
+/// How long a replica waits to subscribe to Redis, or for it to take a message.
+const BUS_WAIT: Duration = Duration::from_secs(5);
+
+/// What handles what other replicas ask: what is asked, and where to reply.
+pub type AskHandler = Box<dyn Fn(Vec<u8>, Replier) + Send + Sync>;
+
 /// This replica's relayed requests (the same across reloads), and the bus to the others.
-#[derive(Debug)]
 pub struct Relays {
     /// This replica's name in relay ids.
     replica: String,
     pending: parking_lot::Mutex<HashMap<String, Relayed>>,
-    bus: OnceLock<redis::aio::ConnectionManager>,
+    bus: OnceLock<Bus>,
+    asked: OnceLock<AskHandler>,
+    /// Dropped with the replica's relays: its subscription ends, so that what is published
+    /// to it is heard by nobody (the replica is gone).
+    _subscribed: OnceLock<tokio::sync::oneshot::Sender<()>>,
+}
+
+/// The Redis connection messages are published over, and the client that subscribes.
+#[derive(Clone)]
+struct Bus {
+    manager: redis::aio::ConnectionManager,
+    client: redis::Client,
+}
+
+impl std::fmt::Debug for Relays {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Relays")
+            .field("replica", &self.replica)
+            .field("pending", &self.pending.lock().len())
+            .field("bus", &self.bus.get().is_some())
+            .field("asked", &self.asked.get().is_some())
+            .finish()
+    }
 }
 
 impl Default for Relays {
@@ -65,11 +107,179 @@ impl Default for Relays {
             replica: uuid::Uuid::new_v4().simple().to_string()[..16].to_owned(),
             pending: parking_lot::Mutex::new(HashMap::new()),
             bus: OnceLock::new(),
+            asked: OnceLock::new(),
+            _subscribed: OnceLock::new(),
         }
     }
 }
 
+/// Why another replica could not be asked.
+#[derive(Debug, thiserror::Error)]
+pub enum AskError {
+    /// No Redis: replicas do not hear each other.
+    #[error("replicas reach each other only through Redis, which is not configured")]
+    NoBus,
+    /// Nobody listens on the replica's channel: it is gone.
+    #[error("the replica is gone")]
+    Nobody,
+    /// What is asked is larger than a message may be.
+    #[error("what is asked is larger than a message may be")]
+    TooLarge,
+    /// Redis could not be reached.
+    #[error("Redis: {0}")]
+    Redis(#[from] redis::RedisError),
+    /// Redis did not answer in time.
+    #[error("Redis did not answer in time")]
+    TimedOut,
+}
+
+/// The replies to an ask, in the order they were published.
+pub struct Replies {
+    messages: Pin<Box<dyn futures_util::Stream<Item = redis::Msg> + Send>>,
+}
+
+impl std::fmt::Debug for Replies {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Replies")
+    }
+}
+
+impl Replies {
+    /// The next reply, if one comes within `wait` (`None`: none came, or the connection
+    /// broke).
+    pub async fn next(&mut self, wait: Duration) -> Option<Vec<u8>> {
+        match tokio::time::timeout(wait, self.messages.next()).await {
+            Ok(Some(m)) => Some(m.get_payload_bytes().to_vec()),
+            _ => None,
+        }
+    }
+}
+
+/// Where a replica replies to what another asked.
+#[derive(Clone)]
+pub struct Replier {
+    manager: redis::aio::ConnectionManager,
+    channel: String,
+}
+
+impl std::fmt::Debug for Replier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Replier")
+            .field("channel", &self.channel)
+            .finish()
+    }
+}
+
+impl Replier {
+    /// Publishes `message` (at most [`MAX_MESSAGE`] bytes); whether the asking replica still
+    /// listens.
+    pub async fn send(&self, message: &[u8]) -> bool {
+        if message.len() > MAX_MESSAGE {
+            tracing::warn!("MCP reply of {} bytes not sent: too large", message.len());
+            return false;
+        }
+        let mut manager = self.manager.clone();
+        let published = tokio::time::timeout(
+            BUS_WAIT,
+            redis::cmd("PUBLISH")
+                .arg(&self.channel)
+                .arg(message)
+                .query_async::<i64>(&mut manager),
+        )
+        .await;
+        matches!(published, Ok(Ok(n)) if n > 0)
+    }
+}
+
 impl Relays {
+    /// This replica's name (in relay ids, stream ids and request states).
+    pub fn replica(&self) -> &str {
+        &self.replica
+    }
+
+    /// Whether replicas reach each other (Redis is configured and was reached once).
+    pub fn connected(&self) -> bool {
+        self.bus.get().is_some()
+    }
+
+    /// Sets what handles what other replicas ask (once: later handlers are ignored); whether
+    /// one was set before.
+    pub fn on_asked(&self, handler: impl FnOnce() -> AskHandler) -> bool {
+        if self.asked.get().is_some() {
+            return true;
+        }
+        let _ = self.asked.set(handler());
+        false
+    }
+
+    /// Asks `replica` for `what` (at most [`MAX_MESSAGE`] bytes); its replies, which come on a
+    /// channel of this ask's own.
+    pub async fn ask(&self, replica: &str, what: &[u8]) -> Result<Replies, AskError> {
+        let bus = self.bus.get().ok_or(AskError::NoBus)?.clone();
+        let reply = format!("{REPLY_PREFIX}{}", uuid::Uuid::new_v4().simple());
+        let mut message = Vec::with_capacity(what.len() + reply.len() + 2);
+        message.push(b'?');
+        message.extend_from_slice(reply.as_bytes());
+        message.push(b'\n');
+        message.extend_from_slice(what);
+        if message.len() > MAX_MESSAGE {
+            return Err(AskError::TooLarge);
+        }
+        let subscribed = tokio::time::timeout(BUS_WAIT, async {
+            let mut pubsub = bus.client.get_async_pubsub().await?;
+            pubsub.subscribe(&reply).await?;
+            Ok::<_, redis::RedisError>(pubsub)
+        })
+        .await
+        .map_err(|_| AskError::TimedOut)??;
+        let mut manager = bus.manager;
+        let published: i64 = tokio::time::timeout(
+            BUS_WAIT,
+            redis::cmd("PUBLISH")
+                .arg(channel(replica))
+                .arg(&message)
+                .query_async(&mut manager),
+        )
+        .await
+        .map_err(|_| AskError::TimedOut)??;
+        if published == 0 {
+            return Err(AskError::Nobody);
+        }
+        Ok(Replies {
+            messages: Box::pin(subscribed.into_on_message()),
+        })
+    }
+
+    /// What another replica asked, handed to the handler with where to reply.
+    fn asked(&self, message: &[u8]) {
+        let Some(bus) = self.bus.get() else {
+            return;
+        };
+        let Some((reply, what)) = message
+            .strip_prefix(b"?")
+            .and_then(|m| m.iter().position(|b| *b == b'\n').map(|at| m.split_at(at)))
+        else {
+            return;
+        };
+        let Ok(reply) = std::str::from_utf8(reply) else {
+            return;
+        };
+        if !reply.starts_with(REPLY_PREFIX) {
+            return;
+        }
+        let replier = Replier {
+            manager: bus.manager.clone(),
+            channel: reply.to_owned(),
+        };
+        match self.asked.get() {
+            Some(handle) => handle(what[1..].to_vec(), replier),
+            // Nothing served here yet, so nothing held: one empty reply says so.
+            None => {
+                tokio::spawn(async move { replier.send(b"").await });
+            }
+        }
+    }
+
     /// Gives `request`, which `server` made over `upstream`, an id of the gateway's own naming
     /// this replica, and keeps what the answer needs to go back.
     pub fn relay(&self, server: &Arc<Server>, upstream: &Arc<dyn Upstream>, request: &mut Request) {
@@ -115,32 +325,48 @@ impl Relays {
         let mut pubsub = client.get_async_pubsub().await?;
         let channel = channel(&self.replica);
         pubsub.subscribe(&channel).await?;
-        if self.bus.set(manager).is_err() {
+        let bus = Bus {
+            manager,
+            client: client.clone(),
+        };
+        if self.bus.set(bus).is_err() {
             return Ok(());
         }
+        let (subscribed, unsubscribe) = tokio::sync::oneshot::channel();
+        let _ = self._subscribed.set(subscribed);
         let relays = Arc::downgrade(self);
-        tokio::spawn(listen(relays, client, channel, pubsub));
+        tokio::spawn(listen(relays, client, channel, pubsub, unsubscribe));
         Ok(())
     }
 }
 
-/// Delivers the answers published to this replica until it goes away, subscribing again when
-/// the connection breaks.
+/// Delivers the answers (and asks) published to this replica until it goes away, subscribing
+/// again when the connection breaks.
 async fn listen(
     relays: Weak<Relays>,
     client: redis::Client,
     channel: String,
     mut pubsub: redis::aio::PubSub,
+    mut gone: tokio::sync::oneshot::Receiver<()>,
 ) {
     loop {
         {
             let mut messages = pubsub.on_message();
-            while let Some(message) = messages.next().await {
+            loop {
+                let message = tokio::select! {
+                    m = messages.next() => m,
+                    _ = &mut gone => return,
+                };
+                let Some(message) = message else {
+                    break;
+                };
                 let Some(relays) = relays.upgrade() else {
                     return;
                 };
                 let payload: Vec<u8> = message.get_payload_bytes().to_vec();
-                if let Ok(Message::Response(answer)) = Message::parse(&payload) {
+                if payload.starts_with(b"?") {
+                    relays.asked(&payload);
+                } else if let Ok(Message::Response(answer)) = Message::parse(&payload) {
                     let relayed = answer.id.as_ref().and_then(|id| relays.answered(id));
                     if let Some(relayed) = relayed {
                         send_back(relayed, answer.outcome).await;
@@ -153,7 +379,10 @@ async fn listen(
             if relays.strong_count() == 0 {
                 return;
             }
-            tokio::time::sleep(Duration::from_secs(1)).await;
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                _ = &mut gone => return,
+            }
             let subscribed = async {
                 let mut p = client.get_async_pubsub().await?;
                 p.subscribe(&channel).await?;
@@ -198,7 +427,7 @@ pub async fn deliver(relays: &Relays, answer: RpcResponse, body: &[u8]) -> Respo
     let (Some(replica), Some(bus)) = (elsewhere, relays.bus.get()) else {
         return status(StatusCode::ACCEPTED);
     };
-    let mut bus = bus.clone();
+    let mut bus = bus.manager.clone();
     let published: Result<i64, _> = redis::cmd("PUBLISH")
         .arg(channel(replica))
         .arg(body)

@@ -7,19 +7,24 @@
 //! What is kept, and for how long: a stream's events stay for [`RESUME_WINDOW`] after its
 //! last reader left (at most [`MAX_STREAM_BYTES`] of them, the oldest dropped first, the last
 //! always kept); a call whose stream has had no reader for that long is abandoned (and so
-//! cancelled upstream). Streams live on one replica: a resume that reaches another replica,
-//! or comes too late, finds nothing ([`Streams::resume`] says so) and the endpoint answers
-//! accordingly. A stream has one reader at a time: a resume takes the stream over from the
-//! reader before it, so no message goes out on two connections.
+//! cancelled upstream). Streams live on the replica that made them, and their ids name it: a
+//! resume that reaches another replica is passed to that one over Redis when the gateway has
+//! it (`crate::mcp_handoff`), else finds nothing, like a resume that comes too late
+//! ([`Streams::resume`] says so), and the endpoint answers accordingly. A stream has one
+//! reader at a time: a resume takes the stream over from the reader before it, so no message
+//! goes out on two connections.
 //!
-//! An event id is `<g|p><stream>-<n>`: `g` for a GET stream, `p` for a POST answer, the
-//! stream's random id, and the event's number in it.
+//! An event id is `<g|p><replica>.<random>-<n>`: `g` for a GET stream, `p` for a POST
+//! answer, then the replica holding the stream and the stream's random id (together the
+//! stream's id), and the event's number in it.
 //!
 //! Also kept here: the calls of 2026 clients waiting for the client's input (multi round-trip
 //! requests). A server of the handshake generation asks its client during a call (sampling,
 //! elicitation); a 2026 client is answered with an `input_required` result and retries with
-//! its answers and the `requestState` the gateway gave, by which [`Streams::unpark`] finds the
-//! call, still running, on this replica (for [`RESUME_WINDOW`] at most).
+//! its answers and the `requestState` the gateway gave (`portcullis-<replica>-<random>`), by
+//! which [`Streams::unpark`] finds the call, still running, on the replica it names (for
+//! [`RESUME_WINDOW`] at most); a retry reaching another replica is passed to that one
+//! (`crate::mcp_handoff`).
 
 use std::collections::{HashMap, VecDeque};
 use std::convert::Infallible;
@@ -28,8 +33,10 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use parking_lot::Mutex;
+use portcullis_mcp::hub::Server;
 use portcullis_mcp::jsonrpc::{ErrorObject, Message};
 use portcullis_mcp::router::{Decision, Note};
+use portcullis_mcp::upstream::Upstream;
 use serde_json::value::RawValue;
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
@@ -66,7 +73,7 @@ impl Kind {
 }
 
 /// Whose a stream is: only the same caller, through the same endpoint and session, resumes it.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub struct Owner {
     /// The caller (its identity's subject and key).
     pub caller: String,
@@ -77,8 +84,10 @@ pub struct Owner {
 }
 
 /// Every stream of the replica.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Streams {
+    /// The replica's name in stream ids and request states.
+    replica: String,
     streams: Mutex<HashMap<String, Arc<Stream>>>,
     /// Open GET connections by caller.
     listening: Mutex<HashMap<String, usize>>,
@@ -102,7 +111,18 @@ pub type CallEvents = mpsc::Receiver<CallEvent>;
 struct Parked {
     owner: Owner,
     at: Instant,
-    events: CallEvents,
+    call: ParkedCall,
+}
+
+/// A call waiting for a 2026 client's input.
+#[derive(Debug)]
+pub struct ParkedCall {
+    /// The call's events.
+    pub events: CallEvents,
+    /// The server it went to.
+    pub server: Arc<Server>,
+    /// The connection it went over, which the server's next requests are answered back over.
+    pub upstream: Arc<dyn Upstream>,
 }
 
 /// One stream.
@@ -147,11 +167,86 @@ pub enum Gone {
     Unknown(Kind),
 }
 
+/// An event id, read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EventId<'a> {
+    /// The stream's kind.
+    pub kind: Kind,
+    /// The stream's id.
+    pub stream: &'a str,
+    /// The replica holding the stream (`None` for an id that names none).
+    pub replica: Option<&'a str>,
+    /// The number of the event after it: where a resume goes on from.
+    pub next: u64,
+}
+
+/// Reads an event id a client sends back in `Last-Event-ID`.
+pub fn event_id(text: &str) -> Result<EventId<'_>, Gone> {
+    let (stream, n) = text.rsplit_once('-').ok_or(Gone::Malformed)?;
+    let kind = kind_of(stream).ok_or(Gone::Malformed)?;
+    let n: u64 = n.parse().map_err(|_| Gone::Malformed)?;
+    let replica = stream
+        .get(1..)
+        .and_then(|rest| rest.split_once('.'))
+        .map(|(r, _)| r);
+    Ok(EventId {
+        kind,
+        stream,
+        replica,
+        next: n.saturating_add(1),
+    })
+}
+
+fn kind_of(stream: &str) -> Option<Kind> {
+    match stream.chars().next() {
+        Some('g') => Some(Kind::Listen),
+        Some('p') => Some(Kind::Answer),
+        _ => None,
+    }
+}
+
+/// The prefix of a `requestState` the gateway gives.
+const STATE_PREFIX: &str = "portcullis-";
+
+/// The replica a `requestState` names, if it is one of the gateway's.
+pub fn holder_of_state(state: &str) -> Option<&str> {
+    state
+        .strip_prefix(STATE_PREFIX)?
+        .split_once('-')
+        .map(|(replica, _)| replica)
+}
+
+impl Default for Streams {
+    fn default() -> Self {
+        Self::new(format!("{:016x}", rand::random::<u64>()))
+    }
+}
+
 impl Streams {
+    /// No streams yet, on the replica named `replica` (letters and digits).
+    pub fn new(replica: impl Into<String>) -> Self {
+        Self {
+            replica: replica.into(),
+            streams: Mutex::default(),
+            listening: Mutex::default(),
+            parked: Mutex::default(),
+        }
+    }
+
+    /// The replica's name in stream ids and request states.
+    pub fn replica(&self) -> &str {
+        &self.replica
+    }
+
     /// A new stream of `kind` for `owner`; for a call's stream, `request` is the id of the
     /// request it answers (JSON text), by which the client may cancel it.
     pub fn open(&self, kind: Kind, owner: Owner, request: Option<String>) -> Arc<Stream> {
-        let id = format!("{}{:032x}", kind.tag(), rand::random::<u128>());
+        let id = format!(
+            "{}{}.{:032x}",
+            kind.tag(),
+            self.replica,
+            rand::random::<u128>()
+        );
         let stream = Arc::new(Stream {
             id: id.clone(),
             kind,
@@ -203,18 +298,18 @@ impl Streams {
     /// The stream `last_event_id` belongs to, and the number of the event after it, when
     /// `owner` may resume it and its events from there are still kept.
     pub fn resume(&self, last_event_id: &str, owner: &Owner) -> Result<(Arc<Stream>, u64), Gone> {
-        let (stream, n) = last_event_id.rsplit_once('-').ok_or(Gone::Malformed)?;
-        let kind = match stream.chars().next() {
-            Some('g') => Kind::Listen,
-            Some('p') => Kind::Answer,
-            _ => return Err(Gone::Malformed),
-        };
-        let n: u64 = n.parse().map_err(|_| Gone::Malformed)?;
+        let id = event_id(last_event_id)?;
+        self.find(id.stream, id.next, owner)
+    }
+
+    /// The stream `stream` when `owner` may resume it and its events from number `from` on
+    /// are still kept.
+    pub fn find(&self, stream: &str, from: u64, owner: &Owner) -> Result<(Arc<Stream>, u64), Gone> {
+        let kind = kind_of(stream).ok_or(Gone::Malformed)?;
         let found = self.streams.lock().get(stream).cloned();
         let Some(found) = found.filter(|s| s.owner == *owner && !s.expired()) else {
             return Err(Gone::Unknown(kind));
         };
-        let from = n.saturating_add(1);
         {
             let state = found.state.lock();
             let first = state.events.front().map_or(state.next, |(k, _)| *k);
@@ -244,10 +339,14 @@ impl Streams {
         }
     }
 
-    /// Keeps `events` of a call of `owner` that waits for the client's input; the
-    /// `requestState` that finds it again.
-    pub fn park(&self, owner: Owner, events: CallEvents) -> String {
-        let state = format!("portcullis-{:032x}", rand::random::<u128>());
+    /// Keeps `call` of `owner`, which waits for the client's input; the `requestState` that
+    /// finds it again (naming this replica).
+    pub fn park(&self, owner: Owner, call: ParkedCall) -> String {
+        let state = format!(
+            "{STATE_PREFIX}{}-{:032x}",
+            self.replica,
+            rand::random::<u128>()
+        );
         let mut parked = self.parked.lock();
         parked.retain(|_, p| p.at.elapsed() < RESUME_WINDOW);
         parked.insert(
@@ -255,20 +354,20 @@ impl Streams {
             Parked {
                 owner,
                 at: Instant::now(),
-                events,
+                call,
             },
         );
         state
     }
 
     /// The call `state` names, if `owner` parked it here and not too long ago.
-    pub fn unpark(&self, state: &str, owner: &Owner) -> Option<CallEvents> {
+    pub fn unpark(&self, state: &str, owner: &Owner) -> Option<ParkedCall> {
         let mut parked = self.parked.lock();
         parked.retain(|_, p| p.at.elapsed() < RESUME_WINDOW);
         if parked.get(state)?.owner != *owner {
             return None;
         }
-        parked.remove(state).map(|p| p.events)
+        parked.remove(state).map(|p| p.call)
     }
 
     /// Forgets `stream`.
@@ -611,6 +710,27 @@ mod tests {
             streams.resume("x1-2", &owner()).err(),
             Some(Gone::Malformed)
         );
+    }
+
+    #[test]
+    fn ids_and_request_states_name_the_replica_holding_them() {
+        let streams = Streams::new("r1");
+        let stream = streams.open(Kind::Answer, owner(), None);
+        let last = format!("{}-4", stream.id);
+        let id = event_id(&last).unwrap();
+        assert_eq!(id.kind, Kind::Answer);
+        assert_eq!(id.stream, stream.id);
+        assert_eq!(id.replica, Some("r1"));
+        assert_eq!(id.next, 5);
+        // An id of another replica is not found here.
+        assert_eq!(
+            Streams::new("r2").resume(&last, &owner()).err(),
+            Some(Gone::Unknown(Kind::Answer))
+        );
+        assert_eq!(event_id("gabc-0").unwrap().replica, None);
+        assert_eq!(event_id("p1.2-x").err(), Some(Gone::Malformed));
+        assert_eq!(holder_of_state("portcullis-r1-0123"), Some("r1"));
+        assert_eq!(holder_of_state("someone-else"), None);
     }
 
     #[test]
