@@ -16,8 +16,10 @@
 //! - [`mcp`]: the MCP servers added through the admin API ([`McpServerStore`]);
 //! - [`mcp_pins`]: the fingerprints MCP tool definitions are pinned to ([`McpPinStore`]);
 //! - [`audit`]: the decision audit's chains, records and checkpoints ([`AuditStore`]), and
-//!   [`audit_writer`], the bounded writer that seals records into this process's chain.
+//!   [`audit_writer`], the bounded writer that seals records into this process's chain;
+//! - [`approvals`]: tool calls held for an admin's decision ([`ApprovalStore`]).
 
+pub mod approvals;
 pub mod audit;
 pub mod audit_writer;
 pub mod escape;
@@ -37,6 +39,9 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
+pub use approvals::{
+    ApprovalQuery, ApprovalRecord, ApprovalStatus, ApprovalStore, OpenApproval,
+};
 pub use audit::{AuditQuery, AuditRow, AuditStore, AuditVerification, verify_audit};
 pub use audit_writer::{AuditLost, AuditSink, AuditStats, AuditWriter, AuditWriterConfig};
 pub use mcp::{McpServerRecord, McpServerStore};
@@ -144,6 +149,8 @@ pub struct Stores {
     pub mcp_grants: Arc<dyn McpGrantStore>,
     /// The decision audit.
     pub audit: Arc<dyn AuditStore>,
+    /// Tool calls held for an admin's decision.
+    pub approvals: Arc<dyn ApprovalStore>,
     /// `sqlite` or `postgres`.
     pub backend: &'static str,
 }
@@ -162,6 +169,7 @@ pub async fn connect(url: &str, max_connections: u32) -> Result<Stores, StoreErr
             mcp_pins: s.clone(),
             mcp_grants: s.clone(),
             audit: s.clone(),
+            approvals: s.clone(),
             settings: s,
             backend: "postgres",
         })
@@ -177,6 +185,7 @@ pub async fn connect(url: &str, max_connections: u32) -> Result<Stores, StoreErr
             mcp_pins: s.clone(),
             mcp_grants: s.clone(),
             audit: s.clone(),
+            approvals: s.clone(),
             settings: s,
             backend: "sqlite",
         })
