@@ -12,6 +12,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
+use crate::clock::now_ms;
 use parking_lot::Mutex;
 use portcullis_failover::CircuitBreakers;
 use redis::aio::ConnectionManager;
@@ -24,10 +25,6 @@ pub const POLL_INTERVAL: Duration = Duration::from_millis(250);
 
 /// Entries whose period ended longer ago than this are pruned.
 const PRUNE_AFTER_MS: i64 = 10 * 60 * 1000;
-
-fn now_ms() -> i64 {
-    jiff::Timestamp::now().as_millisecond()
-}
 
 /// Publishes this replica's breaker openings.
 #[derive(Clone)]

@@ -26,6 +26,7 @@ pub mod body;
 pub mod breaker_sync;
 pub mod breakers;
 pub mod chat;
+pub mod clock;
 pub mod dispatch;
 pub mod embeddings;
 pub mod headers;

@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
+use crate::clock::now_ms;
 use portcullis_identity::Directory;
 use portcullis_mcp::pins::{Key, PinError, PinLedger, Pins, Seen};
 use portcullis_store::McpPinStore;
@@ -86,8 +87,4 @@ pub fn follow(pins: Weak<Pins>, directory: Option<Directory>) {
             tokio::time::sleep(interval).await;
         }
     });
-}
-
-fn now_ms() -> i64 {
-    jiff::Timestamp::now().as_millisecond()
 }

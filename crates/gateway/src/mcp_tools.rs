@@ -28,6 +28,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::admin::{AdminPath as Path, admin_json, rfc3339, store_unavailable};
+use crate::clock::now_ms;
 use crate::state::AppState;
 use portcullis_store::mcp_pins::SHARED;
 use std::collections::HashMap;
@@ -252,8 +253,4 @@ fn view(p: &ToolPin, owners: &HashMap<String, Value>) -> Value {
         "pinned_definition": definition(&p.pinned_definition),
         "pending_definition": changed.then(|| definition(&p.current_definition)),
     })
-}
-
-fn now_ms() -> i64 {
-    jiff::Timestamp::now().as_millisecond()
 }

@@ -35,6 +35,7 @@ use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
 use crate::admin::{AdminPath as Path, admin_json, directory, manage_error, rfc3339};
+use crate::clock::now_ms;
 use crate::state::AppState;
 
 /// Largest admin request body.
@@ -51,10 +52,6 @@ pub async fn openapi() -> Response {
         HeaderValue::from_static("application/json"),
     );
     r
-}
-
-fn now_ms() -> i64 {
-    jiff::Timestamp::now().as_millisecond()
 }
 
 /// A failed store call as the admin API reports it.
