@@ -10,7 +10,7 @@ use http::{HeaderMap, Response};
 use serde_json::{Value, json};
 
 use crate::reply::{MockBody, SseFrame, StreamEnd, json_response, sse_response};
-use crate::scenario::{self, Outcome, tokens};
+use crate::scenario::{self, Api, Outcome, Responder, tokens};
 
 fn headers(n: u64) -> Vec<(String, String)> {
     vec![
@@ -110,6 +110,7 @@ fn content_text(content: &Value) -> String {
 
 /// `POST /v1/messages`.
 pub async fn messages(
+    responder: Option<&dyn Responder>,
     key: &str,
     frame_delay: Duration,
     h: &HeaderMap,
@@ -181,7 +182,13 @@ pub async fn messages(
             .map(str::to_owned),
         _ => None,
     };
-    let plan = scenario::plan(model, &text, &tools, forced.as_deref());
+    let plan = match responder.and_then(|r| r.respond(Api::Anthropic, body)) {
+        Some(outcome) => scenario::Plan {
+            outcome,
+            delay: Duration::ZERO,
+        },
+        None => scenario::plan(model, &text, &tools, forced.as_deref()),
+    };
     if !plan.delay.is_zero() {
         tokio::time::sleep(plan.delay).await;
     }

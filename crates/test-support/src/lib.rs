@@ -24,9 +24,12 @@
 //! [`openai`] and [`anthropic`] (each provider's protocol), [`scenario`] (what to answer),
 //! [`reply`] (scripted replies and response bodies), [`oidc`] (an OpenID Connect issuer and
 //! provider), [`postgres`] (a fresh PostgreSQL schema per test), [`mcp`] (a minimal
-//! Streamable HTTP MCP server, [`MockMcpServer`], for tests and the benchmark).
+//! Streamable HTTP MCP server, [`MockMcpServer`], for tests and the benchmark), [`injection`]
+//! (the indirect-prompt-injection scenario set, the scripted model that obeys injections, an
+//! MCP twin of its tools and the agent loop that drives them through a gateway).
 
 pub mod anthropic;
+pub mod injection;
 pub mod mcp;
 pub mod mcp_oauth;
 pub mod oidc;
@@ -98,6 +101,7 @@ pub(crate) struct Shared {
     pub(crate) requests: Mutex<Vec<RecordedRequest>>,
     pub(crate) replies: Mutex<VecDeque<Reply>>,
     pub(crate) hits: AtomicU64,
+    pub(crate) responder: std::sync::RwLock<Option<Arc<dyn scenario::Responder>>>,
 }
 
 /// A running mock server. Dropping it stops the server.
@@ -136,6 +140,7 @@ impl MockUpstream {
             requests: Mutex::new(Vec::new()),
             replies: Mutex::new(VecDeque::new()),
             hits: AtomicU64::new(0),
+            responder: std::sync::RwLock::new(None),
         });
         let (stop, stopped) = tokio::sync::oneshot::channel();
         tokio::spawn(server::run(listener, shared.clone(), stopped));
@@ -174,6 +179,14 @@ impl MockUpstream {
     pub fn push_reply(&self, reply: Reply) {
         if let Ok(mut q) = self.shared.replies.lock() {
             q.push_back(reply);
+        }
+    }
+
+    /// Answers chat requests with `responder` from now on (where it gives an answer), before
+    /// the default behaviour; scripted replies still come first.
+    pub fn set_responder(&self, responder: Arc<dyn scenario::Responder>) {
+        if let Ok(mut r) = self.shared.responder.write() {
+            *r = Some(responder);
         }
     }
 

@@ -9,7 +9,7 @@ use http::{HeaderMap, Response};
 use serde_json::{Value, json};
 
 use crate::reply::{MockBody, SseFrame, StreamEnd, json_response, sse_response};
-use crate::scenario::{self, Outcome, tokens};
+use crate::scenario::{self, Api, Outcome, Responder, tokens};
 
 fn now() -> u64 {
     SystemTime::now()
@@ -148,6 +148,7 @@ pub fn content_text(content: &Value) -> String {
 
 /// `POST /v1/chat/completions`.
 pub async fn chat(
+    responder: Option<&dyn Responder>,
     key: &str,
     frame_delay: Duration,
     h: &HeaderMap,
@@ -209,7 +210,13 @@ pub async fn chat(
             .map(str::to_owned),
         _ => None,
     };
-    let plan = scenario::plan(model, &text, &tools, forced.as_deref());
+    let plan = match responder.and_then(|r| r.respond(Api::OpenAi, body)) {
+        Some(outcome) => scenario::Plan {
+            outcome,
+            delay: Duration::ZERO,
+        },
+        None => scenario::plan(model, &text, &tools, forced.as_deref()),
+    };
     if !plan.delay.is_zero() {
         tokio::time::sleep(plan.delay).await;
     }

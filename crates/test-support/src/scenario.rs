@@ -3,6 +3,24 @@
 
 use std::time::Duration;
 
+/// A provider's wire format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Api {
+    /// OpenAI Chat Completions.
+    OpenAi,
+    /// Anthropic Messages.
+    Anthropic,
+}
+
+/// Decides the answer to a chat request in place of [`plan`] (installed with
+/// [`MockUpstream::set_responder`](crate::MockUpstream::set_responder)); the mock's encoders
+/// then write it in the request's wire format, streamed or not.
+pub trait Responder: Send + Sync + std::fmt::Debug {
+    /// The answer to `body`, a request in `api`'s format, or `None` for the default answer.
+    fn respond(&self, api: Api, body: &serde_json::Value) -> Option<Outcome>;
+}
+
 /// A planned tool call.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ToolCallPlan {

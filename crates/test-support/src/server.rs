@@ -112,12 +112,15 @@ async fn handle(shared: &Shared, req: Request<Incoming>) -> Response<MockBody> {
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .or_else(|| parts.headers.get("x-api-key").and_then(|v| v.to_str().ok()));
+    let responder = shared.responder.read().ok().and_then(|r| r.clone());
+    let responder = responder.as_deref();
     let extra = presented.filter(|p| opts.extra_api_keys.iter().any(|k| k == p));
     let openai_key = extra.unwrap_or(&opts.openai_api_key);
     let anthropic_key = extra.unwrap_or(&opts.anthropic_api_key);
     match (post, path) {
         (true, "/v1/chat/completions") => {
             openai::chat(
+                responder,
                 openai_key,
                 opts.stream_frame_delay,
                 &parts.headers,
@@ -130,6 +133,7 @@ async fn handle(shared: &Shared, req: Request<Incoming>) -> Response<MockBody> {
         (false, "/v1/models") => openai::models(openai_key, &parts.headers, n),
         (true, "/v1/messages") => {
             anthropic::messages(
+                responder,
                 anthropic_key,
                 opts.stream_frame_delay,
                 &parts.headers,
