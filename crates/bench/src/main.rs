@@ -18,10 +18,15 @@
 //!
 //! `portcullis-bench memory` ([`memory`]) measures the gateway's resident memory under a burst
 //! of concurrent maximum-size request bodies, and how much of it is given back afterwards.
+//!
+//! `portcullis-bench guardrails` ([`guardrails`]) runs the indirect-prompt-injection scenario
+//! set through the gateway, with and without tool policies, and reports how many attacks get
+//! through.
 
 #![allow(clippy::print_stdout)]
 
 mod floor;
+mod guardrails;
 mod load;
 mod memory;
 mod procfs;
@@ -72,7 +77,8 @@ fn usage() -> ! {
         "usage: portcullis-bench run [--gateway-bin PATH] [--duration SECS] [--warmup SECS] [--json FILE] [--no-pin] [--no-tools-denied] [--no-mcp] [--only SCENARIO-PREFIX]\n\
          \x20      portcullis-bench load ADDR PATH KEY MODEL [--concurrency N] [--duration SECS] [--stream]\n\
          \x20      portcullis-bench memory [--help for its options]\n\
-         \x20      portcullis-bench floor UPSTREAM_ADDR..."
+         \x20      portcullis-bench floor UPSTREAM_ADDR...\n\
+         \x20      portcullis-bench guardrails [--cases N] [--gateway-bin PATH] [... see its README section]"
     );
     std::process::exit(2)
 }
@@ -213,6 +219,7 @@ fn parse_args() -> Args {
         }),
         Some("memory") => std::process::exit(memory_only(args)),
         Some("floor") => std::process::exit(floor_only(args)),
+        Some("guardrails") => std::process::exit(guardrails::main(args)),
         _ => usage(),
     }
     let mut a = Args {
