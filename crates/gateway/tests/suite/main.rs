@@ -17,6 +17,7 @@ mod errors;
 mod failover;
 mod hostile;
 mod identity;
+mod injection;
 mod layering;
 mod lifecycle;
 mod limits;
