@@ -1,8 +1,10 @@
 //! Persistence of users' OAuth grants for upstream MCP servers (`mcp_grants`): one row per
 //! user and server, whose tokens are sealed by the caller's vault (the store sees only opaque
 //! text). Grants are read by the gateway as needed (and kept opened briefly in its memory)
-//! rather than through the tenancy snapshot, so their changes do not bump the tenancy version. Both SQL backends run the same statements,
-//! implemented once by a macro.
+//! rather than through the tenancy snapshot, so their changes do not bump the tenancy version.
+//! A user's grants are deleted when the user is disabled (`crate::tenancy`), so a user enabled
+//! again connects again. Also the pending sign-ins of the connect flow (`mcp_connect_flows`),
+//! each taken once. Both SQL backends run the same statements, implemented once by a macro.
 
 use async_trait::async_trait;
 
@@ -40,6 +42,26 @@ pub trait McpGrantStore: Send + Sync + std::fmt::Debug {
     async fn put_mcp_grant(&self, grant: &McpGrantRecord) -> Result<(), StoreError>;
     /// Deletes the grant of `user` for `server`; `false` when there is none.
     async fn delete_mcp_grant(&self, user: &str, server: &str) -> Result<bool, StoreError>;
+
+    /// Records a pending connect flow `id` of `user` for `server`, good until `expires_ms`
+    /// (flows expired at `now_ms` are purged on the way).
+    async fn begin_mcp_connect(
+        &self,
+        id: &str,
+        user: &str,
+        server: &str,
+        expires_ms: i64,
+        now_ms: i64,
+    ) -> Result<(), StoreError>;
+    /// Takes the pending flow `id` of `user` for `server`, once: `true` only for the first
+    /// caller, and only while it has not expired at `now_ms`.
+    async fn finish_mcp_connect(
+        &self,
+        id: &str,
+        user: &str,
+        server: &str,
+        now_ms: i64,
+    ) -> Result<bool, StoreError>;
 }
 
 const COLUMNS: &str = "user_id, server, sealed, expires_ms, created_ms, updated_ms";
@@ -96,6 +118,51 @@ macro_rules! grant_store {
                     .bind(server)
                     .execute(self.pool())
                     .await?;
+                Ok(done.rows_affected() > 0)
+            }
+
+            async fn begin_mcp_connect(
+                &self,
+                id: &str,
+                user: &str,
+                server: &str,
+                expires_ms: i64,
+                now_ms: i64,
+            ) -> Result<(), StoreError> {
+                sqlx::query("DELETE FROM mcp_connect_flows WHERE expires_ms < $1")
+                    .bind(now_ms)
+                    .execute(self.pool())
+                    .await?;
+                sqlx::query(
+                    "INSERT INTO mcp_connect_flows (id, user_id, server, expires_ms) \
+                     VALUES ($1, $2, $3, $4)",
+                )
+                .bind(id)
+                .bind(user)
+                .bind(server)
+                .bind(expires_ms)
+                .execute(self.pool())
+                .await?;
+                Ok(())
+            }
+
+            async fn finish_mcp_connect(
+                &self,
+                id: &str,
+                user: &str,
+                server: &str,
+                now_ms: i64,
+            ) -> Result<bool, StoreError> {
+                let done = sqlx::query(
+                    "DELETE FROM mcp_connect_flows WHERE id = $1 AND user_id = $2 \
+                     AND server = $3 AND expires_ms >= $4",
+                )
+                .bind(id)
+                .bind(user)
+                .bind(server)
+                .bind(now_ms)
+                .execute(self.pool())
+                .await?;
                 Ok(done.rows_affected() > 0)
             }
         }

@@ -219,7 +219,8 @@ pub trait TenancyStore: crate::McpAccessStore + Send + Sync + std::fmt::Debug {
     ) -> Result<Option<UserRecord>, StoreError>;
     /// Every user, by id.
     async fn users(&self) -> Result<Vec<UserRecord>, StoreError>;
-    /// Applies `update`; `false` when there is no such user.
+    /// Applies `update`; `false` when there is no such user. Disabling a user also deletes
+    /// their grants for upstream MCP servers (`mcp_grants`), in the same transaction.
     async fn update_user(&self, id: &str, update: &UserUpdate) -> Result<bool, StoreError>;
 
     /// Adds a user to a team (idempotent).
@@ -505,7 +506,21 @@ macro_rules! tenancy_store {
                 .bind(&u.password_hash)
                 .bind(set_disabled)
                 .bind(disabled);
-                Ok(self.exec_bumped(q).await?.unwrap_or(0) > 0)
+                let mut tx = self.pool().begin().await?;
+                let found = q.execute(&mut *tx).await?.rows_affected() > 0;
+                if found {
+                    // A disabled user's upstream MCP grants go with it: enabled again, they
+                    // connect again rather than inherit tokens granted before.
+                    if disabled.is_some() {
+                        sqlx::query("DELETE FROM mcp_grants WHERE user_id = $1")
+                            .bind(id)
+                            .execute(&mut *tx)
+                            .await?;
+                    }
+                    Self::bump(&mut tx).await?;
+                }
+                tx.commit().await?;
+                Ok(found)
             }
 
             async fn add_member(&self, team_id: &str, user_id: &str) -> Result<(), StoreError> {

@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod approvals;
+mod mcp_grants;
 mod mcp_pins;
 mod mcp_servers;
 mod oauth;
