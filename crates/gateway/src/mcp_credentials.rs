@@ -6,7 +6,10 @@
 //! the tenancy version moves. A caller's calls to the server then go through an instance of
 //! its own carrying the credential (`portcullis_mcp::credentials`): the user's own credential
 //! wins over their team's; without either, the server's configured headers or environment
-//! serve them. A credential deleted or replaced takes its instance's tool pins with it.
+//! serve them. Its instance's tools are pinned under what the credential is for — its owner,
+//! `user:<id>` or `team:<id>` —, so replacing (rotating) an owner's credential keeps their
+//! pins, and a definition changed across the rotation is still withheld; deleting it takes
+//! the owner's pins with it.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -151,19 +154,7 @@ pub async fn put(
             OwnerBody::User(u) => McpCredentialOwner::User(u),
             OwnerBody::Team(t) => McpCredentialOwner::Team(t),
         };
-        // The owner's credential this one replaces, if any: its instance's pins go.
-        let (owner_kind, owner_id) = match &owner {
-            McpCredentialOwner::User(id) => ("user", id),
-            McpCredentialOwner::Team(id) => ("team", id),
-        };
-        let replaced: Vec<String> = directory(&state)?
-            .list_mcp_credentials(&name)
-            .await
-            .map_err(manage_error)?
-            .into_iter()
-            .filter(|c| c.owner_kind == owner_kind && &c.owner_id == owner_id)
-            .map(|c| c.id)
-            .collect();
+        // A credential replacing the owner's keeps their pins: its scope is the owner's.
         let record = directory(&state)?
             .put_mcp_credential(NewMcpCredential {
                 server: name,
@@ -173,9 +164,6 @@ pub async fn put(
             })
             .await
             .map_err(manage_error)?;
-        for id in replaced {
-            forget_pins(&state, &record.server, &id).await;
-        }
         Ok(view(&state, &record))
     })
     .await
@@ -205,20 +193,30 @@ pub async fn delete(
     Path((name, id)): Path<(String, String)>,
 ) -> Response {
     admin_json(&state, &headers, StatusCode::OK, || async {
-        directory(&state)?
-            .delete_mcp_credential(&name, &id)
+        let dir = directory(&state)?;
+        let owner = dir
+            .list_mcp_credentials(&name)
+            .await
+            .map_err(manage_error)?
+            .into_iter()
+            .find(|c| c.id == id)
+            .map(|c| format!("{}:{}", c.owner_kind, c.owner_id));
+        dir.delete_mcp_credential(&name, &id)
             .await
             .map_err(manage_error)?;
-        forget_pins(&state, &name, &id).await;
+        if let Some(scope) = owner {
+            forget_pins(&state, &name, &scope).await;
+        }
         Ok(json!({"id": id, "deleted": true}))
     })
     .await
 }
 
-/// Drops the tool pins of credential `id`'s instance of `server` (`portcullis_mcp::pins`): no
-/// instance will list in that scope again. A failure leaves them, shown with no owner.
-async fn forget_pins(state: &AppState, server: &str, id: &str) {
-    if let Err(e) = state.stores.mcp_pins.forget_tool_pins(server, id).await {
+/// Drops the tool pins of a deleted credential's owner `scope` for `server`
+/// (`portcullis_mcp::pins`): no instance lists in that scope until the owner has a credential
+/// again. A failure leaves them, shown without a credential id.
+async fn forget_pins(state: &AppState, server: &str, scope: &str) {
+    if let Err(e) = state.stores.mcp_pins.forget_tool_pins(server, scope).await {
         tracing::warn!(
             server,
             "MCP tool pins of a removed credential not dropped: {e}"

@@ -119,7 +119,8 @@ impl McpEndpoint {
         };
         Some(
             self.credentialed
-                .instance(server, &set.id, overlay)
+                // Pinned under its owner, so a rotated credential keeps the owner's pins.
+                .instance_in(server, &set.id, &set.scope, overlay)
                 .map_err(|e| {
                     portcullis_mcp::jsonrpc::ErrorObject::new(
                         portcullis_mcp::jsonrpc::UPSTREAM_ERROR,

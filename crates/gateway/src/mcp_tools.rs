@@ -6,8 +6,11 @@
 //! | `POST /admin/mcp-tools/{server}/{tool}/approve` | pins the definition reviewed (`{"fingerprint": …, "credential": …}`) |
 //!
 //! Tools are pinned per scope (`portcullis_mcp::pins`): `shared` (the server's shared
-//! connection) or a `credential`'s instance (a user's or team's own credential, shown by id and
-//! owner, never its values). An approval names its scope: `credential` in the body (an id),
+//! connection) or a `credential`'s instance (a user's or team's own credential, shown by its
+//! owner and current id, never its values). A credential's scope is what it is for — its owner,
+//! `user:<id>` or `team:<id>` —, not its id, so replacing (rotating) a credential keeps the
+//! owner's pins: a definition that changed across the rotation is still withheld. An approval
+//! names its scope: `credential` in the body (the id of the owner's current credential),
 //! absent for the shared one; `instance` names any other instance's identity key as listed.
 //!
 //! A tool is `changed` when the definition its server lists now differs from the pinned one:
@@ -51,8 +54,8 @@ pub async fn list(
                 "server" => server = Some(value.as_str()),
                 "credential" => {
                     scope = Some(match value.as_str() {
-                        "shared" => SHARED,
-                        id => id,
+                        "shared" => SHARED.to_owned(),
+                        id => credential_scope(&state, id).await?,
                     })
                 }
                 "status" => match value.as_str() {
@@ -76,7 +79,7 @@ pub async fn list(
         let pins = state
             .stores
             .mcp_pins
-            .tool_pins(server, scope)
+            .tool_pins(server, scope.as_deref())
             .await
             .map_err(|e| store_unavailable("reading MCP tool pins", &e))?;
         let pins: Vec<&ToolPin> = pins
@@ -120,9 +123,11 @@ pub async fn approve(
             .with_param("fingerprint")
         })?;
         let scope = match (body.credential.as_deref(), body.instance.as_deref()) {
-            (None, None) => SHARED,
-            (Some(id), None) if !id.is_empty() && !id.contains(':') => id,
-            (None, Some(key)) if key.contains(':') => key,
+            (None, None) => SHARED.to_owned(),
+            (Some(id), None) if !id.is_empty() && !id.contains(':') => {
+                credential_scope(&state, id).await?
+            }
+            (None, Some(key)) if key.contains(':') => key.to_owned(),
             (Some(_), None) => {
                 return Err(
                     GatewayError::invalid_request("`credential` must be a credential id")
@@ -146,7 +151,7 @@ pub async fn approve(
         let approval = state
             .stores
             .mcp_pins
-            .approve_tool(&server, scope, &tool, &body.fingerprint, now_ms())
+            .approve_tool(&server, &scope, &tool, &body.fingerprint, now_ms())
             .await
             .map_err(|e| store_unavailable("approving an MCP tool", &e))?;
         match approval {
@@ -177,9 +182,10 @@ pub async fn approve(
                 ErrorKind::NotFound,
                 format!(
                     "No tool `{tool}` of MCP server `{server}` has been seen{}",
-                    match scope {
-                        SHARED => " on its shared connection".to_owned(),
-                        scope => format!(" through the instance of `{scope}`"),
+                    match (scope.as_str(), body.credential.as_deref()) {
+                        (SHARED, _) => " on its shared connection".to_owned(),
+                        (_, Some(id)) => format!(" through the instance of credential `{id}`"),
+                        (scope, None) => format!(" through the instance of `{scope}`"),
                     }
                 ),
             )
@@ -189,9 +195,26 @@ pub async fn approve(
     .await
 }
 
-/// The owners of the credentials whose scopes `pins` are in (`{"user": id}` or
-/// `{"team": id}`), by credential id; a credential since deleted has none.
-async fn owners(state: &AppState, pins: &[&ToolPin]) -> HashMap<String, Value> {
+/// The scope of credential `id`: its owner's (`user:<id>` or `team:<id>`). An id no credential
+/// has is its own scope, which no pin is in.
+async fn credential_scope(state: &AppState, id: &str) -> Result<String, GatewayError> {
+    let Some(directory) = state.auth.directory() else {
+        return Ok(id.to_owned());
+    };
+    let all = directory
+        .store()
+        .mcp_credentials()
+        .await
+        .map_err(|e| store_unavailable("reading MCP credentials", &e))?;
+    Ok(all.into_iter().find(|c| c.id == id).map_or_else(
+        || id.to_owned(),
+        |c| format!("{}:{}", c.owner_kind, c.owner_id),
+    ))
+}
+
+/// The current credential ids of the (server, owner scope) pairs `pins` are in; an owner
+/// whose credential was since deleted has none.
+async fn owners(state: &AppState, pins: &[&ToolPin]) -> HashMap<(String, String), String> {
     let mut owners = HashMap::new();
     let Some(directory) = state.auth.directory() else {
         return owners;
@@ -207,7 +230,7 @@ async fn owners(state: &AppState, pins: &[&ToolPin]) -> HashMap<String, Value> {
         match directory.list_mcp_credentials(server).await {
             Ok(list) => owners.extend(
                 list.into_iter()
-                    .map(|c| (c.id, json!({ c.owner_kind: c.owner_id }))),
+                    .map(|c| ((c.server, format!("{}:{}", c.owner_kind, c.owner_id)), c.id)),
             ),
             Err(e) => tracing::warn!(server, "MCP credential owners not read: {e}"),
         }
@@ -215,25 +238,27 @@ async fn owners(state: &AppState, pins: &[&ToolPin]) -> HashMap<String, Value> {
     owners
 }
 
-/// Whether `scope` is a per-user or per-team credential's (its id), rather than the shared
-/// connection's or another instance's (`<kind>:<identity>`).
+/// The owner of a per-user or per-team credential's scope (`user:<id>` or `team:<id>`), as
+/// `{"user": id}` or `{"team": id}`; `None` for the shared connection's or another instance's.
+fn credential_owner(scope: &str) -> Option<Value> {
+    let (kind, id) = scope.split_once(':')?;
+    matches!(kind, "user" | "team").then(|| json!({ kind: id }))
+}
+
+/// Whether `scope` is a per-user or per-team credential's.
 fn is_credential(scope: &str) -> bool {
-    !scope.is_empty() && !scope.contains(':')
+    credential_owner(scope).is_some()
 }
 
 /// A pin as the admin API shows it.
-fn view(p: &ToolPin, owners: &HashMap<String, Value>) -> Value {
+fn view(p: &ToolPin, owners: &HashMap<(String, String), String>) -> Value {
     let definition = |text: &str| serde_json::from_str::<Value>(text).unwrap_or(Value::Null);
     let changed = p.changed();
     let (scope, credential, instance) = if p.scope.is_empty() {
         ("shared", Value::Null, Value::Null)
-    } else if is_credential(&p.scope) {
-        let owner = owners.get(&p.scope).cloned().unwrap_or(Value::Null);
-        (
-            "credential",
-            json!({"id": p.scope, "owner": owner}),
-            Value::Null,
-        )
+    } else if let Some(owner) = credential_owner(&p.scope) {
+        let id = owners.get(&(p.server.clone(), p.scope.clone()));
+        ("credential", json!({"id": id, "owner": owner}), Value::Null)
     } else {
         ("instance", Value::Null, json!(p.scope))
     };

@@ -55,11 +55,25 @@ pub enum McpCredentialOwner {
     Team(String),
 }
 
+impl McpCredentialOwner {
+    /// What the owner's credential for a server is for, as a pin scope: `user:<id>` or
+    /// `team:<id>`. It stays as the credential is replaced (rotated), unlike its id.
+    pub fn scope(&self) -> String {
+        match self {
+            McpCredentialOwner::User(id) => format!("user:{id}"),
+            McpCredentialOwner::Team(id) => format!("team:{id}"),
+        }
+    }
+}
+
 /// An opened credential: what one user's or team's upstream instance gets.
 #[derive(Clone)]
 pub struct McpCredentialSet {
     /// The stored credential's id: the upstream instance it gets is keyed by it.
     pub id: Arc<str>,
+    /// Its owner's scope ([`McpCredentialOwner::scope`]): its instance's tools are pinned
+    /// there, so a rotated credential keeps its owner's pins.
+    pub scope: Arc<str>,
     /// Headers or environment.
     pub kind: McpSecretKind,
     /// Names to values (values are secrets).
@@ -70,6 +84,7 @@ impl std::fmt::Debug for McpCredentialSet {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("McpCredentialSet")
             .field("id", &self.id)
+            .field("scope", &self.scope)
             .field("kind", &self.kind)
             .field("names", &self.values.keys().collect::<Vec<_>>())
             .finish()
@@ -106,9 +121,11 @@ impl McpCredentialIndex {
                 tracing::error!(credential = %record.id, "a stored MCP credential cannot be opened with PORTCULLIS_SECRET_KEY; skipping it");
                 continue;
             };
+            let scope = Arc::from(owner.scope());
             index.by_server.entry(record.server).or_default().push((
                 owner,
                 Arc::new(McpCredentialSet {
+                    scope,
                     id: Arc::from(record.id),
                     kind,
                     values,

@@ -4,9 +4,10 @@
 //! the table is shared.
 //!
 //! Pins are kept per **scope**: `""` ([`SHARED`]) for a server's shared connection, otherwise the
-//! identity key of an instance of the server that carries a credential of its own (a per-user
-//! or per-team credential's id), since an upstream may list different definitions to different
-//! credentials. Each scope's pins are independent: one scope's definitions never decide what
+//! identity key of an instance of the server that carries a credential of its own (what a
+//! per-user or per-team credential is for, `user:<id>` or `team:<id>`, which stays as the
+//! credential is rotated; `oauth:<user>` or `exchange:<user>` for a user's token), since an
+//! upstream may list different definitions to different credentials. Each scope's pins are independent: one scope's definitions never decide what
 //! another's callers see.
 //!
 //! Recording what a server lists ([`McpPinStore::observe_tools`]) is one upsert per tool: a
