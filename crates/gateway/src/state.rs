@@ -48,6 +48,9 @@ pub struct AppState {
     pub mcp_grants: crate::mcp_grants::GrantCache,
     /// Prometheus metrics.
     pub metrics: Arc<Metrics>,
+    /// Tool calls held for an admin's decision (kept across reloads; a reload changes their
+    /// expiry and webhook).
+    pub approvals: crate::approvals::Approvals,
     /// The budget of request-body bytes held at once (`server.max_body_bytes_in_flight`).
     pub body_budget: Arc<crate::body::BodyBudget>,
     /// The MCP endpoints, when servers are configured; a reload replaces them (a request keeps
@@ -82,6 +85,11 @@ impl AppState {
             breaker_sync: OnceLock::new(),
         };
         let mcp_pins = crate::mcp_pins::pins(stores.mcp_pins.clone(), auth.directory());
+        let approvals = crate::approvals::Approvals::new(
+            stores.approvals.clone(),
+            metrics.clone(),
+            &config.approvals,
+        );
         let counted = metrics.clone();
         mcp_pins.on_withheld(move |server| counted.observe_mcp_tool_definition_change(server));
         Self {
@@ -96,6 +104,7 @@ impl AppState {
             log,
             stores,
             metrics,
+            approvals,
             body_budget: crate::body::BodyBudget::new(usize::MAX),
             mcp: arc_swap::ArcSwapOption::empty(),
             mcp_admin: ArcSwap::from_pointee(Vec::new()),
@@ -149,6 +158,7 @@ impl AppState {
         if mcp_changed {
             self.reconfigure_mcp(&in_force).await?;
         }
+        self.approvals.configure(&in_force.approvals);
         *applied = in_force;
         Ok(summary)
     }
