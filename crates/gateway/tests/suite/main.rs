@@ -6,7 +6,6 @@
 
 mod common;
 
-mod approvals;
 mod bad_input;
 mod cache;
 mod cost;
