@@ -1,6 +1,6 @@
 //! The `portcullis` binary: `serve` runs the gateway, `check` validates a configuration,
 //! `keys` manages virtual keys ([`keys`]), `users`, `teams` and `provider-keys` the rest of
-//! tenancy ([`tenancy`]).
+//! tenancy ([`tenancy`]), `audit verify` checks the decision audit's chains ([`audit`]).
 //!
 //! This is the only place that uses `anyhow`, prints to the terminal and reads the process
 //! environment; everything else lives in the library crates.
@@ -17,6 +17,7 @@ use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer};
 
+mod audit;
 mod keys;
 mod reload;
 mod tenancy;
@@ -94,6 +95,14 @@ enum Command {
         #[command(subcommand)]
         command: tenancy::TeamsCommand,
     },
+    /// The decision audit: `verify` checks that no record was changed, removed or reordered.
+    Audit {
+        /// Configuration file (YAML). Without one, the environment names the database.
+        #[arg(long, short, env = "PORTCULLIS_CONFIG")]
+        config: Option<PathBuf>,
+        #[command(subcommand)]
+        command: audit::AuditCommand,
+    },
     /// Manage stored provider keys (sealed with PORTCULLIS_SECRET_KEY).
     ProviderKeys {
         /// Configuration file (YAML). Without one, the environment names the database.
@@ -140,6 +149,7 @@ fn main() -> ExitCode {
         Command::Keys { config, command } => manage(keys::run(config, *command)),
         Command::Users { config, command } => manage(tenancy::users(config, command)),
         Command::Teams { config, command } => manage(tenancy::teams(config, command)),
+        Command::Audit { config, command } => audit::run(config, &command),
         Command::ProviderKeys { config, command } => {
             manage(tenancy::provider_keys(config, command))
         }

@@ -1,5 +1,5 @@
 //! The blocks of the process itself — `listen`, `master_key`, `database`, `server`, `log`,
-//! `upstream`, `redis` — as written and validated, each with the environment variable it
+//! `upstream`, `redis`, `approvals` — as written and validated, each with the environment variable it
 //! falls back to resolved by the caller. The other blocks live with the crates that use them
 //! (`providers`, `failover`, `cache`, `cost`, `limits`, `semantic`, `identity`, `oidc`,
 //! `oauth`); [`crate`] composes them all.
@@ -456,12 +456,157 @@ impl Block for UpstreamConfig {
     }
 }
 
+/// `approvals:`: how long a held tool call waits for a decision, and who hears of it.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawApprovals {
+    /// How long a held call may be decided and, once approved, used (default `1h`).
+    #[serde(default)]
+    pub ttl: Option<String>,
+    /// Told of every new held call.
+    #[serde(default)]
+    pub webhook: Option<RawWebhook>,
+}
+
+/// `approvals.webhook` as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawWebhook {
+    /// `https://…` or `http://…`.
+    #[serde(default)]
+    pub url: Option<String>,
+    /// The HMAC-SHA256 key the notifications are signed with.
+    #[serde(default)]
+    pub secret: Option<String>,
+}
+
+/// Approvals of held tool calls.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApprovalsConfig {
+    /// How long a held call may be decided and, once approved, used.
+    pub ttl: Duration,
+    /// Where new held calls are announced, signed.
+    pub webhook: Option<WebhookConfig>,
+}
+
+impl Default for ApprovalsConfig {
+    fn default() -> Self {
+        Self {
+            ttl: Duration::from_secs(3600),
+            webhook: None,
+        }
+    }
+}
+
+/// `approvals.webhook`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WebhookConfig {
+    /// The URL each notification is POSTed to.
+    pub url: String,
+    /// The signing key (never shown).
+    pub secret: Secret,
+}
+
+/// Longest `approvals.ttl`.
+const MAX_APPROVAL_TTL: Duration = Duration::from_secs(30 * 24 * 3600);
+
+impl Block for ApprovalsConfig {
+    type Raw = RawApprovals;
+    type Valid = ApprovalsConfig;
+
+    fn validate(raw: RawApprovals, at: &str) -> Result<ApprovalsConfig, Issues> {
+        let path = key(at, "approvals");
+        let mut issues = Issues::new();
+        let mut out = ApprovalsConfig::default();
+        if let Some(text) = &raw.ttl {
+            match portcullis_core::parse_duration(text) {
+                Ok(d) if d >= Duration::from_secs(1) && d <= MAX_APPROVAL_TTL => out.ttl = d,
+                Ok(_) => issues.at(&path, "ttl", "must be from 1s to 30d"),
+                Err(e) => issues.at(&path, "ttl", e.to_string()),
+            }
+        }
+        if let Some(hook) = raw.webhook {
+            let at = key(&path, "webhook");
+            let url = hook.url.unwrap_or_default();
+            let scheme_ok = url.starts_with("https://") || url.starts_with("http://");
+            let host = url.split_once("://").map_or("", |(_, rest)| rest);
+            if !scheme_ok || host.is_empty() || host.starts_with('/') {
+                issues.at(&at, "url", "expected an http:// or https:// URL");
+            }
+            let secret = hook.secret.unwrap_or_default();
+            if secret.len() < 16 {
+                issues.at(&at, "secret", "must be at least 16 characters long");
+            }
+            out.webhook = Some(WebhookConfig {
+                url,
+                secret: Secret::new(secret),
+            });
+        }
+        issues.finish(out)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn shown(issues: Issues) -> Vec<String> {
         issues.iter().map(ToString::to_string).collect()
+    }
+
+    #[test]
+    fn approvals_default_to_an_hour_and_check_their_webhook_without_showing_its_secret() {
+        let none = ApprovalsConfig::validate(RawApprovals::default(), "").unwrap();
+        assert_eq!(none, ApprovalsConfig::default());
+        assert_eq!(none.ttl, Duration::from_secs(3600));
+        let set = ApprovalsConfig::validate(
+            RawApprovals {
+                ttl: Some("15m".to_owned()),
+                webhook: Some(RawWebhook {
+                    url: Some("https://hooks.example.com/approvals".to_owned()),
+                    secret: Some("0123456789abcdef-signing".to_owned()),
+                }),
+            },
+            "",
+        )
+        .unwrap();
+        assert_eq!(set.ttl, Duration::from_secs(900));
+        let hook = set.webhook.unwrap();
+        assert_eq!(hook.url, "https://hooks.example.com/approvals");
+        assert_eq!(hook.secret.expose(), "0123456789abcdef-signing");
+        let bad = ApprovalsConfig::validate(
+            RawApprovals {
+                ttl: Some("0s".to_owned()),
+                webhook: Some(RawWebhook {
+                    url: Some("ftp://x".to_owned()),
+                    secret: Some("short-secret".to_owned()),
+                }),
+            },
+            "",
+        )
+        .unwrap_err();
+        let messages = shown(bad);
+        assert_eq!(
+            messages,
+            [
+                "approvals.ttl: must be from 1s to 30d",
+                "approvals.webhook.url: expected an http:// or https:// URL",
+                "approvals.webhook.secret: must be at least 16 characters long",
+            ]
+        );
+        assert!(!messages.concat().contains("short-secret"));
+        let unknown = ApprovalsConfig::validate(
+            RawApprovals {
+                ttl: Some("soon".to_owned()),
+                webhook: None,
+            },
+            "",
+        )
+        .unwrap_err();
+        assert_eq!(
+            shown(unknown),
+            ["approvals.ttl: `soon` is not a duration (e.g. 90, 250ms, 30s, 15m, 12h, 1d, 1h30m)"]
+        );
     }
 
     #[test]

@@ -18,8 +18,8 @@
 //! portcullis-cache, `prices` by portcullis-cost, `limits`/`budgets` by portcullis-limits,
 //! `semantic_cache` by portcullis-semantic, `identity` and `secret_key` by portcullis-identity
 //! (its issuers by portcullis-oidc), `oauth` by portcullis-oauth, and the process's own blocks
-//! (`listen`, `database`, `server`, `log`, `upstream`, `redis`) by [`blocks`], `tool_policies` and
-//! `quarantine` by portcullis-policy. Those crates are
+//! (`listen`, `database`, `server`, `log`, `upstream`, `redis`, `approvals`) by [`blocks`],
+//! `tool_policies` and `quarantine` by portcullis-policy. Those crates are
 //! used without their runtime (`default-features = false`), so this crate links no model
 //! runtime, HTTP client, store or cryptography. This crate reads the file ([`raw`]), hands each
 //! block its part, checks what spans blocks, and reports every problem found as one
@@ -53,8 +53,8 @@ use portcullis_semantic::RawSemanticCaches;
 pub use portcullis_semantic::SemanticConfig;
 
 pub use crate::blocks::{
-    AccessLog, DEFAULT_DATABASE_URL, DEFAULT_LISTEN, DatabaseConfig, LogConfig, ServerConfig,
-    UpstreamConfig,
+    AccessLog, ApprovalsConfig, DEFAULT_DATABASE_URL, DEFAULT_LISTEN, DatabaseConfig, LogConfig,
+    ServerConfig, UpstreamConfig, WebhookConfig,
 };
 use crate::raw::RawConfig;
 
@@ -137,6 +137,8 @@ pub struct Config {
     pub tool_policies: portcullis_policy::ToolPolicies,
     /// The model that reads quarantined tool output, when configured.
     pub quarantine: Option<portcullis_policy::Quarantine>,
+    /// Held tool calls: their expiry and webhook.
+    pub approvals: ApprovalsConfig,
 }
 
 /// `identity:` and `oauth:` validated.
@@ -468,6 +470,10 @@ fn validate(
         },
         AT,
     ));
+    let approvals = issues.take(ApprovalsConfig::validate(
+        raw.approvals.unwrap_or_default(),
+        AT,
+    ));
 
     if issues.is_empty()
         && !incomplete
@@ -538,6 +544,7 @@ fn validate(
         mcp: mcp.unwrap_or_default(),
         tool_policies: guardrails.tool_policies,
         quarantine: guardrails.quarantine,
+        approvals: approvals.unwrap_or_default(),
     })
 }
 

@@ -96,6 +96,9 @@ pub struct RawConfig {
     /// The model that reads quarantined tool output.
     #[serde(default)]
     pub quarantine: Option<portcullis_policy::RawQuarantine>,
+    /// Held tool calls: how long they wait for a decision, the webhook told of them.
+    #[serde(default)]
+    pub approvals: Option<crate::blocks::RawApprovals>,
 }
 
 /// One route.

@@ -11,6 +11,7 @@
 //! | `POST /v1/chat/completions`, `POST /v1/messages` | [`chat`] (streaming in [`relay`]) |
 //! | `POST /v1/embeddings`, `GET /v1/models` | [`models`] |
 //! | `GET /admin/logs`, `GET /admin/usage` | [`admin`] |
+//! | `GET /admin/approvals`, `GET`/`POST /admin/approvals/{id}` | [`approvals_admin`] (the service: [`approvals`]) |
 //! | `/admin/teams`, `/admin/users`, `/admin/service-accounts`, `/admin/keys`, `/admin/provider-keys`, `GET /admin/openapi.json` | [`tenancy`] |
 //! | `GET /healthz`, `GET /readyz`, `GET /metrics` | [`health`] |
 //!
@@ -21,6 +22,8 @@
 //! [`metrics`], [`state`].
 
 pub mod admin;
+pub mod approvals;
+pub mod approvals_admin;
 pub mod auth;
 pub mod body;
 pub mod breaker_sync;
@@ -322,6 +325,11 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/messages", post(chat::messages))
         .route("/v1/embeddings", post(embeddings::embeddings))
         .route("/v1/models", get(models::list_models))
+        .route("/admin/approvals", get(approvals_admin::list))
+        .route(
+            "/admin/approvals/{id}",
+            get(approvals_admin::get).post(approvals_admin::decide),
+        )
         .route("/admin/logs", get(admin::logs))
         .route("/admin/usage", get(admin::usage))
         .route("/admin/circuit-breakers", get(breakers::list))

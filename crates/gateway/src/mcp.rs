@@ -186,6 +186,7 @@ async fn serve(state: Arc<AppState>, server: Option<String>, req: Request) -> Re
             Err(e) => return unauthenticated(&endpoint, server.as_deref(), &parts.headers, &e, x),
         };
         x.log.identity(&principal.identity);
+        audit_session(&mut x.log, &parts.headers, &principal);
         if !principal.identity.has_scope("tools") {
             let e = GatewayError::new(
                 ErrorKind::PermissionDenied,
@@ -391,6 +392,10 @@ async fn serve(state: Arc<AppState>, server: Option<String>, req: Request) -> Re
                         let mut note = forward.note.clone();
                         note.decision = Decision::Refused;
                         note_log(&mut x.log, &note, None);
+                        if let Some(call) = x.log.audit().and_then(|a| a.calls.first_mut()) {
+                            call.rule = Some("limits".to_owned());
+                            call.reason = Some(e.message().to_owned());
+                        }
                         return finish_http(
                             x,
                             json_answer(id, Err(ErrorObject::new(RATE_LIMITED, e.message()))),
@@ -684,6 +689,15 @@ fn note_log(log: &mut RequestLog, note: &Note, result_bytes: Option<usize>) {
         meta.insert("result_bytes".into(), n.into());
     }
     r.metadata = Some(serde_json::Value::Object(meta).to_string());
+    set_error_type(r, note, result_bytes);
+    if note.method == "tools/call" {
+        let audit = audit_record(r, note);
+        log.set_audit(audit);
+    }
+}
+
+/// The log record's error type from a request's decision.
+fn set_error_type(r: &mut portcullis_store::LogRecord, note: &Note, result_bytes: Option<usize>) {
     if matches!(
         note.decision,
         Decision::Refused | Decision::Failed | Decision::Withheld
@@ -1165,19 +1179,10 @@ async fn listen_for_changes(
             stream.finish();
             return;
         }
-        // The caller's own instances: their credential's, and their token's for servers that
-        // need OAuth.
         let own = |covered: &[Arc<portcullis_mcp::hub::Server>]| {
             covered
                 .iter()
-                .flat_map(|s| {
-                    endpoint
-                        .running_own_instance(state.auth.directory(), &who, s)
-                        .into_iter()
-                        .chain(crate::mcp_upstream_oauth::running_instances(
-                            &endpoint, &who, s,
-                        ))
-                })
+                .filter_map(|s| endpoint.running_own_instance(state.auth.directory(), &who, s))
                 .collect::<Vec<_>>()
         };
         let followed = own(&covered);
@@ -1869,4 +1874,86 @@ where
         }
     });
     rx
+}
+
+/// The session a tool call is audited under (also the request log's `session_id`): the
+/// `x-portcullis-session-id` header when given, else the MCP session (`Mcp-Session-Id`), else —
+/// for clients of the 2026 protocol, which have no sessions — one per caller:
+/// `mcp-<first 16 hex digits of SHA-256(subject "|" key id)>`.
+fn audit_session(log: &mut RequestLog, headers: &HeaderMap, principal: &Principal) {
+    let Some(r) = log.record() else {
+        return;
+    };
+    if r.session_id.is_some() {
+        return;
+    }
+    let given = headers
+        .get("x-portcullis-session-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty())
+        .map(str::to_owned);
+    r.session_id = Some(match given.or_else(|| session_of(headers)) {
+        Some(session) => session,
+        None => {
+            use sha2::Digest;
+            let digest = sha2::Sha256::digest(caller_of(principal).as_bytes());
+            format!("mcp-{}", &hex::encode(digest)[..16])
+        }
+    });
+}
+
+/// A tool call's decision-audit record, from its log record (request id, time, identity,
+/// session) and the router's note (server, tool, arguments digest, decision). A refusal by
+/// limits gets its rule and reason from the admit stage.
+fn audit_record(r: &portcullis_store::LogRecord, note: &Note) -> portcullis_audit::AuditRecord {
+    use portcullis_audit::{AuditPath, AuditRecord, CallDecision, ToolCall};
+    let mut a = AuditRecord::new(
+        uuid::Uuid::now_v7().to_string(),
+        jiff::Timestamp::now().as_millisecond(),
+        AuditPath::Mcp,
+    );
+    a.session.clone_from(&r.session_id);
+    a.request_id = Some(r.id.to_string());
+    a.identity.auth_method = r.auth_method.map(str::to_owned);
+    a.identity.subject.clone_from(&r.subject);
+    a.identity.key_id.clone_from(&r.key_id);
+    a.identity.user.clone_from(&r.user);
+    a.identity.team.clone_from(&r.team);
+    a.provider.clone_from(&note.server);
+    let tool = match (&note.server, &note.tool) {
+        (Some(server), Some(tool)) if !tool.starts_with(&format!("{server}__")) => {
+            format!("{server}__{tool}")
+        }
+        (_, Some(tool)) => tool.clone(),
+        (_, None) => String::new(),
+    };
+    let (decision, rule, reason) = match note.decision {
+        Decision::Forwarded => (CallDecision::Allow, None, None),
+        Decision::Failed => (
+            CallDecision::Allow,
+            None,
+            Some("the server failed or did not answer"),
+        ),
+        Decision::Refused => (
+            CallDecision::Refused,
+            Some("access"),
+            Some("the caller may not use this tool, or it does not exist"),
+        ),
+        Decision::Withheld => (
+            CallDecision::Withheld,
+            Some("pins"),
+            Some("its definition changed and awaits approval"),
+        ),
+        Decision::Invalid | Decision::Answered => (
+            CallDecision::Refused,
+            Some("protocol"),
+            Some("the call is not valid"),
+        ),
+    };
+    let mut call = ToolCall::new(tool, decision);
+    call.arguments_sha256.clone_from(&note.arguments_digest);
+    call.rule = rule.map(str::to_owned);
+    call.reason = reason.map(str::to_owned);
+    a.calls.push(call);
+    a
 }

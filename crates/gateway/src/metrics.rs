@@ -1,6 +1,7 @@
 //! Prometheus metrics served at `GET /metrics`: requests, latency and tokens by endpoint and
 //! provider; MCP tool calls by server and tool, MCP request latency by server and method,
-//! servers up, tool definitions withheld for review; the request-log writer's counters, the
+//! servers up, tool definitions withheld for review; held tool calls (approvals) and what
+//! became of their storage and webhook; the request-log writer's counters, the
 //! exact cache's counters and the limiter's backend failures.
 
 use std::sync::Arc;
@@ -40,6 +41,11 @@ struct McpCallLabels {
     server: Arc<str>,
     tool: Arc<str>,
     decision: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ApprovalLabels {
+    event: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -103,6 +109,7 @@ pub struct Metrics {
     mcp_up: Family<McpServerLabels, prometheus_client::metrics::gauge::Gauge>,
     mcp_latency: Family<McpRequestLabels, Histogram, LatencyBuckets>,
     mcp_definition_changes: Family<McpServerLabels, Counter>,
+    approvals: Family<ApprovalLabels, Counter>,
 }
 
 /// What one finished request contributes.
@@ -175,6 +182,13 @@ impl Metrics {
              by server (each definition counted once per process)",
             mcp_definition_changes.clone(),
         );
+        let approvals = Family::<ApprovalLabels, Counter>::default();
+        registry.register(
+            "portcullis_approvals",
+            "Held tool calls and what became of them, by event (held, repeated, write_failed, \
+             read_failed, use_failed, webhook_delivered, webhook_failed, webhook_dropped)",
+            approvals.clone(),
+        );
         registry.register_collector(Box::new(LogStatsCollector(log_stats)));
         registry.register_collector(Box::new(ControlsCollector { cache, limiter }));
         Self {
@@ -186,7 +200,15 @@ impl Metrics {
             mcp_up,
             mcp_latency,
             mcp_definition_changes,
+            approvals,
         }
+    }
+
+    /// Counts an event of the approvals of held tool calls (see `crate::approvals`).
+    pub fn observe_approval(&self, event: &'static str) {
+        self.approvals
+            .get_or_create(&ApprovalLabels { event })
+            .inc();
     }
 
     /// Records how long an MCP request sent to `server` took, by its method (a label of

@@ -2,13 +2,16 @@
 //! submitted exactly once — when the request finishes, or, if the client goes away first, when
 //! the request is dropped (recorded as 499 with whatever usage was seen). When `log.access`
 //! samples the request, the same moment writes its access-log line to the process log.
+//! A request that decides about a tool call also carries its decision-audit record, submitted
+//! at that same moment to the audit writer.
 
 use std::sync::Arc;
 use std::time::Instant;
 
 use portcullis_config::AccessLog;
 use portcullis_core::{GatewayError, Identity, Usage};
-use portcullis_store::{LogRecord, LogSink};
+use portcullis_audit::AuditRecord;
+use portcullis_store::{AuditSink, LogRecord, LogSink};
 
 use crate::metrics::{Metrics, RequestSample};
 
@@ -26,6 +29,10 @@ pub struct RequestLog {
     /// The MCP method as a metric label, for an MCP request (its latency is observed by
     /// server and method).
     mcp_method: Option<&'static str>,
+    /// Where the audit record goes (none when the audit is off).
+    audit_sink: Option<AuditSink>,
+    /// The request's audit record, once it decided about a tool call.
+    audit: Option<Box<AuditRecord>>,
 }
 
 impl RequestLog {
@@ -38,7 +45,28 @@ impl RequestLog {
             metrics,
             access: AccessLog::OFF,
             mcp_method: None,
+            audit_sink: None,
+            audit: None,
         }
+    }
+
+    /// Submits this request's audit record, if it gets one, to `sink`.
+    pub fn with_audit(mut self, sink: Option<AuditSink>) -> Self {
+        self.audit_sink = sink;
+        self
+    }
+
+    /// Gives the request its audit record (replacing one given before), submitted with the
+    /// log record; nothing when the audit is off.
+    pub fn set_audit(&mut self, record: AuditRecord) {
+        if self.audit_sink.is_some() {
+            self.audit = Some(Box::new(record));
+        }
+    }
+
+    /// The request's audit record, to complete.
+    pub fn audit(&mut self) -> Option<&mut AuditRecord> {
+        self.audit.as_deref_mut()
     }
 
     /// Writes an access-log line for this request when `access` samples it.
@@ -103,6 +131,8 @@ impl RequestLog {
             metrics: self.metrics.clone(),
             access: self.access,
             mcp_method: self.mcp_method.take(),
+            audit_sink: self.audit_sink.clone(),
+            audit: self.audit.take(),
         }
     }
 
@@ -116,7 +146,7 @@ impl RequestLog {
         }
     }
 
-    fn submit(&self, mut r: Box<LogRecord>) {
+    fn submit(&mut self, mut r: Box<LogRecord>) {
         let elapsed = self.started.elapsed();
         r.latency_us = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
         self.metrics.observe(&RequestSample {
@@ -136,6 +166,9 @@ impl RequestLog {
             access_line(&r);
         }
         self.sink.submit(*r);
+        if let (Some(sink), Some(audit)) = (&self.audit_sink, self.audit.take()) {
+            sink.submit(*audit);
+        }
     }
 }
 

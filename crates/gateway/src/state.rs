@@ -46,11 +46,11 @@ pub struct AppState {
     pub mcp_pins: Arc<portcullis_mcp::pins::Pins>,
     /// Users' opened OAuth grants for upstream MCP servers, briefly kept in memory.
     pub mcp_grants: crate::mcp_grants::GrantCache,
-    /// What this gateway keeps as the OAuth client of upstream MCP servers (endpoints, refresh
-    /// locks, exchanged tokens, its HTTP client).
-    pub mcp_oauth: crate::mcp_grants::OAuthClientMemory,
     /// Prometheus metrics.
     pub metrics: Arc<Metrics>,
+    /// Tool calls held for an admin's decision (kept across reloads; a reload changes their
+    /// expiry and webhook).
+    pub approvals: crate::approvals::Approvals,
     /// The budget of request-body bytes held at once (`server.max_body_bytes_in_flight`).
     pub body_budget: Arc<crate::body::BodyBudget>,
     /// The MCP endpoints, when servers are configured; a reload replaces them (a request keeps
@@ -85,13 +85,17 @@ impl AppState {
             breaker_sync: OnceLock::new(),
         };
         let mcp_pins = crate::mcp_pins::pins(stores.mcp_pins.clone(), auth.directory());
+        let approvals = crate::approvals::Approvals::new(
+            stores.approvals.clone(),
+            metrics.clone(),
+            &config.approvals,
+        );
         let counted = metrics.clone();
         mcp_pins.on_withheld(move |server| counted.observe_mcp_tool_definition_change(server));
         Self {
             runtime: ArcSwap::from_pointee(runtime),
             mcp_pins,
             mcp_grants: crate::mcp_grants::GrantCache::default(),
-            mcp_oauth: crate::mcp_grants::OAuthClientMemory::default(),
             applied: tokio::sync::Mutex::new(config.clone()),
             limit_backend,
             spend_seed: SeedSource(spend_seed),
@@ -100,6 +104,7 @@ impl AppState {
             log,
             stores,
             metrics,
+            approvals,
             body_budget: crate::body::BodyBudget::new(usize::MAX),
             mcp: arc_swap::ArcSwapOption::empty(),
             mcp_admin: ArcSwap::from_pointee(Vec::new()),
@@ -153,6 +158,7 @@ impl AppState {
         if mcp_changed {
             self.reconfigure_mcp(&in_force).await?;
         }
+        self.approvals.configure(&in_force.approvals);
         *applied = in_force;
         Ok(summary)
     }
