@@ -1179,10 +1179,19 @@ async fn listen_for_changes(
             stream.finish();
             return;
         }
+        // The caller's own instances: their credential's, and their token's for servers that
+        // need OAuth.
         let own = |covered: &[Arc<portcullis_mcp::hub::Server>]| {
             covered
                 .iter()
-                .filter_map(|s| endpoint.running_own_instance(state.auth.directory(), &who, s))
+                .flat_map(|s| {
+                    endpoint
+                        .running_own_instance(state.auth.directory(), &who, s)
+                        .into_iter()
+                        .chain(crate::mcp_upstream_oauth::running_instances(
+                            &endpoint, &who, s,
+                        ))
+                })
                 .collect::<Vec<_>>()
         };
         let followed = own(&covered);

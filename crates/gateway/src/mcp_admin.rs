@@ -153,7 +153,8 @@ pub async fn delete(
 }
 
 /// Follows the tenancy version the directory publishes: whenever it moves (a change made on
-/// any replica), the servers added through the admin API are read again and put in force.
+/// any replica), the servers added through the admin API are read again and put in force, and
+/// users' grants kept in memory are dropped (a disabled user's were deleted with it).
 pub fn follow(state: &Arc<AppState>, mut versions: tokio::sync::watch::Receiver<i64>) {
     let state = Arc::downgrade(state);
     tokio::spawn(async move {
@@ -161,6 +162,8 @@ pub fn follow(state: &Arc<AppState>, mut versions: tokio::sync::watch::Receiver<
             let Some(state) = state.upgrade() else {
                 return; // The gateway is gone.
             };
+            // A user disabled anywhere has no grants left: none is used from memory here.
+            state.mcp_grants.clear();
             if let Err(e) = state.refresh_mcp_servers().await {
                 tracing::warn!(error = %e, "cannot put the MCP servers added through the admin API in force");
             }
@@ -353,7 +356,8 @@ async fn view(server: &Arc<Server>, source: &str) -> Value {
             "oauth".to_owned(),
             json!({"client_id": o.client_id, "client_secret_set": o.client_secret.is_some(),
                 "authorization_endpoint": o.authorization_endpoint,
-                "token_endpoint": o.token_endpoint, "scopes": o.scopes, "mode": mode}),
+                "token_endpoint": o.token_endpoint, "scopes": o.scopes, "mode": mode,
+                "token_endpoint_auth_method": o.token_endpoint_auth.map(|m| m.as_str())}),
         );
     }
     entry

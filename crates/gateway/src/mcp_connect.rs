@@ -7,10 +7,13 @@
 //! cookie set with the page, so a sign-in posted from another site — which would link a
 //! victim's upstream account to an attacker's user — is refused) and sends the browser to the server's authorization
 //! endpoint (authorization code with PKCE S256, `resource` = the server's URL per RFC 8707).
-//! The `state` is sealed by the vault and carries the user, the PKCE verifier, an expiry and
-//! the digest of a cookie set on this browser, so the callback on any replica knows whose grant
-//! it is and refuses one landing in another browser. The grant itself is kept and used by
-//! `crate::mcp_upstream_oauth`.
+//! The `state` is sealed by the vault and carries a flow id, the user, the PKCE verifier, an
+//! expiry and the digest of a cookie set on this browser, so the callback on any replica knows
+//! whose grant it is and refuses one landing in another browser. The flow id is recorded as
+//! pending in the database (`portcullis_store::McpGrantStore::begin_mcp_connect`) and the
+//! callback takes it before anything else is done with the answer, so each sign-in completes
+//! once, across replicas: a replayed callback is refused and never replaces the grant. The
+//! grant itself is kept and used by `crate::mcp_upstream_oauth`.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -27,9 +30,10 @@ use portcullis_providers::Secret;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::clock::now_ms;
 use crate::mcp_endpoint::McpEndpoint;
 use crate::mcp_upstream_oauth::{
-    TokenError, connect_link, encode, endpoints, http_url, now_ms, save, token_request,
+    TokenError, connect_link, encode, endpoints, http_url, save, token_request,
 };
 use crate::state::AppState;
 
@@ -43,6 +47,8 @@ const FORM_COOKIE: &str = "portcullis_mcp_form";
 /// What the `state` parameter carries, sealed.
 #[derive(Serialize, Deserialize)]
 struct Flow {
+    /// The flow's id, pending in the database until its callback takes it (once).
+    id: String,
     user: String,
     verifier: String,
     browser: String,
@@ -271,7 +277,7 @@ pub async fn connect(
     let Some(oauth) = server.spec.oauth.as_ref() else {
         return unavailable("This server does not use OAuth.");
     };
-    let endpoints = match endpoints(&server.spec, oauth).await {
+    let endpoints = match endpoints(&state.mcp_oauth, &server.spec, oauth).await {
         Ok(e) => e,
         Err(why) => {
             return unavailable(&format!(
@@ -281,12 +287,24 @@ pub async fn connect(
     };
     let browser = random_text(32);
     let verifier = random_text(32);
+    let now = now_ms();
     let flow = Flow {
+        id: random_text(24),
         user,
         verifier: verifier.clone(),
         browser: hex::encode(Sha256::digest(browser.as_bytes())),
-        expires_ms: now_ms() + FLOW_TTL_MS,
+        expires_ms: now + FLOW_TTL_MS,
     };
+    // Pending until its callback takes it, on whichever replica that lands.
+    if state
+        .stores
+        .mcp_grants
+        .begin_mcp_connect(&flow.id, &flow.user, &name, flow.expires_ms, now)
+        .await
+        .is_err()
+    {
+        return unavailable("The sign-in could not be recorded.");
+    }
     let Ok(text) = serde_json::to_string(&flow) else {
         return unavailable("The sign-in could not be recorded.");
     };
@@ -412,10 +430,27 @@ pub async fn callback(
     if !browser_matches {
         return refused("This answer belongs to a sign-in started in another browser.");
     }
+    // Each sign-in completes once: a replayed answer (the same `state`) finds it taken and
+    // never reaches the token endpoint, nor replaces the grant stored.
+    match state
+        .stores
+        .mcp_grants
+        .finish_mcp_connect(&flow.id, &flow.user, &name, now_ms())
+        .await
+    {
+        Ok(true) => {}
+        Ok(false) => {
+            return refused(
+                "This sign-in was already completed (or has expired); each answer is \
+                 taken once. Start again to connect anew.",
+            );
+        }
+        Err(_) => return refused("The sign-in could not be checked; try again."),
+    }
     let Some(oauth) = server.spec.oauth.as_ref() else {
         return refused("This server does not use OAuth.");
     };
-    let endpoints = match endpoints(&server.spec, oauth).await {
+    let endpoints = match endpoints(&state.mcp_oauth, &server.spec, oauth).await {
         Ok(e) => e,
         Err(why) => return refused(&format!("The server's endpoints are unknown: {why}.")),
     };
@@ -430,7 +465,7 @@ pub async fn callback(
             http_url(&server.spec).unwrap_or_default().to_owned(),
         ),
     ];
-    let tokens = match token_request(&endpoints.token, oauth, form).await {
+    let tokens = match token_request(&state.mcp_oauth, &endpoints, oauth, form).await {
         Ok(t) => t,
         Err(TokenError::Refused(code)) => {
             return refused(&format!("The server refused the code ({code})."));

@@ -23,6 +23,13 @@
 //! in the database) stops being used here within that time. Requests the gateway answers
 //! itself (`initialize`, `ping`, …) do not look grants up at all.
 //!
+//! At the token endpoint the gateway authenticates as `oauth.token_endpoint_auth_method` says,
+//! else as the authorization server's metadata lists (`client_secret_basic` first), else with
+//! HTTP Basic, RFC 6749 §2.3.1's default (the client id and secret form-encoded first). What it
+//! keeps across requests — discovered endpoints, refresh locks, exchanged tokens, its HTTP
+//! client — is its own state's (`crate::mcp_grants::OAuthClientMemory`), so two gateways in
+//! one process share nothing.
+//!
 //! With `mode: token_exchange` there is no consent: the caller's bearer token, when it is a JWT
 //! of an enterprise issuer the gateway verified, is exchanged (RFC 8693) at the server's token
 //! endpoint for one of the server's, kept in memory per caller token until near its expiry.
@@ -30,10 +37,11 @@
 //! endpoints, they never leave it).
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, LazyLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::http::{HeaderMap, StatusCode, header};
+use base64::Engine;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
@@ -41,7 +49,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use portcullis_core::Identity;
 use portcullis_identity::Vault;
-use portcullis_mcp::config::{OAuthMode, OAuthSpec, ServerSpec, Transport};
+use portcullis_mcp::config::{OAuthMode, OAuthSpec, ServerSpec, TokenEndpointAuth, Transport};
 use portcullis_mcp::credentials::Overlay;
 use portcullis_mcp::hub::Server;
 use portcullis_mcp::jsonrpc::{ErrorObject, UPSTREAM_ERROR};
@@ -51,8 +59,9 @@ use portcullis_store::McpGrantRecord;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
+use crate::clock::now_ms;
 use crate::mcp_endpoint::McpEndpoint;
-use crate::mcp_grants::Tokens;
+use crate::mcp_grants::{ClientAuth, Endpoints, Exchanged, HttpClient, OAuthClientMemory, Tokens};
 use crate::state::AppState;
 
 /// The JSON-RPC code of a call that needs the user to visit a URL first (MCP's
@@ -64,38 +73,6 @@ pub const REFRESH_MARGIN: Duration = Duration::from_secs(60);
 const MAX_RESPONSE: usize = 64 * 1024;
 /// Time allowed for a token or metadata request.
 const HTTP_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// One refresh or exchange at a time per grant (or caller token) and server.
-type Flight = Arc<tokio::sync::Mutex<()>>;
-
-type HttpClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>;
-
-/// What this replica keeps across requests: discovered endpoints and refresh locks.
-#[derive(Default)]
-struct Shared {
-    endpoints: parking_lot::Mutex<HashMap<String, Endpoints>>,
-    refreshing: parking_lot::Mutex<HashMap<(String, String), Flight>>,
-    client: std::sync::OnceLock<Option<HttpClient>>,
-}
-
-static SHARED: LazyLock<Shared> = LazyLock::new(Shared::default);
-
-/// A server's authorization and token endpoints.
-#[derive(Debug, Clone)]
-pub(crate) struct Endpoints {
-    pub(crate) authorize: String,
-    pub(crate) token: String,
-}
-
-pub(crate) fn now_ms() -> i64 {
-    i64::try_from(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_millis(),
-    )
-    .unwrap_or(i64::MAX)
-}
 
 fn grant_seal_id(user: &str, server: &str) -> String {
     format!("mcp-grant:{user}:{server}")
@@ -180,6 +157,38 @@ pub async fn instances(
     out
 }
 
+/// The scope (and instance owner) of `user`'s instances of a server through their grant.
+fn grant_scope(user: &str) -> String {
+    format!("oauth:{user}")
+}
+
+/// The scope of `owner`'s instances of a server through exchanged tokens.
+fn exchange_scope(owner: &str) -> String {
+    format!("exchange:{owner}")
+}
+
+/// `who`'s instances of `server`, when it needs OAuth, that are running now (through their
+/// grant, or their exchanged token), for their GET stream to hear them; never starts one.
+pub fn running_instances(
+    endpoint: &McpEndpoint,
+    who: &Identity,
+    server: &Server,
+) -> Vec<Arc<Server>> {
+    let Some(oauth) = server.spec.oauth.as_ref() else {
+        return Vec::new();
+    };
+    let scope = match oauth.mode {
+        OAuthMode::UserGrant => match who.user.as_deref() {
+            Some(user) => grant_scope(user),
+            None => return Vec::new(),
+        },
+        OAuthMode::TokenExchange => exchange_scope(who.user.as_deref().unwrap_or(&who.subject)),
+    };
+    endpoint
+        .credentialed
+        .running_in_scope(server.name(), &scope)
+}
+
 async fn user_upstream(
     state: &AppState,
     endpoint: &McpEndpoint,
@@ -190,7 +199,7 @@ async fn user_upstream(
 ) -> Result<Arc<Server>, ErrorObject> {
     let name = server.name();
     if oauth.mode == OAuthMode::TokenExchange {
-        return exchanged_upstream(endpoint, headers, who, server, oauth).await;
+        return exchanged_upstream(&state.mcp_oauth, endpoint, headers, who, server, oauth).await;
     }
     let Some(user) = who.user.as_deref() else {
         return Err(failure(format!(
@@ -230,8 +239,9 @@ async fn user_upstream(
         return Err(consent_required(&link, name, ""));
     };
     if expiring(&tokens) {
-        let lock = SHARED
-            .refreshing
+        let lock = state
+            .mcp_oauth
+            .flights
             .lock()
             .entry((user.to_owned(), name.to_owned()))
             .or_default()
@@ -248,7 +258,7 @@ async fn user_upstream(
         };
         tokens = current;
         if expiring(&tokens) {
-            match refresh(&server.spec, oauth, &tokens).await {
+            match refresh(&state.mcp_oauth, &server.spec, oauth, &tokens).await {
                 Ok(fresh) => {
                     save(state, vault, user, name, &fresh).await?;
                     tokens = Arc::new(fresh);
@@ -272,12 +282,7 @@ async fn user_upstream(
             state.mcp_grants.put(user, name, Some(tokens.clone())).await;
         }
     }
-    instance(
-        endpoint,
-        server,
-        &format!("oauth:{user}"),
-        &tokens.access_token,
-    )
+    instance(endpoint, server, &grant_scope(user), &tokens.access_token)
 }
 
 /// The instance of `server` whose requests carry `token`, for `owner` alone: keyed by the owner
@@ -304,22 +309,12 @@ fn instance(
 /// RFC 8693's token type of a JWT.
 const JWT_TOKEN_TYPE: &str = "urn:ietf:params:oauth:token-type:jwt";
 
-/// A token exchange's result, kept per caller token and server until near its expiry.
-struct Exchanged {
-    token: String,
-    expires_ms: Option<i64>,
-}
-
-/// Exchanged tokens by (digest of the caller's token, server). Kept in memory only: they are
-/// obtained again from the caller's token.
-static EXCHANGED: LazyLock<parking_lot::Mutex<HashMap<(String, String), Exchanged>>> =
-    LazyLock::new(Default::default);
-
 /// Token exchange (RFC 8693): the caller's token of an enterprise issuer (a JWT the gateway
 /// verified) is exchanged at the server's token endpoint for a token of the server. Virtual
 /// keys are never sent, nor the gateway's own access tokens, which are bound to the gateway's
 /// endpoints and never leave it.
 async fn exchanged_upstream(
+    memory: &OAuthClientMemory,
     endpoint: &McpEndpoint,
     headers: &HeaderMap,
     who: &Identity,
@@ -353,20 +348,20 @@ async fn exchanged_upstream(
             at - now_ms() >= i64::try_from(REFRESH_MARGIN.as_millis()).unwrap_or(60_000)
         })
     };
-    if let Some(e) = EXCHANGED.lock().get(&key).filter(|e| fresh(e)) {
-        return instance(endpoint, server, &format!("exchange:{owner}"), &e.token);
+    if let Some(e) = memory.exchanged.lock().get(&key).filter(|e| fresh(e)) {
+        return instance(endpoint, server, &exchange_scope(owner), &e.token);
     }
-    let lock = SHARED
-        .refreshing
+    let lock = memory
+        .flights
         .lock()
         .entry(key.clone())
         .or_default()
         .clone();
     let _held = lock.lock().await;
-    if let Some(e) = EXCHANGED.lock().get(&key).filter(|e| fresh(e)) {
-        return instance(endpoint, server, &format!("exchange:{owner}"), &e.token);
+    if let Some(e) = memory.exchanged.lock().get(&key).filter(|e| fresh(e)) {
+        return instance(endpoint, server, &exchange_scope(owner), &e.token);
     }
-    let endpoints = endpoints(&server.spec, oauth)
+    let endpoints = endpoints(memory, &server.spec, oauth)
         .await
         .map_err(|why| failure(format!("MCP server `{name}`: {why}")))?;
     let mut form = vec![
@@ -388,7 +383,7 @@ async fn exchanged_upstream(
     if !oauth.scopes.is_empty() {
         form.push(("scope", oauth.scopes.join(" ")));
     }
-    let tokens = match token_request(&endpoints.token, oauth, form).await {
+    let tokens = match token_request(memory, &endpoints, oauth, form).await {
         Ok(t) => t,
         Err(TokenError::Refused(code)) => {
             return Err(failure(format!(
@@ -404,10 +399,10 @@ async fn exchanged_upstream(
     let upstream = instance(
         endpoint,
         server,
-        &format!("exchange:{owner}"),
+        &exchange_scope(owner),
         &tokens.access_token,
     );
-    let mut cache = EXCHANGED.lock();
+    let mut cache = memory.exchanged.lock();
     cache.retain(|_, e| e.expires_ms.is_none_or(|at| at > now_ms()));
     cache.insert(
         key,
@@ -465,6 +460,7 @@ enum RefreshError {
 }
 
 async fn refresh(
+    memory: &OAuthClientMemory,
     spec: &ServerSpec,
     oauth: &OAuthSpec,
     old: &Tokens,
@@ -472,7 +468,9 @@ async fn refresh(
     let Some(refresh_token) = old.refresh_token.clone() else {
         return Err(RefreshError::Refused);
     };
-    let endpoints = endpoints(spec, oauth).await.map_err(RefreshError::Failed)?;
+    let endpoints = endpoints(memory, spec, oauth)
+        .await
+        .map_err(RefreshError::Failed)?;
     let resource = http_url(spec).unwrap_or_default().to_owned();
     let mut form = vec![
         ("grant_type", "refresh_token".to_owned()),
@@ -482,7 +480,7 @@ async fn refresh(
     if !oauth.scopes.is_empty() {
         form.push(("scope", oauth.scopes.join(" ")));
     }
-    match token_request(&endpoints.token, oauth, form).await {
+    match token_request(memory, &endpoints, oauth, form).await {
         Ok(mut tokens) => {
             // A server that does not rotate refresh tokens keeps the old one good.
             if tokens.refresh_token.is_none() {
@@ -505,8 +503,8 @@ pub(crate) enum TokenError {
     Failed(String),
 }
 
-fn client() -> Option<&'static HttpClient> {
-    SHARED
+fn client(memory: &OAuthClientMemory) -> Option<&HttpClient> {
+    memory
         .client
         .get_or_init(|| {
             let tls = portcullis_core::tls::client_config().ok()?;
@@ -524,8 +522,11 @@ fn client() -> Option<&'static HttpClient> {
 }
 
 /// Sends a request; the status and at most [`MAX_RESPONSE`] bytes of body.
-async fn send(request: http::Request<Full<Bytes>>) -> Result<(StatusCode, Bytes), String> {
-    let client = client().ok_or("no TLS configuration")?;
+async fn send(
+    memory: &OAuthClientMemory,
+    request: http::Request<Full<Bytes>>,
+) -> Result<(StatusCode, Bytes), String> {
+    let client = client(memory).ok_or("no TLS configuration")?;
     let exchange = async {
         let response = client
             .request(request)
@@ -544,26 +545,40 @@ async fn send(request: http::Request<Full<Bytes>>) -> Result<(StatusCode, Bytes)
         .map_err(|_| "no answer in time".to_owned())?
 }
 
+/// A token request to `endpoints.token` with `form`, the client authenticated as
+/// `endpoints.auth` says (RFC 6749 §2.3.1): a public client (no secret) names itself in the
+/// form; a confidential one sends its secret in a Basic `Authorization` header or in the form.
 pub(crate) async fn token_request(
-    endpoint: &str,
+    memory: &OAuthClientMemory,
+    endpoints: &Endpoints,
     oauth: &OAuthSpec,
     mut form: Vec<(&'static str, String)>,
 ) -> Result<Tokens, TokenError> {
-    form.push(("client_id", oauth.client_id.clone()));
-    if let Some(secret) = &oauth.client_secret {
-        form.push(("client_secret", secret.clone()));
+    let mut request = http::Request::post(&endpoints.token)
+        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .header(header::ACCEPT, "application/json");
+    match (&oauth.client_secret, endpoints.auth) {
+        (Some(secret), ClientAuth::Basic) => {
+            request = request.header(
+                header::AUTHORIZATION,
+                basic_credentials(&oauth.client_id, secret),
+            );
+        }
+        (Some(secret), ClientAuth::Post) => {
+            form.push(("client_id", oauth.client_id.clone()));
+            form.push(("client_secret", secret.clone()));
+        }
+        (None, _) => form.push(("client_id", oauth.client_id.clone())),
     }
     let body = form
         .iter()
         .map(|(k, v)| format!("{k}={}", encode(v)))
         .collect::<Vec<_>>()
         .join("&");
-    let request = http::Request::post(endpoint)
-        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
-        .header(header::ACCEPT, "application/json")
+    let request = request
         .body(Full::new(Bytes::from(body)))
         .map_err(|_| TokenError::Failed("the token endpoint is not a valid URL".to_owned()))?;
-    let (status, body) = send(request).await.map_err(TokenError::Failed)?;
+    let (status, body) = send(memory, request).await.map_err(TokenError::Failed)?;
     #[derive(Deserialize)]
     struct Answer {
         access_token: Option<String>,
@@ -588,25 +603,63 @@ pub(crate) async fn token_request(
     }
 }
 
+/// `Authorization: Basic` credentials of a client (RFC 6749 §2.3.1): the client id and secret
+/// each encoded with `application/x-www-form-urlencoded`, joined by `:`, in base64.
+fn basic_credentials(client_id: &str, secret: &str) -> String {
+    let pair = format!("{}:{}", form_encode(client_id), form_encode(secret));
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(pair)
+    )
+}
+
+/// How to authenticate at the token endpoint: as configured; else the first of
+/// `client_secret_basic` and `client_secret_post` the authorization server's metadata lists;
+/// else `client_secret_basic`, which RFC 8414 makes the default and RFC 6749 requires servers
+/// to support.
+fn client_auth(oauth: &OAuthSpec, metadata: Option<&serde_json::Value>) -> ClientAuth {
+    let chosen = oauth.token_endpoint_auth.or_else(|| {
+        let listed = metadata?
+            .get("token_endpoint_auth_methods_supported")?
+            .as_array()?;
+        let lists = |m: TokenEndpointAuth| listed.iter().any(|v| v.as_str() == Some(m.as_str()));
+        [
+            TokenEndpointAuth::ClientSecretBasic,
+            TokenEndpointAuth::ClientSecretPost,
+        ]
+        .into_iter()
+        .find(|m| lists(*m))
+    });
+    match chosen {
+        Some(TokenEndpointAuth::ClientSecretPost) => ClientAuth::Post,
+        Some(TokenEndpointAuth::ClientSecretBasic) | None => ClientAuth::Basic,
+    }
+}
+
 /// The server's endpoints: configured, else discovered (and kept) from its metadata.
-pub(crate) async fn endpoints(spec: &ServerSpec, oauth: &OAuthSpec) -> Result<Endpoints, String> {
+pub(crate) async fn endpoints(
+    memory: &OAuthClientMemory,
+    spec: &ServerSpec,
+    oauth: &OAuthSpec,
+) -> Result<Endpoints, String> {
     if let (Some(authorize), Some(token)) = (&oauth.authorization_endpoint, &oauth.token_endpoint) {
         return Ok(Endpoints {
             authorize: authorize.clone(),
             token: token.clone(),
+            auth: client_auth(oauth, None),
         });
     }
     let url = http_url(spec).ok_or("not an HTTP server")?;
-    if let Some(found) = SHARED.endpoints.lock().get(url) {
+    if let Some(found) = memory.endpoints.lock().get(url) {
         return Ok(found.clone());
     }
-    let resource = get_json(&well_known(url, "oauth-protected-resource")?).await?;
+    let resource = get_json(memory, &well_known(url, "oauth-protected-resource")?).await?;
     let issuer = resource
         .get("authorization_servers")
         .and_then(|a| a.get(0))
         .and_then(|a| a.as_str())
         .ok_or("its resource metadata names no authorization server")?;
-    let metadata = get_json(&well_known(issuer, "oauth-authorization-server")?).await?;
+    let metadata = get_json(memory, &well_known(issuer, "oauth-authorization-server")?).await?;
     let field = |name: &str| {
         oauth
             .authorization_endpoint
@@ -629,8 +682,9 @@ pub(crate) async fn endpoints(spec: &ServerSpec, oauth: &OAuthSpec) -> Result<En
     let found = Endpoints {
         authorize: field("authorization_endpoint")?,
         token: field("token_endpoint")?,
+        auth: client_auth(oauth, Some(&metadata)),
     };
-    SHARED
+    memory
         .endpoints
         .lock()
         .insert(url.to_owned(), found.clone());
@@ -646,16 +700,32 @@ fn well_known(url: &str, doc: &str) -> Result<String, String> {
     Ok(format!("{scheme}://{authority}/.well-known/{doc}{path}"))
 }
 
-async fn get_json(url: &str) -> Result<serde_json::Value, String> {
+async fn get_json(memory: &OAuthClientMemory, url: &str) -> Result<serde_json::Value, String> {
     let request = http::Request::get(url)
         .header(header::ACCEPT, "application/json")
         .body(Full::new(Bytes::new()))
         .map_err(|_| "not a valid metadata URL".to_owned())?;
-    let (status, body) = send(request).await?;
+    let (status, body) = send(memory, request).await?;
     if !status.is_success() {
         return Err(format!("its metadata answered {status}"));
     }
     serde_json::from_slice(&body).map_err(|_| "its metadata is not JSON".to_owned())
+}
+
+/// `application/x-www-form-urlencoded` encoding (as RFC 6749's appendix B asks of client
+/// credentials): a space is `+`, everything but `*-._`, letters and digits is percent-encoded.
+fn form_encode(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for b in text.bytes() {
+        match b {
+            b' ' => out.push('+'),
+            b if b.is_ascii_alphanumeric() || matches!(b, b'*' | b'-' | b'.' | b'_') => {
+                out.push(char::from(b));
+            }
+            b => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
 }
 
 /// Percent-encodes everything but RFC 3986's unreserved characters.
@@ -686,5 +756,50 @@ mod tests {
             Some("https://as.example/.well-known/oauth-authorization-server".to_owned())
         );
         assert_eq!(encode("a b/c"), "a%20b%2Fc");
+    }
+
+    #[test]
+    fn basic_credentials_form_encode_the_id_and_secret_first() {
+        // RFC 6749 §2.3.1: `:` in the id and secret cannot be confused with the separator.
+        let header = basic_credentials("my client", "s3:cr%t+");
+        let encoded = header.strip_prefix("Basic ").unwrap_or_default();
+        let decoded = base64::engine::general_purpose::STANDARD
+            .decode(encoded)
+            .unwrap_or_default();
+        assert_eq!(
+            String::from_utf8_lossy(&decoded),
+            "my+client:s3%3Acr%25t%2B"
+        );
+    }
+
+    #[test]
+    fn the_client_authentication_follows_the_setting_then_the_metadata() {
+        let spec = |method: Option<TokenEndpointAuth>| OAuthSpec {
+            client_id: "c".into(),
+            client_secret: Some("s".into()),
+            authorization_endpoint: None,
+            token_endpoint: None,
+            scopes: Vec::new(),
+            mode: OAuthMode::UserGrant,
+            token_endpoint_auth: method,
+        };
+        let post_only =
+            serde_json::json!({"token_endpoint_auth_methods_supported": ["client_secret_post"]});
+        let both = serde_json::json!({"token_endpoint_auth_methods_supported":
+            ["private_key_jwt", "client_secret_post", "client_secret_basic"]});
+        assert_eq!(client_auth(&spec(None), Some(&post_only)), ClientAuth::Post);
+        assert_eq!(client_auth(&spec(None), Some(&both)), ClientAuth::Basic);
+        assert_eq!(
+            client_auth(&spec(None), Some(&serde_json::json!({}))),
+            ClientAuth::Basic
+        );
+        assert_eq!(client_auth(&spec(None), None), ClientAuth::Basic);
+        assert_eq!(
+            client_auth(
+                &spec(Some(TokenEndpointAuth::ClientSecretBasic)),
+                Some(&post_only)
+            ),
+            ClientAuth::Basic
+        );
     }
 }

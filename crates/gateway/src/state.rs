@@ -46,6 +46,9 @@ pub struct AppState {
     pub mcp_pins: Arc<portcullis_mcp::pins::Pins>,
     /// Users' opened OAuth grants for upstream MCP servers, briefly kept in memory.
     pub mcp_grants: crate::mcp_grants::GrantCache,
+    /// What this gateway keeps as the OAuth client of upstream MCP servers (endpoints, refresh
+    /// locks, exchanged tokens, its HTTP client).
+    pub mcp_oauth: crate::mcp_grants::OAuthClientMemory,
     /// Prometheus metrics.
     pub metrics: Arc<Metrics>,
     /// Tool calls held for an admin's decision (kept across reloads; a reload changes their
@@ -96,6 +99,7 @@ impl AppState {
             runtime: ArcSwap::from_pointee(runtime),
             mcp_pins,
             mcp_grants: crate::mcp_grants::GrantCache::default(),
+            mcp_oauth: crate::mcp_grants::OAuthClientMemory::default(),
             applied: tokio::sync::Mutex::new(config.clone()),
             limit_backend,
             spend_seed: SeedSource(spend_seed),

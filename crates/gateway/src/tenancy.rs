@@ -6,7 +6,7 @@
 //! |---|---|
 //! | `POST/GET /admin/teams`, `GET/DELETE /admin/teams/{id}` | teams (deleting revokes the team's keys) |
 //! | `POST /admin/teams/{id}/members`, `DELETE /admin/teams/{id}/members/{user}` | memberships |
-//! | `POST/GET /admin/users`, `GET/PATCH/DELETE /admin/users/{id}` | users (`DELETE` disables) |
+//! | `POST/GET /admin/users`, `GET/PATCH/DELETE /admin/users/{id}` | users (`DELETE` disables; disabling deletes their grants for upstream MCP servers, so enabled again they connect again) |
 //! | `POST/GET /admin/service-accounts`, `DELETE /admin/service-accounts/{id}` | machine identities |
 //! | `POST /admin/service-accounts/{id}/clients` | OAuth client credentials for one |
 //! | `POST/GET /admin/keys`, `GET/DELETE /admin/keys/{id}`, `POST /admin/keys/{id}/rotate` | virtual keys |
@@ -501,10 +501,15 @@ pub async fn patch_user(
             disabled_ms: req.disabled.map(|d| d.then(now_ms)),
         };
         let dir = directory(&state)?;
+        let disabling = update.disabled_ms.is_some_and(|d| d.is_some());
         let user = dir
             .update_user(&id, update, req.teams)
             .await
             .map_err(manage_error)?;
+        if disabling {
+            // The store deleted their upstream MCP grants with it.
+            state.mcp_grants.clear();
+        }
         let teams = dir.store().teams_of(&user.id).await.map_err(store_failed)?;
         Ok(user_view(&user, &teams))
     })
@@ -520,6 +525,8 @@ pub async fn disable_user(
     admin_json(&state, &headers, StatusCode::OK, || async {
         let dir = directory(&state)?;
         let user = dir.disable_user(&id).await.map_err(manage_error)?;
+        // The store deleted their upstream MCP grants with it: none is used from memory here.
+        state.mcp_grants.clear();
         let teams = dir.store().teams_of(&user.id).await.map_err(store_failed)?;
         Ok(user_view(&user, &teams))
     })

@@ -168,6 +168,10 @@ pub struct RawOAuth {
     /// `user_grant` (default) or `token_exchange`.
     #[serde(default)]
     pub mode: Option<String>,
+    /// How the gateway authenticates at the token endpoint: `client_secret_basic` or
+    /// `client_secret_post`; chosen from the authorization server's metadata when left out.
+    #[serde(default)]
+    pub token_endpoint_auth_method: Option<String>,
 }
 
 impl std::fmt::Debug for RawOAuth {
@@ -179,6 +183,10 @@ impl std::fmt::Debug for RawOAuth {
             .field("token_endpoint", &self.token_endpoint)
             .field("scopes", &self.scopes)
             .field("mode", &self.mode)
+            .field(
+                "token_endpoint_auth_method",
+                &self.token_endpoint_auth_method,
+            )
             .finish()
     }
 }
@@ -198,6 +206,37 @@ pub struct OAuthSpec {
     pub scopes: Vec<String>,
     /// How tokens are obtained.
     pub mode: OAuthMode,
+    /// How the gateway authenticates at the token endpoint, when configured; otherwise chosen
+    /// from the authorization server's `token_endpoint_auth_methods_supported`.
+    pub token_endpoint_auth: Option<TokenEndpointAuth>,
+}
+
+/// How a confidential client authenticates at a token endpoint (RFC 6749 §2.3.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenEndpointAuth {
+    /// HTTP Basic with the form-encoded client id and secret (what every server must accept).
+    ClientSecretBasic,
+    /// `client_id` and `client_secret` in the request body.
+    ClientSecretPost,
+}
+
+impl TokenEndpointAuth {
+    /// Its name in RFC 8414 metadata and in the configuration.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TokenEndpointAuth::ClientSecretBasic => "client_secret_basic",
+            TokenEndpointAuth::ClientSecretPost => "client_secret_post",
+        }
+    }
+
+    /// The method named `name`, if it is one of these.
+    pub fn parse(name: &str) -> Option<TokenEndpointAuth> {
+        match name {
+            "client_secret_basic" => Some(TokenEndpointAuth::ClientSecretBasic),
+            "client_secret_post" => Some(TokenEndpointAuth::ClientSecretPost),
+            _ => None,
+        }
+    }
 }
 
 impl std::fmt::Debug for OAuthSpec {
@@ -209,6 +248,7 @@ impl std::fmt::Debug for OAuthSpec {
             .field("token_endpoint", &self.token_endpoint)
             .field("scopes", &self.scopes)
             .field("mode", &self.mode)
+            .field("token_endpoint_auth", &self.token_endpoint_auth)
             .finish()
     }
 }
@@ -766,6 +806,27 @@ fn validate_oauth(raw: &RawOAuth, at: &str, issues: &mut Issues) -> Option<OAuth
             return None;
         }
     };
+    let token_endpoint_auth = match raw.token_endpoint_auth_method.as_deref() {
+        None => None,
+        Some(name) => match TokenEndpointAuth::parse(name) {
+            Some(method) => Some(method),
+            None => {
+                issues.at(
+                    at,
+                    "token_endpoint_auth_method",
+                    format!("`{name}` is not `client_secret_basic` or `client_secret_post`"),
+                );
+                return None;
+            }
+        },
+    };
+    if token_endpoint_auth.is_some() && raw.client_secret.is_none() {
+        issues.at(
+            at,
+            "token_endpoint_auth_method",
+            "needs a `client_secret` to authenticate with",
+        );
+    }
     Some(OAuthSpec {
         client_id,
         client_secret: raw.client_secret.clone(),
@@ -773,6 +834,7 @@ fn validate_oauth(raw: &RawOAuth, at: &str, issues: &mut Issues) -> Option<OAuth
         token_endpoint: raw.token_endpoint.clone(),
         scopes: raw.scopes.clone(),
         mode,
+        token_endpoint_auth,
     })
 }
 

@@ -194,6 +194,20 @@ impl Credentialed {
             .map(|(_, instance)| instance.server.clone())
     }
 
+    /// The instances of `server` pinned in `scope` that are running now (an identity's, whatever
+    /// token or credential each carries); never starts one, nor counts as a use. In the order
+    /// of their ids, so two readings of the same instances compare equal.
+    pub fn running_in_scope(&self, server: &str, scope: &str) -> Vec<Arc<Server>> {
+        let mut found: Vec<(Arc<str>, Arc<Server>)> = self
+            .lock_all()
+            .iter()
+            .filter(|((s, _), instance)| s == server && &*instance.server.scope == scope)
+            .map(|((_, id), instance)| (id.clone(), instance.server.clone()))
+            .collect();
+        found.sort_by(|a, b| a.0.cmp(&b.0));
+        found.into_iter().map(|(_, server)| server).collect()
+    }
+
     /// Instances of `server` running now.
     pub fn running(&self, server: &str) -> usize {
         self.lock_all().keys().filter(|(s, _)| s == server).count()

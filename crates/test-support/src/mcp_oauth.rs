@@ -9,7 +9,13 @@
 //! tool `echo`, `tools/call`). `tools/call` needs `Authorization: Bearer <an issued, unexpired
 //! token>` (401 otherwise) and each call's token is recorded. Token lifetimes are set per test
 //! ([`MockOAuthMcp::set_access_ttl`]); refresh tokens can be revoked at once
-//! ([`MockOAuthMcp::revoke_refresh_tokens`]).
+//! ([`MockOAuthMcp::revoke_refresh_tokens`]). The client authenticates at `/token` as the
+//! metadata's `token_endpoint_auth_methods_supported` says — `client_secret_post` unless a
+//! test sets others ([`MockOAuthMcp::set_client_auth_methods`]) — and any other way is
+//! `invalid_client`; the method each token request used is recorded. A `GET /mcp` with a valid
+//! token opens the standalone SSE stream of that token's session, on which
+//! [`MockOAuthMcp::announce_tools_changed`] sends `notifications/tools/list_changed`; without
+//! one it is 405, as before (no stream offered).
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -55,6 +61,14 @@ struct State {
     counter: u64,
     /// Whether every MCP request (not only `tools/call`) needs a token.
     everywhere: bool,
+    /// The client authentication methods advertised and accepted at `/token`.
+    auth_methods: Vec<String>,
+    /// The method each accepted token request authenticated with.
+    client_auths: Vec<String>,
+    /// Events for the GET streams, by the token each stream was opened with.
+    announcements: Option<tokio::sync::broadcast::Sender<(String, Bytes)>>,
+    /// The token of each GET stream opened, in order.
+    listening: Vec<String>,
 }
 
 /// A running mock OAuth-protected MCP server with its authorization server.
@@ -80,6 +94,8 @@ impl MockOAuthMcp {
         let addr = listener.local_addr()?;
         let state = Arc::new(Mutex::new(State {
             access_ttl: Duration::from_secs(3600),
+            auth_methods: vec!["client_secret_post".to_owned()],
+            announcements: Some(tokio::sync::broadcast::channel(16).0),
             ..State::default()
         }));
         let (stop, mut stopped) = tokio::sync::oneshot::channel();
@@ -164,6 +180,35 @@ impl MockOAuthMcp {
         self.with(|s| s.resources.clone())
     }
 
+    /// The token endpoint advertises and accepts only these client authentication methods
+    /// from now on (`client_secret_basic`, `client_secret_post`).
+    pub fn set_client_auth_methods(&self, methods: &[&str]) {
+        self.with(|s| s.auth_methods = methods.iter().map(|m| (*m).to_owned()).collect());
+    }
+
+    /// How each token request the client authenticated was authenticated, in order.
+    pub fn client_auths(&self) -> Vec<String> {
+        self.with(|s| s.client_auths.clone())
+    }
+
+    /// The tokens the GET streams opened so far were opened with, in order.
+    pub fn listening(&self) -> Vec<String> {
+        self.with(|s| s.listening.clone())
+    }
+
+    /// Sends `notifications/tools/list_changed` on the GET streams opened with `token`.
+    pub fn announce_tools_changed(&self, token: &str) {
+        let event = Bytes::from(format!(
+            "event: message\ndata: {}\n\n",
+            json!({"jsonrpc": "2.0", "method": "notifications/tools/list_changed"})
+        ));
+        self.with(|s| {
+            if let Some(tx) = &s.announcements {
+                let _ = tx.send((token.to_owned(), event));
+            }
+        });
+    }
+
     /// The subject tokens of the token exchanges answered.
     pub fn exchanged(&self) -> Vec<String> {
         self.with(|s| s.exchanged.clone())
@@ -240,6 +285,7 @@ async fn handle(req: Request, addr: SocketAddr, state: &Mutex<State>) -> Respons
         ("GET", "/.well-known/oauth-authorization-server") => json_response(
             StatusCode::OK,
             &json!({
+                "token_endpoint_auth_methods_supported": lock().auth_methods.clone(),
                 "issuer": base,
                 "authorization_endpoint": format!("{base}/authorize"),
                 "token_endpoint": format!("{base}/token"),
@@ -278,12 +324,31 @@ async fn handle(req: Request, addr: SocketAddr, state: &Mutex<State>) -> Respons
             }
             r
         }
-        ("POST", "/token") => token(&pairs(&String::from_utf8_lossy(&body)), &mut lock()),
+        ("POST", "/token") => token(
+            &pairs(&String::from_utf8_lossy(&body)),
+            &headers,
+            &mut lock(),
+        ),
         ("POST", "/mcp") => mcp(&body, &headers, &base, &mut lock()),
         ("GET", "/mcp") => {
-            let mut r = Response::new(full(Bytes::new()));
-            *r.status_mut() = StatusCode::METHOD_NOT_ALLOWED;
-            r
+            let mut s = lock();
+            let token = bearer(&headers).filter(|t| {
+                s.access
+                    .get(t)
+                    .is_some_and(|expiry| *expiry > Instant::now())
+            });
+            match (token, &s.announcements) {
+                (Some(token), Some(tx)) => {
+                    let changes = tx.subscribe();
+                    s.listening.push(token.clone());
+                    listen(token, changes)
+                }
+                _ => {
+                    let mut r = Response::new(full(Bytes::new()));
+                    *r.status_mut() = StatusCode::METHOD_NOT_ALLOWED;
+                    r
+                }
+            }
         }
         _ => {
             let mut r = Response::new(full(Bytes::new()));
@@ -293,14 +358,52 @@ async fn handle(req: Request, addr: SocketAddr, state: &Mutex<State>) -> Respons
     }
 }
 
-fn token(form: &HashMap<String, String>, s: &mut State) -> Response<MockBody> {
+/// The client id and secret of an `Authorization: Basic` header, each form-decoded (RFC 6749
+/// §2.3.1).
+fn basic_client(headers: &http::HeaderMap) -> Option<(String, String)> {
+    let value = headers.get(http::header::AUTHORIZATION)?.to_str().ok()?;
+    let encoded = value.strip_prefix("Basic ")?;
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(encoded)
+        .ok()?;
+    let text = String::from_utf8(decoded).ok()?;
+    let (id, secret) = text.split_once(':')?;
+    let decode = |part: &str| -> String {
+        url::form_urlencoded::parse(format!("v={part}").as_bytes())
+            .next()
+            .map(|(_, v)| v.into_owned())
+            .unwrap_or_default()
+    };
+    Some((decode(id), decode(secret)))
+}
+
+fn token(
+    form: &HashMap<String, String>,
+    headers: &http::HeaderMap,
+    s: &mut State,
+) -> Response<MockBody> {
     let get = |k: &str| form.get(k).cloned().unwrap_or_default();
-    if get("client_id") != CLIENT_ID || get("client_secret") != CLIENT_SECRET {
+    let allows = |m: &str| s.auth_methods.iter().any(|a| a == m);
+    let basic = basic_client(headers);
+    let method = match basic {
+        // A client authenticates one way only (RFC 6749 §2.3).
+        Some(_) if form.contains_key("client_secret") => None,
+        Some((id, secret)) if allows("client_secret_basic") => (id == CLIENT_ID
+            && secret == CLIENT_SECRET
+            && (get("client_id").is_empty() || get("client_id") == CLIENT_ID))
+            .then_some("client_secret_basic"),
+        None if allows("client_secret_post") => (get("client_id") == CLIENT_ID
+            && get("client_secret") == CLIENT_SECRET)
+            .then_some("client_secret_post"),
+        _ => None,
+    };
+    let Some(method) = method else {
         return json_response(
             StatusCode::UNAUTHORIZED,
             &json!({"error": "invalid_client"}),
         );
-    }
+    };
+    s.client_auths.push(method.to_owned());
     s.resources.push(get("resource"));
     match get("grant_type").as_str() {
         "authorization_code" => {
@@ -344,6 +447,43 @@ fn token(form: &HashMap<String, String>, s: &mut State) -> Response<MockBody> {
     }
 }
 
+/// The bearer token of a request, if any.
+fn bearer(headers: &http::HeaderMap) -> Option<String> {
+    headers
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::to_owned)
+}
+
+/// The GET stream of `token`: the events announced for it, until the server stops.
+fn listen(
+    token: String,
+    changes: tokio::sync::broadcast::Receiver<(String, Bytes)>,
+) -> Response<MockBody> {
+    use tokio::sync::broadcast::error::RecvError;
+    let events = futures_util::stream::unfold(changes, move |mut changes| {
+        let token = token.clone();
+        async move {
+            loop {
+                match changes.recv().await {
+                    Ok((to, event)) if to == token => {
+                        return Some((Ok(hyper::body::Frame::data(event)), changes));
+                    }
+                    Ok(_) | Err(RecvError::Lagged(_)) => continue,
+                    Err(RecvError::Closed) => return None,
+                }
+            }
+        }
+    });
+    let mut r = Response::new(BodyExt::boxed(http_body_util::StreamBody::new(events)));
+    r.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("text/event-stream"),
+    );
+    r
+}
+
 fn mcp(body: &[u8], headers: &http::HeaderMap, base: &str, s: &mut State) -> Response<MockBody> {
     let Ok(message) = serde_json::from_slice::<Value>(body) else {
         return oauth_error("invalid_request");
@@ -378,7 +518,7 @@ fn mcp(body: &[u8], headers: &http::HeaderMap, base: &str, s: &mut State) -> Res
     let result = match method {
         "initialize" => json!({
             "protocolVersion": "2025-11-25",
-            "capabilities": {"tools": {}},
+            "capabilities": {"tools": {"listChanged": true}},
             "serverInfo": {"name": "mock-oauth-mcp", "version": "1.0.0"},
         }),
         "ping" => json!({}),

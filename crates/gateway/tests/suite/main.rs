@@ -6,6 +6,7 @@
 
 mod common;
 
+mod approvals;
 mod audit;
 mod bad_input;
 mod cache;

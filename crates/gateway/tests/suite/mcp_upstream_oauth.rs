@@ -86,6 +86,34 @@ fn link_of(answer: &Value) -> String {
 /// Follows `link` as a browser would: the sign-in page, the form, the authorization server,
 /// the callback. The callback's status and page.
 async fn connect(link: &str, user: &str, password: &str) -> (u16, String) {
+    match connect_flow(link, user, password).await {
+        Ok(landed) => (landed.status, landed.page),
+        Err(refused) => refused,
+    }
+}
+
+/// A sign-in that reached the callback: its answer, and what a replay needs.
+struct Landed {
+    status: u16,
+    page: String,
+    /// The callback URL the authorization server sent the browser to.
+    callback: String,
+    /// The browser's cookie binding it to the flow.
+    cookie: String,
+    /// The authorization request (with the flow's `state`).
+    authorize: String,
+}
+
+fn browser() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+}
+
+/// [`connect`], keeping what a replay needs; the sign-in's status and page when it stopped
+/// before the authorization server.
+async fn connect_flow(link: &str, user: &str, password: &str) -> Result<Landed, (u16, String)> {
     let browser = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()
@@ -122,7 +150,7 @@ async fn connect(link: &str, user: &str, password: &str) -> (u16, String) {
         .await
         .unwrap();
     if signed_in.status().as_u16() != 303 {
-        return (signed_in.status().as_u16(), signed_in.text().await.unwrap());
+        return Err((signed_in.status().as_u16(), signed_in.text().await.unwrap()));
     }
     let cookie = signed_in.headers()["set-cookie"]
         .to_str()
@@ -148,11 +176,17 @@ async fn connect(link: &str, user: &str, password: &str) -> (u16, String) {
     assert_eq!(stranger.status().as_u16(), 400);
     let landed = browser
         .get(&callback)
-        .header("cookie", cookie)
+        .header("cookie", &cookie)
         .send()
         .await
         .unwrap();
-    (landed.status().as_u16(), landed.text().await.unwrap())
+    Ok(Landed {
+        status: landed.status().as_u16(),
+        page: landed.text().await.unwrap(),
+        callback,
+        cookie,
+        authorize,
+    })
 }
 
 #[tokio::test]
@@ -566,5 +600,264 @@ async fn calls_of_a_connected_user_and_requests_answered_by_the_gateway_do_not_r
         "{answer}"
     );
     assert_eq!(mock.calls().len(), 3);
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn a_sign_in_completes_once_and_a_replayed_callback_never_replaces_the_grant() {
+    let mock = MockOAuthMcp::start().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}?mode=rwc", dir.path().join("gw.db").display());
+    let gw = TestGateway::start_with_db(&db, &yaml(&mock)).await;
+    let (ann, _) = people(&gw).await;
+    let link = link_of(&call(&gw, &ann).await);
+    let landed = connect_flow(&link, "ann", "ann-password-1")
+        .await
+        .unwrap_or_else(|(status, page)| panic!("{status}: {page}"));
+    assert_eq!(landed.status, 200, "{}", landed.page);
+    let first = mock.issued()[0].clone();
+    let token_requests = mock.resources().len();
+
+    // The same answer again, from the same browser: refused, the server is not asked.
+    let replayed = browser()
+        .get(&landed.callback)
+        .header("cookie", &landed.cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(replayed.status().as_u16(), 400);
+    let page = replayed.text().await.unwrap();
+    assert!(page.contains("already completed"), "{page}");
+    assert_eq!(mock.resources().len(), token_requests);
+
+    // The same `state` with a fresh code the authorization server gives for it: refused too,
+    // and the grant stays the first one.
+    let approved = browser().get(&landed.authorize).send().await.unwrap();
+    assert_eq!(approved.status().as_u16(), 302);
+    let fresh = approved.headers()["location"].to_str().unwrap().to_owned();
+    assert_ne!(fresh, landed.callback);
+    let replayed = browser()
+        .get(&fresh)
+        .header("cookie", &landed.cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(replayed.status().as_u16(), 400);
+    assert_eq!(mock.resources().len(), token_requests);
+    assert_eq!(mock.issued(), std::slice::from_ref(&first));
+    let answer = call(&gw, &ann).await;
+    assert_eq!(answer["result"]["isError"], false, "{answer}");
+    assert_eq!(mock.calls(), [Some(first.clone())]);
+
+    // Another replica on the same database knows the sign-in was taken.
+    let other = TestGateway::start_with_db(&db, &yaml(&mock)).await;
+    let elsewhere = landed.callback.replace(&gw.at(""), &other.at(""));
+    assert_ne!(elsewhere, landed.callback);
+    let replayed = browser()
+        .get(&elsewhere)
+        .header("cookie", &landed.cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(replayed.status().as_u16(), 400);
+    assert!(replayed.text().await.unwrap().contains("already completed"));
+    assert_eq!(mock.resources().len(), token_requests);
+    other.stop().await;
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn a_disabled_users_grants_are_deleted_and_not_inherited_when_enabled_again() {
+    let mock = MockOAuthMcp::start().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}?mode=rwc", dir.path().join("gw.db").display());
+    let gw = TestGateway::start_with_db(&db, &yaml(&mock)).await;
+    let (ann, bob) = people(&gw).await;
+    let link = link_of(&call(&gw, &ann).await);
+    for user in ["ann", "bob"] {
+        let (status, page) = connect(&link, user, &format!("{user}-password-1")).await;
+        assert_eq!(status, 200, "{page}");
+    }
+    assert_eq!(call(&gw, &ann).await["result"]["isError"], false);
+    let store = portcullis_store::SqliteStore::connect(&db, 1)
+        .await
+        .unwrap();
+    assert_eq!(store.mcp_grants("gh").await.unwrap().len(), 2);
+
+    // Disabled (DELETE): her grant goes with her, Bob's stays.
+    let r = client()
+        .delete(gw.at("/admin/users/ann"))
+        .bearer_auth(MASTER_KEY)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let users: Vec<String> = store
+        .mcp_grants("gh")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|g| g.user_id)
+        .collect();
+    assert_eq!(users, ["bob"]);
+    let r = client()
+        .post(gw.at("/mcp"))
+        .bearer_auth(&ann)
+        .header("accept", "application/json, text/event-stream")
+        .json(&json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 403, "a disabled user's key is refused");
+
+    // Enabled again, she starts over: the consent link, nothing sent with her old token.
+    let calls = mock.calls().len();
+    let r = client()
+        .patch(gw.at("/admin/users/ann"))
+        .bearer_auth(MASTER_KEY)
+        .json(&json!({"disabled": false}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    assert_eq!(link_of(&call(&gw, &ann).await), link);
+    assert_eq!(mock.calls().len(), calls);
+    assert_eq!(call(&gw, &bob).await["result"]["isError"], false);
+
+    // Disabled through PATCH too.
+    let r = client()
+        .patch(gw.at("/admin/users/bob"))
+        .bearer_auth(MASTER_KEY)
+        .json(&json!({"disabled": true}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    assert!(store.mcp_grant("bob", "gh").await.unwrap().is_none());
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn the_token_endpoint_gets_http_basic_when_the_authorization_server_asks_for_it() {
+    let mock = MockOAuthMcp::start().await.unwrap();
+    // The server takes client credentials only in an Authorization header.
+    mock.set_client_auth_methods(&["client_secret_basic"]);
+    mock.set_access_ttl(Duration::from_secs(30));
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}?mode=rwc", dir.path().join("gw.db").display());
+    let gw = TestGateway::start_with_db(&db, &yaml(&mock)).await;
+    let (ann, _) = people(&gw).await;
+    let link = link_of(&call(&gw, &ann).await);
+    let (status, page) = connect(&link, "ann", "ann-password-1").await;
+    assert_eq!(status, 200, "{page}");
+    // The code exchange, then the refresh of the short-lived token, both with Basic.
+    let answer = call(&gw, &ann).await;
+    assert_eq!(answer["result"]["isError"], false, "{answer}");
+    assert_eq!(mock.refreshes(), 1);
+    assert_eq!(
+        mock.client_auths(),
+        ["client_secret_basic", "client_secret_basic"]
+    );
+    gw.stop().await;
+
+    // Configured: the setting wins over what the metadata prefers.
+    let mock = MockOAuthMcp::start().await.unwrap();
+    mock.set_client_auth_methods(&["client_secret_basic", "client_secret_post"]);
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}?mode=rwc", dir.path().join("gw.db").display());
+    let configured = format!(
+        "{}        token_endpoint_auth_method: client_secret_post\n",
+        yaml(&mock)
+    );
+    let gw = TestGateway::start_with_db(&db, &configured).await;
+    let (ann, _) = people(&gw).await;
+    let link = link_of(&call(&gw, &ann).await);
+    let (status, page) = connect(&link, "ann", "ann-password-1").await;
+    assert_eq!(status, 200, "{page}");
+    assert_eq!(mock.client_auths(), ["client_secret_post"]);
+    let shown = client()
+        .get(gw.at("/admin/mcp-servers/gh"))
+        .bearer_auth(MASTER_KEY)
+        .send()
+        .await
+        .unwrap()
+        .json::<Value>()
+        .await
+        .unwrap();
+    assert_eq!(
+        shown["oauth"]["token_endpoint_auth_method"], "client_secret_post",
+        "{shown}"
+    );
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn a_list_change_on_a_users_own_token_instance_reaches_their_get_stream() {
+    use futures_util::StreamExt;
+    let mock = MockOAuthMcp::start().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}?mode=rwc", dir.path().join("gw.db").display());
+    let gw = TestGateway::start_with_db(&db, &yaml(&mock)).await;
+    let (ann, bob) = people(&gw).await;
+    let link = link_of(&call(&gw, &ann).await);
+    let (status, page) = connect(&link, "ann", "ann-password-1").await;
+    assert_eq!(status, 200, "{page}");
+    // Her call starts her instance, which opens its own GET stream with her token.
+    assert_eq!(call(&gw, &ann).await["result"]["isError"], false);
+    let token = mock.issued()[0].clone();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !mock.listening().contains(&token) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no GET stream upstream"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    let open = |key: String| {
+        let url = gw.at("/mcp");
+        async move {
+            let r = client()
+                .get(url)
+                .bearer_auth(key)
+                .header("accept", "text/event-stream")
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status().as_u16(), 200);
+            r.bytes_stream()
+        }
+    };
+    let mut hers = open(ann.clone()).await;
+    let mut his = open(bob.clone()).await;
+    // The streams follow running instances within a second.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    mock.announce_tools_changed(&token);
+
+    let mut seen = String::new();
+    let heard = tokio::time::timeout(Duration::from_secs(10), async {
+        while let Some(chunk) = hers.next().await {
+            seen.push_str(&String::from_utf8_lossy(&chunk.unwrap()));
+            if seen.contains("notifications/tools/list_changed") {
+                return true;
+            }
+        }
+        false
+    })
+    .await;
+    assert_eq!(heard, Ok(true), "{seen}");
+    // Bob has no instance of hers: his stream hears nothing of it.
+    let quiet = tokio::time::timeout(Duration::from_millis(1500), async {
+        let mut his_seen = String::new();
+        while let Some(chunk) = his.next().await {
+            his_seen.push_str(&String::from_utf8_lossy(&chunk.unwrap()));
+            if his_seen.contains("list_changed") {
+                return his_seen;
+            }
+        }
+        his_seen
+    })
+    .await;
+    assert!(quiet.is_err(), "{quiet:?}");
     gw.stop().await;
 }
