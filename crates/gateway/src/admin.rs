@@ -165,6 +165,92 @@ fn text(param: &str, v: &str) -> Result<String, GatewayError> {
     Ok(v.to_owned())
 }
 
+/// Largest admin request body.
+pub(crate) const MAX_BODY: usize = 64 * 1024;
+
+/// Reads an admin request's JSON body into `T`: see [`parse_body_bytes`].
+pub(crate) async fn parse_body<T: DeserializeOwned>(
+    headers: &HeaderMap,
+    body: axum::body::Body,
+    object_fields: &[&str],
+) -> Result<T, GatewayError> {
+    let bytes = crate::body::read(None, body, headers, MAX_BODY).await?;
+    parse_body_bytes(&bytes, object_fields)
+}
+
+/// The one reading of an admin JSON body into `T`, for every admin handler: no NUL in any
+/// string, no repeated keys, a JSON object (serde reads a struct from an array too, so `[]`
+/// would otherwise be a body with every field left out) whose `object_fields`, wherever they
+/// appear, hold objects; then the typed parse, naming the offending field on error.
+pub(crate) fn parse_body_bytes<T: DeserializeOwned>(
+    bytes: &[u8],
+    object_fields: &[&str],
+) -> Result<T, GatewayError> {
+    check_json_text(bytes)?;
+    crate::body::check_unambiguous(bytes)?;
+    check_objects(bytes, object_fields)?;
+    let de = &mut serde_json::Deserializer::from_slice(bytes);
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        if path == "." || path.is_empty() {
+            GatewayError::invalid_request(format!("Invalid JSON body: {inner}"))
+        } else {
+            GatewayError::invalid_request(format!("Invalid `{path}`: {inner}")).with_param(path)
+        }
+    })
+}
+
+/// Refuses a body that is not a JSON object, or whose `object_fields` are not objects.
+/// Syntax errors are left to the typed parse, which names them.
+fn check_objects(bytes: &[u8], object_fields: &[&str]) -> Result<(), GatewayError> {
+    use serde_json::Value;
+    fn kind(v: &Value) -> &'static str {
+        match v {
+            Value::Null => "null",
+            Value::Bool(_) => "a boolean",
+            Value::Number(_) => "a number",
+            Value::String(_) => "a string",
+            Value::Array(_) => "an array",
+            Value::Object(_) => "an object",
+        }
+    }
+    fn walk(v: &Value, path: &str, fields: &[&str]) -> Result<(), GatewayError> {
+        let Value::Object(map) = v else {
+            return Ok(());
+        };
+        for (k, child) in map {
+            let here = if path.is_empty() {
+                k.clone()
+            } else {
+                format!("{path}.{k}")
+            };
+            if fields.contains(&k.as_str()) && !(child.is_object() || child.is_null()) {
+                return Err(GatewayError::invalid_request(format!(
+                    "Invalid `{here}`: expected a JSON object, got {}",
+                    kind(child)
+                ))
+                .with_param(here));
+            }
+            walk(child, &here, fields)?;
+        }
+        Ok(())
+    }
+    let Ok(v) = serde_json::from_slice::<Value>(bytes) else {
+        return Ok(());
+    };
+    if !v.is_object() {
+        return Err(GatewayError::invalid_request(format!(
+            "Invalid JSON body: expected a JSON object of fields, got {}",
+            kind(&v)
+        )));
+    }
+    if object_fields.is_empty() {
+        return Ok(());
+    }
+    walk(&v, "", object_fields)
+}
+
 /// Refuses a JSON body with a NUL character in any string (a value or a key), naming where
 /// (`metadata.note`, `teams[1]`). Bodies without the escape `\u0000` — the only way JSON
 /// spells NUL — are passed at the cost of one scan; a body that is not JSON is left for the

@@ -2,8 +2,7 @@
 //! user, team and role added at run time (admin only). They are stored, bump the tenancy
 //! version and so reach every replica's directory within a poll interval (this one before
 //! the answer); the MCP endpoints apply them together with the configuration's `mcp.access`
-//! (how rules combine: `portcullis_policy::access_rules`). Also the small JSON plumbing the
-//! MCP admin handlers of this crate share ([`parse`]).
+//! (how rules combine: `portcullis_policy::access_rules`).
 
 use std::sync::Arc;
 
@@ -11,43 +10,13 @@ use axum::body::Body;
 use axum::extract::State;
 use axum::response::Response;
 use http::{HeaderMap, StatusCode};
-use portcullis_core::GatewayError;
 use portcullis_identity::NewMcpAccess;
 use portcullis_store::mcp_access::McpAccessRecord;
 use serde::Deserialize;
-use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
-use crate::admin::{AdminPath as Path, admin_json, directory, manage_error, rfc3339};
+use crate::admin::{AdminPath as Path, admin_json, directory, manage_error, parse_body, rfc3339};
 use crate::state::AppState;
-
-/// Largest admin request body.
-const MAX_BODY: usize = 64 * 1024;
-
-/// Reads a JSON object body into `T`, naming the offending field on error.
-pub(crate) async fn parse<T: DeserializeOwned>(
-    headers: &HeaderMap,
-    body: Body,
-) -> Result<T, GatewayError> {
-    let bytes = crate::body::read(None, body, headers, MAX_BODY).await?;
-    crate::admin::check_json_text(&bytes)?;
-    crate::body::check_unambiguous(&bytes)?;
-    if !bytes.trim_ascii_start().starts_with(b"{") {
-        return Err(GatewayError::invalid_request(
-            "Invalid JSON body: expected a JSON object of fields",
-        ));
-    }
-    let de = &mut serde_json::Deserializer::from_slice(&bytes);
-    serde_path_to_error::deserialize(de).map_err(|e| {
-        let path = e.path().to_string();
-        let inner = e.into_inner();
-        if path == "." || path.is_empty() {
-            GatewayError::invalid_request(format!("Invalid JSON body: {inner}"))
-        } else {
-            GatewayError::invalid_request(format!("Invalid `{path}`: {inner}")).with_param(path)
-        }
-    })
-}
 
 /// `POST /admin/mcp-access` body.
 #[derive(Debug, Deserialize)]
@@ -86,7 +55,7 @@ pub async fn create(
     body: Body,
 ) -> Response {
     admin_json(&state, &headers, StatusCode::CREATED, || async {
-        let req: CreateRule = parse(&headers, body).await?;
+        let req: CreateRule = parse_body(&headers, body, &[]).await?;
         let record = directory(&state)?
             .create_mcp_access(NewMcpAccess {
                 tools: req.tools,

@@ -25,8 +25,7 @@ use portcullis_store::mcp_access::McpCredentialRecord;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::admin::{AdminPath as Path, admin_json, directory, manage_error};
-use crate::mcp_access::parse;
+use crate::admin::{AdminPath as Path, admin_json, directory, manage_error, parse_body};
 use crate::state::AppState;
 
 /// `owner` of a credential.
@@ -127,7 +126,7 @@ pub async fn put(
     body: Body,
 ) -> Response {
     admin_json(&state, &headers, StatusCode::CREATED, || async {
-        let req: PutCredential = parse(&headers, body).await?;
+        let req: PutCredential = parse_body(&headers, body, &[]).await?;
         let wants_headers = wants_headers(&state, &name)?;
         let (kind, values) = match (req.headers, req.env) {
             (Some(h), None) => (McpSecretKind::Headers, h),

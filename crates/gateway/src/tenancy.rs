@@ -38,9 +38,6 @@ use crate::admin::{AdminPath as Path, admin_json, directory, manage_error, rfc33
 use crate::clock::now_ms;
 use crate::state::AppState;
 
-/// Largest admin request body.
-const MAX_ADMIN_BODY: usize = 64 * 1024;
-
 /// The OpenAPI description of the admin API.
 pub const OPENAPI: &str = include_str!("../openapi.json");
 
@@ -64,80 +61,16 @@ fn no_such(what: &str, id: &str) -> GatewayError {
     manage_error(ManageError::NotFound(format!("no {what} `{id}`")))
 }
 
-/// Reads a JSON body into `T`, naming the offending field on error.
+/// Reads a JSON body into `T` (`crate::admin::parse_body`), the tenancy bodies' object-valued
+/// fields checked.
 async fn parse<T: DeserializeOwned>(headers: &HeaderMap, body: Body) -> Result<T, GatewayError> {
-    let bytes: Bytes = crate::body::read(None, body, headers, MAX_ADMIN_BODY).await?;
-    parse_bytes(&bytes)
-}
-
-/// Deserializes a JSON body, naming the offending field in the error.
-fn parse_bytes<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, GatewayError> {
-    crate::admin::check_json_text(bytes)?;
-    crate::body::check_unambiguous(bytes)?;
-    check_objects(bytes)?;
-    let de = &mut serde_json::Deserializer::from_slice(bytes);
-    serde_path_to_error::deserialize(de).map_err(|e| {
-        let path = e.path().to_string();
-        let inner = e.into_inner();
-        if path == "." || path.is_empty() {
-            GatewayError::invalid_request(format!("Invalid JSON body: {inner}"))
-        } else {
-            GatewayError::invalid_request(format!("Invalid `{path}`: {inner}")).with_param(path)
-        }
-    })
+    crate::admin::parse_body(headers, body, &OBJECT_FIELDS).await
 }
 
 /// Fields of admin bodies that hold JSON objects, wherever they appear.
 const OBJECT_FIELDS: [&str; 7] = [
     "limits", "budget", "controls", "cache", "retry", "timeouts", "metadata",
 ];
-
-/// Refuses a body that is not a JSON object, or whose object-valued fields are not objects:
-/// serde reads a struct from an array too, so `[]` would otherwise create a user with every
-/// field left out. Syntax errors are left to the typed parse, which names them.
-fn check_objects(bytes: &[u8]) -> Result<(), GatewayError> {
-    fn kind(v: &Value) -> &'static str {
-        match v {
-            Value::Null => "null",
-            Value::Bool(_) => "a boolean",
-            Value::Number(_) => "a number",
-            Value::String(_) => "a string",
-            Value::Array(_) => "an array",
-            Value::Object(_) => "an object",
-        }
-    }
-    fn walk(v: &Value, path: &str) -> Result<(), GatewayError> {
-        let Value::Object(map) = v else {
-            return Ok(());
-        };
-        for (k, child) in map {
-            let here = if path.is_empty() {
-                k.clone()
-            } else {
-                format!("{path}.{k}")
-            };
-            if OBJECT_FIELDS.contains(&k.as_str()) && !(child.is_object() || child.is_null()) {
-                return Err(GatewayError::invalid_request(format!(
-                    "Invalid `{here}`: expected a JSON object, got {}",
-                    kind(child)
-                ))
-                .with_param(here));
-            }
-            walk(child, &here)?;
-        }
-        Ok(())
-    }
-    let Ok(v) = serde_json::from_slice::<Value>(bytes) else {
-        return Ok(());
-    };
-    if !v.is_object() {
-        return Err(GatewayError::invalid_request(format!(
-            "Invalid JSON body: expected a JSON object of fields, got {}",
-            kind(&v)
-        )));
-    }
-    walk(&v, "")
-}
 
 // ---- views (shared with the CLI, so both show the same shapes) ------------------------------
 
@@ -898,11 +831,11 @@ pub async fn rotate_key(
 ) -> Response {
     admin_json(&state, &headers, StatusCode::OK, || async {
         // No body at all (however it is framed) means the defaults.
-        let bytes: Bytes = crate::body::read(None, body, &headers, MAX_ADMIN_BODY).await?;
+        let bytes: Bytes = crate::body::read(None, body, &headers, crate::admin::MAX_BODY).await?;
         let req: RotateKey = if bytes.iter().all(u8::is_ascii_whitespace) {
             RotateKey::default()
         } else {
-            parse_bytes(&bytes)?
+            crate::admin::parse_body_bytes(&bytes, &OBJECT_FIELDS)?
         };
         let grace = req.grace_seconds.unwrap_or(DEFAULT_GRACE_SECONDS);
         let issued = directory(&state)?
