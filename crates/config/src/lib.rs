@@ -103,6 +103,8 @@ pub struct Config {
     pub server: ServerConfig,
     /// Request log settings.
     pub log: LogConfig,
+    /// The decision audit (`audit:`).
+    pub audit: portcullis_audit::AuditSettings,
     /// Upstream HTTP client settings.
     pub upstream: UpstreamConfig,
     /// Providers, in resolution order.
@@ -447,6 +449,10 @@ fn validate(
         )),
         None => Some(PriceOverrides::none()),
     };
+    let audit = issues.take(<portcullis_audit::AuditSettings as Block>::validate(
+        raw.audit.clone(),
+        AT,
+    ));
     let limits = issues.take(LimitRules::validate(
         RawLimitsBlock {
             limits: raw.limits.unwrap_or_default(),
@@ -523,6 +529,7 @@ fn validate(
         database,
         server,
         log,
+        audit: audit.unwrap_or_default(),
         upstream,
         providers,
         routes,

@@ -71,6 +71,9 @@ pub struct RawConfig {
     /// The exact response cache, for every route (a route's block overrides it key by key).
     #[serde(default)]
     pub cache: Option<RawCacheConfig>,
+    /// The decision audit: retention, checkpoints, the writer's queue.
+    #[serde(default)]
+    pub audit: Option<portcullis_audit::RawAudit>,
     /// Price overrides, by `provider/model`, in US dollars per million tokens.
     #[serde(default)]
     pub prices: Option<RawPrices>,

@@ -24,6 +24,7 @@
 pub mod admin;
 pub mod approvals;
 pub mod approvals_admin;
+pub mod audit;
 pub mod auth;
 pub mod body;
 pub mod breaker_sync;
@@ -134,6 +135,7 @@ async fn connect_redis(url: &str) -> Result<redis::aio::ConnectionManager, redis
 pub struct Gateway {
     state: Arc<AppState>,
     writer: LogWriter,
+    audit_writer: Option<portcullis_store::AuditWriter>,
     limits: server::ConnectionLimits,
     master_key: MasterKeyOrigin,
 }
@@ -253,6 +255,22 @@ impl Gateway {
             spend_seed,
         );
         state.body_budget = body::BodyBudget::new(config.server.max_body_bytes_in_flight);
+        // The decision audit: this process's own chain, written in the background.
+        let audit_writer = if config.audit.enabled {
+            let replica = std::env::var("HOSTNAME")
+                .ok()
+                .filter(|h| !h.is_empty())
+                .unwrap_or_else(|| config.listen.to_string());
+            let (sink, writer) = portcullis_store::AuditWriter::spawn(
+                state.stores.audit.clone(),
+                portcullis_store::AuditWriterConfig::from_settings(&config.audit, &replica),
+            )
+            .await?;
+            state.audit = Some(sink);
+            Some(writer)
+        } else {
+            None
+        };
         let state = Arc::new(state);
         if let Some(oauth) = state.auth.oauth() {
             // Tokens may also be asked for the MCP endpoints (RFC 8707 `resource`).
@@ -270,6 +288,7 @@ impl Gateway {
         Ok(Self {
             state,
             writer,
+            audit_writer,
             limits: server::ConnectionLimits::from(&config.server),
             master_key,
         })
@@ -308,6 +327,17 @@ impl Gateway {
             mcp.credentialed.shutdown().await;
         }
         self.writer.shutdown().await;
+        if let Some(audit) = self.audit_writer {
+            audit.shutdown().await;
+            if let Some(sink) = &state.audit {
+                let stats = sink.stats();
+                tracing::info!(
+                    written = stats.written.load(std::sync::atomic::Ordering::Relaxed),
+                    lost = stats.lost.load(std::sync::atomic::Ordering::Relaxed),
+                    "audit flushed"
+                );
+            }
+        }
         let stats = state.log.stats();
         tracing::info!(
             written = stats.written.load(std::sync::atomic::Ordering::Relaxed),
@@ -330,6 +360,8 @@ pub fn router(state: Arc<AppState>) -> Router {
             "/admin/approvals/{id}",
             get(approvals_admin::get).post(approvals_admin::decide),
         )
+        .route("/admin/audit", get(audit::list))
+        .route("/admin/audit/export", get(audit::export))
         .route("/admin/logs", get(admin::logs))
         .route("/admin/usage", get(admin::usage))
         .route("/admin/circuit-breakers", get(breakers::list))

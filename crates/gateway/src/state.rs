@@ -49,6 +49,8 @@ pub struct AppState {
     /// What this gateway keeps as the OAuth client of upstream MCP servers (endpoints, refresh
     /// locks, exchanged tokens, its HTTP client).
     pub mcp_oauth: crate::mcp_grants::OAuthClientMemory,
+    /// Where decision-audit records go (none when `audit.enabled` is false).
+    pub audit: Option<portcullis_store::AuditSink>,
     /// Prometheus metrics.
     pub metrics: Arc<Metrics>,
     /// Tool calls held for an admin's decision (kept across reloads; a reload changes their
@@ -109,6 +111,7 @@ impl AppState {
             stores,
             metrics,
             approvals,
+            audit: None,
             body_budget: crate::body::BodyBudget::new(usize::MAX),
             mcp: arc_swap::ArcSwapOption::empty(),
             mcp_admin: ArcSwap::from_pointee(Vec::new()),
@@ -264,6 +267,7 @@ impl AppState {
             self.metrics.clone(),
         )
         .with_access(runtime.access_log)
+        .with_audit(self.audit.clone())
     }
 
     /// Starts the log record of a request, with the access-log setting in force.
