@@ -371,7 +371,6 @@ async fn serve(state: Arc<AppState>, server: Option<String>, req: Request) -> Re
             access,
             era,
             page_size: endpoint.page_size(),
-            gate: None,
         };
         let plan = Stage::Authorize
             .run_async(endpoint.hub.plan(&ask, &request))
