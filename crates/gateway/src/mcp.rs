@@ -371,6 +371,7 @@ async fn serve(state: Arc<AppState>, server: Option<String>, req: Request) -> Re
             access,
             era,
             page_size: endpoint.page_size(),
+            gate: None,
         };
         let plan = Stage::Authorize
             .run_async(endpoint.hub.plan(&ask, &request))

@@ -14,6 +14,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
+use portcullis_policy::ToolHints;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
@@ -108,6 +109,8 @@ pub struct Entry {
     pub direct: Box<RawValue>,
     /// The entry with its public name or URI.
     pub aggregated: Box<RawValue>,
+    /// A tool's `annotations` hints (`destructiveHint`, `readOnlyHint`); none for other kinds.
+    pub hints: ToolHints,
 }
 
 /// One server's list of one kind.
@@ -308,6 +311,17 @@ struct Keyed<'a> {
     uri: Option<Cow<'a, str>>,
     #[serde(borrow, default, rename = "uriTemplate")]
     uri_template: Option<Cow<'a, str>>,
+    #[serde(default)]
+    annotations: Option<Hints>,
+}
+
+/// The hints of a tool's `annotations` the guardrails read (anything else is ignored).
+#[derive(Deserialize)]
+struct Hints {
+    #[serde(default, rename = "destructiveHint")]
+    destructive: Option<bool>,
+    #[serde(default, rename = "readOnlyHint")]
+    read_only: Option<bool>,
 }
 
 pub(crate) fn build_listing(
@@ -315,10 +329,17 @@ pub(crate) fn build_listing(
     kind: ListKind,
     raw_entries: Vec<Box<RawValue>>,
 ) -> Listing {
-    let mut owned: Vec<(String, Box<RawValue>)> = Vec::with_capacity(raw_entries.len());
+    let mut owned: Vec<(String, Box<RawValue>, ToolHints)> = Vec::with_capacity(raw_entries.len());
     for raw in raw_entries {
         let Ok(keyed) = serde_json::from_str::<Keyed<'_>>(raw.get()) else {
             continue;
+        };
+        let hints = match (kind, &keyed.annotations) {
+            (ListKind::Tools, Some(h)) => ToolHints {
+                destructive: h.destructive.unwrap_or(false),
+                read_only: h.read_only.unwrap_or(false),
+            },
+            _ => ToolHints::NONE,
         };
         let own = match kind {
             ListKind::Tools | ListKind::Prompts => keyed.name,
@@ -327,18 +348,18 @@ pub(crate) fn build_listing(
         };
         // An entry without its key cannot be addressed: it is left out.
         if let Some(own) = own.filter(|o| !o.is_empty()) {
-            owned.push((own.into_owned(), raw));
+            owned.push((own.into_owned(), raw, hints));
         }
     }
     let names = match kind {
         ListKind::Tools | ListKind::Prompts => {
-            ServerNames::new(server, owned.iter().map(|(o, _)| o.as_str()))
+            ServerNames::new(server, owned.iter().map(|(o, _, _)| o.as_str()))
         }
         ListKind::Resources | ListKind::Templates => ServerNames::default(),
     };
     let entries = owned
         .into_iter()
-        .filter_map(|(own, direct)| {
+        .filter_map(|(own, direct, hints)| {
             let public = match kind {
                 ListKind::Tools | ListKind::Prompts => names.public(&own)?.to_owned(),
                 ListKind::Resources | ListKind::Templates => names::public_uri(server, &own),
@@ -349,6 +370,7 @@ pub(crate) fn build_listing(
                 public,
                 direct,
                 aggregated,
+                hints,
             })
         })
         .collect();

@@ -13,7 +13,7 @@
 use std::borrow::Cow;
 use std::sync::Arc;
 
-use portcullis_policy::ToolAccess;
+use portcullis_policy::{ToolAccess, ToolHints};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
@@ -40,6 +40,21 @@ pub enum Scope<'a> {
     /// `/mcp/<server>`: one server, its own names.
     Server(&'a Arc<Server>),
 }
+
+/// The agent guardrails' say on tools (the gateway's `tool_policies` and the session's trust):
+/// whether a tool stays listed to this caller now.
+pub trait ToolGate: Send + Sync + std::fmt::Debug {
+    /// Whether the tool `public` (`<server>__<tool>`, whichever endpoint lists it), with its
+    /// server's annotation `hints`, is listed.
+    fn shows(&self, public: &str, hints: ToolHints) -> bool;
+}
+
+/// The hints of a called tool its server's listing does not show (or that cannot be read):
+/// destructive, so that it needs a trusted context unless a rule says otherwise.
+const UNKNOWN_TOOL: ToolHints = ToolHints {
+    destructive: true,
+    read_only: false,
+};
 
 /// Which generation of the protocol the client speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -73,6 +88,8 @@ pub struct Ask<'a> {
     pub era: Era,
     /// Entries per page of a list.
     pub page_size: usize,
+    /// The guardrails, when a list may hide tools by policy and a call needs its tool's hints.
+    pub gate: Option<&'a dyn ToolGate>,
 }
 
 /// What became of a request, for the log and the metrics.
@@ -142,6 +159,9 @@ pub struct Forward {
     pub params: Option<Box<RawValue>>,
     /// What the log says.
     pub note: Note,
+    /// For a `tools/call` under a [`ToolGate`]: the annotation hints of the tool as its server
+    /// lists it (a tool the listing cannot be read for counts as destructive).
+    pub hints: ToolHints,
     /// Whether URIs in the result are made public (the aggregated endpoint).
     public_uris: bool,
     era: Era,
@@ -201,6 +221,7 @@ impl Hub {
                     method: method.to_owned(),
                     params: request.params.clone(),
                     note: note(Decision::Forwarded),
+                    hints: ToolHints::NONE,
                     public_uris: false,
                     era: ask.era,
                 }),
@@ -353,7 +374,8 @@ impl Hub {
             for e in &listing.entries {
                 if kind != ListKind::Tools
                     || (ask.access.allows_tool(server.name(), &e.own, &mut scratch)
-                        && self.shows_tool(server, pinned, &e.own))
+                        && self.shows_tool(server, pinned, &e.own)
+                        && ask.gate.is_none_or(|g| g.shows(&e.public, e.hints)))
                 {
                     if aggregated {
                         digest.push(&e.public);
@@ -459,6 +481,7 @@ impl Hub {
         });
         base.arguments_digest = arguments_digest;
         let mut scratch = String::new();
+        let mut hints = ToolHints::NONE;
         let (server, own, public_uris) = match ask.scope {
             Scope::Server(server) => (server, name.clone(), false),
             Scope::All => {
@@ -475,7 +498,12 @@ impl Hub {
                     ListKind::Prompts
                 };
                 let own = match self.list_for(ask, server, kind).await {
-                    Ok(listing) => listing.own_name(&name).map(str::to_owned),
+                    Ok(listing) => listing.own_name(&name).map(|own| {
+                        if is_tool && ask.gate.is_some() {
+                            hints = listing.entry(own).map_or(UNKNOWN_TOOL, |e| e.hints);
+                        }
+                        own.to_owned()
+                    }),
                     Err(e) => {
                         base.decision = Decision::Failed;
                         return Plan::Answer(Err(e), base);
@@ -489,6 +517,12 @@ impl Hub {
         };
         if is_tool && !ask.access.allows_tool(server.name(), &own, &mut scratch) {
             return refused(base);
+        }
+        if is_tool && ask.gate.is_some() && !public_uris {
+            hints = match self.list_for(ask, server, ListKind::Tools).await {
+                Ok(listing) => listing.entry(&own).map_or(UNKNOWN_TOOL, |e| e.hints),
+                Err(_) => UNKNOWN_TOOL,
+            };
         }
         // A tool whose definition changed since it was pinned is not called (`crate::pins`).
         if is_tool {
@@ -532,6 +566,7 @@ impl Hub {
             method: request.method.clone(),
             params,
             note: base,
+            hints,
             public_uris,
             era: ask.era,
         })
@@ -545,6 +580,7 @@ impl Hub {
                 method: request.method.clone(),
                 params: request.params.clone(),
                 note: note(Decision::Forwarded),
+                hints: ToolHints::NONE,
                 public_uris: false,
                 era: ask.era,
             }),
@@ -575,6 +611,7 @@ impl Hub {
                     method: request.method.clone(),
                     params: Some(crate::jsonrpc::raw(&params)),
                     note: n,
+                    hints: ToolHints::NONE,
                     public_uris: true,
                     era: ask.era,
                 })
@@ -656,6 +693,7 @@ impl Hub {
             method: request.method.clone(),
             params: Some(crate::jsonrpc::raw(&params)),
             note: n,
+            hints: ToolHints::NONE,
             public_uris: true,
             era: ask.era,
         })
