@@ -32,6 +32,7 @@ mod mcp_credentials;
 mod mcp_notifications;
 mod mcp_own_instances;
 mod mcp_pins;
+mod mcp_replicas;
 mod mcp_sandbox;
 mod mcp_streams;
 mod mcp_upstream_oauth;
