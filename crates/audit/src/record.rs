@@ -83,7 +83,8 @@ pub struct ToolCall {
     /// The call's id (the model's tool-call id, or the JSON-RPC id).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub call_id: Option<String>,
-    /// Hex SHA-256 of the arguments as sent.
+    /// Hex SHA-256 of the arguments as sent (on MCP its first 16 hex digits, as the request
+    /// log keeps it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub arguments_sha256: Option<String>,
     /// The decision.

@@ -4,7 +4,7 @@
 //! **Nothing is lost silently.** [`AuditSink::submit`] never blocks the request path: it
 //! queues the record at once when there is room; when the queue is full, the record waits for
 //! room (in a task of its own) up to `max_wait`, and only then is it given up — counted in
-//! [`AuditStats::lost`] (exported as `portcullis_audit_records_lost_total`) and reported as an
+//! [`AuditStats::lost`] (logged with the totals at shutdown) and reported as an
 //! error in the server log with its id. [`AuditSink::send`] is the same wait for a caller that
 //! can afford it, answering whether the record was queued.
 //!
