@@ -1,10 +1,13 @@
 //! The chat turn: `POST /v1/chat/completions` (OpenAI dialect) and `POST /v1/messages`
 //! (Anthropic dialect), as the pipeline's stages (`crate::pipeline`):
 //!
-//! authenticate → decode → resolve → authorize → admit → **cache** → dispatch → **respond**
-//! → settle → record
+//! authenticate → decode → resolve → authorize → **guard** → admit → **cache** → dispatch →
+//! **respond** → settle → record
 //!
-//! The two stages of its own: **cache** (exact, then semantic; a hit answers now, a miss makes
+//! **guard** (`crate::guardrails`): the tool policies — the turn's trust from its messages, the
+//! tools it may not be offered removed from the request, its audit record begun; the calls of
+//! the answer (cached or not, streamed or not) are then judged by the deny-list and the
+//! policies together. The two stages of its own: **cache** (exact, then semantic; a hit answers now, a miss makes
 //! the request the leader its twins wait on) and **respond** (a complete response forwarded
 //! byte-for-byte when the dialects match, re-encoded otherwise; a stream through the
 //! [`SseRelay`]). Settle runs when the answer is complete — at the end of the stream for
@@ -18,20 +21,23 @@ use axum::response::Response;
 use bytes::Bytes;
 use http::header::{CACHE_CONTROL, CONTENT_TYPE};
 use http::{HeaderMap, HeaderValue, StatusCode};
+use portcullis_audit::{AuditPath, AuditRecord};
 use portcullis_cache::CachedResponse;
 use portcullis_core::{ChatRequest, GatewayError};
 use portcullis_dialects::{decode_request, decode_response, encode_response, events_from_response};
 use portcullis_providers::provider::ForwardedHeaders;
 use tracing::Instrument;
 
+use crate::approvals::Approved;
 use crate::dispatch::Served;
+use crate::guardrails::{self, Guard};
 use crate::headers::SEMANTIC_SCORE;
 use crate::limits::Demand;
 use crate::pipeline::{
     self, Caller, Exchange, Operation, Resolved, ServedBy, Stage, authenticate, authorize,
 };
 use crate::relay::{RelaySettings, Source, SseRelay};
-use crate::request_log::body_text;
+use crate::request_log::{AuditCalls, body_text};
 use crate::respond;
 use crate::response_cache::{CacheFill, CacheTarget, Lookup};
 use crate::semantic::{SemanticFill, SemanticLookup};
@@ -62,13 +68,14 @@ async fn run(state: &AppState, x: &mut Exchange, req: Request) -> Result<Respons
     let (parts, body) = req.into_parts();
     let caller = authenticate(state, x, &parts.headers, body).await?;
     let dialect = x.dialect;
-    let request = pipeline::decode(x, &caller, |body| decode_request(dialect, body))?;
+    let mut request = pipeline::decode(x, &caller, |body| decode_request(dialect, body))?;
     crate::trace::record_chat_request(&x.span, x.operation.gen_ai_name(), &request);
     let resolved = pipeline::resolve(x, &caller, &request.model)?;
     authorize(&caller, &request.model, &resolved)?;
+    let mut judging = guard(state, x, &caller, &mut request).await;
     let demand = Demand::of_chat(&request);
     let admission = pipeline::admit(x, &caller, &resolved, demand).await?;
-    let fills = match cache(state, x, &caller, &request, &resolved).await? {
+    let fills = match cache(state, x, &caller, &request, &resolved, &mut judging).await? {
         Cached::Answer(resp) => return Ok(resp),
         Cached::Miss(fills) => fills,
     };
@@ -93,6 +100,7 @@ async fn run(state: &AppState, x: &mut Exchange, req: Request) -> Result<Respons
     );
     Stage::Respond
         .run_async(respond(
+            state,
             x,
             &caller,
             &request,
@@ -100,8 +108,60 @@ async fn run(state: &AppState, x: &mut Exchange, req: Request) -> Result<Respons
             served,
             settlement,
             fills.status,
+            judging,
         ))
         .await
+}
+
+/// How the answer's tool calls are to be judged, once the guard stage ran.
+struct Judging {
+    guard: Guard,
+    calls: Option<AuditCalls>,
+    approved: Vec<Approved>,
+}
+
+/// **guard**: the tool policies in force applied to `request` (see `crate::guardrails`); the
+/// turn's audit record begun when the audit is on; approvals already given for this session
+/// looked up when a call could be held. `None` when the request involves no tools.
+async fn guard(
+    state: &AppState,
+    x: &mut Exchange,
+    caller: &Caller,
+    request: &mut ChatRequest,
+) -> Option<Judging> {
+    let policies = x.runtime.tool_policies.clone();
+    let mut record = state.audit.is_some().then(|| {
+        AuditRecord::new(
+            uuid::Uuid::now_v7().to_string(),
+            crate::clock::now_ms(),
+            AuditPath::Llm,
+        )
+    });
+    let guard = Stage::Guard.run(|| {
+        guardrails::guard(
+            &policies,
+            request,
+            caller.identity(),
+            caller.options.session_id.as_deref(),
+            record.as_mut(),
+        )
+    })?;
+    if let Some(record) = record {
+        x.log.set_audit(record);
+    }
+    let approved = if guard.may_hold() {
+        state
+            .approvals
+            .approved(guard.session(), &caller.identity().subject)
+            .await
+    } else {
+        Vec::new()
+    };
+    Some(Judging {
+        guard,
+        calls: x.log.audit_calls(),
+        approved,
+    })
 }
 
 /// The caches a missed request fills when its answer is complete.
@@ -131,6 +191,7 @@ async fn cache(
     caller: &Caller,
     request: &ChatRequest,
     resolved: &Resolved,
+    judging: &mut Option<Judging>,
 ) -> Result<Cached, GatewayError> {
     let span = Stage::Cache.span();
     let tenant = caller.tenant_scope();
@@ -173,7 +234,7 @@ async fn cache(
             if let Some(r) = x.log.record() {
                 r.cache_status = Some("HIT");
             }
-            let judge = judge_for(caller, resolved);
+            let judge = judge_for(state, caller, resolved, judging.take());
             return answer_from_cache(entry, x, request, caller.log_bodies, None, judge)
                 .map(Cached::Answer);
         }
@@ -217,7 +278,7 @@ async fn cache(
                 if let Some(fill) = exact {
                     fill.fill(hit.answer.clone());
                 }
-                let judge = judge_for(caller, resolved);
+                let judge = judge_for(state, caller, resolved, judging.take());
                 let score = Some(hit.score);
                 return answer_from_cache(entry, x, request, caller.log_bodies, score, judge)
                     .map(Cached::Answer);
@@ -243,7 +304,9 @@ async fn cache(
 /// **respond**: the upstream's answer in the caller's dialect. A stream goes through the
 /// relay, which settles and records when it ends; a complete answer is settled and recorded
 /// here.
+#[allow(clippy::too_many_arguments)]
 async fn respond(
+    state: &AppState,
     x: &mut Exchange,
     caller: &Caller,
     request: &ChatRequest,
@@ -251,6 +314,7 @@ async fn respond(
     served: Served<'_>,
     settlement: Settlement,
     cache_status: &'static str,
+    judging: Option<Judging>,
 ) -> Result<Response, GatewayError> {
     let target = served.target;
     let provider = &target.provider;
@@ -262,7 +326,7 @@ async fn respond(
         provider_key: served.credential_id.as_deref(),
     };
     let resp = served.response;
-    let mut judge = judge_for(caller, resolved);
+    let mut judge = judge_for(state, caller, resolved, judging);
     let is_sse = resp
         .headers()
         .get(CONTENT_TYPE)
@@ -415,13 +479,30 @@ fn answer_from_cache(
 }
 
 /// Who judges the tool calls of this caller's answer: the route's deny-list and the caller's
-/// key's, together; `None` when nothing could be withheld.
-fn judge_for(caller: &Caller, resolved: &Resolved) -> Option<Box<dyn CallJudge>> {
+/// key's, then the tool policies of a guarded turn; `None` when nothing could be withheld.
+fn judge_for(
+    state: &AppState,
+    caller: &Caller,
+    resolved: &Resolved,
+    judging: Option<Judging>,
+) -> Option<Box<dyn CallJudge>> {
     let denied = denied_tools(
         resolved.resolution.tools_denied.as_ref(),
         caller.principal.tools_denied.as_ref(),
     );
-    denied.map(|d| Box::new(d) as Box<dyn CallJudge>)
+    match judging {
+        Some(Judging {
+            guard,
+            calls,
+            approved,
+        }) => Some(Box::new(guard.judge(
+            denied,
+            calls.unwrap_or_default(),
+            approved,
+            state.approvals.clone(),
+        ))),
+        None => denied.map(|d| Box::new(d) as Box<dyn CallJudge>),
+    }
 }
 
 /// `x-portcullis-semantic-score` on a semantic hit.

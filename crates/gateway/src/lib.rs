@@ -33,6 +33,7 @@ pub mod chat;
 pub mod clock;
 pub mod dispatch;
 pub mod embeddings;
+pub mod guardrails;
 pub mod headers;
 pub mod health;
 pub mod limits;
@@ -242,6 +243,7 @@ impl Gateway {
             access_log: config.log.access,
             max_request_body_bytes: config.server.max_request_body_bytes,
             server: config.server.clone(),
+            tool_policies: Arc::new(config.tool_policies.clone()),
         };
         let mut state = AppState::new(
             runtime,

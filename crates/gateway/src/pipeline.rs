@@ -63,6 +63,8 @@ pub enum Stage {
     Resolve,
     /// What the caller may use.
     Authorize,
+    /// Tool policies: the turn's trust, the tools it may be offered.
+    Guard,
     /// Limits and budgets.
     Admit,
     /// Exact and semantic cache.
@@ -81,6 +83,7 @@ impl Stage {
             Stage::Decode => "decode",
             Stage::Resolve => "resolve",
             Stage::Authorize => "authorize",
+            Stage::Guard => "guard",
             Stage::Admit => "admit",
             Stage::Cache => "cache",
             Stage::Dispatch => "dispatch",

@@ -88,6 +88,8 @@ pub struct Runtime {
     pub max_request_body_bytes: usize,
     /// The `server:` block: connections accepted from now on get its limits.
     pub server: ServerConfig,
+    /// The agent guardrails' `tool_policies`.
+    pub tool_policies: Arc<portcullis_policy::ToolPolicies>,
 }
 
 /// What outlives configurations and every runtime is built over.
@@ -276,6 +278,7 @@ pub async fn next_runtime(
     changed("cache", applied.cache != next.cache);
     changed("semantic_cache", applied.semantic != next.semantic);
     changed("limits", applied.limits != next.limits);
+    changed("tool_policies", applied.tool_policies != next.tool_policies);
     changed("log.bodies", applied.log.bodies != next.log.bodies);
     changed("log.access", applied.log.access != next.log.access);
     changed(
@@ -377,6 +380,7 @@ pub async fn next_runtime(
         access_log: next.log.access,
         max_request_body_bytes: next.server.max_request_body_bytes,
         server: next.server.clone(),
+        tool_policies: Arc::new(next.tool_policies.clone()),
     };
     Ok(Reloaded {
         runtime,

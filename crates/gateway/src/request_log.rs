@@ -3,14 +3,16 @@
 //! the request is dropped (recorded as 499 with whatever usage was seen). When `log.access`
 //! samples the request, the same moment writes its access-log line to the process log.
 //! A request that decides about a tool call also carries its decision-audit record, submitted
-//! at that same moment to the audit writer.
+//! at that same moment to the audit writer — with the calls decided on the way
+//! ([`AuditCalls`], filled by a stream's judge long after the handler returned) and the
+//! provider, model, usage and cost the log record ends with.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
+use portcullis_audit::AuditRecord;
 use portcullis_config::AccessLog;
 use portcullis_core::{GatewayError, Identity, Usage};
-use portcullis_audit::AuditRecord;
 use portcullis_store::{AuditSink, LogRecord, LogSink};
 
 use crate::metrics::{Metrics, RequestSample};
@@ -33,7 +35,13 @@ pub struct RequestLog {
     audit_sink: Option<AuditSink>,
     /// The request's audit record, once it decided about a tool call.
     audit: Option<Box<AuditRecord>>,
+    /// Calls decided for the audit record by whoever judges the answer.
+    audit_calls: Option<AuditCalls>,
 }
+
+/// The audit's decisions on one request's tool calls, shared by whoever makes them (the judge
+/// of a streamed answer) and the request's log, which adds them to its audit record.
+pub type AuditCalls = Arc<Mutex<Vec<portcullis_audit::ToolCall>>>;
 
 impl RequestLog {
     /// Starts the record of a request that arrived at `started`.
@@ -47,6 +55,7 @@ impl RequestLog {
             mcp_method: None,
             audit_sink: None,
             audit: None,
+            audit_calls: None,
         }
     }
 
@@ -67,6 +76,17 @@ impl RequestLog {
     /// The request's audit record, to complete.
     pub fn audit(&mut self) -> Option<&mut AuditRecord> {
         self.audit.as_deref_mut()
+    }
+
+    /// Where decisions on this request's calls go, added to its audit record when it is
+    /// submitted; `None` when the request has no audit record.
+    pub fn audit_calls(&mut self) -> Option<AuditCalls> {
+        self.audit.as_ref()?;
+        Some(
+            self.audit_calls
+                .get_or_insert_with(AuditCalls::default)
+                .clone(),
+        )
     }
 
     /// Writes an access-log line for this request when `access` samples it.
@@ -133,6 +153,7 @@ impl RequestLog {
             mcp_method: self.mcp_method.take(),
             audit_sink: self.audit_sink.clone(),
             audit: self.audit.take(),
+            audit_calls: self.audit_calls.take(),
         }
     }
 
@@ -165,10 +186,50 @@ impl RequestLog {
         if !self.access.is_off() && self.access.samples(r.id.as_u128() as u64) {
             access_line(&r);
         }
-        self.sink.submit(*r);
-        if let (Some(sink), Some(audit)) = (&self.audit_sink, self.audit.take()) {
+        if let (Some(sink), Some(mut audit)) = (&self.audit_sink, self.audit.take()) {
+            complete_audit(&mut audit, &r, self.audit_calls.take());
             sink.submit(*audit);
         }
+        self.sink.submit(*r);
+    }
+}
+
+/// Completes a request's audit record from its finished log record: the decisions made on
+/// the way, and what was served, at what usage and cost.
+fn complete_audit(audit: &mut AuditRecord, r: &LogRecord, calls: Option<AuditCalls>) {
+    if let Some(calls) = calls
+        && let Ok(mut calls) = calls.lock()
+    {
+        audit.calls.append(&mut calls);
+    }
+    for call in &audit.calls {
+        if let Some(id) = &call.approval_id
+            && !audit.approvals.contains(id)
+        {
+            audit.approvals.push(id.clone());
+        }
+    }
+    audit.request_id.get_or_insert_with(|| r.id.to_string());
+    if audit.provider.is_none() {
+        audit.provider = r.provider.as_deref().map(str::to_owned);
+    }
+    // The model that served an LLM turn (an MCP record's "model" is its tool).
+    if audit.path == portcullis_audit::AuditPath::Llm
+        && let Some(model) = &r.model
+    {
+        audit.model = Some(model.to_string());
+    }
+    if audit.provider_key_id.is_none() {
+        audit.provider_key_id = r.provider_key_id.clone();
+    }
+    if audit.tokens.is_none() && (r.input_tokens > 0 || r.output_tokens > 0) {
+        audit.tokens = Some(portcullis_audit::Tokens {
+            input: r.input_tokens,
+            output: r.output_tokens,
+        });
+    }
+    if audit.cost_usd.is_none() {
+        audit.cost_usd = r.cost_usd.filter(|c| c.is_finite());
     }
 }
 

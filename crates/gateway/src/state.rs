@@ -55,7 +55,7 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// Tool calls held for an admin's decision (kept across reloads; a reload changes their
     /// expiry and webhook).
-    pub approvals: crate::approvals::Approvals,
+    pub approvals: Arc<crate::approvals::Approvals>,
     /// The budget of request-body bytes held at once (`server.max_body_bytes_in_flight`).
     pub body_budget: Arc<crate::body::BodyBudget>,
     /// The MCP endpoints, when servers are configured; a reload replaces them (a request keeps
@@ -90,11 +90,11 @@ impl AppState {
             breaker_sync: OnceLock::new(),
         };
         let mcp_pins = crate::mcp_pins::pins(stores.mcp_pins.clone(), auth.directory());
-        let approvals = crate::approvals::Approvals::new(
+        let approvals = Arc::new(crate::approvals::Approvals::new(
             stores.approvals.clone(),
             metrics.clone(),
             &config.approvals,
-        );
+        ));
         let counted = metrics.clone();
         mcp_pins.on_withheld(move |server| counted.observe_mcp_tool_definition_change(server));
         Self {

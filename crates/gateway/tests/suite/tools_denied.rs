@@ -20,7 +20,7 @@ const ALLOWED: &str = "lookup";
 const ALLOWED_ID: &str = "ALLOWID42";
 
 #[derive(Clone, Copy, Debug, PartialEq)]
-enum Wire {
+pub(crate) enum Wire {
     OpenAi,
     Anthropic,
 }
@@ -59,10 +59,10 @@ fn route(upstream: Wire) -> &'static str {
 }
 
 /// A call as the upstream makes it: id, name, argument fragments.
-struct Call {
-    id: String,
-    name: &'static str,
-    fragments: Vec<&'static str>,
+pub(crate) struct Call {
+    pub(crate) id: String,
+    pub(crate) name: &'static str,
+    pub(crate) fragments: Vec<&'static str>,
 }
 
 fn denied_call(upstream: Wire) -> Call {
@@ -88,7 +88,7 @@ fn allowed_call(upstream: Wire) -> Call {
 }
 
 /// The upstream's streamed answer: some text, then `calls`, finishing with tool use.
-fn stream_frames(upstream: Wire, calls: &[Call]) -> Vec<SseFrame> {
+pub(crate) fn stream_frames(upstream: Wire, calls: &[Call]) -> Vec<SseFrame> {
     match upstream {
         Wire::OpenAi => {
             let chunk = |delta: Value, finish: Value| {
@@ -173,7 +173,7 @@ fn stream_frames(upstream: Wire, calls: &[Call]) -> Vec<SseFrame> {
 }
 
 /// The upstream's complete answer: some text, then `calls`.
-fn complete_body(upstream: Wire, calls: &[Call]) -> Value {
+pub(crate) fn complete_body(upstream: Wire, calls: &[Call]) -> Value {
     let args = |c: &Call| c.fragments.concat();
     match upstream {
         Wire::OpenAi => {
@@ -199,7 +199,7 @@ fn complete_body(upstream: Wire, calls: &[Call]) -> Value {
     }
 }
 
-fn script(mock: &MockUpstream, upstream: Wire, stream: bool, calls: &[Call]) {
+pub(crate) fn script(mock: &MockUpstream, upstream: Wire, stream: bool, calls: &[Call]) {
     if stream {
         mock.push_reply(Reply::sse(stream_frames(upstream, calls)));
     } else {
@@ -216,12 +216,12 @@ fn upstream_bytes(upstream: Wire, calls: &[Call]) -> String {
 
 /// What the client made of the answer.
 #[derive(Debug)]
-struct Answer {
-    text: String,
+pub(crate) struct Answer {
+    pub(crate) text: String,
     /// (id, name, arguments) of each call.
-    calls: Vec<(String, String, String)>,
+    pub(crate) calls: Vec<(String, String, String)>,
     /// `finish_reason` / `stop_reason`.
-    finish: String,
+    pub(crate) finish: String,
 }
 
 async fn ask(gw: &TestGateway, client: Wire, upstream: Wire, stream: bool) -> (Answer, String) {
@@ -246,9 +246,14 @@ async fn ask(gw: &TestGateway, client: Wire, upstream: Wire, stream: bool) -> (A
     };
     let (status, _, raw) = post(gw, path, &body).await;
     assert_eq!(status, 200, "{raw}");
-    let answer = match (client, stream) {
+    (answer_of(client, stream, &raw), raw)
+}
+
+/// What a client of dialect `client` makes of the answer `raw`.
+pub(crate) fn answer_of(client: Wire, stream: bool, raw: &str) -> Answer {
+    match (client, stream) {
         (Wire::OpenAi, true) => {
-            let s = parse_openai_stream(&raw);
+            let s = parse_openai_stream(raw);
             assert!(s.done && s.error.is_none(), "{raw}");
             Answer {
                 text: s.text,
@@ -257,7 +262,7 @@ async fn ask(gw: &TestGateway, client: Wire, upstream: Wire, stream: bool) -> (A
             }
         }
         (Wire::Anthropic, true) => {
-            let s = parse_anthropic_stream(&raw);
+            let s = parse_anthropic_stream(raw);
             assert!(s.error.is_none(), "{raw}");
             assert_eq!(s.events.last().map(String::as_str), Some("message_stop"));
             Answer {
@@ -267,7 +272,7 @@ async fn ask(gw: &TestGateway, client: Wire, upstream: Wire, stream: bool) -> (A
             }
         }
         (Wire::OpenAi, false) => {
-            let v: Value = serde_json::from_str(&raw).unwrap();
+            let v: Value = serde_json::from_str(raw).unwrap();
             let m = &v["choices"][0]["message"];
             Answer {
                 text: m["content"].as_str().unwrap_or_default().to_owned(),
@@ -290,7 +295,7 @@ async fn ask(gw: &TestGateway, client: Wire, upstream: Wire, stream: bool) -> (A
             }
         }
         (Wire::Anthropic, false) => {
-            let v: Value = serde_json::from_str(&raw).unwrap();
+            let v: Value = serde_json::from_str(raw).unwrap();
             let blocks = v["content"].as_array().unwrap();
             Answer {
                 text: blocks
@@ -312,8 +317,7 @@ async fn ask(gw: &TestGateway, client: Wire, upstream: Wire, stream: bool) -> (A
                 finish: v["stop_reason"].as_str().unwrap().to_owned(),
             }
         }
-    };
-    (answer, raw)
+    }
 }
 
 /// No part of the denied call is in `raw`, except its name once, in the notice.
