@@ -201,3 +201,107 @@ fn the_readme_example_passes_check() {
     assert!(out.status.success(), "{all}");
     assert!(all.contains(": OK ("), "{all}");
 }
+
+#[test]
+fn check_names_every_bad_tool_policy() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = write(
+        dir.path(),
+        concat!(
+            "providers:\n  openai:\n    api_key: k\n",
+            "tool_policies:\n",
+            "  - {match: \"read_*\", output: untrusted}\n",
+            "  - {match: \"send_[\", call: trusted_only}\n",
+            "  - {match: send_money, call: sometimes, output: dubious}\n",
+            "  - match: transfer\n",
+            "    args:\n",
+            "      iban: {pattern: \"DE[0-9\"}\n",
+            "      amount: {min: 10, max: 1}\n",
+            "      path: {under: reports}\n",
+            "    roles: [root]\n",
+            "  - {match: \"web__*\", output: quarantine}\n",
+        ),
+    );
+    let out = run(&["check", "--config", &file], &[]);
+    let all = text(&out);
+    assert!(!out.status.success(), "{all}");
+    for expected in [
+        "tool_policies[1].match: `send_[` is not a valid glob",
+        "tool_policies[2].call: unknown value `sometimes`, expected allow, block, trusted_only or approval",
+        "tool_policies[2].output: unknown value `dubious`, expected trusted, untrusted or quarantine",
+        "tool_policies[3].args.iban.pattern: `DE[0-9` is not a valid regular expression",
+        "tool_policies[3].args.amount.min: 10 is above `max` 1",
+        "tool_policies[3].args.path.under: `reports` must be an absolute path",
+        "tool_policies[3].roles[0]: unknown role `root`",
+    ] {
+        assert!(all.contains(expected), "{expected} missing in\n{all}");
+    }
+    assert!(!all.contains("tool_policies[0]"), "{all}");
+
+    // Typos in keys are named where they sit; a quarantine rule needs the quarantine model.
+    let file = write(
+        dir.path(),
+        concat!(
+            "providers:\n  openai:\n    api_key: k\n",
+            "tool_policies:\n",
+            "  - {match: \"web__*\", output: quarantine}\n",
+            "  - {match: send_money, cal: block}\n",
+            "  - {match: read_file, args: {path: {undre: /reports}}}\n",
+        ),
+    );
+    let all = text(&run(&["check", "--config", &file], &[]));
+    for expected in [
+        "tool_policies[1]: unknown field `cal`",
+        "tool_policies[2].args.path: unknown field `undre`",
+    ] {
+        assert!(all.contains(expected), "{expected} missing in\n{all}");
+    }
+    let file = write(
+        dir.path(),
+        concat!(
+            "providers:\n  openai:\n    api_key: k\n",
+            "tool_policies:\n",
+            "  - {match: \"web__*\", output: quarantine}\n",
+            "quarantine: {modle: openai/gpt-4o-mini}\n",
+        ),
+    );
+    let all = text(&run(&["check", "--config", &file], &[]));
+    assert!(all.contains("quarantine: unknown field `modle`"), "{all}");
+    let file = write(
+        dir.path(),
+        concat!(
+            "providers:\n  openai:\n    api_key: k\n",
+            "tool_policies:\n",
+            "  - {match: \"web__*\", output: quarantine}\n",
+        ),
+    );
+    let all = text(&run(&["check", "--config", &file], &[]));
+    assert!(
+        all.contains(
+            "quarantine.model: tool_policies[0] has `output: quarantine`, which needs `quarantine.model`"
+        ),
+        "{all}"
+    );
+}
+
+/// The `tool_policies` example of the README passes `check`.
+#[test]
+fn the_readme_tool_policies_pass_check() {
+    let readme = include_str!("../../../../README.md");
+    let section = readme
+        .split("### Agent guardrails: tool policies")
+        .nth(1)
+        .expect("README has a tool policies section");
+    let start = section.find("```yaml\n").expect("a YAML example") + "```yaml\n".len();
+    let end = start + section[start..].find("```").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let file = write(
+        dir.path(),
+        &format!(
+            "providers:\n  openai:\n    api_key: k\n{}",
+            &section[start..end]
+        ),
+    );
+    let out = run(&["check", "--config", &file], &[]);
+    assert!(out.status.success(), "{}", text(&out));
+}
