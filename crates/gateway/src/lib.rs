@@ -44,12 +44,14 @@ pub mod mcp_connect;
 pub mod mcp_credentials;
 pub mod mcp_endpoint;
 pub mod mcp_grants;
+pub mod mcp_guard;
 pub mod mcp_handoff;
 pub mod mcp_pins;
 pub mod mcp_relay;
 pub mod mcp_servers;
 pub mod mcp_streams;
 pub mod mcp_tools;
+pub mod mcp_trust;
 pub mod mcp_upstream_oauth;
 pub mod metrics;
 pub mod models;
@@ -279,6 +281,8 @@ impl Gateway {
             oauth.set_resources(Arc::new(oauth::McpResources::new(Arc::downgrade(&state))));
         }
         if let Some(redis) = redis {
+            // MCP sessions' trust, shared by the replicas.
+            state.mcp_trust.share(redis.clone());
             let sync = breaker_sync::BreakerSync::new(redis);
             sync.spawn_poller(Arc::downgrade(&state.dispatcher.breakers));
             let _ = state.dispatcher.breaker_sync.set(sync);

@@ -365,13 +365,30 @@ async fn serve(state: Arc<AppState>, server: Option<String>, req: Request) -> Re
         let instances = endpoint
             .instances_of(state.auth.directory(), &principal.identity)
             .with_oauth(&oauth);
+        // The guardrails (`mcp_guard`): a tools/list hides what the policies and the session's
+        // trust say; a call's tool hints are read for its decision.
+        let policies = runtime.tool_policies.clone();
+        let guard_session = matches!(request.method.as_str(), "tools/list" | "tools/call")
+            .then(|| crate::mcp_guard::session(&parts.headers, &principal.identity));
+        let guard_session = guard_session.as_deref().unwrap_or("");
+        let list_gate;
+        let gate: &dyn portcullis_mcp::router::ToolGate = if request.method == "tools/list" {
+            list_gate = crate::mcp_guard::ListGate {
+                policies: &policies,
+                who: &principal.identity,
+                trust: crate::mcp_guard::trust_of(&state, guard_session).await,
+            };
+            &list_gate
+        } else {
+            &crate::mcp_guard::ShowAll
+        };
         let ask = Ask {
             scope,
             instances: Some(&instances),
             access,
             era,
             page_size: endpoint.page_size(),
-            gate: None,
+            gate: Some(gate),
         };
         let plan = Stage::Authorize
             .run_async(endpoint.hub.plan(&ask, &request))
@@ -384,6 +401,30 @@ async fn serve(state: Arc<AppState>, server: Option<String>, req: Request) -> Re
                 json_answer(id, result)
             }
             Plan::Forward(forward) => {
+                // The guardrails' decision on a call: withheld or held calls end here.
+                let verdict = match crate::mcp_guard::judge_call(
+                    &state,
+                    &policies,
+                    &principal.identity,
+                    guard_session,
+                    &forward,
+                    &id,
+                    state.audit.is_some(),
+                )
+                .await
+                {
+                    Some((crate::mcp_guard::Judged::Refuse(e), verdict)) => {
+                        let mut note = forward.note.clone();
+                        note.decision = Decision::Withheld;
+                        note_log(&mut x.log, &note, None);
+                        if let Some(verdict) = verdict {
+                            verdict.annotate(x.log.audit());
+                        }
+                        return finish_http(x, json_answer(id, Err(e)), 200);
+                    }
+                    Some((crate::mcp_guard::Judged::Pass, verdict)) => verdict,
+                    None => None,
+                };
                 // Limits with `scope: tool` and `scope: server` for a call.
                 let admission = match admit(&x, &principal, forward.tool(), forward.server.name())
                     .await
@@ -393,6 +434,9 @@ async fn serve(state: Arc<AppState>, server: Option<String>, req: Request) -> Re
                         let mut note = forward.note.clone();
                         note.decision = Decision::Refused;
                         note_log(&mut x.log, &note, None);
+                        if let Some(verdict) = verdict {
+                            verdict.annotate(x.log.audit());
+                        }
                         if let Some(call) = x.log.audit().and_then(|a| a.calls.first_mut()) {
                             call.rule = Some("limits".to_owned());
                             call.reason = Some(e.message().to_owned());
@@ -478,6 +522,9 @@ async fn serve(state: Arc<AppState>, server: Option<String>, req: Request) -> Re
                         note.decision = decision;
                         let size = result.as_ref().map(|r| r.get().len()).ok();
                         note_log(&mut x.log, &note, size);
+                        if let Some(verdict) = verdict {
+                            verdict.annotate(x.log.audit());
+                        }
                         if log_bodies {
                             log_result(&mut x.log, &result);
                         }

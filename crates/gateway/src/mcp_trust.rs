@@ -6,8 +6,8 @@
 //! without a call) or, with `PORTCULLIS_REDIS_URL`, [`RedisTaints`], shared by every replica: a
 //! key per session, `portcullis:mcp:taint:<session>`, holding `<tool>\n<call id>`, set with
 //! `NX` (so the first taint wins across replicas) and a TTL renewed by every read that finds
-//! it. A taint seen once is kept in this replica's memory too, so a tainted session costs no
-//! round trip again. When Redis cannot be read, the session counts as tainted (never less
+//! it. A taint seen once is kept in this replica's memory too (for an hour, then read and
+//! renewed again), so a tainted session mostly costs no round trip. When Redis cannot be read, the session counts as tainted (never less
 //! taint than there is).
 
 use std::sync::Arc;
@@ -18,6 +18,9 @@ use redis::aio::ConnectionManager;
 
 /// How long a session's taint is kept after its last use.
 pub const SESSION_IDLE: Duration = Duration::from_secs(24 * 3600);
+/// How long a replica trusts its copy of a taint kept in Redis before reading (and renewing)
+/// it again.
+const RENEW_AFTER: Duration = Duration::from_secs(3600);
 /// Sessions one replica keeps in memory.
 const MAX_SESSIONS: u64 = 100_000;
 /// The Redis key prefix.
@@ -28,7 +31,7 @@ const KEY_PREFIX: &str = "portcullis:mcp:taint:";
 pub struct SessionTaint {
     /// The tool whose output tainted it (`<server>__<tool>`), empty when unknown.
     pub tool: String,
-    /// The call (the JSON-RPC id, as JSON text), empty when unknown.
+    /// The call (its JSON-RPC id), empty when unknown.
     pub call_id: String,
 }
 
@@ -60,6 +63,17 @@ impl Default for MemoryTaints {
 }
 
 impl MemoryTaints {
+    /// A cache of taints read from Redis: each entry lives `RENEW_AFTER` at most, so the next
+    /// read goes to Redis and renews the key's TTL there while the session is in use.
+    fn renewing() -> Self {
+        Self {
+            sessions: moka::sync::Cache::builder()
+                .max_capacity(MAX_SESSIONS)
+                .time_to_live(RENEW_AFTER)
+                .build(),
+        }
+    }
+
     fn get(&self, session: &str) -> Option<Arc<SessionTaint>> {
         self.sessions.get(session)
     }
@@ -95,7 +109,7 @@ impl RedisTaints {
     pub fn new(redis: ConnectionManager) -> Self {
         Self {
             redis,
-            seen: MemoryTaints::default(),
+            seen: MemoryTaints::renewing(),
         }
     }
 }

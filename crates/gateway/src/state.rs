@@ -56,6 +56,8 @@ pub struct AppState {
     /// Tool calls held for an admin's decision (kept across reloads; a reload changes their
     /// expiry and webhook).
     pub approvals: Arc<crate::approvals::Approvals>,
+    /// MCP sessions' trust (in memory, or shared through Redis).
+    pub mcp_trust: crate::mcp_trust::SessionTrust,
     /// The budget of request-body bytes held at once (`server.max_body_bytes_in_flight`).
     pub body_budget: Arc<crate::body::BodyBudget>,
     /// The MCP endpoints, when servers are configured; a reload replaces them (a request keeps
@@ -113,6 +115,7 @@ impl AppState {
             approvals,
             audit: None,
             body_budget: crate::body::BodyBudget::new(usize::MAX),
+            mcp_trust: crate::mcp_trust::SessionTrust::default(),
             mcp: arc_swap::ArcSwapOption::empty(),
             mcp_admin: ArcSwap::from_pointee(Vec::new()),
             draining: AtomicBool::new(false),

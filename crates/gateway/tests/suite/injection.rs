@@ -1,10 +1,11 @@
-//! The injection evaluation's oracle checked through the real gateway with no tool policies: a
-//! handful of scenario cases (one per domain) played by the agent loop of
-//! `portcullis_test_support::injection` against the scripted model, in both dialects, streamed
-//! and not, and over `/mcp` against the MCP twin. Without guardrails the scripted model must be
-//! fooled exactly as designed — its benign script up to the poisoned result, then the
-//! attacker's call, which reaches the agent (and over MCP the tool) unchanged, then the rest of
-//! the script — and, in the clean runs, follow the benign script alone.
+//! The injection evaluation's oracle checked through the real gateway without guardrails (one
+//! rule allowing every call, which also lifts the default that MCP tools annotated
+//! `destructiveHint` need a trusted context): a handful of scenario cases (one per domain)
+//! played by the agent loop of `portcullis_test_support::injection` against the scripted model,
+//! in both dialects, streamed and not, and over `/mcp` against the MCP twin. Without guardrails
+//! the scripted model must be fooled exactly as designed — its benign script up to the poisoned
+//! result, then the attacker's call, which reaches the agent (and over MCP the tool) unchanged,
+//! then the rest of the script — and, in the clean runs, follow the benign script alone.
 
 use portcullis_test_support::MockUpstream;
 use portcullis_test_support::injection::agent::{self, Gateway, Path, Run, Trace};
@@ -54,7 +55,7 @@ async fn setup(
         .map(|d| format!("    {d}: {{url: \"{}\"}}\n", twin.url(d)))
         .collect();
     let gw = TestGateway::start(&format!(
-        "providers:\n  openai:\n    api_key: sk-mock-openai\n    base_url: {}\n  anthropic:\n    api_key: sk-ant-mock\n    base_url: {}\nmcp:\n  servers:\n{servers}",
+        "providers:\n  openai:\n    api_key: sk-mock-openai\n    base_url: {}\n  anthropic:\n    api_key: sk-ant-mock\n    base_url: {}\nmcp:\n  servers:\n{servers}tool_policies:\n  - {{match: \"*\", call: allow}}\n",
         mock.openai_base_url(),
         mock.anthropic_base_url(),
     ))

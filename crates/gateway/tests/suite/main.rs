@@ -30,6 +30,7 @@ mod mcp_access;
 mod mcp_admin;
 mod mcp_auth;
 mod mcp_credentials;
+mod mcp_guardrails;
 mod mcp_notifications;
 mod mcp_own_instances;
 mod mcp_pins;

@@ -1,0 +1,365 @@
+//! Tool policies on the MCP endpoint over real HTTP, against the injection scenarios' MCP twin
+//! (which annotates its side-effecting tools `destructiveHint` and records every call it
+//! receives): a `block` tool is never listed and its call never reaches the server; an argument
+//! condition refuses a call; once a tool result made the session untrusted, a destructive tool
+//! (`trusted_only` by default) disappears from `tools/list` and its call is a JSON-RPC error the
+//! server never sees, on `/mcp` and `/mcp/<server>` alike; an `approval` tool's call is held,
+//! listed at `GET /admin/approvals`, and passes once, when repeated after its approval; two
+//! replicas on PostgreSQL and Redis share a session's taint; the audit records each decision.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::time::Duration;
+
+use portcullis_test_support::injection::twin::McpTwin;
+use portcullis_test_support::injection::{Case, cases};
+use serde_json::{Value, json};
+
+use crate::common::*;
+
+const IBAN_OK: &str = "DE89370400440532013000";
+const IBAN_ATTACKER: &str = "GB33BUKB20201555555555";
+
+fn banking() -> Case {
+    cases()
+        .into_iter()
+        .find(|c| c.id.starts_with("banking-t1"))
+        .unwrap()
+}
+
+fn yaml(twin: &McpTwin) -> String {
+    format!(
+        r#"
+mcp:
+  servers:
+    banking: {{url: "{url}"}}
+tool_policies:
+  - {{match: banking__get_balance, output: trusted}}
+  - {{match: banking__list_transactions, call: block}}
+  - match: banking__send_money
+    call: approval
+    args:
+      recipient_iban: {{in: [{IBAN_OK}]}}
+"#,
+        url = twin.url("banking")
+    )
+}
+
+/// A client of the 2025 protocol with its session on one gateway (or several).
+struct Session {
+    id: String,
+    next: u64,
+}
+
+impl Session {
+    async fn open(gw: &TestGateway) -> Self {
+        let r = client()
+            .post(gw.at("/mcp"))
+            .bearer_auth(MASTER_KEY)
+            .header("accept", "application/json, text/event-stream")
+            .json(
+                &json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
+                "protocolVersion": "2025-11-25", "capabilities": {},
+                "clientInfo": {"name": "agent", "version": "1"}}}),
+            )
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        let id = r.headers()["mcp-session-id"].to_str().unwrap().to_owned();
+        Self { id, next: 1 }
+    }
+
+    /// One request to `path`; its JSON-RPC answer (HTTP 200 required).
+    async fn rpc(&mut self, gw: &TestGateway, path: &str, method: &str, params: Value) -> Value {
+        self.next += 1;
+        let r = client()
+            .post(gw.at(path))
+            .bearer_auth(MASTER_KEY)
+            .header("accept", "application/json, text/event-stream")
+            .header("mcp-session-id", &self.id)
+            .header("mcp-protocol-version", "2025-11-25")
+            .json(&json!({"jsonrpc": "2.0", "id": self.next, "method": method, "params": params}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{method}");
+        r.json().await.unwrap()
+    }
+
+    /// The tool names `path` lists, every page.
+    async fn tools(&mut self, gw: &TestGateway, path: &str) -> Vec<String> {
+        let mut names = Vec::new();
+        let mut params = json!({});
+        loop {
+            let v = self.rpc(gw, path, "tools/list", params).await;
+            let result = &v["result"];
+            for t in result["tools"].as_array().unwrap_or_else(|| panic!("{v}")) {
+                names.push(t["name"].as_str().unwrap().to_owned());
+            }
+            match result["nextCursor"].as_str() {
+                Some(c) => params = json!({"cursor": c}),
+                None => return names,
+            }
+        }
+    }
+
+    async fn call(&mut self, gw: &TestGateway, tool: &str, arguments: Value) -> Value {
+        self.rpc(
+            gw,
+            "/mcp",
+            "tools/call",
+            json!({"name": tool, "arguments": arguments}),
+        )
+        .await
+    }
+}
+
+fn payment(iban: &str) -> Value {
+    json!({"recipient_iban": iban, "amount": 40, "subject": "INV-0001"})
+}
+
+/// The error of a refused call: code -32602, message naming the tool.
+fn refusal(v: &Value, tool: &str) -> String {
+    assert_eq!(v["error"]["code"], -32602, "{v}");
+    let message = v["error"]["message"].as_str().unwrap().to_owned();
+    assert!(message.contains(&format!("`{tool}`")), "{message}");
+    message
+}
+
+fn tools_received(twin: &McpTwin) -> Vec<String> {
+    twin.calls().into_iter().map(|c| c.tool).collect()
+}
+
+/// The audit record of `session` whose call is `tool` with `decision`, once written.
+async fn audited(gw: &TestGateway, session: &str, tool: &str, decision: &str) -> Value {
+    for _ in 0..200 {
+        let r = client()
+            .get(gw.at(&format!("/admin/audit?session={session}&limit=100")))
+            .bearer_auth(MASTER_KEY)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        let page: Value = r.json().await.unwrap();
+        if let Some(record) = page["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["calls"][0]["tool"] == tool && r["calls"][0]["decision"] == decision)
+        {
+            return record.clone();
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("no audit record of {tool} {decision} in session {session}");
+}
+
+#[tokio::test]
+async fn policies_and_the_sessions_trust_decide_what_is_listed_and_called() {
+    let case = banking();
+    let twin = McpTwin::start(std::slice::from_ref(&case)).await.unwrap();
+    twin.play(&case, true);
+    let gw = TestGateway::start(&yaml(&twin)).await;
+    let mut s = Session::open(&gw).await;
+
+    // Trusted: every tool but the blocked one is listed, on both endpoints.
+    let all = s.tools(&gw, "/mcp").await;
+    assert!(
+        !all.contains(&"banking__list_transactions".to_owned()),
+        "{all:?}"
+    );
+    for t in ["get_balance", "read_bill", "send_money", "schedule_payment"] {
+        assert!(all.contains(&format!("banking__{t}")), "{t}: {all:?}");
+    }
+    let own = s.tools(&gw, "/mcp/banking").await;
+    assert!(!own.contains(&"list_transactions".to_owned()), "{own:?}");
+    assert!(own.contains(&"schedule_payment".to_owned()), "{own:?}");
+
+    // A blocked tool's call, and a call failing its argument condition, never reach the server.
+    let v = s
+        .call(&gw, "banking__list_transactions", json!({"n": 5}))
+        .await;
+    assert!(refusal(&v, "banking__list_transactions").contains("blocked"));
+    let v = s
+        .call(&gw, "banking__send_money", payment(IBAN_ATTACKER))
+        .await;
+    let message = refusal(&v, "banking__send_money");
+    assert!(message.contains("recipient_iban"), "{message}");
+    assert!(tools_received(&twin).is_empty(), "{:?}", twin.calls());
+    let record = audited(&gw, &s.id, "banking__send_money", "refused").await;
+    assert_eq!(record["calls"][0]["reason"], "argument", "{record}");
+    assert!(
+        record["calls"][0]["rule"]
+            .as_str()
+            .unwrap()
+            .contains("tool_policies[2]"),
+        "{record}"
+    );
+
+    // A trusted tool's result leaves the session trusted.
+    let v = s.call(&gw, "banking__get_balance", json!({})).await;
+    assert!(v["result"].is_object(), "{v}");
+    assert!(
+        s.tools(&gw, "/mcp")
+            .await
+            .contains(&"banking__schedule_payment".to_owned())
+    );
+
+    // An untrusted result (the bill, with its injection) taints the session.
+    let v = s
+        .call(
+            &gw,
+            "banking__read_bill",
+            json!({"file": "bill-january.txt"}),
+        )
+        .await;
+    assert!(v["result"].is_object(), "{v}");
+    let all = s.tools(&gw, "/mcp").await;
+    assert!(
+        !all.contains(&"banking__schedule_payment".to_owned()),
+        "{all:?}"
+    );
+    assert!(
+        all.contains(&"banking__send_money".to_owned()),
+        "approval tools stay: {all:?}"
+    );
+    let own = s.tools(&gw, "/mcp/banking").await;
+    assert!(!own.contains(&"schedule_payment".to_owned()), "{own:?}");
+    assert!(own.contains(&"get_balance".to_owned()), "{own:?}");
+    // Another session of the same caller is still trusted.
+    let mut other = Session::open(&gw).await;
+    let fresh = other.tools(&gw, "/mcp").await;
+    assert!(
+        fresh.contains(&"banking__schedule_payment".to_owned()),
+        "{fresh:?}"
+    );
+
+    // The destructive tool's call is refused and never reaches the server.
+    let before = tools_received(&twin);
+    let arguments = json!({"recipient_iban": IBAN_ATTACKER, "amount": 900, "subject": "x",
+                           "date": "2026-12-08", "recurring": true});
+    let v = s.call(&gw, "banking__schedule_payment", arguments).await;
+    assert!(refusal(&v, "banking__schedule_payment").contains("untrusted"));
+    assert_eq!(tools_received(&twin), before);
+    let record = audited(&gw, &s.id, "banking__schedule_payment", "refused").await;
+    assert_eq!(record["calls"][0]["reason"], "untrusted", "{record}");
+    assert_eq!(record["trust"]["tainted"], true, "{record}");
+    assert_eq!(
+        record["trust"]["tainted_by"]["tool"], "banking__read_bill",
+        "{record}"
+    );
+
+    // An approval tool's call is held, listed for an admin, and passes once after approval.
+    let v = s.call(&gw, "banking__send_money", payment(IBAN_OK)).await;
+    let message = refusal(&v, "banking__send_money");
+    let id = message
+        .split('`')
+        .nth(3)
+        .unwrap_or_else(|| panic!("{message}"))
+        .to_owned();
+    assert!(message.contains("repeat this call"), "{message}");
+    assert_eq!(tools_received(&twin), before);
+    let held = approval(&gw, &id).await;
+    assert_eq!(held["tool"], "banking__send_money", "{held}");
+    assert_eq!(held["session"], s.id.as_str(), "{held}");
+    assert_eq!(held["status"], "pending", "{held}");
+    let record = audited(&gw, &s.id, "banking__send_money", "held").await;
+    assert_eq!(record["calls"][0]["approval_id"], id.as_str(), "{record}");
+    // Repeated before a decision: still held, under the same approval.
+    let v = s.call(&gw, "banking__send_money", payment(IBAN_OK)).await;
+    assert!(refusal(&v, "banking__send_money").contains(&id));
+    let r = client()
+        .post(gw.at(&format!("/admin/approvals/{id}")))
+        .bearer_auth(MASTER_KEY)
+        .json(&json!({"decision": "approve"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    // Different arguments are not what was approved.
+    let other_amount = json!({"recipient_iban": IBAN_OK, "amount": 41, "subject": "INV-0001"});
+    let v = s.call(&gw, "banking__send_money", other_amount).await;
+    refusal(&v, "banking__send_money");
+    let v = s.call(&gw, "banking__send_money", payment(IBAN_OK)).await;
+    assert!(v["result"].is_object(), "{v}");
+    let mut after = before.clone();
+    after.push("send_money".to_owned());
+    assert_eq!(tools_received(&twin), after);
+    let record = audited(&gw, &s.id, "banking__send_money", "allow").await;
+    assert_eq!(record["calls"][0]["approval_id"], id.as_str(), "{record}");
+    // Once only.
+    let v = s.call(&gw, "banking__send_money", payment(IBAN_OK)).await;
+    refusal(&v, "banking__send_money");
+    assert_eq!(tools_received(&twin), after);
+    gw.stop().await;
+}
+
+/// The approval `id` as `GET /admin/approvals` lists it (written in the background).
+async fn approval(gw: &TestGateway, id: &str) -> Value {
+    for _ in 0..200 {
+        let r = client()
+            .get(gw.at("/admin/approvals"))
+            .bearer_auth(MASTER_KEY)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        let page: Value = r.json().await.unwrap();
+        if let Some(a) = page["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["id"] == id)
+        {
+            return a.clone();
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("approval {id} is not listed");
+}
+
+#[tokio::test]
+async fn replicas_share_a_sessions_taint() {
+    let case = banking();
+    let twin = McpTwin::start(std::slice::from_ref(&case)).await.unwrap();
+    twin.play(&case, true);
+    let redis = std::env::var("PORTCULLIS_TEST_REDIS_URL")
+        .unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned());
+    let config = format!("redis: {{url: \"{redis}\"}}\n{}", yaml(&twin));
+    let db = fresh_postgres_url().await;
+    let a = TestGateway::start_with_db(&db, &config).await;
+    let b = TestGateway::start_with_db(&db, &config).await;
+    let mut s = Session::open(&a).await;
+    assert!(
+        s.tools(&b, "/mcp")
+            .await
+            .contains(&"banking__schedule_payment".to_owned())
+    );
+    let v = s
+        .call(
+            &a,
+            "banking__read_bill",
+            json!({"file": "bill-january.txt"}),
+        )
+        .await;
+    assert!(v["result"].is_object(), "{v}");
+    // Tainted on A, the tool is hidden on B and its call refused there.
+    let on_b = s.tools(&b, "/mcp").await;
+    assert!(
+        !on_b.contains(&"banking__schedule_payment".to_owned()),
+        "{on_b:?}"
+    );
+    let arguments = json!({"recipient_iban": IBAN_OK, "amount": 1, "subject": "x",
+                           "date": "2026-12-08", "recurring": false});
+    let v = s.call(&b, "banking__schedule_payment", arguments).await;
+    refusal(&v, "banking__schedule_payment");
+    assert_eq!(tools_received(&twin), vec!["read_bill".to_owned()]);
+    let record = audited(&b, &s.id, "banking__schedule_payment", "refused").await;
+    assert_eq!(
+        record["trust"]["tainted_by"]["tool"], "banking__read_bill",
+        "{record}"
+    );
+    a.stop().await;
+    b.stop().await;
+}
