@@ -17,7 +17,8 @@
 //! - [`mcp_pins`]: the fingerprints MCP tool definitions are pinned to ([`McpPinStore`]);
 //! - [`audit`]: the decision audit's chains, records and checkpoints ([`AuditStore`]), and
 //!   [`audit_writer`], the bounded writer that seals records into this process's chain;
-//! - [`approvals`]: tool calls held for an admin's decision ([`ApprovalStore`]).
+//! - [`approvals`]: tool calls held for an admin's decision ([`ApprovalStore`]);
+//! - [`tool_policies`]: the tool policies added through the admin API ([`ToolPolicyStore`]).
 
 pub mod approvals;
 pub mod audit;
@@ -32,6 +33,7 @@ pub mod record;
 pub mod semantic;
 pub mod sql;
 pub mod tenancy;
+pub mod tool_policies;
 pub mod usage;
 pub mod writer;
 
@@ -53,6 +55,7 @@ pub use record::{LogQuery, LogRecord, StatusFilter};
 pub use semantic::{SemanticEntry, SemanticStore};
 pub use sql::{PostgresStore, SqliteStore};
 pub use tenancy::TenancyStore;
+pub use tool_policies::{ToolPolicyRecord, ToolPolicyStore};
 pub use usage::{
     Dimension, Interval, LatencyPercentiles, SpendScope, UsageQuery, UsageRow, UsageStats,
     UsageStore,
@@ -151,6 +154,8 @@ pub struct Stores {
     pub audit: Arc<dyn AuditStore>,
     /// Tool calls held for an admin's decision.
     pub approvals: Arc<dyn ApprovalStore>,
+    /// The tool policies added through the admin API.
+    pub tool_policies: Arc<dyn ToolPolicyStore>,
     /// `sqlite` or `postgres`.
     pub backend: &'static str,
 }
@@ -170,6 +175,7 @@ pub async fn connect(url: &str, max_connections: u32) -> Result<Stores, StoreErr
             mcp_grants: s.clone(),
             audit: s.clone(),
             approvals: s.clone(),
+            tool_policies: s.clone(),
             settings: s,
             backend: "postgres",
         })
@@ -186,6 +192,7 @@ pub async fn connect(url: &str, max_connections: u32) -> Result<Stores, StoreErr
             mcp_grants: s.clone(),
             audit: s.clone(),
             approvals: s.clone(),
+            tool_policies: s.clone(),
             settings: s,
             backend: "sqlite",
         })
