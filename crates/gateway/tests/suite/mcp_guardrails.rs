@@ -5,7 +5,9 @@
 //! (`trusted_only` by default) disappears from `tools/list` and its call is a JSON-RPC error the
 //! server never sees, on `/mcp` and `/mcp/<server>` alike; an `approval` tool's call is held,
 //! listed at `GET /admin/approvals`, and passes once, when repeated after its approval; two
-//! replicas on PostgreSQL and Redis share a session's taint; the audit records each decision.
+//! replicas on PostgreSQL and Redis share a session's taint; a 2026 client's taint stays in the
+//! session its `x-portcullis-session-id` names, else in its caller's one; the audit records
+//! each decision.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -362,4 +364,88 @@ async fn replicas_share_a_sessions_taint() {
     );
     a.stop().await;
     b.stop().await;
+}
+
+/// A 2026 request (no handshake) under the session `session` names, if any.
+async fn modern(
+    gw: &TestGateway,
+    session: Option<&str>,
+    method: &str,
+    name: Option<&str>,
+    mut params: Value,
+) -> Value {
+    params["_meta"] = json!({"io.modelcontextprotocol/protocolVersion": "2026-07-28",
+                             "io.modelcontextprotocol/clientCapabilities": {}});
+    let mut req = client()
+        .post(gw.at("/mcp"))
+        .bearer_auth(MASTER_KEY)
+        .header("mcp-protocol-version", "2026-07-28")
+        .header("mcp-method", method)
+        .json(&json!({"jsonrpc": "2.0", "id": "r-1", "method": method, "params": params}));
+    if let Some(name) = name {
+        req = req.header("mcp-name", name);
+    }
+    if let Some(session) = session {
+        req = req.header("x-portcullis-session-id", session);
+    }
+    let r = req.send().await.unwrap();
+    assert_eq!(r.status(), 200, "{method}");
+    r.json().await.unwrap()
+}
+
+async fn modern_tools(gw: &TestGateway, session: Option<&str>) -> Vec<String> {
+    let v = modern(gw, session, "tools/list", None, json!({})).await;
+    v["result"]["tools"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{v}"))
+        .iter()
+        .map(|t| t["name"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn stateless_clients_are_one_session_per_caller_unless_they_name_their_own() {
+    let case = banking();
+    let twin = McpTwin::start(std::slice::from_ref(&case)).await.unwrap();
+    twin.play(&case, true);
+    let gw = TestGateway::start(&yaml(&twin)).await;
+    let destructive = "banking__schedule_payment".to_owned();
+    let read = |session| {
+        let gw = &gw;
+        async move {
+            let name = "banking__read_bill";
+            let params = json!({"name": name, "arguments": {"file": "bill-january.txt"}});
+            let v = modern(gw, session, "tools/call", Some(name), params).await;
+            assert_eq!(v["result"]["resultType"], "complete", "{v}");
+        }
+    };
+    // A named session's taint stays in it.
+    read(Some("agent-1")).await;
+    assert!(
+        !modern_tools(&gw, Some("agent-1"))
+            .await
+            .contains(&destructive)
+    );
+    assert!(
+        modern_tools(&gw, Some("agent-2"))
+            .await
+            .contains(&destructive)
+    );
+    assert!(modern_tools(&gw, None).await.contains(&destructive));
+    let name = "banking__schedule_payment";
+    let params = json!({"name": name, "arguments": {"recipient_iban": IBAN_OK, "amount": 1,
+                        "subject": "x", "date": "2026-12-08", "recurring": false}});
+    let v = modern(&gw, Some("agent-1"), "tools/call", Some(name), params).await;
+    assert!(refusal(&v, name).contains("untrusted"));
+    assert_eq!(v["id"], "r-1", "{v}");
+    assert_eq!(tools_received(&twin), vec!["read_bill".to_owned()]);
+    // Without a session of its own, a caller's requests share one.
+    read(None).await;
+    assert!(!modern_tools(&gw, None).await.contains(&destructive));
+    assert!(
+        modern_tools(&gw, Some("agent-2"))
+            .await
+            .contains(&destructive)
+    );
+    gw.stop().await;
 }
