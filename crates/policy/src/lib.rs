@@ -13,6 +13,9 @@
 //!   decisions every path takes from them: which declared tools stay offered
 //!   ([`ToolPolicies::offered`]) and whether a call passes, is withheld or is held for
 //!   approval ([`ToolPolicies::decide_call`]), each naming the rule that fired ([`RuleRef`]).
+//! - [`questions`]: what the quarantine model is asked about a quarantined result
+//!   ([`Questions`]: a rule's `questions` or the default set), the JSON schema of its answer
+//!   and the strict check of that answer.
 //! - [`conditions`]: the argument conditions of a rule (`in`, `pattern`, `min`/`max`,
 //!   `under`) and why an argument failed ([`ArgFailure`]).
 //! - [`trust`]: whether a conversation holds untrusted tool output — reconstructed from an
@@ -23,6 +26,7 @@
 pub mod access;
 pub mod access_rules;
 pub mod conditions;
+pub mod questions;
 pub mod tool_policy;
 pub mod tools;
 pub mod trust;
@@ -30,6 +34,7 @@ pub mod trust;
 pub use access::ToolAccess;
 pub use access_rules::{AccessRule, AccessRuleSpec, AccessRules, Effect, RuleIssue};
 pub use conditions::{ArgConditionSpec, ArgFailure, ArgProblem, Prefixes};
+pub use questions::{AnswerError, QuestionSpec, Questions};
 pub use tool_policy::{
     CallDecision, CallPolicy, Guardrails, Hidden, HideReason, Offer, Output, Quarantine,
     RawGuardrails, RawQuarantine, RuleRef, ToolHints, ToolPolicies, ToolPolicySpec, WithholdReason,

@@ -77,6 +77,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::conditions::{ArgCondition, ArgConditionSpec, ArgFailure};
+use crate::questions::{QuestionSpec, Questions};
 use crate::tools::ToolGlobs;
 use crate::trust::Trust;
 
@@ -413,6 +414,10 @@ pub struct ToolPolicySpec {
     /// Conditions on arguments, by top-level name or JSON pointer.
     #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
     pub args: IndexMap<String, ArgConditionSpec>,
+    /// With `output: quarantine`, what the quarantine model is asked about a result (absent:
+    /// [`Questions::default_set`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub questions: Option<IndexMap<String, QuestionSpec>>,
 }
 
 /// How a rule's `match` is tested.
@@ -477,6 +482,7 @@ struct Rule {
     teams: Box<[String]>,
     roles: Box<[AccessRole]>,
     args: Box<[ArgCondition]>,
+    questions: Option<Questions>,
 }
 
 impl Rule {
@@ -598,6 +604,16 @@ impl ToolPolicies {
                 .iter()
                 .filter_map(|(name, cond)| ArgCondition::compile(name, cond, &args_at, &mut issues))
                 .collect();
+            let questions = spec.questions.as_ref().and_then(|specs| {
+                let questions_at = key(&at, "questions");
+                if output != Some(Output::Quarantine) {
+                    issues.push(
+                        &questions_at,
+                        "questions are asked only of a rule with `output: quarantine`",
+                    );
+                }
+                Questions::compile(specs, &questions_at, &mut issues)
+            });
             if issues.len() > before {
                 continue;
             }
@@ -612,6 +628,7 @@ impl ToolPolicies {
                 teams: spec.teams.clone().into(),
                 roles: roles.into(),
                 args: args.into(),
+                questions,
             });
         }
         issues.finish(ToolPolicies {
@@ -672,6 +689,14 @@ impl ToolPolicies {
             rule.and_then(|r| r.output).unwrap_or(Output::DEFAULT),
             Self::rule_ref(rule),
         )
+    }
+
+    /// What the quarantine model is asked about a result of `tool`: its rule's `questions`,
+    /// else [`Questions::default_set`].
+    pub fn questions(&self, tool: &str) -> Questions {
+        self.rule(tool)
+            .and_then(|r| r.questions.clone())
+            .unwrap_or_else(Questions::default_set)
     }
 
     /// When `tool` may be called, and the rule that says so.
@@ -833,6 +858,12 @@ pub struct RawQuarantine {
     /// The model that reads quarantined output (`provider/model`, a route or an alias).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub model: Option<String>,
+    /// How many times the model is asked before the result is given up (default 2).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_rounds: Option<u32>,
+    /// How long one question may take (default 30s).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<String>,
 }
 
 /// The quarantine settings.
@@ -840,6 +871,19 @@ pub struct RawQuarantine {
 pub struct Quarantine {
     /// The model that reads quarantined output.
     pub model: String,
+    /// How many times the model is asked about one result before it fails closed (1 to 5).
+    pub max_rounds: u32,
+    /// How long one round may take.
+    pub timeout: std::time::Duration,
+}
+
+impl Quarantine {
+    /// Rounds when `max_rounds` is left out.
+    pub const DEFAULT_MAX_ROUNDS: u32 = 2;
+    /// Most rounds allowed.
+    pub const MAX_ROUNDS: u32 = 5;
+    /// A round's time limit when `timeout` is left out.
+    pub const DEFAULT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 }
 
 /// `tool_policies` and `quarantine` as written (both top-level keys of the file).
@@ -874,7 +918,11 @@ impl Block for Guardrails {
         ));
         let quarantine_at = key(at, "quarantine");
         let quarantine = match raw.quarantine {
-            Some(RawQuarantine { model: Some(model) }) if !model.trim().is_empty() => {
+            Some(RawQuarantine {
+                model: Some(model),
+                max_rounds,
+                timeout,
+            }) if !model.trim().is_empty() => {
                 if model.chars().any(char::is_whitespace) {
                     issues.at(
                         &quarantine_at,
@@ -882,7 +930,31 @@ impl Block for Guardrails {
                         format!("`{model}` is not a model name"),
                     );
                 }
-                Some(Quarantine { model })
+                let max_rounds = max_rounds.unwrap_or(Quarantine::DEFAULT_MAX_ROUNDS);
+                if !(1..=Quarantine::MAX_ROUNDS).contains(&max_rounds) {
+                    issues.at(
+                        &quarantine_at,
+                        "max_rounds",
+                        format!("must be from 1 to {}", Quarantine::MAX_ROUNDS),
+                    );
+                }
+                let timeout = match timeout.as_deref().map(portcullis_core::parse_duration) {
+                    None => Quarantine::DEFAULT_TIMEOUT,
+                    Some(Ok(t)) if !t.is_zero() && t <= std::time::Duration::from_secs(600) => t,
+                    Some(Ok(_)) => {
+                        issues.at(&quarantine_at, "timeout", "must be above 0 and at most 10m");
+                        Quarantine::DEFAULT_TIMEOUT
+                    }
+                    Some(Err(e)) => {
+                        issues.at(&quarantine_at, "timeout", e.to_string());
+                        Quarantine::DEFAULT_TIMEOUT
+                    }
+                };
+                Some(Quarantine {
+                    model,
+                    max_rounds,
+                    timeout,
+                })
             }
             Some(_) => {
                 issues.at(&quarantine_at, "model", "the quarantine model is required");
@@ -1280,7 +1352,7 @@ mod tests {
         let empty = Guardrails::validate(
             RawGuardrails {
                 tool_policies: None,
-                quarantine: Some(RawQuarantine { model: None }),
+                quarantine: Some(RawQuarantine::default()),
             },
             "",
         )
@@ -1291,6 +1363,7 @@ mod tests {
                 tool_policies: Some(specs),
                 quarantine: Some(RawQuarantine {
                     model: Some("openai/gpt-4o-mini".into()),
+                    ..RawQuarantine::default()
                 }),
             },
             "",
@@ -1300,6 +1373,49 @@ mod tests {
         assert_eq!(ok.quarantine.unwrap().model, "openai/gpt-4o-mini");
         let none = Guardrails::validate(RawGuardrails::default(), "").unwrap();
         assert!(none.tool_policies.is_empty() && none.quarantine.is_none());
+    }
+
+    #[test]
+    fn quarantine_rounds_timeout_and_questions() {
+        let raw = |max_rounds: Option<u32>, timeout: Option<&str>| RawGuardrails {
+            tool_policies: None,
+            quarantine: Some(RawQuarantine {
+                model: Some("q".into()),
+                max_rounds,
+                timeout: timeout.map(str::to_owned),
+            }),
+        };
+        let q = Guardrails::validate(raw(None, None), "")
+            .unwrap()
+            .quarantine
+            .unwrap();
+        assert_eq!((q.max_rounds, q.timeout), (2, Quarantine::DEFAULT_TIMEOUT));
+        let q = Guardrails::validate(raw(Some(3), Some("5s")), "")
+            .unwrap()
+            .quarantine
+            .unwrap();
+        assert_eq!((q.max_rounds, q.timeout.as_secs()), (3, 5));
+        let bad = Guardrails::validate(raw(Some(0), Some("soon")), "").unwrap_err();
+        assert!(bad.has("quarantine.max_rounds") && bad.has("quarantine.timeout"));
+
+        let p = policies(json!([
+            {"match": "read_bill", "output": "quarantine",
+             "questions": {"amount": {"type": "number", "maximum": 10}}},
+            {"match": "read_*", "output": "quarantine"},
+        ]));
+        assert_eq!(p.questions("read_bill").questions()[0].name, "amount");
+        assert_eq!(p.questions("read_mail"), Questions::default_set());
+        let shown = issues(json!([
+            {"match": "a", "output": "untrusted", "questions": {"x": {"type": "boolean"}}},
+            {"match": "b", "output": "quarantine", "questions": {"amount": {"type": "string"}}},
+        ]));
+        assert_eq!(
+            shown,
+            [
+                "tool_policies[0].questions: questions are asked only of a rule with `output: quarantine`",
+                "tool_policies[1].questions.amount.type: free strings are not allowed: give the answers as `enum`",
+            ]
+        );
     }
 
     #[test]
