@@ -311,17 +311,8 @@ struct Keyed<'a> {
     uri: Option<Cow<'a, str>>,
     #[serde(borrow, default, rename = "uriTemplate")]
     uri_template: Option<Cow<'a, str>>,
-    #[serde(default)]
-    annotations: Option<Hints>,
-}
-
-/// The hints of a tool's `annotations` the guardrails read (anything else is ignored).
-#[derive(Deserialize)]
-struct Hints {
-    #[serde(default, rename = "destructiveHint")]
-    destructive: Option<bool>,
-    #[serde(default, rename = "readOnlyHint")]
-    read_only: Option<bool>,
+    #[serde(borrow, default)]
+    annotations: Option<&'a RawValue>,
 }
 
 pub(crate) fn build_listing(
@@ -334,11 +325,12 @@ pub(crate) fn build_listing(
         let Ok(keyed) = serde_json::from_str::<Keyed<'_>>(raw.get()) else {
             continue;
         };
-        let hints = match (kind, &keyed.annotations) {
-            (ListKind::Tools, Some(h)) => ToolHints {
-                destructive: h.destructive.unwrap_or(false),
-                read_only: h.read_only.unwrap_or(false),
-            },
+        // Hints of another type than a boolean count as absent.
+        let hints = match (kind, keyed.annotations) {
+            (ListKind::Tools, Some(a)) => {
+                let annotations = serde_json::from_str::<Value>(a.get()).ok();
+                ToolHints::from_annotations(annotations.as_ref())
+            }
             _ => ToolHints::NONE,
         };
         let own = match kind {
@@ -594,4 +586,35 @@ impl Upstream for Broken {
     }
 
     async fn shutdown(&self) {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn raw(text: &str) -> Box<RawValue> {
+        RawValue::from_string(text.to_owned()).unwrap()
+    }
+
+    #[test]
+    fn a_tools_annotations_give_its_hints_and_odd_ones_count_as_absent() {
+        let listing = build_listing(
+            "bank",
+            ListKind::Tools,
+            vec![
+                raw(r#"{"name":"pay","annotations":{"destructiveHint":true}}"#),
+                raw(
+                    r#"{"name":"peek","annotations":{"destructiveHint":true,"readOnlyHint":true}}"#,
+                ),
+                raw(r#"{"name":"odd","annotations":{"destructiveHint":"yes"}}"#),
+                raw(r#"{"name":"bare"}"#),
+            ],
+        );
+        let hints = |own: &str| listing.entry(own).unwrap().hints;
+        assert!(hints("pay").destructive && !hints("pay").read_only);
+        assert!(hints("peek").destructive && hints("peek").read_only);
+        assert_eq!(hints("odd"), ToolHints::NONE);
+        assert_eq!(hints("bare"), ToolHints::NONE);
+        assert_eq!(listing.entries.len(), 4);
+    }
 }
