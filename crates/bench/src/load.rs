@@ -28,7 +28,7 @@ pub struct Target {
 }
 
 /// What a load run measured.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Outcome {
     /// Successful requests in the window.
     pub ok: u64,
@@ -58,14 +58,16 @@ fn histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, 100_000_000, 3).expect("valid histogram bounds")
 }
 
-/// Whether an SSE chunk carries the first piece of content (`"content":"<something>"` or an
-/// Anthropic `text_delta`). `seen` accumulates bytes across chunk boundaries.
+/// Whether an SSE chunk carries the first piece of the answer (`"content":"<something>"`, an
+/// OpenAI `tool_calls` delta or an Anthropic `text_delta`). `seen` accumulates bytes across
+/// chunk boundaries.
 pub fn has_first_token(seen: &mut Vec<u8>, chunk: &[u8]) -> bool {
     seen.extend_from_slice(chunk);
     let text = String::from_utf8_lossy(seen);
     text.lines().any(|line| {
         line.strip_prefix("data: ").is_some_and(|d| {
             d.contains("\"text_delta\"")
+                || d.contains("\"tool_calls\"")
                 || d.find("\"content\":\"")
                     .is_some_and(|i| d[i + 11..].chars().next().is_some_and(|c| c != '"'))
         })

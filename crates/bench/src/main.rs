@@ -29,6 +29,7 @@ mod floor;
 mod guardrails;
 mod load;
 mod memory;
+mod policy_cost;
 mod procfs;
 mod semantic;
 
@@ -608,6 +609,58 @@ async fn run(args: &Args) -> Result<(), String> {
             Err(e) => eprintln!("the uncached MCP list was not measured: {e}"),
         }
     }
+    // Tool policies: the same agent turn (50 tools, a tainting tool result) through two fresh
+    // gateways alike but for `tool_policies` — 100 rules, and none.
+    let policy_scenarios = [
+        (POLICIES_WITH, POLICIES_WITHOUT, 1, false),
+        (POLICIES_WITH, POLICIES_WITHOUT, 50, false),
+        (POLICIES_STREAM_WITH, POLICIES_STREAM_WITHOUT, 1, true),
+    ];
+    let policy_scenarios: Vec<_> = policy_scenarios
+        .into_iter()
+        .filter(|(with, without, ..)| args.runs(with) || args.runs(without))
+        .collect();
+    if !policy_scenarios.is_empty() {
+        match policy_gateways(args, dir.path(), &fast).await {
+            Ok((mut with_gw, mut without_gw)) => {
+                for (with, without, concurrency, stream) in policy_scenarios {
+                    let d = Target {
+                        addr: fast.addr(),
+                        path: "/v1/chat/completions".to_owned(),
+                        authorization: "Bearer sk-mock-openai".to_owned(),
+                        body: policy_cost::body("gpt-4o-mini", stream),
+                        first_token: stream,
+                    };
+                    let via = |addr| Target {
+                        addr,
+                        authorization: format!("Bearer {MASTER_KEY}"),
+                        body: policy_cost::body("openai/gpt-4o-mini", stream),
+                        ..d.clone()
+                    };
+                    let direct = load::run(&d, concurrency, args.warmup, args.duration).await;
+                    let (floor, floor_cpu_us_per_request) =
+                        measure(floor_pid, &floor_of(&d), concurrency, args).await;
+                    for (scenario, (gw, addr)) in [(without, &without_gw), (with, &with_gw)] {
+                        let (gateway, cpu_us_per_request) =
+                            measure(gw.id(), &via(*addr), concurrency, args).await;
+                        rows.push(Row {
+                            scenario,
+                            concurrency,
+                            direct: direct.clone(),
+                            floor: floor.clone(),
+                            floor_cpu_us_per_request,
+                            gateway,
+                            cpu_us_per_request,
+                        });
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                stop(&mut with_gw.0);
+                stop(&mut without_gw.0);
+            }
+            Err(e) => eprintln!("the tool-policy scenarios were not measured: {e}"),
+        }
+    }
     // Let the load generator's connections and stream drains finish on this runtime before
     // the blocking wait for the gateway's exit, so its graceful shutdown is not held up.
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -633,11 +686,121 @@ async fn run(args: &Args) -> Result<(), String> {
             "gateway_peak_rss_mib": peak_rss as f64 / 1048576.0,
             "gateway_core_peak_rss_mib": core_peak_rss as f64 / 1048576.0,
             "request_log_dropped": dropped,
+            "tool_policies": policy_costs(&rows).iter().map(|c| json!({
+                "scenario": c.with.scenario, "concurrency": c.with.concurrency, "stream": c.stream,
+                "rules": 100, "tools": 50,
+                "cpu_us_per_request_with": c.with.cpu_us_per_request,
+                "cpu_us_per_request_without": c.without.cpu_us_per_request,
+                "cpu_ratio": c.cpu_ratio(),
+                "cpu_ratio_target": 1.05,
+                "p50_ms_with": c.with.gateway.ms(0.5),
+                "p50_ms_without": c.without.gateway.ms(0.5),
+                "p50_added_us": c.p50_added_us(),
+                "p50_added_us_target": if c.stream { Some(50.0) } else { None },
+            })).collect::<Vec<_>>(),
         });
         std::fs::write(path, serde_json::to_vec_pretty(&v).unwrap_or_default())
             .map_err(|e| e.to_string())?;
     }
     Ok(())
+}
+
+/// The tool-policy scenarios' names (one row per gateway: with the 100 rules, and without).
+const POLICIES_WITH: &str = "guardrails, 100 rules";
+const POLICIES_WITHOUT: &str = "guardrails, no rules";
+const POLICIES_STREAM_WITH: &str = "guardrails stream, 100 rules";
+const POLICIES_STREAM_WITHOUT: &str = "guardrails stream, no rules";
+
+/// Starts the two gateways of the tool-policy scenarios in front of `upstream`, alike but for
+/// `tool_policies`: `(with the 100 rules, without)`, each with its address.
+#[allow(clippy::type_complexity)]
+async fn policy_gateways(
+    args: &Args,
+    dir: &std::path::Path,
+    upstream: &MockUpstream,
+) -> Result<((Child, SocketAddr), (Child, SocketAddr)), String> {
+    let mut started: Vec<(Child, SocketAddr)> = Vec::with_capacity(2);
+    for (name, with_rules) in [("policies", true), ("no-policies", false)] {
+        let listen = free_port()?;
+        let config = dir.join(format!("bench-{name}.yaml"));
+        std::fs::write(
+            &config,
+            policy_cost::config(
+                listen,
+                MASTER_KEY,
+                BENCH_SECRET_KEY,
+                &dir.join(format!("bench-{name}.db")),
+                &upstream.openai_base_url(),
+                with_rules,
+            ),
+        )
+        .map_err(|e| e.to_string())?;
+        let gateway = spawn_gateway(args, &config);
+        let ready = match gateway {
+            Ok(mut gateway) => {
+                let addr = SocketAddr::from(([127, 0, 0, 1], listen));
+                match wait_ready(addr).await {
+                    Ok(()) => Ok((gateway, addr)),
+                    Err(e) => {
+                        stop(&mut gateway);
+                        Err(e)
+                    }
+                }
+            }
+            Err(e) => Err(e),
+        };
+        match ready {
+            Ok(g) => started.push(g),
+            Err(e) => {
+                for (mut g, _) in started {
+                    stop(&mut g);
+                }
+                return Err(e);
+            }
+        }
+    }
+    let without = started.pop().ok_or("no gateway")?;
+    let with = started.pop().ok_or("no gateway")?;
+    Ok((with, without))
+}
+
+/// A tool-policy comparison: the same scenario through the gateway with the rules and without.
+struct PolicyCost<'a> {
+    with: &'a Row,
+    without: &'a Row,
+    stream: bool,
+}
+
+impl PolicyCost<'_> {
+    /// CPU per request with the rules over without.
+    fn cpu_ratio(&self) -> f64 {
+        self.with.cpu_us_per_request / self.without.cpu_us_per_request.max(1e-9)
+    }
+
+    /// p50 (time to first token for streams) with the rules minus without, in microseconds.
+    fn p50_added_us(&self) -> f64 {
+        (self.with.gateway.ms(0.5) - self.without.gateway.ms(0.5)) * 1000.0
+    }
+}
+
+/// The measured tool-policy comparisons, in row order.
+fn policy_costs(rows: &[Row]) -> Vec<PolicyCost<'_>> {
+    rows.iter()
+        .filter_map(|with| {
+            let (without, stream) = match with.scenario {
+                POLICIES_WITH => (POLICIES_WITHOUT, false),
+                POLICIES_STREAM_WITH => (POLICIES_STREAM_WITHOUT, true),
+                _ => return None,
+            };
+            rows.iter()
+                .find(|r| r.scenario == without && r.concurrency == with.concurrency)
+                .map(|without| PolicyCost {
+                    with,
+                    without,
+                    stream,
+                })
+        })
+        .collect()
 }
 
 /// Measures the aggregated `tools/list` on a second gateway over the same MCP servers that
@@ -825,6 +988,35 @@ fn render(rows: &[Row], core_peak_rss: u64, peak_rss: u64, dropped: Option<u64>)
                 r.gateway.ms(0.5),
                 r.floor.ms(0.5),
                 mark(over <= 10.0)
+            );
+        }
+    }
+    let costs = policy_costs(rows);
+    if !costs.is_empty() {
+        let _ = writeln!(
+            s,
+            "\ntargets for tool policies (100 rules, 50 tools, tainting history; against the same requests through a gateway without tool_policies):"
+        );
+    }
+    for c in &costs {
+        let ratio = c.cpu_ratio();
+        let _ = writeln!(
+            s,
+            "  CPU per request{} at c={:<3} ≤ 1.05× without : {ratio:.3}× ({:.1} / {:.1} µs) {}",
+            if c.stream { " (stream)" } else { "" },
+            c.with.concurrency,
+            c.with.cpu_us_per_request,
+            c.without.cpu_us_per_request,
+            mark(ratio <= 1.05)
+        );
+        if c.stream {
+            let added = c.p50_added_us();
+            let _ = writeln!(
+                s,
+                "  stream TTFT p50 at c=1 ≤ without + 50 µs  : {added:+.0} µs ({:.3} vs {:.3} ms) {}",
+                c.with.gateway.ms(0.5),
+                c.without.gateway.ms(0.5),
+                mark(added <= 50.0)
             );
         }
     }
