@@ -307,10 +307,13 @@ impl CallJudge for PolicyJudge {
             self.record(entry);
             return Some(Verdict::Denied);
         }
-        // Withheld on the name alone when no argument could change that (blocked, not for
-        // this caller, needing a trusted context); otherwise decided once the arguments are
-        // complete, where every decision is recorded with their digest.
-        let decision = self.guard.policies.decide_call_raw(
+        // Decided on the name alone when no argument could change the outcome: withheld
+        // (blocked, not for this caller, needing a trusted context), or passed (no argument
+        // condition, not held for an approval: its bytes then go by untouched, and it is
+        // recorded with its arguments' digest once they are complete). Otherwise the call is
+        // held until its arguments are complete.
+        let policies = &self.guard.policies;
+        let decision = policies.decide_call_raw(
             name,
             ToolHints::NONE,
             "",
@@ -323,8 +326,31 @@ impl CallJudge for PolicyJudge {
                     WithholdReason::Blocked | WithholdReason::Identity | WithholdReason::Untrusted,
                 ..
             } => Some(self.decided("", name, "", decision)),
+            CallDecision::Allow { .. }
+                if policies
+                    .rule_index(name)
+                    .and_then(|i| policies.specs().get(i))
+                    .is_none_or(|rule| rule.args.is_empty()) =>
+            {
+                Some(Verdict::Pass)
+            }
             _ => None,
         }
+    }
+
+    fn wants_passed(&self) -> bool {
+        true
+    }
+
+    fn on_passed(&mut self, id: &str, name: &str, arguments: &str, _complete: bool) {
+        let decision = self.guard.policies.decide_call_raw(
+            name,
+            ToolHints::NONE,
+            "",
+            &self.guard.who,
+            &self.guard.trust,
+        );
+        self.decided(id, name, arguments, decision);
     }
 
     fn on_call(&mut self, id: &str, name: &str, arguments: &str) -> Verdict {

@@ -51,6 +51,16 @@ pub trait CallJudge: Send {
 
     /// The verdict on a complete call (only asked after [`CallJudge::on_name`] said `None`).
     fn on_call(&mut self, id: &str, name: &str, arguments: &str) -> Verdict;
+
+    /// Whether [`CallJudge::on_passed`] wants the arguments of calls passed on their name (the
+    /// filter then copies their fragments as they go by, without holding them).
+    fn wants_passed(&self) -> bool {
+        false
+    }
+
+    /// A call [`CallJudge::on_name`] passed, once its arguments are complete (`complete`
+    /// false: the answer ended first), for the record.
+    fn on_passed(&mut self, _id: &str, _name: &str, _arguments: &str, _complete: bool) {}
 }
 
 impl CallJudge for DeniedTools {
@@ -79,6 +89,14 @@ impl<J: CallJudge + ?Sized> CallJudge for Box<J> {
     fn on_call(&mut self, id: &str, name: &str, arguments: &str) -> Verdict {
         (**self).on_call(id, name, arguments)
     }
+
+    fn wants_passed(&self) -> bool {
+        (**self).wants_passed()
+    }
+
+    fn on_passed(&mut self, id: &str, name: &str, arguments: &str, complete: bool) {
+        (**self).on_passed(id, name, arguments, complete)
+    }
 }
 
 /// Two judges: the first that withholds a call decides; a call passes when both pass it.
@@ -101,6 +119,15 @@ impl<A: CallJudge, B: CallJudge> CallJudge for Judges<A, B> {
             Verdict::Pass => self.1.on_call(id, name, arguments),
             withheld => withheld,
         }
+    }
+
+    fn wants_passed(&self) -> bool {
+        self.0.wants_passed() || self.1.wants_passed()
+    }
+
+    fn on_passed(&mut self, id: &str, name: &str, arguments: &str, complete: bool) {
+        self.0.on_passed(id, name, arguments, complete);
+        self.1.on_passed(id, name, arguments, complete);
     }
 }
 
@@ -126,6 +153,9 @@ struct ChoiceCalls {
     kept: Vec<(u32, u32)>,
     /// The call being held, if any.
     held: Option<Held>,
+    /// Calls passed on their name whose arguments the judge wants: (upstream index, id,
+    /// name, arguments so far).
+    copied: Vec<(u32, String, String, String)>,
     /// Whether text was emitted in this choice (the notice then starts on a new paragraph).
     saw_text: bool,
     /// Whether the notice was emitted.
@@ -316,7 +346,17 @@ impl<J: CallJudge> CallFilter<J> {
         match event {
             StreamEvent::Delta { delta, .. } => match delta {
                 Delta::ToolCallStart { index, id, name } => match self.judge.on_name(name) {
-                    Some(Verdict::Pass) => self.keep(at, *index, id, name),
+                    Some(Verdict::Pass) => {
+                        if self.judge.wants_passed() {
+                            self.choices[at].copied.push((
+                                *index,
+                                id.clone(),
+                                name.clone(),
+                                String::new(),
+                            ));
+                        }
+                        self.keep(at, *index, id, name)
+                    }
                     Some(verdict) => {
                         let state = &mut self.choices[at];
                         state.withheld.push(*index);
@@ -335,12 +375,24 @@ impl<J: CallJudge> CallFilter<J> {
                     }
                 },
                 Delta::ToolCallArguments { index, fragment } => {
+                    if let Some(copy) = self.choices[at]
+                        .copied
+                        .iter_mut()
+                        .find(|(i, ..)| i == index)
+                    {
+                        copy.3.push_str(fragment);
+                    }
                     self.follow(at, *index, |to| Delta::ToolCallArguments {
                         index: to,
                         fragment: fragment.clone(),
                     })
                 }
                 Delta::ToolCallEnd { index } => {
+                    let copied = &mut self.choices[at].copied;
+                    if let Some(pos) = copied.iter().position(|(i, ..)| i == index) {
+                        let (_, id, name, arguments) = copied.swap_remove(pos);
+                        self.judge.on_passed(&id, &name, &arguments, true);
+                    }
                     self.follow(at, *index, |to| Delta::ToolCallEnd { index: to })
                 }
                 Delta::Text(t) => {
@@ -393,6 +445,9 @@ impl<J: CallJudge> StreamFilter for CallFilter<J> {
         // A call still held when the answer ends never completed: withheld.
         for at in 0..self.choices.len() {
             self.decide(at, false, &mut out);
+            for (_, id, name, arguments) in std::mem::take(&mut self.choices[at].copied) {
+                self.judge.on_passed(&id, &name, &arguments, false);
+            }
         }
         // A choice that never finished still says what was withheld from it.
         out.extend(self.choices.iter_mut().filter_map(ChoiceCalls::notice));
@@ -416,6 +471,10 @@ pub fn withhold_calls(response: &mut ChatResponse, judge: &mut dyn CallJudge) ->
                 ..
             } => {
                 let verdict = match judge.on_name(name) {
+                    Some(Verdict::Pass) => {
+                        judge.on_passed(id, name, arguments, true);
+                        Verdict::Pass
+                    }
                     Some(verdict) => verdict,
                     None => judge.on_call(id, name, arguments),
                 };
