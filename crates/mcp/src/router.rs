@@ -9,6 +9,10 @@
 //! What a caller may use is decided by [`ToolAccess`]: lists leave out what it may not see, and
 //! a `tools/call` of a tool it may not call — or of a name that resolves to no tool — is a
 //! JSON-RPC error `-32602` naming the tool, the same for both, so that names cannot be probed.
+//! The gateway's guardrails have their say through a [`ToolGate`] in the [`Ask`]: lists leave
+//! out what it hides (before the page digest, so cursors follow what the caller sees), and a
+//! forwarded `tools/call` carries its tool's annotation hints ([`Forward::hints`]) for the
+//! gateway to decide on.
 
 use std::borrow::Cow;
 use std::sync::Arc;
