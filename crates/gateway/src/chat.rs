@@ -7,7 +7,9 @@
 //! **guard** (`crate::guardrails`): the tool policies — the turn's trust from its messages, the
 //! tools it may not be offered removed from the request, its audit record begun; the calls of
 //! the answer (cached or not, streamed or not) are then judged by the deny-list and the
-//! policies together. The two stages of its own: **cache** (exact, then semantic; a hit answers now, a miss makes
+//! policies together; the results of `output: quarantine` tools are replaced by the quarantine
+//! model's schema-checked answers (`crate::quarantine`) before the admit stage, so neither the
+//! upstream nor a cache key ever sees their raw text. The two stages of its own: **cache** (exact, then semantic; a hit answers now, a miss makes
 //! the request the leader its twins wait on) and **respond** (a complete response forwarded
 //! byte-for-byte when the dialects match, re-encoded otherwise; a stream through the
 //! [`SseRelay`]). Settle runs when the answer is complete — at the end of the stream for
@@ -121,8 +123,9 @@ struct Judging {
 }
 
 /// **guard**: the tool policies in force applied to `request` (see `crate::guardrails`); the
-/// turn's audit record begun when the audit is on; approvals already given for this session
-/// looked up when a call could be held. `None` when the request involves no tools.
+/// turn's audit record begun when the audit is on; the results of quarantined tools replaced
+/// by the quarantine model's answers (`crate::quarantine`); approvals already given for this
+/// session looked up when a call could be held. `None` when the request involves no tools.
 async fn guard(
     state: &AppState,
     x: &mut Exchange,
@@ -137,7 +140,7 @@ async fn guard(
             AuditPath::Llm,
         )
     });
-    let guard = Stage::Guard.run(|| {
+    let mut guard = Stage::Guard.run(|| {
         guardrails::guard(
             &policies,
             request,
@@ -148,6 +151,21 @@ async fn guard(
     })?;
     if let Some(record) = record {
         x.log.set_audit(record);
+    }
+    let quarantined = guard.take_quarantined();
+    if !quarantined.is_empty() {
+        let quarantiner = x.runtime.quarantine.clone();
+        crate::quarantine::apply(
+            state,
+            x,
+            caller,
+            quarantiner.as_deref(),
+            &policies,
+            request,
+            &quarantined,
+        )
+        .instrument(Stage::Guard.span())
+        .await;
     }
     let approved = if guard.may_hold() {
         state

@@ -6,7 +6,9 @@
 //! is reconstructed from the messages the client sent (stateless: every turn resends them, so
 //! any replica reaches the same state); the declared tools the caller may not be offered now
 //! (`block`, not named for the caller, `trusted_only` in a tainted context) are removed from the
-//! request before any upstream (or cache key) sees it; the turn's audit record is begun.
+//! request before any upstream (or cache key) sees it; the turn's audit record is begun. The
+//! results of `output: quarantine` tools it finds are then read by the quarantine model
+//! (`crate::quarantine`) before anything else sees the request.
 //!
 //! **judge** ([`PolicyJudge`], a [`CallJudge`] for `tool_calls::CallFilter` and
 //! `complete_body`): each call of the answer is decided with its arguments — the deny-list
@@ -20,8 +22,8 @@ use std::sync::Arc;
 use portcullis_audit as audit;
 use portcullis_core::{ChatRequest, Identity, Part, ToolChoice};
 use portcullis_policy::{
-    CallDecision, DeniedTools, Hidden, ToolHints, ToolPolicies, Trust, WithholdReason, reconstruct,
-    session_from_conversation,
+    CallDecision, DeniedTools, Hidden, QuarantinedResult, ToolHints, ToolPolicies, Trust,
+    WithholdReason, reconstruct, session_from_conversation,
 };
 use portcullis_store::ApprovalStatus;
 use sha2::{Digest, Sha256};
@@ -37,9 +39,17 @@ pub struct Guard {
     who: Identity,
     trust: Trust,
     session: String,
+    /// The results of `output: quarantine` tools in the messages, for `crate::quarantine`.
+    quarantined: Vec<QuarantinedResult>,
 }
 
 impl Guard {
+    /// The results of `output: quarantine` tools in the request's messages (taken: the
+    /// quarantine step replaces them once).
+    pub fn take_quarantined(&mut self) -> Vec<QuarantinedResult> {
+        std::mem::take(&mut self.quarantined)
+    }
+
     /// The turn's session: the caller's `x-portcullis-session-id`, else derived from the
     /// conversation's opening.
     pub fn session(&self) -> &str {
@@ -103,7 +113,7 @@ pub fn guard(
         return None;
     }
     let turn = reconstruct(policies, &request.messages);
-    let trust = turn.trust;
+    let (trust, quarantined) = (turn.trust, turn.quarantined);
     let hidden = policies.offered(
         request
             .tools
@@ -139,6 +149,7 @@ pub fn guard(
         who: who.clone(),
         trust,
         session,
+        quarantined,
     })
 }
 

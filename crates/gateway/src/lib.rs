@@ -57,6 +57,8 @@ pub mod metrics;
 pub mod models;
 pub mod oauth;
 pub mod pipeline;
+pub mod quarantine;
+pub mod quarantine_answers;
 pub mod relay;
 pub mod reload;
 pub mod request_log;
@@ -246,6 +248,7 @@ impl Gateway {
             max_request_body_bytes: config.server.max_request_body_bytes,
             server: config.server.clone(),
             tool_policies: Arc::new(config.tool_policies.clone()),
+            quarantine: quarantine_answers::Quarantiner::from_config(config.quarantine.as_ref()),
         };
         let mut state = AppState::new(
             runtime,

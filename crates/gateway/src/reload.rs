@@ -90,6 +90,8 @@ pub struct Runtime {
     pub server: ServerConfig,
     /// The agent guardrails' `tool_policies`.
     pub tool_policies: Arc<portcullis_policy::ToolPolicies>,
+    /// The quarantine model and its answers (`quarantine`), when configured.
+    pub quarantine: Option<Arc<crate::quarantine_answers::Quarantiner>>,
 }
 
 /// What outlives configurations and every runtime is built over.
@@ -279,6 +281,7 @@ pub async fn next_runtime(
     changed("semantic_cache", applied.semantic != next.semantic);
     changed("limits", applied.limits != next.limits);
     changed("tool_policies", applied.tool_policies != next.tool_policies);
+    changed("quarantine", applied.quarantine != next.quarantine);
     changed("log.bodies", applied.log.bodies != next.log.bodies);
     changed("log.access", applied.log.access != next.log.access);
     changed(
@@ -381,6 +384,7 @@ pub async fn next_runtime(
         max_request_body_bytes: next.server.max_request_body_bytes,
         server: next.server.clone(),
         tool_policies: Arc::new(next.tool_policies.clone()),
+        quarantine: crate::quarantine_answers::Quarantiner::from_config(next.quarantine.as_ref()),
     };
     Ok(Reloaded {
         runtime,

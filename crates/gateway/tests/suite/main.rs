@@ -41,6 +41,7 @@ mod mcp_upstream_oauth;
 mod mcp_usage;
 mod openapi;
 mod proxy;
+mod quarantine;
 mod reload;
 mod semantic;
 mod telemetry;
