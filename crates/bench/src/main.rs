@@ -722,14 +722,20 @@ async fn policy_gateways(
     let mut started: Vec<(Child, SocketAddr)> = Vec::with_capacity(2);
     for (name, with_rules) in [("policies", true), ("no-policies", false)] {
         let listen = free_port()?;
-        let config = dir.join(format!("bench-{name}.yaml"));
+        // The configuration alone in its directory, the database in another: the gateway
+        // watches its configuration's directory, and each database write there would wake it.
+        let (config_dir, data_dir) = (dir.join(name), dir.join(format!("{name}-data")));
+        for d in [&config_dir, &data_dir] {
+            std::fs::create_dir_all(d).map_err(|e| e.to_string())?;
+        }
+        let config = config_dir.join("bench.yaml");
         std::fs::write(
             &config,
             policy_cost::config(
                 listen,
                 MASTER_KEY,
                 BENCH_SECRET_KEY,
-                &dir.join(format!("bench-{name}.db")),
+                &data_dir.join("bench.db"),
                 &upstream.openai_base_url(),
                 with_rules,
             ),
