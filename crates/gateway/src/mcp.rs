@@ -402,7 +402,7 @@ async fn serve(state: Arc<AppState>, server: Option<String>, req: Request) -> Re
             }
             Plan::Forward(forward) => {
                 // The guardrails' decision on a call: withheld or held calls end here.
-                let verdict = match crate::mcp_guard::judge_call(
+                match crate::mcp_guard::judge_call(
                     &state,
                     &policies,
                     &principal.identity,
@@ -422,8 +422,10 @@ async fn serve(state: Arc<AppState>, server: Option<String>, req: Request) -> Re
                         }
                         return finish_http(x, json_answer(id, Err(e)), 200);
                     }
-                    Some((crate::mcp_guard::Judged::Pass, verdict)) => verdict,
-                    None => None,
+                    Some((crate::mcp_guard::Judged::Pass, Some(verdict))) => {
+                        verdict.begin(&mut x.log, forward.note.tool.as_deref().unwrap_or(""));
+                    }
+                    Some((crate::mcp_guard::Judged::Pass, None)) | None => {}
                 };
                 // Limits with `scope: tool` and `scope: server` for a call.
                 let admission = match admit(&x, &principal, forward.tool(), forward.server.name())
@@ -434,9 +436,6 @@ async fn serve(state: Arc<AppState>, server: Option<String>, req: Request) -> Re
                         let mut note = forward.note.clone();
                         note.decision = Decision::Refused;
                         note_log(&mut x.log, &note, None);
-                        if let Some(verdict) = verdict {
-                            verdict.annotate(x.log.audit());
-                        }
                         if let Some(call) = x.log.audit().and_then(|a| a.calls.first_mut()) {
                             call.rule = Some("limits".to_owned());
                             call.reason = Some(e.message().to_owned());
@@ -522,9 +521,6 @@ async fn serve(state: Arc<AppState>, server: Option<String>, req: Request) -> Re
                         note.decision = decision;
                         let size = result.as_ref().map(|r| r.get().len()).ok();
                         note_log(&mut x.log, &note, size);
-                        if let Some(verdict) = verdict {
-                            verdict.annotate(x.log.audit());
-                        }
                         if log_bodies {
                             log_result(&mut x.log, &result);
                         }
@@ -739,7 +735,11 @@ fn note_log(log: &mut RequestLog, note: &Note, result_bytes: Option<usize>) {
     r.metadata = Some(serde_json::Value::Object(meta).to_string());
     set_error_type(r, note, result_bytes);
     if note.method == "tools/call" {
-        let audit = audit_record(r, note);
+        let mut audit = audit_record(r, note);
+        // What the guardrails decided before the call went on (`mcp_guard::Verdict::begin`).
+        if let Some(earlier) = log.audit() {
+            crate::mcp_guard::carry(earlier, &mut audit);
+        }
         log.set_audit(audit);
     }
 }

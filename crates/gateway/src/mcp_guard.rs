@@ -44,6 +44,7 @@ use serde_json::value::RawValue;
 use sha2::{Digest, Sha256};
 
 use crate::mcp_trust::SessionTaint;
+use crate::request_log::RequestLog;
 use crate::state::AppState;
 
 /// The 2025 session header.
@@ -141,6 +142,22 @@ pub struct Verdict {
 }
 
 impl Verdict {
+    /// For a call that goes on: puts the verdict in the request's audit record now, so that the
+    /// record stage keeps it ([`carry`]) whichever way the answer comes back (JSON, an SSE
+    /// stream, a 2026 `input_required` round).
+    pub fn begin(self, log: &mut RequestLog, tool: &str) {
+        let mut record = audit::AuditRecord::new(
+            uuid::Uuid::now_v7().to_string(),
+            crate::clock::now_ms(),
+            audit::AuditPath::Mcp,
+        );
+        record
+            .calls
+            .push(audit::ToolCall::new(tool, audit::CallDecision::Allow));
+        self.annotate(Some(&mut record));
+        log.set_audit(record);
+    }
+
     /// Completes the call's entry in `record` (decision, rule, reason, approval) and the
     /// record's trust.
     pub fn annotate(self, record: Option<&mut audit::AuditRecord>) {
@@ -186,6 +203,34 @@ fn id_text(id: &Id) -> String {
     match id {
         Id::Number(n) => n.to_string(),
         Id::String(s) => s.clone(),
+    }
+}
+
+/// Carries what the guardrails put in `earlier` (the call's rule, reason, approval and id, the
+/// session's trust, the approvals) into `record`, the call's audit record as the record stage
+/// made it; what `record` says already stays.
+pub fn carry(earlier: &audit::AuditRecord, record: &mut audit::AuditRecord) {
+    if let (Some(was), Some(call)) = (earlier.calls.first(), record.calls.first_mut()) {
+        if call.rule.is_none() {
+            call.rule.clone_from(&was.rule);
+        }
+        if call.reason.is_none() {
+            call.reason.clone_from(&was.reason);
+        }
+        if call.approval_id.is_none() {
+            call.approval_id.clone_from(&was.approval_id);
+        }
+        if call.call_id.is_none() {
+            call.call_id.clone_from(&was.call_id);
+        }
+    }
+    if earlier.trust.tainted && !record.trust.tainted {
+        record.trust = earlier.trust.clone();
+    }
+    for id in &earlier.approvals {
+        if !record.approvals.contains(id) {
+            record.approvals.push(id.clone());
+        }
     }
 }
 

@@ -439,6 +439,15 @@ async fn stateless_clients_are_one_session_per_caller_unless_they_name_their_own
     assert!(refusal(&v, name).contains("untrusted"));
     assert_eq!(v["id"], "r-1", "{v}");
     assert_eq!(tools_received(&twin), vec!["read_bill".to_owned()]);
+    // The 2026 call's audit record (its answer went through the background call) holds the
+    // rule and the taint it caused.
+    let record = audited(&gw, "agent-1", "banking__read_bill", "allow").await;
+    assert_eq!(record["calls"][0]["rule"], "default", "{record}");
+    assert_eq!(record["calls"][0]["call_id"], "r-1", "{record}");
+    assert_eq!(
+        record["trust"]["tainted_by"]["tool"], "banking__read_bill",
+        "{record}"
+    );
     // Without a session of its own, a caller's requests share one.
     read(None).await;
     assert!(!modern_tools(&gw, None).await.contains(&destructive));
