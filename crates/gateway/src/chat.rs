@@ -132,7 +132,7 @@ async fn guard(
     caller: &Caller,
     request: &mut ChatRequest,
 ) -> Option<Judging> {
-    let policies = x.runtime.tool_policies.clone();
+    let policies = state.tool_policies();
     let mut record = state.audit.is_some().then(|| {
         AuditRecord::new(
             uuid::Uuid::now_v7().to_string(),

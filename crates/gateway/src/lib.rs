@@ -71,6 +71,7 @@ pub mod state;
 pub mod stream_filter;
 pub mod tenancy;
 pub mod tool_calls;
+pub mod tool_policies_admin;
 pub mod trace;
 pub mod upstream;
 
@@ -294,6 +295,9 @@ impl Gateway {
         // tenancy version moves.
         state.refresh_mcp_servers().await?;
         mcp_admin::follow(&state, directory.versions());
+        // The tool policies added through the admin API, after the file's, followed likewise.
+        state.refresh_tool_policies().await?;
+        tool_policies_admin::follow(&state, directory.versions());
         Ok(Self {
             state,
             writer,
@@ -383,6 +387,16 @@ pub fn router(state: Arc<AppState>) -> Router {
             get(mcp_access::list_rules).post(mcp_access::create),
         )
         .route("/admin/mcp-access/{id}", delete(mcp_access::delete))
+        .route(
+            "/admin/tool-policies",
+            get(tool_policies_admin::list)
+                .post(tool_policies_admin::create)
+                .put(tool_policies_admin::replace),
+        )
+        .route(
+            "/admin/tool-policies/{id}",
+            delete(tool_policies_admin::delete),
+        )
         .route(
             "/admin/mcp-servers/{name}/credentials",
             get(mcp_credentials::list).post(mcp_credentials::put),

@@ -367,7 +367,7 @@ async fn serve(state: Arc<AppState>, server: Option<String>, req: Request) -> Re
             .with_oauth(&oauth);
         // The guardrails (`mcp_guard`): a tools/list hides what the policies and the session's
         // trust say; a call's tool hints are read for its decision.
-        let policies = runtime.tool_policies.clone();
+        let policies = state.tool_policies();
         let guard_session = matches!(request.method.as_str(), "tools/list" | "tools/call")
             .then(|| crate::mcp_guard::session(&parts.headers, &principal.identity));
         let guard_session = guard_session.as_deref().unwrap_or("");

@@ -66,6 +66,11 @@ pub struct AppState {
     /// The MCP servers added through the admin API, as last read from the database (those
     /// whose names the file also uses included: the file's win).
     mcp_admin: ArcSwap<Vec<portcullis_mcp::ServerSpec>>,
+    /// The tool policies in force: the file's, then those added through the admin API,
+    /// compiled together (`crate::tool_policies_admin`); one load per request.
+    tool_policies: ArcSwap<portcullis_policy::ToolPolicies>,
+    /// The tool policies added through the admin API, as last read from the database.
+    stored_tool_policies: ArcSwap<Vec<portcullis_store::ToolPolicyRecord>>,
     draining: AtomicBool,
 }
 
@@ -99,7 +104,10 @@ impl AppState {
         ));
         let counted = metrics.clone();
         mcp_pins.on_withheld(move |server| counted.observe_mcp_tool_definition_change(server));
+        let tool_policies = ArcSwap::from_pointee((*runtime.tool_policies).clone());
         Self {
+            tool_policies,
+            stored_tool_policies: ArcSwap::from_pointee(Vec::new()),
             runtime: ArcSwap::from_pointee(runtime),
             mcp_pins,
             mcp_grants: crate::mcp_grants::GrantCache::default(),
@@ -169,8 +177,45 @@ impl AppState {
             self.reconfigure_mcp(&in_force).await?;
         }
         self.approvals.configure(&in_force.approvals);
+        self.put_tool_policies_in_force(&in_force);
         *applied = in_force;
         Ok(summary)
+    }
+
+    /// The tool policies in force now: the file's, then those added through the admin API.
+    pub fn tool_policies(&self) -> Arc<portcullis_policy::ToolPolicies> {
+        self.tool_policies.load_full()
+    }
+
+    /// Whether the file in force configures the quarantine model (`output: quarantine` needs it).
+    pub async fn quarantine_configured(&self) -> bool {
+        self.applied.lock().await.quarantine.is_some()
+    }
+
+    /// The tool policies added through the admin API, as last read.
+    pub fn stored_tool_policies(&self) -> Arc<Vec<portcullis_store::ToolPolicyRecord>> {
+        self.stored_tool_policies.load_full()
+    }
+
+    /// Reads the tool policies added through the admin API again and puts them in force after
+    /// the file's (at start, after a change made here, and whenever the tenancy version
+    /// moves). A database that does not answer leaves the rules in force.
+    pub async fn refresh_tool_policies(&self) -> Result<(), StoreError> {
+        let applied = self.applied.lock().await;
+        let stored = self.stores.tool_policies.tool_policies().await?;
+        self.stored_tool_policies.store(Arc::new(stored));
+        self.put_tool_policies_in_force(&applied);
+        Ok(())
+    }
+
+    /// Compiles the file's rules of `config` with the stored ones and swaps them in.
+    fn put_tool_policies_in_force(&self, config: &Config) {
+        let effective = crate::tool_policies_admin::effective(
+            &config.tool_policies,
+            &self.stored_tool_policies.load(),
+            config.quarantine.is_some(),
+        );
+        self.tool_policies.store(Arc::new(effective));
     }
 
     /// Reads the MCP servers added through the admin API again and puts them in force next to
