@@ -45,5 +45,6 @@ mod quarantine;
 mod reload;
 mod semantic;
 mod telemetry;
+mod tool_policies_admin;
 mod tools_denied;
 mod usage;
