@@ -25,14 +25,13 @@
 //! `quarantine_failed`), with the rule that quarantined it.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use portcullis_audit as audit;
 use portcullis_core::{
     ChatRequest, Dialect, ErrorKind, GatewayError, Message, Part, RawJson, Role, ToolChoice,
     ToolDefinition,
 };
-use portcullis_policy::{Quarantine, QuarantinedResult, Questions, ToolPolicies};
+use portcullis_policy::{QuarantinedResult, Questions, ToolPolicies};
 use serde_json::{Value, json};
 use tracing::Instrument;
 
