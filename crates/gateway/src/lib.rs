@@ -68,6 +68,7 @@ pub mod semantic;
 pub mod server;
 pub mod settle;
 pub mod state;
+pub mod stored_tool_policies;
 pub mod stream_filter;
 pub mod tenancy;
 pub mod tool_calls;

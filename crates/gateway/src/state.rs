@@ -67,7 +67,7 @@ pub struct AppState {
     /// whose names the file also uses included: the file's win).
     mcp_admin: ArcSwap<Vec<portcullis_mcp::ServerSpec>>,
     /// The tool policies in force: the file's, then those added through the admin API,
-    /// compiled together (`crate::tool_policies_admin`); one load per request.
+    /// compiled together (`crate::stored_tool_policies`); one load per request.
     tool_policies: ArcSwap<portcullis_policy::ToolPolicies>,
     /// The tool policies added through the admin API, as last read from the database.
     stored_tool_policies: ArcSwap<Vec<portcullis_store::ToolPolicyRecord>>,
@@ -210,7 +210,7 @@ impl AppState {
 
     /// Compiles the file's rules of `config` with the stored ones and swaps them in.
     fn put_tool_policies_in_force(&self, config: &Config) {
-        let effective = crate::tool_policies_admin::effective(
+        let effective = crate::stored_tool_policies::effective(
             &config.tool_policies,
             &self.stored_tool_policies.load(),
             config.quarantine.is_some(),
