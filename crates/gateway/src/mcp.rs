@@ -1933,10 +1933,9 @@ where
     rx
 }
 
-/// The session a tool call is audited under (also the request log's `session_id`): the
-/// `x-portcullis-session-id` header when given, else the MCP session (`Mcp-Session-Id`), else —
-/// for clients of the 2026 protocol, which have no sessions — one per caller:
-/// `mcp-<first 16 hex digits of SHA-256(subject "|" key id)>`.
+/// The session a tool call is audited under (also the request log's `session_id`): the one
+/// whose trust the guardrails read and taint (`mcp_guard::session`), so a call's audit
+/// record, its approvals and its session's taint name the same session.
 fn audit_session(log: &mut RequestLog, headers: &HeaderMap, principal: &Principal) {
     let Some(r) = log.record() else {
         return;
@@ -1944,19 +1943,7 @@ fn audit_session(log: &mut RequestLog, headers: &HeaderMap, principal: &Principa
     if r.session_id.is_some() {
         return;
     }
-    let given = headers
-        .get("x-portcullis-session-id")
-        .and_then(|v| v.to_str().ok())
-        .filter(|v| !v.is_empty())
-        .map(str::to_owned);
-    r.session_id = Some(match given.or_else(|| session_of(headers)) {
-        Some(session) => session,
-        None => {
-            use sha2::Digest;
-            let digest = sha2::Sha256::digest(caller_of(principal).as_bytes());
-            format!("mcp-{}", &hex::encode(digest)[..16])
-        }
-    });
+    r.session_id = Some(crate::mcp_guard::session(headers, &principal.identity).into_owned());
 }
 
 /// A tool call's decision-audit record, from its log record (request id, time, identity,
