@@ -69,3 +69,48 @@ pub fn effective(
         file.clone()
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stored(id: &str, spec: &str) -> ToolPolicyRecord {
+        ToolPolicyRecord {
+            id: id.to_owned(),
+            position: 0,
+            spec: spec.to_owned(),
+            created_ms: 0,
+            created_by: "master".to_owned(),
+        }
+    }
+
+    #[test]
+    fn stored_rules_follow_the_files_and_those_that_no_longer_apply_are_left_out() {
+        let file = portcullis_policy::compile(vec![ToolPolicySpec {
+            pattern: "read_*".to_owned(),
+            output: Some("untrusted".to_owned()),
+            ..ToolPolicySpec::default()
+        }])
+        .unwrap();
+        let rules = [
+            stored("tp_1", r#"{"match":"web_*","output":"quarantine"}"#),
+            stored("tp_2", r#"{"match":"send_money","call":"block"}"#),
+            stored("tp_3", r#"{"match":"x","call":"sometimes"}"#),
+        ];
+        let with_model = effective(&file, &rules, true);
+        let patterns = |p: &ToolPolicies| {
+            p.specs()
+                .iter()
+                .map(|s| s.pattern.clone())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(patterns(&with_model), ["read_*", "web_*", "send_money"]);
+        assert_eq!(with_model.rule_index("send_money"), Some(2));
+        // The quarantine model gone from the file: that rule stops applying, the next moves up.
+        let without = effective(&file, &rules, false);
+        assert_eq!(patterns(&without), ["read_*", "send_money"]);
+        assert_eq!(without.rule_index("send_money"), Some(1));
+        assert!(usable(&rules[0], false).is_err());
+        assert_eq!(effective(&file, &[], false), file);
+    }
+}
