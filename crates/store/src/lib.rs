@@ -41,9 +41,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
-pub use approvals::{
-    ApprovalQuery, ApprovalRecord, ApprovalStatus, ApprovalStore, OpenApproval,
-};
+pub use approvals::{ApprovalQuery, ApprovalRecord, ApprovalStatus, ApprovalStore, OpenApproval};
 pub use audit::{AuditQuery, AuditRow, AuditStore, AuditVerification, verify_audit};
 pub use audit_writer::{AuditLost, AuditSink, AuditStats, AuditWriter, AuditWriterConfig};
 pub use mcp::{McpServerRecord, McpServerStore};
