@@ -59,31 +59,29 @@ macro_rules! tool_policy_store {
                 &self,
                 r: &ToolPolicyRecord,
             ) -> Result<Option<ToolPolicyRecord>, StoreError> {
+                // The insert is the transaction's first statement: on SQLite it takes the write
+                // lock at once (waiting its turn), where a read first could not upgrade while
+                // another connection writes.
                 let mut tx = self.pool().begin().await?;
-                let (last,): (Option<i64>,) =
-                    sqlx::query_as("SELECT MAX(position) FROM tool_policies")
-                        .fetch_one(&mut *tx)
-                        .await?;
-                let stored = ToolPolicyRecord {
-                    position: last.map_or(0, |p| p + 1),
-                    ..r.clone()
-                };
-                let done = sqlx::query(
+                let done: Result<(i64,), sqlx::Error> = sqlx::query_as(
                     "INSERT INTO tool_policies (id, position, spec, created_ms, created_by) \
-                     VALUES ($1, $2, $3, $4, $5)",
+                     VALUES ($1, (SELECT COALESCE(MAX(position), -1) + 1 FROM tool_policies), \
+                     $2, $3, $4) RETURNING position",
                 )
-                .bind(&stored.id)
-                .bind(stored.position)
-                .bind(&stored.spec)
-                .bind(stored.created_ms)
-                .bind(&stored.created_by)
-                .execute(&mut *tx)
+                .bind(&r.id)
+                .bind(&r.spec)
+                .bind(r.created_ms)
+                .bind(&r.created_by)
+                .fetch_one(&mut *tx)
                 .await;
-                match done {
-                    Ok(_) => {}
+                let stored = match done {
+                    Ok((position,)) => ToolPolicyRecord {
+                        position,
+                        ..r.clone()
+                    },
                     Err(sqlx::Error::Database(d)) if d.is_unique_violation() => return Ok(None),
                     Err(e) => return Err(e.into()),
-                }
+                };
                 sqlx::query(BUMP).execute(&mut *tx).await?;
                 tx.commit().await?;
                 Ok(Some(stored))

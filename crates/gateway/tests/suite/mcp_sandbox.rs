@@ -365,8 +365,11 @@ async fn the_reference_filesystem_server_works_in_its_sandbox() {
     std::fs::create_dir(&work).unwrap();
     std::fs::write(parent.path().join("secret.txt"), "outside").unwrap();
     let work = work.canonicalize().unwrap().display().to_string();
+    // The operator trusts what this server returns (its own files): otherwise the listing's
+    // output would taint the session and `write_file` (annotated destructive) be withheld.
     let gw = TestGateway::start(&format!(
-        "mcp:\n  servers:\n    files: {{command: {bin}, args: [{work}], cwd: {work}, network: false, timeout: 20s}}\n",
+        "mcp:\n  servers:\n    files: {{command: {bin}, args: [{work}], cwd: {work}, network: false, timeout: 20s}}\n\
+         tool_policies:\n  - {{match: \"files__*\", output: trusted}}\n",
         bin = bin.display(),
     ))
     .await;
