@@ -843,6 +843,50 @@ mod tests {
     }
 
     #[test]
+    fn complete_answers_lose_denied_calls_and_finish_as_end_of_turn() {
+        use portcullis_core::Choice;
+        let call = |id: &str, name: &str| Part::ToolCall {
+            id: id.into(),
+            name: name.into(),
+            arguments: "{}".into(),
+            cache_control: None,
+        };
+        let mut r = ChatResponse {
+            choices: vec![
+                Choice {
+                    index: 0,
+                    content: vec![Part::text("Sure."), call("c1", "rm_rf")],
+                    stop_reason: Some(StopReason::ToolUse),
+                    ..Choice::default()
+                },
+                Choice {
+                    index: 1,
+                    content: vec![call("c2", "rm"), call("c3", "ls")],
+                    stop_reason: Some(StopReason::ToolUse),
+                    ..Choice::default()
+                },
+            ],
+            ..ChatResponse::default()
+        };
+        let withheld = withhold_calls(&mut r, &mut denied(&["rm*"]));
+        assert_eq!(withheld, vec!["rm_rf", "rm"]);
+        let first = &r.choices[0];
+        assert_eq!(first.stop_reason, Some(StopReason::EndTurn));
+        assert_eq!(first.content.len(), 2);
+        assert!(
+            matches!(&first.content[1], Part::Text { text, .. } if text.starts_with("\n\n[") && text.contains("`rm_rf`"))
+        );
+        let second = &r.choices[1];
+        assert_eq!(second.stop_reason, Some(StopReason::ToolUse));
+        assert!(matches!(&second.content[0], Part::Text { text, .. } if text.contains("`rm`")));
+        assert!(matches!(&second.content[1], Part::ToolCall { name, .. } if name == "ls"));
+        // Nothing denied: nothing changes.
+        let before = r.clone();
+        assert!(withhold_calls(&mut r, &mut denied(&["rm*"])).is_empty());
+        assert_eq!(r, before);
+    }
+
+    #[test]
     fn complete_bodies_pass_unchanged_unless_a_call_is_withheld() {
         let body = Bytes::from_static(b"{\"upstream\":\"bytes\"}");
         let mut parsed = ChatResponse::default();

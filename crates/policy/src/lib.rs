@@ -2,9 +2,8 @@
 //! loading. The gateway asks; this crate answers.
 //!
 //! - [`tools`]: the tool-call deny-list — glob lists over tool names ([`ToolGlobs`]), the
-//!   union of a route's and a key's lists ([`DeniedTools`]), which calls of a complete answer
-//!   are withheld ([`withhold_denied_calls`]) and the notice text that names them
-//!   ([`withheld_notice`]).
+//!   union of a route's and a key's lists ([`DeniedTools`]), and the notice text that names
+//!   withheld calls ([`withheld_notice`]); the gateway's `tool_calls` applies them to answers.
 //! - [`access`]: which MCP servers and tools a caller may see and call ([`ToolAccess`]).
 //! - [`access_rules`]: access rules by user, team and role over MCP tools ([`AccessRules`],
 //!   decided by [`access_rules::permits`]).
@@ -40,7 +39,7 @@ pub use tool_policy::{
     RawGuardrails, RawQuarantine, RuleRef, ToolHints, ToolPolicies, ToolPolicySpec, WithholdReason,
     compile,
 };
-pub use tools::{DeniedTools, GlobIssue, ToolGlobs, withheld_notice, withhold_denied_calls};
+pub use tools::{DeniedTools, GlobIssue, ToolGlobs, withheld_notice};
 pub use trust::{
     QuarantinedResult, Taint, TaintCause, Trust, TurnTrust, reconstruct, session_from_conversation,
 };

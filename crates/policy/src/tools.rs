@@ -16,7 +16,6 @@
 use std::sync::Arc;
 
 use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
-use portcullis_core::{ChatResponse, Part, StopReason};
 
 /// A compiled list of tool-name globs.
 #[derive(Debug, Clone)]
@@ -157,69 +156,12 @@ pub fn withheld_notice<S: AsRef<str>>(names: &[S]) -> String {
     }
 }
 
-/// Withholds the denied calls of a complete answer: each choice loses its denied tool calls,
-/// gains the notice naming them (after its text, separated by a blank line), and finishes as
-/// an end of turn if no call is left where it had asked for tools. Returns the names of the
-/// withheld tools (empty: the answer is unchanged).
-pub fn withhold_denied_calls(response: &mut ChatResponse, denied: &DeniedTools) -> Vec<String> {
-    let mut all = Vec::new();
-    for choice in &mut response.choices {
-        let mut withheld = Vec::new();
-        choice.content.retain(|part| match part {
-            Part::ToolCall { name, .. } if denied.denies(name) => {
-                withheld.push(name.clone());
-                false
-            }
-            _ => true,
-        });
-        if withheld.is_empty() {
-            continue;
-        }
-        let notice = withheld_notice(&withheld);
-        let has_text = choice
-            .content
-            .iter()
-            .any(|p| matches!(p, Part::Text { text, .. } if !text.is_empty()));
-        let notice = if has_text {
-            format!("\n\n{notice}")
-        } else {
-            notice
-        };
-        // After the last text, before any remaining calls: clients read text first.
-        let at = choice
-            .content
-            .iter()
-            .rposition(|p| matches!(p, Part::Text { .. }))
-            .map_or(0, |i| i + 1);
-        choice.content.insert(at, Part::text(notice));
-        let calls_left = choice
-            .content
-            .iter()
-            .any(|p| matches!(p, Part::ToolCall { .. }));
-        if !calls_left && choice.stop_reason == Some(StopReason::ToolUse) {
-            choice.stop_reason = Some(StopReason::EndTurn);
-        }
-        all.extend(withheld);
-    }
-    all
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use portcullis_core::Choice;
 
     fn globs(p: &[&str]) -> Arc<ToolGlobs> {
         Arc::new(ToolGlobs::new(p).unwrap())
-    }
-
-    fn call(id: &str, name: &str) -> Part {
-        Part::ToolCall {
-            id: id.into(),
-            name: name.into(),
-            arguments: "{\"x\":1}".into(),
-            cache_control: None,
-        }
     }
 
     #[test]
@@ -271,43 +213,5 @@ mod tests {
             n.contains("`rm`, `sh`") && n.matches("`rm`").count() == 1,
             "{n}"
         );
-    }
-
-    #[test]
-    fn complete_answers_lose_denied_calls_and_finish_as_end_of_turn() {
-        let denied = DeniedTools::union(Some(&globs(&["rm*"])), None).unwrap();
-        let mut r = ChatResponse {
-            choices: vec![
-                Choice {
-                    index: 0,
-                    content: vec![Part::text("Sure."), call("c1", "rm_rf")],
-                    stop_reason: Some(StopReason::ToolUse),
-                    ..Choice::default()
-                },
-                Choice {
-                    index: 1,
-                    content: vec![call("c2", "rm"), call("c3", "ls")],
-                    stop_reason: Some(StopReason::ToolUse),
-                    ..Choice::default()
-                },
-            ],
-            ..ChatResponse::default()
-        };
-        let withheld = withhold_denied_calls(&mut r, &denied);
-        assert_eq!(withheld, vec!["rm_rf", "rm"]);
-        let first = &r.choices[0];
-        assert_eq!(first.stop_reason, Some(StopReason::EndTurn));
-        assert_eq!(first.content.len(), 2);
-        assert!(
-            matches!(&first.content[1], Part::Text { text, .. } if text.starts_with("\n\n[") && text.contains("`rm_rf`"))
-        );
-        let second = &r.choices[1];
-        assert_eq!(second.stop_reason, Some(StopReason::ToolUse));
-        assert!(matches!(&second.content[0], Part::Text { text, .. } if text.contains("`rm`")));
-        assert!(matches!(&second.content[1], Part::ToolCall { name, .. } if name == "ls"));
-        // Nothing denied: nothing changes.
-        let before = r.clone();
-        assert!(withhold_denied_calls(&mut r, &denied).is_empty());
-        assert_eq!(r, before);
     }
 }
