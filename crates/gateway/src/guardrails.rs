@@ -206,13 +206,7 @@ pub fn audit_trust(trust: &Trust) -> audit::Trust {
 
 /// Hex SHA-256 of `text`.
 pub fn sha256_hex(text: &str) -> String {
-    let digest = Sha256::digest(text.as_bytes());
-    let mut out = String::with_capacity(64);
-    for byte in digest {
-        out.push(char::from_digit(u32::from(byte >> 4), 16).unwrap_or('0'));
-        out.push(char::from_digit(u32::from(byte & 0xf), 16).unwrap_or('0'));
-    }
-    out
+    hex::encode(Sha256::digest(text.as_bytes()))
 }
 
 /// Judges the calls of one turn's answer (see the module documentation).

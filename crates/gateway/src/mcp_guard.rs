@@ -43,6 +43,7 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 use sha2::{Digest, Sha256};
 
+use crate::guardrails::sha256_hex;
 use crate::mcp_trust::SessionTaint;
 use crate::request_log::RequestLog;
 use crate::state::AppState;
@@ -232,11 +233,6 @@ pub fn carry(earlier: &audit::AuditRecord, record: &mut audit::AuditRecord) {
             record.approvals.push(id.clone());
         }
     }
-}
-
-/// Hex SHA-256 of `text`.
-fn sha256_hex(text: &str) -> String {
-    hex::encode(Sha256::digest(text.as_bytes()))
 }
 
 /// Judges a `tools/call` about to be forwarded (`call_id` its JSON-RPC id) and taints the

@@ -324,7 +324,7 @@ async fn in_a_tainted_context_an_approval_tool_is_held_and_passes_once_when_repe
 }
 
 /// The audit record of `session`, once written.
-async fn audit_record(gw: &TestGateway, session: &str) -> Value {
+pub(crate) async fn audit_record(gw: &TestGateway, session: &str) -> Value {
     for _ in 0..100 {
         let r = client()
             .get(gw.at(&format!("/admin/audit?session={session}")))

@@ -9,9 +9,9 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use crate::common::*;
+use crate::guardrails::audit_record;
 use crate::tools_denied::{Wire, answer_of};
 use portcullis_test_support::MockUpstream;
 use portcullis_test_support::scenario::{Api, Outcome, Responder, ToolCallPlan};
@@ -259,23 +259,4 @@ async fn an_answer_outside_the_schema_is_refused_and_the_result_fails_closed() {
     assert_eq!(seen.len(), 2, "{seen:?}");
     assert!(!String::from_utf8_lossy(&seen[1].raw).contains(UNREADABLE));
     gw.stop().await;
-}
-
-/// The audit record of `session`, once written.
-async fn audit_record(gw: &TestGateway, session: &str) -> Value {
-    for _ in 0..100 {
-        let r = client()
-            .get(gw.at(&format!("/admin/audit?session={session}")))
-            .bearer_auth(MASTER_KEY)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 200);
-        let page: Value = r.json().await.unwrap();
-        if let Some(record) = page["data"].as_array().and_then(|d| d.first()) {
-            return record.clone();
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("no audit record for session {session}");
 }
