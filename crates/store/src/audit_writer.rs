@@ -8,9 +8,8 @@
 //! error in the server log with its id. [`AuditSink::send`] is the same wait for a caller that
 //! can afford it, answering whether the record was queued.
 //!
-//! **Records are sealed only once stored.** The task takes whatever is queued (up to a batch,
-//! and what arrives within 20 ms of the first record, so a trickle is not written a
-//! transaction per record), seals it after the chain's head and writes it in one transaction with the checkpoint due, if
+//! **Records are sealed only once stored.** The task takes whatever is queued (up to a batch),
+//! seals it after the chain's head and writes it in one transaction with the checkpoint due, if
 //! any; the head moves only when the transaction commits. A write that fails because the
 //! database is unreachable is retried with backoff (100 ms doubling to 5 s) for as long as the
 //! gateway runs, so the chain never has a hole: meanwhile the queue fills and new records wait,
@@ -249,8 +248,6 @@ struct Task {
 
 /// Attempts of one write once shutdown began, before its records are given up.
 const ATTEMPTS_AT_SHUTDOWN: u32 = 3;
-/// How long the writer waits for more records once one arrives, to write them together.
-const LINGER: Duration = Duration::from_millis(20);
 
 impl Task {
     async fn run(mut self, mut stop: oneshot::Receiver<()>) {
@@ -272,18 +269,6 @@ impl Task {
                 n = self.rx.recv_many(&mut batch, batch_size) => {
                     if n == 0 {
                         break;
-                    }
-                    // What arrives within a short linger joins the batch: a steady trickle of
-                    // records is written a transaction per batch, not one per record.
-                    let until = Instant::now() + LINGER;
-                    while batch.len() < batch_size {
-                        let room = batch_size - batch.len();
-                        match tokio::time::timeout_at(until, self.rx.recv_many(&mut batch, room))
-                            .await
-                        {
-                            Ok(0) | Err(_) => break,
-                            Ok(_) => {}
-                        }
                     }
                     self.write(&mut batch).await;
                     if self.since_checkpoint == 0 {
