@@ -233,8 +233,24 @@ impl Gateway {
                 ..WriterConfig::default()
             },
         );
+        // The decision audit: this process's own chain, written in the background.
+        let (audit_sink, audit_writer) = if config.audit.enabled {
+            let replica = std::env::var("HOSTNAME")
+                .ok()
+                .filter(|h| !h.is_empty())
+                .unwrap_or_else(|| config.listen.to_string());
+            let (sink, writer) = portcullis_store::AuditWriter::spawn(
+                stores.audit.clone(),
+                portcullis_store::AuditWriterConfig::from_settings(&config.audit, &replica),
+            )
+            .await?;
+            (Some(sink), Some(writer))
+        } else {
+            (None, None)
+        };
         let metrics = Arc::new(Metrics::new(
             sink.stats().clone(),
+            audit_sink.clone(),
             cache.as_ref().map(|c| c.store().clone()),
             limiter.clone(),
         ));
@@ -264,22 +280,7 @@ impl Gateway {
             spend_seed,
         );
         state.body_budget = body::BodyBudget::new(config.server.max_body_bytes_in_flight);
-        // The decision audit: this process's own chain, written in the background.
-        let audit_writer = if config.audit.enabled {
-            let replica = std::env::var("HOSTNAME")
-                .ok()
-                .filter(|h| !h.is_empty())
-                .unwrap_or_else(|| config.listen.to_string());
-            let (sink, writer) = portcullis_store::AuditWriter::spawn(
-                state.stores.audit.clone(),
-                portcullis_store::AuditWriterConfig::from_settings(&config.audit, &replica),
-            )
-            .await?;
-            state.audit = Some(sink);
-            Some(writer)
-        } else {
-            None
-        };
+        state.audit = audit_sink;
         let state = Arc::new(state);
         if let Some(oauth) = state.auth.oauth() {
             // Tokens may also be asked for the MCP endpoints (RFC 8707 `resource`).

@@ -1,19 +1,21 @@
 //! Prometheus metrics served at `GET /metrics`: requests, latency and tokens by endpoint and
 //! provider; MCP tool calls by server and tool, MCP request latency by server and method,
 //! servers up, tool definitions withheld for review; held tool calls (approvals) and what
-//! became of their storage and webhook; the request-log writer's counters, the
-//! exact cache's counters and the limiter's backend failures.
+//! became of their storage and webhook; the request-log writer's and the decision-audit
+//! writer's counters (read when scraped), the exact cache's counters and the limiter's backend
+//! failures.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use portcullis_cache::CacheStore;
 use portcullis_limits::Limiter;
-use portcullis_store::LogStats;
+use portcullis_store::{AuditSink, LogStats};
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
 use prometheus_client::metrics::counter::{ConstCounter, Counter};
 use prometheus_client::metrics::family::{Family, MetricConstructor};
+use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
@@ -130,10 +132,11 @@ pub struct RequestSample<'a> {
 }
 
 impl Metrics {
-    /// Registers every metric, including the log writer's, the cache's and the limiter's
-    /// counters.
+    /// Registers every metric, including the log writer's, the audit writer's (when the
+    /// decision audit is on), the cache's and the limiter's counters.
     pub fn new(
         log_stats: Arc<LogStats>,
+        audit: Option<AuditSink>,
         cache: Option<Arc<dyn CacheStore>>,
         limiter: Option<Limiter>,
     ) -> Self {
@@ -190,6 +193,9 @@ impl Metrics {
             approvals.clone(),
         );
         registry.register_collector(Box::new(LogStatsCollector(log_stats)));
+        if let Some(audit) = audit {
+            registry.register_collector(Box::new(AuditCollector(audit)));
+        }
         registry.register_collector(Box::new(ControlsCollector { cache, limiter }));
         Self {
             registry,
@@ -322,6 +328,52 @@ impl Collector for LogStatsCollector {
             let metric = encoder.encode_descriptor(name, help, None, counter.metric_type())?;
             counter.encode(metric)?;
         }
+        Ok(())
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct AuditOutcomeLabels {
+    outcome: &'static str,
+}
+
+/// The decision-audit writer's counters and queue, read when scraped.
+#[derive(Debug)]
+struct AuditCollector(AuditSink);
+
+impl Collector for AuditCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let s = self.0.stats();
+        let mut records = encoder.encode_descriptor(
+            "portcullis_audit_records",
+            "Decision-audit records, by outcome: accepted (queued), waited (found the queue \
+             full and waited for room), written (stored), lost (given up)",
+            None,
+            prometheus_client::metrics::MetricType::Counter,
+        )?;
+        for (outcome, value) in [
+            ("accepted", &s.accepted),
+            ("waited", &s.waited),
+            ("written", &s.written),
+            ("lost", &s.lost),
+        ] {
+            let counter = ConstCounter::new(value.load(Ordering::Relaxed));
+            counter.encode(records.encode_family(&AuditOutcomeLabels { outcome })?)?;
+        }
+        let checkpoints = ConstCounter::new(s.checkpoints.load(Ordering::Relaxed));
+        checkpoints.encode(encoder.encode_descriptor(
+            "portcullis_audit_checkpoints",
+            "Decision-audit checkpoints stored",
+            None,
+            checkpoints.metric_type(),
+        )?)?;
+        let queued = ConstGauge::new(i64::try_from(self.0.queued()).unwrap_or(i64::MAX));
+        queued.encode(encoder.encode_descriptor(
+            "portcullis_audit_queued_records",
+            "Decision-audit records in the queue, not yet taken by the writer",
+            None,
+            queued.metric_type(),
+        )?)?;
         Ok(())
     }
 }

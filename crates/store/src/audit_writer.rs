@@ -162,6 +162,12 @@ impl AuditSink {
     pub fn stats(&self) -> &Arc<AuditStats> {
         &self.stats
     }
+
+    /// Records in the queue now, not yet taken by the writer (those waiting for room are not
+    /// counted).
+    pub fn queued(&self) -> usize {
+        self.tx.max_capacity().saturating_sub(self.tx.capacity())
+    }
 }
 
 /// The background audit writer of this process.

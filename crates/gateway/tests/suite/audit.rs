@@ -1,6 +1,7 @@
 //! The decision audit across replicas and over time: two gateways on one PostgreSQL database
 //! audit MCP tool calls at the same time, each in its own chain, and every chain verifies;
-//! retention drops old records a checkpoint at a time and what is left still verifies.
+//! retention drops old records a checkpoint at a time and what is left still verifies; the
+//! writer's counters are in `/metrics`.
 
 use std::time::Duration;
 
@@ -126,4 +127,60 @@ async fn retention_drops_old_records_and_the_rest_still_verifies() {
     assert!(report.bad.is_empty(), "{:?}", report.bad);
     assert_eq!(report.intact[0].first_seq, 5, "{:?}", report.intact);
     assert_eq!(report.intact[0].records, 3);
+}
+
+/// The value of the sample `name` (with its labels, as written) in `/metrics`.
+async fn metric(gw: &TestGateway, name: &str) -> Option<f64> {
+    let text = client()
+        .get(gw.at("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+}
+
+#[tokio::test]
+async fn the_audit_writers_counters_are_in_metrics() {
+    let gw = TestGateway::start(&yaml("  checkpoint_every: 2")).await;
+    let written = r#"portcullis_audit_records_total{outcome="written"}"#;
+    assert_eq!(metric(&gw, written).await, Some(0.0));
+    for i in 0..3 {
+        echo(&gw, "metered", format!("m{i}")).await;
+    }
+    // Records are written in the background: the count catches up.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while metric(&gw, written).await != Some(3.0) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "written: {:?}",
+            metric(&gw, written).await
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(audit_ids(&gw).await.len(), 3);
+    assert_eq!(
+        metric(&gw, r#"portcullis_audit_records_total{outcome="accepted"}"#).await,
+        Some(3.0)
+    );
+    for outcome in ["waited", "lost"] {
+        let name = format!(r#"portcullis_audit_records_total{{outcome="{outcome}"}}"#);
+        assert_eq!(metric(&gw, &name).await, Some(0.0), "{outcome}");
+    }
+    // A checkpoint after the second record.
+    assert!(metric(&gw, "portcullis_audit_checkpoints_total").await >= Some(1.0));
+    assert_eq!(
+        metric(&gw, "portcullis_audit_queued_records").await,
+        Some(0.0)
+    );
+    gw.stop().await;
+
+    // Without the audit, no audit metrics.
+    let off = TestGateway::start(&yaml("  enabled: false")).await;
+    echo(&off, "unmetered", "x".to_owned()).await;
+    assert_eq!(metric(&off, written).await, None);
+    off.stop().await;
 }
