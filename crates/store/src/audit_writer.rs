@@ -8,8 +8,10 @@
 //! error in the server log with its id. [`AuditSink::send`] is the same wait for a caller that
 //! can afford it, answering whether the record was queued.
 //!
-//! **Records are sealed only once stored.** The task takes whatever is queued (up to a batch),
-//! seals it after the chain's head and writes it in one transaction with the checkpoint due, if
+//! **Records are sealed only once stored.** The task takes whatever is queued (up to a batch,
+//! never past the next checkpoint), and what arrives within [`LINGER`] of it, so a steady
+//! trickle of records is written a transaction per batch rather than one per record; it seals
+//! the batch after the chain's head and writes it in one transaction with the checkpoint due, if
 //! any; the head moves only when the transaction commits. A write that fails because the
 //! database is unreachable is retried with backoff (100 ms doubling to 5 s) for as long as the
 //! gateway runs, so the chain never has a hole: meanwhile the queue fills and new records wait,
@@ -254,6 +256,10 @@ struct Task {
 
 /// Attempts of one write once shutdown began, before its records are given up.
 const ATTEMPTS_AT_SHUTDOWN: u32 = 3;
+/// How long the writer waits, once a record arrives, for more to write with it. Records reach
+/// `GET /admin/audit` at most this much later; in exchange, a gateway answering one MCP call
+/// after another spends a transaction per batch instead of one per call.
+pub const LINGER: Duration = Duration::from_millis(20);
 
 impl Task {
     async fn run(mut self, mut stop: oneshot::Receiver<()>) {
@@ -272,9 +278,25 @@ impl Task {
             tokio::select! {
                 biased;
                 _ = &mut stop => break,
-                n = self.rx.recv_many(&mut batch, batch_size) => {
+                n = self.rx.recv_many(&mut batch, self.room(batch_size)) => {
                     if n == 0 {
                         break;
+                    }
+                    // What arrives within the linger joins the batch, up to the next checkpoint:
+                    // a batch never spans two checkpoints, so retention (a checkpoint at a time)
+                    // sees the same records whatever the timing.
+                    let until = Instant::now() + LINGER;
+                    loop {
+                        let room = self.room(batch_size).saturating_sub(batch.len());
+                        if room == 0 {
+                            break;
+                        }
+                        match tokio::time::timeout_at(until, self.rx.recv_many(&mut batch, room))
+                            .await
+                        {
+                            Ok(0) | Err(_) => break,
+                            Ok(_) => {}
+                        }
                     }
                     self.write(&mut batch).await;
                     if self.since_checkpoint == 0 {
@@ -295,10 +317,20 @@ impl Task {
         }
         // Shutdown: refuse new records, write what is queued, mark the chain's end.
         self.rx.close();
-        while self.rx.recv_many(&mut batch, batch_size).await > 0 {
+        while self.rx.recv_many(&mut batch, self.room(batch_size)).await > 0 {
             self.write(&mut batch).await;
         }
         self.checkpoint().await;
+    }
+
+    /// Records the next batch may hold: a batch, and never past the next checkpoint.
+    fn room(&self, batch_size: usize) -> usize {
+        let to_checkpoint = self
+            .config
+            .checkpoint_every
+            .saturating_sub(self.since_checkpoint)
+            .max(1);
+        usize::try_from(to_checkpoint).map_or(batch_size, |n| n.min(batch_size))
     }
 
     /// Seals and stores `batch` (emptied), retrying while the database is unreachable.

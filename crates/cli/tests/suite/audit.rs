@@ -145,21 +145,21 @@ async fn tool_calls_are_audited_and_verify_finds_tampering() {
     let refused = call(&url, "conv-b", "everything__no_such_tool", "b1").await;
     assert!(refused["error"].is_object(), "{refused}");
 
-    // The records, by session, a page at a time (the writer may need a moment).
+    // The writer stores records a moment after the calls: wait for all five.
     let deadline = Instant::now() + Duration::from_secs(10);
-    let first = loop {
-        let (status, page) = audit(&url, "session=conv-a&limit=2").await;
+    loop {
+        let (status, page) = audit(&url, "").await;
         assert_eq!(status, 200, "{page}");
-        if page["data"].as_array().unwrap().len() == 2 {
-            break page;
+        if page["data"].as_array().unwrap().len() == 5 {
+            break;
         }
-        assert!(
-            Instant::now() < deadline,
-            "no audit records: {page} {}",
-            audit(&url, "").await.1
-        );
+        assert!(Instant::now() < deadline, "audit records missing: {page}");
         tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    }
+    // The records, by session, a page at a time.
+    let (status, first) = audit(&url, "session=conv-a&limit=2").await;
+    assert_eq!(status, 200, "{first}");
+    assert_eq!(first["data"].as_array().unwrap().len(), 2, "{first}");
     let cursor = first["next_cursor"].as_str().unwrap().to_owned();
     let (_, second) = audit(&url, &format!("session=conv-a&limit=2&cursor={cursor}")).await;
     let rest = second["data"].as_array().unwrap();
