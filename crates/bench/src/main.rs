@@ -722,8 +722,7 @@ async fn policy_gateways(
     let mut started: Vec<(Child, SocketAddr)> = Vec::with_capacity(2);
     for (name, with_rules) in [("policies", true), ("no-policies", false)] {
         let listen = free_port()?;
-        // The configuration alone in its directory, the database in another: the gateway
-        // watches its configuration's directory, and each database write there would wake it.
+        // The configuration and the database in directories of their own.
         let (config_dir, data_dir) = (dir.join(name), dir.join(format!("{name}-data")));
         for d in [&config_dir, &data_dir] {
             std::fs::create_dir_all(d).map_err(|e| e.to_string())?;

@@ -1,6 +1,7 @@
-//! Reloading the configuration while serving: `SIGHUP` re-reads it at once, and a watcher on
-//! the file's directory re-reads it when it changes — written in place, replaced by a rename
-//! (as editors save) or swapped behind the `..data` symlink of a Kubernetes ConfigMap. A file
+//! Reloading the configuration while serving: `SIGHUP` re-reads it at once, and a watcher that
+//! polls the file every [`POLL`] re-reads it when its content changes — written in place,
+//! replaced by a rename (as editors save), edited behind a symlink, or swapped behind the
+//! `..data` symlink of a Kubernetes ConfigMap. A file
 //! `portcullis check` would refuse changes nothing and is logged with check's messages; a valid
 //! one is applied by the gateway, which names what changed and what needs a restart.
 
@@ -13,8 +14,10 @@ use portcullis_config::{Config, Issue, ProcessEnv, Source};
 use portcullis_gateway::AppState;
 use tokio::sync::Mutex;
 
-/// How long the directory must stay quiet after a change before the file is read (an editor or
-/// the kubelet writes in several steps).
+/// How often the watcher reads the file.
+const POLL: Duration = Duration::from_secs(1);
+/// How long the file must stay unchanged after a change before it is read (an editor or the
+/// kubelet writes in several steps).
 const SETTLE: Duration = Duration::from_millis(300);
 
 /// Re-reads and applies the configuration `serve` started with.
@@ -72,53 +75,30 @@ impl Reloader {
         let Some(path) = self.path.clone() else {
             return;
         };
-        let dir = path
-            .parent()
-            .filter(|d| !d.as_os_str().is_empty())
-            .map_or_else(|| PathBuf::from("."), Path::to_path_buf);
-        let name = path.file_name().map(|n| n.to_owned());
-        let (changed, mut changes) = tokio::sync::mpsc::channel::<()>(1);
-        let watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-            let Ok(event) = event else { return };
-            // The file itself, or a ConfigMap's `..data` swap (the file is a symlink into it).
-            let concerns_file = event.paths.iter().any(|p| {
-                p.file_name().is_some_and(|n| {
-                    Some(n) == name.as_deref() || n.to_string_lossy().starts_with("..")
-                })
-            });
-            if concerns_file {
-                let _ = changed.try_send(());
-            }
-        });
-        let mut watcher = match watcher {
-            Ok(w) => w,
-            Err(e) => {
-                tracing::warn!(
-                    "cannot watch {} for changes ({e}); reload with SIGHUP",
-                    path.display()
-                );
-                return;
-            }
-        };
-        if let Err(e) =
-            notify::Watcher::watch(&mut watcher, &dir, notify::RecursiveMode::NonRecursive)
-        {
-            tracing::warn!(
-                "cannot watch {} for changes ({e}); reload with SIGHUP",
-                dir.display()
-            );
-            return;
-        }
         tracing::info!(
             "watching {} for changes (SIGHUP reloads too)",
             path.display()
         );
         let this = self.clone();
         tokio::spawn(async move {
-            // Watching lasts as long as this task.
-            let _watcher = watcher;
-            while changes.recv().await.is_some() {
-                while let Ok(Some(())) = tokio::time::timeout(SETTLE, changes.recv()).await {}
+            // The file is read every `POLL` (through any symlink) and compared with the text
+            // last applied — not watched with inotify, which, on the file's directory, would
+            // wake the gateway on every write of an embedded database kept beside it.
+            let mut ticks = tokio::time::interval(POLL);
+            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                ticks.tick().await;
+                let read = path.clone();
+                let Ok(Ok(text)) = tokio::task::spawn_blocking(move || std::fs::read(read)).await
+                else {
+                    // Missing for a moment (being replaced) or unreadable: looked at again later.
+                    continue;
+                };
+                if this.last_text.lock().await.as_deref() == Some(text.as_slice()) {
+                    continue;
+                }
+                // Changed: let the writer finish (an editor or the kubelet writes in steps).
+                tokio::time::sleep(SETTLE).await;
                 this.reload(false).await;
             }
         });

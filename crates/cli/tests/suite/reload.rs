@@ -132,8 +132,7 @@ async fn the_file_is_followed_across_renames_and_sighup_and_bad_files_change_not
     std::fs::create_dir_all(&watched).unwrap();
     std::fs::create_dir_all(&elsewhere).unwrap();
     let port = free_port();
-    // The configuration is a symlink to a file in another directory: editing that file in
-    // place is seen by no watcher, only by SIGHUP.
+    // The configuration is a symlink to a file in another directory.
     let target = elsewhere.join("v1.yaml");
     std::fs::write(&target, config_text(dir.path(), &mock, port, "gpt-4o")).unwrap();
     let path = watched.join("config.yaml");
@@ -169,6 +168,12 @@ async fn the_file_is_followed_across_renames_and_sighup_and_bad_files_change_not
         .await;
     server
         .wait_for_log("configuration reloaded: routes", Duration::from_secs(3))
+        .await;
+
+    // Editing the symlink's target in place is applied without a signal.
+    std::fs::write(&target, config_text(dir.path(), &mock, port, "gpt-4o")).unwrap();
+    server
+        .wait_for_model("gpt-4o", Duration::from_secs(5))
         .await;
 
     // A file renamed over the old one is applied within 5 s.
