@@ -277,7 +277,7 @@ def test_every_call_is_in_the_log_with_its_server_and_tool(mcp_gateway):
         assert rec["status"] == 200, rec
         meta = json.loads(rec["metadata"])
         assert meta["decision"] == "forwarded", meta
-        assert len(meta["arguments_sha256"]) == 16, meta
+        assert len(meta["arguments_sha256"]) == 64, meta
 
 
 @pytest.mark.parametrize("mode", MODES)

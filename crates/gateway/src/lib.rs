@@ -47,6 +47,7 @@ pub mod mcp_grants;
 pub mod mcp_guard;
 pub mod mcp_handoff;
 pub mod mcp_pins;
+pub mod mcp_quarantine;
 pub mod mcp_relay;
 pub mod mcp_servers;
 pub mod mcp_streams;

@@ -377,6 +377,7 @@ async fn serve(state: Arc<AppState>, server: Option<String>, req: Request) -> Re
                 policies: &policies,
                 who: &principal.identity,
                 trust: crate::mcp_guard::trust_of(&state, guard_session).await,
+                quarantines: policies.uses_quarantine(),
             };
             &list_gate
         } else {
@@ -487,15 +488,35 @@ async fn serve(state: Arc<AppState>, server: Option<String>, req: Request) -> Re
                     Some(Ok(upstream)) => upstream.clone(),
                     _ => server.upstream.clone(),
                 };
+                // A quarantined tool's result is read by the quarantine model on its way back.
+                let quarantine = forward.tool().and_then(|tool| {
+                    crate::mcp_quarantine::McpQuarantine::of(
+                        &state,
+                        x.parent(),
+                        &principal,
+                        &policies,
+                        tool,
+                        guard_session,
+                    )
+                });
                 let call = async move {
-                    let out = match own {
+                    let (result, decision) = match own {
                         Some(Ok(upstream)) => {
                             hub.forward_via(&forward, &*upstream, Some(related_tx)).await
                         }
                         Some(Err(e)) => (Err(e), Decision::Failed),
                         None => hub.forward(&forward, Some(related_tx)).await,
                     };
-                    (out, forward.note)
+                    let mut note = forward.note;
+                    let result = match quarantine {
+                        Some(q) => {
+                            let (result, why) = q.apply(result).await;
+                            note.rewritten = Some(why);
+                            result
+                        }
+                        None => result,
+                    };
+                    ((result, decision), note)
                 };
                 let mut call = Box::pin(call.instrument(Stage::Dispatch.span()));
                 if let Some(rounds) = rounds {
@@ -1010,6 +1031,7 @@ impl Listen<'_> {
             tool: None,
             arguments_digest: None,
             decision: Decision::Answered,
+            rewritten: None,
         };
         let refuse = |mut x: Exchange, status: StatusCode, message: &str| {
             let mut note = note.clone();
@@ -1452,6 +1474,7 @@ fn subscribe(listen: Listen<'_>, owner: Owner, request: &RpcRequest, mut x: Exch
         tool: None,
         arguments_digest: None,
         decision: Decision::Answered,
+        rewritten: None,
     };
     let streams = &listen.endpoint.streams;
     let Some(slot) = streams.listen(&listen.caller, MAX_LISTENING) else {
@@ -1972,7 +1995,7 @@ fn audit_record(r: &portcullis_store::LogRecord, note: &Note) -> portcullis_audi
         (_, None) => String::new(),
     };
     let (decision, rule, reason) = match note.decision {
-        Decision::Forwarded => (CallDecision::Allow, None, None),
+        Decision::Forwarded => (CallDecision::Allow, None, note.rewritten),
         Decision::Failed => (
             CallDecision::Allow,
             None,

@@ -21,6 +21,9 @@
 //! otherwise). Cursors digest what the caller sees, so a page cut before a taint is refused
 //! after it and the client lists again.
 //!
+//! **Quarantine.** A tool whose `output` is `quarantine` is listed without its `outputSchema`,
+//! and its results reach the client as the quarantine model's answers (`crate::mcp_quarantine`).
+//!
 //! **Calls.** [`judge_call`]: a call the policies withhold is a JSON-RPC error `-32602` naming
 //! the tool and the reason, and never reaches the server; an `approval` tool's call in a
 //! tainted context is held (`approvals`) and answered with a `-32602` error naming the approval
@@ -98,6 +101,8 @@ pub struct ListGate<'a> {
     pub who: &'a Identity,
     /// The session's trust.
     pub trust: Trust,
+    /// Whether some rule quarantines output ([`ToolPolicies::uses_quarantine`]).
+    pub quarantines: bool,
 }
 
 impl ToolGate for ListGate<'_> {
@@ -106,6 +111,10 @@ impl ToolGate for ListGate<'_> {
             self.policies.offer(public, hints, self.who, &self.trust),
             Offer::Keep { .. }
         )
+    }
+
+    fn hides_output_schema(&self, public: &str) -> bool {
+        self.quarantines && self.policies.output(public).0 == Output::Quarantine
     }
 }
 

@@ -172,6 +172,53 @@ pub struct Exchange {
     pub runtime: Arc<Runtime>,
 }
 
+/// The request a nested one is made for: its id and configuration snapshot. Cheap to clone,
+/// and kept by work that outlives the borrow of its [`Exchange`] (an MCP call's answer).
+#[derive(Clone)]
+pub struct Parent {
+    id: Uuid,
+    runtime: Arc<Runtime>,
+}
+
+impl Parent {
+    /// A request the gateway makes on the caller's behalf while serving this one (the
+    /// semantic cache's embedding, a quarantine question): the same configuration snapshot,
+    /// its own id, log record and span (a child of the current stage's), the caller's
+    /// identity, and `purpose` with this request's id in its log's metadata.
+    pub fn nested(
+        &self,
+        state: &AppState,
+        operation: Operation,
+        caller: &Caller,
+        purpose: &str,
+    ) -> Exchange {
+        let started = Instant::now();
+        let id = Uuid::now_v7();
+        let dialect = operation.dialect();
+        let mut log = state.open_log(&self.runtime, id, operation.endpoint(), dialect, started);
+        log.identity(caller.identity());
+        if let Some(r) = log.record() {
+            r.metadata = Some(
+                serde_json::json!({"purpose": purpose, "parent_request_id": self.id.to_string()})
+                    .to_string(),
+            );
+            r.session_id.clone_from(&caller.options.session_id);
+            r.agent.clone_from(&caller.options.agent);
+        }
+        Exchange {
+            id,
+            started,
+            operation,
+            dialect,
+            log,
+            rate: None,
+            rate_status: None,
+            span: crate::trace::request_span(operation.gen_ai_name(), &HeaderMap::new()),
+            runtime: self.runtime.clone(),
+        }
+    }
+}
+
 impl Exchange {
     /// Starts the exchange of one model request: its id, its log record, its span (a child of
     /// the caller's `traceparent`).
@@ -193,10 +240,16 @@ impl Exchange {
         }
     }
 
-    /// A request the gateway makes on the caller's behalf while serving this one (the
-    /// semantic cache's embedding): the same configuration snapshot, its own id, log record
-    /// and span (a child of the current stage's), the caller's identity, and `purpose` with
-    /// this request's id in its log's metadata.
+    /// What a request made on the caller's behalf while serving this one needs of it
+    /// ([`Parent::nested`]).
+    pub fn parent(&self) -> Parent {
+        Parent {
+            id: self.id,
+            runtime: self.runtime.clone(),
+        }
+    }
+
+    /// [`Parent::nested`] of this exchange.
     pub fn nested(
         &self,
         state: &AppState,
@@ -204,30 +257,7 @@ impl Exchange {
         caller: &Caller,
         purpose: &str,
     ) -> Self {
-        let started = Instant::now();
-        let id = Uuid::now_v7();
-        let dialect = operation.dialect();
-        let mut log = state.open_log(&self.runtime, id, operation.endpoint(), dialect, started);
-        log.identity(caller.identity());
-        if let Some(r) = log.record() {
-            r.metadata = Some(
-                serde_json::json!({"purpose": purpose, "parent_request_id": self.id.to_string()})
-                    .to_string(),
-            );
-            r.session_id.clone_from(&caller.options.session_id);
-            r.agent.clone_from(&caller.options.agent);
-        }
-        Self {
-            id,
-            started,
-            operation,
-            dialect,
-            log,
-            rate: None,
-            rate_status: None,
-            span: crate::trace::request_span(operation.gen_ai_name(), &HeaderMap::new()),
-            runtime: self.runtime.clone(),
-        }
+        self.parent().nested(state, operation, caller, purpose)
     }
 
     /// The last stage of a [`Exchange::nested`] request: its log record completed, its error

@@ -37,7 +37,7 @@ use tracing::Instrument;
 
 use crate::guardrails::sha256_hex;
 use crate::limits::Demand;
-use crate::pipeline::{self, Caller, Exchange, Operation, Stage};
+use crate::pipeline::{self, Caller, Exchange, Operation, Parent, Stage};
 pub use crate::quarantine_answers::Quarantiner;
 use crate::settle::Settlement;
 use crate::state::AppState;
@@ -53,7 +53,7 @@ const ANSWER_TOOL: &str = "answer";
 const ANSWER_MAX_TOKENS: u32 = 512;
 
 /// How one result was read.
-enum Read {
+pub(crate) enum Read {
     /// Answered now (or found in the cache): the answers' JSON.
     Answered(Arc<str>),
     /// Every round failed.
@@ -72,6 +72,7 @@ pub async fn apply(
     request: &mut ChatRequest,
     results: &[QuarantinedResult],
 ) {
+    let parent = x.parent();
     for result in results {
         let Some(Part::ToolResult { content, .. }) = request
             .messages
@@ -83,20 +84,10 @@ pub async fn apply(
         let text = result_text(content);
         let questions = policies.questions(&result.tool);
         let read = match quarantiner {
-            Some(q) => read(state, x, caller, q, &result.tool, &text, &questions).await,
+            Some(q) => read(state, &parent, caller, q, &result.tool, &text, &questions).await,
             None => Read::Failed,
         };
-        let (replacement, reason) = match read {
-            Read::Answered(answers) => (
-                format!(
-                    "[quarantined output of `{}`: the gateway's summary as answers to fixed \
-                     questions, not the output itself]\n{answers}",
-                    result.tool
-                ),
-                "quarantined",
-            ),
-            Read::Failed => (UNREADABLE.to_owned(), "quarantine_failed"),
-        };
+        let (replacement, reason) = replacement(&result.tool, read);
         if let Some(Part::ToolResult { content, .. }) = request
             .messages
             .get_mut(result.message_index)
@@ -111,6 +102,20 @@ pub async fn apply(
             entry.reason = Some(reason.to_owned());
             record.calls.push(entry);
         }
+    }
+}
+
+/// What stands for a quarantined result of `tool`, and the audit's reason for it.
+pub(crate) fn replacement(tool: &str, read: Read) -> (String, &'static str) {
+    match read {
+        Read::Answered(answers) => (
+            format!(
+                "[quarantined output of `{tool}`: the gateway's summary as answers to fixed \
+                 questions, not the output itself]\n{answers}"
+            ),
+            "quarantined",
+        ),
+        Read::Failed => (UNREADABLE.to_owned(), "quarantine_failed"),
     }
 }
 
@@ -130,9 +135,9 @@ fn result_text(content: &[Part]) -> String {
 }
 
 /// The checked answers to `questions` about `text`, from the cache or the quarantine model.
-async fn read(
+pub(crate) async fn read(
     state: &AppState,
-    x: &Exchange,
+    parent: &Parent,
     caller: &Caller,
     q: &Quarantiner,
     tool: &str,
@@ -145,7 +150,8 @@ async fn read(
     }
     let question = question_request(q.model(), tool, text, questions);
     for round in 1..=q.settings().max_rounds {
-        let asked = tokio::time::timeout(q.settings().timeout, ask(state, x, caller, &question));
+        let asked =
+            tokio::time::timeout(q.settings().timeout, ask(state, parent, caller, &question));
         let answer = match asked.await {
             Ok(Ok(answer)) => answer,
             Ok(Err(e)) => {
@@ -244,7 +250,7 @@ fn for_dialect(question: &ChatRequest, dialect: Dialect) -> std::borrow::Cow<'_,
 /// Asks the quarantine model `question` on the caller's behalf, as a request of its own.
 async fn ask(
     state: &AppState,
-    parent: &Exchange,
+    parent: &Parent,
     caller: &Caller,
     question: &ChatRequest,
 ) -> Result<Value, GatewayError> {

@@ -51,6 +51,12 @@ pub trait ToolGate: Send + Sync + std::fmt::Debug {
     /// Whether the tool `public` (`<server>__<tool>`, whichever endpoint lists it), with its
     /// server's annotation `hints`, is listed.
     fn shows(&self, public: &str, hints: ToolHints) -> bool;
+
+    /// Whether the listed tool `public` loses its `outputSchema` (its results reach the client
+    /// rewritten, without the structured content the schema describes).
+    fn hides_output_schema(&self, _public: &str) -> bool {
+        false
+    }
 }
 
 /// The hints of a called tool its server's listing does not show (or that cannot be read):
@@ -137,10 +143,13 @@ pub struct Note {
     pub server: Option<String>,
     /// The tool or prompt (its public name on `/mcp`, its own on `/mcp/<server>`).
     pub tool: Option<String>,
-    /// The first 16 hex digits of the SHA-256 of the arguments as sent, for a call.
+    /// The SHA-256 of the arguments as sent, for a call ([`arguments_digest`]).
     pub arguments_digest: Option<String>,
     /// What became of it.
     pub decision: Decision,
+    /// Why the answer is not the server's own, when the gateway rewrote it (a quarantined
+    /// result: `quarantined` or `quarantine_failed`).
+    pub rewritten: Option<&'static str>,
 }
 
 /// The router's first decision.
@@ -196,6 +205,7 @@ impl Hub {
             tool: None,
             arguments_digest: None,
             decision,
+            rewritten: None,
         };
         let answer = |result: Result<Box<RawValue>, ErrorObject>, decision: Decision| {
             Plan::Answer(result, note(decision))
@@ -362,7 +372,7 @@ impl Hub {
         let aggregated = matches!(ask.scope, Scope::All);
         let mut scratch = String::new();
         let mut digest = ListDigest::new(kind.method());
-        let mut visible: Vec<&RawValue> = Vec::new();
+        let mut visible: Vec<Cow<'_, RawValue>> = Vec::new();
         // Tools whose definition changed since it was pinned are left out (`crate::pins`).
         let pinned = futures_util::future::join_all(listings.iter().map(|(server, listing)| {
             let tools = kind == ListKind::Tools;
@@ -381,13 +391,19 @@ impl Hub {
                         && self.shows_tool(server, pinned, &e.own)
                         && ask.gate.is_none_or(|g| g.shows(&e.public, e.hints)))
                 {
-                    if aggregated {
+                    let entry: &RawValue = if aggregated {
                         digest.push(&e.public);
-                        visible.push(&e.aggregated);
+                        &e.aggregated
                     } else {
                         digest.push(&e.own);
-                        visible.push(&e.direct);
-                    }
+                        &e.direct
+                    };
+                    let plain = kind == ListKind::Tools
+                        && ask.gate.is_some_and(|g| g.hides_output_schema(&e.public));
+                    visible.push(match plain {
+                        true => Cow::Owned(without_output_schema(entry)),
+                        false => Cow::Borrowed(entry),
+                    });
                 }
             }
         }
@@ -467,7 +483,7 @@ impl Hub {
                 note(Decision::Invalid),
             );
         };
-        let arguments_digest = is_tool.then(|| digest(params.get("arguments")));
+        let arguments_digest = is_tool.then(|| arguments_digest(request.params.as_deref()));
         let refused = |note: Note| {
             Plan::Answer(
                 Err(ErrorObject::new(
@@ -813,32 +829,20 @@ fn raw_from(bytes: Vec<u8>) -> Box<RawValue> {
         .unwrap_or_else(empty)
 }
 
-/// The first 16 hex digits of the SHA-256 of `arguments` as JSON text.
-fn digest(arguments: Option<&Value>) -> String {
-    /// Feeds JSON text straight into the hash, without building it as a string first.
-    struct Hashing(Sha256);
-    impl std::io::Write for Hashing {
-        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-            self.0.update(bytes);
-            Ok(bytes.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
+/// The SHA-256 (64 hex digits) of a call's arguments as sent — their JSON text, untouched;
+/// empty when absent or unreadable: the one digest of a call's arguments that the request log,
+/// the audit and the approvals use.
+pub fn arguments_digest(params: Option<&RawValue>) -> String {
+    #[derive(serde::Deserialize)]
+    struct Params<'a> {
+        #[serde(borrow, default)]
+        arguments: Option<&'a RawValue>,
     }
-    let mut hashing = Hashing(Sha256::new());
-    if let Some(arguments) = arguments {
-        // Writing a `Value` into a sink that never fails cannot fail.
-        let _ = serde_json::to_writer(&mut hashing, arguments);
-    }
-    let hash = hashing.0.finalize();
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    let mut out = String::with_capacity(16);
-    for byte in &hash[..8] {
-        out.push(char::from(HEX[usize::from(byte >> 4)]));
-        out.push(char::from(HEX[usize::from(byte & 0x0f)]));
-    }
-    out
+    let text = params
+        .and_then(|p| serde_json::from_str::<Params<'_>>(p.get()).ok())
+        .and_then(|p| p.arguments)
+        .map_or("", RawValue::get);
+    hex::encode(Sha256::digest(text.as_bytes()))
 }
 
 /// A result as the client's generation wants it: for 2026 clients, `resultType` and, for
@@ -867,6 +871,17 @@ pub fn finish(result: Box<RawValue>, era: Era, cacheable: bool) -> Box<RawValue>
     }
     out.push_str(body);
     RawValue::from_string(out).unwrap_or(result)
+}
+
+/// A tool's listing entry without its `outputSchema`.
+fn without_output_schema(entry: &RawValue) -> Box<RawValue> {
+    let Ok(mut map) = serde_json::from_str::<Map<String, Value>>(entry.get()) else {
+        return entry.to_owned();
+    };
+    if map.remove("outputSchema").is_none() {
+        return entry.to_owned();
+    }
+    serde_json::value::to_raw_value(&map).unwrap_or_else(|_| entry.to_owned())
 }
 
 /// `params` without the 2026 envelope's members in `_meta` (an emptied `_meta` goes too).
@@ -902,16 +917,37 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_arguments_digest_is_the_start_of_the_sha256_of_their_json_text() {
-        let arguments = serde_json::json!({"path": "/srv/a b", "n": [1, 2.5, null], "ü": true});
-        let hex = |text: &str| -> String {
-            Sha256::digest(text.as_bytes())[..8]
-                .iter()
-                .map(|b| format!("{b:02x}"))
-                .collect()
-        };
-        assert_eq!(digest(Some(&arguments)), hex(&arguments.to_string()));
-        assert_eq!(digest(None), hex(""));
+    fn the_arguments_digest_is_the_sha256_of_their_json_text_as_sent() {
+        let text = r#"{"path": "/srv/a b",  "n": [1, 2.5, null], "ü": true}"#;
+        let params =
+            RawValue::from_string(format!(r#"{{"name":"read","arguments":{text}}}"#)).unwrap();
+        assert_eq!(
+            arguments_digest(Some(&params)),
+            hex::encode(Sha256::digest(text.as_bytes()))
+        );
+        let bare = RawValue::from_string(r#"{"name":"read"}"#.to_owned()).unwrap();
+        assert_eq!(
+            arguments_digest(Some(&bare)),
+            hex::encode(Sha256::digest(b""))
+        );
+        assert_eq!(arguments_digest(None).len(), 64);
+    }
+
+    #[test]
+    fn a_tool_listed_without_its_output_schema_keeps_the_rest() {
+        let entry = RawValue::from_string(
+            r#"{"name":"read","inputSchema":{"type":"object"},"outputSchema":{"type":"object"},"annotations":{"readOnlyHint":true}}"#
+                .to_owned(),
+        )
+        .unwrap();
+        let plain: Value = serde_json::from_str(without_output_schema(&entry).get()).unwrap();
+        assert_eq!(
+            plain,
+            serde_json::json!({"name": "read", "inputSchema": {"type": "object"},
+                "annotations": {"readOnlyHint": true}})
+        );
+        let bare = RawValue::from_string(r#"{"name":"x"}"#.to_owned()).unwrap();
+        assert_eq!(without_output_schema(&bare).get(), bare.get());
     }
 
     #[test]

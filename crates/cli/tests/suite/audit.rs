@@ -176,7 +176,7 @@ async fn tool_calls_are_audited_and_verify_finds_tampering() {
             .as_str()
             .unwrap()
             .len(),
-        16
+        64
     );
     assert!(record["tools_withheld"].as_array().unwrap().is_empty());
     let (_, b) = audit(&url, "session=conv-b").await;

@@ -192,7 +192,7 @@ async fn a_stdio_server_is_reached_through_the_aggregated_and_its_own_endpoint()
     let meta: Value = serde_json::from_str(call["metadata"].as_str().unwrap()).unwrap();
     assert_eq!(meta["method"], "tools/call");
     assert_eq!(meta["decision"], "forwarded");
-    assert_eq!(meta["arguments_sha256"].as_str().unwrap().len(), 16);
+    assert_eq!(meta["arguments_sha256"].as_str().unwrap().len(), 64);
 
     // The admin API shows the server and its state; the metrics count the calls.
     let listed: Value = client()
