@@ -463,6 +463,9 @@ pub struct RawApprovals {
     /// How long a held call may be decided and, once approved, used (default `1h`).
     #[serde(default)]
     pub ttl: Option<String>,
+    /// How long approvals are kept once used, denied or expired (default `7d`).
+    #[serde(default)]
+    pub retention: Option<String>,
     /// Told of every new held call.
     #[serde(default)]
     pub webhook: Option<RawWebhook>,
@@ -485,6 +488,9 @@ pub struct RawWebhook {
 pub struct ApprovalsConfig {
     /// How long a held call may be decided and, once approved, used.
     pub ttl: Duration,
+    /// How long an approval is kept once used, denied or expired (a denied one at least
+    /// until its expiry); then every replica's sweep deletes it.
+    pub retention: Duration,
     /// Where new held calls are announced, signed.
     pub webhook: Option<WebhookConfig>,
 }
@@ -493,6 +499,7 @@ impl Default for ApprovalsConfig {
     fn default() -> Self {
         Self {
             ttl: Duration::from_secs(3600),
+            retention: Duration::from_secs(7 * 24 * 3600),
             webhook: None,
         }
     }
@@ -509,6 +516,8 @@ pub struct WebhookConfig {
 
 /// Longest `approvals.ttl`.
 const MAX_APPROVAL_TTL: Duration = Duration::from_secs(30 * 24 * 3600);
+/// Longest `approvals.retention`.
+const MAX_APPROVAL_RETENTION: Duration = Duration::from_secs(3650 * 24 * 3600);
 
 impl Block for ApprovalsConfig {
     type Raw = RawApprovals;
@@ -523,6 +532,15 @@ impl Block for ApprovalsConfig {
                 Ok(d) if d >= Duration::from_secs(1) && d <= MAX_APPROVAL_TTL => out.ttl = d,
                 Ok(_) => issues.at(&path, "ttl", "must be from 1s to 30d"),
                 Err(e) => issues.at(&path, "ttl", e.to_string()),
+            }
+        }
+        if let Some(text) = &raw.retention {
+            match portcullis_core::parse_duration(text) {
+                Ok(d) if d >= Duration::from_secs(1) && d <= MAX_APPROVAL_RETENTION => {
+                    out.retention = d;
+                }
+                Ok(_) => issues.at(&path, "retention", "must be from 1s to 3650d"),
+                Err(e) => issues.at(&path, "retention", e.to_string()),
             }
         }
         if let Some(hook) = raw.webhook {
@@ -559,9 +577,11 @@ mod tests {
         let none = ApprovalsConfig::validate(RawApprovals::default(), "").unwrap();
         assert_eq!(none, ApprovalsConfig::default());
         assert_eq!(none.ttl, Duration::from_secs(3600));
+        assert_eq!(none.retention, Duration::from_secs(7 * 24 * 3600));
         let set = ApprovalsConfig::validate(
             RawApprovals {
                 ttl: Some("15m".to_owned()),
+                retention: Some("30d".to_owned()),
                 webhook: Some(RawWebhook {
                     url: Some("https://hooks.example.com/approvals".to_owned()),
                     secret: Some("0123456789abcdef-signing".to_owned()),
@@ -571,12 +591,14 @@ mod tests {
         )
         .unwrap();
         assert_eq!(set.ttl, Duration::from_secs(900));
+        assert_eq!(set.retention, Duration::from_secs(30 * 24 * 3600));
         let hook = set.webhook.unwrap();
         assert_eq!(hook.url, "https://hooks.example.com/approvals");
         assert_eq!(hook.secret.expose(), "0123456789abcdef-signing");
         let bad = ApprovalsConfig::validate(
             RawApprovals {
                 ttl: Some("0s".to_owned()),
+                retention: Some("500ms".to_owned()),
                 webhook: Some(RawWebhook {
                     url: Some("ftp://x".to_owned()),
                     secret: Some("short-secret".to_owned()),
@@ -590,6 +612,7 @@ mod tests {
             messages,
             [
                 "approvals.ttl: must be from 1s to 30d",
+                "approvals.retention: must be from 1s to 3650d",
                 "approvals.webhook.url: expected an http:// or https:// URL",
                 "approvals.webhook.secret: must be at least 16 characters long",
             ]
@@ -598,6 +621,7 @@ mod tests {
         let unknown = ApprovalsConfig::validate(
             RawApprovals {
                 ttl: Some("soon".to_owned()),
+                retention: Some("a week".to_owned()),
                 webhook: None,
             },
             "",
@@ -605,7 +629,10 @@ mod tests {
         .unwrap_err();
         assert_eq!(
             shown(unknown),
-            ["approvals.ttl: `soon` is not a duration (e.g. 90, 250ms, 30s, 15m, 12h, 1d, 1h30m)"]
+            [
+                "approvals.ttl: `soon` is not a duration (e.g. 90, 250ms, 30s, 15m, 12h, 1d, 1h30m)",
+                "approvals.retention: `a week` is not a duration (e.g. 90, 250ms, 30s, 15m, 12h, 1d, 1h30m)",
+            ]
         );
     }
 

@@ -15,14 +15,32 @@
 //! held again, so a looping agent does not flood the admins (once it expires, a repeat is held
 //! anew).
 //!
-//! - [`Approvals::hold`] answers at once: the row is written in the background (a failed
-//!   write is logged and counted in `portcullis_approvals{event="write_failed"}`), then the
-//!   webhook, if any, is told.
+//! **One pending approval per call, across replicas.** The database keeps at most one pending
+//! row per (session, subject, tool, arguments digest) (`ApprovalStore::hold_approval`): a
+//! replica whose insert finds the same call already pending — held by another replica at the
+//! same moment — takes that approval's id instead, tells no webhook, and counts
+//! `portcullis_approvals{event="joined"}`.
+//!
+//! - [`Approvals::hold_confirmed`] (the MCP path) waits, at most [`HOLD_WAIT`], for the
+//!   database to say which approval holds the call, so replicas answer with the same id; past
+//!   that wait it answers with its own id and the write goes on.
+//! - [`Approvals::hold`] (the LLM path, whose judge cannot wait) answers at once with its own
+//!   id; if the write then finds the call pending under another id, this replica names that one
+//!   from then on.
+//! - Either way the row is written in the background (a failed write is logged and counted in
+//!   `portcullis_approvals{event="write_failed"}`), then the webhook, if any, is told.
 //! - [`Approvals::approved`] reads a session's open approvals for a caller in one query,
 //!   refreshing what this replica knows of them (for `hold`'s repeats), and returns the
 //!   approved ones not used yet. A database failure returns none: nothing passes unapproved.
 //! - [`Approvals::consume`] marks one used: at once on this replica, in the database in the
 //!   background (a conditional update, so it is used once).
+//!
+//! **Retention** (`approvals.retention`, default 7 days): [`Approvals::spawn_retention`] runs on
+//! every replica, every half of the retention (at least every second, at most every minute),
+//! and deletes in one statement the approvals used, denied or expired longer ago than that — a
+//! denied one never before its expiry, since until then a repeat of its call is withheld under
+//! its id; pending and approved ones that have not expired are never deleted. What it deletes
+//! is counted in `portcullis_approvals{event="deleted"}`, a failed sweep in `sweep_failed`.
 //!
 //! **Webhook** (`approvals.webhook: {url, secret}`): each new held call is POSTed as JSON
 //! (`{id, tool, arguments, arguments_truncated, arguments_sha256, identity, session, reason,
@@ -34,7 +52,7 @@
 //! 3 attempts (each signed anew); at most 64 notifications are in flight, beyond which one is
 //! dropped and counted. The secret is never logged.
 
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
@@ -47,9 +65,10 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use portcullis_config::{ApprovalsConfig, WebhookConfig};
 use portcullis_core::Identity;
-use portcullis_store::{ApprovalRecord, ApprovalStatus, ApprovalStore, OpenApproval};
+use portcullis_store::{ApprovalRecord, ApprovalStatus, ApprovalStore, HeldApproval, OpenApproval};
 use serde_json::{Value, json};
 use sha2::Sha256;
+use tokio::sync::oneshot;
 
 use crate::clock::now_ms;
 use crate::metrics::Metrics;
@@ -68,6 +87,9 @@ const WEBHOOK_IN_FLIGHT: usize = 64;
 const LOCAL_GRACE_MS: i64 = 60_000;
 /// Sessions whose approvals a replica keeps in memory.
 const KNOWN_SESSIONS: u64 = 10_000;
+/// How long [`Approvals::hold_confirmed`] waits for the database to say which approval holds
+/// a call.
+pub const HOLD_WAIT: Duration = Duration::from_secs(2);
 
 /// A call held for a decision.
 #[derive(Debug, Clone)]
@@ -170,7 +192,8 @@ impl Approvals {
         }
     }
 
-    /// Puts a reloaded configuration's expiry and webhook in force (for calls held from now).
+    /// Puts a reloaded configuration's expiry and webhook (for calls held from now) and its
+    /// retention (from the next sweep) in force.
     pub fn configure(&self, config: &ApprovalsConfig) {
         self.settings.store(Arc::new(config.clone()));
     }
@@ -188,26 +211,51 @@ impl Approvals {
     /// Records a held call; returns its id at once (written in the background, never blocking
     /// the answer; a failed write is logged and counted in a metric). A repeat of a call whose
     /// approval is pending or denied, as far as this replica knows, returns that approval's
-    /// id and records nothing.
+    /// id and records nothing. When the write finds the same call already pending (held by
+    /// another replica at the same moment), this replica knows it by that approval's id from
+    /// then on.
     pub fn hold(&self, call: HeldCall) -> String {
+        self.begin_hold(call).0
+    }
+
+    /// [`Approvals::hold`], waiting (at most [`HOLD_WAIT`]) for the database to say which
+    /// approval holds the call: this one, or the same call's pending approval another replica
+    /// recorded first, whose id is then returned. Past the wait, or when the write fails, the
+    /// id of [`Approvals::hold`].
+    pub async fn hold_confirmed(&self, call: HeldCall) -> String {
+        let (id, confirmed) = self.begin_hold(call);
+        match confirmed {
+            Some(confirmed) => match tokio::time::timeout(HOLD_WAIT, confirmed).await {
+                Ok(Ok(held)) => held,
+                _ => id,
+            },
+            None => id,
+        }
+    }
+
+    /// The id a held call is answered with now and, when a row is being written for it, where
+    /// the id the database settles on arrives.
+    fn begin_hold(&self, call: HeldCall) -> (String, Option<oneshot::Receiver<String>>) {
         let now = now_ms();
         let key = (call.session.clone(), call.identity.subject.clone());
         let list = self.known.get_with(key, Default::default);
         let id = {
-            let Ok(mut list) = list.lock() else {
-                return self.hold_new(call, now, None);
+            let Ok(mut known) = list.lock() else {
+                let id = new_id();
+                let confirmed = self.hold_new(call, now, id.clone(), None);
+                return (id, confirmed);
             };
-            if let Some(k) = list.iter().find(|k| {
+            if let Some(k) = known.iter().find(|k| {
                 k.tool == call.tool
                     && k.arguments_sha256 == call.arguments_sha256
                     && matches!(k.status, ApprovalStatus::Pending | ApprovalStatus::Denied)
                     && k.expires_ms > now
             }) {
                 self.metrics.observe_approval("repeated");
-                return k.id.clone();
+                return (k.id.clone(), None);
             }
             let id = new_id();
-            list.push(Known {
+            known.push(Known {
                 id: id.clone(),
                 tool: call.tool.clone(),
                 arguments_sha256: call.arguments_sha256.clone(),
@@ -217,38 +265,64 @@ impl Approvals {
             });
             id
         };
-        self.hold_new(call, now, Some(id))
+        let confirmed = self.hold_new(call, now, id.clone(), Some(list));
+        (id, confirmed)
     }
 
     fn ttl_ms(&self) -> i64 {
         i64::try_from(self.ttl().as_millis()).unwrap_or(i64::MAX / 2)
     }
 
-    /// Writes a new held call (under `id`, else a fresh one) in the background, then tells
-    /// the webhook.
-    fn hold_new(&self, call: HeldCall, now: i64, id: Option<String>) -> String {
-        let id = id.unwrap_or_else(new_id);
+    /// Writes a new held call under `id` in the background, then tells the webhook; if the
+    /// same call is already pending under another id, renames it in `known` instead. The id
+    /// in force is sent on the returned channel (none without a runtime).
+    fn hold_new(
+        &self,
+        call: HeldCall,
+        now: i64,
+        id: String,
+        known: Option<Arc<Mutex<Vec<Known>>>>,
+    ) -> Option<oneshot::Receiver<String>> {
         let record = record(&id, call, now, self.ttl_ms());
-        self.metrics.observe_approval("held");
         let store = self.store.clone();
         let metrics = self.metrics.clone();
         let hook = self.settings.load().webhook.clone();
         let sender = self.webhook.clone();
+        let (tx, rx) = oneshot::channel();
         let spawned = spawn(async move {
-            if let Err(e) = store.insert_approval(&record).await {
-                metrics.observe_approval("write_failed");
-                tracing::error!(approval = %record.id, error = %e, "cannot record a held tool call");
-                return;
-            }
-            if let Some(hook) = hook {
-                sender.send(&hook, &record, &metrics).await;
+            let held = match store.hold_approval(&record).await {
+                Ok(held) => held,
+                Err(e) => {
+                    metrics.observe_approval("write_failed");
+                    tracing::error!(approval = %record.id, error = %e, "cannot record a held tool call");
+                    return;
+                }
+            };
+            let _ = tx.send(held.id.clone());
+            if held.created {
+                metrics.observe_approval("held");
+                if let Some(hook) = hook {
+                    sender.send(&hook, &record, &metrics).await;
+                }
+            } else {
+                metrics.observe_approval("joined");
+                if let Some(known) = known {
+                    rename(&known, &record.id, &held);
+                }
             }
         });
         if !spawned {
             self.metrics.observe_approval("write_failed");
             tracing::error!(approval = %id, "cannot record a held tool call: no runtime");
+            return None;
         }
-        id
+        Some(rx)
+    }
+
+    /// Starts the retention sweep (see the module documentation); it ends with the service.
+    pub fn spawn_retention(self: &Arc<Self>) {
+        let service = Arc::downgrade(self);
+        spawn(sweep_retention(service));
     }
 
     /// The approved, unexpired, unused approvals of `session` for `subject` (one query). On a
@@ -339,6 +413,54 @@ impl Approvals {
     pub fn forget(&self, session: &str, subject: &str) {
         self.known
             .invalidate(&(session.to_owned(), subject.to_owned()));
+    }
+}
+
+/// The retention sweep's period for `retention`: half of it, from 1 s to 1 min.
+fn sweep_period(retention: Duration) -> Duration {
+    (retention / 2).clamp(Duration::from_secs(1), Duration::from_secs(60))
+}
+
+/// Deletes what the retention no longer keeps, every [`sweep_period`], for as long as the
+/// service lives.
+async fn sweep_retention(service: Weak<Approvals>) {
+    loop {
+        let period = match service.upgrade() {
+            Some(s) => sweep_period(s.settings.load().retention),
+            None => return,
+        };
+        tokio::time::sleep(period).await;
+        let Some(s) = service.upgrade() else {
+            return;
+        };
+        let retention = s.settings.load().retention;
+        let now = now_ms();
+        let cutoff = now.saturating_sub(i64::try_from(retention.as_millis()).unwrap_or(i64::MAX));
+        match s.store.delete_done_approvals(cutoff, now).await {
+            Ok(0) => {}
+            Ok(n) => {
+                s.metrics.observe_approvals("deleted", n);
+                tracing::debug!(deleted = n, "approvals past their retention deleted");
+            }
+            Err(e) => {
+                s.metrics.observe_approval("sweep_failed");
+                tracing::warn!(error = %e, "cannot delete approvals past their retention");
+            }
+        }
+    }
+}
+
+/// In `known`, the approval `local` (this replica's id for a call) becomes `held` (the same
+/// call's pending approval in the database).
+fn rename(known: &Mutex<Vec<Known>>, local: &str, held: &HeldApproval) {
+    let Ok(mut known) = known.lock() else {
+        return;
+    };
+    if known.iter().any(|k| k.id == held.id) {
+        known.retain(|k| k.id != local);
+    } else if let Some(k) = known.iter_mut().find(|k| k.id == local) {
+        k.id = held.id.clone();
+        k.expires_ms = held.expires_ms;
     }
 }
 

@@ -283,6 +283,8 @@ impl Gateway {
         state.body_budget = body::BodyBudget::new(config.server.max_body_bytes_in_flight);
         state.audit = audit_sink;
         let state = Arc::new(state);
+        // Approvals used, denied or expired longer ago than their retention are deleted.
+        state.approvals.spawn_retention();
         if let Some(oauth) = state.auth.oauth() {
             // Tokens may also be asked for the MCP endpoints (RFC 8707 `resource`).
             oauth.set_resources(Arc::new(oauth::McpResources::new(Arc::downgrade(&state))));

@@ -312,15 +312,18 @@ pub async fn judge_call(
                 None => {
                     let why = "the session holds untrusted tool output and this tool needs an \
                                approval then";
-                    let id = state.approvals.hold(crate::approvals::HeldCall {
-                        tool: tool.to_owned(),
-                        arguments: arguments.to_owned(),
-                        arguments_sha256: digest,
-                        identity: who.clone(),
-                        key_id: who.key_id.clone(),
-                        session: session.to_owned(),
-                        reason: format!("{rule}: {why} (tainted by {})", taint_text(&trust)),
-                    });
+                    let id = state
+                        .approvals
+                        .hold_confirmed(crate::approvals::HeldCall {
+                            tool: tool.to_owned(),
+                            arguments: arguments.to_owned(),
+                            arguments_sha256: digest,
+                            identity: who.clone(),
+                            key_id: who.key_id.clone(),
+                            session: session.to_owned(),
+                            reason: format!("{rule}: {why} (tainted by {})", taint_text(&trust)),
+                        })
+                        .await;
                     entry.decision = audit::CallDecision::Held;
                     entry.reason = Some("approval".to_owned());
                     let message = format!(

@@ -188,8 +188,9 @@ impl Metrics {
         let approvals = Family::<ApprovalLabels, Counter>::default();
         registry.register(
             "portcullis_approvals",
-            "Held tool calls and what became of them, by event (held, repeated, write_failed, \
-             read_failed, use_failed, webhook_delivered, webhook_failed, webhook_dropped)",
+            "Held tool calls and what became of them, by event (held, repeated, joined, \
+             write_failed, read_failed, use_failed, webhook_delivered, webhook_failed, \
+             webhook_dropped, deleted, sweep_failed)",
             approvals.clone(),
         );
         registry.register_collector(Box::new(LogStatsCollector(log_stats)));
@@ -215,6 +216,13 @@ impl Metrics {
         self.approvals
             .get_or_create(&ApprovalLabels { event })
             .inc();
+    }
+
+    /// Counts `n` events of the approvals of held tool calls at once.
+    pub fn observe_approvals(&self, event: &'static str, n: u64) {
+        self.approvals
+            .get_or_create(&ApprovalLabels { event })
+            .inc_by(n);
     }
 
     /// Records how long an MCP request sent to `server` took, by its method (a label of

@@ -1,9 +1,12 @@
 //! Persistence of held tool calls and their decisions (`approvals`): one row per call held for
 //! an admin's decision, bound to (session, caller subject, tool, SHA-256 of the arguments).
-//! Every change of status is a conditional update (`WHERE status = …`), so two replicas
-//! deciding the same approval at once yield one decision and one refusal, and an approval is
-//! used at most once. Pages are read newest first by id (ids sort by creation). Both SQL
-//! backends run the same statements, implemented once by a macro.
+//! At most one row per such call is pending (a partial unique index, migration 0023): a hold
+//! that finds one pending already answers with it, so replicas holding the same call at once
+//! name the same approval. Every change of status is a conditional update (`WHERE status =
+//! …`), so two replicas deciding the same approval at once yield one decision and one refusal,
+//! and an approval is used at most once. Rows done with (used, denied, expired) are deleted
+//! after a retention, in one statement. Pages are read newest first by id (ids sort by
+//! creation). Both SQL backends run the same statements, implemented once by a macro.
 
 use async_trait::async_trait;
 
@@ -101,6 +104,17 @@ pub struct OpenApproval {
     pub expires_ms: i64,
 }
 
+/// The pending approval a held call is recorded under.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeldApproval {
+    /// The approval's id: the record's own, or that of the same call already pending.
+    pub id: String,
+    /// Unix milliseconds after which it can no longer be decided or used.
+    pub expires_ms: i64,
+    /// Whether the record was inserted (`false`: the same call was already pending).
+    pub created: bool,
+}
+
 /// Which approvals a page reads.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ApprovalQuery {
@@ -117,8 +131,11 @@ pub struct ApprovalQuery {
 /// Held calls and their decisions.
 #[async_trait]
 pub trait ApprovalStore: Send + Sync + std::fmt::Debug {
-    /// Records a held call.
-    async fn insert_approval(&self, record: &ApprovalRecord) -> Result<(), StoreError>;
+    /// Records a held call (`record`, pending, created at `record.created_ms`), unless the same
+    /// call — session, subject, tool and arguments digest — is already pending and unexpired:
+    /// then that approval is the answer and nothing is written. A pending row of that call
+    /// past its expiry is marked expired first.
+    async fn hold_approval(&self, record: &ApprovalRecord) -> Result<HeldApproval, StoreError>;
     /// The approval `id`.
     async fn approval(&self, id: &str) -> Result<Option<ApprovalRecord>, StoreError>;
     /// Approvals matching `q`, newest first.
@@ -146,7 +163,17 @@ pub trait ApprovalStore: Send + Sync + std::fmt::Debug {
     /// Marks pending and approved approvals whose expiry is past at `now_ms` expired; returns
     /// how many.
     async fn expire_approvals(&self, now_ms: i64) -> Result<u64, StoreError>;
+    /// Deletes, in one statement, the approvals done with by `cutoff_ms` (at most `now_ms`):
+    /// used by then, expired by then (whatever their status says), or denied by then and past
+    /// their expiry at `now_ms` (until which a repeat of the call is withheld under their id).
+    /// Pending and approved approvals that have not expired are never deleted. Returns how
+    /// many.
+    async fn delete_done_approvals(&self, cutoff_ms: i64, now_ms: i64) -> Result<u64, StoreError>;
 }
+
+/// Attempts of [`ApprovalStore::hold_approval`] when the pending row it conflicted with was
+/// decided or expired before it could be read.
+const HOLD_ATTEMPTS: usize = 3;
 
 const COLUMNS: &str = "id, tool, arguments, arguments_truncated, arguments_sha256, subject, \
     identity, session, status, reason, created_ms, expires_ms, decided_ms, decided_by, used_ms";
@@ -155,29 +182,78 @@ macro_rules! approval_store {
     ($store:ident, $db:ty) => {
         #[async_trait]
         impl ApprovalStore for $store {
-            async fn insert_approval(&self, r: &ApprovalRecord) -> Result<(), StoreError> {
-                sqlx::query(&format!(
-                    "INSERT INTO approvals ({COLUMNS}) VALUES \
-                     ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)"
-                ))
-                .bind(&r.id)
-                .bind(&r.tool)
-                .bind(&r.arguments)
-                .bind(r.arguments_truncated)
-                .bind(&r.arguments_sha256)
-                .bind(&r.subject)
-                .bind(&r.identity)
-                .bind(&r.session)
-                .bind(&r.status)
-                .bind(&r.reason)
-                .bind(r.created_ms)
-                .bind(r.expires_ms)
-                .bind(r.decided_ms)
-                .bind(&r.decided_by)
-                .bind(r.used_ms)
-                .execute(self.pool())
-                .await?;
-                Ok(())
+            async fn hold_approval(
+                &self,
+                r: &ApprovalRecord,
+            ) -> Result<HeldApproval, StoreError> {
+                for _ in 0..HOLD_ATTEMPTS {
+                    let inserted = sqlx::query(&format!(
+                        "INSERT INTO approvals ({COLUMNS}) VALUES \
+                         ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) \
+                         ON CONFLICT (session, subject, tool, arguments_sha256) \
+                         WHERE status = 'pending' DO NOTHING"
+                    ))
+                    .bind(&r.id)
+                    .bind(&r.tool)
+                    .bind(&r.arguments)
+                    .bind(r.arguments_truncated)
+                    .bind(&r.arguments_sha256)
+                    .bind(&r.subject)
+                    .bind(&r.identity)
+                    .bind(&r.session)
+                    .bind(&r.status)
+                    .bind(&r.reason)
+                    .bind(r.created_ms)
+                    .bind(r.expires_ms)
+                    .bind(r.decided_ms)
+                    .bind(&r.decided_by)
+                    .bind(r.used_ms)
+                    .execute(self.pool())
+                    .await?;
+                    if inserted.rows_affected() == 1 {
+                        return Ok(HeldApproval {
+                            id: r.id.clone(),
+                            expires_ms: r.expires_ms,
+                            created: true,
+                        });
+                    }
+                    let pending: Option<(String, i64)> = sqlx::query_as(
+                        "SELECT id, expires_ms FROM approvals \
+                         WHERE session = $1 AND subject = $2 AND tool = $3 \
+                         AND arguments_sha256 = $4 AND status = 'pending'",
+                    )
+                    .bind(&r.session)
+                    .bind(&r.subject)
+                    .bind(&r.tool)
+                    .bind(&r.arguments_sha256)
+                    .fetch_optional(self.pool())
+                    .await?;
+                    match pending {
+                        Some((id, expires_ms)) if expires_ms > r.created_ms => {
+                            return Ok(HeldApproval {
+                                id,
+                                expires_ms,
+                                created: false,
+                            });
+                        }
+                        // Past its expiry, not swept yet: it no longer holds the call.
+                        Some((id, _)) => {
+                            sqlx::query(
+                                "UPDATE approvals SET status = 'expired' \
+                                 WHERE id = $1 AND status = 'pending'",
+                            )
+                            .bind(&id)
+                            .execute(self.pool())
+                            .await?;
+                        }
+                        // Decided since the insert: insert again.
+                        None => {}
+                    }
+                }
+                Err(StoreError::Contended(format!(
+                    "the pending approval of the same call as {} kept changing",
+                    r.id
+                )))
             }
 
             async fn approval(&self, id: &str) -> Result<Option<ApprovalRecord>, StoreError> {
@@ -265,6 +341,24 @@ macro_rules! approval_store {
                     "UPDATE approvals SET status = 'expired' \
                      WHERE status IN ('pending', 'approved') AND expires_ms <= $1",
                 )
+                .bind(now_ms)
+                .execute(self.pool())
+                .await?;
+                Ok(done.rows_affected())
+            }
+
+            async fn delete_done_approvals(
+                &self,
+                cutoff_ms: i64,
+                now_ms: i64,
+            ) -> Result<u64, StoreError> {
+                let done = sqlx::query(
+                    "DELETE FROM approvals WHERE \
+                     (status = 'used' AND used_ms <= $1) \
+                     OR (status = 'denied' AND decided_ms <= $1 AND expires_ms <= $2) \
+                     OR (status IN ('pending', 'approved', 'expired') AND expires_ms <= $1)",
+                )
+                .bind(cutoff_ms.min(now_ms))
                 .bind(now_ms)
                 .execute(self.pool())
                 .await?;

@@ -41,7 +41,9 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
-pub use approvals::{ApprovalQuery, ApprovalRecord, ApprovalStatus, ApprovalStore, OpenApproval};
+pub use approvals::{
+    ApprovalQuery, ApprovalRecord, ApprovalStatus, ApprovalStore, HeldApproval, OpenApproval,
+};
 pub use audit::{AuditQuery, AuditRow, AuditStore, AuditVerification, verify_audit};
 pub use audit_writer::{AuditLost, AuditSink, AuditStats, AuditWriter, AuditWriterConfig};
 pub use mcp::{McpServerRecord, McpServerStore};
@@ -72,6 +74,10 @@ pub enum StoreError {
     /// The database refused or failed a statement.
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
+    /// The rows an operation depends on kept changing under it (other writers); trying again
+    /// later may succeed.
+    #[error("contended: {0}")]
+    Contended(String),
 }
 
 impl StoreError {

@@ -117,12 +117,14 @@ fn check_reports_every_problem_and_names_unset_variables() {
             "    base_url: https://svc:${CORP_KEY}@llm.internal.example/v1\n",
             "routes:\n  r:\n    targets: [gpt-4o]\n",
             "semantic_cache:\n  embedder: {local: /nonexistent/models/minilm}\n",
+            "approvals:\n  ttl: 1h\n  retention: 500ms\n",
         ),
     );
     let out = run(&["check", "--config", &file], &[]);
     let all = text(&out);
     assert!(!out.status.success(), "{all}");
     for expected in [
+        "approvals.retention: must be from 1s to 3650d",
         "listen:",
         "log.bodies:",
         "upstream.connect_timeout_ms:",

@@ -2,7 +2,9 @@
 //! LLM and MCP paths hold them), then listed, paged, filtered and decided over the admin API —
 //! one decision per call (409 for the second, also between two replicas on PostgreSQL), 400
 //! for a bad decision, 404 for an unknown id, 403 for a non-admin key; an approved call passes
-//! once; expiry; and the signed webhook, received by a local HTTP server.
+//! once; expiry; the signed webhook, received by a local HTTP server; retention, which deletes
+//! what is done with and keeps what is pending; and one pending approval per call when two
+//! replicas on PostgreSQL hold the same MCP call at once.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -11,6 +13,8 @@ use hmac::{Hmac, Mac};
 use portcullis_core::{AccessRole, AuthMethod, Identity};
 use portcullis_gateway::approvals::HeldCall;
 use portcullis_test_support::MockUpstream;
+use portcullis_test_support::injection::cases;
+use portcullis_test_support::injection::twin::McpTwin;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
@@ -398,6 +402,215 @@ async fn two_replicas_racing_a_decision_get_one_200_and_one_409() {
             .await;
         assert_eq!(passes.len(), usize::from(winner["status"] == "approved"));
     }
+    a.stop().await;
+    b.stop().await;
+}
+
+/// The ids `GET /admin/approvals` lists (every status, the newest 1000).
+async fn listed(gw: &TestGateway) -> Vec<String> {
+    let (status, page) = get(gw, "/admin/approvals?limit=1000").await;
+    assert_eq!(status, 200, "{page}");
+    ids(&page)
+}
+
+#[tokio::test]
+async fn retention_deletes_used_and_expired_approvals_and_keeps_pending_ones() {
+    let mock = MockUpstream::start().await;
+    let gw = TestGateway::start(&format!(
+        "{}approvals:\n  retention: 1s\n",
+        providers_yaml(&mock)
+    ))
+    .await;
+    let approvals = &gw.state.approvals;
+    let used = approvals.hold(call("s-r", "key-a", "send_money", r#"{"amount":1}"#));
+    let denied = approvals.hold(call("s-r", "key-a", "send_money", r#"{"amount":2}"#));
+    let pending = approvals.hold(call("s-r", "key-a", "send_money", r#"{"amount":3}"#));
+    for id in [&used, &denied, &pending] {
+        stored(&gw, id).await;
+    }
+    assert_eq!(
+        decide(&gw, &used, json!({"decision": "approve"})).await.0,
+        200
+    );
+    assert_eq!(
+        decide(&gw, &denied, json!({"decision": "deny"})).await.0,
+        200
+    );
+    // The agent repeats the approved call: it passes, once.
+    let given = approvals.approved("s-r", "key-a").await;
+    assert_eq!(given.len(), 1, "{given:?}");
+    approvals.consume(&used);
+    for _ in 0..100 {
+        if stored(&gw, &used).await["status"] == "used" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    // A second past its use, a sweep deletes the used approval.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while listed(&gw).await.contains(&used) {
+        assert!(tokio::time::Instant::now() < deadline, "never deleted");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (status, _) = get(&gw, &format!("/admin/approvals/{used}")).await;
+    assert_eq!(status, 404);
+    // The pending one stays, and so does the denied one until its expiry: a repeat of its
+    // call is still withheld under its id.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let kept = listed(&gw).await;
+    assert_eq!(kept, [pending.clone(), denied.clone()]);
+    assert_eq!(stored(&gw, &pending).await["status"], "pending", "{kept:?}");
+    assert_eq!(
+        approvals.hold(call("s-r", "key-a", "send_money", r#"{"amount":2}"#)),
+        denied
+    );
+    let metrics = client()
+        .get(gw.at("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains(r#"portcullis_approvals_total{event="deleted"} 1"#),
+        "{metrics}"
+    );
+    gw.stop().await;
+
+    // Expired approvals go a retention after their expiry, pending or denied alike.
+    let gw = TestGateway::start(&format!(
+        "{}approvals:\n  ttl: 1s\n  retention: 1s\n",
+        providers_yaml(&mock)
+    ))
+    .await;
+    let approvals = &gw.state.approvals;
+    let lapsed = approvals.hold(call("s-x", "key-a", "send_money", r#"{"amount":1}"#));
+    let refused = approvals.hold(call("s-x", "key-a", "send_money", r#"{"amount":2}"#));
+    stored(&gw, &lapsed).await;
+    stored(&gw, &refused).await;
+    assert_eq!(
+        decide(&gw, &refused, json!({"decision": "deny"})).await.0,
+        200
+    );
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !listed(&gw).await.is_empty() {
+        assert!(tokio::time::Instant::now() < deadline, "never deleted");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    gw.stop().await;
+}
+
+/// A 2025 MCP session opened on `gw` (its id is good on every replica).
+async fn mcp_session(gw: &TestGateway) -> String {
+    let r = client()
+        .post(gw.at("/mcp"))
+        .bearer_auth(MASTER_KEY)
+        .header("accept", "application/json, text/event-stream")
+        .json(
+            &json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
+            "protocolVersion": "2025-11-25", "capabilities": {},
+            "clientInfo": {"name": "agent", "version": "1"}}}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    r.headers()["mcp-session-id"].to_str().unwrap().to_owned()
+}
+
+/// A `tools/call` of `tool` in `session` on `gw`; its JSON-RPC answer.
+async fn mcp_call(gw: &TestGateway, session: &str, tool: &str, arguments: Value) -> Value {
+    let r = client()
+        .post(gw.at("/mcp"))
+        .bearer_auth(MASTER_KEY)
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-session-id", session)
+        .header("mcp-protocol-version", "2025-11-25")
+        .json(&json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+            "params": {"name": tool, "arguments": arguments}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    r.json().await.unwrap()
+}
+
+/// The approval a held call's answer names.
+fn held_as(answer: &Value) -> String {
+    assert_eq!(answer["error"]["code"], -32602, "{answer}");
+    let message = answer["error"]["message"].as_str().unwrap();
+    assert!(message.contains("held for approval"), "{message}");
+    message.split('`').nth(3).unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn two_replicas_holding_the_same_call_at_once_name_one_approval() {
+    let case = cases()
+        .into_iter()
+        .find(|c| c.id.starts_with("banking-t1"))
+        .unwrap();
+    let twin = McpTwin::start(std::slice::from_ref(&case)).await.unwrap();
+    twin.play(&case, true);
+    let redis = std::env::var("PORTCULLIS_TEST_REDIS_URL")
+        .unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned());
+    let config = format!(
+        "redis: {{url: \"{redis}\"}}\nmcp:\n  servers:\n    banking: {{url: \"{url}\"}}\n\
+         tool_policies:\n  - {{match: banking__send_money, call: approval}}\n",
+        url = twin.url("banking")
+    );
+    let db = fresh_postgres_url().await;
+    let a = TestGateway::start_with_db(&db, &config).await;
+    let b = TestGateway::start_with_db(&db, &config).await;
+    let session = mcp_session(&a).await;
+    // The bill's text taints the session, on every replica (through Redis).
+    let v = mcp_call(
+        &a,
+        &session,
+        "banking__read_bill",
+        json!({"file": "bill-january.txt"}),
+    )
+    .await;
+    assert!(v["result"].is_object(), "{v}");
+
+    for round in 0..6 {
+        let payment = json!({"recipient_iban": "DE89370400440532013000", "amount": round,
+                             "subject": "INV-0001"});
+        let (on_a, on_b) = tokio::join!(
+            mcp_call(&a, &session, "banking__send_money", payment.clone()),
+            mcp_call(&b, &session, "banking__send_money", payment.clone()),
+        );
+        let (id_a, id_b) = (held_as(&on_a), held_as(&on_b));
+        assert_eq!(
+            id_a, id_b,
+            "round {round}: both replicas name the same approval"
+        );
+        // One row for the call, pending, the same on both replicas.
+        let (_, page) = get(
+            &b,
+            &format!("/admin/approvals?session={session}&limit=1000"),
+        )
+        .await;
+        let rows: Vec<&Value> = page["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| r["arguments"]["amount"] == round)
+            .collect();
+        assert_eq!(rows.len(), 1, "round {round}: {page}");
+        assert_eq!(rows[0]["id"], id_a.as_str());
+        assert_eq!(rows[0]["status"], "pending");
+        // Repeated on either replica, the call is still held under that approval.
+        let again = mcp_call(&b, &session, "banking__send_money", payment).await;
+        assert_eq!(held_as(&again), id_a);
+    }
+    assert_eq!(
+        twin.calls().len(),
+        1,
+        "only the bill was read: {:?}",
+        twin.calls()
+    );
     a.stop().await;
     b.stop().await;
 }

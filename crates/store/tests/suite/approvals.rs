@@ -1,9 +1,11 @@
 //! Held tool calls on both backends: a decision is taken once (the second is refused), an
 //! approval is used once, expiry closes pending and approved ones, the request path reads only
-//! a session's open approvals for its caller, and pages are newest first by id.
+//! a session's open approvals for its caller, and pages are newest first by id; a call already
+//! pending is held under its approval, not twice; retention deletes only what is done with.
 
 use portcullis_store::{
-    ApprovalQuery, ApprovalRecord, ApprovalStatus, ApprovalStore, PostgresStore, SqliteStore,
+    ApprovalQuery, ApprovalRecord, ApprovalStatus, ApprovalStore, HeldApproval, PostgresStore,
+    SqliteStore,
 };
 use portcullis_test_support::postgres::fresh_schema_url;
 
@@ -29,26 +31,21 @@ fn held(id: &str, session: &str, subject: &str, expires_ms: i64) -> ApprovalReco
 
 async fn decisions_and_use_are_taken_once(store: &dyn ApprovalStore) {
     let now = 2_000;
-    store
-        .insert_approval(&held("apr_1", "s1", "k1", 10_000))
-        .await
-        .unwrap();
-    store
-        .insert_approval(&held("apr_2", "s1", "k1", 10_000))
-        .await
-        .unwrap();
-    store
-        .insert_approval(&held("apr_3", "s1", "k2", 10_000))
-        .await
-        .unwrap();
-    store
-        .insert_approval(&held("apr_4", "s2", "k1", 3_000))
-        .await
-        .unwrap();
+    let mut mail = held("apr_2", "s1", "k1", 10_000);
+    mail.tool = "send_mail".to_owned();
+    for record in [
+        held("apr_1", "s1", "k1", 10_000),
+        mail.clone(),
+        held("apr_3", "s1", "k2", 10_000),
+        held("apr_4", "s2", "k1", 3_000),
+    ] {
+        assert!(store.hold_approval(&record).await.unwrap().created);
+    }
     assert_eq!(
         store.approval("apr_1").await.unwrap().unwrap(),
         held("apr_1", "s1", "k1", 10_000)
     );
+    assert_eq!(store.approval("apr_2").await.unwrap().unwrap(), mail);
     assert!(store.approval("apr_nope").await.unwrap().is_none());
 
     assert!(
@@ -155,6 +152,200 @@ async fn decisions_and_use_are_taken_once(store: &dyn ApprovalStore) {
         ..ApprovalQuery::default()
     };
     assert_eq!(ids(store.approvals(&by_session).await.unwrap()), ["apr_4"]);
+}
+
+async fn one_pending_per_call_and_retention(store: &dyn ApprovalStore) {
+    // The same call held again while pending: the first approval, nothing written.
+    let first = store
+        .hold_approval(&held("apr_a1", "s", "k", 10_000))
+        .await
+        .unwrap();
+    assert_eq!(
+        first,
+        HeldApproval {
+            id: "apr_a1".to_owned(),
+            expires_ms: 10_000,
+            created: true
+        }
+    );
+    let mut again = held("apr_a2", "s", "k", 20_000);
+    again.created_ms = 2_000;
+    let joined = store.hold_approval(&again).await.unwrap();
+    assert_eq!(
+        (joined.id.as_str(), joined.expires_ms, joined.created),
+        ("apr_a1", 10_000, false)
+    );
+    assert!(store.approval("apr_a2").await.unwrap().is_none());
+    // Another caller's, session's or arguments' call is its own.
+    let mut other = held("apr_a3", "s", "k", 10_000);
+    other.arguments_sha256 = "cd".repeat(32);
+    assert!(store.hold_approval(&other).await.unwrap().created);
+    assert!(
+        store
+            .hold_approval(&held("apr_a4", "s", "k2", 10_000))
+            .await
+            .unwrap()
+            .created
+    );
+    // Once decided, the call can be held anew.
+    assert!(
+        store
+            .decide_approval("apr_a1", ApprovalStatus::Denied, "admin", 3_000)
+            .await
+            .unwrap()
+    );
+    assert!(store.hold_approval(&again).await.unwrap().created);
+    // A pending row past its expiry, not swept yet, no longer holds the call.
+    let mut late = held("apr_a5", "s", "k", 25_000);
+    late.created_ms = 21_000;
+    assert!(store.hold_approval(&late).await.unwrap().created);
+    assert_eq!(
+        store.approval("apr_a2").await.unwrap().unwrap().status,
+        "expired"
+    );
+
+    // Retention: at 30 000 with a cutoff of 26 000, what was done with by then goes.
+    // Used at 4 000: goes.
+    let mut used = held("apr_r1", "r", "k", 50_000);
+    used.tool = "used".to_owned();
+    store.hold_approval(&used).await.unwrap();
+    store
+        .decide_approval("apr_r1", ApprovalStatus::Approved, "admin", 3_000)
+        .await
+        .unwrap();
+    assert!(store.use_approval("apr_r1", 4_000).await.unwrap());
+    // Denied at 3 000, expired at 29 000: goes. Denied, not expired at 30 000: stays.
+    for (id, tool, expires) in [
+        ("apr_r2", "denied", 29_000),
+        ("apr_r3", "denied_open", 40_000),
+    ] {
+        let mut r = held(id, "r", "k", expires);
+        r.tool = tool.to_owned();
+        store.hold_approval(&r).await.unwrap();
+        store
+            .decide_approval(id, ApprovalStatus::Denied, "admin", 3_000)
+            .await
+            .unwrap();
+    }
+    // Approved, not used, expired at 20 000: goes; approved and still valid: stays.
+    for (id, tool, expires) in [
+        ("apr_r4", "approved_late", 20_000),
+        ("apr_r5", "approved", 40_000),
+    ] {
+        let mut r = held(id, "r", "k", expires);
+        r.tool = tool.to_owned();
+        store.hold_approval(&r).await.unwrap();
+        store
+            .decide_approval(id, ApprovalStatus::Approved, "admin", 3_000)
+            .await
+            .unwrap();
+    }
+    // Pending and expired (unswept) at 20 000: goes; expired at 27 000: not long enough ago;
+    // pending and valid: stays.
+    for (id, tool, expires) in [
+        ("apr_r6", "pending_late", 20_000),
+        ("apr_r7", "pending_recent", 27_000),
+        ("apr_r8", "pending", 40_000),
+    ] {
+        let mut r = held(id, "r", "k", expires);
+        r.tool = tool.to_owned();
+        store.hold_approval(&r).await.unwrap();
+    }
+    // Four of these, and the five of session `s` (expired by 25 000, or denied and expired).
+    assert_eq!(
+        store.delete_done_approvals(26_000, 30_000).await.unwrap(),
+        9
+    );
+    let page = ApprovalQuery {
+        session: Some("r".to_owned()),
+        limit: 100,
+        ..ApprovalQuery::default()
+    };
+    let mut kept: Vec<String> = store
+        .approvals(&page)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.id)
+        .collect();
+    kept.sort();
+    assert_eq!(kept, ["apr_r3", "apr_r5", "apr_r7", "apr_r8"]);
+    // Pending and approved rows that have not expired stay whatever the cutoff.
+    store.delete_done_approvals(30_000, 30_000).await.unwrap();
+    let mut kept: Vec<String> = store
+        .approvals(&page)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.id)
+        .collect();
+    kept.sort();
+    assert_eq!(kept, ["apr_r3", "apr_r5", "apr_r8"]);
+}
+
+/// Pending duplicates of one call, as recorded before migration 0023, then that migration:
+/// the oldest stays pending, the others are expired, and the index is in place.
+macro_rules! migration_0023_keeps_the_oldest {
+    ($store:expr, $migration:literal) => {{
+        let store = $store;
+        let pool = store.pool();
+        sqlx::raw_sql("DROP INDEX approvals_one_pending")
+            .execute(pool)
+            .await
+            .unwrap();
+        let digest = "ab".repeat(32);
+        for (id, subject, status) in [
+            ("apr_m2", "k", "pending"),
+            ("apr_m1", "k", "pending"),
+            ("apr_m3", "k", "pending"),
+            ("apr_m0", "k", "denied"),
+            ("apr_m9", "k2", "pending"),
+        ] {
+            sqlx::raw_sql(&format!(
+                "INSERT INTO approvals (id, tool, arguments, arguments_sha256, subject, \
+                 identity, session, status, reason, created_ms, expires_ms) VALUES \
+                 ('{id}', 'send_money', '{{}}', '{digest}', '{subject}', '{{}}', 'm', \
+                 '{status}', 'held', 1000, 10000)"
+            ))
+            .execute(pool)
+            .await
+            .unwrap();
+        }
+        sqlx::raw_sql(include_str!(concat!("../../migrations/", $migration)))
+            .execute(pool)
+            .await
+            .unwrap();
+        let status =
+            |id: &'static str| async move { store.approval(id).await.unwrap().unwrap().status };
+        assert_eq!(status("apr_m0").await, "denied");
+        assert_eq!(status("apr_m1").await, "pending");
+        assert_eq!(status("apr_m2").await, "expired");
+        assert_eq!(status("apr_m3").await, "expired");
+        assert_eq!(status("apr_m9").await, "pending");
+        let joined = store
+            .hold_approval(&held("apr_m4", "m", "k", 10_000))
+            .await
+            .unwrap();
+        assert_eq!((joined.id.as_str(), joined.created), ("apr_m1", false));
+    }};
+}
+
+#[tokio::test]
+async fn sqlite_holds_a_call_once_and_deletes_only_what_is_done_with() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("a.db").display());
+    let store = SqliteStore::connect(&url, 4).await.unwrap();
+    one_pending_per_call_and_retention(store.as_ref()).await;
+    migration_0023_keeps_the_oldest!(store.as_ref(), "sqlite/0023_approvals_one_pending.sql");
+}
+
+#[tokio::test]
+async fn postgres_holds_a_call_once_and_deletes_only_what_is_done_with() {
+    let store = PostgresStore::connect(&fresh_schema_url().await, 4)
+        .await
+        .unwrap();
+    one_pending_per_call_and_retention(store.as_ref()).await;
+    migration_0023_keeps_the_oldest!(store.as_ref(), "postgres/0023_approvals_one_pending.sql");
 }
 
 #[tokio::test]
