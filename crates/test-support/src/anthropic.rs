@@ -182,7 +182,12 @@ pub async fn messages(
             .map(str::to_owned),
         _ => None,
     };
-    let plan = match responder.and_then(|r| r.respond(Api::Anthropic, body)) {
+    let instructed = scenario::instructed_call(&scenario::last_message_text(messages))
+        .map(|call| Outcome::ToolCalls(vec![call]));
+    let plan = match responder
+        .and_then(|r| r.respond(Api::Anthropic, body))
+        .or(instructed)
+    {
         Some(outcome) => scenario::Plan {
             outcome,
             delay: Duration::ZERO,

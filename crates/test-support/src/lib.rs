@@ -14,7 +14,12 @@
 //!   gives two calls;
 //! - models named `mock-error-<status>` fail with that provider's real error body,
 //!   `mock-slow-<ms>` answer late, `mock-drop-midstream` cut the connection mid-stream and
-//!   `mock-error-midstream` report an error inside the stream.
+//!   `mock-error-midstream` report an error inside the stream;
+//! - first of all, a directive `[call <tool> <JSON object>]` in the conversation's last message
+//!   (a user's text or a tool result): that call, whether the tool is offered or not — as a
+//!   model obeys an instruction injected into what a tool returned.
+//!
+//! `GET /mock/requests` lists the requests received so far (method, path, JSON body).
 //!
 //! [`MockIssuer`] ([`oidc`]) is a mock OpenID Connect issuer (discovery document, JWKS,
 //! token minting and key rotation) for the tests of bearer-JWT validation.

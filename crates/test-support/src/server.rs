@@ -1,5 +1,6 @@
-//! The mock's HTTP server: accepts connections until stopped, records requests, consults the
-//! scripted replies, and dispatches by path to the provider modules.
+//! The mock's HTTP server: accepts connections until stopped, records requests (listed at
+//! `GET /mock/requests`), consults the scripted replies, and dispatches by path to the
+//! provider modules.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -43,6 +44,9 @@ pub(crate) async fn run(
 }
 
 async fn handle(shared: &Shared, req: Request<Incoming>) -> Response<MockBody> {
+    if req.method() == http::Method::GET && req.uri().path() == "/mock/requests" {
+        return recorded(shared);
+    }
     let n = shared.hits.fetch_add(1, Ordering::Relaxed) + 1;
     let (parts, body) = req.into_parts();
     let raw: Bytes = match body.collect().await {
@@ -148,4 +152,20 @@ async fn handle(shared: &Shared, req: Request<Incoming>) -> Response<MockBody> {
             &[],
         ),
     }
+}
+
+/// `GET /mock/requests`: the requests received so far (method, path, JSON body), for tests
+/// that drive the `mock-upstream` process; it is not itself recorded or counted, and takes no
+/// scripted reply.
+fn recorded(shared: &Shared) -> Response<MockBody> {
+    let data: Vec<Value> = shared
+        .requests
+        .lock()
+        .map(|r| {
+            r.iter()
+                .map(|r| serde_json::json!({"method": r.method, "path": r.path, "body": r.body}))
+                .collect()
+        })
+        .unwrap_or_default();
+    json_response(200, &serde_json::json!({ "data": data }), &[])
 }
