@@ -266,8 +266,8 @@ def test_after_an_untrusted_mail_a_trusted_only_tool_is_hidden_and_its_call_with
     assert record["calls"][0]["rule"].startswith("tool_policies[2]"), record
     hidden = {h["tool"]: h for h in record["tools_hidden"]}
     assert list(hidden) == ["send_money", "delete_all"], record
-    assert hidden["send_money"]["rule"].startswith("tool_policies[2]") and "untrusted" in hidden["send_money"]["reason"]
-    assert hidden["delete_all"]["rule"].startswith("tool_policies[4]") and "blocked" in hidden["delete_all"]["reason"]
+    assert hidden["send_money"]["rule"].startswith("tool_policies[2]") and hidden["send_money"]["reason"] == "untrusted"
+    assert hidden["delete_all"]["rule"].startswith("tool_policies[4]") and hidden["delete_all"]["reason"] == "blocked"
     assert record["trust"]["tainted"] is True and record["trust"]["tainted_by"]["tool"] == "read_email", record
 
 
@@ -409,7 +409,7 @@ def test_on_mcp_an_untrusted_result_hides_a_trusted_only_tool_and_refuses_its_ca
             return refused.value.error
     error = run(scenario())
     assert error.code == -32602, error
-    assert "`recording__delete_everything`" in error.message and "untrusted" in error.message, error.message
+    assert "`recording__delete_everything`" in error.message and "the session holds untrusted tool output" in error.message, error.message
     calls = recorded(guarded)
     assert {"tool": "add", "arguments": {"a": a, "b": 1}} in calls
     assert all(c["tool"] != "delete_everything" for c in calls), calls

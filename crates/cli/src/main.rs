@@ -73,40 +73,45 @@ enum Command {
     },
     /// Manage virtual keys in the configured database.
     Keys {
-        /// Configuration file (YAML). Without one, the environment names the database.
-        #[arg(long, short, env = "PORTCULLIS_CONFIG")]
+        /// Configuration file (YAML). Without one, the environment names the database. May
+        /// also follow the subcommand (`portcullis audit verify --config FILE`).
+        #[arg(long, short, env = "PORTCULLIS_CONFIG", global = true)]
         config: Option<PathBuf>,
         #[command(subcommand)]
         command: Box<keys::KeysCommand>,
     },
     /// Manage users in the configured database.
     Users {
-        /// Configuration file (YAML). Without one, the environment names the database.
-        #[arg(long, short, env = "PORTCULLIS_CONFIG")]
+        /// Configuration file (YAML). Without one, the environment names the database. May
+        /// also follow the subcommand (`portcullis audit verify --config FILE`).
+        #[arg(long, short, env = "PORTCULLIS_CONFIG", global = true)]
         config: Option<PathBuf>,
         #[command(subcommand)]
         command: tenancy::UsersCommand,
     },
     /// Manage teams and their members in the configured database.
     Teams {
-        /// Configuration file (YAML). Without one, the environment names the database.
-        #[arg(long, short, env = "PORTCULLIS_CONFIG")]
+        /// Configuration file (YAML). Without one, the environment names the database. May
+        /// also follow the subcommand (`portcullis audit verify --config FILE`).
+        #[arg(long, short, env = "PORTCULLIS_CONFIG", global = true)]
         config: Option<PathBuf>,
         #[command(subcommand)]
         command: tenancy::TeamsCommand,
     },
     /// The decision audit: `verify` checks that no record was changed, removed or reordered.
     Audit {
-        /// Configuration file (YAML). Without one, the environment names the database.
-        #[arg(long, short, env = "PORTCULLIS_CONFIG")]
+        /// Configuration file (YAML). Without one, the environment names the database. May
+        /// also follow the subcommand (`portcullis audit verify --config FILE`).
+        #[arg(long, short, env = "PORTCULLIS_CONFIG", global = true)]
         config: Option<PathBuf>,
         #[command(subcommand)]
         command: audit::AuditCommand,
     },
     /// Manage stored provider keys (sealed with PORTCULLIS_SECRET_KEY).
     ProviderKeys {
-        /// Configuration file (YAML). Without one, the environment names the database.
-        #[arg(long, short, env = "PORTCULLIS_CONFIG")]
+        /// Configuration file (YAML). Without one, the environment names the database. May
+        /// also follow the subcommand (`portcullis audit verify --config FILE`).
+        #[arg(long, short, env = "PORTCULLIS_CONFIG", global = true)]
         config: Option<PathBuf>,
         #[command(subcommand)]
         command: tenancy::ProviderKeysCommand,

@@ -135,7 +135,7 @@ pub fn guard(
             .map(|h| audit::HiddenTool {
                 tool: request.tools[h.index].name.clone(),
                 rule: Some(h.rule.to_string()),
-                reason: Some(h.reason.to_string()),
+                reason: Some(h.reason.as_str().to_owned()),
             })
             .collect();
         record.trust = audit_trust(&trust);

@@ -41,6 +41,7 @@ use portcullis_mcp::jsonrpc::{ErrorObject, INVALID_PARAMS, Id};
 use portcullis_mcp::router::{Forward, ToolGate};
 use portcullis_policy::{
     CallDecision, CallPolicy, Offer, Output, Taint, TaintCause, ToolHints, ToolPolicies, Trust,
+    WithholdReason,
 };
 use serde::Deserialize;
 use serde_json::value::RawValue;
@@ -291,10 +292,15 @@ pub async fn judge_call(
         CallDecision::Withhold { reason, .. } => {
             entry.decision = audit::CallDecision::Refused;
             entry.reason = Some(reason.code().to_owned());
-            Judged::Refuse(ErrorObject::new(
-                INVALID_PARAMS,
-                format!("Tool `{tool}` is withheld by policy: {reason}"),
-            ))
+            // On MCP the context is the session, not a conversation.
+            let message = match reason {
+                WithholdReason::Untrusted => format!(
+                    "Tool `{tool}` is withheld by policy: the session holds untrusted tool \
+                     output and this tool needs a trusted context"
+                ),
+                reason => format!("Tool `{tool}` is withheld by policy: {reason}"),
+            };
+            Judged::Refuse(ErrorObject::new(INVALID_PARAMS, message))
         }
         CallDecision::Hold { rule } => {
             let digest = sha256_hex(arguments);

@@ -215,6 +215,14 @@ async fn tool_calls_are_audited_and_verify_finds_tampering() {
     let (code, out) = verify(&config);
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("5 record(s)"), "{out}");
+    // `--config` is taken before or after the subcommand.
+    for args in [
+        ["audit", "--config", config.to_str().unwrap(), "verify"],
+        ["audit", "verify", "--config", config.to_str().unwrap()],
+    ] {
+        let out = Command::new(BIN).args(args).env_clear().output().unwrap();
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {out:?}");
+    }
     sql(&db, "db.execute('PRAGMA wal_checkpoint(TRUNCATE)')");
     let pristine = std::fs::read(&db).unwrap();
     let restore = || std::fs::write(&db, &pristine).unwrap();

@@ -227,6 +227,13 @@ async fn once_a_tool_result_taints_the_context_a_trusted_only_tool_is_hidden_and
             .map(|h| h["tool"].as_str().unwrap())
             .collect();
         assert_eq!(hidden, ["send_money", "delete_all"], "{record}");
+        let reasons: Vec<&str> = record["tools_hidden"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|h| h["reason"].as_str().unwrap())
+            .collect();
+        assert_eq!(reasons, ["untrusted", "blocked"], "{record}");
         assert_eq!(record["trust"]["tainted"], true, "{record}");
         assert_eq!(
             record["trust"]["tainted_by"]["tool"], "read_email",
