@@ -439,6 +439,10 @@ async fn evaluate(
                 {
                     tally.tainted_held += 1;
                 } else {
+                    eprintln!(
+                        "{}: {} withheld without an approval ({})",
+                        w.session, w.name, w.path
+                    );
                     tally.tainted_dropped += 1;
                 }
             }
@@ -533,6 +537,10 @@ fn score(
                     arguments,
                 });
             } else {
+                eprintln!(
+                    "{}: step {step} ({}) found its tool unavailable",
+                    trace.key, s.call.tool
+                );
                 tally.tainted_dropped += 1;
             }
         }
