@@ -5,8 +5,9 @@
 //! exactly as received), a [`StreamDecoder`](crate::StreamDecoder) turns each frame's payload
 //! into canonical events, and an encoder writes events in the client's dialect. The framer is
 //! what differs between transports: server-sent events ([`SseFramer`]) for OpenAI and
-//! Anthropic; a binary event-stream framer (AWS Bedrock) yields the same [`Frame`]s, so the
-//! decoders never depend on the transport.
+//! Anthropic; AWS's binary event stream
+//! ([`EventStreamFramer`](crate::aws_eventstream::EventStreamFramer), Bedrock) yields the same
+//! [`Frame`]s, so the decoders never depend on the transport.
 
 use bytes::Bytes;
 
@@ -15,13 +16,15 @@ use crate::sse::SseParser;
 /// One frame of an upstream stream.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Frame {
-    /// The frame's event type, when the transport names one: the SSE `event:` field (an AWS
-    /// event-stream frame's `:event-type` header).
+    /// The frame's event type, when the transport names one: the SSE `event:` field; for an
+    /// AWS event-stream message, the stream member it carries (its `:event-type`, or the
+    /// `:exception-type` of an exception, or the `:error-code` of an error).
     pub event: Option<String>,
     /// The payload the decoder reads: the SSE `data:` lines joined with `\n`.
     pub payload: Bytes,
     /// The frame's bytes as received (for SSE, from its first line to its closing blank line,
-    /// including comments and lines of frames that were not dispatched before it).
+    /// including comments and lines of frames that were not dispatched before it; for an AWS
+    /// event stream, the whole message).
     pub raw: Bytes,
 }
 

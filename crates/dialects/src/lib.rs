@@ -8,6 +8,9 @@
 //!
 //! - [`frame`]: the [`Framer`](frame::Framer) that cuts an upstream body into frames
 //!   ([`SseFramer`](frame::SseFramer) for server-sent events), apart from decoding them.
+//! - [`aws_eventstream`]: AWS's binary event stream (`application/vnd.amazon.eventstream`,
+//!   Bedrock's streaming transport): an incremental decoder, an encoder, and its
+//!   [`EventStreamFramer`](aws_eventstream::EventStreamFramer).
 //! - [`sse`]: incremental server-sent-events parsing and writing.
 //! - [`openai`]: OpenAI Chat Completions and Embeddings.
 //! - [`anthropic`]: Anthropic Messages.
@@ -17,6 +20,7 @@
 //!   [`portcullis_core::GatewayError`]s.
 
 pub mod anthropic;
+pub mod aws_eventstream;
 pub mod errors;
 pub mod frame;
 pub mod openai;
