@@ -5,6 +5,7 @@ configured only by environment variables, in an empty working directory (so it c
 SQLite database there).
 """
 
+import asyncio
 import os
 import signal
 import socket
@@ -106,6 +107,28 @@ def start_gateway(mock_url: str, workdir: Path, extra_env=None, port=None) -> Ga
 def stop_gateway(gw: Gateway) -> int:
     gw.process.send_signal(signal.SIGTERM)
     return gw.process.wait(timeout=30)
+
+
+def run(coro):
+    """Runs `coro`; an error raised inside the client's task group comes out as itself."""
+    try:
+        return asyncio.run(coro)
+    except BaseExceptionGroup as group:
+        leaf = group
+        while isinstance(leaf, BaseExceptionGroup) and len(leaf.exceptions) == 1:
+            leaf = leaf.exceptions[0]
+        raise leaf from group
+
+
+async def all_tools(client) -> list:
+    """The names of the tools an MCP client session lists, every page."""
+    names, cursor = [], None
+    while True:
+        page = await client.list_tools(cursor=cursor)
+        names += [t.name for t in page.tools]
+        cursor = page.next_cursor
+        if not cursor:
+            return names
 
 
 @pytest.fixture(scope="session")

@@ -18,7 +18,6 @@ JSON-RPC error; every turn is in `GET /admin/audit`, and `portcullis audit verif
 chains intact.
 """
 
-import asyncio
 import json
 import os
 import subprocess
@@ -38,7 +37,7 @@ import yaml
 from mcp import Client, MCPError
 from mcp.client.streamable_http import streamable_http_client
 
-from conftest import ANTHROPIC_KEY, MASTER_KEY, OPENAI_KEY, _bin, start_gateway, stop_gateway
+from conftest import ANTHROPIC_KEY, MASTER_KEY, OPENAI_KEY, _bin, all_tools, run, start_gateway, stop_gateway
 
 PYTHON = Path(sys.executable)
 RECORDING_SERVER = Path(__file__).resolve().parent / "mcp_servers" / "recording_server.py"
@@ -355,17 +354,6 @@ def recorded(gw) -> list:
     return [json.loads(line) for line in gw.record.read_text().splitlines()]
 
 
-def run(coro):
-    """Runs `coro`; an error raised inside the client's task group comes out as itself."""
-    try:
-        return asyncio.run(coro)
-    except BaseExceptionGroup as group:
-        leaf = group
-        while isinstance(leaf, BaseExceptionGroup) and len(leaf.exceptions) == 1:
-            leaf = leaf.exceptions[0]
-        raise leaf from group
-
-
 @asynccontextmanager
 async def connect(gw, mode: str, headers: dict, sessions: list):
     async def note_session(response):
@@ -378,16 +366,6 @@ async def connect(gw, mode: str, headers: dict, sessions: list):
             yield client
 
 
-async def tool_names(client) -> list:
-    names, cursor = [], None
-    while True:
-        page = await client.list_tools(cursor=cursor)
-        names += [t.name for t in page.tools]
-        cursor = page.next_cursor
-        if not cursor:
-            return names
-
-
 @pytest.mark.parametrize("mode", ["legacy", "auto"])
 def test_on_mcp_an_untrusted_result_hides_a_trusted_only_tool_and_refuses_its_call(guarded, mode):
     # A 2025 client's session is its Mcp-Session-Id; a 2026 client names its own.
@@ -398,11 +376,11 @@ def test_on_mcp_an_untrusted_result_hides_a_trusted_only_tool_and_refuses_its_ca
 
     async def scenario():
         async with connect(guarded, mode, headers, sessions) as client:
-            assert {"recording__add", "recording__delete_everything"} <= set(await tool_names(client))
+            assert {"recording__add", "recording__delete_everything"} <= set(await all_tools(client))
             added = await client.call_tool("recording__add", {"a": a, "b": 1})
             assert not added.is_error and added.structured_content == {"result": a + 1}, added
             # add's output is untrusted: the session is tainted from now on.
-            tools = await tool_names(client)
+            tools = await all_tools(client)
             assert "recording__add" in tools and "recording__delete_everything" not in tools, tools
             with pytest.raises(MCPError) as refused:
                 await client.call_tool("recording__delete_everything", {"confirm": True})

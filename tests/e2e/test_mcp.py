@@ -6,7 +6,6 @@ Each client test runs in both protocol generations the SDK speaks: `legacy` (the
 handshake) and `auto`, which asks `server/discover` and so speaks 2026-07-28 to the gateway.
 """
 
-import asyncio
 import json
 import random
 import sys
@@ -21,7 +20,7 @@ import pytest
 from mcp import Client, MCPError, types
 from mcp.client.streamable_http import streamable_http_client
 
-from conftest import MASTER_KEY, ROOT, start_gateway, stop_gateway
+from conftest import MASTER_KEY, ROOT, all_tools, run, start_gateway, stop_gateway
 
 # The interpreter running the tests: the virtual environment that has the MCP SDK.
 PYTHON = Path(sys.executable)
@@ -88,27 +87,6 @@ async def connect(gw, path: str, key: str, mode: str, **callbacks):
         async with Client(transport, mode=mode, **callbacks) as client:
             assert client.protocol_version == NEGOTIATED[mode]
             yield client
-
-
-def run(coro):
-    """Runs `coro`; an error raised inside the client's task group comes out as itself."""
-    try:
-        return asyncio.run(coro)
-    except BaseExceptionGroup as group:
-        leaf = group
-        while isinstance(leaf, BaseExceptionGroup) and len(leaf.exceptions) == 1:
-            leaf = leaf.exceptions[0]
-        raise leaf from group
-
-
-async def all_tools(client) -> list:
-    names, cursor = [], None
-    while True:
-        page = await client.list_tools(cursor=cursor)
-        names += [t.name for t in page.tools]
-        cursor = page.next_cursor
-        if not cursor:
-            return names
 
 
 def wait_for_logs(gw, wanted, what: str) -> list:

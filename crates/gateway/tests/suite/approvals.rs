@@ -18,7 +18,9 @@ use portcullis_test_support::injection::twin::McpTwin;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
-use crate::common::{MASTER_KEY, TestGateway, client, fresh_postgres_url, providers_yaml};
+use crate::common::{
+    MASTER_KEY, TestGateway, client, fresh_postgres_url, mcp_session, providers_yaml,
+};
 
 fn caller(subject: &str) -> Identity {
     Identity {
@@ -465,14 +467,7 @@ async fn retention_deletes_used_and_expired_approvals_and_keeps_pending_ones() {
         approvals.hold(call("s-r", "key-a", "send_money", r#"{"amount":2}"#)),
         denied
     );
-    let metrics = client()
-        .get(gw.at("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = gw.metrics_text().await;
     assert!(
         metrics.contains(r#"portcullis_approvals_total{event="deleted"} 1"#),
         "{metrics}"
@@ -500,24 +495,6 @@ async fn retention_deletes_used_and_expired_approvals_and_keeps_pending_ones() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     gw.stop().await;
-}
-
-/// A 2025 MCP session opened on `gw` (its id is good on every replica).
-async fn mcp_session(gw: &TestGateway) -> String {
-    let r = client()
-        .post(gw.at("/mcp"))
-        .bearer_auth(MASTER_KEY)
-        .header("accept", "application/json, text/event-stream")
-        .json(
-            &json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
-            "protocolVersion": "2025-11-25", "capabilities": {},
-            "clientInfo": {"name": "agent", "version": "1"}}}),
-        )
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
-    r.headers()["mcp-session-id"].to_str().unwrap().to_owned()
 }
 
 /// A `tools/call` of `tool` in `session` on `gw`; its JSON-RPC answer.
@@ -563,7 +540,7 @@ async fn two_replicas_holding_the_same_call_at_once_name_one_approval() {
     let db = fresh_postgres_url().await;
     let a = TestGateway::start_with_db(&db, &config).await;
     let b = TestGateway::start_with_db(&db, &config).await;
-    let session = mcp_session(&a).await;
+    let session = mcp_session(&a, MASTER_KEY).await;
     // The bill's text taints the session, on every replica (through Redis).
     let v = mcp_call(
         &a,

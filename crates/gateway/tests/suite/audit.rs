@@ -131,16 +131,7 @@ async fn retention_drops_old_records_and_the_rest_still_verifies() {
 
 /// The value of the sample `name` (with its labels, as written) in `/metrics`.
 async fn metric(gw: &TestGateway, name: &str) -> Option<f64> {
-    let text = client()
-        .get(gw.at("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines()
-        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+    metric_sample(&gw.metrics_text().await, name)
 }
 
 #[tokio::test]

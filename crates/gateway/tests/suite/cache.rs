@@ -82,14 +82,7 @@ async fn identical_requests_are_answered_from_the_cache_in_either_dialect() {
     assert_eq!(header(&h4, "x-portcullis-cache"), "MISS");
     assert_eq!(mock.hits(), 2);
 
-    let metrics = client()
-        .get(gw.at("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = gw.metrics_text().await;
     assert!(
         metrics.contains("portcullis_cache_hits_total 2"),
         "{metrics}"

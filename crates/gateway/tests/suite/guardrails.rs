@@ -220,20 +220,17 @@ async fn once_a_tool_result_taints_the_context_a_trusted_only_tool_is_hidden_and
 
         // The turn's audit record says what was hidden and withheld, and why.
         let record = audit_record(&gw, &session).await;
-        let hidden: Vec<&str> = record["tools_hidden"]
+        let hidden: Vec<(&str, &str)> = record["tools_hidden"]
             .as_array()
             .unwrap()
             .iter()
-            .map(|h| h["tool"].as_str().unwrap())
+            .map(|h| (h["tool"].as_str().unwrap(), h["reason"].as_str().unwrap()))
             .collect();
-        assert_eq!(hidden, ["send_money", "delete_all"], "{record}");
-        let reasons: Vec<&str> = record["tools_hidden"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|h| h["reason"].as_str().unwrap())
-            .collect();
-        assert_eq!(reasons, ["untrusted", "blocked"], "{record}");
+        assert_eq!(
+            hidden,
+            [("send_money", "untrusted"), ("delete_all", "blocked")],
+            "{record}"
+        );
         assert_eq!(record["trust"]["tainted"], true, "{record}");
         assert_eq!(
             record["trust"]["tainted_by"]["tool"], "read_email",

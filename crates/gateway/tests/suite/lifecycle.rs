@@ -27,14 +27,7 @@ async fn health_readiness_and_metrics() {
     )
     .await;
     let _ = gw.logs("", 1).await;
-    let text = client()
-        .get(gw.at("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = gw.metrics_text().await;
     assert!(
         text.contains(r#"portcullis_requests_total{endpoint="chat_completions",provider="openai",status="200"} 1"#),
         "{text}"

@@ -217,14 +217,7 @@ async fn a_stdio_server_is_reached_through_the_aggregated_and_its_own_endpoint()
         .await
         .unwrap();
     assert_eq!(r.status(), 403);
-    let metrics = client()
-        .get(gw.at("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = gw.metrics_text().await;
     assert!(
         metrics.contains(
             r#"portcullis_mcp_tool_calls_total{server="everything",tool="everything__echo",decision="forwarded"} 1"#
@@ -650,9 +643,7 @@ async fn a_reload_adds_and_removes_mcp_servers() {
         .unwrap()
     };
     let gw = TestGateway::start_config(file(&["everything"])).await;
-    let initialize = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}"#;
-    let (_, headers, _) = rpc(&gw, "/mcp", Some(MASTER_KEY), initialize).await;
-    let session = headers["mcp-session-id"].to_str().unwrap().to_owned();
+    let session = mcp_session(&gw, MASTER_KEY).await;
     let tools = |gw: &TestGateway| {
         let request = client()
             .post(gw.at("/mcp"))

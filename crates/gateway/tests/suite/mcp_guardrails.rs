@@ -56,20 +56,7 @@ struct Session {
 
 impl Session {
     async fn open(gw: &TestGateway) -> Self {
-        let r = client()
-            .post(gw.at("/mcp"))
-            .bearer_auth(MASTER_KEY)
-            .header("accept", "application/json, text/event-stream")
-            .json(
-                &json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
-                "protocolVersion": "2025-11-25", "capabilities": {},
-                "clientInfo": {"name": "agent", "version": "1"}}}),
-            )
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 200);
-        let id = r.headers()["mcp-session-id"].to_str().unwrap().to_owned();
+        let id = mcp_session(gw, MASTER_KEY).await;
         Self { id, next: 1 }
     }
 

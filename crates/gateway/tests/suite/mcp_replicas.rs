@@ -82,23 +82,6 @@ async fn events_until(
     }
 }
 
-async fn initialize(gw: &TestGateway) -> String {
-    let r = client()
-        .post(gw.at("/mcp"))
-        .bearer_auth(MASTER_KEY)
-        .header("accept", "application/json, text/event-stream")
-        .json(
-            &json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
-            "protocolVersion": "2025-11-25", "capabilities": {},
-            "clientInfo": {"name": "t", "version": "1"}}}),
-        )
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
-    r.headers()["mcp-session-id"].to_str().unwrap().to_owned()
-}
-
 fn resume(gw: &TestGateway, session: &str, last_event_id: &str) -> reqwest::RequestBuilder {
     streaming()
         .get(gw.at("/mcp"))
@@ -121,7 +104,7 @@ fn split_id(id: &str) -> (&str, u64) {
 #[tokio::test]
 async fn a_calls_stream_begun_on_one_replica_resumes_on_the_other() {
     let (a, b) = replicas().await;
-    let session = initialize(&a).await;
+    let session = mcp_session(&a, MASTER_KEY).await;
     let call = json!({"jsonrpc": "2.0", "id": 21, "method": "tools/call", "params": {
         "name": "everything__trigger-long-running-operation",
         "arguments": {"duration": 4, "steps": 4},
@@ -189,7 +172,7 @@ async fn a_calls_stream_begun_on_one_replica_resumes_on_the_other() {
 
     // Another session is refused on B as on A; the stream's owner may read it again there
     // (it is kept a little after its end for a client that missed the last bytes).
-    let other = initialize(&b).await;
+    let other = mcp_session(&b, MASTER_KEY).await;
     let r = resume(&b, &other, &last_id).send().await.unwrap();
     assert_eq!(r.status(), 404);
     let refused: Value = r.json().await.unwrap();
@@ -317,7 +300,7 @@ async fn a_2026_retry_on_another_replica_reaches_the_call_waiting_for_input() {
 #[tokio::test]
 async fn what_a_gone_replica_held_is_answered_as_no_longer_kept() {
     let (a, b) = replicas().await;
-    let session = initialize(&b).await;
+    let session = mcp_session(&b, MASTER_KEY).await;
     let nobody = "0123456789abcdef";
     let r = resume(&b, &session, &format!("p{nobody}.{:032x}-3", 7))
         .send()

@@ -258,23 +258,6 @@ async fn events_until(
     }
 }
 
-async fn initialize(gw: &TestGateway, key: &str) -> String {
-    let r = client()
-        .post(gw.at("/mcp"))
-        .bearer_auth(key)
-        .header("accept", "application/json, text/event-stream")
-        .json(
-            &json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
-            "protocolVersion": "2025-11-25", "capabilities": {},
-            "clientInfo": {"name": "t", "version": "1"}}}),
-        )
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
-    r.headers()["mcp-session-id"].to_str().unwrap().to_owned()
-}
-
 fn get(gw: &TestGateway, key: &str, session: &str) -> reqwest::RequestBuilder {
     streaming()
         .get(gw.at("/mcp"))
@@ -292,7 +275,7 @@ const TOOLS_CHANGED: &str = "notifications/tools/list_changed";
 async fn the_get_stream_tells_of_changed_lists_and_resumes_where_it_broke() {
     let mock = MockMcpServer::start(5).await.unwrap();
     let gw = TestGateway::start(&yaml(&mock)).await;
-    let session = initialize(&gw, MASTER_KEY).await;
+    let session = mcp_session(&gw, MASTER_KEY).await;
     listened(&mock).await;
     let (_, before) = rpc(&gw, "/mcp", list(None)).await;
     assert_eq!(names(&before).len(), 5);
@@ -352,7 +335,7 @@ async fn the_get_stream_tells_of_changed_lists_and_resumes_where_it_broke() {
         .as_str()
         .unwrap()
         .to_owned();
-    let other_session = initialize(&gw, &other).await;
+    let other_session = mcp_session(&gw, &other).await;
     let r = get(&gw, &other, &other_session)
         .header("last-event-id", &last_id)
         .send()
@@ -385,7 +368,7 @@ async fn the_get_stream_tells_of_changed_lists_and_resumes_where_it_broke() {
 async fn the_get_streams_edges() {
     let mock = MockMcpServer::start(5).await.unwrap();
     let gw = TestGateway::start(&yaml(&mock)).await;
-    let session = initialize(&gw, MASTER_KEY).await;
+    let session = mcp_session(&gw, MASTER_KEY).await;
     let r = streaming()
         .get(gw.at("/mcp"))
         .header("accept", "text/event-stream")
@@ -430,12 +413,12 @@ async fn the_get_streams_edges() {
     // A caller holds a bounded number of GET connections on a replica.
     let mut open = Vec::new();
     for _ in 0..16 {
-        let s = initialize(&gw, MASTER_KEY).await;
+        let s = mcp_session(&gw, MASTER_KEY).await;
         let r = get(&gw, MASTER_KEY, &s).send().await.unwrap();
         assert_eq!(r.status(), 200);
         open.push(r);
     }
-    let s = initialize(&gw, MASTER_KEY).await;
+    let s = mcp_session(&gw, MASTER_KEY).await;
     let r = get(&gw, MASTER_KEY, &s).send().await.unwrap();
     assert_eq!(r.status(), 429);
     drop(open);
@@ -457,7 +440,7 @@ async fn a_calls_stream_resumes_after_a_broken_connection_with_its_result() {
         everything_bin()
     ))
     .await;
-    let session = initialize(&gw, MASTER_KEY).await;
+    let session = mcp_session(&gw, MASTER_KEY).await;
     let call = json!({"jsonrpc": "2.0", "id": 21, "method": "tools/call", "params": {
         "name": "everything__trigger-long-running-operation",
         "arguments": {"duration": 2, "steps": 4},
@@ -517,7 +500,7 @@ async fn a_calls_stream_resumes_after_a_broken_connection_with_its_result() {
     .await;
     assert!(end.is_ok(), "the stream ends after the result");
     // A resume from another session is not this stream's.
-    let other = initialize(&gw, MASTER_KEY).await;
+    let other = mcp_session(&gw, MASTER_KEY).await;
     let r = get(&gw, MASTER_KEY, &other)
         .header("last-event-id", &last_id)
         .send()
@@ -536,7 +519,7 @@ async fn a_cancelled_calls_stream_ends() {
         everything_bin()
     ))
     .await;
-    let session = initialize(&gw, MASTER_KEY).await;
+    let session = mcp_session(&gw, MASTER_KEY).await;
     let call = json!({"jsonrpc": "2.0", "id": 31, "method": "tools/call", "params": {
         "name": "everything__trigger-long-running-operation",
         "arguments": {"duration": 10, "steps": 10},
@@ -554,7 +537,7 @@ async fn a_cancelled_calls_stream_ends() {
     let mut pending = String::new();
     events_until(&mut body, &mut pending, |_, d| d.contains("progress")).await;
     // Another session's cancellation is not this call's.
-    let other = initialize(&gw, MASTER_KEY).await;
+    let other = mcp_session(&gw, MASTER_KEY).await;
     let cancel = |session: String| {
         client()
             .post(gw.at("/mcp"))

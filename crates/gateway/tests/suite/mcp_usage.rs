@@ -170,25 +170,6 @@ async fn usage_and_logs_by_mcp_server_tool_and_endpoint() {
     assert!(gw.logs("server=openai", 0).await.is_empty());
 }
 
-async fn metrics(gw: &TestGateway) -> String {
-    client()
-        .get(gw.at("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap()
-}
-
-/// The value of the sample `series` (name and labels, exactly as exposed), if any.
-fn sample(metrics: &str, series: &str) -> Option<f64> {
-    metrics
-        .lines()
-        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
-        .map(|v| v.trim().parse().unwrap())
-}
-
 /// Waits until the aggregated tool list of `gw` is `expected`.
 async fn lists(gw: &TestGateway, expected: &[&str]) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
@@ -235,9 +216,9 @@ async fn metrics_time_mcp_requests_by_server_and_method_and_count_withheld_defin
     .await;
     assert!(unknown["error"].is_object(), "{unknown}");
 
-    let m = metrics(&gw).await;
+    let m = gw.metrics_text().await;
     let calls = |server: &str, tool: &str| {
-        sample(
+        metric_sample(
             &m,
             &format!(
                 r#"portcullis_mcp_tool_calls_total{{server="{server}",tool="{tool}",decision="forwarded"}}"#
@@ -248,7 +229,7 @@ async fn metrics_time_mcp_requests_by_server_and_method_and_count_withheld_defin
     assert_eq!(calls("alpha", "alpha__tool-1"), Some(1.0));
     assert_eq!(calls("beta", "beta__tool-0"), Some(2.0));
     let timed = |server: &str, method: &str| {
-        sample(
+        metric_sample(
             &m,
             &format!(
                 r#"portcullis_mcp_request_duration_seconds_count{{server="{server}",method="{method}"}}"#
@@ -269,7 +250,7 @@ async fn metrics_time_mcp_requests_by_server_and_method_and_count_withheld_defin
         "{histogram:?}"
     );
     assert_eq!(
-        sample(
+        metric_sample(
             &m,
             r#"portcullis_mcp_tool_definition_changes_total{server="alpha"}"#
         ),
@@ -292,9 +273,9 @@ async fn metrics_time_mcp_requests_by_server_and_method_and_count_withheld_defin
     ]);
     lists(&gw, &["alpha__tool-0", "beta__tool-0"]).await;
     lists(&gw, &["alpha__tool-0", "beta__tool-0"]).await;
-    let m = metrics(&gw).await;
+    let m = gw.metrics_text().await;
     assert_eq!(
-        sample(
+        metric_sample(
             &m,
             r#"portcullis_mcp_tool_definition_changes_total{server="alpha"}"#
         ),

@@ -204,83 +204,71 @@ async fn one_pending_per_call_and_retention(store: &dyn ApprovalStore) {
         "expired"
     );
 
-    // Retention: at 30 000 with a cutoff of 26 000, what was done with by then goes.
-    // Used at 4 000: goes.
-    let mut used = held("apr_r1", "r", "k", 50_000);
-    used.tool = "used".to_owned();
-    store.hold_approval(&used).await.unwrap();
-    store
-        .decide_approval("apr_r1", ApprovalStatus::Approved, "admin", 3_000)
-        .await
-        .unwrap();
-    assert!(store.use_approval("apr_r1", 4_000).await.unwrap());
-    // Denied at 3 000, expired at 29 000: goes. Denied, not expired at 30 000: stays.
-    for (id, tool, expires) in [
-        ("apr_r2", "denied", 29_000),
-        ("apr_r3", "denied_open", 40_000),
+    // Retention: at 30 000 with a cutoff of 26 000, what was done with by then goes. Each is
+    // held at 1 000 and, unless left pending, decided at 3 000 (and used at 4 000).
+    use ApprovalStatus::{Approved, Denied, Pending, Used};
+    for (id, tool, expires, status) in [
+        // Used at 4 000: goes.
+        ("apr_r1", "used", 50_000, Used),
+        // Denied, expired at 29 000: goes. Denied, not expired at 30 000: stays.
+        ("apr_r2", "denied", 29_000, Denied),
+        ("apr_r3", "denied_open", 40_000, Denied),
+        // Approved, not used, expired at 20 000: goes; approved and still valid: stays.
+        ("apr_r4", "approved_late", 20_000, Approved),
+        ("apr_r5", "approved", 40_000, Approved),
+        // Pending and expired (unswept) at 20 000: goes; expired at 27 000: not long enough
+        // ago; pending and valid: stays.
+        ("apr_r6", "pending_late", 20_000, Pending),
+        ("apr_r7", "pending_recent", 27_000, Pending),
+        ("apr_r8", "pending", 40_000, Pending),
     ] {
         let mut r = held(id, "r", "k", expires);
         r.tool = tool.to_owned();
-        store.hold_approval(&r).await.unwrap();
-        store
-            .decide_approval(id, ApprovalStatus::Denied, "admin", 3_000)
-            .await
-            .unwrap();
-    }
-    // Approved, not used, expired at 20 000: goes; approved and still valid: stays.
-    for (id, tool, expires) in [
-        ("apr_r4", "approved_late", 20_000),
-        ("apr_r5", "approved", 40_000),
-    ] {
-        let mut r = held(id, "r", "k", expires);
-        r.tool = tool.to_owned();
-        store.hold_approval(&r).await.unwrap();
-        store
-            .decide_approval(id, ApprovalStatus::Approved, "admin", 3_000)
-            .await
-            .unwrap();
-    }
-    // Pending and expired (unswept) at 20 000: goes; expired at 27 000: not long enough ago;
-    // pending and valid: stays.
-    for (id, tool, expires) in [
-        ("apr_r6", "pending_late", 20_000),
-        ("apr_r7", "pending_recent", 27_000),
-        ("apr_r8", "pending", 40_000),
-    ] {
-        let mut r = held(id, "r", "k", expires);
-        r.tool = tool.to_owned();
-        store.hold_approval(&r).await.unwrap();
+        assert!(store.hold_approval(&r).await.unwrap().created, "{id}");
+        let decision = if status == Used { Approved } else { status };
+        if decision != Pending {
+            assert!(
+                store
+                    .decide_approval(id, decision, "admin", 3_000)
+                    .await
+                    .unwrap(),
+                "{id}"
+            );
+        }
+        if status == Used {
+            assert!(store.use_approval(id, 4_000).await.unwrap());
+        }
     }
     // Four of these, and the five of session `s` (expired by 25 000, or denied and expired).
     assert_eq!(
         store.delete_done_approvals(26_000, 30_000).await.unwrap(),
         9
     );
+    assert_eq!(
+        ids_in(store, "r").await,
+        ["apr_r3", "apr_r5", "apr_r7", "apr_r8"]
+    );
+    // Pending and approved rows that have not expired stay whatever the cutoff.
+    store.delete_done_approvals(30_000, 30_000).await.unwrap();
+    assert_eq!(ids_in(store, "r").await, ["apr_r3", "apr_r5", "apr_r8"]);
+}
+
+/// The ids of the approvals held in `session`, sorted.
+async fn ids_in(store: &dyn ApprovalStore, session: &str) -> Vec<String> {
     let page = ApprovalQuery {
-        session: Some("r".to_owned()),
+        session: Some(session.to_owned()),
         limit: 100,
         ..ApprovalQuery::default()
     };
-    let mut kept: Vec<String> = store
+    let mut ids: Vec<String> = store
         .approvals(&page)
         .await
         .unwrap()
         .into_iter()
         .map(|r| r.id)
         .collect();
-    kept.sort();
-    assert_eq!(kept, ["apr_r3", "apr_r5", "apr_r7", "apr_r8"]);
-    // Pending and approved rows that have not expired stay whatever the cutoff.
-    store.delete_done_approvals(30_000, 30_000).await.unwrap();
-    let mut kept: Vec<String> = store
-        .approvals(&page)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|r| r.id)
-        .collect();
-    kept.sort();
-    assert_eq!(kept, ["apr_r3", "apr_r5", "apr_r8"]);
+    ids.sort();
+    ids
 }
 
 /// Pending duplicates of one call, as recorded before migration 0023, then that migration:

@@ -154,6 +154,18 @@ impl TestGateway {
         }
     }
 
+    /// The Prometheus text `GET /metrics` answers.
+    pub async fn metrics_text(&self) -> String {
+        client()
+            .get(self.at("/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
     /// The log record of one request, by its `x-portcullis-request-id`.
     pub async fn log_of(&self, request_id: &str) -> Value {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
@@ -203,6 +215,34 @@ pub async fn post(
     let status = r.status().as_u16();
     let headers = r.headers().clone();
     (status, headers, r.text().await.unwrap())
+}
+
+/// The value of the sample `series` (name and labels, exactly as exposed) in a `/metrics` text,
+/// if there is one.
+pub fn metric_sample(metrics: &str, series: &str) -> Option<f64> {
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+        .map(|v| v.trim().parse().unwrap())
+}
+
+/// Opens a 2025 MCP session (protocol 2025-11-25) on `gw`'s `/mcp` as `key`; its
+/// `mcp-session-id`, which is good on every replica.
+pub async fn mcp_session(gw: &TestGateway, key: &str) -> String {
+    let r = client()
+        .post(gw.at("/mcp"))
+        .bearer_auth(key)
+        .header("accept", "application/json, text/event-stream")
+        .json(
+            &serde_json::json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
+            "protocolVersion": "2025-11-25", "capabilities": {},
+            "clientInfo": {"name": "agent", "version": "1"}}}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    r.headers()["mcp-session-id"].to_str().unwrap().to_owned()
 }
 
 /// The `data:` payloads of an SSE body, with their `event:` names.
