@@ -9,6 +9,8 @@
 //! - [`registry`]: every configured provider, route and alias, and the resolution of a
 //!   client's model name into an ordered list of targets.
 //! - [`secret`]: [`Secret`], a credential that never prints.
+//! - [`sigv4`]: AWS Signature Version 4 (Bedrock): the headers that sign a request exactly as
+//!   it will be sent.
 //! - [`config`]: the `providers:` block and each route's targets, validated into the specs
 //!   above.
 
@@ -17,6 +19,7 @@ pub mod kind;
 pub mod provider;
 pub mod registry;
 pub mod secret;
+pub mod sigv4;
 
 pub use kind::{CloudflareUpstream, ProviderKind};
 pub use provider::{

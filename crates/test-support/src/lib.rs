@@ -43,6 +43,7 @@ pub mod postgres;
 pub mod reply;
 pub mod scenario;
 pub mod server;
+pub mod sigv4;
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
