@@ -21,6 +21,12 @@
 //!
 //! `GET /mock/requests` lists the requests received so far (method, path, JSON body).
 //!
+//! The same server answers as Amazon Bedrock Runtime ([`bedrock`]): `POST
+//! /model/{modelId}/converse` and `/converse-stream` (an AWS event stream), every request's
+//! AWS Signature Version 4 checked ([`sigv4`]) against [`MockOptions::aws_access_key_id`] and
+//! its secret, for service `bedrock` in [`MockOptions::aws_region`]; the same model names
+//! trigger the same cases.
+//!
 //! [`MockIssuer`] ([`oidc`]) is a mock OpenID Connect issuer (discovery document, JWKS,
 //! token minting and key rotation) for the tests of bearer-JWT validation.
 //!
@@ -34,6 +40,7 @@
 //! MCP twin of its tools and the agent loop that drives them through a gateway).
 
 pub mod anthropic;
+pub mod bedrock;
 pub mod injection;
 pub mod mcp;
 pub mod mcp_oauth;
@@ -70,6 +77,15 @@ pub struct MockOptions {
     pub record_requests: bool,
     /// Further API keys accepted by both APIs (several accounts on one upstream).
     pub extra_api_keys: Vec<String>,
+    /// The AWS access key id Bedrock requests must be signed with.
+    pub aws_access_key_id: String,
+    /// Its secret access key.
+    pub aws_secret_access_key: String,
+    /// The session token Bedrock requests must carry (temporary credentials); with `None`
+    /// they must carry none.
+    pub aws_session_token: Option<String>,
+    /// The region Bedrock requests must be signed for.
+    pub aws_region: String,
 }
 
 impl Default for MockOptions {
@@ -81,6 +97,11 @@ impl Default for MockOptions {
             anthropic_api_key: "sk-ant-mock".to_owned(),
             record_requests: true,
             extra_api_keys: Vec::new(),
+            // AWS's documentation example key.
+            aws_access_key_id: "AKIAIOSFODNN7EXAMPLE".to_owned(),
+            aws_secret_access_key: "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY".to_owned(),
+            aws_session_token: None,
+            aws_region: "us-east-1".to_owned(),
         }
     }
 }
@@ -169,6 +190,11 @@ impl MockUpstream {
 
     /// Base URL for Anthropic clients: `http://127.0.0.1:PORT` (no `/v1`).
     pub fn anthropic_base_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Endpoint URL for Bedrock Runtime clients: `http://127.0.0.1:PORT`.
+    pub fn bedrock_endpoint_url(&self) -> String {
         format!("http://{}", self.addr)
     }
 

@@ -1,6 +1,6 @@
 //! Replies: scripted answers a test queues, and the response bodies the mock sends — a whole
-//! JSON body, or SSE frames written one chunk at a time (optionally ending with an abrupt
-//! connection drop).
+//! JSON body, or SSE frames (or any other stream's chunks) written one chunk at a time
+//! (optionally ending with an abrupt connection drop).
 
 use std::convert::Infallible;
 use std::time::Duration;
@@ -158,12 +158,35 @@ pub fn sse_response(
     then: StreamEnd,
     headers: &[(String, String)],
 ) -> Response<MockBody> {
-    let chunks = futures_util::stream::iter(frames.into_iter().enumerate()).then(
-        move |(i, frame)| async move {
+    let chunks = frames.iter().map(SseFrame::to_bytes).collect();
+    let mut r = chunked_response(
+        chunks,
+        "text/event-stream; charset=utf-8",
+        delay,
+        then,
+        headers,
+    );
+    r.headers_mut()
+        .entry(http::header::CACHE_CONTROL)
+        .or_insert(HeaderValue::from_static("no-cache"));
+    r
+}
+
+/// A streamed response of `content_type` whose chunks are written one at a time, `delay`
+/// apart, ending as `then` says.
+pub fn chunked_response(
+    chunks: Vec<Bytes>,
+    content_type: &'static str,
+    delay: Duration,
+    then: StreamEnd,
+    headers: &[(String, String)],
+) -> Response<MockBody> {
+    let chunks = futures_util::stream::iter(chunks.into_iter().enumerate()).then(
+        move |(i, chunk)| async move {
             if i > 0 && !delay.is_zero() {
                 tokio::time::sleep(delay).await;
             }
-            Ok::<_, std::io::Error>(Frame::data(frame.to_bytes()))
+            Ok::<_, std::io::Error>(Frame::data(chunk))
         },
     );
     // The abort waits a moment so the frames before it are flushed to the client first:
@@ -181,14 +204,9 @@ pub fn sse_response(
     });
     let body = BodyExt::boxed(StreamBody::new(chunks.chain(tail)));
     let mut r = Response::new(body);
-    let h = r.headers_mut();
-    h.insert(
+    r.headers_mut().insert(
         http::header::CONTENT_TYPE,
-        HeaderValue::from_static("text/event-stream; charset=utf-8"),
-    );
-    h.insert(
-        http::header::CACHE_CONTROL,
-        HeaderValue::from_static("no-cache"),
+        HeaderValue::from_static(content_type),
     );
     with_headers(r, headers)
 }

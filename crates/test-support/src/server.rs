@@ -14,7 +14,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use serde_json::Value;
 
 use crate::reply::{MockBody, json_response, render};
-use crate::{RecordedRequest, Shared, anthropic, openai};
+use crate::{RecordedRequest, Shared, anthropic, bedrock, openai};
 
 pub(crate) async fn run(
     listener: tokio::net::TcpListener,
@@ -78,6 +78,12 @@ async fn handle(shared: &Shared, req: Request<Incoming>) -> Response<MockBody> {
     }
     if !shared.options.latency.is_zero() {
         tokio::time::sleep(shared.options.latency).await;
+    }
+    // Bedrock checks the request's signature before anything else.
+    if bedrock::handles(parts.uri.path())
+        && let Some(refused) = bedrock::authenticate(&shared.options, &parts, &raw, n)
+    {
+        return refused;
     }
     let scripted = shared.replies.lock().ok().and_then(|mut q| q.pop_front());
     if let Some(reply) = scripted {
@@ -145,6 +151,9 @@ async fn handle(shared: &Shared, req: Request<Incoming>) -> Response<MockBody> {
                 n,
             )
             .await
+        }
+        (_, path) if bedrock::handles(path) => {
+            bedrock::handle(opts.stream_frame_delay, &parts, &json, n).await
         }
         _ => json_response(
             404,
