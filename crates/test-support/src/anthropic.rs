@@ -1,5 +1,6 @@
-//! Anthropic's Messages API as the mock speaks it: `POST /v1/messages` (complete and streamed)
-//! with `x-api-key` (or Bearer) authentication, the required `anthropic-version` header, error
+//! Anthropic's Messages API as the mock speaks it: `POST /v1/messages` (complete and streamed),
+//! `GET /v1/models` (paginated with `limit`, `after_id`, `before_id`) and
+//! `GET /v1/models/{model_id}`, with `x-api-key` (or Bearer) authentication, the required `anthropic-version` header, error
 //! bodies (`{"type":"error","error":{"type","message"},"request_id"}`), the `request-id` header,
 //! and the event sequence `message_start`, `content_block_start`, `ping`,
 //! `content_block_delta`, `content_block_stop`, `message_delta`, `message_stop`.
@@ -340,5 +341,154 @@ impl Block {
                 "input": serde_json::from_str::<Value>(input).unwrap_or_else(|_| json!({})),
             }),
         }
+    }
+}
+
+/// The models the mock's Anthropic API lists, most recent first (as Anthropic lists them):
+/// id, display name, release date.
+pub const MODELS: [(&str, &str, &str); 5] = [
+    (
+        "claude-haiku-4-5-20251001",
+        "Claude Haiku 4.5",
+        "2025-10-01T00:00:00Z",
+    ),
+    (
+        "claude-sonnet-4-5-20250929",
+        "Claude Sonnet 4.5",
+        "2025-09-29T00:00:00Z",
+    ),
+    (
+        "claude-opus-4-1-20250805",
+        "Claude Opus 4.1",
+        "2025-08-05T00:00:00Z",
+    ),
+    (
+        "claude-sonnet-4-20250514",
+        "Claude Sonnet 4",
+        "2025-05-14T00:00:00Z",
+    ),
+    (
+        "claude-3-5-haiku-20241022",
+        "Claude Haiku 3.5",
+        "2024-10-22T00:00:00Z",
+    ),
+];
+
+fn model_object((id, name, created): (&str, &str, &str)) -> Value {
+    json!({"type": "model", "id": id, "display_name": name, "created_at": created})
+}
+
+/// A query parameter's value (percent-decoded), when present.
+fn query_param(query: &str, name: &str) -> Option<String> {
+    query.split('&').find_map(|pair| {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        (k == name).then(|| percent_decode(v))
+    })
+}
+
+/// `s` with its `%XX` escapes decoded.
+pub(crate) fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let hex = |b: u8| (b as char).to_digit(16);
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let escaped = (bytes[i] == b'%' && i + 2 < bytes.len())
+            .then(|| hex(bytes[i + 1]).zip(hex(bytes[i + 2])))
+            .flatten();
+        if let Some((h, l)) = escaped {
+            out.push((h * 16 + l) as u8);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// `GET /v1/models`: a page of [`MODELS`] — `limit` (1 to 1000, default 20) models after
+/// `after_id` or before `before_id`, with `first_id`, `last_id` and `has_more` (more in the
+/// direction asked).
+pub fn models(key: &str, h: &HeaderMap, query: &str, n: u64) -> Response<MockBody> {
+    if let Some(r) = check_auth(h, key, n) {
+        return r;
+    }
+    let limit = match query_param(query, "limit") {
+        None => 20,
+        Some(l) => match l.parse::<usize>() {
+            Ok(l) if (1..=1000).contains(&l) => l,
+            _ => {
+                return error(
+                    400,
+                    "invalid_request_error",
+                    "limit: Input should be greater than or equal to 1 and less than or equal to 1000",
+                    n,
+                );
+            }
+        },
+    };
+    let position = |id: &str| MODELS.iter().position(|m| m.0 == id);
+    let (page, has_more): (&[(&str, &str, &str)], bool) = match (
+        query_param(query, "after_id"),
+        query_param(query, "before_id"),
+    ) {
+        (Some(_), Some(_)) => {
+            return error(
+                400,
+                "invalid_request_error",
+                "after_id and before_id cannot both be set",
+                n,
+            );
+        }
+        (Some(after), None) => match position(&after) {
+            Some(i) => {
+                let rest = &MODELS[i + 1..];
+                let end = rest.len().min(limit);
+                (&rest[..end], rest.len() > limit)
+            }
+            None => (&[], false),
+        },
+        (None, Some(before)) => match position(&before) {
+            Some(i) => {
+                let start = i.saturating_sub(limit);
+                (&MODELS[start..i], start > 0)
+            }
+            None => (&[], false),
+        },
+        (None, None) => {
+            let end = MODELS.len().min(limit);
+            (&MODELS[..end], MODELS.len() > limit)
+        }
+    };
+    let data: Vec<Value> = page.iter().map(|m| model_object(*m)).collect();
+    json_response(
+        200,
+        &json!({
+            "data": data,
+            "has_more": has_more,
+            "first_id": page.first().map(|m| m.0),
+            "last_id": page.last().map(|m| m.0),
+        }),
+        &headers(n),
+    )
+}
+
+/// `GET /v1/models/{model_id}`: one model, by id or by alias (the id without its date), or
+/// Anthropic's 404.
+pub fn model(key: &str, h: &HeaderMap, id: &str, n: u64) -> Response<MockBody> {
+    if let Some(r) = check_auth(h, key, n) {
+        return r;
+    }
+    let found = MODELS.iter().find(|m| {
+        m.0 == id
+            || m.0
+                .strip_prefix(id)
+                .and_then(|rest| rest.strip_prefix('-'))
+                .is_some_and(|date| date.len() == 8 && date.bytes().all(|b| b.is_ascii_digit()))
+    });
+    match found {
+        Some(m) => json_response(200, &model_object(*m), &headers(n)),
+        None => error(404, "not_found_error", &format!("model: {id}"), n),
     }
 }

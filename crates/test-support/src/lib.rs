@@ -1,7 +1,8 @@
 //! Mock upstream LLM providers for tests and benchmarks.
 //!
 //! [`MockUpstream`] is one HTTP server on `127.0.0.1:0` that speaks both OpenAI's API
-//! (`/v1/chat/completions`, `/v1/embeddings`, `/v1/models`) and Anthropic's (`/v1/messages`),
+//! (`/v1/chat/completions`, `/v1/embeddings`, `/v1/models`) and Anthropic's (`/v1/messages`,
+//! and `/v1/models` when asked with Anthropic's headers),
 //! written from the providers' public API references: their authentication, status codes,
 //! headers, error bodies, usage fields and SSE framing. It is deliberately independent of the
 //! gateway's own codecs so that it can serve as the oracle they are tested against.
@@ -19,7 +20,7 @@
 //!   (a user's text or a tool result): that call, whether the tool is offered or not — as a
 //!   model obeys an instruction injected into what a tool returned.
 //!
-//! `GET /mock/requests` lists the requests received so far (method, path, JSON body).
+//! `GET /mock/requests` lists the requests received so far (method, path, query, JSON body).
 //!
 //! The same server answers as Amazon Bedrock Runtime ([`bedrock`]): `POST
 //! /model/{modelId}/converse` and `/converse-stream` (an AWS event stream), every request's
@@ -113,6 +114,8 @@ pub struct RecordedRequest {
     pub method: String,
     /// Path.
     pub path: String,
+    /// Query string (empty when there is none).
+    pub query: String,
     /// Headers, names lower-cased (repeated headers joined with `, `).
     pub headers: HashMap<String, String>,
     /// The body as JSON (`Null` when it was not JSON).

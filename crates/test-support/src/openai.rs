@@ -1,6 +1,7 @@
 //! OpenAI's API as the mock speaks it: `POST /v1/chat/completions` (complete and streamed),
-//! `POST /v1/embeddings`, `GET /v1/models`, with OpenAI's authentication, error bodies
-//! (`{"error":{"message","type","param","code"}}`), `x-request-id` and rate-limit headers.
+//! `POST /v1/embeddings`, `GET /v1/models` and `GET /v1/models/{model}`, with OpenAI's
+//! authentication, error bodies (`{"error":{"message","type","param","code"}}`),
+//! `x-request-id` and rate-limit headers.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -480,14 +481,36 @@ pub fn embeddings(key: &str, h: &HeaderMap, body: &Value, n: u64) -> Response<Mo
     )
 }
 
-/// `GET /v1/models`.
+/// The models the mock's OpenAI API lists.
+pub const MODELS: [&str; 3] = ["gpt-4o", "gpt-4o-mini", "text-embedding-3-small"];
+
+fn model_object(id: &str) -> Value {
+    json!({"id": id, "object": "model", "created": 1_715_367_049, "owned_by": "system"})
+}
+
+/// `GET /v1/models`: every model, in one page (OpenAI's list is not paginated).
 pub fn models(key: &str, h: &HeaderMap, n: u64) -> Response<MockBody> {
     if let Some(r) = check_auth(h, key, n) {
         return r;
     }
-    let data: Vec<Value> = ["gpt-4o", "gpt-4o-mini", "text-embedding-3-small"]
-        .iter()
-        .map(|id| json!({"id": id, "object": "model", "created": 1_715_367_049, "owned_by": "system"}))
-        .collect();
+    let data: Vec<Value> = MODELS.iter().map(|id| model_object(id)).collect();
     json_response(200, &json!({"object": "list", "data": data}), &headers(n))
+}
+
+/// `GET /v1/models/{model}`: one model, or OpenAI's 404 for a model it does not have.
+pub fn model(key: &str, h: &HeaderMap, id: &str, n: u64) -> Response<MockBody> {
+    if let Some(r) = check_auth(h, key, n) {
+        return r;
+    }
+    if MODELS.contains(&id) {
+        json_response(200, &model_object(id), &headers(n))
+    } else {
+        error(
+            404,
+            &format!("The model '{id}' does not exist"),
+            "invalid_request_error",
+            Some("model_not_found"),
+            n,
+        )
+    }
 }

@@ -71,6 +71,7 @@ async fn handle(shared: &Shared, req: Request<Incoming>) -> Response<MockBody> {
         r.push(RecordedRequest {
             method: parts.method.to_string(),
             path: parts.uri.path().to_owned(),
+            query: parts.uri.query().unwrap_or_default().to_owned(),
             headers,
             body: json.clone(),
             raw: raw.clone(),
@@ -127,6 +128,21 @@ async fn handle(shared: &Shared, req: Request<Incoming>) -> Response<MockBody> {
     let extra = presented.filter(|p| opts.extra_api_keys.iter().any(|k| k == p));
     let openai_key = extra.unwrap_or(&opts.openai_api_key);
     let anthropic_key = extra.unwrap_or(&opts.anthropic_api_key);
+    // One host serves both APIs: a models request in Anthropic's form carries its headers.
+    let anthropic =
+        parts.headers.contains_key("anthropic-version") || parts.headers.contains_key("x-api-key");
+    let query = parts.uri.query().unwrap_or_default();
+    let model_id = path
+        .strip_prefix("/v1/models/")
+        .filter(|id| !id.is_empty() && parts.method == http::Method::GET);
+    if let Some(id) = model_id {
+        let id = crate::anthropic::percent_decode(id);
+        return if anthropic {
+            anthropic::model(anthropic_key, &parts.headers, &id, n)
+        } else {
+            openai::model(openai_key, &parts.headers, &id, n)
+        };
+    }
     match (post, path) {
         (true, "/v1/chat/completions") => {
             openai::chat(
@@ -140,6 +156,9 @@ async fn handle(shared: &Shared, req: Request<Incoming>) -> Response<MockBody> {
             .await
         }
         (true, "/v1/embeddings") => openai::embeddings(openai_key, &parts.headers, &json, n),
+        (false, "/v1/models") if anthropic => {
+            anthropic::models(anthropic_key, &parts.headers, query, n)
+        }
         (false, "/v1/models") => openai::models(openai_key, &parts.headers, n),
         (true, "/v1/messages") => {
             anthropic::messages(
@@ -163,16 +182,16 @@ async fn handle(shared: &Shared, req: Request<Incoming>) -> Response<MockBody> {
     }
 }
 
-/// `GET /mock/requests`: the requests received so far (method, path, JSON body), for tests
-/// that drive the `mock-upstream` process; it is not itself recorded or counted, and takes no
-/// scripted reply.
+/// `GET /mock/requests`: the requests received so far (method, path, query, JSON body), for
+/// tests that drive the `mock-upstream` process; it is not itself recorded or counted, and
+/// takes no scripted reply.
 fn recorded(shared: &Shared) -> Response<MockBody> {
     let data: Vec<Value> = shared
         .requests
         .lock()
         .map(|r| {
             r.iter()
-                .map(|r| serde_json::json!({"method": r.method, "path": r.path, "body": r.body}))
+                .map(|r| serde_json::json!({"method": r.method, "path": r.path, "query": r.query, "body": r.body}))
                 .collect()
         })
         .unwrap_or_default();
