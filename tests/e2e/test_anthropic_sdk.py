@@ -1,10 +1,11 @@
 """The official `anthropic` Python SDK against the gateway, unmodified: messages (complete and
-streamed), tool use, translation to an OpenAI upstream, both authentication styles, errors."""
+streamed), tool use, translation to an OpenAI upstream, both authentication styles, models,
+errors."""
 
 import anthropic
 import pytest
 
-from conftest import MASTER_KEY
+from conftest import ANTHROPIC_KEY, MASTER_KEY
 
 TOOLS = [{
     "name": "get_weather",
@@ -93,5 +94,31 @@ def test_an_error_event_mid_stream_raises(client):
 
 
 def test_models_list(client):
-    page = client.models.list()
-    assert page.has_more is False
+    """Anthropic's paginated shape: the SDK walks every page with `after_id`, and a model is
+    retrieved with its display name and release date."""
+    whole = client.models.list(limit=1000)
+    assert whole.has_more is False
+    ids = [m.id for m in whole.data]
+    assert "anthropic/claude-sonnet-4-5-20250929" in ids and "openai/gpt-4o" in ids, ids
+    first = client.models.list(limit=2)
+    assert len(first.data) == 2 and first.has_more is True
+    assert first.first_id == ids[0] and first.last_id == ids[1]
+    assert [m.id for m in client.models.list(limit=2)] == ids, "auto-pagination reads every page"
+    model = client.models.retrieve("anthropic/claude-sonnet-4-5-20250929")
+    assert model.type == "model"
+    assert model.display_name == "Claude Sonnet 4.5"
+    assert model.created_at.isoformat() == "2025-09-29T00:00:00+00:00"
+    with pytest.raises(anthropic.NotFoundError):
+        client.models.retrieve("nowhere/model")
+
+
+def test_the_mock_lists_models_as_anthropic_does(mock_url):
+    """The mock upstream the gateway reads is itself read by the SDK: pages, cursors, retrieve."""
+    mock = anthropic.Anthropic(base_url=mock_url, api_key=ANTHROPIC_KEY, max_retries=0)
+    ids = [m.id for m in mock.models.list(limit=2)]
+    assert ids[:2] == ["claude-haiku-4-5-20251001", "claude-sonnet-4-5-20250929"] and len(ids) == 5
+    page = mock.models.list(limit=2, after_id=ids[1])
+    assert [m.id for m in page.data] == ids[2:4] and page.has_more is True
+    assert mock.models.retrieve("claude-sonnet-4-5").id == "claude-sonnet-4-5-20250929"
+    with pytest.raises(anthropic.NotFoundError):
+        mock.models.retrieve("claude-nowhere")

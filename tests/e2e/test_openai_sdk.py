@@ -6,7 +6,7 @@ import json
 import openai
 import pytest
 
-from conftest import MASTER_KEY
+from conftest import MASTER_KEY, OPENAI_KEY
 
 TOOLS = [{
     "type": "function",
@@ -109,8 +109,33 @@ def test_embeddings_with_the_sdks_default_base64(client):
 
 
 def test_models_list(client):
-    page = client.models.list()
-    assert isinstance(page.data, list)
+    """With providers from the environment alone, the list holds what each provider's own list
+    endpoint names, as `provider/model`; what is listed can be used and retrieved."""
+    models = list(client.models.list())
+    ids = [m.id for m in models]
+    for expected in ["openai/gpt-4o", "openai/gpt-4o-mini", "anthropic/claude-sonnet-4-5-20250929",
+                     "anthropic/claude-haiku-4-5-20251001"]:
+        assert expected in ids, ids
+    assert {m.owned_by for m in models} == {"openai", "anthropic"}
+    assert all(m.object == "model" for m in models)
+    model = client.models.retrieve("anthropic/claude-haiku-4-5-20251001")
+    assert (model.id, model.owned_by) == ("anthropic/claude-haiku-4-5-20251001", "anthropic")
+    assert model.created == 1759276800
+    with pytest.raises(openai.NotFoundError) as e:
+        client.models.retrieve("nowhere/model")
+    assert e.value.code == "model_not_found"
+    reply = client.chat.completions.create(model="anthropic/claude-haiku-4-5-20251001",
+                                           messages=[{"role": "user", "content": "hi"}])
+    assert reply.choices[0].message.content
+
+
+def test_the_mock_lists_models_as_openai_does(mock_url):
+    """The mock upstream the gateway reads is itself read by the SDK."""
+    mock = openai.OpenAI(base_url=f"{mock_url}/v1", api_key=OPENAI_KEY, max_retries=0)
+    assert [m.id for m in mock.models.list()] == ["gpt-4o", "gpt-4o-mini", "text-embedding-3-small"]
+    assert mock.models.retrieve("gpt-4o").owned_by == "system"
+    with pytest.raises(openai.NotFoundError):
+        mock.models.retrieve("gpt-nowhere")
 
 
 def test_errors_map_to_sdk_exceptions(client, gateway):

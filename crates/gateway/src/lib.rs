@@ -9,7 +9,8 @@
 //! | route | module |
 //! |---|---|
 //! | `POST /v1/chat/completions`, `POST /v1/messages` | [`chat`] (streaming in [`relay`]) |
-//! | `POST /v1/embeddings`, `GET /v1/models` | [`models`] |
+//! | `POST /v1/embeddings` | [`embeddings`] |
+//! | `GET /v1/models`, `GET /v1/models/{model}` | [`models`] (providers' lists: [`model_catalog`]) |
 //! | `GET /admin/logs`, `GET /admin/usage` | [`admin`] |
 //! | `GET /admin/approvals`, `GET`/`POST /admin/approvals/{id}` | [`approvals_admin`] (the service: [`approvals`]) |
 //! | `/admin/teams`, `/admin/users`, `/admin/service-accounts`, `/admin/keys`, `/admin/provider-keys`, `GET /admin/openapi.json` | [`tenancy`] |
@@ -55,6 +56,7 @@ pub mod mcp_tools;
 pub mod mcp_trust;
 pub mod mcp_upstream_oauth;
 pub mod metrics;
+pub mod model_catalog;
 pub mod models;
 pub mod oauth;
 pub mod pipeline;
@@ -373,6 +375,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/messages", post(chat::messages))
         .route("/v1/embeddings", post(embeddings::embeddings))
         .route("/v1/models", get(models::list_models))
+        .route("/v1/models/{*model}", get(models::get_model))
         .route("/admin/approvals", get(approvals_admin::list))
         .route(
             "/admin/approvals/{id}",

@@ -680,8 +680,9 @@ fn check_model_name(model: &str) -> Result<(), GatewayError> {
     )
 }
 
-/// Refuses a model the caller's key does not allow.
-fn check_model_allowed(
+/// Refuses a model the caller's key does not allow: allowed when the key names the model asked
+/// for, the route it resolved to, or (with a pattern such as `openai/*`) every target.
+pub fn check_model_allowed(
     who: &Identity,
     requested: &str,
     resolution: &Resolution,

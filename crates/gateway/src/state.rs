@@ -53,6 +53,8 @@ pub struct AppState {
     pub audit: Option<portcullis_store::AuditSink>,
     /// Prometheus metrics.
     pub metrics: Arc<Metrics>,
+    /// Each provider's last good model list, for `GET /v1/models` (kept across reloads).
+    pub model_catalog: crate::model_catalog::ModelCatalog,
     /// Tool calls held for an admin's decision (kept across reloads; a reload changes their
     /// expiry and webhook).
     pub approvals: Arc<crate::approvals::Approvals>,
@@ -120,6 +122,7 @@ impl AppState {
             log,
             stores,
             metrics,
+            model_catalog: crate::model_catalog::ModelCatalog::default(),
             approvals,
             audit: None,
             body_budget: crate::body::BodyBudget::new(usize::MAX),

@@ -39,6 +39,7 @@ mod mcp_sandbox;
 mod mcp_streams;
 mod mcp_upstream_oauth;
 mod mcp_usage;
+mod models;
 mod openapi;
 mod proxy;
 mod quarantine;

@@ -1,0 +1,590 @@
+//! What each configured provider says it serves, read from its own list endpoint: per provider
+//! kind, the request that lists its models and how to read the answer, page by page
+//! ([`lister`]); and the [`ModelCatalog`], which keeps each provider's last good list for
+//! `GET /v1/models`.
+//!
+//! A provider's list is fetched the first time a listing needs it (listings wait for it until
+//! [`FIRST_WAIT`] after that fetch began), then again in the background when a listing finds it older than
+//! [`REFRESH_AFTER`], or [`RETRY_AFTER`] after a failed fetch, or after a reload. Every fetch
+//! (all its pages) has [`FETCH_TIMEOUT`]. A fetch that fails keeps the provider's last good
+//! list, and never touches another provider's. A provider whose list endpoint or credential
+//! changed starts afresh. Fetches use the gateway's own credential for the provider: the
+//! vault's default key when it holds one, else the configured key.
+//!
+//! Adding a provider kind's listing is one arm in [`lister`] and a [`ModelLister`]: the
+//! request for a page and the parser of its answer.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::header::CONTENT_TYPE;
+use http::{HeaderMap, Method, Uri};
+use parking_lot::Mutex;
+use portcullis_core::{ChatRequest, ErrorKind, GatewayError, Identity, Message, Role};
+use portcullis_providers::provider::Credential;
+use portcullis_providers::{ForwardedHeaders, Provider, ProviderKind, Registry, UpstreamRequest};
+use serde_json::Value;
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use crate::dispatch::{Dispatcher, KeyChoice};
+use crate::upstream::{UpstreamClient, read_body};
+
+/// A list older than this is fetched again, in the background, by the next listing.
+pub const REFRESH_AFTER: Duration = Duration::from_secs(600);
+/// After a failed fetch, the next listing tries again once this has passed.
+pub const RETRY_AFTER: Duration = Duration::from_secs(30);
+/// A whole fetch, every page of it, ends by then.
+pub const FETCH_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long after a provider's first fetch began listings wait for it.
+pub const FIRST_WAIT: Duration = Duration::from_secs(3);
+/// Pages read at most from one provider in one fetch.
+const MAX_PAGES: usize = 100;
+/// Models kept at most from one provider.
+const MAX_MODELS: usize = 10_000;
+
+/// One model as its provider lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListedModel {
+    /// The provider's name for it.
+    pub id: String,
+    /// When it was created or released, in Unix seconds, when the provider says.
+    pub created: Option<i64>,
+    /// A human-readable name, when the provider gives one.
+    pub display_name: Option<String>,
+}
+
+/// One page of a provider's list.
+#[derive(Debug, Default)]
+pub struct Page {
+    /// The models on the page.
+    pub models: Vec<ListedModel>,
+    /// The cursor of the next page, when there is one.
+    pub next: Option<String>,
+}
+
+/// How one provider's models are listed: the request for each page and the reading of its
+/// answer. Built for a provider and credential by [`lister`]; never sends anything itself.
+pub trait ModelLister: Send + Sync {
+    /// The list endpoint (what, with the credential's id, identifies a provider's list).
+    fn endpoint(&self) -> &str;
+    /// The request for the first page (`after` = `None`) or the page after the cursor.
+    fn request(&self, after: Option<&str>) -> Result<UpstreamRequest, GatewayError>;
+    /// Reads one page of the answer.
+    fn parse(&self, body: &[u8]) -> Result<Page, String>;
+}
+
+/// The lister of `provider`'s models with `credential`, when its kind has a list endpoint.
+pub fn lister(
+    provider: &Provider,
+    credential: Option<&Credential>,
+) -> Option<Box<dyn ModelLister>> {
+    match provider.kind() {
+        ProviderKind::Anthropic => {
+            AnthropicModels::new(provider, credential).map(|l| Box::new(l) as Box<dyn ModelLister>)
+        }
+        ProviderKind::OpenAi
+        | ProviderKind::Groq
+        | ProviderKind::Mistral
+        | ProviderKind::Cerebras
+        | ProviderKind::OpenRouter
+        | ProviderKind::DeepSeek
+        | ProviderKind::XAi
+        | ProviderKind::Together
+        | ProviderKind::Fireworks
+        | ProviderKind::Vllm
+        | ProviderKind::Ollama
+        | ProviderKind::Custom => {
+            OpenAiModels::new(provider, credential).map(|l| Box::new(l) as Box<dyn ModelLister>)
+        }
+        // Perplexity has no list endpoint; a Cloudflare AI Gateway's paths depend on the
+        // provider behind it. Their models are the configured ones.
+        ProviderKind::Perplexity | ProviderKind::Cloudflare => None,
+    }
+}
+
+/// The provider's list endpoint and the headers its requests carry (base headers, configured
+/// headers, the credential), taken from the chat request the provider builds: the chat path
+/// `chat_path` at the end of its URL becomes `list_path`. `None` when the URL does not end so.
+fn endpoint_of(
+    provider: &Provider,
+    credential: Option<&Credential>,
+    chat_path: &str,
+    list_path: &str,
+) -> Option<(String, HeaderMap)> {
+    let probe = ChatRequest {
+        messages: vec![Message::text(Role::User, "")],
+        ..ChatRequest::default()
+    };
+    let built = provider
+        .chat_request(&probe, "", credential, ForwardedHeaders::default())
+        .ok()?;
+    let uri = built.uri.to_string();
+    let base = uri.strip_suffix(chat_path)?;
+    let mut headers = built.headers;
+    headers.remove(CONTENT_TYPE);
+    Some((format!("{base}{list_path}"), headers))
+}
+
+fn get(uri: &str, headers: &HeaderMap) -> Result<UpstreamRequest, GatewayError> {
+    let uri: Uri = uri.parse().map_err(|e| {
+        GatewayError::internal("The model list request could not be built").with_source(e)
+    })?;
+    Ok(UpstreamRequest {
+        method: Method::GET,
+        uri,
+        headers: headers.clone(),
+        body: Bytes::new(),
+    })
+}
+
+/// OpenAI's `GET /models` (and every OpenAI-compatible server's): `{"object":"list","data":
+/// [{"id","created","owned_by"}]}` in one page; a bare array (Together) is read too.
+struct OpenAiModels {
+    uri: String,
+    headers: HeaderMap,
+}
+
+impl OpenAiModels {
+    fn new(provider: &Provider, credential: Option<&Credential>) -> Option<Self> {
+        let (uri, headers) = endpoint_of(provider, credential, "/chat/completions", "/models")?;
+        Some(Self { uri, headers })
+    }
+}
+
+impl ModelLister for OpenAiModels {
+    fn endpoint(&self) -> &str {
+        &self.uri
+    }
+
+    fn request(&self, _after: Option<&str>) -> Result<UpstreamRequest, GatewayError> {
+        get(&self.uri, &self.headers)
+    }
+
+    fn parse(&self, body: &[u8]) -> Result<Page, String> {
+        let v: Value = serde_json::from_slice(body).map_err(|e| e.to_string())?;
+        let items = match &v {
+            Value::Array(items) => items,
+            Value::Object(o) => o
+                .get("data")
+                .and_then(Value::as_array)
+                .ok_or("no `data` array")?,
+            _ => return Err("not a model list".to_owned()),
+        };
+        let models = items
+            .iter()
+            .filter_map(|m| {
+                Some(ListedModel {
+                    id: m.get("id")?.as_str()?.to_owned(),
+                    created: m.get("created").and_then(Value::as_i64),
+                    display_name: ["display_name", "name"]
+                        .iter()
+                        .find_map(|k| m.get(*k).and_then(Value::as_str))
+                        .map(str::to_owned),
+                })
+            })
+            .collect();
+        Ok(Page { models, next: None })
+    }
+}
+
+/// Anthropic's `GET /v1/models`: pages of at most 1000 (`limit`), the next one asked for with
+/// `after_id` = the page's `last_id` while `has_more`.
+struct AnthropicModels {
+    uri: String,
+    headers: HeaderMap,
+}
+
+impl AnthropicModels {
+    fn new(provider: &Provider, credential: Option<&Credential>) -> Option<Self> {
+        let (uri, headers) = endpoint_of(provider, credential, "/v1/messages", "/v1/models")?;
+        Some(Self { uri, headers })
+    }
+}
+
+impl ModelLister for AnthropicModels {
+    fn endpoint(&self) -> &str {
+        &self.uri
+    }
+
+    fn request(&self, after: Option<&str>) -> Result<UpstreamRequest, GatewayError> {
+        let uri = match after {
+            None => format!("{}?limit=1000", self.uri),
+            Some(id) => format!("{}?limit=1000&after_id={}", self.uri, percent_encode(id)),
+        };
+        get(&uri, &self.headers)
+    }
+
+    fn parse(&self, body: &[u8]) -> Result<Page, String> {
+        let v: Value = serde_json::from_slice(body).map_err(|e| e.to_string())?;
+        let items = v
+            .get("data")
+            .and_then(Value::as_array)
+            .ok_or("no `data` array")?;
+        let models = items
+            .iter()
+            .filter_map(|m| {
+                Some(ListedModel {
+                    id: m.get("id")?.as_str()?.to_owned(),
+                    created: m
+                        .get("created_at")
+                        .and_then(Value::as_str)
+                        .and_then(|t| t.parse::<jiff::Timestamp>().ok())
+                        .map(|t| t.as_second()),
+                    display_name: m
+                        .get("display_name")
+                        .and_then(Value::as_str)
+                        .map(str::to_owned),
+                })
+            })
+            .collect();
+        let more = v.get("has_more").and_then(Value::as_bool) == Some(true);
+        let next = more
+            .then(|| v.get("last_id").and_then(Value::as_str).map(str::to_owned))
+            .flatten();
+        Ok(Page { models, next })
+    }
+}
+
+/// `s` percent-encoded for a query value: every byte but RFC 3986's unreserved characters.
+fn percent_encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// Fetches every page of a provider's list.
+async fn fetch(
+    client: &UpstreamClient,
+    provider: &str,
+    lister: &dyn ModelLister,
+) -> Result<Vec<ListedModel>, GatewayError> {
+    let mut out: Vec<ListedModel> = Vec::new();
+    let mut after: Option<String> = None;
+    for _ in 0..MAX_PAGES {
+        let request = lister.request(after.as_deref())?;
+        let response = client.send(request, provider, Some(FETCH_TIMEOUT)).await?;
+        let status = response.status();
+        let body = read_body(response.into_body(), provider).await?;
+        if !status.is_success() {
+            return Err(GatewayError::new(
+                ErrorKind::Upstream,
+                format!("The model list of `{provider}` answered {status}"),
+            )
+            .with_detail(String::from_utf8_lossy(&body[..body.len().min(512)]).into_owned()));
+        }
+        let page = lister.parse(&body).map_err(|e| {
+            GatewayError::new(
+                ErrorKind::Upstream,
+                format!("The model list of `{provider}` could not be read"),
+            )
+            .with_detail(e)
+        })?;
+        out.extend(page.models);
+        match page.next {
+            Some(next) if out.len() < MAX_MODELS && after.as_deref() != Some(next.as_str()) => {
+                after = Some(next);
+            }
+            _ => break,
+        }
+    }
+    out.truncate(MAX_MODELS);
+    let mut seen = std::collections::HashSet::new();
+    out.retain(|m| seen.insert(m.id.clone()));
+    Ok(out)
+}
+
+/// Each provider's last good list, by provider name, kept across reloads.
+#[derive(Debug, Default)]
+pub struct ModelCatalog {
+    slots: Mutex<HashMap<String, Arc<Slot>>>,
+    /// The registry the slots were last checked against: a new one (a reload) makes every
+    /// list due for a refresh and drops those of providers no longer configured.
+    registry: Mutex<Weak<Registry>>,
+}
+
+#[derive(Debug)]
+struct Slot {
+    state: Mutex<SlotState>,
+    /// Bumped whenever a fetch ends, for the listings waiting on a first list.
+    done: watch::Sender<u64>,
+}
+
+#[derive(Debug, Default)]
+struct SlotState {
+    /// The endpoint and credential id the list was fetched with.
+    source: String,
+    models: Option<Arc<[ListedModel]>>,
+    fetched: Option<Instant>,
+    failed: Option<Instant>,
+    /// When the fetch in flight began.
+    started: Option<Instant>,
+    /// A refresh is due at the next listing (after a reload).
+    due: bool,
+    fetching: bool,
+}
+
+impl SlotState {
+    fn refresh_due(&self, now: Instant) -> bool {
+        if self.fetching {
+            return false;
+        }
+        if self.due {
+            return true;
+        }
+        match (self.fetched, self.failed) {
+            (_, Some(failed)) => now.duration_since(failed) >= RETRY_AFTER,
+            (Some(fetched), None) => now.duration_since(fetched) >= REFRESH_AFTER,
+            (None, None) => true,
+        }
+    }
+}
+
+impl ModelCatalog {
+    /// The lists of `registry`'s providers as known now, by provider name; starts the fetches
+    /// that are due and waits for the lists never fetched before (until [`FIRST_WAIT`] after
+    /// their fetch began).
+    pub async fn lists(
+        &self,
+        registry: &Arc<Registry>,
+        dispatcher: &Dispatcher,
+    ) -> HashMap<String, Arc<[ListedModel]>> {
+        self.follow(registry);
+        // No user or team: the vault's default key for the provider, else the configured one.
+        let gateway = Identity::master();
+        let keys = KeyChoice {
+            identity: &gateway,
+            alias: None,
+        };
+        let client = dispatcher.client.current();
+        let now = Instant::now();
+        let mut wanted = Vec::new();
+        let mut first = Vec::new();
+        for provider in registry.providers() {
+            let credential = match dispatcher.credential_for(provider, &keys) {
+                Ok(c) => c.map(|c| (*c).clone()),
+                Err(_) => continue,
+            };
+            let Some(lister) = lister(provider, credential.as_ref()) else {
+                continue;
+            };
+            let source = format!(
+                "{} {}",
+                lister.endpoint(),
+                credential.as_ref().map_or("", |c| c.id.as_str())
+            );
+            let slot = self.slot(provider.name());
+            let mut state = slot.state.lock();
+            if state.source != source {
+                // Another endpoint or key: the old list says nothing about the new one.
+                *state = SlotState {
+                    source: source.clone(),
+                    ..SlotState::default()
+                };
+            }
+            if state.refresh_due(now) {
+                state.fetching = true;
+                state.due = false;
+                state.started = Some(now);
+                tokio::spawn(refresh(
+                    slot.clone(),
+                    source,
+                    client.clone(),
+                    provider.name().to_owned(),
+                    lister,
+                ));
+            }
+            if state.models.is_none()
+                && state.failed.is_none()
+                && state.fetching
+                && let Some(started) = state.started
+            {
+                first.push((slot.done.subscribe(), started + FIRST_WAIT));
+            }
+            drop(state);
+            wanted.push((provider.name().to_owned(), slot));
+        }
+        futures_util::future::join_all(
+            first
+                .iter_mut()
+                .map(|(rx, until)| tokio::time::timeout_at(*until, rx.changed())),
+        )
+        .await;
+        wanted
+            .into_iter()
+            .filter_map(|(name, slot)| {
+                let models = slot.state.lock().models.clone()?;
+                Some((name, models))
+            })
+            .collect()
+    }
+
+    fn slot(&self, provider: &str) -> Arc<Slot> {
+        self.slots
+            .lock()
+            .entry(provider.to_owned())
+            .or_insert_with(|| {
+                Arc::new(Slot {
+                    state: Mutex::new(SlotState::default()),
+                    done: watch::Sender::new(0),
+                })
+            })
+            .clone()
+    }
+
+    /// After a reload: every list is due for a refresh, and those of providers gone are dropped.
+    fn follow(&self, registry: &Arc<Registry>) {
+        let mut seen = self.registry.lock();
+        if std::ptr::eq(seen.as_ptr(), Arc::as_ptr(registry)) {
+            return;
+        }
+        *seen = Arc::downgrade(registry);
+        let mut slots = self.slots.lock();
+        slots.retain(|name, _| registry.provider(name).is_some());
+        for slot in slots.values() {
+            slot.state.lock().due = true;
+        }
+    }
+}
+
+/// One fetch of a provider's list, stored unless the provider's source changed meanwhile.
+async fn refresh(
+    slot: Arc<Slot>,
+    source: String,
+    client: Arc<UpstreamClient>,
+    provider: String,
+    lister: Box<dyn ModelLister>,
+) {
+    let result =
+        match tokio::time::timeout(FETCH_TIMEOUT, fetch(&client, &provider, lister.as_ref())).await
+        {
+            Ok(r) => r,
+            Err(_) => Err(GatewayError::new(
+                ErrorKind::Timeout,
+                format!(
+                    "The model list of `{provider}` did not arrive within {} s",
+                    FETCH_TIMEOUT.as_secs()
+                ),
+            )),
+        };
+    {
+        let mut state = slot.state.lock();
+        if state.source != source {
+            return;
+        }
+        state.fetching = false;
+        let now = Instant::now();
+        match result {
+            Ok(models) => {
+                tracing::debug!(
+                    provider,
+                    models = models.len(),
+                    "fetched the provider's model list"
+                );
+                state.models = Some(models.into());
+                state.fetched = Some(now);
+                state.failed = None;
+            }
+            Err(e) => {
+                // Once per run of failures; the last good list stays.
+                if state.failed.is_none() {
+                    tracing::warn!(
+                        provider,
+                        error = e.message(),
+                        detail = e.detail().unwrap_or_default(),
+                        kept = state.models.as_ref().map_or(0, |m| m.len()),
+                        "the provider's model list could not be fetched; its last good list is kept"
+                    );
+                }
+                state.failed = Some(now);
+            }
+        }
+    }
+    slot.done.send_modify(|n| *n += 1);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use portcullis_providers::{ProviderSpec, Secret};
+
+    fn provider(kind: ProviderKind, base: &str) -> Provider {
+        let mut spec = ProviderSpec::new(kind.id(), kind);
+        spec.api_key = Some(Secret::new("k"));
+        spec.base_url = Some(base.into());
+        spec.headers = vec![("x-org".into(), Secret::new("o"))];
+        Provider::new(spec).unwrap()
+    }
+
+    #[test]
+    fn list_requests_use_the_providers_base_url_headers_and_credential() {
+        let p = provider(ProviderKind::Groq, "http://127.0.0.1:9/openai/v1/");
+        let l = lister(&p, p.default_credential()).unwrap();
+        let r = l.request(None).unwrap();
+        assert_eq!(r.method, Method::GET);
+        assert_eq!(r.uri, "http://127.0.0.1:9/openai/v1/models");
+        assert_eq!(r.headers["authorization"], "Bearer k");
+        assert_eq!(r.headers["x-org"], "o");
+        assert!(r.headers.get("content-type").is_none());
+
+        let p = provider(ProviderKind::Anthropic, "http://127.0.0.1:9/v1");
+        let l = lister(&p, p.default_credential()).unwrap();
+        let r = l.request(Some("claude x/1")).unwrap();
+        assert_eq!(
+            r.uri,
+            "http://127.0.0.1:9/v1/models?limit=1000&after_id=claude%20x%2F1"
+        );
+        assert_eq!(r.headers["x-api-key"], "k");
+        assert_eq!(r.headers["anthropic-version"], "2023-06-01");
+
+        let p = provider(ProviderKind::Perplexity, "http://127.0.0.1:9");
+        assert!(lister(&p, p.default_credential()).is_none());
+    }
+
+    #[test]
+    fn pages_are_read_in_each_providers_shape() {
+        let p = provider(ProviderKind::Together, "http://127.0.0.1:9/v1");
+        let l = lister(&p, None).unwrap();
+        let page = l
+            .parse(br#"[{"id":"m1","created":5,"display_name":"M 1"},{"object":"model"}]"#)
+            .unwrap();
+        assert_eq!(
+            page.models,
+            [ListedModel {
+                id: "m1".into(),
+                created: Some(5),
+                display_name: Some("M 1".into())
+            }]
+        );
+        let page = l
+            .parse(br#"{"object":"list","data":[{"id":"gpt-4o","created":1,"owned_by":"system"}]}"#)
+            .unwrap();
+        assert_eq!(page.models[0].id, "gpt-4o");
+        assert!(page.next.is_none());
+        assert!(l.parse(b"<html>").is_err());
+
+        let p = provider(ProviderKind::Anthropic, "http://127.0.0.1:9");
+        let l = lister(&p, None).unwrap();
+        let page = l
+            .parse(
+                br#"{"data":[{"type":"model","id":"claude-a","display_name":"A","created_at":"2025-02-19T00:00:00Z"}],
+                     "has_more":true,"first_id":"claude-a","last_id":"claude-a"}"#,
+            )
+            .unwrap();
+        assert_eq!(page.models[0].created, Some(1_739_923_200));
+        assert_eq!(page.models[0].display_name.as_deref(), Some("A"));
+        assert_eq!(page.next.as_deref(), Some("claude-a"));
+        let last = l
+            .parse(br#"{"data":[],"has_more":false,"first_id":null,"last_id":null}"#)
+            .unwrap();
+        assert!(last.next.is_none());
+    }
+}
