@@ -143,7 +143,7 @@ fn body_excerpt(body: &[u8]) -> String {
     text[..end].to_owned()
 }
 
-fn classify(
+pub(crate) fn classify(
     status: u16,
     message: String,
     upstream_type: Option<&str>,

@@ -1,5 +1,6 @@
-//! Wire dialects: the JSON shapes of the OpenAI and Anthropic APIs, translated to and from the
-//! canonical model of `portcullis-core`.
+//! Wire dialects: the JSON shapes of the OpenAI and Anthropic APIs (spoken by clients and
+//! upstreams) and of the Gemini API (spoken by upstreams), translated to and from the canonical
+//! model of `portcullis-core`.
 //!
 //! Each dialect module decodes requests, responses, stream frames and error bodies into the
 //! canonical model, and encodes the canonical model back out. The gateway uses a dialect in
@@ -14,6 +15,7 @@
 //! - [`sse`]: incremental server-sent-events parsing and writing.
 //! - [`openai`]: OpenAI Chat Completions and Embeddings.
 //! - [`anthropic`]: Anthropic Messages.
+//! - [`gemini`]: Google's Gemini `generateContent` API, as an upstream format only.
 //! - [`stream`]: the decoder/encoder traits that turn frames into canonical stream events and
 //!   events into the client's SSE frames.
 //! - [`errors`]: error bodies in each dialect, and upstream error bodies turned into
@@ -23,6 +25,7 @@ pub mod anthropic;
 pub mod aws_eventstream;
 pub mod errors;
 pub mod frame;
+pub mod gemini;
 pub mod openai;
 pub mod sse;
 pub mod stream;
