@@ -354,7 +354,7 @@ async fn respond(
     if request.stream {
         let settings = RelaySettings {
             client_dialect: x.dialect,
-            upstream_dialect: provider.dialect(),
+            upstream_dialect: provider.passthrough_dialect(),
             client_wants_usage: request.stream_include_usage,
             capture_body: caller.log_bodies,
             started: x.started,
@@ -373,6 +373,9 @@ async fn respond(
         };
         let mut relay = SseRelay::new(source, settings, x.log.take(), Some(settlement))
             .with_span(x.span.clone());
+        if let Some(framer) = provider.stream_framer() {
+            relay = relay.with_framer(framer);
+        }
         if let Some(judge) = judge {
             relay = relay.with_filter(Box::new(CallFilter::new(judge)));
         }
@@ -396,10 +399,10 @@ async fn respond(
     if parsed.created == 0 {
         parsed.created = crate::relay::unix_now();
     }
-    settlement.finish_response(provider.dialect(), &body, &parsed, &mut x.log);
+    settlement.finish_response(provider.passthrough_dialect(), &body, &parsed, &mut x.log);
     let (out, _) = complete_body(
         x.dialect,
-        provider.dialect(),
+        provider.passthrough_dialect(),
         body,
         &mut parsed,
         judge.as_mut().map(|j| &mut **j as &mut dyn CallJudge),
@@ -447,7 +450,7 @@ fn answer_from_cache(
         let parsed = decode_response(entry.dialect, &entry.body)?;
         let settings = RelaySettings {
             client_dialect: dialect,
-            upstream_dialect: entry.dialect,
+            upstream_dialect: Some(entry.dialect),
             client_wants_usage: request.stream_include_usage,
             capture_body: log_bodies,
             started,
@@ -473,7 +476,7 @@ fn answer_from_cache(
             let mut parsed = decode_response(entry.dialect, &entry.body)?;
             complete_body(
                 dialect,
-                entry.dialect,
+                Some(entry.dialect),
                 entry.body,
                 &mut parsed,
                 Some(&mut *judge),

@@ -25,7 +25,6 @@ use hyper::body::Incoming;
 use portcullis_config::RoutePolicy;
 use portcullis_core::{Blame, ErrorKind, GatewayError, Identity};
 use portcullis_cost::{CustomCost, PriceBook};
-use portcullis_dialects::errors::decode_upstream_error;
 use portcullis_failover::{
     CircuitBreakers, LatencyTracker, Passage, should_fail_over, should_retry,
 };
@@ -342,7 +341,7 @@ impl Dispatcher {
                         crate::trace::record_attempt_status(&span, status);
                         let after = retry_after(resp.headers());
                         let body = read_body(resp.into_body(), provider.name()).await?;
-                        Err(decode_upstream_error(status, after, &body, provider.name()))
+                        Err(provider.decode_error(status, after, &body))
                     }
                     Err(e) => {
                         crate::trace::record_error(&span, &e);

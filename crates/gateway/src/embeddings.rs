@@ -158,6 +158,8 @@ async fn read_and_settle<'t>(
             .map_err(|_| GatewayError::total_timeout())??,
         None => read_body(served.response.into_body(), provider).await?,
     };
+    // In OpenAI's format, the embeddings dialect, whatever the upstream speaks.
+    let body = target.provider.embeddings_response(body, &target.model)?;
     let usage = decode_embeddings_usage(&body)?.usage;
     x.log.usage(&usage);
     crate::trace::record_usage(&x.span, &usage);
@@ -179,8 +181,9 @@ struct ServedMeta<'t> {
     credential_id: Option<String>,
 }
 
-/// **respond**: the upstream's embeddings forwarded as they are (OpenAI's format is the
-/// embeddings dialect); their usage read for the log, the cost and the limits.
+/// **respond**: the upstream's embeddings in OpenAI's format (the embeddings dialect: as they
+/// came from an OpenAI-compatible upstream, translated from any other); their usage read for
+/// the log, the cost and the limits.
 async fn respond(
     x: &mut Exchange,
     caller: &Caller,

@@ -28,10 +28,10 @@ use std::sync::Arc;
 
 use portcullis_audit as audit;
 use portcullis_core::{
-    ChatRequest, Dialect, ErrorKind, GatewayError, Message, Part, RawJson, Role, ToolChoice,
-    ToolDefinition,
+    ChatRequest, ErrorKind, GatewayError, Message, Part, RawJson, Role, ToolChoice, ToolDefinition,
 };
 use portcullis_policy::{QuarantinedResult, Questions, ToolPolicies};
+use portcullis_providers::Wire;
 use serde_json::{Value, json};
 use tracing::Instrument;
 
@@ -223,10 +223,10 @@ fn question_request(model: &str, tool: &str, text: &str, questions: &Questions) 
     }
 }
 
-/// `question` as sent to an upstream of `dialect`: Anthropic has no `response_format`, so
+/// `question` as sent to an upstream speaking `wire`: Anthropic has no `response_format`, so
 /// the schema becomes the input schema of one tool the model is made to call.
-fn for_dialect(question: &ChatRequest, dialect: Dialect) -> std::borrow::Cow<'_, ChatRequest> {
-    if dialect != Dialect::Anthropic {
+fn for_wire(question: &ChatRequest, wire: Wire) -> std::borrow::Cow<'_, ChatRequest> {
+    if wire != Wire::Anthropic {
         return std::borrow::Cow::Borrowed(question);
     }
     let schema = question
@@ -279,7 +279,7 @@ async fn ask_in(
                  model: &str,
                  credential: Option<&portcullis_providers::provider::Credential>| {
         provider.chat_request(
-            &for_dialect(question, provider.dialect()),
+            &for_wire(question, provider.wire()),
             model,
             credential,
             portcullis_providers::provider::ForwardedHeaders::default(),
@@ -313,7 +313,7 @@ async fn ask_in(
         .await?;
     let parsed = provider.decode_chat_response(&body)?;
     x.log.usage(&parsed.usage);
-    settlement.finish_response(provider.dialect(), &body, &parsed, &mut x.log);
+    settlement.finish_response(provider.passthrough_dialect(), &body, &parsed, &mut x.log);
     x.log.finish(200);
     let content = parsed
         .choices
@@ -350,7 +350,7 @@ mod tests {
             format.as_ref().map(|f| &f["json_schema"]["schema"]),
             Some(q.schema())
         );
-        let anthropic = for_dialect(&question, Dialect::Anthropic);
+        let anthropic = for_wire(&question, Wire::Anthropic);
         assert!(anthropic.response_format.is_none());
         assert_eq!(anthropic.tools.len(), 1);
         assert_eq!(&anthropic.tools[0].parameters.to_value(), q.schema());
@@ -359,7 +359,7 @@ mod tests {
             Some(ToolChoice::Tool(ANSWER_TOOL.to_owned()))
         );
         assert!(matches!(
-            for_dialect(&question, Dialect::OpenAi),
+            for_wire(&question, Wire::OpenAi),
             std::borrow::Cow::Borrowed(_)
         ));
     }

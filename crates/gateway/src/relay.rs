@@ -108,8 +108,9 @@ pub struct SseRelay {
 pub struct RelaySettings {
     /// The client's dialect.
     pub client_dialect: Dialect,
-    /// The upstream's dialect.
-    pub upstream_dialect: Dialect,
+    /// The client dialect the upstream's frames are written in, if any (a Gemini stream is in
+    /// none): only then can they be forwarded as they are.
+    pub upstream_dialect: Option<Dialect>,
     /// Whether the client asked for usage in the stream (OpenAI `include_usage`).
     pub client_wants_usage: bool,
     /// Keep a copy of what the client received for the log.
@@ -130,7 +131,7 @@ impl SseRelay {
         settlement: Option<Settlement>,
     ) -> Self {
         let passthrough = matches!(source, Source::Upstream { .. })
-            && settings.client_dialect == settings.upstream_dialect;
+            && settings.upstream_dialect == Some(settings.client_dialect);
         let mode = if passthrough {
             Mode::Passthrough {
                 strip_usage_frames: settings.client_dialect == Dialect::OpenAi

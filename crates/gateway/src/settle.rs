@@ -131,16 +131,26 @@ impl Settlement {
         self.charge(usage, log);
     }
 
-    /// Ends a complete answer: `body` as the upstream sent it, in `dialect`.
+    /// Ends a complete answer: `body` as the upstream sent it, in `dialect` (`None`: in a
+    /// format no client speaks, so the caches get the answer in the client's dialect).
     pub fn finish_response(
         mut self,
-        dialect: Dialect,
+        dialect: Option<Dialect>,
         body: &Bytes,
         response: &ChatResponse,
         log: &mut RequestLog,
     ) {
         self.charge(&response.usage, log);
-        self.fill(dialect, body.clone(), response);
+        if self.cache.is_none() && self.semantic.is_none() {
+            return;
+        }
+        match dialect {
+            Some(dialect) => self.fill(dialect, body.clone(), response),
+            None => {
+                let body = Bytes::from(encode_response(self.client_dialect, response));
+                self.fill(self.client_dialect, body, response);
+            }
+        }
     }
 }
 

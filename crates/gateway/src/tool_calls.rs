@@ -524,13 +524,13 @@ pub fn withhold_calls(response: &mut ChatResponse, judge: &mut dyn CallJudge) ->
 /// dialect otherwise. Returns the body and the names of the withheld tools.
 pub fn complete_body(
     client: Dialect,
-    upstream: Dialect,
+    upstream: Option<Dialect>,
     body: Bytes,
     parsed: &mut ChatResponse,
     judge: Option<&mut dyn CallJudge>,
 ) -> (Bytes, Vec<String>) {
     let withheld = judge.map_or_else(Vec::new, |j| withhold_calls(parsed, j));
-    if client == upstream && withheld.is_empty() {
+    if upstream == Some(client) && withheld.is_empty() {
         return (body, withheld);
     }
     (Bytes::from(encode_response(client, parsed)), withheld)
@@ -892,7 +892,7 @@ mod tests {
         let mut parsed = ChatResponse::default();
         let (out, withheld) = complete_body(
             Dialect::OpenAi,
-            Dialect::OpenAi,
+            Some(Dialect::OpenAi),
             body.clone(),
             &mut parsed,
             Some(&mut denied(&["x"])),
@@ -911,7 +911,7 @@ mod tests {
         });
         let (out, withheld) = complete_body(
             Dialect::OpenAi,
-            Dialect::OpenAi,
+            Some(Dialect::OpenAi),
             body,
             &mut parsed,
             Some(&mut denied(&["x"])),

@@ -1,8 +1,8 @@
-//! Provider kinds and their presets: dialect, default base URL, how credentials are sent, the
-//! environment variables that enable a provider with no config file, and the well-known model
-//! names each kind serves.
+//! Provider kinds and their presets: wire format, default base URL, how credentials are sent,
+//! the environment variables that enable a provider with no config file, and the well-known
+//! model names each kind serves.
 
-use portcullis_core::Dialect;
+use crate::api::Wire;
 
 /// A kind of provider.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -243,11 +243,11 @@ impl ProviderKind {
         self.preset().id
     }
 
-    /// The dialect the kind speaks (for Cloudflare, see [`CloudflareUpstream::dialect`]).
-    pub fn dialect(self) -> Dialect {
+    /// The wire format the kind speaks (for Cloudflare, see [`CloudflareUpstream::wire`]).
+    pub fn wire(self) -> Wire {
         match self {
-            ProviderKind::Anthropic => Dialect::Anthropic,
-            _ => Dialect::OpenAi,
+            ProviderKind::Anthropic => Wire::Anthropic,
+            _ => Wire::OpenAi,
         }
     }
 
@@ -298,11 +298,11 @@ impl CloudflareUpstream {
         }
     }
 
-    /// The dialect spoken through the gateway.
-    pub fn dialect(&self) -> Dialect {
+    /// The wire format spoken through the gateway.
+    pub fn wire(&self) -> Wire {
         match self {
-            CloudflareUpstream::Anthropic => Dialect::Anthropic,
-            _ => Dialect::OpenAi,
+            CloudflareUpstream::Anthropic => Wire::Anthropic,
+            _ => Wire::OpenAi,
         }
     }
 

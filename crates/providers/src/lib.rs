@@ -1,11 +1,16 @@
 //! Providers: who the gateway can call and how.
 //!
 //! - [`kind`]: the provider kinds the gateway knows (OpenAI, Anthropic and the
-//!   OpenAI-compatible presets), with their default base URLs, dialects, credentials and the
-//!   environment variables that enable them.
-//! - [`provider`]: a configured [`Provider`], which turns a canonical request into an
-//!   [`UpstreamRequest`] (URL, headers, body) and knows how to read the answer. Providers never
-//!   touch the network; the gateway's upstream client sends what they build.
+//!   OpenAI-compatible presets), with their default base URLs, wire formats, credentials and
+//!   the environment variables that enable them.
+//! - [`api`]: [`ProviderApi`], what one upstream API does — build the request for a canonical
+//!   request (its URL chosen per request), decode answers, errors and streams — with its
+//!   [`Wire`] format (apart from the client's [`Dialect`](portcullis_core::Dialect)) and its
+//!   [`Authentication`] declared as data; one file per API: [`openai`], [`anthropic`].
+//! - [`provider`]: a configured [`Provider`] (name, kind, credential, headers, its API), which
+//!   turns a canonical request into an [`UpstreamRequest`] (URL, headers, body) and reads the
+//!   answer. Providers never touch the network; the gateway's upstream client sends what they
+//!   build.
 //! - [`registry`]: every configured provider, route and alias, and the resolution of a
 //!   client's model name into an ordered list of targets.
 //! - [`secret`]: [`Secret`], a credential that never prints.
@@ -14,14 +19,18 @@
 //! - [`config`]: the `providers:` block and each route's targets, validated into the specs
 //!   above.
 
+pub mod anthropic;
+pub mod api;
 pub mod config;
 pub mod kind;
+pub mod openai;
 pub mod provider;
 pub mod registry;
 pub mod secret;
 pub mod sigv4;
 
-pub use kind::{CloudflareUpstream, ProviderKind};
+pub use api::{Authentication, ProviderApi, Wire};
+pub use kind::{AuthScheme, CloudflareUpstream, ProviderKind};
 pub use provider::{
     CloudflareSpec, Credential, ForwardedHeaders, Provider, ProviderError, ProviderSpec,
     UpstreamRequest,

@@ -1,14 +1,20 @@
-//! A configured provider: turns canonical requests into upstream HTTP requests and reads the
-//! answers back, in the provider's dialect.
+//! A configured provider: its name, kind, credential and headers around the [`ProviderApi`]
+//! of its wire format, which turns canonical requests into upstream HTTP requests and reads
+//! the answers back.
+
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::header::{AUTHORIZATION, CONTENT_TYPE, HeaderName, HeaderValue};
 use http::{HeaderMap, Method, Uri};
 use portcullis_core::{ChatRequest, ChatResponse, Dialect, EmbeddingsRequest, GatewayError};
-use portcullis_dialects::openai::MaxTokensField;
-use portcullis_dialects::{StreamDecoder, anthropic, openai};
+use portcullis_dialects::StreamDecoder;
+use portcullis_dialects::frame::Framer;
 
+use crate::anthropic::AnthropicApi;
+use crate::api::{Authentication, ProviderApi, Wire};
 use crate::kind::{AuthScheme, CloudflareUpstream, ProviderKind};
+use crate::openai::OpenAiApi;
 use crate::secret::Secret;
 
 /// A provider as configured, before validation.
@@ -137,24 +143,28 @@ pub struct ForwardedHeaders<'a> {
     pub anthropic_beta: Option<&'a HeaderValue>,
 }
 
-/// A configured, validated provider.
+/// A configured, validated provider: its name and kind, its credential and headers, and the
+/// [`ProviderApi`] that speaks its wire format.
 #[derive(Debug)]
 pub struct Provider {
     name: String,
     kind: ProviderKind,
-    dialect: Dialect,
-    chat_uri: Uri,
-    embeddings_uri: Option<Uri>,
+    api: Box<dyn ProviderApi>,
     base_headers: Vec<(HeaderName, HeaderValue)>,
     credential: Option<Credential>,
-    auth_scheme: AuthScheme,
+    authentication: Authentication,
     models: Vec<String>,
-    max_tokens_field: MaxTokensField,
-    default_max_tokens: u32,
 }
 
 const CLOUDFLARE_BASE: &str = "https://gateway.ai.cloudflare.com/v1";
 const DEFAULT_MAX_TOKENS: u32 = 4096;
+
+/// `base` followed by `path`, as a URL.
+pub(crate) fn join(base: &str, path: &str) -> Result<Uri, ProviderError> {
+    format!("{base}{path}")
+        .parse::<Uri>()
+        .map_err(|_| ProviderError::InvalidBaseUrl(base.to_owned()))
+}
 
 impl Provider {
     /// Validates a spec into a provider.
@@ -164,9 +174,9 @@ impl Provider {
             .cloudflare
             .as_ref()
             .map(|c| CloudflareUpstream::parse(&c.upstream));
-        let (dialect, auth_scheme) = match &cloudflare_upstream {
-            Some(up) => (up.dialect(), up.auth_scheme()),
-            None => (spec.kind.dialect(), spec.kind.auth_scheme()),
+        let (wire, auth_scheme) = match &cloudflare_upstream {
+            Some(up) => (up.wire(), up.auth_scheme()),
+            None => (spec.kind.wire(), spec.kind.auth_scheme()),
         };
 
         let base = match (&spec.base_url, &spec.cloudflare) {
@@ -185,24 +195,16 @@ impl Provider {
                 .ok_or(ProviderError::MissingBaseUrl(preset.id))?
                 .to_owned(),
         };
-        let mut base = base.trim_end_matches('/').to_owned();
+        let base = base.trim_end_matches('/');
         if !(base.starts_with("http://") || base.starts_with("https://")) {
-            return Err(ProviderError::InvalidBaseUrl(base));
+            return Err(ProviderError::InvalidBaseUrl(base.to_owned()));
         }
-        // Accept an Anthropic base URL given with `/v1`, as some SDK docs show it.
-        if dialect == Dialect::Anthropic
-            && let Some(stripped) = base.strip_suffix("/v1")
-        {
-            base = stripped.to_owned();
-        }
-        let uri = |path: &str| -> Result<Uri, ProviderError> {
-            format!("{base}{path}")
-                .parse::<Uri>()
-                .map_err(|_| ProviderError::InvalidBaseUrl(base.clone()))
-        };
-        let (chat_uri, embeddings_uri) = match dialect {
-            Dialect::OpenAi => (uri("/chat/completions")?, Some(uri("/embeddings")?)),
-            Dialect::Anthropic => (uri("/v1/messages")?, None),
+        let api: Box<dyn ProviderApi> = match wire {
+            Wire::OpenAi => Box::new(OpenAiApi::new(base, spec.kind == ProviderKind::OpenAi)?),
+            Wire::Anthropic => Box::new(AnthropicApi::new(
+                base,
+                spec.default_max_tokens.unwrap_or(DEFAULT_MAX_TOKENS),
+            )?),
         };
 
         let credential = match &spec.api_key {
@@ -216,10 +218,10 @@ impl Provider {
         };
 
         let mut base_headers = vec![(CONTENT_TYPE, HeaderValue::from_static("application/json"))];
-        if dialect == Dialect::Anthropic {
+        for (name, value) in api.fixed_headers() {
             base_headers.push((
-                HeaderName::from_static("anthropic-version"),
-                HeaderValue::from_static(anthropic::API_VERSION),
+                HeaderName::from_static(name),
+                HeaderValue::from_static(value),
             ));
         }
         if let Some(token) = spec.cloudflare.as_ref().and_then(|c| c.token.as_ref()) {
@@ -240,19 +242,11 @@ impl Provider {
         Ok(Self {
             name: spec.name,
             kind: spec.kind,
-            dialect,
-            chat_uri,
-            embeddings_uri,
+            api,
             base_headers,
             credential,
-            auth_scheme,
+            authentication: Authentication::Header(auth_scheme),
             models: spec.models,
-            max_tokens_field: if spec.kind == ProviderKind::OpenAi {
-                MaxTokensField::MaxCompletionTokens
-            } else {
-                MaxTokensField::MaxTokens
-            },
-            default_max_tokens: spec.default_max_tokens.unwrap_or(DEFAULT_MAX_TOKENS),
         })
     }
 
@@ -266,9 +260,19 @@ impl Provider {
         self.kind
     }
 
-    /// The dialect the provider speaks.
-    pub fn dialect(&self) -> Dialect {
-        self.dialect
+    /// The wire format the provider speaks.
+    pub fn wire(&self) -> Wire {
+        self.api.wire()
+    }
+
+    /// The client dialect whose bytes the provider's answers are, if any (see [`Wire::dialect`]).
+    pub fn passthrough_dialect(&self) -> Option<Dialect> {
+        self.api.wire().dialect()
+    }
+
+    /// How the provider's requests are authenticated.
+    pub fn authentication(&self) -> Authentication {
+        self.authentication
     }
 
     /// The models the provider advertises.
@@ -287,7 +291,8 @@ impl Provider {
         id: impl Into<String>,
         secret: &Secret,
     ) -> Result<Credential, ProviderError> {
-        Credential::new(id, secret, self.auth_scheme)
+        let Authentication::Header(scheme) = self.authentication;
+        Credential::new(id, secret, scheme)
     }
 
     /// Whether the provider serves `model` when it is named without a provider.
@@ -314,39 +319,11 @@ impl Provider {
         credential: Option<&Credential>,
         forwarded: ForwardedHeaders<'_>,
     ) -> Result<UpstreamRequest, GatewayError> {
-        let body = match self.dialect {
-            Dialect::OpenAi => openai::encode_request(
-                req,
-                &openai::EncodeOptions {
-                    model,
-                    max_tokens_field: self.max_tokens_field,
-                    derive_reasoning_effort: self.kind == ProviderKind::OpenAi
-                        && is_openai_reasoning_model(model),
-                },
-            )?,
-            Dialect::Anthropic => anthropic::encode_request(
-                req,
-                &anthropic::EncodeOptions {
-                    model,
-                    default_max_tokens: self.default_max_tokens,
-                },
-            )?,
-        };
         let mut headers = self.headers(credential, 1);
-        if self.dialect == Dialect::Anthropic
-            && let Some(beta) = forwarded.anthropic_beta
-        {
-            headers.insert(HeaderName::from_static("anthropic-beta"), beta.clone());
-        }
-        if req.stream {
-            headers.insert(
-                http::header::ACCEPT,
-                HeaderValue::from_static("text/event-stream"),
-            );
-        }
+        let (uri, body) = self.api.chat(req, model, forwarded, &mut headers)?;
         Ok(UpstreamRequest {
             method: Method::POST,
-            uri: self.chat_uri.clone(),
+            uri,
             headers,
             body: Bytes::from(body),
         })
@@ -359,40 +336,52 @@ impl Provider {
         model: &str,
         credential: Option<&Credential>,
     ) -> Result<UpstreamRequest, GatewayError> {
-        let uri = self.embeddings_uri.clone().ok_or_else(|| {
-            GatewayError::invalid_request(format!(
+        let Some(built) = self.api.embeddings(req, model) else {
+            return Err(GatewayError::invalid_request(format!(
                 "The provider `{}` does not serve embeddings",
                 self.name
             ))
-            .with_param("model")
-        })?;
+            .with_param("model"));
+        };
+        let (uri, body) = built?;
         Ok(UpstreamRequest {
             method: Method::POST,
             uri,
             headers: self.headers(credential, 0),
-            body: Bytes::from(openai::encode_embeddings_request(req, model)?),
+            body: Bytes::from(body),
         })
+    }
+
+    /// A successful embeddings answer from `model` in OpenAI's format (the embeddings dialect).
+    pub fn embeddings_response(&self, body: Bytes, model: &str) -> Result<Bytes, GatewayError> {
+        self.api.embeddings_response(body, model)
     }
 
     /// Decodes a successful non-streamed chat answer.
     pub fn decode_chat_response(&self, body: &[u8]) -> Result<ChatResponse, GatewayError> {
-        portcullis_dialects::decode_response(self.dialect, body)
+        self.api.decode_chat_response(body)
     }
 
     /// A decoder for this provider's streams.
     pub fn stream_decoder(&self) -> Box<dyn StreamDecoder> {
-        match self.dialect {
-            Dialect::OpenAi => Box::new(openai::OpenAiStreamDecoder::new()),
-            Dialect::Anthropic => Box::new(anthropic::AnthropicStreamDecoder::new()),
-        }
+        self.api.stream_decoder()
     }
-}
 
-/// OpenAI models that accept `reasoning_effort`.
-fn is_openai_reasoning_model(model: &str) -> bool {
-    ["o1", "o3", "o4", "gpt-5", "codex"]
-        .iter()
-        .any(|p| model.starts_with(p))
+    /// How this provider's streams are framed: `None` for server-sent events.
+    pub fn stream_framer(&self) -> Option<Box<dyn Framer>> {
+        self.api.stream_framer()
+    }
+
+    /// Turns an upstream error answer (`status`, its `Retry-After`, its body) into a
+    /// [`GatewayError`] in the provider's terms.
+    pub fn decode_error(
+        &self,
+        status: u16,
+        retry_after: Option<Duration>,
+        body: &[u8],
+    ) -> GatewayError {
+        self.api.decode_error(status, retry_after, body, &self.name)
+    }
 }
 
 #[cfg(test)]
@@ -463,7 +452,7 @@ mod tests {
             token: Some(Secret::new("cf-token")),
         });
         let p = Provider::new(spec).unwrap();
-        assert_eq!(p.dialect(), Dialect::Anthropic);
+        assert_eq!(p.wire(), Wire::Anthropic);
         let r = p
             .chat_request(
                 &chat(),

@@ -1,0 +1,95 @@
+//! OpenAI's API and every OpenAI-compatible server: `POST {base}/chat/completions` and
+//! `POST {base}/embeddings`, where the base URL includes the version (`…/v1`). Answers are
+//! already in the OpenAI client dialect.
+
+use http::Uri;
+use http::header::{HeaderMap, HeaderValue};
+use portcullis_core::{ChatRequest, ChatResponse, EmbeddingsRequest, GatewayError};
+use portcullis_dialects::StreamDecoder;
+use portcullis_dialects::openai::{self, MaxTokensField};
+
+use crate::api::{ProviderApi, Wire};
+use crate::provider::{ForwardedHeaders, ProviderError};
+
+/// An OpenAI-compatible API at one base URL.
+#[derive(Debug)]
+pub struct OpenAiApi {
+    chat_uri: Uri,
+    embeddings_uri: Uri,
+    max_tokens_field: MaxTokensField,
+    /// OpenAI itself: reasoning models take a `reasoning_effort` derived from a budget.
+    openai_itself: bool,
+}
+
+impl OpenAiApi {
+    /// The API under `base` (trimmed, including `/v1`); `openai_itself` for OpenAI's own
+    /// service, which wants `max_completion_tokens` and takes `reasoning_effort`.
+    pub fn new(base: &str, openai_itself: bool) -> Result<Self, ProviderError> {
+        Ok(Self {
+            chat_uri: crate::provider::join(base, "/chat/completions")?,
+            embeddings_uri: crate::provider::join(base, "/embeddings")?,
+            max_tokens_field: if openai_itself {
+                MaxTokensField::MaxCompletionTokens
+            } else {
+                MaxTokensField::MaxTokens
+            },
+            openai_itself,
+        })
+    }
+}
+
+/// OpenAI models that accept `reasoning_effort`.
+fn is_openai_reasoning_model(model: &str) -> bool {
+    ["o1", "o3", "o4", "gpt-5", "codex"]
+        .iter()
+        .any(|p| model.starts_with(p))
+}
+
+impl ProviderApi for OpenAiApi {
+    fn wire(&self) -> Wire {
+        Wire::OpenAi
+    }
+
+    fn chat(
+        &self,
+        req: &ChatRequest,
+        model: &str,
+        _forwarded: ForwardedHeaders<'_>,
+        headers: &mut HeaderMap,
+    ) -> Result<(Uri, Vec<u8>), GatewayError> {
+        let body = openai::encode_request(
+            req,
+            &openai::EncodeOptions {
+                model,
+                max_tokens_field: self.max_tokens_field,
+                derive_reasoning_effort: self.openai_itself && is_openai_reasoning_model(model),
+            },
+        )?;
+        if req.stream {
+            headers.insert(
+                http::header::ACCEPT,
+                HeaderValue::from_static("text/event-stream"),
+            );
+        }
+        Ok((self.chat_uri.clone(), body))
+    }
+
+    fn embeddings(
+        &self,
+        req: &EmbeddingsRequest,
+        model: &str,
+    ) -> Option<Result<(Uri, Vec<u8>), GatewayError>> {
+        Some(
+            openai::encode_embeddings_request(req, model)
+                .map(|body| (self.embeddings_uri.clone(), body)),
+        )
+    }
+
+    fn decode_chat_response(&self, body: &[u8]) -> Result<ChatResponse, GatewayError> {
+        openai::decode_response(body)
+    }
+
+    fn stream_decoder(&self) -> Box<dyn StreamDecoder> {
+        Box::new(openai::OpenAiStreamDecoder::new())
+    }
+}
