@@ -100,8 +100,9 @@ pub fn lister(
             OpenAiModels::new(provider, credential).map(|l| Box::new(l) as Box<dyn ModelLister>)
         }
         // Perplexity has no list endpoint; a Cloudflare AI Gateway's paths depend on the
-        // provider behind it. Their models are the configured ones.
-        ProviderKind::Perplexity | ProviderKind::Cloudflare => None,
+        // provider behind it; Gemini's `GET /v1beta/models` is not read yet. Their models are
+        // the configured ones.
+        ProviderKind::Perplexity | ProviderKind::Cloudflare | ProviderKind::Gemini => None,
     }
 }
 

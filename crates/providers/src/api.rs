@@ -1,11 +1,12 @@
 //! The provider layer's open end: [`ProviderApi`], what one kind of upstream API does for the
-//! gateway, with one implementation per file ([`crate::openai`], [`crate::anthropic`]).
+//! gateway, with one implementation per file ([`crate::openai`], [`crate::anthropic`],
+//! [`crate::gemini`]).
 //!
 //! Two notions stay apart here. The **client dialect** ([`Dialect`]) is what a caller speaks to
 //! the gateway: OpenAI's or Anthropic's API. The **wire format** ([`Wire`]) is what an upstream
-//! speaks: those two, and formats no client speaks. A wire format whose answers are already
-//! in a client dialect ([`Wire::dialect`]) lets the gateway forward them as they are; any other
-//! answer is decoded into the canonical model and re-encoded for the caller.
+//! speaks: those two, and formats no client speaks (Gemini). A wire format whose answers are
+//! already in a client dialect ([`Wire::dialect`]) lets the gateway forward them as they are;
+//! any other answer is decoded into the canonical model and re-encoded for the caller.
 //!
 //! An API builds requests and decodes answers; it never touches the network. How requests are
 //! authenticated is declared as data ([`Authentication`]), for the gateway to carry out.
@@ -30,6 +31,8 @@ pub enum Wire {
     OpenAi,
     /// Anthropic Messages.
     Anthropic,
+    /// Google's Gemini `generateContent` API.
+    Gemini,
 }
 
 impl Wire {
@@ -39,6 +42,7 @@ impl Wire {
         match self {
             Wire::OpenAi => Some(Dialect::OpenAi),
             Wire::Anthropic => Some(Dialect::Anthropic),
+            Wire::Gemini => None,
         }
     }
 
@@ -47,6 +51,7 @@ impl Wire {
         match self {
             Wire::OpenAi => "openai",
             Wire::Anthropic => "anthropic",
+            Wire::Gemini => "gemini",
         }
     }
 }

@@ -11,6 +11,8 @@ pub enum ProviderKind {
     OpenAi,
     /// Anthropic.
     Anthropic,
+    /// Google's Gemini API (AI Studio).
+    Gemini,
     /// Groq (OpenAI-compatible).
     Groq,
     /// Mistral (OpenAI-compatible).
@@ -46,6 +48,8 @@ pub enum AuthScheme {
     Bearer,
     /// `x-api-key: <key>` (Anthropic).
     XApiKey,
+    /// `x-goog-api-key: <key>` (Gemini).
+    GoogApiKey,
 }
 
 /// Everything fixed about a kind.
@@ -67,9 +71,10 @@ pub struct Preset {
 
 impl ProviderKind {
     /// Every kind, in the order providers are enabled from the environment.
-    pub const ALL: [ProviderKind; 15] = [
+    pub const ALL: [ProviderKind; 16] = [
         ProviderKind::OpenAi,
         ProviderKind::Anthropic,
+        ProviderKind::Gemini,
         ProviderKind::Groq,
         ProviderKind::Mistral,
         ProviderKind::Cerebras,
@@ -116,6 +121,14 @@ impl ProviderKind {
                 base_url_env: Some("ANTHROPIC_BASE_URL"),
                 key_optional: false,
                 model_prefixes: &["claude-"],
+            },
+            ProviderKind::Gemini => Preset {
+                id: "gemini",
+                base_url: Some("https://generativelanguage.googleapis.com"),
+                key_env: &["GEMINI_API_KEY"],
+                base_url_env: Some("GEMINI_BASE_URL"),
+                key_optional: false,
+                model_prefixes: &["gemini-"],
             },
             ProviderKind::Groq => Preset {
                 id: "groq",
@@ -247,6 +260,7 @@ impl ProviderKind {
     pub fn wire(self) -> Wire {
         match self {
             ProviderKind::Anthropic => Wire::Anthropic,
+            ProviderKind::Gemini => Wire::Gemini,
             _ => Wire::OpenAi,
         }
     }
@@ -255,6 +269,7 @@ impl ProviderKind {
     pub fn auth_scheme(self) -> AuthScheme {
         match self {
             ProviderKind::Anthropic => AuthScheme::XApiKey,
+            ProviderKind::Gemini => AuthScheme::GoogApiKey,
             _ => AuthScheme::Bearer,
         }
     }
@@ -344,6 +359,7 @@ mod tests {
         assert!(!ProviderKind::OpenAi.serves_well_known("o3x"));
         assert!(ProviderKind::OpenAi.serves_well_known("text-embedding-3-small"));
         assert!(ProviderKind::Anthropic.serves_well_known("claude-sonnet-4-5"));
+        assert!(ProviderKind::Gemini.serves_well_known("gemini-2.5-flash"));
         assert!(ProviderKind::Mistral.serves_well_known("mistral-large-latest"));
         assert!(!ProviderKind::Groq.serves_well_known("llama-3.1-8b-instant"));
     }

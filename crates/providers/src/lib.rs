@@ -1,12 +1,13 @@
 //! Providers: who the gateway can call and how.
 //!
-//! - [`kind`]: the provider kinds the gateway knows (OpenAI, Anthropic and the
+//! - [`kind`]: the provider kinds the gateway knows (OpenAI, Anthropic, Gemini and the
 //!   OpenAI-compatible presets), with their default base URLs, wire formats, credentials and
 //!   the environment variables that enable them.
 //! - [`api`]: [`ProviderApi`], what one upstream API does — build the request for a canonical
 //!   request (its URL chosen per request), decode answers, errors and streams — with its
 //!   [`Wire`] format (apart from the client's [`Dialect`](portcullis_core::Dialect)) and its
-//!   [`Authentication`] declared as data; one file per API: [`openai`], [`anthropic`].
+//!   [`Authentication`] declared as data; one file per API: [`openai`], [`anthropic`],
+//!   [`gemini`].
 //! - [`provider`]: a configured [`Provider`] (name, kind, credential, headers, its API), which
 //!   turns a canonical request into an [`UpstreamRequest`] (URL, headers, body) and reads the
 //!   answer. Providers never touch the network; the gateway's upstream client sends what they
@@ -22,6 +23,7 @@
 pub mod anthropic;
 pub mod api;
 pub mod config;
+pub mod gemini;
 pub mod kind;
 pub mod openai;
 pub mod provider;

@@ -13,6 +13,7 @@ use portcullis_dialects::frame::Framer;
 
 use crate::anthropic::AnthropicApi;
 use crate::api::{Authentication, ProviderApi, Wire};
+use crate::gemini::GeminiApi;
 use crate::kind::{AuthScheme, CloudflareUpstream, ProviderKind};
 use crate::openai::OpenAiApi;
 use crate::secret::Secret;
@@ -113,6 +114,10 @@ impl Credential {
                 HeaderName::from_static("x-api-key"),
                 HeaderValue::try_from(secret.expose()),
             ),
+            AuthScheme::GoogApiKey => (
+                HeaderName::from_static("x-goog-api-key"),
+                HeaderValue::try_from(secret.expose()),
+            ),
         };
         let mut value = header.1.map_err(|_| ProviderError::InvalidApiKey)?;
         value.set_sensitive(true);
@@ -205,6 +210,7 @@ impl Provider {
                 base,
                 spec.default_max_tokens.unwrap_or(DEFAULT_MAX_TOKENS),
             )?),
+            Wire::Gemini => Box::new(GeminiApi::new(base)?),
         };
 
         let credential = match &spec.api_key {
@@ -439,6 +445,53 @@ mod tests {
         assert_eq!(r.headers["anthropic-version"], "2023-06-01");
         assert_eq!(r.headers["anthropic-beta"], "prompt-caching-2024-07-31");
         assert!(r.headers.get("authorization").is_none());
+    }
+
+    #[test]
+    fn gemini_chooses_its_url_per_request_and_sends_x_goog_api_key() {
+        let mut spec = ProviderSpec::new("gemini", ProviderKind::Gemini);
+        spec.api_key = Some(Secret::new("AIza-test"));
+        let p = Provider::new(spec).unwrap();
+        assert_eq!(p.wire(), Wire::Gemini);
+        assert_eq!(p.passthrough_dialect(), None);
+        let r = p
+            .chat_request(
+                &chat(),
+                "gemini-2.5-flash",
+                p.default_credential(),
+                ForwardedHeaders::default(),
+            )
+            .unwrap();
+        assert_eq!(
+            r.uri,
+            "https://generativelanguage.googleapis.com/v1beta/models/gemini-2.5-flash:generateContent"
+        );
+        assert_eq!(r.headers["x-goog-api-key"], "AIza-test");
+        assert!(r.headers["x-goog-api-key"].is_sensitive());
+        assert!(r.headers.get("authorization").is_none());
+        let body: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+        assert_eq!(body["contents"][0]["parts"][0]["text"], "hi");
+        assert!(body.get("model").is_none(), "the model is in the URL");
+
+        let mut spec = ProviderSpec::new("g", ProviderKind::Gemini);
+        spec.api_key = Some(Secret::new("k"));
+        spec.base_url = Some("http://127.0.0.1:9/prefix/v1beta/".into());
+        let p = Provider::new(spec).unwrap();
+        let mut streamed = chat();
+        streamed.stream = true;
+        let r = p
+            .chat_request(
+                &streamed,
+                "gemini-3-pro-preview",
+                None,
+                ForwardedHeaders::default(),
+            )
+            .unwrap();
+        assert_eq!(
+            r.uri,
+            "http://127.0.0.1:9/prefix/v1beta/models/gemini-3-pro-preview:streamGenerateContent?alt=sse"
+        );
+        assert_eq!(r.headers["accept"], "text/event-stream");
     }
 
     #[test]

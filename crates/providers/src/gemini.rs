@@ -1,0 +1,96 @@
+//! Google's Gemini API (AI Studio): `POST {base}/v1beta/models/{model}:generateContent`, or
+//! `:streamGenerateContent?alt=sse` for a stream, the key in `x-goog-api-key`. The base URL has
+//! no version (one given with `/v1beta` is accepted). Answers are in Gemini's own format, so
+//! they are always translated for the caller; errors carry Google's `RetryInfo`.
+
+use std::time::Duration;
+
+use http::Uri;
+use http::header::{HeaderMap, HeaderValue};
+use portcullis_core::{ChatRequest, ChatResponse, GatewayError};
+use portcullis_dialects::StreamDecoder;
+use portcullis_dialects::gemini;
+
+use crate::api::{ProviderApi, Wire};
+use crate::provider::{ForwardedHeaders, ProviderError};
+
+/// The Gemini API at one base URL.
+#[derive(Debug)]
+pub struct GeminiApi {
+    /// `{base}/v1beta/`.
+    root: String,
+}
+
+impl GeminiApi {
+    /// The API under `base` (trimmed).
+    pub fn new(base: &str) -> Result<Self, ProviderError> {
+        let base = base.strip_suffix("/v1beta").unwrap_or(base);
+        let root = format!("{base}/v1beta/");
+        // Checked once here, so a URL built per request can only fail on the model's part.
+        crate::provider::join(&root, "models/m:generateContent")?;
+        Ok(Self { root })
+    }
+
+    /// The URL of `method` (`generateContent`, `streamGenerateContent?alt=sse`, …) of `model`.
+    fn uri(&self, model: &str, method: &str) -> Result<Uri, GatewayError> {
+        let path = gemini::model_path(model);
+        let mut url = String::with_capacity(self.root.len() + path.len() + method.len() + 1);
+        url.push_str(&self.root);
+        url.push_str(&path);
+        url.push(':');
+        url.push_str(method);
+        url.parse::<Uri>().map_err(|_| {
+            GatewayError::invalid_request(format!("`{model}` is not a valid Gemini model name"))
+                .with_param("model")
+        })
+    }
+}
+
+impl ProviderApi for GeminiApi {
+    fn wire(&self) -> Wire {
+        Wire::Gemini
+    }
+
+    fn chat(
+        &self,
+        req: &ChatRequest,
+        model: &str,
+        _forwarded: ForwardedHeaders<'_>,
+        headers: &mut HeaderMap,
+    ) -> Result<(Uri, Vec<u8>), GatewayError> {
+        let body = gemini::encode_request(
+            req,
+            &gemini::EncodeOptions {
+                include_thoughts: true,
+            },
+        )?;
+        let uri = if req.stream {
+            headers.insert(
+                http::header::ACCEPT,
+                HeaderValue::from_static("text/event-stream"),
+            );
+            self.uri(model, "streamGenerateContent?alt=sse")?
+        } else {
+            self.uri(model, "generateContent")?
+        };
+        Ok((uri, body))
+    }
+
+    fn decode_chat_response(&self, body: &[u8]) -> Result<ChatResponse, GatewayError> {
+        gemini::decode_response(body)
+    }
+
+    fn stream_decoder(&self) -> Box<dyn StreamDecoder> {
+        Box::new(gemini::GeminiStreamDecoder::new())
+    }
+
+    fn decode_error(
+        &self,
+        status: u16,
+        retry_after: Option<Duration>,
+        body: &[u8],
+        provider: &str,
+    ) -> GatewayError {
+        gemini::decode_error(status, retry_after, body, provider)
+    }
+}
