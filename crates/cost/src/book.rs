@@ -2,9 +2,12 @@
 //!
 //! Resolution, in lowercase model names:
 //! 1. the most specific matching row among the configured overrides for the provider's name,
-//!    the overrides for its kind id and the built-in list of its kind (longest row name wins;
-//!    on a tie an override beats the built-in list, and a provider-name override beats a
-//!    kind override);
+//!    the overrides for its kind id and the built-in lists its kind reads (longest row name
+//!    wins; on a tie an override beats the built-in list, and a provider-name override beats a
+//!    kind override). Overrides match the model name as sent and, where the kind renames it,
+//!    its canonical form ([`crate::names::canonical_model`]: `bedrock/amazon.nova-pro` prices
+//!    `eu.amazon.nova-pro-v1:0`, while `bedrock/us.anthropic.claude-sonnet-4-5` prices only the
+//!    US profile); built-in lists match by the kind's naming rules ([`crate::names`]);
 //! 2. otherwise, self-hosted kinds (`vllm`, `ollama`) are free;
 //! 3. otherwise, aggregators (`openrouter`, `cloudflare`) resolve `vendor/model` through the
 //!    vendor prefix, `:free` OpenRouter variants are free, and Cloudflare's bare well-known
@@ -23,7 +26,9 @@ use std::sync::{PoisonError, RwLock};
 use portcullis_core::Usage;
 use portcullis_providers::ProviderKind;
 
-use crate::names::{Match, builtin_match, through_vendor_prefix, through_well_known_name};
+use crate::names::{
+    Match, canonical_model, kind_match, through_vendor_prefix, through_well_known_name,
+};
 use crate::overrides::PriceOverrides;
 use crate::price::Price;
 
@@ -112,19 +117,8 @@ impl PriceBook {
     /// Resolves a price without the memo (see the module documentation for the rules).
     pub fn resolve(&self, provider: &str, kind: ProviderKind, model: &str) -> Option<Price> {
         let model = model.trim().to_ascii_lowercase();
-        let candidates = [
-            self.overrides.find(provider, &model),
-            self.overrides.find(kind.id(), &model),
-            builtin_match(kind.id(), &model),
-        ];
-        let mut best: Option<Match> = None;
-        for candidate in candidates.into_iter().flatten() {
-            if best.is_none_or(|b| candidate.specificity > b.specificity) {
-                best = Some(candidate);
-            }
-        }
-        if let Some(found) = best {
-            return Some(found.price);
+        if let Some(found) = self.listed(provider, kind.id(), &model) {
+            return Some(found);
         }
         match kind {
             ProviderKind::Vllm | ProviderKind::Ollama => Some(Price::FREE),
@@ -135,6 +129,28 @@ impl PriceBook {
             }
             _ => None,
         }
+    }
+
+    /// Step 1 of the resolution: the most specific override or built-in row for `model`
+    /// (lowercase) at `provider`, of the kind whose id is `kind_id`.
+    fn listed(&self, provider: &str, kind_id: &str, model: &str) -> Option<Price> {
+        let canonical = canonical_model(kind_id, model);
+        let renamed = (canonical != model).then_some(canonical.as_ref());
+        // In order of precedence on a tie.
+        let candidates = [
+            self.overrides.find(provider, model),
+            renamed.and_then(|c| self.overrides.find(provider, c)),
+            self.overrides.find(kind_id, model),
+            renamed.and_then(|c| self.overrides.find(kind_id, c)),
+            kind_match(kind_id, model),
+        ];
+        let mut best: Option<Match> = None;
+        for candidate in candidates.into_iter().flatten() {
+            if best.is_none_or(|b| candidate.specificity > b.specificity) {
+                best = Some(candidate);
+            }
+        }
+        best.map(|found| found.price)
     }
 
     /// How many pairs the memo holds.
@@ -343,6 +359,59 @@ mod tests {
         assert_eq!(
             b.price("gpu", ProviderKind::Vllm, "small"),
             Some(Price::FREE)
+        );
+    }
+
+    #[test]
+    fn overrides_match_bedrock_ids_as_sent_and_without_their_geography() {
+        // Kinds are named by id here, as the kinds that read these names will name them.
+        let b = book(
+            "bedrock/us.anthropic.claude-sonnet-4-5: {input: 3.3, output: 16.5}\n\
+             bedrock/amazon.nova-pro: {input: 1, output: 4}\n\
+             bedrock/anthropic.claude-sonnet-4: {input: 2, output: 10}\n\
+             vertex/gemini-2.5-pro: {input: 1, output: 8}\n",
+            &["bedrock", "vertex"],
+        );
+        let listed = |kind: &str, model: &str| b.listed("corp-llm", kind, model);
+        // A geography-specific price applies to that geography only.
+        assert_eq!(
+            listed("bedrock", "us.anthropic.claude-sonnet-4-5-20250929-v1:0"),
+            Some(Price::new(3.3, 16.5))
+        );
+        assert_eq!(
+            listed(
+                "bedrock",
+                "global.anthropic.claude-sonnet-4-5-20250929-v1:0"
+            ),
+            crate::names::builtin_price("anthropic", "claude-sonnet-4-5")
+        );
+        // A price for the model applies to every geography.
+        assert_eq!(
+            listed("bedrock", "eu.amazon.nova-pro-v1:0"),
+            Some(Price::new(1.0, 4.0))
+        );
+        // An override of a family does not swallow a more specific built-in row.
+        assert_eq!(
+            listed("bedrock", "anthropic.claude-sonnet-4-20250514-v1:0"),
+            Some(Price::new(2.0, 10.0))
+        );
+        assert_eq!(
+            listed("bedrock", "eu.anthropic.claude-sonnet-4-5-20250929-v1:0"),
+            crate::names::builtin_price("anthropic", "claude-sonnet-4-5")
+        );
+        // Without an override, the built-in lists by the kind's naming rules.
+        assert_eq!(
+            listed("bedrock", "meta.llama3-3-70b-instruct-v1:0"),
+            Some(Price::new(0.72, 0.72))
+        );
+        // Vertex AI's resource paths find overrides written with the model's name.
+        assert_eq!(
+            listed("vertex", "publishers/google/models/gemini-2.5-pro"),
+            Some(Price::new(1.0, 8.0))
+        );
+        assert_eq!(
+            listed("vertex", "claude-sonnet-4-5@20250929"),
+            crate::names::builtin_price("anthropic", "claude-sonnet-4-5")
         );
     }
 

@@ -1,12 +1,23 @@
 //! The built-in price table: list prices in US dollars per million tokens, by vendor and model
-//! family, as the providers published them in late 2025.
+//! family, as the providers published them in late 2025; the Bedrock list and the Gemini rows
+//! were read in December 2026 (each list names its vendor's pricing page).
 //!
 //! This is data, not logic: one row per model family, keyed by the lowercase model name
 //! without a date suffix. Dated snapshots and `-latest` aliases find their family by the
 //! longest-prefix rule in [`crate::names`], so a variant priced differently from its family
 //! (`gpt-4o-mini` vs `gpt-4o`, `claude-opus-4-5` vs `claude-opus-4`) needs a row of its own.
-//! Tiered prices (long-context surcharges, batch discounts, per-request search fees) are not
-//! modelled; operators who need them configure `prices:` overrides.
+//! Tiered prices (long-context surcharges such as Gemini's above 200k prompt tokens, batch
+//! discounts, per-request search fees), per-modality rates (audio input) and regional
+//! surcharges are not modelled: for recent models (Claude 4.5 and later, Nova 2), Bedrock's
+//! geographic and in-Region endpoints and Vertex AI's regional endpoints cost about 10% more
+//! than the global prices listed here, as do Azure's Data Zone and regional deployments.
+//! Operators who need them configure `prices:` overrides, which may name a Bedrock geography
+//! (`bedrock/us.anthropic.claude-sonnet-4-5`).
+//!
+//! Which lists a provider kind reads is [`KIND_PRICE_LISTS`]: Azure OpenAI serves OpenAI's
+//! models at OpenAI's prices, Vertex AI serves Gemini and Claude at Google's and Anthropic's,
+//! and Bedrock serves Claude at Anthropic's prices and everything else at its own (the
+//! `bedrock` list).
 //!
 //! Anthropic's cache writes (5-minute TTL) cost 1.25× input and cache reads 0.1× input; a unit
 //! test checks every Anthropic row against that rule.
@@ -243,8 +254,23 @@ const PERPLEXITY: &[ModelPrice] = &[
     m("sonar-deep-research", p(2.0, 8.0).with_reasoning(3.0)),
 ];
 
+/// Gemini models, at the Gemini Developer API's paid-tier Standard prices for text, image and
+/// video input (ai.google.dev/gemini-api/docs/pricing, read in December 2026 through
+/// independent transcriptions that agree); Vertex AI lists the same global prices. Rates are
+/// those for prompts up to 200k tokens: 2.5 Pro and 3.x Pro cost more above that (input 2×,
+/// output 1.5×), which is not modelled. `text-embedding-004` has no row: the Gemini API retired
+/// it in January 2026 and Vertex AI bills it per character.
 const GEMINI: &[ModelPrice] = &[
+    m(
+        "gemini-3.1-pro-preview",
+        p(2.0, 12.0).with_cached_input(0.20),
+    ),
+    // Shut down in March 2026; the name now serves 3.1 Pro, at the same price.
     m("gemini-3-pro-preview", p(2.0, 12.0).with_cached_input(0.20)),
+    m(
+        "gemini-3-flash-preview",
+        p(0.50, 3.0).with_cached_input(0.05),
+    ),
     m("gemini-2.5-pro", p(1.25, 10.0).with_cached_input(0.125)),
     m("gemini-2.5-flash", p(0.30, 2.50).with_cached_input(0.03)),
     // The first 2.5 Flash preview billed thinking separately from plain output.
@@ -259,6 +285,59 @@ const GEMINI: &[ModelPrice] = &[
     m("gemini-2.0-flash", p(0.10, 0.40).with_cached_input(0.025)),
     m("gemini-2.0-flash-lite", p(0.075, 0.30)),
     m("gemini-embedding-001", p(0.15, 0.0)),
+];
+
+/// Models Amazon Bedrock serves under its own ids (`amazon.`, `meta.`, `mistral.`, `cohere.`,
+/// `deepseek.` …), keyed by the id without its version suffix (`amazon.nova-pro-v1:0` →
+/// `amazon.nova-pro`) unless the version is part of the model (`amazon.titan-embed-text-v2`).
+/// On-demand Standard-tier prices in US East (aws.amazon.com/bedrock/pricing, read in December
+/// 2026 through independent transcriptions that agree). Claude on Bedrock is priced from
+/// Anthropic's list (see [`crate::names`]). Models whose published figures disagree between
+/// sources (Mistral Large 2 (24.07), Llama 3.1 405B) are left unpriced rather than guessed.
+const BEDROCK: &[ModelPrice] = &[
+    // Nova cache reads cost a quarter of input.
+    m(
+        "amazon.nova-micro",
+        p(0.035, 0.14).with_cached_input(0.00875),
+    ),
+    m("amazon.nova-lite", p(0.06, 0.24).with_cached_input(0.015)),
+    m("amazon.nova-pro", p(0.80, 3.20).with_cached_input(0.20)),
+    m(
+        "amazon.nova-premier",
+        p(2.50, 12.50).with_cached_input(0.625),
+    ),
+    m("amazon.nova-2-lite", p(0.30, 2.50).with_cached_input(0.075)),
+    m("amazon.titan-text-express", p(0.20, 0.60)),
+    m("amazon.titan-text-lite", p(0.15, 0.20)),
+    m("amazon.titan-embed-text-v1", p(0.10, 0.0)),
+    m("amazon.titan-embed-text-v2", p(0.02, 0.0)),
+    m("meta.llama3-8b-instruct", p(0.30, 0.60)),
+    m("meta.llama3-70b-instruct", p(2.65, 3.50)),
+    m("meta.llama3-1-8b-instruct", p(0.22, 0.22)),
+    m("meta.llama3-1-70b-instruct", p(0.72, 0.72)),
+    m("meta.llama3-2-1b-instruct", p(0.10, 0.10)),
+    m("meta.llama3-2-3b-instruct", p(0.15, 0.15)),
+    m("meta.llama3-2-11b-instruct", p(0.16, 0.16)),
+    m("meta.llama3-2-90b-instruct", p(0.72, 0.72)),
+    m("meta.llama3-3-70b-instruct", p(0.72, 0.72)),
+    m("meta.llama4-scout-17b-instruct", p(0.17, 0.66)),
+    m("meta.llama4-maverick-17b-instruct", p(0.24, 0.97)),
+    m("mistral.mistral-7b-instruct", p(0.15, 0.20)),
+    m("mistral.mixtral-8x7b-instruct", p(0.45, 0.70)),
+    m("mistral.mistral-small-2402", p(1.0, 3.0)),
+    m("mistral.mistral-large-2402", p(4.0, 12.0)),
+    m("mistral.pixtral-large-2502", p(2.0, 6.0)),
+    m("mistral.mistral-large-3-675b-instruct", p(0.50, 1.50)),
+    m("mistral.magistral-small-2509", p(0.50, 1.50)),
+    m("mistral.ministral-3-3b-instruct", p(0.10, 0.10)),
+    m("mistral.ministral-3-8b-instruct", p(0.15, 0.15)),
+    m("mistral.ministral-3-14b-instruct", p(0.20, 0.20)),
+    m("mistral.devstral-2-123b", p(0.40, 2.0)),
+    m("cohere.command-r", p(0.50, 1.50)),
+    m("cohere.command-r-plus", p(3.0, 15.0)),
+    m("cohere.embed-english-v3", p(0.10, 0.0)),
+    m("cohere.embed-multilingual-v3", p(0.10, 0.0)),
+    m("deepseek.r1", p(1.35, 5.40)),
 ];
 
 /// Every vendor's built-in price list.
@@ -307,7 +386,35 @@ pub const BUILTIN: &[VendorPrices] = &[
         vendor: "gemini",
         models: GEMINI,
     },
+    VendorPrices {
+        vendor: "bedrock",
+        models: BEDROCK,
+    },
 ];
+
+/// The price lists of provider kinds that serve other vendors' models, by kind id: Azure
+/// OpenAI serves OpenAI's models, Vertex AI Gemini and Claude, Bedrock Claude (named
+/// `anthropic.…`) and the models of its own list. Every other kind reads the list named by its
+/// kind id, if there is one (see [`vendors_for_kind`]).
+pub const KIND_PRICE_LISTS: &[(&str, &[&str])] = &[
+    ("azure", &["openai"]),
+    ("vertex", &["gemini", "anthropic"]),
+    ("bedrock", &["bedrock", "anthropic"]),
+];
+
+/// The built-in price lists a provider kind reads, by the kind's id (`ProviderKind::id`): its
+/// entry in [`KIND_PRICE_LISTS`], otherwise the list named by the id (`openai`, `gemini`, …),
+/// otherwise none (`vllm`, `custom`). New kinds need no code here to be priced: a kind whose id
+/// names a list, or that has an entry in [`KIND_PRICE_LISTS`], is.
+pub fn vendors_for_kind(kind_id: &str) -> &'static [&'static str] {
+    if let Some((_, lists)) = KIND_PRICE_LISTS.iter().find(|(k, _)| *k == kind_id) {
+        return lists;
+    }
+    BUILTIN
+        .iter()
+        .find(|v| v.vendor == kind_id)
+        .map_or(&[], |v| std::slice::from_ref(&v.vendor))
+}
 
 /// The built-in price list of `vendor`, if there is one.
 pub fn vendor_prices(vendor: &str) -> Option<&'static [ModelPrice]> {
@@ -375,6 +482,51 @@ mod tests {
             let read = p.cached_input.unwrap_or(f64::NAN);
             assert!((write - 1.25 * p.input).abs() < 1e-9, "{}", row.model);
             assert!((read - 0.1 * p.input).abs() < 1e-9, "{}", row.model);
+        }
+    }
+
+    #[test]
+    fn kinds_map_to_existing_price_lists() {
+        for (kind, lists) in KIND_PRICE_LISTS {
+            for list in *lists {
+                assert!(vendor_prices(list).is_some(), "{kind} → {list}");
+            }
+        }
+        assert_eq!(vendors_for_kind("azure"), ["openai"]);
+        assert_eq!(vendors_for_kind("vertex"), ["gemini", "anthropic"]);
+        assert_eq!(vendors_for_kind("bedrock"), ["bedrock", "anthropic"]);
+        assert_eq!(vendors_for_kind("gemini"), ["gemini"]);
+        assert_eq!(vendors_for_kind("openai"), ["openai"]);
+        assert!(vendors_for_kind("vllm").is_empty());
+        assert!(vendors_for_kind("no-such-kind").is_empty());
+    }
+
+    #[test]
+    fn bedrock_rows_are_bedrock_ids_without_a_version_or_geography() {
+        for row in BEDROCK {
+            let (provider, model) = row.model.split_once('.').unwrap_or(("", ""));
+            assert!(
+                ["amazon", "meta", "mistral", "cohere", "deepseek"].contains(&provider),
+                "{}",
+                row.model
+            );
+            assert!(
+                !model.is_empty() && !row.model.contains(':'),
+                "{}",
+                row.model
+            );
+        }
+        // Nova cache reads cost a quarter of input.
+        for row in BEDROCK
+            .iter()
+            .filter(|r| r.model.starts_with("amazon.nova"))
+        {
+            let read = row.price.cached_input.unwrap_or(f64::NAN);
+            assert!(
+                (read - 0.25 * row.price.input).abs() < 1e-9,
+                "{}",
+                row.model
+            );
         }
     }
 
