@@ -22,6 +22,12 @@
 //!
 //! `GET /mock/requests` lists the requests received so far (method, path, query, JSON body).
 //!
+//! The same server answers as Google's Gemini API ([`gemini`]): `POST
+//! /v1beta/models/{model}:generateContent`, `:streamGenerateContent` (`?alt=sse`),
+//! `:countTokens`, `:embedContent`, `:batchEmbedContents` and the model list, the key
+//! ([`MockOptions::gemini_api_key`]) in `x-goog-api-key` or `?key=`; the same model names
+//! trigger the same cases.
+//!
 //! The same server answers as Amazon Bedrock Runtime ([`bedrock`]): `POST
 //! /model/{modelId}/converse` and `/converse-stream` (an AWS event stream), every request's
 //! AWS Signature Version 4 checked ([`sigv4`]) against [`MockOptions::aws_access_key_id`] and
@@ -42,6 +48,7 @@
 
 pub mod anthropic;
 pub mod bedrock;
+pub mod gemini;
 pub mod injection;
 pub mod mcp;
 pub mod mcp_oauth;
@@ -74,6 +81,8 @@ pub struct MockOptions {
     pub openai_api_key: String,
     /// The API key Anthropic requests must carry.
     pub anthropic_api_key: String,
+    /// The API key Gemini requests must carry.
+    pub gemini_api_key: String,
     /// Keep every request for [`MockUpstream::requests`]; the benchmark turns this off.
     pub record_requests: bool,
     /// Further API keys accepted by both APIs (several accounts on one upstream).
@@ -96,6 +105,7 @@ impl Default for MockOptions {
             stream_frame_delay: Duration::ZERO,
             openai_api_key: "sk-mock-openai".to_owned(),
             anthropic_api_key: "sk-ant-mock".to_owned(),
+            gemini_api_key: "AIza-mock-gemini".to_owned(),
             record_requests: true,
             extra_api_keys: Vec::new(),
             // AWS's documentation example key.
@@ -193,6 +203,11 @@ impl MockUpstream {
 
     /// Base URL for Anthropic clients: `http://127.0.0.1:PORT` (no `/v1`).
     pub fn anthropic_base_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Base URL for Gemini clients: `http://127.0.0.1:PORT` (no `/v1beta`).
+    pub fn gemini_base_url(&self) -> String {
         format!("http://{}", self.addr)
     }
 

@@ -14,7 +14,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use serde_json::Value;
 
 use crate::reply::{MockBody, json_response, render};
-use crate::{RecordedRequest, Shared, anthropic, bedrock, openai};
+use crate::{RecordedRequest, Shared, anthropic, bedrock, gemini, openai};
 
 pub(crate) async fn run(
     listener: tokio::net::TcpListener,
@@ -170,6 +170,11 @@ async fn handle(shared: &Shared, req: Request<Incoming>) -> Response<MockBody> {
                 n,
             )
             .await
+        }
+        (_, path) if gemini::handles(path) => {
+            let mut keys = vec![opts.gemini_api_key.as_str()];
+            keys.extend(opts.extra_api_keys.iter().map(String::as_str));
+            gemini::handle(&keys, opts.stream_frame_delay, &parts, &json, n).await
         }
         (_, path) if bedrock::handles(path) => {
             bedrock::handle(opts.stream_frame_delay, &parts, &json, n).await

@@ -1,5 +1,7 @@
-//! `mock-upstream`: the mock OpenAI + Anthropic + Bedrock server as a process, for tests written
-//! in other languages (the Python SDK suite) and for benchmarks. Bedrock's Converse API is
+//! `mock-upstream`: the mock OpenAI + Anthropic + Gemini + Bedrock server as a process, for tests
+//! written in other languages (the Python SDK suite) and for benchmarks. Gemini's API is served
+//! at `/v1beta/…` on the same address (point `google-genai`'s `base_url` at it), its key set with
+//! `--gemini-key` (by default `AIza-mock-gemini`). Bedrock's Converse API is
 //! served at `/model/…` on the same address (point an AWS SDK's `endpoint_url` at it); its
 //! requests are signed with the `--aws-*` credentials (by default AWS's documentation example
 //! key, `AKIAIOSFODNN7EXAMPLE`, in `us-east-1`).
@@ -14,7 +16,7 @@ use portcullis_test_support::{MockOptions, MockUpstream};
 fn usage() -> ! {
     eprintln!(
         "usage: mock-upstream [--listen ADDR] [--latency-ms N] [--frame-delay-ms N] \
-         [--openai-key K] [--anthropic-key K] [--aws-access-key-id K] \
+         [--openai-key K] [--anthropic-key K] [--gemini-key K] [--aws-access-key-id K] \
          [--aws-secret-access-key S] [--aws-session-token T] [--aws-region R] [--no-record]"
     );
     std::process::exit(2)
@@ -38,6 +40,7 @@ async fn main() {
             }
             "--openai-key" => options.openai_api_key = value(),
             "--anthropic-key" => options.anthropic_api_key = value(),
+            "--gemini-key" => options.gemini_api_key = value(),
             "--aws-access-key-id" => options.aws_access_key_id = value(),
             "--aws-secret-access-key" => options.aws_secret_access_key = value(),
             "--aws-session-token" => options.aws_session_token = Some(value()),
