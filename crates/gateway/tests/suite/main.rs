@@ -17,6 +17,7 @@ mod embeddings;
 mod enterprise;
 mod errors;
 mod failover;
+mod gemini;
 mod guardrails;
 mod hostile;
 mod identity;
