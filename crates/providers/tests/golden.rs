@@ -1,0 +1,194 @@
+//! Golden translation tests over fixtures × providers.
+//!
+//! - `fixtures/requests/<case>.<dialect>.json`: a client request (text, system instructions,
+//!   multi-turn, tools, tool results, parallel tool calls, images, a streamed request with
+//!   thinking), decoded in its dialect and built by each provider (OpenAI, Anthropic, Gemini)
+//!   into the upstream request it sends: method, URL, headers (secrets redacted), body. One
+//!   snapshot per fixture and provider.
+//! - `fixtures/errors/<provider>_<case>.json`: an upstream error answer (status,
+//!   `Retry-After`, body), read by that provider, and what each client dialect is told.
+//! - `fixtures/answers/gemini*.{json,sse}`: Gemini answers and streams, translated for each
+//!   client dialect (the OpenAI and Anthropic answers have theirs in `portcullis-dialects`).
+//!
+//! A change in any translation shows up as a snapshot diff to review.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::time::Duration;
+
+use bytes::BytesMut;
+use portcullis_core::{Dialect, StreamEvent};
+use portcullis_dialects::errors::encode_error;
+use portcullis_dialects::frame::{Framer, SseFramer};
+use portcullis_dialects::{FrameOutcome, decode_request, encode_response, stream_encoder};
+use portcullis_providers::{ForwardedHeaders, Provider, ProviderKind, ProviderSpec, Secret};
+use serde_json::{Map, Value, json};
+
+fn fixtures(dir: &str) -> Vec<(String, Vec<u8>)> {
+    let path = format!("{}/tests/fixtures/{dir}", env!("CARGO_MANIFEST_DIR"));
+    let mut out: Vec<(String, Vec<u8>)> = std::fs::read_dir(&path)
+        .unwrap()
+        .map(|e| {
+            let e = e.unwrap();
+            (
+                e.file_name().to_string_lossy().into_owned(),
+                std::fs::read(e.path()).unwrap(),
+            )
+        })
+        .collect();
+    out.sort();
+    assert!(!out.is_empty(), "no fixtures in {path}");
+    out
+}
+
+fn provider(kind: ProviderKind) -> Provider {
+    let mut spec = ProviderSpec::new(kind.id(), kind);
+    spec.api_key = Some(Secret::new("secret-key"));
+    Provider::new(spec).unwrap()
+}
+
+const PROVIDERS: [ProviderKind; 3] = [
+    ProviderKind::OpenAi,
+    ProviderKind::Anthropic,
+    ProviderKind::Gemini,
+];
+
+/// The upstream request as data: method, URL, headers (sensitive values redacted), body.
+fn upstream_request(p: &Provider, client: Dialect, body: &[u8]) -> Value {
+    let req = decode_request(client, body).unwrap();
+    let built = p
+        .chat_request(
+            &req,
+            "upstream-model",
+            p.default_credential(),
+            ForwardedHeaders::default(),
+        )
+        .unwrap();
+    let mut headers = Map::new();
+    for (name, value) in &built.headers {
+        let shown = if value.is_sensitive() {
+            "<redacted>".to_owned()
+        } else {
+            value.to_str().unwrap().to_owned()
+        };
+        headers.insert(name.as_str().to_owned(), Value::String(shown));
+    }
+    json!({
+        "method": built.method.as_str(),
+        "url": built.uri.to_string(),
+        "headers": headers,
+        "body": serde_json::from_slice::<Value>(&built.body).unwrap(),
+    })
+}
+
+#[test]
+fn each_request_fixture_as_each_provider_sends_it() {
+    for (file, body) in fixtures("requests") {
+        let (case, dialect) = file
+            .strip_suffix(".json")
+            .and_then(|f| f.rsplit_once('.'))
+            .unwrap();
+        let client = match dialect {
+            "openai" => Dialect::OpenAi,
+            "anthropic" => Dialect::Anthropic,
+            other => panic!("{file}: unknown dialect {other}"),
+        };
+        for kind in PROVIDERS {
+            let p = provider(kind);
+            insta::assert_json_snapshot!(
+                format!("request_{case}_to_{}", kind.id()),
+                upstream_request(&p, client, &body)
+            );
+        }
+    }
+}
+
+#[test]
+fn each_error_fixture_as_its_provider_reads_it_and_each_client_sees_it() {
+    for (file, fixture) in fixtures("errors") {
+        let case = file.strip_suffix(".json").unwrap();
+        let kind = ProviderKind::from_id(case.split('_').next().unwrap()).unwrap();
+        let fixture: Value = serde_json::from_slice(&fixture).unwrap();
+        let status = u16::try_from(fixture["status"].as_u64().unwrap()).unwrap();
+        let retry_after = fixture["retry_after"].as_u64().map(Duration::from_secs);
+        let body = serde_json::to_vec(&fixture["body"]).unwrap();
+        let err = provider(kind).decode_error(status, retry_after, &body);
+        let client = |d| serde_json::from_slice::<Value>(&encode_error(d, &err, None)).unwrap();
+        insta::assert_json_snapshot!(
+            format!("error_{case}"),
+            json!({
+                "status": err.status().as_u16(),
+                "kind": format!("{:?}", err.kind()),
+                "blame": format!("{:?}", err.blame()),
+                "retryable": err.retryable(),
+                "retry_after_s": err.retry_after().map(|d| d.as_secs_f64()),
+                "openai_client": client(Dialect::OpenAi),
+                "anthropic_client": client(Dialect::Anthropic),
+            })
+        );
+    }
+}
+
+#[test]
+fn gemini_answers_to_each_client() {
+    let gemini = provider(ProviderKind::Gemini);
+    for (file, body) in fixtures("answers") {
+        let Some(case) = file.strip_suffix(".json") else {
+            continue;
+        };
+        let resp = gemini.decode_chat_response(&body).unwrap();
+        for (client, name) in [
+            (Dialect::OpenAi, "openai"),
+            (Dialect::Anthropic, "anthropic"),
+        ] {
+            insta::assert_json_snapshot!(
+                format!("answer_{case}_to_{name}"),
+                serde_json::from_slice::<Value>(&encode_response(client, &resp)).unwrap()
+            );
+        }
+    }
+}
+
+/// The Gemini stream fed in small chunks through the provider's framer and decoder, then
+/// encoded for a client.
+fn translate_stream(client: Dialect) -> String {
+    let gemini = provider(ProviderKind::Gemini);
+    let raw = std::fs::read(format!(
+        "{}/tests/fixtures/answers/gemini.sse",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .unwrap();
+    let mut framer: Box<dyn Framer> = gemini
+        .stream_framer()
+        .unwrap_or_else(|| Box::new(SseFramer::new()));
+    let mut frames = Vec::new();
+    for chunk in raw.chunks(7) {
+        framer.feed(chunk, &mut frames).unwrap();
+    }
+    framer.finish(&mut frames).unwrap();
+    let mut decoder = gemini.stream_decoder();
+    let mut events: Vec<StreamEvent> = Vec::new();
+    for f in &frames {
+        assert_eq!(
+            decoder.decode(f, &mut events).unwrap(),
+            FrameOutcome::Continue
+        );
+    }
+    decoder.end(&mut events);
+    let mut enc = stream_encoder(client, true, 1_700_000_000);
+    let mut out = BytesMut::new();
+    for e in &events {
+        enc.encode(e, &mut out);
+    }
+    enc.finish(&mut out);
+    String::from_utf8(out.to_vec()).unwrap()
+}
+
+#[test]
+fn the_gemini_stream_to_each_client() {
+    insta::assert_snapshot!("stream_gemini_to_openai", translate_stream(Dialect::OpenAi));
+    insta::assert_snapshot!(
+        "stream_gemini_to_anthropic",
+        translate_stream(Dialect::Anthropic)
+    );
+}
