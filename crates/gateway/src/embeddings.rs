@@ -66,7 +66,7 @@ async fn run(state: &AppState, x: &mut Exchange, req: Request) -> Result<Respons
         [admission, served.admission.take()],
     );
     Stage::Respond
-        .run_async(respond(x, &caller, &resolved, served, settlement))
+        .run_async(respond(x, &caller, &request, &resolved, served, settlement))
         .await
 }
 
@@ -129,7 +129,7 @@ async fn embed(
         [admission, served.admission.take()],
     );
     let (body, _) = Stage::Respond
-        .run_async(read_and_settle(x, &resolved, served, settlement))
+        .run_async(read_and_settle(x, &request, &resolved, served, settlement))
         .await?;
     let vector = first_embedding(&body).map_err(|e| {
         GatewayError::new(
@@ -146,6 +146,7 @@ async fn embed(
 /// log, the cost and the limits.
 async fn read_and_settle<'t>(
     x: &mut Exchange,
+    request: &EmbeddingsRequest,
     resolved: &Resolved,
     served: Served<'t>,
     settlement: Settlement,
@@ -159,7 +160,9 @@ async fn read_and_settle<'t>(
         None => read_body(served.response.into_body(), provider).await?,
     };
     // In OpenAI's format, the embeddings dialect, whatever the upstream speaks.
-    let body = target.provider.embeddings_response(body, &target.model)?;
+    let body = target
+        .provider
+        .embeddings_response(request, body, &target.model)?;
     let usage = decode_embeddings_usage(&body)?.usage;
     x.log.usage(&usage);
     crate::trace::record_usage(&x.span, &usage);
@@ -187,11 +190,12 @@ struct ServedMeta<'t> {
 async fn respond(
     x: &mut Exchange,
     caller: &Caller,
+    request: &EmbeddingsRequest,
     resolved: &Resolved,
     served: Served<'_>,
     settlement: Settlement,
 ) -> Result<Response, GatewayError> {
-    let (body, served) = read_and_settle(x, resolved, served, settlement).await?;
+    let (body, served) = read_and_settle(x, request, resolved, served, settlement).await?;
     let target = served.target;
     let provider = target.provider.name();
     if caller.log_bodies

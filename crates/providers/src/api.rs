@@ -102,10 +102,15 @@ pub trait ProviderApi: Send + Sync + fmt::Debug {
         None
     }
 
-    /// A successful embeddings answer in OpenAI's format (the embeddings dialect): as it is
-    /// for OpenAI-compatible upstreams, translated for the others.
-    fn embeddings_response(&self, body: Bytes, model: &str) -> Result<Bytes, GatewayError> {
-        let _ = model;
+    /// A successful embeddings answer to `req` from `model` in OpenAI's format (the embeddings
+    /// dialect): as it is for OpenAI-compatible upstreams, translated for the others.
+    fn embeddings_response(
+        &self,
+        req: &EmbeddingsRequest,
+        body: Bytes,
+        model: &str,
+    ) -> Result<Bytes, GatewayError> {
+        let _ = (req, model);
         Ok(body)
     }
 

@@ -1,13 +1,16 @@
 //! Google's Gemini API (AI Studio): `POST {base}/v1beta/models/{model}:generateContent`, or
 //! `:streamGenerateContent?alt=sse` for a stream, the key in `x-goog-api-key`. The base URL has
 //! no version (one given with `/v1beta` is accepted). Answers are in Gemini's own format, so
-//! they are always translated for the caller; errors carry Google's `RetryInfo`.
+//! they are always translated for the caller; errors carry Google's `RetryInfo`. Embeddings go
+//! to `:embedContent` (one text) or `:batchEmbedContents` (several) and come back in OpenAI's
+//! format.
 
 use std::time::Duration;
 
+use bytes::Bytes;
 use http::Uri;
 use http::header::{HeaderMap, HeaderValue};
-use portcullis_core::{ChatRequest, ChatResponse, GatewayError};
+use portcullis_core::{ChatRequest, ChatResponse, EmbeddingsRequest, GatewayError};
 use portcullis_dialects::StreamDecoder;
 use portcullis_dialects::gemini;
 
@@ -74,6 +77,26 @@ impl ProviderApi for GeminiApi {
             self.uri(model, "generateContent")?
         };
         Ok((uri, body))
+    }
+
+    fn embeddings(
+        &self,
+        req: &EmbeddingsRequest,
+        model: &str,
+    ) -> Option<Result<(Uri, Vec<u8>), GatewayError>> {
+        Some(
+            gemini::encode_embeddings_request(req, model)
+                .and_then(|(method, body)| Ok((self.uri(model, method)?, body))),
+        )
+    }
+
+    fn embeddings_response(
+        &self,
+        req: &EmbeddingsRequest,
+        body: Bytes,
+        model: &str,
+    ) -> Result<Bytes, GatewayError> {
+        gemini::decode_embeddings_response(&body, req, model).map(Bytes::from)
     }
 
     fn decode_chat_response(&self, body: &[u8]) -> Result<ChatResponse, GatewayError> {

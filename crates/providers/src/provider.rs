@@ -358,9 +358,15 @@ impl Provider {
         })
     }
 
-    /// A successful embeddings answer from `model` in OpenAI's format (the embeddings dialect).
-    pub fn embeddings_response(&self, body: Bytes, model: &str) -> Result<Bytes, GatewayError> {
-        self.api.embeddings_response(body, model)
+    /// A successful embeddings answer to `req` from `model` in OpenAI's format (the embeddings
+    /// dialect).
+    pub fn embeddings_response(
+        &self,
+        req: &EmbeddingsRequest,
+        body: Bytes,
+        model: &str,
+    ) -> Result<Bytes, GatewayError> {
+        self.api.embeddings_response(req, body, model)
     }
 
     /// Decodes a successful non-streamed chat answer.

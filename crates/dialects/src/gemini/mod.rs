@@ -1,7 +1,8 @@
 //! The Gemini wire format (Google AI Studio's `generateContent` API, v1beta), as an upstream
 //! speaks it: canonical requests encoded as `GenerateContentRequest`s, answers and
 //! `streamGenerateContent?alt=sse` chunks decoded into the canonical model, error bodies
-//! (`{"error":{"code","message","status","details"}}`) decoded with Google's `RetryInfo`.
+//! (`{"error":{"code","message","status","details"}}`) decoded with Google's `RetryInfo`;
+//! embeddings sent as `embedContent` / `batchEmbedContents` and answered in OpenAI's format.
 //!
 //! Gemini is an upstream format only: no client speaks it to the gateway, so there is no
 //! request decoder or response encoder here.
@@ -21,11 +22,13 @@
 //!   `BLOCKLIST`, `PROHIBITED_CONTENT`, `SPII`, `IMAGE_SAFETY`, …) is a content filter, and so
 //!   is a prompt blocked by `promptFeedback.blockReason` (with a refusal saying why).
 
+mod embeddings;
 mod error;
 mod request;
 mod response;
 mod stream;
 
+pub use embeddings::{decode_embeddings_response, encode_embeddings_request};
 pub use error::decode_error;
 pub use request::{EncodeOptions, encode_request};
 pub use response::decode_response;

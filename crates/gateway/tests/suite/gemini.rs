@@ -465,3 +465,60 @@ async fn a_route_fails_over_from_openai_to_gemini() {
     assert_eq!(headers["x-portcullis-attempts"], "2");
     gw.stop().await;
 }
+
+#[tokio::test]
+async fn embeddings_go_to_embed_content_and_come_back_in_openais_format() {
+    let (mock, gw) = setup().await;
+    let (status, headers, body) = post(
+        &gw,
+        "/v1/embeddings",
+        &json!({"model": "gemini/gemini-embedding-001", "input": "hello", "dimensions": 8}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["object"], "list");
+    assert_eq!(v["data"][0]["embedding"].as_array().unwrap().len(), 8);
+    assert_eq!(
+        v["usage"]["prompt_tokens"], 2,
+        "estimated: hello is 5 characters"
+    );
+    let sent = last_gemini(&mock);
+    assert_eq!(
+        sent.path,
+        "/v1beta/models/gemini-embedding-001:embedContent"
+    );
+    assert_eq!(sent.body["outputDimensionality"], 8);
+    let log = gw
+        .log_of(headers["x-portcullis-request-id"].to_str().unwrap())
+        .await;
+    assert_eq!(log["input_tokens"], 2);
+    let cost = log["cost_usd"].as_f64().unwrap();
+    assert!((cost - 2.0 * 0.15 / 1e6).abs() < 1e-15, "{cost}");
+
+    // Several inputs go in one batch; base64 is what OpenAI's SDKs ask for by default.
+    let (status, _, body) = post(
+        &gw,
+        "/v1/embeddings",
+        &json!({"model": "gemini/gemini-embedding-001", "input": ["a", "b", "c"],
+                "dimensions": 4, "encoding_format": "base64"}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let v: Value = serde_json::from_str(&body).unwrap();
+    let data = v["data"].as_array().unwrap();
+    assert_eq!(data.len(), 3);
+    assert_eq!(data[2]["index"], 2);
+    assert_eq!(
+        data[0]["embedding"].as_str().unwrap().len(),
+        24,
+        "4 f32s in base64"
+    );
+    let sent = last_gemini(&mock);
+    assert_eq!(
+        sent.path,
+        "/v1beta/models/gemini-embedding-001:batchEmbedContents"
+    );
+    assert_eq!(sent.body["requests"].as_array().unwrap().len(), 3);
+    gw.stop().await;
+}
