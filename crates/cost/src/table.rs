@@ -282,6 +282,8 @@ const GEMINI: &[ModelPrice] = &[
         "gemini-2.5-flash-lite",
         p(0.10, 0.40).with_cached_input(0.01),
     ),
+    // Image output is billed as output tokens, at $30 per million.
+    m("gemini-2.5-flash-image", p(0.30, 30.0)),
     m("gemini-2.0-flash", p(0.10, 0.40).with_cached_input(0.025)),
     m("gemini-2.0-flash-lite", p(0.075, 0.30)),
     m("gemini-embedding-001", p(0.15, 0.0)),
