@@ -486,27 +486,28 @@ fn validate(model: &str, body: &Value) -> Option<Response<MockBody>> {
     None
 }
 
-/// The text a request's last content carries: its text parts and function responses.
+/// The text a request's last content carries: its text parts and function responses (the
+/// results of parallel calls separated by a space).
 fn last_text(contents: &[Value]) -> String {
-    let mut out = String::new();
     let Some(parts) = contents
         .last()
         .and_then(|c| c.get("parts"))
         .and_then(Value::as_array)
     else {
-        return out;
+        return String::new();
     };
+    let mut pieces: Vec<String> = Vec::new();
     for p in parts {
         if let Some(t) = p.get("text").and_then(Value::as_str) {
-            out.push_str(t);
+            pieces.push(t.to_owned());
         } else if let Some(r) = p.pointer("/functionResponse/response") {
-            match r.get("output").or_else(|| r.get("error")).unwrap_or(r) {
-                Value::String(s) => out.push_str(s),
-                v => out.push_str(&v.to_string()),
-            }
+            pieces.push(match r.get("output").or_else(|| r.get("error")).unwrap_or(r) {
+                Value::String(s) => s.clone(),
+                v => v.to_string(),
+            });
         }
     }
-    out
+    pieces.join(" ")
 }
 
 /// One part of an answer.
@@ -553,8 +554,10 @@ async fn generate(
         ),
         _ => None,
     };
-    let thoughts = body
-        .pointer("/generationConfig/thinkingConfig/includeThoughts")
+    // Proto JSON takes either spelling of a field (the Python SDK writes this one snake_case).
+    let thinking = body.pointer("/generationConfig/thinkingConfig");
+    let thoughts = thinking
+        .and_then(|t| t.get("includeThoughts").or_else(|| t.get("include_thoughts")))
         .and_then(Value::as_bool)
         .unwrap_or(false);
     let plan = match scenario::instructed_call(&text) {
@@ -696,8 +699,11 @@ async fn generate(
         for p in parts {
             match p.get("text").and_then(Value::as_str) {
                 Some(t) => {
+                    let mut text_so_far = String::new();
                     for piece in scenario::pieces(t) {
-                        so_far += tokens(&piece);
+                        // Cumulative, as Gemini counts: the tokens of everything sent so far.
+                        text_so_far.push_str(&piece);
+                        so_far = tokens(&text_so_far);
                         chunks.push(chunk(
                             vec![json!({ "text": piece })],
                             None,
