@@ -501,10 +501,12 @@ fn last_text(contents: &[Value]) -> String {
         if let Some(t) = p.get("text").and_then(Value::as_str) {
             pieces.push(t.to_owned());
         } else if let Some(r) = p.pointer("/functionResponse/response") {
-            pieces.push(match r.get("output").or_else(|| r.get("error")).unwrap_or(r) {
-                Value::String(s) => s.clone(),
-                v => v.to_string(),
-            });
+            pieces.push(
+                match r.get("output").or_else(|| r.get("error")).unwrap_or(r) {
+                    Value::String(s) => s.clone(),
+                    v => v.to_string(),
+                },
+            );
         }
     }
     pieces.join(" ")
@@ -557,7 +559,10 @@ async fn generate(
     // Proto JSON takes either spelling of a field (the Python SDK writes this one snake_case).
     let thinking = body.pointer("/generationConfig/thinkingConfig");
     let thoughts = thinking
-        .and_then(|t| t.get("includeThoughts").or_else(|| t.get("include_thoughts")))
+        .and_then(|t| {
+            t.get("includeThoughts")
+                .or_else(|| t.get("include_thoughts"))
+        })
         .and_then(Value::as_bool)
         .unwrap_or(false);
     let plan = match scenario::instructed_call(&text) {
@@ -678,7 +683,6 @@ async fn generate(
     // The stream: the thought, then text word by word, then the calls whole; the last chunk
     // carries the finish reason and the whole usage.
     let mut chunks: Vec<Value> = Vec::new();
-    let mut so_far = 0;
     if blocked {
         chunks.push(json!({
             "promptFeedback": {"blockReason": "SAFETY", "safetyRatings": safety_ratings("HIGH")},
@@ -703,7 +707,7 @@ async fn generate(
                     for piece in scenario::pieces(t) {
                         // Cumulative, as Gemini counts: the tokens of everything sent so far.
                         text_so_far.push_str(&piece);
-                        so_far = tokens(&text_so_far);
+                        let so_far = tokens(&text_so_far);
                         chunks.push(chunk(
                             vec![json!({ "text": piece })],
                             None,
