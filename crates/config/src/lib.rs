@@ -639,13 +639,22 @@ mod tests {
             ("OPENAI_API_KEY", "sk-1"),
             ("OPENAI_BASE_URL", "http://127.0.0.1:9/v1"),
             ("ANTHROPIC_API_KEY", "sk-ant"),
+            ("GEMINI_API_KEY", "AIza-1"),
+            ("GEMINI_BASE_URL", "http://127.0.0.1:8"),
             ("GROQ_API_KEY", "gsk"),
             ("OLLAMA_BASE_URL", "http://127.0.0.1:11434/v1"),
             ("PORTCULLIS_LISTEN", "127.0.0.1:9999"),
         ]);
         let c = load(None, &e).unwrap();
         let names: Vec<&str> = c.providers.iter().map(|p| p.name.as_str()).collect();
-        assert_eq!(names, vec!["openai", "anthropic", "groq", "ollama"]);
+        assert_eq!(
+            names,
+            vec!["openai", "anthropic", "gemini", "groq", "ollama"]
+        );
+        assert_eq!(
+            c.providers[2].base_url.as_deref(),
+            Some("http://127.0.0.1:8")
+        );
         assert_eq!(c.listen.port(), 9999);
         assert_eq!(
             c.providers[0].base_url.as_deref(),
