@@ -58,7 +58,8 @@ struct Args {
     no_tools_denied: bool,
     /// Leave the MCP servers and scenarios out, to compare with builds that predate them.
     no_mcp: bool,
-    /// Run only the scenarios whose name starts with this.
+    /// Run only the scenarios whose name starts with this, or with one of several prefixes
+    /// separated by `|` (`saturation|Gemini`).
     only: Option<String>,
 }
 
@@ -69,13 +70,13 @@ impl Args {
             && self
                 .only
                 .as_deref()
-                .is_none_or(|only| name.starts_with(only))
+                .is_none_or(|only| only.split('|').any(|prefix| name.starts_with(prefix)))
     }
 }
 
 fn usage() -> ! {
     eprintln!(
-        "usage: portcullis-bench run [--gateway-bin PATH] [--duration SECS] [--warmup SECS] [--json FILE] [--no-pin] [--no-tools-denied] [--no-mcp] [--only SCENARIO-PREFIX]\n\
+        "usage: portcullis-bench run [--gateway-bin PATH] [--duration SECS] [--warmup SECS] [--json FILE] [--no-pin] [--no-tools-denied] [--no-mcp] [--only SCENARIO-PREFIX[|PREFIX…]]\n\
          \x20      portcullis-bench load ADDR PATH KEY MODEL [--concurrency N] [--duration SECS] [--stream]\n\
          \x20      portcullis-bench memory [--help for its options]\n\
          \x20      portcullis-bench floor UPSTREAM_ADDR...\n\
@@ -364,6 +365,8 @@ async fn run(args: &Args) -> Result<(), String> {
              \x20 vaulted:\n    kind: custom\n    api_key: sk-not-used\n    base_url: {fast}\n\
              \x20 slow:\n    kind: custom\n    api_key: sk-mock-openai\n    base_url: {slow}\n\
              \x20 streaming:\n    kind: custom\n    api_key: sk-mock-openai\n    base_url: {stream}\n\
+             \x20 gemini:\n    api_key: AIza-mock-gemini\n    base_url: {fast_root}\n\
+             \x20 gemini-streaming:\n    kind: gemini\n    api_key: AIza-mock-gemini\n    base_url: {stream_root}\n\
              routes:\n  cached:\n    targets: [openai/gpt-4o-mini]\n    cache: {{enabled: true}}\n\
              \x20 limited:\n    targets: [openai/gpt-4o-mini]\n\
              \x20 keyed:\n    targets: [openai/gpt-4o-mini]\n{keyed_tools_denied}\
@@ -373,6 +376,8 @@ async fn run(args: &Args) -> Result<(), String> {
             fast = fast.openai_base_url(),
             slow = slow.openai_base_url(),
             stream = streaming.openai_base_url(),
+            fast_root = fast.gemini_base_url(),
+            stream_root = streaming.gemini_base_url(),
             keyed_tools_denied = if args.no_tools_denied {
                 ""
             } else {
@@ -559,6 +564,20 @@ async fn run(args: &Args) -> Result<(), String> {
             1,
             mcp_direct(rpc("tools/list", json!({}))),
             mcp_via(rpc("tools/list", json!({}))),
+        ),
+        // A provider with a wire format of its own: OpenAI-dialect callers to Gemini (request
+        // encoded, answer decoded and re-encoded), against the same OpenAI upstream direct.
+        (
+            "Gemini translated",
+            50,
+            direct(&fast, false),
+            via("gemini/gemini-2.5-flash", false),
+        ),
+        (
+            "Gemini stream TTFT",
+            1,
+            direct(&streaming, true),
+            via("gemini-streaming/gemini-2.5-flash", true),
         ),
     ];
     let scenarios = scenarios.into_iter().filter(|(name, ..)| args.runs(name));
