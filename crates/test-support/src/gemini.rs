@@ -734,8 +734,12 @@ async fn generate(
             chunks.push(chunk(pending, Some(finish), whole, model, &response_id));
         }
     }
+    // The first chunk comes one frame delay after the head, as a model's first token does
+    // (the empty chunk writes nothing).
     if sse {
-        let bytes = chunks.iter().map(sse_bytes).collect();
+        let bytes = std::iter::once(Bytes::new())
+            .chain(chunks.iter().map(sse_bytes))
+            .collect();
         chunked_response(
             bytes,
             "text/event-stream",
