@@ -88,8 +88,8 @@ impl McpQuarantine {
         };
         let parsed: CallResult = serde_json::from_str(result.get()).unwrap_or_default();
         let text = parsed.text();
-        let runtime = self.state.runtime();
-        let read = match runtime.quarantine.as_deref() {
+        // The quarantine settings of the configuration the call began with, as on the LLM path.
+        let read = match self.parent.runtime().quarantine.as_deref() {
             Some(q) => {
                 read(
                     &self.state,

@@ -181,6 +181,11 @@ pub struct Parent {
 }
 
 impl Parent {
+    /// The configuration snapshot the request began with.
+    pub fn runtime(&self) -> &Runtime {
+        &self.runtime
+    }
+
     /// A request the gateway makes on the caller's behalf while serving this one (the
     /// semantic cache's embedding, a quarantine question): the same configuration snapshot,
     /// its own id, log record and span (a child of the current stage's), the caller's
