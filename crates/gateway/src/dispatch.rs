@@ -39,6 +39,7 @@ use tracing::Instrument;
 use crate::breaker_sync::BreakerSync;
 use crate::limits::Demand;
 use crate::upstream::{ClientSlot, read_body, retry_after};
+use crate::upstream_auth::UpstreamAuth;
 
 /// What dispatching needs, and nothing else of the gateway.
 #[derive(Debug)]
@@ -53,6 +54,8 @@ pub struct Dispatcher {
     pub directory: Option<Directory>,
     /// Shares breaker openings with the other replicas, when Redis is configured.
     pub breaker_sync: OnceLock<BreakerSync>,
+    /// Signs requests and runs token sources, as each provider's authentication says.
+    pub upstream_auth: UpstreamAuth,
 }
 
 /// Builds the upstream request for one target: the provider, the model at the provider and
@@ -318,7 +321,7 @@ impl Dispatcher {
                 } else {
                     upstream.clone()
                 };
-                let Some(this) = this else {
+                let Some(mut this) = this else {
                     continue 'targets;
                 };
                 // Recorded before sending, so a request the client abandons mid-attempt is
@@ -330,11 +333,11 @@ impl Dispatcher {
                 );
                 let sent = Instant::now();
                 let span = crate::trace::attempt_span(provider.name(), &target.model);
-                let outcome = match client
-                    .send(this, provider.name(), first_byte)
-                    .instrument(span.clone())
-                    .await
-                {
+                let sending = async {
+                    self.upstream_auth.authenticate(provider, &mut this).await?;
+                    client.send(this, provider.name(), first_byte).await
+                };
+                let outcome = match sending.instrument(span.clone()).await {
                     Ok(resp) if resp.status().is_success() => Ok(resp),
                     Ok(resp) => {
                         let status = resp.status().as_u16();

@@ -78,6 +78,7 @@ pub mod tool_calls;
 pub mod tool_policies_admin;
 pub mod trace;
 pub mod upstream;
+pub mod upstream_auth;
 
 use std::future::Future;
 use std::net::SocketAddr;

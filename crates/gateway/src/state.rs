@@ -97,6 +97,7 @@ impl AppState {
             latency: LatencyTracker::default(),
             directory: auth.directory().cloned(),
             breaker_sync: OnceLock::new(),
+            upstream_auth: Default::default(),
         };
         let mcp_pins = crate::mcp_pins::pins(stores.mcp_pins.clone(), auth.directory());
         let approvals = Arc::new(crate::approvals::Approvals::new(

@@ -36,6 +36,7 @@ fn dispatcher(config: &Config) -> Dispatcher {
         latency: LatencyTracker::default(),
         directory: None,
         breaker_sync: OnceLock::new(),
+        upstream_auth: Default::default(),
     }
 }
 
