@@ -16,6 +16,8 @@
 //! - [`openai`]: OpenAI Chat Completions and Embeddings.
 //! - [`anthropic`]: Anthropic Messages.
 //! - [`gemini`]: Google's Gemini `generateContent` API, as an upstream format only.
+//! - [`responses`]: OpenAI's Responses API, as a client format (`POST /v1/responses`) and as
+//!   an upstream format (OpenAI models served only there).
 //! - [`stream`]: the decoder/encoder traits that turn frames into canonical stream events and
 //!   events into the client's SSE frames.
 //! - [`errors`]: error bodies in each dialect, and upstream error bodies turned into
@@ -27,6 +29,7 @@ pub mod errors;
 pub mod frame;
 pub mod gemini;
 pub mod openai;
+pub mod responses;
 pub mod sse;
 pub mod stream;
 pub mod strict;
