@@ -18,6 +18,8 @@
 //! - [`gemini`]: Google's Gemini `generateContent` API, as an upstream format only.
 //! - [`responses`]: OpenAI's Responses API, as a client format (`POST /v1/responses`) and as
 //!   an upstream format (OpenAI models served only there).
+//! - [`bedrock`]: Amazon Bedrock's Converse API (and InvokeModel's embedding bodies), as an
+//!   upstream format only.
 //! - [`stream`]: the decoder/encoder traits that turn frames into canonical stream events and
 //!   events into the client's SSE frames.
 //! - [`errors`]: error bodies in each dialect, and upstream error bodies turned into
@@ -25,6 +27,7 @@
 
 pub mod anthropic;
 pub mod aws_eventstream;
+pub mod bedrock;
 pub mod errors;
 pub mod frame;
 pub mod gemini;
