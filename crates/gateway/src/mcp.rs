@@ -744,16 +744,13 @@ fn note_log(log: &mut RequestLog, note: &Note, result_bytes: Option<usize>) {
     r.provider = note.server.as_deref().map(Arc::from);
     r.model = note.tool.as_deref().map(Arc::from);
     r.requested_model = note.tool.clone();
-    let mut meta = serde_json::Map::new();
-    meta.insert("method".into(), note.method.clone().into());
-    meta.insert("decision".into(), note.decision.as_str().into());
-    if let Some(d) = &note.arguments_digest {
-        meta.insert("arguments_sha256".into(), d.clone().into());
-    }
-    if let Some(n) = result_bytes {
-        meta.insert("result_bytes".into(), n.into());
-    }
-    r.metadata = Some(serde_json::Value::Object(meta).to_string());
+    let meta = McpMetadata {
+        arguments_sha256: note.arguments_digest.as_deref(),
+        decision: note.decision.as_str(),
+        method: &note.method,
+        result_bytes,
+    };
+    r.metadata = serde_json::to_string(&meta).ok();
     set_error_type(r, note, result_bytes);
     if note.method == "tools/call" {
         let mut audit = audit_record(r, note);
@@ -763,6 +760,17 @@ fn note_log(log: &mut RequestLog, note: &Note, result_bytes: Option<usize>) {
         }
         log.set_audit(audit);
     }
+}
+
+/// An MCP request's log metadata, written straight to its JSON text.
+#[derive(serde::Serialize)]
+struct McpMetadata<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    arguments_sha256: Option<&'a str>,
+    decision: &'a str,
+    method: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    result_bytes: Option<usize>,
 }
 
 /// The log record's error type from a request's decision.
