@@ -18,7 +18,8 @@
 //! - [`audit`]: the decision audit's chains, records and checkpoints ([`AuditStore`]), and
 //!   [`audit_writer`], the bounded writer that seals records into this process's chain;
 //! - [`approvals`]: tool calls held for an admin's decision ([`ApprovalStore`]);
-//! - [`tool_policies`]: the tool policies added through the admin API ([`ToolPolicyStore`]).
+//! - [`tool_policies`]: the tool policies added through the admin API ([`ToolPolicyStore`]);
+//! - [`responses`]: the Responses API's stored answers ([`ResponseStore`]).
 
 pub mod approvals;
 pub mod audit;
@@ -30,6 +31,7 @@ pub mod mcp_grants;
 pub mod mcp_pins;
 pub mod oauth;
 pub mod record;
+pub mod responses;
 pub mod semantic;
 pub mod sql;
 pub mod tenancy;
@@ -52,6 +54,7 @@ pub use mcp_grants::{McpGrantRecord, McpGrantStore};
 pub use mcp_pins::McpPinStore;
 pub use oauth::OAuthStore;
 pub use record::{LogQuery, LogRecord, StatusFilter};
+pub use responses::{ResponseStore, StoredResponse};
 pub use semantic::{SemanticEntry, SemanticStore};
 pub use sql::{PostgresStore, SqliteStore};
 pub use tenancy::TenancyStore;
@@ -160,6 +163,8 @@ pub struct Stores {
     pub approvals: Arc<dyn ApprovalStore>,
     /// The tool policies added through the admin API.
     pub tool_policies: Arc<dyn ToolPolicyStore>,
+    /// The Responses API's stored answers.
+    pub responses: Arc<dyn ResponseStore>,
     /// `sqlite` or `postgres`.
     pub backend: &'static str,
 }
@@ -180,6 +185,7 @@ pub async fn connect(url: &str, max_connections: u32) -> Result<Stores, StoreErr
             audit: s.clone(),
             approvals: s.clone(),
             tool_policies: s.clone(),
+            responses: s.clone(),
             settings: s,
             backend: "postgres",
         })
@@ -197,6 +203,7 @@ pub async fn connect(url: &str, max_connections: u32) -> Result<Stores, StoreErr
             audit: s.clone(),
             approvals: s.clone(),
             tool_policies: s.clone(),
+            responses: s.clone(),
             settings: s,
             backend: "sqlite",
         })

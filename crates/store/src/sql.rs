@@ -95,7 +95,13 @@ impl LogRow {
             key_id: text(self.key_id),
             endpoint: intern(
                 Some(self.endpoint),
-                &["chat_completions", "messages", "embeddings", "mcp"],
+                &[
+                    "chat_completions",
+                    "messages",
+                    "embeddings",
+                    "responses",
+                    "mcp",
+                ],
             )
             .unwrap_or("unknown"),
             dialect: intern(Some(self.dialect), &["openai", "anthropic", "mcp"])

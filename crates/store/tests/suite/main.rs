@@ -7,5 +7,6 @@ mod mcp_grants;
 mod mcp_pins;
 mod mcp_servers;
 mod oauth;
+mod responses;
 mod semantic;
 mod stores;
