@@ -1,6 +1,7 @@
 """The mock's Amazon Bedrock Runtime against the official `boto3` `bedrock-runtime` client,
 unmodified, pointed at it with `endpoint_url`: Converse and ConverseStream (text, system prompt,
-tools and tool results, usage, stop reasons), errors as botocore parses them (throttling,
+tools and tool results, usage, stop reasons), InvokeModel for the embedding models (Titan's
+and Cohere's own bodies), errors as botocore parses them (throttling,
 validation, a mid-stream exception) and the SigV4 check (a wrong secret, an unknown key, a
 session token). This is what makes the mock a faithful stand-in for Bedrock in the gateway's own
 tests: if botocore signs it, parses it and decodes its event stream, so does AWS's service."""
@@ -207,3 +208,57 @@ def test_temporary_credentials_in_another_region():
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+def invoke(client, model, body):
+    resp = client.invoke_model(modelId=model, body=json.dumps(body),
+                               contentType="application/json", accept="application/json")
+    return resp, json.loads(resp["body"].read())
+
+
+def test_invoke_model_embeds_with_titan(mock_url):
+    client = bedrock(mock_url)
+    resp, answer = invoke(client, "amazon.titan-embed-text-v2:0",
+                          {"inputText": "hello world", "dimensions": 256, "normalize": True})
+    assert len(answer["embedding"]) == 256
+    assert answer["inputTextTokenCount"] > 0
+    headers = resp["ResponseMetadata"]["HTTPHeaders"]
+    assert int(headers["x-amzn-bedrock-input-token-count"]) == answer["inputTextTokenCount"]
+    sent = httpx.get(f"{mock_url}/mock/requests").json()["data"][-1]
+    assert sent["path"] == "/model/amazon.titan-embed-text-v2%3A0/invoke"
+
+    _, v1 = invoke(client, "amazon.titan-embed-text-v1", {"inputText": "hello"})
+    assert len(v1["embedding"]) == 1536
+    _, by_type = invoke(client, "amazon.titan-embed-text-v2:0",
+                        {"inputText": "hello", "embeddingTypes": ["float"]})
+    assert by_type["embeddingsByType"]["float"] == by_type["embedding"]
+    # Titan v1 takes nothing but the text, as Bedrock says when it refuses.
+    with pytest.raises(ClientError) as e:
+        invoke(client, "amazon.titan-embed-text-v1", {"inputText": "hello", "dimensions": 256})
+    assert e.value.response["Error"]["Code"] == "ValidationException"
+    assert "extraneous key [dimensions] is not permitted" in e.value.response["Error"]["Message"]
+
+
+def test_invoke_model_embeds_several_texts_with_cohere(mock_url):
+    client = bedrock(mock_url)
+    _, answer = invoke(client, "cohere.embed-english-v3",
+                       {"texts": ["a", "b", "c"], "input_type": "search_document"})
+    assert answer["response_type"] == "embeddings_floats"
+    assert [len(v) for v in answer["embeddings"]] == [1024] * 3
+    assert answer["texts"] == ["a", "b", "c"] and answer["id"]
+    _, typed = invoke(client, "cohere.embed-v4:0",
+                      {"texts": ["a"], "input_type": "search_query", "embedding_types": ["float"],
+                       "output_dimension": 256})
+    assert typed["response_type"] == "embeddings_by_type"
+    assert len(typed["embeddings"]["float"][0]) == 256
+    with pytest.raises(ClientError) as e:
+        invoke(client, "cohere.embed-english-v3", {"texts": ["a"]})
+    assert e.value.response["Error"]["Code"] == "ValidationException"
+    assert "input_type" in e.value.response["Error"]["Message"]
+    with pytest.raises(ClientError) as e:
+        invoke(client, "mock-error-429", {"texts": ["a"], "input_type": "search_query"})
+    assert e.value.response["Error"]["Code"] == "ThrottlingException"
+    with pytest.raises(ClientError) as e:
+        invoke(bedrock(mock_url, secret="wrong"), "cohere.embed-english-v3",
+               {"texts": ["a"], "input_type": "search_query"})
+    assert e.value.response["Error"]["Code"] == "InvalidSignatureException"

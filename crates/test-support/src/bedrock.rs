@@ -19,6 +19,15 @@
 //!   `contentBlockDelta` (`text`, or `toolUse.input` fragments), `contentBlockStop`, then
 //!   `messageStop` and `metadata` (usage, metrics). Like Bedrock, every event carries a `p`
 //!   member of padding, which clients ignore;
+//! - `POST /model/{modelId}/invoke` (InvokeModel) for the embedding models, with each family's
+//!   own body: Amazon Titan Text Embeddings v1 and v2 and Titan Multimodal Embeddings
+//!   (`inputText`; v2's `dimensions` 256, 512 or 1024, `normalize`, `embeddingTypes`; the
+//!   multimodal model's `embeddingConfig.outputEmbeddingLength`), answered with `embedding`,
+//!   `inputTextTokenCount` (and `embeddingsByType`); Cohere Embed v3 and v4 (`texts`, at most 96,
+//!   `input_type` required, `truncate`, `embedding_types`, v4's `output_dimension`), answered with
+//!   `embeddings` (a list, or by type), `id`, `response_type` and `texts`. Unknown members are
+//!   refused as Bedrock refuses them (`Malformed input request: extraneous key [...] is not
+//!   permitted`); every answer carries `X-Amzn-Bedrock-Input-Token-Count`;
 //! - errors as rest-json carries them: the status, `x-amzn-ErrorType`, `x-amzn-RequestId` and
 //!   `{"message": …}` (`mock-error-429` is a `ThrottlingException`, `mock-error-503` a
 //!   `ServiceUnavailableException`…); `mock-error-midstream` sends a `modelStreamErrorException`
@@ -201,6 +210,9 @@ pub(crate) async fn handle(
     let (model, stream) = match rest.rsplit_once('/') {
         Some((model, "converse")) => (model, false),
         Some((model, "converse-stream")) => (model, true),
+        Some((model, "invoke")) if parts.method == http::Method::POST => {
+            return invoke(&percent_decode(model), body, n);
+        }
         _ => {
             return error(
                 404,
@@ -371,6 +383,264 @@ pub(crate) async fn handle(
         json!({"usage": usage, "metrics": {"latencyMs": latency_ms}}),
     ));
     event_stream_response(messages, frame_delay, StreamEnd::Complete, n)
+}
+
+/// `POST /model/{modelId}/invoke`: the embedding models' native bodies.
+fn invoke(model: &str, body: &Value, n: u64) -> Response<MockBody> {
+    if let Some(status) = model
+        .strip_prefix("mock-error-")
+        .and_then(|s| s.parse::<u16>().ok())
+    {
+        return status_error(status, n);
+    }
+    let Some(request) = body.as_object() else {
+        return validation(
+            "Malformed input request, please reformat your input and try again.",
+            n,
+        );
+    };
+    let base = model
+        .rsplit_once('/')
+        .map_or(model, |(_, id)| id)
+        .trim_start_matches("us.")
+        .trim_start_matches("eu.")
+        .trim_start_matches("apac.")
+        .trim_start_matches("global.");
+    let answer = if base.starts_with("amazon.titan-embed") {
+        titan_embedding(base, request)
+    } else if base.starts_with("cohere.embed") {
+        cohere_embedding(base, request, n)
+    } else {
+        Err(format!(
+            "The provided model identifier is invalid. ({model} does not support InvokeModel in \
+             the mock; its embedding models are amazon.titan-embed-* and cohere.embed-*)"
+        ))
+    };
+    match answer {
+        Ok((answer, input_tokens)) => {
+            let mut h = headers(n);
+            h.push((
+                "X-Amzn-Bedrock-Input-Token-Count".into(),
+                input_tokens.to_string(),
+            ));
+            json_response(200, &answer, &h)
+        }
+        Err(message) => validation(message, n),
+    }
+}
+
+/// A member of `request` outside `allowed`, as Bedrock names it.
+fn extraneous(request: &Map<String, Value>, allowed: &[&str]) -> Result<(), String> {
+    match request.keys().find(|k| !allowed.contains(&k.as_str())) {
+        Some(key) => Err(format!(
+            "Malformed input request: #: extraneous key [{key}] is not permitted, please \
+             reformat your input and try again."
+        )),
+        None => Ok(()),
+    }
+}
+
+/// Titan Text Embeddings (v1, v2) and Titan Multimodal Embeddings, text input.
+fn titan_embedding(model: &str, request: &Map<String, Value>) -> Result<(Value, u64), String> {
+    let v2 = model.starts_with("amazon.titan-embed-text-v2");
+    let image = model.starts_with("amazon.titan-embed-image");
+    let allowed: &[&str] = if v2 {
+        &["inputText", "dimensions", "normalize", "embeddingTypes"]
+    } else if image {
+        &["inputText", "inputImage", "embeddingConfig"]
+    } else {
+        &["inputText"]
+    };
+    extraneous(request, allowed)?;
+    let Some(text) = request.get("inputText").and_then(Value::as_str) else {
+        return Err(
+            "Malformed input request: #: required key [inputText] not found, please \
+                    reformat your input and try again."
+                .into(),
+        );
+    };
+    if text.is_empty() {
+        return Err(
+            "Malformed input request: #/inputText: expected minLength: 1, actual: 0, \
+                    please reformat your input and try again."
+                .into(),
+        );
+    }
+    let dimensions = if v2 {
+        match request.get("dimensions") {
+            None => 1024,
+            Some(d) => match d.as_u64() {
+                Some(d @ (256 | 512 | 1024)) => d as usize,
+                _ => {
+                    return Err(format!(
+                        "Malformed input request: #/dimensions: {d} is not a valid enum value, \
+                         please reformat your input and try again."
+                    ));
+                }
+            },
+        }
+    } else if image {
+        match request
+            .get("embeddingConfig")
+            .and_then(|c| c.get("outputEmbeddingLength"))
+        {
+            None => 1024,
+            Some(d) => match d.as_u64() {
+                Some(d @ (256 | 384 | 1024)) => d as usize,
+                _ => {
+                    return Err(format!(
+                        "Malformed input request: #/embeddingConfig/outputEmbeddingLength: {d} \
+                         is not a valid enum value, please reformat your input and try again."
+                    ));
+                }
+            },
+        }
+    } else {
+        1536
+    };
+    let vector = crate::openai::embedding(text, dimensions);
+    let count = tokens(text);
+    let mut answer = json!({ "embedding": vector, "inputTextTokenCount": count });
+    if v2 && let Some(types) = request.get("embeddingTypes").and_then(Value::as_array) {
+        let mut by_type = Map::new();
+        for t in types {
+            match t.as_str() {
+                Some("float") => {
+                    by_type.insert("float".into(), json!(vector));
+                }
+                Some("binary") => {
+                    let bits: Vec<u8> = vector.iter().map(|x| u8::from(*x > 0.0)).collect();
+                    by_type.insert("binary".into(), json!(bits));
+                }
+                _ => {
+                    return Err(format!(
+                        "Malformed input request: #/embeddingTypes: {t} is not a valid enum \
+                         value, please reformat your input and try again."
+                    ));
+                }
+            }
+        }
+        answer["embeddingsByType"] = Value::Object(by_type);
+    }
+    Ok((answer, count))
+}
+
+/// Cohere Embed v3 and v4 on Bedrock.
+fn cohere_embedding(
+    model: &str,
+    request: &Map<String, Value>,
+    n: u64,
+) -> Result<(Value, u64), String> {
+    let v4 = model.starts_with("cohere.embed-v4");
+    let allowed: &[&str] = if v4 {
+        &[
+            "texts",
+            "images",
+            "inputs",
+            "input_type",
+            "truncate",
+            "embedding_types",
+            "output_dimension",
+            "max_tokens",
+        ]
+    } else {
+        &[
+            "texts",
+            "images",
+            "input_type",
+            "truncate",
+            "embedding_types",
+        ]
+    };
+    extraneous(request, allowed)?;
+    let Some(texts) = request.get("texts").and_then(Value::as_array) else {
+        return Err(
+            "Malformed input request: #: required key [texts] not found, please \
+                    reformat your input and try again."
+                .into(),
+        );
+    };
+    let texts: Vec<&str> = texts.iter().filter_map(Value::as_str).collect();
+    if texts.is_empty() || texts.len() > 96 {
+        return Err(format!(
+            "Malformed input request: #/texts: expected between 1 and 96 texts, got {}, please \
+             reformat your input and try again.",
+            texts.len()
+        ));
+    }
+    match request.get("input_type").and_then(Value::as_str) {
+        Some("search_document" | "search_query" | "classification" | "clustering" | "image") => {}
+        Some(other) => {
+            return Err(format!(
+                "Malformed input request: #/input_type: {other} is not a valid enum value, \
+                 please reformat your input and try again."
+            ));
+        }
+        None => {
+            return Err(
+                "Malformed input request: #: required key [input_type] not found, \
+                        please reformat your input and try again."
+                    .into(),
+            );
+        }
+    }
+    if let Some(t) = request.get("truncate")
+        && !matches!(t.as_str(), Some("NONE" | "START" | "END"))
+    {
+        return Err(format!(
+            "Malformed input request: #/truncate: {t} is not a valid enum value, please \
+             reformat your input and try again."
+        ));
+    }
+    let dimensions = match request.get("output_dimension") {
+        None if v4 => 1536,
+        None => 1024,
+        Some(d) => match d.as_u64() {
+            Some(d @ (256 | 512 | 1024 | 1536)) => d as usize,
+            _ => {
+                return Err(format!(
+                    "Malformed input request: #/output_dimension: {d} is not a valid enum \
+                     value, please reformat your input and try again."
+                ));
+            }
+        },
+    };
+    let vectors: Vec<Vec<f32>> = texts
+        .iter()
+        .map(|t| crate::openai::embedding(t, dimensions))
+        .collect();
+    let count: u64 = texts.iter().map(|t| tokens(t)).sum();
+    let id = request_id(n + 1_000_000);
+    let answer = match request.get("embedding_types").and_then(Value::as_array) {
+        Some(types) => {
+            let mut by_type = Map::new();
+            for t in types {
+                match t.as_str() {
+                    Some("float") => {
+                        by_type.insert("float".into(), json!(vectors));
+                    }
+                    Some(other @ ("int8" | "uint8" | "binary" | "ubinary")) => {
+                        let ints: Vec<Vec<i64>> = vectors
+                            .iter()
+                            .map(|v| v.iter().map(|x| (x * 127.0) as i64).collect())
+                            .collect();
+                        by_type.insert(other.into(), json!(ints));
+                    }
+                    _ => {
+                        return Err(format!(
+                            "Malformed input request: #/embedding_types: {t} is not a valid \
+                             enum value, please reformat your input and try again."
+                        ));
+                    }
+                }
+            }
+            json!({"embeddings": by_type, "id": id, "response_type": "embeddings_by_type", "texts": texts})
+        }
+        None => {
+            json!({"embeddings": vectors, "id": id, "response_type": "embeddings_floats", "texts": texts})
+        }
+    };
+    Ok((answer, count))
 }
 
 /// An event message whose JSON payload gets Bedrock's `p` padding member.
