@@ -25,8 +25,10 @@ use http::header::{CACHE_CONTROL, CONTENT_TYPE};
 use http::{HeaderMap, HeaderValue, StatusCode};
 use portcullis_audit::{AuditPath, AuditRecord};
 use portcullis_cache::CachedResponse;
-use portcullis_core::{ChatRequest, GatewayError};
-use portcullis_dialects::{decode_request, decode_response, encode_response, events_from_response};
+use portcullis_core::{ChatRequest, ChatResponse, GatewayError};
+use portcullis_dialects::{
+    StreamEncoder, decode_request, decode_response, encode_response, events_from_response,
+};
 use portcullis_providers::provider::ForwardedHeaders;
 use tracing::Instrument;
 
@@ -70,26 +72,60 @@ async fn run(state: &AppState, x: &mut Exchange, req: Request) -> Result<Respons
     let (parts, body) = req.into_parts();
     let caller = authenticate(state, x, &parts.headers, body).await?;
     let dialect = x.dialect;
-    let mut request = pipeline::decode(x, &caller, |body| decode_request(dialect, body))?;
+    let request = pipeline::decode(x, &caller, |body| decode_request(dialect, body))?;
+    turn(state, x, &caller, &parts.headers, request, None).await
+}
+
+/// Writes a chat turn's answer for an endpoint whose answers are not in a dialect's own shape
+/// (the Responses API, `crate::responses`): such an answer is never the upstream's bytes, it is
+/// always written from the canonical answer (what the tool-call judges left of it), and a cache
+/// entry stays in the caller's dialect for every endpoint to share.
+pub trait Presenter: Send {
+    /// The body of a complete answer.
+    fn complete(self: Box<Self>, answer: &ChatResponse) -> Bytes;
+    /// The encoder of a streamed answer.
+    fn stream(self: Box<Self>) -> Box<dyn StreamEncoder>;
+}
+
+/// The chat turn from its decoded `request` on: resolve → authorize → guard → admit → cache →
+/// dispatch → respond. `headers` are the caller's; `presenter` writes the answer when the
+/// endpoint has its own shape for it (`None`: the caller's dialect).
+pub async fn turn(
+    state: &AppState,
+    x: &mut Exchange,
+    caller: &Caller,
+    headers: &HeaderMap,
+    mut request: ChatRequest,
+    mut presenter: Option<Box<dyn Presenter>>,
+) -> Result<Response, GatewayError> {
     crate::trace::record_chat_request(&x.span, x.operation.gen_ai_name(), &request);
-    let resolved = pipeline::resolve(x, &caller, &request.model)?;
-    authorize(&caller, &request.model, &resolved)?;
-    let mut judging = guard(state, x, &caller, &mut request).await;
+    let resolved = pipeline::resolve(x, caller, &request.model)?;
+    authorize(caller, &request.model, &resolved)?;
+    let mut judging = guard(state, x, caller, &mut request).await;
     let demand = Demand::of_chat(&request);
-    let admission = pipeline::admit(x, &caller, &resolved, demand).await?;
-    let fills = match cache(state, x, &caller, &request, &resolved, &mut judging).await? {
+    let admission = pipeline::admit(x, caller, &resolved, demand).await?;
+    let looked_up = cache(
+        state,
+        x,
+        caller,
+        &request,
+        &resolved,
+        &mut judging,
+        &mut presenter,
+    );
+    let fills = match looked_up.await? {
         Cached::Answer(resp) => return Ok(resp),
         Cached::Miss(fills) => fills,
     };
     let forwarded = ForwardedHeaders {
-        anthropic_beta: parts.headers.get("anthropic-beta"),
+        anthropic_beta: headers.get("anthropic-beta"),
     };
     let build = |provider: &portcullis_providers::Provider,
                  model: &str,
                  credential: Option<&portcullis_providers::provider::Credential>| {
         provider.chat_request(&request, model, credential, forwarded)
     };
-    let mut served = pipeline::dispatch(state, x, &caller, &resolved, demand, &build).await?;
+    let mut served = pipeline::dispatch(state, x, caller, &resolved, demand, &build).await?;
     let settlement = Settlement::new(
         fills.exact,
         fills.semantic,
@@ -104,13 +140,14 @@ async fn run(state: &AppState, x: &mut Exchange, req: Request) -> Result<Respons
         .run_async(respond(
             state,
             x,
-            &caller,
+            caller,
             &request,
             &resolved,
             served,
             settlement,
             fills.status,
             judging,
+            presenter,
         ))
         .await
 }
@@ -210,6 +247,7 @@ async fn cache(
     request: &ChatRequest,
     resolved: &Resolved,
     judging: &mut Option<Judging>,
+    presenter: &mut Option<Box<dyn Presenter>>,
 ) -> Result<Cached, GatewayError> {
     let span = Stage::Cache.span();
     let tenant = caller.tenant_scope();
@@ -253,7 +291,8 @@ async fn cache(
                 r.cache_status = Some("HIT");
             }
             let judge = judge_for(state, caller, resolved, judging.take());
-            return answer_from_cache(entry, x, request, caller.log_bodies, None, judge)
+            let presenter = presenter.take();
+            return answer_from_cache(entry, x, request, caller.log_bodies, None, judge, presenter)
                 .map(Cached::Answer);
         }
         Lookup::Miss(fill) => Some(fill),
@@ -298,8 +337,17 @@ async fn cache(
                 }
                 let judge = judge_for(state, caller, resolved, judging.take());
                 let score = Some(hit.score);
-                return answer_from_cache(entry, x, request, caller.log_bodies, score, judge)
-                    .map(Cached::Answer);
+                let presenter = presenter.take();
+                return answer_from_cache(
+                    entry,
+                    x,
+                    request,
+                    caller.log_bodies,
+                    score,
+                    judge,
+                    presenter,
+                )
+                .map(Cached::Answer);
             }
             None
         }
@@ -333,6 +381,7 @@ async fn respond(
     settlement: Settlement,
     cache_status: &'static str,
     judging: Option<Judging>,
+    presenter: Option<Box<dyn Presenter>>,
 ) -> Result<Response, GatewayError> {
     let target = served.target;
     let provider = &target.provider;
@@ -373,6 +422,9 @@ async fn respond(
         };
         let mut relay = SseRelay::new(source, settings, x.log.take(), Some(settlement))
             .with_span(x.span.clone());
+        if let Some(presenter) = presenter {
+            relay = relay.with_encoder(presenter.stream());
+        }
         if let Some(framer) = provider.stream_framer() {
             relay = relay.with_framer(framer);
         }
@@ -407,6 +459,10 @@ async fn respond(
         &mut parsed,
         judge.as_mut().map(|j| &mut **j as &mut dyn CallJudge),
     );
+    let out = match presenter {
+        Some(presenter) => presenter.complete(&parsed),
+        None => out,
+    };
     if caller.log_bodies
         && let Some(r) = x.log.record()
     {
@@ -430,6 +486,7 @@ fn answer_from_cache(
     log_bodies: bool,
     score: Option<f32>,
     judge: Option<Box<dyn CallJudge>>,
+    presenter: Option<Box<dyn Presenter>>,
 ) -> Result<Response, GatewayError> {
     let (dialect, started, id) = (x.dialect, x.started, &x.id);
     let log = &mut x.log;
@@ -458,6 +515,9 @@ fn answer_from_cache(
         };
         let source = Source::Events(events_from_response(&parsed).into_iter());
         let mut relay = SseRelay::new(source, settings, log.take(), None);
+        if let Some(presenter) = presenter {
+            relay = relay.with_encoder(presenter.stream());
+        }
         if let Some(judge) = judge {
             relay = relay.with_filter(Box::new(CallFilter::new(judge)));
         }
@@ -470,24 +530,22 @@ fn answer_from_cache(
         return Ok(r);
     }
     log.usage(&entry.usage);
-    let out = match judge {
-        // A cached answer keeps what the upstream said: the verdicts apply on every replay.
-        Some(mut judge) => {
+    let out = match (presenter, judge) {
+        // An answer in the endpoint's own shape is written from what the judges leave of it.
+        (Some(presenter), judge) => {
             let mut parsed = decode_response(entry.dialect, &entry.body)?;
-            complete_body(
-                dialect,
-                Some(entry.dialect),
-                entry.body,
-                &mut parsed,
-                Some(&mut *judge),
-            )
-            .0
+            if let Some(mut judge) = judge {
+                complete_body(
+                    dialect,
+                    Some(entry.dialect),
+                    entry.body,
+                    &mut parsed,
+                    Some(&mut *judge),
+                );
+            }
+            presenter.complete(&parsed)
         }
-        None if entry.dialect == dialect => entry.body,
-        None => Bytes::from(encode_response(
-            dialect,
-            &decode_response(entry.dialect, &entry.body)?,
-        )),
+        (None, judge) => cached_body(dialect, entry.dialect, entry.body, judge)?,
     };
     if log_bodies && let Some(r) = log.record() {
         r.response_body = Some(body_text(&out));
@@ -497,6 +555,25 @@ fn answer_from_cache(
     served_by.write(r.headers_mut(), id);
     write_score(r.headers_mut(), score);
     Ok(r)
+}
+
+/// A cached answer's `body`, in `stored` dialect, in the caller's `dialect`, the verdicts of
+/// `judge` applied.
+fn cached_body(
+    dialect: portcullis_core::Dialect,
+    stored: portcullis_core::Dialect,
+    body: Bytes,
+    judge: Option<Box<dyn CallJudge>>,
+) -> Result<Bytes, GatewayError> {
+    Ok(match judge {
+        // A cached answer keeps what the upstream said: the verdicts apply on every replay.
+        Some(mut judge) => {
+            let mut parsed = decode_response(stored, &body)?;
+            complete_body(dialect, Some(stored), body, &mut parsed, Some(&mut *judge)).0
+        }
+        None if stored == dialect => body,
+        None => Bytes::from(encode_response(dialect, &decode_response(stored, &body)?)),
+    })
 }
 
 /// Who judges the tool calls of this caller's answer: the route's deny-list and the caller's

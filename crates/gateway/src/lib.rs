@@ -10,6 +10,7 @@
 //! |---|---|
 //! | `POST /v1/chat/completions`, `POST /v1/messages` | [`chat`] (streaming in [`relay`]) |
 //! | `POST /v1/embeddings` | [`embeddings`] |
+//! | `POST /v1/responses`, `GET`/`DELETE /v1/responses/{id}` | [`responses`] (kept in [`stored_responses`]) |
 //! | `GET /v1/models`, `GET /v1/models/{model}` | [`models`] (providers' lists: [`model_catalog`]) |
 //! | `GET /admin/logs`, `GET /admin/usage` | [`admin`] |
 //! | `GET /admin/approvals`, `GET`/`POST /admin/approvals/{id}` | [`approvals_admin`] (the service: [`approvals`]) |
@@ -67,10 +68,12 @@ pub mod reload;
 pub mod request_log;
 pub mod respond;
 pub mod response_cache;
+pub mod responses;
 pub mod semantic;
 pub mod server;
 pub mod settle;
 pub mod state;
+pub mod stored_responses;
 pub mod stored_tool_policies;
 pub mod stream_filter;
 pub mod tenancy;
@@ -347,6 +350,11 @@ impl Gateway {
             mcp.hub.shutdown().await;
             mcp.credentialed.shutdown().await;
         }
+        // Answers of the Responses API still queued are written before the request log closes.
+        state
+            .responses
+            .flush(std::time::Duration::from_secs(5))
+            .await;
         self.writer.shutdown().await;
         if let Some(audit) = self.audit_writer {
             audit.shutdown().await;
@@ -375,6 +383,11 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/chat/completions", post(chat::chat_completions))
         .route("/v1/messages", post(chat::messages))
         .route("/v1/embeddings", post(embeddings::embeddings))
+        .route("/v1/responses", post(responses::create))
+        .route(
+            "/v1/responses/{id}",
+            get(responses::get).delete(responses::delete),
+        )
         .route("/v1/models", get(models::list_models))
         .route("/v1/models/{*model}", get(models::get_model))
         .route("/admin/approvals", get(approvals_admin::list))

@@ -112,6 +112,7 @@ pub struct Metrics {
     mcp_latency: Family<McpRequestLabels, Histogram, LatencyBuckets>,
     mcp_definition_changes: Family<McpServerLabels, Counter>,
     approvals: Family<ApprovalLabels, Counter>,
+    stored_responses: Family<AuditOutcomeLabels, Counter>,
 }
 
 /// What one finished request contributes.
@@ -193,6 +194,13 @@ impl Metrics {
              webhook_dropped, deleted, sweep_failed)",
             approvals.clone(),
         );
+        let stored_responses = Family::<AuditOutcomeLabels, Counter>::default();
+        registry.register(
+            "portcullis_responses_stored",
+            "Responses API answers kept for `previous_response_id`, by outcome: written, \
+             dropped (the queue was full), failed (the database refused or kept failing)",
+            stored_responses.clone(),
+        );
         registry.register_collector(Box::new(LogStatsCollector(log_stats)));
         if let Some(audit) = audit {
             registry.register_collector(Box::new(AuditCollector(audit)));
@@ -208,7 +216,15 @@ impl Metrics {
             mcp_latency,
             mcp_definition_changes,
             approvals,
+            stored_responses,
         }
+    }
+
+    /// Counts `n` Responses API answers kept (`written`) or lost (`dropped`, `failed`).
+    pub fn observe_stored_responses(&self, outcome: &'static str, n: u64) {
+        self.stored_responses
+            .get_or_create(&AuditOutcomeLabels { outcome })
+            .inc_by(n);
     }
 
     /// Counts an event of the approvals of held tool calls (see `crate::approvals`).

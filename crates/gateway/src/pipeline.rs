@@ -116,6 +116,8 @@ pub enum Operation {
     Messages,
     /// `POST /v1/embeddings`.
     Embeddings,
+    /// `POST /v1/responses`.
+    Responses,
     /// `POST /mcp` and `POST /mcp/<server>`.
     Mcp,
 }
@@ -127,6 +129,7 @@ impl Operation {
             Operation::ChatCompletions => "chat_completions",
             Operation::Messages => "messages",
             Operation::Embeddings => "embeddings",
+            Operation::Responses => "responses",
             Operation::Mcp => "mcp",
         }
     }
@@ -134,7 +137,7 @@ impl Operation {
     /// `gen_ai.operation.name`.
     pub fn gen_ai_name(self) -> &'static str {
         match self {
-            Operation::ChatCompletions | Operation::Messages => "chat",
+            Operation::ChatCompletions | Operation::Messages | Operation::Responses => "chat",
             Operation::Embeddings => "embeddings",
             Operation::Mcp => "execute_tool",
         }
@@ -144,8 +147,13 @@ impl Operation {
     pub fn dialect(self) -> Dialect {
         match self {
             Operation::Messages => Dialect::Anthropic,
-            // MCP answers in JSON-RPC; its errors never take an LLM dialect's shape.
-            Operation::ChatCompletions | Operation::Embeddings | Operation::Mcp => Dialect::OpenAi,
+            // MCP answers in JSON-RPC; its errors never take an LLM dialect's shape. The
+            // Responses API's errors are OpenAI's; its answers have a shape of their own
+            // (`chat::Presenter`).
+            Operation::ChatCompletions
+            | Operation::Embeddings
+            | Operation::Responses
+            | Operation::Mcp => Dialect::OpenAi,
         }
     }
 }
@@ -379,13 +387,18 @@ impl Caller {
     /// The tenant the request's cache entries belong to: its team, else its user, else its
     /// key, else its subject. Two tenants never share an entry.
     pub fn tenant_scope(&self) -> String {
-        let who = self.identity();
-        match (&who.team, &who.user, &who.key_id) {
-            (Some(team), _, _) => format!("team:{team}"),
-            (None, Some(user), _) => format!("user:{user}"),
-            (None, None, Some(key)) => format!("key:{key}"),
-            (None, None, None) => format!("subject:{}", who.subject),
-        }
+        tenant_scope(self.identity())
+    }
+}
+
+/// The tenant `who` belongs to: its team, else its user, else its key, else its subject. What
+/// one tenant keeps (cache entries, stored responses) is never another's.
+pub fn tenant_scope(who: &Identity) -> String {
+    match (&who.team, &who.user, &who.key_id) {
+        (Some(team), _, _) => format!("team:{team}"),
+        (None, Some(user), _) => format!("user:{user}"),
+        (None, None, Some(key)) => format!("key:{key}"),
+        (None, None, None) => format!("subject:{}", who.subject),
     }
 }
 

@@ -197,6 +197,14 @@ impl SseRelay {
         self
     }
 
+    /// Writes every event with `encoder` (an endpoint with a stream format of its own, such as
+    /// the Responses API's), never the upstream's frames as they are. Call it before adding
+    /// filters.
+    pub fn with_encoder(mut self, encoder: Box<dyn StreamEncoder>) -> Self {
+        self.mode = Mode::Translate(encoder);
+        self
+    }
+
     /// Reads the upstream body with `framer` instead of server-sent events (an upstream with a
     /// binary event stream).
     pub fn with_framer(mut self, framer: Box<dyn Framer>) -> Self {

@@ -255,6 +255,7 @@ fn access_line(r: &LogRecord) {
         "chat_completions" => "/v1/chat/completions",
         "messages" => "/v1/messages",
         "embeddings" => "/v1/embeddings",
+        "responses" => "/v1/responses",
         other => other,
     };
     let model = r.model.as_deref().or(r.requested_model.as_deref());

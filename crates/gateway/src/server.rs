@@ -480,6 +480,7 @@ fn http1_refusal(head: &[u8], state: &AppState) -> Vec<u8> {
         "/v1/chat/completions" => Some(("chat_completions", Dialect::OpenAi)),
         "/v1/messages" => Some(("messages", Dialect::Anthropic)),
         "/v1/embeddings" => Some(("embeddings", Dialect::OpenAi)),
+        "/v1/responses" => Some(("responses", Dialect::OpenAi)),
         _ => None,
     };
     // Model endpoints have their dialect; elsewhere an `anthropic-version` header picks it.

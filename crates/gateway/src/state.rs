@@ -53,6 +53,8 @@ pub struct AppState {
     pub audit: Option<portcullis_store::AuditSink>,
     /// Prometheus metrics.
     pub metrics: Arc<Metrics>,
+    /// The Responses API's stored answers, written in the background.
+    pub responses: crate::stored_responses::ResponseKeeper,
     /// Each provider's last good model list, for `GET /v1/models` (kept across reloads).
     pub model_catalog: crate::model_catalog::ModelCatalog,
     /// Tool calls held for an admin's decision (kept across reloads; a reload changes their
@@ -121,6 +123,10 @@ impl AppState {
             dispatcher,
             auth,
             log,
+            responses: crate::stored_responses::ResponseKeeper::new(
+                stores.responses.clone(),
+                metrics.clone(),
+            ),
             stores,
             metrics,
             model_catalog: crate::model_catalog::ModelCatalog::default(),

@@ -45,6 +45,7 @@ mod openapi;
 mod proxy;
 mod quarantine;
 mod reload;
+mod responses;
 mod semantic;
 mod telemetry;
 mod tool_policies_admin;
