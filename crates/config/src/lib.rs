@@ -48,6 +48,7 @@ use portcullis_policy::ToolGlobs;
 use portcullis_providers::config::{ProvidersBlock, RoutesBlock, provider_issues};
 use portcullis_providers::{
     CloudflareSpec, Provider, ProviderKind, ProviderSpec, Registry, RouteSpec, Secret,
+    VertexSpec,
 };
 use portcullis_semantic::RawSemanticCaches;
 pub use portcullis_semantic::SemanticConfig;
@@ -355,7 +356,19 @@ fn validate(
     ));
 
     let (providers, provider_names) = match raw.providers {
-        Some(map) => {
+        Some(mut map) => {
+            // A relative credentials file is relative to the config file's directory.
+            if let Source::File(file) = &source
+                && let Some(dir) = file.parent()
+            {
+                for p in map.values_mut() {
+                    if let Some(c) = p.credentials.as_mut()
+                        && Path::new(c.as_str()).is_relative()
+                    {
+                        *c = dir.join(c.as_str()).display().to_string();
+                    }
+                }
+            }
             let names: Vec<String> = map.keys().cloned().collect();
             (
                 issues.take(ProvidersBlock::validate(map.into_iter().collect(), AT)),
@@ -607,6 +620,19 @@ pub fn providers_from_env(env: &dyn Environment) -> Vec<ProviderSpec> {
                     }
                     _ => false,
                 }
+            }
+            // The location says which endpoint (and where the data goes): the credentials
+            // alone, set for other Google tools, enable nothing.
+            ProviderKind::Vertex => {
+                let credentials = env.var("GOOGLE_APPLICATION_CREDENTIALS");
+                let location = env.var("GOOGLE_CLOUD_LOCATION");
+                let enabled = credentials.is_some() && location.is_some();
+                spec.vertex = Some(VertexSpec {
+                    project: env.var("GOOGLE_CLOUD_PROJECT"),
+                    location,
+                    credentials: credentials.map(PathBuf::from),
+                });
+                enabled
             }
             _ if preset.key_optional => base_url.is_some(),
             _ => key.is_some(),
@@ -1127,6 +1153,84 @@ routes:
         )
         .unwrap();
         assert!(!format!("{c:?}").contains("sk-super-secret"));
+    }
+
+    /// A Vertex AI service account's key file, for the tests below.
+    fn vertex_key_file(dir: &Path, name: &str, private_key: &str) -> PathBuf {
+        let path = dir.join(name);
+        let file = serde_json::json!({
+            "type": "service_account", "project_id": "from-file",
+            "private_key_id": "kid", "private_key": private_key,
+            "client_email": "sa@from-file.iam.gserviceaccount.com",
+            "token_uri": "https://oauth2.googleapis.com/token",
+        });
+        std::fs::write(&path, file.to_string()).unwrap();
+        path
+    }
+
+    const VERTEX_TEST_KEY: &str =
+        include_str!("../../test-support/keys/vertex-test-service-account.pem");
+
+    #[test]
+    fn vertex_reads_its_credentials_relative_to_the_file_and_from_the_environment() {
+        let dir = tempfile::tempdir().unwrap();
+        vertex_key_file(dir.path(), "sa.json", VERTEX_TEST_KEY);
+        let path = dir.path().join("portcullis.yaml");
+        std::fs::write(
+            &path,
+            "providers:\n  gcp:\n    kind: vertex\n    location: us-east5\n    credentials: sa.json\n",
+        )
+        .unwrap();
+        let c = load_file(&path, &env(&[])).unwrap();
+        let spec = c.providers[0].vertex.as_ref().unwrap();
+        assert_eq!(
+            spec.credentials.as_deref(),
+            Some(dir.path().join("sa.json").as_path())
+        );
+        let registry = c.registry().unwrap();
+        assert!(registry.provider("gcp").is_some());
+
+        // Zero config: the three variables; the location is needed.
+        let sa = dir.path().join("sa.json").display().to_string();
+        let e = env(&[
+            ("GOOGLE_APPLICATION_CREDENTIALS", sa.as_str()),
+            ("GOOGLE_CLOUD_PROJECT", "my-project"),
+            ("GOOGLE_CLOUD_LOCATION", "global"),
+        ]);
+        let c = load(None, &e).unwrap();
+        assert_eq!(c.providers[0].name, "vertex");
+        assert_eq!(
+            c.providers[0].vertex.as_ref().unwrap().project.as_deref(),
+            Some("my-project")
+        );
+        let only_credentials = env(&[("GOOGLE_APPLICATION_CREDENTIALS", sa.as_str())]);
+        assert!(load(None, &only_credentials).unwrap().providers.is_empty());
+    }
+
+    #[test]
+    fn a_bad_vertex_credentials_file_is_reported_without_its_key() {
+        let dir = tempfile::tempdir().unwrap();
+        // A key that is not one, and a file that is not JSON but holds a key.
+        let broken = VERTEX_TEST_KEY.replace("MII", "XYZ");
+        vertex_key_file(dir.path(), "broken.json", &broken);
+        std::fs::write(dir.path().join("raw.pem"), VERTEX_TEST_KEY).unwrap();
+        for file in ["broken.json", "raw.pem", "missing.json"] {
+            let path = dir.path().join("portcullis.yaml");
+            std::fs::write(
+                &path,
+                format!("providers:\n  gcp:\n    kind: vertex\n    location: global\n    credentials: {file}\n"),
+            )
+            .unwrap();
+            let issues = load_file(&path, &env(&[])).unwrap_err();
+            let shown: Vec<String> = issues.iter().map(ToString::to_string).collect();
+            assert_eq!(shown.len(), 1, "{shown:?}");
+            assert!(shown[0].starts_with("providers.gcp"), "{shown:?}");
+            assert!(shown[0].contains(file), "{shown:?}");
+            assert!(
+                !shown[0].contains("PRIVATE KEY") && !shown[0].contains(&VERTEX_TEST_KEY[40..80]),
+                "{shown:?}"
+            );
+        }
     }
 
     #[test]

@@ -403,7 +403,7 @@ async fn respond(
     if request.stream {
         let settings = RelaySettings {
             client_dialect: x.dialect,
-            upstream_dialect: provider.passthrough_dialect(),
+            upstream_dialect: provider.passthrough_dialect(&target.model),
             client_wants_usage: request.stream_include_usage,
             capture_body: caller.log_bodies,
             started: x.started,
@@ -412,12 +412,12 @@ async fn respond(
         let source = if is_sse {
             Source::Upstream {
                 body: resp.into_body(),
-                decoder: provider.stream_decoder(),
+                decoder: provider.stream_decoder(&target.model),
             }
         } else {
             // The upstream ignored `stream` and answered in one piece: stream it anyway.
             let body = read_body(resp.into_body(), provider.name()).await?;
-            let parsed = provider.decode_chat_response(&body)?;
+            let parsed = provider.decode_chat_response(&target.model, &body)?;
             Source::Events(events_from_response(&parsed).into_iter())
         };
         let mut relay = SseRelay::new(source, settings, x.log.take(), Some(settlement))
@@ -445,16 +445,21 @@ async fn respond(
             .map_err(|_| GatewayError::total_timeout())??,
         None => read_body(resp.into_body(), provider.name()).await?,
     };
-    let mut parsed = provider.decode_chat_response(&body)?;
+    let mut parsed = provider.decode_chat_response(&target.model, &body)?;
     x.log.usage(&parsed.usage);
     crate::trace::record_chat_response(&x.span, &parsed);
     if parsed.created == 0 {
         parsed.created = crate::relay::unix_now();
     }
-    settlement.finish_response(provider.passthrough_dialect(), &body, &parsed, &mut x.log);
+    settlement.finish_response(
+        provider.passthrough_dialect(&target.model),
+        &body,
+        &parsed,
+        &mut x.log,
+    );
     let (out, _) = complete_body(
         x.dialect,
-        provider.passthrough_dialect(),
+        provider.passthrough_dialect(&target.model),
         body,
         &mut parsed,
         judge.as_mut().map(|j| &mut **j as &mut dyn CallJudge),

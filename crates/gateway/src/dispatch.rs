@@ -334,7 +334,9 @@ impl Dispatcher {
                 let sent = Instant::now();
                 let span = crate::trace::attempt_span(provider.name(), &target.model);
                 let sending = async {
-                    self.upstream_auth.authenticate(provider, &mut this).await?;
+                    self.upstream_auth
+                        .authenticate(provider, &mut this, &client)
+                        .await?;
                     client.send(this, provider.name(), first_byte).await
                 };
                 let outcome = match sending.instrument(span.clone()).await {

@@ -82,6 +82,7 @@ pub mod tool_policies_admin;
 pub mod trace;
 pub mod upstream;
 pub mod upstream_auth;
+pub mod upstream_tokens;
 
 use std::future::Future;
 use std::net::SocketAddr;

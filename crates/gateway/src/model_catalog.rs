@@ -103,6 +103,8 @@ pub fn lister(
         // provider behind it; Gemini's `GET /v1beta/models` is not read yet. Their models are
         // the configured ones.
         ProviderKind::Perplexity | ProviderKind::Cloudflare | ProviderKind::Gemini => None,
+        // Vertex AI lists publishers' whole catalogues, not what a project may call.
+        ProviderKind::Vertex => None,
     }
 }
 

@@ -279,7 +279,7 @@ async fn ask_in(
                  model: &str,
                  credential: Option<&portcullis_providers::provider::Credential>| {
         provider.chat_request(
-            &for_wire(question, provider.wire()),
+            &for_wire(question, provider.wire(model)),
             model,
             credential,
             portcullis_providers::provider::ForwardedHeaders::default(),
@@ -311,9 +311,14 @@ async fn ask_in(
             }
         })
         .await?;
-    let parsed = provider.decode_chat_response(&body)?;
+    let parsed = provider.decode_chat_response(&target.model, &body)?;
     x.log.usage(&parsed.usage);
-    settlement.finish_response(provider.passthrough_dialect(), &body, &parsed, &mut x.log);
+    settlement.finish_response(
+        provider.passthrough_dialect(&target.model),
+        &body,
+        &parsed,
+        &mut x.log,
+    );
     x.log.finish(200);
     let content = parsed
         .choices

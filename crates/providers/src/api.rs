@@ -12,7 +12,8 @@
 //! authenticated is declared as data ([`Authentication`]), for the gateway to carry out.
 
 use std::fmt;
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use http::{HeaderMap, Uri};
@@ -22,7 +23,8 @@ use portcullis_dialects::errors::decode_upstream_error;
 use portcullis_dialects::frame::Framer;
 
 use crate::kind::AuthScheme;
-use crate::provider::ForwardedHeaders;
+use crate::provider::{ForwardedHeaders, UpstreamRequest};
+use crate::secret::Secret;
 
 /// An upstream's wire format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -60,14 +62,76 @@ impl Wire {
 /// it out, so that signing or fetching a token (which may need the network) never happens in
 /// a provider.
 ///
-/// Today every kind sends a static key in a header; AWS SigV4 (the exact bytes sent, signed
-/// after the request is built) and token sources (a token fetched, cached and refreshed by the
-/// gateway, sent as a bearer) are the forms to come.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// A static key in a header; or a token source (a token fetched from the source's token
+/// endpoint, cached and refreshed by the gateway, sent as a bearer); or AWS Signature Version 4
+/// (the exact bytes sent, signed on each attempt after the request is built).
+#[derive(Debug, Clone)]
 #[non_exhaustive]
 pub enum Authentication {
     /// The key in a header, as the scheme says.
     Header(AuthScheme),
+    /// `Authorization: Bearer <access token>`, the token obtained from a [`TokenSource`].
+    Token(Arc<dyn TokenSource>),
+}
+
+/// A token grant, as data: the request that asks a token endpoint for an access token, and
+/// the reading of its answer. The gateway sends the request, keeps one token per provider
+/// until shortly before it expires (one refresh in flight at a time) and sends it as
+/// `Authorization: Bearer …` with every request; a source never touches the network.
+///
+/// One implementation per grant type: Google's JWT-bearer grant for a service account
+/// ([`crate::google_auth::JwtBearerGrant`], Vertex AI); an OAuth client-credentials grant
+/// (Microsoft Entra ID for Azure OpenAI) would be another — a form-encoded `POST` to its
+/// `token_endpoint` with `client_id`, `client_secret` and `scope`, read from the same
+/// `access_token` and `expires_in`.
+pub trait TokenSource: Send + Sync + fmt::Debug {
+    /// What the cached token is kept under beside the provider's name; it differs whenever
+    /// the grant would give another identity's token (another account, key, endpoint or
+    /// scope), so a changed configuration never reuses the old token. Never holds a secret.
+    fn cache_key(&self) -> &str;
+
+    /// The token request, made at `now` (a signed assertion is valid from then).
+    fn token_request(&self, now: SystemTime) -> Result<UpstreamRequest, TokenError>;
+
+    /// Reads the token endpoint's answer: its status and body.
+    fn read_token(&self, status: u16, body: &[u8]) -> Result<AccessToken, TokenError>;
+}
+
+/// An access token and how long it lasts from when it was asked for.
+pub struct AccessToken {
+    /// The token.
+    pub token: Secret,
+    /// Its lifetime (`expires_in`).
+    pub expires_in: Duration,
+}
+
+impl fmt::Debug for AccessToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AccessToken")
+            .field("token", &self.token)
+            .field("expires_in", &self.expires_in)
+            .finish()
+    }
+}
+
+/// Why no token came from a [`TokenSource`]. Messages never hold a secret: at most what the
+/// token endpoint said about the grant.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TokenError {
+    /// The token request could not be built (signing failed).
+    #[error("the token request could not be built: {0}")]
+    Build(String),
+    /// The token endpoint refused the grant.
+    #[error("the token endpoint refused the grant ({status}): {reason}")]
+    Refused {
+        /// The endpoint's status.
+        status: u16,
+        /// What it said (`error: error_description`), shortened.
+        reason: String,
+    },
+    /// The answer is not a token.
+    #[error("the token endpoint's answer could not be read: {0}")]
+    Malformed(String),
 }
 
 /// What one kind of upstream API does: builds the upstream request for a canonical request
@@ -75,6 +139,16 @@ pub enum Authentication {
 pub trait ProviderApi: Send + Sync + fmt::Debug {
     /// The wire format.
     fn wire(&self) -> Wire;
+
+    /// The API serving `model` when it is another than this one: a provider whose models
+    /// speak different wire formats (Vertex AI: Claude in Anthropic's, the others in
+    /// Gemini's) gives the one that serves `model`, whose wire format, URL, body, answers and
+    /// streams a request for `model` then has. `None` (every API but such a provider's): this
+    /// one. Error answers and stream framing stay the provider's (this API's).
+    fn for_model(&self, model: &str) -> Option<&dyn ProviderApi> {
+        let _ = model;
+        None
+    }
 
     /// Headers sent with every request, whatever it is (Anthropic's `anthropic-version`).
     fn fixed_headers(&self) -> &'static [(&'static str, &'static str)] {

@@ -15,7 +15,7 @@ use serde::de::{self, Deserializer, MapAccess, Visitor};
 
 use crate::{
     CloudflareSpec, Provider, ProviderKind, ProviderSpec, Registry, RegistryError, RouteSpec,
-    Secret, TargetSpec,
+    Secret, TargetSpec, VertexSpec,
 };
 
 /// One provider as written.
@@ -53,6 +53,16 @@ pub struct RawProvider {
     /// Cloudflare gateway token, sent as `cf-aig-authorization` (kind `cloudflare`).
     #[serde(default)]
     pub gateway_token: Option<String>,
+    /// Google Cloud project (kind `vertex`); by default the credentials' `project_id`.
+    #[serde(default)]
+    pub project: Option<String>,
+    /// Google Cloud location (kind `vertex`): a region such as `us-east5`, or `global`.
+    #[serde(default)]
+    pub location: Option<String>,
+    /// A service account's key file (kind `vertex`); the configuration crate makes a relative
+    /// path relative to the config file's directory.
+    #[serde(default)]
+    pub credentials: Option<String>,
 }
 
 /// A route target: `openai/gpt-4o` or `{model: openai/gpt-4o, weight: 2}`.
@@ -163,6 +173,19 @@ fn provider_spec(at: &str, name: &str, p: RawProvider) -> Result<ProviderSpec, I
         );
         return Err(issues);
     }
+    let vertex_keys = p.project.is_some() || p.location.is_some() || p.credentials.is_some();
+    if vertex_keys && kind != ProviderKind::Vertex {
+        issues.push(
+            path,
+            "`project`, `location` and `credentials` apply only to kind `vertex`",
+        );
+        return Err(issues);
+    }
+    let vertex = (kind == ProviderKind::Vertex).then(|| VertexSpec {
+        project: p.project,
+        location: p.location,
+        credentials: p.credentials.map(std::path::PathBuf::from),
+    });
     let cloudflare = if kind == ProviderKind::Cloudflare {
         match (p.account_id, p.gateway_id) {
             (Some(account_id), Some(gateway_id)) => Some(CloudflareSpec {
@@ -197,6 +220,7 @@ fn provider_spec(at: &str, name: &str, p: RawProvider) -> Result<ProviderSpec, I
         models: p.models.unwrap_or_default(),
         cloudflare,
         default_max_tokens: p.default_max_tokens,
+        vertex,
     })
 }
 

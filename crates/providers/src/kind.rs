@@ -13,6 +13,9 @@ pub enum ProviderKind {
     Anthropic,
     /// Google's Gemini API (AI Studio).
     Gemini,
+    /// Google Cloud's Vertex AI: Gemini and Anthropic models under a project and location,
+    /// with a service account's access tokens.
+    Vertex,
     /// Groq (OpenAI-compatible).
     Groq,
     /// Mistral (OpenAI-compatible).
@@ -71,10 +74,11 @@ pub struct Preset {
 
 impl ProviderKind {
     /// Every kind, in the order providers are enabled from the environment.
-    pub const ALL: [ProviderKind; 16] = [
+    pub const ALL: [ProviderKind; 17] = [
         ProviderKind::OpenAi,
         ProviderKind::Anthropic,
         ProviderKind::Gemini,
+        ProviderKind::Vertex,
         ProviderKind::Groq,
         ProviderKind::Mistral,
         ProviderKind::Cerebras,
@@ -129,6 +133,19 @@ impl ProviderKind {
                 base_url_env: Some("GEMINI_BASE_URL"),
                 key_optional: false,
                 model_prefixes: &["gemini-"],
+            },
+            // The base URL follows the location (`https://{location}-aiplatform.googleapis.com`,
+            // see [`crate::vertex::default_base_url`]); `GOOGLE_VERTEX_BASE_URL` is the variable
+            // Google's `google-genai` SDK reads for it. Enabled from the environment by
+            // `GOOGLE_APPLICATION_CREDENTIALS` with `GOOGLE_CLOUD_LOCATION` (and
+            // `GOOGLE_CLOUD_PROJECT`, else the credentials' project).
+            ProviderKind::Vertex => Preset {
+                id: "vertex",
+                base_url: None,
+                key_env: NONE,
+                base_url_env: Some("GOOGLE_VERTEX_BASE_URL"),
+                key_optional: true,
+                model_prefixes: NONE,
             },
             ProviderKind::Groq => Preset {
                 id: "groq",
@@ -260,7 +277,8 @@ impl ProviderKind {
     pub fn wire(self) -> Wire {
         match self {
             ProviderKind::Anthropic => Wire::Anthropic,
-            ProviderKind::Gemini => Wire::Gemini,
+            // Vertex AI's Claude models speak Anthropic's format (see `crate::vertex`).
+            ProviderKind::Gemini | ProviderKind::Vertex => Wire::Gemini,
             _ => Wire::OpenAi,
         }
     }

@@ -15,6 +15,9 @@
 //! - [`registry`]: every configured provider, route and alias, and the resolution of a
 //!   client's model name into an ordered list of targets.
 //! - [`secret`]: [`Secret`], a credential that never prints.
+//! - [`vertex`]: Vertex AI, whose Claude models speak Anthropic's format and the others
+//!   Gemini's (the API chosen per model, [`ProviderApi::for_model`]); [`google_auth`]: a
+//!   service account's key file and its JWT-bearer grant, a [`TokenSource`] the gateway runs.
 //! - [`sigv4`]: AWS Signature Version 4 (Bedrock): the headers that sign a request exactly as
 //!   it will be sent.
 //! - [`config`]: the `providers:` block and each route's targets, validated into the specs
@@ -24,18 +27,20 @@ pub mod anthropic;
 pub mod api;
 pub mod config;
 pub mod gemini;
+pub mod google_auth;
 pub mod kind;
 pub mod openai;
 pub mod provider;
 pub mod registry;
 pub mod secret;
 pub mod sigv4;
+pub mod vertex;
 
-pub use api::{Authentication, ProviderApi, Wire};
+pub use api::{AccessToken, Authentication, ProviderApi, TokenError, TokenSource, Wire};
 pub use kind::{AuthScheme, CloudflareUpstream, ProviderKind};
 pub use provider::{
     CloudflareSpec, Credential, ForwardedHeaders, Provider, ProviderError, ProviderSpec,
-    UpstreamRequest,
+    UpstreamRequest, VertexSpec,
 };
 pub use registry::{
     ModelEntry, Registry, RegistryError, Resolution, RouteSpec, Target, TargetSpec,

@@ -2,6 +2,8 @@
 //! of its wire format, which turns canonical requests into upstream HTTP requests and reads
 //! the answers back.
 
+use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -14,9 +16,11 @@ use portcullis_dialects::frame::Framer;
 use crate::anthropic::AnthropicApi;
 use crate::api::{Authentication, ProviderApi, Wire};
 use crate::gemini::GeminiApi;
+use crate::google_auth::{CLOUD_PLATFORM_SCOPE, JwtBearerGrant, ServiceAccount};
 use crate::kind::{AuthScheme, CloudflareUpstream, ProviderKind};
 use crate::openai::OpenAiApi;
 use crate::secret::Secret;
+use crate::vertex::VertexApi;
 
 /// A provider as configured, before validation.
 #[derive(Debug, Clone)]
@@ -37,6 +41,8 @@ pub struct ProviderSpec {
     pub cloudflare: Option<CloudflareSpec>,
     /// `max_tokens` sent to Anthropic-dialect upstreams when the client gave none.
     pub default_max_tokens: Option<u32>,
+    /// Vertex AI settings (kind `vertex` only).
+    pub vertex: Option<VertexSpec>,
 }
 
 impl ProviderSpec {
@@ -51,8 +57,20 @@ impl ProviderSpec {
             models: Vec::new(),
             cloudflare: None,
             default_max_tokens: None,
+            vertex: None,
         }
     }
+}
+
+/// Where a Vertex AI provider's models are and whose credentials it uses.
+#[derive(Debug, Clone, Default)]
+pub struct VertexSpec {
+    /// The Google Cloud project; `None`: the credentials' `project_id`.
+    pub project: Option<String>,
+    /// The location (`us-east5`, `europe-west1`, `global`, …).
+    pub location: Option<String>,
+    /// The service account's key file, read when the provider is built.
+    pub credentials: Option<PathBuf>,
 }
 
 /// Where a Cloudflare AI Gateway is and what it forwards to.
@@ -89,6 +107,13 @@ pub enum ProviderError {
     /// A credential holds characters that cannot go in a header.
     #[error("the API key contains characters that cannot be sent in an HTTP header")]
     InvalidApiKey,
+    /// A Vertex AI setting or its credentials file is missing or wrong (never quoting the
+    /// file's key).
+    #[error("{0}")]
+    Vertex(String),
+    /// Keys (stored or configured) do not apply to the kind, which authenticates otherwise.
+    #[error("providers of kind `{0}` take no API key")]
+    NoApiKeys(&'static str),
 }
 
 /// A provider credential ready to send: its id (recorded in logs) and its header.
@@ -171,6 +196,46 @@ pub(crate) fn join(base: &str, path: &str) -> Result<Uri, ProviderError> {
         .map_err(|_| ProviderError::InvalidBaseUrl(base.to_owned()))
 }
 
+/// A Vertex AI provider's project, location and token grant, from its spec and credentials
+/// file.
+struct VertexSetup {
+    project: String,
+    location: String,
+    grant: JwtBearerGrant,
+}
+
+fn vertex_setup(spec: Option<&VertexSpec>) -> Result<VertexSetup, ProviderError> {
+    let spec = spec.cloned().unwrap_or_default();
+    let Some(path) = spec.credentials else {
+        return Err(ProviderError::Vertex(
+            "kind `vertex` needs `credentials`: a service account's key file".to_owned(),
+        ));
+    };
+    let Some(location) = spec.location.filter(|l| !l.is_empty()) else {
+        return Err(ProviderError::Vertex(
+            "kind `vertex` needs `location` (a region such as `us-east5`, or `global`)".to_owned(),
+        ));
+    };
+    let account = ServiceAccount::read(&path).map_err(|e| ProviderError::Vertex(e.to_string()))?;
+    let Some(project) = spec
+        .project
+        .filter(|p| !p.is_empty())
+        .or_else(|| account.project_id.clone())
+    else {
+        return Err(ProviderError::Vertex(format!(
+            "kind `vertex` needs `project`: the credentials file `{}` names none",
+            path.display()
+        )));
+    };
+    let grant = JwtBearerGrant::new(account, CLOUD_PLATFORM_SCOPE)
+        .map_err(|e| ProviderError::Vertex(e.to_string()))?;
+    Ok(VertexSetup {
+        project,
+        location,
+        grant,
+    })
+}
+
 impl Provider {
     /// Validates a spec into a provider.
     pub fn new(spec: ProviderSpec) -> Result<Self, ProviderError> {
@@ -184,6 +249,10 @@ impl Provider {
             None => (spec.kind.wire(), spec.kind.auth_scheme()),
         };
 
+        let vertex = match spec.kind {
+            ProviderKind::Vertex => Some(vertex_setup(spec.vertex.as_ref())?),
+            _ => None,
+        };
         let base = match (&spec.base_url, &spec.cloudflare) {
             (Some(b), _) => b.clone(),
             (None, Some(cf)) => format!(
@@ -195,21 +264,34 @@ impl Provider {
             (None, None) if spec.kind == ProviderKind::Cloudflare => {
                 return Err(ProviderError::MissingCloudflare);
             }
-            (None, None) => preset
-                .base_url
-                .ok_or(ProviderError::MissingBaseUrl(preset.id))?
-                .to_owned(),
+            (None, None) => match &vertex {
+                Some(v) => crate::vertex::default_base_url(&v.location),
+                None => preset
+                    .base_url
+                    .ok_or(ProviderError::MissingBaseUrl(preset.id))?
+                    .to_owned(),
+            },
         };
         let base = base.trim_end_matches('/');
         if !(base.starts_with("http://") || base.starts_with("https://")) {
             return Err(ProviderError::InvalidBaseUrl(base.to_owned()));
         }
+        let default_max_tokens = spec.default_max_tokens.unwrap_or(DEFAULT_MAX_TOKENS);
         let api: Box<dyn ProviderApi> = match wire {
+            // Vertex AI: Gemini's format, or Anthropic's for Claude, per model.
+            _ if spec.kind == ProviderKind::Vertex => {
+                let v = vertex
+                    .as_ref()
+                    .ok_or(ProviderError::MissingBaseUrl(preset.id))?;
+                Box::new(VertexApi::new(
+                    base,
+                    &v.project,
+                    &v.location,
+                    default_max_tokens,
+                )?)
+            }
             Wire::OpenAi => Box::new(OpenAiApi::new(base, spec.kind == ProviderKind::OpenAi)?),
-            Wire::Anthropic => Box::new(AnthropicApi::new(
-                base,
-                spec.default_max_tokens.unwrap_or(DEFAULT_MAX_TOKENS),
-            )?),
+            Wire::Anthropic => Box::new(AnthropicApi::new(base, default_max_tokens)?),
             Wire::Gemini => Box::new(GeminiApi::new(base)?),
         };
 
@@ -221,6 +303,15 @@ impl Provider {
             )?),
             _ if preset.key_optional => None,
             _ => return Err(ProviderError::MissingApiKey(preset.id)),
+        };
+        let authentication = match vertex {
+            Some(v) => {
+                if credential.is_some() {
+                    return Err(ProviderError::NoApiKeys(preset.id));
+                }
+                Authentication::Token(Arc::new(v.grant))
+            }
+            None => Authentication::Header(auth_scheme),
         };
 
         let mut base_headers = vec![(CONTENT_TYPE, HeaderValue::from_static("application/json"))];
@@ -251,7 +342,7 @@ impl Provider {
             api,
             base_headers,
             credential,
-            authentication: Authentication::Header(auth_scheme),
+            authentication,
             models: spec.models,
         })
     }
@@ -266,19 +357,25 @@ impl Provider {
         self.kind
     }
 
-    /// The wire format the provider speaks.
-    pub fn wire(&self) -> Wire {
-        self.api.wire()
+    /// The API serving `model` (see [`ProviderApi::for_model`]).
+    fn api(&self, model: &str) -> &dyn ProviderApi {
+        self.api.for_model(model).unwrap_or(&*self.api)
     }
 
-    /// The client dialect whose bytes the provider's answers are, if any (see [`Wire::dialect`]).
-    pub fn passthrough_dialect(&self) -> Option<Dialect> {
-        self.api.wire().dialect()
+    /// The wire format the provider speaks for `model` (one per provider but Vertex AI's).
+    pub fn wire(&self, model: &str) -> Wire {
+        self.api(model).wire()
+    }
+
+    /// The client dialect whose bytes the provider's answers for `model` are, if any (see
+    /// [`Wire::dialect`]).
+    pub fn passthrough_dialect(&self, model: &str) -> Option<Dialect> {
+        self.api(model).wire().dialect()
     }
 
     /// How the provider's requests are authenticated.
-    pub fn authentication(&self) -> Authentication {
-        self.authentication
+    pub fn authentication(&self) -> &Authentication {
+        &self.authentication
     }
 
     /// The models the provider advertises.
@@ -297,8 +394,10 @@ impl Provider {
         id: impl Into<String>,
         secret: &Secret,
     ) -> Result<Credential, ProviderError> {
-        let Authentication::Header(scheme) = self.authentication;
-        Credential::new(id, secret, scheme)
+        match &self.authentication {
+            Authentication::Header(scheme) => Credential::new(id, secret, *scheme),
+            _ => Err(ProviderError::NoApiKeys(self.kind.id())),
+        }
     }
 
     /// Whether the provider serves `model` when it is named without a provider.
@@ -326,7 +425,7 @@ impl Provider {
         forwarded: ForwardedHeaders<'_>,
     ) -> Result<UpstreamRequest, GatewayError> {
         let mut headers = self.headers(credential, 1);
-        let (uri, body) = self.api.chat(req, model, forwarded, &mut headers)?;
+        let (uri, body) = self.api(model).chat(req, model, forwarded, &mut headers)?;
         Ok(UpstreamRequest {
             method: Method::POST,
             uri,
@@ -342,7 +441,7 @@ impl Provider {
         model: &str,
         credential: Option<&Credential>,
     ) -> Result<UpstreamRequest, GatewayError> {
-        let Some(built) = self.api.embeddings(req, model) else {
+        let Some(built) = self.api(model).embeddings(req, model) else {
             return Err(GatewayError::invalid_request(format!(
                 "The provider `{}` does not serve embeddings",
                 self.name
@@ -366,17 +465,21 @@ impl Provider {
         body: Bytes,
         model: &str,
     ) -> Result<Bytes, GatewayError> {
-        self.api.embeddings_response(req, body, model)
+        self.api(model).embeddings_response(req, body, model)
     }
 
-    /// Decodes a successful non-streamed chat answer.
-    pub fn decode_chat_response(&self, body: &[u8]) -> Result<ChatResponse, GatewayError> {
-        self.api.decode_chat_response(body)
+    /// Decodes a successful non-streamed chat answer from `model`.
+    pub fn decode_chat_response(
+        &self,
+        model: &str,
+        body: &[u8],
+    ) -> Result<ChatResponse, GatewayError> {
+        self.api(model).decode_chat_response(body)
     }
 
-    /// A decoder for this provider's streams.
-    pub fn stream_decoder(&self) -> Box<dyn StreamDecoder> {
-        self.api.stream_decoder()
+    /// A decoder for this provider's streams from `model`.
+    pub fn stream_decoder(&self, model: &str) -> Box<dyn StreamDecoder> {
+        self.api(model).stream_decoder()
     }
 
     /// How this provider's streams are framed: `None` for server-sent events.
@@ -458,8 +561,8 @@ mod tests {
         let mut spec = ProviderSpec::new("gemini", ProviderKind::Gemini);
         spec.api_key = Some(Secret::new("AIza-test"));
         let p = Provider::new(spec).unwrap();
-        assert_eq!(p.wire(), Wire::Gemini);
-        assert_eq!(p.passthrough_dialect(), None);
+        assert_eq!(p.wire("gemini-2.5-flash"), Wire::Gemini);
+        assert_eq!(p.passthrough_dialect("gemini-2.5-flash"), None);
         let r = p
             .chat_request(
                 &chat(),
@@ -511,7 +614,7 @@ mod tests {
             token: Some(Secret::new("cf-token")),
         });
         let p = Provider::new(spec).unwrap();
-        assert_eq!(p.wire(), Wire::Anthropic);
+        assert_eq!(p.wire("claude-x"), Wire::Anthropic);
         let r = p
             .chat_request(
                 &chat(),

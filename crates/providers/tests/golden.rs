@@ -5,6 +5,7 @@
 //!   thinking), decoded in its dialect and built by each provider (OpenAI, Anthropic, Gemini)
 //!   into the upstream request it sends: method, URL, headers (secrets redacted), body. One
 //!   snapshot per fixture and provider.
+//!   Vertex AI's rows are two: a Gemini model and a Claude model.
 //! - `fixtures/errors/<provider>_<case>.json`: an upstream error answer (status,
 //!   `Retry-After`, body), read by that provider, and what each client dialect is told.
 //! - `fixtures/answers/gemini*.{json,sse}`: Gemini answers and streams, translated for each
@@ -21,7 +22,9 @@ use portcullis_core::{Dialect, StreamEvent};
 use portcullis_dialects::errors::encode_error;
 use portcullis_dialects::frame::{Framer, SseFramer};
 use portcullis_dialects::{FrameOutcome, decode_request, encode_response, stream_encoder};
-use portcullis_providers::{ForwardedHeaders, Provider, ProviderKind, ProviderSpec, Secret};
+use portcullis_providers::{
+    ForwardedHeaders, Provider, ProviderKind, ProviderSpec, Secret, VertexSpec,
+};
 use serde_json::{Map, Value, json};
 
 fn fixtures(dir: &str) -> Vec<(String, Vec<u8>)> {
@@ -43,8 +46,35 @@ fn fixtures(dir: &str) -> Vec<(String, Vec<u8>)> {
 
 fn provider(kind: ProviderKind) -> Provider {
     let mut spec = ProviderSpec::new(kind.id(), kind);
-    spec.api_key = Some(Secret::new("secret-key"));
+    if kind == ProviderKind::Vertex {
+        spec.vertex = Some(vertex_spec());
+    } else {
+        spec.api_key = Some(Secret::new("secret-key"));
+    }
     Provider::new(spec).unwrap()
+}
+
+/// Vertex AI in `us-east5` with the test service account (its key file written once).
+fn vertex_spec() -> VertexSpec {
+    static FILE: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+    let path = FILE.get_or_init(|| {
+        let path = std::env::temp_dir().join(format!(
+            "portcullis-golden-vertex-{}.json",
+            std::process::id()
+        ));
+        let key = include_str!("../../test-support/keys/vertex-test-service-account.pem");
+        let file = json!({"type": "service_account", "project_id": "golden-project",
+            "private_key_id": "kid", "private_key": key,
+            "client_email": "sa@golden-project.iam.gserviceaccount.com",
+            "token_uri": "https://oauth2.googleapis.com/token"});
+        std::fs::write(&path, file.to_string()).unwrap();
+        path
+    });
+    VertexSpec {
+        project: None,
+        location: Some("us-east5".to_owned()),
+        credentials: Some(path.clone()),
+    }
 }
 
 const PROVIDERS: [ProviderKind; 3] = [
@@ -55,11 +85,16 @@ const PROVIDERS: [ProviderKind; 3] = [
 
 /// The upstream request as data: method, URL, headers (sensitive values redacted), body.
 fn upstream_request(p: &Provider, client: Dialect, body: &[u8]) -> Value {
+    upstream_request_for(p, "upstream-model", client, body)
+}
+
+/// The upstream request for `model`.
+fn upstream_request_for(p: &Provider, model: &str, client: Dialect, body: &[u8]) -> Value {
     let req = decode_request(client, body).unwrap();
     let built = p
         .chat_request(
             &req,
-            "upstream-model",
+            model,
             p.default_credential(),
             ForwardedHeaders::default(),
         )
@@ -103,6 +138,33 @@ fn each_request_fixture_as_each_provider_sends_it() {
     }
 }
 
+/// Vertex AI's two formats: a Gemini model (Google's, under the project and location) and a
+/// Claude model (Anthropic's body without `model`, with `anthropic_version`, at `rawPredict`).
+/// Its token is the gateway's to add, so no credential header is here.
+#[test]
+fn each_request_fixture_as_vertex_sends_it() {
+    let vertex = provider(ProviderKind::Vertex);
+    for (file, body) in fixtures("requests") {
+        let (case, dialect) = file
+            .strip_suffix(".json")
+            .and_then(|f| f.rsplit_once('.'))
+            .unwrap();
+        let client = match dialect {
+            "openai" => Dialect::OpenAi,
+            _ => Dialect::Anthropic,
+        };
+        for (model, row) in [
+            ("gemini-2.5-flash", "vertex_gemini"),
+            ("claude-sonnet-4-5@20250929", "vertex_claude"),
+        ] {
+            insta::assert_json_snapshot!(
+                format!("request_{case}_to_{row}"),
+                upstream_request_for(&vertex, model, client, &body)
+            );
+        }
+    }
+}
+
 #[test]
 fn each_error_fixture_as_its_provider_reads_it_and_each_client_sees_it() {
     for (file, fixture) in fixtures("errors") {
@@ -136,7 +198,9 @@ fn gemini_answers_to_each_client() {
         let Some(case) = file.strip_suffix(".json") else {
             continue;
         };
-        let resp = gemini.decode_chat_response(&body).unwrap();
+        let resp = gemini
+            .decode_chat_response("gemini-2.5-flash", &body)
+            .unwrap();
         for (client, name) in [
             (Dialect::OpenAi, "openai"),
             (Dialect::Anthropic, "anthropic"),
@@ -166,7 +230,7 @@ fn translate_stream(client: Dialect) -> String {
         framer.feed(chunk, &mut frames).unwrap();
     }
     framer.finish(&mut frames).unwrap();
-    let mut decoder = gemini.stream_decoder();
+    let mut decoder = gemini.stream_decoder("gemini-2.5-flash");
     let mut events: Vec<StreamEvent> = Vec::new();
     for f in &frames {
         assert_eq!(
