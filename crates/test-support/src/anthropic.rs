@@ -121,6 +121,17 @@ pub async fn messages(
     if let Some(r) = check_auth(h, key, n) {
         return r;
     }
+    answer(responder, frame_delay, body, n).await
+}
+
+/// Answers a Messages request that passed its API's checks: Anthropic's own, or Vertex AI's
+/// `rawPredict` (whose model, given in the URL, is put back in the body).
+pub(crate) async fn answer(
+    responder: Option<&dyn Responder>,
+    frame_delay: Duration,
+    body: &Value,
+    n: u64,
+) -> Response<MockBody> {
     let Some(model) = body.get("model").and_then(Value::as_str) else {
         return error(400, "invalid_request_error", "model: Field required", n);
     };

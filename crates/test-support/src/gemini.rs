@@ -518,7 +518,9 @@ enum Answer {
     Call { name: String, args: Value },
 }
 
-async fn generate(
+/// Answers a `generateContent` or `streamGenerateContent` request (`stream`: SSE or not, and
+/// the pause between chunks) that passed its API's checks: Gemini's own, or Vertex AI's.
+pub(crate) async fn generate(
     model: &str,
     body: &Value,
     stream: Option<(bool, Duration)>,

@@ -34,6 +34,12 @@
 //! its secret, for service `bedrock` in [`MockOptions::aws_region`]; the same model names
 //! trigger the same cases.
 //!
+//! The same server answers as Google Cloud's Vertex AI ([`vertex`]): a token endpoint, `POST
+//! /token`, checking service accounts' JWT-bearer grants as Google does and issuing expiring
+//! access tokens, and, under `/v1/projects/{project}/locations/{location}/publishers/…`, Gemini
+//! models (`generateContent`, `streamGenerateContent`) and Claude models (`rawPredict`,
+//! `streamRawPredict`) that want a live token; the same model names trigger the same cases.
+//!
 //! [`MockIssuer`] ([`oidc`]) is a mock OpenID Connect issuer (discovery document, JWKS,
 //! token minting and key rotation) for the tests of bearer-JWT validation.
 //!
@@ -59,6 +65,7 @@ pub mod reply;
 pub mod scenario;
 pub mod server;
 pub mod sigv4;
+pub mod vertex;
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -96,6 +103,8 @@ pub struct MockOptions {
     pub aws_session_token: Option<String>,
     /// The region Bedrock requests must be signed for.
     pub aws_region: String,
+    /// How long the access tokens of the Vertex AI token endpoint last.
+    pub vertex_token_lifetime: Duration,
 }
 
 impl Default for MockOptions {
@@ -113,6 +122,7 @@ impl Default for MockOptions {
             aws_secret_access_key: "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY".to_owned(),
             aws_session_token: None,
             aws_region: "us-east-1".to_owned(),
+            vertex_token_lifetime: Duration::from_secs(3599),
         }
     }
 }
@@ -142,6 +152,7 @@ pub(crate) struct Shared {
     pub(crate) replies: Mutex<VecDeque<Reply>>,
     pub(crate) hits: AtomicU64,
     pub(crate) responder: std::sync::RwLock<Option<Arc<dyn scenario::Responder>>>,
+    pub(crate) vertex_tokens: vertex::Tokens,
 }
 
 /// A running mock server. Dropping it stops the server.
@@ -181,6 +192,7 @@ impl MockUpstream {
             replies: Mutex::new(VecDeque::new()),
             hits: AtomicU64::new(0),
             responder: std::sync::RwLock::new(None),
+            vertex_tokens: vertex::Tokens::default(),
         });
         let (stop, stopped) = tokio::sync::oneshot::channel();
         tokio::spawn(server::run(listener, shared.clone(), stopped));
@@ -214,6 +226,26 @@ impl MockUpstream {
     /// Endpoint URL for Bedrock Runtime clients: `http://127.0.0.1:PORT`.
     pub fn bedrock_endpoint_url(&self) -> String {
         format!("http://{}", self.addr)
+    }
+
+    /// Base URL for Vertex AI clients: `http://127.0.0.1:PORT` (the paths begin with `/v1`).
+    pub fn vertex_base_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// The token endpoint of Vertex AI's service accounts: `http://127.0.0.1:PORT/token`.
+    pub fn vertex_token_uri(&self) -> String {
+        format!("http://{}/token", self.addr)
+    }
+
+    /// The key file of the mock's service account, its grants going to this mock.
+    pub fn vertex_service_account(&self) -> String {
+        vertex::service_account_json(vertex::PRIVATE_KEY, &self.vertex_token_uri())
+    }
+
+    /// JWT-bearer grants the token endpoint answered with a token so far.
+    pub fn vertex_grants(&self) -> u64 {
+        self.shared.vertex_tokens.grants()
     }
 
     /// Every request received so far (when recording is on).

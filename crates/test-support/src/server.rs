@@ -14,7 +14,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use serde_json::Value;
 
 use crate::reply::{MockBody, json_response, render};
-use crate::{RecordedRequest, Shared, anthropic, bedrock, gemini, openai};
+use crate::{RecordedRequest, Shared, anthropic, bedrock, gemini, openai, vertex};
 
 pub(crate) async fn run(
     listener: tokio::net::TcpListener,
@@ -85,6 +85,19 @@ async fn handle(shared: &Shared, req: Request<Incoming>) -> Response<MockBody> {
         && let Some(refused) = bedrock::authenticate(&shared.options, &parts, &raw, n)
     {
         return refused;
+    }
+    // Vertex AI's token endpoint answers grants, and its models want a live token, before
+    // anything else.
+    if vertex::handles(parts.uri.path())
+        && let Some(answer) = vertex::authenticate(
+            &shared.vertex_tokens,
+            shared.options.vertex_token_lifetime,
+            &parts,
+            &raw,
+            n,
+        )
+    {
+        return answer;
     }
     let scripted = shared.replies.lock().ok().and_then(|mut q| q.pop_front());
     if let Some(reply) = scripted {
@@ -178,6 +191,9 @@ async fn handle(shared: &Shared, req: Request<Incoming>) -> Response<MockBody> {
         }
         (_, path) if bedrock::handles(path) => {
             bedrock::handle(opts.stream_frame_delay, &parts, &json, n).await
+        }
+        (_, path) if vertex::handles(path) => {
+            vertex::handle(responder, opts.stream_frame_delay, &parts, &json, n).await
         }
         _ => json_response(
             404,

@@ -51,3 +51,4 @@ mod telemetry;
 mod tool_policies_admin;
 mod tools_denied;
 mod usage;
+mod vertex;

@@ -6,6 +6,11 @@
 //! requests are signed with the `--aws-*` credentials (by default AWS's documentation example
 //! key, `AKIAIOSFODNN7EXAMPLE`, in `us-east-1`).
 //!
+//! Vertex AI is served at `/v1/projects/…` with its token endpoint at `/token`;
+//! `--vertex-credentials-out FILE` writes the key file of the mock's service account there
+//! (its `token_uri` this server's), and `--vertex-token-lifetime-s N` sets how long tokens
+//! last.
+//!
 //! Prints `listening on http://IP:PORT` once bound, then serves until SIGTERM or SIGINT.
 
 use std::io::Write;
@@ -17,7 +22,8 @@ fn usage() -> ! {
     eprintln!(
         "usage: mock-upstream [--listen ADDR] [--latency-ms N] [--frame-delay-ms N] \
          [--openai-key K] [--anthropic-key K] [--gemini-key K] [--aws-access-key-id K] \
-         [--aws-secret-access-key S] [--aws-session-token T] [--aws-region R] [--no-record]"
+         [--aws-secret-access-key S] [--aws-session-token T] [--aws-region R] \
+         [--vertex-credentials-out FILE] [--vertex-token-lifetime-s N] [--no-record]"
     );
     std::process::exit(2)
 }
@@ -26,6 +32,7 @@ fn usage() -> ! {
 async fn main() {
     let mut listen = "127.0.0.1:0".to_owned();
     let mut options = MockOptions::default();
+    let mut vertex_out: Option<String> = None;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         let mut value = || args.next().unwrap_or_else(|| usage());
@@ -45,6 +52,11 @@ async fn main() {
             "--aws-secret-access-key" => options.aws_secret_access_key = value(),
             "--aws-session-token" => options.aws_session_token = Some(value()),
             "--aws-region" => options.aws_region = value(),
+            "--vertex-credentials-out" => vertex_out = Some(value()),
+            "--vertex-token-lifetime-s" => {
+                options.vertex_token_lifetime =
+                    Duration::from_secs(value().parse().unwrap_or_else(|_| usage()))
+            }
             "--no-record" => options.record_requests = false,
             _ => usage(),
         }
@@ -57,6 +69,12 @@ async fn main() {
         }
     };
     let mock = MockUpstream::serve(listener, options);
+    if let Some(path) = vertex_out
+        && let Err(e) = std::fs::write(&path, mock.vertex_service_account())
+    {
+        eprintln!("mock-upstream: cannot write {path}: {e}");
+        std::process::exit(1);
+    }
     let mut out = std::io::stdout();
     let _ = writeln!(out, "listening on http://{}", mock.addr());
     let _ = out.flush();
