@@ -199,6 +199,29 @@ pub trait ProviderApi: Send + Sync + fmt::Debug {
         None
     }
 
+    /// The URL and body of the request counting the input tokens of `req` for `model`, at
+    /// the API's own count endpoint (Anthropic's `/v1/messages/count_tokens`, Gemini's
+    /// `:countTokens`); `headers` as for [`chat`](Self::chat). `None` when the API has none:
+    /// the gateway then estimates the count itself.
+    fn count_tokens(
+        &self,
+        req: &ChatRequest,
+        model: &str,
+        forwarded: ForwardedHeaders<'_>,
+        headers: &mut HeaderMap,
+    ) -> Option<Result<(Uri, Vec<u8>), GatewayError>> {
+        let _ = (req, model, forwarded, headers);
+        None
+    }
+
+    /// Reads a successful answer of the count endpoint: the input tokens.
+    fn count_tokens_response(&self, body: &[u8]) -> Result<u64, GatewayError> {
+        let _ = body;
+        Err(GatewayError::internal(
+            "The provider's API has no token count endpoint",
+        ))
+    }
+
     /// Turns an error answer (`status`, its `Retry-After`, its body) into a [`GatewayError`].
     fn decode_error(
         &self,

@@ -3,7 +3,8 @@
 //! no version (one given with `/v1beta` is accepted). Answers are in Gemini's own format, so
 //! they are always translated for the caller; errors carry Google's `RetryInfo`. Embeddings go
 //! to `:embedContent` (one text) or `:batchEmbedContents` (several) and come back in OpenAI's
-//! format.
+//! format. Input tokens are counted by `:countTokens`, given the whole `generateContentRequest`
+//! (system instruction and tools included).
 
 use std::time::Duration;
 
@@ -77,6 +78,40 @@ impl ProviderApi for GeminiApi {
             self.uri(model, "generateContent")?
         };
         Ok((uri, body))
+    }
+
+    fn count_tokens(
+        &self,
+        req: &ChatRequest,
+        model: &str,
+        _forwarded: ForwardedHeaders<'_>,
+        _headers: &mut HeaderMap,
+    ) -> Option<Result<(Uri, Vec<u8>), GatewayError>> {
+        let built = (|| {
+            let body = gemini::encode_request(
+                req,
+                &gemini::EncodeOptions {
+                    include_thoughts: false,
+                },
+            )?;
+            let mut inner: serde_json::Value = serde_json::from_slice(&body).map_err(|e| {
+                GatewayError::internal("The token count request could not be built").with_source(e)
+            })?;
+            if let Some(o) = inner.as_object_mut() {
+                o.insert("model".to_owned(), gemini::model_path(model).into());
+            }
+            let body = serde_json::to_vec(&serde_json::json!({ "generateContentRequest": inner }))
+                .map_err(|e| {
+                    GatewayError::internal("The token count request could not be built")
+                        .with_source(e)
+                })?;
+            Ok((self.uri(model, "countTokens")?, body))
+        })();
+        Some(built)
+    }
+
+    fn count_tokens_response(&self, body: &[u8]) -> Result<u64, GatewayError> {
+        crate::anthropic::input_tokens(body, "totalTokens")
     }
 
     fn embeddings(

@@ -184,6 +184,9 @@ pub struct Provider {
     credential: Option<Credential>,
     authentication: Authentication,
     models: Vec<String>,
+    /// The base URL without its version segment: what the native pass-through puts before the
+    /// rest of a caller's path.
+    native_root: String,
 }
 
 const CLOUDFLARE_BASE: &str = "https://gateway.ai.cloudflare.com/v1";
@@ -194,6 +197,14 @@ pub(crate) fn join(base: &str, path: &str) -> Result<Uri, ProviderError> {
     format!("{base}{path}")
         .parse::<Uri>()
         .map_err(|_| ProviderError::InvalidBaseUrl(base.to_owned()))
+}
+
+/// `base` without a trailing version segment (`/v1`, `/v1beta`).
+fn native_root(base: &str) -> &str {
+    ["/v1", "/v1beta"]
+        .iter()
+        .find_map(|v| base.strip_suffix(v))
+        .unwrap_or(base)
 }
 
 /// A Vertex AI provider's project, location and token grant, from its spec and credentials
@@ -344,6 +355,7 @@ impl Provider {
             credential,
             authentication,
             models: spec.models,
+            native_root: native_root(base).to_owned(),
         })
     }
 
@@ -432,6 +444,48 @@ impl Provider {
             headers,
             body: Bytes::from(body),
         })
+    }
+
+    /// Builds the request counting the input tokens of `req` for `model` at the provider's
+    /// own count endpoint; `None` when its API has none (the gateway estimates the count).
+    pub fn count_tokens_request(
+        &self,
+        req: &ChatRequest,
+        model: &str,
+        credential: Option<&Credential>,
+        forwarded: ForwardedHeaders<'_>,
+    ) -> Option<Result<UpstreamRequest, GatewayError>> {
+        let mut headers = self.headers(credential, 1);
+        let built = self
+            .api(model)
+            .count_tokens(req, model, forwarded, &mut headers)?;
+        Some(built.map(|(uri, body)| UpstreamRequest {
+            method: Method::POST,
+            uri,
+            headers,
+            body: Bytes::from(body),
+        }))
+    }
+
+    /// Reads a successful answer of `model`'s token count endpoint: the input tokens.
+    pub fn count_tokens_response(&self, model: &str, body: &[u8]) -> Result<u64, GatewayError> {
+        self.api(model).count_tokens_response(body)
+    }
+
+    /// The provider's base URL without a trailing version segment (`/v1`, `/v1beta`): a
+    /// caller's path under `/{provider}` of the native pass-through follows it, written as
+    /// the provider's own SDKs write it (`/v1/images/generations`).
+    pub fn native_root(&self) -> &str {
+        &self.native_root
+    }
+
+    /// The headers a native request (pass-through, model listing) carries: the provider's
+    /// configured and fixed headers and `credential`'s, without a content type (the request's
+    /// own is kept).
+    pub fn native_headers(&self, credential: Option<&Credential>) -> HeaderMap {
+        let mut h = self.headers(credential, 0);
+        h.remove(CONTENT_TYPE);
+        h
     }
 
     /// Builds the upstream request for embeddings served by `model`.
