@@ -1,4 +1,5 @@
 //! Anthropic's Messages API as the mock speaks it: `POST /v1/messages` (complete and streamed),
+//! `POST /v1/messages/count_tokens`,
 //! `GET /v1/models` (paginated with `limit`, `after_id`, `before_id`) and
 //! `GET /v1/models/{model_id}`, with `x-api-key` (or Bearer) authentication, the required `anthropic-version` header, error
 //! bodies (`{"type":"error","error":{"type","message"},"request_id"}`), the `request-id` header,
@@ -502,4 +503,79 @@ pub fn model(key: &str, h: &HeaderMap, id: &str, n: u64) -> Response<MockBody> {
         Some(m) => json_response(200, &model_object(*m), &headers(n)),
         None => error(404, "not_found_error", &format!("model: {id}"), n),
     }
+}
+
+/// The members `POST /v1/messages/count_tokens` takes; Anthropic refuses any other.
+const COUNT_TOKENS_MEMBERS: [&str; 8] = [
+    "model",
+    "messages",
+    "system",
+    "tools",
+    "tool_choice",
+    "thinking",
+    "mcp_servers",
+    "context_management",
+];
+
+/// `POST /v1/messages/count_tokens`: `{"input_tokens": n}`, the messages, system prompt and
+/// tools counted as the mock counts a Messages request's input (four characters a token, over
+/// their JSON). Anthropic's checks: the key and `anthropic-version`, `model` and `messages`
+/// required, user and assistant roles only, and nothing a count does not take (`max_tokens`,
+/// `stream`, sampling settings: "Extra inputs are not permitted").
+pub fn count_tokens(key: &str, h: &HeaderMap, body: &Value, n: u64) -> Response<MockBody> {
+    if let Some(r) = check_auth(h, key, n) {
+        return r;
+    }
+    let Some(obj) = body.as_object() else {
+        return error(
+            400,
+            "invalid_request_error",
+            "There was an issue with the JSON body of your request.",
+            n,
+        );
+    };
+    if let Some(extra) = obj
+        .keys()
+        .find(|k| !COUNT_TOKENS_MEMBERS.contains(&k.as_str()))
+    {
+        return error(
+            400,
+            "invalid_request_error",
+            &format!("{extra}: Extra inputs are not permitted"),
+            n,
+        );
+    }
+    if obj.get("model").and_then(Value::as_str).is_none() {
+        return error(400, "invalid_request_error", "model: Field required", n);
+    }
+    let Some(messages) = obj.get("messages").and_then(Value::as_array) else {
+        return error(400, "invalid_request_error", "messages: Field required", n);
+    };
+    if let Some(bad) = messages.iter().find(|m| {
+        !matches!(
+            m.get("role").and_then(Value::as_str),
+            Some("user" | "assistant")
+        )
+    }) {
+        return error(
+            400,
+            "invalid_request_error",
+            &format!(
+                "messages: unexpected role {}",
+                bad.get("role").unwrap_or(&Value::Null)
+            ),
+            n,
+        );
+    }
+    let mut source = Value::Array(messages.clone()).to_string();
+    for member in ["system", "tools"] {
+        if let Some(v) = obj.get(member) {
+            source.push_str(&v.to_string());
+        }
+    }
+    json_response(
+        200,
+        &json!({ "input_tokens": tokens(&source) }),
+        &headers(n),
+    )
 }

@@ -1,5 +1,6 @@
 //! OpenAI's API as the mock speaks it: `POST /v1/chat/completions` (complete and streamed),
-//! `POST /v1/embeddings`, `GET /v1/models` and `GET /v1/models/{model}`, with OpenAI's
+//! `POST /v1/embeddings`, `POST /v1/images/generations`, `POST /v1/audio/speech`,
+//! `GET /v1/models` and `GET /v1/models/{model}`, with OpenAI's
 //! authentication, error bodies (`{"error":{"message","type","param","code"}}`),
 //! `x-request-id` and rate-limit headers.
 
@@ -513,4 +514,144 @@ pub fn model(key: &str, h: &HeaderMap, id: &str, n: u64) -> Response<MockBody> {
             n,
         )
     }
+}
+
+/// A valid one-pixel PNG, the image every generation answers with.
+pub const PIXEL_PNG: [u8; 67] = [
+    0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a, 0x00, 0x00, 0x00, 0x0d, 0x49, 0x48, 0x44, 0x52,
+    0x00, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x01, 0x08, 0x06, 0x00, 0x00, 0x00, 0x1f, 0x15, 0xc4,
+    0x89, 0x00, 0x00, 0x00, 0x0a, 0x49, 0x44, 0x41, 0x54, 0x78, 0x9c, 0x63, 0x00, 0x01, 0x00, 0x00,
+    0x05, 0x00, 0x01, 0x0d, 0x0a, 0x2d, 0xb4, 0x00, 0x00, 0x00, 0x00, 0x49, 0x45, 0x4e, 0x44, 0xae,
+    0x42, 0x60, 0x82,
+];
+
+/// `POST /v1/images/generations` (OpenAI's Images API): `prompt` required, `n` images (1 to
+/// 10), each as `b64_json` (a one-pixel PNG) or, with `response_format: "url"` (DALL·E only), a
+/// URL; `{"created","data":[…]}` with `usage` for GPT Image models.
+pub fn images_generations(key: &str, h: &HeaderMap, body: &Value, n: u64) -> Response<MockBody> {
+    if let Some(r) = check_auth(h, key, n) {
+        return r;
+    }
+    let Some(prompt) = body.get("prompt").and_then(Value::as_str) else {
+        return error(
+            400,
+            "Missing required parameter: 'prompt'.",
+            "invalid_request_error",
+            Some("missing_required_parameter"),
+            n,
+        );
+    };
+    let model = body
+        .get("model")
+        .and_then(Value::as_str)
+        .unwrap_or("dall-e-2");
+    let count = body.get("n").and_then(Value::as_u64).unwrap_or(1);
+    if !(1..=10).contains(&count) {
+        return error(
+            400,
+            &format!("{count} is not valid for 'n': it must be between 1 and 10."),
+            "invalid_request_error",
+            None,
+            n,
+        );
+    }
+    let gpt_image = model.starts_with("gpt-image");
+    let url = body.get("response_format").and_then(Value::as_str) == Some("url");
+    if url && gpt_image {
+        return error(
+            400,
+            "Unknown parameter: 'response_format'.",
+            "invalid_request_error",
+            None,
+            n,
+        );
+    }
+    let b64 = base64::engine::general_purpose::STANDARD.encode(PIXEL_PNG);
+    let data: Vec<Value> = (0..count)
+        .map(|i| {
+            if url {
+                json!({"url": format!("https://images.example/{}-{i}.png", scenario::id("img_", n))})
+            } else {
+                json!({"b64_json": b64, "revised_prompt": prompt})
+            }
+        })
+        .collect();
+    let mut answer = json!({"created": now(), "data": data});
+    if gpt_image {
+        let input = tokens(prompt);
+        answer["usage"] = json!({
+            "input_tokens": input, "output_tokens": 272 * count, "total_tokens": input + 272 * count,
+            "input_tokens_details": {"text_tokens": input, "image_tokens": 0}
+        });
+    }
+    json_response(200, &answer, &headers(n))
+}
+
+/// `POST /v1/audio/speech` (OpenAI's text to speech): `model`, `input` and `voice` required;
+/// the audio itself as the answer, in `response_format` (`mp3` by default), streamed in chunks
+/// as OpenAI does. The bytes are a deterministic function of the input, not real audio, but
+/// cover every byte value.
+pub fn audio_speech(key: &str, h: &HeaderMap, body: &Value, n: u64) -> Response<MockBody> {
+    if let Some(r) = check_auth(h, key, n) {
+        return r;
+    }
+    for field in ["model", "input", "voice"] {
+        if body.get(field).is_none() {
+            return error(
+                400,
+                &format!("Missing required parameter: '{field}'."),
+                "invalid_request_error",
+                Some("missing_required_parameter"),
+                n,
+            );
+        }
+    }
+    let input = body
+        .get("input")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let (content_type, magic): (&'static str, &[u8]) = match body
+        .get("response_format")
+        .and_then(Value::as_str)
+    {
+        None | Some("mp3") => ("audio/mpeg", b"ID3"),
+        Some("opus") => ("audio/opus", b"OggS"),
+        Some("aac") => ("audio/aac", b"\xff\xf1"),
+        Some("flac") => ("audio/flac", b"fLaC"),
+        Some("wav") => ("audio/wav", b"RIFF"),
+        Some("pcm") => ("audio/pcm", b""),
+        Some(other) => {
+            return error(
+                400,
+                &format!(
+                    "Invalid value: '{other}'. Supported values are: 'mp3', 'opus', 'aac', 'flac', 'wav', and 'pcm'."
+                ),
+                "invalid_request_error",
+                None,
+                n,
+            );
+        }
+    };
+    let audio = speech_bytes(magic, input);
+    let chunks = audio
+        .chunks(4096)
+        .map(bytes::Bytes::copy_from_slice)
+        .collect();
+    crate::reply::chunked_response(
+        chunks,
+        content_type,
+        Duration::ZERO,
+        StreamEnd::Complete,
+        &headers(n),
+    )
+}
+
+/// The mock's "audio" for `input`: the format's magic bytes, then 256 bytes (every value) per
+/// input character.
+pub fn speech_bytes(magic: &[u8], input: &str) -> Vec<u8> {
+    let mut out = magic.to_vec();
+    for (i, _) in input.chars().enumerate() {
+        out.extend((0..=255u8).map(|b| b.wrapping_add(i as u8)));
+    }
+    out
 }

@@ -169,10 +169,17 @@ async fn handle(shared: &Shared, req: Request<Incoming>) -> Response<MockBody> {
             .await
         }
         (true, "/v1/embeddings") => openai::embeddings(openai_key, &parts.headers, &json, n),
+        (true, "/v1/images/generations") => {
+            openai::images_generations(openai_key, &parts.headers, &json, n)
+        }
+        (true, "/v1/audio/speech") => openai::audio_speech(openai_key, &parts.headers, &json, n),
         (false, "/v1/models") if anthropic => {
             anthropic::models(anthropic_key, &parts.headers, query, n)
         }
         (false, "/v1/models") => openai::models(openai_key, &parts.headers, n),
+        (true, "/v1/messages/count_tokens") => {
+            anthropic::count_tokens(anthropic_key, &parts.headers, &json, n)
+        }
         (true, "/v1/messages") => {
             anthropic::messages(
                 responder,
