@@ -10,6 +10,8 @@
 //! |---|---|
 //! | `POST /v1/chat/completions`, `POST /v1/messages` | [`chat`] (streaming in [`relay`]) |
 //! | `POST /v1/embeddings` | [`embeddings`] |
+//! | `POST /v1/messages/count_tokens` | [`count_tokens`] |
+//! | `/{provider}/…` (no other route matching) | [`passthrough`] |
 //! | `POST /v1/responses`, `GET`/`DELETE /v1/responses/{id}` | [`responses`] (kept in [`stored_responses`]) |
 //! | `GET /v1/models`, `GET /v1/models/{model}` | [`models`] (providers' lists: [`model_catalog`]) |
 //! | `GET /admin/logs`, `GET /admin/usage` | [`admin`] |
@@ -32,6 +34,7 @@ pub mod body;
 pub mod breaker_sync;
 pub mod breakers;
 pub mod chat;
+pub mod count_tokens;
 pub mod clock;
 pub mod dispatch;
 pub mod embeddings;
@@ -60,6 +63,7 @@ pub mod metrics;
 pub mod model_catalog;
 pub mod models;
 pub mod oauth;
+pub mod passthrough;
 pub mod pipeline;
 pub mod quarantine;
 pub mod quarantine_answers;
@@ -94,7 +98,7 @@ use axum::http::{HeaderMap, Method, Uri};
 use axum::response::Response;
 use axum::routing::{delete, get, post};
 use portcullis_config::Config;
-use portcullis_core::{ErrorKind, GatewayError};
+use portcullis_core::GatewayError;
 use portcullis_store::{LogWriter, StoreError, WriterConfig};
 use tokio::net::TcpListener;
 use uuid::Uuid;
@@ -383,6 +387,10 @@ pub fn router(state: Arc<AppState>) -> Router {
     let app = Router::new()
         .route("/v1/chat/completions", post(chat::chat_completions))
         .route("/v1/messages", post(chat::messages))
+        .route(
+            "/v1/messages/count_tokens",
+            post(count_tokens::count_tokens),
+        )
         .route("/v1/embeddings", post(embeddings::embeddings))
         .route("/v1/responses", post(responses::create))
         .route(
@@ -536,7 +544,8 @@ pub fn router(state: Arc<AppState>) -> Router {
                 .unwrap_or_default()
                 .with_state(()),
         )
-        .fallback(not_found)
+        // Paths no route takes: a provider's native API (`/{provider}/…`), else 404.
+        .fallback(passthrough::fallback)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::disable())
         .with_state(state.clone());
@@ -553,15 +562,6 @@ pub fn router(state: Arc<AppState>) -> Router {
             request_log::access_line_for_other_routes(axum::extract::State(access), req, next).await
         },
     ))
-}
-
-async fn not_found(method: Method, uri: Uri, headers: HeaderMap) -> Response {
-    let e = GatewayError::new(
-        ErrorKind::NotFound,
-        format!("Unknown endpoint: {method} {}", uri.path()),
-    )
-    .with_code("unknown_endpoint");
-    respond::error(models::dialect_of(&headers), &e, &Uuid::now_v7())
 }
 
 async fn method_not_allowed(method: Method, uri: Uri, headers: HeaderMap) -> Response {

@@ -120,6 +120,10 @@ pub enum Operation {
     Responses,
     /// `POST /mcp` and `POST /mcp/<server>`.
     Mcp,
+    /// `POST /v1/messages/count_tokens`.
+    CountTokens,
+    /// `/{provider}/…`, the native pass-through.
+    Passthrough,
 }
 
 impl Operation {
@@ -131,6 +135,8 @@ impl Operation {
             Operation::Embeddings => "embeddings",
             Operation::Responses => "responses",
             Operation::Mcp => "mcp",
+            Operation::CountTokens => "count_tokens",
+            Operation::Passthrough => "passthrough",
         }
     }
 
@@ -140,20 +146,23 @@ impl Operation {
             Operation::ChatCompletions | Operation::Messages | Operation::Responses => "chat",
             Operation::Embeddings => "embeddings",
             Operation::Mcp => "execute_tool",
+            Operation::CountTokens => "count_tokens",
+            Operation::Passthrough => "passthrough",
         }
     }
 
     /// The caller's dialect.
     pub fn dialect(self) -> Dialect {
         match self {
-            Operation::Messages => Dialect::Anthropic,
+            Operation::Messages | Operation::CountTokens => Dialect::Anthropic,
             // MCP answers in JSON-RPC; its errors never take an LLM dialect's shape. The
             // Responses API's errors are OpenAI's; its answers have a shape of their own
             // (`chat::Presenter`).
             Operation::ChatCompletions
             | Operation::Embeddings
             | Operation::Responses
-            | Operation::Mcp => Dialect::OpenAi,
+            | Operation::Mcp
+            | Operation::Passthrough => Dialect::OpenAi,
         }
     }
 }

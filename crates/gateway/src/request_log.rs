@@ -256,6 +256,7 @@ fn access_line(r: &LogRecord) {
         "messages" => "/v1/messages",
         "embeddings" => "/v1/embeddings",
         "responses" => "/v1/responses",
+        "count_tokens" => "/v1/messages/count_tokens",
         other => other,
     };
     let model = r.model.as_deref().or(r.requested_model.as_deref());

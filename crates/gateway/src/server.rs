@@ -479,6 +479,7 @@ fn http1_refusal(head: &[u8], state: &AppState) -> Vec<u8> {
     let endpoint = match path {
         "/v1/chat/completions" => Some(("chat_completions", Dialect::OpenAi)),
         "/v1/messages" => Some(("messages", Dialect::Anthropic)),
+        "/v1/messages/count_tokens" => Some(("count_tokens", Dialect::Anthropic)),
         "/v1/embeddings" => Some(("embeddings", Dialect::OpenAi)),
         "/v1/responses" => Some(("responses", Dialect::OpenAi)),
         _ => None,

@@ -38,6 +38,9 @@ pub struct ClientConfig {
 #[derive(Clone, Debug)]
 pub struct UpstreamClient {
     client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
+    /// The same connector's client for bodies streamed as they arrive (the native
+    /// pass-through's).
+    streaming: Client<HttpsConnector<HttpConnector>, axum::body::Body>,
     first_byte_timeout: Duration,
 }
 
@@ -59,14 +62,17 @@ impl UpstreamClient {
             .enable_http2()
             .wrap_connector(http);
 
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(90))
-            .pool_max_idle_per_host(config.max_idle_per_host)
-            .pool_timer(TokioTimer::new())
-            .timer(TokioTimer::new())
-            .build(https);
+        let builder = {
+            let mut b = Client::builder(TokioExecutor::new());
+            b.pool_idle_timeout(Duration::from_secs(90))
+                .pool_max_idle_per_host(config.max_idle_per_host)
+                .pool_timer(TokioTimer::new())
+                .timer(TokioTimer::new());
+            b
+        };
         Ok(Self {
-            client,
+            client: builder.build(https.clone()),
+            streaming: builder.build(https),
             first_byte_timeout: config.first_byte_timeout,
         })
     }
@@ -93,6 +99,33 @@ impl UpstreamClient {
         })?;
         let timeout = first_byte_timeout.unwrap_or(self.first_byte_timeout);
         match tokio::time::timeout(timeout, self.client.request(request)).await {
+            Ok(Ok(resp)) => {
+                warn_on_failure(provider, resp.status());
+                Ok(resp)
+            }
+            Ok(Err(e)) => Err(transport_error(&e, provider)),
+            Err(_) => Err(GatewayError::new(
+                ErrorKind::Timeout,
+                format!(
+                    "The upstream provider `{provider}` did not answer within {} ms",
+                    timeout.as_millis()
+                ),
+            )),
+        }
+    }
+}
+
+impl UpstreamClient {
+    /// Sends `req`, whose body streams as it arrives, and waits for the response headers
+    /// (within `first_byte_timeout`, else the client's). Nothing in the body is buffered.
+    pub async fn send_streaming(
+        &self,
+        req: Request<axum::body::Body>,
+        provider: &str,
+        first_byte_timeout: Option<Duration>,
+    ) -> Result<http::Response<Incoming>, GatewayError> {
+        let timeout = first_byte_timeout.unwrap_or(self.first_byte_timeout);
+        match tokio::time::timeout(timeout, self.streaming.request(req)).await {
             Ok(Ok(resp)) => {
                 warn_on_failure(provider, resp.status());
                 Ok(resp)

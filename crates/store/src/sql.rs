@@ -101,6 +101,8 @@ impl LogRow {
                     "embeddings",
                     "responses",
                     "mcp",
+                    "count_tokens",
+                    "passthrough",
                 ],
             )
             .unwrap_or("unknown"),
