@@ -179,6 +179,19 @@ def gemini_gateway(mock_url, tmp_path_factory):
     assert stop_gateway(gw) == 0, (gw.workdir / "gateway.log").read_text()
 
 
+def test_the_openai_sdk_lists_geminis_models_through_the_gateway(gemini_gateway):
+    """With GEMINI_API_KEY alone, `/v1/models` lists what Gemini's `GET /v1beta/models` says,
+    every page of it, by the names callers use."""
+    c = openai.OpenAI(base_url=f"{gemini_gateway.url}/v1", api_key=MASTER_KEY, max_retries=0)
+    ids = [m.id for m in c.models.list()]
+    for name in ["gemini-2.5-flash", "gemini-2.5-pro", "gemini-3-pro-preview", "gemini-embedding-001"]:
+        assert f"gemini/{name}" in ids, ids
+    assert not any(i.startswith("gemini/models/") for i in ids), ids
+    assert c.models.retrieve("gemini/gemini-2.5-pro").owned_by == "gemini"
+    a = anthropic.Anthropic(base_url=gemini_gateway.url, api_key=MASTER_KEY, max_retries=0)
+    assert "gemini/gemini-2.5-flash" in [m.id for m in a.models.list(limit=1000)]
+
+
 OPENAI_TOOLS = [
     {"type": "function", "function": {"name": "get_weather", "description": "Weather",
      "parameters": {"type": "object", "properties": {"query": {"type": "string"}}}}},

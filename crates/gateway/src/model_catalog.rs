@@ -85,6 +85,7 @@ pub fn lister(
         ProviderKind::Anthropic => {
             AnthropicModels::new(provider, credential).map(|l| Box::new(l) as Box<dyn ModelLister>)
         }
+        ProviderKind::Gemini => Some(Box::new(GeminiModels::new(provider, credential))),
         ProviderKind::OpenAi
         | ProviderKind::Groq
         | ProviderKind::Mistral
@@ -100,9 +101,8 @@ pub fn lister(
             OpenAiModels::new(provider, credential).map(|l| Box::new(l) as Box<dyn ModelLister>)
         }
         // Perplexity has no list endpoint; a Cloudflare AI Gateway's paths depend on the
-        // provider behind it; Gemini's `GET /v1beta/models` is not read yet. Their models are
-        // the configured ones.
-        ProviderKind::Perplexity | ProviderKind::Cloudflare | ProviderKind::Gemini => None,
+        // provider behind it. Their models are the configured ones.
+        ProviderKind::Perplexity | ProviderKind::Cloudflare => None,
         // Vertex AI lists publishers' whole catalogues, not what a project may call.
         ProviderKind::Vertex => None,
     }
@@ -247,6 +247,74 @@ impl ModelLister for AnthropicModels {
         let next = more
             .then(|| v.get("last_id").and_then(Value::as_str).map(str::to_owned))
             .flatten();
+        Ok(Page { models, next })
+    }
+}
+
+/// Google's Gemini API's `GET /v1beta/models`: pages of at most 1000 (`pageSize`), the next
+/// one asked for with `pageToken` = the page's `nextPageToken`. Models are named `models/…`;
+/// callers use the name without that prefix (`gemini-2.5-flash`), as the chat URL takes it.
+/// The list URL is the provider's native root's, not derived from its chat URL.
+struct GeminiModels {
+    uri: String,
+    headers: HeaderMap,
+}
+
+impl GeminiModels {
+    fn new(provider: &Provider, credential: Option<&Credential>) -> Self {
+        Self {
+            uri: format!("{}/v1beta/models", provider.native_root()),
+            headers: provider.native_headers(credential),
+        }
+    }
+}
+
+impl ModelLister for GeminiModels {
+    fn endpoint(&self) -> &str {
+        &self.uri
+    }
+
+    fn request(&self, after: Option<&str>) -> Result<UpstreamRequest, GatewayError> {
+        let uri = match after {
+            None => format!("{}?pageSize=1000", self.uri),
+            Some(token) => format!(
+                "{}?pageSize=1000&pageToken={}",
+                self.uri,
+                percent_encode(token)
+            ),
+        };
+        get(&uri, &self.headers)
+    }
+
+    fn parse(&self, body: &[u8]) -> Result<Page, String> {
+        let v: Value = serde_json::from_slice(body).map_err(|e| e.to_string())?;
+        let Some(obj) = v.as_object() else {
+            return Err("not a model list".to_owned());
+        };
+        // An empty list is `{}`: Google leaves out empty members.
+        let items = match obj.get("models") {
+            None => &Vec::new(),
+            Some(m) => m.as_array().ok_or("`models` is not an array")?,
+        };
+        let models = items
+            .iter()
+            .filter_map(|m| {
+                let name = m.get("name")?.as_str()?;
+                Some(ListedModel {
+                    id: name.strip_prefix("models/").unwrap_or(name).to_owned(),
+                    created: None,
+                    display_name: m
+                        .get("displayName")
+                        .and_then(Value::as_str)
+                        .map(str::to_owned),
+                })
+            })
+            .collect();
+        let next = obj
+            .get("nextPageToken")
+            .and_then(Value::as_str)
+            .filter(|t| !t.is_empty())
+            .map(str::to_owned);
         Ok(Page { models, next })
     }
 }
@@ -547,6 +615,33 @@ mod tests {
         );
         assert_eq!(r.headers["x-api-key"], "k");
         assert_eq!(r.headers["anthropic-version"], "2023-06-01");
+
+        let p = provider(ProviderKind::Gemini, "http://127.0.0.1:9/v1beta");
+        let l = lister(&p, p.default_credential()).unwrap();
+        let r = l.request(Some("t/1")).unwrap();
+        assert_eq!(
+            r.uri,
+            "http://127.0.0.1:9/v1beta/models?pageSize=1000&pageToken=t%2F1"
+        );
+        assert_eq!(r.headers["x-goog-api-key"], "k");
+        assert_eq!(r.headers["x-org"], "o");
+        assert!(r.headers.get("content-type").is_none());
+        let page = l
+            .parse(
+                br#"{"models":[{"name":"models/gemini-2.5-flash","displayName":"Gemini 2.5 Flash"},
+                     {"displayName":"nameless"}],"nextPageToken":"2"}"#,
+            )
+            .unwrap();
+        assert_eq!(page.models.len(), 1);
+        assert_eq!(page.models[0].id, "gemini-2.5-flash");
+        assert_eq!(
+            page.models[0].display_name.as_deref(),
+            Some("Gemini 2.5 Flash")
+        );
+        assert_eq!(page.next.as_deref(), Some("2"));
+        let last = l.parse(b"{}").unwrap();
+        assert!(last.models.is_empty() && last.next.is_none());
+        assert!(l.parse(br#"{"models":{}}"#).is_err());
 
         let p = provider(ProviderKind::Perplexity, "http://127.0.0.1:9");
         assert!(lister(&p, p.default_credential()).is_none());
