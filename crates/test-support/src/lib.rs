@@ -1,7 +1,8 @@
 //! Mock upstream LLM providers for tests and benchmarks.
 //!
 //! [`MockUpstream`] is one HTTP server on `127.0.0.1:0` that speaks both OpenAI's API
-//! (`/v1/chat/completions`, `/v1/embeddings`, `/v1/models`) and Anthropic's (`/v1/messages`,
+//! (`/v1/chat/completions`, `/v1/embeddings`, `/v1/models`, and the Responses API's
+//! `/v1/responses`) and Anthropic's (`/v1/messages`,
 //! and `/v1/models` when asked with Anthropic's headers),
 //! written from the providers' public API references: their authentication, status codes,
 //! headers, error bodies, usage fields and SSE framing. It is deliberately independent of the
@@ -62,6 +63,7 @@ pub mod oidc;
 pub mod openai;
 pub mod postgres;
 pub mod reply;
+pub mod responses;
 pub mod scenario;
 pub mod server;
 pub mod sigv4;
@@ -149,6 +151,8 @@ pub struct RecordedRequest {
 pub(crate) struct Shared {
     pub(crate) options: MockOptions,
     pub(crate) requests: Mutex<Vec<RecordedRequest>>,
+    /// The responses the mock's Responses API keeps.
+    pub(crate) responses: responses::Stored,
     pub(crate) replies: Mutex<VecDeque<Reply>>,
     pub(crate) hits: AtomicU64,
     pub(crate) responder: std::sync::RwLock<Option<Arc<dyn scenario::Responder>>>,
@@ -189,6 +193,7 @@ impl MockUpstream {
         let shared = Arc::new(Shared {
             options,
             requests: Mutex::new(Vec::new()),
+            responses: responses::Stored::default(),
             replies: Mutex::new(VecDeque::new()),
             hits: AtomicU64::new(0),
             responder: std::sync::RwLock::new(None),

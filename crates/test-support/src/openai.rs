@@ -115,7 +115,7 @@ pub fn status_error(status: u16, model: &str, n: u64) -> Response<MockBody> {
     }
 }
 
-fn check_auth(h: &HeaderMap, key: &str, n: u64) -> Option<Response<MockBody>> {
+pub(crate) fn check_auth(h: &HeaderMap, key: &str, n: u64) -> Option<Response<MockBody>> {
     let ok = h
         .get("authorization")
         .and_then(|v| v.to_str().ok())

@@ -108,7 +108,10 @@ async fn handle(shared: &Shared, req: Request<Incoming>) -> Response<MockBody> {
     let path = parts.uri.path();
     let post = parts.method == http::Method::POST;
     if post
-        && (path == "/v1/chat/completions" || path == "/v1/embeddings" || path == "/v1/messages")
+        && (path == "/v1/chat/completions"
+            || path == "/v1/embeddings"
+            || path == "/v1/messages"
+            || path == "/v1/responses")
         && json.is_null()
     {
         return if path == "/v1/messages" {
@@ -169,6 +172,19 @@ async fn handle(shared: &Shared, req: Request<Incoming>) -> Response<MockBody> {
             .await
         }
         (true, "/v1/embeddings") => openai::embeddings(openai_key, &parts.headers, &json, n),
+        (_, path) if crate::responses::handles(path) => {
+            crate::responses::handle(
+                &shared.responses,
+                openai_key,
+                opts.stream_frame_delay,
+                &parts.method,
+                path,
+                &parts.headers,
+                &json,
+                n,
+            )
+            .await
+        }
         (true, "/v1/images/generations") => {
             openai::images_generations(openai_key, &parts.headers, &json, n)
         }
