@@ -35,6 +35,8 @@ pub enum Wire {
     Anthropic,
     /// Google's Gemini `generateContent` API.
     Gemini,
+    /// OpenAI's Responses API (OpenAI models served only there).
+    OpenAiResponses,
 }
 
 impl Wire {
@@ -44,7 +46,7 @@ impl Wire {
         match self {
             Wire::OpenAi => Some(Dialect::OpenAi),
             Wire::Anthropic => Some(Dialect::Anthropic),
-            Wire::Gemini => None,
+            Wire::Gemini | Wire::OpenAiResponses => None,
         }
     }
 
@@ -54,6 +56,7 @@ impl Wire {
             Wire::OpenAi => "openai",
             Wire::Anthropic => "anthropic",
             Wire::Gemini => "gemini",
+            Wire::OpenAiResponses => "openai-responses",
         }
     }
 }

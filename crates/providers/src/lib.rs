@@ -15,6 +15,8 @@
 //! - [`registry`]: every configured provider, route and alias, and the resolution of a
 //!   client's model name into an ordered list of targets.
 //! - [`secret`]: [`Secret`], a credential that never prints.
+//! - [`responses`]: OpenAI's Responses API as an upstream, for the OpenAI models served only
+//!   there (the OpenAI provider hands them to it, [`ProviderApi::for_model`]).
 //! - [`vertex`]: Vertex AI, whose Claude models speak Anthropic's format and the others
 //!   Gemini's (the API chosen per model, [`ProviderApi::for_model`]); [`google_auth`]: a
 //!   service account's key file and its JWT-bearer grant, a [`TokenSource`] the gateway runs.
@@ -32,6 +34,7 @@ pub mod kind;
 pub mod openai;
 pub mod provider;
 pub mod registry;
+pub mod responses;
 pub mod secret;
 pub mod sigv4;
 pub mod vertex;

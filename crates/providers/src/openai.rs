@@ -10,6 +10,7 @@ use portcullis_dialects::openai::{self, MaxTokensField};
 
 use crate::api::{ProviderApi, Wire};
 use crate::provider::{ForwardedHeaders, ProviderError};
+use crate::responses::{ResponsesApi, is_responses_only};
 
 /// An OpenAI-compatible API at one base URL.
 #[derive(Debug)]
@@ -19,6 +20,8 @@ pub struct OpenAiApi {
     max_tokens_field: MaxTokensField,
     /// OpenAI itself: reasoning models take a `reasoning_effort` derived from a budget.
     openai_itself: bool,
+    /// OpenAI itself: the Responses API, for the models served only there.
+    responses: Option<ResponsesApi>,
 }
 
 impl OpenAiApi {
@@ -34,6 +37,11 @@ impl OpenAiApi {
                 MaxTokensField::MaxTokens
             },
             openai_itself,
+            responses: if openai_itself {
+                Some(ResponsesApi::new(base)?)
+            } else {
+                None
+            },
         })
     }
 }
@@ -48,6 +56,13 @@ fn is_openai_reasoning_model(model: &str) -> bool {
 impl ProviderApi for OpenAiApi {
     fn wire(&self) -> Wire {
         Wire::OpenAi
+    }
+
+    fn for_model(&self, model: &str) -> Option<&dyn ProviderApi> {
+        self.responses
+            .as_ref()
+            .filter(|_| is_responses_only(model))
+            .map(|r| r as &dyn ProviderApi)
     }
 
     fn chat(

@@ -304,6 +304,8 @@ impl Provider {
             Wire::OpenAi => Box::new(OpenAiApi::new(base, spec.kind == ProviderKind::OpenAi)?),
             Wire::Anthropic => Box::new(AnthropicApi::new(base, default_max_tokens)?),
             Wire::Gemini => Box::new(GeminiApi::new(base)?),
+            // No kind speaks it alone: OpenAI's provider hands it the models served only there.
+            Wire::OpenAiResponses => Box::new(crate::responses::ResponsesApi::new(base)?),
         };
 
         let credential = match &spec.api_key {
