@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use http::{HeaderMap, Response};
+use http::Response;
 use serde_json::{Map, Value, json};
 
 use crate::openai::{check_auth, error, status_error};
@@ -60,12 +60,11 @@ pub(crate) async fn handle(
     stored: &Stored,
     key: &str,
     frame_delay: Duration,
-    method: &http::Method,
-    path: &str,
-    h: &HeaderMap,
+    parts: &http::request::Parts,
     body: &Value,
     n: u64,
 ) -> Response<MockBody> {
+    let (method, path, h) = (&parts.method, parts.uri.path(), &parts.headers);
     if let Some(r) = check_auth(h, key, n) {
         return r;
     }

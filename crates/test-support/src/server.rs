@@ -177,9 +177,7 @@ async fn handle(shared: &Shared, req: Request<Incoming>) -> Response<MockBody> {
                 &shared.responses,
                 openai_key,
                 opts.stream_frame_delay,
-                &parts.method,
-                path,
-                &parts.headers,
+                &parts,
                 &json,
                 n,
             )
