@@ -1,6 +1,7 @@
 //! OpenAI's API as the mock speaks it: `POST /v1/chat/completions` (complete and streamed),
 //! `POST /v1/embeddings`, `POST /v1/images/generations`, `POST /v1/audio/speech`,
-//! `GET /v1/models` and `GET /v1/models/{model}`, with OpenAI's
+//! `GET /v1/models` and `GET /v1/models/{model}` (the Responses API in
+//! [`crate::responses`]), with OpenAI's
 //! authentication, error bodies (`{"error":{"message","type","param","code"}}`),
 //! `x-request-id` and rate-limit headers.
 
