@@ -85,3 +85,28 @@ def test_count_tokens_errors_through_the_gateway(gw):
     with pytest.raises(anthropic.AuthenticationError):
         anthropic.Anthropic(base_url=gw.url, api_key="wrong", max_retries=0).messages.count_tokens(
             model="claude-sonnet-4-5", messages=[{"role": "user", "content": "hi"}])
+
+
+# Vertex AI: the mock's count endpoints against AnthropicVertex and google-genai (vertexai=True),
+# then the gateway counting there.
+from test_vertex import CLAUDE, claude_client, gemini_client, vertex_gateway, vertex_mock  # noqa: E402,F401
+
+
+def test_the_vertex_mock_counts_tokens_as_vertex_does(vertex_mock):
+    claude = claude_client(vertex_mock)
+    short = claude.messages.count_tokens(model=CLAUDE, messages=[{"role": "user", "content": "hi"}])
+    full = claude.messages.count_tokens(model=CLAUDE, system="Be brief.", tools=TOOLS, messages=MESSAGES)
+    assert 0 < short.input_tokens < full.input_tokens
+    gemini = gemini_client(vertex_mock)
+    counted = gemini.models.count_tokens(model="gemini-2.5-flash", contents="hello there")
+    assert counted.total_tokens > 0
+
+
+@pytest.mark.parametrize("model", [f"vertex/{CLAUDE}", "vertex/gemini-2.5-flash"])
+def test_count_tokens_through_the_gateway_to_vertex(vertex_gateway, model):
+    c = anthropic.Anthropic(base_url=vertex_gateway.url, api_key=MASTER_KEY, max_retries=0)
+    raw = c.messages.with_raw_response.count_tokens(model=model, system="Be brief.", tools=TOOLS,
+                                                     messages=MESSAGES)
+    assert raw.parse().input_tokens > 10
+    assert raw.headers["x-portcullis-token-count"] == "provider"
+    assert raw.headers["x-portcullis-provider"] == "vertex"

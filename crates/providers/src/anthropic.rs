@@ -23,7 +23,7 @@ pub struct AnthropicApi {
 
 /// The members of a Messages body that `count_tokens` takes; it refuses the others
 /// (`max_tokens`, `stream`, sampling settings, `metadata`).
-const COUNT_TOKENS_MEMBERS: [&str; 6] = [
+pub(crate) const COUNT_TOKENS_MEMBERS: [&str; 6] = [
     "model",
     "messages",
     "system",

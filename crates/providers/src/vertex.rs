@@ -11,6 +11,11 @@
 //! - the others are Google's (`publishers/google`): `:generateContent`, or
 //!   `:streamGenerateContent?alt=sse`, in Gemini's format, always translated.
 //!
+//! Input tokens are counted by Vertex AI too: Google's models at `:countTokens` (the
+//! request's contents, system instruction and tools), Anthropic's at
+//! `publishers/anthropic/models/count-tokens:rawPredict` (Anthropic's count body, its model
+//! in it, with `anthropic_version`).
+//!
 //! Model names are kept verbatim in the path (`claude-sonnet-4-5@20250929`); anything outside
 //! the unreserved characters and `@` is percent-encoded, so a name cannot reach another path.
 //! Errors are Google's (`{"error":{"code","message","status","details"}}` with `RetryInfo`),
@@ -166,6 +171,35 @@ impl ProviderApi for VertexApi {
         Ok((uri, body))
     }
 
+    fn count_tokens(
+        &self,
+        req: &ChatRequest,
+        model: &str,
+        _forwarded: ForwardedHeaders<'_>,
+        _headers: &mut HeaderMap,
+    ) -> Option<Result<(Uri, Vec<u8>), GatewayError>> {
+        let built = (|| {
+            let encoded = gemini::encode_request(
+                req,
+                &gemini::EncodeOptions {
+                    include_thoughts: false,
+                },
+            )?;
+            // Vertex's CountTokensRequest takes these members of a generate request, no others.
+            let mut body: serde_json::Map<String, Value> = serde_json::from_slice(&encoded)
+                .map_err(|e| GatewayError::internal(format!("re-reading the request: {e}")))?;
+            body.retain(|k, _| matches!(k.as_str(), "contents" | "systemInstruction" | "tools"));
+            let body = serde_json::to_vec(&body)
+                .map_err(|e| GatewayError::internal(format!("encoding request: {e}")))?;
+            Ok((model_uri(&self.google, model, "countTokens")?, body))
+        })();
+        Some(built)
+    }
+
+    fn count_tokens_response(&self, body: &[u8]) -> Result<u64, GatewayError> {
+        crate::anthropic::input_tokens(body, "totalTokens")
+    }
+
     fn decode_chat_response(&self, body: &[u8]) -> Result<ChatResponse, GatewayError> {
         gemini::decode_response(body)
     }
@@ -224,6 +258,43 @@ impl ProviderApi for VertexAnthropic {
             model_uri(&self.root, model, "rawPredict")?
         };
         Ok((uri, body))
+    }
+
+    fn count_tokens(
+        &self,
+        req: &ChatRequest,
+        model: &str,
+        forwarded: ForwardedHeaders<'_>,
+        headers: &mut HeaderMap,
+    ) -> Option<Result<(Uri, Vec<u8>), GatewayError>> {
+        let built = (|| {
+            let encoded = anthropic::encode_request(
+                req,
+                &anthropic::EncodeOptions {
+                    model,
+                    default_max_tokens: self.default_max_tokens,
+                },
+            )?;
+            // Anthropic's count body, the model in it, with Vertex's version.
+            let mut body: serde_json::Map<String, Value> = serde_json::from_slice(&encoded)
+                .map_err(|e| GatewayError::internal(format!("re-reading the request: {e}")))?;
+            body.retain(|k, _| crate::anthropic::COUNT_TOKENS_MEMBERS.contains(&k.as_str()));
+            body.insert(
+                "anthropic_version".to_owned(),
+                Value::String(ANTHROPIC_VERSION.to_owned()),
+            );
+            let body = serde_json::to_vec(&body)
+                .map_err(|e| GatewayError::internal(format!("encoding request: {e}")))?;
+            if let Some(beta) = forwarded.anthropic_beta {
+                headers.insert(HeaderName::from_static("anthropic-beta"), beta.clone());
+            }
+            Ok((model_uri(&self.root, "count-tokens", "rawPredict")?, body))
+        })();
+        Some(built)
+    }
+
+    fn count_tokens_response(&self, body: &[u8]) -> Result<u64, GatewayError> {
+        crate::anthropic::input_tokens(body, "input_tokens")
     }
 
     fn decode_chat_response(&self, body: &[u8]) -> Result<ChatResponse, GatewayError> {

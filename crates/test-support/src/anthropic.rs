@@ -526,6 +526,12 @@ pub fn count_tokens(key: &str, h: &HeaderMap, body: &Value, n: u64) -> Response<
     if let Some(r) = check_auth(h, key, n) {
         return r;
     }
+    count(body, n)
+}
+
+/// Counts a `count_tokens` body that passed its API's checks: Anthropic's own, or Vertex AI's
+/// `count-tokens:rawPredict` (whose `anthropic_version` is taken off first).
+pub(crate) fn count(body: &Value, n: u64) -> Response<MockBody> {
     let Some(obj) = body.as_object() else {
         return error(
             400,

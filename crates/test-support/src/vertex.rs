@@ -349,6 +349,29 @@ pub async fn handle(
             let sse = query.split('&').any(|p| p == "alt=sse");
             gemini::generate(&model, body, Some((sse, frame_delay)), n).await
         }
+        ("google", "countTokens") => count_google(&model, body),
+        ("anthropic", "rawPredict") if model == "count-tokens" => {
+            if body.get("anthropic_version").and_then(Value::as_str) != Some("vertex-2023-10-16") {
+                return anthropic::error(
+                    400,
+                    "invalid_request_error",
+                    "anthropic_version: Input should be 'vertex-2023-10-16'",
+                    n,
+                );
+            }
+            if !body
+                .get("model")
+                .and_then(Value::as_str)
+                .is_some_and(|m| m.starts_with("claude-"))
+            {
+                return anthropic::error(400, "invalid_request_error", "model: Field required", n);
+            }
+            let mut counted = body.clone();
+            if let Some(m) = counted.as_object_mut() {
+                m.remove("anthropic_version");
+            }
+            anthropic::count(&counted, n)
+        }
         ("anthropic", "rawPredict" | "streamRawPredict") if model.starts_with("claude-") => {
             if body.get("model").is_some() {
                 return anthropic::error(
@@ -411,6 +434,51 @@ pub async fn handle(
             ),
         ),
     }
+}
+
+/// Vertex AI's `:countTokens` for Google's models: `contents` (with `systemInstruction`,
+/// `tools`, `generationConfig`) counted as the Gemini mock counts, answered with `totalTokens`
+/// and `totalBillableCharacters`; any other member refused as Google refuses unknown fields.
+fn count_google(model: &str, body: &Value) -> Response<MockBody> {
+    let known = [
+        "contents",
+        "systemInstruction",
+        "tools",
+        "generationConfig",
+        "instances",
+        "model",
+    ];
+    if let Some(unknown) = body
+        .as_object()
+        .and_then(|o| o.keys().find(|k| !known.contains(&k.as_str())))
+    {
+        return google_error(
+            400,
+            "INVALID_ARGUMENT",
+            &format!(
+                "Invalid JSON payload received. Unknown name \"{unknown}\": Cannot find field."
+            ),
+        );
+    }
+    let Some(contents) = body.get("contents").filter(|c| c.is_array()) else {
+        return google_error(
+            400,
+            "INVALID_ARGUMENT",
+            &format!("Unable to submit request because it has an empty contents field ({model})."),
+        );
+    };
+    let mut text = contents.to_string();
+    for member in ["systemInstruction", "tools"] {
+        if let Some(v) = body.get(member) {
+            text.push_str(&v.to_string());
+        }
+    }
+    json_response(
+        200,
+        &json!({"totalTokens": crate::scenario::tokens(&text),
+                "totalBillableCharacters": text.chars().count()}),
+        &[],
+    )
 }
 
 /// The bytes of a recorded form body, for tests that read what the token endpoint got.

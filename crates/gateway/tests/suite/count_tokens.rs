@@ -213,3 +213,63 @@ async fn a_key_limited_to_other_models_may_not_count() {
     assert_eq!(send("gpt-4o").await.unwrap().status(), 200);
     gw.stop().await;
 }
+
+/// Vertex AI counts itself: Claude at `count-tokens:rawPredict` (the model in the body, with
+/// Vertex's `anthropic_version`), Gemini at `:countTokens`, each with the service account's
+/// token.
+#[tokio::test]
+async fn vertex_counts_claude_and_gemini_at_its_own_endpoints() {
+    use portcullis_test_support::vertex;
+    let mock = MockUpstream::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("service-account.json");
+    std::fs::write(
+        &key,
+        vertex::service_account_json(vertex::PRIVATE_KEY, &mock.vertex_token_uri()),
+    )
+    .unwrap();
+    let gw = TestGateway::start(&format!(
+        "providers:\n  vertex:\n    kind: vertex\n    location: us-east5\n    credentials: {}\n    base_url: {}\n",
+        key.display(),
+        mock.vertex_base_url()
+    ))
+    .await;
+    let root = "/v1/projects/mock-project/locations/us-east5/publishers";
+    for (model, path) in [
+        (
+            "vertex/claude-sonnet-4-5@20250929",
+            format!("{root}/anthropic/models/count-tokens:rawPredict"),
+        ),
+        (
+            "vertex/gemini-2.5-flash",
+            format!("{root}/google/models/gemini-2.5-flash:countTokens"),
+        ),
+    ] {
+        let (status, headers, body) =
+            post(&gw, "/v1/messages/count_tokens", &count_body(model)).await;
+        assert_eq!(status, 200, "{model}: {body}");
+        let v: Value = serde_json::from_str(&body).unwrap();
+        assert!(v["input_tokens"].as_u64().unwrap() > 10, "{v}");
+        assert_eq!(headers["x-portcullis-token-count"], "provider");
+        let sent = mock
+            .requests()
+            .into_iter()
+            .rev()
+            .find(|r| r.path == path)
+            .unwrap_or_else(|| panic!("{path} was called"));
+        assert!(
+            sent.headers["authorization"].starts_with("Bearer ya29."),
+            "{:?}",
+            sent.headers
+        );
+        if model.contains("claude") {
+            assert_eq!(sent.body["model"], "claude-sonnet-4-5@20250929");
+            assert_eq!(sent.body["anthropic_version"], "vertex-2023-10-16");
+            assert!(sent.body.get("max_tokens").is_none());
+        } else {
+            assert!(sent.body["systemInstruction"].is_object(), "{}", sent.body);
+            assert!(sent.body.get("generationConfig").is_none(), "{}", sent.body);
+        }
+    }
+    gw.stop().await;
+}
