@@ -480,3 +480,70 @@ async fn admin_post(gw: &TestGateway, path: &str, body: Value) -> (u16, Value) {
         .unwrap();
     (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
 }
+
+/// Providers authenticated by the gateway rather than by a key: Bedrock's requests are signed
+/// (SigV4, over the body read whole) and Vertex AI's carry the service account's token; the
+/// mocks check both.
+#[tokio::test]
+async fn signed_and_token_providers_are_authenticated_their_way() {
+    use portcullis_test_support::{MockUpstream, vertex};
+    let mock = MockUpstream::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("service-account.json");
+    std::fs::write(
+        &key,
+        vertex::service_account_json(vertex::PRIVATE_KEY, &mock.vertex_token_uri()),
+    )
+    .unwrap();
+    let gw = TestGateway::start(&format!(
+        "providers:\n  bedrock:\n    region: us-east-1\n    access_key_id: AKIAIOSFODNN7EXAMPLE\n    secret_access_key: wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY\n    base_url: {}\n  vertex:\n    kind: vertex\n    location: us-east5\n    credentials: {}\n    base_url: {}\n",
+        mock.bedrock_endpoint_url(),
+        key.display(),
+        mock.vertex_base_url()
+    ))
+    .await;
+
+    let converse = json!({"messages": [{"role": "user", "content": [{"text": "hi"}]}]});
+    let r = client()
+        .post(gw.at("/bedrock/model/anthropic.claude-3-5-sonnet-20241022-v2%3A0/converse"))
+        .bearer_auth(MASTER_KEY)
+        .json(&converse)
+        .send()
+        .await
+        .unwrap();
+    let status = r.status();
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(status, 200, "{v}");
+    assert!(
+        v["output"]["message"]["content"][0]["text"].is_string(),
+        "{v}"
+    );
+    let sent = mock.requests().into_iter().last().unwrap();
+    assert!(
+        sent.headers["authorization"]
+            .starts_with("AWS4-HMAC-SHA256 Credential=AKIAIOSFODNN7EXAMPLE/"),
+        "{:?}",
+        sent.headers
+    );
+    assert!(!format!("{:?}", sent.headers).contains(MASTER_KEY));
+
+    let r = client()
+        .post(gw.at(
+            "/vertex/v1/projects/mock-project/locations/us-east5/publishers/google/models/gemini-2.5-flash:generateContent",
+        ))
+        .bearer_auth(MASTER_KEY)
+        .json(&json!({"contents": [{"role": "user", "parts": [{"text": "hi"}]}]}))
+        .send()
+        .await
+        .unwrap();
+    let status = r.status();
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(status, 200, "{v}");
+    assert!(
+        v["candidates"][0]["content"]["parts"][0]["text"].is_string(),
+        "{v}"
+    );
+    let sent = mock.requests().into_iter().last().unwrap();
+    assert!(sent.headers["authorization"].starts_with("Bearer ya29."));
+    gw.stop().await;
+}
