@@ -20,14 +20,22 @@ pub struct OpenAiApi {
     max_tokens_field: MaxTokensField,
     /// OpenAI itself: reasoning models take a `reasoning_effort` derived from a budget.
     openai_itself: bool,
-    /// OpenAI itself: the Responses API, for the models served only there.
+    /// The Responses API, for OpenAI's models served only there and for `responses_models`.
     responses: Option<ResponsesApi>,
+    /// Models the configuration sends to the Responses API.
+    responses_models: Vec<String>,
 }
 
 impl OpenAiApi {
     /// The API under `base` (trimmed, including `/v1`); `openai_itself` for OpenAI's own
-    /// service, which wants `max_completion_tokens` and takes `reasoning_effort`.
-    pub fn new(base: &str, openai_itself: bool) -> Result<Self, ProviderError> {
+    /// service, which wants `max_completion_tokens` and takes `reasoning_effort` (and serves
+    /// some models only through the Responses API); `responses_models` go to the Responses API
+    /// too.
+    pub fn new(
+        base: &str,
+        openai_itself: bool,
+        responses_models: Vec<String>,
+    ) -> Result<Self, ProviderError> {
         Ok(Self {
             chat_uri: crate::provider::join(base, "/chat/completions")?,
             embeddings_uri: crate::provider::join(base, "/embeddings")?,
@@ -37,11 +45,12 @@ impl OpenAiApi {
                 MaxTokensField::MaxTokens
             },
             openai_itself,
-            responses: if openai_itself {
+            responses: if openai_itself || !responses_models.is_empty() {
                 Some(ResponsesApi::new(base)?)
             } else {
                 None
             },
+            responses_models,
         })
     }
 }
@@ -61,7 +70,10 @@ impl ProviderApi for OpenAiApi {
     fn for_model(&self, model: &str) -> Option<&dyn ProviderApi> {
         self.responses
             .as_ref()
-            .filter(|_| is_responses_only(model))
+            .filter(|_| {
+                (self.openai_itself && is_responses_only(model))
+                    || self.responses_models.iter().any(|m| m == model)
+            })
             .map(|r| r as &dyn ProviderApi)
     }
 

@@ -654,3 +654,45 @@ async fn models_served_only_by_the_responses_api_go_there_for_every_caller() {
     assert_eq!(v["choices"][0]["finish_reason"], "length");
     gw.stop().await;
 }
+
+#[tokio::test]
+async fn a_provider_sends_its_configured_responses_models_to_its_responses_api() {
+    let mock = MockUpstream::start().await;
+    let gw = TestGateway::start(&format!(
+        "providers:\n  local:\n    kind: custom\n    api_key: sk-mock-openai\n    base_url: {}\n    \
+         models: [house-model, chat-model]\n    responses_models: [house-model]\n",
+        mock.openai_base_url()
+    ))
+    .await;
+    for (model, path) in [
+        ("local/house-model", "/v1/responses"),
+        ("local/chat-model", "/v1/chat/completions"),
+    ] {
+        let (status, _, body) = post(
+            &gw,
+            "/v1/chat/completions",
+            &json!({"model": model, "messages": [{"role": "user", "content": "hi"}]}),
+        )
+        .await;
+        assert_eq!(status, 200, "{body}");
+        let v: Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(
+            v["choices"][0]["message"]["content"],
+            "Hello from the mock! You said: hi"
+        );
+        assert_eq!(mock.requests().last().unwrap().path, path, "{model}");
+    }
+    gw.stop().await;
+
+    // Only an OpenAI-compatible provider has a Responses API to send them to.
+    let refused = portcullis_config::from_yaml(
+        "providers:\n  anthropic:\n    api_key: k\n    responses_models: [claude-x]\n",
+        portcullis_config::Source::Environment,
+        &std::collections::HashMap::new(),
+    )
+    .unwrap_err();
+    assert!(
+        format!("{refused:?}").contains("`responses_models` applies only to OpenAI-compatible"),
+        "{refused:?}"
+    );
+}
