@@ -35,6 +35,8 @@ pub enum Wire {
     Anthropic,
     /// Google's Gemini `generateContent` API.
     Gemini,
+    /// Amazon Bedrock Runtime's Converse API (streams in AWS's binary event stream).
+    Bedrock,
     /// OpenAI's Responses API (OpenAI models served only there).
     OpenAiResponses,
 }
@@ -46,7 +48,7 @@ impl Wire {
         match self {
             Wire::OpenAi => Some(Dialect::OpenAi),
             Wire::Anthropic => Some(Dialect::Anthropic),
-            Wire::Gemini | Wire::OpenAiResponses => None,
+            Wire::Gemini | Wire::Bedrock | Wire::OpenAiResponses => None,
         }
     }
 
@@ -56,6 +58,7 @@ impl Wire {
             Wire::OpenAi => "openai",
             Wire::Anthropic => "anthropic",
             Wire::Gemini => "gemini",
+            Wire::Bedrock => "bedrock",
             Wire::OpenAiResponses => "openai-responses",
         }
     }
@@ -75,6 +78,9 @@ pub enum Authentication {
     Header(AuthScheme),
     /// `Authorization: Bearer <access token>`, the token obtained from a [`TokenSource`].
     Token(Arc<dyn TokenSource>),
+    /// AWS Signature Version 4 (Bedrock): the credentials, region and service requests are
+    /// signed for, shared by every request of the provider.
+    SigV4(Arc<crate::sigv4::SigV4Signing>),
 }
 
 /// A token grant, as data: the request that asks a token endpoint for an access token, and
@@ -194,11 +200,37 @@ pub trait ProviderApi: Send + Sync + fmt::Debug {
     /// Decodes a successful non-streamed chat answer.
     fn decode_chat_response(&self, body: &[u8]) -> Result<ChatResponse, GatewayError>;
 
+    /// Decodes a successful non-streamed chat answer from `model`, the model the request was
+    /// sent to: for formats whose answers do not name their model (Bedrock's).
+    fn decode_chat_response_from(
+        &self,
+        body: &[u8],
+        model: &str,
+    ) -> Result<ChatResponse, GatewayError> {
+        let _ = model;
+        self.decode_chat_response(body)
+    }
+
     /// A decoder for this API's streams.
     fn stream_decoder(&self) -> Box<dyn StreamDecoder>;
 
+    /// A decoder for a stream from `model`, the model the request was sent to: for formats
+    /// whose streams do not name their model (Bedrock's).
+    fn stream_decoder_from(&self, model: &str) -> Box<dyn StreamDecoder> {
+        let _ = model;
+        self.stream_decoder()
+    }
+
     /// How this API's streams are framed: `None` for server-sent events.
     fn stream_framer(&self) -> Option<Box<dyn Framer>> {
+        None
+    }
+
+    /// The URL of the API's model list (`GET`), when it has one the gateway reads, built from
+    /// the base URL like every other URL of the API. The request carries the provider's
+    /// headers and credential ([`Provider::native_headers`](crate::Provider::native_headers));
+    /// its pages are read by the gateway, per provider kind.
+    fn models_uri(&self) -> Option<&Uri> {
         None
     }
 

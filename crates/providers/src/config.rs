@@ -14,8 +14,8 @@ use serde::Deserialize;
 use serde::de::{self, Deserializer, MapAccess, Visitor};
 
 use crate::{
-    CloudflareSpec, Provider, ProviderKind, ProviderSpec, Registry, RegistryError, RouteSpec,
-    Secret, TargetSpec, VertexSpec,
+    AwsSpec, CloudflareSpec, Provider, ProviderKind, ProviderSpec, Registry, RegistryError,
+    RouteSpec, Secret, TargetSpec, VertexSpec,
 };
 
 /// One provider as written.
@@ -40,11 +40,19 @@ pub struct RawProvider {
     /// Default `max_tokens` for Anthropic-dialect upstreams.
     #[serde(default)]
     pub default_max_tokens: Option<u32>,
-    /// Models sent to the provider's Responses API (`{base_url}/responses`) rather than to
-    /// Chat Completions (OpenAI-compatible kinds; OpenAI's own Responses-only models need not be
-    /// listed).
+    /// AWS region requests are signed for (kind `bedrock`); else `AWS_REGION`.
     #[serde(default)]
-    pub responses_models: Option<Vec<String>>,
+    pub region: Option<String>,
+    /// AWS access key id (kind `bedrock`); else `AWS_ACCESS_KEY_ID`.
+    #[serde(default)]
+    pub access_key_id: Option<String>,
+    /// AWS secret access key (kind `bedrock`); else `AWS_SECRET_ACCESS_KEY`.
+    #[serde(default)]
+    pub secret_access_key: Option<String>,
+    /// AWS session token of temporary credentials (kind `bedrock`), sent as
+    /// `x-amz-security-token`; else `AWS_SESSION_TOKEN` with the key from the environment.
+    #[serde(default)]
+    pub session_token: Option<String>,
     /// Cloudflare account id (kind `cloudflare`).
     #[serde(default)]
     pub account_id: Option<String>,
@@ -167,6 +175,23 @@ fn provider_spec(at: &str, name: &str, p: RawProvider) -> Result<ProviderSpec, I
         issues.push(path, "provider names must be non-empty and contain no `/`");
         return Err(issues);
     }
+    let aws_keys = p.region.is_some()
+        || p.access_key_id.is_some()
+        || p.secret_access_key.is_some()
+        || p.session_token.is_some();
+    if aws_keys && kind != ProviderKind::Bedrock {
+        issues.push(
+            path,
+            "`region`, `access_key_id`, `secret_access_key` and `session_token` apply only to kind `bedrock`",
+        );
+        return Err(issues);
+    }
+    let aws = (kind == ProviderKind::Bedrock).then(|| AwsSpec {
+        region: p.region.clone(),
+        access_key_id: p.access_key_id.clone(),
+        secret_access_key: p.secret_access_key.clone().map(Secret::new),
+        session_token: p.session_token.clone().map(Secret::new),
+    });
     let cloudflare_keys = p.account_id.is_some()
         || p.gateway_id.is_some()
         || p.upstream.is_some()
@@ -191,14 +216,6 @@ fn provider_spec(at: &str, name: &str, p: RawProvider) -> Result<ProviderSpec, I
         location: p.location,
         credentials: p.credentials.map(std::path::PathBuf::from),
     });
-    let responses_models = p.responses_models.unwrap_or_default();
-    if !responses_models.is_empty() && kind.wire() != crate::Wire::OpenAi {
-        issues.push(
-            path,
-            "`responses_models` applies only to OpenAI-compatible providers",
-        );
-        return Err(issues);
-    }
     let cloudflare = if kind == ProviderKind::Cloudflare {
         match (p.account_id, p.gateway_id) {
             (Some(account_id), Some(gateway_id)) => Some(CloudflareSpec {
@@ -233,7 +250,7 @@ fn provider_spec(at: &str, name: &str, p: RawProvider) -> Result<ProviderSpec, I
         models: p.models.unwrap_or_default(),
         cloudflare,
         default_max_tokens: p.default_max_tokens,
-        responses_models,
+        aws,
         vertex,
     })
 }

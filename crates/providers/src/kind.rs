@@ -16,6 +16,9 @@ pub enum ProviderKind {
     /// Google Cloud's Vertex AI: Gemini and Anthropic models under a project and location,
     /// with a service account's access tokens.
     Vertex,
+    /// Amazon Bedrock: every model family Bedrock serves, through the Converse API, signed
+    /// with AWS Signature Version 4.
+    Bedrock,
     /// Groq (OpenAI-compatible).
     Groq,
     /// Mistral (OpenAI-compatible).
@@ -74,11 +77,12 @@ pub struct Preset {
 
 impl ProviderKind {
     /// Every kind, in the order providers are enabled from the environment.
-    pub const ALL: [ProviderKind; 17] = [
+    pub const ALL: [ProviderKind; 18] = [
         ProviderKind::OpenAi,
         ProviderKind::Anthropic,
         ProviderKind::Gemini,
         ProviderKind::Vertex,
+        ProviderKind::Bedrock,
         ProviderKind::Groq,
         ProviderKind::Mistral,
         ProviderKind::Cerebras,
@@ -146,6 +150,44 @@ impl ProviderKind {
                 base_url_env: Some("GOOGLE_VERTEX_BASE_URL"),
                 key_optional: true,
                 model_prefixes: NONE,
+            },
+            // The endpoint follows the region (`https://bedrock-runtime.{region}.amazonaws.com`,
+            // see [`crate::bedrock::default_base_url`]); `AWS_ENDPOINT_URL_BEDROCK_RUNTIME` is
+            // the variable AWS's SDKs read for it. Enabled from the environment by
+            // `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY` (with `AWS_SESSION_TOKEN` for
+            // temporary credentials) and `AWS_REGION`; requests are signed, no key is sent.
+            // Bedrock's model ids are well-known names: `{vendor}.{model}`, a cross-Region
+            // inference profile's `{geography}.{vendor}.{model}` or an ARN, none of which any
+            // other kind's names look like (`claude-*` stays Anthropic's).
+            ProviderKind::Bedrock => Preset {
+                id: "bedrock",
+                base_url: None,
+                key_env: NONE,
+                base_url_env: Some("AWS_ENDPOINT_URL_BEDROCK_RUNTIME"),
+                key_optional: true,
+                model_prefixes: &[
+                    "anthropic.",
+                    "amazon.",
+                    "meta.",
+                    "mistral.",
+                    "cohere.",
+                    "ai21.",
+                    "deepseek.",
+                    "writer.",
+                    "qwen.",
+                    "openai.",
+                    "twelvelabs.",
+                    "us.",
+                    "us-gov.",
+                    "eu.",
+                    "apac.",
+                    "jp.",
+                    "au.",
+                    "ca.",
+                    "global.",
+                    "arn:aws:bedrock:",
+                    "arn:aws-us-gov:bedrock:",
+                ],
             },
             ProviderKind::Groq => Preset {
                 id: "groq",
@@ -279,6 +321,7 @@ impl ProviderKind {
             ProviderKind::Anthropic => Wire::Anthropic,
             // Vertex AI's Claude models speak Anthropic's format (see `crate::vertex`).
             ProviderKind::Gemini | ProviderKind::Vertex => Wire::Gemini,
+            ProviderKind::Bedrock => Wire::Bedrock,
             _ => Wire::OpenAi,
         }
     }
@@ -380,5 +423,36 @@ mod tests {
         assert!(ProviderKind::Gemini.serves_well_known("gemini-2.5-flash"));
         assert!(ProviderKind::Mistral.serves_well_known("mistral-large-latest"));
         assert!(!ProviderKind::Groq.serves_well_known("llama-3.1-8b-instant"));
+        for bedrock in [
+            "anthropic.claude-3-5-sonnet-20241022-v2:0",
+            "us.anthropic.claude-sonnet-4-20250514-v1:0",
+            "global.anthropic.claude-haiku-4-5-20251001-v1:0",
+            "amazon.nova-pro-v1:0",
+            "amazon.titan-embed-text-v2:0",
+            "meta.llama3-3-70b-instruct-v1:0",
+            "mistral.mistral-large-2407-v1:0",
+            "cohere.embed-english-v3",
+            "arn:aws:bedrock:us-east-1:123456789012:inference-profile/us.amazon.nova-lite-v1:0",
+        ] {
+            assert!(
+                ProviderKind::Bedrock.serves_well_known(bedrock),
+                "{bedrock}"
+            );
+            let others = ProviderKind::ALL
+                .into_iter()
+                .filter(|k| *k != ProviderKind::Bedrock);
+            for other in others {
+                assert!(
+                    !other.serves_well_known(bedrock),
+                    "{other:?} takes {bedrock}"
+                );
+            }
+        }
+        for not_bedrock in ["claude-sonnet-4-5", "mistral-large-latest", "gpt-4o", "o3"] {
+            assert!(
+                !ProviderKind::Bedrock.serves_well_known(not_bedrock),
+                "{not_bedrock}"
+            );
+        }
     }
 }

@@ -20,13 +20,16 @@
 //! - [`vertex`]: Vertex AI, whose Claude models speak Anthropic's format and the others
 //!   Gemini's (the API chosen per model, [`ProviderApi::for_model`]); [`google_auth`]: a
 //!   service account's key file and its JWT-bearer grant, a [`TokenSource`] the gateway runs.
-//! - [`sigv4`]: AWS Signature Version 4 (Bedrock): the headers that sign a request exactly as
-//!   it will be sent.
+//! - [`bedrock`]: Amazon Bedrock Runtime (Converse and ConverseStream for chat, InvokeModel for
+//!   Titan and Cohere embeddings), signed with [`sigv4`]: AWS Signature Version 4, the headers
+//!   that sign a request exactly as it will be sent ([`Authentication::SigV4`], carried out by
+//!   the gateway).
 //! - [`config`]: the `providers:` block and each route's targets, validated into the specs
 //!   above.
 
 pub mod anthropic;
 pub mod api;
+pub mod bedrock;
 pub mod config;
 pub mod gemini;
 pub mod google_auth;
@@ -41,6 +44,7 @@ pub mod vertex;
 
 pub use api::{AccessToken, Authentication, ProviderApi, TokenError, TokenSource, Wire};
 pub use kind::{AuthScheme, CloudflareUpstream, ProviderKind};
+pub use provider::AwsSpec;
 pub use provider::{
     CloudflareSpec, Credential, ForwardedHeaders, Provider, ProviderError, ProviderSpec,
     UpstreamRequest, VertexSpec,

@@ -15,11 +15,13 @@ use portcullis_dialects::frame::Framer;
 
 use crate::anthropic::AnthropicApi;
 use crate::api::{Authentication, ProviderApi, Wire};
+use crate::bedrock::BedrockApi;
 use crate::gemini::GeminiApi;
 use crate::google_auth::{CLOUD_PLATFORM_SCOPE, JwtBearerGrant, ServiceAccount};
 use crate::kind::{AuthScheme, CloudflareUpstream, ProviderKind};
 use crate::openai::OpenAiApi;
 use crate::secret::Secret;
+use crate::sigv4::{AwsCredentials, SigV4Signing};
 use crate::vertex::VertexApi;
 
 /// A provider as configured, before validation.
@@ -41,11 +43,10 @@ pub struct ProviderSpec {
     pub cloudflare: Option<CloudflareSpec>,
     /// `max_tokens` sent to Anthropic-dialect upstreams when the client gave none.
     pub default_max_tokens: Option<u32>,
-    /// Models served through the provider's Responses API rather than Chat Completions
-    /// (beside OpenAI's own Responses-only models).
-    pub responses_models: Vec<String>,
     /// Vertex AI settings (kind `vertex` only).
     pub vertex: Option<VertexSpec>,
+    /// Amazon Bedrock's region and AWS credentials (kind `bedrock` only).
+    pub aws: Option<AwsSpec>,
 }
 
 impl ProviderSpec {
@@ -60,8 +61,8 @@ impl ProviderSpec {
             models: Vec::new(),
             cloudflare: None,
             default_max_tokens: None,
-            responses_models: Vec::new(),
             vertex: None,
+            aws: None,
         }
     }
 }
@@ -75,6 +76,19 @@ pub struct VertexSpec {
     pub location: Option<String>,
     /// The service account's key file, read when the provider is built.
     pub credentials: Option<PathBuf>,
+}
+
+/// The region and AWS credentials a Bedrock provider signs its requests with.
+#[derive(Debug, Clone, Default)]
+pub struct AwsSpec {
+    /// The region requests are signed for (and whose endpoint is the default base URL).
+    pub region: Option<String>,
+    /// The access key id.
+    pub access_key_id: Option<String>,
+    /// Its secret access key.
+    pub secret_access_key: Option<Secret>,
+    /// The session token of temporary credentials, sent as `x-amz-security-token`.
+    pub session_token: Option<Secret>,
 }
 
 /// Where a Cloudflare AI Gateway is and what it forwards to.
@@ -115,6 +129,9 @@ pub enum ProviderError {
     /// file's key).
     #[error("{0}")]
     Vertex(String),
+    /// A Bedrock setting is missing or wrong (never quoting a secret).
+    #[error("{0}")]
+    Bedrock(String),
     /// Keys (stored or configured) do not apply to the kind, which authenticates otherwise.
     #[error("providers of kind `{0}` take no API key")]
     NoApiKeys(&'static str),
@@ -251,6 +268,54 @@ fn vertex_setup(spec: Option<&VertexSpec>) -> Result<VertexSetup, ProviderError>
     })
 }
 
+/// A Bedrock provider's signing: its region and credentials, all required (the configuration
+/// fills them from the `AWS_*` variables when the file leaves them out).
+fn bedrock_signing(spec: Option<&AwsSpec>) -> Result<SigV4Signing, ProviderError> {
+    let spec = spec.cloned().unwrap_or_default();
+    let Some(region) = spec.region.filter(|r| !r.is_empty()) else {
+        return Err(ProviderError::Bedrock(
+            "kind `bedrock` needs `region` (or AWS_REGION), such as `us-east-1`".to_owned(),
+        ));
+    };
+    if !region
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+    {
+        return Err(ProviderError::Bedrock(format!(
+            "`region` `{region}` is not an AWS region"
+        )));
+    }
+    let (Some(access_key_id), Some(secret_access_key)) = (
+        spec.access_key_id.filter(|k| !k.is_empty()),
+        spec.secret_access_key.filter(|k| !k.is_empty()),
+    ) else {
+        return Err(ProviderError::Bedrock(
+            "kind `bedrock` needs `access_key_id` and `secret_access_key` (or AWS_ACCESS_KEY_ID \
+             and AWS_SECRET_ACCESS_KEY)"
+                .to_owned(),
+        ));
+    };
+    let printable = |s: &str| s.bytes().all(|b| (0x21..0x7f).contains(&b));
+    let token = spec.session_token.filter(|t| !t.is_empty());
+    if !printable(&access_key_id)
+        || !printable(secret_access_key.expose())
+        || token.as_ref().is_some_and(|t| !printable(t.expose()))
+    {
+        return Err(ProviderError::Bedrock(
+            "the AWS credentials contain characters that cannot be signed or sent".to_owned(),
+        ));
+    }
+    Ok(SigV4Signing {
+        credentials: AwsCredentials {
+            access_key_id,
+            secret_access_key,
+            session_token: token,
+        },
+        region,
+        service: crate::bedrock::SIGNING_SERVICE,
+    })
+}
+
 impl Provider {
     /// Validates a spec into a provider.
     pub fn new(spec: ProviderSpec) -> Result<Self, ProviderError> {
@@ -268,6 +333,17 @@ impl Provider {
             ProviderKind::Vertex => Some(vertex_setup(spec.vertex.as_ref())?),
             _ => None,
         };
+        let bedrock = match spec.kind {
+            ProviderKind::Bedrock => Some(bedrock_signing(spec.aws.as_ref())?),
+            _ => None,
+        };
+        // Bedrock's endpoint is its region's unless one is configured.
+        let mut spec = spec;
+        if spec.base_url.is_none()
+            && let Some(b) = &bedrock
+        {
+            spec.base_url = Some(crate::bedrock::default_base_url(&b.region));
+        }
         let base = match (&spec.base_url, &spec.cloudflare) {
             (Some(b), _) => b.clone(),
             (None, Some(cf)) => format!(
@@ -305,13 +381,10 @@ impl Provider {
                     default_max_tokens,
                 )?)
             }
-            Wire::OpenAi => Box::new(OpenAiApi::new(
-                base,
-                spec.kind == ProviderKind::OpenAi,
-                spec.responses_models.clone(),
-            )?),
+            Wire::OpenAi => Box::new(OpenAiApi::new(base, spec.kind == ProviderKind::OpenAi)?),
             Wire::Anthropic => Box::new(AnthropicApi::new(base, default_max_tokens)?),
             Wire::Gemini => Box::new(GeminiApi::new(base)?),
+            Wire::Bedrock => Box::new(BedrockApi::new(base)?),
             // No kind speaks it alone: OpenAI's provider hands it the models served only there.
             Wire::OpenAiResponses => Box::new(crate::responses::ResponsesApi::new(base)?),
         };
@@ -333,6 +406,16 @@ impl Provider {
                 Authentication::Token(Arc::new(v.grant))
             }
             None => Authentication::Header(auth_scheme),
+        };
+        // Bedrock signs every request; no key is sent.
+        let authentication = match bedrock {
+            Some(signing) => {
+                if credential.is_some() {
+                    return Err(ProviderError::NoApiKeys(preset.id));
+                }
+                Authentication::SigV4(Arc::new(signing))
+            }
+            None => authentication,
         };
 
         let mut base_headers = vec![(CONTENT_TYPE, HeaderValue::from_static("application/json"))];
@@ -538,12 +621,12 @@ impl Provider {
         model: &str,
         body: &[u8],
     ) -> Result<ChatResponse, GatewayError> {
-        self.api(model).decode_chat_response(body)
+        self.api(model).decode_chat_response_from(body, model)
     }
 
     /// A decoder for this provider's streams from `model`.
     pub fn stream_decoder(&self, model: &str) -> Box<dyn StreamDecoder> {
-        self.api(model).stream_decoder()
+        self.api(model).stream_decoder_from(model)
     }
 
     /// How this provider's streams are framed: `None` for server-sent events.
@@ -734,5 +817,88 @@ mod tests {
                 .as_u16(),
             400
         );
+    }
+
+    fn bedrock_spec() -> ProviderSpec {
+        let mut spec = ProviderSpec::new("bedrock", ProviderKind::Bedrock);
+        spec.aws = Some(AwsSpec {
+            region: Some("eu-west-3".into()),
+            access_key_id: Some("AKIDEXAMPLE".into()),
+            secret_access_key: Some(Secret::new("secret")),
+            session_token: None,
+        });
+        spec
+    }
+
+    #[test]
+    fn bedrock_goes_to_its_regions_endpoint_and_signs_instead_of_sending_a_key() {
+        let p = Provider::new(bedrock_spec()).unwrap();
+        assert_eq!(p.wire("amazon.nova-pro-v1:0"), Wire::Bedrock);
+        assert!(p.default_credential().is_none());
+        let Authentication::SigV4(signing) = p.authentication() else {
+            panic!("Bedrock signs");
+        };
+        assert_eq!(signing.region, "eu-west-3");
+        assert_eq!(signing.service, "bedrock");
+        let r = p
+            .chat_request(
+                &chat(),
+                "arn:aws:bedrock:eu-west-3:1:inference-profile/eu.amazon.nova-pro-v1:0",
+                None,
+                ForwardedHeaders::default(),
+            )
+            .unwrap();
+        assert_eq!(
+            r.uri,
+            "https://bedrock-runtime.eu-west-3.amazonaws.com/model/\
+             arn%3Aaws%3Abedrock%3Aeu-west-3%3A1%3Ainference-profile%2Feu.amazon.nova-pro-v1%3A0/converse"
+        );
+        assert!(
+            r.headers.get("authorization").is_none(),
+            "signed by the gateway"
+        );
+        // Keys from the vault cannot sign.
+        assert_eq!(
+            p.credential("k1", &Secret::new("x")).unwrap_err(),
+            ProviderError::NoApiKeys("bedrock")
+        );
+
+        let mut with_key = bedrock_spec();
+        with_key.api_key = Some(Secret::new("sk"));
+        assert_eq!(
+            Provider::new(with_key).unwrap_err(),
+            ProviderError::NoApiKeys("bedrock")
+        );
+        let mut no_region = bedrock_spec();
+        if let Some(aws) = no_region.aws.as_mut() {
+            aws.region = None;
+        }
+        assert!(
+            matches!(Provider::new(no_region), Err(ProviderError::Bedrock(m)) if m.contains("region"))
+        );
+        let mut no_secret = bedrock_spec();
+        if let Some(aws) = no_secret.aws.as_mut() {
+            aws.secret_access_key = None;
+        }
+        let e = Provider::new(no_secret).unwrap_err().to_string();
+        assert!(e.contains("secret_access_key"), "{e}");
+        let mut endpoint = bedrock_spec();
+        endpoint.base_url = Some("http://127.0.0.1:9/".into());
+        let p = Provider::new(endpoint).unwrap();
+        let mut streamed = chat();
+        streamed.stream = true;
+        let r = p
+            .chat_request(
+                &streamed,
+                "meta.llama3-3-70b-instruct-v1:0",
+                None,
+                ForwardedHeaders::default(),
+            )
+            .unwrap();
+        assert_eq!(
+            r.uri,
+            "http://127.0.0.1:9/model/meta.llama3-3-70b-instruct-v1%3A0/converse-stream"
+        );
+        assert!(p.stream_framer().is_some(), "AWS's event stream");
     }
 }

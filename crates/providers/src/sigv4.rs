@@ -148,6 +148,80 @@ pub fn sign_request(
         .collect()
 }
 
+/// What signs a provider's requests (Bedrock's [`Authentication::SigV4`]): the credentials, the
+/// region and the service they are signed for. Declared by the provider, carried out by the
+/// gateway on each attempt, just before sending, over the exact bytes sent.
+///
+/// [`Authentication::SigV4`]: crate::api::Authentication::SigV4
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SigV4Signing {
+    /// The credentials.
+    pub credentials: AwsCredentials,
+    /// The region requests are signed for (`us-east-1`), whatever the URL's host.
+    pub region: String,
+    /// The service requests are signed for (`bedrock`).
+    pub service: &'static str,
+}
+
+/// Headers that are never signed: the ones the signature itself adds, and those the HTTP client
+/// or a proxy may add or rewrite on the way.
+const UNSIGNED: &[&str] = &[
+    "authorization",
+    "x-amz-date",
+    "x-amz-security-token",
+    "x-amz-content-sha256",
+    "content-length",
+    "user-agent",
+    "connection",
+    "transfer-encoding",
+    "expect",
+    "traceparent",
+    "tracestate",
+];
+
+impl SigV4Signing {
+    /// Signs `request` at `time`: every header it carries is covered (but those in
+    /// [`UNSIGNED`]), with the host from its URL and the SHA-256 of its body's exact bytes, and
+    /// `x-amz-date`, `x-amz-security-token` (temporary credentials) and `authorization` are set
+    /// on it, replacing any a previous signing left.
+    pub fn sign(
+        &self,
+        request: &mut crate::provider::UpstreamRequest,
+        time: SystemTime,
+    ) -> Result<(), SigningError> {
+        for name in UNSIGNED.iter().take(4) {
+            request.headers.remove(*name);
+        }
+        let url = request.uri.to_string();
+        let mut covered: Vec<(&str, &str)> = Vec::with_capacity(request.headers.len());
+        for (name, value) in &request.headers {
+            if UNSIGNED.contains(&name.as_str()) {
+                continue;
+            }
+            let value = value.to_str().map_err(|_| {
+                SigningError::Request(format!("header {name:?} is not text and cannot be signed"))
+            })?;
+            covered.push((name.as_str(), value));
+        }
+        let added = sign_request(
+            &self.credentials,
+            &self.region,
+            self.service,
+            time,
+            &RequestToSign {
+                method: request.method.as_str(),
+                url: &url,
+                headers: &covered,
+                body: &request.body,
+            },
+        )?;
+        for (name, value) in added {
+            request.headers.insert(name, value);
+        }
+        Ok(())
+    }
+}
+
 /// Percent-encodes `value` for one segment of a URL path, as the AWS SDKs encode a path label
 /// such as Bedrock's `{modelId}`: every byte but the unreserved `A–Z a–z 0–9 - . _ ~` becomes
 /// `%XX`, so `:` in `anthropic.claude-3-5-sonnet-20241022-v2:0` and `/` in an ARN are encoded.
@@ -354,6 +428,58 @@ mod tests {
             Err(SigningError::Request(_))
         ));
         assert!(sign("/model/x/converse", &[("host", "h")]).is_ok());
+    }
+
+    #[test]
+    fn a_provider_request_is_signed_as_sent_and_signed_again_on_a_retry() {
+        let signing = SigV4Signing {
+            credentials: suite_credentials().with_session_token("token"),
+            region: "us-east-1".to_owned(),
+            service: "bedrock",
+        };
+        let mut headers = http::HeaderMap::new();
+        headers.insert("content-type", HeaderValue::from_static("application/json"));
+        headers.insert(
+            "user-agent",
+            HeaderValue::from_static("rewritten-by-proxies"),
+        );
+        let mut request = crate::provider::UpstreamRequest {
+            method: http::Method::POST,
+            uri: "https://bedrock-runtime.us-east-1.amazonaws.com/model/a.b-v1%3A0/converse"
+                .parse()
+                .unwrap(),
+            headers,
+            body: bytes::Bytes::from_static(b"{}"),
+        };
+        signing.sign(&mut request, suite_time()).unwrap();
+        let first = request.headers["authorization"].clone();
+        assert!(first.is_sensitive());
+        assert!(first.to_str().unwrap().contains(
+            "/20150830/us-east-1/bedrock/aws4_request, \
+             SignedHeaders=content-type;host;x-amz-date;x-amz-security-token,"
+        ));
+        assert_eq!(request.headers["x-amz-date"], "20150830T123600Z");
+        assert_eq!(request.headers["x-amz-security-token"], "token");
+        assert!(request.headers["x-amz-security-token"].is_sensitive());
+
+        // Signing again (a retry) replaces the previous signature rather than adding one.
+        signing
+            .sign(&mut request, suite_time() + Duration::from_secs(60))
+            .unwrap();
+        assert_eq!(request.headers.get_all("authorization").iter().count(), 1);
+        assert_ne!(request.headers["authorization"], first);
+        assert_eq!(request.headers["x-amz-date"], "20150830T123700Z");
+
+        // The signature covers the body's exact bytes.
+        let mut changed = request.clone();
+        changed.body = bytes::Bytes::from_static(b"{ }");
+        signing
+            .sign(&mut changed, suite_time() + Duration::from_secs(60))
+            .unwrap();
+        assert_ne!(
+            changed.headers["authorization"],
+            request.headers["authorization"]
+        );
     }
 
     #[test]

@@ -11,6 +11,11 @@
 //! - `fixtures/answers/gemini*.{json,sse}`: Gemini answers and streams, translated for each
 //!   client dialect (the OpenAI and Anthropic answers have theirs in `portcullis-dialects`).
 //!
+//! Bedrock's rows: each request fixture as sent to a Claude model and to an Amazon Nova model
+//! (signed at a fixed time, or the refusal of what Bedrock cannot take), its error answers,
+//! and `answers/bedrock*.json`: a Converse answer, and a ConverseStream's events, encoded as
+//! AWS's event stream and fed through the provider's framer and decoder, for each client.
+//!
 //! A change in any translation shows up as a snapshot diff to review.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -22,6 +27,7 @@ use portcullis_core::{Dialect, StreamEvent};
 use portcullis_dialects::errors::encode_error;
 use portcullis_dialects::frame::{Framer, SseFramer};
 use portcullis_dialects::{FrameOutcome, decode_request, encode_response, stream_encoder};
+use portcullis_providers::{Authentication, AwsSpec};
 use portcullis_providers::{
     ForwardedHeaders, Provider, ProviderKind, ProviderSpec, Secret, VertexSpec,
 };
@@ -50,6 +56,16 @@ fn provider(kind: ProviderKind) -> Provider {
         spec.vertex = Some(vertex_spec());
     } else {
         spec.api_key = Some(Secret::new("secret-key"));
+    }
+    if kind == ProviderKind::Bedrock {
+        // Signed, not keyed: the AWS test suite's credentials, in us-east-1.
+        spec.api_key = None;
+        spec.aws = Some(AwsSpec {
+            region: Some("us-east-1".to_owned()),
+            access_key_id: Some("AKIDEXAMPLE".to_owned()),
+            secret_access_key: Some(Secret::new("wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY")),
+            session_token: Some(Secret::new("session-token")),
+        });
     }
     Provider::new(spec).unwrap()
 }
@@ -254,5 +270,147 @@ fn the_gemini_stream_to_each_client() {
     insta::assert_snapshot!(
         "stream_gemini_to_anthropic",
         translate_stream(Dialect::Anthropic)
+    );
+}
+
+/// Bedrock's request for `model`, signed at 2015-08-30T12:36:00Z as the gateway signs it; or,
+/// for what Bedrock cannot take, the refusal the client gets.
+fn bedrock_request(p: &Provider, model: &str, client: Dialect, body: &[u8]) -> Value {
+    let req = decode_request(client, body).unwrap();
+    let mut built = match p.chat_request(&req, model, None, ForwardedHeaders::default()) {
+        Ok(built) => built,
+        Err(e) => {
+            return json!({"refused": e.status().as_u16(), "param": e.param(), "message": e.message()});
+        }
+    };
+    let Authentication::SigV4(signing) = p.authentication() else {
+        panic!("Bedrock signs its requests");
+    };
+    let time = std::time::UNIX_EPOCH + Duration::from_secs(1_440_938_160);
+    signing.sign(&mut built, time).unwrap();
+    let mut headers = Map::new();
+    for (name, value) in &built.headers {
+        let shown = if value.is_sensitive() {
+            "<redacted>".to_owned()
+        } else {
+            value.to_str().unwrap().to_owned()
+        };
+        headers.insert(name.as_str().to_owned(), Value::String(shown));
+    }
+    json!({
+        "method": built.method.as_str(),
+        "url": built.uri.to_string(),
+        "headers": headers,
+        "body": serde_json::from_slice::<Value>(&built.body).unwrap(),
+    })
+}
+
+#[test]
+fn each_request_fixture_as_bedrock_sends_it() {
+    let bedrock = provider(ProviderKind::Bedrock);
+    for (file, body) in fixtures("requests") {
+        let (case, dialect) = file
+            .strip_suffix(".json")
+            .and_then(|f| f.rsplit_once('.'))
+            .unwrap();
+        let client = match dialect {
+            "openai" => Dialect::OpenAi,
+            _ => Dialect::Anthropic,
+        };
+        for (model, row) in [
+            (
+                "us.anthropic.claude-sonnet-4-20250514-v1:0",
+                "bedrock_claude",
+            ),
+            ("amazon.nova-pro-v1:0", "bedrock_nova"),
+        ] {
+            insta::assert_json_snapshot!(
+                format!("request_{case}_to_{row}"),
+                bedrock_request(&bedrock, model, client, &body)
+            );
+        }
+    }
+}
+
+/// Bedrock names no id: the one made up is fixed here so that snapshots hold.
+const BEDROCK_ANSWER_ID: &str = "bedrock-answer";
+
+#[test]
+fn bedrock_answers_to_each_client() {
+    let bedrock = provider(ProviderKind::Bedrock);
+    let model = "us.anthropic.claude-sonnet-4-20250514-v1:0";
+    for (file, body) in fixtures("answers") {
+        if file != "bedrock.json" {
+            continue;
+        }
+        let mut resp = bedrock.decode_chat_response(model, &body).unwrap();
+        assert!(resp.id.starts_with("bedrock-"));
+        resp.id = BEDROCK_ANSWER_ID.to_owned();
+        for (client, name) in [
+            (Dialect::OpenAi, "openai"),
+            (Dialect::Anthropic, "anthropic"),
+        ] {
+            insta::assert_json_snapshot!(
+                format!("answer_bedrock_to_{name}"),
+                serde_json::from_slice::<Value>(&encode_response(client, &resp)).unwrap()
+            );
+        }
+    }
+}
+
+/// The ConverseStream of `answers/bedrock_stream.json` encoded as AWS's event stream, fed in
+/// small chunks through the provider's framer and decoder, then encoded for a client.
+fn bedrock_stream(client: Dialect) -> String {
+    use portcullis_dialects::aws_eventstream::Message;
+    let bedrock = provider(ProviderKind::Bedrock);
+    let events: Vec<(String, Value)> = serde_json::from_slice(
+        &std::fs::read(format!(
+            "{}/tests/fixtures/answers/bedrock_stream.json",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .unwrap(),
+    )
+    .unwrap();
+    let mut raw = Vec::new();
+    for (kind, payload) in &events {
+        raw.extend_from_slice(&Message::event(kind, payload.to_string()).encode().unwrap());
+    }
+    let mut framer = bedrock.stream_framer().expect("an event-stream framer");
+    let mut frames = Vec::new();
+    for chunk in raw.chunks(7) {
+        framer.feed(chunk, &mut frames).unwrap();
+    }
+    framer.finish(&mut frames).unwrap();
+    assert_eq!(frames.len(), events.len());
+    let mut decoder = bedrock.stream_decoder("us.anthropic.claude-sonnet-4-20250514-v1:0");
+    let mut decoded: Vec<StreamEvent> = Vec::new();
+    let mut outcomes = Vec::new();
+    for f in &frames {
+        outcomes.push(decoder.decode(f, &mut decoded).unwrap());
+    }
+    assert_eq!(
+        outcomes.last(),
+        Some(&FrameOutcome::Done),
+        "metadata ends it"
+    );
+    decoder.end(&mut decoded);
+    let mut enc = stream_encoder(client, true, 1_700_000_000);
+    let mut out = BytesMut::new();
+    for e in &mut decoded {
+        if let StreamEvent::Start { id, .. } = e {
+            BEDROCK_ANSWER_ID.clone_into(id);
+        }
+        enc.encode(e, &mut out);
+    }
+    enc.finish(&mut out);
+    String::from_utf8(out.to_vec()).unwrap()
+}
+
+#[test]
+fn the_bedrock_stream_to_each_client() {
+    insta::assert_snapshot!("stream_bedrock_to_openai", bedrock_stream(Dialect::OpenAi));
+    insta::assert_snapshot!(
+        "stream_bedrock_to_anthropic",
+        bedrock_stream(Dialect::Anthropic)
     );
 }
