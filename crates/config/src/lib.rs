@@ -45,6 +45,7 @@ use portcullis_identity::config::IdentitySettings;
 use portcullis_limits::LimitRules;
 use portcullis_limits::config::RawLimitsBlock;
 use portcullis_policy::ToolGlobs;
+use portcullis_providers::AwsSpec;
 use portcullis_providers::config::{ProvidersBlock, RoutesBlock, provider_issues};
 use portcullis_providers::{
     CloudflareSpec, Provider, ProviderKind, ProviderSpec, Registry, RouteSpec, Secret,
@@ -369,6 +370,9 @@ fn validate(
                     }
                 }
             }
+            for (name, p) in map.iter_mut() {
+                aws_from_env(name, p, env);
+            }
             let names: Vec<String> = map.keys().cloned().collect();
             (
                 issues.take(ProvidersBlock::validate(map.into_iter().collect(), AT)),
@@ -590,6 +594,39 @@ impl Config {
     }
 }
 
+/// A Bedrock provider's AWS settings the file leaves out, from the variables AWS's SDKs read:
+/// the region from `AWS_REGION` (or `AWS_DEFAULT_REGION`), the endpoint from
+/// `AWS_ENDPOINT_URL_BEDROCK_RUNTIME`, and the credentials from `AWS_ACCESS_KEY_ID`,
+/// `AWS_SECRET_ACCESS_KEY` and `AWS_SESSION_TOKEN` — all three together, only when the file
+/// gives neither key, so a configured key is never paired with another's secret or token.
+fn aws_from_env(
+    name: &str,
+    p: &mut portcullis_providers::config::RawProvider,
+    env: &dyn Environment,
+) {
+    if p.kind.as_deref().unwrap_or(name) != ProviderKind::Bedrock.id() {
+        return;
+    }
+    if p.region.is_none() {
+        p.region = aws_region(env);
+    }
+    if p.base_url.is_none() {
+        p.base_url = env.var("AWS_ENDPOINT_URL_BEDROCK_RUNTIME");
+    }
+    if p.access_key_id.is_none() && p.secret_access_key.is_none() {
+        p.access_key_id = env.var("AWS_ACCESS_KEY_ID");
+        p.secret_access_key = env.var("AWS_SECRET_ACCESS_KEY");
+        if p.session_token.is_none() {
+            p.session_token = env.var("AWS_SESSION_TOKEN");
+        }
+    }
+}
+
+fn aws_region(env: &dyn Environment) -> Option<String> {
+    env.var("AWS_REGION")
+        .or_else(|| env.var("AWS_DEFAULT_REGION"))
+}
+
 /// Providers enabled by their conventional environment variables.
 pub fn providers_from_env(env: &dyn Environment) -> Vec<ProviderSpec> {
     let mut out = Vec::new();
@@ -632,6 +669,20 @@ pub fn providers_from_env(env: &dyn Environment) -> Vec<ProviderSpec> {
                     location,
                     credentials: credentials.map(PathBuf::from),
                 });
+                enabled
+            }
+            // Signed with the AWS credentials of the environment, in its region.
+            ProviderKind::Bedrock => {
+                let aws = AwsSpec {
+                    region: aws_region(env),
+                    access_key_id: env.var("AWS_ACCESS_KEY_ID"),
+                    secret_access_key: env.var("AWS_SECRET_ACCESS_KEY").map(Secret::new),
+                    session_token: env.var("AWS_SESSION_TOKEN").map(Secret::new),
+                };
+                let enabled = aws.region.is_some()
+                    && aws.access_key_id.is_some()
+                    && aws.secret_access_key.is_some();
+                spec.aws = Some(aws);
                 enabled
             }
             _ if preset.key_optional => base_url.is_some(),
@@ -749,6 +800,67 @@ aliases:
                 .as_ref(),
             "gpt-4o-mini"
         );
+    }
+
+    #[test]
+    fn bedrock_takes_the_aws_variables_with_no_file_and_where_the_file_says_nothing() {
+        let e = env(&[
+            ("AWS_ACCESS_KEY_ID", "AKIAENV"),
+            ("AWS_SECRET_ACCESS_KEY", "env-secret"),
+            ("AWS_SESSION_TOKEN", "env-token"),
+            ("AWS_REGION", "eu-west-3"),
+            ("AWS_ENDPOINT_URL_BEDROCK_RUNTIME", "http://127.0.0.1:7"),
+        ]);
+        let c = load(None, &e).unwrap();
+        let names: Vec<&str> = c.providers.iter().map(|p| p.name.as_str()).collect();
+        assert_eq!(names, ["bedrock"]);
+        let bedrock = &c.providers[0];
+        assert_eq!(bedrock.base_url.as_deref(), Some("http://127.0.0.1:7"));
+        let aws = bedrock.aws.as_ref().unwrap();
+        assert_eq!(aws.region.as_deref(), Some("eu-west-3"));
+        assert_eq!(aws.access_key_id.as_deref(), Some("AKIAENV"));
+        assert_eq!(
+            aws.session_token.as_ref().map(Secret::expose),
+            Some("env-token")
+        );
+        assert!(!format!("{bedrock:?}").contains("env-secret"));
+        // Without a region nothing is enabled: AWS's SDKs would not know where to go either.
+        let no_region = env(&[("AWS_ACCESS_KEY_ID", "A"), ("AWS_SECRET_ACCESS_KEY", "s")]);
+        assert!(load(None, &no_region).unwrap().providers.is_empty());
+
+        // The file's own key is never paired with the environment's token.
+        let c = from_yaml(
+            "providers:\n  aws:\n    kind: bedrock\n    region: us-west-2\n    access_key_id: AKIAFILE\n    secret_access_key: file-secret\n",
+            Source::Environment,
+            &e,
+        )
+        .unwrap();
+        let aws = c.providers[0].aws.as_ref().unwrap();
+        assert_eq!(aws.region.as_deref(), Some("us-west-2"));
+        assert_eq!(aws.access_key_id.as_deref(), Some("AKIAFILE"));
+        assert!(aws.session_token.is_none());
+        let c = from_yaml("providers:\n  bedrock: {}\n", Source::Environment, &e).unwrap();
+        let aws = c.providers[0].aws.as_ref().unwrap();
+        assert_eq!(aws.access_key_id.as_deref(), Some("AKIAENV"));
+        assert!(c.registry().is_ok());
+
+        let err = from_yaml(
+            "providers:\n  bedrock: {}\n",
+            Source::Environment,
+            &env(&[]),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("providers.bedrock"), "{err}");
+        assert!(err.contains("region"), "{err}");
+        let err = from_yaml(
+            "providers:\n  openai:\n    api_key: k\n    region: us-east-1\n",
+            Source::Environment,
+            &env(&[]),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("apply only to kind `bedrock`"), "{err}");
     }
 
     #[test]

@@ -394,11 +394,15 @@ async fn respond(
     };
     let resp = served.response;
     let mut judge = judge_for(state, caller, resolved, judging);
+    // A stream: server-sent events, or AWS's binary event stream (Bedrock).
     let is_sse = resp
         .headers()
         .get(CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("text/event-stream"));
+        .is_some_and(|v| {
+            v.starts_with("text/event-stream")
+                || v.starts_with(portcullis_dialects::aws_eventstream::CONTENT_TYPE)
+        });
 
     if request.stream {
         let settings = RelaySettings {

@@ -86,6 +86,9 @@ pub fn lister(
             AnthropicModels::new(provider, credential).map(|l| Box::new(l) as Box<dyn ModelLister>)
         }
         ProviderKind::Gemini => Some(Box::new(GeminiModels::new(provider, credential))),
+        // Bedrock Runtime has no list endpoint (the model list is the control plane's, another
+        // service and host): a Bedrock provider's models are the configured ones.
+        ProviderKind::Bedrock => None,
         ProviderKind::OpenAi
         | ProviderKind::Groq
         | ProviderKind::Mistral

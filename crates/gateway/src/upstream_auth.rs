@@ -56,6 +56,13 @@ impl UpstreamAuth {
                 request.headers.insert(AUTHORIZATION, bearer);
                 Ok(())
             }
+            // Signed now, over the exact bytes about to be sent, for this attempt alone.
+            Authentication::SigV4(signing) => signing
+                .sign(request, std::time::SystemTime::now())
+                .map_err(|e| {
+                    GatewayError::internal("The request to the provider could not be signed")
+                        .with_detail(format!("provider `{}`: {e}", provider.name()))
+                }),
             other => Err(GatewayError::internal(
                 "The provider's authentication cannot be carried out",
             )

@@ -901,12 +901,13 @@ fn check(request: &Map<String, Value>) -> Result<Checked, String> {
         );
     }
 
-    let text_of = |content: &Value, results_too: bool| -> String {
+    // A turn's text, its tool results' included (what a model reads in it).
+    let text_of = |content: &Value| -> String {
         let mut out = String::new();
         for block in content.as_array().into_iter().flatten() {
             if let Some(t) = block.get("text").and_then(Value::as_str) {
                 out.push_str(t);
-            } else if results_too && let Some(result) = block.get("toolResult") {
+            } else if let Some(result) = block.get("toolResult") {
                 for part in result
                     .get("content")
                     .and_then(Value::as_array)
@@ -927,11 +928,11 @@ fn check(request: &Map<String, Value>) -> Result<Checked, String> {
         .iter()
         .rev()
         .find(|m| m.get("role").and_then(Value::as_str) == Some("user"))
-        .map(|m| text_of(&m["content"], false))
+        .map(|m| text_of(&m["content"]))
         .unwrap_or_default();
     let last_message_text = messages
         .last()
-        .map(|m| text_of(&m["content"], true))
+        .map(|m| text_of(&m["content"]))
         .unwrap_or_default();
     Ok(Checked {
         messages,
@@ -1113,6 +1114,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(ok.last_message_text, "sunny");
+        assert_eq!(ok.last_user_text, "sunny", "a tool result is what the turn says");
         assert_eq!(ok.tools, vec!["get_weather".to_owned()]);
         assert_eq!(
             checked(

@@ -9,6 +9,7 @@ mod common;
 mod approvals;
 mod audit;
 mod bad_input;
+mod bedrock;
 mod cache;
 mod cost;
 mod count_tokens;
