@@ -367,6 +367,7 @@ async fn run(args: &Args) -> Result<(), String> {
              \x20 streaming:\n    kind: custom\n    api_key: sk-mock-openai\n    base_url: {stream}\n\
              \x20 gemini:\n    api_key: AIza-mock-gemini\n    base_url: {fast_root}\n\
              \x20 gemini-streaming:\n    kind: gemini\n    api_key: AIza-mock-gemini\n    base_url: {stream_root}\n\
+             \x20 bedrock-streaming:\n    kind: bedrock\n    region: us-east-1\n    access_key_id: AKIAIOSFODNN7EXAMPLE\n    secret_access_key: wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY\n    base_url: {bedrock_root}\n\
              routes:\n  cached:\n    targets: [openai/gpt-4o-mini]\n    cache: {{enabled: true}}\n\
              \x20 limited:\n    targets: [openai/gpt-4o-mini]\n\
              \x20 keyed:\n    targets: [openai/gpt-4o-mini]\n{keyed_tools_denied}\
@@ -378,6 +379,7 @@ async fn run(args: &Args) -> Result<(), String> {
             stream = streaming.openai_base_url(),
             fast_root = fast.gemini_base_url(),
             stream_root = streaming.gemini_base_url(),
+            bedrock_root = streaming.bedrock_endpoint_url(),
             keyed_tools_denied = if args.no_tools_denied {
                 ""
             } else {
@@ -578,6 +580,18 @@ async fn run(args: &Args) -> Result<(), String> {
             1,
             direct(&streaming, true),
             via("gemini-streaming/gemini-2.5-flash", true),
+        ),
+        // Bedrock: the request encoded for Converse and signed with SigV4 over its exact
+        // bytes, the answer's AWS event stream framed (prelude and message CRCs checked),
+        // decoded and re-encoded as the OpenAI caller's server-sent events.
+        (
+            "Bedrock stream",
+            1,
+            direct(&streaming, true),
+            via(
+                "bedrock-streaming/anthropic.claude-3-5-sonnet-20241022-v2:0",
+                true,
+            ),
         ),
     ];
     let scenarios = scenarios.into_iter().filter(|(name, ..)| args.runs(name));
