@@ -30,7 +30,8 @@
 //! trigger the same cases.
 //!
 //! The same server answers as Amazon Bedrock Runtime ([`bedrock`]): `POST
-//! /model/{modelId}/converse` and `/converse-stream` (an AWS event stream), every request's
+//! /model/{modelId}/converse` and `/converse-stream` (an AWS event stream), and `/invoke` for
+//! the Titan and Cohere embedding models, every request's
 //! AWS Signature Version 4 checked ([`sigv4`]) against [`MockOptions::aws_access_key_id`] and
 //! its secret, for service `bedrock` in [`MockOptions::aws_region`]; the same model names
 //! trigger the same cases.

@@ -1,7 +1,7 @@
 //! `mock-upstream`: the mock OpenAI + Anthropic + Gemini + Bedrock server as a process, for tests
 //! written in other languages (the Python SDK suite) and for benchmarks. Gemini's API is served
 //! at `/v1beta/…` on the same address (point `google-genai`'s `base_url` at it), its key set with
-//! `--gemini-key` (by default `AIza-mock-gemini`). Bedrock's Converse API is
+//! `--gemini-key` (by default `AIza-mock-gemini`). Bedrock's Converse and InvokeModel APIs are
 //! served at `/model/…` on the same address (point an AWS SDK's `endpoint_url` at it); its
 //! requests are signed with the `--aws-*` credentials (by default AWS's documentation example
 //! key, `AKIAIOSFODNN7EXAMPLE`, in `us-east-1`).
