@@ -287,6 +287,16 @@ async fn a_stream_has_the_responses_events_in_order_and_is_kept() {
     assert!(done["usage"]["output_tokens"].as_u64().unwrap() > 0);
     let kept = stored(&gw, MASTER_KEY, done["id"].as_str().unwrap()).await;
     assert_eq!(&kept, done);
+    // Written by the background writer, and counted.
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let m = gw.metrics_text().await;
+        if metric_sample(&m, "portcullis_responses_stored_total{outcome=\"written\"}").is_some() {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{m}");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
 
     // A call streams its arguments.
     let events = stream(
