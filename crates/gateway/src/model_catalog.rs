@@ -19,12 +19,11 @@ use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::header::CONTENT_TYPE;
 use http::{HeaderMap, Method, Uri};
 use parking_lot::Mutex;
-use portcullis_core::{ChatRequest, ErrorKind, GatewayError, Identity, Message, Role};
+use portcullis_core::{ErrorKind, GatewayError, Identity};
 use portcullis_providers::provider::Credential;
-use portcullis_providers::{ForwardedHeaders, Provider, ProviderKind, Registry, UpstreamRequest};
+use portcullis_providers::{Provider, ProviderKind, Registry, UpstreamRequest};
 use serde_json::Value;
 use tokio::sync::watch;
 use tokio::time::Instant;
@@ -85,7 +84,9 @@ pub fn lister(
         ProviderKind::Anthropic => {
             AnthropicModels::new(provider, credential).map(|l| Box::new(l) as Box<dyn ModelLister>)
         }
-        ProviderKind::Gemini => Some(Box::new(GeminiModels::new(provider, credential))),
+        ProviderKind::Gemini => {
+            GeminiModels::new(provider, credential).map(|l| Box::new(l) as Box<dyn ModelLister>)
+        }
         // Bedrock Runtime has no list endpoint (the model list is the control plane's, another
         // service and host): a Bedrock provider's models are the configured ones.
         ProviderKind::Bedrock => None,
@@ -111,27 +112,15 @@ pub fn lister(
     }
 }
 
-/// The provider's list endpoint and the headers its requests carry (base headers, configured
-/// headers, the credential), taken from the chat request the provider builds: the chat path
-/// `chat_path` at the end of its URL becomes `list_path`. `None` when the URL does not end so.
+/// The provider's list endpoint, as its API builds it from the base URL
+/// ([`Provider::models_uri`]), and the headers its requests carry (base headers, configured
+/// headers, the credential). `None` when its API has no list the gateway reads.
 fn endpoint_of(
     provider: &Provider,
     credential: Option<&Credential>,
-    chat_path: &str,
-    list_path: &str,
 ) -> Option<(String, HeaderMap)> {
-    let probe = ChatRequest {
-        messages: vec![Message::text(Role::User, "")],
-        ..ChatRequest::default()
-    };
-    let built = provider
-        .chat_request(&probe, "", credential, ForwardedHeaders::default())
-        .ok()?;
-    let uri = built.uri.to_string();
-    let base = uri.strip_suffix(chat_path)?;
-    let mut headers = built.headers;
-    headers.remove(CONTENT_TYPE);
-    Some((format!("{base}{list_path}"), headers))
+    let uri = provider.models_uri()?;
+    Some((uri.to_string(), provider.native_headers(credential)))
 }
 
 fn get(uri: &str, headers: &HeaderMap) -> Result<UpstreamRequest, GatewayError> {
@@ -155,7 +144,7 @@ struct OpenAiModels {
 
 impl OpenAiModels {
     fn new(provider: &Provider, credential: Option<&Credential>) -> Option<Self> {
-        let (uri, headers) = endpoint_of(provider, credential, "/chat/completions", "/models")?;
+        let (uri, headers) = endpoint_of(provider, credential)?;
         Some(Self { uri, headers })
     }
 }
@@ -205,7 +194,7 @@ struct AnthropicModels {
 
 impl AnthropicModels {
     fn new(provider: &Provider, credential: Option<&Credential>) -> Option<Self> {
-        let (uri, headers) = endpoint_of(provider, credential, "/v1/messages", "/v1/models")?;
+        let (uri, headers) = endpoint_of(provider, credential)?;
         Some(Self { uri, headers })
     }
 }
@@ -257,18 +246,15 @@ impl ModelLister for AnthropicModels {
 /// Google's Gemini API's `GET /v1beta/models`: pages of at most 1000 (`pageSize`), the next
 /// one asked for with `pageToken` = the page's `nextPageToken`. Models are named `models/…`;
 /// callers use the name without that prefix (`gemini-2.5-flash`), as the chat URL takes it.
-/// The list URL is the provider's native root's, not derived from its chat URL.
 struct GeminiModels {
     uri: String,
     headers: HeaderMap,
 }
 
 impl GeminiModels {
-    fn new(provider: &Provider, credential: Option<&Credential>) -> Self {
-        Self {
-            uri: format!("{}/v1beta/models", provider.native_root()),
-            headers: provider.native_headers(credential),
-        }
+    fn new(provider: &Provider, credential: Option<&Credential>) -> Option<Self> {
+        let (uri, headers) = endpoint_of(provider, credential)?;
+        Some(Self { uri, headers })
     }
 }
 

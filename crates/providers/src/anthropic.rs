@@ -18,6 +18,7 @@ use crate::provider::{ForwardedHeaders, ProviderError};
 pub struct AnthropicApi {
     messages_uri: Uri,
     count_tokens_uri: Uri,
+    models_uri: Uri,
     default_max_tokens: u32,
 }
 
@@ -41,6 +42,7 @@ impl AnthropicApi {
         Ok(Self {
             messages_uri: crate::provider::join(base, "/v1/messages")?,
             count_tokens_uri: crate::provider::join(base, "/v1/messages/count_tokens")?,
+            models_uri: crate::provider::join(base, "/v1/models")?,
             default_max_tokens,
         })
     }
@@ -49,6 +51,10 @@ impl AnthropicApi {
 impl ProviderApi for AnthropicApi {
     fn wire(&self) -> Wire {
         Wire::Anthropic
+    }
+
+    fn models_uri(&self) -> Option<&Uri> {
+        Some(&self.models_uri)
     }
 
     fn fixed_headers(&self) -> &'static [(&'static str, &'static str)] {

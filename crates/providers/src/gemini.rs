@@ -23,6 +23,8 @@ use crate::provider::{ForwardedHeaders, ProviderError};
 pub struct GeminiApi {
     /// `{base}/v1beta/`.
     root: String,
+    /// `{base}/v1beta/models`.
+    models_uri: Uri,
 }
 
 impl GeminiApi {
@@ -32,7 +34,10 @@ impl GeminiApi {
         let root = format!("{base}/v1beta/");
         // Checked once here, so a URL built per request can only fail on the model's part.
         crate::provider::join(&root, "models/m:generateContent")?;
-        Ok(Self { root })
+        Ok(Self {
+            models_uri: crate::provider::join(&root, "models")?,
+            root,
+        })
     }
 
     /// The URL of `method` (`generateContent`, `streamGenerateContent?alt=sse`, …) of `model`.
@@ -53,6 +58,10 @@ impl GeminiApi {
 impl ProviderApi for GeminiApi {
     fn wire(&self) -> Wire {
         Wire::Gemini
+    }
+
+    fn models_uri(&self) -> Option<&Uri> {
+        Some(&self.models_uri)
     }
 
     fn chat(

@@ -16,6 +16,7 @@ use crate::responses::{ResponsesApi, is_responses_only};
 #[derive(Debug)]
 pub struct OpenAiApi {
     chat_uri: Uri,
+    models_uri: Uri,
     embeddings_uri: Uri,
     max_tokens_field: MaxTokensField,
     /// OpenAI itself: reasoning models take a `reasoning_effort` derived from a budget.
@@ -38,6 +39,7 @@ impl OpenAiApi {
     ) -> Result<Self, ProviderError> {
         Ok(Self {
             chat_uri: crate::provider::join(base, "/chat/completions")?,
+            models_uri: crate::provider::join(base, "/models")?,
             embeddings_uri: crate::provider::join(base, "/embeddings")?,
             max_tokens_field: if openai_itself {
                 MaxTokensField::MaxCompletionTokens
@@ -75,6 +77,10 @@ impl ProviderApi for OpenAiApi {
                     || self.responses_models.iter().any(|m| m == model)
             })
             .map(|r| r as &dyn ProviderApi)
+    }
+
+    fn models_uri(&self) -> Option<&Uri> {
+        Some(&self.models_uri)
     }
 
     fn chat(

@@ -572,6 +572,11 @@ impl Provider {
         &self.native_root
     }
 
+    /// The URL of the provider's model list, when its API has one the gateway reads.
+    pub fn models_uri(&self) -> Option<&Uri> {
+        self.api.models_uri()
+    }
+
     /// The headers a native request (pass-through, model listing) carries: the provider's
     /// configured and fixed headers and `credential`'s, without a content type (the request's
     /// own is kept).
