@@ -706,3 +706,71 @@ async fn a_provider_sends_its_configured_responses_models_to_its_responses_api()
         "{refused:?}"
     );
 }
+
+#[tokio::test]
+async fn a_keys_models_and_a_routes_denied_tools_hold_for_responses_too() {
+    let mock = MockUpstream::start().await;
+    let gw = TestGateway::start(&format!(
+        "providers:\n  openai:\n    api_key: sk-mock-openai\n    base_url: {}\n\
+         routes:\n  guarded:\n    targets: [openai/gpt-4o]\n    tools_denied: [\"shell_*\"]\n",
+        mock.openai_base_url()
+    ))
+    .await;
+    // A key limited to one model is refused another, before any upstream call.
+    let r = client()
+        .post(gw.at("/admin/keys"))
+        .bearer_auth(MASTER_KEY)
+        .json(&json!({"name": "narrow", "models": ["gpt-4o-mini"]}))
+        .send()
+        .await
+        .unwrap();
+    let key = r.json::<Value>().await.unwrap()["key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let calls = mock.requests().len();
+    let (status, _, v) = create_as(&gw, &key, json!({"model": "gpt-4o", "input": "hi"})).await;
+    assert_eq!(status, 403, "{v}");
+    assert_eq!(v["error"]["code"], "model_not_allowed");
+    assert_eq!(mock.requests().len(), calls);
+
+    // A call of a denied tool never reaches the caller, streamed or not.
+    let shell = json!([{"type": "function", "name": "shell_exec",
+                        "parameters": {"type": "object", "properties": {"query": {"type": "string"}}}}]);
+    let (status, _, v) = create(
+        &gw,
+        json!({"model": "guarded", "input": "[tool] rm -rf /", "tools": shell}),
+    )
+    .await;
+    assert_eq!(status, 200, "{v}");
+    assert!(
+        v["output"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|i| i["type"] != "function_call"),
+        "{v}"
+    );
+    assert!(
+        output_text(&v).contains("shell_exec"),
+        "the notice names it: {v}"
+    );
+    let events = stream(
+        &gw,
+        json!({"model": "guarded", "input": "[tool] rm -rf /", "tools": shell, "stream": true}),
+    )
+    .await;
+    assert!(
+        events
+            .iter()
+            .all(|(name, _)| !name.starts_with("response.function_call")),
+        "{events:?}"
+    );
+    let done = &events.last().unwrap().1["response"];
+    assert_eq!(done["status"], "completed");
+    assert!(
+        !done.to_string().contains("rm -rf"),
+        "no argument reaches the caller: {done}"
+    );
+    gw.stop().await;
+}
