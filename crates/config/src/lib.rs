@@ -48,8 +48,8 @@ use portcullis_policy::ToolGlobs;
 use portcullis_providers::AwsSpec;
 use portcullis_providers::config::{ProvidersBlock, RoutesBlock, provider_issues};
 use portcullis_providers::{
-    CloudflareSpec, Provider, ProviderKind, ProviderSpec, Registry, RouteSpec, Secret,
-    VertexSpec,
+    AzureSpec, CloudflareSpec, EntraSpec, Provider, ProviderKind, ProviderSpec, Registry,
+    RouteSpec, Secret, VertexSpec,
 };
 use portcullis_semantic::RawSemanticCaches;
 pub use portcullis_semantic::SemanticConfig;
@@ -658,6 +658,35 @@ pub fn providers_from_env(env: &dyn Environment) -> Vec<ProviderSpec> {
                     _ => false,
                 }
             }
+            // The resource endpoint is the account's own: it and a credential are needed.
+            // `OPENAI_API_VERSION` (as OpenAI's `AzureOpenAI` client reads it) picks the
+            // deployments form; without it, the v1 form. Without a key, an Entra ID
+            // application from the variables Azure's SDKs read (`AZURE_TENANT_ID`,
+            // `AZURE_CLIENT_ID`, `AZURE_CLIENT_SECRET`, `AZURE_AUTHORITY_HOST`).
+            ProviderKind::Azure => {
+                let entra = match (
+                    env.var("AZURE_TENANT_ID"),
+                    env.var("AZURE_CLIENT_ID"),
+                    env.var("AZURE_CLIENT_SECRET"),
+                ) {
+                    (Some(tenant_id), Some(client_id), Some(secret)) if key.is_none() => {
+                        Some(EntraSpec {
+                            tenant_id,
+                            client_id,
+                            client_secret: Secret::new(secret),
+                            authority: env.var("AZURE_AUTHORITY_HOST"),
+                        })
+                    }
+                    _ => None,
+                };
+                let credential = key.is_some() || entra.is_some();
+                spec.azure = Some(AzureSpec {
+                    api_version: env.var("OPENAI_API_VERSION"),
+                    deployments: Vec::new(),
+                    entra,
+                });
+                credential && base_url.is_some()
+            }
             // The location says which endpoint (and where the data goes): the credentials
             // alone, set for other Google tools, enable nothing.
             ProviderKind::Vertex => {
@@ -739,6 +768,45 @@ mod tests {
         );
         assert_eq!(c.database.url.expose(), DEFAULT_DATABASE_URL);
         assert!(c.master_key.is_none());
+    }
+
+    #[test]
+    fn zero_config_enables_azure_with_its_key_endpoint_and_version() {
+        let e = env(&[
+            ("AZURE_OPENAI_API_KEY", "az-key"),
+            ("AZURE_OPENAI_ENDPOINT", "https://res.openai.azure.com/"),
+            ("OPENAI_API_VERSION", "2024-10-21"),
+        ]);
+        let c = load(None, &e).unwrap();
+        assert_eq!(c.providers.len(), 1);
+        let azure = &c.providers[0];
+        assert_eq!(azure.name, "azure");
+        assert_eq!(azure.kind, ProviderKind::Azure);
+        assert_eq!(
+            azure.base_url.as_deref(),
+            Some("https://res.openai.azure.com/")
+        );
+        assert_eq!(
+            azure.azure.as_ref().and_then(|a| a.api_version.as_deref()),
+            Some("2024-10-21")
+        );
+        // The key alone names no resource: nothing is enabled.
+        let c = load(None, &env(&[("AZURE_OPENAI_API_KEY", "az-key")])).unwrap();
+        assert!(c.providers.is_empty());
+        // Without a key, an Entra ID application from Azure's SDK variables.
+        let c = load(
+            None,
+            &env(&[
+                ("AZURE_OPENAI_ENDPOINT", "https://res.openai.azure.com"),
+                ("AZURE_TENANT_ID", "tenant"),
+                ("AZURE_CLIENT_ID", "client"),
+                ("AZURE_CLIENT_SECRET", "secret"),
+            ]),
+        )
+        .unwrap();
+        let entra = c.providers[0].azure.as_ref().and_then(|a| a.entra.as_ref());
+        assert_eq!(entra.map(|e| e.client_id.as_str()), Some("client"));
+        assert!(c.providers[0].api_key.is_none());
     }
 
     #[test]

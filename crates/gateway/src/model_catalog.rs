@@ -105,10 +105,14 @@ pub fn lister(
             OpenAiModels::new(provider, credential).map(|l| Box::new(l) as Box<dyn ModelLister>)
         }
         // Perplexity has no list endpoint; a Cloudflare AI Gateway's paths depend on the
-        // provider behind it. Their models are the configured ones.
-        ProviderKind::Perplexity | ProviderKind::Cloudflare => None,
+        // provider behind it; Azure OpenAI's lists name the models a resource could deploy,
+        // not its deployments, which are what callers address. Their models are the
+        // configured ones (for Azure, its `deployments` too).
+        ProviderKind::Perplexity
+        | ProviderKind::Cloudflare
+        | ProviderKind::Azure
         // Vertex AI lists publishers' whole catalogues, not what a project may call.
-        ProviderKind::Vertex => None,
+        | ProviderKind::Vertex => None,
     }
 }
 

@@ -222,12 +222,19 @@ pub async fn read_body(body: Incoming, provider: &str) -> Result<Bytes, GatewayE
     }
 }
 
-/// The upstream's `retry-after`, in seconds.
+/// The upstream's wait before a retry: `retry-after-ms` (milliseconds, as Azure OpenAI and
+/// OpenAI send beside it) when present, else `retry-after`, in seconds.
 pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
-    headers
-        .get(RETRY_AFTER)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<f64>().ok())
-        .filter(|s| s.is_finite() && *s >= 0.0)
-        .map(Duration::from_secs_f64)
+    let number = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<f64>().ok())
+            .filter(|n| n.is_finite() && *n >= 0.0)
+    };
+    number(RETRY_AFTER_MS)
+        .map(|ms| Duration::from_secs_f64(ms / 1000.0))
+        .or_else(|| number(RETRY_AFTER.as_str()).map(Duration::from_secs_f64))
 }
+
+const RETRY_AFTER_MS: &str = "retry-after-ms";

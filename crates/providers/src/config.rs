@@ -14,8 +14,8 @@ use serde::Deserialize;
 use serde::de::{self, Deserializer, MapAccess, Visitor};
 
 use crate::{
-    AwsSpec, CloudflareSpec, Provider, ProviderKind, ProviderSpec, Registry, RegistryError,
-    RouteSpec, Secret, TargetSpec, VertexSpec,
+    AwsSpec, AzureSpec, CloudflareSpec, EntraSpec, Provider, ProviderKind, ProviderSpec, Registry,
+    RegistryError, RouteSpec, Secret, TargetSpec, VertexSpec,
 };
 
 /// One provider as written.
@@ -76,6 +76,26 @@ pub struct RawProvider {
     /// path relative to the config file's directory.
     #[serde(default)]
     pub credentials: Option<String>,
+    /// Azure OpenAI `api-version` (kind `azure`): with it, the deployments form; without it,
+    /// the `/openai/v1/` form.
+    #[serde(default)]
+    pub api_version: Option<String>,
+    /// Model names callers use → Azure deployment names (kind `azure`).
+    #[serde(default)]
+    pub deployments: Option<IndexMap<String, String>>,
+    /// Microsoft Entra ID tenant (kind `azure`): with `client_id` and `client_secret`, the
+    /// application's tokens are sent instead of a key.
+    #[serde(default)]
+    pub tenant_id: Option<String>,
+    /// Entra ID application (client) id (kind `azure`).
+    #[serde(default)]
+    pub client_id: Option<String>,
+    /// Entra ID client secret (kind `azure`).
+    #[serde(default)]
+    pub client_secret: Option<String>,
+    /// Entra ID authority (kind `azure`); by default `https://login.microsoftonline.com`.
+    #[serde(default)]
+    pub authority: Option<String>,
 }
 
 /// A route target: `openai/gpt-4o` or `{model: openai/gpt-4o, weight: 2}`.
@@ -203,6 +223,39 @@ fn provider_spec(at: &str, name: &str, p: RawProvider) -> Result<ProviderSpec, I
         );
         return Err(issues);
     }
+    let entra_keys = p.tenant_id.is_some()
+        || p.client_id.is_some()
+        || p.client_secret.is_some()
+        || p.authority.is_some();
+    let azure_keys = p.api_version.is_some() || p.deployments.is_some() || entra_keys;
+    if azure_keys && kind != ProviderKind::Azure {
+        issues.push(
+            path,
+            "`api_version`, `deployments`, `tenant_id`, `client_id`, `client_secret` and `authority` apply only to kind `azure`",
+        );
+        return Err(issues);
+    }
+    let entra = match (p.tenant_id, p.client_id, p.client_secret) {
+        (Some(tenant_id), Some(client_id), Some(client_secret)) => Some(EntraSpec {
+            tenant_id,
+            client_id,
+            client_secret: Secret::new(client_secret),
+            authority: p.authority,
+        }),
+        _ if entra_keys => {
+            issues.push(
+                path,
+                "Entra ID needs `tenant_id`, `client_id` and `client_secret` together",
+            );
+            return Err(issues);
+        }
+        _ => None,
+    };
+    let azure = (kind == ProviderKind::Azure).then(|| AzureSpec {
+        api_version: p.api_version.filter(|v| !v.is_empty()),
+        deployments: p.deployments.unwrap_or_default().into_iter().collect(),
+        entra,
+    });
     let vertex_keys = p.project.is_some() || p.location.is_some() || p.credentials.is_some();
     if vertex_keys && kind != ProviderKind::Vertex {
         issues.push(
@@ -252,6 +305,7 @@ fn provider_spec(at: &str, name: &str, p: RawProvider) -> Result<ProviderSpec, I
         default_max_tokens: p.default_max_tokens,
         aws,
         vertex,
+        azure,
     })
 }
 

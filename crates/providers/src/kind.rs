@@ -13,6 +13,8 @@ pub enum ProviderKind {
     Anthropic,
     /// Google's Gemini API (AI Studio).
     Gemini,
+    /// Azure OpenAI: OpenAI's models in a resource of one's own, by deployment.
+    Azure,
     /// Google Cloud's Vertex AI: Gemini and Anthropic models under a project and location,
     /// with a service account's access tokens.
     Vertex,
@@ -56,6 +58,8 @@ pub enum AuthScheme {
     XApiKey,
     /// `x-goog-api-key: <key>` (Gemini).
     GoogApiKey,
+    /// `api-key: <key>` (Azure OpenAI).
+    AzureApiKey,
 }
 
 /// Everything fixed about a kind.
@@ -77,10 +81,11 @@ pub struct Preset {
 
 impl ProviderKind {
     /// Every kind, in the order providers are enabled from the environment.
-    pub const ALL: [ProviderKind; 18] = [
+    pub const ALL: [ProviderKind; 19] = [
         ProviderKind::OpenAi,
         ProviderKind::Anthropic,
         ProviderKind::Gemini,
+        ProviderKind::Azure,
         ProviderKind::Vertex,
         ProviderKind::Bedrock,
         ProviderKind::Groq,
@@ -137,6 +142,19 @@ impl ProviderKind {
                 base_url_env: Some("GEMINI_BASE_URL"),
                 key_optional: false,
                 model_prefixes: &["gemini-"],
+            },
+            // The resource endpoint (`https://{resource}.openai.azure.com`) is the account's
+            // own; `OPENAI_API_VERSION` (the variable OpenAI's `AzureOpenAI` client reads)
+            // picks the API version, read with the rest of the zero-config environment. Bare
+            // `gpt-*` names reach it only when no provider serves them otherwise
+            // ([`ProviderKind::serves_well_known_as_fallback`]).
+            ProviderKind::Azure => Preset {
+                id: "azure",
+                base_url: None,
+                key_env: &["AZURE_OPENAI_API_KEY"],
+                base_url_env: Some("AZURE_OPENAI_ENDPOINT"),
+                key_optional: false,
+                model_prefixes: NONE,
             },
             // The base URL follows the location (`https://{location}-aiplatform.googleapis.com`,
             // see [`crate::vertex::default_base_url`]); `GOOGLE_VERTEX_BASE_URL` is the variable
@@ -331,6 +349,7 @@ impl ProviderKind {
         match self {
             ProviderKind::Anthropic => AuthScheme::XApiKey,
             ProviderKind::Gemini => AuthScheme::GoogApiKey,
+            ProviderKind::Azure => AuthScheme::AzureApiKey,
             _ => AuthScheme::Bearer,
         }
     }
@@ -347,6 +366,17 @@ impl ProviderKind {
                 model.starts_with(p)
             }
         })
+    }
+
+    /// Whether a bare model name is served by this kind when no configured provider serves it
+    /// as its own: Azure OpenAI serves OpenAI's well-known names (`gpt-4o`, `o3`, …) by
+    /// deployment, but only where no provider of OpenAI's own (or one listing the name) is
+    /// configured, so adding an Azure resource never takes a name away from OpenAI.
+    pub fn serves_well_known_as_fallback(self, model: &str) -> bool {
+        match self {
+            ProviderKind::Azure => ProviderKind::OpenAi.serves_well_known(model),
+            _ => false,
+        }
     }
 }
 
@@ -454,5 +484,10 @@ mod tests {
                 "{not_bedrock}"
             );
         }
+        assert!(!ProviderKind::Azure.serves_well_known("gpt-4o"));
+        assert!(ProviderKind::Azure.serves_well_known_as_fallback("gpt-4o"));
+        assert!(ProviderKind::Azure.serves_well_known_as_fallback("o3"));
+        assert!(!ProviderKind::Azure.serves_well_known_as_fallback("claude-sonnet-4-5"));
+        assert!(!ProviderKind::OpenAi.serves_well_known_as_fallback("gpt-4o"));
     }
 }

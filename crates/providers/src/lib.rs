@@ -7,7 +7,8 @@
 //!   request (its URL chosen per request), decode answers, errors and streams — with its
 //!   [`Wire`] format (apart from the client's [`Dialect`](portcullis_core::Dialect)) and its
 //!   [`Authentication`] declared as data; one file per API: [`openai`], [`anthropic`],
-//!   [`gemini`].
+//!   [`gemini`], [`azure`] (with [`entra`], Microsoft Entra ID's client-credentials grant, for
+//!   a resource reached with an application's tokens instead of a key).
 //! - [`provider`]: a configured [`Provider`] (name, kind, credential, headers, its API), which
 //!   turns a canonical request into an [`UpstreamRequest`] (URL, headers, body) and reads the
 //!   answer. Providers never touch the network; the gateway's upstream client sends what they
@@ -29,8 +30,10 @@
 
 pub mod anthropic;
 pub mod api;
+pub mod azure;
 pub mod bedrock;
 pub mod config;
+pub mod entra;
 pub mod gemini;
 pub mod google_auth;
 pub mod kind;
@@ -46,8 +49,8 @@ pub use api::{AccessToken, Authentication, ProviderApi, TokenError, TokenSource,
 pub use kind::{AuthScheme, CloudflareUpstream, ProviderKind};
 pub use provider::AwsSpec;
 pub use provider::{
-    CloudflareSpec, Credential, ForwardedHeaders, Provider, ProviderError, ProviderSpec,
-    UpstreamRequest, VertexSpec,
+    AzureSpec, CloudflareSpec, Credential, EntraSpec, ForwardedHeaders, Provider, ProviderError,
+    ProviderSpec, UpstreamRequest, VertexSpec,
 };
 pub use registry::{
     ModelEntry, Registry, RegistryError, Resolution, RouteSpec, Target, TargetSpec,

@@ -58,7 +58,7 @@ impl OpenAiApi {
 }
 
 /// OpenAI models that accept `reasoning_effort`.
-fn is_openai_reasoning_model(model: &str) -> bool {
+pub(crate) fn is_openai_reasoning_model(model: &str) -> bool {
     ["o1", "o3", "o4", "gpt-5", "codex"]
         .iter()
         .any(|p| model.starts_with(p))

@@ -15,7 +15,9 @@ use portcullis_dialects::frame::Framer;
 
 use crate::anthropic::AnthropicApi;
 use crate::api::{Authentication, ProviderApi, Wire};
+use crate::azure::AzureApi;
 use crate::bedrock::BedrockApi;
+use crate::entra::{COGNITIVE_SERVICES_SCOPE, ClientCredentialsGrant};
 use crate::gemini::GeminiApi;
 use crate::google_auth::{CLOUD_PLATFORM_SCOPE, JwtBearerGrant, ServiceAccount};
 use crate::kind::{AuthScheme, CloudflareUpstream, ProviderKind};
@@ -45,6 +47,8 @@ pub struct ProviderSpec {
     pub default_max_tokens: Option<u32>,
     /// Vertex AI settings (kind `vertex` only).
     pub vertex: Option<VertexSpec>,
+    /// Azure OpenAI settings (kind `azure` only).
+    pub azure: Option<AzureSpec>,
     /// Amazon Bedrock's region and AWS credentials (kind `bedrock` only).
     pub aws: Option<AwsSpec>,
 }
@@ -62,9 +66,35 @@ impl ProviderSpec {
             cloudflare: None,
             default_max_tokens: None,
             vertex: None,
+            azure: None,
             aws: None,
         }
     }
+}
+
+/// How an Azure OpenAI resource is addressed.
+#[derive(Debug, Clone, Default)]
+pub struct AzureSpec {
+    /// The `api-version` of the deployments form; `None` for the v1 form.
+    pub api_version: Option<String>,
+    /// Model names callers use → deployment names, in the order written.
+    pub deployments: Vec<(String, String)>,
+    /// A Microsoft Entra ID application whose tokens are sent instead of a key.
+    pub entra: Option<EntraSpec>,
+}
+
+/// A Microsoft Entra ID application (service principal) and its client secret, for the
+/// client-credentials grant.
+#[derive(Debug, Clone)]
+pub struct EntraSpec {
+    /// The directory (tenant) id.
+    pub tenant_id: String,
+    /// The application (client) id.
+    pub client_id: String,
+    /// The client secret.
+    pub client_secret: Secret,
+    /// The authority's base URL; `None`: `https://login.microsoftonline.com`.
+    pub authority: Option<String>,
 }
 
 /// Where a Vertex AI provider's models are and whose credentials it uses.
@@ -135,6 +165,23 @@ pub enum ProviderError {
     /// Keys (stored or configured) do not apply to the kind, which authenticates otherwise.
     #[error("providers of kind `{0}` take no API key")]
     NoApiKeys(&'static str),
+    /// An Azure `api_version` that cannot go in a query string.
+    #[error("`api_version` `{0}` is not an API version (letters, digits, `-`, `_`, `.`)")]
+    InvalidApiVersion(String),
+    /// An Azure deployment name that is not one.
+    #[error(
+        "`deployments.{model}`: `{deployment}` is not a deployment name (letters, digits, `-`, `_`, `.`)"
+    )]
+    InvalidDeployment {
+        /// The model name mapped.
+        model: String,
+        /// The deployment it maps to.
+        deployment: String,
+    },
+    /// An Azure provider's Entra ID settings are incomplete or wrong (never quoting the
+    /// secret).
+    #[error("{0}")]
+    Entra(String),
 }
 
 /// A provider credential ready to send: its id (recorded in logs) and its header.
@@ -162,6 +209,10 @@ impl Credential {
             ),
             AuthScheme::GoogApiKey => (
                 HeaderName::from_static("x-goog-api-key"),
+                HeaderValue::try_from(secret.expose()),
+            ),
+            AuthScheme::AzureApiKey => (
+                HeaderName::from_static("api-key"),
                 HeaderValue::try_from(secret.expose()),
             ),
         };
@@ -367,6 +418,18 @@ impl Provider {
         if !(base.starts_with("http://") || base.starts_with("https://")) {
             return Err(ProviderError::InvalidBaseUrl(base.to_owned()));
         }
+        let azure = spec.azure.clone().unwrap_or_default();
+        // Azure OpenAI with an Entra ID application: its tokens instead of a key.
+        let entra = match (&azure.entra, spec.kind) {
+            (Some(e), ProviderKind::Azure) => Some(ClientCredentialsGrant::new(
+                e.authority.as_deref(),
+                &e.tenant_id,
+                &e.client_id,
+                &e.client_secret,
+                COGNITIVE_SERVICES_SCOPE,
+            )?),
+            _ => None,
+        };
         let default_max_tokens = spec.default_max_tokens.unwrap_or(DEFAULT_MAX_TOKENS);
         let api: Box<dyn ProviderApi> = match wire {
             // Vertex AI: Gemini's format, or Anthropic's for Claude, per model.
@@ -381,6 +444,12 @@ impl Provider {
                     default_max_tokens,
                 )?)
             }
+            // Azure speaks OpenAI's format at URLs of its own.
+            Wire::OpenAi if spec.kind == ProviderKind::Azure => Box::new(AzureApi::new(
+                base,
+                azure.api_version.as_deref(),
+                &azure.deployments,
+            )?),
             Wire::OpenAi => Box::new(OpenAiApi::new(base, spec.kind == ProviderKind::OpenAi)?),
             Wire::Anthropic => Box::new(AnthropicApi::new(base, default_max_tokens)?),
             Wire::Gemini => Box::new(GeminiApi::new(base)?),
@@ -395,7 +464,7 @@ impl Provider {
                 key,
                 auth_scheme,
             )?),
-            _ if preset.key_optional => None,
+            _ if preset.key_optional || entra.is_some() => None,
             _ => return Err(ProviderError::MissingApiKey(preset.id)),
         };
         let authentication = match vertex {
@@ -414,6 +483,19 @@ impl Provider {
                     return Err(ProviderError::NoApiKeys(preset.id));
                 }
                 Authentication::SigV4(Arc::new(signing))
+            }
+            None => authentication,
+        };
+        let authentication = match entra {
+            Some(grant) => {
+                if credential.is_some() {
+                    return Err(ProviderError::Entra(
+                        "an Azure provider takes `api_key` or an Entra ID application \
+                         (`tenant_id`, `client_id`, `client_secret`), not both"
+                            .to_owned(),
+                    ));
+                }
+                Authentication::Token(Arc::new(grant))
             }
             None => authentication,
         };
@@ -440,6 +522,14 @@ impl Provider {
             base_headers.push((n, v));
         }
 
+        // A mapped model name is one the provider serves, listed and reachable by bare name.
+        let mut models = spec.models;
+        for (model, _) in &azure.deployments {
+            if !models.contains(model) {
+                models.push(model.clone());
+            }
+        }
+
         Ok(Self {
             name: spec.name,
             kind: spec.kind,
@@ -447,7 +537,7 @@ impl Provider {
             base_headers,
             credential,
             authentication,
-            models: spec.models,
+            models,
             native_root: native_root(base).to_owned(),
         })
     }
@@ -508,6 +598,12 @@ impl Provider {
     /// Whether the provider serves `model` when it is named without a provider.
     pub fn serves_bare(&self, model: &str) -> bool {
         self.kind.serves_well_known(model) || self.models.iter().any(|m| m == model)
+    }
+
+    /// Whether the provider serves `model`, named without a provider, when no provider
+    /// [serves it](Self::serves_bare) (Azure OpenAI and OpenAI's well-known names).
+    pub fn serves_bare_as_fallback(&self, model: &str) -> bool {
+        self.kind.serves_well_known_as_fallback(model)
     }
 
     fn headers(&self, credential: Option<&Credential>, extra: usize) -> HeaderMap {

@@ -9,6 +9,8 @@
 //! 4. a **bare well-known name** (`gpt-4o-mini`, `claude-sonnet-4-5`, `mistral-large-latest`…)
 //!    or a name listed in a provider's `models`, served by the first configured provider that
 //!    serves it.
+//!    Failing that, a provider serving such names on another vendor's behalf (Azure OpenAI,
+//!    OpenAI's names) serves it.
 //!
 //! Anything else is a 404 naming the model.
 
@@ -242,6 +244,11 @@ impl Registry {
         self.providers
             .iter()
             .find(|p| p.serves_bare(model))
+            .or_else(|| {
+                self.providers
+                    .iter()
+                    .find(|p| p.serves_bare_as_fallback(model))
+            })
             .map(|p| single(p.clone(), model))
     }
 

@@ -9,7 +9,8 @@
 //! - `fixtures/errors/<provider>_<case>.json`: an upstream error answer (status,
 //!   `Retry-After`, body), read by that provider, and what each client dialect is told.
 //! - `fixtures/answers/gemini*.{json,sse}`: Gemini answers and streams, translated for each
-//!   client dialect (the OpenAI and Anthropic answers have theirs in `portcullis-dialects`).
+//!   client dialect (the OpenAI and Anthropic answers have theirs in `portcullis-dialects`);
+//!   `azure*`: Azure OpenAI's, with its content-filter annotations and a content-filter stop.
 //!
 //! Bedrock's rows: each request fixture as sent to a Claude model and to an Amazon Nova model
 //! (signed at a fixed time, or the refusal of what Bedrock cannot take), its error answers,
@@ -29,7 +30,7 @@ use portcullis_dialects::frame::{Framer, SseFramer};
 use portcullis_dialects::{FrameOutcome, decode_request, encode_response, stream_encoder};
 use portcullis_providers::{Authentication, AwsSpec};
 use portcullis_providers::{
-    ForwardedHeaders, Provider, ProviderKind, ProviderSpec, Secret, VertexSpec,
+    AzureSpec, ForwardedHeaders, Provider, ProviderKind, ProviderSpec, Secret, VertexSpec,
 };
 use serde_json::{Map, Value, json};
 
@@ -67,6 +68,15 @@ fn provider(kind: ProviderKind) -> Provider {
             session_token: Some(Secret::new("session-token")),
         });
     }
+    if kind == ProviderKind::Azure {
+        // The deployments form, the model mapped to a deployment of another name.
+        spec.base_url = Some("https://myres.openai.azure.com".to_owned());
+        spec.azure = Some(AzureSpec {
+            api_version: Some("2024-10-21".to_owned()),
+            deployments: vec![("upstream-model".to_owned(), "prod-deployment".to_owned())],
+            entra: None,
+        });
+    }
     Provider::new(spec).unwrap()
 }
 
@@ -93,10 +103,11 @@ fn vertex_spec() -> VertexSpec {
     }
 }
 
-const PROVIDERS: [ProviderKind; 3] = [
+const PROVIDERS: [ProviderKind; 4] = [
     ProviderKind::OpenAi,
     ProviderKind::Anthropic,
     ProviderKind::Gemini,
+    ProviderKind::Azure,
 ];
 
 /// The upstream request as data: method, URL, headers (sensitive values redacted), body.
@@ -211,7 +222,10 @@ fn each_error_fixture_as_its_provider_reads_it_and_each_client_sees_it() {
 fn gemini_answers_to_each_client() {
     let gemini = provider(ProviderKind::Gemini);
     for (file, body) in fixtures("answers") {
-        let Some(case) = file.strip_suffix(".json") else {
+        let Some(case) = file
+            .strip_suffix(".json")
+            .filter(|c| c.starts_with("gemini"))
+        else {
             continue;
         };
         let resp = gemini
@@ -270,6 +284,77 @@ fn the_gemini_stream_to_each_client() {
     insta::assert_snapshot!(
         "stream_gemini_to_anthropic",
         translate_stream(Dialect::Anthropic)
+    );
+}
+
+/// Azure OpenAI's answers (`answers/azure*.json`) as each client is told them: OpenAI's
+/// format with Azure's annotations, a content-filter stop with a refusal naming the category.
+#[test]
+fn azure_answers_to_each_client() {
+    let azure = provider(ProviderKind::Azure);
+    for (file, body) in fixtures("answers") {
+        let Some(case) = file
+            .strip_suffix(".json")
+            .filter(|c| c.starts_with("azure"))
+        else {
+            continue;
+        };
+        let resp = azure.decode_chat_response("gpt-4o", &body).unwrap();
+        for (client, name) in [
+            (Dialect::OpenAi, "openai"),
+            (Dialect::Anthropic, "anthropic"),
+        ] {
+            insta::assert_json_snapshot!(
+                format!("answer_{case}_to_{name}"),
+                serde_json::from_slice::<Value>(&encode_response(client, &resp)).unwrap()
+            );
+        }
+    }
+}
+
+/// Azure's stream stopped by the content filter (its prompt annotations first), fed in small
+/// chunks through the provider's framer and decoder, then encoded for a client.
+fn azure_stream(client: Dialect) -> String {
+    let azure = provider(ProviderKind::Azure);
+    let raw = std::fs::read(format!(
+        "{}/tests/fixtures/answers/azure_content_filter.sse",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .unwrap();
+    let mut framer: Box<dyn Framer> = azure
+        .stream_framer()
+        .unwrap_or_else(|| Box::new(SseFramer::new()));
+    let mut frames = Vec::new();
+    for chunk in raw.chunks(7) {
+        framer.feed(chunk, &mut frames).unwrap();
+    }
+    framer.finish(&mut frames).unwrap();
+    let mut decoder = azure.stream_decoder("gpt-4o");
+    let mut events: Vec<StreamEvent> = Vec::new();
+    let mut outcomes = Vec::new();
+    for f in &frames {
+        outcomes.push(decoder.decode(f, &mut events).unwrap());
+    }
+    assert_eq!(outcomes.last(), Some(&FrameOutcome::Done), "[DONE] ends it");
+    decoder.end(&mut events);
+    let mut enc = stream_encoder(client, true, 1_700_000_000);
+    let mut out = BytesMut::new();
+    for e in &events {
+        enc.encode(e, &mut out);
+    }
+    enc.finish(&mut out);
+    String::from_utf8(out.to_vec()).unwrap()
+}
+
+#[test]
+fn the_azure_content_filter_stream_to_each_client() {
+    insta::assert_snapshot!(
+        "stream_azure_content_filter_to_openai",
+        azure_stream(Dialect::OpenAi)
+    );
+    insta::assert_snapshot!(
+        "stream_azure_content_filter_to_anthropic",
+        azure_stream(Dialect::Anthropic)
     );
 }
 

@@ -36,6 +36,14 @@
 //! its secret, for service `bedrock` in [`MockOptions::aws_region`]; the same model names
 //! trigger the same cases.
 //!
+//! The same server answers as Azure OpenAI ([`azure`]): `POST
+//! /openai/deployments/{deployment}/chat/completions` and `…/embeddings` with `?api-version=`,
+//! and the `/openai/v1/` form, the key ([`MockOptions::azure_api_key`]) in `api-key`; its
+//! answers carry Azure's content-filter annotations, and the same model names (deployments)
+//! trigger the same cases. Microsoft Entra ID's token endpoint (`/{tenant}/oauth2/v2.0/token`,
+//! the client-credentials grant for [`MockOptions::azure_client_id`]) issues the bearer tokens
+//! the Azure OpenAI API also accepts.
+//!
 //! The same server answers as Google Cloud's Vertex AI ([`vertex`]): a token endpoint, `POST
 //! /token`, checking service accounts' JWT-bearer grants as Google does and issuing expiring
 //! access tokens, and, under `/v1/projects/{project}/locations/{location}/publishers/…`, Gemini
@@ -55,6 +63,7 @@
 //! MCP twin of its tools and the agent loop that drives them through a gateway).
 
 pub mod anthropic;
+pub mod azure;
 pub mod bedrock;
 pub mod gemini;
 pub mod injection;
@@ -108,6 +117,15 @@ pub struct MockOptions {
     pub aws_region: String,
     /// How long the access tokens of the Vertex AI token endpoint last.
     pub vertex_token_lifetime: Duration,
+    /// The key Azure OpenAI requests must carry (`api-key`).
+    pub azure_api_key: String,
+    /// The Microsoft Entra ID tenant whose token endpoint the mock serves
+    /// (`/{tenant}/oauth2/v2.0/token`); its tokens are accepted by the Azure OpenAI API.
+    pub azure_tenant_id: String,
+    /// The application (client) id Entra ID knows.
+    pub azure_client_id: String,
+    /// Its client secret.
+    pub azure_client_secret: String,
 }
 
 impl Default for MockOptions {
@@ -126,6 +144,10 @@ impl Default for MockOptions {
             aws_session_token: None,
             aws_region: "us-east-1".to_owned(),
             vertex_token_lifetime: Duration::from_secs(3599),
+            azure_api_key: "azure-mock-key".to_owned(),
+            azure_tenant_id: "00000000-0000-4000-8000-00000000a2e1".to_owned(),
+            azure_client_id: "11111111-1111-4111-8111-1111111111c1".to_owned(),
+            azure_client_secret: "mock~entra~secret".to_owned(),
         }
     }
 }
@@ -158,6 +180,8 @@ pub(crate) struct Shared {
     pub(crate) hits: AtomicU64,
     pub(crate) responder: std::sync::RwLock<Option<Arc<dyn scenario::Responder>>>,
     pub(crate) vertex_tokens: vertex::Tokens,
+    /// Access tokens the mock's Entra ID issued, accepted by its Azure OpenAI API.
+    pub(crate) azure_tokens: Mutex<Vec<String>>,
 }
 
 /// A running mock server. Dropping it stops the server.
@@ -199,6 +223,7 @@ impl MockUpstream {
             hits: AtomicU64::new(0),
             responder: std::sync::RwLock::new(None),
             vertex_tokens: vertex::Tokens::default(),
+            azure_tokens: Mutex::new(Vec::new()),
         });
         let (stop, stopped) = tokio::sync::oneshot::channel();
         tokio::spawn(server::run(listener, shared.clone(), stopped));
@@ -231,6 +256,11 @@ impl MockUpstream {
 
     /// Endpoint URL for Bedrock Runtime clients: `http://127.0.0.1:PORT`.
     pub fn bedrock_endpoint_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// The resource endpoint for Azure OpenAI clients: `http://127.0.0.1:PORT` (no `/openai`).
+    pub fn azure_endpoint(&self) -> String {
         format!("http://{}", self.addr)
     }
 

@@ -14,7 +14,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use serde_json::Value;
 
 use crate::reply::{MockBody, json_response, render};
-use crate::{RecordedRequest, Shared, anthropic, bedrock, gemini, openai, vertex};
+use crate::{RecordedRequest, Shared, anthropic, azure, bedrock, gemini, openai, vertex};
 
 pub(crate) async fn run(
     listener: tokio::net::TcpListener,
@@ -172,6 +172,10 @@ async fn handle(shared: &Shared, req: Request<Incoming>) -> Response<MockBody> {
             .await
         }
         (true, "/v1/embeddings") => openai::embeddings(openai_key, &parts.headers, &json, n),
+        (true, "/v1/images/generations") => {
+            openai::images_generations(openai_key, &parts.headers, &json, n)
+        }
+        (true, "/v1/audio/speech") => openai::audio_speech(openai_key, &parts.headers, &json, n),
         (_, path) if crate::responses::handles(path) => {
             crate::responses::handle(
                 &shared.responses,
@@ -183,10 +187,6 @@ async fn handle(shared: &Shared, req: Request<Incoming>) -> Response<MockBody> {
             )
             .await
         }
-        (true, "/v1/images/generations") => {
-            openai::images_generations(openai_key, &parts.headers, &json, n)
-        }
-        (true, "/v1/audio/speech") => openai::audio_speech(openai_key, &parts.headers, &json, n),
         (false, "/v1/models") if anthropic => {
             anthropic::models(anthropic_key, &parts.headers, query, n)
         }
@@ -215,6 +215,29 @@ async fn handle(shared: &Shared, req: Request<Incoming>) -> Response<MockBody> {
         }
         (_, path) if vertex::handles(path) => {
             vertex::handle(responder, opts.stream_frame_delay, &parts, &json, n).await
+        }
+        (_, path) if azure::handles_token(path) => {
+            let app = azure::EntraApp {
+                tenant_id: &opts.azure_tenant_id,
+                client_id: &opts.azure_client_id,
+                client_secret: &opts.azure_client_secret,
+            };
+            azure::token(app, &parts, &raw, n, &|token| {
+                if let Ok(mut t) = shared.azure_tokens.lock() {
+                    t.push(token);
+                }
+            })
+        }
+        (_, path) if azure::handles(path) => {
+            let mut keys = vec![opts.azure_api_key.as_str()];
+            keys.extend(opts.extra_api_keys.iter().map(String::as_str));
+            let issued = |token: &str| {
+                shared
+                    .azure_tokens
+                    .lock()
+                    .is_ok_and(|t| t.iter().any(|known| known == token))
+            };
+            azure::handle(&keys, &issued, opts.stream_frame_delay, &parts, &json, n).await
         }
         _ => json_response(
             404,

@@ -8,6 +8,7 @@ mod common;
 
 mod approvals;
 mod audit;
+mod azure;
 mod bad_input;
 mod bedrock;
 mod cache;

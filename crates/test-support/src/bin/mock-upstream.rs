@@ -4,7 +4,9 @@
 //! `--gemini-key` (by default `AIza-mock-gemini`). Bedrock's Converse and InvokeModel APIs are
 //! served at `/model/…` on the same address (point an AWS SDK's `endpoint_url` at it); its
 //! requests are signed with the `--aws-*` credentials (by default AWS's documentation example
-//! key, `AKIAIOSFODNN7EXAMPLE`, in `us-east-1`).
+//! key, `AKIAIOSFODNN7EXAMPLE`, in `us-east-1`). Azure OpenAI is served at `/openai/…` on the same
+//! address (point `AzureOpenAI`'s `azure_endpoint` at it), its key set with `--azure-key` (by
+//! default `azure-mock-key`).
 //!
 //! Vertex AI is served at `/v1/projects/…` with its token endpoint at `/token`;
 //! `--vertex-credentials-out FILE` writes the key file of the mock's service account there
@@ -22,7 +24,7 @@ fn usage() -> ! {
     eprintln!(
         "usage: mock-upstream [--listen ADDR] [--latency-ms N] [--frame-delay-ms N] \
          [--openai-key K] [--anthropic-key K] [--gemini-key K] [--aws-access-key-id K] \
-         [--aws-secret-access-key S] [--aws-session-token T] [--aws-region R] \
+         [--aws-secret-access-key S] [--aws-session-token T] [--aws-region R] [--azure-key K] \
          [--vertex-credentials-out FILE] [--vertex-token-lifetime-s N] [--no-record]"
     );
     std::process::exit(2)
@@ -52,6 +54,7 @@ async fn main() {
             "--aws-secret-access-key" => options.aws_secret_access_key = value(),
             "--aws-session-token" => options.aws_session_token = Some(value()),
             "--aws-region" => options.aws_region = value(),
+            "--azure-key" => options.azure_api_key = value(),
             "--vertex-credentials-out" => vertex_out = Some(value()),
             "--vertex-token-lifetime-s" => {
                 options.vertex_token_lifetime =
