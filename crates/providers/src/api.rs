@@ -234,14 +234,6 @@ pub trait ProviderApi: Send + Sync + fmt::Debug {
         None
     }
 
-    /// The URL of the API's model list (`GET`), when it has one the gateway reads, built from
-    /// the base URL like every other URL of the API. The request carries the provider's
-    /// headers and credential ([`Provider::native_headers`](crate::Provider::native_headers));
-    /// its pages are read by the gateway, per provider kind.
-    fn models_uri(&self) -> Option<&Uri> {
-        None
-    }
-
     /// The URL and body of the request counting the input tokens of `req` for `model`, at
     /// the API's own count endpoint (Anthropic's `/v1/messages/count_tokens`, Gemini's
     /// `:countTokens`); `headers` as for [`chat`](Self::chat). `None` when the API has none:
