@@ -40,6 +40,11 @@ pub struct RawProvider {
     /// Default `max_tokens` for Anthropic-dialect upstreams.
     #[serde(default)]
     pub default_max_tokens: Option<u32>,
+    /// Models sent to the provider's Responses API (`{base_url}/responses`) rather than to
+    /// Chat Completions (OpenAI-compatible kinds; OpenAI's own Responses-only models need not be
+    /// listed).
+    #[serde(default)]
+    pub responses_models: Option<Vec<String>>,
     /// AWS region requests are signed for (kind `bedrock`); else `AWS_REGION`.
     #[serde(default)]
     pub region: Option<String>,
@@ -269,6 +274,14 @@ fn provider_spec(at: &str, name: &str, p: RawProvider) -> Result<ProviderSpec, I
         location: p.location,
         credentials: p.credentials.map(std::path::PathBuf::from),
     });
+    let responses_models = p.responses_models.unwrap_or_default();
+    if !responses_models.is_empty() && kind.wire() != crate::Wire::OpenAi {
+        issues.push(
+            path,
+            "`responses_models` applies only to OpenAI-compatible providers",
+        );
+        return Err(issues);
+    }
     let cloudflare = if kind == ProviderKind::Cloudflare {
         match (p.account_id, p.gateway_id) {
             (Some(account_id), Some(gateway_id)) => Some(CloudflareSpec {
@@ -303,6 +316,7 @@ fn provider_spec(at: &str, name: &str, p: RawProvider) -> Result<ProviderSpec, I
         models: p.models.unwrap_or_default(),
         cloudflare,
         default_max_tokens: p.default_max_tokens,
+        responses_models,
         aws,
         vertex,
         azure,

@@ -45,6 +45,9 @@ pub struct ProviderSpec {
     pub cloudflare: Option<CloudflareSpec>,
     /// `max_tokens` sent to Anthropic-dialect upstreams when the client gave none.
     pub default_max_tokens: Option<u32>,
+    /// Models served through the provider's Responses API rather than Chat Completions
+    /// (beside OpenAI's own Responses-only models).
+    pub responses_models: Vec<String>,
     /// Vertex AI settings (kind `vertex` only).
     pub vertex: Option<VertexSpec>,
     /// Azure OpenAI settings (kind `azure` only).
@@ -65,6 +68,7 @@ impl ProviderSpec {
             models: Vec::new(),
             cloudflare: None,
             default_max_tokens: None,
+            responses_models: Vec::new(),
             vertex: None,
             azure: None,
             aws: None,
@@ -450,7 +454,11 @@ impl Provider {
                 azure.api_version.as_deref(),
                 &azure.deployments,
             )?),
-            Wire::OpenAi => Box::new(OpenAiApi::new(base, spec.kind == ProviderKind::OpenAi)?),
+            Wire::OpenAi => Box::new(OpenAiApi::new(
+                base,
+                spec.kind == ProviderKind::OpenAi,
+                spec.responses_models.clone(),
+            )?),
             Wire::Anthropic => Box::new(AnthropicApi::new(base, default_max_tokens)?),
             Wire::Gemini => Box::new(GeminiApi::new(base)?),
             Wire::Bedrock => Box::new(BedrockApi::new(base)?),
