@@ -6,7 +6,8 @@ by AWS's own variables (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_REGIO
 request's SigV4 signature as AWS does and which `test_bedrock_mock.py` proves faithful with
 boto3). Both SDKs reach Bedrock models by their Bedrock ids, streamed (AWS's event stream,
 translated to each SDK's server-sent events) and not, with tools and their results; errors
-come back as each SDK reads them, and embeddings in OpenAI's format."""
+come back as each SDK reads them, embeddings in OpenAI's format, and `models.list()` shows the
+models Bedrock's control plane lists (ListFoundationModels, signed)."""
 
 import json
 
@@ -156,3 +157,20 @@ def test_the_anthropic_sdk_reaches_bedrock_with_tools_streamed_and_not(bedrock_g
         c.messages.create(model="bedrock/mock-error-429", max_tokens=10,
                           messages=[{"role": "user", "content": "x"}])
     assert e.value.response.headers["retry-after"] == "1"
+
+
+def test_the_openai_sdk_lists_the_bedrock_models(bedrock_gateway, mock_url):
+    c = openai.OpenAI(base_url=f"{bedrock_gateway.url}/v1", api_key=MASTER_KEY, max_retries=0)
+    ids = [m.id for m in c.models.list()]
+    for model in ("bedrock/amazon.nova-lite-v1:0", "bedrock/anthropic.claude-3-haiku-20240307-v1:0"):
+        assert model in ids, ids
+    # Embedding and image models, and those reached only through inference profiles, are not.
+    assert not {"bedrock/amazon.titan-embed-text-v2:0", "bedrock/stability.sd3-5-large-v1:0",
+                "bedrock/anthropic.claude-sonnet-4-5-20250929-v1:0"} & set(ids)
+    # Read from the control plane's ListFoundationModels (the mock lists nothing unsigned).
+    sent = httpx.get(f"{mock_url}/mock/requests").json()["data"]
+    assert any(r["method"] == "GET" and r["path"] == "/foundation-models" for r in sent)
+    r = c.chat.completions.create(model="bedrock/amazon.nova-lite-v1:0",
+                                  messages=[{"role": "user", "content": "listed"}])
+    assert r.choices[0].message.content == "Hello from the mock! You said: listed"
+

@@ -3,7 +3,7 @@ unmodified, pointed at it with `endpoint_url`: Converse and ConverseStream (text
 tools and tool results, usage, stop reasons), InvokeModel for the embedding models (Titan's
 and Cohere's own bodies), errors as botocore parses them (throttling,
 validation, a mid-stream exception) and the SigV4 check (a wrong secret, an unknown key, a
-session token). This is what makes the mock a faithful stand-in for Bedrock in the gateway's own
+session token); and the control plane's ListFoundationModels with boto3's `bedrock` client. This is what makes the mock a faithful stand-in for Bedrock in the gateway's own
 tests: if botocore signs it, parses it and decodes its event stream, so does AWS's service."""
 
 import json
@@ -262,3 +262,43 @@ def test_invoke_model_embeds_several_texts_with_cohere(mock_url):
         invoke(bedrock(mock_url, secret="wrong"), "cohere.embed-english-v3",
                {"texts": ["a"], "input_type": "search_query"})
     assert e.value.response["Error"]["Code"] == "InvalidSignatureException"
+
+
+def control_plane(url, secret=SECRET_KEY, region="us-east-1"):
+    return boto3.client(
+        "bedrock", region_name=region, endpoint_url=url,
+        aws_access_key_id=ACCESS_KEY, aws_secret_access_key=secret,
+        config=Config(retries={"total_max_attempts": 1, "mode": "standard"}))
+
+
+def test_list_foundation_models_as_the_bedrock_client_reads_them(mock_url):
+    resp = control_plane(mock_url).list_foundation_models()
+    assert resp["ResponseMetadata"]["HTTPStatusCode"] == 200
+    models = {m["modelId"]: m for m in resp["modelSummaries"]}
+    nova = models["amazon.nova-lite-v1:0"]
+    assert nova["modelArn"] == "arn:aws:bedrock:us-east-1::foundation-model/amazon.nova-lite-v1:0"
+    assert nova["modelName"] == "Nova Lite" and nova["providerName"] == "Amazon"
+    assert nova["outputModalities"] == ["TEXT"]
+    assert nova["inferenceTypesSupported"] == ["ON_DEMAND", "PROVISIONED"]
+    assert nova["responseStreamingSupported"] is True
+    assert nova["modelLifecycle"] == {"status": "ACTIVE"}
+    assert models["amazon.titan-embed-text-v2:0"]["outputModalities"] == ["EMBEDDING"]
+    assert models["anthropic.claude-sonnet-4-5-20250929-v1:0"]["inferenceTypesSupported"] == ["INFERENCE_PROFILE"]
+    sent = httpx.get(f"{mock_url}/mock/requests").json()["data"][-1]
+    assert sent["method"] == "GET" and sent["path"] == "/foundation-models"
+
+    # The filters narrow the list as Bedrock's do.
+    text = control_plane(mock_url).list_foundation_models(byOutputModality="TEXT", byInferenceType="ON_DEMAND")
+    ids = {m["modelId"] for m in text["modelSummaries"]}
+    assert "amazon.nova-pro-v1:0" in ids and "meta.llama3-8b-instruct-v1:0" in ids
+    assert not ids & {"amazon.titan-embed-text-v2:0", "anthropic.claude-sonnet-4-5-20250929-v1:0",
+                      "stability.sd3-5-large-v1:0"}
+    anthropic = control_plane(mock_url).list_foundation_models(byProvider="anthropic")
+    assert {m["providerName"] for m in anthropic["modelSummaries"]} == {"Anthropic"}
+
+
+def test_list_foundation_models_checks_the_signature(mock_url):
+    with pytest.raises(ClientError) as e:
+        control_plane(mock_url, secret="not-the-secret").list_foundation_models()
+    assert e.value.response["Error"]["Code"] == "InvalidSignatureException"
+    assert e.value.response["ResponseMetadata"]["HTTPStatusCode"] == 403

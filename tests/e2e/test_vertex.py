@@ -166,6 +166,18 @@ def test_google_genai_reads_the_mocks_errors_and_a_refused_key(vertex_mock, tmp_
         gemini_client(vertex_mock, creds).models.generate_content(model="gemini-2.5-flash", contents="x")
 
 
+def test_google_genai_on_vertex_lists_the_publisher_models_page_by_page(vertex_mock):
+    url, _ = vertex_mock
+    before = len(requests_to(url, "/v1beta1/publishers/"))
+    client = gemini_client(vertex_mock)
+    names = [m.name for m in client.models.list(config={"page_size": 3})]
+    assert names[:2] == ["publishers/google/models/gemini-2.5-pro", "publishers/google/models/gemini-2.5-flash"]
+    assert "publishers/google/models/text-embedding-005" in names and len(names) == 8
+    sent = requests_to(url, "/v1beta1/publishers/")[before:]
+    assert [r["path"] for r in sent] == ["/v1beta1/publishers/google/models"] * 3
+    assert "pageToken=mock-page-3" in sent[1]["query"]
+
+
 # The gateway, configured by the Google variables alone, reached by the openai and anthropic SDKs.
 
 @pytest.fixture(scope="module")
@@ -249,3 +261,15 @@ def test_the_gateway_asked_for_one_token_and_logged_vertex(vertex_gateway, verte
     assert len(requests_to(url, "/token")) == before
     rec = vertex_gateway.log_of(raw.headers["x-portcullis-request-id"])
     assert rec["provider"] == "vertex" and rec["status"] == 200
+
+
+def test_the_openai_sdk_lists_the_vertex_models(vertex_gateway):
+    c = openai.OpenAI(base_url=f"{vertex_gateway.url}/v1", api_key=MASTER_KEY, max_retries=0)
+    ids = [m.id for m in c.models.list()]
+    for model in ("vertex/gemini-2.5-pro", "vertex/gemini-2.5-flash", "vertex/gemini-2.5-flash-lite"):
+        assert model in ids, ids
+    assert "vertex/text-embedding-005" not in ids and "vertex/imagen-4.0-generate-001" not in ids
+    # A listed name is one the gateway serves.
+    r = c.chat.completions.create(model="vertex/gemini-2.5-flash-lite",
+                                  messages=[{"role": "user", "content": "listed"}])
+    assert r.choices[0].message.content == "Hello from the mock! You said: listed"

@@ -707,6 +707,8 @@ pub fn providers_from_env(env: &dyn Environment) -> Vec<ProviderSpec> {
                     access_key_id: env.var("AWS_ACCESS_KEY_ID"),
                     secret_access_key: env.var("AWS_SECRET_ACCESS_KEY").map(Secret::new),
                     session_token: env.var("AWS_SESSION_TOKEN").map(Secret::new),
+                    // The control plane (the model list), as AWS's SDKs read it.
+                    control_plane_url: env.var("AWS_ENDPOINT_URL_BEDROCK"),
                 };
                 let enabled = aws.region.is_some()
                     && aws.access_key_id.is_some()

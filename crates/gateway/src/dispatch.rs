@@ -55,7 +55,7 @@ pub struct Dispatcher {
     /// Shares breaker openings with the other replicas, when Redis is configured.
     pub breaker_sync: OnceLock<BreakerSync>,
     /// Signs requests and runs token sources, as each provider's authentication says.
-    pub upstream_auth: UpstreamAuth,
+    pub upstream_auth: Arc<UpstreamAuth>,
 }
 
 /// Builds the upstream request for one target: the provider, the model at the provider and

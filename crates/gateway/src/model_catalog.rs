@@ -9,7 +9,10 @@
 //! (all its pages) has [`FETCH_TIMEOUT`]. A fetch that fails keeps the provider's last good
 //! list, and never touches another provider's. A provider whose list endpoint or credential
 //! changed starts afresh. Fetches use the gateway's own credential for the provider: the
-//! vault's default key when it holds one, else the configured key.
+//! vault's default key when it holds one, else the configured key. Every page's request is
+//! authenticated as the provider's chat requests are, by
+//! [`UpstreamAuth`](crate::upstream_auth::UpstreamAuth) (a key header, a SigV4 signature, a
+//! token from the provider's token source), just before it is sent.
 //!
 //! Adding a provider kind's listing is one arm in [`lister`] and a [`ModelLister`]: the
 //! request for a page and the parser of its answer.
@@ -30,6 +33,7 @@ use tokio::time::Instant;
 
 use crate::dispatch::{Dispatcher, KeyChoice};
 use crate::upstream::{UpstreamClient, read_body};
+use crate::upstream_auth::UpstreamAuth;
 
 /// A list older than this is fetched again, in the background, by the next listing.
 pub const REFRESH_AFTER: Duration = Duration::from_secs(600);
@@ -87,9 +91,12 @@ pub fn lister(
         ProviderKind::Gemini => {
             GeminiModels::new(provider, credential).map(|l| Box::new(l) as Box<dyn ModelLister>)
         }
-        // Bedrock Runtime has no list endpoint (the model list is the control plane's, another
-        // service and host): a Bedrock provider's models are the configured ones.
-        ProviderKind::Bedrock => None,
+        ProviderKind::Bedrock => {
+            BedrockModels::new(provider, credential).map(|l| Box::new(l) as Box<dyn ModelLister>)
+        }
+        ProviderKind::Vertex => {
+            VertexModels::new(provider, credential).map(|l| Box::new(l) as Box<dyn ModelLister>)
+        }
         ProviderKind::OpenAi
         | ProviderKind::Groq
         | ProviderKind::Mistral
@@ -108,11 +115,7 @@ pub fn lister(
         // provider behind it; Azure OpenAI's lists name the models a resource could deploy,
         // not its deployments, which are what callers address. Their models are the
         // configured ones (for Azure, its `deployments` too).
-        ProviderKind::Perplexity
-        | ProviderKind::Cloudflare
-        | ProviderKind::Azure
-        // Vertex AI lists publishers' whole catalogues, not what a project may call.
-        | ProviderKind::Vertex => None,
+        ProviderKind::Perplexity | ProviderKind::Cloudflare | ProviderKind::Azure => None,
     }
 }
 
@@ -312,6 +315,130 @@ impl ModelLister for GeminiModels {
     }
 }
 
+/// Amazon Bedrock's ListFoundationModels, `GET /foundation-models` on the control plane (one
+/// page, `{"modelSummaries":[{"modelId","modelName","outputModalities",
+/// "inferenceTypesSupported",…}]}`): the models that answer text on demand, the ones Converse
+/// takes by id. Those served only through inference profiles, provisioned throughput, or that
+/// answer images or embeddings are left out.
+struct BedrockModels {
+    uri: String,
+    headers: HeaderMap,
+}
+
+impl BedrockModels {
+    fn new(provider: &Provider, credential: Option<&Credential>) -> Option<Self> {
+        let (uri, headers) = endpoint_of(provider, credential)?;
+        Some(Self { uri, headers })
+    }
+}
+
+impl ModelLister for BedrockModels {
+    fn endpoint(&self) -> &str {
+        &self.uri
+    }
+
+    fn request(&self, _after: Option<&str>) -> Result<UpstreamRequest, GatewayError> {
+        get(&self.uri, &self.headers)
+    }
+
+    fn parse(&self, body: &[u8]) -> Result<Page, String> {
+        let v: Value = serde_json::from_slice(body).map_err(|e| e.to_string())?;
+        let items = v
+            .get("modelSummaries")
+            .and_then(Value::as_array)
+            .ok_or("no `modelSummaries` array")?;
+        let has = |m: &Value, list: &str, what: &str| {
+            m.get(list)
+                .and_then(Value::as_array)
+                .is_some_and(|l| l.iter().any(|x| x.as_str() == Some(what)))
+        };
+        let models = items
+            .iter()
+            .filter(|m| has(m, "outputModalities", "TEXT"))
+            .filter(|m| has(m, "inferenceTypesSupported", "ON_DEMAND"))
+            .filter_map(|m| {
+                Some(ListedModel {
+                    id: m.get("modelId")?.as_str()?.to_owned(),
+                    created: None,
+                    display_name: m
+                        .get("modelName")
+                        .and_then(Value::as_str)
+                        .map(str::to_owned),
+                })
+            })
+            .collect();
+        Ok(Page { models, next: None })
+    }
+}
+
+/// Vertex AI's publisher models, `GET {base}/v1beta1/publishers/google/models` (Model
+/// Garden's list of Google's models): pages of at most 1000 (`pageSize`), the next one asked
+/// for with `pageToken` = the page's `nextPageToken`. Models are named
+/// `publishers/google/models/…`; the Gemini chat models among them (`gemini-*` but the
+/// embedding models, the ones the provider serves by `generateContent`) are listed by their
+/// short name, as callers send it. Claude on Vertex AI is enabled per project in Model
+/// Garden, which this list does not say: Claude models are listed when configured (`models`).
+struct VertexModels {
+    uri: String,
+    headers: HeaderMap,
+}
+
+impl VertexModels {
+    fn new(provider: &Provider, credential: Option<&Credential>) -> Option<Self> {
+        let (uri, headers) = endpoint_of(provider, credential)?;
+        Some(Self { uri, headers })
+    }
+}
+
+impl ModelLister for VertexModels {
+    fn endpoint(&self) -> &str {
+        &self.uri
+    }
+
+    fn request(&self, after: Option<&str>) -> Result<UpstreamRequest, GatewayError> {
+        let uri = match after {
+            None => format!("{}?pageSize=1000", self.uri),
+            Some(token) => format!(
+                "{}?pageSize=1000&pageToken={}",
+                self.uri,
+                percent_encode(token)
+            ),
+        };
+        get(&uri, &self.headers)
+    }
+
+    fn parse(&self, body: &[u8]) -> Result<Page, String> {
+        let v: Value = serde_json::from_slice(body).map_err(|e| e.to_string())?;
+        let Some(obj) = v.as_object() else {
+            return Err("not a model list".to_owned());
+        };
+        // An empty list is `{}`: Google leaves out empty members.
+        let items = match obj.get("publisherModels") {
+            None => &Vec::new(),
+            Some(m) => m.as_array().ok_or("`publisherModels` is not an array")?,
+        };
+        let models = items
+            .iter()
+            .filter_map(|m| {
+                let name = m.get("name")?.as_str()?;
+                let id = name.rsplit('/').next()?;
+                let chat = id.starts_with("gemini-") && !id.contains("embedding");
+                chat.then(|| ListedModel {
+                    id: id.to_owned(),
+                    created: None,
+                    display_name: None,
+                })
+            })
+            .collect();
+        let next = obj
+            .get("nextPageToken")
+            .and_then(Value::as_str)
+            .filter(|t| !t.is_empty())
+            .map(str::to_owned);
+        Ok(Page { models, next })
+    }
+}
+
 /// `s` percent-encoded for a query value: every byte but RFC 3986's unreserved characters.
 fn percent_encode(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
@@ -325,16 +452,20 @@ fn percent_encode(s: &str) -> String {
     out
 }
 
-/// Fetches every page of a provider's list.
+/// Fetches every page of a provider's list, each request authenticated as the provider's
+/// authentication says.
 async fn fetch(
     client: &UpstreamClient,
-    provider: &str,
+    auth: &UpstreamAuth,
+    provider: &Provider,
     lister: &dyn ModelLister,
 ) -> Result<Vec<ListedModel>, GatewayError> {
     let mut out: Vec<ListedModel> = Vec::new();
     let mut after: Option<String> = None;
     for _ in 0..MAX_PAGES {
-        let request = lister.request(after.as_deref())?;
+        let mut request = lister.request(after.as_deref())?;
+        auth.authenticate(provider, &mut request, client).await?;
+        let provider = provider.name();
         let response = client.send(request, provider, Some(FETCH_TIMEOUT)).await?;
         let status = response.status();
         let body = read_body(response.into_body(), provider).await?;
@@ -462,7 +593,8 @@ impl ModelCatalog {
                     slot.clone(),
                     source,
                     client.clone(),
-                    provider.name().to_owned(),
+                    dispatcher.upstream_auth.clone(),
+                    provider.clone(),
                     lister,
                 ));
             }
@@ -524,21 +656,22 @@ async fn refresh(
     slot: Arc<Slot>,
     source: String,
     client: Arc<UpstreamClient>,
-    provider: String,
+    auth: Arc<UpstreamAuth>,
+    provider: Arc<Provider>,
     lister: Box<dyn ModelLister>,
 ) {
-    let result =
-        match tokio::time::timeout(FETCH_TIMEOUT, fetch(&client, &provider, lister.as_ref())).await
-        {
-            Ok(r) => r,
-            Err(_) => Err(GatewayError::new(
-                ErrorKind::Timeout,
-                format!(
-                    "The model list of `{provider}` did not arrive within {} s",
-                    FETCH_TIMEOUT.as_secs()
-                ),
-            )),
-        };
+    let fetching = fetch(&client, &auth, &provider, lister.as_ref());
+    let provider = provider.name();
+    let result = match tokio::time::timeout(FETCH_TIMEOUT, fetching).await {
+        Ok(r) => r,
+        Err(_) => Err(GatewayError::new(
+            ErrorKind::Timeout,
+            format!(
+                "The model list of `{provider}` did not arrive within {} s",
+                FETCH_TIMEOUT.as_secs()
+            ),
+        )),
+    };
     {
         let mut state = slot.state.lock();
         if state.source != source {

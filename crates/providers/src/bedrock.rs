@@ -11,6 +11,11 @@
 //! ([`Authentication::SigV4`](crate::api::Authentication::SigV4)) and the gateway signs the
 //! exact bytes it sends, per attempt. Answers are in Bedrock's own format, so they are always
 //! translated for the caller (the codec is `portcullis_dialects::bedrock`).
+//!
+//! The model list is the control plane's ListFoundationModels (`GET {control}/foundation-models`,
+//! signed for the same service and region): the control plane is another host,
+//! `https://bedrock.{region}.amazonaws.com`, unless a base URL is configured (a private
+//! endpoint or test double serving both) or `AWS_ENDPOINT_URL_BEDROCK` names one.
 
 use std::time::Duration;
 
@@ -35,20 +40,29 @@ pub fn default_base_url(region: &str) -> String {
     format!("https://bedrock-runtime.{region}.amazonaws.com")
 }
 
-/// Bedrock Runtime at one base URL.
+/// The Bedrock control plane's endpoint of `region` (where the model list is).
+pub fn default_control_plane_url(region: &str) -> String {
+    format!("https://bedrock.{region}.amazonaws.com")
+}
+
+/// Bedrock Runtime at one base URL, and the control plane's model list.
 #[derive(Debug)]
 pub struct BedrockApi {
     /// `{base}/model/`.
     root: String,
+    /// `{control}/foundation-models`.
+    models_uri: Uri,
 }
 
 impl BedrockApi {
-    /// The API under `base` (trimmed).
-    pub fn new(base: &str) -> Result<Self, ProviderError> {
+    /// The API under `base` (trimmed), its model list under `control` (trimmed).
+    pub fn new(base: &str, control: &str) -> Result<Self, ProviderError> {
         let root = format!("{base}/model/");
         // Checked once here, so a URL built per request can only fail on the model's part.
         crate::provider::join(&root, "m/converse")?;
-        Ok(Self { root })
+        let models_uri =
+            crate::provider::join(control.trim_end_matches('/'), "/foundation-models")?;
+        Ok(Self { root, models_uri })
     }
 
     /// The URL of `operation` (`converse`, `converse-stream`, `invoke`) of `model`.
@@ -134,6 +148,10 @@ impl ProviderApi for BedrockApi {
 
     fn stream_framer(&self) -> Option<Box<dyn Framer>> {
         Some(Box::new(EventStreamFramer::new()))
+    }
+
+    fn models_uri(&self) -> Option<&Uri> {
+        Some(&self.models_uri)
     }
 
     fn decode_error(

@@ -216,6 +216,7 @@ fn provider_spec(at: &str, name: &str, p: RawProvider) -> Result<ProviderSpec, I
         access_key_id: p.access_key_id.clone(),
         secret_access_key: p.secret_access_key.clone().map(Secret::new),
         session_token: p.session_token.clone().map(Secret::new),
+        control_plane_url: None,
     });
     let cloudflare_keys = p.account_id.is_some()
         || p.gateway_id.is_some()

@@ -123,6 +123,9 @@ pub struct AwsSpec {
     pub secret_access_key: Option<Secret>,
     /// The session token of temporary credentials, sent as `x-amz-security-token`.
     pub session_token: Option<Secret>,
+    /// The control plane's endpoint (the model list), when not the base URL or the region's
+    /// (`AWS_ENDPOINT_URL_BEDROCK`).
+    pub control_plane_url: Option<String>,
 }
 
 /// Where a Cloudflare AI Gateway is and what it forwards to.
@@ -392,6 +395,15 @@ impl Provider {
             ProviderKind::Bedrock => Some(bedrock_signing(spec.aws.as_ref())?),
             _ => None,
         };
+        // Bedrock's control plane (its model list): the one named, else a configured base
+        // URL (a private endpoint or test double serving both), else the region's.
+        let bedrock_control = bedrock.as_ref().map(|b| {
+            spec.aws
+                .as_ref()
+                .and_then(|a| a.control_plane_url.clone())
+                .or_else(|| spec.base_url.clone())
+                .unwrap_or_else(|| crate::bedrock::default_control_plane_url(&b.region))
+        });
         // Bedrock's endpoint is its region's unless one is configured.
         let mut spec = spec;
         if spec.base_url.is_none()
@@ -461,7 +473,10 @@ impl Provider {
             )?),
             Wire::Anthropic => Box::new(AnthropicApi::new(base, default_max_tokens)?),
             Wire::Gemini => Box::new(GeminiApi::new(base)?),
-            Wire::Bedrock => Box::new(BedrockApi::new(base)?),
+            Wire::Bedrock => Box::new(BedrockApi::new(
+                base,
+                bedrock_control.as_deref().unwrap_or(base),
+            )?),
             // No kind speaks it alone: OpenAI's provider hands it the models served only there.
             Wire::OpenAiResponses => Box::new(crate::responses::ResponsesApi::new(base)?),
         };
@@ -935,6 +950,7 @@ mod tests {
             access_key_id: Some("AKIDEXAMPLE".into()),
             secret_access_key: Some(Secret::new("secret")),
             session_token: None,
+            control_plane_url: None,
         });
         spec
     }

@@ -24,6 +24,9 @@
 //! The base URL is `https://{location}-aiplatform.googleapis.com`, or
 //! `https://aiplatform.googleapis.com` for `global` (`https://aiplatform.{us|eu}.rep.googleapis.com`
 //! for the multi-regions); one configured with `/v1` is accepted.
+//!
+//! The model list is Google's publisher models, `GET {base}/v1beta1/publishers/google/models`
+//! (paged by `pageToken`/`nextPageToken`, read by the gateway), with the same token.
 
 use std::time::Duration;
 
@@ -70,6 +73,8 @@ pub struct VertexApi {
     /// `{base}/v1/projects/{p}/locations/{l}/publishers/google/models/`.
     google: String,
     anthropic: VertexAnthropic,
+    /// `{base}/v1beta1/publishers/google/models`.
+    models_uri: Uri,
 }
 
 /// Anthropic's models on Vertex AI.
@@ -104,8 +109,10 @@ impl VertexApi {
         let root = format!("{under}/anthropic/models/");
         // Checked once here, so a URL built per request can only fail on the model's part.
         crate::provider::join(&google, "m:generateContent")?;
+        let models_uri = crate::provider::join(base, "/v1beta1/publishers/google/models")?;
         Ok(Self {
             google,
+            models_uri,
             anthropic: VertexAnthropic {
                 root,
                 default_max_tokens,
@@ -198,6 +205,10 @@ impl ProviderApi for VertexApi {
 
     fn count_tokens_response(&self, body: &[u8]) -> Result<u64, GatewayError> {
         crate::anthropic::input_tokens(body, "totalTokens")
+    }
+
+    fn models_uri(&self) -> Option<&Uri> {
+        Some(&self.models_uri)
     }
 
     fn decode_chat_response(&self, body: &[u8]) -> Result<ChatResponse, GatewayError> {

@@ -66,6 +66,7 @@ fn provider(kind: ProviderKind) -> Provider {
             access_key_id: Some("AKIDEXAMPLE".to_owned()),
             secret_access_key: Some(Secret::new("wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY")),
             session_token: Some(Secret::new("session-token")),
+            control_plane_url: None,
         });
     }
     if kind == ProviderKind::Azure {

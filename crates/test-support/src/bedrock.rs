@@ -33,6 +33,13 @@
 //!   `ServiceUnavailableException`…); `mock-error-midstream` sends a `modelStreamErrorException`
 //!   message inside the stream, `mock-drop-midstream` cuts it.
 //!
+//! - the control plane's `GET /foundation-models` (ListFoundationModels, signed for the same
+//!   service), served on the same server as a private endpoint would: `modelSummaries` of a
+//!   fixed catalogue ([`FOUNDATION_MODELS`]) with their modalities, streaming support,
+//!   inference types and lifecycle, narrowed by `byProvider`, `byOutputModality`,
+//!   `byInferenceType` and `byCustomizationType` as Bedrock narrows them (an unknown value of
+//!   the enumerations a `ValidationException`).
+//!
 //! What to answer is planned as for the other APIs ([`scenario::plan`], a `[call …]` directive
 //! in the last message first).
 
@@ -67,9 +74,186 @@ const CONTENT_BLOCKS: &[&str] = &[
     "searchResult",
 ];
 
-/// Whether the mock answers `path` as Bedrock.
+/// Whether the mock answers `path` as Bedrock (its runtime or its control plane's model list).
 pub(crate) fn handles(path: &str) -> bool {
-    path.starts_with("/model/")
+    path.starts_with("/model/") || path == "/foundation-models"
+}
+
+/// One foundation model of the mock's catalogue: id, name, provider, input and output
+/// modalities, streaming, customizations, inference types, lifecycle status.
+pub type FoundationModel = (
+    &'static str,
+    &'static str,
+    &'static str,
+    &'static [&'static str],
+    &'static [&'static str],
+    bool,
+    &'static [&'static str],
+    &'static [&'static str],
+    &'static str,
+);
+
+/// The mock's foundation models, as ListFoundationModels describes them: text models on
+/// demand, a model reached only through inference profiles, embedding and image models.
+pub const FOUNDATION_MODELS: &[FoundationModel] = &[
+    (
+        "amazon.nova-lite-v1:0",
+        "Nova Lite",
+        "Amazon",
+        &["TEXT", "IMAGE", "VIDEO"],
+        &["TEXT"],
+        true,
+        &["FINE_TUNING"],
+        &["ON_DEMAND", "PROVISIONED"],
+        "ACTIVE",
+    ),
+    (
+        "amazon.nova-pro-v1:0",
+        "Nova Pro",
+        "Amazon",
+        &["TEXT", "IMAGE", "VIDEO"],
+        &["TEXT"],
+        true,
+        &[],
+        &["ON_DEMAND"],
+        "ACTIVE",
+    ),
+    (
+        "anthropic.claude-3-haiku-20240307-v1:0",
+        "Claude 3 Haiku",
+        "Anthropic",
+        &["TEXT", "IMAGE"],
+        &["TEXT"],
+        true,
+        &[],
+        &["ON_DEMAND"],
+        "ACTIVE",
+    ),
+    (
+        "anthropic.claude-sonnet-4-5-20250929-v1:0",
+        "Claude Sonnet 4.5",
+        "Anthropic",
+        &["TEXT", "IMAGE"],
+        &["TEXT"],
+        true,
+        &[],
+        &["INFERENCE_PROFILE"],
+        "ACTIVE",
+    ),
+    (
+        "meta.llama3-8b-instruct-v1:0",
+        "Llama 3 8B Instruct",
+        "Meta",
+        &["TEXT"],
+        &["TEXT"],
+        true,
+        &[],
+        &["ON_DEMAND"],
+        "LEGACY",
+    ),
+    (
+        "amazon.titan-embed-text-v2:0",
+        "Titan Text Embeddings V2",
+        "Amazon",
+        &["TEXT"],
+        &["EMBEDDING"],
+        false,
+        &[],
+        &["ON_DEMAND"],
+        "ACTIVE",
+    ),
+    (
+        "cohere.embed-english-v3",
+        "Embed English",
+        "Cohere",
+        &["TEXT"],
+        &["EMBEDDING"],
+        false,
+        &[],
+        &["ON_DEMAND"],
+        "ACTIVE",
+    ),
+    (
+        "stability.sd3-5-large-v1:0",
+        "Stable Diffusion 3.5 Large",
+        "Stability AI",
+        &["TEXT", "IMAGE"],
+        &["IMAGE"],
+        false,
+        &[],
+        &["ON_DEMAND"],
+        "ACTIVE",
+    ),
+];
+
+/// `GET /foundation-models`: the catalogue, narrowed by the query's filters.
+fn foundation_models(parts: &Parts, n: u64) -> Response<MockBody> {
+    let mut filters: Vec<(String, String)> = Vec::new();
+    for pair in parts.uri.query().unwrap_or_default().split('&') {
+        if pair.is_empty() {
+            continue;
+        }
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        let v = percent_decode(&v.replace('+', " "));
+        let allowed: &[&str] = match k {
+            "byOutputModality" => &["TEXT", "IMAGE", "EMBEDDING"],
+            "byInferenceType" => &["ON_DEMAND", "PROVISIONED"],
+            "byCustomizationType" => &["FINE_TUNING", "CONTINUED_PRE_TRAINING", "DISTILLATION"],
+            "byProvider" => &[],
+            // Unknown query parameters are ignored, as rest-json services do.
+            _ => continue,
+        };
+        if !allowed.is_empty() && !allowed.contains(&v.as_str()) {
+            return validation(
+                format!(
+                    "1 validation error detected: Value '{v}' at '{k}' failed to satisfy                      constraint: Member must satisfy enum value set: [{}]",
+                    allowed.join(", ")
+                ),
+                n,
+            );
+        }
+        filters.push((k.to_owned(), v));
+    }
+    let summaries: Vec<Value> = FOUNDATION_MODELS
+        .iter()
+        .filter(|(_, _, provider, _, output, _, custom, inference, _)| {
+            filters.iter().all(|(k, v)| match k.as_str() {
+                "byOutputModality" => output.contains(&v.as_str()),
+                "byInferenceType" => inference.contains(&v.as_str()),
+                "byCustomizationType" => custom.contains(&v.as_str()),
+                _ => provider.eq_ignore_ascii_case(v),
+            })
+        })
+        .map(
+            |(id, name, provider, input, output, streaming, custom, inference, status)| {
+                json!({
+                    "modelArn": format!("arn:aws:bedrock:{}::foundation-model/{id}", region_of(parts)),
+                    "modelId": id,
+                    "modelName": name,
+                    "providerName": provider,
+                    "inputModalities": input,
+                    "outputModalities": output,
+                    "responseStreamingSupported": streaming,
+                    "customizationsSupported": custom,
+                    "inferenceTypesSupported": inference,
+                    "modelLifecycle": {"status": status},
+                })
+            },
+        )
+        .collect();
+    json_response(200, &json!({ "modelSummaries": summaries }), &headers(n))
+}
+
+/// The region the request was signed for (its credential scope), for the models' ARNs.
+fn region_of(parts: &Parts) -> String {
+    parts
+        .headers
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split("Credential=").nth(1))
+        .and_then(|c| c.split('/').nth(2))
+        .unwrap_or("us-east-1")
+        .to_owned()
 }
 
 /// `x-amzn-RequestId` for the `n`th request.
@@ -206,6 +390,17 @@ pub(crate) async fn handle(
 ) -> Response<MockBody> {
     let started = Instant::now();
     let path = parts.uri.path();
+    if path == "/foundation-models" {
+        if parts.method != http::Method::GET {
+            return error(
+                404,
+                "UnknownOperationException",
+                "The requested operation is not recognized by the service.",
+                n,
+            );
+        }
+        return foundation_models(parts, n);
+    }
     let rest = path.strip_prefix("/model/").unwrap_or_default();
     let (model, stream) = match rest.rsplit_once('/') {
         Some((model, "converse")) => (model, false),
@@ -1114,7 +1309,10 @@ mod tests {
         )
         .unwrap();
         assert_eq!(ok.last_message_text, "sunny");
-        assert_eq!(ok.last_user_text, "sunny", "a tool result is what the turn says");
+        assert_eq!(
+            ok.last_user_text, "sunny",
+            "a tool result is what the turn says"
+        );
         assert_eq!(ok.tools, vec!["get_weather".to_owned()]);
         assert_eq!(
             checked(

@@ -19,6 +19,13 @@
 //!   does, the body needing `anthropic_version: vertex-2023-10-16` and carrying no `model`
 //!   (it is in the URL); `claude-mock-…` names trigger the mock's cases, a 429 in Google's
 //!   format as Vertex AI's quota answers it.
+//! - **The publisher models**, `GET /v1beta1/publishers/{publisher}/models` (Model Garden's
+//!   ListPublisherModels, which `google-genai`'s `models.list()` reads on Vertex AI), with a
+//!   live token: `publisherModels` (`name` `publishers/google/models/{id}`, `versionId`,
+//!   `launchStage`, `openSourceCategory`, `publisherModelTemplate`) of a fixed catalogue
+//!   ([`PUBLISHER_MODELS`]), at most `pageSize` a page (and at most [`MAX_PAGE_SIZE`], as a
+//!   server may return fewer than asked) with `nextPageToken` while more remain; a `pageToken`
+//!   it did not issue is Google's 400 `INVALID_ARGUMENT`; an empty list is `{}`.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -87,7 +94,108 @@ impl Tokens {
 
 /// Whether `path` is Vertex AI's (or its token endpoint's).
 pub fn handles(path: &str) -> bool {
-    path == "/token" || path.starts_with("/v1/projects/") || path.starts_with("/v1beta1/projects/")
+    path == "/token"
+        || path.starts_with("/v1/projects/")
+        || path.starts_with("/v1beta1/projects/")
+        || path.starts_with("/v1beta1/publishers/")
+}
+
+/// The mock's publisher models by publisher: Google's Gemini models and others that are not
+/// for chat (embeddings, images), Anthropic's Claude.
+pub const PUBLISHER_MODELS: &[(&str, &[&str])] = &[
+    (
+        "google",
+        &[
+            "gemini-2.5-pro",
+            "gemini-2.5-flash",
+            "gemini-2.5-flash-lite",
+            "gemini-2.0-flash-001",
+            "gemini-embedding-001",
+            "text-embedding-005",
+            "imagen-4.0-generate-001",
+            "gemma3",
+        ],
+    ),
+    ("anthropic", &["claude-sonnet-4-5", "claude-haiku-4-5"]),
+];
+
+/// The most models on one page of the publisher model list.
+pub const MAX_PAGE_SIZE: usize = 5;
+
+/// `GET /v1beta1/publishers/{publisher}/models`.
+fn publisher_models(parts: &Parts) -> Response<MockBody> {
+    let path = parts.uri.path();
+    let publisher = path
+        .strip_prefix("/v1beta1/publishers/")
+        .and_then(|r| r.strip_suffix("/models"))
+        .filter(|p| !p.contains('/'));
+    let Some(publisher) = publisher else {
+        return google_error(
+            404,
+            "NOT_FOUND",
+            &format!("The requested URL {path} was not found on this server."),
+        );
+    };
+    if parts.method != http::Method::GET {
+        return google_error(
+            405,
+            "METHOD_NOT_ALLOWED",
+            "Method not allowed on this resource.",
+        );
+    }
+    let models = PUBLISHER_MODELS
+        .iter()
+        .find(|(p, _)| *p == publisher)
+        .map_or(&[][..], |(_, m)| *m);
+    let (mut size, mut start) = (MAX_PAGE_SIZE, 0usize);
+    for pair in parts.uri.query().unwrap_or_default().split('&') {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        match k {
+            "pageSize" => match v.parse::<i64>() {
+                Ok(n) if n > 0 => size = (n as usize).min(MAX_PAGE_SIZE),
+                Ok(0) => {}
+                _ => {
+                    return google_error(
+                        400,
+                        "INVALID_ARGUMENT",
+                        &format!("Invalid value at 'page_size' (TYPE_INT32), \"{v}\""),
+                    );
+                }
+            },
+            "pageToken" if !v.is_empty() => {
+                match v.strip_prefix("mock-page-").and_then(|n| n.parse().ok()) {
+                    Some(n) if n < models.len() => start = n,
+                    _ => {
+                        return google_error(400, "INVALID_ARGUMENT", "Invalid page token.");
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    let end = (start + size).min(models.len());
+    let page: Vec<Value> = models[start..end]
+        .iter()
+        .map(|id| {
+            json!({
+                "name": format!("publishers/{publisher}/models/{id}"),
+                "versionId": "001",
+                "openSourceCategory": if publisher == "google" { "PROPRIETARY" } else { "THIRD_PARTY_OWNED_OSS" },
+                "launchStage": "GA",
+                "publisherModelTemplate": format!(
+                    "projects/{{project}}/locations/{{location}}/publishers/{publisher}/models/{id}"
+                ),
+            })
+        })
+        .collect();
+    let mut body = serde_json::Map::new();
+    if !page.is_empty() {
+        body.insert("publisherModels".into(), Value::Array(page));
+    }
+    if end < models.len() {
+        body.insert("nextPageToken".into(), json!(format!("mock-page-{end}")));
+    }
+    json_response(200, &Value::Object(body), &[])
 }
 
 fn oauth_error(error: &str, description: &str) -> Response<MockBody> {
@@ -317,6 +425,9 @@ pub async fn handle(
     n: u64,
 ) -> Response<MockBody> {
     let path = parts.uri.path();
+    if path.starts_with("/v1beta1/publishers/") {
+        return publisher_models(parts);
+    }
     let Some((project, location, publisher, model, method)) = model_path(path) else {
         return google_error(
             404,

@@ -541,3 +541,140 @@ async fn embeddings_go_through_invoke_model_and_come_back_in_openais_format() {
     );
     gw.stop().await;
 }
+
+/// `GET /v1/models` through the gateway, in OpenAI's form.
+async fn listed_ids(gw: &TestGateway) -> Vec<String> {
+    let r = client()
+        .get(gw.at("/v1/models"))
+        .bearer_auth(MASTER_KEY)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let v: Value = r.json().await.unwrap();
+    v["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// The model list is Bedrock's control plane's ListFoundationModels, signed as chat requests
+/// are (the mock checks the signature): the text models served on demand are listed, and a
+/// model named so reaches Bedrock.
+#[tokio::test]
+async fn models_are_listed_from_list_foundation_models_signed() {
+    let (mock, gw) = setup().await;
+    let ids = listed_ids(&gw).await;
+    for id in [
+        "bedrock/amazon.nova-lite-v1:0",
+        "bedrock/amazon.nova-pro-v1:0",
+        "bedrock/anthropic.claude-3-haiku-20240307-v1:0",
+        "bedrock/meta.llama3-8b-instruct-v1:0",
+    ] {
+        assert!(ids.iter().any(|i| i == id), "{id} in {ids:?}");
+    }
+    // Embeddings, images and models reached only through inference profiles are not listed.
+    for id in [
+        "bedrock/amazon.titan-embed-text-v2:0",
+        "bedrock/cohere.embed-english-v3",
+        "bedrock/stability.sd3-5-large-v1:0",
+        "bedrock/anthropic.claude-sonnet-4-5-20250929-v1:0",
+    ] {
+        assert!(!ids.iter().any(|i| i == id), "{id} in {ids:?}");
+    }
+    let list = mock
+        .requests()
+        .into_iter()
+        .find(|r| r.path == "/foundation-models")
+        .expect("the model list was read");
+    assert_eq!(list.method, "GET");
+    assert!(
+        list.headers["authorization"]
+            .starts_with("AWS4-HMAC-SHA256 Credential=AKIAIOSFODNN7EXAMPLE/")
+            && list.headers["authorization"].contains("/us-east-1/bedrock/aws4_request"),
+        "{:?}",
+        list.headers
+    );
+
+    let (status, _, body) = post(
+        &gw,
+        "/v1/chat/completions",
+        &json!({"model": "bedrock/amazon.nova-lite-v1:0", "messages": [{"role": "user", "content": "hi"}]}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        last_bedrock(&mock).path,
+        "/model/amazon.nova-lite-v1%3A0/converse"
+    );
+    gw.stop().await;
+}
+
+/// A list request Bedrock refuses (a wrong secret) lists no Bedrock model and hides nothing
+/// else: the configured routes are still listed.
+#[tokio::test]
+async fn a_refused_list_lists_no_bedrock_model() {
+    let mock = MockUpstream::start().await;
+    let gw = TestGateway::start(&format!(
+        "providers:\n{}",
+        provider_block(&mock, "not-the-secret")
+    ))
+    .await;
+    let ids = listed_ids(&gw).await;
+    assert!(!ids.iter().any(|i| i.starts_with("bedrock/")), "{ids:?}");
+    assert!(
+        mock.requests()
+            .iter()
+            .any(|r| r.path == "/foundation-models"),
+        "the list was asked for"
+    );
+    gw.stop().await;
+}
+
+/// With no config file, AWS's variables enable Bedrock and its models are listed; the control
+/// plane is `AWS_ENDPOINT_URL_BEDROCK` when set, the runtime's endpoint otherwise.
+#[tokio::test]
+async fn zero_config_aws_variables_list_bedrock_models() {
+    for separate in [false, true] {
+        let mock = MockUpstream::start().await;
+        let other = MockUpstream::start().await;
+        let control = separate.then(|| other.bedrock_endpoint_url());
+        let dir = tempfile::tempdir().unwrap();
+        let mut env: std::collections::HashMap<String, String> = [
+            ("AWS_ACCESS_KEY_ID", "AKIAIOSFODNN7EXAMPLE".to_owned()),
+            (
+                "AWS_SECRET_ACCESS_KEY",
+                "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY".to_owned(),
+            ),
+            ("AWS_REGION", "us-east-1".to_owned()),
+            (
+                "AWS_ENDPOINT_URL_BEDROCK_RUNTIME",
+                mock.bedrock_endpoint_url(),
+            ),
+            ("PORTCULLIS_MASTER_KEY", MASTER_KEY.to_owned()),
+            (
+                "PORTCULLIS_DATABASE_URL",
+                format!("sqlite://{}", dir.path().join("gw.db").display()),
+            ),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect();
+        if let Some(url) = &control {
+            env.insert("AWS_ENDPOINT_URL_BEDROCK".to_owned(), url.clone());
+        }
+        let config = portcullis_config::load(None, &env).unwrap();
+        let gw = TestGateway::start_config(config).await;
+        let ids = listed_ids(&gw).await;
+        assert!(
+            ids.iter().any(|i| i == "bedrock/amazon.nova-lite-v1:0"),
+            "{ids:?}"
+        );
+        let asked = |m: &MockUpstream| m.requests().iter().any(|r| r.path == "/foundation-models");
+        assert_eq!(asked(&mock), control.is_none());
+        assert_eq!(asked(&other), control.is_some());
+        gw.stop().await;
+    }
+}

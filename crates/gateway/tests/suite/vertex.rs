@@ -411,3 +411,88 @@ async fn zero_config_google_variables_enable_vertex_and_bare_names_reach_it() {
     );
     gw.stop().await;
 }
+
+/// The model list is Vertex AI's publisher models (Google's), read page by page with the
+/// service account's token as chat requests carry it: the Gemini models are listed by the
+/// names callers send, the others (embeddings, images, open models) are not, and a listed
+/// name reaches its model.
+#[tokio::test]
+async fn gemini_models_are_listed_from_the_publisher_models_with_the_token() {
+    let (mock, gw, _dir) = setup().await;
+    let r = client()
+        .get(gw.at("/v1/models"))
+        .bearer_auth(MASTER_KEY)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let v: Value = r.json().await.unwrap();
+    let ids: Vec<&str> = v["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|m| m["id"].as_str())
+        .filter(|id| id.starts_with("vertex/"))
+        .collect();
+    assert_eq!(
+        ids,
+        [
+            "vertex/gemini-2.5-pro",
+            "vertex/gemini-2.5-flash",
+            "vertex/gemini-2.5-flash-lite",
+            "vertex/gemini-2.0-flash-001",
+        ],
+        "{v}"
+    );
+    let pages: Vec<_> = mock
+        .requests()
+        .into_iter()
+        .filter(|r| r.path == "/v1beta1/publishers/google/models")
+        .collect();
+    // Eight models, at most five a page: two pages, the second asked for by its token.
+    assert_eq!(pages.len(), 2, "{pages:?}");
+    assert_eq!(pages[0].query, "pageSize=1000");
+    assert_eq!(pages[1].query, "pageSize=1000&pageToken=mock-page-5");
+    for page in &pages {
+        assert_eq!(page.method, "GET");
+        assert!(!bearer(page).is_empty());
+    }
+
+    let (status, _, body) = post(
+        &gw,
+        "/v1/chat/completions",
+        &json!({"model": "vertex/gemini-2.5-flash-lite", "messages": [{"role": "user", "content": "hi"}]}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        last_model_call(&mock).path,
+        format!("{GEMINI_PATH}/gemini-2.5-flash-lite:generateContent")
+    );
+    gw.stop().await;
+}
+
+/// A key Google refuses lists no Vertex model (and asks for no list).
+#[tokio::test]
+async fn a_refused_key_lists_no_vertex_model() {
+    let mock = MockUpstream::start().await;
+    let (_dir, path) = key_file(&mock, vertex::UNKNOWN_PRIVATE_KEY);
+    let gw = TestGateway::start(&config(&mock, &path, "us-east5")).await;
+    let r = client()
+        .get(gw.at("/v1/models"))
+        .bearer_auth(MASTER_KEY)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let v: Value = r.json().await.unwrap();
+    assert!(!v.to_string().contains("vertex/"), "{v}");
+    assert!(
+        !mock
+            .requests()
+            .iter()
+            .any(|r| r.path.starts_with("/v1beta1/publishers/")),
+        "no list asked for without a token"
+    );
+    gw.stop().await;
+}
