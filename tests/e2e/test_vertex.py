@@ -5,13 +5,15 @@ and Google's `google-genai` (`vertexai=True`), both authenticated by `google-aut
 credentials whose `token_uri` is the mock's token endpoint — so the grant google-auth signs is
 the one the mock verifies (RS256 signature, audience, issuer, scope, lifetime) — and both sending
 their requests with the access token the mock issued. Text, system prompts, streams, tools, and
-errors as each SDK reads them. If the SDKs authenticate, send, parse and stream, the mock is a
-faithful stand-in for Vertex AI in the gateway's tests.
+errors as each SDK reads them; google-genai's `models.list()` (the publisher models, page by
+page) and `embed_content` (`:predict`). If the SDKs authenticate, send, parse and stream, the
+mock is a faithful stand-in for Vertex AI in the gateway's tests.
 
 Then the gateway with no config file, Vertex AI enabled by `GOOGLE_APPLICATION_CREDENTIALS`,
 `GOOGLE_CLOUD_PROJECT` and `GOOGLE_CLOUD_LOCATION` (and `GOOGLE_VERTEX_BASE_URL` pointing at the
 mock), reached by the official `openai` and `anthropic` SDKs: text, streams, tools and results,
-for a Claude model and a Gemini model.
+for a Claude model and a Gemini model; `models.list()` showing Vertex's models, and
+embeddings.
 """
 
 import json
@@ -178,6 +180,26 @@ def test_google_genai_on_vertex_lists_the_publisher_models_page_by_page(vertex_m
     assert "pageToken=mock-page-3" in sent[1]["query"]
 
 
+def test_google_genai_on_vertex_embeds_through_predict(vertex_mock):
+    url, _ = vertex_mock
+    c = gemini_client(vertex_mock)
+    resp = c.models.embed_content(
+        model="text-embedding-005", contents=["first text", "a second, longer text"],
+        config=types.EmbedContentConfig(task_type="RETRIEVAL_DOCUMENT", output_dimensionality=64))
+    assert [len(e.values) for e in resp.embeddings] == [64, 64]
+    assert resp.embeddings[0].values != resp.embeddings[1].values
+    assert resp.embeddings[0].statistics.token_count > 0
+    assert resp.embeddings[1].statistics.token_count > resp.embeddings[0].statistics.token_count
+    assert resp.metadata.billable_character_count == len("first text") + len("a second, longer text")
+    sent = requests_to(url, "/v1")[-1]
+    assert sent["path"].endswith("/publishers/google/models/text-embedding-005:predict")
+    assert sent["body"]["instances"][0] == {"content": "first text", "task_type": "RETRIEVAL_DOCUMENT"}
+    with pytest.raises(errors.ClientError) as e:
+        c.models.embed_content(model="text-embedding-005", contents="x",
+                               config=types.EmbedContentConfig(output_dimensionality=4096))
+    assert e.value.code == 400 and e.value.status == "INVALID_ARGUMENT"
+
+
 # The gateway, configured by the Google variables alone, reached by the openai and anthropic SDKs.
 
 @pytest.fixture(scope="module")
@@ -268,8 +290,28 @@ def test_the_openai_sdk_lists_the_vertex_models(vertex_gateway):
     ids = [m.id for m in c.models.list()]
     for model in ("vertex/gemini-2.5-pro", "vertex/gemini-2.5-flash", "vertex/gemini-2.5-flash-lite"):
         assert model in ids, ids
-    assert "vertex/text-embedding-005" not in ids and "vertex/imagen-4.0-generate-001" not in ids
+    assert "vertex/text-embedding-005" in ids and "vertex/gemini-embedding-001" in ids
+    assert "vertex/imagen-4.0-generate-001" not in ids and "vertex/gemma3" not in ids
     # A listed name is one the gateway serves.
     r = c.chat.completions.create(model="vertex/gemini-2.5-flash-lite",
                                   messages=[{"role": "user", "content": "listed"}])
     assert r.choices[0].message.content == "Hello from the mock! You said: listed"
+
+
+def test_the_openai_sdk_embeds_through_vertex(vertex_gateway, vertex_mock):
+    url, _ = vertex_mock
+    c = openai.OpenAI(base_url=f"{vertex_gateway.url}/v1", api_key=MASTER_KEY, max_retries=0)
+    r = c.embeddings.with_raw_response.create(
+        model="vertex/text-embedding-005", input=["one", "two texts"], dimensions=32)
+    assert r.headers["x-portcullis-provider"] == "vertex"
+    out = r.parse()
+    assert [len(d.embedding) for d in out.data] == [32, 32] and [d.index for d in out.data] == [0, 1]
+    assert out.usage.prompt_tokens > 0 and out.usage.total_tokens == out.usage.prompt_tokens
+    sent = requests_to(url, "/v1/projects/")[-1]
+    assert sent["path"].endswith("/publishers/google/models/text-embedding-005:predict")
+    assert sent["body"] == {"instances": [{"content": "one"}, {"content": "two texts"}],
+                            "parameters": {"outputDimensionality": 32}}
+    # Gemini's embedding model on Vertex takes one text a request.
+    one = c.embeddings.create(model="vertex/gemini-embedding-001", input="alone")
+    assert len(one.data) == 1 and len(one.data[0].embedding) == 3072
+

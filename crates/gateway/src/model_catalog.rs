@@ -374,9 +374,10 @@ impl ModelLister for BedrockModels {
 /// Vertex AI's publisher models, `GET {base}/v1beta1/publishers/google/models` (Model
 /// Garden's list of Google's models): pages of at most 1000 (`pageSize`), the next one asked
 /// for with `pageToken` = the page's `nextPageToken`. Models are named
-/// `publishers/google/models/…`; the Gemini chat models among them (`gemini-*` but the
-/// embedding models, the ones the provider serves by `generateContent`) are listed by their
-/// short name, as callers send it. Claude on Vertex AI is enabled per project in Model
+/// `publishers/google/models/…`; those the provider serves — the Gemini models (`gemini-*`,
+/// by `generateContent`, or `:predict` for `gemini-embedding-*`) and the text embedding models
+/// (`text-embedding-*`, `text-multilingual-embedding-*`) — are listed by their short name, as
+/// callers send it; image models and open models (deployed to endpoints) are not. Claude on Vertex AI is enabled per project in Model
 /// Garden, which this list does not say: Claude models are listed when configured (`models`).
 struct VertexModels {
     uri: String,
@@ -422,8 +423,10 @@ impl ModelLister for VertexModels {
             .filter_map(|m| {
                 let name = m.get("name")?.as_str()?;
                 let id = name.rsplit('/').next()?;
-                let chat = id.starts_with("gemini-") && !id.contains("embedding");
-                chat.then(|| ListedModel {
+                let served = id.starts_with("gemini-")
+                    || id.starts_with("text-embedding-")
+                    || id.starts_with("text-multilingual-embedding-");
+                served.then(|| ListedModel {
                     id: id.to_owned(),
                     created: None,
                     display_name: None,

@@ -25,14 +25,20 @@
 //! `https://aiplatform.googleapis.com` for `global` (`https://aiplatform.{us|eu}.rep.googleapis.com`
 //! for the multi-regions); one configured with `/v1` is accepted.
 //!
+//! Embeddings: Google's embedding models (`text-embedding-*`, `gemini-embedding-*`) at
+//! `:predict`, one instance (`{"content": …}`) per text, `outputDimensionality` from the
+//! request's `dimensions`; the answer's vectors and token counts are given back in OpenAI's
+//! format.
+//!
 //! The model list is Google's publisher models, `GET {base}/v1beta1/publishers/google/models`
 //! (paged by `pageToken`/`nextPageToken`, read by the gateway), with the same token.
 
 use std::time::Duration;
 
+use bytes::Bytes;
 use http::Uri;
 use http::header::{HeaderMap, HeaderName, HeaderValue};
-use portcullis_core::{ChatRequest, ChatResponse, GatewayError};
+use portcullis_core::{ChatRequest, ChatResponse, EmbeddingsRequest, GatewayError};
 use portcullis_dialects::StreamDecoder;
 use portcullis_dialects::{anthropic, gemini};
 use serde_json::Value;
@@ -209,6 +215,26 @@ impl ProviderApi for VertexApi {
 
     fn models_uri(&self) -> Option<&Uri> {
         Some(&self.models_uri)
+    }
+
+    fn embeddings(
+        &self,
+        req: &EmbeddingsRequest,
+        model: &str,
+    ) -> Option<Result<(Uri, Vec<u8>), GatewayError>> {
+        Some(
+            gemini::encode_predict_request(req)
+                .and_then(|body| Ok((model_uri(&self.google, model, "predict")?, body))),
+        )
+    }
+
+    fn embeddings_response(
+        &self,
+        req: &EmbeddingsRequest,
+        body: Bytes,
+        model: &str,
+    ) -> Result<Bytes, GatewayError> {
+        gemini::decode_predict_response(&body, req, model).map(Bytes::from)
     }
 
     fn decode_chat_response(&self, body: &[u8]) -> Result<ChatResponse, GatewayError> {

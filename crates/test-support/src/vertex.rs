@@ -19,6 +19,13 @@
 //!   does, the body needing `anthropic_version: vertex-2023-10-16` and carrying no `model`
 //!   (it is in the URL); `claude-mock-…` names trigger the mock's cases, a 429 in Google's
 //!   format as Vertex AI's quota answers it.
+//! - **Embeddings**, `:predict` on Google's embedding models (`text-embedding-*`,
+//!   `text-multilingual-embedding-*`, `gemini-embedding-*`): `instances` of `{content,
+//!   task_type?, title?}` (at most 250, one for `gemini-embedding-*`; a `title` only with
+//!   `RETRIEVAL_DOCUMENT`), `parameters` `outputDimensionality` (up to 768, or 3072 for
+//!   Gemini's) and `autoTruncate`; unknown members refused as Google refuses them. Answered with
+//!   `predictions[].embeddings.values` and `statistics` (`token_count`, `truncated`) and
+//!   `metadata.billableCharacterCount`.
 //! - **The publisher models**, `GET /v1beta1/publishers/{publisher}/models` (Model Garden's
 //!   ListPublisherModels, which `google-genai`'s `models.list()` reads on Vertex AI), with a
 //!   live token: `publisherModels` (`name` `publishers/google/models/{id}`, `versionId`,
@@ -461,6 +468,7 @@ pub async fn handle(
             gemini::generate(&model, body, Some((sse, frame_delay)), n).await
         }
         ("google", "countTokens") => count_google(&model, body),
+        ("google", "predict") => predict(&model, body),
         ("anthropic", "rawPredict") if model == "count-tokens" => {
             if body.get("anthropic_version").and_then(Value::as_str) != Some("vertex-2023-10-16") {
                 return anthropic::error(
@@ -545,6 +553,116 @@ pub async fn handle(
             ),
         ),
     }
+}
+
+const TASK_TYPES: &[&str] = &[
+    "RETRIEVAL_QUERY",
+    "RETRIEVAL_DOCUMENT",
+    "SEMANTIC_SIMILARITY",
+    "CLASSIFICATION",
+    "CLUSTERING",
+    "QUESTION_ANSWERING",
+    "FACT_VERIFICATION",
+    "CODE_RETRIEVAL_QUERY",
+];
+
+/// `:predict` on one of Google's embedding models.
+fn predict(model: &str, body: &Value) -> Response<MockBody> {
+    let invalid = |m: &str| google_error(400, "INVALID_ARGUMENT", m);
+    let gemini = model.starts_with("gemini-embedding-");
+    if !(gemini
+        || model.starts_with("text-embedding-")
+        || model.starts_with("text-multilingual-embedding-"))
+    {
+        return google_error(
+            400,
+            "FAILED_PRECONDITION",
+            &format!("Model {model} does not support the predict method."),
+        );
+    }
+    if let Some(extra) = body.as_object().and_then(|o| {
+        o.keys()
+            .find(|k| !matches!(k.as_str(), "instances" | "parameters"))
+    }) {
+        return invalid(&format!(
+            "Invalid JSON payload received. Unknown name \"{extra}\": Cannot find field."
+        ));
+    }
+    let Some(instances) = body
+        .get("instances")
+        .and_then(Value::as_array)
+        .filter(|i| !i.is_empty())
+    else {
+        return invalid("instances must not be empty.");
+    };
+    let limit = if gemini { 1 } else { 250 };
+    if instances.len() > limit {
+        return invalid(&format!(
+            "Unable to submit request because the model supports only {limit} instance(s) per              request, but {} were sent.",
+            instances.len()
+        ));
+    }
+    let max_dims: u64 = if gemini { 3072 } else { 768 };
+    let mut dims = max_dims;
+    if let Some(params) = body.get("parameters") {
+        let Some(params) = params.as_object() else {
+            return invalid("parameters must be an object.");
+        };
+        for (k, v) in params {
+            match k.as_str() {
+                "outputDimensionality" => match v.as_u64() {
+                    Some(d) if (1..=max_dims).contains(&d) => dims = d,
+                    _ => {
+                        return invalid(&format!(
+                            "outputDimensionality must be between 1 and {max_dims}, got {v}."
+                        ));
+                    }
+                },
+                "autoTruncate" if v.is_boolean() => {}
+                _ => {
+                    return invalid(&format!("Invalid parameter \"{k}\" for model {model}."));
+                }
+            }
+        }
+    }
+    let mut predictions = Vec::with_capacity(instances.len());
+    let mut characters = 0usize;
+    for (i, instance) in instances.iter().enumerate() {
+        let Some(obj) = instance.as_object() else {
+            return invalid(&format!("instances[{i}] must be an object."));
+        };
+        if let Some(extra) = obj
+            .keys()
+            .find(|k| !matches!(k.as_str(), "content" | "task_type" | "title"))
+        {
+            return invalid(&format!(
+                "Invalid instance field \"{extra}\" in instances[{i}]."
+            ));
+        }
+        let Some(text) = obj.get("content").and_then(Value::as_str) else {
+            return invalid(&format!("instances[{i}].content is required."));
+        };
+        let task = obj.get("task_type").map(|t| t.as_str().unwrap_or_default());
+        if let Some(t) = task
+            && !TASK_TYPES.contains(&t)
+        {
+            return invalid(&format!("Invalid task_type \"{t}\" in instances[{i}]."));
+        }
+        if obj.contains_key("title") && task != Some("RETRIEVAL_DOCUMENT") {
+            return invalid("title is only valid with task_type RETRIEVAL_DOCUMENT.");
+        }
+        characters += text.chars().count();
+        let values = crate::openai::embedding(text, usize::try_from(dims).unwrap_or(768));
+        predictions.push(json!({"embeddings": {
+            "statistics": {"truncated": false, "token_count": crate::scenario::tokens(text)},
+            "values": values,
+        }}));
+    }
+    json_response(
+        200,
+        &json!({"predictions": predictions, "metadata": {"billableCharacterCount": characters}}),
+        &[],
+    )
 }
 
 /// Vertex AI's `:countTokens` for Google's models: `contents` (with `systemInstruction`,

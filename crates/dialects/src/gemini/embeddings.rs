@@ -5,6 +5,12 @@
 //!
 //! Gemini's answer counts no tokens; the usage reported is an estimate of about four
 //! characters a token over the inputs, so that the request is priced and budgeted at all.
+//!
+//! Vertex AI's embedding models (`text-embedding-*`, `gemini-embedding-*`) are reached through
+//! `:predict` instead ([`encode_predict_request`], [`decode_predict_response`]):
+//! `{"instances": [{"content": …}], "parameters": {"outputDimensionality": …}}`, answered with
+//! `predictions[].embeddings.values` and each text's `statistics.token_count`, which is the
+//! usage reported.
 
 use portcullis_core::{EmbeddingInput, EmbeddingsRequest, ErrorKind, GatewayError};
 use serde::Deserialize;
@@ -46,6 +52,97 @@ pub fn encode_embeddings_request(
     serde_json::to_vec(&body)
         .map(|b| (method, b))
         .map_err(|e| GatewayError::internal(format!("encoding request: {e}")))
+}
+
+/// The body of Vertex AI's `:predict` embedding `req`: one instance per text.
+pub fn encode_predict_request(req: &EmbeddingsRequest) -> Result<Vec<u8>, GatewayError> {
+    let texts: Vec<&str> = match &req.input {
+        EmbeddingInput::Text(t) => vec![t.as_str()],
+        EmbeddingInput::Texts(ts) => ts.iter().map(String::as_str).collect(),
+        EmbeddingInput::Tokens(_) | EmbeddingInput::TokenBatches(_) => {
+            return Err(GatewayError::invalid_request(
+                "Vertex AI's embedding models take text, not token ids",
+            )
+            .with_param("input"));
+        }
+    };
+    let instances: Vec<Value> = texts.iter().map(|t| json!({ "content": t })).collect();
+    let mut body = json!({ "instances": instances });
+    if let Some(d) = req.dimensions {
+        body["parameters"] = json!({ "outputDimensionality": d });
+    }
+    serde_json::to_vec(&body).map_err(|e| GatewayError::internal(format!("encoding request: {e}")))
+}
+
+#[derive(Deserialize)]
+struct PredictStatistics {
+    #[serde(default)]
+    token_count: f64,
+}
+
+#[derive(Deserialize)]
+struct PredictEmbedding {
+    #[serde(default)]
+    values: Vec<f32>,
+    #[serde(default)]
+    statistics: Option<PredictStatistics>,
+}
+
+#[derive(Deserialize)]
+struct Prediction {
+    embeddings: PredictEmbedding,
+}
+
+#[derive(Deserialize)]
+struct PredictAnswer {
+    #[serde(default)]
+    predictions: Vec<Prediction>,
+}
+
+/// Vertex AI's `:predict` answer to `req` (served by `model`) in OpenAI's embeddings format,
+/// the usage the texts' token counts.
+pub fn decode_predict_response(
+    body: &[u8],
+    req: &EmbeddingsRequest,
+    model: &str,
+) -> Result<Vec<u8>, GatewayError> {
+    let wire: PredictAnswer = serde_json::from_slice(body).map_err(|e| {
+        GatewayError::new(
+            ErrorKind::Upstream,
+            format!("The upstream returned an invalid Vertex AI embeddings answer: {e}"),
+        )
+    })?;
+    let base64 = req.encoding_format.as_deref() == Some("base64");
+    let mut tokens = 0u64;
+    let data: Vec<Value> = wire
+        .predictions
+        .iter()
+        .enumerate()
+        .map(|(index, p)| {
+            let v = &p.embeddings;
+            if let Some(s) = &v.statistics
+                && s.token_count.is_finite()
+                && s.token_count > 0.0
+            {
+                // Whole tokens, as Vertex counts them (sent as a number that may be a float).
+                tokens += s.token_count.round() as u64;
+            }
+            let embedding = if base64 {
+                let bytes: Vec<u8> = v.values.iter().flat_map(|x| x.to_le_bytes()).collect();
+                Value::String(encode_base64(&bytes))
+            } else {
+                json!(v.values)
+            };
+            json!({ "object": "embedding", "index": index, "embedding": embedding })
+        })
+        .collect();
+    serde_json::to_vec(&json!({
+        "object": "list",
+        "data": data,
+        "model": model,
+        "usage": { "prompt_tokens": tokens, "total_tokens": tokens },
+    }))
+    .map_err(|e| GatewayError::internal(format!("encoding response: {e}")))
 }
 
 #[derive(Deserialize)]

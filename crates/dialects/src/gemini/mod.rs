@@ -28,7 +28,10 @@ mod request;
 mod response;
 mod stream;
 
-pub use embeddings::{decode_embeddings_response, encode_embeddings_request};
+pub use embeddings::{
+    decode_embeddings_response, decode_predict_response, encode_embeddings_request,
+    encode_predict_request,
+};
 pub use error::decode_error;
 pub use request::{EncodeOptions, encode_request};
 pub use response::decode_response;

@@ -413,9 +413,9 @@ async fn zero_config_google_variables_enable_vertex_and_bare_names_reach_it() {
 }
 
 /// The model list is Vertex AI's publisher models (Google's), read page by page with the
-/// service account's token as chat requests carry it: the Gemini models are listed by the
-/// names callers send, the others (embeddings, images, open models) are not, and a listed
-/// name reaches its model.
+/// service account's token as chat requests carry it: the Gemini and text embedding models
+/// are listed by the names callers send, the others (images, open models) are not, and a
+/// listed name reaches its model.
 #[tokio::test]
 async fn gemini_models_are_listed_from_the_publisher_models_with_the_token() {
     let (mock, gw, _dir) = setup().await;
@@ -441,6 +441,8 @@ async fn gemini_models_are_listed_from_the_publisher_models_with_the_token() {
             "vertex/gemini-2.5-flash",
             "vertex/gemini-2.5-flash-lite",
             "vertex/gemini-2.0-flash-001",
+            "vertex/gemini-embedding-001",
+            "vertex/text-embedding-005",
         ],
         "{v}"
     );
@@ -494,5 +496,57 @@ async fn a_refused_key_lists_no_vertex_model() {
             .any(|r| r.path.starts_with("/v1beta1/publishers/")),
         "no list asked for without a token"
     );
+    gw.stop().await;
+}
+
+/// Embeddings reach Google's embedding models at `:predict` with the service account's
+/// token, one instance per text, and come back in OpenAI's format with Vertex's token counts
+/// as usage; Vertex's refusals keep their status.
+#[tokio::test]
+async fn embeddings_go_through_predict_and_come_back_in_openais_format() {
+    let (mock, gw, _dir) = setup().await;
+    let (status, headers, body) = post(
+        &gw,
+        "/v1/embeddings",
+        &json!({"model": "vertex/text-embedding-005", "input": ["hello world", "and more words here"], "dimensions": 256}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["object"], "list");
+    assert_eq!(v["model"], "text-embedding-005");
+    let data = v["data"].as_array().unwrap();
+    assert_eq!(data.len(), 2);
+    assert_eq!(data[1]["index"], 1);
+    assert_eq!(data[0]["embedding"].as_array().unwrap().len(), 256);
+    let sent = last_model_call(&mock);
+    assert_eq!(
+        sent.path,
+        format!("{GEMINI_PATH}/text-embedding-005:predict")
+    );
+    assert_eq!(
+        sent.body,
+        json!({"instances": [{"content": "hello world"}, {"content": "and more words here"}],
+               "parameters": {"outputDimensionality": 256}})
+    );
+    assert!(!bearer(&sent).is_empty());
+    // The usage is the sum of Vertex's per-text token counts.
+    let counts = portcullis_test_support::scenario::tokens("hello world")
+        + portcullis_test_support::scenario::tokens("and more words here");
+    assert_eq!(v["usage"]["prompt_tokens"], counts);
+    let log = gw
+        .log_of(headers["x-portcullis-request-id"].to_str().unwrap())
+        .await;
+    assert_eq!(log["input_tokens"], counts);
+
+    // Gemini's embedding model takes one text a request: Vertex's 400 reaches the caller.
+    let (status, _, body) = post(
+        &gw,
+        "/v1/embeddings",
+        &json!({"model": "vertex/gemini-embedding-001", "input": ["a", "b"]}),
+    )
+    .await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("only 1 instance"), "{body}");
     gw.stop().await;
 }
