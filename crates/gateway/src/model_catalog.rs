@@ -777,6 +777,55 @@ mod tests {
     }
 
     #[test]
+    fn bedrock_lists_from_its_control_plane_the_text_models_served_on_demand() {
+        let mut spec = ProviderSpec::new("bedrock", ProviderKind::Bedrock);
+        let aws = |control: Option<&str>| portcullis_providers::AwsSpec {
+            region: Some("eu-west-3".into()),
+            access_key_id: Some("AKIDEXAMPLE".into()),
+            secret_access_key: Some(Secret::new("s")),
+            session_token: None,
+            control_plane_url: control.map(str::to_owned),
+        };
+        spec.aws = Some(aws(None));
+        let uri = |spec: &ProviderSpec| {
+            let p = Provider::new(spec.clone()).unwrap();
+            lister(&p, None).unwrap().request(None).unwrap().uri
+        };
+        // The control plane's host, not the runtime's.
+        assert_eq!(
+            uri(&spec),
+            "https://bedrock.eu-west-3.amazonaws.com/foundation-models"
+        );
+        // A configured base URL (a private endpoint, a test double) serves both.
+        spec.base_url = Some("https://vpce-1.example.com/".into());
+        assert_eq!(uri(&spec), "https://vpce-1.example.com/foundation-models");
+        // AWS_ENDPOINT_URL_BEDROCK names the control plane.
+        spec.aws = Some(aws(Some("http://127.0.0.1:9/")));
+        assert_eq!(uri(&spec), "http://127.0.0.1:9/foundation-models");
+
+        let p = Provider::new(spec).unwrap();
+        let l = lister(&p, None).unwrap();
+        let page = l
+            .parse(
+                br#"{"modelSummaries":[
+                {"modelId":"amazon.nova-pro-v1:0","modelName":"Nova Pro","outputModalities":["TEXT"],"inferenceTypesSupported":["ON_DEMAND"]},
+                {"modelId":"anthropic.claude-sonnet-4-5-20250929-v1:0","outputModalities":["TEXT"],"inferenceTypesSupported":["INFERENCE_PROFILE"]},
+                {"modelId":"amazon.titan-embed-text-v2:0","outputModalities":["EMBEDDING"],"inferenceTypesSupported":["ON_DEMAND"]},
+                {"modelId":"meta.llama3-8b-instruct-v1:0","outputModalities":["TEXT"],"inferenceTypesSupported":["PROVISIONED","ON_DEMAND"]},
+                {"modelName":"no id","outputModalities":["TEXT"],"inferenceTypesSupported":["ON_DEMAND"]}]}"#,
+            )
+            .unwrap();
+        let ids: Vec<&str> = page.models.iter().map(|m| m.id.as_str()).collect();
+        assert_eq!(
+            ids,
+            ["amazon.nova-pro-v1:0", "meta.llama3-8b-instruct-v1:0"]
+        );
+        assert_eq!(page.models[0].display_name.as_deref(), Some("Nova Pro"));
+        assert!(page.next.is_none());
+        assert!(l.parse(br#"{"models":[]}"#).is_err());
+    }
+
+    #[test]
     fn pages_are_read_in_each_providers_shape() {
         let p = provider(ProviderKind::Together, "http://127.0.0.1:9/v1");
         let l = lister(&p, None).unwrap();
