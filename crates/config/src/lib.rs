@@ -596,7 +596,8 @@ impl Config {
 
 /// A Bedrock provider's AWS settings the file leaves out, from the variables AWS's SDKs read:
 /// the region from `AWS_REGION` (or `AWS_DEFAULT_REGION`), the endpoint from
-/// `AWS_ENDPOINT_URL_BEDROCK_RUNTIME`, and the credentials from `AWS_ACCESS_KEY_ID`,
+/// `AWS_ENDPOINT_URL_BEDROCK_RUNTIME` (and the control plane's, for the model list, from
+/// `AWS_ENDPOINT_URL_BEDROCK`), and the credentials from `AWS_ACCESS_KEY_ID`,
 /// `AWS_SECRET_ACCESS_KEY` and `AWS_SESSION_TOKEN` — all three together, only when the file
 /// gives neither key, so a configured key is never paired with another's secret or token.
 fn aws_from_env(
@@ -612,6 +613,9 @@ fn aws_from_env(
     }
     if p.base_url.is_none() {
         p.base_url = env.var("AWS_ENDPOINT_URL_BEDROCK_RUNTIME");
+    }
+    if p.control_plane_url.is_none() {
+        p.control_plane_url = env.var("AWS_ENDPOINT_URL_BEDROCK");
     }
     if p.access_key_id.is_none() && p.secret_access_key.is_none() {
         p.access_key_id = env.var("AWS_ACCESS_KEY_ID");
@@ -880,6 +884,7 @@ aliases:
             ("AWS_SESSION_TOKEN", "env-token"),
             ("AWS_REGION", "eu-west-3"),
             ("AWS_ENDPOINT_URL_BEDROCK_RUNTIME", "http://127.0.0.1:7"),
+            ("AWS_ENDPOINT_URL_BEDROCK", "http://127.0.0.1:8"),
         ]);
         let c = load(None, &e).unwrap();
         let names: Vec<&str> = c.providers.iter().map(|p| p.name.as_str()).collect();
@@ -888,6 +893,7 @@ aliases:
         assert_eq!(bedrock.base_url.as_deref(), Some("http://127.0.0.1:7"));
         let aws = bedrock.aws.as_ref().unwrap();
         assert_eq!(aws.region.as_deref(), Some("eu-west-3"));
+        assert_eq!(aws.control_plane_url.as_deref(), Some("http://127.0.0.1:8"));
         assert_eq!(aws.access_key_id.as_deref(), Some("AKIAENV"));
         assert_eq!(
             aws.session_token.as_ref().map(Secret::expose),
@@ -912,6 +918,7 @@ aliases:
         let c = from_yaml("providers:\n  bedrock: {}\n", Source::Environment, &e).unwrap();
         let aws = c.providers[0].aws.as_ref().unwrap();
         assert_eq!(aws.access_key_id.as_deref(), Some("AKIAENV"));
+        assert_eq!(aws.control_plane_url.as_deref(), Some("http://127.0.0.1:8"));
         assert!(c.registry().is_ok());
 
         let err = from_yaml(

@@ -58,6 +58,10 @@ pub struct RawProvider {
     /// `x-amz-security-token`; else `AWS_SESSION_TOKEN` with the key from the environment.
     #[serde(default)]
     pub session_token: Option<String>,
+    /// Bedrock's control plane (the model list), from `AWS_ENDPOINT_URL_BEDROCK`; not a key
+    /// of the file.
+    #[serde(skip)]
+    pub control_plane_url: Option<String>,
     /// Cloudflare account id (kind `cloudflare`).
     #[serde(default)]
     pub account_id: Option<String>,
@@ -216,7 +220,7 @@ fn provider_spec(at: &str, name: &str, p: RawProvider) -> Result<ProviderSpec, I
         access_key_id: p.access_key_id.clone(),
         secret_access_key: p.secret_access_key.clone().map(Secret::new),
         session_token: p.session_token.clone().map(Secret::new),
-        control_plane_url: None,
+        control_plane_url: p.control_plane_url.clone(),
     });
     let cloudflare_keys = p.account_id.is_some()
         || p.gateway_id.is_some()
