@@ -160,7 +160,8 @@ impl ProviderKind {
             // see [`crate::vertex::default_base_url`]); `GOOGLE_VERTEX_BASE_URL` is the variable
             // Google's `google-genai` SDK reads for it. Enabled from the environment by
             // `GOOGLE_APPLICATION_CREDENTIALS` with `GOOGLE_CLOUD_LOCATION` (and
-            // `GOOGLE_CLOUD_PROJECT`, else the credentials' project).
+            // `GOOGLE_CLOUD_PROJECT`, else the credentials' project). Bare `gemini-*` and
+            // `claude-*` names reach it only when no provider serves them otherwise.
             ProviderKind::Vertex => Preset {
                 id: "vertex",
                 base_url: None,
@@ -375,6 +376,10 @@ impl ProviderKind {
     pub fn serves_well_known_as_fallback(self, model: &str) -> bool {
         match self {
             ProviderKind::Azure => ProviderKind::OpenAi.serves_well_known(model),
+            ProviderKind::Vertex => {
+                ProviderKind::Gemini.serves_well_known(model)
+                    || ProviderKind::Anthropic.serves_well_known(model)
+            }
             _ => false,
         }
     }
@@ -489,5 +494,8 @@ mod tests {
         assert!(ProviderKind::Azure.serves_well_known_as_fallback("o3"));
         assert!(!ProviderKind::Azure.serves_well_known_as_fallback("claude-sonnet-4-5"));
         assert!(!ProviderKind::OpenAi.serves_well_known_as_fallback("gpt-4o"));
+        assert!(ProviderKind::Vertex.serves_well_known_as_fallback("gemini-2.5-flash"));
+        assert!(ProviderKind::Vertex.serves_well_known_as_fallback("claude-sonnet-4-5@20250929"));
+        assert!(!ProviderKind::Vertex.serves_well_known_as_fallback("gpt-4o"));
     }
 }
