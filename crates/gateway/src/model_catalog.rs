@@ -88,15 +88,13 @@ pub fn lister(
         ProviderKind::Anthropic => {
             AnthropicModels::new(provider, credential).map(|l| Box::new(l) as Box<dyn ModelLister>)
         }
-        ProviderKind::Gemini => {
-            GeminiModels::new(provider, credential).map(|l| Box::new(l) as Box<dyn ModelLister>)
-        }
+        ProviderKind::Gemini => GoogleModels::new(provider, credential, GoogleList::Gemini)
+            .map(|l| Box::new(l) as Box<dyn ModelLister>),
         ProviderKind::Bedrock => {
             BedrockModels::new(provider, credential).map(|l| Box::new(l) as Box<dyn ModelLister>)
         }
-        ProviderKind::Vertex => {
-            VertexModels::new(provider, credential).map(|l| Box::new(l) as Box<dyn ModelLister>)
-        }
+        ProviderKind::Vertex => GoogleModels::new(provider, credential, GoogleList::Vertex)
+            .map(|l| Box::new(l) as Box<dyn ModelLister>),
         ProviderKind::OpenAi
         | ProviderKind::Groq
         | ProviderKind::Mistral
@@ -250,22 +248,65 @@ impl ModelLister for AnthropicModels {
     }
 }
 
-/// Google's Gemini API's `GET /v1beta/models`: pages of at most 1000 (`pageSize`), the next
-/// one asked for with `pageToken` = the page's `nextPageToken`. Models are named `models/…`;
-/// callers use the name without that prefix (`gemini-2.5-flash`), as the chat URL takes it.
-struct GeminiModels {
+/// A Google model list: pages of at most 1000 (`pageSize`), the next one asked for with
+/// `pageToken` = the page's `nextPageToken`; an empty list is `{}` (Google leaves out empty
+/// members). What differs between Google's lists — the member that holds the models, and
+/// which names the provider serves under which id — is the [`GoogleList`].
+struct GoogleModels {
     uri: String,
     headers: HeaderMap,
+    list: GoogleList,
 }
 
-impl GeminiModels {
-    fn new(provider: &Provider, credential: Option<&Credential>) -> Option<Self> {
-        let (uri, headers) = endpoint_of(provider, credential)?;
-        Some(Self { uri, headers })
+/// Which of Google's model lists.
+#[derive(Clone, Copy)]
+enum GoogleList {
+    /// Google's Gemini API's `GET /v1beta/models`. Models are named `models/…`; callers use
+    /// the name without that prefix (`gemini-2.5-flash`), as the chat URL takes it.
+    Gemini,
+    /// Vertex AI's publisher models, `GET {base}/v1beta1/publishers/google/models` (Model
+    /// Garden's list of Google's models), named `publishers/google/models/…`. Those the
+    /// provider serves — the Gemini models (`gemini-*`, by `generateContent`, or `:predict` for
+    /// `gemini-embedding-*`) and the text embedding models (`text-embedding-*`,
+    /// `text-multilingual-embedding-*`) — are listed by their short name, as callers send it;
+    /// image models and open models (deployed to endpoints) are not. Claude on Vertex AI is
+    /// enabled per project in Model Garden, which this list does not say: Claude models are
+    /// listed when configured (`models`).
+    Vertex,
+}
+
+impl GoogleList {
+    /// The member of a page that holds its models.
+    fn member(self) -> &'static str {
+        match self {
+            GoogleList::Gemini => "models",
+            GoogleList::Vertex => "publisherModels",
+        }
+    }
+
+    /// The id callers use for the model named `name`, if the provider serves it.
+    fn id_of(self, name: &str) -> Option<&str> {
+        match self {
+            GoogleList::Gemini => Some(name.strip_prefix("models/").unwrap_or(name)),
+            GoogleList::Vertex => {
+                let id = name.rsplit('/').next()?;
+                let served = id.starts_with("gemini-")
+                    || id.starts_with("text-embedding-")
+                    || id.starts_with("text-multilingual-embedding-");
+                served.then_some(id)
+            }
+        }
     }
 }
 
-impl ModelLister for GeminiModels {
+impl GoogleModels {
+    fn new(provider: &Provider, credential: Option<&Credential>, list: GoogleList) -> Option<Self> {
+        let (uri, headers) = endpoint_of(provider, credential)?;
+        Some(Self { uri, headers, list })
+    }
+}
+
+impl ModelLister for GoogleModels {
     fn endpoint(&self) -> &str {
         &self.uri
     }
@@ -287,17 +328,19 @@ impl ModelLister for GeminiModels {
         let Some(obj) = v.as_object() else {
             return Err("not a model list".to_owned());
         };
-        // An empty list is `{}`: Google leaves out empty members.
-        let items = match obj.get("models") {
+        let member = self.list.member();
+        let items = match obj.get(member) {
             None => &Vec::new(),
-            Some(m) => m.as_array().ok_or("`models` is not an array")?,
+            Some(m) => m
+                .as_array()
+                .ok_or_else(|| format!("`{member}` is not an array"))?,
         };
         let models = items
             .iter()
             .filter_map(|m| {
-                let name = m.get("name")?.as_str()?;
+                let id = self.list.id_of(m.get("name")?.as_str()?)?;
                 Some(ListedModel {
-                    id: name.strip_prefix("models/").unwrap_or(name).to_owned(),
+                    id: id.to_owned(),
                     created: None,
                     display_name: m
                         .get("displayName")
@@ -368,77 +411,6 @@ impl ModelLister for BedrockModels {
             })
             .collect();
         Ok(Page { models, next: None })
-    }
-}
-
-/// Vertex AI's publisher models, `GET {base}/v1beta1/publishers/google/models` (Model
-/// Garden's list of Google's models): pages of at most 1000 (`pageSize`), the next one asked
-/// for with `pageToken` = the page's `nextPageToken`. Models are named
-/// `publishers/google/models/…`; those the provider serves — the Gemini models (`gemini-*`,
-/// by `generateContent`, or `:predict` for `gemini-embedding-*`) and the text embedding models
-/// (`text-embedding-*`, `text-multilingual-embedding-*`) — are listed by their short name, as
-/// callers send it; image models and open models (deployed to endpoints) are not. Claude on Vertex AI is enabled per project in Model
-/// Garden, which this list does not say: Claude models are listed when configured (`models`).
-struct VertexModels {
-    uri: String,
-    headers: HeaderMap,
-}
-
-impl VertexModels {
-    fn new(provider: &Provider, credential: Option<&Credential>) -> Option<Self> {
-        let (uri, headers) = endpoint_of(provider, credential)?;
-        Some(Self { uri, headers })
-    }
-}
-
-impl ModelLister for VertexModels {
-    fn endpoint(&self) -> &str {
-        &self.uri
-    }
-
-    fn request(&self, after: Option<&str>) -> Result<UpstreamRequest, GatewayError> {
-        let uri = match after {
-            None => format!("{}?pageSize=1000", self.uri),
-            Some(token) => format!(
-                "{}?pageSize=1000&pageToken={}",
-                self.uri,
-                percent_encode(token)
-            ),
-        };
-        get(&uri, &self.headers)
-    }
-
-    fn parse(&self, body: &[u8]) -> Result<Page, String> {
-        let v: Value = serde_json::from_slice(body).map_err(|e| e.to_string())?;
-        let Some(obj) = v.as_object() else {
-            return Err("not a model list".to_owned());
-        };
-        // An empty list is `{}`: Google leaves out empty members.
-        let items = match obj.get("publisherModels") {
-            None => &Vec::new(),
-            Some(m) => m.as_array().ok_or("`publisherModels` is not an array")?,
-        };
-        let models = items
-            .iter()
-            .filter_map(|m| {
-                let name = m.get("name")?.as_str()?;
-                let id = name.rsplit('/').next()?;
-                let served = id.starts_with("gemini-")
-                    || id.starts_with("text-embedding-")
-                    || id.starts_with("text-multilingual-embedding-");
-                served.then(|| ListedModel {
-                    id: id.to_owned(),
-                    created: None,
-                    display_name: None,
-                })
-            })
-            .collect();
-        let next = obj
-            .get("nextPageToken")
-            .and_then(Value::as_str)
-            .filter(|t| !t.is_empty())
-            .map(str::to_owned);
-        Ok(Page { models, next })
     }
 }
 
