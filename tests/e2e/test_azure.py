@@ -10,10 +10,12 @@ Azure in the gateway's tests.
 
 Then the gateway with no config file, Azure enabled by `AZURE_OPENAI_API_KEY`,
 `AZURE_OPENAI_ENDPOINT` and `OPENAI_API_VERSION` alone, reached by the official `openai` and
-`anthropic` SDKs: text, streams, tools and results, content filters in each dialect.
+`anthropic` SDKs: text, streams, tools and results, content filters in each dialect, and the
+resource's models in `/v1/models`.
 """
 
 import json
+import time
 
 import anthropic
 import httpx
@@ -215,6 +217,28 @@ def test_embeddings(mock_url):
     assert e.value.code == "OperationNotSupported"
 
 
+def test_the_model_list_as_the_sdk_reads_it(mock_url):
+    # The deployments form's Models - List, versioned, with the resource's key.
+    r = azure(mock_url).models.with_raw_response.list()
+    assert r.http_request.url.path == "/openai/models"
+    assert r.http_request.url.params["api-version"] == VERSION
+    assert r.http_request.headers["api-key"] == AZURE_KEY
+    models = {m.id: m.model_extra for m in r.parse()}
+    assert {"gpt-4o", "text-embedding-3-small", "dall-e-3", "gpt-35-turbo-0613"} <= set(models)
+    assert models["gpt-4o"]["capabilities"]["chat_completion"] is True
+    assert models["text-embedding-3-small"]["capabilities"]["embeddings"] is True
+    assert not models["dall-e-3"]["capabilities"]["chat_completion"]
+    assert models["gpt-35-turbo-0613"]["lifecycle_status"] == "deprecated"
+    assert models["gpt-35-turbo-0613"]["deprecation"]["inference"] < time.time()
+    assert models["gpt-4o"]["deprecation"]["inference"] > time.time()
+    # The v1 form's, the same catalogue.
+    assert {m.id for m in v1(mock_url).models.list()} == set(models)
+    with pytest.raises(openai.AuthenticationError):
+        azure(mock_url, api_key="wrong").models.list()
+    with pytest.raises(openai.BadRequestError):
+        azure(mock_url, api_version="2023-01-01").models.list()
+
+
 # The mock's Entra ID application (test-support's defaults).
 TENANT = "00000000-0000-4000-8000-00000000a2e1"
 CLIENT_ID = "11111111-1111-4111-8111-1111111111c1"
@@ -367,6 +391,24 @@ def test_without_a_version_the_gateway_takes_the_v1_form(mock_url, tmp_path_fact
         assert sent["body"]["model"] == "chat-prod"
     finally:
         assert stop_gateway(gw) == 0, (gw.workdir / "gateway.log").read_text()
+
+
+def test_the_openai_sdk_lists_azures_models_through_the_gateway(azure_gateway):
+    c = openai.OpenAI(base_url=f"{azure_gateway.url}/v1", api_key=MASTER_KEY, max_retries=0)
+    ids = [m.id for m in c.models.list()]
+    # The resource's models that chat or embed; not the retired, completions-only or image ones.
+    for listed in ["azure/gpt-4o", "azure/gpt-4o-mini", "azure/o3-mini",
+                   "azure/text-embedding-3-small", "azure/gpt-4o-2024-11-20"]:
+        assert listed in ids, ids
+    for hidden in ["azure/gpt-35-turbo-0613", "azure/davinci-002", "azure/dall-e-3"]:
+        assert hidden not in ids, ids
+    # A listed model deployed under its name answers; one deployed under no name is Azure's 404.
+    resp = c.chat.completions.create(model="azure/gpt-4o-mini",
+                                     messages=[{"role": "user", "content": "listed"}])
+    assert resp.choices[0].message.content == "Hello from the mock! You said: listed"
+    with pytest.raises(openai.NotFoundError):
+        c.chat.completions.create(model="azure/gpt-4o-2024-11-20",
+                                  messages=[{"role": "user", "content": "x"}])
 
 
 def test_without_a_key_an_entra_id_application_is_used(mock_url, tmp_path_factory):

@@ -109,11 +109,12 @@ pub fn lister(
         | ProviderKind::Custom => {
             OpenAiModels::new(provider, credential).map(|l| Box::new(l) as Box<dyn ModelLister>)
         }
+        ProviderKind::Azure => {
+            AzureModels::new(provider, credential).map(|l| Box::new(l) as Box<dyn ModelLister>)
+        }
         // Perplexity has no list endpoint; a Cloudflare AI Gateway's paths depend on the
-        // provider behind it; Azure OpenAI's lists name the models a resource could deploy,
-        // not its deployments, which are what callers address. Their models are the
-        // configured ones (for Azure, its `deployments` too).
-        ProviderKind::Perplexity | ProviderKind::Cloudflare | ProviderKind::Azure => None,
+        // provider behind it. Their models are the configured ones.
+        ProviderKind::Perplexity | ProviderKind::Cloudflare => None,
     }
 }
 
@@ -407,6 +408,81 @@ impl ModelLister for BedrockModels {
                         .get("modelName")
                         .and_then(Value::as_str)
                         .map(str::to_owned),
+                })
+            })
+            .collect();
+        Ok(Page { models, next: None })
+    }
+}
+
+/// Azure OpenAI's "Models - List", `GET {endpoint}/openai/models?api-version=…` (deployments
+/// form) or `GET {endpoint}/openai/v1/models` (v1 form), one page: `{"object":"list","data":
+/// [{"id","capabilities":{"chat_completion","embeddings",…},"lifecycle_status","deprecation":
+/// {"inference",…},"created_at",…}]}`. It names the models the resource may deploy, not its
+/// deployments; a model is called by a deployment of that name. Kept: the models that chat or
+/// embed (`capabilities`), not retired (`lifecycle_status` `deprecated` or `retired`, or a
+/// `deprecation.inference` date passed) and, for fine-tuned ones, whose training succeeded.
+struct AzureModels {
+    uri: String,
+    headers: HeaderMap,
+}
+
+impl AzureModels {
+    fn new(provider: &Provider, credential: Option<&Credential>) -> Option<Self> {
+        let (uri, headers) = endpoint_of(provider, credential)?;
+        Some(Self { uri, headers })
+    }
+}
+
+/// Whether Azure's list entry `m` is a model callers can use now (`now` in Unix seconds).
+fn azure_usable(m: &Value, now: i64) -> bool {
+    let capable = |what: &str| {
+        m.get("capabilities")
+            .and_then(|c| c.get(what))
+            .and_then(Value::as_bool)
+            == Some(true)
+    };
+    let retired = m
+        .get("lifecycle_status")
+        .and_then(Value::as_str)
+        .is_some_and(|s| s.eq_ignore_ascii_case("deprecated") || s.eq_ignore_ascii_case("retired"))
+        || m.get("deprecation")
+            .and_then(|d| d.get("inference"))
+            .and_then(Value::as_i64)
+            .is_some_and(|t| t <= now);
+    let trained = m
+        .get("status")
+        .and_then(Value::as_str)
+        .is_none_or(|s| s == "succeeded");
+    (capable("chat_completion") || capable("embeddings")) && !retired && trained
+}
+
+impl ModelLister for AzureModels {
+    fn endpoint(&self) -> &str {
+        &self.uri
+    }
+
+    fn request(&self, _after: Option<&str>) -> Result<UpstreamRequest, GatewayError> {
+        get(&self.uri, &self.headers)
+    }
+
+    fn parse(&self, body: &[u8]) -> Result<Page, String> {
+        let v: Value = serde_json::from_slice(body).map_err(|e| e.to_string())?;
+        let items = v
+            .get("data")
+            .and_then(Value::as_array)
+            .ok_or("no `data` array")?;
+        let now = jiff::Timestamp::now().as_second();
+        let models = items
+            .iter()
+            .filter(|m| azure_usable(m, now))
+            .filter_map(|m| {
+                Some(ListedModel {
+                    id: m.get("id")?.as_str()?.to_owned(),
+                    created: ["created_at", "created"]
+                        .iter()
+                        .find_map(|k| m.get(*k).and_then(Value::as_i64)),
+                    display_name: None,
                 })
             })
             .collect();
@@ -795,6 +871,52 @@ mod tests {
         assert_eq!(page.models[0].display_name.as_deref(), Some("Nova Pro"));
         assert!(page.next.is_none());
         assert!(l.parse(br#"{"models":[]}"#).is_err());
+    }
+
+    #[test]
+    fn azure_lists_in_its_form_the_models_that_chat_or_embed_and_are_not_retired() {
+        let mut spec = ProviderSpec::new("azure", ProviderKind::Azure);
+        spec.api_key = Some(Secret::new("k"));
+        spec.base_url = Some("https://res.openai.azure.com/".into());
+        let uri = |spec: &ProviderSpec| {
+            let p = Provider::new(spec.clone()).unwrap();
+            let r = lister(&p, p.default_credential())
+                .unwrap()
+                .request(None)
+                .unwrap();
+            assert_eq!(r.headers["api-key"], "k");
+            r.uri
+        };
+        assert_eq!(uri(&spec), "https://res.openai.azure.com/openai/v1/models");
+        spec.azure = Some(portcullis_providers::AzureSpec {
+            api_version: Some("2024-10-21".into()),
+            ..Default::default()
+        });
+        assert_eq!(
+            uri(&spec),
+            "https://res.openai.azure.com/openai/models?api-version=2024-10-21"
+        );
+
+        let p = Provider::new(spec).unwrap();
+        let l = lister(&p, None).unwrap();
+        let page = l
+            .parse(
+                br#"{"object":"list","data":[
+                {"id":"gpt-4o","created_at":1715367049,"lifecycle_status":"generally-available","status":"succeeded",
+                 "capabilities":{"chat_completion":true,"completion":false,"embeddings":false},"deprecation":{"inference":4102444800}},
+                {"id":"text-embedding-3-small","capabilities":{"chat_completion":false,"embeddings":true},"lifecycle_status":"preview"},
+                {"id":"gpt-35-turbo-0613","capabilities":{"chat_completion":true},"lifecycle_status":"deprecated"},
+                {"id":"gpt-35-turbo-0301","capabilities":{"chat_completion":true},"lifecycle_status":"generally-available","deprecation":{"inference":1709284527}},
+                {"id":"dall-e-3","capabilities":{"chat_completion":false,"completion":false,"embeddings":false,"inference":true}},
+                {"id":"davinci-002","capabilities":{"completion":true}},
+                {"id":"gpt-4o-mini.ft-1","status":"running","capabilities":{"chat_completion":true}}]}"#,
+            )
+            .unwrap();
+        let ids: Vec<&str> = page.models.iter().map(|m| m.id.as_str()).collect();
+        assert_eq!(ids, ["gpt-4o", "text-embedding-3-small"]);
+        assert_eq!(page.models[0].created, Some(1_715_367_049));
+        assert!(page.next.is_none());
+        assert!(l.parse(br#"{"error":{"code":"401"}}"#).is_err());
     }
 
     #[test]

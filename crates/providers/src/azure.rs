@@ -8,6 +8,9 @@
 //! - Without one, the v1 form: `POST {base}/openai/v1/chat/completions` (and `…/embeddings`),
 //!   the deployment as the body's `model`.
 //!
+//! The resource's model list is Azure's "Models - List" in the same form
+//! (`GET {base}/openai/models?api-version={v}`, or `GET {base}/openai/v1/models`).
+//!
 //! The deployment is the caller's model name mapped through `deployments` (an unmapped name is
 //! the deployment itself), chosen per request. Requests and answers are OpenAI's format, so
 //! the OpenAI codec does the work and answers reach OpenAI-dialect callers as Azure sent them,
@@ -51,6 +54,9 @@ pub struct AzureApi {
     api_version: Option<String>,
     /// Caller's model name → deployment name.
     deployments: HashMap<String, String>,
+    /// The resource's model list (Azure's "Models - List"): `{base}/openai/models?api-version=`
+    /// in the deployments form, `{base}/openai/v1/models` in the v1 form.
+    models_uri: Uri,
 }
 
 impl AzureApi {
@@ -78,10 +84,17 @@ impl AzureApi {
                 });
             }
         }
+        let models_uri = match &api_version {
+            Some(v) => format!("{root}models?api-version={v}"),
+            None => format!("{root}v1/models"),
+        }
+        .parse::<Uri>()
+        .map_err(|_| ProviderError::InvalidBaseUrl(base.to_owned()))?;
         let api = Self {
             root,
             api_version,
             deployments: deployments.iter().cloned().collect(),
+            models_uri,
         };
         // Checked once here, so a URL built per request can only fail on the deployment.
         api.uri("d", "chat/completions")
@@ -191,6 +204,10 @@ impl ProviderApi for AzureApi {
             openai::encode_embeddings_request(req, deployment)
                 .and_then(|body| Ok((self.uri(deployment, "embeddings")?, body))),
         )
+    }
+
+    fn models_uri(&self) -> Option<&Uri> {
+        Some(&self.models_uri)
     }
 
     fn decode_chat_response(&self, body: &[u8]) -> Result<ChatResponse, GatewayError> {

@@ -4,8 +4,9 @@
 //!   `…/embeddings`, with `?api-version=` required (none: 404 `Resource not found`; one Azure
 //!   has not published: 400 `API version not supported`);
 //! - the v1 form, `POST /openai/v1/chat/completions` and `/openai/v1/embeddings`, the
-//!   deployment as the body's `model` (`api-version` optional: `preview`, `latest` or `v1`),
-//!   and `GET /openai/v1/models`.
+//!   deployment as the body's `model` (`api-version` optional: `preview`, `latest` or `v1`);
+//! - the model list ("Models - List", [`MODELS`]) in both forms: `GET /openai/models` with
+//!   `?api-version=` required (as above), and `GET /openai/v1/models`.
 //!
 //! What Azure checks, it checks too: the key in `api-key` (or, in the v1 form, as a bearer
 //! token), else 401 `Access denied due to invalid subscription key…`; the deployment, else 404
@@ -781,22 +782,81 @@ fn embed(model: &str, body: &Value, n: u64) -> Response<MockBody> {
     )
 }
 
-/// The models the resource can deploy (Azure's list names models, not deployments).
+/// One entry of the resource's model list: id, what it can do (chat, completion, embeddings),
+/// its lifecycle status and the Unix second its inference ends.
+type CatalogueEntry = (&'static str, [bool; 3], &'static str, i64);
+
+/// The models the mock resource may deploy, as Azure's "Models - List" names them (models, not
+/// deployments): those its deployments run, a dated version deployed under no name, a retired
+/// chat model, a completions-only model and an image model.
+pub const MODELS: [CatalogueEntry; 9] = [
+    (
+        "gpt-4o",
+        [true, false, false],
+        "generally-available",
+        4_102_444_800,
+    ),
+    (
+        "gpt-4o-2024-11-20",
+        [true, false, false],
+        "generally-available",
+        4_102_444_800,
+    ),
+    (
+        "gpt-4o-mini",
+        [true, false, false],
+        "generally-available",
+        4_102_444_800,
+    ),
+    (
+        "o3-mini",
+        [true, false, false],
+        "generally-available",
+        4_102_444_800,
+    ),
+    (
+        "text-embedding-3-small",
+        [false, false, true],
+        "generally-available",
+        4_102_444_800,
+    ),
+    (
+        "gpt-4o-mini-2024-07-18",
+        [true, false, false],
+        "preview",
+        4_102_444_800,
+    ),
+    (
+        "gpt-35-turbo-0613",
+        [true, true, false],
+        "deprecated",
+        1_739_404_800,
+    ),
+    (
+        "davinci-002",
+        [false, true, false],
+        "generally-available",
+        4_102_444_800,
+    ),
+    (
+        "dall-e-3",
+        [false, false, false],
+        "generally-available",
+        4_102_444_800,
+    ),
+];
+
+/// Models - List, in either form: every entry of [`MODELS`], in Azure's shape.
 fn models(n: u64) -> Response<MockBody> {
-    let mut seen = Vec::new();
-    let data: Vec<Value> = DEPLOYMENTS
+    let data: Vec<Value> = MODELS
         .iter()
-        .filter(|(_, model, _)| {
-            let new = !seen.contains(model);
-            seen.push(*model);
-            new
-        })
-        .map(|(_, model, serves)| {
-            json!({"id": model, "object": "model", "created": 1_715_367_049,
-                   "status": "succeeded", "lifecycle_status": "generally-available",
-                   "capabilities": {"chat_completion": *serves != Serves::Embeddings,
-                                    "completion": false, "embeddings": *serves == Serves::Embeddings,
-                                    "fine_tune": false, "inference": true}})
+        .map(|(id, [chat, completion, embeddings], lifecycle, end)| {
+            json!({"id": id, "object": "model", "created_at": 1_715_367_049,
+                   "status": "succeeded", "lifecycle_status": lifecycle,
+                   "capabilities": {"chat_completion": chat, "completion": completion,
+                                    "embeddings": embeddings, "fine_tune": false,
+                                    "inference": true},
+                   "deprecation": {"inference": end}})
         })
         .collect();
     json_response(200, &json!({"object": "list", "data": data}), &headers(n))

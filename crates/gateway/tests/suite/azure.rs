@@ -688,3 +688,137 @@ async fn an_entra_id_applications_token_replaces_the_key() {
     assert!(!body.contains("wrong"), "{body}");
     gw.stop().await;
 }
+
+/// The ids `GET /v1/models` lists for the master key.
+async fn listed_ids(gw: &TestGateway) -> Vec<String> {
+    let r = client()
+        .get(gw.at("/v1/models"))
+        .bearer_auth(MASTER_KEY)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let v: Value = r.json().await.unwrap();
+    v["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// A gateway with no config file, enabled by `vars` (and its master key and database).
+async fn zero_config(vars: &[(&str, String)]) -> (TestGateway, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut env: std::collections::HashMap<String, String> = vars
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), v.clone()))
+        .collect();
+    env.insert("PORTCULLIS_MASTER_KEY".into(), MASTER_KEY.to_owned());
+    env.insert(
+        "PORTCULLIS_DATABASE_URL".into(),
+        format!("sqlite://{}", dir.path().join("gw.db").display()),
+    );
+    let config = portcullis_config::load(None, &env).unwrap();
+    (TestGateway::start_config(config).await, dir)
+}
+
+/// With no config file, `AZURE_OPENAI_API_KEY`, `AZURE_OPENAI_ENDPOINT` and
+/// `OPENAI_API_VERSION` alone list the resource's models that chat or embed (Azure's Models -
+/// List, `?api-version=`), retired, completions-only and image models left out; a listed model
+/// deployed under its name answers, one deployed under no name is Azure's 404.
+#[tokio::test]
+async fn zero_config_azure_variables_list_the_resources_models() {
+    let mock = MockUpstream::start().await;
+    let (gw, _dir) = zero_config(&[
+        ("AZURE_OPENAI_API_KEY", AZURE_KEY.to_owned()),
+        ("AZURE_OPENAI_ENDPOINT", mock.azure_endpoint()),
+        ("OPENAI_API_VERSION", "2024-10-21".to_owned()),
+    ])
+    .await;
+    let ids = listed_ids(&gw).await;
+    for listed in [
+        "azure/gpt-4o",
+        "azure/gpt-4o-2024-11-20",
+        "azure/gpt-4o-mini",
+        "azure/o3-mini",
+        "azure/text-embedding-3-small",
+        "azure/gpt-4o-mini-2024-07-18",
+    ] {
+        assert!(ids.iter().any(|i| i == listed), "{listed}: {ids:?}");
+    }
+    for hidden in ["gpt-35-turbo-0613", "davinci-002", "dall-e-3"] {
+        assert!(
+            !ids.iter().any(|i| i.ends_with(hidden)),
+            "{hidden}: {ids:?}"
+        );
+    }
+    let asked = mock
+        .requests()
+        .into_iter()
+        .find(|r| r.path == "/openai/models")
+        .expect("the list was asked for");
+    assert_eq!(asked.query, "api-version=2024-10-21");
+    assert_eq!(asked.headers["api-key"], AZURE_KEY);
+
+    let (status, _, body) = post(
+        &gw,
+        "/v1/chat/completions",
+        &json!({"model": "azure/gpt-4o", "messages": user("listed")}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let (status, _, body) = post(
+        &gw,
+        "/v1/chat/completions",
+        &json!({"model": "azure/gpt-4o-2024-11-20", "messages": user("undeployed")}),
+    )
+    .await;
+    assert_eq!(status, 404, "{body}");
+    assert!(body.contains("model_not_found"), "{body}");
+    gw.stop().await;
+}
+
+/// Without `OPENAI_API_VERSION`, the v1 form's list, `GET /openai/v1/models`.
+#[tokio::test]
+async fn the_v1_form_lists_from_openai_v1_models() {
+    let mock = MockUpstream::start().await;
+    let (gw, _dir) = zero_config(&[
+        ("AZURE_OPENAI_API_KEY", AZURE_KEY.to_owned()),
+        ("AZURE_OPENAI_ENDPOINT", mock.azure_endpoint()),
+    ])
+    .await;
+    let ids = listed_ids(&gw).await;
+    assert!(ids.iter().any(|i| i == "azure/gpt-4o-mini"), "{ids:?}");
+    assert!(!ids.iter().any(|i| i == "azure/dall-e-3"), "{ids:?}");
+    let paths: Vec<String> = mock
+        .requests()
+        .into_iter()
+        .filter(|r| r.path.ends_with("/models"))
+        .map(|r| r.path)
+        .collect();
+    assert_eq!(paths, ["/openai/v1/models"]);
+    gw.stop().await;
+}
+
+/// A key Azure refuses lists none of the resource's models (the mapped names stay listed), and
+/// the other providers' lists are unaffected.
+#[tokio::test]
+async fn a_refused_key_lists_nothing_from_azure_and_leaves_the_rest() {
+    let mock = MockUpstream::start().await;
+    let yaml = format!(
+        "providers:\n  azure:\n    api_key: wrong\n    base_url: {}\n    api_version: 2024-10-21\n    deployments:\n      chat: chat-prod\n  openai:\n    api_key: sk-mock-openai\n    base_url: {}\n",
+        mock.azure_endpoint(),
+        mock.openai_base_url(),
+    );
+    let gw = TestGateway::start(&yaml).await;
+    let ids = listed_ids(&gw).await;
+    let azure: Vec<&String> = ids.iter().filter(|i| i.starts_with("azure/")).collect();
+    assert_eq!(azure, ["azure/chat"], "{ids:?}");
+    assert!(ids.iter().any(|i| i == "openai/gpt-4o"), "{ids:?}");
+    assert!(
+        mock.requests().iter().any(|r| r.path == "/openai/models"),
+        "the list was asked for"
+    );
+    gw.stop().await;
+}
