@@ -257,6 +257,11 @@ async fn exports_the_request_trace(telemetry_yaml: &str, env: &[(&str, &str)], r
     let settings = settings.expect("telemetry is on");
     let (layer, guard) = portcullis_telemetry::install(&settings).unwrap();
     let _default = tracing::subscriber::set_default(tracing_subscriber::registry().with(layer));
+    // Other tests of this binary hit the gateway's span callsites on their own threads, with
+    // no subscriber or with one of their own; tracing caches each callsite's interest
+    // process-wide, and a cache computed while this subscriber was not yet registered can
+    // leave the request's spans disabled here. Computed again, it includes this subscriber.
+    tracing::callsite::rebuild_interest_cache();
 
     let (status, body) = traced_chat(&gw).await;
     assert_eq!(status, 200, "{body}");
