@@ -505,6 +505,52 @@ impl Default for ApprovalsConfig {
     }
 }
 
+/// `responses:` as written: how long the Responses API's stored answers are kept.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawResponses {
+    /// How long a stored response is kept after it was created (default `30d`).
+    #[serde(default)]
+    pub retention: Option<String>,
+}
+
+/// The Responses API's stored answers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResponsesConfig {
+    /// How long a stored response (`store: true`) is kept after it was created; then every
+    /// replica's sweep deletes it, and `previous_response_id` naming it is a 404.
+    pub retention: Duration,
+}
+
+impl Default for ResponsesConfig {
+    fn default() -> Self {
+        Self {
+            retention: Duration::from_secs(30 * 24 * 3600),
+        }
+    }
+}
+
+impl Block for ResponsesConfig {
+    type Raw = RawResponses;
+    type Valid = ResponsesConfig;
+
+    fn validate(raw: RawResponses, at: &str) -> Result<ResponsesConfig, Issues> {
+        let path = key(at, "responses");
+        let mut issues = Issues::new();
+        let mut out = ResponsesConfig::default();
+        if let Some(text) = &raw.retention {
+            match portcullis_core::parse_duration(text) {
+                Ok(d) if d >= Duration::from_secs(1) && d <= MAX_APPROVAL_RETENTION => {
+                    out.retention = d;
+                }
+                Ok(_) => issues.at(&path, "retention", "must be from 1s to 3650d"),
+                Err(e) => issues.at(&path, "retention", e.to_string()),
+            }
+        }
+        issues.finish(out)
+    }
+}
+
 /// `approvals.webhook`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WebhookConfig {
@@ -570,6 +616,36 @@ mod tests {
 
     fn shown(issues: Issues) -> Vec<String> {
         issues.iter().map(ToString::to_string).collect()
+    }
+
+    #[test]
+    fn stored_responses_are_kept_30_days_unless_told_otherwise() {
+        let none = ResponsesConfig::validate(RawResponses::default(), "").unwrap();
+        assert_eq!(none.retention, Duration::from_secs(30 * 24 * 3600));
+        let week = ResponsesConfig::validate(
+            RawResponses {
+                retention: Some("7d".to_owned()),
+            },
+            "",
+        )
+        .unwrap();
+        assert_eq!(week.retention, Duration::from_secs(7 * 24 * 3600));
+        for (text, message) in [
+            ("0s", "responses.retention: must be from 1s to 3650d"),
+            (
+                "a month",
+                "responses.retention: `a month` is not a duration (e.g. 90, 250ms, 30s, 15m, 12h, 1d, 1h30m)",
+            ),
+        ] {
+            let bad = ResponsesConfig::validate(
+                RawResponses {
+                    retention: Some(text.to_owned()),
+                },
+                "",
+            )
+            .unwrap_err();
+            assert_eq!(shown(bad), [message]);
+        }
     }
 
     #[test]

@@ -18,7 +18,7 @@
 //! portcullis-cache, `prices` by portcullis-cost, `limits`/`budgets` by portcullis-limits,
 //! `semantic_cache` by portcullis-semantic, `identity` and `secret_key` by portcullis-identity
 //! (its issuers by portcullis-oidc), `oauth` by portcullis-oauth, and the process's own blocks
-//! (`listen`, `database`, `server`, `log`, `upstream`, `redis`, `approvals`) by [`blocks`],
+//! (`listen`, `database`, `server`, `log`, `upstream`, `redis`, `approvals`, `responses`) by [`blocks`],
 //! `tool_policies` and `quarantine` by portcullis-policy. Those crates are
 //! used without their runtime (`default-features = false`), so this crate links no model
 //! runtime, HTTP client, store or cryptography. This crate reads the file ([`raw`]), hands each
@@ -56,7 +56,7 @@ pub use portcullis_semantic::SemanticConfig;
 
 pub use crate::blocks::{
     AccessLog, ApprovalsConfig, DEFAULT_DATABASE_URL, DEFAULT_LISTEN, DatabaseConfig, LogConfig,
-    ServerConfig, UpstreamConfig, WebhookConfig,
+    ResponsesConfig, ServerConfig, UpstreamConfig, WebhookConfig,
 };
 use crate::raw::RawConfig;
 
@@ -143,6 +143,8 @@ pub struct Config {
     pub quarantine: Option<portcullis_policy::Quarantine>,
     /// Held tool calls: their expiry and webhook.
     pub approvals: ApprovalsConfig,
+    /// The Responses API's stored answers: their retention.
+    pub responses: ResponsesConfig,
 }
 
 /// `identity:` and `oauth:` validated.
@@ -497,6 +499,10 @@ fn validate(
         raw.approvals.unwrap_or_default(),
         AT,
     ));
+    let responses = issues.take(ResponsesConfig::validate(
+        raw.responses.unwrap_or_default(),
+        AT,
+    ));
 
     if issues.is_empty()
         && !incomplete
@@ -569,6 +575,7 @@ fn validate(
         tool_policies: guardrails.tool_policies,
         quarantine: guardrails.quarantine,
         approvals: approvals.unwrap_or_default(),
+        responses: responses.unwrap_or_default(),
     })
 }
 

@@ -102,6 +102,9 @@ pub struct RawConfig {
     /// Held tool calls: how long they wait for a decision, the webhook told of them.
     #[serde(default)]
     pub approvals: Option<crate::blocks::RawApprovals>,
+    /// The Responses API's stored answers: how long they are kept.
+    #[serde(default)]
+    pub responses: Option<crate::blocks::RawResponses>,
 }
 
 /// One route.

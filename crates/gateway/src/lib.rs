@@ -296,6 +296,8 @@ impl Gateway {
         let state = Arc::new(state);
         // Approvals used, denied or expired longer ago than their retention are deleted.
         state.approvals.spawn_retention();
+        // Stored Responses API answers older than their retention are deleted.
+        state.responses.spawn_retention();
         if let Some(oauth) = state.auth.oauth() {
             // Tokens may also be asked for the MCP endpoints (RFC 8707 `resource`).
             oauth.set_resources(Arc::new(oauth::McpResources::new(Arc::downgrade(&state))));

@@ -126,6 +126,7 @@ impl AppState {
             responses: crate::stored_responses::ResponseKeeper::new(
                 stores.responses.clone(),
                 metrics.clone(),
+                &config.responses,
             ),
             stores,
             metrics,
@@ -187,6 +188,7 @@ impl AppState {
             self.reconfigure_mcp(&in_force).await?;
         }
         self.approvals.configure(&in_force.approvals);
+        self.responses.configure(&in_force.responses);
         self.put_tool_policies_in_force(&in_force);
         *applied = in_force;
         Ok(summary)

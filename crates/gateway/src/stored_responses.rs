@@ -6,8 +6,13 @@
 //! `GET`/`DELETE /v1/responses/{id}` — answers still queued included, so a conversation goes
 //! on at once on the replica that answered (another replica sees it once written, within the
 //! writer's batch). Every read names the owner (the caller's tenant).
+//!
+//! **Retention** (`responses.retention`, default 30 days): [`ResponseKeeper::spawn_retention`]
+//! runs on every replica, every half of the retention (at least every second, at most every
+//! minute), and deletes the responses created longer ago, oldest first, in batches.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::Duration;
 
@@ -41,19 +46,39 @@ struct Inner {
     pending: Mutex<HashMap<String, StoredResponse>>,
     /// The writer's queue of ids, started with the first answer kept.
     queue: OnceLock<mpsc::Sender<String>>,
+    /// `responses.retention` in force, in milliseconds.
+    retention_ms: AtomicU64,
 }
 
 impl ResponseKeeper {
     /// A keeper writing to `store`, counting in `metrics`.
-    pub fn new(store: Arc<dyn ResponseStore>, metrics: Arc<Metrics>) -> Self {
-        Self {
+    pub fn new(
+        store: Arc<dyn ResponseStore>,
+        metrics: Arc<Metrics>,
+        settings: &portcullis_config::ResponsesConfig,
+    ) -> Self {
+        let keeper = Self {
             inner: Arc::new(Inner {
                 store,
                 metrics,
                 pending: Mutex::new(HashMap::new()),
                 queue: OnceLock::new(),
+                retention_ms: AtomicU64::new(0),
             }),
-        }
+        };
+        keeper.configure(settings);
+        keeper
+    }
+
+    /// Applies `settings` (a reload): the retention from the next sweep on.
+    pub fn configure(&self, settings: &portcullis_config::ResponsesConfig) {
+        let ms = u64::try_from(settings.retention.as_millis()).unwrap_or(u64::MAX);
+        self.inner.retention_ms.store(ms, Ordering::Relaxed);
+    }
+
+    /// Starts the retention sweep (see the module documentation); it ends with the keeper.
+    pub fn spawn_retention(&self) {
+        tokio::spawn(sweep_retention(Arc::downgrade(&self.inner)));
     }
 
     fn pending(&self) -> std::sync::MutexGuard<'_, HashMap<String, StoredResponse>> {
@@ -218,6 +243,53 @@ async fn put_retrying(
                 }
                 None => return Err(e),
             },
+        }
+    }
+}
+
+/// Responses deleted per statement of a sweep.
+const SWEEP_BATCH: u32 = 1000;
+
+/// Deletes the responses the retention no longer keeps, every half of the retention (from 1 s
+/// to 1 min), for as long as the keeper exists.
+async fn sweep_retention(inner: Weak<Inner>) {
+    loop {
+        let Some(retention_ms) = inner
+            .upgrade()
+            .map(|i| i.retention_ms.load(Ordering::Relaxed))
+        else {
+            return;
+        };
+        let period = (Duration::from_millis(retention_ms) / 2)
+            .clamp(Duration::from_secs(1), Duration::from_secs(60));
+        tokio::time::sleep(period).await;
+        let Some(inner) = inner.upgrade() else {
+            return;
+        };
+        let retention_ms =
+            i64::try_from(inner.retention_ms.load(Ordering::Relaxed)).unwrap_or(i64::MAX);
+        let cutoff = crate::clock::now_ms().saturating_sub(retention_ms);
+        loop {
+            match inner
+                .store
+                .delete_responses_before(cutoff, SWEEP_BATCH)
+                .await
+            {
+                Ok(n) if n >= u64::from(SWEEP_BATCH) => continue,
+                Ok(n) => {
+                    if n > 0 {
+                        tracing::debug!(
+                            deleted = n,
+                            "stored responses past their retention deleted"
+                        );
+                    }
+                    break;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot delete stored responses past their retention");
+                    break;
+                }
+            }
         }
     }
 }

@@ -45,6 +45,9 @@ pub trait ResponseStore: Send + Sync + std::fmt::Debug {
     ) -> Result<Vec<StoredResponse>, StoreError>;
     /// Deletes `owner`'s response `id`; `false` when there was none.
     async fn delete_response(&self, owner: &str, id: &str) -> Result<bool, StoreError>;
+    /// Deletes at most `limit` responses, of any owner, created before `cutoff_ms` (Unix
+    /// milliseconds): the retention's sweep. How many went.
+    async fn delete_responses_before(&self, cutoff_ms: i64, limit: u32) -> Result<u64, StoreError>;
 }
 
 const COLUMNS: &str = "id, owner, previous_id, created_ms, input_items, output_items, response";
@@ -127,6 +130,24 @@ macro_rules! response_store {
                     .await?
                     .rows_affected();
                 Ok(gone > 0)
+            }
+
+            async fn delete_responses_before(
+                &self,
+                cutoff_ms: i64,
+                limit: u32,
+            ) -> Result<u64, StoreError> {
+                let limit = i64::from(limit.max(1));
+                let gone = sqlx::query(
+                    "DELETE FROM stored_responses WHERE id IN (SELECT id FROM stored_responses \
+                     WHERE created_ms < $1 ORDER BY created_ms LIMIT $2)",
+                )
+                .bind(cutoff_ms)
+                .bind(limit)
+                .execute(self.pool())
+                .await?
+                .rows_affected();
+                Ok(gone)
             }
         }
 

@@ -421,6 +421,50 @@ async fn store_false_keeps_nothing() {
 }
 
 #[tokio::test]
+async fn stored_responses_go_once_their_retention_has_passed() {
+    let mock = MockUpstream::start().await;
+    let gw = TestGateway::start(&format!(
+        "providers:\n  openai:\n    api_key: sk-mock-openai\n    base_url: {}\n\
+         responses:\n  retention: 2s\n",
+        mock.openai_base_url()
+    ))
+    .await;
+    let (status, _, v) = create(
+        &gw,
+        json!({"model": "gpt-4o-mini", "input": "keep me a while"}),
+    )
+    .await;
+    assert_eq!(status, 200, "{v}");
+    let id = v["id"].as_str().unwrap().to_owned();
+    // Kept, and continued, while the retention lasts.
+    let kept = stored(&gw, MASTER_KEY, &id).await;
+    assert_eq!(kept["id"], id.as_str());
+    // Then every replica's sweep (every second, for a 2 s retention) deletes it.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let (status, err) = fetch(&gw, MASTER_KEY, reqwest::Method::GET, &id).await;
+        if status == 404 {
+            assert_eq!(err["error"]["type"], "invalid_request_error");
+            break;
+        }
+        assert_eq!(status, 200, "{err}");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the response outlived its retention by 8 s"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    let (status, _, err) = create(
+        &gw,
+        json!({"model": "gpt-4o-mini", "input": "again", "previous_response_id": id}),
+    )
+    .await;
+    assert_eq!(status, 404, "{err}");
+    assert_eq!(err["error"]["code"], "previous_response_not_found");
+    gw.stop().await;
+}
+
+#[tokio::test]
 async fn a_tenant_never_reads_continues_or_deletes_another_tenants_response() {
     let (mock, gw) = setup().await;
     let alice = new_key(&gw, "alice").await;

@@ -16,3 +16,5 @@ CREATE TABLE stored_responses (
     response      TEXT NOT NULL
 );
 CREATE INDEX stored_responses_owner ON stored_responses (owner, created_ms);
+-- The retention's sweep deletes the oldest first, across owners.
+CREATE INDEX stored_responses_created ON stored_responses (created_ms);

@@ -70,6 +70,19 @@ async fn conversations_are_their_owners(store: &dyn ResponseStore) {
         ids(store.response_chain("team:a", "resp_3", 100).await.unwrap()),
         ["resp_3"]
     );
+
+    // The retention's sweep: every owner's responses created before the cutoff, oldest
+    // first, at most `limit` a statement; the newer ones stay.
+    let old = response("resp_5", "team:c", None, -10);
+    let older = response("resp_6", "team:c", None, -20);
+    store.put_responses(&[old, older]).await.unwrap();
+    assert_eq!(store.delete_responses_before(1_000, 1).await.unwrap(), 1);
+    assert_eq!(store.response("team:c", "resp_6").await.unwrap(), None);
+    assert!(store.response("team:c", "resp_5").await.unwrap().is_some());
+    assert_eq!(store.delete_responses_before(1_004, 100).await.unwrap(), 3);
+    assert_eq!(store.response("team:c", "resp_5").await.unwrap(), None);
+    assert_eq!(store.response("team:a", "resp_3").await.unwrap(), None);
+    assert!(store.response("team:b", "resp_4").await.unwrap().is_some());
 }
 
 #[tokio::test]
