@@ -405,7 +405,7 @@ pub(crate) fn percent_decode(s: &str) -> String {
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {
-        let escaped = (bytes[i] == b'%' && i + 2 < bytes.len())
+        let escaped = (bytes[i] == b'%' && i + 3 <= bytes.len())
             .then(|| hex(bytes[i + 1]).zip(hex(bytes[i + 2])))
             .flatten();
         if let Some((h, l)) = escaped {
@@ -584,4 +584,19 @@ pub(crate) fn count(body: &Value, n: u64) -> Response<MockBody> {
         &json!({ "input_tokens": tokens(&source) }),
         &headers(n),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::percent_decode;
+
+    #[test]
+    fn escapes_decode_anywhere_including_at_the_end() {
+        assert_eq!(percent_decode("a%20b"), "a b");
+        assert_eq!(percent_decode("after%3A"), "after:");
+        assert_eq!(percent_decode("%41"), "A");
+        // Too short or not hex: kept as written.
+        assert_eq!(percent_decode("x%4"), "x%4");
+        assert_eq!(percent_decode("x%zz"), "x%zz");
+    }
 }
