@@ -188,6 +188,24 @@ def test_a_conversation_moves_between_providers_and_is_deleted(gateway):
         c.responses.retrieve(unkept.id)
 
 
+def test_the_sdk_lists_a_responses_input_items_page_by_page(gateway):
+    c = gateway_client(gateway)
+    r = c.responses.create(model="gpt-4o-mini", input=[
+        {"role": "user", "content": "one"},
+        {"role": "user", "content": "two"},
+        {"role": "user", "content": "three"},
+    ])
+    # The SDK's auto-pagination follows `after` = the page's last id.
+    items = list(c.responses.input_items.list(r.id, order="asc", limit=2))
+    assert [i.type for i in items] == ["message"] * 3
+    assert [i.content[0].text for i in items] == ["one", "two", "three"]
+    assert len({i.id for i in items}) == 3
+    newest = c.responses.input_items.list(r.id, limit=1)
+    assert [i.content[0].text for i in newest.data] == ["three"] and newest.has_more
+    with pytest.raises(openai.NotFoundError):
+        c.responses.input_items.list("resp_unknown")
+
+
 def test_errors_through_the_gateway(gateway):
     c = gateway_client(gateway)
     with pytest.raises(openai.BadRequestError) as bad:

@@ -12,7 +12,7 @@
 //! | `POST /v1/embeddings` | [`embeddings`] |
 //! | `POST /v1/messages/count_tokens` | [`count_tokens`] |
 //! | `/{provider}/…` (no other route matching) | [`passthrough`] |
-//! | `POST /v1/responses`, `GET`/`DELETE /v1/responses/{id}` | [`responses`] (kept in [`stored_responses`]) |
+//! | `POST /v1/responses`, `GET`/`DELETE /v1/responses/{id}`, `GET /v1/responses/{id}/input_items` | [`responses`] (kept in [`stored_responses`]) |
 //! | `GET /v1/models`, `GET /v1/models/{model}` | [`models`] (providers' lists: [`model_catalog`]) |
 //! | `GET /admin/logs`, `GET /admin/usage` | [`admin`] |
 //! | `GET /admin/approvals`, `GET`/`POST /admin/approvals/{id}` | [`approvals_admin`] (the service: [`approvals`]) |
@@ -398,6 +398,10 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route(
             "/v1/responses/{id}",
             get(responses::get).delete(responses::delete),
+        )
+        .route(
+            "/v1/responses/{id}/input_items",
+            get(responses::input_items),
         )
         .route("/v1/models", get(models::list_models))
         .route("/v1/models/{*model}", get(models::get_model))

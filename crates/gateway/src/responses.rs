@@ -262,6 +262,122 @@ pub async fn get(
     }
 }
 
+/// `GET /v1/responses/{id}/input_items`'s query.
+#[derive(Debug, Default, serde::Deserialize)]
+pub struct InputItemsQuery {
+    /// Items per page, 1 to 100 (default 20).
+    limit: Option<u32>,
+    /// `asc` (as sent) or `desc` (the default: the last sent first).
+    order: Option<String>,
+    /// The id of the item the page starts after.
+    after: Option<String>,
+}
+
+/// `GET /v1/responses/{id}/input_items`: the input items of its owner's response `id`, as
+/// OpenAI lists them — a page of `limit` items in `order`, after the item `after`. An item
+/// sent without an id is named `<response id>_input_<n>` (its place in the input), and an
+/// easy message (`{"role", "content": "text"}`) is listed as the `message` item it stands for.
+pub async fn input_items(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+    axum::extract::Query(query): axum::extract::Query<InputItemsQuery>,
+    headers: HeaderMap,
+) -> Response {
+    let request_id = Uuid::now_v7();
+    let listed = async {
+        let limit = match query.limit {
+            None => 20,
+            Some(n @ 1..=100) => n as usize,
+            Some(_) => {
+                return Err(
+                    GatewayError::invalid_request("`limit` must be from 1 to 100")
+                        .with_param("limit"),
+                );
+            }
+        };
+        let descending = match query.order.as_deref() {
+            None | Some("desc") => true,
+            Some("asc") => false,
+            Some(_) => {
+                return Err(
+                    GatewayError::invalid_request("`order` must be `asc` or `desc`")
+                        .with_param("order"),
+                );
+            }
+        };
+        let owner = owner(&state, &headers).await?;
+        let Some(stored) = read(state.responses.get(&owner, &id)).await? else {
+            return Err(not_found(&id));
+        };
+        let items: Vec<Value> = serde_json::from_str(&stored.input_items).unwrap_or_default();
+        let mut items: Vec<Value> = items
+            .into_iter()
+            .enumerate()
+            .map(|(n, item)| listed_item(&id, n, item))
+            .collect();
+        if descending {
+            items.reverse();
+        }
+        let start = match &query.after {
+            None => 0,
+            Some(after) => {
+                match items
+                    .iter()
+                    .position(|i| i.get("id").and_then(Value::as_str) == Some(after.as_str()))
+                {
+                    Some(at) => at + 1,
+                    None => {
+                        return Err(GatewayError::invalid_request(format!(
+                            "No input item with id '{after}' in response '{id}'."
+                        ))
+                        .with_param("after"));
+                    }
+                }
+            }
+        };
+        let page: Vec<Value> = items.iter().skip(start).take(limit).cloned().collect();
+        let has_more = start + page.len() < items.len();
+        let id_of = |v: Option<&Value>| v.and_then(|i| i.get("id")).cloned().unwrap_or(Value::Null);
+        Ok(json!({
+            "object": "list",
+            "first_id": id_of(page.first()),
+            "last_id": id_of(page.last()),
+            "has_more": has_more,
+            "data": page,
+        }))
+    }
+    .await;
+    match listed {
+        Ok(body) => respond::json(StatusCode::OK, body.to_string(), &request_id),
+        Err(e) => respond::error(Dialect::OpenAi, &e, &request_id),
+    }
+}
+
+/// An input item as the list shows it: with an id, an easy message as a `message` item.
+fn listed_item(response_id: &str, n: usize, mut item: Value) -> Value {
+    let Some(object) = item.as_object_mut() else {
+        return item;
+    };
+    if !object.contains_key("type") && object.contains_key("role") {
+        object.insert("type".to_owned(), json!("message"));
+    }
+    if object.get("type").and_then(Value::as_str) == Some("message")
+        && let Some(text) = object.get("content").and_then(Value::as_str)
+    {
+        let part = if object.get("role").and_then(Value::as_str) == Some("assistant") {
+            "output_text"
+        } else {
+            "input_text"
+        };
+        let content = json!([{"type": part, "text": text}]);
+        object.insert("content".to_owned(), content);
+    }
+    if !object.contains_key("id") {
+        object.insert("id".to_owned(), json!(format!("{response_id}_input_{n}")));
+    }
+    item
+}
+
 /// `DELETE /v1/responses/{id}`.
 pub async fn delete(
     State(state): State<Arc<AppState>>,

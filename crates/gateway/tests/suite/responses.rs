@@ -464,6 +464,82 @@ async fn stored_responses_go_once_their_retention_has_passed() {
     gw.stop().await;
 }
 
+async fn input_items(gw: &TestGateway, key: &str, id: &str, query: &str) -> (u16, Value) {
+    let r = client()
+        .get(gw.at(&format!("/v1/responses/{id}/input_items{query}")))
+        .bearer_auth(key)
+        .send()
+        .await
+        .unwrap();
+    (r.status().as_u16(), r.json().await.unwrap())
+}
+
+#[tokio::test]
+async fn a_responses_input_items_are_listed_page_by_page_to_its_owner_only() {
+    let (_mock, gw) = setup().await;
+    let (status, _, v) = create(
+        &gw,
+        json!({"model": "gpt-4o-mini", "input": [
+            {"role": "user", "content": "first"},
+            {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "second"}]},
+            {"role": "user", "content": "third"},
+        ]}),
+    )
+    .await;
+    assert_eq!(status, 200, "{v}");
+    let id = v["id"].as_str().unwrap().to_owned();
+    stored(&gw, MASTER_KEY, &id).await;
+    let texts = |page: &Value| -> Vec<String> {
+        page["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|item| {
+                assert_eq!(item["type"], "message", "{item}");
+                assert!(item["id"].as_str().is_some_and(|i| !i.is_empty()), "{item}");
+                item["content"][0]["text"].as_str().unwrap().to_owned()
+            })
+            .collect()
+    };
+
+    // Newest first by default, every item a message with an id.
+    let (status, all) = input_items(&gw, MASTER_KEY, &id, "").await;
+    assert_eq!(status, 200, "{all}");
+    assert_eq!(all["object"], "list");
+    assert_eq!(texts(&all), ["third", "second", "first"]);
+    assert_eq!(all["data"][0]["content"][0]["type"], "input_text");
+    assert_eq!(all["has_more"], false);
+    assert_eq!(all["first_id"], all["data"][0]["id"]);
+
+    // Page by page, as sent.
+    let (_, first) = input_items(&gw, MASTER_KEY, &id, "?order=asc&limit=2").await;
+    assert_eq!(texts(&first), ["first", "second"]);
+    assert_eq!(first["has_more"], true);
+    let after = first["last_id"].as_str().unwrap();
+    let (_, next) = input_items(
+        &gw,
+        MASTER_KEY,
+        &id,
+        &format!("?order=asc&limit=2&after={after}"),
+    )
+    .await;
+    assert_eq!(texts(&next), ["third"]);
+    assert_eq!(next["has_more"], false);
+
+    // Bad paging is the caller's mistake; another tenant sees nothing.
+    let (status, err) = input_items(&gw, MASTER_KEY, &id, "?limit=0").await;
+    assert_eq!(status, 400, "{err}");
+    assert_eq!(err["error"]["param"], "limit");
+    let (status, err) = input_items(&gw, MASTER_KEY, &id, "?order=sideways").await;
+    assert_eq!(status, 400, "{err}");
+    let other = new_key(&gw, "someone-else").await;
+    let (status, err) = input_items(&gw, &other, &id, "").await;
+    assert_eq!(status, 404, "{err}");
+    let (status, _) = input_items(&gw, MASTER_KEY, "resp_unknown", "").await;
+    assert_eq!(status, 404);
+    gw.stop().await;
+}
+
 #[tokio::test]
 async fn a_tenant_never_reads_continues_or_deletes_another_tenants_response() {
     let (mock, gw) = setup().await;
