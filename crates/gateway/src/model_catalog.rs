@@ -14,8 +14,8 @@
 //! [`UpstreamAuth`](crate::upstream_auth::UpstreamAuth) (a key header, a SigV4 signature, a
 //! token from the provider's token source), just before it is sent.
 //!
-//! Adding a provider kind's listing is one arm in [`lister`] and a [`ModelLister`]: the
-//! request for a page and the parser of its answer.
+//! Adding a provider kind's listing is one arm in [`lister`] and a [`ListFormat`]: the query
+//! for the page after another and the parser of its answer.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Weak};
@@ -85,16 +85,10 @@ pub fn lister(
     credential: Option<&Credential>,
 ) -> Option<Box<dyn ModelLister>> {
     match provider.kind() {
-        ProviderKind::Anthropic => {
-            AnthropicModels::new(provider, credential).map(|l| Box::new(l) as Box<dyn ModelLister>)
-        }
-        ProviderKind::Gemini => GoogleModels::new(provider, credential, GoogleList::Gemini)
-            .map(|l| Box::new(l) as Box<dyn ModelLister>),
-        ProviderKind::Bedrock => {
-            BedrockModels::new(provider, credential).map(|l| Box::new(l) as Box<dyn ModelLister>)
-        }
-        ProviderKind::Vertex => GoogleModels::new(provider, credential, GoogleList::Vertex)
-            .map(|l| Box::new(l) as Box<dyn ModelLister>),
+        ProviderKind::Anthropic => listed(provider, credential, AnthropicList),
+        ProviderKind::Gemini => listed(provider, credential, GoogleList::Gemini),
+        ProviderKind::Bedrock => listed(provider, credential, BedrockList),
+        ProviderKind::Vertex => listed(provider, credential, GoogleList::Vertex),
         ProviderKind::OpenAi
         | ProviderKind::Groq
         | ProviderKind::Mistral
@@ -106,12 +100,8 @@ pub fn lister(
         | ProviderKind::Fireworks
         | ProviderKind::Vllm
         | ProviderKind::Ollama
-        | ProviderKind::Custom => {
-            OpenAiModels::new(provider, credential).map(|l| Box::new(l) as Box<dyn ModelLister>)
-        }
-        ProviderKind::Azure => {
-            AzureModels::new(provider, credential).map(|l| Box::new(l) as Box<dyn ModelLister>)
-        }
+        | ProviderKind::Custom => listed(provider, credential, OpenAiList),
+        ProviderKind::Azure => listed(provider, credential, AzureList),
         // Perplexity has no list endpoint; a Cloudflare AI Gateway's paths depend on the
         // provider behind it. Their models are the configured ones.
         ProviderKind::Perplexity | ProviderKind::Cloudflare => None,
@@ -141,29 +131,63 @@ fn get(uri: &str, headers: &HeaderMap) -> Result<UpstreamRequest, GatewayError> 
     })
 }
 
-/// OpenAI's `GET /models` (and every OpenAI-compatible server's): `{"object":"list","data":
-/// [{"id","created","owned_by"}]}` in one page; a bare array (Together) is read too.
-struct OpenAiModels {
+/// What differs between providers' model lists: how the page after another is asked for,
+/// and how a page reads.
+trait ListFormat: Send + Sync {
+    /// The query (with its `?`) asking for the page after the cursor `after` (`None`: the
+    /// first page). One-page lists ask with none.
+    fn query(&self, after: Option<&str>) -> String {
+        let _ = after;
+        String::new()
+    }
+
+    /// The models of one page, and the next page's cursor.
+    fn parse(&self, body: &[u8]) -> Result<Page, String>;
+}
+
+/// A provider's list endpoint, its requests' headers, and the list's format.
+struct Listed<F> {
     uri: String,
     headers: HeaderMap,
+    format: F,
 }
 
-impl OpenAiModels {
-    fn new(provider: &Provider, credential: Option<&Credential>) -> Option<Self> {
-        let (uri, headers) = endpoint_of(provider, credential)?;
-        Some(Self { uri, headers })
-    }
-}
-
-impl ModelLister for OpenAiModels {
+impl<F: ListFormat> ModelLister for Listed<F> {
     fn endpoint(&self) -> &str {
         &self.uri
     }
 
-    fn request(&self, _after: Option<&str>) -> Result<UpstreamRequest, GatewayError> {
-        get(&self.uri, &self.headers)
+    fn request(&self, after: Option<&str>) -> Result<UpstreamRequest, GatewayError> {
+        get(
+            &format!("{}{}", self.uri, self.format.query(after)),
+            &self.headers,
+        )
     }
 
+    fn parse(&self, body: &[u8]) -> Result<Page, String> {
+        self.format.parse(body)
+    }
+}
+
+/// `provider`'s list in `format`, when its API has a list endpoint ([`endpoint_of`]).
+fn listed<F: ListFormat + 'static>(
+    provider: &Provider,
+    credential: Option<&Credential>,
+    format: F,
+) -> Option<Box<dyn ModelLister>> {
+    let (uri, headers) = endpoint_of(provider, credential)?;
+    Some(Box::new(Listed {
+        uri,
+        headers,
+        format,
+    }))
+}
+
+/// OpenAI's `GET /models` (and every OpenAI-compatible server's): `{"object":"list","data":
+/// [{"id","created","owned_by"}]}` in one page; a bare array (Together) is read too.
+struct OpenAiList;
+
+impl ListFormat for OpenAiList {
     fn parse(&self, body: &[u8]) -> Result<Page, String> {
         let v: Value = serde_json::from_slice(body).map_err(|e| e.to_string())?;
         let items = match &v {
@@ -193,29 +217,14 @@ impl ModelLister for OpenAiModels {
 
 /// Anthropic's `GET /v1/models`: pages of at most 1000 (`limit`), the next one asked for with
 /// `after_id` = the page's `last_id` while `has_more`.
-struct AnthropicModels {
-    uri: String,
-    headers: HeaderMap,
-}
+struct AnthropicList;
 
-impl AnthropicModels {
-    fn new(provider: &Provider, credential: Option<&Credential>) -> Option<Self> {
-        let (uri, headers) = endpoint_of(provider, credential)?;
-        Some(Self { uri, headers })
-    }
-}
-
-impl ModelLister for AnthropicModels {
-    fn endpoint(&self) -> &str {
-        &self.uri
-    }
-
-    fn request(&self, after: Option<&str>) -> Result<UpstreamRequest, GatewayError> {
-        let uri = match after {
-            None => format!("{}?limit=1000", self.uri),
-            Some(id) => format!("{}?limit=1000&after_id={}", self.uri, percent_encode(id)),
-        };
-        get(&uri, &self.headers)
+impl ListFormat for AnthropicList {
+    fn query(&self, after: Option<&str>) -> String {
+        match after {
+            None => "?limit=1000".to_owned(),
+            Some(id) => format!("?limit=1000&after_id={}", percent_encode(id)),
+        }
     }
 
     fn parse(&self, body: &[u8]) -> Result<Page, String> {
@@ -252,14 +261,7 @@ impl ModelLister for AnthropicModels {
 /// A Google model list: pages of at most 1000 (`pageSize`), the next one asked for with
 /// `pageToken` = the page's `nextPageToken`; an empty list is `{}` (Google leaves out empty
 /// members). What differs between Google's lists — the member that holds the models, and
-/// which names the provider serves under which id — is the [`GoogleList`].
-struct GoogleModels {
-    uri: String,
-    headers: HeaderMap,
-    list: GoogleList,
-}
-
-/// Which of Google's model lists.
+/// which names the provider serves under which id — is which list it is.
 #[derive(Clone, Copy)]
 enum GoogleList {
     /// Google's Gemini API's `GET /v1beta/models`. Models are named `models/…`; callers use
@@ -300,28 +302,12 @@ impl GoogleList {
     }
 }
 
-impl GoogleModels {
-    fn new(provider: &Provider, credential: Option<&Credential>, list: GoogleList) -> Option<Self> {
-        let (uri, headers) = endpoint_of(provider, credential)?;
-        Some(Self { uri, headers, list })
-    }
-}
-
-impl ModelLister for GoogleModels {
-    fn endpoint(&self) -> &str {
-        &self.uri
-    }
-
-    fn request(&self, after: Option<&str>) -> Result<UpstreamRequest, GatewayError> {
-        let uri = match after {
-            None => format!("{}?pageSize=1000", self.uri),
-            Some(token) => format!(
-                "{}?pageSize=1000&pageToken={}",
-                self.uri,
-                percent_encode(token)
-            ),
-        };
-        get(&uri, &self.headers)
+impl ListFormat for GoogleList {
+    fn query(&self, after: Option<&str>) -> String {
+        match after {
+            None => "?pageSize=1000".to_owned(),
+            Some(token) => format!("?pageSize=1000&pageToken={}", percent_encode(token)),
+        }
     }
 
     fn parse(&self, body: &[u8]) -> Result<Page, String> {
@@ -329,7 +315,7 @@ impl ModelLister for GoogleModels {
         let Some(obj) = v.as_object() else {
             return Err("not a model list".to_owned());
         };
-        let member = self.list.member();
+        let member = self.member();
         let items = match obj.get(member) {
             None => &Vec::new(),
             Some(m) => m
@@ -339,7 +325,7 @@ impl ModelLister for GoogleModels {
         let models = items
             .iter()
             .filter_map(|m| {
-                let id = self.list.id_of(m.get("name")?.as_str()?)?;
+                let id = self.id_of(m.get("name")?.as_str()?)?;
                 Some(ListedModel {
                     id: id.to_owned(),
                     created: None,
@@ -364,27 +350,9 @@ impl ModelLister for GoogleModels {
 /// "inferenceTypesSupported",…}]}`): the models that answer text on demand, the ones Converse
 /// takes by id. Those served only through inference profiles, provisioned throughput, or that
 /// answer images or embeddings are left out.
-struct BedrockModels {
-    uri: String,
-    headers: HeaderMap,
-}
+struct BedrockList;
 
-impl BedrockModels {
-    fn new(provider: &Provider, credential: Option<&Credential>) -> Option<Self> {
-        let (uri, headers) = endpoint_of(provider, credential)?;
-        Some(Self { uri, headers })
-    }
-}
-
-impl ModelLister for BedrockModels {
-    fn endpoint(&self) -> &str {
-        &self.uri
-    }
-
-    fn request(&self, _after: Option<&str>) -> Result<UpstreamRequest, GatewayError> {
-        get(&self.uri, &self.headers)
-    }
-
+impl ListFormat for BedrockList {
     fn parse(&self, body: &[u8]) -> Result<Page, String> {
         let v: Value = serde_json::from_slice(body).map_err(|e| e.to_string())?;
         let items = v
@@ -415,25 +383,6 @@ impl ModelLister for BedrockModels {
     }
 }
 
-/// Azure OpenAI's "Models - List", `GET {endpoint}/openai/models?api-version=…` (deployments
-/// form) or `GET {endpoint}/openai/v1/models` (v1 form), one page: `{"object":"list","data":
-/// [{"id","capabilities":{"chat_completion","embeddings",…},"lifecycle_status","deprecation":
-/// {"inference",…},"created_at",…}]}`. It names the models the resource may deploy, not its
-/// deployments; a model is called by a deployment of that name. Kept: the models that chat or
-/// embed (`capabilities`), not retired (`lifecycle_status` `deprecated` or `retired`, or a
-/// `deprecation.inference` date passed) and, for fine-tuned ones, whose training succeeded.
-struct AzureModels {
-    uri: String,
-    headers: HeaderMap,
-}
-
-impl AzureModels {
-    fn new(provider: &Provider, credential: Option<&Credential>) -> Option<Self> {
-        let (uri, headers) = endpoint_of(provider, credential)?;
-        Some(Self { uri, headers })
-    }
-}
-
 /// Whether Azure's list entry `m` is a model callers can use now (`now` in Unix seconds).
 fn azure_usable(m: &Value, now: i64) -> bool {
     let capable = |what: &str| {
@@ -457,15 +406,16 @@ fn azure_usable(m: &Value, now: i64) -> bool {
     (capable("chat_completion") || capable("embeddings")) && !retired && trained
 }
 
-impl ModelLister for AzureModels {
-    fn endpoint(&self) -> &str {
-        &self.uri
-    }
+/// Azure OpenAI's "Models - List", `GET {endpoint}/openai/models?api-version=…` (deployments
+/// form) or `GET {endpoint}/openai/v1/models` (v1 form), one page: `{"object":"list","data":
+/// [{"id","capabilities":{"chat_completion","embeddings",…},"lifecycle_status","deprecation":
+/// {"inference",…},"created_at",…}]}`. It names the models the resource may deploy, not its
+/// deployments; a model is called by a deployment of that name. Kept: the models that chat or
+/// embed (`capabilities`), not retired (`lifecycle_status` `deprecated` or `retired`, or a
+/// `deprecation.inference` date passed) and, for fine-tuned ones, whose training succeeded.
+struct AzureList;
 
-    fn request(&self, _after: Option<&str>) -> Result<UpstreamRequest, GatewayError> {
-        get(&self.uri, &self.headers)
-    }
-
+impl ListFormat for AzureList {
     fn parse(&self, body: &[u8]) -> Result<Page, String> {
         let v: Value = serde_json::from_slice(body).map_err(|e| e.to_string())?;
         let items = v
