@@ -63,10 +63,6 @@ impl UpstreamAuth {
                     GatewayError::internal("The request to the provider could not be signed")
                         .with_detail(format!("provider `{}`: {e}", provider.name()))
                 }),
-            other => Err(GatewayError::internal(
-                "The provider's authentication cannot be carried out",
-            )
-            .with_detail(format!("provider `{}`: {other:?}", provider.name()))),
         }
     }
 }
