@@ -53,7 +53,9 @@ pub use mcp_access::McpAccessStore;
 pub use mcp_grants::{McpGrantRecord, McpGrantStore};
 pub use mcp_pins::McpPinStore;
 pub use oauth::OAuthStore;
-pub use record::{LogQuery, LogRecord, StatusFilter};
+pub use record::{
+    CacheFilter, LogQuery, LogRecord, MAX_METADATA_FILTER_BYTES, StatusFilter, metadata_pairs,
+};
 pub use responses::{ResponseStore, StoredResponse};
 pub use semantic::{SemanticEntry, SemanticStore};
 pub use sql::{PostgresStore, SqliteStore};
@@ -120,8 +122,10 @@ impl StoreError {
 pub trait LogStore: Send + Sync + std::fmt::Debug {
     /// Stores a batch atomically. Idempotent: a record already stored is skipped.
     async fn append(&self, batch: &[LogRecord]) -> Result<(), StoreError>;
-    /// Reads records matching `q`, newest first.
+    /// Reads records matching `q`, newest first (by time, then id).
     async fn query(&self, q: &LogQuery) -> Result<Vec<LogRecord>, StoreError>;
+    /// The record with this id.
+    async fn record(&self, id: uuid::Uuid) -> Result<Option<LogRecord>, StoreError>;
     /// Checks the database answers.
     async fn ping(&self) -> Result<(), StoreError>;
 }

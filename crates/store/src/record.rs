@@ -1,5 +1,6 @@
 //! [`LogRecord`]: one row of the request log, and [`LogQuery`]: the filters the admin API
-//! accepts.
+//! accepts ([`StatusFilter`], [`CacheFilter`], [`metadata_pairs`]: the metadata a record can be
+//! found by).
 
 use std::sync::Arc;
 
@@ -158,6 +159,70 @@ impl StatusFilter {
     }
 }
 
+/// A cache status filter: what the response cache made of the request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CacheFilter {
+    /// Answered from the cache (`HIT`).
+    Hit,
+    /// Looked up, not found (`MISS`).
+    Miss,
+    /// The cache was skipped for this request (`BYPASS`).
+    Bypass,
+    /// No cache was consulted (no cache status recorded).
+    None,
+}
+
+impl CacheFilter {
+    /// Parses `hit`, `miss`, `bypass` or `none` (any case).
+    pub fn parse(s: &str) -> Option<Self> {
+        match s.to_ascii_lowercase().as_str() {
+            "hit" => Some(CacheFilter::Hit),
+            "miss" => Some(CacheFilter::Miss),
+            "bypass" => Some(CacheFilter::Bypass),
+            "none" => Some(CacheFilter::None),
+            _ => None,
+        }
+    }
+
+    /// The `cache_status` matched (`None`: no status recorded).
+    pub fn stored(self) -> Option<&'static str> {
+        match self {
+            CacheFilter::Hit => Some("HIT"),
+            CacheFilter::Miss => Some("MISS"),
+            CacheFilter::Bypass => Some("BYPASS"),
+            CacheFilter::None => None,
+        }
+    }
+}
+
+/// Longest metadata key or value (bytes) a record can be found by; longer ones are kept in the
+/// record but not indexed.
+pub const MAX_METADATA_FILTER_BYTES: usize = 256;
+
+/// The `(key, value)` pairs of a record's metadata (a flat JSON object) it can be found by: a
+/// string value as it is, a number or boolean as its JSON text (`42`, `true`); null, nested
+/// values, and keys or values longer than [`MAX_METADATA_FILTER_BYTES`] are left out, as is
+/// metadata that is not a JSON object.
+pub fn metadata_pairs(metadata: &str) -> Vec<(String, String)> {
+    use serde_json::Value;
+    let Ok(map) = serde_json::from_str::<serde_json::Map<String, Value>>(metadata) else {
+        return Vec::new();
+    };
+    let mut pairs = Vec::with_capacity(map.len());
+    for (k, v) in map {
+        let v = match v {
+            Value::String(s) => s,
+            Value::Number(n) => n.to_string(),
+            Value::Bool(b) => b.to_string(),
+            Value::Null | Value::Array(_) | Value::Object(_) => continue,
+        };
+        if k.len() <= MAX_METADATA_FILTER_BYTES && v.len() <= MAX_METADATA_FILTER_BYTES {
+            pairs.push((k, v));
+        }
+    }
+    pairs
+}
+
 /// Filters for reading the request log, newest first.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct LogQuery {
@@ -165,14 +230,21 @@ pub struct LogQuery {
     pub since_ms: Option<i64>,
     /// Only records before this time (Unix ms).
     pub until_ms: Option<i64>,
-    /// Only this upstream model, or this requested model.
+    /// Only this served model (the model at the provider).
     pub model: Option<String>,
+    /// Only requests that named this model (or route), as the caller sent it.
+    pub requested_model: Option<String>,
     /// Only this provider.
     pub provider: Option<String>,
     /// Only this route.
     pub route: Option<String>,
     /// Only this status or class.
     pub status: Option<StatusFilter>,
+    /// Only this cache outcome.
+    pub cache: Option<CacheFilter>,
+    /// Only records whose metadata holds this key with this value (as [`metadata_pairs`]
+    /// gives it: a string as it is, a number or boolean as its JSON text).
+    pub metadata: Option<(String, String)>,
     /// Only this subject.
     pub subject: Option<String>,
     /// Only this user.

@@ -15,7 +15,7 @@ use sqlx::{PgPool, QueryBuilder, SqlitePool};
 use uuid::Uuid;
 
 use crate::escape;
-use crate::record::{LogQuery, LogRecord};
+use crate::record::{LogQuery, LogRecord, metadata_pairs};
 use crate::{LogStore, SettingsStore, StoreError};
 
 /// Rows per INSERT statement. Fixed so the statement text repeats and stays prepared.
@@ -26,6 +26,23 @@ const COLUMNS: &str = "id, ts_ms, subject, auth_method, user_id, team_id, key_id
     error_type, error_message, stream, latency_us, ttft_us, input_tokens, output_tokens, \
     cached_tokens, reasoning_tokens, cost_usd, cache_status, metadata, session_id, agent, \
     request_body, response_body, attempt_log, list_cost_usd, custom_cost_usd";
+
+/// [`COLUMNS`] of the request log aliased `r`, for reads that join it.
+const R_COLUMNS: &str = "r.id, r.ts_ms, r.subject, r.auth_method, r.user_id, r.team_id, \
+    r.key_id, r.endpoint, r.dialect, r.route, r.requested_model, r.provider, r.model, \
+    r.provider_key_id, r.attempts, r.status, r.error_type, r.error_message, r.stream, \
+    r.latency_us, r.ttft_us, r.input_tokens, r.output_tokens, r.cached_tokens, \
+    r.reasoning_tokens, r.cost_usd, r.cache_status, r.metadata, r.session_id, r.agent, \
+    r.request_body, r.response_body, r.attempt_log, r.list_cost_usd, r.custom_cost_usd";
+
+/// The Unix milliseconds a UUIDv7 was made at (`None` for other UUIDs).
+fn uuid_ms(id: &Uuid) -> Option<i64> {
+    let (secs, nanos) = id.get_timestamp()?.to_unix();
+    i64::try_from(secs)
+        .ok()?
+        .checked_mul(1000)?
+        .checked_add(i64::from(nanos / 1_000_000))
+}
 
 /// A row as read back; the owned mirror of [`LogRecord`].
 #[derive(sqlx::FromRow)]
@@ -216,80 +233,147 @@ macro_rules! sql_store {
                     qb.push(" ON CONFLICT (id) DO NOTHING");
                     qb.build().persistent(true).execute(&mut *tx).await?;
                 }
+                // The metadata a record can be found by (`GET /admin/logs?metadata.k=v`), in
+                // the same transaction as the record.
+                let mut pairs = Vec::new();
+                for r in batch {
+                    if let Some(m) = r.metadata.as_deref() {
+                        for (k, v) in metadata_pairs(m) {
+                            pairs.push((k, v, r.ts_ms, r.id));
+                        }
+                    }
+                }
+                for chunk in pairs.chunks(ROWS_PER_INSERT) {
+                    let mut qb: QueryBuilder<'_, $db> = QueryBuilder::new(
+                        "INSERT INTO request_log_metadata (key, value, ts_ms, id) ",
+                    );
+                    qb.push_values(chunk, |mut b, (k, v, ts_ms, id)| {
+                        b.push_bind($store::stored(k).into_owned())
+                            .push_bind($store::stored(v).into_owned())
+                            .push_bind(*ts_ms)
+                            .push_bind(id.to_string());
+                    });
+                    qb.push(" ON CONFLICT DO NOTHING");
+                    qb.build().persistent(true).execute(&mut *tx).await?;
+                }
                 tx.commit().await?;
                 Ok(())
             }
 
             async fn query(&self, q: &LogQuery) -> Result<Vec<LogRecord>, StoreError> {
+                // Newest first by (ts_ms, id): every filter has a (column, ts_ms) index, so a
+                // page is read in order from its index — a rare value without scanning the
+                // log, a common one without sorting all it matches. A metadata filter reads
+                // the metadata table's (key, value, ts_ms, id) key in the same order and
+                // joins each record by id.
                 let mut qb: QueryBuilder<'_, $db> = QueryBuilder::new("SELECT ");
-                qb.push(COLUMNS);
-                qb.push(" FROM request_logs WHERE 1=1");
-                if let Some(t) = q.since_ms {
-                    qb.push(" AND ts_ms >= ").push_bind(t);
+                qb.push(R_COLUMNS);
+                let t = if let Some((k, v)) = &q.metadata {
+                    // CROSS JOIN: SQLite keeps the metadata table as the outer loop.
+                    qb.push(
+                        " FROM request_log_metadata m CROSS JOIN request_logs r \
+                         WHERE r.id = m.id AND m.key = ",
+                    )
+                    .push_bind($store::stored(k).into_owned())
+                    .push(" AND m.value = ")
+                    .push_bind($store::stored(v).into_owned());
+                    "m"
+                } else {
+                    qb.push(" FROM request_logs r WHERE 1=1");
+                    "r"
+                };
+                if let Some(ms) = q.since_ms {
+                    qb.push(format_args!(" AND {t}.ts_ms >= ")).push_bind(ms);
                 }
-                if let Some(t) = q.until_ms {
-                    qb.push(" AND ts_ms < ").push_bind(t);
+                if let Some(ms) = q.until_ms {
+                    qb.push(format_args!(" AND {t}.ts_ms < ")).push_bind(ms);
                 }
-                if let Some(m) = &q.model {
-                    qb.push(" AND (model = ")
-                        .push_bind($store::stored(m).into_owned())
-                        .push(" OR requested_model = ")
-                        .push_bind($store::stored(m).into_owned())
-                        .push(")");
-                }
-                if let Some(p) = &q.provider {
-                    qb.push(" AND provider = ")
-                        .push_bind($store::stored(p).into_owned());
-                }
-                if let Some(r) = &q.route {
-                    qb.push(" AND route = ")
-                        .push_bind($store::stored(r).into_owned());
-                }
-                if let Some(s) = &q.user {
-                    qb.push(" AND user_id = ")
-                        .push_bind($store::stored(s).into_owned());
-                }
-                if let Some(s) = &q.team {
-                    qb.push(" AND team_id = ")
-                        .push_bind($store::stored(s).into_owned());
-                }
-                if let Some(s) = &q.key {
-                    qb.push(" AND key_id = ")
-                        .push_bind($store::stored(s).into_owned());
-                }
-                if let Some(s) = &q.endpoint {
-                    qb.push(" AND endpoint = ")
-                        .push_bind($store::stored(s).into_owned());
+                let text = [
+                    ("r.model", &q.model),
+                    ("r.requested_model", &q.requested_model),
+                    ("r.provider", &q.provider),
+                    ("r.route", &q.route),
+                    ("r.user_id", &q.user),
+                    ("r.team_id", &q.team),
+                    ("r.key_id", &q.key),
+                    ("r.endpoint", &q.endpoint),
+                    ("r.subject", &q.subject),
+                ];
+                for (column, value) in text {
+                    if let Some(v) = value {
+                        qb.push(format_args!(" AND {column} = "))
+                            .push_bind($store::stored(v).into_owned());
+                    }
                 }
                 if let Some(s) = &q.server {
-                    qb.push(" AND endpoint = 'mcp' AND provider = ")
+                    qb.push(" AND r.endpoint = 'mcp' AND r.provider = ")
                         .push_bind($store::stored(s).into_owned());
                 }
                 if let Some(s) = &q.tool {
-                    qb.push(" AND endpoint = 'mcp' AND model = ")
+                    qb.push(" AND r.endpoint = 'mcp' AND r.model = ")
                         .push_bind($store::stored(s).into_owned());
                 }
-                if let Some(s) = &q.subject {
-                    qb.push(" AND subject = ")
-                        .push_bind($store::stored(s).into_owned());
+                match q.status {
+                    Some(crate::StatusFilter::Exact(code)) => {
+                        qb.push(" AND r.status = ").push_bind(i64::from(code));
+                    }
+                    // The expression of the request_logs_status_class_ts index.
+                    Some(crate::StatusFilter::Class(class)) => {
+                        qb.push(" AND (r.status / 100) = ").push_bind(i64::from(class));
+                    }
+                    None => {}
                 }
-                if let Some(s) = q.status {
-                    let (lo, hi) = s.range();
-                    qb.push(" AND status BETWEEN ")
-                        .push_bind(lo)
-                        .push(" AND ")
-                        .push_bind(hi);
+                match q.cache.map(crate::CacheFilter::stored) {
+                    Some(Some(status)) => {
+                        qb.push(" AND r.cache_status = ").push_bind(status);
+                    }
+                    Some(None) => {
+                        qb.push(" AND r.cache_status IS NULL");
+                    }
+                    None => {}
                 }
-                if let Some(id) = q.before_id {
-                    qb.push(" AND id < ").push_bind(id.to_string());
+                if let Some(cursor) = q.before_id {
+                    // After the cursor's record in (ts_ms, id) order; a cursor whose record is
+                    // gone continues from the time its UUIDv7 holds.
+                    let id = cursor.to_string();
+                    let fallback = uuid_ms(&cursor).unwrap_or(i64::MAX);
+                    let cursor_ts = |qb: &mut QueryBuilder<'_, $db>| {
+                        qb.push("COALESCE((SELECT c.ts_ms FROM request_logs c WHERE c.id = ")
+                            .push_bind(id.clone())
+                            .push("), ")
+                            .push_bind(fallback)
+                            .push(")");
+                    };
+                    qb.push(format_args!(" AND {t}.ts_ms <= "));
+                    cursor_ts(&mut qb);
+                    qb.push(format_args!(" AND ({t}.ts_ms < "));
+                    cursor_ts(&mut qb);
+                    qb.push(format_args!(" OR {t}.id < "))
+                        .push_bind(id.clone())
+                        .push(")");
                 }
-                qb.push(" ORDER BY id DESC LIMIT ")
+                qb.push(format_args!(" ORDER BY {t}.ts_ms DESC, {t}.id DESC LIMIT "))
                     .push_bind(i64::from(q.limit.clamp(1, 1000)));
-                let rows: Vec<LogRow> = qb.build_query_as().fetch_all(&self.pool).await?;
+                // Not kept prepared: PostgreSQL then plans each read for its own values (a
+                // generic plan would treat a rare value like a common one, or the reverse).
+                let rows: Vec<LogRow> = qb
+                    .build_query_as()
+                    .persistent(false)
+                    .fetch_all(&self.pool)
+                    .await?;
                 Ok(rows
                     .into_iter()
                     .map(|r| r.into_record($store::loaded))
                     .collect())
+            }
+
+            async fn record(&self, id: Uuid) -> Result<Option<LogRecord>, StoreError> {
+                let mut qb: QueryBuilder<'_, $db> = QueryBuilder::new("SELECT ");
+                qb.push(COLUMNS)
+                    .push(" FROM request_logs WHERE id = ")
+                    .push_bind(id.to_string());
+                let row: Option<LogRow> = qb.build_query_as().fetch_optional(&self.pool).await?;
+                Ok(row.map(|r| r.into_record($store::loaded)))
             }
 
             async fn ping(&self) -> Result<(), StoreError> {

@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use portcullis_store::{
-    LogQuery, LogRecord, LogStore, LogWriter, PostgresStore, SettingsStore, SqliteStore,
-    StatusFilter, StoreError, WriterConfig,
+    CacheFilter, LogQuery, LogRecord, LogStore, LogWriter, PostgresStore, SettingsStore,
+    SqliteStore, StatusFilter, StoreError, WriterConfig,
 };
 use portcullis_test_support::postgres::fresh_schema_url;
 use uuid::Uuid;
@@ -99,13 +99,22 @@ async fn exercise_log_store(store: Arc<dyn LogStore>) {
 
     let by_requested = store
         .query(&LogQuery {
-            model: Some("openai/gpt-4o-mini".into()),
+            requested_model: Some("openai/gpt-4o-mini".into()),
             limit: 1000,
             ..LogQuery::default()
         })
         .await
         .unwrap();
     assert_eq!(by_requested.len(), 100);
+    let served_only = store
+        .query(&LogQuery {
+            model: Some("openai/gpt-4o-mini".into()),
+            limit: 1000,
+            ..LogQuery::default()
+        })
+        .await
+        .unwrap();
+    assert!(served_only.is_empty(), "`model` is the served model only");
 
     // Keyset pagination visits every record exactly once.
     let mut seen = Vec::new();
@@ -129,6 +138,255 @@ async fn exercise_log_store(store: Arc<dyn LogStore>) {
     let mut want: Vec<Uuid> = records.iter().map(|r| r.id).collect();
     want.sort();
     assert_eq!(seen, want);
+}
+
+/// 60 records a millisecond apart, each filter matching a known subset; ids made at the
+/// records' times, as the gateway's are.
+fn filter_records() -> Vec<LogRecord> {
+    const T: i64 = 1_700_000_000_000;
+    (0..60i64)
+        .map(|i| {
+            let id = uuid::Builder::from_unix_timestamp_millis(
+                u64::try_from(T + i).unwrap(),
+                &[u8::try_from(i).unwrap(); 10],
+            )
+            .into_uuid();
+            let mut r = LogRecord::new(id, T + i, "chat_completions", "openai");
+            r.model = Some(Arc::from(if i % 2 == 0 { "gpt-4o" } else { "gpt-4o-mini" }));
+            r.requested_model = Some(if i % 3 == 0 { "fast" } else { "gpt-4o" }.to_owned());
+            r.status = match i % 10 {
+                0 => 429,
+                1 => 502,
+                2 => 503,
+                _ => 200,
+            };
+            r.cache_status = match i % 4 {
+                0 => None,
+                1 => Some("HIT"),
+                2 => Some("MISS"),
+                _ => Some("BYPASS"),
+            };
+            r.metadata = match i % 5 {
+                0 => Some(format!(
+                    r#"{{"env":"prod","ticket":{i},"ok":true,"gone":null}}"#
+                )),
+                1 => Some(r#"{"env":"dev","nested":{"env":"prod"}}"#.to_owned()),
+                2 => Some(format!(r#"{{"long":"{}"}}"#, "x".repeat(300))),
+                3 => Some("not json".to_owned()),
+                _ => None,
+            };
+            r
+        })
+        .collect()
+}
+
+async fn ids(store: &dyn LogStore, q: LogQuery) -> Vec<Uuid> {
+    store
+        .query(&LogQuery { limit: 1000, ..q })
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.id)
+        .collect()
+}
+
+/// The ids of `records` matching `keep`, newest first.
+fn expected(records: &[LogRecord], keep: impl Fn(&LogRecord) -> bool) -> Vec<Uuid> {
+    records
+        .iter()
+        .rev()
+        .filter(|r| keep(r))
+        .map(|r| r.id)
+        .collect()
+}
+
+async fn exercise_filters(store: Arc<dyn LogStore>) {
+    let records = filter_records();
+    // Written in two batches, the second one twice (a retried write adds nothing).
+    store.append(&records[..25]).await.unwrap();
+    store.append(&records[25..]).await.unwrap();
+    store.append(&records[25..]).await.unwrap();
+    let s = store.as_ref();
+    let q = LogQuery::default;
+
+    assert_eq!(
+        ids(
+            s,
+            LogQuery {
+                model: Some("gpt-4o".into()),
+                ..q()
+            }
+        )
+        .await,
+        expected(&records, |r| r.model.as_deref() == Some("gpt-4o"))
+    );
+    let fast = ids(
+        s,
+        LogQuery {
+            requested_model: Some("fast".into()),
+            ..q()
+        },
+    )
+    .await;
+    assert_eq!(fast.len(), 20);
+    assert_eq!(
+        fast,
+        expected(&records, |r| r.requested_model.as_deref() == Some("fast"))
+    );
+
+    for (filter, want) in [
+        (CacheFilter::Hit, Some("HIT")),
+        (CacheFilter::Miss, Some("MISS")),
+        (CacheFilter::Bypass, Some("BYPASS")),
+        (CacheFilter::None, None),
+    ] {
+        let got = ids(
+            s,
+            LogQuery {
+                cache: Some(filter),
+                ..q()
+            },
+        )
+        .await;
+        assert_eq!(got.len(), 15, "{filter:?}");
+        assert_eq!(got, expected(&records, |r| r.cache_status == want));
+    }
+
+    assert_eq!(
+        ids(
+            s,
+            LogQuery {
+                status: StatusFilter::parse("5xx"),
+                ..q()
+            }
+        )
+        .await,
+        expected(&records, |r| r.status >= 500)
+    );
+    assert_eq!(
+        ids(
+            s,
+            LogQuery {
+                status: StatusFilter::parse("429"),
+                ..q()
+            }
+        )
+        .await,
+        expected(&records, |r| r.status == 429)
+    );
+    assert!(
+        ids(
+            s,
+            LogQuery {
+                status: StatusFilter::parse("201"),
+                ..q()
+            }
+        )
+        .await
+        .is_empty()
+    );
+
+    let meta = |k: &str, v: &str| LogQuery {
+        metadata: Some((k.to_owned(), v.to_owned())),
+        ..q()
+    };
+    let prod = ids(s, meta("env", "prod")).await;
+    assert_eq!(
+        prod.len(),
+        12,
+        "only top-level keys: the nested env is not one"
+    );
+    assert_eq!(prod, expected(&records, |r| r.ts_ms % 5 == 0));
+    assert_eq!(ids(s, meta("env", "dev")).await.len(), 12);
+    // Numbers and booleans as their JSON text; null, long values and non-JSON are not found.
+    assert_eq!(
+        ids(s, meta("ticket", "35")).await,
+        vec![records[35].id],
+        "a number is found by its JSON text"
+    );
+    assert_eq!(ids(s, meta("ok", "true")).await.len(), 12);
+    assert!(ids(s, meta("gone", "null")).await.is_empty());
+    assert!(ids(s, meta("long", &"x".repeat(300))).await.is_empty());
+    assert!(ids(s, meta("env", "staging")).await.is_empty());
+    // Combined with other filters and a time range.
+    assert_eq!(
+        ids(
+            s,
+            LogQuery {
+                model: Some("gpt-4o".into()),
+                since_ms: Some(records[20].ts_ms),
+                until_ms: Some(records[50].ts_ms),
+                ..meta("env", "prod")
+            }
+        )
+        .await,
+        expected(&records, |r| r.ts_ms % 10 == 0
+            && r.ts_ms >= records[20].ts_ms
+            && r.ts_ms < records[50].ts_ms)
+    );
+
+    // Keyset pages, filtered and not, visit every match once, newest first.
+    for filter in [
+        q(),
+        meta("env", "prod"),
+        LogQuery {
+            cache: Some(CacheFilter::Hit),
+            ..q()
+        },
+    ] {
+        let want = ids(s, filter.clone()).await;
+        let mut seen = Vec::new();
+        let mut cursor = None;
+        loop {
+            let page = s
+                .query(&LogQuery {
+                    before_id: cursor,
+                    limit: 7,
+                    ..filter.clone()
+                })
+                .await
+                .unwrap();
+            let Some(last) = page.last() else { break };
+            cursor = Some(last.id);
+            seen.extend(page.iter().map(|r| r.id));
+        }
+        assert_eq!(seen, want);
+    }
+    // A cursor whose record is not stored continues from the time its id holds.
+    let ghost = uuid::Builder::from_unix_timestamp_millis(
+        u64::try_from(records[30].ts_ms).unwrap(),
+        &[0xff; 10],
+    )
+    .into_uuid();
+    assert_eq!(
+        ids(
+            s,
+            LogQuery {
+                before_id: Some(ghost),
+                ..q()
+            }
+        )
+        .await,
+        expected(&records, |r| r.ts_ms <= records[30].ts_ms)
+    );
+
+    // One record by id.
+    assert_eq!(
+        s.record(records[7].id).await.unwrap().as_ref(),
+        Some(&records[7])
+    );
+    assert_eq!(s.record(Uuid::now_v7()).await.unwrap(), None);
+}
+
+#[tokio::test]
+async fn sqlite_log_filters() {
+    let (s, _dir) = sqlite().await;
+    exercise_filters(s).await;
+}
+
+#[tokio::test]
+async fn postgres_log_filters() {
+    exercise_filters(postgres().await).await;
 }
 
 async fn exercise_settings(store: Arc<dyn SettingsStore>) {
@@ -283,6 +541,9 @@ impl LogStore for Flaky {
     async fn query(&self, q: &LogQuery) -> Result<Vec<LogRecord>, StoreError> {
         self.inner.query(q).await
     }
+    async fn record(&self, id: Uuid) -> Result<Option<LogRecord>, StoreError> {
+        self.inner.record(id).await
+    }
     async fn ping(&self) -> Result<(), StoreError> {
         self.inner.ping().await
     }
@@ -324,7 +585,8 @@ async fn failed_writes_are_retried_then_counted() {
 fn record_with_nul(ts_ms: i64) -> LogRecord {
     let mut r = record(ts_ms, "gpt\0-4o", "open\0ai", 200);
     r.requested_model = Some("a\0b%00\u{FDD0}c".to_owned());
-    r.metadata = Some("{\"k\":\"v\0\"}".to_owned());
+    // A JSON escape of NUL: the metadata filter decodes it.
+    r.metadata = Some(r#"{"k":"v\u0000"}"#.to_owned());
     r.request_body = Some("{\"messages\":[\"\0\"]}".to_owned());
     r.response_body = Some("\u{FDD0}starts with the mark".to_owned());
     r.error_message = Some("model `a\0b` not found".to_owned());
@@ -357,8 +619,10 @@ async fn exercise_nul_round_trip(store: Arc<dyn LogStore>) {
     // Filters match the values as the caller wrote them.
     let by_model = store
         .query(&LogQuery {
-            model: Some("a\0b%00\u{FDD0}c".to_owned()),
+            requested_model: Some("a\0b%00\u{FDD0}c".to_owned()),
+            model: Some("gpt\0-4o".to_owned()),
             team: Some("t\0".to_owned()),
+            metadata: Some(("k".to_owned(), "v\0".to_owned())),
             limit: 10,
             ..LogQuery::default()
         })
@@ -425,6 +689,9 @@ impl LogStore for Picky {
     }
     async fn query(&self, q: &LogQuery) -> Result<Vec<LogRecord>, StoreError> {
         self.inner.query(q).await
+    }
+    async fn record(&self, id: Uuid) -> Result<Option<LogRecord>, StoreError> {
+        self.inner.record(id).await
     }
     async fn ping(&self) -> Result<(), StoreError> {
         self.inner.ping().await
