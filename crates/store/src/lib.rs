@@ -6,7 +6,8 @@
 //! - [`sql`]: both SQL backends, with embedded migrations;
 //! - [`escape`]: text PostgreSQL cannot hold (NUL), stored reversibly;
 //! - [`writer`]: the bounded, batching, asynchronous request-log writer;
-//! - [`usage`]: usage analytics and spend totals over the request log ([`UsageStore`]);
+//! - [`usage`]: usage analytics and spend totals over the request log ([`UsageStore`]), read
+//!   from hourly and daily rollups (`rollup`) the log writer keeps;
 //! - [`semantic`]: the semantic response cache table ([`SemanticStore`]);
 //! - [`tenancy`]: teams, users, service accounts, virtual keys, provider credentials
 //!   ([`TenancyStore`]);
@@ -32,6 +33,7 @@ pub mod mcp_pins;
 pub mod oauth;
 pub mod record;
 pub mod responses;
+mod rollup;
 pub mod semantic;
 pub mod sql;
 pub mod tenancy;

@@ -186,6 +186,7 @@ macro_rules! sql_store {
         impl LogStore for $store {
             async fn append(&self, batch: &[LogRecord]) -> Result<(), StoreError> {
                 let mut tx = self.pool.begin().await?;
+                let mut fresh: Vec<&LogRecord> = Vec::with_capacity(batch.len());
                 for chunk in batch.chunks(ROWS_PER_INSERT) {
                     let mut qb: QueryBuilder<'_, $db> =
                         QueryBuilder::new("INSERT INTO request_logs (");
@@ -230,9 +231,19 @@ macro_rules! sql_store {
                     });
                     // Re-delivered batches (a retry after a commit whose answer was lost)
                     // must not fail on the primary key.
-                    qb.push(" ON CONFLICT (id) DO NOTHING");
-                    qb.build().persistent(true).execute(&mut *tx).await?;
+                    qb.push(" ON CONFLICT (id) DO NOTHING RETURNING id");
+                    let stored: Vec<(String,)> =
+                        qb.build_query_as().persistent(true).fetch_all(&mut *tx).await?;
+                    // Only records stored now are added to the usage rollups.
+                    if stored.len() == chunk.len() {
+                        fresh.extend(chunk);
+                    } else {
+                        let stored: std::collections::HashSet<String> =
+                            stored.into_iter().map(|(id,)| id).collect();
+                        fresh.extend(chunk.iter().filter(|r| stored.contains(&r.id.to_string())));
+                    }
                 }
+                $store::add_to_rollups(&mut tx, &fresh).await?;
                 // The metadata a record can be found by (`GET /admin/logs?metadata.k=v`), in
                 // the same transaction as the record.
                 let mut pairs = Vec::new();

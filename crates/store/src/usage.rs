@@ -8,11 +8,19 @@
 //! each group ordered by latency and the group's `COUNT(*)` (SQLite has no percentile
 //! functions). Time buckets are UTC, aligned to whole minutes, hours or days since the Unix
 //! epoch. Time ranges are half-open: `since ≤ ts < until`.
+//!
+//! A query over at least a whole hour, grouped and filtered by at most one dimension, with an
+//! interval of an hour or a day (or none), is answered from the hourly and daily rollups
+//! (`rollup`) and the request log's records in the partial hours at its ends, unless its whole
+//! hours hold at most `rollup::EXACT_UP_TO` (10,000) requests. Counts, tokens and
+//! cost are the same either way; its latency percentiles are then read from a histogram,
+//! within 12.5% of the exact values.
 
 use async_trait::async_trait;
 use sqlx::QueryBuilder;
 
 use crate::StoreError;
+use crate::rollup;
 use crate::sql::{PostgresStore, SqliteStore};
 
 /// A request-log column usage can be grouped, filtered or scoped by.
@@ -74,7 +82,7 @@ impl Dimension {
     }
 
     /// The `request_logs` column holding it.
-    fn column(self) -> &'static str {
+    pub(crate) fn column(self) -> &'static str {
         match self {
             Dimension::Provider => "provider",
             Dimension::Model => "model",
@@ -346,7 +354,7 @@ impl UsageSqlRow {
 
 /// Orders rows by bucket, then group by bytes with empty groups last — the same on every
 /// database, whatever its collation and NULL ordering.
-fn sort_rows(rows: &mut [UsageRow]) {
+pub(crate) fn sort_rows(rows: &mut [UsageRow]) {
     rows.sort_by(|a, b| {
         a.bucket_start_ms
             .cmp(&b.bucket_start_ms)
@@ -382,7 +390,7 @@ const MEASURES: &str = "status, latency_us, input_tokens, output_tokens, cached_
 macro_rules! usage_store {
     ($store:ty, $db:ty) => {
         impl $store {
-            fn push_filters<'q>(
+            pub(crate) fn push_filters<'q>(
                 qb: &mut QueryBuilder<'q, $db>,
                 group_by: Option<Dimension>,
                 filters: &'q [(Dimension, String)],
@@ -398,11 +406,12 @@ macro_rules! usage_store {
                     qb.push(" AND endpoint = ").push_bind(endpoint);
                 }
             }
-        }
 
-        #[async_trait]
-        impl UsageStore for $store {
-            async fn usage(&self, q: &UsageQuery) -> Result<Vec<UsageRow>, StoreError> {
+            /// The usage `q` asks for, from the request log alone: percentiles exact.
+            pub(crate) async fn usage_exact(
+                &self,
+                q: &UsageQuery,
+            ) -> Result<Vec<UsageRow>, StoreError> {
                 let group = q.group_by.map_or("CAST(NULL AS TEXT)", Dimension::column);
                 let mut qb: QueryBuilder<'_, $db> = QueryBuilder::new("WITH base AS (SELECT ");
                 qb.push(group).push(" AS grp, ");
@@ -438,6 +447,20 @@ macro_rules! usage_store {
                     .collect();
                 sort_rows(&mut rows);
                 Ok(rows)
+            }
+        }
+
+        #[async_trait]
+        impl UsageStore for $store {
+            async fn usage(&self, q: &UsageQuery) -> Result<Vec<UsageRow>, StoreError> {
+                if let Some(plan) = rollup::plan(q)
+                    && let Some(rows) = self
+                        .usage_from_rollups(q, &plan, rollup::EXACT_UP_TO)
+                        .await?
+                {
+                    return Ok(rows);
+                }
+                self.usage_exact(q).await
             }
 
             async fn spent_since(
