@@ -22,12 +22,16 @@
 //! `portcullis-bench guardrails` ([`guardrails`]) runs the indirect-prompt-injection scenario
 //! set through the gateway, with and without tool policies, and reports how many attacks get
 //! through.
+//!
+//! `portcullis-bench logs` ([`logs`]) seeds a request log of a million records on SQLite and
+//! PostgreSQL and times the admin API's log reads on it, unfiltered and with each filter.
 
 #![allow(clippy::print_stdout)]
 
 mod floor;
 mod guardrails;
 mod load;
+mod logs;
 mod memory;
 mod policy_cost;
 mod procfs;
@@ -80,7 +84,8 @@ fn usage() -> ! {
          \x20      portcullis-bench load ADDR PATH KEY MODEL [--concurrency N] [--duration SECS] [--stream]\n\
          \x20      portcullis-bench memory [--help for its options]\n\
          \x20      portcullis-bench floor UPSTREAM_ADDR...\n\
-         \x20      portcullis-bench guardrails [--cases N] [--gateway-bin PATH] [... see its README section]"
+         \x20      portcullis-bench guardrails [--cases N] [--gateway-bin PATH] [... see its README section]\n\
+         \x20      portcullis-bench logs [--gateway-bin PATH] [--database URL]... [--records N] [--reps N] [--writer N]"
     );
     std::process::exit(2)
 }
@@ -222,6 +227,7 @@ fn parse_args() -> Args {
         Some("memory") => std::process::exit(memory_only(args)),
         Some("floor") => std::process::exit(floor_only(args)),
         Some("guardrails") => std::process::exit(guardrails::main(args)),
+        Some("logs") => std::process::exit(logs::main(args)),
         _ => usage(),
     }
     let mut a = Args {
