@@ -1,10 +1,15 @@
 //! The admin API (`/admin/…`): JSON, for the master key or an admin identity only.
 //!
 //! - `GET /admin/logs` — the request log, newest first, with filters `since`, `until` (RFC 3339
-//!   or Unix milliseconds), `model`, `provider`, `route`, `status` (`429` or `5xx`), `subject`,
-//!   `user`, `team`, `key`, `endpoint` (`chat_completions`, `messages`, `embeddings`, `mcp`),
-//!   `server` and `tool` (MCP requests only),
+//!   or Unix milliseconds), `model` (the served model), `requested_model` (the name the caller
+//!   sent), `provider`, `route`, `status` (`429` or `5xx`), `cache` (`hit`, `miss`, `bypass`, or
+//!   `none`: no cache consulted), `metadata.<key>` (records whose `x-portcullis-metadata` holds
+//!   that key with that value — a number or boolean as its JSON text; one such filter at a
+//!   time), `subject`, `user`, `team`, `key`, `endpoint` (`chat_completions`, `messages`,
+//!   `embeddings`, `mcp`), `server` and `tool` (MCP requests only),
 //!   `limit` (default 100, at most 1000) and `cursor` (the previous page's `next_cursor`).
+//! - `GET /admin/logs/{id}` — one record by its request id (`x-portcullis-request-id`); 404 when
+//!   there is none, or when a viewer asks for another team's.
 //! - `GET /admin/usage` — usage analytics computed in the database: requests, errors, tokens,
 //!   cost, cache hits and latency percentiles over `since`..`until` (default: the last 24
 //!   hours), optionally per `group_by` (`provider`, `model`, `route`, `key`, `user`, `team`,
@@ -23,7 +28,8 @@ use http::{HeaderMap, StatusCode};
 use portcullis_core::{AccessRole, Dialect, ErrorKind, GatewayError};
 use portcullis_identity::Principal;
 use portcullis_store::{
-    Dimension, Interval, LogQuery, LogRecord, StatusFilter, UsageQuery, UsageRow, UsageStats,
+    CacheFilter, Dimension, Interval, LogQuery, LogRecord, StatusFilter, UsageQuery, UsageRow,
+    UsageStats,
 };
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -372,6 +378,13 @@ fn log_query(params: &HashMap<String, String>) -> Result<LogQuery, GatewayError>
             "since" => q.since_ms = Some(parse_time(k, v)?),
             "until" => q.until_ms = Some(parse_time(k, v)?),
             "model" => q.model = Some(text(k, v)?),
+            "requested_model" => q.requested_model = Some(text(k, v)?),
+            "cache" => {
+                q.cache = Some(
+                    CacheFilter::parse(v)
+                        .ok_or_else(|| bad(k, "expected hit, miss, bypass or none"))?,
+                )
+            }
             "provider" => q.provider = Some(text(k, v)?),
             "route" => q.route = Some(text(k, v)?),
             "subject" => q.subject = Some(text(k, v)?),
@@ -399,7 +412,17 @@ fn log_query(params: &HashMap<String, String>) -> Result<LogQuery, GatewayError>
                     Uuid::parse_str(v).map_err(|_| bad(k, "not a cursor from a previous page"))?,
                 )
             }
-            other => return Err(bad(other, "unknown parameter")),
+            other => match other.strip_prefix("metadata.") {
+                Some("") => return Err(bad(other, "name a metadata key: `metadata.<key>`")),
+                Some(key) => {
+                    if q.metadata.is_some() {
+                        return Err(bad(other, "only one metadata filter at a time"));
+                    }
+                    check_text(other, key)?;
+                    q.metadata = Some((key.to_owned(), text(other, v)?));
+                }
+                None => return Err(bad(other, "unknown parameter")),
+            },
         }
     }
     Ok(q)
@@ -520,6 +543,54 @@ pub async fn logs(
             q.team = viewer_team;
         }
         log_page(&state, q).await
+    }
+    .await;
+    match result {
+        Ok(body) => respond::json(StatusCode::OK, body, &id),
+        Err(e) => respond::error(Dialect::OpenAi, &e, &id),
+    }
+}
+
+/// `GET /admin/logs/{id}`: one record. A viewer sees only its own teams' records; another's is
+/// a 404, as an unknown id is.
+pub async fn log(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    AdminPath(raw): AdminPath<String>,
+) -> Response {
+    let id = Uuid::now_v7();
+    let result = async {
+        let who = state.auth.authenticate(&headers).await?;
+        let identity = &who.identity;
+        let viewer_teams = if identity.is_admin() && identity.has_scope("admin") {
+            None
+        } else if identity.role == AccessRole::Viewer {
+            Some(&identity.teams)
+        } else {
+            return Err(forbidden_admin());
+        };
+        let wanted = Uuid::parse_str(&raw).map_err(|_| bad("id", "not a request id"))?;
+        let not_found = || {
+            GatewayError::new(
+                ErrorKind::NotFound,
+                format!("No request log record with id `{wanted}`"),
+            )
+            .with_code("not_found")
+        };
+        let record = state
+            .stores
+            .logs
+            .record(wanted)
+            .await
+            .map_err(|e| store_unavailable("reading the request log", &e))?
+            .ok_or_else(not_found)?;
+        if let Some(teams) = viewer_teams
+            && !record.team.as_ref().is_some_and(|t| teams.contains(t))
+        {
+            return Err(not_found());
+        }
+        serde_json::to_vec(&LogView::of(&record))
+            .map_err(|e| GatewayError::internal(format!("encoding the log failed: {e}")))
     }
     .await;
     match result {

@@ -413,6 +413,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/admin/audit", get(audit::list))
         .route("/admin/audit/export", get(audit::export))
         .route("/admin/logs", get(admin::logs))
+        .route("/admin/logs/{id}", get(admin::log))
         .route("/admin/usage", get(admin::usage))
         .route("/admin/circuit-breakers", get(breakers::list))
         .route(

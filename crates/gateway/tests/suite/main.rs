@@ -28,6 +28,7 @@ mod injection;
 mod layering;
 mod lifecycle;
 mod limits;
+mod log_filters;
 mod logging;
 mod mcp;
 mod mcp_access;
