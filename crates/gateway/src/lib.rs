@@ -499,7 +499,9 @@ pub fn router(state: Arc<AppState>) -> Router {
         )
         .route(
             "/admin/keys/{id}",
-            get(tenancy::get_key).delete(tenancy::revoke_key),
+            get(tenancy::get_key)
+                .patch(tenancy::patch_key)
+                .delete(tenancy::revoke_key),
         )
         .route("/admin/keys/{id}/rotate", post(tenancy::rotate_key))
         .route(

@@ -10,6 +10,7 @@
 //! | `POST/GET /admin/service-accounts`, `DELETE /admin/service-accounts/{id}` | machine identities |
 //! | `POST /admin/service-accounts/{id}/clients` | OAuth client credentials for one |
 //! | `POST/GET /admin/keys`, `GET/DELETE /admin/keys/{id}`, `POST /admin/keys/{id}/rotate` | virtual keys |
+//! | `PATCH /admin/keys/{id}` | a live key's name, models, limits, budget, expiry, controls, metadata and tool lists (validated as at creation; `null` clears) |
 //! | `POST/GET /admin/provider-keys`, `DELETE /admin/provider-keys/{id}` | the provider-key vault |
 //!
 //! Secrets appear exactly once: in the answer that creates (or rotates) a virtual key. Password
@@ -23,7 +24,8 @@ use axum::response::Response;
 use http::{HeaderMap, HeaderValue, StatusCode};
 use portcullis_core::{AccessRole, GatewayError};
 use portcullis_identity::{
-    Directory, KeyBudget, KeyControls, KeyLimits, ManageError, NewCredential, NewKey, NewUser,
+    Directory, KeyBudget, KeyControls, KeyLimits, KeyUpdate, ManageError, NewCredential, NewKey,
+    NewUser,
 };
 use portcullis_providers::Secret;
 use portcullis_store::tenancy::{
@@ -807,6 +809,96 @@ pub async fn revoke_key(
             .await
             .map_err(store_failed)?
             .ok_or_else(|| no_such("key", &id))?;
+        Ok(key_view(&key))
+    })
+    .await
+}
+
+/// A member of a `PATCH` body that may be absent (`None`: unchanged), `null` (`Some(None)`:
+/// cleared) or a value.
+fn present<'de, T, D>(d: D) -> Result<Option<Option<T>>, D::Error>
+where
+    T: Deserialize<'de>,
+    D: serde::Deserializer<'de>,
+{
+    Option::<T>::deserialize(d).map(Some)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PatchKey {
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default, deserialize_with = "present")]
+    models: Option<Option<Vec<String>>>,
+    #[serde(default, deserialize_with = "present")]
+    expires_at: Option<Option<String>>,
+    #[serde(default, deserialize_with = "present")]
+    limits: Option<Option<RateLimitsBody>>,
+    #[serde(default, deserialize_with = "present")]
+    budget: Option<Option<KeyBudget>>,
+    #[serde(default, deserialize_with = "present")]
+    controls: Option<Option<KeyControls>>,
+    #[serde(default, deserialize_with = "present")]
+    metadata: Option<Option<Value>>,
+    #[serde(default)]
+    allow_custom_cost: Option<bool>,
+    #[serde(default, deserialize_with = "present")]
+    tools_denied: Option<Option<Vec<String>>>,
+    #[serde(default, deserialize_with = "present")]
+    tools: Option<Option<Vec<String>>>,
+}
+
+/// `PATCH /admin/keys/{id}`: changes a live key's settings. A member left out stays as it is,
+/// `null` clears it (`models: null` allows every model, `expires_at: null` never expires);
+/// `limits` replaces the key's rate limits as a whole, `budget` its budget. Checked as
+/// `POST /admin/keys` checks them; the key's secret, owner and id do not change. `404` for an
+/// unknown or revoked key.
+pub async fn patch_key(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Body,
+) -> Response {
+    admin_json(&state, &headers, StatusCode::OK, || async {
+        let req: PatchKey = parse(&headers, body).await?;
+        if req.name.as_deref().is_some_and(|n| n.trim().is_empty()) {
+            return Err(
+                GatewayError::invalid_request("`name` must have 1 to 200 characters")
+                    .with_param("name"),
+            );
+        }
+        let expires_ms = match req.expires_at {
+            Some(Some(t)) => Some(Some(parse_time("expires_at", &t)?)),
+            Some(None) => Some(None),
+            None => None,
+        };
+        let rate_limits = req.limits.map(|l| {
+            l.map(|l| KeyLimits {
+                requests_per_minute: l.requests_per_minute,
+                tokens_per_minute: l.tokens_per_minute,
+                max_in_flight: l.max_in_flight,
+                budget: None,
+            })
+        });
+        let key = directory(&state)?
+            .update_key(
+                &id,
+                KeyUpdate {
+                    name: req.name,
+                    models: req.models,
+                    rate_limits,
+                    budget: req.budget,
+                    controls: req.controls,
+                    metadata: req.metadata,
+                    expires_ms,
+                    allow_custom_cost: req.allow_custom_cost,
+                    tools_denied: req.tools_denied,
+                    tools: req.tools,
+                },
+            )
+            .await
+            .map_err(manage_error)?;
         Ok(key_view(&key))
     })
     .await

@@ -42,7 +42,9 @@ pub use directory::{
     ResolvedCredential, role_from_claims,
 };
 #[cfg(feature = "runtime")]
-pub use manage::{IssuedKey, KeyBudget, KeyLimits, ManageError, NewCredential, NewKey, NewUser};
+pub use manage::{
+    IssuedKey, KeyBudget, KeyLimits, KeyUpdate, ManageError, NewCredential, NewKey, NewUser,
+};
 #[cfg(feature = "runtime")]
 pub use mcp_access::NewMcpAccess;
 #[cfg(feature = "runtime")]

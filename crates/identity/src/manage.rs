@@ -84,6 +84,33 @@ pub struct IssuedKey {
     pub secret: Secret,
 }
 
+/// Changes to a live key's settings: `None` leaves a field as it is, `Some(None)` clears it
+/// (no model restriction, no limits, no budget, no expiry…). Who the key belongs to (user,
+/// team, service account) does not change: a key for someone else is a new key.
+#[derive(Debug, Clone, Default)]
+pub struct KeyUpdate {
+    /// New display name.
+    pub name: Option<String>,
+    /// Allowed models and routes; `Some(None)` allows all.
+    pub models: Option<Option<Vec<String>>>,
+    /// Rate limits (the budget stays as it is unless `budget` is given).
+    pub rate_limits: Option<Option<KeyLimits>>,
+    /// Spend limit.
+    pub budget: Option<Option<KeyBudget>>,
+    /// Own cache, retry and timeout settings.
+    pub controls: Option<Option<crate::KeyControls>>,
+    /// Free-form JSON object.
+    pub metadata: Option<Option<serde_json::Value>>,
+    /// Expiry, Unix ms.
+    pub expires_ms: Option<Option<i64>>,
+    /// Whether the key's own prices are what its budgets count.
+    pub allow_custom_cost: Option<bool>,
+    /// Tool-name globs whose calls are withheld from the key's answers.
+    pub tools_denied: Option<Option<Vec<String>>>,
+    /// Globs over `<server>__<tool>` naming the MCP tools the key may see and call.
+    pub tools: Option<Option<Vec<String>>>,
+}
+
 /// A user to create.
 #[derive(Debug, Clone, Default)]
 pub struct NewUser {
@@ -393,12 +420,7 @@ impl Directory {
 
     /// Creates a virtual key; the secret is returned once.
     pub async fn create_key(&self, new: NewKey) -> Result<IssuedKey, ManageError> {
-        let name = new.name.trim();
-        if name.is_empty() || name.len() > 200 {
-            return Err(ManageError::Invalid(
-                "`name` must have 1 to 200 characters".into(),
-            ));
-        }
+        let name = check_key_name(&new.name)?;
         let user = match &new.user {
             Some(u) => Some(self.find_user(u).await?),
             None => None,
@@ -431,38 +453,17 @@ impl Directory {
                 )));
             }
         }
-        if let Some(models) = &new.models
-            && models.iter().any(|m| m.trim().is_empty())
-        {
-            return Err(ManageError::Invalid(
-                "`models` entries must not be empty".into(),
-            ));
-        }
-        if let Some(globs) = &new.tools_denied {
-            check_tool_globs("tools_denied", globs)?;
-        }
-        if let Some(globs) = &new.tools {
-            check_tool_globs("tools", globs)?;
-        }
-        if let Some(limits) = &new.limits {
-            limits.validate()?;
-        }
-        if let Some(controls) = &new.controls {
-            controls
-                .resolve()
-                .map_err(|issues| ManageError::Invalid(issues.join("; ")))?;
-        }
-        if let Some(meta) = &new.metadata
-            && !meta.is_object()
-        {
-            return Err(ManageError::Invalid(
-                "`metadata` must be a JSON object".into(),
-            ));
-        }
         let now = now_ms();
-        if new.expires_ms.is_some_and(|t| t <= now) {
-            return Err(ManageError::Invalid("`expires_at` is in the past".into()));
-        }
+        check_key_settings(&KeySettings {
+            models: new.models.as_deref(),
+            tools_denied: new.tools_denied.as_deref(),
+            tools: new.tools.as_deref(),
+            limits: new.limits.as_ref(),
+            controls: new.controls.as_ref(),
+            metadata: new.metadata.as_ref(),
+            expires_ms: new.expires_ms,
+            now_ms: now,
+        })?;
         let issued = keys::generate();
         let record = KeyRecord {
             id: new_id("key"),
@@ -472,24 +473,14 @@ impl Directory {
             team_id: new.team,
             service_account_id: new.service_account,
             models: new.models.map(|m| serde_json::Value::from(m).to_string()),
-            limits: new
-                .limits
-                .as_ref()
-                .and_then(|l| serde_json::to_string(l).ok()),
+            limits: new.limits.as_ref().and_then(stored_limits),
             metadata: new.metadata.map(|m| m.to_string()),
             expires_ms: new.expires_ms,
             revoked_ms: None,
             created_ms: now,
-            controls: new
-                .controls
-                .as_ref()
-                .filter(|c| **c != crate::KeyControls::default())
-                .and_then(|c| serde_json::to_string(c).ok()),
+            controls: new.controls.as_ref().and_then(stored_controls),
             allow_custom_cost: new.allow_custom_cost,
-            tools_denied: new
-                .tools_denied
-                .filter(|globs| !globs.is_empty())
-                .map(|globs| serde_json::Value::from(globs).to_string()),
+            tools_denied: new.tools_denied.and_then(stored_tools_denied),
             // Unlike a deny-list, an empty allow-list means something: no tool at all.
             tools: new
                 .tools
@@ -501,6 +492,104 @@ impl Directory {
             record,
             secret: issued.secret,
         })
+    }
+
+    /// Changes a live key's settings, validated as [`Directory::create_key`] validates them;
+    /// the key's id, secret and bindings stay. Takes effect on this replica at once, on others
+    /// at their next version poll.
+    pub async fn update_key(&self, id: &str, update: KeyUpdate) -> Result<KeyRecord, ManageError> {
+        let Some(mut key) = self
+            .store()
+            .key(id)
+            .await?
+            .filter(|k| k.revoked_ms.is_none())
+        else {
+            return Err(ManageError::NotFound(format!("no live key `{id}`")));
+        };
+        let stored_json = |text: &Option<String>| {
+            text.as_deref()
+                .and_then(|t| serde_json::from_str::<serde_json::Value>(t).ok())
+        };
+        let stored_list = |text: &Option<String>| {
+            text.as_deref()
+                .and_then(|t| serde_json::from_str::<Vec<String>>(t).ok())
+        };
+        let name = match &update.name {
+            Some(n) => check_key_name(n)?.to_owned(),
+            None => key.name.clone(),
+        };
+        let models = match update.models {
+            Some(m) => m,
+            None => stored_list(&key.models),
+        };
+        let old_limits: KeyLimits = key
+            .limits
+            .as_deref()
+            .and_then(|l| serde_json::from_str(l).ok())
+            .unwrap_or_default();
+        let mut limits = match update.rate_limits {
+            Some(Some(l)) => KeyLimits { budget: None, ..l },
+            Some(None) => KeyLimits::default(),
+            None => KeyLimits {
+                budget: None,
+                ..old_limits.clone()
+            },
+        };
+        limits.budget = match update.budget {
+            Some(b) => b,
+            None => old_limits.budget,
+        };
+        let limits = (limits != KeyLimits::default()).then_some(limits);
+        let controls = match update.controls {
+            Some(c) => c,
+            None => key
+                .controls
+                .as_deref()
+                .and_then(|c| serde_json::from_str(c).ok()),
+        };
+        let metadata = match update.metadata {
+            Some(m) => m,
+            None => stored_json(&key.metadata),
+        };
+        let expires_ms = update.expires_ms.unwrap_or(key.expires_ms);
+        let tools_denied = match update.tools_denied {
+            Some(t) => t,
+            None => stored_list(&key.tools_denied),
+        };
+        let tools = match update.tools {
+            Some(t) => t,
+            None => stored_list(&key.tools),
+        };
+        check_key_settings(&KeySettings {
+            models: models.as_deref(),
+            tools_denied: tools_denied.as_deref(),
+            tools: tools.as_deref(),
+            limits: limits.as_ref(),
+            controls: controls.as_ref(),
+            metadata: metadata.as_ref(),
+            // An expiry left as it was may have passed; only a new one must lie ahead.
+            expires_ms: update.expires_ms.flatten(),
+            now_ms: now_ms(),
+        })?;
+        key.name = name;
+        key.models = models.map(|m| serde_json::Value::from(m).to_string());
+        key.limits = limits.as_ref().and_then(stored_limits);
+        key.controls = controls.as_ref().and_then(stored_controls);
+        key.metadata = metadata.map(|m| m.to_string());
+        key.expires_ms = expires_ms;
+        if let Some(allow) = update.allow_custom_cost {
+            key.allow_custom_cost = allow;
+        }
+        key.tools_denied = tools_denied.and_then(stored_tools_denied);
+        key.tools = tools.map(|globs| serde_json::Value::from(globs).to_string());
+        if !self.store().update_key(&key).await? {
+            return Err(ManageError::NotFound(format!("no live key `{id}`")));
+        }
+        self.invalidate().await?;
+        self.store()
+            .key(id)
+            .await?
+            .ok_or_else(|| ManageError::NotFound(format!("no key `{id}`")))
     }
 
     /// Issues a new secret for a key; the old secret keeps working for `grace_ms`.
@@ -612,6 +701,83 @@ impl Directory {
         self.invalidate().await?;
         Ok(())
     }
+}
+
+/// A key's display name, trimmed: 1 to 200 characters.
+fn check_key_name(name: &str) -> Result<&str, ManageError> {
+    let name = name.trim();
+    if name.is_empty() || name.len() > 200 {
+        return Err(ManageError::Invalid(
+            "`name` must have 1 to 200 characters".into(),
+        ));
+    }
+    Ok(name)
+}
+
+/// A key's settings as they will be stored, for [`check_key_settings`].
+struct KeySettings<'a> {
+    models: Option<&'a [String]>,
+    tools_denied: Option<&'a [String]>,
+    tools: Option<&'a [String]>,
+    limits: Option<&'a KeyLimits>,
+    controls: Option<&'a crate::KeyControls>,
+    metadata: Option<&'a serde_json::Value>,
+    /// A new expiry (it must lie after `now_ms`).
+    expires_ms: Option<i64>,
+    now_ms: i64,
+}
+
+/// The checks a key's settings pass, whether the key is created or changed.
+fn check_key_settings(s: &KeySettings<'_>) -> Result<(), ManageError> {
+    if let Some(models) = s.models
+        && models.iter().any(|m| m.trim().is_empty())
+    {
+        return Err(ManageError::Invalid(
+            "`models` entries must not be empty".into(),
+        ));
+    }
+    if let Some(globs) = s.tools_denied {
+        check_tool_globs("tools_denied", globs)?;
+    }
+    if let Some(globs) = s.tools {
+        check_tool_globs("tools", globs)?;
+    }
+    if let Some(limits) = s.limits {
+        limits.validate()?;
+    }
+    if let Some(controls) = s.controls {
+        controls
+            .resolve()
+            .map_err(|issues| ManageError::Invalid(issues.join("; ")))?;
+    }
+    if let Some(meta) = s.metadata
+        && !meta.is_object()
+    {
+        return Err(ManageError::Invalid(
+            "`metadata` must be a JSON object".into(),
+        ));
+    }
+    if s.expires_ms.is_some_and(|t| t <= s.now_ms) {
+        return Err(ManageError::Invalid("`expires_at` is in the past".into()));
+    }
+    Ok(())
+}
+
+/// A key's limits as stored.
+fn stored_limits(limits: &KeyLimits) -> Option<String> {
+    serde_json::to_string(limits).ok()
+}
+
+/// A key's controls as stored: none when they change nothing.
+fn stored_controls(controls: &crate::KeyControls) -> Option<String> {
+    (*controls != crate::KeyControls::default())
+        .then(|| serde_json::to_string(controls).ok())
+        .flatten()
+}
+
+/// A key's deny-list as stored: none when it denies nothing.
+fn stored_tools_denied(globs: Vec<String>) -> Option<String> {
+    (!globs.is_empty()).then(|| serde_json::Value::from(globs).to_string())
 }
 
 /// Each entry of a key's tool-glob list (`field`: `tools_denied` or `tools`) must be a

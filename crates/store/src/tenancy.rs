@@ -273,6 +273,10 @@ pub trait TenancyStore: crate::McpAccessStore + Send + Sync + std::fmt::Debug {
     async fn key_secrets(&self) -> Result<Vec<KeySecret>, StoreError>;
     /// Revokes a key at `now_ms`; `false` when unknown or already revoked.
     async fn revoke_key(&self, id: &str, now_ms: i64) -> Result<bool, StoreError>;
+    /// Writes a live key's settings — name, models, limits, metadata, expiry, controls,
+    /// custom-cost flag and tool lists — from `key` (its id, bindings, prefix and times stay
+    /// as stored); `false` when the key is unknown or revoked.
+    async fn update_key(&self, key: &KeyRecord) -> Result<bool, StoreError>;
     /// Adds a new secret to a key and retires its other live secrets at `old_expires_ms`;
     /// `false` when the key is unknown or revoked.
     async fn rotate_key(
@@ -772,6 +776,25 @@ macro_rules! tenancy_store {
                 )
                 .bind(id)
                 .bind(now_ms);
+                Ok(self.exec_bumped(q).await?.unwrap_or(0) > 0)
+            }
+
+            async fn update_key(&self, key: &KeyRecord) -> Result<bool, StoreError> {
+                let q = sqlx::query(
+                    "UPDATE virtual_keys SET name = $2, models = $3, limits = $4, metadata = $5, \
+                     expires_ms = $6, controls = $7, allow_custom_cost = $8, tools_denied = $9, \
+                     tools = $10 WHERE id = $1 AND revoked_ms IS NULL",
+                )
+                .bind(&key.id)
+                .bind(&key.name)
+                .bind(&key.models)
+                .bind(&key.limits)
+                .bind(&key.metadata)
+                .bind(key.expires_ms)
+                .bind(&key.controls)
+                .bind(key.allow_custom_cost)
+                .bind(&key.tools_denied)
+                .bind(&key.tools);
                 Ok(self.exec_bumped(q).await?.unwrap_or(0) > 0)
             }
 

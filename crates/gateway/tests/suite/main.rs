@@ -25,6 +25,7 @@ mod guardrails;
 mod hostile;
 mod identity;
 mod injection;
+mod key_edits;
 mod layering;
 mod lifecycle;
 mod limits;
