@@ -1,6 +1,7 @@
 //! The authorization endpoint and its browser steps: `GET /oauth/authorize` checks the
 //! request and shows the sign-in form, `POST /oauth/authorize/login` checks the credentials
-//! against the [`Directory`](crate::Directory) and shows the consent page, `POST
+//! against the [`Directory`](crate::Directory) and shows the consent page (the gateway's own
+//! console, [`first_party`](crate::first_party), gets its code without one), `POST
 //! /oauth/authorize/consent` issues the code (or `access_denied`) by redirecting to the
 //! client.
 //!
@@ -29,7 +30,7 @@ use crate::directory::{Principal, StoredPrincipal};
 use crate::register::match_redirect_uri;
 use crate::secrets::{ct_eq, is_s256_challenge, random_token, sha256};
 use crate::server::{ClientError, Inner, now_ms};
-use crate::{pages, upstream};
+use crate::{first_party, pages, upstream};
 use portcullis_core::AccessRole;
 
 /// How long a sign-in or consent form stays valid.
@@ -509,7 +510,7 @@ pub(crate) async fn login(
         Err(e) => return pages::server_error(&e),
     };
     inner.sign_in_throttle.clear(&throttle_key, address).await;
-    consent_page(&inner, &client, pending, principal, username)
+    consent_page(&inner, &client, pending, principal, username).await
 }
 
 /// Continues a request whose user has signed in (elsewhere than the local form) to the
@@ -524,13 +525,13 @@ pub(crate) async fn consent_step(
         Ok(c) => c,
         Err(page) => return page,
     };
-    consent_page(inner, &client, pending, principal, shown_name)
+    consent_page(inner, &client, pending, principal, shown_name).await
 }
 
 /// The consent page for `principal`. The scope is narrowed to what the principal's role
 /// allows (`admin` only for administrators); when nothing is left the client gets
-/// `invalid_scope`.
-fn consent_page(
+/// `invalid_scope`. The gateway's own console asks no consent: its code is issued at once.
+async fn consent_page(
     inner: &Inner,
     client: &ClientRecord,
     pending: Pending,
@@ -538,6 +539,11 @@ fn consent_page(
     shown_name: &str,
 ) -> Response {
     let scope = scope_for_role(&pending.scope, principal.role);
+    if first_party::is_first_party(&client.client_id) {
+        // The console reads the user's role on every request, not the token's scope.
+        let pending = Pending { scope, ..pending };
+        return issue_code(inner, &pending, &principal).await;
+    }
     if scope.is_empty() {
         return redirect_to_client(
             inner,
@@ -619,12 +625,16 @@ pub(crate) async fn consent(
     if let Err(page) = pending_client(&inner, &pending).await {
         return page;
     }
-    let state = pending.state.as_deref();
     match form.decision.as_str() {
         "approve" => {}
         "deny" => return deny_to_client(&inner, &pending, "the user denied the request"),
         _ => return unreadable_form(),
     }
+    issue_code(&inner, &pending, &principal).await
+}
+
+/// Issues the code of an approved request and sends it to the client.
+async fn issue_code(inner: &Inner, pending: &Pending, principal: &Principal) -> Response {
     let code = random_token();
     let now = now_ms();
     let record = CodeRecord {
@@ -648,10 +658,10 @@ pub(crate) async fn consent(
         "OAuth authorization approved"
     );
     redirect_to_client(
-        &inner,
+        inner,
         StatusCode::SEE_OTHER,
         &pending.target,
         &[("code", &code)],
-        state,
+        pending.state.as_deref(),
     )
 }

@@ -16,6 +16,8 @@
 //! - [`config`]: the `oauth:` block ([`OAuthConfig`]);
 //! - [`directory`]: [`Directory`], [`Principal`], [`MemoryDirectory`];
 //! - [`error`]: [`OAuthError`] and the wire errors;
+//! - [`first_party`]: the gateway's own console as a client, signed in without registration
+//!   or consent, its codes redeemed in-process;
 //! - [`keys`]: the signing key, JWKS and [`AccessClaims`];
 //! - `client_metadata`: clients identified by the URL of their metadata document (fetched
 //!   with SSRF guards, cached);
@@ -37,6 +39,8 @@ pub mod config;
 pub mod directory;
 #[cfg(feature = "runtime")]
 pub mod error;
+#[cfg(feature = "runtime")]
+pub mod first_party;
 #[cfg(feature = "runtime")]
 pub mod keys;
 #[cfg(feature = "runtime")]
@@ -65,6 +69,8 @@ pub use config::{ClientMetadataConfig, OAuthConfig, OidcSignInConfig, SignInConf
 pub use directory::{Directory, DirectoryError, MemoryDirectory, Principal};
 #[cfg(feature = "runtime")]
 pub use error::OAuthError;
+#[cfg(feature = "runtime")]
+pub use first_party::{FirstPartyError, FirstPartySignIn, FirstPartyStart};
 #[cfg(feature = "runtime")]
 pub use keys::AccessClaims;
 #[cfg(feature = "runtime")]

@@ -20,6 +20,7 @@ use crate::client_metadata::{ClientDocuments, DocumentError};
 use crate::config::{FAILED_SIGN_IN_WINDOW, OAuthConfig, check_base_url};
 use crate::directory::{Directory, Principal};
 use crate::error::{OAuthError, ProtocolError};
+use crate::first_party::{self, FirstPartyError, FirstPartyKey, FirstPartySignIn, FirstPartyStart};
 use crate::keys::{AccessClaims, Signer};
 use crate::resource::Resources;
 use crate::revocation::Revocations;
@@ -77,6 +78,8 @@ pub(crate) struct Inner {
     pub(crate) default_scopes: Vec<String>,
     pub(crate) signer: Signer,
     pub(crate) sealer: Sealer,
+    /// Derives the PKCE verifiers of the gateway's own client.
+    pub(crate) first_party_key: FirstPartyKey,
     pub(crate) store: Arc<dyn OAuthStore>,
     pub(crate) directory: Arc<dyn Directory>,
     pub(crate) revocations: Revocations,
@@ -212,12 +215,15 @@ impl Inner {
         format!("{}{path}", self.issuer)
     }
 
-    /// The client `client_id` names: a registered one, or the one its metadata document
-    /// describes. `Ok(None)`: no such registered client.
+    /// The client `client_id` names: the gateway's own console, a registered one, or the one
+    /// its metadata document describes. `Ok(None)`: no such registered client.
     pub(crate) async fn client(
         &self,
         client_id: &str,
     ) -> Result<Option<ClientRecord>, ClientError> {
+        if first_party::is_first_party(client_id) {
+            return Ok(Some(first_party::console_client(self)));
+        }
         if self.client_documents.is_document_id(client_id) {
             return Ok(Some(self.client_documents.client(client_id).await?));
         }
@@ -439,6 +445,7 @@ impl OAuthServer {
             audience,
             signer,
             sealer,
+            first_party_key: FirstPartyKey::new(derive_key(signing_secret, "first-party-client")),
             store,
             directory,
             revocations: Revocations::default(),
@@ -543,6 +550,32 @@ impl OAuthServer {
             return Err(OAuthError::TokenRevoked);
         }
         Ok(claims)
+    }
+
+    /// Starts a sign-in of the gateway's own console ([`first_party`](crate::first_party)):
+    /// where to send the browser, and the secret to keep in its cookie until the callback.
+    /// `next` comes back from [`OAuthServer::finish_first_party`] as given.
+    pub fn begin_first_party(&self, next: &str) -> Result<FirstPartyStart, OAuthError> {
+        first_party::begin(&self.inner, next)
+    }
+
+    /// Finishes a console sign-in at its callback: `state` must be intact, unexpired and bound
+    /// to `browser_secret` (the cookie [`OAuthServer::begin_first_party`] asked for), and
+    /// `code` a code issued to the console for it. The code is exchanged in-process; the
+    /// answer holds the access token's claims and the `next` the sign-in began with.
+    pub async fn finish_first_party(
+        &self,
+        state: &str,
+        code: &str,
+        browser_secret: Option<&str>,
+    ) -> Result<FirstPartySignIn, FirstPartyError> {
+        first_party::finish(&self.inner, state, code, browser_secret).await
+    }
+
+    /// The `next` of a console sign-in's `state`, if it is intact and unexpired (to go on with
+    /// after an error response).
+    pub fn first_party_next(&self, state: &str) -> Option<String> {
+        first_party::next_of(&self.inner, state)
     }
 
     /// Creates a confidential client that obtains tokens for the service account

@@ -146,6 +146,11 @@ pub(crate) async fn authenticate_client(
     let Some(client) = client else {
         return Err(ProtocolError::invalid_client("unknown client"));
     };
+    if crate::first_party::is_first_party(&client.client_id) {
+        return Err(ProtocolError::invalid_client(
+            "this client's codes are redeemed by the gateway itself",
+        ));
+    }
     // A public client sending an empty password in Basic credentials sends no secret.
     let secret = secret.filter(|s| !(client.secret_hash.is_none() && s.is_empty()));
     match (&client.secret_hash, secret) {
@@ -221,6 +226,28 @@ async fn exchange(
             format!("grant type `{grant}` is not supported"),
         )),
     }
+}
+
+/// Redeems a code issued to the gateway's own `client` in-process (the token endpoint refuses
+/// that client), under the checks of the `authorization_code` grant; the access token.
+pub(crate) async fn redeem_code(
+    inner: &Inner,
+    client: &ClientRecord,
+    code: &str,
+    verifier: &str,
+    redirect_uri: &str,
+) -> Result<String, ProtocolError> {
+    let form = TokenForm {
+        grant_type: Some("authorization_code".to_owned()),
+        code: Some(code.to_owned()),
+        redirect_uri: Some(redirect_uri.to_owned()),
+        code_verifier: Some(verifier.to_owned()),
+        client_id: Some(client.client_id.clone()),
+        ..TokenForm::default()
+    };
+    authorization_code(inner, client, &form)
+        .await
+        .map(|tokens| tokens.access_token)
 }
 
 fn wants_refresh_tokens(client: &ClientRecord) -> bool {
