@@ -7,6 +7,14 @@
 //! and `hash` included — with its `time` in RFC 3339, the lists it leaves out when empty
 //! (`tools_offered`, `tools_hidden`, `calls`, `approvals`) as `[]`, and `tools_withheld`, the
 //! tools whose calls were withheld or held.
+//!
+//! `POST /admin/audit/verify` checks every stored chain as `portcullis audit verify` does
+//! (`portcullis_store::verify_audit`, reading each chain a page at a time): `{"intact",
+//! "records" (verified in intact chains), "chains", "first_bad_record" (the id of the earliest
+//! bad record, as `GET /admin/audit` shows it, or null), "bad" (each broken chain's first bad
+//! record, with its fault and why)}`. One verification runs at a time on a gateway (another
+//! asked meanwhile is a 409), and one that takes longer than [`VERIFY_TIMEOUT`] is stopped
+//! (503: `portcullis audit verify` has no such limit).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -31,6 +39,60 @@ const DEFAULT_LIMIT: u32 = 100;
 const EXPORT_PAGE: u32 = 500;
 /// JSON Lines.
 const NDJSON: &str = "application/x-ndjson";
+/// How long `POST /admin/audit/verify` may read and check chains.
+pub const VERIFY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(120);
+/// One verification at a time on this gateway.
+static VERIFYING: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(1);
+
+/// `POST /admin/audit/verify`.
+pub async fn verify(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
+    crate::admin::admin_json(&state, &headers, StatusCode::OK, || async {
+        let _running = VERIFYING.try_acquire().map_err(|_| {
+            GatewayError::invalid_request("An audit verification is already running")
+                .with_status(StatusCode::CONFLICT)
+                .with_code("verification_running")
+        })?;
+        let started = std::time::Instant::now();
+        let report = tokio::time::timeout(
+            VERIFY_TIMEOUT,
+            portcullis_store::verify_audit(state.stores.audit.as_ref()),
+        )
+        .await
+        .map_err(|_| {
+            GatewayError::new(
+                portcullis_core::ErrorKind::Unavailable,
+                format!(
+                    "The audit took longer than {} s to verify: run `portcullis audit verify`",
+                    VERIFY_TIMEOUT.as_secs()
+                ),
+            )
+            .with_code("verification_timeout")
+        })?
+        .map_err(|e| store_unavailable("verifying the audit", &e))?;
+        let bad: Vec<Value> = report
+            .bad
+            .iter()
+            .map(|b| {
+                serde_json::json!({
+                    "id": b.id,
+                    "chain": b.chain,
+                    "seq": b.seq,
+                    "fault": b.fault.as_str(),
+                    "reason": b.reason,
+                })
+            })
+            .collect();
+        Ok(serde_json::json!({
+            "intact": report.bad.is_empty(),
+            "records": report.intact.iter().map(|c| c.records).sum::<u64>(),
+            "chains": report.intact.len() + report.bad.len(),
+            "first_bad_record": report.first_bad().map(|b| b.id.clone()),
+            "bad": bad,
+            "elapsed_ms": u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+        }))
+    })
+    .await
+}
 
 /// `GET /admin/audit`.
 pub async fn list(

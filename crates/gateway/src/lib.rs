@@ -17,6 +17,8 @@
 //! | `GET /admin/logs`, `GET /admin/usage` | [`admin`] |
 //! | `GET /admin/approvals`, `GET`/`POST /admin/approvals/{id}` | [`approvals_admin`] (the service: [`approvals`]) |
 //! | `/admin/teams`, `/admin/users`, `/admin/service-accounts`, `/admin/keys`, `/admin/provider-keys`, `GET /admin/openapi.json` | [`tenancy`] |
+//! | `GET /admin/providers`, `GET /admin/routes` (the configuration in force, no secrets) | [`config_admin`] |
+//! | `GET /admin/audit`, `GET /admin/audit/export`, `POST /admin/audit/verify` | [`audit`] |
 //! | `GET /healthz`, `GET /readyz`, `GET /metrics` | [`health`] |
 //!
 //! Supporting modules: [`auth`] (who is calling), [`headers`] (per-request options and
@@ -35,6 +37,7 @@ pub mod breaker_sync;
 pub mod breakers;
 pub mod chat;
 pub mod clock;
+pub mod config_admin;
 pub mod count_tokens;
 pub mod dispatch;
 pub mod embeddings;
@@ -412,10 +415,13 @@ pub fn router(state: Arc<AppState>) -> Router {
         )
         .route("/admin/audit", get(audit::list))
         .route("/admin/audit/export", get(audit::export))
+        .route("/admin/audit/verify", post(audit::verify))
         .route("/admin/logs", get(admin::logs))
         .route("/admin/logs/{id}", get(admin::log))
         .route("/admin/usage", get(admin::usage))
         .route("/admin/circuit-breakers", get(breakers::list))
+        .route("/admin/providers", get(config_admin::providers))
+        .route("/admin/routes", get(config_admin::routes))
         .route(
             "/admin/mcp-servers",
             get(mcp_admin::list).post(mcp_admin::create),

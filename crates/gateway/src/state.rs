@@ -248,6 +248,13 @@ impl AppState {
         self.applied.lock().await.mcp.clone()
     }
 
+    /// Reads the configuration in force (the one the last reload applied) with `f`; a reload
+    /// under way is waited for.
+    pub async fn with_config<T>(&self, f: impl FnOnce(&Config) -> T) -> T {
+        let config = self.applied.lock().await;
+        f(&config)
+    }
+
     /// The MCP servers added through the admin API, as last read (the file's may shadow some).
     pub fn mcp_admin_servers(&self) -> Arc<Vec<portcullis_mcp::ServerSpec>> {
         self.mcp_admin.load_full()

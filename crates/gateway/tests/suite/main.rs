@@ -12,6 +12,7 @@ mod azure;
 mod bad_input;
 mod bedrock;
 mod cache;
+mod config_admin;
 mod cost;
 mod count_tokens;
 mod directory;
