@@ -1,0 +1,121 @@
+// What the Access pages (virtual keys, users, teams, service accounts, provider keys) share:
+// labelled inputs, forms that show their own errors, comma lists, dates as the API takes them
+// and dialogs that show a secret once. Not a page of its own.
+import { h, errorBox, dialog, secretField, toast, ApiError, fmtTime } from '../lib.js';
+
+let seq = 0;
+
+/** An input with a `name` (and an id for its label); `attrs` as h() takes them. */
+export function input(name, attrs = {}) {
+  return h('input', { type: 'text', name, id: `f-${name}-${++seq}`, ...attrs });
+}
+
+/** A labelled control, with an optional hint under it (the control's description). */
+export function labelled(label, control, hint) {
+  const l = h('label', null, label, control);
+  if (!hint) return l;
+  const id = `hint-${++seq}`;
+  control.setAttribute('aria-describedby', id);
+  return h('div', { class: 'field' }, l, h('span', { class: 'hint', id }, hint));
+}
+
+/** A comma (or newline) separated list as an array; null when it names nothing. */
+export function parseList(text) {
+  const items = String(text || '').split(/[,\n]/).map((s) => s.trim()).filter(Boolean);
+  return items.length ? items : null;
+}
+
+/** An array as the comma list an input shows. */
+export const showList = (a) => (Array.isArray(a) ? a.join(', ') : '');
+
+/** A whole number from an input, or null when empty; throws on anything else. */
+export function parseCount(label, text) {
+  const t = String(text || '').trim();
+  if (!t) return null;
+  if (!/^\d+$/.test(t) || Number(t) < 1) throw new Error(`${label} must be a whole number above 0`);
+  return Number(t);
+}
+
+/** The end of a `YYYY-MM-DD` day in the user's time zone, as RFC 3339; null when empty. */
+export function dateToIso(date) {
+  if (!date) return null;
+  const d = new Date(`${date}T23:59:59`);
+  if (Number.isNaN(d.getTime())) throw new Error('The date is not valid');
+  return d.toISOString();
+}
+
+/** An RFC 3339 time as the `YYYY-MM-DD` a date input shows (the user's time zone). */
+export function isoToDate(iso) {
+  if (!iso) return '';
+  const d = new Date(iso);
+  if (Number.isNaN(d.getTime())) return '';
+  const pad = (n) => String(n).padStart(2, '0');
+  return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())}`;
+}
+
+/**
+ * A form that runs `action(form)` on submit: its submit button disabled meanwhile, a failure
+ * shown in the form (errorBox), a success left to `action` (toast, refresh, closing).
+ */
+export function actionForm(attrs, children, action) {
+  const status = h('div', { class: 'form-status', 'aria-live': 'polite' });
+  const form = h('form', { class: 'stack', ...attrs }, status, children);
+  form.addEventListener('submit', async (e) => {
+    e.preventDefault();
+    const buttons = form.querySelectorAll('button[type=submit]');
+    buttons.forEach((b) => { b.disabled = true; });
+    status.replaceChildren();
+    try {
+      await action(form);
+    } catch (err) {
+      if (err && err.name === 'AbortError') return;
+      status.appendChild(errorBox(err));
+    } finally {
+      buttons.forEach((b) => { b.disabled = false; });
+    }
+  });
+  return form;
+}
+
+/** A page heading with buttons at its right. */
+export function heading(text, ...buttons) {
+  return h('div', { class: 'row page-head' }, h('h1', null, text), h('span', { class: 'spacer' }), buttons);
+}
+
+/** A small button. */
+export function smallButton(label, onclick, attrs = {}) {
+  return h('button', { type: 'button', class: 'small' + (attrs.danger ? ' danger' : ''), onclick, 'aria-label': attrs.ariaLabel, disabled: attrs.disabled }, label);
+}
+
+/** Runs a change from a row's button: a toast on success, on failure too. */
+export async function act(fn, okMessage) {
+  try {
+    await fn();
+    if (okMessage) toast(okMessage);
+    return true;
+  } catch (e) {
+    toast(e instanceof ApiError ? `${e.message} (HTTP ${e.status})` : String(e.message || e), 'err');
+    return false;
+  }
+}
+
+/** A dialog that shows a new secret once (`label` names the field), with `extra` below it. */
+export function secretDialog(title, label, secret, extra, onClose) {
+  return dialog(title, h('div', null, secretField(label, secret), extra), { onClose });
+}
+
+/** A ready-to-paste snippet with a copy button. */
+export function snippet(label, text) {
+  const pre = h('pre', { class: 'snippet', 'aria-label': label }, text);
+  const copy = h('button', {
+    type: 'button',
+    onclick: async () => {
+      try { await navigator.clipboard.writeText(text); toast('Copied to the clipboard'); }
+      catch { toast('Select the text and copy it', 'err'); }
+    },
+  }, 'Copy snippet');
+  return h('div', null, h('h3', null, label), pre, copy);
+}
+
+/** A time, or a dash. */
+export const when = (t) => (t ? fmtTime(t) : '—');

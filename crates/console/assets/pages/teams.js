@@ -1,0 +1,108 @@
+// Teams: the list with their members, creating and deleting teams (deleting revokes the
+// team's keys), adding and removing members, and links to each team's requests, overview and
+// keys.
+import { api, h, replace, navigate, link, table, errorBox, title, dialog, confirmAction, toast } from '../lib.js';
+import { input, labelled, actionForm, heading, smallButton, act, when } from './_access.js';
+
+function createDialog(refresh) {
+  const name = input('name', { required: true, autocomplete: 'off' });
+  const id = input('id', { placeholder: 'made from the name', autocomplete: 'off' });
+  let d;
+  const form = actionForm({ 'aria-label': 'Create team' }, [
+    labelled('Name', name),
+    labelled('Team id', id, 'Optional: letters, digits and - _ . @ + : (defaults to the name in lower case).'),
+    h('div', { class: 'row' }, h('button', { type: 'submit', class: 'primary' }, 'Create team')),
+  ], async () => {
+    const body = { name: name.value.trim() };
+    if (id.value.trim()) body.id = id.value.trim();
+    const t = await api('/admin/teams', { method: 'POST', body });
+    d.close();
+    toast(`Team ${t.id} created`);
+    refresh();
+  });
+  d = dialog('Create a team', form);
+  name.focus();
+}
+
+/** The members dialog: remove members, add users (by id or e-mail). */
+function membersDialog(team, members, users, refresh) {
+  const list = h('div');
+  const current = new Set(members);
+  const draw = () => {
+    const rows = [...current].sort().map((m) => ({ id: m }));
+    replace(list, table([
+      { label: 'Member', value: (r) => r.id },
+      {
+        label: 'Actions',
+        value: (r) => smallButton('Remove', async () => {
+          if (await act(() => api(`/admin/teams/${encodeURIComponent(team.id)}/members/${encodeURIComponent(r.id)}`, { method: 'DELETE' }), `${r.id} left ${team.id}`)) {
+            current.delete(r.id);
+            changed = true;
+            draw();
+          }
+        }, { danger: true, ariaLabel: `Remove ${r.id}` }),
+      },
+    ], rows, { empty: 'No member yet.', caption: `Members of ${team.id}` }));
+  };
+  const listId = `users-${team.id}`;
+  const user = input('user', { required: true, list: listId, autocomplete: 'off', placeholder: 'user id or e-mail' });
+  const options = h('datalist', { id: listId }, users.map((u) => h('option', { value: u.id }, u.email || u.id)));
+  let changed = false;
+  const form = actionForm({ 'aria-label': 'Add member' }, [
+    h('div', { class: 'row' }, labelled('User', user), options, h('button', { type: 'submit', class: 'primary' }, 'Add member')),
+  ], async () => {
+    const u = await api(`/admin/teams/${encodeURIComponent(team.id)}/members`, { method: 'POST', body: { user: user.value.trim() } });
+    current.add(u.id);
+    changed = true;
+    user.value = '';
+    toast(`${u.id} joined ${team.id}`);
+    draw();
+  });
+  draw();
+  dialog(`Members of ${team.name}`, h('div', null, list, form), { onClose: () => { if (changed) refresh(); } });
+  user.focus();
+}
+
+async function remove(t, refresh) {
+  if (!await confirmAction('Delete team', `Delete team ${t.id}? Its memberships and provider keys go, and every key bound to it is revoked. This cannot be undone.`, 'Delete')) return;
+  if (await act(() => api('/admin/teams/' + encodeURIComponent(t.id), { method: 'DELETE' }), `Team ${t.id} deleted`)) refresh();
+}
+
+export async function render(main, { signal }) {
+  title('Teams');
+  const refresh = () => navigate(location.pathname + location.search, { replace: true });
+  const results = h('div', null, h('p', { class: 'muted' }, 'Loading…'));
+  replace(main, heading('Teams', h('button', { type: 'button', class: 'primary', onclick: () => createDialog(refresh) }, 'Create team')),
+    h('p', { class: 'muted' }, 'Teams group users, keys and spend. Budgets and limits are set per key (Virtual keys page).'),
+    results);
+  let teams, users;
+  try {
+    [teams, users] = await Promise.all([api('/admin/teams', { signal }), api('/admin/users', { signal })]);
+  } catch (e) {
+    if (e.name === 'AbortError') return;
+    replace(results, errorBox(e));
+    return;
+  }
+  const members = new Map();
+  for (const u of users.data) for (const t of u.teams) {
+    if (!members.has(t)) members.set(t, []);
+    members.get(t).push(u.id);
+  }
+  const of = (t) => members.get(t.id) || [];
+  const enc = encodeURIComponent;
+  const columns = [
+    { label: 'Team', value: (t) => h('span', null, h('strong', null, t.name), t.name !== t.id ? h('span', { class: 'mono muted' }, ' ' + t.id) : null) },
+    { label: 'Members', value: (t) => (of(t).length ? of(t).join(', ') : '—'), wrap: true },
+    { label: 'Created', value: (t) => when(t.created_at) },
+    {
+      label: 'Actions',
+      value: (t) => h('div', { class: 'row-actions' },
+        link('/ui/?team=' + enc(t.id), 'Overview'),
+        link('/ui/logs?team=' + enc(t.id), 'Requests'),
+        link('/ui/keys?team=' + enc(t.id), 'Keys'),
+        smallButton('Members', () => membersDialog(t, of(t), users.data, refresh), { ariaLabel: `Members of ${t.id}` }),
+        smallButton('Delete', () => remove(t, refresh), { danger: true, ariaLabel: `Delete ${t.id}` })),
+    },
+  ];
+  replace(results, table(columns, teams.data, { empty: 'No team yet. Create one with “Create team”.', caption: 'Teams' }));
+}
