@@ -13,6 +13,8 @@ pub enum AuthMethod {
     Jwt,
     /// An access token issued by the gateway's OAuth server.
     OAuth,
+    /// A session of the web console (begun with a user's password or the OAuth sign-in).
+    Console,
 }
 
 impl AuthMethod {
@@ -23,6 +25,7 @@ impl AuthMethod {
             AuthMethod::VirtualKey => "virtual_key",
             AuthMethod::Jwt => "jwt",
             AuthMethod::OAuth => "oauth",
+            AuthMethod::Console => "console",
         }
     }
 }

@@ -96,7 +96,7 @@ pub(crate) async fn require_admin(
     state: &AppState,
     headers: &HeaderMap,
 ) -> Result<Arc<Principal>, GatewayError> {
-    let who = state.auth.authenticate(headers).await?;
+    let who = crate::console::caller(state, headers).await?;
     if who.identity.is_admin() && who.identity.has_scope("admin") {
         Ok(who)
     } else {
@@ -119,7 +119,7 @@ async fn require_reader(
     headers: &HeaderMap,
     requested_team: Option<&str>,
 ) -> Result<Option<String>, GatewayError> {
-    let who = state.auth.authenticate(headers).await?;
+    let who = crate::console::caller(state, headers).await?;
     let identity = &who.identity;
     if identity.is_admin() && identity.has_scope("admin") {
         return Ok(None);
@@ -407,6 +407,13 @@ fn log_query(params: &HashMap<String, String>) -> Result<LogQuery, GatewayError>
                     .filter(|l| (1..=1000).contains(l))
                     .ok_or_else(|| bad(k, "expected a number from 1 to 1000"))?
             }
+            "sort" => {
+                q.costliest_first = match v.as_str() {
+                    "newest" => false,
+                    "cost" => true,
+                    _ => return Err(bad(k, "expected newest or cost")),
+                }
+            }
             "cursor" => {
                 q.before_id = Some(
                     Uuid::parse_str(v).map_err(|_| bad(k, "not a cursor from a previous page"))?,
@@ -424,6 +431,9 @@ fn log_query(params: &HashMap<String, String>) -> Result<LogQuery, GatewayError>
                 None => return Err(bad(other, "unknown parameter")),
             },
         }
+    }
+    if q.costliest_first && q.before_id.is_some() {
+        return Err(bad("cursor", "a list by cost is one page: it takes no cursor"));
     }
     Ok(q)
 }
@@ -471,6 +481,10 @@ async fn log_page(state: &AppState, mut q: LogQuery) -> Result<Vec<u8>, GatewayE
     let mut last: Option<Uuid> = None;
     let mut more = false;
     let mut read = FIRST_LOG_READ.min(limit);
+    if q.costliest_first {
+        // A top list: one read of the page, no cursor.
+        read = limit;
+    }
     loop {
         q.limit = read;
         q.before_id = last.or(q.before_id);
@@ -494,6 +508,9 @@ async fn log_page(state: &AppState, mut q: LogQuery) -> Result<Vec<u8>, GatewayE
             if count == limit || data_bytes >= MAX_LOG_PAGE_BYTES {
                 break;
             }
+        }
+        if q.costliest_first {
+            break;
         }
         if count == limit {
             // A full page always points on, as it always has (the next may be empty).
@@ -560,7 +577,7 @@ pub async fn log(
 ) -> Response {
     let id = Uuid::now_v7();
     let result = async {
-        let who = state.auth.authenticate(&headers).await?;
+        let who = crate::console::caller(&state, &headers).await?;
         let identity = &who.identity;
         let viewer_teams = if identity.is_admin() && identity.has_scope("admin") {
             None

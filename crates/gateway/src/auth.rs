@@ -226,6 +226,22 @@ impl Authenticator {
         }
     }
 
+    /// Whether `presented` is the master key in force (constant-time).
+    pub fn is_master_key(&self, presented: &str) -> bool {
+        self.trust.load().master.matches(presented)
+    }
+
+    /// A fingerprint of the master key in force (hex of a digest of its digest), so that a
+    /// console session can tell it was begun with another master key.
+    pub fn master_fingerprint(&self) -> String {
+        hex::encode(&Sha256::digest(self.trust.load().master.0)[..16])
+    }
+
+    /// The master key's principal.
+    pub fn master_principal(&self) -> Arc<Principal> {
+        self.master.clone()
+    }
+
     /// Resolves the caller of a request, or refuses it: 401 for a missing, unknown, expired
     /// or revoked credential, 403 for a disabled identity or a team it does not belong to.
     pub async fn authenticate(&self, headers: &HeaderMap) -> Result<Arc<Principal>, GatewayError> {
@@ -486,7 +502,7 @@ pub fn auth_error(e: AuthError) -> GatewayError {
 }
 
 /// The credential a request presents: a Bearer token, else `x-api-key`.
-fn credential(headers: &HeaderMap) -> Option<&str> {
+pub(crate) fn credential(headers: &HeaderMap) -> Option<&str> {
     if let Some(v) = headers.get(http::header::AUTHORIZATION)
         && let Ok(s) = v.to_str()
     {

@@ -19,6 +19,7 @@
 //! | `/admin/teams`, `/admin/users`, `/admin/service-accounts`, `/admin/keys`, `/admin/provider-keys`, `GET /admin/openapi.json` | [`tenancy`] |
 //! | `GET /admin/providers`, `GET /admin/routes` (the configuration in force, no secrets) | [`config_admin`] |
 //! | `GET /admin/audit`, `GET /admin/audit/export`, `POST /admin/audit/verify` | [`audit`] |
+//! | `/ui/…` (the web console: pages, sign-in, session; the admin API accepts its session) | [`console`] (files and session rules: `portcullis_console`) |
 //! | `GET /healthz`, `GET /readyz`, `GET /metrics` | [`health`] |
 //!
 //! Supporting modules: [`auth`] (who is calling), [`headers`] (per-request options and
@@ -38,6 +39,7 @@ pub mod breakers;
 pub mod chat;
 pub mod clock;
 pub mod config_admin;
+pub mod console;
 pub mod count_tokens;
 pub mod dispatch;
 pub mod embeddings;
@@ -408,6 +410,69 @@ pub fn router(state: Arc<AppState>) -> Router {
         )
         .route("/v1/models", get(models::list_models))
         .route("/v1/models/{*model}", get(models::get_model))
+        .merge(admin_routes())
+        .merge(console::routes().route_layer(axum::middleware::from_fn(console::csrf_guard)))
+        .route(
+            "/mcp",
+            post(mcp::aggregated)
+                .get(mcp::aggregated)
+                .delete(mcp::aggregated),
+        )
+        .route(
+            "/mcp/{server}",
+            post(mcp::one_server)
+                .get(mcp::one_server)
+                .delete(mcp::one_server),
+        )
+        .route(
+            "/mcp/connect/{server}",
+            get(mcp_connect::connect_page).post(mcp_connect::connect),
+        )
+        .route("/mcp/connect/{server}/callback", get(mcp_connect::callback))
+        .route(
+            "/.well-known/oauth-protected-resource/mcp",
+            get(mcp::resource_metadata),
+        )
+        .route(
+            "/.well-known/oauth-protected-resource/mcp/{server}",
+            get(mcp::server_resource_metadata),
+        )
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .route("/metrics", get(health::metrics))
+        .merge(
+            state
+                .auth
+                .oauth()
+                .map(|o| o.router())
+                .unwrap_or_default()
+                .with_state(()),
+        )
+        // Paths no route takes: a provider's native API (`/{provider}/…`), else 404.
+        .fallback(passthrough::fallback)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::disable())
+        .with_state(state.clone());
+    // `log.access` as the configuration in force says (a reload may turn it on or off).
+    app.layer(axum::middleware::from_fn_with_state(
+        state,
+        |axum::extract::State(state): axum::extract::State<Arc<AppState>>,
+         req: axum::extract::Request,
+         next: axum::middleware::Next| async move {
+            let access = state.access_log();
+            if access.is_off() {
+                return next.run(req).await;
+            }
+            request_log::access_line_for_other_routes(axum::extract::State(access), req, next).await
+        },
+    ))
+}
+
+/// The admin API's routes (`/admin/…`). They accept the console's session as well as keys and
+/// tokens, so a state-changing request that relies on the session passes
+/// [`console::csrf_guard`] first.
+fn admin_routes() -> Router<Arc<AppState>> {
+    Router::new()
         .route("/admin/approvals", get(approvals_admin::list))
         .route(
             "/admin/approvals/{id}",
@@ -523,60 +588,7 @@ pub fn router(state: Arc<AppState>) -> Router {
             "/admin/mcp-tools/{server}/{tool}/approve",
             post(mcp_tools::approve),
         )
-        .route(
-            "/mcp",
-            post(mcp::aggregated)
-                .get(mcp::aggregated)
-                .delete(mcp::aggregated),
-        )
-        .route(
-            "/mcp/{server}",
-            post(mcp::one_server)
-                .get(mcp::one_server)
-                .delete(mcp::one_server),
-        )
-        .route(
-            "/mcp/connect/{server}",
-            get(mcp_connect::connect_page).post(mcp_connect::connect),
-        )
-        .route("/mcp/connect/{server}/callback", get(mcp_connect::callback))
-        .route(
-            "/.well-known/oauth-protected-resource/mcp",
-            get(mcp::resource_metadata),
-        )
-        .route(
-            "/.well-known/oauth-protected-resource/mcp/{server}",
-            get(mcp::server_resource_metadata),
-        )
-        .route("/healthz", get(health::healthz))
-        .route("/readyz", get(health::readyz))
-        .route("/metrics", get(health::metrics))
-        .merge(
-            state
-                .auth
-                .oauth()
-                .map(|o| o.router())
-                .unwrap_or_default()
-                .with_state(()),
-        )
-        // Paths no route takes: a provider's native API (`/{provider}/…`), else 404.
-        .fallback(passthrough::fallback)
-        .method_not_allowed_fallback(method_not_allowed)
-        .layer(DefaultBodyLimit::disable())
-        .with_state(state.clone());
-    // `log.access` as the configuration in force says (a reload may turn it on or off).
-    app.layer(axum::middleware::from_fn_with_state(
-        state,
-        |axum::extract::State(state): axum::extract::State<Arc<AppState>>,
-         req: axum::extract::Request,
-         next: axum::middleware::Next| async move {
-            let access = state.access_log();
-            if access.is_off() {
-                return next.run(req).await;
-            }
-            request_log::access_line_for_other_routes(axum::extract::State(access), req, next).await
-        },
-    ))
+        .route_layer(axum::middleware::from_fn(console::csrf_guard))
 }
 
 async fn method_not_allowed(method: Method, uri: Uri, headers: HeaderMap) -> Response {

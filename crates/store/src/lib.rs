@@ -20,11 +20,13 @@
 //!   [`audit_writer`], the bounded writer that seals records into this process's chain;
 //! - [`approvals`]: tool calls held for an admin's decision ([`ApprovalStore`]);
 //! - [`tool_policies`]: the tool policies added through the admin API ([`ToolPolicyStore`]);
-//! - [`responses`]: the Responses API's stored answers ([`ResponseStore`]).
+//! - [`responses`]: the Responses API's stored answers ([`ResponseStore`]);
+//! - [`console_sessions`]: the web console's sessions ([`ConsoleSessionStore`]).
 
 pub mod approvals;
 pub mod audit;
 pub mod audit_writer;
+pub mod console_sessions;
 pub mod escape;
 pub mod mcp;
 pub mod mcp_access;
@@ -50,6 +52,7 @@ pub use approvals::{
 };
 pub use audit::{AuditQuery, AuditRow, AuditStore, AuditVerification, verify_audit};
 pub use audit_writer::{AuditLost, AuditSink, AuditStats, AuditWriter, AuditWriterConfig};
+pub use console_sessions::{ConsoleSession, ConsoleSessionStore};
 pub use mcp::{McpServerRecord, McpServerStore};
 pub use mcp_access::McpAccessStore;
 pub use mcp_grants::{McpGrantRecord, McpGrantStore};
@@ -171,6 +174,8 @@ pub struct Stores {
     pub tool_policies: Arc<dyn ToolPolicyStore>,
     /// The Responses API's stored answers.
     pub responses: Arc<dyn ResponseStore>,
+    /// The web console's sessions.
+    pub console_sessions: Arc<dyn ConsoleSessionStore>,
     /// `sqlite` or `postgres`.
     pub backend: &'static str,
 }
@@ -192,6 +197,7 @@ pub async fn connect(url: &str, max_connections: u32) -> Result<Stores, StoreErr
             approvals: s.clone(),
             tool_policies: s.clone(),
             responses: s.clone(),
+            console_sessions: s.clone(),
             settings: s,
             backend: "postgres",
         })
@@ -210,6 +216,7 @@ pub async fn connect(url: &str, max_connections: u32) -> Result<Stores, StoreErr
             approvals: s.clone(),
             tool_policies: s.clone(),
             responses: s.clone(),
+            console_sessions: s.clone(),
             settings: s,
             backend: "sqlite",
         })

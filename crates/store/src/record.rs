@@ -263,4 +263,7 @@ pub struct LogQuery {
     pub before_id: Option<Uuid>,
     /// At most this many records.
     pub limit: u32,
+    /// The most expensive priced records first (by `cost_usd`, then newest), one page with
+    /// no cursor; unpriced records are left out. Otherwise newest first.
+    pub costliest_first: bool,
 }

@@ -105,7 +105,7 @@ impl LogRow {
             subject: text(self.subject),
             auth_method: intern(
                 self.auth_method,
-                &["master_key", "virtual_key", "jwt", "oauth"],
+                &["master_key", "virtual_key", "jwt", "oauth", "console"],
             ),
             user: text(self.user_id),
             team: text(self.team_id),
@@ -363,8 +363,16 @@ macro_rules! sql_store {
                         .push_bind(id.clone())
                         .push(")");
                 }
-                qb.push(format_args!(" ORDER BY {t}.ts_ms DESC, {t}.id DESC LIMIT "))
-                    .push_bind(i64::from(q.limit.clamp(1, 1000)));
+                if q.costliest_first {
+                    // The (cost_usd, ts_ms) index is read from the top, time-filtered.
+                    qb.push(format_args!(
+                        " AND r.cost_usd IS NOT NULL ORDER BY r.cost_usd DESC, {t}.ts_ms DESC, \
+                         {t}.id DESC LIMIT "
+                    ));
+                } else {
+                    qb.push(format_args!(" ORDER BY {t}.ts_ms DESC, {t}.id DESC LIMIT "));
+                }
+                qb.push_bind(i64::from(q.limit.clamp(1, 1000)));
                 // Not kept prepared: PostgreSQL then plans each read for its own values (a
                 // generic plan would treat a rare value like a common one, or the reverse).
                 let rows: Vec<LogRow> = qb

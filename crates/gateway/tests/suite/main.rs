@@ -13,6 +13,7 @@ mod bad_input;
 mod bedrock;
 mod cache;
 mod config_admin;
+mod console;
 mod cost;
 mod count_tokens;
 mod directory;

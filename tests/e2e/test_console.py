@@ -1,0 +1,343 @@
+"""The web console in a real browser (Debian's Chromium, driven by Playwright), the way a person
+uses it: sign in, find a request in the logs by filter and open it, create a key and use it with
+the `openai` SDK, revoke it and see it fail, a viewer who sees only its own team and can change
+nothing, and attacks that must fail (a cross-origin page forging admin calls, a log record whose
+metadata holds script). Every page is visited with no error and no Content-Security-Policy
+violation, and a screenshot of each is saved (PORTCULLIS_SCREENSHOTS, default
+target/console-screenshots)."""
+
+import json
+import os
+import re
+import shutil
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import httpx
+import openai
+import pytest
+
+from conftest import MASTER_KEY, ROOT, _free_port, start_gateway, stop_gateway
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+SHOTS = Path(os.environ.get("PORTCULLIS_SCREENSHOTS") or ROOT / "target" / "console-screenshots")
+
+if not os.path.exists(CHROMIUM):
+    if os.environ.get("PORTCULLIS_REQUIRE_BROWSER_TEST"):
+        raise RuntimeError(f"{CHROMIUM} is missing but PORTCULLIS_REQUIRE_BROWSER_TEST is set")
+    pytest.skip("Chromium is not installed (apt-get install chromium)", allow_module_level=True)
+
+from playwright.sync_api import expect, sync_playwright  # noqa: E402
+
+ADMIN = {"authorization": f"Bearer {MASTER_KEY}"}
+PASSWORD = "correct horse battery staple"
+
+
+@pytest.fixture(scope="module")
+def gw(mock_url, tmp_path_factory):
+    gw = start_gateway(mock_url, tmp_path_factory.mktemp("console"))
+    yield gw
+    assert stop_gateway(gw) == 0, (gw.workdir / "gateway.log").read_text()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        yield b
+        b.close()
+
+
+class Watched:
+    """A page whose console errors and failed script loads are collected: a CSP violation or
+    an uncaught exception fails the test that caused it."""
+
+    def __init__(self, browser, base_url):
+        self.context = browser.new_context(base_url=base_url, viewport={"width": 1440, "height": 900})
+        self.page = self.context.new_page()
+        self.errors = []
+        self.page.on("console", lambda m: m.type == "error" and self.errors.append(m.text))
+        self.page.on("pageerror", lambda e: self.errors.append(str(e)))
+
+    def clean(self, allow=()):
+        bad = [e for e in self.errors if not any(a in e for a in allow)]
+        assert not bad, bad
+
+    def close(self):
+        self.context.close()
+
+
+def shot(page, name):
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=False)
+
+
+def sign_in_with_master_key(w: Watched, next_path="/ui/"):
+    w.page.goto(next_path)
+    expect(w.page).to_have_url(re.compile(r"/ui/sign-in"))
+    w.page.get_by_label("Master key").fill(MASTER_KEY)
+    w.page.get_by_role("button", name="Sign in").click()
+    expect(w.page.get_by_text("Signed in as")).to_be_visible()
+
+
+def chat(gw, key, model, metadata=None):
+    client = openai.OpenAI(base_url=f"{gw.url}/v1", api_key=key, max_retries=0)
+    headers = {"x-portcullis-metadata": json.dumps(metadata)} if metadata else None
+    raw = client.chat.completions.with_raw_response.create(
+        model=model, messages=[{"role": "user", "content": "hello"}], extra_headers=headers)
+    return raw.headers["x-portcullis-request-id"], raw.parse()
+
+
+def wait_logged(gw, request_id):
+    deadline = time.time() + 10
+    while time.time() < deadline:
+        r = httpx.get(f"{gw.url}/admin/logs/{request_id}", headers=ADMIN)
+        if r.status_code == 200:
+            return r.json()
+        time.sleep(0.05)
+    raise AssertionError(f"{request_id} was not logged")
+
+
+def test_sign_in_with_the_master_key_then_find_a_request_by_filter_and_open_it(gw, browser):
+    wanted, _ = chat(gw, MASTER_KEY, "gpt-4o-mini", {"ticket": "T-1234"})
+    for _ in range(3):
+        chat(gw, MASTER_KEY, "gpt-4o")
+    wait_logged(gw, wanted)
+
+    w = Watched(browser, gw.url)
+    page = w.page
+    page.goto("/ui/sign-in")
+    shot(page, "sign-in")
+    # A wrong key is refused on the page, and nothing is signed in.
+    page.get_by_label("Master key").fill("not-the-master-key-0000")
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.locator(".error-box")).to_contain_text("not the master key")
+    sign_in_with_master_key(w)
+    expect(page.get_by_role("heading", name="Overview")).to_be_visible()
+    expect(page.locator(".card").first).to_be_visible()
+    shot(page, "overview")
+
+    page.get_by_role("link", name="Logs").click()
+    expect(page).to_have_url(re.compile(r"/ui/logs$"))
+    page.get_by_label("Model (served)").fill("gpt-4o-mini")
+    page.get_by_role("button", name="Apply").click()
+    expect(page).to_have_url(re.compile(r"model=gpt-4o-mini"))
+    rows = page.locator("tbody tr")
+    expect(rows.first).to_be_visible()
+    for text in rows.all_inner_texts():
+        assert "gpt-4o-mini" in text, text
+    # The list shows the last 12 characters of each request id; ours is there.
+    expect(page.get_by_text(wanted[-12:])).to_be_visible()
+    shot(page, "logs")
+
+    page.get_by_text(wanted[-12:]).click()
+    expect(page).to_have_url(re.compile(rf"/ui/logs/{wanted}$"))
+    expect(page.get_by_role("heading", name=re.compile("Request"))).to_contain_text(wanted)
+    expect(page.get_by_text("T-1234")).to_be_visible()
+    expect(page.get_by_text("Input tokens", exact=True)).to_be_visible()
+    expect(page.get_by_role("heading", name="Upstream attempts")).to_be_visible()
+    shot(page, "log-record")
+
+    # The record's URL opens on its own (a shared link), as does a filtered list.
+    page.goto(f"/ui/logs/{wanted}")
+    expect(page.get_by_text("T-1234")).to_be_visible()
+    page.goto("/ui/logs?metadata=ticket%3DT-1234")
+    expect(page.get_by_text(wanted[-12:])).to_be_visible()
+    w.clean(allow=["401"])  # the wrong key's refusal
+
+    # Sign out: the session has ended in this browser and on the server.
+    page.get_by_role("button", name="Sign out").click()
+    expect(page).to_have_url(re.compile(r"/ui/sign-in"))
+    page.goto("/ui/logs")
+    expect(page).to_have_url(re.compile(r"/ui/sign-in"))
+    w.close()
+
+
+def test_create_a_key_use_it_with_the_openai_sdk_then_revoke_it(gw, browser):
+    w = Watched(browser, gw.url)
+    page = w.page
+    sign_in_with_master_key(w, "/ui/keys")
+    expect(page).to_have_url(re.compile(r"/ui/keys"))
+    page.get_by_role("button", name="Create key").first.click()
+    page.locator("input[name=name]").fill("for a teammate")
+    page.locator("dialog, form").get_by_role("button", name="Create key").last.click()
+    secret_field = page.get_by_label("New key secret")
+    expect(secret_field).to_be_visible()
+    secret = secret_field.input_value()
+    assert secret.startswith("pk-"), secret
+    expect(page.get_by_role("button", name="Copy", exact=True)).to_be_visible()
+    shot(page, "key-created")
+    page.keyboard.press("Escape")
+
+    # The teammate uses it with the official SDK, and the console shows it used.
+    request_id, answer = chat(gw, secret, "gpt-4o-mini")
+    assert answer.choices[0].message.content
+    record = wait_logged(gw, request_id)
+    key_id = record["key_id"]
+    page.goto(f"/ui/logs?key={key_id}")
+    expect(page.get_by_text(request_id[-12:])).to_be_visible()
+
+    page.goto("/ui/keys")
+    shot(page, "keys")
+    row = page.locator("tr", has_text="for a teammate")
+    row.get_by_role("button", name="Revoke").click()
+    page.get_by_role("dialog").get_by_role("button", name=re.compile("Revoke|Confirm")).click()
+    expect(page.get_by_role("status")).to_contain_text("revoked")
+    expect(page.locator("tr", has_text="for a teammate")).to_have_count(0)
+
+    with pytest.raises(openai.AuthenticationError):
+        chat(gw, secret, "gpt-4o-mini")
+    w.clean()
+    w.close()
+
+
+def test_a_viewer_sees_only_its_teams_requests_and_changes_nothing(gw, browser):
+    for team in ["alpha", "beta"]:
+        r = httpx.post(f"{gw.url}/admin/teams", headers=ADMIN, json={"id": team, "name": team})
+        assert r.status_code in (201, 409), r.text
+    r = httpx.post(f"{gw.url}/admin/users", headers=ADMIN, json={
+        "id": "vic", "email": "vic@example.com", "role": "viewer", "password": PASSWORD,
+        "teams": ["alpha"]})
+    assert r.status_code == 201, r.text
+    keys = {}
+    for team in ["alpha", "beta"]:
+        r = httpx.post(f"{gw.url}/admin/keys", headers=ADMIN, json={"name": f"{team} key", "team": team})
+        assert r.status_code == 201, r.text
+        keys[team] = r.json()["key"]
+    alpha_id, _ = chat(gw, keys["alpha"], "gpt-4o-mini")
+    beta_id, _ = chat(gw, keys["beta"], "gpt-4o-mini")
+    wait_logged(gw, alpha_id)
+    wait_logged(gw, beta_id)
+
+    w = Watched(browser, gw.url)
+    page = w.page
+    page.goto("/ui/sign-in")
+    page.get_by_role("tab", name="User and password").click()
+    page.get_by_label("User id or e-mail").fill("vic@example.com")
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.get_by_text("Signed in as")).to_contain_text("viewer")
+    # Admin pages are not offered…
+    expect(page.get_by_role("link", name="Virtual keys")).to_have_count(0)
+    page.goto("/ui/logs")
+    expect(page.get_by_text(alpha_id[-12:])).to_be_visible()
+    expect(page.get_by_text(beta_id[-12:])).to_have_count(0)
+    shot(page, "logs-viewer")
+    page.goto(f"/ui/logs/{beta_id}")
+    expect(page.locator(".error-box")).to_be_visible()
+    expect(page.get_by_text("beta key")).to_have_count(0)
+    # …and the server refuses them, however they are asked for.
+    page.goto("/ui/keys")
+    expect(page.get_by_role("heading", name="Not allowed")).to_be_visible()
+    status = page.evaluate("""async () => {
+        const s = await (await fetch('/ui/api/session')).json();
+        const r = await fetch('/admin/keys', {method: 'POST', headers: {'content-type': 'application/json',
+            'x-portcullis-csrf': s.csrf_token}, body: JSON.stringify({name: 'sneaky', team: 'alpha'})});
+        const t = await fetch('/admin/logs?team=beta');
+        return [r.status, t.status];
+    }""")
+    assert status == [403, 403], status
+    listed = httpx.get(f"{gw.url}/admin/keys", headers=ADMIN).json()["data"]
+    assert not any(k["name"] == "sneaky" for k in listed)
+    w.clean(allow=["403", "404"])
+    w.close()
+
+
+def test_a_log_record_whose_metadata_holds_script_renders_inert(gw, browser):
+    payload = '<img src=x onerror="window.__pwned=1"><script>window.__pwned=2</script>'
+    request_id, _ = chat(gw, MASTER_KEY, "gpt-4o-mini", {"note": payload, "<b>k</b>": "v"})
+    wait_logged(gw, request_id)
+    w = Watched(browser, gw.url)
+    page = w.page
+    sign_in_with_master_key(w, f"/ui/logs/{request_id}")
+    expect(page.get_by_text(payload)).to_be_visible()
+    expect(page.get_by_text("<b>k</b>")).to_be_visible()
+    assert page.evaluate("window.__pwned") is None
+    assert page.locator("main img[src=x]").count() == 0
+    assert page.locator("main script").count() == 0
+    page.goto("/ui/logs?metadata=note%3D" + httpx.QueryParams({"x": payload})["x"].replace("=", "%3D"))
+    assert page.evaluate("window.__pwned") is None
+    w.clean(allow=["Failed to load resource"])
+    w.close()
+
+
+class _Evil(BaseHTTPRequestHandler):
+    """A page on another origin that tries to act with the console's session."""
+    target = ""
+
+    def do_GET(self):  # noqa: N802
+        body = f"""<!doctype html><body>
+<form id=f method=POST action="{self.target}/admin/teams" enctype="text/plain">
+<input name='{{"id":"pwned-form","name":"x","a":"' value='"}}'></form>
+<script>
+fetch("{self.target}/admin/teams", {{method: "POST", credentials: "include", mode: "no-cors",
+  headers: {{"content-type": "text/plain"}}, body: JSON.stringify({{id: "pwned-fetch", name: "x"}})}})
+  .finally(() => document.getElementById("f").submit());
+</script></body>""".encode()
+        self.send_response(200)
+        self.send_header("content-type", "text/html")
+        self.send_header("content-length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+def test_a_page_on_another_origin_cannot_act_with_the_console_session(gw, browser):
+    port = _free_port()
+    _Evil.target = gw.url
+    server = ThreadingHTTPServer(("127.0.0.1", port), _Evil)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        w = Watched(browser, gw.url)
+        sign_in_with_master_key(w)
+        # Same site (127.0.0.1), another origin (port): the cookie may travel, so the
+        # anti-CSRF token and the origin check are what stop it.
+        evil = w.context.new_page()
+        evil.goto(f"http://127.0.0.1:{port}/")
+        evil.wait_for_timeout(1500)
+        for team in ["pwned-form", "pwned-fetch"]:
+            r = httpx.get(f"{gw.url}/admin/teams/{team}", headers=ADMIN)
+            assert r.status_code == 404, (team, r.text)
+        w.close()
+    finally:
+        server.shutdown()
+
+
+PAGES = [
+    ("/ui/", "Overview"), ("/ui/logs", "Request logs"), ("/ui/keys", None), ("/ui/users", None),
+    ("/ui/teams", None), ("/ui/service-accounts", None), ("/ui/provider-keys", None),
+    ("/ui/providers", None), ("/ui/mcp", None), ("/ui/policies", None), ("/ui/approvals", None),
+    ("/ui/audit", None),
+]
+
+
+def test_every_page_opens_without_errors_in_light_and_dark(gw, browser):
+    w = Watched(browser, gw.url)
+    page = w.page
+    sign_in_with_master_key(w)
+    for path, heading in PAGES:
+        page.goto(path)
+        main = page.locator("main h1").first
+        expect(main).to_be_visible()
+        if heading:
+            expect(main).to_have_text(heading)
+        # No page-level failure (each page shows what it could not load in an alert).
+        expect(page.locator("main .error-box")).to_have_count(0)
+        name = path.strip("/").replace("ui", "", 1).strip("/") or "overview"
+        shot(page, f"page-{name.replace('/', '-')}")
+    page.emulate_media(color_scheme="dark")
+    page.goto("/ui/")
+    expect(page.locator(".card").first).to_be_visible()
+    shot(page, "overview-dark")
+    # The keyboard reaches the navigation and activates it.
+    page.goto("/ui/")
+    page.keyboard.press("Tab")
+    page.keyboard.press("Tab")
+    focused = page.evaluate("document.activeElement && document.activeElement.tagName")
+    assert focused in ("A", "BUTTON"), focused
+    w.clean()
+    w.close()
