@@ -25,7 +25,8 @@ use crate::StoreError;
 use crate::record::LogRecord;
 use crate::sql::{PostgresStore, SqliteStore};
 use crate::usage::{
-    Dimension, Interval, LatencyPercentiles, UsageQuery, UsageRow, UsageStats, sort_rows,
+    Dimension, Interval, LatencyPercentiles, UsageQuery, UsageRow, UsageStats, apply_limit,
+    sort_rows, top_groups,
 };
 
 /// An hour in milliseconds.
@@ -265,15 +266,18 @@ pub(crate) struct Plan {
     /// The dimension whose rows are read.
     dim: Dimension,
     /// Whole days read from day rows.
-    days: Option<(i64, i64)>,
+    days: Option<Range>,
     /// Whole hours read from hour rows.
-    hours: Vec<(i64, i64)>,
+    hours: Vec<Range>,
     /// The rest, read from the request log.
-    raw: Vec<(i64, i64)>,
+    raw: Vec<Range>,
 }
 
+/// A half-open time range, Unix ms.
+type Range = (i64, i64);
+
 /// `[a, b)` split into whole spans of `span` and the partial ends.
-fn split(a: i64, b: i64, span: i64) -> Option<((i64, i64), Vec<(i64, i64)>)> {
+fn split(a: i64, b: i64, span: i64) -> Option<(Range, Vec<Range>)> {
     let first = a.div_euclid(span) * span + if a.rem_euclid(span) == 0 { 0 } else { span };
     let last = b.div_euclid(span) * span;
     if first >= last {
@@ -378,8 +382,10 @@ where
     Ok(())
 }
 
-/// The sums of the rollup columns, in [`read_sums`]'s order, then the histogram's.
-static ROLLUP_SUMS: LazyLock<String> = LazyLock::new(|| {
+/// The sums of the rollup columns, in [`read_sums`]'s order, then the histogram's, each
+/// bucket cast to `hist` first (PostgreSQL sums 4-byte integers into a 64-bit accumulator, and
+/// 8-byte ones into NUMERIC, several times slower; a row's bucket never nears 2^31).
+fn rollup_sums(hist: &str) -> String {
     let mut s = String::from(
         "CAST(SUM(requests) AS BIGINT), CAST(SUM(errors) AS BIGINT), \
          CAST(SUM(input_tokens) AS BIGINT), CAST(SUM(output_tokens) AS BIGINT), \
@@ -389,10 +395,13 @@ static ROLLUP_SUMS: LazyLock<String> = LazyLock::new(|| {
          MIN(latency_min_us), MAX(latency_max_us)",
     );
     for i in 0..BUCKETS {
-        s.push_str(&format!(", CAST(SUM(h{i:02}) AS BIGINT)"));
+        s.push_str(&format!(", CAST(SUM(CAST(h{i:02} AS {hist})) AS BIGINT)"));
     }
     s
-});
+}
+
+static SQLITE_ROLLUP_SUMS: LazyLock<String> = LazyLock::new(|| rollup_sums("BIGINT"));
+static POSTGRES_ROLLUP_SUMS: LazyLock<String> = LazyLock::new(|| rollup_sums("INTEGER"));
 
 /// The sums of the request log's columns, in [`read_sums`]'s order, over the subquery `s`.
 const LOG_SUMS: &str = "CAST(COUNT(*) AS BIGINT), \
@@ -450,7 +459,7 @@ static SQLITE_ON_CONFLICT: LazyLock<String> = LazyLock::new(|| on_conflict("min"
 static POSTGRES_ON_CONFLICT: LazyLock<String> = LazyLock::new(|| on_conflict("LEAST", "GREATEST"));
 
 macro_rules! rollup_store {
-    ($store:ty, $db:ty, $on_conflict:ident) => {
+    ($store:ty, $db:ty, $on_conflict:ident, $rollup_sums:ident) => {
         impl $store {
             /// Adds `records` (just stored) to the rollups, in the caller's transaction.
             pub(crate) async fn add_to_rollups(
@@ -511,60 +520,130 @@ macro_rules! rollup_store {
                     }
                     None => "CAST(NULL AS BIGINT)".to_owned(),
                 };
-                // Rollup rows.
+                // With a limit, the top groups first, from counts alone: the sums and
+                // histograms are then read for those groups only.
+                let mut only: Option<Vec<Option<String>>> = None;
+                if let (Some(dim), Some(limit)) = (q.group_by, q.limit) {
+                    let mut counts: Vec<(Option<String>, u64)> = Vec::new();
+                    let mut in_rollups = 0;
+                    for (span, (a, b)) in plan
+                        .days
+                        .iter()
+                        .map(|r| (DAY, *r))
+                        .chain(plan.hours.iter().map(|r| (HOUR, *r)))
+                    {
+                        let mut qb: QueryBuilder<'_, $db> = QueryBuilder::new(
+                            "SELECT CASE WHEN present = 1 THEN value END AS grp, \
+                             CAST(SUM(requests) AS BIGINT) FROM usage_rollups WHERE dim = ",
+                        );
+                        qb.push_bind(plan.dim.as_str())
+                            .push(" AND span_ms = ")
+                            .push_bind(span)
+                            .push(" AND start_ms >= ")
+                            .push_bind(a)
+                            .push(" AND start_ms < ")
+                            .push_bind(b);
+                        for (_, value) in &q.filters {
+                            qb.push(" AND present = 1 AND value = ")
+                                .push_bind(<$store>::stored(value));
+                        }
+                        qb.push(" GROUP BY grp");
+                        let rows: Vec<(Option<String>, i64)> =
+                            qb.build_query_as().fetch_all(self.pool()).await?;
+                        for (g, n) in rows {
+                            in_rollups += count(n);
+                            counts.push((g, count(n)));
+                        }
+                    }
+                    if in_rollups <= exact_up_to {
+                        return Ok(None);
+                    }
+                    for (a, b) in &plan.raw {
+                        let mut qb: QueryBuilder<'_, $db> = QueryBuilder::new("SELECT ");
+                        qb.push(dim.column())
+                            .push(", CAST(COUNT(*) AS BIGINT) FROM request_logs WHERE ts_ms >= ")
+                            .push_bind(*a)
+                            .push(" AND ts_ms < ")
+                            .push_bind(*b);
+                        Self::push_filters(&mut qb, q.group_by, &q.filters);
+                        qb.push(" GROUP BY ").push(dim.column());
+                        let rows: Vec<(Option<String>, i64)> =
+                            qb.build_query_as().fetch_all(self.pool()).await?;
+                        counts.extend(rows.into_iter().map(|(g, n)| (g, count(n))));
+                    }
+                    only = Some(top_groups(counts, limit));
+                }
+                let only = only.as_deref();
+                // Only the rows of the groups in `only` (stored text, `None` the empty group).
+                fn restrict<'q, DB: sqlx::Database>(
+                    qb: &mut QueryBuilder<'q, DB>,
+                    only: Option<&[Option<String>]>,
+                    present: &str,
+                    value: &str,
+                ) where
+                    String: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+                {
+                    let Some(only) = only else { return };
+                    qb.push(" AND (1 = 0");
+                    if only.iter().any(Option::is_none) {
+                        qb.push(" OR ").push(present);
+                    }
+                    for v in only.iter().flatten() {
+                        qb.push(" OR ").push(value).push(" = ").push_bind(v.clone());
+                    }
+                    qb.push(")");
+                }
+                // Rollup rows: one statement per run of whole days or hours, each read from the
+                // table's key.
                 let grp = if q.group_by.is_some() {
                     "CASE WHEN present = 1 THEN value END"
                 } else {
                     "CAST(NULL AS TEXT)"
                 };
-                let mut qb: QueryBuilder<'_, $db> = QueryBuilder::new("SELECT ");
-                qb.push(grp)
-                    .push(" AS grp, ")
-                    .push(bucket("start_ms"))
-                    .push(" AS bucket, ")
-                    .push(ROLLUP_SUMS.as_str())
-                    .push(" FROM usage_rollups WHERE dim = ")
-                    .push_bind(plan.dim.as_str())
-                    .push(" AND (1 = 0");
-                if let Some((a, b)) = plan.days {
-                    qb.push(" OR (span_ms = ")
-                        .push_bind(DAY)
+                let spans = plan
+                    .days
+                    .iter()
+                    .map(|r| (DAY, *r))
+                    .chain(plan.hours.iter().map(|r| (HOUR, *r)));
+                for (span, (a, b)) in spans {
+                    let mut qb: QueryBuilder<'_, $db> = QueryBuilder::new("SELECT ");
+                    qb.push(grp)
+                        .push(" AS grp, ")
+                        .push(bucket("start_ms"))
+                        .push(" AS bucket, ")
+                        .push($rollup_sums.as_str())
+                        .push(" FROM usage_rollups WHERE dim = ")
+                        .push_bind(plan.dim.as_str())
+                        .push(" AND span_ms = ")
+                        .push_bind(span)
                         .push(" AND start_ms >= ")
                         .push_bind(a)
                         .push(" AND start_ms < ")
-                        .push_bind(b)
-                        .push(")");
-                }
-                for (a, b) in &plan.hours {
-                    qb.push(" OR (span_ms = ")
-                        .push_bind(HOUR)
-                        .push(" AND start_ms >= ")
-                        .push_bind(*a)
-                        .push(" AND start_ms < ")
-                        .push_bind(*b)
-                        .push(")");
-                }
-                qb.push(")");
-                for (_, value) in &q.filters {
-                    qb.push(" AND present = 1 AND value = ")
-                        .push_bind(<$store>::stored(value));
-                }
-                qb.push(" GROUP BY grp, bucket");
-                let rows = qb.build().fetch_all(self.pool()).await?;
-                for row in rows {
-                    let key = (row.try_get::<Option<String>, _>(0)?, row.try_get(1)?);
-                    let acc = groups.entry(key).or_default();
-                    read_sums(&row, acc)?;
-                    for b in 0..BUCKETS {
-                        acc.hist[b] += count(row.try_get::<i64, _>(14 + b)?);
+                        .push_bind(b);
+                    for (_, value) in &q.filters {
+                        qb.push(" AND present = 1 AND value = ")
+                            .push_bind(<$store>::stored(value));
+                    }
+                    restrict(&mut qb, only, "present = 0", "value");
+                    qb.push(" GROUP BY grp, bucket");
+                    let rows = qb.build().fetch_all(self.pool()).await?;
+                    for row in rows {
+                        let key = (row.try_get::<Option<String>, _>(0)?, row.try_get(1)?);
+                        let acc = groups.entry(key).or_default();
+                        read_sums(&row, acc)?;
+                        for b in 0..BUCKETS {
+                            acc.hist[b] += count(row.try_get::<i64, _>(14 + b)?);
+                        }
                     }
                 }
-                if groups.values().map(|a| a.requests).sum::<u64>() <= exact_up_to {
+                if only.is_none() && groups.values().map(|a| a.requests).sum::<u64>() <= exact_up_to
+                {
                     return Ok(None);
                 }
-                // The partial hours at the ends, from the log.
-                if !plan.raw.is_empty() {
-                    let grp = q.group_by.map_or("CAST(NULL AS TEXT)", |d| d.column());
+                // The partial hours (or days) at the ends, from the log: one statement each,
+                // read from its time index.
+                let grp = q.group_by.map_or("CAST(NULL AS TEXT)", |d| d.column());
+                for (a, b) in &plan.raw {
                     let mut qb: QueryBuilder<'_, $db> = QueryBuilder::new("SELECT grp, bucket, ");
                     qb.push(LOG_SUMS)
                         .push(", CAST(b AS BIGINT) FROM (SELECT ")
@@ -573,19 +652,18 @@ macro_rules! rollup_store {
                         .push(bucket("ts_ms"))
                         .push(
                             " AS bucket, status, input_tokens, output_tokens, cached_tokens, \
-                               reasoning_tokens, cost_usd, cache_status, latency_us, ",
+                             reasoning_tokens, cost_usd, cache_status, latency_us, ",
                         )
                         .push(BUCKET_SQL.as_str())
-                        .push(" AS b FROM request_logs WHERE (1 = 0");
-                    for (a, b) in &plan.raw {
-                        qb.push(" OR (ts_ms >= ")
-                            .push_bind(*a)
-                            .push(" AND ts_ms < ")
-                            .push_bind(*b)
-                            .push(")");
-                    }
-                    qb.push(")");
+                        .push(" AS b FROM request_logs WHERE ts_ms >= ")
+                        .push_bind(*a)
+                        .push(" AND ts_ms < ")
+                        .push_bind(*b);
                     Self::push_filters(&mut qb, q.group_by, &q.filters);
+                    if let Some(dim) = q.group_by {
+                        let column = dim.column();
+                        restrict(&mut qb, only, &format!("{column} IS NULL"), column);
+                    }
                     qb.push(") s GROUP BY grp, bucket, b");
                     let rows = qb.build().fetch_all(self.pool()).await?;
                     for row in rows {
@@ -598,14 +676,26 @@ macro_rules! rollup_store {
                         acc.hist[b] += count(row.try_get::<i64, _>(2)?);
                     }
                 }
-                Ok(Some(finish(groups, <$store>::loaded)))
+                let mut rows = finish(groups, <$store>::loaded);
+                apply_limit(q, &mut rows);
+                Ok(Some(rows))
             }
         }
     };
 }
 
-rollup_store!(SqliteStore, sqlx::Sqlite, SQLITE_ON_CONFLICT);
-rollup_store!(PostgresStore, sqlx::Postgres, POSTGRES_ON_CONFLICT);
+rollup_store!(
+    SqliteStore,
+    sqlx::Sqlite,
+    SQLITE_ON_CONFLICT,
+    SQLITE_ROLLUP_SUMS
+);
+rollup_store!(
+    PostgresStore,
+    sqlx::Postgres,
+    POSTGRES_ON_CONFLICT,
+    POSTGRES_ROLLUP_SUMS
+);
 
 #[cfg(test)]
 mod tests {
@@ -826,6 +916,10 @@ mod tests {
                         ..base.clone()
                     };
                     out.push(by.totals());
+                    out.push(UsageQuery {
+                        limit: Some(3),
+                        ..by.clone()
+                    });
                     out.push(by);
                 }
                 for (d, v) in [
@@ -892,7 +986,8 @@ mod tests {
                 store.append(&records[..300]).await.unwrap();
                 let mut compared = 0;
                 for q in queries() {
-                    let want = store.usage_exact(&q).await.unwrap();
+                    let mut want = store.usage_exact(&q).await.unwrap();
+                    apply_limit(&q, &mut want);
                     let Some(plan) = plan(&q) else {
                         continue;
                     };

@@ -177,6 +177,9 @@ pub struct UsageQuery {
     pub interval: Option<Interval>,
     /// Only requests whose dimension has exactly this value (all filters apply).
     pub filters: Vec<(Dimension, String)>,
+    /// With `group_by`: only the rows of the `limit` groups with the most requests over the
+    /// range (ties: the groups first in the report's order); `None`: every group.
+    pub limit: Option<u32>,
 }
 
 impl UsageQuery {
@@ -188,6 +191,7 @@ impl UsageQuery {
             group_by: None,
             interval: None,
             filters: Vec::new(),
+            limit: None,
         }
     }
 
@@ -213,6 +217,7 @@ impl UsageQuery {
             group_by: None,
             interval: None,
             filters,
+            limit: None,
             ..self.clone()
         }
     }
@@ -352,6 +357,44 @@ impl UsageSqlRow {
     }
 }
 
+/// The group order of [`sort_rows`]: by bytes, empty groups last.
+fn group_order(a: &Option<String>, b: &Option<String>) -> std::cmp::Ordering {
+    match (a, b) {
+        (Some(x), Some(y)) => x.as_bytes().cmp(y.as_bytes()),
+        (Some(_), None) => std::cmp::Ordering::Less,
+        (None, Some(_)) => std::cmp::Ordering::Greater,
+        (None, None) => std::cmp::Ordering::Equal,
+    }
+}
+
+/// The `limit` groups with the most requests among `(group, requests)` (summed per group;
+/// ties in [`group_order`]).
+pub(crate) fn top_groups(
+    counts: impl IntoIterator<Item = (Option<String>, u64)>,
+    limit: u32,
+) -> Vec<Option<String>> {
+    let mut per: std::collections::HashMap<Option<String>, u64> = Default::default();
+    for (g, n) in counts {
+        *per.entry(g).or_default() += n;
+    }
+    let mut per: Vec<_> = per.into_iter().collect();
+    per.sort_by(|(ga, na), (gb, nb)| nb.cmp(na).then_with(|| group_order(ga, gb)));
+    per.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
+    per.into_iter().map(|(g, _)| g).collect()
+}
+
+/// Keeps the rows of `q`'s top groups when it has a limit.
+pub(crate) fn apply_limit(q: &UsageQuery, rows: &mut Vec<UsageRow>) {
+    let (Some(_), Some(limit)) = (q.group_by, q.limit) else {
+        return;
+    };
+    let top = top_groups(
+        rows.iter().map(|r| (r.group.clone(), r.stats.requests)),
+        limit,
+    );
+    rows.retain(|r| top.contains(&r.group));
+}
+
 /// Orders rows by bucket, then group by bytes with empty groups last — the same on every
 /// database, whatever its collation and NULL ordering.
 pub(crate) fn sort_rows(rows: &mut [UsageRow]) {
@@ -460,7 +503,9 @@ macro_rules! usage_store {
                 {
                     return Ok(rows);
                 }
-                self.usage_exact(q).await
+                let mut rows = self.usage_exact(q).await?;
+                apply_limit(q, &mut rows);
+                Ok(rows)
             }
 
             async fn spent_since(

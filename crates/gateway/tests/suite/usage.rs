@@ -204,6 +204,16 @@ async fn exercise_report(gw: &TestGateway) {
     );
     assert_eq!(v["totals"]["requests"], 6);
 
+    // The top group by requests only (gpt-4o: 4 of 6); totals still cover everything.
+    let (status, v) = get_usage(gw, &format!("{range}&group_by=model&limit=1")).await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["limit"], 1);
+    let data = v["data"].as_array().unwrap();
+    assert_eq!(data.len(), 1);
+    assert_eq!(data[0]["group"], "gpt-4o");
+    assert_eq!(data[0]["requests"], 4);
+    assert_eq!(v["totals"]["requests"], 6);
+
     // Filters narrow rows and totals alike.
     let (_, v) = get_usage(gw, &format!("{range}&key=k2&group_by=provider")).await;
     let data = v["data"].as_array().unwrap();
@@ -324,6 +334,8 @@ async fn bad_parameters_are_refused_naming_the_parameter() {
         ("until=9999999999999999", "until"),
         ("colour=red", "colour"),
         ("limit=10", "limit"),
+        ("group_by=model&limit=0", "limit"),
+        ("group_by=model&limit=ten", "limit"),
         ("model=", "model"),
         ("model=a&model=b", "model"),
         // A year of minutes is 525,600 buckets.
