@@ -25,6 +25,9 @@
 //!
 //! `portcullis-bench logs` ([`logs`]) seeds a request log of a million records on SQLite and
 //! PostgreSQL and times the admin API's log reads on it, unfiltered and with each filter.
+//!
+//! `portcullis-bench usage` ([`usage_bench`]) times the admin API's usage overview (totals,
+//! series and breakdowns over 30 days, 7 days and 24 hours) on those databases.
 
 #![allow(clippy::print_stdout)]
 
@@ -36,6 +39,7 @@ mod memory;
 mod policy_cost;
 mod procfs;
 mod semantic;
+mod usage_bench;
 
 use std::fmt::Write as _;
 use std::io::{BufRead as _, Write as _};
@@ -85,7 +89,8 @@ fn usage() -> ! {
          \x20      portcullis-bench memory [--help for its options]\n\
          \x20      portcullis-bench floor UPSTREAM_ADDR...\n\
          \x20      portcullis-bench guardrails [--cases N] [--gateway-bin PATH] [... see its README section]\n\
-         \x20      portcullis-bench logs [--gateway-bin PATH] [--database URL]... [--records N] [--reps N] [--writer N]"
+         \x20      portcullis-bench logs [--gateway-bin PATH] [--database URL]... [--records N] [--reps N] [--writer N]\n\
+         \x20      portcullis-bench usage [--gateway-bin PATH] [--database URL]... [--reps N]"
     );
     std::process::exit(2)
 }
@@ -228,6 +233,7 @@ fn parse_args() -> Args {
         Some("floor") => std::process::exit(floor_only(args)),
         Some("guardrails") => std::process::exit(guardrails::main(args)),
         Some("logs") => std::process::exit(logs::main(args)),
+        Some("usage") => std::process::exit(usage_bench::main(args)),
         _ => usage(),
     }
     let mut a = Args {
