@@ -2,7 +2,8 @@
 //! name, models, limits, budget and expiry change while its secret keeps working; a narrowed
 //! key is refused the models it no longer may use at once; bad input is refused as creating a
 //! key refuses it; unknown and revoked keys are 404; and only admins may change a key (no
-//! credentials: 401; a viewer's or member's key: 403).
+//! credentials: 401; a viewer's or member's key: 403), a console session only with its
+//! anti-CSRF token.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -275,5 +276,62 @@ async fn only_admins_change_keys() {
 
     let (_, v) = call(&gw, Some(MASTER_KEY), reqwest::Method::GET, &path, None).await;
     assert_eq!(v["models"], Value::Null, "nothing changed: {v}");
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn a_console_session_changes_a_key_only_with_its_csrf_token() {
+    let mock = MockUpstream::start().await;
+    let gw = TestGateway::start(&providers_yaml(&mock)).await;
+    let (id, _) = new_key(&gw, json!({"name": "target"})).await;
+    let path = format!("/admin/keys/{id}");
+    let change = json!({"models": ["gpt-4o"]});
+    // A console session: refused without its anti-CSRF token, accepted with it.
+    let origin = gw.at("");
+    let r = client()
+        .post(gw.at("/ui/api/session"))
+        .header("origin", &origin)
+        .json(&json!({"master_key": MASTER_KEY}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "{:?}", r.text().await);
+    let cookie = r.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    let csrf = r.json::<Value>().await.unwrap()["csrf_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let r = client()
+        .patch(gw.at(&path))
+        .header("cookie", &cookie)
+        .header("origin", &origin)
+        .json(&change)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["error"]["code"], "csrf_failed", "{v}");
+    let (_, v) = call(&gw, Some(MASTER_KEY), reqwest::Method::GET, &path, None).await;
+    assert_eq!(v["models"], Value::Null, "nothing changed: {v}");
+    let r = client()
+        .patch(gw.at(&path))
+        .header("cookie", &cookie)
+        .header("origin", &origin)
+        .header("x-portcullis-csrf", &csrf)
+        .json(&change)
+        .send()
+        .await
+        .unwrap();
+    let status = r.status();
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["models"], json!(["gpt-4o"]));
     gw.stop().await;
 }
