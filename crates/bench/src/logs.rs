@@ -641,6 +641,9 @@ async fn run_one(args: &LogsArgs, url: &str) -> Result<(), String> {
             ready = true;
             break;
         }
+        if let Ok(Some(status)) = gateway.try_wait() {
+            return Err(format!("the gateway exited before it was ready: {status}"));
+        }
     }
     if !ready {
         stop(&mut gateway);
