@@ -40,6 +40,7 @@ pub mod chat;
 pub mod clock;
 pub mod config_admin;
 pub mod console;
+pub mod console_oauth;
 pub mod count_tokens;
 pub mod dispatch;
 pub mod embeddings;

@@ -14,6 +14,7 @@ mod bedrock;
 mod cache;
 mod config_admin;
 mod console;
+mod console_oauth;
 mod cost;
 mod count_tokens;
 mod directory;
