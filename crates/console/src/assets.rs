@@ -255,11 +255,18 @@ mod tests {
         let r = respond(file, &req, Caching::Immutable);
         assert_eq!(r.status(), StatusCode::OK);
         assert_eq!(r.headers()[CONTENT_ENCODING], "gzip");
-        assert!(r.headers()[CACHE_CONTROL].to_str().unwrap().contains("immutable"));
-        assert!(r.headers()["content-security-policy"]
-            .to_str()
-            .unwrap()
-            .contains("script-src 'self'"));
+        assert!(
+            r.headers()[CACHE_CONTROL]
+                .to_str()
+                .unwrap()
+                .contains("immutable")
+        );
+        assert!(
+            r.headers()["content-security-policy"]
+                .to_str()
+                .unwrap()
+                .contains("script-src 'self'")
+        );
         req.insert(IF_NONE_MATCH, r.headers()[ETAG].clone());
         let r = respond(file, &req, Caching::Immutable);
         assert_eq!(r.status(), StatusCode::NOT_MODIFIED);

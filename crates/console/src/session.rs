@@ -163,9 +163,15 @@ mod tests {
     fn the_cookie_is_found_among_others_under_either_name() {
         let h = headers(&[("cookie", "a=1; portcullis_console=tok; b=2")]);
         assert_eq!(session_token(&h), Some("tok"));
-        let h = headers(&[("cookie", "x=y"), ("cookie", "__Host-portcullis_console=t2")]);
+        let h = headers(&[
+            ("cookie", "x=y"),
+            ("cookie", "__Host-portcullis_console=t2"),
+        ]);
         assert_eq!(session_token(&h), Some("t2"));
-        assert_eq!(session_token(&headers(&[("cookie", "portcullis_console=")])), None);
+        assert_eq!(
+            session_token(&headers(&[("cookie", "portcullis_console=")])),
+            None
+        );
         assert_eq!(session_token(&headers(&[])), None);
     }
 
@@ -180,13 +186,22 @@ mod tests {
 
     #[test]
     fn only_the_pages_own_origin_passes() {
-        let own = headers(&[("host", "127.0.0.1:8800"), ("origin", "http://127.0.0.1:8800")]);
+        let own = headers(&[
+            ("host", "127.0.0.1:8800"),
+            ("origin", "http://127.0.0.1:8800"),
+        ]);
         assert!(same_origin(&own, None));
-        let foreign = headers(&[("host", "127.0.0.1:8800"), ("origin", "http://evil.example")]);
+        let foreign = headers(&[
+            ("host", "127.0.0.1:8800"),
+            ("origin", "http://evil.example"),
+        ]);
         assert!(!same_origin(&foreign, None));
         let null = headers(&[("host", "127.0.0.1:8800"), ("origin", "null")]);
         assert!(!same_origin(&null, None));
-        let proxied = headers(&[("host", "10.0.0.5:8800"), ("origin", "https://gw.example.com")]);
+        let proxied = headers(&[
+            ("host", "10.0.0.5:8800"),
+            ("origin", "https://gw.example.com"),
+        ]);
         assert!(same_origin(&proxied, Some("https://gw.example.com/")));
         assert!(!same_origin(&proxied, Some("https://other.example.com")));
         let fetch_meta = headers(&[("host", "h"), ("sec-fetch-site", "same-origin")]);

@@ -7,7 +7,9 @@
 //!   that key with that value — a number or boolean as its JSON text; one such filter at a
 //!   time), `subject`, `user`, `team`, `key`, `endpoint` (`chat_completions`, `messages`,
 //!   `embeddings`, `mcp`), `server` and `tool` (MCP requests only),
-//!   `limit` (default 100, at most 1000) and `cursor` (the previous page's `next_cursor`).
+//!   `limit` (default 100, at most 1000) and `cursor` (the previous page's `next_cursor`);
+//!   `sort=cost` lists the most expensive priced records of the filters first, as one page
+//!   without a cursor (the overview's "most expensive requests").
 //! - `GET /admin/logs/{id}` — one record by its request id (`x-portcullis-request-id`); 404 when
 //!   there is none, or when a viewer asks for another team's.
 //! - `GET /admin/usage` — usage analytics computed in the database: requests, errors, tokens,

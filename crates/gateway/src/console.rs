@@ -126,7 +126,10 @@ async fn static_file(Path(path): Path<String>, headers: HeaderMap) -> Response {
 }
 
 async fn unknown_api() -> Response {
-    error(&GatewayError::new(ErrorKind::NotFound, "No console API has this path").with_code("not_found"))
+    error(
+        &GatewayError::new(ErrorKind::NotFound, "No console API has this path")
+            .with_code("not_found"),
+    )
 }
 
 #[derive(Serialize)]
@@ -212,14 +215,15 @@ async fn resolve_session(state: &AppState, token: &str) -> Result<SessionCaller,
             }
             state.auth.master_principal()
         }
-        ("user", Some(user_id)) => match user_principal(state, user_id, session.expires_ms).await?
-        {
-            Some(p) => p,
-            None => {
-                let _ = store.delete_console_session(&digest).await;
-                return Err(session_ended());
+        ("user", Some(user_id)) => {
+            match user_principal(state, user_id, session.expires_ms).await? {
+                Some(p) => p,
+                None => {
+                    let _ = store.delete_console_session(&digest).await;
+                    return Err(session_ended());
+                }
             }
-        },
+        }
         _ => return Err(session_ended()),
     };
     if now - session.last_seen_ms >= TOUCH_EVERY_MS
@@ -359,7 +363,11 @@ fn wrong(message: &str) -> GatewayError {
     GatewayError::unauthorized(message.to_owned()).with_code("sign_in_failed")
 }
 
-async fn sign_in(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Request) -> Response {
+async fn sign_in(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Request,
+) -> Response {
     if !session::same_origin(&headers, None) {
         return error(&csrf_refused(
             "Sign-in must come from the console's own origin",
@@ -453,7 +461,12 @@ pub(crate) async fn start_session(
         expires_ms: now.saturating_add(lifetime_ms),
         last_seen_ms: now,
     };
-    if let Err(e) = state.stores.console_sessions.put_console_session(&record).await {
+    if let Err(e) = state
+        .stores
+        .console_sessions
+        .put_console_session(&record)
+        .await
+    {
         return error(&crate::admin::store_unavailable(
             "starting the console session",
             &e,

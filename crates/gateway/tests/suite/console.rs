@@ -110,7 +110,11 @@ async fn pages_are_served_with_strict_headers_and_cached_by_version() {
     let gw = TestGateway::start("").await;
     let c = client();
 
-    let r = c.get(gw.at("/ui")).send().await.unwrap();
+    let no_redirects = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let r = no_redirects.get(gw.at("/ui")).send().await.unwrap();
     assert_eq!(r.status(), 308);
     assert_eq!(r.headers()["location"], "/ui/");
 
@@ -127,9 +131,16 @@ async fn pages_are_served_with_strict_headers_and_cached_by_version() {
         assert_eq!(h["x-frame-options"], "DENY");
     }
 
-    let html = c.get(gw.at("/ui/")).send().await.unwrap().text().await.unwrap();
-    let start = html.find("/ui/static/").unwrap();
-    let app_js = &html[start..start + html[start..].find('"').unwrap()];
+    let html = c
+        .get(gw.at("/ui/"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let end = html.find("/app.js\"").unwrap() + "/app.js".len();
+    let app_js = &html[html[..end].rfind("/ui/static/").unwrap()..end];
     assert!(app_js.ends_with("/app.js"), "{app_js}");
     assert!(!html.contains("<script>"), "no inline script");
 
@@ -140,8 +151,14 @@ async fn pages_are_served_with_strict_headers_and_cached_by_version() {
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
-    assert_eq!(r.headers()["cache-control"], "public, max-age=31536000, immutable");
-    assert_eq!(r.headers()["content-type"], "text/javascript; charset=utf-8");
+    assert_eq!(
+        r.headers()["cache-control"],
+        "public, max-age=31536000, immutable"
+    );
+    assert_eq!(
+        r.headers()["content-type"],
+        "text/javascript; charset=utf-8"
+    );
     let etag = r.headers()["etag"].clone();
     let r = c
         .get(gw.at(app_js))
@@ -163,7 +180,9 @@ async fn master_key_sign_in_sets_a_strict_cookie_the_admin_api_accepts() {
     let gw = TestGateway::start("").await;
     let mut b = Browser::new(&gw);
 
-    let (status, body, _) = b.sign_in(json!({"master_key": "not-the-key-0123456789"})).await;
+    let (status, body, _) = b
+        .sign_in(json!({"master_key": "not-the-key-0123456789"}))
+        .await;
     assert_eq!(status, 401);
     assert_eq!(body["error"]["code"], "sign_in_failed");
     assert!(!body.to_string().contains("not-the-key"), "never echoed");
@@ -221,7 +240,9 @@ async fn master_key_sign_in_sets_a_strict_cookie_the_admin_api_accepts() {
     assert_eq!(r.status(), 401);
 
     // A malformed sign-in is a 400, not a 5xx.
-    let (status, _, _) = b.sign_in(json!({"master_key": MASTER_KEY, "user": "x"})).await;
+    let (status, _, _) = b
+        .sign_in(json!({"master_key": MASTER_KEY, "user": "x"}))
+        .await;
     assert_eq!(status, 400);
     let (status, _, _) = b.sign_in(json!({"nope": 1})).await;
     assert_eq!(status, 400);
@@ -236,12 +257,24 @@ async fn state_changing_calls_need_the_sessions_token_and_the_consoles_origin() 
     let team = json!({"id": "t-csrf", "name": "CSRF"});
 
     let (status, body) = b
-        .call_with("POST", "/admin/teams", Some(team.clone()), None, Some(&gw.url))
+        .call_with(
+            "POST",
+            "/admin/teams",
+            Some(team.clone()),
+            None,
+            Some(&gw.url),
+        )
         .await;
     assert_eq!(status, 403, "no token: {body}");
     assert_eq!(body["error"]["code"], "csrf_failed");
     let (status, _) = b
-        .call_with("POST", "/admin/teams", Some(team.clone()), Some("forged"), Some(&gw.url))
+        .call_with(
+            "POST",
+            "/admin/teams",
+            Some(team.clone()),
+            Some("forged"),
+            Some(&gw.url),
+        )
         .await;
     assert_eq!(status, 403, "a wrong token");
     let csrf = b.csrf.clone().unwrap();
@@ -256,7 +289,13 @@ async fn state_changing_calls_need_the_sessions_token_and_the_consoles_origin() 
         .await;
     assert_eq!(status, 403, "another origin, even with the token");
     let (status, _) = b
-        .call_with("POST", "/admin/teams", Some(team.clone()), Some(&csrf), None)
+        .call_with(
+            "POST",
+            "/admin/teams",
+            Some(team.clone()),
+            Some(&csrf),
+            None,
+        )
         .await;
     assert_eq!(status, 403, "no origin at all");
     // Nothing was created by the refused calls.
@@ -290,7 +329,13 @@ async fn state_changing_calls_need_the_sessions_token_and_the_consoles_origin() 
 async fn a_users_session_follows_the_users_role_and_teams() {
     let gw = TestGateway::start("").await;
     for team in ["alpha", "beta"] {
-        let (s, body) = admin(&gw, "POST", "/admin/teams", json!({"id": team, "name": team})).await;
+        let (s, body) = admin(
+            &gw,
+            "POST",
+            "/admin/teams",
+            json!({"id": team, "name": team}),
+        )
+        .await;
         assert_eq!(s, 201, "{body}");
     }
     let (s, body) = admin(
@@ -331,7 +376,11 @@ async fn a_users_session_follows_the_users_role_and_teams() {
     let (status, _) = b.call("GET", "/admin/keys", None).await;
     assert_eq!(status, 403);
     let (status, body) = b
-        .call("POST", "/admin/keys", Some(json!({"name": "sneaky", "team": "alpha"})))
+        .call(
+            "POST",
+            "/admin/keys",
+            Some(json!({"name": "sneaky", "team": "alpha"})),
+        )
         .await;
     assert_eq!(status, 403, "{body}");
     assert_eq!(body["error"]["code"], "admin_required");
@@ -372,7 +421,12 @@ async fn sessions_end_on_sign_out_expiry_idleness_and_a_new_master_key() {
         .await
         .unwrap();
     assert_eq!(r.status(), 204);
-    assert!(r.headers()["set-cookie"].to_str().unwrap().contains("Max-Age=0"));
+    assert!(
+        r.headers()["set-cookie"]
+            .to_str()
+            .unwrap()
+            .contains("Max-Age=0")
+    );
     let (status, body) = b.call("GET", "/admin/logs", None).await;
     assert_eq!(status, 401);
     assert_eq!(body["error"]["code"], "session_ended");
@@ -382,7 +436,14 @@ async fn sessions_end_on_sign_out_expiry_idleness_and_a_new_master_key() {
     for (expires_ago, idle_for) in [(1_000, 0), (-3_600_000, 3 * 3_600_000)] {
         let mut b = Browser::new(&gw);
         b.sign_in(json!({"master_key": MASTER_KEY})).await;
-        let token = b.cookie.as_deref().unwrap().split_once('=').unwrap().1.to_owned();
+        let token = b
+            .cookie
+            .as_deref()
+            .unwrap()
+            .split_once('=')
+            .unwrap()
+            .1
+            .to_owned();
         let digest = portcullis_console::session::token_digest(&token);
         let mut row = store.console_session(&digest).await.unwrap().unwrap();
         let now = row.last_seen_ms;
@@ -398,7 +459,14 @@ async fn sessions_end_on_sign_out_expiry_idleness_and_a_new_master_key() {
     // A session begun with another master key has ended.
     let mut b = Browser::new(&gw);
     b.sign_in(json!({"master_key": MASTER_KEY})).await;
-    let token = b.cookie.as_deref().unwrap().split_once('=').unwrap().1.to_owned();
+    let token = b
+        .cookie
+        .as_deref()
+        .unwrap()
+        .split_once('=')
+        .unwrap()
+        .1
+        .to_owned();
     let digest = portcullis_console::session::token_digest(&token);
     let mut row = store.console_session(&digest).await.unwrap().unwrap();
     row.master_digest = Some("00".repeat(16));
