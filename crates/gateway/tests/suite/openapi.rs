@@ -73,10 +73,12 @@ fn methods_in(expr: &str) -> BTreeSet<String> {
     found
 }
 
-/// Every `/admin…` route in the router's source, with its methods.
+/// Every `/admin…` route in the router's source (`fn admin_routes`), with its methods.
 fn admin_routes() -> BTreeMap<String, BTreeSet<String>> {
-    let sig = LIB_RS.find("fn router(").expect("src/lib.rs has fn router");
-    let open = sig + LIB_RS[sig..].find('{').expect("fn router has a body") + 1;
+    let sig = LIB_RS
+        .find("fn admin_routes(")
+        .expect("src/lib.rs has fn admin_routes");
+    let open = sig + LIB_RS[sig..].find('{').expect("fn admin_routes has a body") + 1;
     let src = &LIB_RS[open..matching(LIB_RS, open, '{', '}')];
     let mut routes = BTreeMap::new();
     let mut start = 0;
