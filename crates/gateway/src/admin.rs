@@ -100,7 +100,7 @@ pub(crate) async fn require_admin(
     state: &AppState,
     headers: &HeaderMap,
 ) -> Result<Arc<Principal>, GatewayError> {
-    let who = crate::console::caller(state, headers).await?;
+    let who = crate::console_session::caller(state, headers).await?;
     if who.identity.is_admin() && who.identity.has_scope("admin") {
         Ok(who)
     } else {
@@ -123,7 +123,7 @@ async fn require_reader(
     headers: &HeaderMap,
     requested_team: Option<&str>,
 ) -> Result<Option<String>, GatewayError> {
-    let who = crate::console::caller(state, headers).await?;
+    let who = crate::console_session::caller(state, headers).await?;
     let identity = &who.identity;
     if identity.is_admin() && identity.has_scope("admin") {
         return Ok(None);
@@ -581,7 +581,7 @@ pub async fn log(
 ) -> Response {
     let id = Uuid::now_v7();
     let result = async {
-        let who = crate::console::caller(&state, &headers).await?;
+        let who = crate::console_session::caller(&state, &headers).await?;
         let identity = &who.identity;
         let viewer_teams = if identity.is_admin() && identity.has_scope("admin") {
             None

@@ -243,7 +243,8 @@ pub(crate) async fn callback(
         as_seen.insert("x-forwarded-proto", HeaderValue::from_static("https"));
     }
     let started =
-        crate::console::start_session(&state, &as_seen, "user", Some(user), None, "oauth").await;
+        crate::console_session::start_session(&state, &as_seen, "user", Some(user), None, "oauth")
+            .await;
     if started.status() != StatusCode::OK {
         let message = message_of(started)
             .await

@@ -41,6 +41,7 @@ pub mod clock;
 pub mod config_admin;
 pub mod console;
 pub mod console_oauth;
+pub mod console_session;
 pub mod count_tokens;
 pub mod dispatch;
 pub mod embeddings;
@@ -412,7 +413,9 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/models", get(models::list_models))
         .route("/v1/models/{*model}", get(models::get_model))
         .merge(admin_routes())
-        .merge(console::routes().route_layer(axum::middleware::from_fn(console::csrf_guard)))
+        .merge(
+            console::routes().route_layer(axum::middleware::from_fn(console_session::csrf_guard)),
+        )
         .route(
             "/mcp",
             post(mcp::aggregated)
@@ -471,7 +474,7 @@ pub fn router(state: Arc<AppState>) -> Router {
 
 /// The admin API's routes (`/admin/…`). They accept the console's session as well as keys and
 /// tokens, so a state-changing request that relies on the session passes
-/// [`console::csrf_guard`] first.
+/// [`console_session::csrf_guard`] first.
 fn admin_routes() -> Router<Arc<AppState>> {
     Router::new()
         .route("/admin/approvals", get(approvals_admin::list))
@@ -589,7 +592,7 @@ fn admin_routes() -> Router<Arc<AppState>> {
             "/admin/mcp-tools/{server}/{tool}/approve",
             post(mcp_tools::approve),
         )
-        .route_layer(axum::middleware::from_fn(console::csrf_guard))
+        .route_layer(axum::middleware::from_fn(console_session::csrf_guard))
 }
 
 async fn method_not_allowed(method: Method, uri: Uri, headers: HeaderMap) -> Response {
