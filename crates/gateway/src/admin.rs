@@ -437,7 +437,10 @@ fn log_query(params: &HashMap<String, String>) -> Result<LogQuery, GatewayError>
         }
     }
     if q.costliest_first && q.before_id.is_some() {
-        return Err(bad("cursor", "a list by cost is one page: it takes no cursor"));
+        return Err(bad(
+            "cursor",
+            "a list by cost is one page: it takes no cursor",
+        ));
     }
     Ok(q)
 }
@@ -658,7 +661,10 @@ fn usage_query(params: &[(String, String)], now_ms: i64) -> Result<UsageQuery, G
                         .ok()
                         .filter(|n| (1..=MAX_USAGE_GROUPS).contains(n))
                         .ok_or_else(|| {
-                            bad(k, &format!("expected a number from 1 to {MAX_USAGE_GROUPS}"))
+                            bad(
+                                k,
+                                &format!("expected a number from 1 to {MAX_USAGE_GROUPS}"),
+                            )
                         })?,
                 )
             }
@@ -680,7 +686,10 @@ fn usage_query(params: &[(String, String)], now_ms: i64) -> Result<UsageQuery, G
         return Err(bad("since", "must be before `until`"));
     }
     if limit.is_some() && group_by.is_none() {
-        return Err(bad("limit", "applies to the groups of `group_by`, which is missing"));
+        return Err(bad(
+            "limit",
+            "applies to the groups of `group_by`, which is missing",
+        ));
     }
     let q = UsageQuery {
         since_ms,
