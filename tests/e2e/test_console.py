@@ -335,9 +335,15 @@ def test_every_page_opens_without_errors_in_light_and_dark(gw, browser):
     shot(page, "overview-dark")
     # The keyboard reaches the navigation and activates it.
     page.goto("/ui/")
+    expect(page.locator(".card").first).to_be_visible()
     page.keyboard.press("Tab")
+    expect(page.get_by_role("link", name="Skip to content")).to_be_focused()
     page.keyboard.press("Tab")
     focused = page.evaluate("document.activeElement && document.activeElement.tagName")
     assert focused in ("A", "BUTTON"), focused
+    logs = page.get_by_role("navigation").get_by_role("link", name="Logs")
+    logs.focus()
+    page.keyboard.press("Enter")
+    expect(page).to_have_url(re.compile(r"/ui/logs$"))
     w.clean()
     w.close()
