@@ -347,3 +347,21 @@ def test_every_page_opens_without_errors_in_light_and_dark(gw, browser):
     expect(page).to_have_url(re.compile(r"/ui/logs$"))
     w.clean()
     w.close()
+
+
+def test_a_member_is_told_the_console_has_no_pages_for_its_role(gw, browser):
+    r = httpx.post(f"{gw.url}/admin/users", headers=ADMIN, json={
+        "id": "mia", "role": "member", "password": PASSWORD})
+    assert r.status_code == 201, r.text
+    w = Watched(browser, gw.url)
+    page = w.page
+    page.goto("/ui/sign-in")
+    page.get_by_role("tab", name="User and password").click()
+    page.get_by_label("User id or e-mail").fill("mia")
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.get_by_role("heading", name="No console pages for your role")).to_be_visible()
+    page.goto("/ui/logs")
+    expect(page.get_by_role("heading", name="No console pages for your role")).to_be_visible()
+    w.clean()
+    w.close()

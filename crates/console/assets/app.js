@@ -103,6 +103,12 @@ async function route() {
   const active = r ? (r.nav || r.page) : null;
   replace(app, h('div', { class: 'shell' }, nav(active), h('div', null, topbar(), main)));
   if (!r) { title('Not found'); replace(main, h('h1', null, 'Not found'), h('p', null, 'No console page has this address. '), link('/ui/', 'Go to the overview')); return; }
+  if (!session.current.admin && session.current.role === 'member') {
+    title('No console pages');
+    replace(main, h('h1', null, 'No console pages for your role'),
+      h('p', null, 'You are signed in as a member. The console shows traffic to viewers (their teams) and admins (everything); ask an admin for the role you need.'));
+    return;
+  }
   if (r.admin && !session.current.admin) {
     title('Not allowed');
     replace(main, h('h1', null, 'Not allowed'), h('p', null, 'This page is for admins. Your role is ' + session.current.role + '.'));
