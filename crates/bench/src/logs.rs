@@ -33,12 +33,12 @@ struct LogsArgs {
     reseed: bool,
 }
 
-const DEFAULT_SQLITE: &str = "sqlite:/tmp/portcullis-bench-logs.db";
-const DEFAULT_POSTGRES: &str =
+pub(crate) const DEFAULT_SQLITE: &str = "sqlite:/tmp/portcullis-bench-logs.db";
+pub(crate) const DEFAULT_POSTGRES: &str =
     "postgres://postgres@127.0.0.1:5432/test?options[search_path]=bench_logs";
 
 /// The settings row that says which seed a database holds.
-const SEED_SETTING: &str = "bench.logs.seed";
+pub(crate) const SEED_SETTING: &str = "bench.logs.seed";
 
 /// Days of timestamps the seed spans.
 const SEED_DAYS: i64 = 30;
@@ -97,10 +97,26 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> LogsArgs {
 /// Runs the subcommand; the process's exit code.
 pub fn main(args: impl Iterator<Item = String>) -> i32 {
     let args = parse_args(args);
-    if !args.gateway_bin.exists() {
+    for_each_database(&args.gateway_bin, &args.databases, |url| {
+        run_one(&args, url)
+    })
+}
+
+/// Runs `run` on each database URL in turn, after checking the gateway binary exists; the
+/// process's exit code (1 if any run failed). Shared by the `logs` and `usage` benchmarks.
+pub(crate) fn for_each_database<'a, F, Fut>(
+    gateway_bin: &std::path::Path,
+    databases: &'a [String],
+    mut run: F,
+) -> i32
+where
+    F: FnMut(&'a str) -> Fut,
+    Fut: std::future::Future<Output = Result<(), String>>,
+{
+    if !gateway_bin.exists() {
         eprintln!(
             "{} does not exist: build it with `cargo build --release -p portcullis` (or pass --gateway-bin)",
-            args.gateway_bin.display()
+            gateway_bin.display()
         );
         return 1;
     }
@@ -111,8 +127,8 @@ pub fn main(args: impl Iterator<Item = String>) -> i32 {
         return 1;
     };
     let mut failed = false;
-    for url in &args.databases {
-        if let Err(e) = rt.block_on(run_one(&args, url)) {
+    for url in databases {
+        if let Err(e) = rt.block_on(run(url)) {
             eprintln!("{url}: {e}");
             failed = true;
         }
@@ -539,7 +555,7 @@ async fn time_writer(args: &LogsArgs, url: &str, end_ms: i64) -> Result<(), Stri
         .map_err(|e| format!("deleting the timed records: {e}"))
 }
 
-fn free_port() -> Result<u16, String> {
+pub(crate) fn free_port() -> Result<u16, String> {
     let l = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
     l.local_addr().map(|a| a.port()).map_err(|e| e.to_string())
 }
@@ -813,7 +829,7 @@ fn print_table(url: &str, args: &LogsArgs, rows: &[Timed]) {
     println!();
 }
 
-fn stop(child: &mut Child) {
+pub(crate) fn stop(child: &mut Child) {
     let _ = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status();

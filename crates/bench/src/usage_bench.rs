@@ -12,8 +12,12 @@
 //! of one second. It is a report, not a test: it exits 0 whether or not the target is met.
 
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
+
+use crate::logs::{
+    DEFAULT_POSTGRES, DEFAULT_SQLITE, SEED_SETTING, for_each_database, free_port, stop,
+};
 
 /// What the `usage` subcommand was asked to do.
 struct UsageArgs {
@@ -21,14 +25,6 @@ struct UsageArgs {
     databases: Vec<String>,
     reps: usize,
 }
-
-/// The databases `portcullis-bench logs` seeds by default.
-const DEFAULT_SQLITE: &str = "sqlite:/tmp/portcullis-bench-logs.db";
-const DEFAULT_POSTGRES: &str =
-    "postgres://postgres@127.0.0.1:5432/test?options[search_path]=bench_logs";
-
-/// The settings row `portcullis-bench logs` records its seed in: `records:end_ms`.
-const SEED_SETTING: &str = "bench.logs.seed";
 
 const MASTER_KEY: &str = "bench-master-key-0123456789";
 
@@ -73,27 +69,9 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> UsageArgs {
 /// Runs the benchmark; the process's exit code.
 pub fn main(args: impl Iterator<Item = String>) -> i32 {
     let args = parse_args(args);
-    if !args.gateway_bin.exists() {
-        eprintln!(
-            "{} does not exist: build it with `cargo build --release -p portcullis` (or pass --gateway-bin)",
-            args.gateway_bin.display()
-        );
-        return 1;
-    }
-    let Ok(rt) = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    else {
-        return 1;
-    };
-    let mut failed = false;
-    for url in &args.databases {
-        if let Err(e) = rt.block_on(run_one(&args, url)) {
-            eprintln!("{url}: {e}");
-            failed = true;
-        }
-    }
-    i32::from(failed)
+    for_each_database(&args.gateway_bin, &args.databases, |url| {
+        run_one(&args, url)
+    })
 }
 
 /// Migrates `url` (timing it) and returns the seed's last timestamp.
@@ -116,18 +94,6 @@ async fn open_seed(url: &str) -> Result<i64, String> {
     let end_ms: i64 = end.parse().map_err(|_| "unreadable seed setting")?;
     println!("{url}: a seed of {n} records ending at {end_ms}");
     Ok(end_ms)
-}
-
-fn free_port() -> Result<u16, String> {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
-    l.local_addr().map(|a| a.port()).map_err(|e| e.to_string())
-}
-
-fn stop(child: &mut Child) {
-    let _ = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status();
-    let _ = child.wait();
 }
 
 /// One timed query: what it is, and each repetition's time.
