@@ -39,6 +39,9 @@ pub struct Authenticator {
     master: Arc<Principal>,
     directory: Option<Directory>,
     oauth: Option<portcullis_oauth::OAuthServer>,
+    /// Failed password sign-ins, per username and client address: the OAuth server's when it
+    /// runs, so the console and its sign-in page count together.
+    sign_ins: portcullis_oauth::SignInThrottle,
 }
 
 /// What credentials are checked against that a reload may change.
@@ -131,6 +134,9 @@ impl Authenticator {
             master: master_principal(),
             directory: None,
             oauth: None,
+            sign_ins: portcullis_oauth::SignInThrottle::new(
+                portcullis_oauth::OAuthConfig::default().max_failed_sign_ins,
+            ),
         }
     }
 
@@ -180,8 +186,25 @@ impl Authenticator {
 
     /// Also accepts access tokens issued by the gateway's own OAuth server.
     pub fn with_oauth(mut self, oauth: portcullis_oauth::OAuthServer) -> Self {
+        self.sign_ins = oauth.sign_in_throttle();
         self.oauth = Some(oauth);
         self
+    }
+
+    /// Failed password sign-ins, per username and client address.
+    pub fn sign_in_throttle(&self) -> &portcullis_oauth::SignInThrottle {
+        &self.sign_ins
+    }
+
+    /// The address a sign-in comes from (`X-Forwarded-For` read only from the OAuth server's
+    /// `trusted_proxies`).
+    pub fn client_address(
+        &self,
+        extensions: &http::Extensions,
+        headers: &HeaderMap,
+    ) -> Option<std::net::IpAddr> {
+        let trusted = self.oauth.as_ref().map_or(&[][..], |o| o.trusted_proxies());
+        portcullis_oauth::client_address(extensions, headers, trusted)
     }
 
     /// The gateway's OAuth server, when configured.

@@ -137,17 +137,41 @@ fn wrong(message: &str) -> GatewayError {
     GatewayError::unauthorized(message.to_owned()).with_code("sign_in_failed")
 }
 
-async fn sign_in(
-    State(state): State<Arc<AppState>>,
-    headers: HeaderMap,
-    body: Request,
-) -> Response {
-    if !session::same_origin(&headers, None) {
+/// The name a master-key sign-in's failures are counted under (no user has it: user ids and
+/// e-mails have no spaces).
+const MASTER_KEY_SIGN_IN: &str = "master key";
+
+/// Refuses a sign-in made too soon after failed ones: 429 with `Retry-After`.
+fn throttled(wait: std::time::Duration) -> Response {
+    let mut r = error(
+        &GatewayError::new(
+            ErrorKind::RateLimited,
+            format!(
+                "Too many failed sign-ins from this address: try again in {}",
+                portcullis_oauth::wait_in_words(wait)
+            ),
+        )
+        .with_code("sign_in_throttled"),
+    );
+    r.headers_mut().insert(
+        header::RETRY_AFTER,
+        HeaderValue::from(portcullis_oauth::retry_after_seconds(wait)),
+    );
+    r
+}
+
+/// `POST /ui/api/session`. Failed attempts are counted per user (or the master key) and client
+/// address with the OAuth sign-in page's counts: after a few, each attempt waits longer, and
+/// after `oauth.max_failed_sign_ins` (10 by default) the pair is locked for 15 minutes.
+async fn sign_in(State(state): State<Arc<AppState>>, request: Request) -> Response {
+    let (parts, body) = request.into_parts();
+    let headers = &parts.headers;
+    if !session::same_origin(headers, None) {
         return error(&csrf_refused(
             "Sign-in must come from the console's own origin",
         ));
     }
-    let bytes = match axum::body::to_bytes(body.into_body(), 16 * 1024).await {
+    let bytes = match axum::body::to_bytes(body, 16 * 1024).await {
         Ok(b) => b,
         Err(_) => {
             return error(&GatewayError::invalid_request(
@@ -159,6 +183,29 @@ async fn sign_in(
         Ok(f) => f,
         Err(e) => return error(&e),
     };
+    let throttle = state.auth.sign_in_throttle();
+    let address = state.auth.client_address(&parts.extensions, headers);
+    let counted_as = match &form {
+        SignIn {
+            master_key: Some(_),
+            ..
+        } => MASTER_KEY_SIGN_IN.to_owned(),
+        SignIn { user: Some(u), .. } => u.trim().to_lowercase(),
+        _ => String::new(),
+    };
+    if !counted_as.is_empty()
+        && let Err(wait) = throttle.check(&counted_as, address).await
+    {
+        tracing::warn!("console sign-in refused: too many failures from this address");
+        return throttled(wait);
+    }
+    let failed = |message: &'static str| {
+        let counted_as = counted_as.clone();
+        async move {
+            throttle.record_failure(counted_as, address).await;
+            error(&wrong(message))
+        }
+    };
     let (kind, user_id, master_digest, method) = match form {
         SignIn {
             master_key: Some(key),
@@ -166,7 +213,7 @@ async fn sign_in(
             password: None,
         } => {
             if !state.auth.is_master_key(key.trim()) {
-                return error(&wrong("That is not the master key"));
+                return failed("That is not the master key").await;
             }
             (
                 "master",
@@ -191,9 +238,9 @@ async fn sign_in(
             {
                 Ok(Some(p)) => match p.user {
                     Some(u) => ("user", Some(u), None, "password"),
-                    None => return error(&wrong("Wrong user or password")),
+                    None => return failed("Wrong user or password").await,
                 },
-                Ok(None) => return error(&wrong("Wrong user or password")),
+                Ok(None) => return failed("Wrong user or password").await,
                 Err(e) => {
                     tracing::error!(error = %e.0, "console sign-in could not read the directory");
                     return error(&GatewayError::new(
@@ -209,7 +256,8 @@ async fn sign_in(
             ));
         }
     };
-    start_session(&state, &headers, kind, user_id, master_digest, method).await
+    throttle.clear(&counted_as, address).await;
+    start_session(&state, headers, kind, user_id, master_digest, method).await
 }
 
 async fn sign_out(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {

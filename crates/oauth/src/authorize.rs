@@ -14,7 +14,6 @@
 //! Problems with `client_id` or `redirect_uri` are shown as a page, never redirected
 //! (RFC 6749 §4.1.2.1); every other problem goes back to the client as `error=…`.
 
-use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use axum::body::Bytes;
@@ -398,41 +397,6 @@ struct LoginForm {
     password: String,
 }
 
-/// The address a sign-in comes from: the connection's peer (the `ConnectInfo<SocketAddr>`
-/// request extension the server provides) or, when that peer is one of `trusted` proxies, the
-/// right-most `X-Forwarded-For` address that is not a trusted proxy. `None` when the server
-/// does not say.
-pub(crate) fn client_address(
-    extensions: &http::Extensions,
-    headers: &HeaderMap,
-    trusted: &[IpAddr],
-) -> Option<IpAddr> {
-    let peer = extensions
-        .get::<axum::extract::ConnectInfo<SocketAddr>>()
-        .map(|c| c.0.ip().to_canonical())?;
-    if !trusted.contains(&peer) {
-        return Some(peer);
-    }
-    let mut forwarded = headers
-        .get_all("x-forwarded-for")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(str::trim)
-        .collect::<Vec<_>>();
-    forwarded.reverse();
-    for hop in forwarded {
-        let Ok(ip) = hop.parse::<IpAddr>().map(|ip| ip.to_canonical()) else {
-            // An unreadable hop: the proxy's own view is all that can be trusted.
-            return Some(peer);
-        };
-        if !trusted.contains(&ip) {
-            return Some(ip);
-        }
-    }
-    Some(peer)
-}
-
 /// `POST /oauth/authorize/login`.
 pub(crate) async fn login(
     State(inner): State<Arc<Inner>>,
@@ -475,17 +439,14 @@ pub(crate) async fn login(
         return retry("Enter your username and password.");
     }
     let throttle_key = username.to_lowercase();
-    let address = client_address(&extensions, &headers, &inner.config.trusted_proxies);
+    let address =
+        crate::throttle::client_address(&extensions, &headers, &inner.config.trusted_proxies);
     if let Err(wait) = inner.sign_in_throttle.check(&throttle_key, address).await {
         tracing::warn!(client_id = %client.client_id, "OAuth sign-in refused: too many failures for this username from this address");
-        let seconds = wait.as_secs_f64().ceil().max(1.0) as u64;
+        let seconds = crate::throttle::retry_after_seconds(wait);
         let mut response = retry(&format!(
             "Too many failed sign-ins. Try again in {}.",
-            if seconds >= 120 {
-                format!("{} minutes", seconds.div_ceil(60))
-            } else {
-                format!("{seconds} seconds")
-            }
+            crate::throttle::wait_in_words(wait)
         ));
         *response.status_mut() = StatusCode::TOO_MANY_REQUESTS;
         response

@@ -60,6 +60,8 @@ mod secrets;
 #[cfg(feature = "runtime")]
 mod server;
 #[cfg(feature = "runtime")]
+mod throttle;
+#[cfg(feature = "runtime")]
 mod token;
 #[cfg(feature = "runtime")]
 mod upstream;
@@ -77,6 +79,8 @@ pub use keys::AccessClaims;
 pub use resource::{Resources, canonical_resource};
 #[cfg(feature = "runtime")]
 pub use server::{ClientCredentials, OAuthServer};
+#[cfg(feature = "runtime")]
+pub use throttle::{SignInThrottle, client_address, retry_after_seconds, wait_in_words};
 /// The URL type [`Resources`] are given.
 #[cfg(feature = "runtime")]
 pub use url::Url;

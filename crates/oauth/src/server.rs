@@ -2,7 +2,6 @@
 //! (clients bound to service accounts), access-token verification for the request path, and
 //! the background task that reloads revocations and prunes the tables.
 
-use std::net::IpAddr;
 use std::sync::{Arc, OnceLock, Weak};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -17,7 +16,7 @@ use tokio::task::AbortHandle;
 use uuid::Uuid;
 
 use crate::client_metadata::{ClientDocuments, DocumentError};
-use crate::config::{FAILED_SIGN_IN_WINDOW, OAuthConfig, check_base_url};
+use crate::config::{OAuthConfig, check_base_url};
 use crate::directory::{Directory, Principal};
 use crate::error::{OAuthError, ProtocolError};
 use crate::first_party::{self, FirstPartyError, FirstPartyKey, FirstPartySignIn, FirstPartyStart};
@@ -25,6 +24,7 @@ use crate::keys::{AccessClaims, Signer};
 use crate::resource::Resources;
 use crate::revocation::Revocations;
 use crate::secrets::{Sealer, derive_key, random_id, random_token, sha256};
+use crate::throttle::SignInThrottle;
 use crate::upstream::{Upstream, UpstreamError};
 use crate::{authorize, metadata, register, revoke, token, upstream};
 
@@ -93,96 +93,6 @@ pub(crate) struct Inner {
     /// The protected resources besides `audience` (RFC 8707), once the gateway says.
     pub(crate) resources: OnceLock<Arc<dyn Resources>>,
     maintenance: OnceLock<AbortHandle>,
-}
-
-/// Counts failed local sign-ins per username **and client address**, so that a stranger
-/// guessing a user's password locks out only themselves, never the user signing in from
-/// elsewhere. After [`FREE_FAILURES`] failures each further attempt from the same address waits
-/// a delay that doubles with every failure ([`FIRST_DELAY`], at most [`MAX_DELAY`]); after
-/// [`OAuthConfig::max_failed_sign_ins`] failures the pair is locked until the window (which
-/// starts at the first failure) ends. A sign-in whose address is unknown counts under the
-/// username alone. Bounded: at most 100 000 pairs are tracked.
-pub(crate) struct SignInThrottle {
-    failures: moka::future::Cache<(String, Option<IpAddr>), Arc<parking_lot::Mutex<Failures>>>,
-    max: u32,
-}
-
-/// Failures before any delay.
-pub(crate) const FREE_FAILURES: u32 = 2;
-/// The delay after the first failure beyond [`FREE_FAILURES`].
-pub(crate) const FIRST_DELAY: Duration = Duration::from_millis(500);
-/// The longest delay between attempts short of the lock.
-pub(crate) const MAX_DELAY: Duration = Duration::from_secs(60);
-
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Failures {
-    count: u32,
-    last: std::time::Instant,
-}
-
-impl SignInThrottle {
-    fn new(max: u32) -> Self {
-        Self {
-            failures: moka::future::Cache::builder()
-                .max_capacity(100_000)
-                .time_to_live(FAILED_SIGN_IN_WINDOW)
-                .build(),
-            max,
-        }
-    }
-
-    /// `Err(wait)` when `username` may not try again from `address` yet: locked for the window
-    /// (`wait` is then the window), or within the delay after its last failure.
-    pub(crate) async fn check(
-        &self,
-        username: &str,
-        address: Option<IpAddr>,
-    ) -> Result<(), Duration> {
-        let Some(entry) = self.failures.get(&(username.to_owned(), address)).await else {
-            return Ok(());
-        };
-        let f = *entry.lock();
-        if f.count >= self.max {
-            return Err(FAILED_SIGN_IN_WINDOW);
-        }
-        let delay = delay_after(f.count);
-        let waited = f.last.elapsed();
-        if waited < delay {
-            return Err(delay - waited);
-        }
-        Ok(())
-    }
-
-    pub(crate) async fn record_failure(&self, username: String, address: Option<IpAddr>) {
-        let entry = self
-            .failures
-            .get_with((username, address), async {
-                Arc::new(parking_lot::Mutex::new(Failures {
-                    count: 0,
-                    last: std::time::Instant::now(),
-                }))
-            })
-            .await;
-        let mut f = entry.lock();
-        f.count = f.count.saturating_add(1);
-        f.last = std::time::Instant::now();
-    }
-
-    pub(crate) async fn clear(&self, username: &str, address: Option<IpAddr>) {
-        self.failures
-            .invalidate(&(username.to_owned(), address))
-            .await;
-    }
-}
-
-/// The wait imposed after `failures` failures: none for the first [`FREE_FAILURES`], then
-/// [`FIRST_DELAY`] doubling with each failure, at most [`MAX_DELAY`].
-pub(crate) fn delay_after(failures: u32) -> Duration {
-    if failures <= FREE_FAILURES {
-        return Duration::ZERO;
-    }
-    let doublings = (failures - FREE_FAILURES - 1).min(16);
-    FIRST_DELAY.saturating_mul(1 << doublings).min(MAX_DELAY)
 }
 
 impl Drop for Inner {
@@ -457,6 +367,17 @@ impl OAuthServer {
         let task = tokio::spawn(maintain(Arc::downgrade(&inner)));
         let _ = inner.maintenance.set(task.abort_handle());
         Ok(Self { inner })
+    }
+
+    /// The failed-sign-in counts of the sign-in page, for every other place that checks a
+    /// local user's password to share.
+    pub fn sign_in_throttle(&self) -> SignInThrottle {
+        self.inner.sign_in_throttle.clone()
+    }
+
+    /// The proxies whose `X-Forwarded-For` names the client (`trusted_proxies`).
+    pub fn trusted_proxies(&self) -> &[std::net::IpAddr] {
+        &self.inner.config.trusted_proxies
     }
 
     /// The issuer URL (`iss` of every token).

@@ -476,3 +476,44 @@ async fn sessions_end_on_sign_out_expiry_idleness_and_a_new_master_key() {
     assert_eq!(status, 401);
     gw.stop().await;
 }
+
+#[tokio::test]
+async fn failed_sign_ins_slow_down_and_lock_the_address_not_the_user() {
+    let gw = TestGateway::start("").await;
+    let (s, body) = admin(
+        &gw,
+        "POST",
+        "/admin/users",
+        json!({"id": "tess", "role": "viewer", "password": "correct horse battery"}),
+    )
+    .await;
+    assert_eq!(s, 201, "{body}");
+    let mut b = Browser::new(&gw);
+    for _ in 0..3 {
+        let (status, _, _) = b
+            .sign_in(json!({"user": "tess", "password": "guess guess guess"}))
+            .await;
+        assert_eq!(status, 401);
+    }
+    // After the free failures, the next attempt must wait — even with the right password.
+    let (status, e, headers) = b
+        .sign_in(json!({"user": "TESS", "password": "correct horse battery"}))
+        .await;
+    assert_eq!(status, 429, "{e}");
+    assert_eq!(e["error"]["code"], "sign_in_throttled");
+    assert_eq!(headers["retry-after"], "1");
+    // Another user, and the master key, are counted apart.
+    let (status, _, _) = b.sign_in(json!({"master_key": MASTER_KEY})).await;
+    assert_eq!(status, 200);
+    // Once the wait is over, the right password signs in and clears the count.
+    tokio::time::sleep(std::time::Duration::from_millis(600)).await;
+    let (status, session, _) = b
+        .sign_in(json!({"user": "tess", "password": "correct horse battery"}))
+        .await;
+    assert_eq!(status, 200, "{session}");
+    let (status, _, _) = b
+        .sign_in(json!({"user": "tess", "password": "guess guess guess"}))
+        .await;
+    assert_eq!(status, 401, "a fresh count after a sign-in");
+    gw.stop().await;
+}
