@@ -1,7 +1,7 @@
 """The web console in a real browser (Debian's Chromium, driven by Playwright), the way a person
 uses it: sign in, find a request in the logs by filter and open it, create a key and use it with
 the `openai` SDK, revoke it and see it fail, a viewer who sees only its own team and can change
-nothing, and attacks that must fail (a cross-origin page forging admin calls, a log record whose
+nothing, a member who makes a key for itself and sees only its own requests, and attacks that must fail (a cross-origin page forging admin calls, a log record whose
 metadata holds script). Every page is visited with no error and no Content-Security-Policy
 violation, and a screenshot of each is saved (PORTCULLIS_SCREENSHOTS, default
 target/console-screenshots)."""
@@ -349,10 +349,18 @@ def test_every_page_opens_without_errors_in_light_and_dark(gw, browser):
     w.close()
 
 
-def test_a_member_is_told_the_console_has_no_pages_for_its_role(gw, browser):
+def test_a_member_makes_a_key_for_itself_and_sees_only_its_own_requests(gw, browser):
+    r = httpx.post(f"{gw.url}/admin/teams", headers=ADMIN, json={"id": "gamma", "name": "gamma"})
+    assert r.status_code in (201, 409), r.text
     r = httpx.post(f"{gw.url}/admin/users", headers=ADMIN, json={
-        "id": "mia", "role": "member", "password": PASSWORD})
+        "id": "mia", "role": "member", "password": PASSWORD, "teams": ["gamma"]})
     assert r.status_code == 201, r.text
+    # Somebody else's request, in the same team.
+    r = httpx.post(f"{gw.url}/admin/keys", headers=ADMIN, json={"name": "someone's", "team": "gamma"})
+    assert r.status_code == 201, r.text
+    theirs, _ = chat(gw, r.json()["key"], "gpt-4o-mini")
+    wait_logged(gw, theirs)
+
     w = Watched(browser, gw.url)
     page = w.page
     page.goto("/ui/sign-in")
@@ -360,8 +368,48 @@ def test_a_member_is_told_the_console_has_no_pages_for_its_role(gw, browser):
     page.get_by_label("User id or e-mail").fill("mia")
     page.get_by_label("Password").fill(PASSWORD)
     page.get_by_role("button", name="Sign in").click()
-    expect(page.get_by_role("heading", name="No console pages for your role")).to_be_visible()
+    expect(page.get_by_text("Signed in as")).to_contain_text("member")
+    # Its own pages only.
+    expect(page.get_by_role("link", name="Virtual keys")).to_be_visible()
+    expect(page.get_by_role("link", name="Users")).to_have_count(0)
+
+    page.get_by_role("link", name="Virtual keys").click()
+    expect(page.get_by_role("heading", name="Your virtual keys")).to_be_visible()
+    page.get_by_role("button", name="Create key").first.click()
+    page.locator("input[name=name]").fill("mia's laptop")
+    dialog = page.get_by_role("dialog")
+    dialog.get_by_label("Team").select_option("gamma")
+    expect(dialog.get_by_label("Service account")).to_have_count(0)
+    page.locator("dialog, form").get_by_role("button", name="Create key").last.click()
+    secret = page.get_by_label("New key secret").input_value()
+    assert secret.startswith("pk-"), secret
+    page.keyboard.press("Escape")
+
+    mine, _ = chat(gw, secret, "gpt-4o-mini")
+    record = wait_logged(gw, mine)
+    assert record["user"] == "mia" and record["team"] == "gamma", record
     page.goto("/ui/logs")
-    expect(page.get_by_role("heading", name="No console pages for your role")).to_be_visible()
-    w.clean()
+    expect(page.get_by_text(mine[-12:])).to_be_visible()
+    expect(page.get_by_text(theirs[-12:])).to_have_count(0)
+    shot(page, "logs-member")
+    page.goto(f"/ui/logs/{theirs}")
+    expect(page.locator(".error-box")).to_be_visible()
+
+    # Revoking its own key works; an admin's pages and another's key stay out of reach.
+    page.goto("/ui/keys")
+    page.locator("tr", has_text="mia's laptop").get_by_role("button", name="Revoke").click()
+    page.get_by_role("dialog").get_by_role("button", name=re.compile("Revoke|Confirm")).click()
+    expect(page.get_by_role("status")).to_contain_text("revoked")
+    with pytest.raises(openai.AuthenticationError):
+        chat(gw, secret, "gpt-4o-mini")
+    page.goto("/ui/users")
+    expect(page.get_by_role("heading", name="Not allowed")).to_be_visible()
+    status = page.evaluate("""async () => {
+        const s = await (await fetch('/ui/api/session')).json();
+        const r = await fetch('/admin/keys', {method: 'POST', headers: {'content-type': 'application/json',
+            'x-portcullis-csrf': s.csrf_token}, body: JSON.stringify({name: 'for max', user: 'max'})});
+        return r.status;
+    }""")
+    assert status == 403, status
+    w.clean(allow=["403", "404"])
     w.close()

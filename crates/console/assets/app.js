@@ -2,12 +2,15 @@
 // loads each page's module. Every console page has its own URL under /ui/.
 import { api, session, h, replace, link, navigate, errorBox, ApiError, toast, title } from './lib.js';
 
-/** Pages: path pattern, module, navigation label and group, whether only admins see it. */
+/**
+ * Pages: path pattern, module, navigation label and group; `admin`: only admins see it; `own`:
+ * admins, and members for their own (the server applies the same rules to every call).
+ */
 const ROUTES = [
   { path: /^\/ui\/?$/, page: 'overview', label: 'Overview', href: '/ui/', group: 'Traffic' },
   { path: /^\/ui\/logs\/?$/, page: 'logs', label: 'Logs', href: '/ui/logs', group: 'Traffic' },
   { path: /^\/ui\/logs\/([^/]+)$/, page: 'log', nav: 'logs' },
-  { path: /^\/ui\/keys\/?$/, page: 'keys', label: 'Virtual keys', href: '/ui/keys', group: 'Access', admin: true },
+  { path: /^\/ui\/keys\/?$/, page: 'keys', label: 'Virtual keys', href: '/ui/keys', group: 'Access', own: true },
   { path: /^\/ui\/users\/?$/, page: 'users', label: 'Users', href: '/ui/users', group: 'Access', admin: true },
   { path: /^\/ui\/teams\/?$/, page: 'teams', label: 'Teams', href: '/ui/teams', group: 'Access', admin: true },
   { path: /^\/ui\/service-accounts\/?$/, page: 'service-accounts', label: 'Service accounts', href: '/ui/service-accounts', group: 'Access', admin: true },
@@ -57,10 +60,18 @@ function brand() {
   return a;
 }
 
+/** Whether the signed-in session may open route `r`. */
+function opens(r) {
+  const s = session.current;
+  if (s.admin) return true;
+  if (r.own) return s.role === 'member';
+  return !r.admin;
+}
+
 function nav(active) {
   const groups = [];
   for (const r of ROUTES) {
-    if (!r.label || (r.admin && !session.current.admin)) continue;
+    if (!r.label || !opens(r)) continue;
     let g = groups.find((x) => x.name === r.group);
     if (!g) { g = { name: r.group, items: [] }; groups.push(g); }
     g.items.push(r);
@@ -103,13 +114,7 @@ async function route() {
   const active = r ? (r.nav || r.page) : null;
   replace(app, h('div', { class: 'shell' }, nav(active), h('div', null, topbar(), main)));
   if (!r) { title('Not found'); replace(main, h('h1', null, 'Not found'), h('p', null, 'No console page has this address. '), link('/ui/', 'Go to the overview')); return; }
-  if (!session.current.admin && session.current.role === 'member') {
-    title('No console pages');
-    replace(main, h('h1', null, 'No console pages for your role'),
-      h('p', null, 'You are signed in as a member. The console shows traffic to viewers (their teams) and admins (everything); ask an admin for the role you need.'));
-    return;
-  }
-  if (r.admin && !session.current.admin) {
+  if (!opens(r)) {
     title('Not allowed');
     replace(main, h('h1', null, 'Not allowed'), h('p', null, 'This page is for admins. Your role is ' + session.current.role + '.'));
     return;

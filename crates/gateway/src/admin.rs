@@ -1,4 +1,5 @@
-//! The admin API (`/admin/…`): JSON, for the master key or an admin identity only.
+//! The admin API (`/admin/…`): JSON, for the master key or an admin identity; what viewers and
+//! members may reach of it is [`crate::admin_scope`]'s.
 //!
 //! - `GET /admin/logs` — the request log, newest first, with filters `since`, `until` (RFC 3339
 //!   or Unix milliseconds), `model` (the served model), `requested_model` (the name the caller
@@ -20,7 +21,8 @@
 //!   groups with the most requests. Over days it reads hourly and daily rollups (latency
 //!   percentiles then within 12.5%).
 //!
-//! Logs and usage are also open to `viewer` identities, limited to their own teams.
+//! Logs and usage are also open to `viewer` identities, limited to their own teams, and to
+//! `member`s signed in as themselves, limited to their own requests ([`crate::admin_scope`]).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -29,7 +31,7 @@ use axum::extract::{FromRequestParts, Path, Query, RawPathParams, State};
 use axum::response::Response;
 use http::request::Parts;
 use http::{HeaderMap, StatusCode};
-use portcullis_core::{AccessRole, Dialect, ErrorKind, GatewayError};
+use portcullis_core::{Dialect, ErrorKind, GatewayError};
 use portcullis_identity::Principal;
 use portcullis_store::{
     CacheFilter, Dimension, Interval, LogQuery, LogRecord, StatusFilter, UsageQuery, UsageRow,
@@ -39,6 +41,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use uuid::Uuid;
 
+use crate::admin_scope::{Reach, RecordScope, may_read_record, reach, record_scope};
 use crate::respond;
 use crate::state::AppState;
 
@@ -96,12 +99,35 @@ where
     }
 }
 
+/// Answers an admin request open beyond admins: authenticates the caller, gives `f` its
+/// [`Reach`] (which `f` must apply), and answers as [`admin_json`] does.
+pub(crate) async fn reach_json<F, Fut>(
+    state: &Arc<AppState>,
+    headers: &HeaderMap,
+    status: StatusCode,
+    f: F,
+) -> Response
+where
+    F: FnOnce(Reach) -> Fut,
+    Fut: std::future::Future<Output = Result<serde_json::Value, GatewayError>>,
+{
+    let id = Uuid::now_v7();
+    let result = match require_reach(state, headers).await {
+        Ok(reach) => f(reach).await,
+        Err(e) => Err(e),
+    };
+    match result {
+        Ok(v) => respond::json(status, v.to_string(), &id),
+        Err(e) => respond::error(Dialect::OpenAi, &e, &id),
+    }
+}
+
 pub(crate) async fn require_admin(
     state: &AppState,
     headers: &HeaderMap,
 ) -> Result<Arc<Principal>, GatewayError> {
     let who = crate::console_session::caller(state, headers).await?;
-    if who.identity.is_admin() && who.identity.has_scope("admin") {
+    if crate::admin_scope::is_admin(&who.identity) {
         Ok(who)
     } else {
         Err(forbidden_admin())
@@ -109,50 +135,28 @@ pub(crate) async fn require_admin(
 }
 
 fn forbidden_admin() -> GatewayError {
-    GatewayError::new(
-        ErrorKind::PermissionDenied,
-        "The admin API requires the master key or an admin identity",
-    )
-    .with_code("admin_required")
+    crate::admin_scope::admin_required()
 }
 
-/// Who may read logs and usage: admins read everything; a viewer reads only its own teams'
-/// records — the `team` it names, or its only team — and anything else is refused.
+/// The caller's reach into the admin API ([`admin_scope`](crate::admin_scope)), or 403.
+pub(crate) async fn require_reach(
+    state: &AppState,
+    headers: &HeaderMap,
+) -> Result<Reach, GatewayError> {
+    let who = crate::console_session::caller(state, headers).await?;
+    reach(&who.identity).ok_or_else(forbidden_admin)
+}
+
+/// Who may read logs and usage, and which records a read then covers: see
+/// [`record_scope`](crate::admin_scope::record_scope).
 async fn require_reader(
     state: &AppState,
     headers: &HeaderMap,
     requested_team: Option<&str>,
-) -> Result<Option<String>, GatewayError> {
-    let who = crate::console_session::caller(state, headers).await?;
-    let identity = &who.identity;
-    if identity.is_admin() && identity.has_scope("admin") {
-        return Ok(None);
-    }
-    if identity.role != AccessRole::Viewer {
-        return Err(forbidden_admin());
-    }
-    let team = match requested_team {
-        Some(t) => t.to_owned(),
-        None => match identity.teams.as_slice() {
-            [only] => only.clone(),
-            _ => {
-                return Err(GatewayError::new(
-                    ErrorKind::PermissionDenied,
-                    "A viewer of several teams must name one with `team=`",
-                )
-                .with_code("team_required"));
-            }
-        },
-    };
-    if identity.teams.contains(&team) {
-        Ok(Some(team))
-    } else {
-        Err(GatewayError::new(
-            ErrorKind::PermissionDenied,
-            format!("A viewer reads only its own teams' records; it is not in team `{team}`"),
-        )
-        .with_code("team_not_allowed"))
-    }
+    requested_user: Option<&str>,
+) -> Result<RecordScope, GatewayError> {
+    let reach = require_reach(state, headers).await?;
+    record_scope(&reach, requested_team, requested_user)
 }
 
 fn bad(param: &str, why: &str) -> GatewayError {
@@ -560,11 +564,18 @@ pub async fn logs(
 ) -> Response {
     let id = Uuid::now_v7();
     let result = async {
-        let viewer_team =
-            require_reader(&state, &headers, params.get("team").map(String::as_str)).await?;
+        let scope = require_reader(
+            &state,
+            &headers,
+            params.get("team").map(String::as_str),
+            params.get("user").map(String::as_str),
+        )
+        .await?;
         let mut q = log_query(&params)?;
-        if viewer_team.is_some() {
-            q.team = viewer_team;
+        match scope {
+            RecordScope::Any => {}
+            RecordScope::Team(team) => q.team = Some(team),
+            RecordScope::User(user) => q.user = Some(user),
         }
         log_page(&state, q).await
     }
@@ -584,15 +595,7 @@ pub async fn log(
 ) -> Response {
     let id = Uuid::now_v7();
     let result = async {
-        let who = crate::console_session::caller(&state, &headers).await?;
-        let identity = &who.identity;
-        let viewer_teams = if identity.is_admin() && identity.has_scope("admin") {
-            None
-        } else if identity.role == AccessRole::Viewer {
-            Some(&identity.teams)
-        } else {
-            return Err(forbidden_admin());
-        };
+        let reach = require_reach(&state, &headers).await?;
         let wanted = Uuid::parse_str(&raw).map_err(|_| bad("id", "not a request id"))?;
         let not_found = || {
             GatewayError::new(
@@ -608,9 +611,7 @@ pub async fn log(
             .await
             .map_err(|e| store_unavailable("reading the request log", &e))?
             .ok_or_else(not_found)?;
-        if let Some(teams) = viewer_teams
-            && !record.team.as_ref().is_some_and(|t| teams.contains(t))
-        {
+        if !may_read_record(&reach, record.team.as_deref(), record.user.as_deref()) {
             return Err(not_found());
         }
         serde_json::to_vec(&LogView::of(&record))
@@ -794,15 +795,22 @@ pub async fn usage(
 ) -> Response {
     let id = Uuid::now_v7();
     let result = async {
-        let requested_team = params
-            .iter()
-            .find(|(k, _)| k == "team")
-            .map(|(_, v)| v.as_str());
-        let viewer_team = require_reader(&state, &headers, requested_team).await?;
+        let param = |name: &str| {
+            params
+                .iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.as_str())
+        };
+        let scope = require_reader(&state, &headers, param("team"), param("user")).await?;
         let mut q = usage_query(&params, jiff::Timestamp::now().as_millisecond())?;
-        if let Some(team) = viewer_team {
-            q.filters.retain(|(d, _)| *d != Dimension::Team);
-            q.filters.push((Dimension::Team, team));
+        let forced = match scope {
+            RecordScope::Any => None,
+            RecordScope::Team(team) => Some((Dimension::Team, team)),
+            RecordScope::User(user) => Some((Dimension::User, user)),
+        };
+        if let Some((dimension, value)) = forced {
+            q.filters.retain(|(d, _)| *d != dimension);
+            q.filters.push((dimension, value));
         }
         let failed = |e| store_unavailable("reading usage", &e);
         let rows = state.stores.usage.usage(&q).await.map_err(failed)?;

@@ -96,7 +96,7 @@ pub(crate) fn view(token: &str, principal: &Principal, session: &ConsoleSession)
         role: who.role.as_str(),
         teams: who.teams.clone(),
         method: session.method.clone(),
-        admin: who.is_admin() && who.has_scope("admin"),
+        admin: crate::admin_scope::is_admin(who),
         csrf_token: session::csrf_token(token),
         expires_at: jiff::Timestamp::from_millisecond(session.expires_ms)
             .ok()

@@ -29,6 +29,7 @@
 //! [`metrics`], [`state`].
 
 pub mod admin;
+mod admin_scope;
 pub mod approvals;
 pub mod approvals_admin;
 pub mod audit;

@@ -507,7 +507,7 @@ where
     let allowed = match state.auth.authenticate(headers).await {
         Ok(who) => {
             let identity = &who.identity;
-            if (identity.is_admin() && identity.has_scope("admin"))
+            if crate::admin_scope::is_admin(identity)
                 || user.is_some_and(|u| identity.user.as_deref() == Some(u))
             {
                 Ok(())

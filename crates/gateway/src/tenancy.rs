@@ -1,6 +1,7 @@
 //! The tenancy admin API: teams, users, service accounts, virtual keys and provider keys.
-//! JSON in and out, for the master key or an `admin` identity; documented in the OpenAPI file
-//! served at `GET /admin/openapi.json`.
+//! JSON in and out, for the master key or an `admin` identity — and the virtual-key routes for
+//! a `member` signed in as itself, limited to its own keys ([`crate::admin_scope`]); documented
+//! in the OpenAPI file served at `GET /admin/openapi.json`.
 //!
 //! | route | does |
 //! |---|---|
@@ -22,7 +23,7 @@ use axum::body::{Body, Bytes};
 use axum::extract::{Query, State};
 use axum::response::Response;
 use http::{HeaderMap, HeaderValue, StatusCode};
-use portcullis_core::{AccessRole, GatewayError};
+use portcullis_core::{AccessRole, ErrorKind, GatewayError};
 use portcullis_identity::{
     Directory, KeyBudget, KeyControls, KeyLimits, KeyUpdate, ManageError, NewCredential, NewKey,
     NewUser,
@@ -36,7 +37,8 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
-use crate::admin::{AdminPath as Path, admin_json, directory, manage_error, rfc3339};
+use crate::admin::{AdminPath as Path, admin_json, directory, manage_error, reach_json, rfc3339};
+use crate::admin_scope::{KeyRequest, Reach, check_key_request, key_owner, may_manage_key};
 use crate::clock::now_ms;
 use crate::state::AppState;
 
@@ -631,8 +633,21 @@ pub async fn create_key(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    admin_json(&state, &headers, StatusCode::CREATED, || async {
-        let req: CreateKey = parse(&headers, body).await?;
+    let (state, headers) = (&state, &headers);
+    reach_json(state, headers, StatusCode::CREATED, |reach| async move {
+        let mut req: CreateKey = parse(headers, body).await?;
+        check_key_request(
+            &reach,
+            KeyRequest {
+                user: req.user.as_deref(),
+                team: req.team.as_deref(),
+                service_account: req.service_account.as_deref(),
+                allow_custom_cost: req.allow_custom_cost,
+            },
+        )?;
+        if let Some(me) = key_owner(&reach)? {
+            req.user = Some(me.to_owned());
+        }
         let expires_ms = match &req.expires_at {
             Some(t) => Some(parse_time("expires_at", t)?),
             None => None,
@@ -652,7 +667,7 @@ pub async fn create_key(
         } else {
             None
         };
-        let issued = directory(&state)?
+        let issued = directory(state)?
             .create_key(NewKey {
                 name: req.name,
                 user: req.user,
@@ -735,9 +750,20 @@ pub async fn list_keys(
     headers: HeaderMap,
     Query(params): Query<Vec<(String, String)>>,
 ) -> Response {
-    admin_json(&state, &headers, StatusCode::OK, || async {
-        let p = key_list_params(&params)?;
-        let store = directory(&state)?.store();
+    let (state, headers) = (&state, &headers);
+    reach_json(state, headers, StatusCode::OK, |reach| async move {
+        let mut p = key_list_params(&params)?;
+        if let Some(me) = key_owner(&reach)? {
+            if p.filter.user_id.as_deref().is_some_and(|u| u != me) {
+                return Err(GatewayError::new(
+                    ErrorKind::PermissionDenied,
+                    "A member lists only its own keys",
+                )
+                .with_code("user_not_allowed"));
+            }
+            p.filter.user_id = Some(me.to_owned());
+        }
+        let store = directory(state)?.store();
         if let Some(cursor) = &p.cursor
             && store.key(cursor).await.map_err(store_failed)?.is_none()
         {
@@ -781,12 +807,14 @@ pub async fn get_key(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Response {
-    admin_json(&state, &headers, StatusCode::OK, || async {
-        let key = directory(&state)?
+    let (state, headers) = (&state, &headers);
+    reach_json(state, headers, StatusCode::OK, |reach| async move {
+        let key = directory(state)?
             .store()
             .key(&id)
             .await
             .map_err(store_failed)?
+            .filter(|k| may_manage_key(&reach, k.user_id.as_deref()))
             .ok_or_else(|| no_such("key", &id))?;
         Ok(key_view(&key))
     })
@@ -800,8 +828,10 @@ pub async fn revoke_key(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Response {
-    admin_json(&state, &headers, StatusCode::OK, || async {
-        let dir = directory(&state)?;
+    let (state, headers) = (&state, &headers);
+    reach_json(state, headers, StatusCode::OK, |reach| async move {
+        let dir = directory(state)?;
+        check_own_key(dir, &reach, &id).await?;
         dir.revoke_key(&id).await.map_err(manage_error)?;
         let key = dir
             .store()
@@ -812,6 +842,21 @@ pub async fn revoke_key(
         Ok(key_view(&key))
     })
     .await
+}
+
+/// Refuses, as an unknown key (404), a key outside the caller's reach: for a member, one it
+/// does not own. An admin reaches every key without a read.
+async fn check_own_key(dir: &Directory, reach: &Reach, id: &str) -> Result<(), GatewayError> {
+    if *reach == Reach::Everything {
+        return Ok(());
+    }
+    dir.store()
+        .key(id)
+        .await
+        .map_err(store_failed)?
+        .filter(|k| may_manage_key(reach, k.user_id.as_deref()))
+        .map(|_| ())
+        .ok_or_else(|| no_such("key", id))
 }
 
 /// A member of a `PATCH` body that may be absent (`None`: unchanged), `null` (`Some(None)`:
@@ -860,8 +905,17 @@ pub async fn patch_key(
     Path(id): Path<String>,
     body: Body,
 ) -> Response {
-    admin_json(&state, &headers, StatusCode::OK, || async {
-        let req: PatchKey = parse(&headers, body).await?;
+    let (state, headers) = (&state, &headers);
+    reach_json(state, headers, StatusCode::OK, |reach| async move {
+        let req: PatchKey = parse(headers, body).await?;
+        check_key_request(
+            &reach,
+            KeyRequest {
+                allow_custom_cost: req.allow_custom_cost == Some(true),
+                ..KeyRequest::default()
+            },
+        )?;
+        check_own_key(directory(state)?, &reach, &id).await?;
         if req.name.as_deref().is_some_and(|n| n.trim().is_empty()) {
             return Err(
                 GatewayError::invalid_request("`name` must have 1 to 200 characters")
@@ -881,7 +935,7 @@ pub async fn patch_key(
                 budget: None,
             })
         });
-        let key = directory(&state)?
+        let key = directory(state)?
             .update_key(
                 &id,
                 KeyUpdate {
@@ -921,16 +975,18 @@ pub async fn rotate_key(
     Path(id): Path<String>,
     body: Body,
 ) -> Response {
-    admin_json(&state, &headers, StatusCode::OK, || async {
+    let (state, headers) = (&state, &headers);
+    reach_json(state, headers, StatusCode::OK, |reach| async move {
+        check_own_key(directory(state)?, &reach, &id).await?;
         // No body at all (however it is framed) means the defaults.
-        let bytes: Bytes = crate::body::read(None, body, &headers, crate::admin::MAX_BODY).await?;
+        let bytes: Bytes = crate::body::read(None, body, headers, crate::admin::MAX_BODY).await?;
         let req: RotateKey = if bytes.iter().all(u8::is_ascii_whitespace) {
             RotateKey::default()
         } else {
             crate::admin::parse_body_bytes(&bytes, &OBJECT_FIELDS)?
         };
         let grace = req.grace_seconds.unwrap_or(DEFAULT_GRACE_SECONDS);
-        let issued = directory(&state)?
+        let issued = directory(state)?
             .rotate_key(&id, grace.saturating_mul(1000))
             .await
             .map_err(manage_error)?;

@@ -1,10 +1,14 @@
 // Virtual keys: the list (filtered by team, user or service account, in the page's URL), a
 // key's requests in the log, and creating, editing, rotating and revoking keys. A new or
 // rotated secret is shown once, with a snippet that points an OpenAI client at this gateway.
-import { api, h, replace, navigate, link, table, errorBox, fmtUsd, tail, title, select, dialog, confirmAction, toast } from '../lib.js';
+// A member sees and manages its own keys only, and creates keys for itself in its own teams.
+import { api, h, replace, navigate, link, table, errorBox, fmtUsd, tail, title, select, dialog, confirmAction, toast, session } from '../lib.js';
 import { input, labelled, parseList, showList, parseCount, dateToIso, isoToDate, actionForm, heading, smallButton, act, secretDialog, snippet, when } from './_access.js';
 
 const FILTERS = [['team', 'Team'], ['user', 'User'], ['service_account', 'Service account']];
+
+/** Whether the session manages only its own keys (a member). */
+const ownOnly = () => !session.current.admin;
 const PERIODS = [['daily', 'daily'], ['weekly', 'weekly'], ['monthly', 'monthly']];
 
 /** Who a key belongs to, as text. */
@@ -90,17 +94,25 @@ function budgetOf(f) {
 
 function createDialog(refresh) {
   const { f, layout } = settingsFields();
+  const member = ownOnly();
+  const teams = session.current.teams || [];
   const user = input('user', { placeholder: 'user id or e-mail' });
-  const team = input('team', { placeholder: 'team id' });
+  const team = member
+    ? select('team', [['', 'none'], ...teams.map((t) => [t, t])], '', { id: 'f-team-own' })
+    : input('team', { placeholder: 'team id' });
   const sa = input('service_account', { placeholder: 'service account id' });
   const customCost = h('input', { type: 'checkbox', name: 'allow_custom_cost' });
+  const belongs = member
+    ? h('fieldset', null, h('legend', null, 'Belongs to'), h('p', { class: 'muted' }, 'You: the key acts as you, within your own limits and budgets.'),
+      teams.length ? labelled('Team', team, 'Requests with the key count towards this team of yours.') : null)
+    : h('fieldset', null, h('legend', null, 'Belongs to'), h('div', { class: 'row' },
+      labelled('User', user), labelled('Team', team), labelled('Service account', sa)));
   let d;
   const form = actionForm({ 'aria-label': 'Create key' }, [
     layout[0],
-    h('fieldset', null, h('legend', null, 'Belongs to'), h('div', { class: 'row' },
-      labelled('User', user), labelled('Team', team), labelled('Service account', sa))),
+    belongs,
     layout.slice(1),
-    h('label', { class: 'inline' }, customCost, 'Budgets count the caller\'s own prices (x-portcullis-custom-cost)'),
+    member ? null : h('label', { class: 'inline' }, customCost, 'Budgets count the caller\'s own prices (x-portcullis-custom-cost)'),
     h('div', { class: 'row' }, h('button', { type: 'submit', class: 'primary' }, 'Create key')),
   ], async () => {
     const body = { name: f.name.value.trim() };
@@ -186,7 +198,7 @@ export async function render(main, { query, signal }) {
   const inputs = {};
   const form = h('form', { class: 'filters', role: 'search', 'aria-label': 'Filter the keys' });
   const row = h('div', { class: 'row' });
-  for (const [name, label] of FILTERS) {
+  for (const [name, label] of (ownOnly() ? FILTERS.slice(0, 1) : FILTERS)) {
     inputs[name] = input(name, { value: query.get(name) || '', placeholder: 'id' });
     row.append(labelled(label, inputs[name]));
   }
@@ -205,7 +217,7 @@ export async function render(main, { query, signal }) {
 
   const results = h('div', null, h('p', { class: 'muted' }, 'Loading…'));
   const pager = h('div', { class: 'pager' });
-  replace(main, heading('Virtual keys', h('button', { type: 'button', class: 'primary', onclick: () => createDialog(refresh) }, 'Create key')),
+  replace(main, heading(ownOnly() ? 'Your virtual keys' : 'Virtual keys', h('button', { type: 'button', class: 'primary', onclick: () => createDialog(refresh) }, 'Create key')),
     form, results, pager);
 
   const q = { limit: 100 };

@@ -54,6 +54,13 @@ const COLUMNS = [
   { label: 'Cache', value: (r) => r.cache_status || '—' },
 ];
 
+/** What a non-admin sees of the log, said above it. */
+function scopeNote(s) {
+  if (s.admin) return null;
+  if (s.role === 'member') return h('p', { class: 'muted' }, 'You see your own requests: those made with your keys and your sign-ins.');
+  return h('p', { class: 'muted' }, `You see the requests of your team${s.teams.length > 1 ? 's' : ''}: ${s.teams.join(', ')}.`);
+}
+
 export async function render(main, { query, signal }) {
   title('Logs');
   const s = session.current;
@@ -94,10 +101,10 @@ export async function render(main, { query, signal }) {
 
   const results = h('div', null, h('p', { class: 'muted' }, 'Loading…'));
   const pager = h('div', { class: 'pager' });
-  replace(main, h('h1', null, 'Request logs'), !s.admin ? h('p', { class: 'muted' }, `You see the requests of your team${s.teams.length > 1 ? 's' : ''}: ${s.teams.join(', ')}.`) : null, form, results, pager);
+  replace(main, h('h1', null, 'Request logs'), scopeNote(s), form, results, pager);
 
   const q = apiQuery(query);
-  if (!s.admin && !q.team && s.teams.length) q.team = s.teams[0];
+  if (!s.admin && s.role === 'viewer' && !q.team && s.teams.length) q.team = s.teams[0];
   let page;
   const started = performance.now();
   try {

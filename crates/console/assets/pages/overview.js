@@ -1,6 +1,6 @@
 // The overview: requests, errors, tokens, cost, cache hit ratio and latency over a chosen time
 // range, as cards, charts over time and top lists by provider, model, team and key, plus the
-// range's most expensive requests. A viewer sees its own team's traffic.
+// range's most expensive requests. A viewer sees its own team's traffic, a member its own.
 import { api, h, replace, fmtInt, fmtUsd, fmtMs, fmtPct, navigate, errorBox, session, title, select, field, tail, link, statusBadge } from '../lib.js';
 import { lineChart, barList } from '../charts.js';
 
@@ -36,12 +36,14 @@ export async function render(main, { query, signal }) {
     onchange: (e) => { const q = new URLSearchParams(location.search); q.set('range', e.target.value); navigate('/ui/?' + q); },
   });
   const controls = h('div', { class: 'row' }, h('label', { for: 'range' }, 'Time range', picker));
-  if (!s.admin && s.teams.length > 1) {
+  const viewer = !s.admin && s.role === 'viewer';
+  if (viewer && s.teams.length > 1) {
     controls.appendChild(field('Team', select('team', s.teams, team || s.teams[0], { onchange: (e) => { const q = new URLSearchParams(location.search); q.set('team', e.target.value); navigate('/ui/?' + q); } })));
     if (!team) base.team = s.teams[0];
   }
   const body = h('div', null, h('p', { class: 'muted' }, 'Loading…'));
-  replace(main, h('div', { class: 'row' }, h('h1', null, 'Overview'), h('span', { class: 'spacer' }), controls), body);
+  replace(main, h('div', { class: 'row' }, h('h1', null, 'Overview'), h('span', { class: 'spacer' }), controls),
+    !s.admin && s.role === 'member' ? h('p', { class: 'muted' }, 'Your own requests: those made with your keys and your sign-ins.') : null, body);
 
   const interval = RANGES[range].interval;
   const group = (g) => api('/admin/usage', { query: { ...base, group_by: g }, signal });
@@ -51,7 +53,7 @@ export async function render(main, { query, signal }) {
       api('/admin/usage', { query: base, signal }),
       api('/admin/usage', { query: { ...base, interval }, signal }),
       group('provider'), group('model'),
-      s.admin ? group('team') : Promise.resolve(null),
+      viewer ? Promise.resolve(null) : group('team'),
       group('key'),
       api('/admin/logs', { query: { ...base, sort: 'cost', limit: 10 }, signal }).catch(() => null),
     ]);

@@ -6,7 +6,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use crate::common::{MASTER_KEY, TestGateway, client};
+use crate::common::{MASTER_KEY, TestGateway, client, providers_yaml};
+use portcullis_test_support::MockUpstream;
 use reqwest::header::HeaderMap;
 use serde_json::{Value, json};
 
@@ -474,6 +475,214 @@ async fn sessions_end_on_sign_out_expiry_idleness_and_a_new_master_key() {
     store.put_console_session(&row).await.unwrap();
     let (status, _) = b.call("GET", "/admin/logs", None).await;
     assert_eq!(status, 401);
+    gw.stop().await;
+}
+
+/// A model call with `key`; the request id it was logged under.
+async fn chat_with(gw: &TestGateway, key: &str) -> String {
+    let r = client()
+        .post(gw.at("/v1/chat/completions"))
+        .bearer_auth(key)
+        .json(&json!({"model": "openai/gpt-4o-mini", "max_tokens": 8,
+                      "messages": [{"role": "user", "content": "hello"}]}))
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    let id = r.headers()["x-portcullis-request-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(status, 200, "{}", r.text().await.unwrap());
+    id
+}
+
+#[tokio::test]
+async fn a_member_sees_its_own_requests_and_manages_its_own_keys_only() {
+    let mock = MockUpstream::start().await;
+    let gw = TestGateway::start(&providers_yaml(&mock)).await;
+    for team in ["alpha", "beta"] {
+        let (s, body) = admin(
+            &gw,
+            "POST",
+            "/admin/teams",
+            json!({"id": team, "name": team}),
+        )
+        .await;
+        assert_eq!(s, 201, "{body}");
+    }
+    for (id, team) in [("mia", "alpha"), ("max", "alpha")] {
+        let (s, body) = admin(
+            &gw,
+            "POST",
+            "/admin/users",
+            json!({"id": id, "email": format!("{id}@example.com"), "role": "member",
+                   "password": "correct horse battery", "teams": [team]}),
+        )
+        .await;
+        assert_eq!(s, 201, "{body}");
+    }
+    let (s, maxs_key) = admin(
+        &gw,
+        "POST",
+        "/admin/keys",
+        json!({"name": "max's", "user": "max", "team": "alpha"}),
+    )
+    .await;
+    assert_eq!(s, 201, "{maxs_key}");
+    let maxs_key_id = maxs_key["id"].as_str().unwrap().to_owned();
+    let maxs_request = chat_with(&gw, maxs_key["key"].as_str().unwrap()).await;
+
+    let mut b = Browser::new(&gw);
+    let (status, session, _) = b
+        .sign_in(json!({"user": "mia", "password": "correct horse battery"}))
+        .await;
+    assert_eq!(status, 200, "{session}");
+    assert_eq!(
+        (&session["role"], &session["admin"]),
+        (&json!("member"), &json!(false))
+    );
+
+    // A key for itself, in its own team: the key acts as mia.
+    let (status, mine) = b
+        .call(
+            "POST",
+            "/admin/keys",
+            Some(json!({"name": "mine", "team": "alpha"})),
+        )
+        .await;
+    assert_eq!(status, 201, "{mine}");
+    assert_eq!(mine["user"], "mia");
+    assert!(mine["key"].as_str().unwrap().starts_with("pk-"));
+    let my_key = mine["key"].as_str().unwrap().to_owned();
+    let my_key_id = mine["id"].as_str().unwrap().to_owned();
+    // Nothing beyond that.
+    for (body, param) in [
+        (json!({"name": "x", "user": "max"}), "user"),
+        (json!({"name": "x", "team": "beta"}), "team"),
+        (
+            json!({"name": "x", "service_account": "sa"}),
+            "service_account",
+        ),
+        (
+            json!({"name": "x", "allow_custom_cost": true}),
+            "allow_custom_cost",
+        ),
+    ] {
+        let (status, e) = b.call("POST", "/admin/keys", Some(body)).await;
+        assert_eq!(status, 403, "{e}");
+        assert_eq!(e["error"]["code"], "not_allowed_for_member");
+        assert_eq!(e["error"]["param"], param);
+    }
+
+    // Its own keys only; another's is unknown to it, whatever it tries.
+    let (status, list) = b.call("GET", "/admin/keys", None).await;
+    assert_eq!(status, 200, "{list}");
+    let ids: Vec<&str> = list["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, [my_key_id.as_str()]);
+    let (status, _) = b.call("GET", "/admin/keys?user=max", None).await;
+    assert_eq!(status, 403);
+    let other = format!("/admin/keys/{maxs_key_id}");
+    for (method, path, body) in [
+        ("GET", other.clone(), None),
+        ("PATCH", other.clone(), Some(json!({"name": "mine now"}))),
+        ("POST", format!("{other}/rotate"), None),
+        ("DELETE", other.clone(), None),
+    ] {
+        let (status, e) = b.call(method, &path, body).await;
+        assert_eq!(status, 404, "{method} {path}: {e}");
+    }
+    let (status, edited) = b
+        .call(
+            "PATCH",
+            &format!("/admin/keys/{my_key_id}"),
+            Some(json!({"name": "renamed", "models": ["openai/*"]})),
+        )
+        .await;
+    assert_eq!(status, 200, "{edited}");
+    assert_eq!(edited["name"], "renamed");
+    let (status, _) = b
+        .call(
+            "PATCH",
+            &format!("/admin/keys/{my_key_id}"),
+            Some(json!({"allow_custom_cost": true})),
+        )
+        .await;
+    assert_eq!(status, 403);
+
+    // Its own requests: those of its key, not max's.
+    let my_request = chat_with(&gw, &my_key).await;
+    gw.logs("", 2).await;
+    let (status, logs) = b.call("GET", "/admin/logs", None).await;
+    assert_eq!(status, 200, "{logs}");
+    let ids: Vec<&str> = logs["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, [my_request.as_str()]);
+    let (status, _) = b
+        .call("GET", &format!("/admin/logs/{my_request}"), None)
+        .await;
+    assert_eq!(status, 200);
+    let (status, _) = b
+        .call("GET", &format!("/admin/logs/{maxs_request}"), None)
+        .await;
+    assert_eq!(status, 404);
+    let (status, _) = b.call("GET", "/admin/logs?user=max", None).await;
+    assert_eq!(status, 403);
+    let (status, usage) = b.call("GET", "/admin/usage?group_by=key", None).await;
+    assert_eq!(status, 200, "{usage}");
+    assert_eq!(usage["totals"]["requests"], 1);
+    assert_eq!(usage["data"][0]["group"], my_key_id.as_str());
+
+    // The rest of the admin API stays closed, and so does the admin API to its key.
+    for path in [
+        "/admin/users",
+        "/admin/teams",
+        "/admin/provider-keys",
+        "/admin/providers",
+    ] {
+        let (status, _) = b.call("GET", path, None).await;
+        assert_eq!(status, 403, "{path}");
+    }
+    let r = client()
+        .get(gw.at("/admin/logs"))
+        .bearer_auth(&my_key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403, "a member's virtual key reads nothing");
+    let r = client()
+        .post(gw.at("/admin/keys"))
+        .bearer_auth(&my_key)
+        .json(&json!({"name": "minted by a key"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403, "nor mints keys");
+
+    // Revoked by its owner, the key is refused.
+    let (status, revoked) = b
+        .call("DELETE", &format!("/admin/keys/{my_key_id}"), None)
+        .await;
+    assert_eq!(status, 200, "{revoked}");
+    assert_eq!(revoked["status"], "revoked");
+    let r = client()
+        .post(gw.at("/v1/chat/completions"))
+        .bearer_auth(&my_key)
+        .json(&json!({"model": "openai/gpt-4o-mini",
+                      "messages": [{"role": "user", "content": "hello"}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
     gw.stop().await;
 }
 

@@ -679,8 +679,12 @@ async fn an_idp_group_mapped_to_admin_opens_the_admin_api() {
     claims["sub"] = json!("grace@example.com");
     claims["groups"] = json!(["Everyone"]);
     let member = okta.mint(MockAlg::RS256, &claims);
-    let (s, _) = get(&gw, &member, "/admin/keys").await;
+    let (s, _) = get(&gw, &member, "/admin/users").await;
     assert_eq!(s, 403);
+    // A member reaches only its own keys (none yet), not the admin's.
+    let (s, body) = get(&gw, &member, "/admin/keys").await;
+    assert_eq!(s, 200, "{body}");
+    assert_eq!(body["data"], json!([]));
     gw.stop().await;
 }
 

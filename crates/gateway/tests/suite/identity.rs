@@ -429,7 +429,7 @@ async fn roles_gate_the_admin_api_and_viewers_see_only_their_teams() {
     assert_eq!(chat(&gw, &bob, "gpt-4o", &[]).await.0, 200);
     gw.logs("", 2).await;
 
-    // Members may not use the admin API; admins may.
+    // A member's virtual key may not use the admin API; an admin's may.
     let (s, v) = admin_as(&gw, &alice, "GET", "/admin/keys", None).await;
     assert_eq!(s, 403, "{v}");
     assert_eq!(v["error"]["code"], "admin_required");

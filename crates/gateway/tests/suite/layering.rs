@@ -122,3 +122,31 @@ fn the_reference_scanner_sees_both_import_forms() {
     );
     assert_eq!(refs, ["a", "c", "d", "f"]);
 }
+
+#[test]
+fn only_admin_scope_decides_who_is_an_admin() {
+    let src = concat!(env!("CARGO_MANIFEST_DIR"), "/src");
+    let mut offenders = Vec::new();
+    for entry in std::fs::read_dir(src).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_stem().unwrap().to_string_lossy().into_owned();
+        if path.extension().is_none_or(|e| e != "rs") || name == "admin_scope" {
+            continue;
+        }
+        let source = std::fs::read_to_string(&path).unwrap();
+        for (n, line) in source.lines().enumerate() {
+            let code = line.trim_start();
+            if code.starts_with("//") {
+                continue;
+            }
+            if code.contains(".is_admin()") || code.contains("has_scope(\"admin\")") {
+                offenders.push(format!("{name}.rs:{}: {code}", n + 1));
+            }
+        }
+    }
+    assert!(
+        offenders.is_empty(),
+        "the admin API's reach is admin_scope's to decide:\n{}",
+        offenders.join("\n")
+    );
+}
