@@ -32,6 +32,10 @@ if not os.path.exists(CHROMIUM):
 from playwright.sync_api import expect, sync_playwright  # noqa: E402
 
 ADMIN = {"authorization": f"Bearer {MASTER_KEY}"}
+# axe-core (npm, installed with the MCP suites' packages): the accessibility rules of WCAG 2.1
+# A and AA — labels, names, contrast, landmarks, ARIA — checked on every page in both themes.
+AXE = ROOT / "tests" / "mcp" / "node_modules" / "axe-core" / "axe.min.js"
+AXE_RULES = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"]
 PASSWORD = "correct horse battery staple"
 
 
@@ -72,6 +76,17 @@ class Watched:
 def shot(page, name):
     SHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=False)
+
+
+def accessibility_violations(page):
+    """What axe-core finds against WCAG 2.1 A and AA on the page as it is shown now (open
+    dialogs included): each violated rule with its impact and the first elements at fault."""
+    if not page.evaluate("typeof window.axe !== 'undefined'"):
+        page.evaluate(AXE.read_text())
+    result = page.evaluate(
+        "rules => axe.run(document, {runOnly: {type: 'tag', values: rules}, resultTypes: ['violations']})",
+        AXE_RULES)
+    return [(v["id"], v["impact"], [n["target"] for n in v["nodes"][:3]]) for v in result["violations"]]
 
 
 def sign_in_with_master_key(w: Watched, next_path="/ui/"):
@@ -315,9 +330,12 @@ PAGES = [
 ]
 
 
-def test_every_page_opens_without_errors_in_light_and_dark(gw, browser):
+def test_every_page_opens_without_errors_and_passes_accessibility_checks_in_light_and_dark(gw, browser):
     w = Watched(browser, gw.url)
     page = w.page
+    page.goto("/ui/sign-in")
+    expect(page.get_by_role("button", name="Sign in")).to_be_visible()
+    found = {"/ui/sign-in": accessibility_violations(page)}
     sign_in_with_master_key(w)
     for path, heading in PAGES:
         page.goto(path)
@@ -326,13 +344,34 @@ def test_every_page_opens_without_errors_in_light_and_dark(gw, browser):
         if heading:
             expect(main).to_have_text(heading)
         # No page-level failure (each page shows what it could not load in an alert).
+        expect(page.locator("main").get_by_text("Loading…")).to_have_count(0)
         expect(page.locator("main .error-box")).to_have_count(0)
         name = path.strip("/").replace("ui", "", 1).strip("/") or "overview"
         shot(page, f"page-{name.replace('/', '-')}")
+        found[f"{path} (light)"] = accessibility_violations(page)
+    newest, _ = chat(gw, MASTER_KEY, "gpt-4o-mini")
+    wait_logged(gw, newest)
+    record = f"/ui/logs/{newest}"
+    page.goto(record)
+    expect(page.locator("main h1").first).to_be_visible()
+    found[f"{record} (light)"] = accessibility_violations(page)
     page.emulate_media(color_scheme="dark")
+    for path, _ in PAGES + [(record, None)]:
+        page.goto(path)
+        expect(page.locator("main h1").first).to_be_visible()
+        expect(page.locator("main").get_by_text("Loading…")).to_have_count(0)
+        found[f"{path} (dark)"] = accessibility_violations(page)
     page.goto("/ui/")
     expect(page.locator(".card").first).to_be_visible()
     shot(page, "overview-dark")
+    # A dialog, and the sign-in page, are checked too.
+    page.goto("/ui/keys")
+    page.get_by_role("button", name="Create key").first.click()
+    expect(page.get_by_role("dialog")).to_be_visible()
+    found["/ui/keys (create dialog)"] = accessibility_violations(page)
+    page.keyboard.press("Escape")
+    bad = {where: v for where, v in found.items() if v}
+    assert not bad, json.dumps(bad, indent=1)
     # The keyboard reaches the navigation and activates it.
     page.goto("/ui/")
     expect(page.locator(".card").first).to_be_visible()

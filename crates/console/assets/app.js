@@ -31,11 +31,16 @@ function applyTheme() {
   else delete document.documentElement.dataset.theme;
 }
 
-function toggleTheme() {
-  const dark = document.documentElement.dataset.theme === 'dark' ||
+/** Whether the dark theme is shown (chosen, or the system's when none is chosen). */
+function isDark() {
+  return document.documentElement.dataset.theme === 'dark' ||
     (!document.documentElement.dataset.theme && matchMedia('(prefers-color-scheme: dark)').matches);
-  localStorage.setItem('portcullis-theme', dark ? 'light' : 'dark');
+}
+
+function toggleTheme(e) {
+  localStorage.setItem('portcullis-theme', isDark() ? 'light' : 'dark');
   applyTheme();
+  e.currentTarget.setAttribute('aria-pressed', String(isDark()));
 }
 
 async function loadSession() {
@@ -91,7 +96,7 @@ function topbar() {
   return h('header', { class: 'topbar' },
     h('div', { class: 'who' }, 'Signed in as ', h('strong', null, who), ` · ${s.role}`, s.teams && s.teams.length ? ` · ${s.teams.join(', ')}` : ''),
     h('div', { class: 'actions' },
-      h('button', { type: 'button', onclick: toggleTheme, 'aria-label': 'Switch between light and dark' }, 'Theme'),
+      h('button', { type: 'button', onclick: toggleTheme, 'aria-pressed': String(isDark()), title: 'Switch between light and dark' }, 'Dark theme'),
       h('button', { type: 'button', onclick: signOut }, 'Sign out')));
 }
 
