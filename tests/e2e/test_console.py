@@ -452,3 +452,36 @@ def test_a_member_makes_a_key_for_itself_and_sees_only_its_own_requests(gw, brow
     assert status == 403, status
     w.clean(allow=["403", "404"])
     w.close()
+
+
+def test_an_admin_sets_a_teams_budget_and_its_keys_are_held_to_it(gw, browser):
+    r = httpx.post(f"{gw.url}/admin/teams", headers=ADMIN, json={"id": "delta", "name": "Delta"})
+    assert r.status_code == 201, r.text
+    r = httpx.post(f"{gw.url}/admin/keys", headers=ADMIN, json={"name": "delta's", "team": "delta"})
+    assert r.status_code == 201, r.text
+    key = r.json()["key"]
+
+    w = Watched(browser, gw.url)
+    page = w.page
+    sign_in_with_master_key(w, "/ui/teams")
+    page.get_by_role("button", name="Limits of delta").click()
+    dialog = page.get_by_role("dialog")
+    dialog.get_by_label("Requests per minute").fill("100")
+    dialog.get_by_label("Budget (USD)").fill("0.000001")
+    dialog.get_by_label("Budget period").select_option("daily")
+    assert not accessibility_violations(page)
+    dialog.get_by_role("button", name="Save limits").click()
+    expect(page.get_by_role("status")).to_contain_text("saved")
+    expect(page.locator("tr", has_text="Delta")).to_contain_text("100 req/min")
+    shot(page, "teams")
+    team = httpx.get(f"{gw.url}/admin/teams/delta", headers=ADMIN).json()
+    assert team["limits"] == {"requests_per_minute": 100, "tokens_per_minute": None, "max_in_flight": None}, team
+    assert team["budget"] == {"usd": 0.000001, "period": "daily"}, team
+
+    # The team's key is held to the team's budget: once it is spent, the SDK sees a 429.
+    with pytest.raises(openai.RateLimitError) as refused:
+        for _ in range(2):
+            chat(gw, key, "gpt-4o-mini")
+    assert refused.value.status_code == 429
+    w.clean()
+    w.close()

@@ -372,10 +372,11 @@ impl Authenticator {
             // The token carries the teams of its sign-in; teams left since then are dropped.
             let identity = claims.identity();
             let identity = directory.current_teams(&identity).unwrap_or(identity);
+            let rules = directory.owner_rules_of(&identity);
             return Ok(Arc::new(Principal {
                 identity: Arc::new(identity),
                 expires_ms: Some(claims.exp.saturating_mul(1000)),
-                rules: None,
+                rules,
                 controls: None,
                 allow_custom_cost: false,
                 tools_denied: None,

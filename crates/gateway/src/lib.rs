@@ -540,7 +540,9 @@ fn admin_routes() -> Router<Arc<AppState>> {
         )
         .route(
             "/admin/teams/{id}",
-            get(tenancy::get_team).delete(tenancy::delete_team),
+            get(tenancy::get_team)
+                .patch(tenancy::patch_team)
+                .delete(tenancy::delete_team),
         )
         .route("/admin/teams/{id}/members", post(tenancy::add_member))
         .route(

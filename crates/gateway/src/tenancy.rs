@@ -5,9 +5,9 @@
 //!
 //! | route | does |
 //! |---|---|
-//! | `POST/GET /admin/teams`, `GET/DELETE /admin/teams/{id}` | teams (deleting revokes the team's keys) |
+//! | `POST/GET /admin/teams`, `GET/PATCH/DELETE /admin/teams/{id}` | teams (deleting revokes the team's keys; `PATCH` sets the team's own limits and budget) |
 //! | `POST /admin/teams/{id}/members`, `DELETE /admin/teams/{id}/members/{user}` | memberships |
-//! | `POST/GET /admin/users`, `GET/PATCH/DELETE /admin/users/{id}` | users (`DELETE` disables; disabling deletes their grants for upstream MCP servers, so enabled again they connect again) |
+//! | `POST/GET /admin/users`, `GET/PATCH/DELETE /admin/users/{id}` | users (`PATCH` also sets the user's own limits and budget; `DELETE` disables; disabling deletes their grants for upstream MCP servers, so enabled again they connect again) |
 //! | `POST/GET /admin/service-accounts`, `DELETE /admin/service-accounts/{id}` | machine identities |
 //! | `POST /admin/service-accounts/{id}/clients` | OAuth client credentials for one |
 //! | `POST/GET /admin/keys`, `GET/DELETE /admin/keys/{id}`, `POST /admin/keys/{id}/rotate` | virtual keys |
@@ -30,8 +30,8 @@ use portcullis_identity::{
 };
 use portcullis_providers::Secret;
 use portcullis_store::tenancy::{
-    CredentialOwner, CredentialRecord, KeyFilter, KeyRecord, ServiceAccountRecord, TeamRecord,
-    UserRecord, UserUpdate,
+    CredentialOwner, CredentialRecord, KeyFilter, KeyRecord, LimitsOwner, ServiceAccountRecord,
+    TeamRecord, UserRecord, UserUpdate,
 };
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
@@ -106,6 +106,29 @@ pub fn user_view(u: &UserRecord, teams: &[String]) -> Value {
         "disabled_at": u.disabled_ms.and_then(rfc3339),
         "created_at": rfc3339(u.created_ms),
     })
+}
+
+/// A team's or user's view with the limits and budget stored for it (`null` when none).
+fn with_limits(state: &AppState, mut view: Value, owner: LimitsOwner, id: &str) -> Value {
+    let stored = state
+        .auth
+        .directory()
+        .and_then(|d| d.owner_limits(owner, id))
+        .unwrap_or_default();
+    let rated = stored.requests_per_minute.is_some()
+        || stored.tokens_per_minute.is_some()
+        || stored.max_in_flight.is_some();
+    view["limits"] = if rated {
+        json!({
+            "requests_per_minute": stored.requests_per_minute,
+            "tokens_per_minute": stored.tokens_per_minute,
+            "max_in_flight": stored.max_in_flight,
+        })
+    } else {
+        Value::Null
+    };
+    view["budget"] = json!(stored.budget);
+    view
 }
 
 fn service_account_view(a: &ServiceAccountRecord) -> Value {
@@ -219,7 +242,12 @@ pub async fn create_team(
             .create_team(req.id.as_deref(), &req.name, req.metadata.as_ref())
             .await
             .map_err(manage_error)?;
-        Ok(team_view(&t, Some(&[])))
+        Ok(with_limits(
+            &state,
+            team_view(&t, Some(&[])),
+            LimitsOwner::Team,
+            &t.id,
+        ))
     })
     .await
 }
@@ -229,7 +257,11 @@ pub async fn list_teams(State(state): State<Arc<AppState>>, headers: HeaderMap) 
     admin_json(&state, &headers, StatusCode::OK, || async {
         let store = directory(&state)?.store();
         let teams = store.teams().await.map_err(store_failed)?;
-        Ok(json!({"data": teams.iter().map(|t| team_view(t, None)).collect::<Vec<_>>()}))
+        let data: Vec<Value> = teams
+            .iter()
+            .map(|t| with_limits(&state, team_view(t, None), LimitsOwner::Team, &t.id))
+            .collect();
+        Ok(json!({ "data": data }))
     })
     .await
 }
@@ -248,7 +280,12 @@ pub async fn get_team(
             .map_err(store_failed)?
             .ok_or_else(|| no_such("team", &id))?;
         let members = store.members_of(&id).await.map_err(store_failed)?;
-        Ok(team_view(&team, Some(&members)))
+        Ok(with_limits(
+            &state,
+            team_view(&team, Some(&members)),
+            LimitsOwner::Team,
+            &team.id,
+        ))
     })
     .await
 }
@@ -265,6 +302,73 @@ pub async fn delete_team(
             .await
             .map_err(manage_error)?;
         Ok(json!({"id": id, "deleted": true}))
+    })
+    .await
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PatchLimits {
+    #[serde(default, deserialize_with = "present")]
+    limits: Option<Option<RateLimitsBody>>,
+    #[serde(default, deserialize_with = "present")]
+    budget: Option<Option<KeyBudget>>,
+}
+
+/// Applies a `PATCH` body's `limits` (the rate limits, replaced as a whole) and `budget` to
+/// what is stored for a team or user: left out stays, `null` clears.
+async fn patch_owner_limits(
+    dir: &Directory,
+    owner: LimitsOwner,
+    id: &str,
+    limits: Option<Option<RateLimitsBody>>,
+    budget: Option<Option<KeyBudget>>,
+) -> Result<(), GatewayError> {
+    if limits.is_none() && budget.is_none() {
+        return Ok(());
+    }
+    let mut stored = dir.owner_limits(owner, id).unwrap_or_default();
+    if let Some(l) = limits {
+        let l = l.unwrap_or_default();
+        stored.requests_per_minute = l.requests_per_minute;
+        stored.tokens_per_minute = l.tokens_per_minute;
+        stored.max_in_flight = l.max_in_flight;
+    }
+    if let Some(b) = budget {
+        stored.budget = b;
+    }
+    dir.set_owner_limits(owner, id, Some(stored))
+        .await
+        .map_err(manage_error)?;
+    Ok(())
+}
+
+/// `PATCH /admin/teams/{id}`: the team's own `limits` (requests and tokens per minute,
+/// requests in flight) and `budget` (`{"usd", "period"}`), binding every request accounted
+/// to the team whatever key or token it comes with; left out stays, `null` clears.
+pub async fn patch_team(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Body,
+) -> Response {
+    admin_json(&state, &headers, StatusCode::OK, || async {
+        let req: PatchLimits = parse(&headers, body).await?;
+        let dir = directory(&state)?;
+        let team = dir
+            .store()
+            .team(&id)
+            .await
+            .map_err(store_failed)?
+            .ok_or_else(|| no_such("team", &id))?;
+        patch_owner_limits(dir, LimitsOwner::Team, &team.id, req.limits, req.budget).await?;
+        let members = dir.store().members_of(&id).await.map_err(store_failed)?;
+        Ok(with_limits(
+            &state,
+            team_view(&team, Some(&members)),
+            LimitsOwner::Team,
+            &team.id,
+        ))
     })
     .await
 }
@@ -294,7 +398,12 @@ pub async fn add_member(
             .update_user(&user.id, UserUpdate::default(), Some(teams.clone()))
             .await
             .map_err(manage_error)?;
-        Ok(user_view(&user, &teams))
+        Ok(with_limits(
+            &state,
+            user_view(&user, &teams),
+            LimitsOwner::User,
+            &user.id,
+        ))
     })
     .await
 }
@@ -320,7 +429,12 @@ pub async fn remove_member(
             .update_user(&user.id, UserUpdate::default(), Some(teams.clone()))
             .await
             .map_err(manage_error)?;
-        Ok(user_view(&user, &teams))
+        Ok(with_limits(
+            &state,
+            user_view(&user, &teams),
+            LimitsOwner::User,
+            &user.id,
+        ))
     })
     .await
 }
@@ -365,7 +479,12 @@ pub async fn create_user(
             })
             .await
             .map_err(manage_error)?;
-        Ok(user_view(&user, &teams))
+        Ok(with_limits(
+            &state,
+            user_view(&user, &teams),
+            LimitsOwner::User,
+            &user.id,
+        ))
     })
     .await
 }
@@ -378,7 +497,12 @@ pub async fn list_users(State(state): State<Arc<AppState>>, headers: HeaderMap) 
         let mut data = Vec::with_capacity(users.len());
         for u in &users {
             let teams = store.teams_of(&u.id).await.map_err(store_failed)?;
-            data.push(user_view(u, &teams));
+            data.push(with_limits(
+                &state,
+                user_view(u, &teams),
+                LimitsOwner::User,
+                &u.id,
+            ));
         }
         Ok(json!({ "data": data }))
     })
@@ -395,7 +519,12 @@ pub async fn get_user(
         let dir = directory(&state)?;
         let user = dir.find_user(&id).await.map_err(manage_error)?;
         let teams = dir.store().teams_of(&user.id).await.map_err(store_failed)?;
-        Ok(user_view(&user, &teams))
+        Ok(with_limits(
+            &state,
+            user_view(&user, &teams),
+            LimitsOwner::User,
+            &user.id,
+        ))
     })
     .await
 }
@@ -413,6 +542,10 @@ struct PatchUser {
     password: Option<String>,
     #[serde(default)]
     disabled: Option<bool>,
+    #[serde(default, deserialize_with = "present")]
+    limits: Option<Option<RateLimitsBody>>,
+    #[serde(default, deserialize_with = "present")]
+    budget: Option<Option<KeyBudget>>,
 }
 
 /// `PATCH /admin/users/{id}`.
@@ -443,12 +576,18 @@ pub async fn patch_user(
             .update_user(&id, update, req.teams)
             .await
             .map_err(manage_error)?;
+        patch_owner_limits(dir, LimitsOwner::User, &user.id, req.limits, req.budget).await?;
         if disabling {
             // The store deleted their upstream MCP grants with it.
             state.mcp_grants.clear();
         }
         let teams = dir.store().teams_of(&user.id).await.map_err(store_failed)?;
-        Ok(user_view(&user, &teams))
+        Ok(with_limits(
+            &state,
+            user_view(&user, &teams),
+            LimitsOwner::User,
+            &user.id,
+        ))
     })
     .await
 }
@@ -465,7 +604,12 @@ pub async fn disable_user(
         // The store deleted their upstream MCP grants with it: none is used from memory here.
         state.mcp_grants.clear();
         let teams = dir.store().teams_of(&user.id).await.map_err(store_failed)?;
-        Ok(user_view(&user, &teams))
+        Ok(with_limits(
+            &state,
+            user_view(&user, &teams),
+            LimitsOwner::User,
+            &user.id,
+        ))
     })
     .await
 }
@@ -583,7 +727,7 @@ pub async fn create_client(
 
 // ---- virtual keys --------------------------------------------------------------------------
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 struct RateLimitsBody {
     #[serde(default)]

@@ -29,7 +29,7 @@ use portcullis_limits::{Period, Rule, ScopeKind};
 use portcullis_policy::ToolGlobs;
 use portcullis_providers::Secret;
 use portcullis_store::tenancy::{
-    CredentialOwner, KeyRecord, ServiceAccountRecord, TeamRecord, UserRecord,
+    CredentialOwner, KeyRecord, LimitsOwner, ServiceAccountRecord, TeamRecord, UserRecord,
 };
 use portcullis_store::{StoreError, TenancyStore};
 use sha2::{Digest, Sha256};
@@ -273,6 +273,15 @@ struct Snapshot {
     mcp_access: portcullis_policy::AccessRules,
     /// Users' and teams' MCP server credentials, opened (`crate::mcp_credentials`).
     mcp_credentials: crate::mcp_credentials::McpCredentialIndex,
+    /// Teams' and users' own limits and budgets (`owner_limits`), with their limiter rules.
+    owner_limits: HashMap<(LimitsOwner, String), OwnerLimits>,
+}
+
+/// A team's or user's own limits, as stored and as limiter rules.
+#[derive(Debug, Clone)]
+struct OwnerLimits {
+    limits: KeyLimits,
+    rules: Vec<Rule>,
 }
 
 /// The directory. Cheap to clone.
@@ -597,11 +606,13 @@ impl Directory {
         if current != wanted.as_slice() {
             return Ok(None);
         }
+        let rules = snapshot.owner_rules(Some(&user.id), &wanted, None);
         Ok(Some(external_principal(
             claims,
             user.id.clone(),
             role,
             wanted,
+            rules,
         )))
     }
 
@@ -679,7 +690,11 @@ impl Directory {
             store.set_memberships(&user.id, &wanted).await?;
             changed = true;
         }
-        Ok((external_principal(claims, user.id, role, wanted), changed))
+        let rules = self.snapshot().owner_rules(Some(&user.id), &wanted, None);
+        Ok((
+            external_principal(claims, user.id, role, wanted, rules),
+            changed,
+        ))
     }
 
     /// Whether the identity's user or service account has been disabled (covers tokens issued
@@ -694,6 +709,22 @@ impl Directory {
                 .service_account
                 .as_ref()
                 .is_some_and(|a| disabled.service_accounts.contains(a))
+    }
+
+    /// The limiter rules stored for `who`'s user and teams (`None` when there are none), for a
+    /// caller whose principal is not built from this directory's snapshot (the gateway's own
+    /// OAuth access tokens).
+    pub fn owner_rules_of(&self, who: &Identity) -> Option<Arc<[Rule]>> {
+        self.snapshot()
+            .owner_rules(who.user.as_deref(), &who.teams, None)
+    }
+
+    /// The limits and budget stored for a whole team or user, if any.
+    pub fn owner_limits(&self, owner: LimitsOwner, id: &str) -> Option<KeyLimits> {
+        self.snapshot()
+            .owner_limits
+            .get(&(owner, id.to_owned()))
+            .map(|o| o.limits.clone())
     }
 
     /// `who` with the teams its user has left since its credential was issued taken away (a
@@ -819,6 +850,7 @@ fn external_principal(
     user: String,
     role: AccessRole,
     teams: Vec<String>,
+    rules: Option<Arc<[Rule]>>,
 ) -> Principal {
     let team = claims
         .teams
@@ -839,7 +871,7 @@ fn external_principal(
             scopes: None,
         }),
         expires_ms: None,
-        rules: None,
+        rules,
         controls: None,
         allow_custom_cost: false,
         tools_denied: None,
@@ -848,6 +880,32 @@ fn external_principal(
 }
 
 impl Snapshot {
+    /// The limiter rules a caller carries: `own` (a key's) and those stored for its user and
+    /// for each of its teams — each matches only its own user or team, so whichever team a
+    /// request is accounted to, that team's rules are the ones that bind it. `None` when there
+    /// are none.
+    fn owner_rules(
+        &self,
+        user: Option<&str>,
+        teams: &[String],
+        own: Option<Vec<Rule>>,
+    ) -> Option<Arc<[Rule]>> {
+        if self.owner_limits.is_empty() {
+            return own.map(Arc::from);
+        }
+        let mut rules = own.unwrap_or_default();
+        let stored = user
+            .map(|u| (LimitsOwner::User, u))
+            .into_iter()
+            .chain(teams.iter().map(|t| (LimitsOwner::Team, t.as_str())));
+        for (owner, id) in stored {
+            if let Some(o) = self.owner_limits.get(&(owner, id.to_owned())) {
+                rules.extend(o.rules.iter().cloned());
+            }
+        }
+        (!rules.is_empty()).then(|| Arc::from(rules))
+    }
+
     /// Reads every table the hot path needs. The version is read first: a change made while
     /// the tables are read moves it again, so the next poll loads once more.
     async fn load(store: &dyn TenancyStore, vault: Option<&Vault>) -> Result<Snapshot, StoreError> {
@@ -857,6 +915,7 @@ impl Snapshot {
         let pairs = store.memberships().await?;
         let teams = store.teams().await?;
         let secrets = store.key_secrets().await?;
+        let owner_limits = store.owner_limits().await?;
         let mcp_access = store.mcp_access().await?;
         let mcp_credentials =
             crate::mcp_credentials::McpCredentialIndex::load(store, vault).await?;
@@ -900,6 +959,21 @@ impl Snapshot {
                     .insert((issuer.clone(), subject.clone()), u.id.clone());
             }
             snapshot.users.insert(u.id.clone(), u);
+        }
+        for record in owner_limits {
+            let Ok(limits) = serde_json::from_str::<KeyLimits>(&record.limits) else {
+                tracing::error!(owner = %record.owner_id, "malformed stored limits; ignoring them");
+                continue;
+            };
+            let (scope, prefix) = match record.owner {
+                LimitsOwner::Team => (ScopeKind::Team, "team"),
+                LimitsOwner::User => (ScopeKind::User, "user"),
+            };
+            let rules = limit_rules(prefix, scope, &record.owner_id, &limits);
+            snapshot.owner_limits.insert(
+                (record.owner, record.owner_id),
+                OwnerLimits { limits, rules },
+            );
         }
         let teams: HashSet<String> = teams.into_iter().map(|t: TeamRecord| t.id).collect();
         let now = now_ms();
@@ -1029,11 +1103,12 @@ impl Snapshot {
         } else {
             identity.team = identity.teams.first().cloned();
         }
+        let rules = self.owner_rules(identity.user.as_deref(), &identity.teams, key_rules(key));
         KeyLookup::Found(
             Arc::new(Principal {
                 identity: Arc::new(identity),
                 expires_ms: key.expires_ms,
-                rules: key_rules(key),
+                rules,
                 controls: key_controls(key),
                 allow_custom_cost: key.allow_custom_cost,
                 tools_denied: parse_tools_denied(key),
@@ -1099,7 +1174,7 @@ fn key_controls(key: &KeyRecord) -> Option<ControlOverrides> {
 }
 
 /// The limiter rules of a key's own limits and budget.
-fn key_rules(key: &KeyRecord) -> Option<Arc<[Rule]>> {
+fn key_rules(key: &KeyRecord) -> Option<Vec<Rule>> {
     let text = key.limits.as_deref()?;
     let limits: KeyLimits = match serde_json::from_str(text) {
         Ok(l) => l,
@@ -1108,33 +1183,37 @@ fn key_rules(key: &KeyRecord) -> Option<Arc<[Rule]>> {
             return None;
         }
     };
-    let id = &key.id;
+    let rules = limit_rules("key", ScopeKind::Key, &key.id, &limits);
+    (!rules.is_empty()).then_some(rules)
+}
+
+/// The limiter rules of the limits and budget of one key, team or user (`scope` and `id`),
+/// named `<prefix>.<id>.rpm` and so on: each matches that one value of its scope.
+fn limit_rules(prefix: &str, scope: ScopeKind, id: &str, limits: &KeyLimits) -> Vec<Rule> {
     let mut rules = Vec::new();
     let minute = Duration::from_secs(60);
     if let Some(n) = limits.requests_per_minute {
-        rules
-            .push(Rule::requests(&format!("key.{id}.rpm"), ScopeKind::Key, n, minute).matching(id));
+        rules.push(Rule::requests(&format!("{prefix}.{id}.rpm"), scope, n, minute).matching(id));
     }
     if let Some(n) = limits.tokens_per_minute {
-        rules.push(Rule::tokens(&format!("key.{id}.tpm"), ScopeKind::Key, n, minute).matching(id));
+        rules.push(Rule::tokens(&format!("{prefix}.{id}.tpm"), scope, n, minute).matching(id));
     }
     if let Some(n) = limits.max_in_flight {
-        rules
-            .push(Rule::concurrency(&format!("key.{id}.inflight"), ScopeKind::Key, n).matching(id));
+        rules.push(Rule::concurrency(&format!("{prefix}.{id}.inflight"), scope, n).matching(id));
     }
     if let Some(budget) = &limits.budget {
         let period = budget.period.parse::<Period>().unwrap_or(Period::Monthly);
         rules.push(
             Rule::budget(
-                &format!("key.{id}.budget.{}", period.as_str()),
-                ScopeKind::Key,
+                &format!("{prefix}.{id}.budget.{}", period.as_str()),
+                scope,
                 budget.usd,
                 period,
             )
             .matching(id),
         );
     }
-    (!rules.is_empty()).then(|| Arc::from(rules))
+    rules
 }
 
 /// The role claims name: the highest of `admin`, `member`, `viewer` found, in any case, alone

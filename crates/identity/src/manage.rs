@@ -8,8 +8,8 @@ use portcullis_limits::Period;
 use portcullis_providers::Secret;
 use portcullis_store::StoreError;
 use portcullis_store::tenancy::{
-    CredentialOwner, CredentialRecord, KeyRecord, ServiceAccountRecord, TeamRecord, UserRecord,
-    UserUpdate,
+    CredentialOwner, CredentialRecord, KeyRecord, LimitsOwner, ServiceAccountRecord, TeamRecord,
+    UserRecord, UserUpdate,
 };
 use serde::{Deserialize, Serialize};
 
@@ -350,6 +350,34 @@ impl Directory {
         }
         self.invalidate().await?;
         self.find_user(&user.id).await
+    }
+
+    /// Stores the limits and budget of a whole team or user (`None`, or limits that set
+    /// nothing, removes them), checked as a key's are. They bind every request accounted to
+    /// that team or user, whatever key or token it comes with. Answers what is now stored.
+    pub async fn set_owner_limits(
+        &self,
+        owner: LimitsOwner,
+        id: &str,
+        limits: Option<KeyLimits>,
+    ) -> Result<Option<KeyLimits>, ManageError> {
+        let owner_id = match owner {
+            LimitsOwner::Team => {
+                self.require_team(id).await?;
+                id.to_owned()
+            }
+            LimitsOwner::User => self.find_user(id).await?.id,
+        };
+        let limits = limits.filter(|l| *l != KeyLimits::default());
+        if let Some(l) = &limits {
+            l.validate()?;
+        }
+        let stored = limits.as_ref().and_then(stored_limits);
+        self.store()
+            .set_owner_limits(owner, &owner_id, stored.as_deref())
+            .await?;
+        self.invalidate().await?;
+        Ok(limits)
     }
 
     /// Disables a user: their keys and tokens stop working.

@@ -189,6 +189,36 @@ pub struct UserUpdate {
     pub disabled_ms: Option<Option<i64>>,
 }
 
+/// Whose stored limits: a whole team's or a whole user's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum LimitsOwner {
+    /// A team.
+    Team,
+    /// A user.
+    User,
+}
+
+impl LimitsOwner {
+    /// The `owner_kind` stored.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LimitsOwner::Team => "team",
+            LimitsOwner::User => "user",
+        }
+    }
+}
+
+/// Limits and a budget stored for a team or user (`owner_limits`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OwnerLimitsRecord {
+    /// A team's or a user's.
+    pub owner: LimitsOwner,
+    /// The team's or user's id.
+    pub owner_id: String,
+    /// JSON: the identity crate's `KeyLimits`.
+    pub limits: String,
+}
+
 /// The tenancy tables.
 #[async_trait]
 pub trait TenancyStore: crate::McpAccessStore + Send + Sync + std::fmt::Debug {
@@ -222,6 +252,17 @@ pub trait TenancyStore: crate::McpAccessStore + Send + Sync + std::fmt::Debug {
     /// Applies `update`; `false` when there is no such user. Disabling a user also deletes
     /// their grants for upstream MCP servers (`mcp_grants`), in the same transaction.
     async fn update_user(&self, id: &str, update: &UserUpdate) -> Result<bool, StoreError>;
+
+    /// Stores (`Some`) or removes (`None`) the limits of a team or user; replicas see the
+    /// change through the version.
+    async fn set_owner_limits(
+        &self,
+        owner: LimitsOwner,
+        owner_id: &str,
+        limits: Option<&str>,
+    ) -> Result<(), StoreError>;
+    /// Every team's and user's stored limits.
+    async fn owner_limits(&self) -> Result<Vec<OwnerLimitsRecord>, StoreError>;
 
     /// Adds a user to a team (idempotent).
     async fn add_member(&self, team_id: &str, user_id: &str) -> Result<(), StoreError>;
@@ -422,6 +463,10 @@ macro_rules! tenancy_store {
                     .bind(id)
                     .execute(&mut *tx)
                     .await?;
+                sqlx::query("DELETE FROM owner_limits WHERE owner_kind = 'team' AND owner_id = $1")
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?;
                 sqlx::query(
                     "DELETE FROM provider_credentials WHERE owner_kind = 'team' AND owner_id = $1",
                 )
@@ -568,6 +613,54 @@ macro_rules! tenancy_store {
                 Self::bump(&mut tx).await?;
                 tx.commit().await?;
                 Ok(())
+            }
+
+            async fn set_owner_limits(
+                &self,
+                owner: LimitsOwner,
+                owner_id: &str,
+                limits: Option<&str>,
+            ) -> Result<(), StoreError> {
+                let q = match limits {
+                    Some(text) => sqlx::query(
+                        "INSERT INTO owner_limits (owner_kind, owner_id, limits) VALUES ($1, $2, $3) \
+                         ON CONFLICT (owner_kind, owner_id) DO UPDATE SET limits = excluded.limits",
+                    )
+                    .bind(owner.as_str())
+                    .bind(owner_id)
+                    .bind(text),
+                    None => sqlx::query(
+                        "DELETE FROM owner_limits WHERE owner_kind = $1 AND owner_id = $2",
+                    )
+                    .bind(owner.as_str())
+                    .bind(owner_id),
+                };
+                self.exec_bumped(q).await?;
+                Ok(())
+            }
+
+            async fn owner_limits(&self) -> Result<Vec<OwnerLimitsRecord>, StoreError> {
+                let rows: Vec<(String, String, String)> = sqlx::query_as(
+                    "SELECT owner_kind, owner_id, limits FROM owner_limits \
+                     ORDER BY owner_kind, owner_id",
+                )
+                .fetch_all(self.pool())
+                .await?;
+                Ok(rows
+                    .into_iter()
+                    .filter_map(|(kind, owner_id, limits)| {
+                        let owner = match kind.as_str() {
+                            "team" => LimitsOwner::Team,
+                            "user" => LimitsOwner::User,
+                            _ => return None,
+                        };
+                        Some(OwnerLimitsRecord {
+                            owner,
+                            owner_id,
+                            limits,
+                        })
+                    })
+                    .collect())
             }
 
             async fn teams_of(&self, user_id: &str) -> Result<Vec<String>, StoreError> {

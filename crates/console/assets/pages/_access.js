@@ -1,7 +1,7 @@
 // What the Access pages (virtual keys, users, teams, service accounts, provider keys) share:
 // labelled inputs, forms that show their own errors, comma lists, dates as the API takes them
 // and dialogs that show a secret once. Not a page of its own.
-import { h, errorBox, dialog, secretField, toast, ApiError, fmtTime } from '../lib.js';
+import { h, api, errorBox, dialog, secretField, toast, ApiError, fmtTime, fmtUsd, select } from '../lib.js';
 
 let seq = 0;
 
@@ -119,3 +119,83 @@ export function snippet(label, text) {
 
 /** A time, or a dash. */
 export const when = (t) => (t ? fmtTime(t) : '—');
+
+const PERIODS = [['daily', 'daily'], ['weekly', 'weekly'], ['monthly', 'monthly']];
+
+/**
+ * The inputs of limits and a budget, filled from `v` (a key, team or user view): `f` the
+ * inputs by name, `layout` their two fieldsets.
+ */
+export function limitFields(v = {}) {
+  const l = v.limits || {};
+  const f = {
+    requests_per_minute: input('requests_per_minute', { type: 'number', min: 1, step: 1, value: l.requests_per_minute ?? '' }),
+    tokens_per_minute: input('tokens_per_minute', { type: 'number', min: 1, step: 1, value: l.tokens_per_minute ?? '' }),
+    max_in_flight: input('max_in_flight', { type: 'number', min: 1, step: 1, value: l.max_in_flight ?? '' }),
+    budget_usd: input('budget_usd', { type: 'number', min: 0.000001, step: 'any', value: v.budget ? v.budget.usd : '' }),
+    budget_period: select('budget_period', PERIODS, v.budget ? v.budget.period : 'monthly', { id: `f-budget-period-${++seq}` }),
+  };
+  const layout = [
+    h('fieldset', null, h('legend', null, 'Limits'), h('div', { class: 'row' },
+      labelled('Requests per minute', f.requests_per_minute),
+      labelled('Tokens per minute', f.tokens_per_minute),
+      labelled('Requests in flight', f.max_in_flight))),
+    h('fieldset', null, h('legend', null, 'Budget'), h('div', { class: 'row' },
+      labelled('Budget (USD)', f.budget_usd),
+      labelled('Budget period', f.budget_period))),
+  ];
+  return { f, layout };
+}
+
+/** The limits object of the fields; null when none is set. */
+export function limitsOf(f) {
+  const l = {
+    requests_per_minute: parseCount('Requests per minute', f.requests_per_minute.value),
+    tokens_per_minute: parseCount('Tokens per minute', f.tokens_per_minute.value),
+    max_in_flight: parseCount('Requests in flight', f.max_in_flight.value),
+  };
+  return Object.values(l).some((v) => v !== null) ? l : null;
+}
+
+/** The budget of the fields; null when no amount is given. */
+export function budgetOf(f) {
+  const t = f.budget_usd.value.trim();
+  if (!t) return null;
+  const usd = Number(t);
+  if (!(usd > 0)) throw new Error('The budget must be a positive number of dollars');
+  return { usd, period: f.budget_period.value };
+}
+
+/** The limits and budget of a key, team or user view (`limits`, `budget`), as text. */
+export function limitsText(k) {
+  const out = [];
+  const l = k.limits || {};
+  if (l.requests_per_minute) out.push(`${l.requests_per_minute} req/min`);
+  if (l.tokens_per_minute) out.push(`${l.tokens_per_minute} tok/min`);
+  if (l.max_in_flight) out.push(`${l.max_in_flight} in flight`);
+  if (k.budget) out.push(`${fmtUsd(k.budget.usd)} ${k.budget.period}`);
+  return out.length ? out.join(' · ') : 'none';
+}
+
+
+/**
+ * The dialog that sets a team's or user's own limits and budget (`PATCH path` with `limits`
+ * and `budget`; empty fields clear them), binding every key and token of it.
+ */
+export function limitsDialog(what, v, path, refresh) {
+  const { f, layout } = limitFields(v);
+  let d;
+  const form = actionForm({ 'aria-label': `Limits of ${what}` }, [
+    h('p', { class: 'muted' }, `These bind every request accounted to ${what}, whatever key or token it comes with, besides each key's own. Leave a field empty for no limit.`),
+    layout,
+    h('div', { class: 'row' }, h('button', { type: 'submit', class: 'primary' }, 'Save limits')),
+  ], async () => {
+    const body = { limits: limitsOf(f), budget: budgetOf(f) };
+    await api(path, { method: 'PATCH', body });
+    d.close();
+    toast(`Limits of ${what} saved`);
+    refresh();
+  });
+  d = dialog(`Limits and budget of ${what}`, form);
+  f.requests_per_minute.focus();
+}

@@ -3,13 +3,12 @@
 // rotated secret is shown once, with a snippet that points an OpenAI client at this gateway.
 // A member sees and manages its own keys only, and creates keys for itself in its own teams.
 import { api, h, replace, navigate, link, table, errorBox, fmtUsd, tail, title, select, dialog, confirmAction, toast, session } from '../lib.js';
-import { input, labelled, parseList, showList, parseCount, dateToIso, isoToDate, actionForm, heading, smallButton, act, secretDialog, snippet, when } from './_access.js';
+import { input, labelled, parseList, showList, dateToIso, isoToDate, actionForm, heading, smallButton, act, secretDialog, snippet, when, limitFields, limitsOf, budgetOf, limitsText } from './_access.js';
 
 const FILTERS = [['team', 'Team'], ['user', 'User'], ['service_account', 'Service account']];
 
 /** Whether the session manages only its own keys (a member). */
 const ownOnly = () => !session.current.admin;
-const PERIODS = [['daily', 'daily'], ['weekly', 'weekly'], ['monthly', 'monthly']];
 
 /** Who a key belongs to, as text. */
 function owner(k) {
@@ -18,17 +17,6 @@ function owner(k) {
   if (k.team) parts.push(`team ${k.team}`);
   if (k.service_account) parts.push(`service account ${k.service_account}`);
   return parts.length ? parts.join(' · ') : 'unbound';
-}
-
-/** A key's limits and budget, as text. */
-function limitsText(k) {
-  const out = [];
-  const l = k.limits || {};
-  if (l.requests_per_minute) out.push(`${l.requests_per_minute} req/min`);
-  if (l.tokens_per_minute) out.push(`${l.tokens_per_minute} tok/min`);
-  if (l.max_in_flight) out.push(`${l.max_in_flight} in flight`);
-  if (k.budget) out.push(`${fmtUsd(k.budget.usd)} ${k.budget.period}`);
-  return out.length ? out.join(' · ') : 'none';
 }
 
 function statusOf(k) {
@@ -43,16 +31,12 @@ function keySnippet(key) {
 
 /** The fields a key's settings take, filled from `k` (a key view) when editing. */
 function settingsFields(k = {}) {
-  const l = k.limits || {};
+  const limits = limitFields(k);
   const f = {
     name: input('name', { required: true, maxlength: 200, value: k.name || '', autocomplete: 'off' }),
     models: input('models', { value: showList(k.models), placeholder: 'gpt-4o, openai/*' }),
     expires_at: input('expires_at', { type: 'date', value: isoToDate(k.expires_at) }),
-    requests_per_minute: input('requests_per_minute', { type: 'number', min: 1, step: 1, value: l.requests_per_minute ?? '' }),
-    tokens_per_minute: input('tokens_per_minute', { type: 'number', min: 1, step: 1, value: l.tokens_per_minute ?? '' }),
-    max_in_flight: input('max_in_flight', { type: 'number', min: 1, step: 1, value: l.max_in_flight ?? '' }),
-    budget_usd: input('budget_usd', { type: 'number', min: 0.01, step: 0.01, value: k.budget ? k.budget.usd : '' }),
-    budget_period: select('budget_period', PERIODS, k.budget ? k.budget.period : 'monthly', { id: 'f-budget-period' }),
+    ...limits.f,
     tools_denied: input('tools_denied', { value: showList(k.tools_denied), placeholder: 'shell_*, delete_*' }),
     tools: input('tools', { value: showList(k.tools), placeholder: 'github__*, fs__read_*' }),
   };
@@ -60,36 +44,11 @@ function settingsFields(k = {}) {
     labelled('Name', f.name),
     labelled('Models', f.models, 'Comma list of models or routes (a * suffix for prefixes); empty allows every model.'),
     labelled('Expires on', f.expires_at, 'The key stops working at the end of this day; empty never.'),
-    h('fieldset', null, h('legend', null, 'Limits'), h('div', { class: 'row' },
-      labelled('Requests per minute', f.requests_per_minute),
-      labelled('Tokens per minute', f.tokens_per_minute),
-      labelled('Requests in flight', f.max_in_flight))),
-    h('fieldset', null, h('legend', null, 'Budget'), h('div', { class: 'row' },
-      labelled('Budget (USD)', f.budget_usd),
-      labelled('Budget period', f.budget_period))),
+    ...limits.layout,
     labelled('Denied tools', f.tools_denied, 'Comma list of tool-name globs whose calls are withheld from answers.'),
     labelled('MCP tools', f.tools, 'Comma list of globs over <server>__<tool> the key may use; empty allows every tool.'),
   ];
   return { f, layout };
-}
-
-/** The limits object of the fields; null when none is set. */
-function limitsOf(f) {
-  const l = {
-    requests_per_minute: parseCount('Requests per minute', f.requests_per_minute.value),
-    tokens_per_minute: parseCount('Tokens per minute', f.tokens_per_minute.value),
-    max_in_flight: parseCount('Requests in flight', f.max_in_flight.value),
-  };
-  return Object.values(l).some((v) => v !== null) ? l : null;
-}
-
-/** The budget of the fields; null when no amount is given. */
-function budgetOf(f) {
-  const t = f.budget_usd.value.trim();
-  if (!t) return null;
-  const usd = Number(t);
-  if (!(usd > 0)) throw new Error('The budget must be a positive number of dollars');
-  return { usd, period: f.budget_period.value };
 }
 
 function createDialog(refresh) {

@@ -1,8 +1,8 @@
-// Teams: the list with their members, creating and deleting teams (deleting revokes the
-// team's keys), adding and removing members, and links to each team's requests, overview and
-// keys.
+// Teams: the list with their members and own limits, creating and deleting teams (deleting
+// revokes the team's keys), adding and removing members, setting the team's limits and budget,
+// and links to each team's requests, overview and keys.
 import { api, h, replace, navigate, link, table, errorBox, title, dialog, confirmAction, toast } from '../lib.js';
-import { input, labelled, actionForm, heading, smallButton, act, when } from './_access.js';
+import { input, labelled, actionForm, heading, smallButton, act, when, limitsText, limitsDialog } from './_access.js';
 
 function createDialog(refresh) {
   const name = input('name', { required: true, autocomplete: 'off' });
@@ -73,7 +73,7 @@ export async function render(main, { signal }) {
   const refresh = () => navigate(location.pathname + location.search, { replace: true });
   const results = h('div', null, h('p', { class: 'muted' }, 'Loading…'));
   replace(main, heading('Teams', h('button', { type: 'button', class: 'primary', onclick: () => createDialog(refresh) }, 'Create team')),
-    h('p', { class: 'muted' }, 'Teams group users, keys and spend. Budgets and limits are set per key (Virtual keys page).'),
+    h('p', { class: 'muted' }, 'Teams group users, keys and spend. A team\'s limits and budget bind every request accounted to it; each key may have its own besides (Virtual keys page).'),
     results);
   let teams, users;
   try {
@@ -93,6 +93,7 @@ export async function render(main, { signal }) {
   const columns = [
     { label: 'Team', value: (t) => h('span', null, h('strong', null, t.name), t.name !== t.id ? h('span', { class: 'mono muted' }, ' ' + t.id) : null) },
     { label: 'Members', value: (t) => (of(t).length ? of(t).join(', ') : '—'), wrap: true },
+    { label: 'Limits and budget', value: (t) => limitsText(t), wrap: true },
     { label: 'Created', value: (t) => when(t.created_at) },
     {
       label: 'Actions',
@@ -101,6 +102,7 @@ export async function render(main, { signal }) {
         link('/ui/logs?team=' + enc(t.id), 'Requests'),
         link('/ui/keys?team=' + enc(t.id), 'Keys'),
         smallButton('Members', () => membersDialog(t, of(t), users.data, refresh), { ariaLabel: `Members of ${t.id}` }),
+        smallButton('Limits', () => limitsDialog(`team ${t.id}`, t, '/admin/teams/' + enc(t.id), refresh), { ariaLabel: `Limits of ${t.id}` }),
         smallButton('Delete', () => remove(t, refresh), { danger: true, ariaLabel: `Delete ${t.id}` })),
     },
   ];

@@ -1,8 +1,9 @@
 // Users: the list with roles, teams and whether each signs in with a password; creating a user
 // (optionally with a password for the console), changing a user's role, name, teams or
-// password, disabling one (their keys and tokens stop working) and enabling one again.
+// password, setting the user's own limits and budget, disabling one (their keys and tokens stop
+// working) and enabling one again.
 import { api, h, replace, navigate, link, table, errorBox, title, select, dialog, confirmAction, toast } from '../lib.js';
-import { input, labelled, actionForm, heading, smallButton, act, when } from './_access.js';
+import { input, labelled, actionForm, heading, smallButton, act, when, limitsText, limitsDialog } from './_access.js';
 
 const ROLES = [['member', 'member'], ['viewer', 'viewer'], ['admin', 'admin']];
 const MIN_PASSWORD = 12;
@@ -109,6 +110,7 @@ export async function render(main, { signal }) {
     { label: 'E-mail', value: (u) => u.email || '—' },
     { label: 'Role', value: (u) => u.role },
     { label: 'Teams', value: (u) => (u.teams.length ? u.teams.join(', ') : '—'), wrap: true },
+    { label: 'Limits and budget', value: (u) => limitsText(u), wrap: true },
     { label: 'Sign-in', value: (u) => [u.local_login ? 'password' : null, u.issuer ? `single sign-on (${u.issuer})` : null].filter(Boolean).join(', ') || 'keys only' },
     { label: 'Status', value: (u) => (u.disabled ? h('span', { class: 'badge err', title: when(u.disabled_at) }, 'disabled') : h('span', { class: 'badge ok' }, 'active')) },
     { label: 'Created', value: (u) => when(u.created_at) },
@@ -118,6 +120,7 @@ export async function render(main, { signal }) {
         link('/ui/logs?user=' + encodeURIComponent(u.id), 'Requests'),
         link('/ui/keys?user=' + encodeURIComponent(u.id), 'Keys'),
         smallButton('Edit', () => editDialog(u, teams, refresh), { ariaLabel: `Edit ${u.id}` }),
+        smallButton('Limits', () => limitsDialog(`user ${u.id}`, u, '/admin/users/' + encodeURIComponent(u.id), refresh), { ariaLabel: `Limits of ${u.id}` }),
         u.disabled
           ? smallButton('Enable', () => enable(u, refresh), { ariaLabel: `Enable ${u.id}` })
           : smallButton('Disable', () => disable(u, refresh), { danger: true, ariaLabel: `Disable ${u.id}` })),

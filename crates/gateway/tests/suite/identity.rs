@@ -1045,3 +1045,133 @@ async fn the_bearer_scheme_is_case_insensitive_and_a_refused_key_is_named_in_the
     assert!(rec["key_id"].is_null(), "{rec}");
     gw.stop().await;
 }
+
+/// Limits and budgets stored for a whole team or user through the admin API bind every key
+/// and token of that team or user, on whichever team a request is accounted to; `null`
+/// clears them.
+async fn exercise_owner_limits(gw: &TestGateway) {
+    setup_team_and_users(gw).await;
+    let (_, team_key) = new_key(gw, json!({"name": "team's", "team": "research"})).await;
+    let (_, bobs) = new_key(gw, json!({"name": "bob's", "user": "bob"})).await;
+
+    let (s, team) = admin(
+        gw,
+        "PATCH",
+        "/admin/teams/research",
+        Some(json!({"limits": {"requests_per_minute": 1}})),
+    )
+    .await;
+    assert_eq!(s, 200, "{team}");
+    assert_eq!(
+        team["limits"],
+        json!({"requests_per_minute": 1, "tokens_per_minute": null, "max_in_flight": null})
+    );
+    assert_eq!(team["budget"], Value::Null);
+    let (_, listed) = admin(gw, "GET", "/admin/teams", None).await;
+    let research = listed["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["id"] == "research")
+        .unwrap();
+    assert_eq!(research["limits"]["requests_per_minute"], 1);
+
+    // The team's one request a minute, used by the team's key, is used for bob too — when
+    // his request is accounted to research, not to his other team.
+    assert_eq!(chat(gw, &team_key, "gpt-4o", &[]).await.0, 200);
+    let (s, _, body) = chat(gw, &bobs, "gpt-4o", &[("x-portcullis-team", "research")]).await;
+    assert_eq!(s, 429, "{body}");
+    assert_eq!(body["error"]["code"], "rate_limit_exceeded");
+    let (s, _, body) = chat(gw, &bobs, "gpt-4o", &[("x-portcullis-team", "ml-platform")]).await;
+    assert_eq!(s, 200, "{body}");
+
+    // Cleared, the team's requests flow again.
+    let (s, team) = admin(
+        gw,
+        "PATCH",
+        "/admin/teams/research",
+        Some(json!({"limits": null})),
+    )
+    .await;
+    assert_eq!(s, 200, "{team}");
+    assert_eq!(team["limits"], Value::Null);
+    assert_eq!(chat(gw, &team_key, "gpt-4o", &[]).await.0, 200);
+
+    // A user's budget binds every key of the user, and the user's other settings stay.
+    let (s, user) = admin(
+        gw,
+        "PATCH",
+        "/admin/users/bob",
+        Some(json!({"budget": {"usd": 0.000001, "period": "daily"}})),
+    )
+    .await;
+    assert_eq!(s, 200, "{user}");
+    assert_eq!(user["budget"], json!({"usd": 0.000001, "period": "daily"}));
+    assert_eq!(user["role"], "member");
+    let refused = [
+        chat(gw, &bobs, "gpt-4o", &[]).await,
+        chat(gw, &bobs, "gpt-4o", &[]).await,
+    ];
+    let (s, _, body) = &refused[1];
+    assert_eq!(*s, 429, "{body}");
+    assert_eq!(body["error"]["code"], "budget_exceeded");
+    assert_eq!(
+        chat(gw, &team_key, "gpt-4o", &[]).await.0,
+        200,
+        "not the team's"
+    );
+
+    // Bad limits are refused whole; unknown teams and users are 404s.
+    for (path, body) in [
+        (
+            "/admin/teams/research",
+            json!({"limits": {"requests_per_minute": 0}}),
+        ),
+        (
+            "/admin/users/bob",
+            json!({"budget": {"usd": -1, "period": "daily"}}),
+        ),
+        (
+            "/admin/users/bob",
+            json!({"budget": {"usd": 1, "period": "hourly"}}),
+        ),
+        ("/admin/teams/research", json!({"limits": {"rpm": 5}})),
+    ] {
+        let (s, v) = admin(gw, "PATCH", path, Some(body.clone())).await;
+        assert_eq!(s, 400, "{body}: {v}");
+    }
+    let (s, _) = admin(
+        gw,
+        "PATCH",
+        "/admin/teams/nope",
+        Some(json!({"limits": null})),
+    )
+    .await;
+    assert_eq!(s, 404);
+    let (s, _) = admin(
+        gw,
+        "PATCH",
+        "/admin/users/nope",
+        Some(json!({"budget": null})),
+    )
+    .await;
+    assert_eq!(s, 404);
+    let (_, user) = admin(gw, "GET", "/admin/users/bob", None).await;
+    assert_eq!(user["budget"]["usd"], 0.000001, "unchanged by the refusals");
+}
+
+#[tokio::test]
+async fn team_and_user_limits_bind_every_key_on_sqlite() {
+    let mock = MockUpstream::start().await;
+    let gw = TestGateway::start(&providers_yaml(&mock)).await;
+    exercise_owner_limits(&gw).await;
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn team_and_user_limits_bind_every_key_on_postgres() {
+    let mock = MockUpstream::start().await;
+    let gw = TestGateway::start_with_db(&fresh_postgres_url().await, &providers_yaml(&mock)).await;
+    exercise_owner_limits(&gw).await;
+    gw.stop().await;
+}
