@@ -88,15 +88,13 @@ where
     F: FnOnce() -> Fut,
     Fut: std::future::Future<Output = Result<serde_json::Value, GatewayError>>,
 {
-    let id = Uuid::now_v7();
-    let result = match require_admin(state, headers).await {
-        Ok(_) => f().await,
-        Err(e) => Err(e),
-    };
-    match result {
-        Ok(v) => respond::json(status, v.to_string(), &id),
-        Err(e) => respond::error(Dialect::OpenAi, &e, &id),
-    }
+    reach_json(state, headers, status, |reach| async move {
+        match reach {
+            Reach::Everything => f().await,
+            _ => Err(forbidden_admin()),
+        }
+    })
+    .await
 }
 
 /// Answers an admin request open beyond admins: authenticates the caller, gives `f` its
