@@ -12,6 +12,11 @@
 //! `next_cursor`, and `GET /admin/logs/{id}`: p50 and max over `--reps` repetitions, against
 //! the targets (300 ms for the first page, 500 ms with a filter). Optionally (`--writer N`) it
 //! also times appending N more records in the log writer's batches, then deletes them again.
+//! With `--load N` the same queries are timed a second time while N closed-loop clients send
+//! chat completions through the same gateway (to an in-process mock upstream; every one of
+//! them logged, so the log grows meanwhile), and the LLM path's rate and latency are reported
+//! alone and while the console's queries run — the console must stay fast under load, and
+//! must not slow the traffic it watches.
 //! It is a report, not a test: it exits 0 whether or not the targets are met.
 
 use std::path::PathBuf;
@@ -31,6 +36,7 @@ struct LogsArgs {
     reps: usize,
     writer: u64,
     reseed: bool,
+    load: usize,
 }
 
 pub(crate) const DEFAULT_SQLITE: &str = "sqlite:/tmp/portcullis-bench-logs.db";
@@ -52,13 +58,14 @@ const WRITER_BATCH: usize = 512;
 fn usage() -> ! {
     eprintln!(
         "usage: portcullis-bench logs [--gateway-bin PATH] [--database URL]... [--records N] [--reps N]\n\
-         \x20      [--writer N] [--reseed]\n\
+         \x20      [--writer N] [--reseed] [--load N]\n\
          \x20 --database  sqlite:/path or postgres://… (repeatable; default both {DEFAULT_SQLITE}\n\
          \x20             and {DEFAULT_POSTGRES})\n\
          \x20 --records   records to seed (default 1000000); a database holding this seed is reused\n\
          \x20 --reps      timed repetitions per query (default 9)\n\
          \x20 --writer N  also time appending N records in the log writer's batches (default 0)\n\
-         \x20 --reseed    seed again even when the database holds the seed (SQLite: recreates the file)"
+         \x20 --reseed    seed again even when the database holds the seed (SQLite: recreates the file)\n\
+         \x20 --load N    also time the queries while N clients send chat completions through the gateway"
     );
     std::process::exit(2)
 }
@@ -74,6 +81,7 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> LogsArgs {
         reps: 9,
         writer: 0,
         reseed: false,
+        load: 0,
     };
     while let Some(flag) = args.next() {
         let mut value = || args.next().unwrap_or_else(|| usage());
@@ -84,6 +92,7 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> LogsArgs {
             "--reps" => a.reps = value().parse().unwrap_or_else(|_| usage()),
             "--writer" => a.writer = value().parse().unwrap_or_else(|_| usage()),
             "--reseed" => a.reseed = true,
+            "--load" => a.load = value().parse().unwrap_or_else(|_| usage()),
             _ => usage(),
         }
     }
@@ -639,11 +648,19 @@ async fn run_one(args: &LogsArgs, url: &str) -> Result<(), String> {
     let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
     let port = free_port()?;
     let config = dir.path().join("logs.yaml");
+    let mock =
+        portcullis_test_support::MockUpstream::start_with(portcullis_test_support::MockOptions {
+            record_requests: false,
+            ..Default::default()
+        })
+        .await;
     std::fs::write(
         &config,
         format!(
-            "listen: 127.0.0.1:{port}\nmaster_key: {key}\ndatabase:\n  url: \"{url}\"\n",
-            key = crate::MASTER_KEY
+            "listen: 127.0.0.1:{port}\nmaster_key: {key}\ndatabase:\n  url: \"{url}\"\n\
+             providers:\n  openai:\n    api_key: sk-mock-openai\n    base_url: {base}\n",
+            key = crate::MASTER_KEY,
+            base = mock.openai_base_url(),
         ),
     )
     .map_err(|e| e.to_string())?;
@@ -669,11 +686,92 @@ async fn run_one(args: &LogsArgs, url: &str) -> Result<(), String> {
         "{url}: gateway ready in {:.1} s",
         started.elapsed().as_secs_f64()
     );
-    let result = measure(args, &format!("http://{addr}"), end_ms).await;
-    stop(&mut gateway);
-    let rows = result?;
-    print_table(url, args, &rows);
+    let base = format!("http://{addr}");
+    let started = Instant::now();
+    let result = measure(args, &base, end_ms).await;
+    let idle_took = started.elapsed();
+    let rows = match result {
+        Ok(rows) => rows,
+        Err(e) => {
+            stop(&mut gateway);
+            return Err(e);
+        }
+    };
+    print_table(url, args, &rows, "idle gateway");
+    if args.load > 0 {
+        let loaded = measure_under_load(args, addr, &base, end_ms, idle_took).await;
+        stop(&mut gateway);
+        let (rows, alone, during) = loaded?;
+        print_table(
+            url,
+            args,
+            &rows,
+            &format!("{} clients sending chat completions meanwhile", args.load),
+        );
+        println!(
+            "LLM path at concurrency {}: alone {:.0} req/s, p50 {:.2} ms, p99 {:.2} ms ({} errors); \
+             while the queries ran {:.0} req/s, p50 {:.2} ms, p99 {:.2} ms ({} errors)\n",
+            args.load,
+            alone.rate(),
+            alone.ms(0.5),
+            alone.ms(0.99),
+            alone.errors,
+            during.rate(),
+            during.ms(0.5),
+            during.ms(0.99),
+            during.errors
+        );
+    } else {
+        stop(&mut gateway);
+    }
     Ok(())
+}
+
+/// The chat completion the load clients send, with the master key.
+fn chat_target(addr: std::net::SocketAddr) -> crate::load::Target {
+    crate::load::Target {
+        addr,
+        path: "/v1/chat/completions".to_owned(),
+        authorization: format!("Bearer {}", crate::MASTER_KEY),
+        body: bytes::Bytes::from(
+            serde_json::json!({"model": "openai/gpt-4o-mini", "max_tokens": 16,
+                "messages": [{"role": "user", "content": "Say hello."}]})
+            .to_string(),
+        ),
+        first_token: false,
+    }
+}
+
+/// The LLM path alone for ten seconds, then the queries again while the same load runs for
+/// as long as they take (the idle run's time, with room to spare; the load ends at its own
+/// deadline, after the queries).
+async fn measure_under_load(
+    args: &LogsArgs,
+    addr: std::net::SocketAddr,
+    base: &str,
+    end_ms: i64,
+    idle_took: Duration,
+) -> Result<(Vec<Timed>, crate::load::Outcome, crate::load::Outcome), String> {
+    let target = chat_target(addr);
+    let alone = crate::load::run(
+        &target,
+        args.load,
+        Duration::from_secs(2),
+        Duration::from_secs(10),
+    )
+    .await;
+    let window = idle_took.mul_f64(3.0) + Duration::from_secs(10);
+    let during = {
+        let target = target.clone();
+        let load = args.load;
+        tokio::spawn(async move {
+            crate::load::run(&target, load, Duration::from_secs(2), window).await
+        })
+    };
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let rows = measure(args, base, end_ms).await?;
+    let during = during.await.map_err(|e| e.to_string())?;
+    Ok((rows, alone, during))
 }
 
 async fn measure(args: &LogsArgs, base: &str, end_ms: i64) -> Result<Vec<Timed>, String> {
@@ -800,9 +898,9 @@ async fn measure(args: &LogsArgs, base: &str, end_ms: i64) -> Result<Vec<Timed>,
     Ok(out)
 }
 
-fn print_table(url: &str, args: &LogsArgs, rows: &[Timed]) {
+fn print_table(url: &str, args: &LogsArgs, rows: &[Timed], condition: &str) {
     println!(
-        "\n{url} — {} records, {} repetitions per query (p50 / max, milliseconds, over HTTP)\n",
+        "\n{url} — {} records, {condition}, {} repetitions per query (p50 / max, milliseconds, over HTTP)\n",
         args.records, args.reps
     );
     println!(
