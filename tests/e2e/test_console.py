@@ -19,7 +19,7 @@ import httpx
 import openai
 import pytest
 
-from conftest import MASTER_KEY, ROOT, _free_port, start_gateway, stop_gateway
+from conftest import MASTER_KEY, OPENAI_KEY, ROOT, _free_port, start_gateway, stop_gateway
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 SHOTS = Path(os.environ.get("PORTCULLIS_SCREENSHOTS") or ROOT / "target" / "console-screenshots")
@@ -41,7 +41,8 @@ PASSWORD = "correct horse battery staple"
 
 @pytest.fixture(scope="module")
 def gw(mock_url, tmp_path_factory):
-    gw = start_gateway(mock_url, tmp_path_factory.mktemp("console"))
+    gw = start_gateway(mock_url, tmp_path_factory.mktemp("console"),
+                       extra_env={"PORTCULLIS_SECRET_KEY": "a console test vault passphrase of 32+ chars"})
     yield gw
     assert stop_gateway(gw) == 0, (gw.workdir / "gateway.log").read_text()
 
@@ -484,4 +485,41 @@ def test_an_admin_sets_a_teams_budget_and_its_keys_are_held_to_it(gw, browser):
             chat(gw, key, "gpt-4o-mini")
     assert refused.value.status_code == 429
     w.clean()
+    w.close()
+
+
+def test_an_admin_rotates_a_provider_key_and_requests_use_the_new_secret_at_once(gw, browser):
+    r = httpx.post(f"{gw.url}/admin/teams", headers=ADMIN, json={"id": "epsilon", "name": "Epsilon"})
+    assert r.status_code == 201, r.text
+    # The team's OpenAI key is one the provider no longer accepts.
+    r = httpx.post(f"{gw.url}/admin/provider-keys", headers=ADMIN, json={
+        "provider": "openai", "alias": "epsilon", "team": "epsilon", "secret": "sk-revoked-at-openai-0000"})
+    assert r.status_code == 201, r.text
+    provider_key = r.json()
+    r = httpx.post(f"{gw.url}/admin/keys", headers=ADMIN, json={"name": "epsilon's", "team": "epsilon"})
+    assert r.status_code == 201, r.text
+    key = r.json()["key"]
+    with pytest.raises(openai.APIStatusError):
+        chat(gw, key, "gpt-4o-mini")
+
+    w = Watched(browser, gw.url)
+    page = w.page
+    sign_in_with_master_key(w, "/ui/provider-keys")
+    row = page.locator("tr", has_text="epsilon")
+    expect(row).to_contain_text("…0000")
+    page.get_by_role("button", name="Rotate openai key epsilon").click()
+    dialog = page.get_by_role("dialog")
+    dialog.get_by_label("New secret").fill(OPENAI_KEY)
+    dialog.get_by_role("button", name="Rotate").click()
+    expect(page.get_by_role("status")).to_contain_text("rotated")
+    expect(page.locator("tr", has_text="epsilon")).to_contain_text("…" + OPENAI_KEY[-4:])
+    expect(page.get_by_text(OPENAI_KEY)).to_have_count(0)
+    shot(page, "provider-keys")
+
+    # Same id and alias; the team's requests use the new secret.
+    request_id, answer = chat(gw, key, "gpt-4o-mini")
+    assert answer.choices[0].message.content
+    record = wait_logged(gw, request_id)
+    assert record["provider_key_id"] == provider_key["id"], record
+    w.clean(allow=["502", "401"])
     w.close()

@@ -590,6 +590,10 @@ fn admin_routes() -> Router<Arc<AppState>> {
             "/admin/provider-keys/{id}",
             delete(tenancy::delete_provider_key),
         )
+        .route(
+            "/admin/provider-keys/{id}/rotate",
+            post(tenancy::rotate_provider_key),
+        )
         .route("/admin/mcp-tools", get(mcp_tools::list))
         .route(
             "/admin/mcp-tools/{server}/{tool}/approve",

@@ -12,7 +12,7 @@
 //! | `POST /admin/service-accounts/{id}/clients` | OAuth client credentials for one |
 //! | `POST/GET /admin/keys`, `GET/DELETE /admin/keys/{id}`, `POST /admin/keys/{id}/rotate` | virtual keys |
 //! | `PATCH /admin/keys/{id}` | a live key's name, models, limits, budget, expiry, controls, metadata and tool lists (validated as at creation; `null` clears) |
-//! | `POST/GET /admin/provider-keys`, `DELETE /admin/provider-keys/{id}` | the provider-key vault |
+//! | `POST/GET /admin/provider-keys`, `DELETE /admin/provider-keys/{id}`, `POST /admin/provider-keys/{id}/rotate` | the provider-key vault (rotating seals a new secret in place: same id, alias and owner) |
 //!
 //! Secrets appear exactly once: in the answer that creates (or rotates) a virtual key. Password
 //! digests, key digests and sealed provider secrets are never returned.
@@ -1214,6 +1214,32 @@ pub async fn list_provider_keys(
             .await
             .map_err(store_failed)?;
         Ok(json!({"data": list.iter().map(credential_view).collect::<Vec<_>>()}))
+    })
+    .await
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RotateProviderKey {
+    secret: String,
+}
+
+/// `POST /admin/provider-keys/{id}/rotate`: `{"secret"}` sealed in place of the stored one;
+/// the key's id, alias and owner stay, and requests use the new secret at once here and on
+/// other replicas within the poll interval.
+pub async fn rotate_provider_key(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Body,
+) -> Response {
+    admin_json(&state, &headers, StatusCode::OK, || async {
+        let req: RotateProviderKey = parse(&headers, body).await?;
+        let record = directory(&state)?
+            .rotate_credential(&id, &Secret::new(req.secret))
+            .await
+            .map_err(manage_error)?;
+        Ok(credential_view(&record))
     })
     .await
 }

@@ -690,15 +690,7 @@ impl Directory {
             CredentialOwner::Default => {}
         }
         let id = new_id("cred");
-        let secret_text = new.secret.expose();
-        let hint: String = {
-            let chars: Vec<char> = secret_text.chars().collect();
-            if chars.len() >= 12 {
-                chars[chars.len() - 4..].iter().collect()
-            } else {
-                String::new()
-            }
-        };
+        let hint = secret_hint(&new.secret);
         let record = CredentialRecord {
             sealed: vault
                 .seal(&id, &new.secret)
@@ -721,6 +713,30 @@ impl Directory {
         Ok(record)
     }
 
+    /// Rotates a provider credential: seals `secret` in place of the stored one, so requests
+    /// use the new secret on every replica within the poll interval (at once here) while the
+    /// credential's id, alias and owner stay.
+    pub async fn rotate_credential(
+        &self,
+        id: &str,
+        secret: &Secret,
+    ) -> Result<CredentialRecord, ManageError> {
+        let vault = self.vault().ok_or(ManageError::NoVault)?;
+        if secret.expose().trim().is_empty() {
+            return Err(ManageError::Invalid("`secret` must not be empty".into()));
+        }
+        let sealed = vault
+            .seal(id, secret)
+            .map_err(|e| ManageError::Invalid(e.to_string()))?;
+        let record = self
+            .store()
+            .replace_credential_secret(id, &sealed, &secret_hint(secret))
+            .await?
+            .ok_or_else(|| ManageError::NotFound(format!("no provider key `{id}`")))?;
+        self.invalidate().await?;
+        Ok(record)
+    }
+
     /// Deletes a provider credential.
     pub async fn delete_credential(&self, id: &str) -> Result<(), ManageError> {
         if !self.store().delete_credential(id).await? {
@@ -728,6 +744,17 @@ impl Directory {
         }
         self.invalidate().await?;
         Ok(())
+    }
+}
+
+/// The last four characters of a provider secret of at least twelve, for recognising it
+/// (shorter secrets get no hint).
+fn secret_hint(secret: &Secret) -> String {
+    let chars: Vec<char> = secret.expose().chars().collect();
+    if chars.len() >= 12 {
+        chars[chars.len() - 4..].iter().collect()
+    } else {
+        String::new()
     }
 }
 

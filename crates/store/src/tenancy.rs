@@ -335,6 +335,14 @@ pub trait TenancyStore: crate::McpAccessStore + Send + Sync + std::fmt::Debug {
     async fn credentials(&self) -> Result<Vec<CredentialRecord>, StoreError>;
     /// Deletes a credential; `false` when unknown.
     async fn delete_credential(&self, id: &str) -> Result<bool, StoreError>;
+    /// Replaces a credential's sealed secret and hint (a rotation: id, provider, alias and
+    /// owner stay); the credential after the change, or `None` when there is no such one.
+    async fn replace_credential_secret(
+        &self,
+        id: &str,
+        sealed: &str,
+        hint: &str,
+    ) -> Result<Option<CredentialRecord>, StoreError>;
 }
 
 /// Which keys to list.
@@ -962,6 +970,30 @@ macro_rules! tenancy_store {
             async fn delete_credential(&self, id: &str) -> Result<bool, StoreError> {
                 let q = sqlx::query("DELETE FROM provider_credentials WHERE id = $1").bind(id);
                 Ok(self.exec_bumped(q).await?.unwrap_or(0) > 0)
+            }
+
+            async fn replace_credential_secret(
+                &self,
+                id: &str,
+                sealed: &str,
+                hint: &str,
+            ) -> Result<Option<CredentialRecord>, StoreError> {
+                let q = sqlx::query(
+                    "UPDATE provider_credentials SET sealed = $2, hint = $3 WHERE id = $1",
+                )
+                .bind(id)
+                .bind(sealed)
+                .bind(hint);
+                if self.exec_bumped(q).await?.unwrap_or(0) == 0 {
+                    return Ok(None);
+                }
+                Ok(sqlx::query_as(
+                    "SELECT id, provider, alias, owner_kind, owner_id, sealed, hint, created_ms \
+                     FROM provider_credentials WHERE id = $1",
+                )
+                .bind(id)
+                .fetch_optional(self.pool())
+                .await?)
             }
         }
     };

@@ -1,7 +1,8 @@
 // Provider keys: the vault of upstream credentials, sealed under the gateway's secret key and
 // used per user, then team, then the provider's default. Lists them (never a secret: only the
-// last characters), adds one and deletes one. Without a vault key the gateway refuses to
-// store any, which this page says plainly.
+// last characters), adds one, rotates one (a new secret sealed in its place: same id, alias
+// and owner) and deletes one. Without a vault key the gateway refuses to store any, which this
+// page says plainly.
 import { api, h, replace, navigate, table, errorBox, title, select, dialog, confirmAction, toast } from '../lib.js';
 import { input, labelled, actionForm, heading, smallButton, act, when } from './_access.js';
 
@@ -53,6 +54,27 @@ function addDialog(providers, notice, refresh) {
   provider.focus();
 }
 
+function rotateDialog(c, refresh) {
+  const secret = input('secret', { type: 'password', required: true, autocomplete: 'off' });
+  let d;
+  const form = actionForm({ 'aria-label': `Rotate ${c.provider} key ${c.alias}` }, [
+    h('p', { class: 'muted' }, `Requests that use “${c.alias}” switch to the new secret at once; its id, alias and owner stay. Revoke the old secret at ${c.provider} afterwards.`),
+    labelled('New secret', secret, 'Stored sealed; never shown again.'),
+    h('div', { class: 'row' }, h('button', { type: 'submit', class: 'primary' }, 'Rotate')),
+  ], async () => {
+    try {
+      await api(`/admin/provider-keys/${encodeURIComponent(c.id)}/rotate`, { method: 'POST', body: { secret: secret.value } });
+    } finally {
+      secret.value = '';
+    }
+    d.close();
+    toast(`Provider key ${c.alias} rotated`);
+    refresh();
+  });
+  d = dialog(`Rotate ${c.provider} key “${c.alias}”`, form);
+  secret.focus();
+}
+
 async function remove(c, refresh) {
   if (!await confirmAction('Delete provider key', `Delete ${c.provider} key “${c.alias}”? Requests that used it fall back to the next key (team, then default).`, 'Delete')) return;
   if (await act(() => api('/admin/provider-keys/' + encodeURIComponent(c.id), { method: 'DELETE' }), `Provider key ${c.alias} deleted`)) refresh();
@@ -92,7 +114,12 @@ export async function render(main, { signal }) {
     { label: 'Secret', value: (c) => h('span', { class: 'mono' }, c.hint || '(short secret)') },
     { label: 'Id', value: (c) => h('span', { class: 'mono' }, c.id) },
     { label: 'Created', value: (c) => when(c.created_at) },
-    { label: 'Actions', value: (c) => smallButton('Delete', () => remove(c, refresh), { danger: true, ariaLabel: `Delete ${c.provider} key ${c.alias}` }) },
+    {
+      label: 'Actions',
+      value: (c) => h('div', { class: 'row-actions' },
+        smallButton('Rotate', () => rotateDialog(c, refresh), { ariaLabel: `Rotate ${c.provider} key ${c.alias}` }),
+        smallButton('Delete', () => remove(c, refresh), { danger: true, ariaLabel: `Delete ${c.provider} key ${c.alias}` })),
+    },
   ];
   replace(results, table(columns, list.data, { empty: 'No provider key stored. Providers use the keys in the configuration.', caption: 'Provider keys' }));
 }

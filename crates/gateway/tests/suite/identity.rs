@@ -504,6 +504,7 @@ async fn provider_keys_resolve_per_user_then_team_then_default_and_never_show() 
             "sk-alice-own-0001".into(),
             "sk-team-ml-0002".into(),
             "sk-default-0003".into(),
+            "sk-alice-rotated-0004".into(),
         ],
         ..MockOptions::default()
     })
@@ -627,6 +628,39 @@ async fn provider_keys_resolve_per_user_then_team_then_default_and_never_show() 
     // Sealed at rest: the stored value is not the secret.
     let stored = gw.state.stores.tenancy.credentials().await.unwrap();
     assert!(stored.iter().all(|c| !c.sealed.contains("sk-")));
+
+    // Rotated: the same id and alias, the new secret used at once, never shown.
+    let path = format!("/admin/provider-keys/{}/rotate", ids["alice"]);
+    let (s, v) = admin(
+        &gw,
+        "POST",
+        &path,
+        Some(json!({"secret": "sk-alice-rotated-0004"})),
+    )
+    .await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(
+        (&v["id"], &v["alias"]),
+        (&json!(ids["alice"]), &json!("alice"))
+    );
+    assert_eq!(v["hint"], "…0004");
+    assert!(!v.to_string().contains("sk-alice-rotated"));
+    let (s, h, _) = chat(&gw, &alice, "gpt-4o", &[]).await;
+    assert_eq!(s, 200);
+    assert_eq!(upstream_key(&mock), "Bearer sk-alice-rotated-0004");
+    assert_eq!(h["x-portcullis-provider-key"], ids["alice"].as_str());
+    for (path, body, status) in [
+        (path.as_str(), json!({"secret": "  "}), 400),
+        (path.as_str(), json!({"secret": "x", "alias": "y"}), 400),
+        (
+            "/admin/provider-keys/cred_nope/rotate",
+            json!({"secret": "sk-x"}),
+            404,
+        ),
+    ] {
+        let (s, v) = admin(&gw, "POST", path, Some(body)).await;
+        assert_eq!(s, status, "{path}: {v}");
+    }
     gw.stop().await;
 }
 
