@@ -129,3 +129,41 @@ def test_a_cancelled_or_foreign_sign_in_shows_why_on_the_sign_in_page(browser, s
         page.locator(".topbar .who").filter(has_text=USER).wait_for()
     finally:
         context.close()
+
+
+def test_an_admin_lists_and_revokes_a_service_accounts_oauth_clients(browser, sso_gateway):
+    base = sso_gateway.url
+    admin = {"authorization": f"Bearer {MASTER_KEY}"}
+    r = httpx.post(f"{base}/admin/service-accounts", headers=admin, json={"id": "evals", "name": "Evals"})
+    assert r.status_code == 201, r.text
+    old = httpx.post(f"{base}/admin/service-accounts/evals/clients", headers=admin,
+                     json={"name": "old", "scopes": ["models"]}).json()
+    new = httpx.post(f"{base}/admin/service-accounts/evals/clients", headers=admin,
+                     json={"name": "new", "scopes": ["models"]}).json()
+
+    def token(creds):
+        return httpx.post(f"{base}/oauth/token", auth=(creds["client_id"], creds["client_secret"]),
+                          data={"grant_type": "client_credentials", "scope": "models"}).status_code
+
+    assert token(old) == 200
+    context = browser.new_context()
+    page = context.new_page()
+    try:
+        page.goto(f"{base}/ui/service-accounts")
+        page.get_by_label("Master key").fill(MASTER_KEY)
+        page.get_by_role("button", name="Sign in").click()
+        page.get_by_role("button", name="OAuth clients of evals").click()
+        dialog = page.get_by_role("dialog")
+        dialog.get_by_text(old["client_id"]).wait_for()
+        assert dialog.get_by_text(new["client_id"]).count() == 1
+        assert dialog.get_by_text(old["client_secret"]).count() == 0
+        dialog.get_by_role("button", name=f"Revoke client {old['client_id']}").click()
+        page.get_by_role("status").filter(has_text="revoked").wait_for()
+        dialog.get_by_text(old["client_id"]).wait_for(state="detached")
+    finally:
+        context.close()
+    # The old secret gets no token any more; the new one does.
+    assert token(old) == 401
+    assert token(new) == 200
+    listed = httpx.get(f"{base}/admin/service-accounts/evals/clients", headers=admin).json()["data"]
+    assert [c["client_id"] for c in listed] == [new["client_id"]]

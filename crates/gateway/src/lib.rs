@@ -569,7 +569,11 @@ fn admin_routes() -> Router<Arc<AppState>> {
         )
         .route(
             "/admin/service-accounts/{id}/clients",
-            post(tenancy::create_client),
+            post(tenancy::create_client).get(tenancy::list_clients),
+        )
+        .route(
+            "/admin/service-accounts/{id}/clients/{client_id}",
+            delete(tenancy::delete_client),
         )
         .route(
             "/admin/keys",

@@ -9,7 +9,7 @@
 //! | `POST /admin/teams/{id}/members`, `DELETE /admin/teams/{id}/members/{user}` | memberships |
 //! | `POST/GET /admin/users`, `GET/PATCH/DELETE /admin/users/{id}` | users (`PATCH` also sets the user's own limits and budget; `DELETE` disables; disabling deletes their grants for upstream MCP servers, so enabled again they connect again) |
 //! | `POST/GET /admin/service-accounts`, `DELETE /admin/service-accounts/{id}` | machine identities |
-//! | `POST /admin/service-accounts/{id}/clients` | OAuth client credentials for one |
+//! | `POST/GET /admin/service-accounts/{id}/clients`, `DELETE /admin/service-accounts/{id}/clients/{client_id}` | OAuth client credentials for one: create (the secret shown once), list, revoke |
 //! | `POST/GET /admin/keys`, `GET/DELETE /admin/keys/{id}`, `POST /admin/keys/{id}/rotate` | virtual keys |
 //! | `PATCH /admin/keys/{id}` | a live key's name, models, limits, budget, expiry, controls, metadata and tool lists (validated as at creation; `null` clears) |
 //! | `POST/GET /admin/provider-keys`, `DELETE /admin/provider-keys/{id}`, `POST /admin/provider-keys/{id}/rotate` | the provider-key vault (rotating seals a new secret in place: same id, alias and owner) |
@@ -697,13 +697,7 @@ pub async fn create_client(
 ) -> Response {
     admin_json(&state, &headers, StatusCode::CREATED, || async {
         let req: CreateClient = parse(&headers, body).await?;
-        let oauth = state.auth.oauth().ok_or_else(|| {
-            GatewayError::invalid_request(
-                "The OAuth server is not configured (set `oauth:` and `secret_key`)",
-            )
-            .with_status(StatusCode::CONFLICT)
-            .with_code("oauth_not_configured")
-        })?;
+        let oauth = oauth_server(&state)?;
         let sa = directory(&state)?
             .store()
             .service_account(&id)
@@ -721,6 +715,75 @@ pub async fn create_client(
             "service_account": sa.id,
             "token_endpoint": format!("{}/oauth/token", oauth.issuer().trim_end_matches('/')),
         }))
+    })
+    .await
+}
+
+/// The OAuth server, or 409 when the gateway runs without one.
+fn oauth_server(state: &AppState) -> Result<&portcullis_oauth::OAuthServer, GatewayError> {
+    state.auth.oauth().ok_or_else(|| {
+        GatewayError::invalid_request(
+            "The OAuth server is not configured (set `oauth:` and `secret_key`)",
+        )
+        .with_status(StatusCode::CONFLICT)
+        .with_code("oauth_not_configured")
+    })
+}
+
+/// A service account's OAuth client as the admin API shows it (never its secret).
+fn client_view(c: &portcullis_store::oauth::ClientRecord) -> Value {
+    json!({
+        "client_id": c.client_id,
+        "name": c.name,
+        "scopes": c.scopes,
+        "service_account": c.service_account,
+        "created_at": rfc3339(c.created_ms),
+    })
+}
+
+/// `GET /admin/service-accounts/{id}/clients`: the account's client credentials, newest first
+/// (never a secret).
+pub async fn list_clients(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    admin_json(&state, &headers, StatusCode::OK, || async {
+        let oauth = oauth_server(&state)?;
+        let clients = oauth
+            .service_account_clients(&id)
+            .await
+            .map_err(|e| GatewayError::internal(e.to_string()))?;
+        Ok(json!({"data": clients.iter().map(client_view).collect::<Vec<_>>()}))
+    })
+    .await
+}
+
+/// `DELETE /admin/service-accounts/{id}/clients/{client_id}`: revokes one of the account's
+/// client credentials — no new token for it from now on (tokens already issued run out within
+/// their lifetime). A client of another account, or none, is a 404.
+pub async fn delete_client(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Path((id, client_id)): Path<(String, String)>,
+) -> Response {
+    admin_json(&state, &headers, StatusCode::OK, || async {
+        let oauth = oauth_server(&state)?;
+        let owned = oauth
+            .service_account_clients(&id)
+            .await
+            .map_err(|e| GatewayError::internal(e.to_string()))?
+            .iter()
+            .any(|c| c.client_id == client_id);
+        if !owned
+            || !oauth
+                .delete_client(&client_id)
+                .await
+                .map_err(|e| GatewayError::internal(e.to_string()))?
+        {
+            return Err(no_such("client", &client_id));
+        }
+        Ok(json!({"client_id": client_id, "deleted": true}))
     })
     .await
 }

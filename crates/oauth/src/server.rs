@@ -550,6 +550,19 @@ impl OAuthServer {
         })
     }
 
+    /// The clients that obtain tokens for `service_account`, newest first (their secrets are
+    /// only ever kept as digests).
+    pub async fn service_account_clients(
+        &self,
+        service_account: &str,
+    ) -> Result<Vec<ClientRecord>, OAuthError> {
+        Ok(self
+            .inner
+            .store
+            .service_account_clients(service_account)
+            .await?)
+    }
+
     /// Deletes a client; whether it existed. Its refresh tokens and client credentials stop
     /// working at once; access tokens already issued run until they expire.
     pub async fn delete_client(&self, client_id: &str) -> Result<bool, OAuthError> {

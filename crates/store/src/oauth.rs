@@ -155,6 +155,12 @@ pub trait OAuthStore: Send + Sync + std::fmt::Debug {
     /// request looks the client up.
     async fn delete_client(&self, client_id: &str) -> Result<bool, StoreError>;
 
+    /// The clients whose tokens act as `service_account`, newest first.
+    async fn service_account_clients(
+        &self,
+        service_account: &str,
+    ) -> Result<Vec<ClientRecord>, StoreError>;
+
     /// Stores a new authorization code and creates the family it starts.
     async fn insert_code(&self, code: &CodeRecord) -> Result<(), StoreError>;
 
@@ -420,6 +426,20 @@ macro_rules! oauth_store {
                     .execute(self.pool())
                     .await?;
                 Ok(done.rows_affected() > 0)
+            }
+
+            async fn service_account_clients(
+                &self,
+                service_account: &str,
+            ) -> Result<Vec<ClientRecord>, StoreError> {
+                let rows: Vec<ClientRow> = sqlx::query_as(&format!(
+                    "SELECT {CLIENT_COLUMNS} FROM oauth_clients WHERE service_account = $1 \
+                     ORDER BY created_ms DESC, client_id"
+                ))
+                .bind(service_account)
+                .fetch_all(self.pool())
+                .await?;
+                Ok(rows.into_iter().map(ClientRow::into_record).collect())
             }
 
             async fn insert_code(&self, code: &CodeRecord) -> Result<(), StoreError> {

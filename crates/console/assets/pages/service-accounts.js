@@ -1,7 +1,8 @@
 // Service accounts: machine identities for keys and OAuth clients. The list, creating one,
-// disabling one (its keys and tokens stop working) and issuing OAuth client credentials for
-// one (the client-credentials grant), whose secret is shown once.
-import { api, h, replace, navigate, link, table, errorBox, title, select, dialog, confirmAction, toast } from '../lib.js';
+// disabling one (its keys and tokens stop working), issuing OAuth client credentials for one
+// (the client-credentials grant), whose secret is shown once, and listing and revoking its
+// clients (rotating a secret: a new client, the service switched to it, the old one revoked).
+import { api, h, replace, navigate, link, table, errorBox, title, select, dialog, confirmAction, toast, ApiError } from '../lib.js';
 import { input, labelled, parseList, actionForm, heading, smallButton, act, secretDialog, when } from './_access.js';
 
 const ROLES = [['member', 'member'], ['viewer', 'viewer'], ['admin', 'admin']];
@@ -56,6 +57,38 @@ function clientDialog(a) {
   name.focus();
 }
 
+/** The account's OAuth clients (read when opened), each with a Revoke button. */
+async function clientsDialog(a) {
+  const body = h('div', null, h('p', { class: 'muted' }, 'Loading…'));
+  dialog(`OAuth clients of ${a.name}`, h('div', null,
+    h('p', { class: 'muted' }, 'To rotate a secret: create a new client, switch the service to it, then revoke the old one.'),
+    body));
+  const draw = async () => {
+    let clients;
+    try {
+      clients = await api(`/admin/service-accounts/${encodeURIComponent(a.id)}/clients`);
+    } catch (e) {
+      replace(body, errorBox(e instanceof ApiError && e.code === 'oauth_not_configured'
+        ? new Error('This gateway has no OAuth server (`oauth:` and `secret_key`), so service accounts have no OAuth clients.')
+        : e));
+      return;
+    }
+    replace(body, table([
+      { label: 'Client id', value: (c) => h('span', { class: 'mono' }, c.client_id) },
+      { label: 'Name', value: (c) => c.name || '—' },
+      { label: 'Scopes', value: (c) => (c.scopes ? c.scopes.join(', ') : 'any') },
+      { label: 'Created', value: (c) => when(c.created_at) },
+      {
+        label: 'Actions',
+        value: (c) => smallButton('Revoke', async () => {
+          if (await act(() => api(`/admin/service-accounts/${encodeURIComponent(a.id)}/clients/${encodeURIComponent(c.client_id)}`, { method: 'DELETE' }), `Client ${c.client_id} revoked`)) draw();
+        }, { danger: true, ariaLabel: `Revoke client ${c.client_id}` }),
+      },
+    ], clients.data, { empty: 'No OAuth client yet.', caption: `OAuth clients of ${a.id}` }));
+  };
+  await draw();
+}
+
 async function disable(a, refresh) {
   if (!await confirmAction('Disable service account', `Disable ${a.id}? Its keys and tokens stop working at once.`, 'Disable')) return;
   if (await act(() => api('/admin/service-accounts/' + encodeURIComponent(a.id), { method: 'DELETE' }), `Service account ${a.id} disabled`)) refresh();
@@ -89,6 +122,7 @@ export async function render(main, { signal }) {
         link('/ui/keys?service_account=' + encodeURIComponent(a.id), 'Keys'),
         a.disabled ? null : [
           smallButton('New OAuth client', () => clientDialog(a), { ariaLabel: `New OAuth client for ${a.id}` }),
+          smallButton('OAuth clients', () => clientsDialog(a), { ariaLabel: `OAuth clients of ${a.id}` }),
           smallButton('Disable', () => disable(a, refresh), { danger: true, ariaLabel: `Disable ${a.id}` }),
         ]),
     },

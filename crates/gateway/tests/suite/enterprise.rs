@@ -397,6 +397,75 @@ async fn oauth_client_credentials_tokens_are_accepted_and_revocable() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    // The account's clients are listed without secrets; a second one replaces the first,
+    // which is then revoked: no token for it any more, while the new one works.
+    let second: Value = c
+        .post(gw.at("/admin/service-accounts/nightly-evals/clients"))
+        .bearer_auth(MASTER_KEY)
+        .json(&json!({"name": "rotated", "scopes": ["models"]}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let (s, listed) = get(
+        &gw,
+        MASTER_KEY,
+        "/admin/service-accounts/nightly-evals/clients",
+    )
+    .await;
+    assert_eq!(s, 200, "{listed}");
+    let ids: Vec<&str> = listed["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["client_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids.len(), 2);
+    assert!(ids.contains(&id) && ids.contains(&second["client_id"].as_str().unwrap()));
+    assert!(!listed.to_string().contains(secret), "never a secret");
+    assert!(!listed.to_string().contains("secret"), "{listed}");
+    let revoke = |path: String| {
+        let c = c.clone();
+        async move {
+            c.delete(path)
+                .bearer_auth(MASTER_KEY)
+                .send()
+                .await
+                .unwrap()
+                .status()
+        }
+    };
+    // Another account's path does not reach it.
+    let r = c
+        .post(gw.at("/admin/service-accounts"))
+        .bearer_auth(MASTER_KEY)
+        .json(&json!({"id": "other", "name": "Other"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let other = gw.at(&format!("/admin/service-accounts/other/clients/{id}"));
+    assert_eq!(revoke(other).await, 404);
+    let own = gw.at(&format!(
+        "/admin/service-accounts/nightly-evals/clients/{id}"
+    ));
+    assert_eq!(revoke(own.clone()).await, 200);
+    assert_eq!(revoke(own).await, 404);
+    assert_eq!(token_response(secret.to_owned()).await.status(), 401);
+    let fresh = c
+        .post(gw.at("/oauth/token"))
+        .basic_auth(
+            second["client_id"].as_str().unwrap(),
+            Some(second["client_secret"].as_str().unwrap()),
+        )
+        .form(&[("grant_type", "client_credentials"), ("scope", "models")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(fresh.status(), 200);
+
     // A forged token claiming the gateway as issuer is refused.
     let forged = format!(
         "{}.{}.c2ln",
