@@ -474,8 +474,20 @@ def test_an_admin_sets_a_teams_budget_and_its_keys_are_held_to_it(gw, browser):
     dialog.get_by_role("button", name="Save limits").click()
     expect(page.get_by_role("status")).to_contain_text("saved")
     expect(page.locator("tr", has_text="Delta")).to_contain_text("100 req/min")
+    # Members are read when their dialog opens; one added there is counted in the list.
+    r = httpx.post(f"{gw.url}/admin/users", headers=ADMIN, json={"id": "dora", "role": "member"})
+    assert r.status_code == 201, r.text
+    page.get_by_role("button", name="Members of delta").click()
+    dialog = page.get_by_role("dialog")
+    expect(dialog.get_by_text("No member yet.")).to_be_visible()
+    dialog.get_by_label("User").fill("dora")
+    dialog.get_by_role("button", name="Add member").click()
+    expect(dialog.get_by_role("cell", name="dora", exact=True)).to_be_visible()
+    dialog.get_by_role("button", name="Close").click()
+    expect(page.locator("tr", has_text="Delta").locator("td").nth(1)).to_have_text("1")
     shot(page, "teams")
     team = httpx.get(f"{gw.url}/admin/teams/delta", headers=ADMIN).json()
+    assert team["members"] == ["dora"], team
     assert team["limits"] == {"requests_per_minute": 100, "tokens_per_minute": None, "max_in_flight": None}, team
     assert team["budget"] == {"usd": 0.000001, "period": "daily"}, team
 

@@ -252,16 +252,66 @@ pub async fn create_team(
     .await
 }
 
-/// `GET /admin/teams`.
-pub async fn list_teams(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
+/// `limit` (default 100, at most 1000) and `cursor` (the previous page's `next_cursor`) of a
+/// list of users or teams, which pages by id; anything else is refused.
+fn id_page(params: &[(String, String)]) -> Result<(u32, Option<String>), GatewayError> {
+    let bad = |param: &str, why: &str| {
+        GatewayError::invalid_request(format!("Invalid `{param}`: {why}")).with_param(param)
+    };
+    let (mut limit, mut cursor) = (None, None);
+    for (k, v) in params {
+        match k.as_str() {
+            "limit" if limit.is_none() => {
+                limit = Some(
+                    v.parse::<u32>()
+                        .ok()
+                        .filter(|l| (1..=1000).contains(l))
+                        .ok_or_else(|| bad(k, "expected a number from 1 to 1000"))?,
+                )
+            }
+            "cursor" if cursor.is_none() => {
+                crate::admin::check_text(k, v)?;
+                cursor = Some(v.clone());
+            }
+            "limit" | "cursor" => return Err(bad(k, "given more than once")),
+            other => return Err(bad(other, "unknown parameter")),
+        }
+    }
+    Ok((limit.unwrap_or(100), cursor))
+}
+
+/// The `next_cursor` of a page of `len` items of at most `limit`, the last of which is `last`.
+fn next_cursor(len: usize, limit: u32, last: Option<&str>) -> Value {
+    match last {
+        Some(id) if len == limit as usize => json!(id),
+        _ => Value::Null,
+    }
+}
+
+/// `GET /admin/teams`: by id, `limit` (default 100, at most 1000) per page, `cursor` the
+/// previous page's `next_cursor`; each team with its `member_count`.
+pub async fn list_teams(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Query(params): Query<Vec<(String, String)>>,
+) -> Response {
     admin_json(&state, &headers, StatusCode::OK, || async {
+        let (limit, cursor) = id_page(&params)?;
         let store = directory(&state)?.store();
-        let teams = store.teams().await.map_err(store_failed)?;
+        let teams = store
+            .teams_page(cursor.as_deref(), limit)
+            .await
+            .map_err(store_failed)?;
         let data: Vec<Value> = teams
             .iter()
-            .map(|t| with_limits(&state, team_view(t, None), LimitsOwner::Team, &t.id))
+            .map(|(t, members)| {
+                let mut v = with_limits(&state, team_view(t, None), LimitsOwner::Team, &t.id);
+                v["member_count"] = json!(members);
+                v
+            })
             .collect();
-        Ok(json!({ "data": data }))
+        let next = next_cursor(teams.len(), limit, teams.last().map(|(t, _)| t.id.as_str()));
+        Ok(json!({ "data": data, "next_cursor": next }))
     })
     .await
 }
@@ -489,22 +539,35 @@ pub async fn create_user(
     .await
 }
 
-/// `GET /admin/users`.
-pub async fn list_users(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
+/// `GET /admin/users`: by id, `limit` (default 100, at most 1000) per page, `cursor` the
+/// previous page's `next_cursor`; each user with its teams (read in one query per page).
+pub async fn list_users(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Query(params): Query<Vec<(String, String)>>,
+) -> Response {
     admin_json(&state, &headers, StatusCode::OK, || async {
+        let (limit, cursor) = id_page(&params)?;
         let store = directory(&state)?.store();
-        let users = store.users().await.map_err(store_failed)?;
-        let mut data = Vec::with_capacity(users.len());
-        for u in &users {
-            let teams = store.teams_of(&u.id).await.map_err(store_failed)?;
-            data.push(with_limits(
-                &state,
-                user_view(u, &teams),
-                LimitsOwner::User,
-                &u.id,
-            ));
+        let users = store
+            .users_page(cursor.as_deref(), limit)
+            .await
+            .map_err(store_failed)?;
+        let ids: Vec<String> = users.iter().map(|u| u.id.clone()).collect();
+        let mut teams_of: std::collections::HashMap<String, Vec<String>> =
+            std::collections::HashMap::new();
+        for (team, user) in store.memberships_of(&ids).await.map_err(store_failed)? {
+            teams_of.entry(user).or_default().push(team);
         }
-        Ok(json!({ "data": data }))
+        let data: Vec<Value> = users
+            .iter()
+            .map(|u| {
+                let teams = teams_of.get(&u.id).map_or(&[][..], Vec::as_slice);
+                with_limits(&state, user_view(u, teams), LimitsOwner::User, &u.id)
+            })
+            .collect();
+        let next = next_cursor(users.len(), limit, users.last().map(|u| u.id.as_str()));
+        Ok(json!({ "data": data, "next_cursor": next }))
     })
     .await
 }

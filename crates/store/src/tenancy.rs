@@ -276,6 +276,21 @@ pub trait TenancyStore: crate::McpAccessStore + Send + Sync + std::fmt::Debug {
     async fn members_of(&self, team_id: &str) -> Result<Vec<String>, StoreError>;
     /// Every membership, as `(team id, user id)` pairs.
     async fn memberships(&self) -> Result<Vec<(String, String)>, StoreError>;
+    /// One page of users by id: at most `limit`, those after `after`.
+    async fn users_page(
+        &self,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<UserRecord>, StoreError>;
+    /// One page of teams by id: at most `limit`, those after `after`, each with its number
+    /// of members.
+    async fn teams_page(
+        &self,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<(TeamRecord, i64)>, StoreError>;
+    /// The memberships of the given users (one query), as `(team id, user id)` pairs.
+    async fn memberships_of(&self, users: &[String]) -> Result<Vec<(String, String)>, StoreError>;
 
     /// Creates a service account; `false` when the id is taken.
     async fn create_service_account(
@@ -678,6 +693,81 @@ macro_rules! tenancy_store {
                 .bind(user_id)
                 .fetch_all(self.pool())
                 .await?)
+            }
+
+            async fn users_page(
+                &self,
+                after: Option<&str>,
+                limit: u32,
+            ) -> Result<Vec<UserRecord>, StoreError> {
+                Ok(sqlx::query_as(&format!(
+                    "SELECT {USER_COLUMNS} FROM users WHERE $1 IS NULL OR id > $1 \
+                     ORDER BY id LIMIT $2"
+                ))
+                .bind(after)
+                .bind(i64::from(limit))
+                .fetch_all(self.pool())
+                .await?)
+            }
+
+            async fn teams_page(
+                &self,
+                after: Option<&str>,
+                limit: u32,
+            ) -> Result<Vec<(TeamRecord, i64)>, StoreError> {
+                let teams: Vec<TeamRecord> = sqlx::query_as(
+                    "SELECT id, name, metadata, created_ms FROM teams \
+                     WHERE $1 IS NULL OR id > $1 ORDER BY id LIMIT $2",
+                )
+                .bind(after)
+                .bind(i64::from(limit))
+                .fetch_all(self.pool())
+                .await?;
+                if teams.is_empty() {
+                    return Ok(Vec::new());
+                }
+                let mut qb: sqlx::QueryBuilder<'_, $db> = sqlx::QueryBuilder::new(
+                    "SELECT team_id, COUNT(*) FROM team_members WHERE team_id IN (",
+                );
+                let mut ids = qb.separated(", ");
+                for t in &teams {
+                    ids.push_bind(t.id.as_str());
+                }
+                qb.push(") GROUP BY team_id");
+                let counts: std::collections::HashMap<String, i64> = qb
+                    .build_query_as::<(String, i64)>()
+                    .fetch_all(self.pool())
+                    .await?
+                    .into_iter()
+                    .collect();
+                Ok(teams
+                    .into_iter()
+                    .map(|t| {
+                        let n = counts.get(&t.id).copied().unwrap_or(0);
+                        (t, n)
+                    })
+                    .collect())
+            }
+
+            async fn memberships_of(
+                &self,
+                users: &[String],
+            ) -> Result<Vec<(String, String)>, StoreError> {
+                if users.is_empty() {
+                    return Ok(Vec::new());
+                }
+                let mut qb: sqlx::QueryBuilder<'_, $db> = sqlx::QueryBuilder::new(
+                    "SELECT team_id, user_id FROM team_members WHERE user_id IN (",
+                );
+                let mut ids = qb.separated(", ");
+                for u in users {
+                    ids.push_bind(u.as_str());
+                }
+                qb.push(") ORDER BY user_id, team_id");
+                Ok(qb
+                    .build_query_as::<(String, String)>()
+                    .fetch_all(self.pool())
+                    .await?)
             }
 
             async fn members_of(&self, team_id: &str) -> Result<Vec<String>, StoreError> {

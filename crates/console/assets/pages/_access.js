@@ -1,7 +1,7 @@
 // What the Access pages (virtual keys, users, teams, service accounts, provider keys) share:
 // labelled inputs, forms that show their own errors, comma lists, dates as the API takes them
 // and dialogs that show a secret once. Not a page of its own.
-import { h, api, errorBox, dialog, secretField, toast, ApiError, fmtTime, fmtUsd, select } from '../lib.js';
+import { h, api, errorBox, dialog, secretField, toast, ApiError, fmtTime, fmtUsd, select, navigate } from '../lib.js';
 
 let seq = 0;
 
@@ -198,4 +198,20 @@ export function limitsDialog(what, v, path, refresh) {
   });
   d = dialog(`Limits and budget of ${what}`, form);
   f.requests_per_minute.focus();
+}
+
+/**
+ * The pager under a list that pages by cursor (`next` the answer's `next_cursor`): "First
+ * page" once past it, "Next page" while there is more, and how many are shown.
+ */
+export function pager(path, query, next, shown, noun) {
+  const go = (cursor) => {
+    const q = new URLSearchParams(query);
+    if (cursor) q.set('cursor', cursor); else q.delete('cursor');
+    navigate(path + (q.toString() ? '?' + q : ''));
+  };
+  return h('div', { class: 'pager' },
+    query.get('cursor') ? h('button', { type: 'button', onclick: () => go(null) }, 'First page') : null,
+    next ? h('button', { type: 'button', onclick: () => go(next) }, 'Next page') : null,
+    h('span', { class: 'muted' }, `${shown} ${noun}${shown === 1 ? '' : 's'}`));
 }

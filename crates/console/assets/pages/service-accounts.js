@@ -102,7 +102,7 @@ export async function render(main, { signal }) {
   replace(main, heading('Service accounts', create), results);
   let list, teams;
   try {
-    [list, teams] = await Promise.all([api('/admin/service-accounts', { signal }), api('/admin/teams', { signal })]);
+    [list, teams] = await Promise.all([api('/admin/service-accounts', { signal }), api('/admin/teams', { query: { limit: 1000 }, signal })]);
   } catch (e) {
     if (e.name === 'AbortError') return;
     replace(results, errorBox(e));

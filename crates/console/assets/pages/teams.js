@@ -2,7 +2,7 @@
 // revokes the team's keys), adding and removing members, setting the team's limits and budget,
 // and links to each team's requests, overview and keys.
 import { api, h, replace, navigate, link, table, errorBox, title, dialog, confirmAction, toast } from '../lib.js';
-import { input, labelled, actionForm, heading, smallButton, act, when, limitsText, limitsDialog } from './_access.js';
+import { input, labelled, actionForm, heading, smallButton, act, when, limitsText, limitsDialog, pager } from './_access.js';
 
 function createDialog(refresh) {
   const name = input('name', { required: true, autocomplete: 'off' });
@@ -24,10 +24,12 @@ function createDialog(refresh) {
   name.focus();
 }
 
-/** The members dialog: remove members, add users (by id or e-mail). */
-function membersDialog(team, members, users, refresh) {
-  const list = h('div');
-  const current = new Set(members);
+/** The members dialog: the team's members (read when opened), remove members, add users (by
+ * id or e-mail). */
+async function membersDialog(team, refresh) {
+  const list = h('div', null, h('p', { class: 'muted' }, 'Loading…'));
+  const current = new Set();
+  let changed = false;
   const draw = () => {
     const rows = [...current].sort().map((m) => ({ id: m }));
     replace(list, table([
@@ -44,12 +46,9 @@ function membersDialog(team, members, users, refresh) {
       },
     ], rows, { empty: 'No member yet.', caption: `Members of ${team.id}` }));
   };
-  const listId = `users-${team.id}`;
-  const user = input('user', { required: true, list: listId, autocomplete: 'off', placeholder: 'user id or e-mail' });
-  const options = h('datalist', { id: listId }, users.map((u) => h('option', { value: u.id }, u.email || u.id)));
-  let changed = false;
+  const user = input('user', { required: true, autocomplete: 'off', placeholder: 'user id or e-mail' });
   const form = actionForm({ 'aria-label': 'Add member' }, [
-    h('div', { class: 'row' }, labelled('User', user), options, h('button', { type: 'submit', class: 'primary' }, 'Add member')),
+    h('div', { class: 'row' }, labelled('User', user), h('button', { type: 'submit', class: 'primary' }, 'Add member')),
   ], async () => {
     const u = await api(`/admin/teams/${encodeURIComponent(team.id)}/members`, { method: 'POST', body: { user: user.value.trim() } });
     current.add(u.id);
@@ -58,9 +57,15 @@ function membersDialog(team, members, users, refresh) {
     toast(`${u.id} joined ${team.id}`);
     draw();
   });
-  draw();
   dialog(`Members of ${team.name}`, h('div', null, list, form), { onClose: () => { if (changed) refresh(); } });
   user.focus();
+  try {
+    const full = await api('/admin/teams/' + encodeURIComponent(team.id));
+    for (const m of full.members || []) current.add(m);
+    draw();
+  } catch (e) {
+    replace(list, errorBox(e));
+  }
 }
 
 async function remove(t, refresh) {
@@ -68,31 +73,25 @@ async function remove(t, refresh) {
   if (await act(() => api('/admin/teams/' + encodeURIComponent(t.id), { method: 'DELETE' }), `Team ${t.id} deleted`)) refresh();
 }
 
-export async function render(main, { signal }) {
+export async function render(main, { query, signal }) {
   title('Teams');
   const refresh = () => navigate(location.pathname + location.search, { replace: true });
   const results = h('div', null, h('p', { class: 'muted' }, 'Loading…'));
   replace(main, heading('Teams', h('button', { type: 'button', class: 'primary', onclick: () => createDialog(refresh) }, 'Create team')),
     h('p', { class: 'muted' }, 'Teams group users, keys and spend. A team\'s limits and budget bind every request accounted to it; each key may have its own besides (Virtual keys page).'),
     results);
-  let teams, users;
+  let teams;
   try {
-    [teams, users] = await Promise.all([api('/admin/teams', { signal }), api('/admin/users', { signal })]);
+    teams = await api('/admin/teams', { query: { limit: 100, cursor: query.get('cursor') || undefined }, signal });
   } catch (e) {
     if (e.name === 'AbortError') return;
     replace(results, errorBox(e));
     return;
   }
-  const members = new Map();
-  for (const u of users.data) for (const t of u.teams) {
-    if (!members.has(t)) members.set(t, []);
-    members.get(t).push(u.id);
-  }
-  const of = (t) => members.get(t.id) || [];
   const enc = encodeURIComponent;
   const columns = [
     { label: 'Team', value: (t) => h('span', null, h('strong', null, t.name), t.name !== t.id ? h('span', { class: 'mono muted' }, ' ' + t.id) : null) },
-    { label: 'Members', value: (t) => (of(t).length ? of(t).join(', ') : '—'), wrap: true },
+    { label: 'Members', value: (t) => t.member_count, num: true },
     { label: 'Limits and budget', value: (t) => limitsText(t), wrap: true },
     { label: 'Created', value: (t) => when(t.created_at) },
     {
@@ -101,10 +100,11 @@ export async function render(main, { signal }) {
         link('/ui/?team=' + enc(t.id), 'Overview'),
         link('/ui/logs?team=' + enc(t.id), 'Requests'),
         link('/ui/keys?team=' + enc(t.id), 'Keys'),
-        smallButton('Members', () => membersDialog(t, of(t), users.data, refresh), { ariaLabel: `Members of ${t.id}` }),
+        smallButton('Members', () => membersDialog(t, refresh), { ariaLabel: `Members of ${t.id}` }),
         smallButton('Limits', () => limitsDialog(`team ${t.id}`, t, '/admin/teams/' + enc(t.id), refresh), { ariaLabel: `Limits of ${t.id}` }),
         smallButton('Delete', () => remove(t, refresh), { danger: true, ariaLabel: `Delete ${t.id}` })),
     },
   ];
-  replace(results, table(columns, teams.data, { empty: 'No team yet. Create one with “Create team”.', caption: 'Teams' }));
+  replace(results, table(columns, teams.data, { empty: 'No team yet. Create one with “Create team”.', caption: 'Teams' }),
+    pager('/ui/teams', query, teams.next_cursor, teams.data.length, 'team'));
 }

@@ -3,7 +3,7 @@
 // password, setting the user's own limits and budget, disabling one (their keys and tokens stop
 // working) and enabling one again.
 import { api, h, replace, navigate, link, table, errorBox, title, select, dialog, confirmAction, toast } from '../lib.js';
-import { input, labelled, actionForm, heading, smallButton, act, when, limitsText, limitsDialog } from './_access.js';
+import { input, labelled, actionForm, heading, smallButton, act, when, limitsText, limitsDialog, pager } from './_access.js';
 
 const ROLES = [['member', 'member'], ['viewer', 'viewer'], ['admin', 'admin']];
 const MIN_PASSWORD = 12;
@@ -88,7 +88,7 @@ async function enable(u, refresh) {
   if (await act(() => api('/admin/users/' + encodeURIComponent(u.id), { method: 'PATCH', body: { disabled: false } }), `User ${u.id} enabled`)) refresh();
 }
 
-export async function render(main, { signal }) {
+export async function render(main, { query, signal }) {
   title('Users');
   const refresh = () => navigate(location.pathname + location.search, { replace: true });
   const results = h('div', null, h('p', { class: 'muted' }, 'Loading…'));
@@ -96,7 +96,10 @@ export async function render(main, { signal }) {
   replace(main, heading('Users', create), results);
   let users, teams;
   try {
-    [users, teams] = await Promise.all([api('/admin/users', { signal }), api('/admin/teams', { signal })]);
+    [users, teams] = await Promise.all([
+      api('/admin/users', { query: { limit: 100, cursor: query.get('cursor') || undefined }, signal }),
+      api('/admin/teams', { query: { limit: 1000 }, signal }),
+    ]);
   } catch (e) {
     if (e.name === 'AbortError') return;
     replace(results, errorBox(e));
@@ -126,5 +129,6 @@ export async function render(main, { signal }) {
           : smallButton('Disable', () => disable(u, refresh), { danger: true, ariaLabel: `Disable ${u.id}` })),
     },
   ];
-  replace(results, table(columns, users.data, { empty: 'No user yet. Create one with “Create user”.', caption: 'Users' }));
+  replace(results, table(columns, users.data, { empty: 'No user yet. Create one with “Create user”.', caption: 'Users' }),
+    pager('/ui/users', query, users.next_cursor, users.data.length, 'user'));
 }

@@ -1209,3 +1209,79 @@ async fn team_and_user_limits_bind_every_key_on_postgres() {
     exercise_owner_limits(&gw).await;
     gw.stop().await;
 }
+
+#[tokio::test]
+async fn users_and_teams_are_listed_a_page_at_a_time_with_their_teams_and_member_counts() {
+    let mock = MockUpstream::start().await;
+    let gw = TestGateway::start(&providers_yaml(&mock)).await;
+    setup_team_and_users(&gw).await;
+
+    let (s, first) = admin(&gw, "GET", "/admin/users?limit=2", None).await;
+    assert_eq!(s, 200, "{first}");
+    let ids = |page: &Value| -> Vec<String> {
+        page["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|u| u["id"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    assert_eq!(ids(&first), ["ada", "alice"]);
+    assert_eq!(first["data"][1]["teams"], json!(["ml-platform"]));
+    let cursor = first["next_cursor"].as_str().unwrap().to_owned();
+    let (_, second) = admin(
+        &gw,
+        "GET",
+        &format!("/admin/users?limit=2&cursor={cursor}"),
+        None,
+    )
+    .await;
+    assert_eq!(ids(&second), ["bob", "carol"]);
+    assert_eq!(
+        second["data"][0]["teams"],
+        json!(["ml-platform", "research"])
+    );
+    assert_eq!(second["data"][1]["teams"], json!([]));
+    let cursor = second["next_cursor"].as_str().unwrap().to_owned();
+    let (_, last) = admin(
+        &gw,
+        "GET",
+        &format!("/admin/users?limit=2&cursor={cursor}"),
+        None,
+    )
+    .await;
+    assert_eq!(ids(&last), ["vera"]);
+    assert_eq!(last["next_cursor"], Value::Null);
+    let (_, all) = admin(&gw, "GET", "/admin/users", None).await;
+    assert_eq!(
+        all["data"].as_array().unwrap().len(),
+        5,
+        "100 a page by default"
+    );
+
+    let (s, teams) = admin(&gw, "GET", "/admin/teams?limit=1", None).await;
+    assert_eq!(s, 200, "{teams}");
+    assert_eq!(teams["data"][0]["id"], "ml-platform");
+    assert_eq!(teams["data"][0]["member_count"], 2);
+    let cursor = teams["next_cursor"].as_str().unwrap().to_owned();
+    let (_, teams) = admin(
+        &gw,
+        "GET",
+        &format!("/admin/teams?limit=1&cursor={cursor}"),
+        None,
+    )
+    .await;
+    assert_eq!(teams["data"][0]["id"], "research");
+    assert_eq!(teams["data"][0]["member_count"], 2);
+
+    for bad in [
+        "/admin/users?limit=0",
+        "/admin/users?limit=1001",
+        "/admin/users?limit=2&limit=3",
+        "/admin/teams?sort=name",
+    ] {
+        let (s, v) = admin(&gw, "GET", bad, None).await;
+        assert_eq!(s, 400, "{bad}: {v}");
+    }
+    gw.stop().await;
+}
