@@ -89,7 +89,7 @@ fn usage() -> ! {
          \x20      portcullis-bench memory [--help for its options]\n\
          \x20      portcullis-bench floor UPSTREAM_ADDR...\n\
          \x20      portcullis-bench guardrails [--cases N] [--gateway-bin PATH] [... see its README section]\n\
-         \x20      portcullis-bench logs [--gateway-bin PATH] [--database URL]... [--records N] [--reps N] [--writer N]\n\
+         \x20      portcullis-bench logs [--gateway-bin PATH] [--database URL]... [--records N] [--reps N] [--writer N] [--load N]\n\
          \x20      portcullis-bench usage [--gateway-bin PATH] [--database URL]... [--reps N]"
     );
     std::process::exit(2)
