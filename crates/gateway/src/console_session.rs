@@ -8,8 +8,9 @@
 //! are read on every use, so a disabled user, a changed role or a left team applies at once. A
 //! master-key session ends when the master key changes.
 //!
-//! The admin API accepts the session wherever it accepts an admin's or a viewer's key
-//! ([`caller`]), under the same rules. [`csrf_guard`] refuses, with 403, every state-changing
+//! The admin API accepts the session wherever it accepts an admin's or a viewer's credential,
+//! or a member's own sign-in ([`caller`]), under the same rules
+//! ([`admin_scope`](crate::admin_scope)). [`csrf_guard`] refuses, with 403, every state-changing
 //! request to `/admin/` or `/ui/api/` that relies on the session cookie unless it carries the
 //! session's anti-CSRF token in `x-portcullis-csrf` and comes from the console's own origin.
 //! No other endpoint reads the cookie: the LLM and MCP APIs take only explicit credentials.
