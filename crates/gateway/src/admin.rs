@@ -41,7 +41,9 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use uuid::Uuid;
 
-use crate::admin_scope::{Reach, RecordScope, may_read_record, reach, record_scope};
+use crate::admin_scope::{
+    Reach, RecordScope, admin_required, may_read_record, reach, record_scope,
+};
 use crate::respond;
 use crate::state::AppState;
 
@@ -91,7 +93,7 @@ where
     reach_json(state, headers, status, |reach| async move {
         match reach {
             Reach::Everything => f().await,
-            _ => Err(forbidden_admin()),
+            _ => Err(admin_required()),
         }
     })
     .await
@@ -128,12 +130,8 @@ pub(crate) async fn require_admin(
     if crate::admin_scope::is_admin(&who.identity) {
         Ok(who)
     } else {
-        Err(forbidden_admin())
+        Err(admin_required())
     }
-}
-
-fn forbidden_admin() -> GatewayError {
-    crate::admin_scope::admin_required()
 }
 
 /// The caller's reach into the admin API ([`admin_scope`](crate::admin_scope)), or 403.
@@ -142,7 +140,7 @@ pub(crate) async fn require_reach(
     headers: &HeaderMap,
 ) -> Result<Reach, GatewayError> {
     let who = crate::console_session::caller(state, headers).await?;
-    reach(&who.identity).ok_or_else(forbidden_admin)
+    reach(&who.identity).ok_or_else(admin_required)
 }
 
 /// Who may read logs and usage, and which records a read then covers: see

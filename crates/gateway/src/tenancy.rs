@@ -365,8 +365,8 @@ struct PatchLimits {
     budget: Option<Option<KeyBudget>>,
 }
 
-/// Applies a `PATCH` body's `limits` (the rate limits, replaced as a whole) and `budget` to
-/// what is stored for a team or user: left out stays, `null` clears.
+/// Applies a `PATCH` body's `limits` and `budget` to what is stored for a team or user
+/// ([`Directory::patch_owner_limits`]); a body with neither changes nothing.
 async fn patch_owner_limits(
     dir: &Directory,
     owner: LimitsOwner,
@@ -377,17 +377,8 @@ async fn patch_owner_limits(
     if limits.is_none() && budget.is_none() {
         return Ok(());
     }
-    let mut stored = dir.owner_limits(owner, id).unwrap_or_default();
-    if let Some(l) = limits {
-        let l = l.unwrap_or_default();
-        stored.requests_per_minute = l.requests_per_minute;
-        stored.tokens_per_minute = l.tokens_per_minute;
-        stored.max_in_flight = l.max_in_flight;
-    }
-    if let Some(b) = budget {
-        stored.budget = b;
-    }
-    dir.set_owner_limits(owner, id, Some(stored))
+    let rate_limits = limits.map(|l| l.map(KeyLimits::from));
+    dir.patch_owner_limits(owner, id, rate_limits, budget)
         .await
         .map_err(manage_error)?;
     Ok(())
@@ -864,6 +855,17 @@ struct RateLimitsBody {
     max_in_flight: Option<u32>,
 }
 
+impl From<RateLimitsBody> for KeyLimits {
+    fn from(l: RateLimitsBody) -> Self {
+        KeyLimits {
+            requests_per_minute: l.requests_per_minute,
+            tokens_per_minute: l.tokens_per_minute,
+            max_in_flight: l.max_in_flight,
+            budget: None,
+        }
+    }
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct CreateKey {
@@ -923,16 +925,9 @@ pub async fn create_key(
             None => None,
         };
         let limits = if req.limits.is_some() || req.budget.is_some() {
-            let l = req.limits.unwrap_or(RateLimitsBody {
-                requests_per_minute: None,
-                tokens_per_minute: None,
-                max_in_flight: None,
-            });
             Some(KeyLimits {
-                requests_per_minute: l.requests_per_minute,
-                tokens_per_minute: l.tokens_per_minute,
-                max_in_flight: l.max_in_flight,
                 budget: req.budget,
+                ..KeyLimits::from(req.limits.unwrap_or_default())
             })
         } else {
             None
@@ -1197,14 +1192,7 @@ pub async fn patch_key(
             Some(None) => Some(None),
             None => None,
         };
-        let rate_limits = req.limits.map(|l| {
-            l.map(|l| KeyLimits {
-                requests_per_minute: l.requests_per_minute,
-                tokens_per_minute: l.tokens_per_minute,
-                max_in_flight: l.max_in_flight,
-                budget: None,
-            })
-        });
+        let rate_limits = req.limits.map(|l| l.map(KeyLimits::from));
         let key = directory(state)?
             .update_key(
                 &id,

@@ -273,8 +273,10 @@ struct Snapshot {
     mcp_access: portcullis_policy::AccessRules,
     /// Users' and teams' MCP server credentials, opened (`crate::mcp_credentials`).
     mcp_credentials: crate::mcp_credentials::McpCredentialIndex,
-    /// Teams' and users' own limits and budgets (`owner_limits`), with their limiter rules.
-    owner_limits: HashMap<(LimitsOwner, String), OwnerLimits>,
+    /// Teams' own limits and budgets (`owner_limits`), with their limiter rules, by team id.
+    team_limits: HashMap<String, OwnerLimits>,
+    /// Users' own limits and budgets, by user id.
+    user_limits: HashMap<String, OwnerLimits>,
 }
 
 /// A team's or user's own limits, as stored and as limiter rules.
@@ -721,10 +723,12 @@ impl Directory {
 
     /// The limits and budget stored for a whole team or user, if any.
     pub fn owner_limits(&self, owner: LimitsOwner, id: &str) -> Option<KeyLimits> {
-        self.snapshot()
-            .owner_limits
-            .get(&(owner, id.to_owned()))
-            .map(|o| o.limits.clone())
+        let snapshot = self.snapshot();
+        let map = match owner {
+            LimitsOwner::Team => &snapshot.team_limits,
+            LimitsOwner::User => &snapshot.user_limits,
+        };
+        map.get(id).map(|o| o.limits.clone())
     }
 
     /// `who` with the teams its user has left since its credential was issued taken away (a
@@ -890,18 +894,16 @@ impl Snapshot {
         teams: &[String],
         own: Option<Vec<Rule>>,
     ) -> Option<Arc<[Rule]>> {
-        if self.owner_limits.is_empty() {
+        if self.team_limits.is_empty() && self.user_limits.is_empty() {
             return own.map(Arc::from);
         }
         let mut rules = own.unwrap_or_default();
         let stored = user
-            .map(|u| (LimitsOwner::User, u))
+            .and_then(|u| self.user_limits.get(u))
             .into_iter()
-            .chain(teams.iter().map(|t| (LimitsOwner::Team, t.as_str())));
-        for (owner, id) in stored {
-            if let Some(o) = self.owner_limits.get(&(owner, id.to_owned())) {
-                rules.extend(o.rules.iter().cloned());
-            }
+            .chain(teams.iter().filter_map(|t| self.team_limits.get(t)));
+        for o in stored {
+            rules.extend(o.rules.iter().cloned());
         }
         (!rules.is_empty()).then(|| Arc::from(rules))
     }
@@ -965,15 +967,12 @@ impl Snapshot {
                 tracing::error!(owner = %record.owner_id, "malformed stored limits; ignoring them");
                 continue;
             };
-            let (scope, prefix) = match record.owner {
-                LimitsOwner::Team => (ScopeKind::Team, "team"),
-                LimitsOwner::User => (ScopeKind::User, "user"),
+            let (scope, prefix, map) = match record.owner {
+                LimitsOwner::Team => (ScopeKind::Team, "team", &mut snapshot.team_limits),
+                LimitsOwner::User => (ScopeKind::User, "user", &mut snapshot.user_limits),
             };
             let rules = limit_rules(prefix, scope, &record.owner_id, &limits);
-            snapshot.owner_limits.insert(
-                (record.owner, record.owner_id),
-                OwnerLimits { limits, rules },
-            );
+            map.insert(record.owner_id, OwnerLimits { limits, rules });
         }
         let teams: HashSet<String> = teams.into_iter().map(|t: TeamRecord| t.id).collect();
         let now = now_ms();

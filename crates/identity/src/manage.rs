@@ -187,6 +187,30 @@ pub(crate) fn check_id(what: &str, id: &str) -> Result<(), ManageError> {
 }
 
 impl KeyLimits {
+    /// Limits as stored (JSON); none when absent or unreadable.
+    fn stored(text: Option<&str>) -> KeyLimits {
+        text.and_then(|l| serde_json::from_str(l).ok())
+            .unwrap_or_default()
+    }
+
+    /// These limits with a `PATCH`'s changes applied: `rate_limits` replaces the rate limits
+    /// as a whole (`Some(None)` clears them; its budget is ignored), `budget` the budget;
+    /// `None` leaves either as it is.
+    pub fn patched(
+        self,
+        rate_limits: Option<Option<KeyLimits>>,
+        budget: Option<Option<KeyBudget>>,
+    ) -> KeyLimits {
+        let rate = match rate_limits {
+            Some(new) => new.unwrap_or_default(),
+            None => self.clone(),
+        };
+        KeyLimits {
+            budget: budget.unwrap_or(self.budget),
+            ..rate
+        }
+    }
+
     fn validate(&self) -> Result<(), ManageError> {
         if self.requests_per_minute == Some(0)
             || self.tokens_per_minute == Some(0)
@@ -352,14 +376,17 @@ impl Directory {
         self.find_user(&user.id).await
     }
 
-    /// Stores the limits and budget of a whole team or user (`None`, or limits that set
-    /// nothing, removes them), checked as a key's are. They bind every request accounted to
-    /// that team or user, whatever key or token it comes with. Answers what is now stored.
-    pub async fn set_owner_limits(
+    /// Changes the limits and budget stored for a whole team or user, as a key's `PATCH` does
+    /// ([`KeyLimits::patched`]: `rate_limits` replaces the rate limits, `budget` the budget,
+    /// `None` leaves either as it is), checked as a key's are; limits that set nothing are
+    /// removed. They bind every request accounted to that team or user, whatever key or token
+    /// it comes with. Answers what is now stored.
+    pub async fn patch_owner_limits(
         &self,
         owner: LimitsOwner,
         id: &str,
-        limits: Option<KeyLimits>,
+        rate_limits: Option<Option<KeyLimits>>,
+        budget: Option<Option<KeyBudget>>,
     ) -> Result<Option<KeyLimits>, ManageError> {
         let owner_id = match owner {
             LimitsOwner::Team => {
@@ -368,13 +395,18 @@ impl Directory {
             }
             LimitsOwner::User => self.find_user(id).await?.id,
         };
-        let limits = limits.filter(|l| *l != KeyLimits::default());
+        let stored = self.store().owner_limits_of(owner, &owner_id).await?;
+        if rate_limits.is_none() && budget.is_none() {
+            return Ok(stored.map(|t| KeyLimits::stored(Some(&t))));
+        }
+        let limits = KeyLimits::stored(stored.as_deref()).patched(rate_limits, budget);
+        let limits = (limits != KeyLimits::default()).then_some(limits);
         if let Some(l) = &limits {
             l.validate()?;
         }
-        let stored = limits.as_ref().and_then(stored_limits);
+        let text = limits.as_ref().and_then(stored_limits);
         self.store()
-            .set_owner_limits(owner, &owner_id, stored.as_deref())
+            .set_owner_limits(owner, &owner_id, text.as_deref())
             .await?;
         self.invalidate().await?;
         Ok(limits)
@@ -550,23 +582,8 @@ impl Directory {
             Some(m) => m,
             None => stored_list(&key.models),
         };
-        let old_limits: KeyLimits = key
-            .limits
-            .as_deref()
-            .and_then(|l| serde_json::from_str(l).ok())
-            .unwrap_or_default();
-        let mut limits = match update.rate_limits {
-            Some(Some(l)) => KeyLimits { budget: None, ..l },
-            Some(None) => KeyLimits::default(),
-            None => KeyLimits {
-                budget: None,
-                ..old_limits.clone()
-            },
-        };
-        limits.budget = match update.budget {
-            Some(b) => b,
-            None => old_limits.budget,
-        };
+        let limits =
+            KeyLimits::stored(key.limits.as_deref()).patched(update.rate_limits, update.budget);
         let limits = (limits != KeyLimits::default()).then_some(limits);
         let controls = match update.controls {
             Some(c) => c,

@@ -263,6 +263,12 @@ pub trait TenancyStore: crate::McpAccessStore + Send + Sync + std::fmt::Debug {
     ) -> Result<(), StoreError>;
     /// Every team's and user's stored limits.
     async fn owner_limits(&self) -> Result<Vec<OwnerLimitsRecord>, StoreError>;
+    /// The limits stored for one team or user (JSON), if any.
+    async fn owner_limits_of(
+        &self,
+        owner: LimitsOwner,
+        owner_id: &str,
+    ) -> Result<Option<String>, StoreError>;
 
     /// Adds a user to a team (idempotent).
     async fn add_member(&self, team_id: &str, user_id: &str) -> Result<(), StoreError>;
@@ -660,6 +666,20 @@ macro_rules! tenancy_store {
                 };
                 self.exec_bumped(q).await?;
                 Ok(())
+            }
+
+            async fn owner_limits_of(
+                &self,
+                owner: LimitsOwner,
+                owner_id: &str,
+            ) -> Result<Option<String>, StoreError> {
+                Ok(sqlx::query_scalar(
+                    "SELECT limits FROM owner_limits WHERE owner_kind = $1 AND owner_id = $2",
+                )
+                .bind(owner.as_str())
+                .bind(owner_id)
+                .fetch_optional(self.pool())
+                .await?)
             }
 
             async fn owner_limits(&self) -> Result<Vec<OwnerLimitsRecord>, StoreError> {
