@@ -98,6 +98,14 @@ def sign_in_with_master_key(w: Watched, next_path="/ui/"):
     expect(w.page.get_by_text("Signed in as")).to_be_visible()
 
 
+def sign_in_with_password(w: Watched, user):
+    w.page.goto("/ui/sign-in")
+    w.page.get_by_role("tab", name="User and password").click()
+    w.page.get_by_label("User id or e-mail").fill(user)
+    w.page.get_by_label("Password").fill(PASSWORD)
+    w.page.get_by_role("button", name="Sign in").click()
+
+
 def chat(gw, key, model, metadata=None):
     client = openai.OpenAI(base_url=f"{gw.url}/v1", api_key=key, max_retries=0)
     headers = {"x-portcullis-metadata": json.dumps(metadata)} if metadata else None
@@ -229,11 +237,7 @@ def test_a_viewer_sees_only_its_teams_requests_and_changes_nothing(gw, browser):
 
     w = Watched(browser, gw.url)
     page = w.page
-    page.goto("/ui/sign-in")
-    page.get_by_role("tab", name="User and password").click()
-    page.get_by_label("User id or e-mail").fill("vic@example.com")
-    page.get_by_label("Password").fill(PASSWORD)
-    page.get_by_role("button", name="Sign in").click()
+    sign_in_with_password(w, "vic@example.com")
     expect(page.get_by_text("Signed in as")).to_contain_text("viewer")
     # Admin pages are not offered…
     expect(page.get_by_role("link", name="Virtual keys")).to_have_count(0)
@@ -403,11 +407,7 @@ def test_a_member_makes_a_key_for_itself_and_sees_only_its_own_requests(gw, brow
 
     w = Watched(browser, gw.url)
     page = w.page
-    page.goto("/ui/sign-in")
-    page.get_by_role("tab", name="User and password").click()
-    page.get_by_label("User id or e-mail").fill("mia")
-    page.get_by_label("Password").fill(PASSWORD)
-    page.get_by_role("button", name="Sign in").click()
+    sign_in_with_password(w, "mia")
     expect(page.get_by_text("Signed in as")).to_contain_text("member")
     # Its own pages only.
     expect(page.get_by_role("link", name="Virtual keys")).to_be_visible()
