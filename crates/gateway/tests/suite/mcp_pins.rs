@@ -169,8 +169,13 @@ async fn a_changed_definition_is_withheld_until_an_admin_approves_it() {
     assert!(call(&gw, "/mcp", "echo__tool-1").await["result"].is_object());
     assert_eq!(mock.calls(), 2);
 
-    // The log says the call was withheld.
-    let logs = gw.logs("limit=1000", 0).await;
+    // The log says the call was withheld (written in the background: wait for its record).
+    let logs = gw
+        .logs(
+            "limit=1000&model=echo__tool-0&metadata.decision=withheld",
+            1,
+        )
+        .await;
     let withheld: Vec<&Value> = logs
         .iter()
         .filter(|r| {
